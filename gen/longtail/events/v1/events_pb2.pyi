@@ -1,0 +1,69 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from longtail.metadata.v1 import video_pb2 as _video_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TranscodeRequest(_message.Message):
+    __slots__ = ("video_id", "raw_bucket", "raw_object_key", "request_time")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    RAW_BUCKET_FIELD_NUMBER: _ClassVar[int]
+    RAW_OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TIME_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    raw_bucket: str
+    raw_object_key: str
+    request_time: _timestamp_pb2.Timestamp
+    def __init__(self, video_id: _Optional[str] = ..., raw_bucket: _Optional[str] = ..., raw_object_key: _Optional[str] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TranscodeResult(_message.Message):
+    __slots__ = ("video_id", "success", "failure_reason", "duration_seconds", "renditions", "thumbnails", "manifests", "worker_id")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RENDITIONS_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAILS_FIELD_NUMBER: _ClassVar[int]
+    MANIFESTS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    success: bool
+    failure_reason: str
+    duration_seconds: float
+    renditions: _containers.RepeatedCompositeFieldContainer[_video_pb2.Rendition]
+    thumbnails: _containers.RepeatedCompositeFieldContainer[_video_pb2.Thumbnail]
+    manifests: _containers.RepeatedCompositeFieldContainer[_video_pb2.StreamManifest]
+    worker_id: str
+    def __init__(self, video_id: _Optional[str] = ..., success: _Optional[bool] = ..., failure_reason: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., renditions: _Optional[_Iterable[_Union[_video_pb2.Rendition, _Mapping]]] = ..., thumbnails: _Optional[_Iterable[_Union[_video_pb2.Thumbnail, _Mapping]]] = ..., manifests: _Optional[_Iterable[_Union[_video_pb2.StreamManifest, _Mapping]]] = ..., worker_id: _Optional[str] = ...) -> None: ...
+
+class VideoPublished(_message.Message):
+    __slots__ = ("video_id", "channel_id", "title", "publish_time")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_TIME_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    channel_id: str
+    title: str
+    publish_time: _timestamp_pb2.Timestamp
+    def __init__(self, video_id: _Optional[str] = ..., channel_id: _Optional[str] = ..., title: _Optional[str] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ViewEvent(_message.Message):
+    __slots__ = ("video_id", "region", "kind", "bytes_watched", "event_time")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BYTES_WATCHED_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    region: str
+    kind: str
+    bytes_watched: int
+    event_time: _timestamp_pb2.Timestamp
+    def __init__(self, video_id: _Optional[str] = ..., region: _Optional[str] = ..., kind: _Optional[str] = ..., bytes_watched: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

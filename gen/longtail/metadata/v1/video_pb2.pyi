@@ -1,0 +1,168 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class VideoStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIDEO_STATUS_UNSPECIFIED: _ClassVar[VideoStatus]
+    VIDEO_STATUS_UPLOADING: _ClassVar[VideoStatus]
+    VIDEO_STATUS_PROCESSING: _ClassVar[VideoStatus]
+    VIDEO_STATUS_READY: _ClassVar[VideoStatus]
+    VIDEO_STATUS_FAILED: _ClassVar[VideoStatus]
+
+class ServedFrom(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SERVED_FROM_UNSPECIFIED: _ClassVar[ServedFrom]
+    SERVED_FROM_ORIGIN: _ClassVar[ServedFrom]
+    SERVED_FROM_CDN: _ClassVar[ServedFrom]
+
+class AdPosition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AD_POSITION_UNSPECIFIED: _ClassVar[AdPosition]
+    AD_POSITION_PRE_ROLL: _ClassVar[AdPosition]
+    AD_POSITION_MID_ROLL: _ClassVar[AdPosition]
+    AD_POSITION_POST_ROLL: _ClassVar[AdPosition]
+VIDEO_STATUS_UNSPECIFIED: VideoStatus
+VIDEO_STATUS_UPLOADING: VideoStatus
+VIDEO_STATUS_PROCESSING: VideoStatus
+VIDEO_STATUS_READY: VideoStatus
+VIDEO_STATUS_FAILED: VideoStatus
+SERVED_FROM_UNSPECIFIED: ServedFrom
+SERVED_FROM_ORIGIN: ServedFrom
+SERVED_FROM_CDN: ServedFrom
+AD_POSITION_UNSPECIFIED: AdPosition
+AD_POSITION_PRE_ROLL: AdPosition
+AD_POSITION_MID_ROLL: AdPosition
+AD_POSITION_POST_ROLL: AdPosition
+
+class Channel(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class Thumbnail(_message.Message):
+    __slots__ = ("kind", "object_key", "width", "height")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    object_key: str
+    width: int
+    height: int
+    def __init__(self, kind: _Optional[str] = ..., object_key: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class AdBreak(_message.Message):
+    __slots__ = ("position", "offset_seconds", "duration_seconds", "creative_url", "ad_id")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CREATIVE_URL_FIELD_NUMBER: _ClassVar[int]
+    AD_ID_FIELD_NUMBER: _ClassVar[int]
+    position: AdPosition
+    offset_seconds: float
+    duration_seconds: float
+    creative_url: str
+    ad_id: str
+    def __init__(self, position: _Optional[_Union[AdPosition, str]] = ..., offset_seconds: _Optional[float] = ..., duration_seconds: _Optional[float] = ..., creative_url: _Optional[str] = ..., ad_id: _Optional[str] = ...) -> None: ...
+
+class Rendition(_message.Message):
+    __slots__ = ("codec", "width", "height", "bitrate_bps", "container", "object_key", "frame_rate", "codecs", "vmaf")
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BITRATE_BPS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    FRAME_RATE_FIELD_NUMBER: _ClassVar[int]
+    CODECS_FIELD_NUMBER: _ClassVar[int]
+    VMAF_FIELD_NUMBER: _ClassVar[int]
+    codec: str
+    width: int
+    height: int
+    bitrate_bps: int
+    container: str
+    object_key: str
+    frame_rate: float
+    codecs: str
+    vmaf: float
+    def __init__(self, codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., bitrate_bps: _Optional[int] = ..., container: _Optional[str] = ..., object_key: _Optional[str] = ..., frame_rate: _Optional[float] = ..., codecs: _Optional[str] = ..., vmaf: _Optional[float] = ...) -> None: ...
+
+class PlacementDecision(_message.Message):
+    __slots__ = ("region", "served_from", "policy", "predicted_views", "decide_time")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    SERVED_FROM_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_VIEWS_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_TIME_FIELD_NUMBER: _ClassVar[int]
+    region: str
+    served_from: ServedFrom
+    policy: str
+    predicted_views: float
+    decide_time: _timestamp_pb2.Timestamp
+    def __init__(self, region: _Optional[str] = ..., served_from: _Optional[_Union[ServedFrom, str]] = ..., policy: _Optional[str] = ..., predicted_views: _Optional[float] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class StreamManifest(_message.Message):
+    __slots__ = ("codec", "protocol", "object_key")
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    codec: str
+    protocol: str
+    object_key: str
+    def __init__(self, codec: _Optional[str] = ..., protocol: _Optional[str] = ..., object_key: _Optional[str] = ...) -> None: ...
+
+class Video(_message.Message):
+    __slots__ = ("id", "title", "description", "channel", "thumbnails", "ad_breaks", "duration_seconds", "status", "failure_reason", "renditions", "placements", "manifests", "raw_object_key", "size_bytes", "language", "category", "create_time", "update_time", "publish_time", "etag")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAILS_FIELD_NUMBER: _ClassVar[int]
+    AD_BREAKS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    RENDITIONS_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENTS_FIELD_NUMBER: _ClassVar[int]
+    MANIFESTS_FIELD_NUMBER: _ClassVar[int]
+    RAW_OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_TIME_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    title: str
+    description: str
+    channel: Channel
+    thumbnails: _containers.RepeatedCompositeFieldContainer[Thumbnail]
+    ad_breaks: _containers.RepeatedCompositeFieldContainer[AdBreak]
+    duration_seconds: float
+    status: VideoStatus
+    failure_reason: str
+    renditions: _containers.RepeatedCompositeFieldContainer[Rendition]
+    placements: _containers.RepeatedCompositeFieldContainer[PlacementDecision]
+    manifests: _containers.RepeatedCompositeFieldContainer[StreamManifest]
+    raw_object_key: str
+    size_bytes: int
+    language: str
+    category: str
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    publish_time: _timestamp_pb2.Timestamp
+    etag: str
+    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., channel: _Optional[_Union[Channel, _Mapping]] = ..., thumbnails: _Optional[_Iterable[_Union[Thumbnail, _Mapping]]] = ..., ad_breaks: _Optional[_Iterable[_Union[AdBreak, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., failure_reason: _Optional[str] = ..., renditions: _Optional[_Iterable[_Union[Rendition, _Mapping]]] = ..., placements: _Optional[_Iterable[_Union[PlacementDecision, _Mapping]]] = ..., manifests: _Optional[_Iterable[_Union[StreamManifest, _Mapping]]] = ..., raw_object_key: _Optional[str] = ..., size_bytes: _Optional[int] = ..., language: _Optional[str] = ..., category: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,44 @@
+"""Backends of the ports in `longtail_common.ports`, and the factories that pick one by config."""
+from __future__ import annotations
+
+from longtail_common.config import Config
+from longtail_common.ports import MetadataStore, ObjectStore, TopicBus
+
+
+def make_metadata_store(cfg: Config) -> MetadataStore:
+    kind = cfg.backends.metadata
+    if kind == "sqlite":
+        from longtail_common.adapters.sqlite_metadata import SqliteMetadataStore
+
+        return SqliteMetadataStore(cfg.data_path / "metadata.sqlite3")
+    if kind == "scylla":
+        from longtail_common.adapters.scylla_metadata import ScyllaMetadataStore
+
+        return ScyllaMetadataStore(cfg.scylla)
+    raise ValueError(f"unknown metadata backend {kind!r} (sqlite | scylla)")
+
+
+def make_object_store(cfg: Config) -> ObjectStore:
+    kind = cfg.backends.objects
+    if kind == "fs":
+        from longtail_common.adapters.fs_objects import FilesystemObjectStore
+
+        return FilesystemObjectStore(cfg.data_path / "objects")
+    if kind == "s3":
+        from longtail_common.adapters.s3_objects import S3ObjectStore
+
+        return S3ObjectStore(cfg.s3)
+    raise ValueError(f"unknown object backend {kind!r} (fs | s3)")
+
+
+def make_topic_bus(cfg: Config) -> TopicBus:
+    kind = cfg.backends.topics
+    if kind == "local":
+        from longtail_common.adapters.local_log import LocalTopicBus
+
+        return LocalTopicBus(cfg.data_path / "topics")
+    if kind == "kafka":
+        from longtail_common.adapters.kafka_topics import KafkaTopicBus
+
+        return KafkaTopicBus(cfg.kafka)
+    raise ValueError(f"unknown topic backend {kind!r} (local | kafka)")

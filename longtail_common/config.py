@@ -1,0 +1,138 @@
+"""Configuration: one TOML file plus LONGTAIL_* environment overrides.
+
+Embedded backends are the default, so `longtail up` needs no file at all. Environment
+overrides use `LONGTAIL_<SECTION>__<KEY>` (double underscore between section and key),
+e.g. `LONGTAIL_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import tomllib
+from dataclasses import dataclass, field
+
+
+@dataclass
+class BackendsConfig:
+    metadata: str = "sqlite"  # sqlite | scylla
+    objects: str = "fs"  # fs | s3
+    topics: str = "local"  # local | kafka
+
+
+@dataclass
+class ScyllaConfig:
+    contact_points: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    port: int = 9042
+    keyspace: str = "longtail"
+    local_dc: str = ""
+    replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    consistency: str = "LOCAL_QUORUM"
+    username: str = ""
+    password: str = ""
+
+
+@dataclass
+class S3Config:
+    endpoint: str = "127.0.0.1:9000"
+    access_key: str = ""
+    secret_key: str = ""
+    secure: bool = False
+    region: str = "us-east-1"
+    bucket_prefix: str = "longtail-"
+
+
+@dataclass
+class KafkaConfig:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    partitions: int = 4
+    replication_factor: int = 1
+
+
+@dataclass
+class ServicesConfig:
+    """gRPC addresses of the services (host:port). The launcher fills these in."""
+
+    metadata: str = "127.0.0.1:50051"
+    upload: str = "127.0.0.1:50052"
+    transcoder: str = "127.0.0.1:50053"
+    placement: str = "127.0.0.1:50054"
+
+
+@dataclass
+class PlatformConfig:
+    # CDN regions placement decides for.
+    regions: list[str] = field(default_factory=lambda: ["US", "GB", "DE", "JP", "BR", "IN"])
+    default_region: str = "US"
+    # Raw uploads are deleted this long after their video is READY (FAILED ones are kept).
+    raw_retention_s: int = 86400
+    # Max upload size the gateway accepts.
+    max_upload_bytes: int = 8 * 1024**3
+    transcode_max_attempts: int = 3
+    transcode_timeout_s: int = 3600
+
+
+@dataclass
+class Config:
+    data_dir: str = ".longtail"
+    backends: BackendsConfig = field(default_factory=BackendsConfig)
+    scylla: ScyllaConfig = field(default_factory=ScyllaConfig)
+    s3: S3Config = field(default_factory=S3Config)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    services: ServicesConfig = field(default_factory=ServicesConfig)
+    platform: PlatformConfig = field(default_factory=PlatformConfig)
+
+    @property
+    def data_path(self) -> pathlib.Path:
+        return pathlib.Path(self.data_dir).resolve()
+
+    def to_env(self) -> dict[str, str]:
+        """The whole config as one env var, so child processes see exactly this config."""
+        return {"LONGTAIL_CONFIG_JSON": json.dumps(dataclasses.asdict(self))}
+
+
+def _coerce(current, raw: str):
+    if isinstance(current, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(current, int):
+        return int(raw)
+    if isinstance(current, list):
+        return [x.strip() for x in raw.split(",") if x.strip()]
+    return raw
+
+
+def _apply(obj, data: dict) -> None:
+    for key, value in data.items():
+        if not hasattr(obj, key):
+            raise ValueError(f"unknown config key {key!r} in [{type(obj).__name__}]")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"config section {key!r} must be a table")
+            _apply(current, value)
+        else:
+            setattr(obj, key, value)
+
+
+def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Config:
+    env = dict(os.environ if env is None else env)
+    cfg = Config()
+    if env.get("LONGTAIL_CONFIG_JSON"):
+        _apply(cfg, json.loads(env["LONGTAIL_CONFIG_JSON"]))
+        return cfg
+    path = path or env.get("LONGTAIL_CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            _apply(cfg, tomllib.load(fh))
+    if env.get("LONGTAIL_DATA_DIR"):
+        cfg.data_dir = env["LONGTAIL_DATA_DIR"]
+    for name, raw in env.items():
+        if not name.startswith("LONGTAIL_") or "__" not in name:
+            continue
+        section, _, key = name[len("LONGTAIL_"):].lower().partition("__")
+        target = getattr(cfg, section, None)
+        if target is None or not dataclasses.is_dataclass(target) or not hasattr(target, key):
+            raise ValueError(f"unknown config override {name}")
+        setattr(target, key, _coerce(getattr(target, key), raw))
+    return cfg

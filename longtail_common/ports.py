@@ -1,0 +1,232 @@
+"""The three ports every service talks to its infrastructure through.
+
+Each port has an embedded backend (SQLite, filesystem, a local durable log) and a real
+one (ScyllaDB, MinIO/S3, Kafka). Services only ever see these interfaces; which backend
+is used is a configuration choice (see `longtail_common.config`). One contract test
+suite per port (tests/contract/) runs against every backend.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterator, Protocol, runtime_checkable
+
+# ---------------------------------------------------------------------------------------
+# Errors shared by every backend
+
+
+class PortError(Exception):
+    """Base class for errors a port reports to its caller."""
+
+
+class NotFoundError(PortError):
+    pass
+
+
+class AlreadyExistsError(PortError):
+    pass
+
+
+class ConflictError(PortError):
+    """A conditional write lost: the stored etag did not match the expected one."""
+
+
+class InvalidKeyError(PortError, ValueError):
+    """An id or object key that could escape its prefix or is otherwise malformed."""
+
+
+class BackendUnavailableError(PortError):
+    """The backing server cannot be reached (retry with backoff)."""
+
+
+# Ids appear in object keys and topic keys: keep them to a safe alphabet so a key can
+# never escape its prefix (no '/', no '..').
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def validate_id(value: str, what: str = "id") -> str:
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise InvalidKeyError(
+            f"invalid {what} {value!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    return value
+
+
+_KEY_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_.=-]+$")
+
+
+def validate_object_key(key: str) -> str:
+    """Object keys are '/'-separated segments of a safe alphabet; no '.' or '..' segments."""
+    if not key or key.startswith("/") or key.endswith("/"):
+        raise InvalidKeyError(f"invalid object key {key!r}")
+    for segment in key.split("/"):
+        if segment in ("", ".", "..") or not _KEY_SEGMENT_RE.match(segment):
+            raise InvalidKeyError(f"invalid object key {key!r}")
+    return key
+
+
+# ---------------------------------------------------------------------------------------
+# Metadata port: a key-value store of videos (serialized protobuf) plus a by-channel index
+
+
+@dataclass
+class VideoRecord:
+    """A stored video. `payload` is a serialized longtail.metadata.v1.Video.
+
+    The other fields are denormalised copies the store needs for indexing and
+    conditional writes; the payload is the source of truth for everything else.
+    """
+
+    video_id: str
+    channel_id: str
+    status: int  # longtail.metadata.v1.VideoStatus value
+    create_time_us: int  # microseconds since the epoch; orders the channel listing
+    etag: str
+    payload: bytes
+
+
+@runtime_checkable
+class MetadataStore(Protocol):
+    def create_video(self, record: VideoRecord) -> None:
+        """Insert; raises AlreadyExistsError if the id exists."""
+
+    def get_video(self, video_id: str) -> VideoRecord | None: ...
+
+    def get_videos(self, video_ids: list[str]) -> list[VideoRecord]:
+        """Found records in request order; missing ids are skipped."""
+
+    def replace_video(self, record: VideoRecord, expected_etag: str) -> None:
+        """Compare-and-set on etag: raises NotFoundError or ConflictError."""
+
+    def list_channel_videos(
+        self, channel_id: str, page_size: int, cursor: str | None, status: int | None
+    ) -> tuple[list[VideoRecord], str | None]:
+        """Newest first. `cursor` is opaque (from a previous call); returns next cursor or None."""
+
+    def put_channel(self, channel_id: str, name: str) -> None: ...
+
+    def get_channel(self, channel_id: str) -> str | None:
+        """The channel's name, or None."""
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------
+# Object port: buckets of immutable objects
+
+
+@dataclass
+class ObjectInfo:
+    key: str
+    size: int
+    content_type: str = "application/octet-stream"
+    etag: str = ""
+
+
+# Bucket names used by the platform. Raw uploads are temporary; media holds variants.
+RAW_BUCKET = "raw"
+MEDIA_BUCKET = "media"
+EDGE_BUCKET_PREFIX = "edge-"  # one bucket per CDN region in the embedded setup
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    def ensure_bucket(self, bucket: str) -> None: ...
+
+    def put_file(self, bucket: str, key: str, path: str, content_type: str | None = None) -> None:
+        """Upload a local file (streamed; multipart for large files). Atomic: readers see the
+        whole object or nothing."""
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> None: ...
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        """Whole object; raises NotFoundError. Only for small objects (playlists, json)."""
+
+    def open_stream(self, bucket: str, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Streams bytes [start, end] inclusive (end None = to the end) in chunks; NotFoundError."""
+
+    def download_file(self, bucket: str, key: str, path: str) -> None: ...
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None: ...
+
+    def list_keys(self, bucket: str, prefix: str = "") -> Iterator[str]: ...
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Idempotent."""
+
+    def presigned_get_url(self, bucket: str, key: str, expires_s: int = 3600) -> str | None:
+        """A URL a client can GET directly, or None when the backend has none (embedded)."""
+
+
+# ---------------------------------------------------------------------------------------
+# Topic port: Kafka's semantics that matter here
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = field(default_factory=tuple)
+    timestamp_ms: int = 0
+
+    def header(self, name: str) -> bytes | None:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+@runtime_checkable
+class TopicProducer(Protocol):
+    def publish(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: dict[str, bytes] | None = None
+    ) -> None:
+        """Durable when it returns (acks=all / fsync). Same key -> same partition."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class TopicConsumer(Protocol):
+    """A member of a consumer group. Partitions are shared among live members; a member
+    that stops heartbeating (crashed) loses its partitions to the others, which resume
+    from the last committed offset, so uncommitted messages are redelivered."""
+
+    def poll(self, timeout_s: float = 1.0, max_records: int = 1) -> list[Message]: ...
+
+    def commit(self, message: Message) -> None:
+        """Marks `message` and everything before it in its partition as done for the group."""
+
+    def close(self) -> None:
+        """Leaves the group (partitions are reassigned at once)."""
+
+
+@runtime_checkable
+class TopicBus(Protocol):
+    def ensure_topics(self, topics: dict[str, int]) -> None:
+        """Create topics (name -> partitions) if missing."""
+
+    def producer(self) -> TopicProducer: ...
+
+    def consumer(self, topics: list[str], group_id: str) -> TopicConsumer: ...
+
+    def close(self) -> None: ...
+
+
+# Topic names.
+TOPIC_TRANSCODE_REQUESTS = "transcode.requests"
+TOPIC_TRANSCODE_RESULTS = "transcode.results"
+TOPIC_VIDEO_PUBLISHED = "video.published"
+TOPIC_VIEWS = "views"
+TOPIC_DEAD_LETTER = "deadletter"
+
+DEFAULT_TOPICS = {
+    TOPIC_TRANSCODE_REQUESTS: 4,
+    TOPIC_TRANSCODE_RESULTS: 4,
+    TOPIC_VIDEO_PUBLISHED: 2,
+    TOPIC_VIEWS: 4,
+    TOPIC_DEAD_LETTER: 1,
+}
