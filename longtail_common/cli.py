@@ -1,0 +1,169 @@
+"""The `longtail` command.
+
+  longtail up [--data-dir DIR] [--port N] [--config FILE] [--workers N]
+  longtail demo [--url URL]
+  longtail services start|stop --dir DIR
+  longtail placement evaluate ...
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import httpx
+
+from longtail_common.config import load_config
+
+
+def cmd_up(args) -> int:
+    from longtail_common.launcher import Platform
+
+    cfg = load_config(args.config)
+    if args.data_dir:
+        cfg.data_dir = args.data_dir
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    platform = Platform(cfg, gateway_port=args.port, transcoder_workers=args.workers)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"starting Longtail (data in {cfg.data_path}, logs in {platform.log_dir}) ...", flush=True)
+    try:
+        platform.start()
+    except RuntimeError as exc:
+        print(f"longtail up: {exc}", file=sys.stderr)
+        return 1
+    print(f"Longtail is up: {platform.gateway_url}  (try `longtail demo --url {platform.gateway_url}`; Ctrl-C stops)",
+          flush=True)
+    stop.wait()
+    print("stopping ...", flush=True)
+    platform.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+def make_test_clip(path: str, seconds: int = 10, height: int = 720) -> None:
+    """A reproducible clip from ffmpeg's own sources (moving pattern + tone)."""
+    import imageio_ffmpeg
+
+    width = height * 16 // 9
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+         "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=30:duration={seconds}",
+         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", path],
+        check=True,
+    )
+
+
+def upload_file(client: httpx.Client, base: str, path: str, title: str, channel_id: str, chunk: int = 1 << 20) -> str:
+    size = os.path.getsize(path)
+    resp = client.post(f"{base}/v1/videos", json={"title": title, "description": "Uploaded by longtail demo",
+                                                  "channel_id": channel_id, "size_bytes": size})
+    resp.raise_for_status()
+    created = resp.json()
+    upload_url = created["upload_url"]
+    with open(path, "rb") as fh:
+        offset = 0
+        while offset < size:
+            data = fh.read(chunk)
+            r = client.patch(upload_url, content=data, headers={
+                "Tus-Resumable": "1.0.0", "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream"})
+            r.raise_for_status()
+            offset = int(r.headers["Upload-Offset"])
+    return created["id"]
+
+
+def wait_ready(client: httpx.Client, base: str, video_id: str, timeout_s: float = 600) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        video = client.get(f"{base}/v1/videos/{video_id}").json()
+        if video["status"] in ("READY", "FAILED"):
+            return video
+        time.sleep(0.5)
+    raise TimeoutError(f"video {video_id} not READY after {timeout_s}s")
+
+
+def cmd_demo(args) -> int:
+    base = args.url.rstrip("/")
+    with tempfile.TemporaryDirectory() as tmp, httpx.Client(timeout=60) as client:
+        clip = os.path.join(tmp, "demo.mp4")
+        print("generating a 10 s 720p test clip ...", flush=True)
+        make_test_clip(clip)
+        started = time.monotonic()
+        video_id = upload_file(client, base, clip, "Longtail demo clip", "demo")
+        print(f"uploaded video {video_id}; waiting for READY ...", flush=True)
+        video = wait_ready(client, base, video_id)
+        if video["status"] != "READY":
+            print(f"video FAILED: {video.get('failure_reason')}", file=sys.stderr)
+            return 1
+        print(f"READY after {time.monotonic() - started:.1f}s from upload start", flush=True)
+        watch = client.get(f"{base}/v1/videos/{video_id}/watch", params={"region": args.region, "client": "web"})
+        watch.raise_for_status()
+        print(json.dumps(watch.json(), indent=2))
+    return 0
+
+
+def cmd_services(args) -> int:
+    from longtail_common import testservers
+
+    return testservers.main([args.action, "--dir", args.dir])
+
+
+def cmd_placement(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: longtail placement {evaluate,run} ...")
+        return 0 if argv else 2
+    if argv[0] == "evaluate":
+        from placement_svc.evaluate_cli import main as evaluate_main
+
+        return evaluate_main(argv[1:])
+    if argv[0] == "run":
+        from placement_svc.daily import main as daily_main
+
+        return daily_main(argv[1:])
+    print(f"longtail placement: unknown command {argv[0]!r}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "placement":
+        sys.exit(cmd_placement(argv[1:]))
+    parser = argparse.ArgumentParser(prog="longtail", description="Longtail video platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run every service and the gateway on this machine")
+    up.add_argument("--data-dir", default=None, help="where all data lives (default ./.longtail)")
+    up.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
+    up.add_argument("--config", default=None, help="TOML config file (default: embedded backends)")
+    up.add_argument("--workers", type=int, default=1, help="transcoder workers (default 1)")
+    up.set_defaults(func=cmd_up)
+
+    demo = sub.add_parser("demo", help="upload a generated clip, wait for READY, print its watch payload")
+    demo.add_argument("--url", default="http://127.0.0.1:8080")
+    demo.add_argument("--region", default="US")
+    demo.set_defaults(func=cmd_demo)
+
+    services = sub.add_parser("services", help="start/stop local Kafka, Cassandra and S3Proxy (needs Java, Maven)")
+    services.add_argument("action", choices=["start", "stop"])
+    services.add_argument("--dir", required=True)
+    services.set_defaults(func=cmd_services)
+
+    sub.add_parser("placement", help="placement model: evaluate | run")
+
+    args = parser.parse_args(argv)
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

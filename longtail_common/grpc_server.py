@@ -1,0 +1,136 @@
+"""Running a service: a gRPC server with grpc.health.v1, and clean shutdown on SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from typing import Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class ServiceServer:
+    """Wraps grpc.server with a health servicer whose status the service controls.
+
+    Services start NOT_SERVING and flip to SERVING once their backends answer, so a
+    load balancer (or `longtail up`) never routes to a service that cannot work yet.
+    """
+
+    def __init__(self, service_name: str, address: str, max_workers: int = 16, interceptors=()):
+        self.service_name = service_name
+        self.serving = False
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=service_name),
+            interceptors=[_NotReadyInterceptor(self), *interceptors],
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ],
+        )
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise RuntimeError(f"{service_name}: cannot bind {address}")
+        self.stopping = threading.Event()
+        self.set_serving(False)
+
+    def set_serving(self, serving: bool) -> None:
+        self.serving = serving
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        self.health.set("", status)
+        self.health.set(self.service_name, status)
+
+    def start(self) -> None:
+        """Starts serving (health first) and turns SIGTERM/SIGINT into `stopping`."""
+
+        def handle(signum, _frame):
+            log.info("%s: signal %d, shutting down", self.service_name, signum)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+        self.server.start()
+        log.info("%s listening on port %d", self.service_name, self.port)
+
+    def run_until_signalled(self, on_stop: Callable[[], None] | None = None) -> None:
+        """Blocks until SIGTERM/SIGINT, then drains in-flight calls and stops."""
+        while not self.stopping.wait(0.5):
+            pass
+        self.set_serving(False)
+        if on_stop:
+            on_stop()
+        self.server.stop(grace=5).wait()
+
+
+class _NotReadyInterceptor(grpc.ServerInterceptor):
+    """Until the service's backends are connected, every call but health checks gets
+    UNAVAILABLE, which clients retry (instead of UNIMPLEMENTED for a missing handler)."""
+
+    def __init__(self, owner: ServiceServer):
+        self.owner = owner
+
+    def intercept_service(self, continuation, handler_call_details):
+        if self.owner.serving or handler_call_details.method.startswith("/grpc.health."):
+            return continuation(handler_call_details)
+
+        def unavailable(_request, context):
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.owner.service_name} is starting")
+
+        return grpc.unary_unary_rpc_method_handler(unavailable)
+
+
+def wait_for_serving(address: str, timeout_s: float = 30.0, service: str = "") -> bool:
+    """Polls grpc.health.v1 until SERVING (used by the launcher and tests)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    return False
+
+
+def client_channel_options() -> list[tuple[str, object]]:
+    """Channel options: calls wait for the server to come up instead of failing at once,
+    and retry UNAVAILABLE a few times (services start in any order)."""
+    import json
+
+    service_config = json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [{}],
+                    "waitForReady": True,
+                    "retryPolicy": {
+                        "maxAttempts": 5,
+                        "initialBackoff": "0.2s",
+                        "maxBackoff": "3s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    )
+    return [
+        ("grpc.service_config", service_config),
+        ("grpc.enable_retries", 1),
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ]
+
+
+def client_channel(address: str) -> grpc.Channel:
+    return grpc.insecure_channel(address, options=client_channel_options())

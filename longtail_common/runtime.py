@@ -1,0 +1,68 @@
+"""Process plumbing shared by services: logging and connecting to backends with backoff."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, so log shippers need no parsing rules."""
+
+    def __init__(self, service: str):
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("trace_id", "span_id", "video_id"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(service: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("LONGTAIL_LOG_FORMAT", "json") == "json":
+        handler.setFormatter(_JsonFormatter(service))
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("LONGTAIL_LOG_LEVEL", "INFO"))
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("cassandra").setLevel(logging.WARNING)
+
+
+def connect_with_backoff(
+    what: str, factory: Callable[[], T], stopping: threading.Event, max_delay_s: float = 10.0
+) -> T | None:
+    """Calls `factory` until it succeeds, backing off exponentially; None if stopped first.
+
+    A backend that is down at start-up must not crash the service (a crash loop hides
+    the cause); the service stays up, reports NOT_SERVING, and keeps trying.
+    """
+    delay = 0.5
+    while not stopping.is_set():
+        try:
+            return factory()
+        except Exception as exc:  # noqa: BLE001 - any failure to connect is retried
+            log.warning("cannot connect to %s (%s); retrying in %.1fs", what, exc, delay)
+            stopping.wait(delay)
+            delay = min(delay * 2, max_delay_s)
+    return None

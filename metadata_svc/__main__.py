@@ -1,0 +1,3 @@
+from metadata_svc.server import main
+
+main()

@@ -1,0 +1,242 @@
+"""gRPC MetadataService over the MetadataStore port."""
+from __future__ import annotations
+
+import logging
+import uuid
+
+import grpc
+from google.protobuf import field_mask_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from longtail.metadata.v1 import metadata_service_pb2 as pb
+from longtail.metadata.v1 import metadata_service_pb2_grpc as pb_grpc
+from longtail.metadata.v1 import video_pb2
+from longtail_common.adapters import make_metadata_store
+from longtail_common.config import Config, load_config
+from longtail_common.grpc_server import ServiceServer
+from longtail_common.ports import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidKeyError,
+    MetadataStore,
+    NotFoundError,
+    VideoRecord,
+    validate_id,
+)
+from longtail_common.runtime import connect_with_backoff, setup_logging
+
+log = logging.getLogger("metadata_svc")
+
+S = video_pb2.VideoStatus
+# Which status changes are legal. Anything else is a bug in a caller, refused loudly.
+ALLOWED_TRANSITIONS = {
+    (S.VIDEO_STATUS_UPLOADING, S.VIDEO_STATUS_PROCESSING),
+    (S.VIDEO_STATUS_UPLOADING, S.VIDEO_STATUS_FAILED),
+    (S.VIDEO_STATUS_PROCESSING, S.VIDEO_STATUS_READY),
+    (S.VIDEO_STATUS_PROCESSING, S.VIDEO_STATUS_FAILED),
+    (S.VIDEO_STATUS_FAILED, S.VIDEO_STATUS_PROCESSING),  # operator retries a failed video
+}
+
+# Fields a client may name in an update mask. id, channel, create_time and etag are
+# managed here and never written by callers.
+UPDATABLE_FIELDS = {
+    "title",
+    "description",
+    "thumbnails",
+    "ad_breaks",
+    "duration_seconds",
+    "status",
+    "failure_reason",
+    "renditions",
+    "placements",
+    "manifests",
+    "raw_object_key",
+    "size_bytes",
+    "language",
+    "category",
+    "publish_time",
+}
+
+MAX_TITLE = 200
+MAX_DESCRIPTION = 5000
+MAX_PAGE_SIZE = 100
+
+
+def _now() -> Timestamp:
+    ts = Timestamp()
+    ts.GetCurrentTime()
+    return ts
+
+
+def _new_etag() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _to_record(video: video_pb2.Video) -> VideoRecord:
+    return VideoRecord(
+        video_id=video.id,
+        channel_id=video.channel.id,
+        status=video.status,
+        create_time_us=video.create_time.ToMicroseconds(),
+        etag=video.etag,
+        payload=video.SerializeToString(deterministic=True),
+    )
+
+
+def _from_record(record: VideoRecord) -> video_pb2.Video:
+    video = video_pb2.Video()
+    video.ParseFromString(record.payload)
+    return video
+
+
+class MetadataServicer(pb_grpc.MetadataServiceServicer):
+    def __init__(self, store: MetadataStore):
+        self.store = store
+
+    # -- helpers -------------------------------------------------------------------
+    @staticmethod
+    def _abort_for(context, exc: Exception):
+        if isinstance(exc, NotFoundError):
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        if isinstance(exc, ConflictError):
+            context.abort(grpc.StatusCode.ABORTED, str(exc))
+        if isinstance(exc, AlreadyExistsError):
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        if isinstance(exc, (InvalidKeyError, ValueError)):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        raise exc
+
+    def _load(self, video_id: str, context) -> video_pb2.Video:
+        try:
+            validate_id(video_id, "video id")
+        except InvalidKeyError as exc:
+            self._abort_for(context, exc)
+        record = self.store.get_video(video_id)
+        if record is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"video {video_id} not found")
+        return _from_record(record)
+
+    # -- RPCs ----------------------------------------------------------------------
+    def GetVideo(self, request, context):
+        return self._load(request.id, context)
+
+    def BatchGetVideos(self, request, context):
+        if len(request.ids) > 1000:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "at most 1000 ids per batch")
+        ids = [i for i in request.ids if i]
+        try:
+            for i in ids:
+                validate_id(i, "video id")
+        except InvalidKeyError as exc:
+            self._abort_for(context, exc)
+        return pb.BatchGetVideosResponse(videos=[_from_record(r) for r in self.store.get_videos(ids)])
+
+    def ListVideos(self, request, context):
+        if not request.channel_id:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "channel_id is required")
+        page_size = request.page_size or 20
+        if page_size < 0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_size must be positive")
+        page_size = min(page_size, MAX_PAGE_SIZE)
+        try:
+            records, cursor = self.store.list_channel_videos(
+                request.channel_id, page_size, request.page_token or None, request.status or None
+            )
+        except Exception as exc:  # noqa: BLE001
+            self._abort_for(context, exc)
+        return pb.ListVideosResponse(videos=[_from_record(r) for r in records], next_page_token=cursor or "")
+
+    def CreateVideo(self, request, context):
+        video = video_pb2.Video()
+        video.CopyFrom(request.video)
+        try:
+            validate_id(video.id, "video id")
+            validate_id(video.channel.id, "channel id")
+        except InvalidKeyError as exc:
+            self._abort_for(context, exc)
+        if not video.title.strip():
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "title is required")
+        if len(video.title) > MAX_TITLE:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"title longer than {MAX_TITLE} characters")
+        if len(video.description) > MAX_DESCRIPTION:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"description longer than {MAX_DESCRIPTION} characters")
+        name = self.store.get_channel(video.channel.id)
+        if name is None:
+            # First upload to a channel creates it; its display name defaults to its id.
+            name = video.channel.name or video.channel.id
+            self.store.put_channel(video.channel.id, name)
+        video.channel.name = name
+        video.status = S.VIDEO_STATUS_UPLOADING
+        now = _now()
+        video.create_time.CopyFrom(now)
+        video.update_time.CopyFrom(now)
+        video.etag = _new_etag()
+        try:
+            self.store.create_video(_to_record(video))
+        except Exception as exc:  # noqa: BLE001
+            self._abort_for(context, exc)
+        log.info("created video %s", video.id)
+        return video
+
+    def UpdateVideo(self, request, context):
+        patch = request.video
+        current = self._load(patch.id, context)
+        paths = list(request.update_mask.paths)
+        if not paths:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "update_mask must name the fields to update")
+        bad = [p for p in paths if p.split(".")[0] not in UPDATABLE_FIELDS]
+        if bad:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"fields not updatable: {', '.join(bad)}")
+        if patch.etag and patch.etag != current.etag:
+            context.abort(grpc.StatusCode.ABORTED, f"video {patch.id} changed since it was read (etag mismatch)")
+        if "status" in paths and patch.status != current.status:
+            if (current.status, patch.status) not in ALLOWED_TRANSITIONS:
+                context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"illegal status change {S.Name(current.status)} -> {S.Name(patch.status)}",
+                )
+        updated = video_pb2.Video()
+        updated.CopyFrom(current)
+        mask = field_mask_pb2.FieldMask(paths=paths)
+        mask.MergeMessage(patch, updated, replace_message_field=True, replace_repeated_field=True)
+        updated.update_time.CopyFrom(_now())
+        updated.etag = _new_etag()
+        try:
+            # Compare-and-set against what we read: concurrent writers cannot both win.
+            self.store.replace_video(_to_record(updated), expected_etag=current.etag)
+        except Exception as exc:  # noqa: BLE001
+            self._abort_for(context, exc)
+        return updated
+
+    def GetChannel(self, request, context):
+        name = self.store.get_channel(request.id)
+        if name is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"channel {request.id} not found")
+        return video_pb2.Channel(id=request.id, name=name)
+
+    def CreateChannel(self, request, context):
+        try:
+            validate_id(request.channel.id, "channel id")
+        except InvalidKeyError as exc:
+            self._abort_for(context, exc)
+        if self.store.get_channel(request.channel.id) is not None:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, f"channel {request.channel.id} exists")
+        self.store.put_channel(request.channel.id, request.channel.name or request.channel.id)
+        return video_pb2.Channel(id=request.channel.id, name=request.channel.name or request.channel.id)
+
+
+def serve(cfg: Config) -> None:
+    server = ServiceServer("longtail.metadata.v1.MetadataService", cfg.services.metadata)
+    # Serve health (NOT_SERVING) at once, then connect the store with backoff.
+    server.start()
+    store = connect_with_backoff("metadata store", lambda: make_metadata_store(cfg), server.stopping)
+    if store is None:
+        return
+    pb_grpc.add_MetadataServiceServicer_to_server(MetadataServicer(store), server.server)
+    server.set_serving(True)
+    server.run_until_signalled(on_stop=store.close)
+
+
+def main() -> None:
+    setup_logging("metadata_svc")
+    serve(load_config())

@@ -1,0 +1,3 @@
+from placement_svc.server import main
+
+main()

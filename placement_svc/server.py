@@ -1,0 +1,172 @@
+"""placement_svc process: the transcode-results consumer plus the PlacementService API."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import grpc
+from google.protobuf import field_mask_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from longtail.events.v1 import events_pb2
+from longtail.metadata.v1 import metadata_service_pb2 as mpb
+from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
+from longtail.metadata.v1 import video_pb2
+from longtail.placement.v1 import placement_service_pb2 as pb
+from longtail.placement.v1 import placement_service_pb2_grpc as pb_grpc
+from longtail_common.adapters import make_topic_bus
+from longtail_common.config import Config, load_config
+from longtail_common.consumer import PermanentError, run_consumer
+from longtail_common.grpc_server import ServiceServer, client_channel
+from longtail_common.ports import (
+    DEFAULT_TOPICS,
+    TOPIC_TRANSCODE_RESULTS,
+    TOPIC_VIDEO_PUBLISHED,
+    Message,
+)
+from longtail_common.runtime import connect_with_backoff, setup_logging
+
+log = logging.getLogger("placement_svc")
+S = video_pb2.VideoStatus
+CONSUMER_GROUP = "placement"
+
+
+def decide_for_new_video(video: video_pb2.Video, regions: list[str]) -> list[video_pb2.PlacementDecision]:
+    """A video that has just finished transcoding has no views yet: serve it from origin
+    everywhere. The daily learned job (`longtail placement run`) pushes what it predicts
+    will be watched."""
+    now = Timestamp()
+    now.GetCurrentTime()
+    return [
+        video_pb2.PlacementDecision(
+            region=region, served_from=video_pb2.SERVED_FROM_ORIGIN, policy="new-video-origin", decide_time=now
+        )
+        for region in regions
+    ]
+
+
+class ResultHandler:
+    """Turns a TranscodeResult into READY (or FAILED) exactly once, then publishes."""
+
+    def __init__(self, cfg: Config, metadata: mpb_grpc.MetadataServiceStub, producer):
+        self.cfg = cfg
+        self.metadata = metadata
+        self.producer = producer
+
+    def __call__(self, message: Message) -> None:
+        result = events_pb2.TranscodeResult()
+        try:
+            result.ParseFromString(message.value)
+        except Exception as exc:  # noqa: BLE001
+            raise PermanentError(f"undecodable TranscodeResult: {exc}") from exc
+        if not result.video_id:
+            raise PermanentError("TranscodeResult without video_id")
+        for _attempt in range(5):
+            try:
+                self._apply(result)
+                return
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.ABORTED:
+                    continue  # someone wrote in between: re-read and decide again
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    raise PermanentError(f"video {result.video_id} does not exist") from exc
+                raise
+        raise RuntimeError(f"video {result.video_id}: too many concurrent updates")
+
+    def _apply(self, result: events_pb2.TranscodeResult) -> None:
+        video = self.metadata.GetVideo(mpb.GetVideoRequest(id=result.video_id), timeout=30)
+        if video.status == S.VIDEO_STATUS_READY:
+            # Already done (a redelivery): publishing again is harmless for consumers and
+            # covers a crash between marking READY and publishing.
+            self._publish(video)
+            return
+        if video.status != S.VIDEO_STATUS_PROCESSING:
+            log.info("video %s is %s; ignoring result", video.id, S.Name(video.status))
+            return
+        if not result.success:
+            self._update(video, {"status": S.VIDEO_STATUS_FAILED, "failure_reason": result.failure_reason})
+            return
+        now = Timestamp()
+        now.GetCurrentTime()
+        patch = video_pb2.Video(
+            id=video.id,
+            etag=video.etag,
+            status=S.VIDEO_STATUS_READY,
+            duration_seconds=result.duration_seconds,
+            renditions=result.renditions,
+            thumbnails=result.thumbnails,
+            manifests=result.manifests,
+            placements=decide_for_new_video(video, self.cfg.platform.regions),
+            publish_time=now,
+        )
+        paths = ["status", "duration_seconds", "renditions", "thumbnails", "manifests", "placements", "publish_time"]
+        # The etag makes PROCESSING -> READY happen once, whatever the redeliveries.
+        updated = self.metadata.UpdateVideo(
+            mpb.UpdateVideoRequest(video=patch, update_mask=field_mask_pb2.FieldMask(paths=paths)), timeout=30
+        )
+        log.info("video %s READY (%d renditions)", video.id, len(updated.renditions))
+        self._publish(updated)
+
+    def _update(self, video, fields: dict) -> None:
+        patch = video_pb2.Video(id=video.id, etag=video.etag, **fields)
+        self.metadata.UpdateVideo(
+            mpb.UpdateVideoRequest(video=patch, update_mask=field_mask_pb2.FieldMask(paths=list(fields))), timeout=30
+        )
+
+    def _publish(self, video: video_pb2.Video) -> None:
+        event = events_pb2.VideoPublished(
+            video_id=video.id, channel_id=video.channel.id, title=video.title, publish_time=video.publish_time
+        )
+        self.producer.publish(TOPIC_VIDEO_PUBLISHED, event.SerializeToString(), key=video.id.encode())
+
+
+class PlacementServicer(pb_grpc.PlacementServiceServicer):
+    def __init__(self, cfg: Config, metadata: mpb_grpc.MetadataServiceStub):
+        self.cfg = cfg
+        self.metadata = metadata
+
+    def GetPlacement(self, request, context):
+        try:
+            video = self.metadata.GetVideo(mpb.GetVideoRequest(id=request.video_id), timeout=10)
+        except grpc.RpcError as exc:
+            context.abort(exc.code(), exc.details())
+        for decision in video.placements:
+            if decision.region == request.region:
+                return decision
+        context.abort(grpc.StatusCode.NOT_FOUND, f"no placement for {request.video_id} in {request.region}")
+
+    def ListRegions(self, request, context):
+        return pb.ListRegionsResponse(regions=self.cfg.platform.regions)
+
+
+def serve(cfg: Config) -> None:
+    server = ServiceServer("longtail.placement.v1.PlacementService", cfg.services.placement)
+    server.start()
+
+    def connect():
+        bus = make_topic_bus(cfg)
+        bus.ensure_topics(DEFAULT_TOPICS)
+        return bus
+
+    bus = connect_with_backoff("topics", connect, server.stopping)
+    if bus is None:
+        return
+    metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
+    producer = bus.producer()
+    pb_grpc.add_PlacementServiceServicer_to_server(PlacementServicer(cfg, metadata), server.server)
+    consumer_thread = threading.Thread(
+        target=run_consumer,
+        args=(bus, [TOPIC_TRANSCODE_RESULTS], CONSUMER_GROUP, ResultHandler(cfg, metadata, producer), server.stopping),
+        kwargs={"max_attempts": 5},
+        name="results-consumer",
+    )
+    consumer_thread.start()
+    server.set_serving(True)
+    server.run_until_signalled(on_stop=lambda: consumer_thread.join(timeout=30))
+    producer.close()
+    bus.close()
+
+
+def main() -> None:
+    setup_logging("placement_svc")
+    serve(load_config())

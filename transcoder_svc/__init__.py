@@ -1,0 +1,8 @@
+"""transcoder_svc: the transcoder fleet's worker.
+
+Its one job: consume `transcode.requests`, probe and transcode the raw upload into the
+adaptive ladder with ffmpeg (media.py), write every variant to the media bucket under
+`videos/<id>/<codec>/<resolution>/...`, and publish a TranscodeResult on
+`transcode.results`. Bad input ends the video FAILED with a reason; the raw upload is
+kept. Any number of workers may run; a killed worker's job is redelivered to another.
+"""

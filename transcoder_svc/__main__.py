@@ -1,0 +1,3 @@
+from transcoder_svc.worker import main
+
+main()

@@ -1,0 +1,226 @@
+"""The transcoder worker process: consume requests, transcode, store variants, publish."""
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import shutil
+import socket
+import tempfile
+import threading
+
+import grpc
+from google.protobuf import field_mask_pb2, json_format
+
+from longtail.events.v1 import events_pb2
+from longtail.metadata.v1 import metadata_service_pb2 as mpb
+from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
+from longtail.metadata.v1 import video_pb2
+from longtail.transcoder.v1 import transcoder_service_pb2 as pb
+from longtail.transcoder.v1 import transcoder_service_pb2_grpc as pb_grpc
+from longtail_common.adapters import make_object_store, make_topic_bus
+from longtail_common.config import Config, load_config
+from longtail_common.consumer import PermanentError, run_consumer
+from longtail_common.grpc_server import ServiceServer, client_channel
+from longtail_common.ports import (
+    DEFAULT_TOPICS,
+    MEDIA_BUCKET,
+    TOPIC_TRANSCODE_REQUESTS,
+    TOPIC_TRANSCODE_RESULTS,
+    Message,
+    NotFoundError,
+    validate_id,
+)
+from longtail_common.runtime import connect_with_backoff, setup_logging
+from transcoder_svc import media
+
+log = logging.getLogger("transcoder_svc")
+S = video_pb2.VideoStatus
+CONSUMER_GROUP = "transcoder"
+CODEC = "h264"
+
+
+def media_prefix(video_id: str, codec: str = CODEC) -> str:
+    """Every variant of a video lives under videos/<id>/<codec>/<resolution>/."""
+    return f"videos/{validate_id(video_id, 'video id')}/{codec}"
+
+
+def done_marker_key(video_id: str) -> str:
+    # Written last: its presence means every variant is in place (and holds the result).
+    return f"{media_prefix(video_id)}/_result.json"
+
+
+class TranscodeJob:
+    """Handles one TranscodeRequest; idempotent, so redelivery is safe."""
+
+    def __init__(self, cfg: Config, objects, producer, metadata: mpb_grpc.MetadataServiceStub, status: dict):
+        self.cfg = cfg
+        self.objects = objects
+        self.producer = producer
+        self.metadata = metadata
+        self.status = status
+        self.worker_id = status["worker_id"]
+        self.scratch = cfg.data_path / "scratch"
+
+    def __call__(self, message: Message) -> None:
+        request = events_pb2.TranscodeRequest()
+        try:
+            request.ParseFromString(message.value)
+            validate_id(request.video_id, "video id")
+        except Exception as exc:  # noqa: BLE001
+            raise PermanentError(f"malformed TranscodeRequest: {exc}") from exc
+        video_id = request.video_id
+        try:
+            video = self.metadata.GetVideo(mpb.GetVideoRequest(id=video_id), timeout=30)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise PermanentError(f"video {video_id} does not exist") from exc
+            raise
+        if video.status != S.VIDEO_STATUS_PROCESSING:
+            log.info("video %s is %s: nothing to do (duplicate delivery)", video_id, S.Name(video.status))
+            return
+        existing = self._existing_result(video_id)
+        if existing is not None:
+            # Variants were all written by an earlier delivery; only the publish was lost.
+            self._publish(existing)
+            return
+        self.status["current_video_id"] = video_id
+        try:
+            result = self._transcode(request)
+        finally:
+            self.status["current_video_id"] = ""
+        if result.success:
+            self.status["jobs_done"] += 1
+        else:
+            self.status["jobs_failed"] += 1
+            self._mark_failed(video, result.failure_reason)
+        self._publish(result)
+
+    def _existing_result(self, video_id: str) -> events_pb2.TranscodeResult | None:
+        try:
+            raw = self.objects.get_bytes(MEDIA_BUCKET, done_marker_key(video_id))
+        except NotFoundError:
+            return None
+        return json_format.Parse(raw, events_pb2.TranscodeResult())
+
+    def _transcode(self, request: events_pb2.TranscodeRequest) -> events_pb2.TranscodeResult:
+        video_id = request.video_id
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{video_id}-", dir=self.scratch))
+        try:
+            source = workdir / "source"
+            self.objects.download_file(request.raw_bucket, request.raw_object_key, str(source))
+            try:
+                info = media.probe(str(source))
+                rungs = media.ladder_for(info)
+                out_dir = workdir / "out"
+                out_dir.mkdir()
+                output = media.transcode_hls(
+                    str(source), str(out_dir), info, rungs, timeout_s=self.cfg.platform.transcode_timeout_s
+                )
+            except media.MediaError as exc:
+                log.warning("video %s failed: %s", video_id, exc.reason)
+                return events_pb2.TranscodeResult(
+                    video_id=video_id, success=False, failure_reason=exc.reason, worker_id=self.worker_id
+                )
+            return self._store_outputs(video_id, out_dir, output)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _store_outputs(self, video_id: str, out_dir: pathlib.Path, output) -> events_pb2.TranscodeResult:
+        prefix = media_prefix(video_id)
+        # Segments and media playlists first, master playlist last, result marker after it:
+        # a reader never finds a master that points at something missing.
+        files = sorted(p for p in out_dir.rglob("*") if p.is_file())
+        master = out_dir / output.master_path
+        for path in files:
+            if path == master:
+                continue
+            rel = path.relative_to(out_dir).as_posix()
+            key = f"videos/{video_id}/thumbs/{rel}" if path.suffix == ".jpg" else f"{prefix}/{rel}"
+            self.objects.put_file(MEDIA_BUCKET, key, str(path))
+        self.objects.put_file(MEDIA_BUCKET, f"{prefix}/{output.master_path}", str(master))
+        result = events_pb2.TranscodeResult(
+            video_id=video_id, success=True, duration_seconds=output.duration_s, worker_id=self.worker_id
+        )
+        for r in output.renditions:
+            result.renditions.append(
+                video_pb2.Rendition(
+                    codec=r.codec, width=r.width, height=r.height, bitrate_bps=r.bitrate_bps,
+                    container=r.container, object_key=f"{prefix}/{r.playlist_path}",
+                    frame_rate=r.frame_rate, codecs=r.codecs,
+                )
+            )
+        result.manifests.append(
+            video_pb2.StreamManifest(codec=CODEC, protocol="hls", object_key=f"{prefix}/{output.master_path}")
+        )
+        if output.poster_path:
+            result.thumbnails.append(
+                video_pb2.Thumbnail(
+                    kind="poster", object_key=f"videos/{video_id}/thumbs/{output.poster_path}",
+                    width=output.poster_width, height=output.poster_height,
+                )
+            )
+        self.objects.put_bytes(MEDIA_BUCKET, done_marker_key(video_id), json_format.MessageToJson(result).encode())
+        return result
+
+    def _mark_failed(self, video: video_pb2.Video, reason: str) -> None:
+        patch = video_pb2.Video(id=video.id, etag=video.etag, status=S.VIDEO_STATUS_FAILED, failure_reason=reason)
+        try:
+            self.metadata.UpdateVideo(
+                mpb.UpdateVideoRequest(video=patch, update_mask=field_mask_pb2.FieldMask(paths=["status", "failure_reason"])),
+                timeout=30,
+            )
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ABORTED:
+                raise
+            log.info("video %s changed while failing it; leaving it as is", video.id)
+
+    def _publish(self, result: events_pb2.TranscodeResult) -> None:
+        self.producer.publish(TOPIC_TRANSCODE_RESULTS, result.SerializeToString(), key=result.video_id.encode())
+
+
+class TranscoderServicer(pb_grpc.TranscoderServiceServicer):
+    def __init__(self, status: dict):
+        self.status = status
+
+    def GetWorkerStatus(self, request, context):
+        return pb.WorkerStatus(**self.status)
+
+
+def serve(cfg: Config) -> None:
+    server = ServiceServer("longtail.transcoder.v1.TranscoderService", cfg.services.transcoder)
+    status = {"worker_id": f"{socket.gethostname()}-{os.getpid()}", "current_video_id": "", "jobs_done": 0, "jobs_failed": 0}
+    pb_grpc.add_TranscoderServiceServicer_to_server(TranscoderServicer(status), server.server)
+    server.start()
+
+    def connect():
+        objects = make_object_store(cfg)
+        objects.ensure_bucket(MEDIA_BUCKET)
+        bus = make_topic_bus(cfg)
+        bus.ensure_topics(DEFAULT_TOPICS)
+        return objects, bus
+
+    backends = connect_with_backoff("object store and topics", connect, server.stopping)
+    if backends is None:
+        return
+    objects, bus = backends
+    metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
+    producer = bus.producer()
+    job = TranscodeJob(cfg, objects, producer, metadata, status)
+    consumer_thread = threading.Thread(
+        target=run_consumer,
+        args=(bus, [TOPIC_TRANSCODE_REQUESTS], CONSUMER_GROUP, job, server.stopping),
+        kwargs={"max_attempts": cfg.platform.transcode_max_attempts},
+        name="transcode-consumer",
+    )
+    consumer_thread.start()
+    server.set_serving(True)
+    server.run_until_signalled(on_stop=lambda: consumer_thread.join(timeout=60))
+    producer.close()
+    bus.close()
+
+
+def main() -> None:
+    setup_logging("transcoder_svc")
+    serve(load_config())

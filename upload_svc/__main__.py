@@ -1,0 +1,3 @@
+from upload_svc.server import main
+
+main()
