@@ -1,0 +1,173 @@
+"""Placement benchmark: learned model vs heuristics vs oracle, plus scoring speed.
+
+Run from the repo root:  .venv/bin/python bench/placement_bench.py
+Writes bench/results/placement.json. Targets (default prices, placement_svc.model.costs):
+  model total cost <= 1.15 x oracle, and >= 10% below the best tuned heuristic (threshold,
+  lru), on the simulator and on the real yt-trending-2017 data; scoring >= 1M
+  video-region predictions per second on one core (features + forward pass).
+Real data is read from ../shared/data relative to the repo root (never copied).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from placement_svc.model.costs import CostModel, Pricer  # noqa: E402
+from placement_svc.model.dataset import load_dataset  # noqa: E402
+from placement_svc.model.features import History, Vocab  # noqa: E402
+from placement_svc.model.harness import evaluate, make_tune_replay  # noqa: E402
+from placement_svc.model.learned import TrainConfig, train  # noqa: E402
+from placement_svc.model.policies import Context  # noqa: E402
+from placement_svc.model.simulator import SimConfig, describe, simulate, write_csv  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+TRENDING = SHARED / "yt-trending-2017"
+UMASS = SHARED / "umass-youtube-2007" / "youtube.parsed.012908.S1.dat"
+TARGET_ORACLE, TARGET_HEURISTIC, TARGET_SPEED = 1.15, 0.90, 1_000_000
+
+
+def brief(res: dict) -> dict:
+    pol = {k: {kk: v[kk] for kk in ("total_cost", "cost_vs_oracle", "cdn_byte_share", "edge_storage_gb_days", "parts")}
+           for k, v in res["policies"].items()}
+    s = res["summary"]
+    return {
+        "policies": pol, "summary": s, "chosen_family": res["model"]["chosen_family"],
+        "families": res["model"]["families"], "alpha": res["model"]["alpha"], "gamma": res["model"]["gamma"],
+        "threshold_k": res["threshold"]["k"], "lru_capacity_gb": res["lru"]["capacity_gb"],
+        "train_until": res["train_until"], "test_days": res["test_days"], "data": res["data"],
+        "timings_s": res["timings_s"],
+        "targets": {
+            "model_le_1.15x_oracle": bool(s["model_vs_oracle"] <= TARGET_ORACLE),
+            "model_ge_10pct_below_best_heuristic": bool(s["model_vs_best_heuristic"] <= TARGET_HEURISTIC),
+        },
+    }
+
+
+def print_table(title: str, res: dict) -> None:
+    print(f"\n== {title}: trained until {res['train_until']}, test {res['test_days'][0]}..{res['test_days'][1]}")
+    print(f"{'policy':10s} {'total $':>12s} {'x oracle':>9s} {'CDN bytes':>9s}")
+    for name, r in res["policies"].items():
+        print(f"{name:10s} {r['total_cost']:12.2f} {r['cost_vs_oracle']:9.3f} {r['cdn_byte_share']:9.3f}")
+    s, m = res["summary"], res["model"]
+    fams = ", ".join(f"{k} {v['validation_cost']:.2f}" for k, v in m["families"].items())
+    print(f"family chosen: {m['chosen_family']} (validation cost: {fams})")
+    print(f"model / oracle = {s['model_vs_oracle']:.3f} (target <= {TARGET_ORACLE}); model / best heuristic "
+          f"({s['best_heuristic']}) = {s['model_vs_best_heuristic']:.3f} (target <= {TARGET_HEURISTIC}); "
+          f"model / oracle over videos known the night before = {s['model_vs_oracle_known_videos']:.3f}")
+
+
+def umass_once_share() -> dict | None:
+    """Share of requested videos requested exactly once in the campus day trace."""
+    if not UMASS.exists():
+        return None
+    counts: dict[str, int] = {}
+    with open(UMASS, errors="replace") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 5 and parts[3] == "GETVIDEO":
+                vid = parts[4].split("&")[0]
+                counts[vid] = counts.get(vid, 0) + 1
+    c = np.array(list(counts.values()))
+    return {"requests": int(c.sum()), "videos": int(len(c)), "share_requested_once": round(float((c == 1).mean()), 4)}
+
+
+def sim_once_share(ds) -> float:
+    v = ds.views
+    watched = v > 0
+    return round(float((v == 1).sum() / max(watched.sum(), 1)), 4)
+
+
+def scoring_speed(ds, train_end: int) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    vocab = Vocab.fit(ds, train_end)
+    hist = History(ds, vocab)
+    ctx = Context(ds, hist, Pricer(CostModel(), ds.regions, ds.size_bytes))
+    model = train(hist, CostModel(), train_end, TrainConfig(families=("mlp",)), make_tune_replay(ctx))
+    days = list(range(train_end + 1, ds.n_days))
+    with threadpool_limits(1):
+        hist.batch(days[0])
+        model.fast.predict(hist.batch(days[0]))  # warm up
+        rows = 0
+        t_feat = t_fwd = 0.0
+        for _ in range(2):
+            for d in days:
+                t0 = time.perf_counter()
+                b = hist.batch(d)
+                t1 = time.perf_counter()
+                model.fast.predict(b)
+                t2 = time.perf_counter()
+                rows += len(b)
+                t_feat += t1 - t0
+                t_fwd += t2 - t1
+    return {"rows": rows, "rows_per_day": rows // (2 * len(days)), "threads": 1,
+            "forward_only_per_s": round(rows / t_fwd), "features_plus_forward_per_s": round(rows / (t_feat + t_fwd)),
+            "mlp_hidden": list(TrainConfig().hidden)}
+
+
+def main() -> int:
+    t_start = time.perf_counter()
+    out: dict = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
+                    "machine": platform.machine(), "processor": platform.processor()},
+        "costs": CostModel().to_dict(),
+        "targets": {"model_vs_oracle_max": TARGET_ORACLE, "model_vs_best_heuristic_max": TARGET_HEURISTIC,
+                    "scoring_per_s_per_core_min": TARGET_SPEED},
+    }
+    # 1. Simulator, through the same CSV path the CLI uses.
+    cfg = SimConfig()
+    ds = simulate(cfg, seed=0)
+    stats = describe(ds)
+    umass = umass_once_share()
+    stats["share_watched_pairs_viewed_once_per_day"] = sim_once_share(ds)
+    with tempfile.TemporaryDirectory() as tmp:
+        vpath, mpath = write_csv(ds, tmp)
+        ds_csv = load_dataset(vpath, mpath)
+    train_end = 41
+    res = evaluate(ds_csv, CostModel(), train_end, cfg.n_days - 1 - train_end)
+    print_table("simulator (seed 0)", res)
+    out["simulator"] = {"config": {k: (v if not isinstance(v, (dict, dt.date)) else str(v))
+                                   for k, v in vars(cfg).items() if k not in ("languages", "categories")},
+                        "calibration_stats": stats, "umass_campus_day": umass, **brief(res)}
+    print("simulator stats:", json.dumps(stats))
+    if umass:
+        print("UMass campus trace (one day):", json.dumps(umass))
+
+    # 2. Real data: trending YouTube videos, US and GB.
+    if (TRENDING / "views.csv").exists():
+        dst = load_dataset(TRENDING / "views.csv", TRENDING / "videos.csv")
+        te = dst.day_index(dt.date(2017, 9, 30))
+        rt = evaluate(dst, CostModel(), te, 7)
+        print_table("yt-trending-2017 (real)", rt)
+        out["yt_trending_2017"] = brief(rt)
+    else:
+        out["yt_trending_2017"] = {"skipped": f"{TRENDING} not found"}
+
+    # 3. Scoring speed on the simulated catalogue.
+    sp = scoring_speed(ds, train_end)
+    sp["target_met"] = bool(sp["features_plus_forward_per_s"] >= TARGET_SPEED)
+    out["scoring"] = sp
+    print(f"\n== scoring, 1 thread: forward {sp['forward_only_per_s']:,}/s; features + forward "
+          f"{sp['features_plus_forward_per_s']:,}/s (target >= {TARGET_SPEED:,}/s)")
+    out["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    dest = ROOT / "bench" / "results" / "placement.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"\nwrote {dest.relative_to(ROOT)} in {out['wall_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Feature assembly: what the planner knows on the morning of day d, as numpy arrays.
+
+One job: for day d, build one row per (known video, region) from views strictly BEFORE d
+(plus static metadata), vectorised. `History` precomputes prefix sums once; every read for
+day d goes through `prefix(d)`-style slices that only touch days < d, which is what makes
+the replay leakage-free (tests/test_placement_leakage.py checks it by mutating later days).
+
+Numeric features (log1p of counts unless said otherwise):
+  r_l1, r_l3, r_l7, r_l28, r_lall   views in this region over the last 1/3/7/28 days, all history
+  o_l1, o_l7                         views in the OTHER regions, last 1/7 days
+  rec_r, rec_any                     log1p(days since the last view here / anywhere), capped
+  age_log, upload_imputed            log1p(days since upload); 1 if the upload date was imputed
+  ch_mean0, ch_lmean0, ch_avg7,      channel history: mean (and mean of log1p) first-day views of
+  ch_n, ch_known                     its earlier videos here, mean daily views per video here (7 days),
+                                     log1p(#videos), 1 if the video has a channel
+Categorical inputs (one-hot for the MLP, native categories for the GBM):
+  lr     language x region (how language-region affinity is LEARNED, not hard-coded)
+  cat    category;  age_b  age bucket (timeliness);  dow  weekday of day d;  reg  region
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from placement_svc.model.dataset import Dataset
+
+NUMERIC = ("r_l1", "r_l3", "r_l7", "r_l28", "r_lall", "o_l1", "o_l7", "rec_r", "rec_any", "age_log",
+           "upload_imputed", "ch_mean0", "ch_lmean0", "ch_avg7", "ch_n", "ch_known")
+AGE_EDGES = np.array([1, 2, 3, 4, 8, 15, 31, 91])  # buckets: 0,1,2,3,4-7,8-14,15-30,31-90,91+
+N_AGE = len(AGE_EDGES) + 1
+REC_CAP = 90
+MAX_LANGS = 12
+MAX_CATS = 24
+
+
+@dataclass
+class Vocab:
+    """Category vocabularies (fitted on metadata of videos known by the end of training)."""
+
+    languages: list[str]
+    categories: list[str]
+    regions: list[str]
+
+    @property
+    def n_lang(self) -> int:
+        return len(self.languages) + 1  # + "other"
+
+    @property
+    def n_cat(self) -> int:
+        return len(self.categories) + 1
+
+    @property
+    def n_reg(self) -> int:
+        return len(self.regions)
+
+    def lang_code(self, langs: np.ndarray) -> np.ndarray:
+        m = {x: i for i, x in enumerate(self.languages)}
+        return np.array([m.get(x, len(self.languages)) for x in langs], dtype=np.int64)
+
+    def cat_code(self, cats: np.ndarray) -> np.ndarray:
+        m = {x: i for i, x in enumerate(self.categories)}
+        return np.array([m.get(x, len(self.categories)) for x in cats], dtype=np.int64)
+
+    @classmethod
+    def fit(cls, ds: Dataset, until_day: int) -> "Vocab":
+        known = ds.known_from <= until_day
+        def top(values: np.ndarray, k: int) -> list[str]:
+            u, c = np.unique(values[known], return_counts=True)
+            order = np.argsort(-c, kind="stable")
+            return [str(u[i]) for i in order[:k]]
+        return cls(languages=top(ds.language, MAX_LANGS), categories=top(ds.category, MAX_CATS),
+                   regions=list(ds.regions))
+
+
+@dataclass
+class Batch:
+    """Rows for one day: row i is (video vid[i], region reg[i])."""
+
+    day: int
+    vid: np.ndarray
+    reg: np.ndarray
+    num: np.ndarray  # (n, len(NUMERIC)) float32
+    lr: np.ndarray  # language x region code
+    cat: np.ndarray
+    age_b: np.ndarray
+    dow: int
+
+    def __len__(self) -> int:
+        return len(self.vid)
+
+
+def age_bucket(age: np.ndarray) -> np.ndarray:
+    return np.searchsorted(AGE_EDGES, age, side="right")
+
+
+@dataclass
+class ChannelTable:
+    """Channel history as known on one morning (used for cold start)."""
+
+    mean0: np.ndarray  # (n_channels, n_regions) mean first-day views of earlier videos
+    lmean0: np.ndarray  # (n_channels, n_regions) mean log1p first-day views (lognormal-robust)
+    avg7: np.ndarray  # (n_channels, n_regions) mean daily views per video, last 7 days
+    n: np.ndarray  # (n_channels,) videos known
+
+
+class History:
+    """Prefix sums over the view array so that any day's windows cost O(rows)."""
+
+    def __init__(self, ds: Dataset, vocab: Vocab):
+        self.ds, self.vocab = ds, vocab
+        v = ds.views.astype(np.float64)
+        n_v, n_r, n_d = v.shape
+        self.cs = np.zeros((n_v, n_r, n_d + 1))
+        np.cumsum(v, axis=2, out=self.cs[:, :, 1:])  # cs[..., t] = views on days < t
+        self.cs_all = self.cs.sum(1)
+        # last[..., t] = last day < t with views (-1 if none); built day by day, no look-ahead.
+        self.last = np.full((n_v, n_r, n_d + 1), -1, dtype=np.int32)
+        self.last_any = np.full((n_v, n_d + 1), -1, dtype=np.int32)
+        for t in range(1, n_d + 1):
+            pos = v[:, :, t - 1] > 0
+            self.last[:, :, t] = np.where(pos, t - 1, self.last[:, :, t - 1])
+            self.last_any[:, t] = np.where(pos.any(1), t - 1, self.last_any[:, t - 1])
+        self.lang = vocab.lang_code(ds.language)
+        self.cat = vocab.cat_code(ds.category)
+        self.known_from = ds.known_from
+        # First-day views of each video; a video contributes to its channel's history
+        # from the day after its upload day, via a per-day prefix over channels.
+        n_ch = max(len(ds.channel_ids), 1)
+        up = ds.upload_day
+        ok = (up >= 0) & (up < n_d) & (ds.channel >= 0)
+        day0 = np.zeros((n_v, n_r))
+        day0[ok] = v[np.nonzero(ok)[0], :, up[ok]]
+        acc = np.zeros((n_d + 1, n_ch, n_r))
+        cnt = np.zeros((n_d + 1, n_ch))
+        lacc = np.zeros((n_d + 1, n_ch, n_r))
+        if ok.any():
+            np.add.at(acc, (up[ok] + 1, ds.channel[ok]), day0[ok])
+            np.add.at(lacc, (up[ok] + 1, ds.channel[ok]), np.log1p(day0[ok]))
+            np.add.at(cnt, (up[ok] + 1, ds.channel[ok]), 1.0)
+        self.ch_day0_sum = np.cumsum(acc, axis=0)  # [t] = first-day views of videos uploaded before t-? (< t)
+        self.ch_day0_cnt = np.cumsum(cnt, axis=0)
+        self.ch_day0_lsum = np.cumsum(lacc, axis=0)
+        self.n_ch = n_ch
+
+    def window(self, d: int, w: int) -> np.ndarray:
+        """Views per (video, region) over days [d-w, d-1]."""
+        return self.cs[:, :, d] - self.cs[:, :, max(d - w, 0)]
+
+    def channel_table(self, d: int) -> ChannelTable:
+        """Channel history from days < d only."""
+        ds = self.ds
+        n_r = len(ds.regions)
+        has = (ds.channel >= 0) & (self.known_from <= d)
+        w7 = self.window(d, 7)
+        s7 = np.zeros((self.n_ch, n_r))
+        n = np.zeros(self.n_ch)
+        np.add.at(s7, ds.channel[has], w7[has])
+        np.add.at(n, ds.channel[has], 1.0)
+        t = min(d, ds.n_days)
+        c0 = self.ch_day0_cnt[t]
+        mean0 = self.ch_day0_sum[t] / np.maximum(c0, 1.0)[:, None]
+        lmean0 = self.ch_day0_lsum[t] / np.maximum(c0, 1.0)[:, None]
+        avg7 = s7 / np.maximum(n, 1.0)[:, None] / 7.0
+        return ChannelTable(mean0=mean0, lmean0=lmean0, avg7=avg7, n=n)
+
+    def candidates(self, d: int) -> np.ndarray:
+        """Videos a morning decision for day d may cover (catalogue known by then)."""
+        return np.nonzero(self.known_from <= d)[0]
+
+    def batch(self, d: int, vids: np.ndarray | None = None, ch: ChannelTable | None = None) -> Batch:
+        ds, vocab = self.ds, self.vocab
+        if vids is None:
+            vids = self.candidates(d)
+        n_r = len(ds.regions)
+        if ch is None:
+            ch = self.channel_table(d)
+        cs_d = self.cs[vids, :, d]
+
+        def win(w: int) -> np.ndarray:
+            return cs_d - self.cs[vids, :, max(d - w, 0)]
+
+        w1, w7 = win(1), win(7)
+        tot1 = w1.sum(1, keepdims=True)
+        tot7 = w7.sum(1, keepdims=True)
+        last = self.last[vids, :, d]
+        rec_r = np.where(last >= 0, np.minimum(d - last, REC_CAP), REC_CAP)
+        la = self.last_any[vids, d][:, None]
+        rec_any = np.broadcast_to(np.where(la >= 0, np.minimum(d - la, REC_CAP), REC_CAP), (len(vids), n_r))
+        age = np.maximum(d - ds.upload_day[vids], 0)
+        chan = ds.channel[vids]
+        has_ch = chan >= 0
+        cidx = np.where(has_ch, chan, 0)
+        mean0 = np.where(has_ch[:, None], ch.mean0[cidx], 0.0)
+        lmean0 = np.where(has_ch[:, None], ch.lmean0[cidx], 0.0)
+        avg7 = np.where(has_ch[:, None], ch.avg7[cidx], 0.0)
+        chn = np.where(has_ch, ch.n[cidx], 0.0)
+        cols = [
+            np.log1p(w1), np.log1p(win(3)), np.log1p(w7), np.log1p(win(28)), np.log1p(cs_d),
+            np.log1p(np.maximum(tot1 - w1, 0)), np.log1p(np.maximum(tot7 - w7, 0)),
+            np.log1p(rec_r), np.log1p(rec_any),
+            np.broadcast_to(np.log1p(age)[:, None], w1.shape),
+            np.broadcast_to((~ds.upload_known[vids]).astype(np.float64)[:, None], w1.shape),
+            np.log1p(mean0), lmean0, np.log1p(avg7),
+            np.broadcast_to(np.log1p(chn)[:, None], w1.shape),
+            np.broadcast_to(has_ch.astype(np.float64)[:, None], w1.shape),
+        ]
+        num = np.empty((len(vids), n_r, len(cols)), dtype=np.float32)
+        for j, c in enumerate(cols):
+            num[:, :, j] = c
+        reg = np.tile(np.arange(n_r), len(vids))
+        vid = np.repeat(vids, n_r)
+        lang = np.repeat(self.lang[vids], n_r)
+        return Batch(day=d, vid=vid, reg=reg, num=num.reshape(-1, len(cols)), lr=lang * n_r + reg,
+                     cat=np.repeat(self.cat[vids], n_r), age_b=np.repeat(age_bucket(age), n_r),
+                     dow=ds.weekday(d))
+
+
+def onehot_dense(b: Batch, vocab: Vocab, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Standardised numeric columns + one-hot groups (the MLP's input layout)."""
+    n = len(b)
+    n_lr = vocab.n_lang * vocab.n_reg
+    widths = (n_lr, vocab.n_cat, N_AGE, 7)
+    X = np.zeros((n, b.num.shape[1] + sum(widths)), dtype=np.float32)
+    X[:, : b.num.shape[1]] = (b.num - mean) / std
+    off = b.num.shape[1]
+    rows = np.arange(n)
+    for codes, w in zip((b.lr, b.cat, b.age_b, np.full(n, b.dow)), widths):
+        X[rows, off + codes] = 1.0
+        off += w
+    return X
+
+
+def gbm_matrix(b: Batch) -> np.ndarray:
+    """Numeric columns + categorical codes as the last five columns (GBM input layout)."""
+    n = len(b)
+    return np.column_stack([b.num, b.lr, b.cat, b.age_b, np.full(n, b.dow), b.reg]).astype(np.float32)

@@ -1,0 +1,173 @@
+"""Replay evaluation: train/tune on the training days, replay the test days, price everything.
+
+One job: `evaluate(ds, costs, train_end, n_test)` fits every policy on days <= train_end,
+replays days train_end+1 .. train_end+n_test (each morning from what was known the night
+before), prices each day with the shared cost model and returns one JSON-ready dict.
+All policies start the test window with an empty edge.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from placement_svc.model.costs import PART_KEYS, CostModel, Pricer
+from placement_svc.model.dataset import Dataset
+from placement_svc.model.features import History, Vocab
+from placement_svc.model.learned import PlacementModel, TrainConfig, train
+from placement_svc.model.policies import (
+    AllPolicy, Context, LRUPolicy, ModelPolicy, NonePolicy, OraclePolicy, Plan, ThresholdPolicy,
+)
+
+POLICY_NAMES = ("none", "all", "threshold", "lru", "oracle", "model")
+
+
+def make_tune_replay(ctx: Context):
+    """Cost of a candidate decision rule over validation days (rows only; used by training)."""
+
+    def run(model: PlacementModel, batches, expected) -> float:
+        pr = ctx.pricer
+        n_v, n_r = ctx.ds.views.shape[:2]
+        prev = np.zeros((n_v, n_r), dtype=bool)
+        p = pr.p
+        total = 0.0
+        for b, e in zip(batches, expected):
+            at = prev[b.vid, b.reg]
+            push = model.decide_rows(b, e, at)
+            views = ctx.ds.views[b.vid, b.reg, b.day].astype(np.float64)
+            gb = views * pr.view_gb[b.vid]
+            edge_c = pr.size_gb[b.vid] * p["cdn_storage_per_gb_day"][b.reg] + gb * p["cdn_delivery_per_gb"][b.reg]
+            edge_c = edge_c + np.where(at, 0.0, pr.size_gb[b.vid] * p["cdn_fill_per_gb"][b.reg])
+            orig_c = gb * (p["origin_delivery_per_gb"][b.reg] + p["qoe_penalty_per_gb"][b.reg])
+            total += float(np.where(push, edge_c, orig_c).sum())
+            prev = np.zeros((n_v, n_r), dtype=bool)
+            prev[b.vid[push], b.reg[push]] = True
+        return total
+
+    return run
+
+
+def price_plan(ctx: Context, plan: Plan) -> dict:
+    per_day, parts = [], {k: 0.0 for k in PART_KEYS}
+    edge_gb = total_gb = stored = 0.0
+    for t, d in enumerate(plan.days):
+        p = ctx.pricer.day_parts(ctx.ds.views[:, :, d].astype(np.float64), plan.edge[t], plan.fill[t])
+        per_day.append(sum(p[k] for k in PART_KEYS))
+        for k in PART_KEYS:
+            parts[k] += p[k]
+        edge_gb += p["_edge_gb"]
+        total_gb += p["_total_gb"]
+        stored += p["_stored_gb"]
+    return {"total_cost": float(sum(per_day)), "parts": parts, "per_day": per_day,
+            "cdn_byte_share": edge_gb / total_gb if total_gb else 0.0, "edge_storage_gb_days": stored,
+            "delivered_gb": total_gb, "fills": int(plan.fill.sum()), "edge_pair_days": int(plan.edge.sum())}
+
+
+def calibration_bins(pred: np.ndarray, real: np.ndarray) -> list[dict]:
+    """Mean predicted vs mean real views per log-spaced bin of the prediction (test days)."""
+    if len(pred) == 0:
+        return []
+    top = max(float(pred.max()), 1.0)
+    edges = np.concatenate([[-np.inf, 0.01], np.logspace(-1.5, np.log10(top) + 0.01, 14)])
+    idx = np.searchsorted(edges, pred, side="right") - 1
+    out = []
+    for k in np.unique(idx):
+        m = idx == k
+        out.append({"predicted_mean": float(pred[m].mean()), "real_mean": float(real[m].mean()), "rows": int(m.sum())})
+    return out
+
+
+def dataset_summary(ds: Dataset, days: list[int]) -> dict:
+    v = ds.views[:, :, days]
+    per_video_day = v.sum(1)
+    return {
+        "videos": len(ds.video_ids), "regions": list(ds.regions), "days": ds.n_days,
+        "first_day": str(ds.dates[0]), "last_day": str(ds.dates[-1]),
+        "views_total": float(ds.views.sum()),
+        "share_known_videos_unwatched_per_day": float(np.mean([
+            1.0 - (per_video_day[(ds.known_from <= d), t] > 0).mean() if (ds.known_from <= d).any() else 0.0
+            for t, d in enumerate(days)])),
+        "upload_dates_given": float(ds.upload_known.mean()),
+    }
+
+
+def evaluate(ds: Dataset, costs: CostModel, train_end: int, n_test: int, cfg: TrainConfig | None = None,
+             keep_plans: bool = False) -> dict:
+    cfg = cfg or TrainConfig()
+    if train_end < 3:
+        raise ValueError("need at least 4 days of data up to --train-until")
+    if n_test < 1 or train_end + n_test > ds.n_days - 1:
+        raise ValueError(f"data ends on {ds.dates[-1]}; {n_test} test days after {ds.dates[train_end]} do not fit")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    vocab = Vocab.fit(ds, train_end)
+    hist = History(ds, vocab)
+    ctx = Context(ds=ds, hist=hist, pricer=Pricer(costs, ds.regions, ds.size_bytes))
+    timings["features_setup_s"] = time.perf_counter() - t0
+    test_days = list(range(train_end + 1, train_end + 1 + n_test))
+
+    policies = {"none": NonePolicy(), "all": AllPolicy(), "threshold": ThresholdPolicy(), "lru": LRUPolicy(),
+                "oracle": OraclePolicy(), "model": ModelPolicy()}
+    tuning: dict[str, dict] = {}
+    for name, pol in policies.items():
+        t0 = time.perf_counter()
+        if name == "model":
+            pol.model = train(hist, costs, train_end, cfg, make_tune_replay(ctx))
+            tuning[name] = pol.model.info
+        else:
+            tuning[name] = pol.fit(ctx, train_end)
+        timings[f"fit_{name}_s"] = time.perf_counter() - t0
+
+    results, plans = {}, {}
+    for name, pol in policies.items():
+        t0 = time.perf_counter()
+        plans[name] = pol.replay(ctx, test_days)
+        timings[f"replay_{name}_s"] = time.perf_counter() - t0
+        results[name] = price_plan(ctx, plans[name])
+    known_oracle = price_plan(ctx, OraclePolicy(known_only=True).replay(ctx, test_days))
+
+    oracle = results["oracle"]["total_cost"]
+    heur = min(("threshold", "lru"), key=lambda n: results[n]["total_cost"])
+    out_pol = {}
+    for name in POLICY_NAMES:
+        r = results[name]
+        out_pol[name] = {
+            "total_cost": round(r["total_cost"], 4),
+            "cost_vs_oracle": round(r["total_cost"] / oracle, 4) if oracle > 0 else None,
+            "cdn_byte_share": round(r["cdn_byte_share"], 4),
+            "edge_storage_gb_days": round(r["edge_storage_gb_days"], 3),
+            "parts": {k: round(v, 4) for k, v in r["parts"].items()},
+            "cost_per_day": [round(c, 4) for c in r["per_day"]],
+            "fills": r["fills"],
+        }
+    m, h, none = results["model"]["total_cost"], results[heur]["total_cost"], results["none"]["total_cost"]
+    log = policies["model"].log
+    pred = np.concatenate([e[:, 0] for _, _, _, e in log]) if log else np.zeros(0)
+    real = np.concatenate([ds.views[v, r, d] for d, v, r, _ in log]).astype(np.float64) if log else np.zeros(0)
+    summary = {
+        "best_heuristic": heur,
+        "model_vs_best_heuristic": round(m / h, 4) if h > 0 else None,
+        "model_vs_oracle": round(m / oracle, 4) if oracle > 0 else None,
+        # Morning policies cannot place a video before it is known; this bound respects that.
+        "oracle_known_videos_cost": round(known_oracle["total_cost"], 4),
+        "model_vs_oracle_known_videos": round(m / known_oracle["total_cost"], 4) if known_oracle["total_cost"] else None,
+        "gap_closed_none_to_oracle": round((none - m) / (none - oracle), 4) if none > oracle else None,
+    }
+    out = {
+        "policies": out_pol,
+        "summary": summary,
+        "model": {**tuning["model"], "alpha": policies["model"].model.alpha, "gamma": policies["model"].model.gamma},
+        "threshold": tuning["threshold"],
+        "lru": tuning["lru"],
+        "calibration": calibration_bins(pred, real),
+        "test_days": [str(ds.dates[test_days[0]]), str(ds.dates[test_days[-1]])],
+        "train_until": str(ds.dates[train_end]),
+        "data": dataset_summary(ds, test_days),
+        "costs": costs.to_dict(),
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    if keep_plans:
+        out["_plans"] = plans
+        out["_model"] = policies["model"].model
+        out["_model_log"] = log
+    return out
