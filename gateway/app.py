@@ -368,6 +368,8 @@ def create_app(cfg: Config) -> FastAPI:
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "offset mismatch" in (exc.details() or ""):
                 raise ApiError(409, "CONFLICT", exc.details(), headers=tus_headers) from None
             status = _GRPC_TO_HTTP.get(exc.code(), 500)
+            if status >= 500:
+                log.warning("upload append for %s failed: %s %s", video_id, exc.code().name, exc.details())
             raise ApiError(status, exc.code().name, exc.details() or "upload failed", headers=tus_headers) from None
         return Response(status_code=204, headers=dict(tus_headers, **{"Upload-Offset": str(upload.offset)}))
 

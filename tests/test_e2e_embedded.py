@@ -113,7 +113,7 @@ def test_upload_transcode_watch(platform, client, clip_720p):
     assert chunk <= offset < 2 * chunk
     stale = patch(client, url, chunk, data[chunk:2 * chunk]) if offset != chunk else None
     if stale is not None:
-        assert stale.status_code == 409  # wrong offset is refused, not silently appended
+        assert stale.status_code == 409, stale.text  # wrong offset is refused, not silently appended
     while offset < len(data):
         resp = patch(client, url, offset, data[offset:offset + chunk])
         assert resp.status_code == 204, resp.text
