@@ -352,6 +352,15 @@ def create_app(cfg: Config) -> FastAPI:
         if length is not None:
             header.length = int(length)
 
+        # Check the offset before streaming the body: a mismatch is answered at once (409)
+        # instead of racing the upload service's abort against our writes.
+        current = await call(uploads().GetUpload(upb.GetUploadRequest(video_id=video_id), timeout=15))
+        if current.complete:
+            raise ApiError(409, "CONFLICT", "upload already complete", headers=tus_headers)
+        if current.offset != int(offset):
+            raise ApiError(409, "CONFLICT", f"offset mismatch: upload is at {current.offset}, request at {offset}",
+                           headers=tus_headers)
+
         async def parts():
             yield upb.AppendUploadRequest(header=header)
             try:
@@ -370,6 +379,8 @@ def create_app(cfg: Config) -> FastAPI:
             status = _GRPC_TO_HTTP.get(exc.code(), 500)
             if status >= 500:
                 log.warning("upload append for %s failed: %s %s", video_id, exc.code().name, exc.details())
+                raise ApiError(status, exc.code().name, "upload interrupted: ask HEAD for the offset and resume",
+                               headers=tus_headers) from None
             raise ApiError(status, exc.code().name, exc.details() or "upload failed", headers=tus_headers) from None
         return Response(status_code=204, headers=dict(tus_headers, **{"Upload-Offset": str(upload.offset)}))
 
