@@ -1,0 +1,3 @@
+from search_svc.server import main
+
+main()

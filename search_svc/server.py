@@ -1,0 +1,192 @@
+"""search_svc process: the `video.published` consumer plus the SearchService API."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import threading
+
+import grpc
+
+from longtail.events.v1 import events_pb2
+from longtail.metadata.v1 import metadata_service_pb2 as mpb
+from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
+from longtail.metadata.v1 import video_pb2
+from longtail.search.v1 import search_service_pb2 as pb
+from longtail.search.v1 import search_service_pb2_grpc as pb_grpc
+from longtail_common.adapters import make_topic_bus
+from longtail_common.config import Config, load_config
+from longtail_common.consumer import PermanentError, run_consumer
+from longtail_common.grpc_server import ServiceServer, client_channel
+from longtail_common.ports import DEFAULT_TOPICS, TOPIC_VIDEO_PUBLISHED, Message
+from longtail_common.runtime import connect_with_backoff, setup_logging
+from search_svc.index import BadQueryError, Entry, SearchIndex
+
+log = logging.getLogger("search_svc")
+S = video_pb2.VideoStatus
+CONSUMER_GROUP = "search"
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+MAX_QUERY_CHARS = 200
+
+
+def entry_from_video(video: video_pb2.Video) -> Entry:
+    poster = next((t.object_key for t in video.thumbnails if t.kind == "poster"), "")
+    if not poster and video.thumbnails:
+        poster = video.thumbnails[0].object_key
+    return Entry(
+        video_id=video.id, title=video.title, description=video.description, channel_id=video.channel.id,
+        channel_name=video.channel.name, duration_seconds=video.duration_seconds,
+        publish_time_us=video.publish_time.ToMicroseconds() if video.HasField("publish_time") else 0,
+        poster_object_key=poster,
+    )
+
+
+class PublishedHandler:
+    """Indexes a published video, but only as metadata says it is now: the event may be
+    a redelivery, stale, or about a video that was unpublished or deleted since."""
+
+    def __init__(self, index: SearchIndex, metadata: mpb_grpc.MetadataServiceStub):
+        self.index = index
+        self.metadata = metadata
+
+    def __call__(self, message: Message) -> None:
+        event = events_pb2.VideoPublished()
+        try:
+            event.ParseFromString(message.value)
+        except Exception as exc:  # noqa: BLE001
+            raise PermanentError(f"undecodable VideoPublished: {exc}") from exc
+        if not event.video_id:
+            raise PermanentError("VideoPublished without video_id")
+        try:
+            video = self.metadata.GetVideo(mpb.GetVideoRequest(id=event.video_id), timeout=15)
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                self.index.remove(event.video_id)
+                log.info("video %s is gone; removed from the index", event.video_id)
+                return
+            raise  # retried by the consume loop
+        if video.status == S.VIDEO_STATUS_READY:
+            self.index.upsert(entry_from_video(video))
+            log.info("indexed video %s", video.id)
+        elif self.index.remove(video.id):
+            log.info("video %s is %s; removed from the index", video.id, S.Name(video.status))
+
+
+def encode_token(kind: str, offset: int) -> str:
+    raw = json.dumps({"k": hashlib.sha256(kind.encode()).hexdigest()[:16], "o": offset}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(kind: str, token: str) -> int:
+    if not token:
+        return 0
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        offset = int(data["o"])
+        same = data["k"] == hashlib.sha256(kind.encode()).hexdigest()[:16]
+    except Exception:  # noqa: BLE001
+        raise ValueError("invalid page_token") from None
+    if not same or offset < 0:
+        raise ValueError("page_token belongs to another query")
+    return offset
+
+
+class SearchServicer(pb_grpc.SearchServiceServicer):
+    def __init__(self, index: SearchIndex, metadata: mpb_grpc.MetadataServiceStub):
+        self.index = index
+        self.metadata = metadata
+
+    def _page(self, context, page_size: int, kind: str, token: str) -> tuple[int, int]:
+        if page_size < 0 or page_size > MAX_PAGE_SIZE:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"page_size must be between 0 and {MAX_PAGE_SIZE}")
+        try:
+            offset = decode_token(kind, token)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return page_size or DEFAULT_PAGE_SIZE, offset
+
+    def _ready_only(self, entries: list[Entry]) -> list[pb.SearchResult]:
+        """Re-checks the page against metadata: what is no longer READY (or gone) is
+        dropped from the answer and from the index, so unpublishing needs no event."""
+        if not entries:
+            return []
+        found = self.metadata.BatchGetVideos(mpb.BatchGetVideosRequest(ids=[e.video_id for e in entries]), timeout=15)
+        ready = {v.id: v for v in found.videos if v.status == S.VIDEO_STATUS_READY}
+        out = []
+        for entry in entries:
+            video = ready.get(entry.video_id)
+            if video is None:
+                self.index.remove(entry.video_id)
+                continue
+            fresh = entry_from_video(video)  # titles may have been edited since indexing
+            result = pb.SearchResult(
+                video_id=fresh.video_id, title=fresh.title, description=fresh.description,
+                channel_id=fresh.channel_id, channel_name=fresh.channel_name,
+                duration_seconds=fresh.duration_seconds, poster_object_key=fresh.poster_object_key,
+            )
+            if video.HasField("publish_time"):
+                result.publish_time.CopyFrom(video.publish_time)
+            out.append(result)
+        return out
+
+    def _answer(self, context, fetch, limit: int, offset: int, kind: str, response_type):
+        try:
+            entries = fetch(limit + 1, offset)
+        except BadQueryError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            results = self._ready_only(entries[:limit])
+        except grpc.RpcError as exc:
+            # Without metadata we cannot prove the results are READY: fail closed.
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"metadata unavailable: {exc.code().name}")
+        token = encode_token(kind, offset + limit) if len(entries) > limit else ""
+        return response_type(results=results, next_page_token=token)
+
+    def SearchVideos(self, request, context):
+        query = request.query.strip()
+        if not query:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query is required")
+        if len(query) > MAX_QUERY_CHARS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"query is longer than {MAX_QUERY_CHARS} characters")
+        limit, offset = self._page(context, request.page_size, "search:" + query, request.page_token)
+        return self._answer(context, lambda n, o: self.index.search(query, n, o), limit, offset,
+                            "search:" + query, pb.SearchVideosResponse)
+
+    def ListLatestVideos(self, request, context):
+        limit, offset = self._page(context, request.page_size, "latest", request.page_token)
+        return self._answer(context, self.index.latest, limit, offset, "latest", pb.ListLatestVideosResponse)
+
+
+def serve(cfg: Config) -> None:
+    server = ServiceServer("longtail.search.v1.SearchService", cfg.services.search)
+    server.start()
+
+    def connect():
+        bus = make_topic_bus(cfg)
+        bus.ensure_topics(DEFAULT_TOPICS)
+        return bus
+
+    bus = connect_with_backoff("topics", connect, server.stopping)
+    if bus is None:
+        return
+    index = SearchIndex(cfg.data_path / "search" / "index.sqlite3")
+    metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
+    pb_grpc.add_SearchServiceServicer_to_server(SearchServicer(index, metadata), server.server)
+    consumer_thread = threading.Thread(
+        target=run_consumer,
+        args=(bus, [TOPIC_VIDEO_PUBLISHED], CONSUMER_GROUP, PublishedHandler(index, metadata), server.stopping),
+        kwargs={"max_attempts": 5},
+        name="published-consumer",
+    )
+    consumer_thread.start()
+    server.set_serving(True)
+    server.run_until_signalled(on_stop=lambda: consumer_thread.join(timeout=30))
+    bus.close()
+    index.close()
+
+
+def main() -> None:
+    setup_logging("search_svc")
+    serve(load_config())
