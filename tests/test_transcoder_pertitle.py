@@ -1,0 +1,152 @@
+"""Per-title encoding: curve logic on synthetic curves, and a real (tiny) VMAF analysis."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from transcoder_svc import media
+from transcoder_svc import pertitle as pt
+
+
+# ---------------------------------------------------------------------------------------
+# pure logic
+
+
+def test_pareto_frontier_drops_points_that_buy_no_quality():
+    pts = [(100_000, 50.0), (200_000, 70.0), (300_000, 69.0), (400_000, 80.0), (500_000, 80.0)]
+    assert pt.pareto_frontier(pts) == [(100_000, 50.0), (200_000, 70.0), (400_000, 80.0)]
+
+
+def test_upper_hull_drops_points_under_the_chord():
+    # (200k, 55) lies under the chord from (100k, 50) to (400k, 80) in log-rate: dominated.
+    pts = [(100_000, 50.0), (200_000, 55.0), (400_000, 80.0), (800_000, 90.0)]
+    assert pt.upper_hull(pts) == [(100_000, 50.0), (400_000, 80.0), (800_000, 90.0)]
+
+
+def test_interpolation_is_monotone_and_inverse():
+    curve = [(100_000, 60.0), (400_000, 90.0), (1_600_000, 96.0)]
+    assert pt.vmaf_at(curve, 200_000) == pytest.approx(75.0)  # halfway in log rate
+    assert pt.rate_for(curve, 75.0) == pytest.approx(200_000, rel=1e-6)
+    assert pt.vmaf_at(curve, 50_000) == 60.0 and pt.vmaf_at(curve, 9e6) == 96.0
+    assert pt.rate_for(curve, 99.0) == 1_600_000  # unreachable: the top of the curve
+
+
+def test_choose_bitrate_respects_ceiling_target_and_loss_guard():
+    easy = [(100_000, 90.0), (400_000, 97.0), (1_000_000, 99.0)]
+    # Pure target: 95 is reached well under the ceiling.
+    pure = pt.choose_bitrate(easy, 1_000_000, target=95.0, max_loss=None)
+    assert 100_000 < pure < 400_000
+    # Guard: never more than 0.5 below what the ceiling scores (99) -> 98.5 needs more bits.
+    guarded = pt.choose_bitrate(easy, 1_000_000, target=95.0, max_loss=0.5)
+    assert pure < guarded <= 1_000_000
+    assert pt.vmaf_at(easy, guarded) >= 98.5 - 1e-6
+    hard = [(100_000, 30.0), (400_000, 50.0), (1_000_000, 70.0)]
+    assert pt.choose_bitrate(hard, 1_000_000, target=95.0, max_loss=None) == 1_000_000
+
+
+def _r(name, h, b):
+    return pt.make_rung(name, h * 16 // 9 // 2 * 2, h, b)
+
+
+def test_ladder_hull_drops_dominated_middle_rung():
+    chosen = [(_r("240p", 240, 200_000), 200_000), (_r("360p", 360, 420_000), 420_000),
+              (_r("480p", 480, 450_000), 450_000), (_r("720p", 720, 1_000_000), 1_000_000)]
+    kept, dropped = pt.ladder_hull(chosen, min_step=1.25)
+    assert [r.name for r, _ in kept] == ["240p", "480p", "720p"]
+    assert "360p" in dropped and "480p" in dropped["360p"]
+
+
+def test_ladder_hull_keeps_bottom_rung_and_drops_the_one_above():
+    chosen = [(_r("240p", 240, 300_000), 300_000), (_r("360p", 360, 320_000), 320_000),
+              (_r("720p", 720, 1_000_000), 1_000_000)]
+    kept, dropped = pt.ladder_hull(chosen, min_step=1.25)
+    assert [r.name for r, _ in kept] == ["240p", "720p"] and list(dropped) == ["360p"]
+
+
+def test_ladder_hull_lowers_bottom_when_only_two_rungs_collide():
+    chosen = [(_r("240p", 240, 900_000), 900_000), (_r("720p", 720, 1_000_000), 1_000_000)]
+    kept, dropped = pt.ladder_hull(chosen, min_step=1.25)
+    assert [r.name for r, _ in kept] == ["240p", "720p"] and not dropped
+    assert kept[0][1] * 1.25 <= kept[1][1]
+
+
+def test_ladder_hull_leaves_a_well_spaced_ladder_alone():
+    chosen = [(_r("240p", 240, 200_000), 200_000), (_r("480p", 480, 600_000), 600_000),
+              (_r("720p", 720, 1_500_000), 1_500_000)]
+    assert pt.ladder_hull(chosen, min_step=1.25) == (chosen, {})
+
+
+def test_sample_windows_spread_across_the_video():
+    assert pt.sample_windows(5.0, 3, 2.0) == [(0.0, 5.0)]  # short video: all of it
+    w = pt.sample_windows(60.0, 3, 2.0)
+    assert len(w) == 3 and all(length == 2.0 for _, length in w)
+    assert w[0][0] < 20 <= w[1][0] < 40 <= w[2][0] < 60 - 2
+
+
+# ---------------------------------------------------------------------------------------
+# real analysis on tiny generated clips (ffmpeg lavfi: reproducible, no downloads)
+
+
+def _make_clip(path, source: str) -> str:
+    subprocess.run([pt._ffmpeg(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source,
+                    "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p", str(path)],
+                   check=True)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def analyses(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pertitle")
+    clips = {
+        # A still test card: nothing moves.
+        "static": _make_clip(tmp / "static.mp4", "smptebars=s=320x180:r=15:d=3"),
+        # Moving pattern under heavy temporal noise: every frame is new.
+        "noisy": _make_clip(tmp / "noisy.mp4", "testsrc2=s=320x180:r=15:d=3,noise=alls=40:allf=t+u"),
+    }
+    rungs = [pt.make_rung("120p", 214, 120, 250_000, "3.0"), pt.make_rung("180p", 320, 180, 500_000, "3.0")]
+    out = {}
+    for name, path in clips.items():
+        info = media.probe(path)
+        # min_step=1.0: this test is about rates per rung, not about dropping rungs.
+        out[name] = pt.per_title_ladder(path, info, rungs, samples=1, sample_seconds=3.0,
+                                        points=(0.1, 0.3, 1.0), min_step=1.0, vmaf_subsample=1)
+    return rungs, out
+
+
+def test_static_clip_gets_lower_bitrates_than_noisy(analyses):
+    rungs, res = analyses
+    static = {r.name: r.video_bitrate_bps for r in res["static"].rungs}
+    noisy = {r.name: r.video_bitrate_bps for r in res["noisy"].rungs}
+    assert set(static) == set(noisy) == {"120p", "180p"}
+    for name in static:
+        assert static[name] < 0.5 * noisy[name], (static, noisy)
+
+
+def test_bitrates_never_exceed_fixed_ceilings(analyses):
+    rungs, res = analyses
+    ceiling = {r.name: r.video_bitrate_bps for r in rungs}
+    for result in res.values():
+        for r in result.rungs:
+            assert 0 < r.video_bitrate_bps <= ceiling[r.name]
+
+
+def test_vmaf_in_range_and_rising_with_bitrate(analyses):
+    _, res = analyses
+    for result in res.values():
+        assert set(result.vmaf_by_rung) == {r.name for r in result.rungs}
+        assert all(0.0 <= v <= 100.0 for v in result.vmaf_by_rung.values())
+        for curve in result.curves.values():
+            assert len(curve.points) == 3
+            assert all(0.0 <= v <= 100.0 for _, v in curve.points)
+            assert curve.points[-1][0] > curve.points[0][0]
+    for curve in res["noisy"].curves.values():
+        # Far from saturation, quality rises with every step of bits.
+        assert [v for _, v in curve.points] == sorted(v for _, v in curve.points)
+        assert curve.points[-1][1] > curve.points[0][1] + 5
+    for curve in res["static"].curves.values():
+        # A still picture saturates at the lowest rate (VMAF then wobbles by a point or so).
+        assert min(v for _, v in curve.points) > 80
+    # The noisy clip is far from transparent at these ceilings; the static one is near it.
+    assert res["noisy"].vmaf_by_rung["180p"] < res["static"].vmaf_by_rung["180p"]
+    assert res["static"].analysis_seconds > 0 and res["static"].sample_seconds == pytest.approx(3.0, abs=0.2)

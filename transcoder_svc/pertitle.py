@@ -1,0 +1,359 @@
+"""Per-title encoding: pick each rung's bitrate from measured VMAF instead of a fixed ladder.
+
+How (issue 4):
+1. Sample: `samples` excerpts of `sample_seconds` each, spread evenly across the video, are
+   cut from the source, joined and kept as one lossless intermediate (so the source is
+   decoded once, whatever its codec).
+2. Per rung: the sample is scaled to the rung (same scaler as the ladder) and encoded once
+   per test point with the ladder's own x264 settings (preset media.X264_PRESET, High
+   profile, same average-bitrate/maxrate/bufsize rate control), at fractions of the rung's
+   fixed bitrate (its ceiling). Each encode gets VMAF (libvmaf, the vmaf_v0.6.1 model
+   built into libvmaf) against the sample scaled to the rung size. Every point of a rung is
+   encoded and scored in one ffmpeg run each (one decode, split).
+3. Rate-quality curve per rung: the Pareto frontier of the measured points (a point that
+   costs more bits for no more VMAF is dominated and dropped), VMAF interpolated linearly
+   in log bitrate between them. Not the upper convex hull: at low rates x264's curve is
+   S-shaped, and a hull chord there would promise quality no real encode reaches. On the
+   concave part (where every target sits) linear interpolation under-estimates VMAF, so
+   the chosen bitrate errs high (safe for quality). `upper_hull` is kept for reporting.
+4. Per rung goal: reach `target_vmaf` (default by height, 95 at 1080p) or the best the
+   ceiling allows, and never drop more than `max_vmaf_loss` below what the fixed ceiling
+   itself scores; the lowest bitrate meeting the goal is chosen, never above the ceiling.
+5. Across rungs (the ladder's hull): a rung must cost at least `min_step` times less than
+   the next larger kept rung, otherwise the larger picture costs (almost) no more bits and
+   the smaller rung is dominated: it is dropped. The top and bottom rungs are always kept
+   (bottom = the minimum bandwidth a viewer needs); if the bottom collides with a middle
+   rung, that middle rung is dropped instead; if only top and bottom remain and collide,
+   the bottom is lowered to top/min_step and its VMAF re-predicted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import imageio_ffmpeg
+
+from transcoder_svc import media
+
+# media.py is being reworked in parallel: read its knobs defensively rather than import
+# private helpers, so this module keeps working across that change.
+X264_PRESET = getattr(media, "X264_PRESET", "veryfast")
+MAX_FRAME_RATE = getattr(media, "MAX_FRAME_RATE", 60)
+
+# Test points as fractions of a rung's ceiling: geometric-ish, ~2.2x apart, so static
+# content (which saturates early) still has points near where it reaches the target.
+DEFAULT_POINTS = (0.06, 0.14, 0.3, 0.6, 1.0)
+DEFAULT_MIN_STEP = 1.25
+DEFAULT_MAX_VMAF_LOSS = 0.5  # half the 1-point budget: sample-vs-whole-video error eats the rest
+VMAF_THREADS = max(1, min(2, os.cpu_count() or 1))
+
+
+def default_target_vmaf(rung: media.Rung) -> float:
+    """93-95 at the top (about 'indistinguishable'), lower for the small rungs, which are
+    for bad networks and small screens anyway."""
+    short = min(rung.width, rung.height)
+    if short >= 1080:
+        return 95.0
+    if short >= 720:
+        return 93.0
+    if short >= 480:
+        return 90.0
+    if short >= 360:
+        return 85.0
+    return 80.0
+
+
+@dataclass
+class RungCurve:
+    rung: str
+    points: list[tuple[int, float]]  # measured (bitrate_bps, vmaf), ascending bitrate
+    hull: list[tuple[int, float]]  # Pareto frontier: the curve used for prediction
+
+
+@dataclass
+class PerTitleResult:
+    rungs: list[media.Rung]  # kept rungs, bitrates adjusted
+    vmaf_by_rung: dict[str, float]  # predicted VMAF at the chosen bitrate (rung size)
+    curves: dict[str, RungCurve] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)  # rung name -> why
+    sample_seconds: float = 0.0
+    source_seconds: float = 0.0
+    analysis_seconds: float = 0.0  # wall time of the whole analysis
+
+    @property
+    def seconds_per_source_minute(self) -> float:
+        # The sample has a fixed length, so this falls as videos get longer.
+        return self.analysis_seconds / max(self.source_seconds / 60, 1e-9)
+
+
+# ---------------------------------------------------------------------------------------
+# pure curve logic (unit-tested on synthetic curves)
+
+
+def pareto_frontier(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Points in ascending bitrate, each with more VMAF than every cheaper one."""
+    out: list[tuple[int, float]] = []
+    for p in sorted(set(points)):
+        if not out or p[1] > out[-1][1]:
+            out.append(p)
+    return out
+
+
+def upper_hull(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Upper convex hull of (log bitrate, vmaf), ascending bitrate; a point that does not
+    raise quality over a cheaper one is dropped too (quality must rise with bits)."""
+    pts = sorted(set(points))
+    mono: list[tuple[int, float]] = []
+    for p in pts:
+        if not mono or p[1] > mono[-1][1]:
+            mono.append(p)
+    hull: list[tuple[int, float]] = []
+    for p in mono:
+        while len(hull) >= 2 and _cross(hull[-2], hull[-1], p) >= 0:
+            hull.pop()  # hull[-1] lies on or under the chord: dominated
+        hull.append(p)
+    return hull
+
+
+def _cross(a, b, c) -> float:
+    ax, bx, cx = math.log(a[0]), math.log(b[0]), math.log(c[0])
+    return (bx - ax) * (c[1] - a[1]) - (b[1] - a[1]) * (cx - ax)
+
+
+def vmaf_at(hull: list[tuple[int, float]], bitrate: float) -> float:
+    """VMAF predicted at `bitrate`, linear in log bitrate along the hull (flat outside)."""
+    if bitrate <= hull[0][0]:
+        return hull[0][1]
+    for (r0, v0), (r1, v1) in zip(hull, hull[1:]):
+        if bitrate <= r1:
+            t = (math.log(bitrate) - math.log(r0)) / (math.log(r1) - math.log(r0))
+            return v0 + t * (v1 - v0)
+    return hull[-1][1]
+
+
+def rate_for(hull: list[tuple[int, float]], vmaf: float) -> float:
+    """Lowest bitrate whose predicted VMAF reaches `vmaf` (the top of the hull if never)."""
+    if vmaf <= hull[0][1]:
+        return float(hull[0][0])
+    for (r0, v0), (r1, v1) in zip(hull, hull[1:]):
+        if vmaf <= v1:
+            t = (vmaf - v0) / (v1 - v0)
+            return math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))
+    return float(hull[-1][0])
+
+
+def choose_bitrate(hull, ceiling: int, target: float, max_loss: float | None) -> int:
+    at_ceiling = vmaf_at(hull, ceiling)
+    goal = min(target, at_ceiling)
+    if max_loss is not None:
+        goal = max(goal, at_ceiling - max_loss)
+    return int(min(ceiling, math.ceil(rate_for(hull, goal) / 1000) * 1000))
+
+
+def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float
+                ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
+    """Cross-rung selection (see module doc, step 5). `chosen` is ascending by size."""
+    kept = list(chosen)
+    dropped: dict[str, str] = {}
+    i = len(kept) - 2  # walk down from the rung under the top
+    while i >= 0 and len(kept) > 2:
+        lower, upper = kept[i], kept[i + 1]
+        if lower[1] * min_step > upper[1]:
+            if i > 0:
+                victim = i
+            elif i + 1 < len(kept) - 1:
+                victim = i + 1  # keep the bottom rung, drop the middle one above it
+            else:
+                break
+            other = upper[0] if victim == i else lower[0]
+            r = kept.pop(victim)[0]
+            dropped[r.name] = f"dominated by {other.name} (bitrates within {min_step}x)"
+            i = min(i, len(kept) - 2)
+            continue
+        i -= 1
+    if len(kept) >= 2 and kept[0][1] * min_step > kept[1][1]:
+        bottom, upper = kept[0][0], kept[1]
+        kept[0] = (bottom, max(1000, int(upper[1] / min_step) // 1000 * 1000))
+    return kept, dropped
+
+
+# ---------------------------------------------------------------------------------------
+# measurement
+
+
+def sample_windows(duration_s: float, samples: int, sample_seconds: float) -> list[tuple[float, float]]:
+    """(start, length) excerpts spread evenly; the whole video if it is short."""
+    if duration_s <= samples * sample_seconds * 1.2:
+        return [(0.0, duration_s)]
+    span = duration_s / samples
+    return [(i * span + (span - sample_seconds) / 2, sample_seconds) for i in range(samples)]
+
+
+def _make_sample(src: str, info: media.MediaInfo, windows, out: str, timeout_s: float) -> float:
+    fps = min(info.frame_rate or 30.0, MAX_FRAME_RATE)
+    args = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    for start, length in windows:
+        args += ["-ss", f"{start:.3f}", "-t", f"{length:.3f}", "-i", src]
+    parts = "".join(
+        f"[{i}:{info.video_stream_index}]fps={fps},format=yuv420p,setsar=1[v{i}];" for i in range(len(windows))
+    )
+    joined = "".join(f"[v{i}]" for i in range(len(windows)))
+    graph = parts + f"{joined}concat=n={len(windows)}:v=1:a=0[out]"
+    # Lossless x264 (ultrafast): a small intermediate that decodes fast for every rung.
+    args += ["-filter_complex", graph, "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast",
+             "-qp", "0", out]
+    _run(args, timeout_s, "per-title sampling")
+    return sum(length for _, length in windows)
+
+
+def _x264_args(bitrate: int, level: str) -> list[str]:
+    # The ladder's settings (media.build_hls_command): same preset, profile, rate control.
+    return ["-c:v", "libx264", "-preset", X264_PRESET, "-profile:v", "high", "-level", level,
+            "-b:v", str(bitrate), "-maxrate", str(int(bitrate * 1.5)), "-bufsize", str(int(bitrate * 2)),
+            "-an", "-f", "h264"]
+
+
+def measure_rung(sample: str, duration_s: float, rung: media.Rung, bitrates: list[int], workdir: str,
+                 timeout_s: float = 1800, subsample: int = 1) -> list[tuple[int, float]]:
+    """(actual bitrate, VMAF at rung size) for each test bitrate."""
+    n = len(bitrates)
+    encode = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", sample,
+              "-filter_complex",
+              f"[0:v]scale={rung.width}:{rung.height}:flags=bicubic,format=yuv420p,split={n}"
+              + "".join(f"[e{i}]" for i in range(n))]
+    outs = [os.path.join(workdir, f"{rung.name}_{i}.h264") for i in range(n)]
+    for i, (b, path) in enumerate(zip(bitrates, outs)):
+        encode += ["-map", f"[e{i}]", *_x264_args(b, rung.h264_level), path]
+    _run(encode, timeout_s, f"per-title encoding of {rung.name}")
+    scores = vmaf_many(outs, sample, rung.width, rung.height, workdir, subsample=subsample, timeout_s=timeout_s)
+    actual = [int(os.path.getsize(p) * 8 / duration_s) for p in outs]
+    return sorted(zip(actual, scores))
+
+
+def vmaf_many(distorted: list[str], reference: str, width: int, height: int, workdir: str,
+              subsample: int = 1, timeout_s: float = 1800, upscale: bool = False) -> list[float]:
+    """Mean VMAF of each distorted file against `reference` scaled to width x height, in one
+    ffmpeg run (the reference is decoded once). `upscale`: distorted files are scaled to
+    width x height first (display-size VMAF of a smaller rung)."""
+    n = len(distorted)
+    args = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    for d in distorted:
+        args += ["-i", d]
+    args += ["-i", reference]
+    graph = [f"[{n}:v]scale={width}:{height}:flags=bicubic,format=yuv420p,setpts=PTS-STARTPTS,split={n}"
+             + "".join(f"[r{i}]" for i in range(n))]
+    logs = []
+    for i in range(n):
+        log = os.path.join(workdir, f"vmaf_{os.path.basename(distorted[i])}_{width}x{height}.json")
+        logs.append(log)
+        scale = f"scale={width}:{height}:flags=bicubic," if upscale else ""
+        graph.append(f"[{i}:v]{scale}format=yuv420p,setpts=PTS-STARTPTS[d{i}]")
+        graph.append(f"[d{i}][r{i}]libvmaf=n_threads={VMAF_THREADS}:n_subsample={subsample}"
+                     f":log_fmt=json:log_path={log}[o{i}]")
+    args += ["-filter_complex", ";".join(graph)]
+    for i in range(n):
+        args += ["-map", f"[o{i}]", "-f", "null", "-"]
+    _run(args, timeout_s, "VMAF measurement")
+    out = []
+    for log in logs:
+        with open(log) as fh:
+            out.append(float(json.load(fh)["pooled_metrics"]["vmaf"]["mean"]))
+    return out
+
+
+def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *,
+                     samples: int = 3, sample_seconds: float = 2.0,
+                     points: tuple[float, ...] = DEFAULT_POINTS,
+                     target_vmaf=default_target_vmaf,
+                     max_vmaf_loss: float | None = DEFAULT_MAX_VMAF_LOSS,
+                     min_step: float = DEFAULT_MIN_STEP,
+                     vmaf_subsample: int = 2,
+                     workdir: str | None = None, timeout_s: float = 3600) -> PerTitleResult:
+    """Rungs with per-title bitrates (never above the given rungs' bitrates: those are the
+    ceilings) and the VMAF predicted for each. `target_vmaf`: a number or rung -> number;
+    `max_vmaf_loss=None` drops the 'no worse than the fixed ceiling' guard (pure target).
+    `vmaf_subsample`: score every n-th frame (VMAF is most of the cost; 2 halves it and moves
+    the mean by well under a point on 6 s samples)."""
+    if not rungs:
+        return PerTitleResult(rungs=[], vmaf_by_rung={})
+    started = time.monotonic()
+    target_fn = target_vmaf if callable(target_vmaf) else (lambda _r, t=float(target_vmaf): t)
+    own = workdir is None
+    work = tempfile.mkdtemp(prefix="pertitle-") if own else workdir
+    try:
+        sample = os.path.join(work, "sample.mp4")
+        windows = sample_windows(info.duration_s, samples, sample_seconds)
+        sample_len = _make_sample(src, info, windows, sample, timeout_s)
+        sample_len = _sample_duration(sample) or sample_len
+        ordered = sorted(rungs, key=lambda r: (r.width * r.height, r.video_bitrate_bps))
+        curves: dict[str, RungCurve] = {}
+        measured: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        chosen: list[tuple[media.Rung, int]] = []
+        for rung in ordered:
+            key = (rung.width, rung.height)
+            if key not in measured:
+                # Rungs of the same size (e.g. Apple's two 720p rungs) share one curve,
+                # measured up to the highest of their ceilings.
+                top = max(r.video_bitrate_bps for r in ordered if (r.width, r.height) == key)
+                tests = sorted({max(20_000, int(top * f)) for f in points})
+                measured[key] = measure_rung(sample, sample_len, rung, tests, work, timeout_s, vmaf_subsample)
+            curves[rung.name] = RungCurve(rung.name, measured[key], pareto_frontier(measured[key]))
+        for rung in ordered:
+            hull = curves[rung.name].hull
+            chosen.append((rung, choose_bitrate(hull, rung.video_bitrate_bps, target_fn(rung), max_vmaf_loss)))
+        kept, dropped = ladder_hull(chosen, min_step)
+        vmafs = {r.name: round(vmaf_at(curves[r.name].hull, b), 2) for r, b in kept}
+        out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
+        return PerTitleResult(rungs=out_rungs, vmaf_by_rung=vmafs, curves=curves, dropped=dropped,
+                              sample_seconds=sample_len, source_seconds=info.duration_s,
+                              analysis_seconds=time.monotonic() - started)
+    finally:
+        if own:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def make_rung(name: str, width: int, height: int, bitrate: int, h264_level: str = "4.0",
+              frame_rate: float = 30.0) -> media.Rung:
+    """A media.Rung whatever its current field set (h264_level was a field, is now derived)."""
+    names = {f.name for f in dataclasses.fields(media.Rung)}
+    extra = {"h264_level": h264_level, "frame_rate": frame_rate}
+    return media.Rung(name=name, width=width, height=height, video_bitrate_bps=bitrate,
+                      **{k: v for k, v in extra.items() if k in names})
+
+
+def _with_bitrate(rung: media.Rung, bitrate: int, vmaf: float) -> media.Rung:
+    if "vmaf" in {f.name for f in dataclasses.fields(rung)}:
+        return dataclasses.replace(rung, video_bitrate_bps=bitrate, vmaf=vmaf)
+    return dataclasses.replace(rung, video_bitrate_bps=bitrate)
+
+
+def _ffmpeg() -> str:
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _run(args: list[str], timeout_s: float, what: str) -> None:
+    try:
+        proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise media.MediaError(f"{what} took longer than {timeout_s:.0f} s and was stopped") from exc
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        raise media.MediaError(f"{what} failed: {'; '.join(lines[-3:])[:500] or proc.returncode}")
+
+
+def _sample_duration(path: str) -> float:
+    import av
+
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        if s.duration and s.time_base:
+            return float(s.duration * s.time_base)
+        return (c.duration or 0) / 1_000_000
