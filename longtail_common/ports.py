@@ -230,3 +230,45 @@ DEFAULT_TOPICS = {
     TOPIC_VIEWS: 4,
     TOPIC_DEAD_LETTER: 1,
 }
+
+
+# ---------------------------------------------------------------------------------------
+# View-count port: what placement learns from (daily views per video x region x day) and
+# the catalogue of READY videos it decides for. Written by placement_svc only.
+
+
+@dataclass(frozen=True)
+class DailyViews:
+    video_id: str
+    region: str
+    day: str  # YYYY-MM-DD (UTC)
+    views: int  # "start" beacons
+    bytes: int  # bytes watched, all beacon kinds
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    video_id: str
+    channel_id: str
+    language: str
+    category: str
+    publish_day: str  # YYYY-MM-DD (UTC) the video became READY
+    size_bytes: int  # bytes of the stored renditions (what a CDN push carries)
+
+
+@runtime_checkable
+class ViewCountStore(Protocol):
+    def apply_views(self, source: str, offset: int, rows: list[DailyViews]) -> bool:
+        """Adds `rows` to the daily counts atomically, once per (source, offset): a source is
+        e.g. "views/2" (topic/partition) and offsets only grow, so a redelivered message
+        (offset <= the last applied one) is skipped. Returns False when skipped."""
+
+    def daily_views(self, first_day: str | None = None, last_day: str | None = None) -> list[DailyViews]:
+        """Counts of days in [first_day, last_day] (inclusive; None = open)."""
+
+    def put_video(self, entry: CatalogEntry) -> None:
+        """Insert or replace a catalogue entry."""
+
+    def list_videos(self) -> list[CatalogEntry]: ...
+
+    def close(self) -> None: ...

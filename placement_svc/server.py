@@ -1,6 +1,7 @@
 """placement_svc process: the transcode-results consumer plus the PlacementService API."""
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 
@@ -14,7 +15,7 @@ from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail.placement.v1 import placement_service_pb2 as pb
 from longtail.placement.v1 import placement_service_pb2_grpc as pb_grpc
-from longtail_common.adapters import make_topic_bus
+from longtail_common.adapters import make_object_store, make_topic_bus, make_view_count_store
 from longtail_common.config import Config, load_config
 from longtail_common.consumer import PermanentError, run_consumer
 from longtail_common.grpc_server import ServiceServer, client_channel
@@ -22,24 +23,38 @@ from longtail_common.ports import (
     DEFAULT_TOPICS,
     TOPIC_TRANSCODE_RESULTS,
     TOPIC_VIDEO_PUBLISHED,
+    TOPIC_VIEWS,
+    CatalogEntry,
     Message,
 )
 from longtail_common.runtime import connect_with_backoff, setup_logging
+from placement_svc import edge, modelstore, views
 
 log = logging.getLogger("placement_svc")
 S = video_pb2.VideoStatus
 CONSUMER_GROUP = "placement"
 
 
-def decide_for_new_video(video: video_pb2.Video, regions: list[str]) -> list[video_pb2.PlacementDecision]:
-    """A video that has just finished transcoding has no views yet: serve it from origin
-    everywhere. The daily learned job (`longtail placement run`) pushes what it predicts
-    will be watched."""
+def decide_for_new_video(video: video_pb2.Video, regions: list[str], model=None) -> list[video_pb2.PlacementDecision]:
+    """Cold start: a video that has just finished transcoding has no views yet. With a
+    trained model (the daily job's latest), decide per region from the channel, language
+    and category; without one, serve it from origin everywhere. The daily job
+    (`longtail placement run`) revisits every decision each morning."""
     now = Timestamp()
     now.GetCurrentTime()
+    if model is None:
+        choice, policy = {r: "origin" for r in regions}, "new-video-origin"
+    else:
+        from placement_svc.model.learned import decide_new_video
+
+        features = {"channel_id": video.channel.id, "language": video.language, "category": video.category,
+                    "upload_date": now.ToDatetime().date()}
+        choice, policy = decide_new_video(features, model=model, regions=regions), f"cold-start-{model.family}"
     return [
         video_pb2.PlacementDecision(
-            region=region, served_from=video_pb2.SERVED_FROM_ORIGIN, policy="new-video-origin", decide_time=now
+            region=region,
+            served_from=video_pb2.SERVED_FROM_CDN if choice.get(region) == "cdn" else video_pb2.SERVED_FROM_ORIGIN,
+            policy=policy, decide_time=now,
         )
         for region in regions
     ]
@@ -48,10 +63,35 @@ def decide_for_new_video(video: video_pb2.Video, regions: list[str]) -> list[vid
 class ResultHandler:
     """Turns a TranscodeResult into READY (or FAILED) exactly once, then publishes."""
 
-    def __init__(self, cfg: Config, metadata: mpb_grpc.MetadataServiceStub, producer):
+    def __init__(self, cfg: Config, metadata: mpb_grpc.MetadataServiceStub, producer, objects=None,
+                 view_counts=None, models=None):
         self.cfg = cfg
         self.metadata = metadata
         self.producer = producer
+        self.objects = objects  # ObjectStore: cold-start pushes to the edges
+        self.view_counts = view_counts  # ViewCountStore: the catalogue the daily job scores
+        self.models = models  # modelstore.LatestModel
+
+    def _push_first(self, video_id: str, placements: list) -> list:
+        """Pushes the bytes of every cdn decision; a region whose push fails stays on origin."""
+        for p in placements:
+            if p.served_from != video_pb2.SERVED_FROM_CDN:
+                continue
+            try:
+                edge.push(self.objects, video_id, p.region)
+            except Exception as exc:  # noqa: BLE001 - publishing must not wait on the CDN
+                log.warning("cold-start push of %s to %s failed (%s); origin instead", video_id, p.region, exc)
+                p.served_from = video_pb2.SERVED_FROM_ORIGIN
+        return placements
+
+    def _record(self, video: video_pb2.Video) -> None:
+        if self.view_counts is None:
+            return
+        publish = video.publish_time.ToDatetime().date() if video.HasField("publish_time") else None
+        size = edge.video_size_bytes(self.objects, video.id) if self.objects is not None else 0
+        self.view_counts.put_video(CatalogEntry(
+            video_id=video.id, channel_id=video.channel.id, language=video.language, category=video.category,
+            publish_day=(publish or datetime.date.today()).isoformat(), size_bytes=size))
 
     def __call__(self, message: Message) -> None:
         result = events_pb2.TranscodeResult()
@@ -78,6 +118,7 @@ class ResultHandler:
         if video.status == S.VIDEO_STATUS_READY:
             # Already done (a redelivery): publishing again is harmless for consumers and
             # covers a crash between marking READY and publishing.
+            self._record(video)
             self._publish(video)
             return
         if video.status != S.VIDEO_STATUS_PROCESSING:
@@ -88,6 +129,13 @@ class ResultHandler:
             return
         now = Timestamp()
         now.GetCurrentTime()
+        model = self.models.get() if self.models is not None else None
+        placements = decide_for_new_video(video, self.cfg.platform.regions, model)
+        if self.objects is not None:
+            placements = self._push_first(video.id, placements)  # bytes before the READY that points at them
+        else:
+            for p in placements:
+                p.served_from = video_pb2.SERVED_FROM_ORIGIN
         patch = video_pb2.Video(
             id=video.id,
             etag=video.etag,
@@ -96,7 +144,7 @@ class ResultHandler:
             renditions=result.renditions,
             thumbnails=result.thumbnails,
             manifests=result.manifests,
-            placements=decide_for_new_video(video, self.cfg.platform.regions),
+            placements=placements,
             publish_time=now,
         )
         paths = ["status", "duration_seconds", "renditions", "thumbnails", "manifests", "placements", "publish_time"]
@@ -105,6 +153,7 @@ class ResultHandler:
             mpb.UpdateVideoRequest(video=patch, update_mask=field_mask_pb2.FieldMask(paths=paths)), timeout=30
         )
         log.info("video %s READY (%d renditions)", video.id, len(updated.renditions))
+        self._record(updated)
         self._publish(updated)
 
     def _update(self, video, fields: dict) -> None:
@@ -153,16 +202,32 @@ def serve(cfg: Config) -> None:
         return
     metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
     producer = bus.producer()
+    objects = make_object_store(cfg)
+    view_counts = make_view_count_store(cfg)
     pb_grpc.add_PlacementServiceServicer_to_server(PlacementServicer(cfg, metadata), server.server)
+    handler = ResultHandler(cfg, metadata, producer, objects=objects, view_counts=view_counts,
+                            models=modelstore.LatestModel(objects))
     consumer_thread = threading.Thread(
         target=run_consumer,
-        args=(bus, [TOPIC_TRANSCODE_RESULTS], CONSUMER_GROUP, ResultHandler(cfg, metadata, producer), server.stopping),
+        args=(bus, [TOPIC_TRANSCODE_RESULTS], CONSUMER_GROUP, handler, server.stopping),
         kwargs={"max_attempts": 5},
         name="results-consumer",
     )
+    views_thread = threading.Thread(
+        target=run_consumer,
+        args=(bus, [TOPIC_VIEWS], views.CONSUMER_GROUP, views.ViewCounter(view_counts), server.stopping),
+        kwargs={"max_attempts": 5},
+        name="views-consumer",
+    )
     consumer_thread.start()
+    views_thread.start()
     server.set_serving(True)
-    server.run_until_signalled(on_stop=lambda: consumer_thread.join(timeout=30))
+
+    def on_stop():
+        consumer_thread.join(timeout=30)
+        views_thread.join(timeout=30)
+
+    server.run_until_signalled(on_stop=on_stop)
     producer.close()
     bus.close()
 

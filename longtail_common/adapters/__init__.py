@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from longtail_common.config import Config
-from longtail_common.ports import MetadataStore, ObjectStore, TopicBus
+from longtail_common.ports import MetadataStore, ObjectStore, TopicBus, ViewCountStore
 
 
 def make_metadata_store(cfg: Config) -> MetadataStore:
@@ -16,6 +16,16 @@ def make_metadata_store(cfg: Config) -> MetadataStore:
 
         return ScyllaMetadataStore(cfg.scylla)
     raise ValueError(f"unknown metadata backend {kind!r} (sqlite | scylla)")
+
+
+def make_view_count_store(cfg: Config) -> ViewCountStore:
+    """Placement's daily view counts live beside the metadata (same backend choice)."""
+    kind = cfg.backends.metadata
+    if kind == "sqlite":
+        from longtail_common.adapters.sqlite_viewcounts import SqliteViewCountStore
+
+        return SqliteViewCountStore(cfg.data_path / "viewcounts.sqlite3")
+    raise ValueError(f"view counts have no {kind!r} backend yet (sqlite only)")
 
 
 def make_object_store(cfg: Config) -> ObjectStore:

@@ -1,0 +1,323 @@
+"""`longtail placement run [--date D]`: the daily placement job.
+
+  longtail placement run [--date YYYY-MM-DD] [--config FILE] [--data-dir DIR] [--metadata HOST:PORT]
+                         [--costs FILE] [--min-train-days N] [--no-train] [--max-rows N]
+
+On the morning of day D (default: today, UTC) it
+  1. reads the catalogue of READY videos and the daily view counts of the days before D
+     (the ViewCountStore that placement's `views` consumer fills);
+  2. trains the model on that history (MLP vs GBM, the cheaper on validation days wins) and
+     saves it for cold start, when there are at least --min-train-days days of history;
+     otherwise it loads the latest saved model; without one it falls back to a break-even
+     rule on yesterday's views (push if yesterday's views, kept up for the model's horizon,
+     repay the fill; keep while a day's views repay the storage);
+  3. scores every READY video x configured region and, per video whose decision changed,
+     pushes the renditions to the new regions' edges FIRST, then writes the decision into
+     the metadata (UpdateVideo, field mask "placements", etag-checked), then evicts the
+     regions it left. A cdn URL therefore never points at missing bytes.
+Prints one JSON summary. Exit code 2 with one line on stderr for bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+import time
+
+import numpy as np
+
+log = logging.getLogger("placement_svc.daily")
+DEFAULT_MIN_TRAIN_DAYS = 14
+HISTORY_DAYS = 120  # days of counts the job reads (features look back at most 28 days + channel stats)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise ValueError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="longtail placement run", description="Decide and apply today's CDN placement.")
+    p.add_argument("--date", help="the day decided for (YYYY-MM-DD, default today UTC); uses views before it")
+    p.add_argument("--config", help="TOML config file (default: LONGTAIL_CONFIG / embedded)")
+    p.add_argument("--data-dir", help="data directory of the embedded setup")
+    p.add_argument("--metadata", help="metadata service address host:port (default from config)")
+    p.add_argument("--costs", help="prices per region, JSON or TOML (see docs/placement.md)")
+    p.add_argument("--min-train-days", type=int, default=DEFAULT_MIN_TRAIN_DAYS,
+                   help=f"train only with at least this many days of history (default {DEFAULT_MIN_TRAIN_DAYS})")
+    p.add_argument("--no-train", action="store_true", help="never train; use the saved model or the rule")
+    p.add_argument("--max-rows", type=int, default=150_000, help="training rows cap (default 150000)")
+    p.add_argument("--json", action="store_true", help="(the summary is always JSON)")
+    return p
+
+
+# ------------------------------------------------------------------------------ data
+def build_dataset(catalog, counts, regions: list[str], day: dt.date, default_size: float):
+    """A Dataset whose last day is `day` (zero views: unknown yet) over the catalogue.
+
+    Views of videos not in the catalogue and of regions not configured are ignored."""
+    from placement_svc.model.dataset import Dataset
+
+    first = day - dt.timedelta(days=1)
+    if counts:
+        first = min(first, min(dt.date.fromisoformat(c.day) for c in counts))
+    first = max(first, day - dt.timedelta(days=HISTORY_DAYS))
+    n_days = (day - first).days + 1
+    dates = [first + dt.timedelta(days=i) for i in range(n_days)]
+    video_ids = [e.video_id for e in catalog]
+    vindex = {v: i for i, v in enumerate(video_ids)}
+    rindex = {r: i for i, r in enumerate(regions)}
+    views = np.zeros((len(video_ids), len(regions), n_days), dtype=np.float32)
+    for c in counts:
+        i, r = vindex.get(c.video_id), rindex.get(c.region)
+        d = (dt.date.fromisoformat(c.day) - first).days
+        if i is None or r is None or not 0 <= d < n_days - 1:
+            continue
+        views[i, r, d] += c.views
+    channel_ids: list[str] = []
+    cindex: dict[str, int] = {}
+    channel = np.full(len(video_ids), -1, dtype=np.int64)
+    for i, e in enumerate(catalog):
+        if e.channel_id:
+            channel[i] = cindex.setdefault(e.channel_id, len(cindex))
+            if channel[i] == len(channel_ids):
+                channel_ids.append(e.channel_id)
+    upload_day = np.array([(dt.date.fromisoformat(e.publish_day) - first).days for e in catalog], dtype=np.int64)
+    any_views = views.sum(1) > 0
+    first_seen = np.where(any_views.any(1), any_views.argmax(1), n_days).astype(np.int64) if len(catalog) else \
+        np.zeros(0, dtype=np.int64)
+    return Dataset(
+        dates=dates, regions=list(regions), video_ids=video_ids, views=views, upload_day=upload_day,
+        upload_known=np.ones(len(video_ids), dtype=bool), first_seen=first_seen,
+        language=np.array([e.language or "und" for e in catalog], dtype=str),
+        category=np.array([e.category or "unknown" for e in catalog], dtype=str),
+        channel=channel, channel_ids=channel_ids,
+        size_bytes=np.array([float(e.size_bytes) if e.size_bytes > 0 else default_size for e in catalog]),
+    )
+
+
+def choose_model(ds, costs, objects, day_index: int, args, out: dict):
+    """Train (enough history), else the latest saved model, else None (rule)."""
+    from placement_svc import modelstore
+    from placement_svc.model.features import History, Vocab
+    from placement_svc.model.harness import make_tune_replay
+    from placement_svc.model.learned import TrainConfig, train
+    from placement_svc.model.policies import Context
+    from placement_svc.model.costs import Pricer
+
+    train_end = day_index - 1
+    history_days = day_index
+    has_views = bool(ds.views[:, :, :day_index].sum() > 0)
+    if not args.no_train and history_days >= max(args.min_train_days, 8) and has_views and len(ds.video_ids) > 0:
+        vocab = Vocab.fit(ds, train_end)
+        hist = History(ds, vocab)
+        ctx = Context(ds=ds, hist=hist, pricer=Pricer(costs, ds.regions, ds.size_bytes))
+        t0 = time.perf_counter()
+        try:
+            model = train(hist, costs, train_end, TrainConfig(max_rows=args.max_rows), make_tune_replay(ctx))
+        except ValueError as exc:
+            out["training_skipped"] = str(exc)
+        else:
+            modelstore.save_model(objects, model, str(ds.dates[day_index]))
+            out["model"] = {"source": "trained", "family": model.family, "train_seconds":
+                            round(time.perf_counter() - t0, 2), "validation": model.info.get("families")}
+            return model, hist
+    else:
+        out["training_skipped"] = ("--no-train" if args.no_train else "no views yet" if not has_views else
+                                   f"{history_days} day(s) of history, need {max(args.min_train_days, 8)}")
+    model = modelstore.load_latest(objects)
+    if model is not None and list(model.vocab.regions) == list(ds.regions):
+        out["model"] = {"source": "saved", "family": model.family}
+        return model, History(ds, model.vocab)
+    out["model"] = {"source": "rule"}
+    return None, History(ds, Vocab.fit(ds, train_end))
+
+
+def decide(ds, hist, model, costs, day_index: int, at_edge: np.ndarray):
+    """(push mask over (video, region), predicted views, policy name) for day `day_index`."""
+    from placement_svc.model.learned import HORIZON, decision_thresholds
+
+    n_v, n_r = len(ds.video_ids), len(ds.regions)
+    push = np.zeros((n_v, n_r), dtype=bool)
+    predicted = np.zeros((n_v, n_r))
+    if n_v == 0:
+        return push, predicted, "none"
+    b = hist.batch(day_index)
+    if model is not None:
+        exp = model.expected_views(b)
+        rows = model.decide_rows(b, exp, at_edge[b.vid, b.reg])
+        predicted[b.vid, b.reg] = exp[:, 0]
+        push[b.vid[rows], b.reg[rows]] = True
+        return push, predicted, f"model-{model.family}"
+    keep_t, fill_t = decision_thresholds(costs, list(ds.regions), 1.0, 1.0, HORIZON)
+    y1 = hist.window(day_index, 1)
+    rule = np.where(at_edge, y1 > keep_t[None, :], y1 * HORIZON > fill_t[None, :])
+    known = np.zeros(n_v, dtype=bool)
+    known[np.unique(b.vid)] = True
+    push = rule & known[:, None]
+    return push, y1.astype(np.float64), "rule-yesterday"
+
+
+# ------------------------------------------------------------------------------ apply
+def _placements(regions, push_row, pred_row, policy, now):
+    from longtail.metadata.v1 import video_pb2
+
+    return [video_pb2.PlacementDecision(
+        region=r, served_from=video_pb2.SERVED_FROM_CDN if p else video_pb2.SERVED_FROM_ORIGIN,
+        policy=policy, predicted_views=float(v), decide_time=now) for r, p, v in zip(regions, push_row, pred_row)]
+
+
+def write_placements(metadata, video, placements) -> None:
+    """UpdateVideo(placements) with the etag; re-reads and retries if someone wrote in between."""
+    import grpc
+    from google.protobuf import field_mask_pb2
+
+    from longtail.metadata.v1 import metadata_service_pb2 as mpb
+    from longtail.metadata.v1 import video_pb2
+
+    for _ in range(5):
+        patch = video_pb2.Video(id=video.id, etag=video.etag, placements=placements)
+        try:
+            metadata.UpdateVideo(mpb.UpdateVideoRequest(
+                video=patch, update_mask=field_mask_pb2.FieldMask(paths=["placements"])), timeout=30)
+            return
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ABORTED:
+                raise
+            video = metadata.GetVideo(mpb.GetVideoRequest(id=video.id), timeout=30)
+    raise RuntimeError(f"video {video.id}: too many concurrent updates")
+
+
+def run(cfg, day: dt.date, args) -> dict:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from longtail.metadata.v1 import metadata_service_pb2 as mpb
+    from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
+    from longtail.metadata.v1 import video_pb2
+    from longtail_common.adapters import make_object_store, make_view_count_store
+    from longtail_common.grpc_server import client_channel
+    from longtail_common.ports import CatalogEntry
+    from placement_svc import edge
+    from placement_svc.model.costs import CostModel, load_costs
+
+    t0 = time.perf_counter()
+    costs = load_costs(args.costs) if args.costs else CostModel()
+    regions = list(cfg.platform.regions)
+    store = make_view_count_store(cfg)
+    objects = make_object_store(cfg)
+    channel = client_channel(args.metadata or cfg.services.metadata)
+    metadata = mpb_grpc.MetadataServiceStub(channel)
+    out: dict = {"date": day.isoformat(), "regions": regions}
+    try:
+        first = (day - dt.timedelta(days=HISTORY_DAYS)).isoformat()
+        counts = store.daily_views(first, (day - dt.timedelta(days=1)).isoformat())
+        catalog = {e.video_id: e for e in store.list_videos()}
+
+        def fetch(ids):
+            found = {}
+            ids = list(ids)
+            for s in range(0, len(ids), 1000):
+                resp = metadata.BatchGetVideos(mpb.BatchGetVideosRequest(ids=ids[s:s + 1000]), timeout=60)
+                found.update({v.id: v for v in resp.videos})
+            return found
+
+        # Videos with views but no catalogue entry (READY before placement kept one): backfill.
+        missing = sorted({c.video_id for c in counts} - set(catalog))
+        for v in fetch(missing).values():
+            if v.status == video_pb2.VIDEO_STATUS_READY:
+                publish = v.publish_time.ToDatetime(tzinfo=dt.timezone.utc).date() if v.HasField("publish_time") \
+                    else day
+                entry = CatalogEntry(v.id, v.channel.id, v.language, v.category, publish.isoformat(),
+                                     edge.video_size_bytes(objects, v.id))
+                store.put_video(entry)
+                catalog[v.id] = entry
+        videos = {k: v for k, v in fetch(catalog).items() if v.status == video_pb2.VIDEO_STATUS_READY}
+        entries = [catalog[k] for k in sorted(videos)]
+        ds = build_dataset(entries, counts, regions, day, costs.default_video_size_bytes)
+        d = ds.n_days - 1
+        at_edge = np.zeros((len(entries), len(regions)), dtype=bool)
+        rindex = {r: i for i, r in enumerate(regions)}
+        for i, e in enumerate(entries):
+            for p in videos[e.video_id].placements:
+                if p.region in rindex and p.served_from == video_pb2.SERVED_FROM_CDN:
+                    at_edge[i, rindex[p.region]] = True
+        model, hist = choose_model(ds, costs, objects, d, args, out)
+        t1 = time.perf_counter()
+        push, predicted, policy = decide(ds, hist, model, costs, d, at_edge)
+        out["scoring_seconds"] = round(time.perf_counter() - t1, 3)
+        out["policy"] = policy
+        now = Timestamp()
+        now.GetCurrentTime()
+        pushed, evicted, errors, unchanged = [], [], [], 0
+        for i, e in enumerate(entries):
+            video = videos[e.video_id]
+            want = push[i].copy()
+            new = [r for j, r in enumerate(regions) if want[j] and not at_edge[i, j]]
+            gone = [r for j, r in enumerate(regions) if at_edge[i, j] and not want[j]]
+            if not new and not gone:
+                unchanged += 1
+                continue
+            for r in new:  # bytes first
+                try:
+                    edge.push(objects, e.video_id, r)
+                    pushed.append([e.video_id, r])
+                except Exception as exc:  # noqa: BLE001 - this pair stays on origin today
+                    want[rindex[r]] = False
+                    errors.append(f"push {e.video_id} to {r}: {exc}")
+            write_placements(metadata, video, _placements(regions, want, predicted[i], policy, now))
+            for r in gone:  # the decision no longer points there: now the bytes may go
+                edge.evict(objects, e.video_id, r)
+                evicted.append([e.video_id, r])
+        out.update({
+            "videos": len(entries), "pairs_scored": int(len(entries) * len(regions)),
+            "on_cdn": int(push.sum()), "pushed": pushed, "evicted": evicted, "unchanged_videos": unchanged,
+            "errors": errors, "total_seconds": round(time.perf_counter() - t0, 3),
+        })
+        return out
+    finally:
+        store.close()
+        channel.close()
+
+
+def main(argv: list[str] | None = None, cfg=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    def fail(msg: str) -> int:
+        print(f"longtail placement run: {msg}", file=sys.stderr)
+        return 2
+
+    try:
+        args = build_parser().parse_args(argv)
+    except ValueError as exc:
+        return fail(str(exc))
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    from longtail_common.config import load_config
+    from placement_svc.model.costs import CostsError
+
+    try:
+        day = dt.date.fromisoformat(args.date) if args.date else dt.datetime.now(dt.timezone.utc).date()
+    except ValueError:
+        return fail(f"bad --date {args.date!r} (want YYYY-MM-DD)")
+    if args.min_train_days < 1:
+        return fail("--min-train-days must be at least 1")
+    try:
+        if cfg is None:
+            cfg = load_config(args.config)
+        if args.data_dir:
+            cfg.data_dir = args.data_dir
+    except (OSError, ValueError) as exc:
+        return fail(f"bad configuration: {exc}")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        summary = run(cfg, day, args)
+    except CostsError as exc:
+        return fail(str(exc))
+    print(json.dumps(summary))
+    return 1 if summary.get("errors") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

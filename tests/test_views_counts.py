@@ -1,0 +1,195 @@
+"""View counting and the daily job's decision core, without running services."""
+import datetime as dt
+from argparse import Namespace
+
+import numpy as np
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from longtail.events.v1 import events_pb2
+from longtail.metadata.v1 import video_pb2
+from longtail_common.adapters.fs_objects import FilesystemObjectStore
+from longtail_common.adapters.sqlite_viewcounts import SqliteViewCountStore
+from longtail_common.consumer import PermanentError
+from longtail_common.ports import MEDIA_BUCKET, CatalogEntry, DailyViews, Message
+from placement_svc import daily, edge
+from placement_svc.model.costs import CostModel
+from placement_svc.views import ViewCounter
+from placement_svc.server import ResultHandler
+
+REGIONS = ["US", "GB", "JP"]
+
+
+def view_msg(offset, kind="start", video="vidA", region="GB", nbytes=0, when=dt.datetime(2024, 5, 1, 23, 59),
+             partition=0):
+    ev = events_pb2.ViewEvent(video_id=video, region=region, kind=kind, bytes_watched=nbytes)
+    ev.event_time.FromDatetime(when)
+    return Message(topic="views", partition=partition, offset=offset, key=video.encode(), value=ev.SerializeToString())
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = SqliteViewCountStore(tmp_path / "vc.sqlite3")
+    yield s
+    s.close()
+
+
+def test_start_counts_a_view_other_kinds_add_bytes_and_redelivery_is_ignored(store):
+    counter = ViewCounter(store)
+    counter(view_msg(0, "start", nbytes=100))
+    counter(view_msg(1, "progress", nbytes=1000))
+    counter(view_msg(2, "complete", nbytes=10))
+    counter(view_msg(1, "progress", nbytes=1000))  # redelivered: skipped
+    counter(view_msg(0, "start", region="JP", partition=1))  # other partition, own offsets
+    counter(view_msg(3, "start", when=dt.datetime(2024, 5, 2, 0, 0, 1)))  # next UTC day
+    rows = {(r.region, r.day): (r.views, r.bytes) for r in store.daily_views()}
+    assert rows == {("GB", "2024-05-01"): (1, 1110), ("JP", "2024-05-01"): (1, 0), ("GB", "2024-05-02"): (1, 0)}
+    assert [r.day for r in store.daily_views("2024-05-02", None)] == ["2024-05-02"]
+    assert {r.day for r in store.daily_views(None, "2024-05-01")} == {"2024-05-01"}
+
+
+@pytest.mark.parametrize("kw,needle", [({"kind": "pause"}, "kind"), ({"region": "gbr"}, "region"),
+                                       ({"video": "../x"}, "video_id"), ({"nbytes": -5}, "negative")])
+def test_malformed_view_events_are_permanent_errors(store, kw, needle):
+    with pytest.raises(PermanentError, match=needle):
+        ViewCounter(store)(view_msg(0, **kw))
+    with pytest.raises(PermanentError, match="undecodable"):
+        ViewCounter(store)(Message(topic="views", partition=0, offset=9, key=None, value=b"\xff\xff\xff"))
+    assert store.daily_views() == []
+
+
+def test_catalog_put_is_an_upsert(store):
+    store.put_video(CatalogEntry("v1", "ch", "en", "music", "2024-05-01", 10))
+    store.put_video(CatalogEntry("v1", "ch", "en", "music", "2024-05-01", 20))
+    assert [e.size_bytes for e in store.list_videos()] == [20]
+
+
+def entries(n=3):
+    return [CatalogEntry(f"v{i}", "ch", "en", "music", "2024-04-20", 10_000_000) for i in range(n)]
+
+
+def test_dataset_from_counts_ignores_the_decision_day_and_unknown_videos():
+    counts = [DailyViews("v0", "GB", "2024-04-30", 50, 0), DailyViews("v0", "GB", "2024-05-01", 99, 0),
+              DailyViews("zz", "GB", "2024-04-30", 7, 0), DailyViews("v1", "XX", "2024-04-30", 7, 0)]
+    ds = daily.build_dataset(entries(), counts, REGIONS, dt.date(2024, 5, 1), 1e9)
+    assert ds.dates[-1] == dt.date(2024, 5, 1)
+    assert ds.views[:, :, -1].sum() == 0  # the day being decided is unknown
+    assert ds.views.sum() == 50 and ds.views[0, 1, -2] == 50
+    assert list(ds.upload_day) == [(dt.date(2024, 4, 20) - ds.dates[0]).days] * 3
+
+
+class EmptyObjects:
+    def stat(self, bucket, key):
+        return None
+
+
+def test_rule_pushes_where_yesterday_repays_the_fill_and_evicts_when_views_stop():
+    day = dt.date(2024, 5, 1)
+    costs = CostModel()
+    counts = [DailyViews("v0", "GB", "2024-04-30", 40, 0), DailyViews("v1", "US", "2024-04-30", 1, 0)]
+    ds = daily.build_dataset(entries(), counts, REGIONS, day, 1e9)
+    d = ds.n_days - 1
+    out = {}
+    model, hist = daily.choose_model(ds, costs, EmptyObjects(), d, Namespace(no_train=True, min_train_days=14), out)
+    assert model is None and out["model"] == {"source": "rule"}
+    at_edge = np.zeros((3, 3), bool)
+    push, pred, policy = daily.decide(ds, hist, None, costs, d, at_edge)
+    assert policy == "rule-yesterday"
+    assert push.tolist() == [[False, True, False], [False, False, False], [False, False, False]]
+    assert pred[0, 1] == 40
+    # A day later with no views: what sits on the edge goes.
+    ds2 = daily.build_dataset(entries(), counts, REGIONS, day + dt.timedelta(days=1), 1e9)
+    hist2 = daily.choose_model(ds2, costs, EmptyObjects(), ds2.n_days - 1, Namespace(no_train=True), {})[1]
+    push2, _, _ = daily.decide(ds2, hist2, None, costs, ds2.n_days - 1, push)
+    assert not push2.any()
+
+
+def test_daily_cli_rejects_bad_arguments(capsys):
+    assert daily.main(["--date", "2024-13-01"]) == 2
+    assert "bad --date" in capsys.readouterr().err
+    assert daily.main(["--bogus"]) == 2
+    assert "unrecognized" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- cold start
+class FakeModel:
+    family = "gbm"
+
+    def decide_new_video(self, features):
+        assert features["language"] == "ja" and features["channel_id"] == "chan"
+        return {"JP": "cdn", "US": "origin", "GB": "origin"}
+
+
+class FakeModels:
+    def __init__(self, model):
+        self.model = model
+
+    def get(self):
+        return self.model
+
+
+class FakeMetadata:
+    def __init__(self, video, objects):
+        self.video, self.objects, self.updates = video, objects, []
+
+    def GetVideo(self, request, timeout=None):
+        return self.video
+
+    def UpdateVideo(self, request, timeout=None):
+        # The decision may only be written once the bytes are at the edge.
+        for p in request.video.placements:
+            if p.served_from == video_pb2.SERVED_FROM_CDN:
+                assert edge.is_pushed(self.objects, self.video.id, p.region)
+        self.updates.append(request)
+        out = video_pb2.Video()
+        out.CopyFrom(self.video)
+        out.MergeFrom(request.video)
+        out.status = request.video.status
+        return out
+
+
+class FakeProducer:
+    def __init__(self):
+        self.sent = []
+
+    def publish(self, topic, value, key=None, headers=None):
+        self.sent.append(topic)
+
+
+def _processing_video():
+    return video_pb2.Video(id="vidA", channel=video_pb2.Channel(id="chan"), language="ja", category="anime",
+                           status=video_pb2.VIDEO_STATUS_PROCESSING, etag="e1")
+
+
+def _result():
+    return Message(topic="transcode.results", partition=0, offset=0, key=b"vidA", value=events_pb2.TranscodeResult(
+        video_id="vidA", success=True, duration_seconds=3.0,
+        manifests=[video_pb2.StreamManifest(codec="h264", protocol="hls", object_key="videos/vidA/h264/master.m3u8")],
+    ).SerializeToString())
+
+
+@pytest.mark.parametrize("with_model", [True, False])
+def test_cold_start_pushes_bytes_before_ready_and_records_the_catalog(tmp_path, store, with_model):
+    from longtail_common.config import Config
+
+    objects = FilesystemObjectStore(tmp_path / "objects")
+    objects.ensure_bucket(MEDIA_BUCKET)
+    objects.put_bytes(MEDIA_BUCKET, "videos/vidA/h264/master.m3u8", b"#EXTM3U\n")
+    objects.put_bytes(MEDIA_BUCKET, "videos/vidA/h264/360p/seg0.ts", b"x" * 1000)
+    objects.put_bytes(MEDIA_BUCKET, "videos/vidA/h264/_result.json", b"{}")
+    cfg = Config(data_dir=str(tmp_path))
+    cfg.platform.regions = ["US", "GB", "JP"]
+    meta = FakeMetadata(_processing_video(), objects)
+    handler = ResultHandler(cfg, meta, FakeProducer(), objects=objects, view_counts=store,
+                            models=FakeModels(FakeModel() if with_model else None))
+    handler(_result())
+    (update,) = meta.updates
+    served = {p.region: p.served_from for p in update.video.placements}
+    cdn = video_pb2.SERVED_FROM_CDN
+    assert served == {"US": video_pb2.SERVED_FROM_ORIGIN, "GB": video_pb2.SERVED_FROM_ORIGIN,
+                      "JP": cdn if with_model else video_pb2.SERVED_FROM_ORIGIN}
+    assert {p.policy for p in update.video.placements} == {"cold-start-gbm" if with_model else "new-video-origin"}
+    assert edge.is_pushed(objects, "vidA", "JP") == with_model
+    assert objects.stat("edge-jp", "videos/vidA/h264/_result.json") is None
+    (entry,) = store.list_videos()
+    assert (entry.video_id, entry.language, entry.size_bytes) == ("vidA", "ja", 1008)
