@@ -254,7 +254,7 @@ def create_app(cfg: Config) -> FastAPI:
         return {"videos": [video_json(request, v) for v in resp.videos], "next_page_token": resp.next_page_token}
 
     @app.get("/v1/videos/{video_id}/watch")
-    async def watch(video_id: str, request: Request, region: str = "", client: str = ""):
+    async def watch(video_id: str, request: Request, region: str = "", client: str = "", protocol: str = ""):
         video = await load_video(video_id)
         if video.status != S.VIDEO_STATUS_READY:
             raise ApiError(409, "NOT_READY", f"video {video_id} is {status_name(video.status)}",
@@ -265,30 +265,37 @@ def create_app(cfg: Config) -> FastAPI:
         client = (client or client_from_user_agent(request.headers.get("user-agent", ""))).lower()
         if client not in CLIENT_CODECS:
             raise ApiError(400, "INVALID_ARGUMENT", f"unknown client {client!r}; one of {sorted(CLIENT_CODECS)}")
-        encoded = {m.codec: m for m in video.manifests}
+        protocol = protocol.lower() or "hls"
+        if protocol not in ("hls", "dash"):
+            raise ApiError(400, "INVALID_ARGUMENT", "protocol must be hls or dash")
+        # The best family this client plays among those the video was encoded in.
+        encoded = sorted({m.codec for m in video.manifests})
         codec = next(c for c in CLIENT_CODECS[client] if c in encoded or c == "h264")
-        manifest = encoded.get(codec)
+        by_protocol = {m.protocol: m for m in video.manifests if m.codec == codec}
+        # Asked-for protocol when present (videos made before DASH have HLS only).
+        manifest = by_protocol.get(protocol) or by_protocol.get("hls") or next(iter(by_protocol.values()), None)
         if manifest is None:
             raise ApiError(500, "INTERNAL", "video has no H.264 manifest")
         decision = next((p for p in video.placements if p.region == region), None)
         on_cdn = decision is not None and decision.served_from == video_pb2.SERVED_FROM_CDN
-        if on_cdn:
-            url = str(request.url_for("edge_object", region=region, key=manifest.object_key))
-        else:
-            url = media_url(request, manifest.object_key)
+        def stream_url(key: str) -> str:
+            return str(request.url_for("edge_object", region=region, key=key)) if on_cdn else media_url(request, key)
+
+        url = stream_url(manifest.object_key)
         body = video_json(request, video)
         body.pop("status", None)
         body["ad_breaks"] = ad_breaks_json(video)
         body["renditions"] = [
             {"codec": r.codec, "width": r.width, "height": r.height, "bitrate_bps": r.bitrate_bps,
-             "container": r.container, "frame_rate": r.frame_rate, "codecs": r.codecs}
+             "container": r.container, "frame_rate": r.frame_rate, "codecs": r.codecs, "vmaf": r.vmaf}
             for r in video.renditions if r.codec == codec
         ]
-        body["codecs"] = sorted(encoded)
+        body["codecs"] = encoded  # every family the video exists in; stream.codec is the one handed out
         body["stream"] = {
             "url": url,
             "protocol": manifest.protocol,
             "codec": codec,
+            "manifests": {p: stream_url(m.object_key) for p, m in sorted(by_protocol.items())},
             "served_from": "cdn" if on_cdn else "origin",
             "region": region,
         }

@@ -74,6 +74,21 @@ class PlatformConfig:
 
 
 @dataclass
+class TranscoderConfig:
+    # Codec families every video is encoded in; H.264 is always added (it plays everywhere).
+    codecs: list[str] = field(default_factory=lambda: ["h264"])
+    # Per-title bitrates (VMAF on a sample) instead of the fixed ladder.
+    per_title: bool = False
+    # Sources beyond these are rejected before any work, with the reason.
+    max_duration_s: int = 4 * 3600
+    max_long_side: int = 4096
+    max_short_side: int = 2160
+    max_source_bytes: int = 8 * 1024**3
+    # Scrubbing-preview sprite + WebVTT index.
+    storyboard: bool = True
+
+
+@dataclass
 class Config:
     data_dir: str = ".longtail"
     backends: BackendsConfig = field(default_factory=BackendsConfig)
@@ -82,6 +97,7 @@ class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     services: ServicesConfig = field(default_factory=ServicesConfig)
     platform: PlatformConfig = field(default_factory=PlatformConfig)
+    transcoder: TranscoderConfig = field(default_factory=TranscoderConfig)
 
     @property
     def data_path(self) -> pathlib.Path:

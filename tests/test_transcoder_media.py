@@ -1,12 +1,18 @@
-"""transcoder_svc.media on real clips from ../shared/media: probing, the ladder, HLS output."""
+"""transcoder_svc.media on real clips from ../shared/media: probing, the ladder, limits,
+CMAF packaging (HLS master + DASH MPD checked with the m3u8 and mpegdash parsers),
+codec families, the storyboard."""
 from __future__ import annotations
 
+import io
 import os
 import re
+import time
 from pathlib import Path
 
 import av
+import m3u8
 import pytest
+from mpegdash.parser import MPEGDASHParser
 
 from transcoder_svc import media
 
@@ -30,12 +36,16 @@ def info(width, height, **kw) -> media.MediaInfo:
 @pytest.mark.parametrize(
     "size, expected",
     [
-        ((1920, 1080), ["240p", "360p", "480p", "720p", "1080p"]),
-        ((1280, 720), ["240p", "360p", "480p", "720p"]),
-        ((768, 432), ["240p", "360p", "432p"]),  # source size kept as top rung
-        ((767, 431), ["240p", "360p", "430p"]),  # odd size: rounded down, never up
-        ((720, 1280), ["240p", "360p", "480p", "720p"]),  # portrait: rung = short side
-        ((320, 180), ["180p"]),  # smaller than the smallest rung: only the source size
+        ((3840, 2160), ["144p", "240p", "360p", "480p", "720p", "1080p", "1440p", "2160p"]),
+        ((1920, 1080), ["144p", "240p", "360p", "480p", "720p", "1080p"]),
+        ((1280, 720), ["144p", "240p", "360p", "480p", "720p"]),
+        ((768, 432), ["144p", "240p", "360p", "432p"]),  # source size kept as top rung
+        ((767, 431), ["144p", "240p", "360p", "430p"]),  # odd size: rounded down, never up
+        ((767, 432), ["144p", "240p", "360p", "432p"]),  # odd long side: 766 wide, not 768
+        ((720, 1280), ["144p", "240p", "360p", "480p", "720p"]),  # portrait: rung = short side
+        ((320, 180), ["144p", "180p"]),
+        ((160, 90), ["90p"]),  # smaller than the smallest rung: only the source size
+        ((7680, 4320), ["144p", "240p", "360p", "480p", "720p", "1080p", "1440p", "2160p"]),  # capped at 2160p
     ],
 )
 def test_ladder_never_upscales(size, expected):
@@ -46,6 +56,31 @@ def test_ladder_never_upscales(size, expected):
         assert r.width % 2 == 0 and r.height % 2 == 0
         assert abs(r.width / r.height - size[0] / size[1]) < 0.02
     assert [r.video_bitrate_bps for r in rungs] == sorted(r.video_bitrate_bps for r in rungs)
+
+
+def test_ladder_keeps_frame_rate_up_to_60_and_levels_follow():
+    at30 = {r.name: r for r in media.ladder_for(info(1920, 1080, frame_rate=30.0))}
+    at60 = {r.name: r for r in media.ladder_for(info(1920, 1080, frame_rate=59.94))}
+    at120 = {r.name: r for r in media.ladder_for(info(1920, 1080, frame_rate=120.0))}
+    assert at60["1080p"].frame_rate == 59.94 and at120["1080p"].frame_rate == 60
+    assert at60["1080p"].video_bitrate_bps > at30["1080p"].video_bitrate_bps  # more frames, more bits
+    assert at30["1080p"].h264_level == "4.0" and at60["1080p"].h264_level == "4.2"
+    assert at30["1080p"].codecs == "avc1.640028"
+    four_k = media.ladder_for(info(3840, 2160, frame_rate=60.0))[-1]
+    assert four_k.h264_level == "5.2" and four_k.codecs_for("vp9") == "vp09.00.51.08"
+    assert four_k.codecs_for("av1") == "av01.0.13M.08"  # level 5.1
+    assert at30["720p"].codecs_for("av1") == "av01.0.05M.08"  # level 3.1
+
+
+def test_limits_reject_with_reason():
+    limits = media.Limits(max_duration_s=600, max_long_side=1920, max_short_side=1080, max_source_bytes=10**9)
+    media.check_limits(info(1080, 1920, duration_s=600), 10**9, limits)  # portrait 1080p fits
+    with pytest.raises(media.MediaError, match="601 s long; the limit is 600 s"):
+        media.check_limits(info(1920, 1080, duration_s=601), 1000, limits)
+    with pytest.raises(media.MediaError, match="3840x2160; the limit is 1920x1080"):
+        media.check_limits(info(3840, 2160), 1000, limits)
+    with pytest.raises(media.MediaError, match="the limit is 1.00 GB"):
+        media.check_limits(info(640, 360), 2 * 10**9, limits)
 
 
 def test_probe_reads_rotation_and_display_size():
@@ -74,11 +109,11 @@ def test_probe_rejects_non_video(tmp_path, content, reason):
 
 
 def test_probe_rejects_audio_only(tmp_path):
+    import numpy as np
+
     path = tmp_path / "tone.m4a"
     with av.open(str(path), "w") as out:
         stream = out.add_stream("aac", rate=48000)
-        import numpy as np
-
         for i in range(20):
             frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
             frame.sample_rate = 48000
@@ -92,43 +127,134 @@ def test_probe_rejects_audio_only(tmp_path):
     assert "no video stream" in err.value.reason
 
 
-def test_hls_ladder_from_real_clip(tmp_path):
+def _decode_segment(folder: Path, init: str, segment: str):
+    """Opens init + one media segment the way a player joins them."""
+    blob = (folder / init).read_bytes() + (folder / segment).read_bytes()
+    return av.open(io.BytesIO(blob))
+
+
+@pytest.fixture(scope="module")
+def friday_ladder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("friday")
     src = shared("friday_480p_h264_aac.mp4")
     i = media.probe(src)
     rungs = media.ladder_for(i)
-    out = media.transcode_hls(src, str(tmp_path), i, rungs, timeout_s=300)
-    assert [r.height for r in out.renditions] == [240, 360, 480]
-    assert out.duration_s == pytest.approx(i.duration_s, abs=0.5)
-    master = (tmp_path / "master.m3u8").read_text()
-    for r in out.renditions:
-        assert f"RESOLUTION={r.width}x{r.height}" in master
-        assert r.codecs.startswith("avc1.64") and r.codecs.endswith("mp4a.40.2")
-        assert f'CODECS="{r.codecs}"' in master
-        playlist = tmp_path / r.playlist_path
-        text = playlist.read_text()
-        assert "#EXT-X-PLAYLIST-TYPE:VOD" in text and "#EXT-X-ENDLIST" in text
-        durations = [float(d) for d in re.findall(r"#EXTINF:([0-9.]+)", text)]
-        assert all(d <= media.SEGMENT_SECONDS + 0.5 for d in durations)
-        # each segment decodes, starts on a keyframe and has the rung's size and audio
-        for seg in sorted(playlist.parent.glob("segment_*.ts")):
-            with av.open(str(seg)) as c:
-                v = c.streams.video[0]
-                assert (v.codec_context.width, v.codec_context.height) == (r.width, r.height)
-                assert len(c.streams.audio) == 1
-                first = next(c.demux(v))
-                assert first.is_keyframe
-        # measured bitrate within a sane band of the target (VBV capped at 1.5x)
-        assert r.bitrate_bps < 2.0 * (next(x for x in rungs if x.height == r.height).video_bitrate_bps
+    return out, i, rungs, media.transcode(src, str(out), i, rungs, timeout_s=300)
+
+
+def test_cmaf_ladder_hls_and_dash_from_real_clip(friday_ladder):
+    out, i, rungs, result = friday_ladder
+    assert [r.height for r in result.renditions] == [144, 240, 360, 480]
+    assert result.duration_s == pytest.approx(i.duration_s, abs=0.1)
+
+    # HLS master: every video rung with CODECS/BANDWIDTH/RESOLUTION, audio as a rendition group
+    master = m3u8.load(str(out / "h264" / "master.m3u8"))
+    assert master.is_variant and len(master.playlists) == len(rungs)
+    assert [m.type for m in master.media] == ["AUDIO"] and master.media[0].uri == "audio/playlist.m3u8"
+    timelines = []
+    for r, variant in zip(result.renditions, master.playlists):
+        si = variant.stream_info
+        assert si.resolution == (r.width, r.height) and si.codecs == r.codecs and si.bandwidth == r.bitrate_bps
+        assert si.audio == "aud" and si.average_bandwidth <= si.bandwidth
+        assert r.codecs.startswith("avc1.64") and r.codecs.endswith(",mp4a.40.2") and r.container == "fmp4"
+        # peak within the VBV cap (1.5x target) plus audio, with room for the short clip
+        assert r.bitrate_bps < 2.0 * (r.average_bitrate_bps if r.height < 240 else
+                                      next(x for x in rungs if x.height == r.height).video_bitrate_bps
                                       + media.AUDIO_BITRATE_BPS)
-    assert out.poster_path and (tmp_path / out.poster_path).stat().st_size > 1000
-    assert (out.poster_width, out.poster_height) == (640, 480)
+        folder = out / "h264" / variant.uri.split("/")[0]
+        media_pl = m3u8.load(str(out / "h264" / variant.uri))
+        assert media_pl.playlist_type == "vod" and media_pl.is_endlist
+        assert media_pl.segment_map[0].uri.startswith("init")
+        durations = [s.duration for s in media_pl.segments]
+        assert all(d <= media.SEGMENT_SECONDS + 0.01 for d in durations)
+        timelines.append(durations)
+        for seg in media_pl.segments:  # every segment decodes, starts on a keyframe, right size
+            with _decode_segment(folder, media_pl.segment_map[0].uri, seg.uri) as c:
+                v = c.streams.video[0]
+                assert (v.codec_context.name, v.codec_context.width, v.codec_context.height) == ("h264", r.width, r.height)
+                assert next(c.demux(v)).is_keyframe
+    assert all(t == timelines[0] for t in timelines)  # keyframes aligned: rungs switch cleanly
+
+    audio_pl = m3u8.load(str(out / "h264" / "audio" / "playlist.m3u8"))
+    with _decode_segment(out / "h264" / "audio", audio_pl.segment_map[0].uri, audio_pl.segments[0].uri) as c:
+        a = c.streams.audio[0].codec_context
+        assert (a.name, a.channels, a.sample_rate, a.profile) == ("aac", 2, 48000, "LC")
+
+    # DASH MPD over the very same files
+    mpd = MPEGDASHParser.parse(str(out / "h264" / "manifest.mpd"))
+    assert mpd.type == "static"
+    video_set, audio_set = mpd.periods[0].adaptation_sets
+    assert video_set.content_type == "video" and audio_set.content_type == "audio"
+    reps = {rep.id: rep for rep in video_set.representations}
+    assert sorted(reps, key=lambda n: int(n[:-1])) == [r.name for r in rungs]
+    for r in result.renditions:
+        rep = reps[r.name]
+        assert (rep.width, rep.height) == (r.width, r.height) and rep.codecs == r.codecs.split(",")[0]
+        tmpl = rep.segment_templates[0]
+        files = sorted(p.name for p in (out / "h264" / r.name).glob("segment_*.m4s"))
+        timeline = [s.d for s in tmpl.segment_timelines[0].Ss]
+        assert len(timeline) == len(files)
+        assert sum(timeline) / tmpl.timescale == pytest.approx(r.duration_s, abs=0.01)
+        first = tmpl.media.replace("$RepresentationID$", r.name).replace("$Number%05d$", f"{tmpl.start_number:05d}")
+        assert (out / "h264" / first).exists() and (out / "h264" / tmpl.initialization).exists()
+
+    assert result.poster_path and (out / result.poster_path).stat().st_size > 1000
+    assert (result.poster_width, result.poster_height) == (640, 480)
+
+
+def test_storyboard_sprite_and_vtt(friday_ladder):
+    out, i, _, result = friday_ladder
+    sb = media.storyboard_for(i)
+    with av.open(str(out / result.storyboard_path)) as c:
+        frame = next(c.decode(video=0))
+        assert (frame.width, frame.height) == (result.storyboard_width, result.storyboard_height)
+        assert (frame.width, frame.height) == (sb.columns * 160, sb.rows * 120)
+    vtt = (out / result.storyboard_vtt_path).read_text()
+    assert vtt.startswith("WEBVTT")
+    cues = re.findall(r"(\d\d:\d\d:\d\d\.\d{3}) --> (\d\d:\d\d:\d\d\.\d{3})\n(\S+)#xywh=(\d+),(\d+),(\d+),(\d+)", vtt)
+    assert len(cues) == sb.count == 4  # 6.2 s, one tile per 2 s
+    assert cues[0][:2] == ("00:00:00.000", "00:00:02.000") and cues[-1][1] == "00:00:06.167"
+    for _, _, name, x, y, w, h in cues:
+        assert name == "storyboard.jpg"
+        assert int(x) + int(w) <= result.storyboard_width and int(y) + int(h) <= result.storyboard_height
+
+
+def test_vp9_and_av1_families_share_one_decode(tmp_path):
+    src = shared("cockatoo_portrait_rot90_h264.mp4")  # also: rotation is applied, portrait kept
+    i = media.probe(src)
+    rungs = media.ladder_for(i)[:2]
+    result = media.transcode(src, str(tmp_path), i, rungs, families=("h264", "vp9", "av1"),
+                             timeout_s=600, storyboard=False, poster=False)
+    assert [f.codec for f in result.families] == ["h264", "vp9", "av1"]
+    timelines = set()
+    for fam, decoder, prefix in [("h264", "h264", "avc1."), ("vp9", "vp9", "vp09.00."), ("av1", None, "av01.0.")]:
+        fam_out = next(f for f in result.families if f.codec == fam)
+        assert [(r.width, r.height) for r in fam_out.renditions] == [(144, 256), (240, 426)]  # portrait
+        master = m3u8.load(str(tmp_path / fam / "master.m3u8"))
+        assert all(p.stream_info.codecs.startswith(prefix) for p in master.playlists)
+        assert MPEGDASHParser.parse(str(tmp_path / fam / "manifest.mpd")).periods[0].adaptation_sets[0] \
+            .representations[0].codecs.startswith(prefix)
+        for r in fam_out.renditions:
+            pl = m3u8.load(str(tmp_path / r.playlist_path))
+            timelines.add(tuple(s.duration for s in pl.segments))
+            assert r.duration_s == pytest.approx(14.0, abs=0.1)
+            with _decode_segment(tmp_path / fam / r.name, pl.segment_map[0].uri, pl.segments[-1].uri) as c:
+                v = c.streams.video[0].codec_context
+                assert v.name in ((decoder,) if decoder else ("libdav1d", "av1", "libaom-av1"))
+                assert (v.width, v.height) == (r.width, r.height)
+    assert len(timelines) == 1  # every family and rung cut at the same instants
+
+
+def test_unknown_family_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown codec family 'hevc'"):
+        media.transcode("x", str(tmp_path), info(640, 360), media.ladder_for(info(640, 360)), families=("hevc",))
 
 
 def test_truncated_file_fails_with_reason(tmp_path):
     src = shared("car-detection_truncated_1400000B.mp4")
     i = media.probe(src)  # the header is intact: probing alone cannot tell
     with pytest.raises(media.MediaError) as err:
-        media.transcode_hls(src, str(tmp_path), i, media.ladder_for(i)[:1], timeout_s=300)
+        media.transcode(src, str(tmp_path), i, media.ladder_for(i)[:1], timeout_s=300)
     assert "truncated" in err.value.reason
 
 
@@ -136,11 +262,9 @@ def test_timeout_kills_ffmpeg(tmp_path):
     src = shared("sintel_1080p_h264_letterbox.mp4")
     i = media.probe(src)
     with pytest.raises(media.MediaError) as err:
-        media.transcode_hls(src, str(tmp_path), i, media.ladder_for(i), timeout_s=0.5)
+        media.transcode(src, str(tmp_path), i, media.ladder_for(i), timeout_s=0.5)
     assert "longer than" in err.value.reason
     # no ffmpeg left behind writing into the output directory
-    before = sorted(os.listdir(tmp_path))
-    import time
-
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
     time.sleep(1.0)
-    assert sorted(os.listdir(tmp_path)) == before
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before

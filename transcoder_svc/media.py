@@ -3,11 +3,15 @@
 * `probe` opens the file with PyAV (the imageio-ffmpeg wheel ships ffmpeg but no ffprobe)
   and decodes the first video frame, so a file that merely looks like a video is caught
   here with a clear reason instead of deep inside ffmpeg.
-* `ladder_for` picks the rungs for a source: never above the source resolution.
-* `transcode_hls` runs ONE ffmpeg process (built with ffmpeg-python, run on the
-  imageio-ffmpeg binary) that decodes once, splits, scales and encodes every rung, and
-  writes an HLS stream per rung plus the master playlist. Keyframes are forced on segment
-  boundaries so every rung switches cleanly.
+* `check_limits` rejects sources beyond the configured duration/resolution before any work.
+* `ladder_for` picks the rungs for a source (144p..2160p): never above the source size.
+* `transcode` runs ONE ffmpeg process that decodes once, splits, scales and encodes every
+  rung of every codec family (H.264, VP9, AV1) plus the storyboard sprite. Each family is
+  one output writing CMAF (fragmented MP4) segments per rung and one AAC audio rendition;
+  keyframes are forced on segment boundaries so every rung switches cleanly. The HLS master
+  (CODECS/BANDWIDTH/RESOLUTION) and the DASH MPD are then written here from the measured
+  segments, so both protocols share the same segment files.
+* Rungs are plain data: per-title encoding may hand in any bitrates (and a measured VMAF).
 
 Every failure a user's file can cause raises MediaError with a reason meant for the
 uploader; the process is killed on timeout and when the worker dies (PDEATHSIG).
@@ -20,21 +24,27 @@ import os
 import re
 import signal
 import subprocess
-from dataclasses import dataclass, field
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
-import ffmpeg  # ffmpeg-python: builds the command line
 import imageio_ffmpeg
 
 SEGMENT_SECONDS = 4
-# H.264 preset: "veryfast" keeps a 2-core worker near real time at 720p; configurable.
+# Speed knobs, sized for a 2-core worker; configurable per deployment.
 X264_PRESET = os.environ.get("LONGTAIL_X264_PRESET", "veryfast")
+VP9_CPU_USED = int(os.environ.get("LONGTAIL_VP9_CPU_USED", "8"))  # realtime deadline, 5..8 on small boxes
+SVTAV1_PRESET = int(os.environ.get("LONGTAIL_SVTAV1_PRESET", "10"))
 AUDIO_BITRATE_BPS = 128_000
 MAX_FRAME_RATE = 60
+CODEC_FAMILIES = ("h264", "vp9", "av1")
 # A transcode that yields less than this share of the probed duration came from a
 # truncated or damaged file; publishing it would show viewers a video that stops early.
 MIN_DECODED_SHARE = 0.9
+STORYBOARD_TILE_WIDTH = 160
+STORYBOARD_MAX_TILES = 100  # one 10x10 sheet
+STORYBOARD_COLUMNS = 10
 
 
 class MediaError(Exception):
@@ -65,50 +75,145 @@ class Rung:
     name: str  # e.g. "720p": the short side of the picture
     width: int
     height: int
-    video_bitrate_bps: int
-    h264_level: str  # "3.1"
+    video_bitrate_bps: int  # H.264 target; other families scale it (FAMILY_BITRATE_FACTOR)
+    frame_rate: float = 30.0
+    vmaf: float = 0.0  # measured by per-title encoding, 0 when not measured
+
+    @property
+    def h264_level(self) -> str:
+        return _level(H264_LEVELS, self)
 
     @property
     def codecs(self) -> str:
-        level = int(float(self.h264_level) * 10)
-        return f"avc1.6400{level:02x}"  # High profile
+        return self.codecs_for("h264")
+
+    def bitrate_for(self, family: str) -> int:
+        return int(self.video_bitrate_bps * FAMILY_BITRATE_FACTOR[family])
+
+    def codecs_for(self, family: str) -> str:
+        """RFC 6381 string of the video track (HLS CODECS, DASH @codecs)."""
+        if family == "h264":
+            level = int(round(float(self.h264_level) * 10))
+            return f"avc1.6400{level:02x}"  # High profile
+        if family == "vp9":
+            return f"vp09.00.{int(round(float(_level(VP9_LEVELS, self)) * 10)):02d}.08"  # profile 0, 8 bit
+        if family == "av1":
+            major, minor = _level(AV1_LEVELS, self).split(".")
+            seq_level_idx = (int(major) - 2) * 4 + int(minor)
+            return f"av01.0.{seq_level_idx:02d}M.08"  # Main profile, Main tier, 8 bit
+        raise ValueError(f"unknown codec family {family!r}")
+
+
+# Level tables: (level, max luma samples per frame, max luma samples per second).
+H264_LEVELS = [("3.0", 414_720, 10_368_000), ("3.1", 921_600, 27_648_000), ("3.2", 1_310_720, 55_296_000),
+               ("4.0", 2_097_152, 62_914_560), ("4.2", 2_228_224, 133_693_440),
+               ("5.0", 5_652_480, 150_994_944), ("5.1", 9_437_184, 251_658_240),
+               ("5.2", 9_437_184, 530_841_600)]
+VP9_LEVELS = [("2.1", 245_760, 9_216_000), ("3.0", 552_960, 20_736_000), ("3.1", 983_040, 36_864_000),
+              ("4.0", 2_228_224, 83_558_400), ("4.1", 2_228_224, 160_432_128),
+              ("5.0", 8_912_896, 311_951_360), ("5.1", 8_912_896, 588_251_136),
+              ("5.2", 8_912_896, 1_176_502_272)]
+AV1_LEVELS = [("2.0", 147_456, 4_423_680), ("2.1", 278_784, 8_363_520), ("3.0", 665_856, 19_975_680),
+              ("3.1", 1_065_024, 31_950_720), ("4.0", 2_359_296, 70_778_880), ("4.1", 2_359_296, 141_557_760),
+              ("5.0", 8_912_896, 267_386_880), ("5.1", 8_912_896, 534_773_760), ("5.2", 8_912_896, 1_069_547_520)]
+
+
+def _level(table, rung: Rung) -> str:
+    samples = rung.width * rung.height
+    rate = samples * max(rung.frame_rate, 1.0)
+    for level, max_fs, max_sr in table:
+        if samples <= max_fs and rate <= max_sr:
+            return level
+    return table[-1][0]
+
+
+# Same picture quality needs fewer bits in newer codecs (about 35% and 50% fewer).
+FAMILY_BITRATE_FACTOR = {"h264": 1.0, "vp9": 0.65, "av1": 0.5}
 
 
 @dataclass
 class RenditionOutput:
     codec: str
+    name: str
     width: int
     height: int
-    bitrate_bps: int  # measured average over the whole stream (video + audio)
+    bitrate_bps: int  # peak bandwidth (video + audio) as advertised in the manifests
+    average_bitrate_bps: int
     container: str
     playlist_path: str  # relative to the output directory
     frame_rate: float
     codecs: str
+    duration_s: float = 0.0
+    vmaf: float = 0.0
+
+
+@dataclass
+class FamilyOutput:
+    codec: str
+    hls_path: str  # master playlist, relative to the output directory
+    dash_path: str  # MPD
+    renditions: list[RenditionOutput] = field(default_factory=list)
 
 
 @dataclass
 class TranscodeOutput:
-    renditions: list[RenditionOutput] = field(default_factory=list)
-    master_path: str = "master.m3u8"
+    families: list[FamilyOutput] = field(default_factory=list)
     poster_path: str = ""
     poster_width: int = 0
     poster_height: int = 0
+    storyboard_path: str = ""  # tiled JPEG sprite
+    storyboard_vtt_path: str = ""  # WebVTT cues pointing into the sprite with #xywh
+    storyboard_width: int = 0
+    storyboard_height: int = 0
     duration_s: float = 0.0
 
+    @property
+    def renditions(self) -> list[RenditionOutput]:
+        return [r for f in self.families for r in f.renditions]
 
-# Short side -> target average video bitrate and H.264 level. Close to Apple's HLS
-# authoring ladder for 30 fps content; per-title tuning refines it later.
+    @property
+    def master_path(self) -> str:
+        return self.families[0].hls_path
+
+
+# Short side -> target average H.264 bitrate at 30 fps. Close to Apple's HLS authoring
+# ladder; per-title encoding replaces these per video.
 LADDER = [
-    (240, 300_000, "3.0"),
-    (360, 700_000, "3.0"),
-    (480, 1_200_000, "3.1"),
-    (720, 2_500_000, "3.1"),
-    (1080, 5_000_000, "4.0"),
+    (144, 150_000),
+    (240, 300_000),
+    (360, 700_000),
+    (480, 1_200_000),
+    (720, 2_500_000),
+    (1080, 5_000_000),
+    (1440, 9_000_000),
+    (2160, 16_000_000),
 ]
+HIGH_FRAME_RATE_FACTOR = 1.5  # 50/60 fps rungs get this much more than the 30 fps figure
 
 
 def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a worker accepts; anything beyond is rejected before work with a clear reason."""
+
+    max_duration_s: float = 4 * 3600
+    max_long_side: int = 4096
+    max_short_side: int = 2160
+    max_source_bytes: int = 8 * 1024**3
+
+
+def check_limits(info: MediaInfo, size_bytes: int, limits: Limits) -> None:
+    if size_bytes > limits.max_source_bytes:
+        raise MediaError(f"the file is {size_bytes / 1e9:.2f} GB; the limit is {limits.max_source_bytes / 1e9:.2f} GB")
+    if info.duration_s > limits.max_duration_s:
+        raise MediaError(f"the video is {info.duration_s:.0f} s long; the limit is {limits.max_duration_s:.0f} s")
+    long_, short = max(info.width, info.height), min(info.width, info.height)
+    if long_ > limits.max_long_side or short > limits.max_short_side:
+        raise MediaError(f"the video is {info.width}x{info.height}; the limit is "
+                         f"{limits.max_long_side}x{limits.max_short_side} (either orientation)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -188,6 +293,8 @@ def _short(exc: Exception) -> str:
     return str(exc).split(": '")[0][:200]
 
 
+
+
 # ---------------------------------------------------------------------------------------
 # ladder
 
@@ -201,30 +308,33 @@ def ladder_for(info: MediaInfo) -> list[Rung]:
     falls between two standard ones, so nothing is thrown away and nothing upscaled."""
     short, long_ = min(info.width, info.height), max(info.width, info.height)
     portrait = info.height > info.width
+    fps = min(info.frame_rate or 30.0, MAX_FRAME_RATE)
     rungs: list[Rung] = []
-    for p, bitrate, level in LADDER:
+    for p, bitrate in LADDER:
         if p > short:
             break
-        rungs.append(_rung(p, p * long_ / short, bitrate, level, portrait))
-    top = rungs[-1].name if rungs else None
-    top_p = int(top[:-1]) if top else 0
-    if short > top_p * 1.1 and short < 1440:
+        rungs.append(_rung(p, short, long_, bitrate, portrait, fps))
+    top_p = int(rungs[-1].name[:-1]) if rungs else 0
+    if short > top_p * 1.1 and short < LADDER[-1][0]:
         # e.g. 432p or 818p sources: add a rung at the source size with an interpolated bitrate
-        bitrate, level = _interpolate_bitrate(short)
         native = short - short % 2  # round down: an odd source size must not be upscaled
-        rungs.append(_rung(native, native * long_ / short, bitrate, level, portrait))
+        rungs.append(_rung(native, short, long_, _interpolate_bitrate(native), portrait, fps))
     return rungs
 
 
-def _rung(short_side: int, long_side: float, bitrate: int, level: str, portrait: bool) -> Rung:
-    s, l_ = _even(short_side), _even(long_side)
+def _rung(p: int, short: int, long_: int, bitrate: int, portrait: bool, fps: float) -> Rung:
+    s = min(_even(p), short - short % 2)
+    # never wider than the source either (an odd long side would round up by one pixel)
+    l_ = min(_even(p * long_ / short), long_ - long_ % 2)
     w, h = (s, l_) if portrait else (l_, s)
-    return Rung(name=f"{s}p", width=w, height=h, video_bitrate_bps=bitrate, h264_level=level)
+    if fps > 31:
+        bitrate = int(bitrate * HIGH_FRAME_RATE_FACTOR)
+    return Rung(name=f"{s}p", width=w, height=h, video_bitrate_bps=bitrate, frame_rate=round(fps, 3))
 
 
-def _interpolate_bitrate(short_side: int) -> tuple[int, str]:
-    # bitrate grows roughly with pixel count^0.75 between ladder points
-    points = [(p, b) for p, b, _ in LADDER]
+def _interpolate_bitrate(short_side: int) -> int:
+    # log-linear between ladder points (bitrate grows roughly with pixel count^0.75)
+    points = LADDER
     lo = max((pt for pt in points if pt[0] <= short_side), default=points[0])
     hi = min((pt for pt in points if pt[0] >= short_side), default=points[-1])
     if hi[0] == lo[0]:
@@ -232,92 +342,287 @@ def _interpolate_bitrate(short_side: int) -> tuple[int, str]:
     else:
         t = (math.log(short_side) - math.log(lo[0])) / (math.log(hi[0]) - math.log(lo[0]))
         bitrate = math.exp(math.log(lo[1]) + t * (math.log(hi[1]) - math.log(lo[1])))
-    level = "3.0" if short_side <= 360 else "3.1" if short_side <= 720 else "4.0"
-    return int(round(bitrate, -4)), level
+    return int(round(bitrate, -4))
 
 
 # ---------------------------------------------------------------------------------------
 # transcode
 
 
-def build_hls_command(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung]) -> list[str]:
-    inp = ffmpeg.input(src)
-    video = inp[str(info.video_stream_index)]
-    fps = min(info.frame_rate or 30.0, MAX_FRAME_RATE)
-    if info.frame_rate > MAX_FRAME_RATE:
-        video = video.filter("fps", fps=MAX_FRAME_RATE)
-    split = video.filter_multi_output("split", len(rungs))
-    streams = []
-    kwargs: dict[str, object] = {}
-    var_map = []
-    for i, rung in enumerate(rungs):
-        v = split.stream(i).filter("scale", rung.width, rung.height, flags="bicubic").filter("format", "yuv420p")
-        streams.append(v)
-        kwargs.update({
-            f"b:v:{i}": rung.video_bitrate_bps,
-            f"maxrate:v:{i}": int(rung.video_bitrate_bps * 1.5),
-            f"bufsize:v:{i}": int(rung.video_bitrate_bps * 2),
-            f"level:v:{i}": rung.h264_level,
-        })
-        var_map.append(f"v:{i},a:{i},name:{rung.name}" if info.has_audio else f"v:{i},name:{rung.name}")
-    if info.has_audio:
-        audio = inp[str(info.audio_stream_index)]
-        asplit = audio.filter_multi_output("asplit", len(rungs))
-        streams.extend(asplit.stream(i) for i in range(len(rungs)))
-        kwargs.update({"c:a": "aac", "b:a": AUDIO_BITRATE_BPS, "ac": 2, "ar": 48000})
-    out = ffmpeg.output(
-        *streams,
-        os.path.join(out_dir, "%v", "playlist.m3u8"),
-        f="hls",
-        **{
-            "c:v": "libx264",
-            "preset": X264_PRESET,
-            "profile:v": "high",
-            "force_key_frames": f"expr:gte(t,n_forced*{SEGMENT_SECONDS})",
-            "sc_threshold": 0,
-            "hls_time": SEGMENT_SECONDS,
-            "hls_playlist_type": "vod",
-            "hls_segment_type": "mpegts",
-            "hls_segment_filename": os.path.join(out_dir, "%v", "segment_%05d.ts"),
-            "master_pl_name": "master.m3u8",
-            "var_stream_map": " ".join(var_map),
-            "max_muxing_queue_size": 4096,
-            **kwargs,
-        },
-    )
-    args = out.global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-y").compile(cmd=ffmpeg_exe())
+@dataclass(frozen=True)
+class Storyboard:
+    """Tile layout of the scrubbing sprite: one tile every `interval_s` seconds."""
+
+    interval_s: float
+    count: int
+    columns: int
+    rows: int
+    tile_width: int
+    tile_height: int
+
+
+def storyboard_for(info: MediaInfo) -> Storyboard:
+    interval = max(2.0, info.duration_s / STORYBOARD_MAX_TILES)
+    count = max(1, min(STORYBOARD_MAX_TILES, math.ceil(info.duration_s / interval - 1e-6)))
+    columns = min(STORYBOARD_COLUMNS, count)
+    tile_h = _even(STORYBOARD_TILE_WIDTH * info.height / info.width)
+    return Storyboard(interval, count, columns, math.ceil(count / columns), STORYBOARD_TILE_WIDTH, tile_h)
+
+
+def _encoder_args(family: str, rungs: list[Rung], fps: float) -> list[str]:
+    gop = str(max(1, round(fps * SEGMENT_SECONDS)))  # a keyframe on every segment boundary, none between
+    args: list[str] = []
+    if family == "h264":
+        args += ["-c:v", "libx264", "-preset", X264_PRESET, "-profile:v", "high", "-sc_threshold", "0"]
+        for i, r in enumerate(rungs):
+            args += [f"-level:v:{i}", r.h264_level]
+    elif family == "vp9":
+        args += ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", str(VP9_CPU_USED),
+                 "-row-mt", "1", "-lag-in-frames", "0"]
+    elif family == "av1":
+        args += ["-c:v", "libsvtav1", "-preset", str(SVTAV1_PRESET), "-svtav1-params", "scd=0"]
+    else:
+        raise ValueError(f"unknown codec family {family!r}; one of {CODEC_FAMILIES}")
+    args += ["-g", gop, "-keyint_min", gop, "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_SECONDS})"]
+    for i, r in enumerate(rungs):
+        b = r.bitrate_for(family)
+        args += [f"-b:v:{i}", str(b)]
+        if family != "av1":  # SVT-AV1 takes a peak cap only in CRF mode; its VBR stays near target
+            args += [f"-maxrate:v:{i}", str(int(b * 1.5)), f"-bufsize:v:{i}", str(b * 2)]
     return args
 
 
-def transcode_hls(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], timeout_s: float = 3600) -> TranscodeOutput:
+def build_command(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families=("h264",),
+                  audio: bool = True, storyboard: Storyboard | None = None) -> list[str]:
+    """One ffmpeg process: decode once, split to every (family, rung) and the storyboard.
+
+    Each family is an HLS output of CMAF segments: <out>/<family>/<rung>/{init.mp4,
+    segment_NNNNN.m4s, playlist.m3u8} plus <family>/audio/ (AAC-LC stereo, encoded once).
+    """
+    if not rungs or not families:
+        raise MediaError("no rendition fits this video's size")
+    fps = min(info.frame_rate or 30.0, MAX_FRAME_RATE)
+    n = len(rungs) * len(families) + (1 if storyboard else 0)
+    pre = f"fps={MAX_FRAME_RATE}," if info.frame_rate > MAX_FRAME_RATE else ""
+    graph = [f"[0:{info.video_stream_index}]{pre}split={n}" + "".join(f"[s{k}]" for k in range(n))]
+    k = 0
+    for family in families:
+        for j, r in enumerate(rungs):
+            graph.append(f"[s{k}]scale={r.width}:{r.height}:flags=bicubic,setsar=1,format=yuv420p[{family}{j}]")
+            k += 1
+    if storyboard:
+        sb = storyboard
+        graph.append(f"[s{k}]fps=1/{sb.interval_s:.6f},scale={sb.tile_width}:{sb.tile_height},"
+                     f"tile={sb.columns}x{sb.rows}[sb]")
+    args = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", src,
+            "-filter_complex", ";".join(graph)]
+    with_audio = audio and info.has_audio
+    for family in families:
+        fam_dir = os.path.join(out_dir, family)
+        for j in range(len(rungs)):
+            args += ["-map", f"[{family}{j}]"]
+        var_map = [f"v:{j},agroup:aud,name:{r.name}" if with_audio else f"v:{j},name:{r.name}"
+                   for j, r in enumerate(rungs)]
+        if with_audio:
+            args += ["-map", f"0:{info.audio_stream_index}", "-c:a", "aac", "-profile:a", "aac_low",
+                     "-b:a", str(AUDIO_BITRATE_BPS), "-ac", "2", "-ar", "48000"]
+            var_map.append("a:0,agroup:aud,name:audio")
+        args += _encoder_args(family, rungs, fps)
+        args += ["-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", "vod",
+                 "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+                 "-hls_flags", "independent_segments",
+                 "-hls_segment_filename", os.path.join(fam_dir, "%v", "segment_%05d.m4s"),
+                 "-var_stream_map", " ".join(var_map), "-max_muxing_queue_size", "4096",
+                 os.path.join(fam_dir, "%v", "playlist.m3u8")]
+    if storyboard:
+        args += ["-map", "[sb]", "-frames:v", "1", "-q:v", "4", "-update", "1",
+                 os.path.join(out_dir, "thumbs", "storyboard.jpg")]
+    return args
+
+
+def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families=("h264",),
+              timeout_s: float = 3600, storyboard: bool = True, poster: bool = True) -> TranscodeOutput:
+    for family in families:
+        if family not in CODEC_FAMILIES:
+            raise ValueError(f"unknown codec family {family!r}; one of {CODEC_FAMILIES}")
     if not rungs:
         raise MediaError("no rendition fits this video's size")
-    _run(build_hls_command(src, out_dir, info, rungs), timeout_s, "transcoding")
     out = Path(out_dir)
-    if not (out / "master.m3u8").exists():
-        raise MediaError("transcoding produced no master playlist")
-    result = TranscodeOutput(master_path="master.m3u8")
-    for rung in rungs:
-        playlist = out / rung.name / "playlist.m3u8"
-        if not playlist.exists():
-            raise MediaError(f"transcoding produced no {rung.name} playlist")
-        duration = playlist_duration(playlist)
-        size = sum(p.stat().st_size for p in playlist.parent.glob("segment_*.ts"))
-        result.renditions.append(RenditionOutput(
-            codec="h264", width=rung.width, height=rung.height,
-            bitrate_bps=int(size * 8 / duration) if duration > 0 else rung.video_bitrate_bps,
-            container="mpegts", playlist_path=f"{rung.name}/playlist.m3u8",
-            frame_rate=min(info.frame_rate, MAX_FRAME_RATE),
-            codecs=rung.codecs + (",mp4a.40.2" if info.has_audio else ""),
-        ))
-        result.duration_s = max(result.duration_s, duration)
+    (out / "thumbs").mkdir(parents=True, exist_ok=True)
+    sb = storyboard_for(info) if storyboard else None
+    _run(build_command(src, out_dir, info, rungs, families, storyboard=sb), timeout_s, "transcoding")
+    result = TranscodeOutput()
+    for family in families:
+        fam = _package(out, family, info, rungs)
+        result.families.append(fam)
+        result.duration_s = max([result.duration_s] + [r.duration_s for r in fam.renditions])
     if result.duration_s < info.duration_s * MIN_DECODED_SHARE:
         raise MediaError(
             f"the file is truncated or damaged: only {result.duration_s:.1f} s of its "
             f"{info.duration_s:.1f} s could be decoded"
         )
-    _poster(src, out, info, result, timeout_s)
+    if sb and (out / "thumbs" / "storyboard.jpg").exists():
+        _write_storyboard_vtt(out / "thumbs" / "storyboard.vtt", sb, result.duration_s)
+        result.storyboard_path, result.storyboard_vtt_path = "thumbs/storyboard.jpg", "thumbs/storyboard.vtt"
+        result.storyboard_width, result.storyboard_height = sb.columns * sb.tile_width, sb.rows * sb.tile_height
+    if poster:
+        _poster(src, out, info, result, timeout_s)
     return result
+
+
+# ---------------------------------------------------------------------------------------
+# packaging: HLS master + DASH MPD over the same CMAF segments
+
+
+@dataclass
+class MediaPlaylist:
+    init: str
+    segments: list[tuple[str, float]]  # (file name, duration s)
+
+    @property
+    def duration_s(self) -> float:
+        return sum(d for _, d in self.segments)
+
+
+_MAP = re.compile(r'#EXT-X-MAP:URI="([^"]+)"')
+
+
+def read_media_playlist(path: Path) -> MediaPlaylist:
+    text = path.read_text()
+    init = _MAP.search(text)
+    segments, duration = [], None
+    for line in text.splitlines():
+        if line.startswith("#EXTINF:"):
+            duration = float(line[len("#EXTINF:"):].split(",")[0])
+        elif line and not line.startswith("#") and duration is not None:
+            segments.append((line, duration))
+            duration = None
+    return MediaPlaylist(init=init.group(1) if init else "", segments=segments)
+
+
+def _bitrates(folder: Path, pl: MediaPlaylist) -> tuple[int, int]:
+    """(peak, average) bits per second over the segments, as players budget for them."""
+    sizes = [((folder / name).stat().st_size, d) for name, d in pl.segments]
+    # the short last segment would exaggerate the peak; players judge whole segments
+    full = [s * 8 / d for s, d in sizes if d >= SEGMENT_SECONDS * 0.5] or [s * 8 / d for s, d in sizes if d > 0]
+    total_d = sum(d for _, d in sizes)
+    avg = int(sum(s for s, _ in sizes) * 8 / total_d) if total_d else 0
+    return int(max(full, default=avg)), avg
+
+
+def _package(out: Path, family: str, info: MediaInfo, rungs: list[Rung]) -> FamilyOutput:
+    fam_dir = out / family
+    audio = None
+    if info.has_audio:
+        pl_path = fam_dir / "audio" / "playlist.m3u8"
+        if not pl_path.exists():
+            raise MediaError(f"transcoding produced no {family} audio playlist")
+        apl = read_media_playlist(pl_path)
+        audio = (apl, *_bitrates(fam_dir / "audio", apl))
+    fam = FamilyOutput(codec=family, hls_path=f"{family}/master.m3u8", dash_path=f"{family}/manifest.mpd")
+    playlists = {}
+    for rung in rungs:
+        pl_path = fam_dir / rung.name / "playlist.m3u8"
+        if not pl_path.exists():
+            raise MediaError(f"transcoding produced no {family} {rung.name} playlist")
+        pl = read_media_playlist(pl_path)
+        if not pl.segments or not pl.init:
+            raise MediaError(f"transcoding produced an empty {family} {rung.name} playlist")
+        playlists[rung.name] = pl
+        peak, avg = _bitrates(fam_dir / rung.name, pl)
+        if audio:
+            peak, avg = peak + audio[1], avg + audio[2]
+        fam.renditions.append(RenditionOutput(
+            codec=family, name=rung.name, width=rung.width, height=rung.height, bitrate_bps=peak,
+            average_bitrate_bps=avg, container="fmp4", playlist_path=f"{family}/{rung.name}/playlist.m3u8",
+            frame_rate=rung.frame_rate, codecs=rung.codecs_for(family) + (",mp4a.40.2" if audio else ""),
+            duration_s=pl.duration_s, vmaf=rung.vmaf,
+        ))
+    _write_hls_master(fam_dir / "master.m3u8", fam, audio is not None)
+    _write_mpd(fam_dir / "manifest.mpd", fam, rungs, playlists, audio[0] if audio else None,
+               (audio[1] if audio else 0), max(r.duration_s for r in fam.renditions))
+    return fam
+
+
+def _write_hls_master(path: Path, fam: FamilyOutput, has_audio: bool) -> None:
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    if has_audio:
+        lines.append('#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="default",DEFAULT=YES,AUTOSELECT=YES,'
+                     'CHANNELS="2",URI="audio/playlist.m3u8"')
+    for r in sorted(fam.renditions, key=lambda r: r.bitrate_bps):
+        attrs = (f"BANDWIDTH={r.bitrate_bps},AVERAGE-BANDWIDTH={r.average_bitrate_bps},"
+                 f"RESOLUTION={r.width}x{r.height},FRAME-RATE={r.frame_rate:.3f},CODECS=\"{r.codecs}\"")
+        if has_audio:
+            attrs += ',AUDIO="aud"'
+        lines += [f"#EXT-X-STREAM-INF:{attrs}", f"{r.name}/playlist.m3u8"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _iso_duration(seconds: float) -> str:
+    return f"PT{seconds:.3f}S"
+
+
+def _segment_template(parent: ET.Element, rep_id: str, pl: MediaPlaylist) -> None:
+    # $RepresentationID$ is the rung's folder, so DASH reads the very files HLS lists.
+    first = int(re.search(r"(\d+)", pl.segments[0][0]).group(1))
+    tmpl = ET.SubElement(parent, "SegmentTemplate", timescale="1000", startNumber=str(first),
+                         initialization=f"{rep_id}/{pl.init}", media=f"{rep_id}/segment_$Number%05d$.m4s")
+    timeline = ET.SubElement(tmpl, "SegmentTimeline")
+    start = 0.0
+    for i, (_, d) in enumerate(pl.segments):
+        t0, t1 = round(start * 1000), round((start + d) * 1000)
+        attrs = {"d": str(t1 - t0)}
+        if i == 0:
+            attrs["t"] = str(t0)
+        ET.SubElement(timeline, "S", **attrs)
+        start += d
+
+
+def _write_mpd(path: Path, fam: FamilyOutput, rungs: list[Rung], playlists: dict[str, MediaPlaylist],
+               audio: MediaPlaylist | None, audio_peak: int, duration_s: float) -> None:
+    mpd = ET.Element("MPD", xmlns="urn:mpeg:dash:schema:mpd:2011", type="static",
+                     profiles="urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019",
+                     minBufferTime=_iso_duration(SEGMENT_SECONDS), mediaPresentationDuration=_iso_duration(duration_s))
+    period = ET.SubElement(mpd, "Period", id="0", start="PT0S")
+    video = ET.SubElement(period, "AdaptationSet", id="0", contentType="video", mimeType="video/mp4",
+                          segmentAlignment="true", startWithSAP="1",
+                          maxWidth=str(max(r.width for r in rungs)), maxHeight=str(max(r.height for r in rungs)))
+    for r, rung in sorted(zip(fam.renditions, rungs), key=lambda x: x[0].bitrate_bps):
+        rep = ET.SubElement(video, "Representation", id=rung.name, bandwidth=str(r.bitrate_bps - audio_peak),
+                            width=str(r.width), height=str(r.height), frameRate=_frame_rate(r.frame_rate),
+                            codecs=rung.codecs_for(fam.codec), sar="1:1")
+        _segment_template(rep, rung.name, playlists[rung.name])
+    if audio is not None:
+        aset = ET.SubElement(period, "AdaptationSet", id="1", contentType="audio", mimeType="audio/mp4",
+                             lang="und", segmentAlignment="true", startWithSAP="1")
+        rep = ET.SubElement(aset, "Representation", id="audio", bandwidth=str(audio_peak), codecs="mp4a.40.2",
+                            audioSamplingRate="48000")
+        ET.SubElement(rep, "AudioChannelConfiguration",
+                      schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011", value="2")
+        _segment_template(rep, "audio", audio)
+    ET.indent(mpd)
+    path.write_bytes(ET.tostring(mpd, encoding="utf-8", xml_declaration=True) + b"\n")
+
+
+def _frame_rate(fps: float) -> str:
+    frac = Fraction(fps).limit_denominator(1001)
+    return str(frac.numerator) if frac.denominator == 1 else f"{frac.numerator}/{frac.denominator}"
+
+
+def _write_storyboard_vtt(path: Path, sb: Storyboard, duration_s: float) -> None:
+    def ts(t: float) -> str:
+        ms = int(round(t * 1000))
+        return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+
+    lines = ["WEBVTT", ""]
+    for i in range(sb.count):
+        start = i * sb.interval_s
+        if start >= duration_s:
+            break
+        end = min((i + 1) * sb.interval_s, duration_s)
+        x, y = (i % sb.columns) * sb.tile_width, (i // sb.columns) * sb.tile_height
+        lines += [f"{ts(start)} --> {ts(end)}", f"storyboard.jpg#xywh={x},{y},{sb.tile_width},{sb.tile_height}", ""]
+    path.write_text("\n".join(lines))
 
 
 def _poster(src: str, out: Path, info: MediaInfo, result: TranscodeOutput, timeout_s: float) -> None:
@@ -325,22 +630,11 @@ def _poster(src: str, out: Path, info: MediaInfo, result: TranscodeOutput, timeo
     at = min(info.duration_s * 0.1, 5.0)
     height = min(720, max(r.height for r in result.renditions))
     width = _even(height * info.width / info.height)
-    args = (
-        ffmpeg.input(src, ss=at)
-        .output(str(out / "poster.jpg"), vframes=1, vf=f"scale={width}:{height}", **{"q:v": 3})
-        .global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-y")
-        .compile(cmd=ffmpeg_exe())
-    )
+    args = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{at:.3f}", "-i", src,
+            "-frames:v", "1", "-vf", f"scale={width}:{height}", "-q:v", "3", str(out / "thumbs" / "poster.jpg")]
     _run(args, min(timeout_s, 120), "making the poster")
-    if (out / "poster.jpg").exists():
-        result.poster_path, result.poster_width, result.poster_height = "poster.jpg", width, height
-
-
-_EXTINF = re.compile(rb"#EXTINF:([0-9.]+)")
-
-
-def playlist_duration(path: Path) -> float:
-    return sum(float(m.group(1)) for m in _EXTINF.finditer(path.read_bytes()))
+    if (out / "thumbs" / "poster.jpg").exists():
+        result.poster_path, result.poster_width, result.poster_height = "thumbs/poster.jpg", width, height
 
 
 def _die_with_parent() -> None:

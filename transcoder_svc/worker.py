@@ -45,6 +45,15 @@ def media_prefix(video_id: str, codec: str = CODEC) -> str:
     return f"videos/{validate_id(video_id, 'video id')}/{codec}"
 
 
+def codec_families(cfg: Config) -> list[str]:
+    """H.264 first and always (every client plays it), then the configured extra families."""
+    families = ["h264"] + [c.lower() for c in cfg.transcoder.codecs if c.lower() != "h264"]
+    unknown = [c for c in families if c not in media.CODEC_FAMILIES]
+    if unknown:
+        raise ValueError(f"transcoder.codecs: unknown codec families {unknown}; known: {list(media.CODEC_FAMILIES)}")
+    return list(dict.fromkeys(families))
+
+
 def done_marker_key(video_id: str) -> str:
     # Written last: its presence means every variant is in place (and holds the result).
     return f"{media_prefix(video_id)}/_result.json"
@@ -105,18 +114,33 @@ class TranscodeJob:
 
     def _transcode(self, request: events_pb2.TranscodeRequest) -> events_pb2.TranscodeResult:
         video_id = request.video_id
+        tc = self.cfg.transcoder
+        limits = media.Limits(max_duration_s=tc.max_duration_s, max_long_side=tc.max_long_side,
+                              max_short_side=tc.max_short_side, max_source_bytes=tc.max_source_bytes)
         self.scratch.mkdir(parents=True, exist_ok=True)
         workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{video_id}-", dir=self.scratch))
         try:
             source = workdir / "source"
-            self.objects.download_file(request.raw_bucket, request.raw_object_key, str(source))
             try:
+                raw = self.objects.stat(request.raw_bucket, request.raw_object_key)
+                if raw is not None and raw.size > limits.max_source_bytes:
+                    # too big to be worth even downloading
+                    raise media.MediaError(f"the file is {raw.size / 1e9:.2f} GB; the limit is "
+                                           f"{limits.max_source_bytes / 1e9:.2f} GB")
+                self.objects.download_file(request.raw_bucket, request.raw_object_key, str(source))
                 info = media.probe(str(source))
+                media.check_limits(info, source.stat().st_size, limits)
                 rungs = media.ladder_for(info)
+                if tc.per_title and rungs:
+                    from transcoder_svc import pertitle  # VMAF analysis; only loaded when enabled
+
+                    rungs = pertitle.per_title_ladder(str(source), info, rungs, workdir=str(workdir / "pertitle"),
+                                                      timeout_s=self.cfg.platform.transcode_timeout_s).rungs
                 out_dir = workdir / "out"
                 out_dir.mkdir()
-                output = media.transcode_hls(
-                    str(source), str(out_dir), info, rungs, timeout_s=self.cfg.platform.transcode_timeout_s
+                output = media.transcode(
+                    str(source), str(out_dir), info, rungs, families=codec_families(self.cfg),
+                    timeout_s=self.cfg.platform.transcode_timeout_s, storyboard=tc.storyboard,
                 )
             except media.MediaError as exc:
                 log.warning("video %s failed: %s", video_id, exc.reason)
@@ -127,19 +151,19 @@ class TranscodeJob:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _store_outputs(self, video_id: str, out_dir: pathlib.Path, output) -> events_pb2.TranscodeResult:
-        prefix = media_prefix(video_id)
-        # Segments and media playlists first, master playlist last, result marker after it:
-        # a reader never finds a master that points at something missing.
+    def _store_outputs(self, video_id: str, out_dir: pathlib.Path, output: media.TranscodeOutput) -> events_pb2.TranscodeResult:
+        base = f"videos/{validate_id(video_id, 'video id')}"
+        # Segments and media playlists first, then the masters/MPDs, the result marker last:
+        # a reader never finds a manifest that points at something missing. Paths under
+        # out/ are already <codec>/<rung>/... and thumbs/..., the layout of the bucket.
+        manifests = {p for f in output.families for p in (f.hls_path, f.dash_path)}
         files = sorted(p for p in out_dir.rglob("*") if p.is_file())
-        master = out_dir / output.master_path
         for path in files:
-            if path == master:
-                continue
             rel = path.relative_to(out_dir).as_posix()
-            key = f"videos/{video_id}/thumbs/{rel}" if path.suffix == ".jpg" else f"{prefix}/{rel}"
-            self.objects.put_file(MEDIA_BUCKET, key, str(path))
-        self.objects.put_file(MEDIA_BUCKET, f"{prefix}/{output.master_path}", str(master))
+            if rel not in manifests:
+                self.objects.put_file(MEDIA_BUCKET, f"{base}/{rel}", str(path))
+        for rel in sorted(manifests):
+            self.objects.put_file(MEDIA_BUCKET, f"{base}/{rel}", str(out_dir / rel))
         result = events_pb2.TranscodeResult(
             video_id=video_id, success=True, duration_seconds=output.duration_s, worker_id=self.worker_id
         )
@@ -147,20 +171,19 @@ class TranscodeJob:
             result.renditions.append(
                 video_pb2.Rendition(
                     codec=r.codec, width=r.width, height=r.height, bitrate_bps=r.bitrate_bps,
-                    container=r.container, object_key=f"{prefix}/{r.playlist_path}",
-                    frame_rate=r.frame_rate, codecs=r.codecs,
+                    container=r.container, object_key=f"{base}/{r.playlist_path}",
+                    frame_rate=r.frame_rate, codecs=r.codecs, vmaf=r.vmaf,
                 )
             )
-        result.manifests.append(
-            video_pb2.StreamManifest(codec=CODEC, protocol="hls", object_key=f"{prefix}/{output.master_path}")
-        )
-        if output.poster_path:
-            result.thumbnails.append(
-                video_pb2.Thumbnail(
-                    kind="poster", object_key=f"videos/{video_id}/thumbs/{output.poster_path}",
-                    width=output.poster_width, height=output.poster_height,
-                )
-            )
+        for f in output.families:
+            result.manifests.append(video_pb2.StreamManifest(codec=f.codec, protocol="hls", object_key=f"{base}/{f.hls_path}"))
+            result.manifests.append(video_pb2.StreamManifest(codec=f.codec, protocol="dash", object_key=f"{base}/{f.dash_path}"))
+        thumbs = [("poster", output.poster_path, output.poster_width, output.poster_height),
+                  ("storyboard", output.storyboard_path, output.storyboard_width, output.storyboard_height),
+                  ("storyboard_vtt", output.storyboard_vtt_path, 0, 0)]
+        for kind, rel, width, height in thumbs:
+            if rel:
+                result.thumbnails.append(video_pb2.Thumbnail(kind=kind, object_key=f"{base}/{rel}", width=width, height=height))
         self.objects.put_bytes(MEDIA_BUCKET, done_marker_key(video_id), json_format.MessageToJson(result).encode())
         return result
 
@@ -189,6 +212,7 @@ class TranscoderServicer(pb_grpc.TranscoderServiceServicer):
 
 
 def serve(cfg: Config) -> None:
+    codec_families(cfg)  # a bad codec list stops the worker at start, not at the first video
     server = ServiceServer("longtail.transcoder.v1.TranscoderService", cfg.services.transcoder)
     status = {"worker_id": f"{socket.gethostname()}-{os.getpid()}", "current_video_id": "", "jobs_done": 0, "jobs_failed": 0}
     pb_grpc.add_TranscoderServiceServicer_to_server(TranscoderServicer(status), server.server)
