@@ -7,11 +7,12 @@ stream bytes from origin with HTTP Range support.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import re
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 from fastapi import FastAPI, Request
@@ -20,6 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import metadata_service_pb2 as mpb
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
@@ -28,7 +30,7 @@ from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.adapters import make_object_store
 from longtail_common.config import Config
 from longtail_common.grpc_server import client_channel_options
-from longtail_common.ports import MEDIA_BUCKET, InvalidKeyError, NotFoundError, validate_object_key
+from longtail_common.ports import MEDIA_BUCKET, TOPIC_VIEWS, InvalidKeyError, NotFoundError, validate_object_key
 
 log = logging.getLogger("gateway")
 
@@ -73,6 +75,24 @@ class CreateVideoBody(BaseModel):
     category: str = Field(default="", max_length=64)
     # Total size of the file to come, if known now (tus Upload-Length may say it instead).
     size_bytes: int | None = Field(default=None, ge=0)
+
+
+class ViewBody(BaseModel):
+    """A player beacon: "start" counts a view; every kind adds the bytes watched since the last one."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["start", "progress", "complete"]
+    bytes: int = Field(default=0, ge=0, le=1 << 40)
+    region: str = Field(default="", pattern=r"^([A-Za-z]{2})?$")
+
+
+class BatchViewItem(ViewBody):
+    video_id: str = Field(pattern=ID_PATTERN)
+
+
+class ViewBatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[BatchViewItem] = Field(min_length=1, max_length=500)
 
 
 # Client platform -> codec families it can play, best first. H.264 plays everywhere.
@@ -300,6 +320,57 @@ def create_app(cfg: Config) -> FastAPI:
             "region": region,
         }
         return body
+
+    # -- view beacons -> `views` topic (placement counts them) ----------------------------------
+    def views_producer():
+        if "views_producer" not in state:
+            from longtail_common.adapters import make_topic_bus
+
+            state["views_producer"] = make_topic_bus(cfg).producer()
+        return state["views_producer"]
+
+    def view_region(body_region: str, request: Request) -> str:
+        region = (body_region or request.headers.get("x-client-region") or cfg.platform.default_region).upper()
+        if not re.match(r"^[A-Z]{2}$", region):
+            raise ApiError(400, "INVALID_ARGUMENT", "region must be a two-letter code")
+        return region
+
+    async def publish_views(items: list[tuple[str, ViewBody]], request: Request) -> int:
+        ids = list(dict.fromkeys(v for v, _ in items))
+        for video_id in ids:
+            if not re.match(ID_PATTERN, video_id):
+                raise ApiError(404, "NOT_FOUND", f"video {video_id} not found")
+        found = await call(metadata().BatchGetVideos(mpb.BatchGetVideosRequest(ids=ids), timeout=15))
+        status = {v.id: v.status for v in found.videos}
+        for video_id in ids:
+            if video_id not in status:
+                raise ApiError(404, "NOT_FOUND", f"video {video_id} not found")
+            if status[video_id] != S.VIDEO_STATUS_READY:
+                raise ApiError(409, "NOT_READY", f"video {video_id} is {status_name(status[video_id])}",
+                               extra={"status": status_name(status[video_id])})
+        events = []
+        for video_id, body in items:
+            event = events_pb2.ViewEvent(video_id=video_id, region=view_region(body.region, request),
+                                         kind=body.kind, bytes_watched=body.bytes)
+            event.event_time.GetCurrentTime()
+            events.append(event)
+
+        def send():
+            producer = views_producer()
+            for event in events:
+                producer.publish(TOPIC_VIEWS, event.SerializeToString(), key=event.video_id.encode())
+
+        await asyncio.to_thread(send)
+        return len(events)
+
+    @app.post("/v1/videos/{video_id}/views", status_code=202)
+    async def post_view(video_id: str, body: ViewBody, request: Request):
+        return {"accepted": await publish_views([(video_id, body)], request)}
+
+    @app.post("/v1/views", status_code=202)
+    async def post_views(body: ViewBatchBody, request: Request):
+        """Batch of beacons (all accepted or none: any unknown/not-READY video rejects the batch)."""
+        return {"accepted": await publish_views([(e.video_id, e) for e in body.events], request)}
 
     # -- tus 1.0.0 resumable uploads ------------------------------------------------------------
     tus_headers = {"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store"}

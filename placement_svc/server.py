@@ -190,6 +190,9 @@ class PlacementServicer(pb_grpc.PlacementServiceServicer):
 
 def serve(cfg: Config) -> None:
     server = ServiceServer("longtail.placement.v1.PlacementService", cfg.services.placement)
+    metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
+    # Handlers must be registered before the server starts (gRPC refuses them after).
+    pb_grpc.add_PlacementServiceServicer_to_server(PlacementServicer(cfg, metadata), server.server)
     server.start()
 
     def connect():
@@ -200,11 +203,9 @@ def serve(cfg: Config) -> None:
     bus = connect_with_backoff("topics", connect, server.stopping)
     if bus is None:
         return
-    metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
     producer = bus.producer()
     objects = make_object_store(cfg)
     view_counts = make_view_count_store(cfg)
-    pb_grpc.add_PlacementServiceServicer_to_server(PlacementServicer(cfg, metadata), server.server)
     handler = ResultHandler(cfg, metadata, producer, objects=objects, view_counts=view_counts,
                             models=modelstore.LatestModel(objects))
     consumer_thread = threading.Thread(
