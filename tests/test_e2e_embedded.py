@@ -168,6 +168,11 @@ def test_upload_transcode_watch(platform, client, clip_720p):
             checked.add((stream.codec_context.name, stream.codec_context.height))
     assert ("h264", 720) in checked and ("h264", 240) in checked
 
+    # The same CMAF segments are described by a DASH MPD; scrubbing previews exist.
+    mpd = client.get(watch["stream"]["manifests"]["dash"])
+    assert mpd.status_code == 200 and b'mimeType="video/mp4"' in mpd.content
+    assert {"storyboard", "storyboard_vtt"} <= {t["kind"] for t in watch["thumbnails"]}
+
     # Range requests work on origin bytes (players seek with them).
     ranged = client.get(master_url, headers={"Range": "bytes=0-6"})
     assert ranged.status_code == 206 and ranged.content == b"#EXTM3U"
