@@ -47,9 +47,10 @@ from transcoder_svc import media
 X264_PRESET = getattr(media, "X264_PRESET", "veryfast")
 MAX_FRAME_RATE = getattr(media, "MAX_FRAME_RATE", 60)
 
-# Test points as fractions of a rung's ceiling: geometric-ish, ~2.2x apart, so static
-# content (which saturates early) still has points near where it reaches the target.
-DEFAULT_POINTS = (0.06, 0.14, 0.3, 0.6, 1.0)
+# Test points as fractions of a rung's ceiling, ~2.7x apart: static content (which
+# saturates early) still has a point near where it reaches the target; 4 points keep the
+# analysis affordable on 2 cores.
+DEFAULT_POINTS = (0.05, 0.15, 0.4, 1.0)
 DEFAULT_MIN_STEP = 1.25
 DEFAULT_MAX_VMAF_LOSS = 0.5  # half the 1-point budget: sample-vs-whole-video error eats the rest
 VMAF_THREADS = max(1, min(2, os.cpu_count() or 1))
@@ -73,8 +74,12 @@ def default_target_vmaf(rung: media.Rung) -> float:
 @dataclass
 class RungCurve:
     rung: str
-    points: list[tuple[int, float]]  # measured (bitrate_bps, vmaf), ascending bitrate
-    hull: list[tuple[int, float]]  # Pareto frontier: the curve used for prediction
+    # Measured (requested bitrate, vmaf), ascending. Curves are kept in the bitrate asked
+    # of x264, not the one it produced: that is the knob the ladder sets, and on easy
+    # content x264 under- or overshoots a lot (a still frame never fills its budget).
+    points: list[tuple[int, float]]
+    actual_bps: list[int] = field(default_factory=list)  # what each point really used
+    hull: list[tuple[int, float]] = field(default_factory=list)  # Pareto frontier: used for prediction
 
 
 @dataclass
@@ -221,8 +226,8 @@ def _x264_args(bitrate: int, level: str) -> list[str]:
 
 
 def measure_rung(sample: str, duration_s: float, rung: media.Rung, bitrates: list[int], workdir: str,
-                 timeout_s: float = 1800, subsample: int = 1) -> list[tuple[int, float]]:
-    """(actual bitrate, VMAF at rung size) for each test bitrate."""
+                 timeout_s: float = 1800, subsample: int = 1) -> list[tuple[int, int, float]]:
+    """(requested bitrate, actual bitrate, VMAF at rung size) for each test bitrate."""
     n = len(bitrates)
     encode = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", sample,
               "-filter_complex",
@@ -234,7 +239,7 @@ def measure_rung(sample: str, duration_s: float, rung: media.Rung, bitrates: lis
     _run(encode, timeout_s, f"per-title encoding of {rung.name}")
     scores = vmaf_many(outs, sample, rung.width, rung.height, workdir, subsample=subsample, timeout_s=timeout_s)
     actual = [int(os.path.getsize(p) * 8 / duration_s) for p in outs]
-    return sorted(zip(actual, scores))
+    return sorted(zip(bitrates, actual, scores))
 
 
 def vmaf_many(distorted: list[str], reference: str, width: int, height: int, workdir: str,
@@ -294,7 +299,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         sample_len = _sample_duration(sample) or sample_len
         ordered = sorted(rungs, key=lambda r: (r.width * r.height, r.video_bitrate_bps))
         curves: dict[str, RungCurve] = {}
-        measured: dict[tuple[int, int], list[tuple[int, float]]] = {}
+        measured: dict[tuple[int, int], list[tuple[int, int, float]]] = {}
         chosen: list[tuple[media.Rung, int]] = []
         for rung in ordered:
             key = (rung.width, rung.height)
@@ -304,7 +309,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                 top = max(r.video_bitrate_bps for r in ordered if (r.width, r.height) == key)
                 tests = sorted({max(20_000, int(top * f)) for f in points})
                 measured[key] = measure_rung(sample, sample_len, rung, tests, work, timeout_s, vmaf_subsample)
-            curves[rung.name] = RungCurve(rung.name, measured[key], pareto_frontier(measured[key]))
+            pts = [(req, v) for req, _, v in measured[key]]
+            curves[rung.name] = RungCurve(rung.name, pts, [a for _, a, _ in measured[key]], pareto_frontier(pts))
         for rung in ordered:
             hull = curves[rung.name].hull
             chosen.append((rung, choose_bitrate(hull, rung.video_bitrate_bps, target_fn(rung), max_vmaf_loss)))
