@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test setup gen lint check-gen breaking pytest bench clean
+.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium web web-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,7 +20,33 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch node_modules/.installed
 
-setup: $(STAMP) node_modules/.installed
+setup: $(STAMP) node_modules/.installed web/node_modules/.installed chromium
+
+# The browser pages' front end (web/): hls.js, tus-js-client, bundled by esbuild into
+# gateway/static/ (committed, shipped in the Python package).
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch web/node_modules/.installed
+
+web: web/node_modules/.installed
+	cd web && node build.mjs
+
+# CI: the committed gateway/static/ must be exactly what a fresh build from the lockfile gives.
+web-check: web/node_modules/.installed
+	@rm -rf .cache/web-check && mkdir -p .cache/web-check
+	cd web && node build.mjs ../.cache/web-check
+	@diff -r gateway/static .cache/web-check || { echo "gateway/static/ is out of date with web/ (run make web)"; exit 1; }
+	@echo "gateway/static/ matches a fresh build of web/"
+
+# Browser tests drive Debian's chromium through Playwright (no browser download). Install it
+# when missing and apt is usable; otherwise the browser tests say why they cannot run
+# (skipped locally, failed in CI).
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium (Debian package) for the browser tests"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else echo "chromium is not installed and apt-get is not usable: browser tests will not run"; fi
 
 up: $(STAMP)
 	$(BIN)/longtail up $(ARGS)
@@ -43,7 +69,7 @@ check-gen: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: setup lint breaking check-gen pytest
+test: setup lint breaking check-gen web-check pytest
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache
+	rm -rf $(VENV) node_modules web/node_modules .pytest_cache

@@ -30,6 +30,7 @@ from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.adapters import make_object_store
 from longtail_common.config import Config
 from longtail_common.grpc_server import client_channel_options
+from gateway.pages import register_pages
 from longtail_common.ports import MEDIA_BUCKET, TOPIC_VIEWS, InvalidKeyError, NotFoundError, validate_object_key
 
 log = logging.getLogger("gateway")
@@ -513,6 +514,7 @@ def create_app(cfg: Config) -> FastAPI:
     async def healthz():
         return {"status": "ok"}
 
+    register_pages(app, cfg, objects)  # browser pages, search API, house ad (gateway/pages.py)
     return app
 
 

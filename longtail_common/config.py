@@ -58,6 +58,7 @@ class ServicesConfig:
     upload: str = "127.0.0.1:50052"
     transcoder: str = "127.0.0.1:50053"
     placement: str = "127.0.0.1:50054"
+    search: str = "127.0.0.1:50055"
 
 
 @dataclass

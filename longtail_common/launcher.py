@@ -23,7 +23,7 @@ from longtail_common.grpc_server import wait_for_serving
 
 log = logging.getLogger("longtail.launcher")
 
-GRPC_SERVICES = ["metadata", "upload", "placement"]
+GRPC_SERVICES = ["metadata", "upload", "placement", "search"]
 
 
 def free_port() -> int:
@@ -132,7 +132,7 @@ class Platform:
     def stop(self, grace_s: float = 15.0) -> None:
         self._stopping.set()
         # Gateway first (no new work), then workers, metadata last (others call it on the way out).
-        order = ["gateway"] + [n for n in self.procs if n.startswith("transcoder-")] + ["upload", "placement", "metadata"]
+        order = ["gateway"] + [n for n in self.procs if n.startswith("transcoder-")] + ["upload", "placement", "search", "metadata"]
         for name in order:
             proc = self.procs.get(name)
             if proc and proc.poll() is None:

@@ -1,0 +1,312 @@
+// The watch page: loads the watch payload, plays the pre-roll (and any mid/post-roll) ad,
+// then the adaptive stream with hls.js (native HLS where hls.js cannot run, e.g. iOS),
+// offers a quality choice, and sends view beacons with the bytes fetched for playback.
+import Hls from "hls.js";
+import { $, errorMessage, getJson, setStatus, sleep } from "./util.js";
+
+// The gateway's built-in house ad, used when an ad break has no creative of its own.
+const HOUSE_AD_URL = "/ads/house-preroll.mp4";
+const PROGRESS_EVERY_S = 10;
+const SKIPPABLE_AFTER_S = 5;
+
+const root = $("#watch");
+const videoId = root.dataset.videoId;
+const content = $("#content");
+const adVideo = $("#ad");
+const startButton = $("#start");
+const quality = $("#quality");
+const levelNow = $("#level-now");
+const statusEl = $("#status");
+const adBadge = $("#ad-badge");
+const adRemaining = $("#ad-remaining");
+const skipButton = $("#skip-ad");
+
+// A timeline of what the player did, readable from the console (and by the browser tests).
+const state = { log: [], beacons: [], bytesLoaded: 0, bytesReported: 0, hls: null, phase: "loading", payload: null };
+window.longtailPlayer = state;
+
+function note(event, detail = {}) {
+  state.log.push({ event, t: Math.round(performance.now()), ...detail });
+}
+
+function setPhase(phase) {
+  state.phase = phase;
+  root.dataset.phase = phase;
+  note("phase", { phase });
+}
+
+async function loadPayload() {
+  for (;;) {
+    const { status, body } = await getJson(`/v1/videos/${encodeURIComponent(videoId)}/watch`);
+    if (status === 200) return body;
+    const videoStatus = body && body.error && body.error.status;
+    if (status === 409 && (videoStatus === "UPLOADING" || videoStatus === "PROCESSING")) {
+      setStatus(statusEl, `This video is ${videoStatus.toLowerCase()}; it will start here when it is ready.`);
+      await sleep(3000);
+      continue;
+    }
+    throw new Error(errorMessage(body, `could not load the video (HTTP ${status})`));
+  }
+}
+
+function showDetails(payload) {
+  $("#title").textContent = payload.title;
+  document.title = `${payload.title} · Longtail`;
+  const channel = $("#channel");
+  channel.textContent = payload.channel.name || payload.channel.id;
+  channel.hidden = false;
+  $("#description").textContent = payload.description;
+  const poster = (payload.thumbnails || []).find((t) => t.kind === "poster");
+  if (poster) content.poster = poster.url;
+}
+
+// -- the stream ------------------------------------------------------------------------
+
+function levelLabel(level) {
+  return `${level.height}p · ${Math.round(level.bitrate / 1000)} kb/s`;
+}
+
+function fillQuality(levels) {
+  quality.replaceChildren(new Option("Auto", "-1", true, true));
+  levels
+    .map((level, index) => ({ level, index }))
+    .sort((a, b) => b.level.height - a.level.height)
+    .forEach(({ level, index }) => quality.append(new Option(levelLabel(level), String(index))));
+  quality.disabled = false;
+}
+
+function setupStream(payload) {
+  const url = payload.stream.url;
+  if (Hls.isSupported()) {
+    // Nothing is fetched until the viewer presses play; then the stream buffers while the
+    // pre-roll runs, so the content starts without a wait.
+    const hls = new Hls({ autoStartLoad: false });
+    state.hls = hls;
+    hls.on(Hls.Events.MANIFEST_PARSED, () => fillQuality(hls.levels));
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => {
+      const level = hls.levels[data.level];
+      levelNow.textContent = level ? `Playing ${level.height}p` : "";
+      note("level-switched", { level: data.level, height: level && level.height });
+    });
+    hls.on(Hls.Events.FRAG_LOADED, (_e, data) => {
+      const stats = data.frag.stats;
+      state.bytesLoaded += stats.total || stats.loaded || 0;
+    });
+    let recoveries = 0;
+    hls.on(Hls.Events.ERROR, (_e, data) => {
+      note("hls-error", { type: data.type, details: data.details, fatal: data.fatal });
+      if (!data.fatal) return;
+      if (recoveries++ < 2 && data.type === Hls.ErrorTypes.MEDIA_ERROR) {
+        hls.recoverMediaError();
+      } else if (recoveries <= 2 && data.type === Hls.ErrorTypes.NETWORK_ERROR) {
+        hls.startLoad();
+      } else {
+        setStatus(statusEl, `Playback failed (${data.details}).`, "error");
+        setPhase("error");
+      }
+    });
+    hls.loadSource(url);
+    hls.attachMedia(content);
+  } else if (content.canPlayType("application/vnd.apple.mpegurl")) {
+    content.src = url; // Safari / iOS play HLS natively and choose the quality themselves
+    quality.replaceChildren(new Option("Auto", "-1", true, true));
+  } else {
+    throw new Error("This browser cannot play HLS streams.");
+  }
+}
+
+quality.addEventListener("change", () => {
+  const level = Number(quality.value);
+  if (!state.hls) return;
+  // currentLevel switches at once (flushing what is buffered); -1 goes back to automatic.
+  state.hls.currentLevel = level;
+  note("quality-chosen", { level });
+});
+
+// -- ads -------------------------------------------------------------------------------
+
+function playAd(ad) {
+  return new Promise((resolve) => {
+    let finished = false;
+    let skipTimer = 0;
+    const limit = (ad.duration_seconds || 30) + 10; // a stalled ad never blocks the content
+    const guard = setTimeout(() => finish("timeout"), limit * 1000);
+    function finish(how) {
+      if (finished) return;
+      finished = true;
+      clearTimeout(guard);
+      clearTimeout(skipTimer);
+      adVideo.removeEventListener("ended", onEnded);
+      adVideo.removeEventListener("error", onError);
+      adVideo.removeEventListener("timeupdate", onTime);
+      skipButton.removeEventListener("click", onSkip);
+      adVideo.pause();
+      adVideo.hidden = true;
+      adBadge.hidden = true;
+      skipButton.hidden = true;
+      note("ad-end", { ad_id: ad.ad_id, how, played_s: adVideo.currentTime });
+      resolve();
+    }
+    const onEnded = () => finish("ended");
+    const onError = () => finish("error");
+    const onSkip = () => finish("skipped");
+    const onTime = () => {
+      const total = adVideo.duration || ad.duration_seconds || 0;
+      adRemaining.textContent = `${Math.max(0, Math.ceil(total - adVideo.currentTime))} s`;
+    };
+    adVideo.addEventListener("ended", onEnded);
+    adVideo.addEventListener("error", onError);
+    adVideo.addEventListener("timeupdate", onTime);
+    skipButton.addEventListener("click", onSkip);
+    if ((ad.duration_seconds || 0) > SKIPPABLE_AFTER_S) {
+      skipTimer = setTimeout(() => {
+        skipButton.hidden = false;
+      }, SKIPPABLE_AFTER_S * 1000);
+    }
+    setPhase("ad");
+    note("ad-start", { ad_id: ad.ad_id, position: ad.position });
+    adRemaining.textContent = ad.duration_seconds ? `${Math.ceil(ad.duration_seconds)} s` : "";
+    adBadge.hidden = false;
+    adVideo.hidden = false;
+    adVideo.src = ad.creative_url || HOUSE_AD_URL;
+    adVideo.play().catch((err) => {
+      note("ad-play-rejected", { message: String(err) });
+      finish("rejected");
+    });
+  });
+}
+
+async function playBreaks(breaks) {
+  const wasPlaying = !content.paused;
+  content.pause();
+  content.controls = false;
+  for (const ad of breaks) await playAd(ad);
+  content.controls = true;
+  setPhase("content");
+  return wasPlaying;
+}
+
+// -- beacons ---------------------------------------------------------------------------
+
+function beacon(kind) {
+  // The views API takes the bytes fetched since the previous beacon of this playback.
+  const bytes = Math.round(state.bytesLoaded - state.bytesReported);
+  state.bytesReported += bytes;
+  const record = { kind, bytes, status: null };
+  state.beacons.push(record);
+  const body = JSON.stringify({ kind, bytes, region: state.payload ? state.payload.stream.region : "" });
+  // keepalive lets the last beacon out as the page closes; a missing endpoint is fine.
+  fetch(`/v1/videos/${encodeURIComponent(videoId)}/views`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body,
+    keepalive: true,
+  })
+    .then((resp) => {
+      record.status = resp.status;
+    })
+    .catch(() => {
+      record.status = 0;
+    });
+}
+
+function watchBeacons() {
+  let started = false;
+  let completed = false;
+  let watched = 0;
+  let sinceProgress = 0;
+  let last = 0;
+  content.addEventListener("playing", () => {
+    if (!started) {
+      started = true;
+      note("content-playing", { currentTime: content.currentTime });
+      beacon("start");
+    }
+  });
+  content.addEventListener("timeupdate", () => {
+    const delta = content.currentTime - last;
+    last = content.currentTime;
+    if (content.paused || delta <= 0 || delta > 2) return; // seeks are not watching
+    watched += delta;
+    sinceProgress += delta;
+    if (sinceProgress >= PROGRESS_EVERY_S) {
+      sinceProgress = 0;
+      beacon("progress");
+    }
+  });
+  content.addEventListener("ended", () => {
+    if (!completed) {
+      completed = true;
+      beacon("complete");
+    }
+  });
+  window.addEventListener("pagehide", () => {
+    if (started && !completed && watched > 0) beacon("progress");
+  });
+}
+
+// -- start -----------------------------------------------------------------------------
+
+async function main() {
+  content.addEventListener("error", () => {
+    const code = content.error ? content.error.code : 0;
+    note("content-error", { code });
+    setStatus(statusEl, `The video could not be played (media error ${code}).`, "error");
+  });
+  let payload;
+  try {
+    payload = await loadPayload();
+  } catch (err) {
+    setStatus(statusEl, err.message, "error");
+    setPhase("error");
+    return;
+  }
+  state.payload = payload;
+  setStatus(statusEl, "");
+  showDetails(payload);
+  try {
+    setupStream(payload);
+  } catch (err) {
+    setStatus(statusEl, err.message, "error");
+    setPhase("error");
+    return;
+  }
+  watchBeacons();
+  const breaks = payload.ad_breaks || [];
+  const midRolls = breaks.filter((b) => b.position === "mid_roll").sort((a, b) => a.offset_seconds - b.offset_seconds);
+  const postRolls = breaks.filter((b) => b.position === "post_roll");
+
+  content.addEventListener("timeupdate", async () => {
+    if (state.phase !== "content" || !midRolls.length || content.currentTime < midRolls[0].offset_seconds) return;
+    const due = [];
+    while (midRolls.length && content.currentTime >= midRolls[0].offset_seconds) due.push(midRolls.shift());
+    if (await playBreaks(due)) content.play();
+  });
+  content.addEventListener("ended", async () => {
+    if (postRolls.length && state.phase === "content") await playBreaks(postRolls.splice(0));
+    setPhase("ended");
+  });
+
+  startButton.disabled = false;
+  setPhase("ready");
+  startButton.addEventListener("click", async () => {
+    startButton.hidden = true;
+    // Phones (and stricter autoplay policies) let an element play only after a play() made
+    // during the viewer's gesture: unlock the content element now so it can start after the ad.
+    const unlock = content.play();
+    if (unlock) unlock.catch(() => {});
+    content.pause();
+    if (state.hls) state.hls.startLoad(-1);
+    await playBreaks(breaks.filter((b) => b.position === "pre_roll"));
+    content.hidden = false;
+    content.focus();
+    try {
+      await content.play();
+    } catch (err) {
+      note("play-rejected", { message: String(err) });
+      setStatus(statusEl, "Press play to start the video.");
+    }
+  });
+}
+
+main();
