@@ -109,8 +109,10 @@ def analyses(tmp_path_factory):
     for name, path in clips.items():
         info = media.probe(path)
         # min_step=1.0: this test is about rates per rung, not about dropping rungs.
+        # workdir: a folder that does not exist yet, as the worker passes it.
         out[name] = pt.per_title_ladder(path, info, rungs, samples=1, sample_seconds=3.0,
-                                        points=(0.1, 0.3, 1.0), min_step=1.0, vmaf_subsample=1)
+                                        points=(0.1, 0.3, 1.0), min_step=1.0, vmaf_subsample=1,
+                                        workdir=str(tmp / name / "pertitle"))
     return rungs, out
 
 
@@ -135,6 +137,9 @@ def test_vmaf_in_range_and_rising_with_bitrate(analyses):
     _, res = analyses
     for result in res.values():
         assert set(result.vmaf_by_rung) == {r.name for r in result.rungs}
+        # The worker copies Rung.vmaf into Rendition.vmaf of the metadata.
+        assert all(getattr(r, "vmaf", result.vmaf_by_rung[r.name]) == result.vmaf_by_rung[r.name]
+                   for r in result.rungs)
         assert all(0.0 <= v <= 100.0 for v in result.vmaf_by_rung.values())
         for curve in result.curves.values():
             assert len(curve.points) == 3

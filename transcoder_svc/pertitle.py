@@ -292,6 +292,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
     target_fn = target_vmaf if callable(target_vmaf) else (lambda _r, t=float(target_vmaf): t)
     own = workdir is None
     work = tempfile.mkdtemp(prefix="pertitle-") if own else workdir
+    os.makedirs(work, exist_ok=True)  # the worker passes a not-yet-existing subfolder
     try:
         sample = os.path.join(work, "sample.mp4")
         windows = sample_windows(info.duration_s, samples, sample_seconds)
