@@ -268,3 +268,32 @@ def test_timeout_kills_ffmpeg(tmp_path):
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     time.sleep(1.0)
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def _frames(folder: Path, playlist: Path) -> int:
+    pl = m3u8.load(str(playlist))
+    blob = (folder / pl.segment_map[0].uri).read_bytes() + b"".join((folder / s.uri).read_bytes() for s in pl.segments)
+    with av.open(io.BytesIO(blob)) as c:
+        return sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+
+
+def test_chunked_encode_matches_whole_file(tmp_path, friday_ladder):
+    whole_dir, i, rungs, whole = friday_ladder
+    src = shared("friday_480p_h264_aac.mp4")
+    rungs = rungs[:2]
+    plan = media.chunk_plan(i.duration_s, chunk_seconds=4)
+    assert plan == [(0, 4), (4, 0.0)]  # 6.2 s: a 4 s chunk and the rest
+    chunks = [media.encode_chunk(src, str(tmp_path / f"chunk{k}"), i, rungs, ("h264",), start, length, timeout_s=300)
+              for k, (start, length) in enumerate(plan)]
+    joined = media.join_chunks(chunks, src, str(tmp_path / "out"), i, rungs, ("h264",), timeout_s=300,
+                               storyboard=False, poster=False)
+    frame = 1 / i.frame_rate
+    for a, b in zip(joined.renditions, whole.renditions):
+        assert (a.name, a.width, a.height, a.codecs) == (b.name, b.width, b.height, b.codecs)
+        assert abs(a.duration_s - b.duration_s) <= frame
+        assert abs(_frames(tmp_path / "out" / "h264" / a.name, tmp_path / "out" / a.playlist_path)
+                   - _frames(whole_dir / "h264" / b.name, whole_dir / b.playlist_path)) <= 1
+        seg_a = [s.duration for s in m3u8.load(str(tmp_path / "out" / a.playlist_path)).segments]
+        seg_b = [s.duration for s in m3u8.load(str(whole_dir / b.playlist_path)).segments]
+        assert len(seg_a) == len(seg_b) and all(abs(x - y) <= frame for x, y in zip(seg_a, seg_b))
+    assert m3u8.load(str(tmp_path / "out" / "h264" / "master.m3u8")).media[0].type == "AUDIO"

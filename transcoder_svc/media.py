@@ -424,20 +424,28 @@ def build_command(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fa
         var_map = [f"v:{j},agroup:aud,name:{r.name}" if with_audio else f"v:{j},name:{r.name}"
                    for j, r in enumerate(rungs)]
         if with_audio:
-            args += ["-map", f"0:{info.audio_stream_index}", "-c:a", "aac", "-profile:a", "aac_low",
-                     "-b:a", str(AUDIO_BITRATE_BPS), "-ac", "2", "-ar", "48000"]
+            args += _audio_args(info)
             var_map.append("a:0,agroup:aud,name:audio")
         args += _encoder_args(family, rungs, fps)
-        args += ["-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", "vod",
-                 "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
-                 "-hls_flags", "independent_segments",
-                 "-hls_segment_filename", os.path.join(fam_dir, "%v", "segment_%05d.m4s"),
-                 "-var_stream_map", " ".join(var_map), "-max_muxing_queue_size", "4096",
-                 os.path.join(fam_dir, "%v", "playlist.m3u8")]
+        args += _hls_output_args(fam_dir, var_map)
     if storyboard:
         args += ["-map", "[sb]", "-frames:v", "1", "-q:v", "4", "-update", "1",
                  os.path.join(out_dir, "thumbs", "storyboard.jpg")]
     return args
+
+
+def _hls_output_args(fam_dir: str, var_map: list[str]) -> list[str]:
+    return ["-f", "hls", "-hls_time", str(SEGMENT_SECONDS), "-hls_playlist_type", "vod",
+            "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+            "-hls_flags", "independent_segments",
+            "-hls_segment_filename", os.path.join(fam_dir, "%v", "segment_%05d.m4s"),
+            "-var_stream_map", " ".join(var_map), "-max_muxing_queue_size", "4096",
+            os.path.join(fam_dir, "%v", "playlist.m3u8")]
+
+
+def _audio_args(info: MediaInfo, input_index: int = 0) -> list[str]:
+    return ["-map", f"{input_index}:{info.audio_stream_index}", "-c:a", "aac", "-profile:a", "aac_low",
+            "-b:a", str(AUDIO_BITRATE_BPS), "-ac", "2", "-ar", "48000"]
 
 
 def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families=("h264",),
@@ -462,6 +470,102 @@ def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], famili
             f"{info.duration_s:.1f} s could be decoded"
         )
     if sb and (out / "thumbs" / "storyboard.jpg").exists():
+        _write_storyboard_vtt(out / "thumbs" / "storyboard.vtt", sb, result.duration_s)
+        result.storyboard_path, result.storyboard_vtt_path = "thumbs/storyboard.jpg", "thumbs/storyboard.vtt"
+        result.storyboard_width, result.storyboard_height = sb.columns * sb.tile_width, sb.rows * sb.tile_height
+    if poster:
+        _poster(src, out, info, result, timeout_s)
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# chunked transcoding: chunks encoded anywhere, then one join that packages them
+
+
+def chunk_plan(duration_s: float, chunk_seconds: float) -> list[tuple[float, float]]:
+    """(start, duration) per chunk. Cuts fall on segment boundaries, where every rung has a
+    forced keyframe anyway, so joined chunks segment exactly like a whole-file encode."""
+    step = max(SEGMENT_SECONDS, round(chunk_seconds / SEGMENT_SECONDS) * SEGMENT_SECONDS)
+    count = max(1, math.ceil(duration_s / step - 1e-6))
+    return [(i * step, step if i < count - 1 else 0.0) for i in range(count)]  # 0: to the end
+
+
+def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families, start_s: float,
+                 duration_s: float, timeout_s: float = 3600) -> dict[str, dict[str, str]]:
+    """Encodes [start, start+duration) of the video (duration 0: to the end) into one
+    video-only MP4 per (family, rung), from one decode. Returns family -> rung -> path."""
+    if not rungs:
+        raise MediaError("no rendition fits this video's size")
+    fps = min(info.frame_rate or 30.0, MAX_FRAME_RATE)
+    n = len(rungs) * len(families)
+    pre = f"fps={MAX_FRAME_RATE}," if info.frame_rate > MAX_FRAME_RATE else ""
+    graph = [f"[0:{info.video_stream_index}]{pre}split={n}" + "".join(f"[s{k}]" for k in range(n))]
+    # input seeking decodes from the keyframe before `start` and drops frames up to it: exact cut
+    args = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{start_s:.6f}"]
+    if duration_s > 0:
+        args += ["-t", f"{duration_s:.6f}"]
+    args += ["-i", src]
+    outputs: dict[str, dict[str, str]] = {}
+    out_args: list[str] = []
+    k = 0
+    for family in families:
+        os.makedirs(os.path.join(out_dir, family), exist_ok=True)
+        for r in rungs:
+            graph.append(f"[s{k}]scale={r.width}:{r.height}:flags=bicubic,setsar=1,format=yuv420p[o{k}]")
+            path = os.path.join(out_dir, family, f"{r.name}.mp4")
+            out_args += ["-map", f"[o{k}]", *_encoder_args(family, [r], fps), "-an", "-f", "mp4", path]
+            outputs.setdefault(family, {})[r.name] = path
+            k += 1
+    _run(args + ["-filter_complex", ";".join(graph)] + out_args, timeout_s, "transcoding a chunk")
+    return outputs
+
+
+def join_chunks(chunks: list[dict[str, dict[str, str]]], src: str, out_dir: str, info: MediaInfo,
+                rungs: list[Rung], families, timeout_s: float = 3600, storyboard: bool = True,
+                poster: bool = True) -> TranscodeOutput:
+    """Concatenates the chunks' encoded video (no re-encode), adds the audio (encoded once
+    here: cheap) and packages exactly like `transcode`: CMAF segments, HLS master, DASH MPD."""
+    out = Path(out_dir)
+    (out / "thumbs").mkdir(parents=True, exist_ok=True)
+    args = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    n_inputs = 0
+    maps: dict[str, list[int]] = {}
+    for family in families:
+        for r in rungs:
+            listing = out / f"concat_{family}_{r.name}.txt"
+            listing.write_text("".join(f"file '{Path(c[family][r.name]).resolve()}'\n" for c in chunks))
+            args += ["-f", "concat", "-safe", "0", "-i", str(listing)]
+            maps.setdefault(family, []).append(n_inputs)
+            n_inputs += 1
+    with_audio = info.has_audio
+    if with_audio:
+        args += ["-vn", "-i", src]
+    for family in families:
+        for idx in maps[family]:
+            args += ["-map", f"{idx}:v:0"]
+        var_map = [f"v:{j},agroup:aud,name:{r.name}" if with_audio else f"v:{j},name:{r.name}"
+                   for j, r in enumerate(rungs)]
+        if with_audio:
+            args += _audio_args(info, n_inputs)
+            var_map.append("a:0,agroup:aud,name:audio")
+        args += ["-c:v", "copy"] + _hls_output_args(os.path.join(out_dir, family), var_map)
+    _run(args, timeout_s, "joining chunks")
+    for listing in out.glob("concat_*.txt"):
+        listing.unlink()
+    result = TranscodeOutput()
+    for family in families:
+        fam = _package(out, family, info, rungs)
+        result.families.append(fam)
+        result.duration_s = max([result.duration_s] + [r.duration_s for r in fam.renditions])
+    if result.duration_s < info.duration_s * MIN_DECODED_SHARE:
+        raise MediaError(f"the file is truncated or damaged: only {result.duration_s:.1f} s of its "
+                         f"{info.duration_s:.1f} s could be decoded")
+    if storyboard:
+        sb = storyboard_for(info)
+        _run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", src, "-filter_complex",
+              f"[0:{info.video_stream_index}]fps=1/{sb.interval_s:.6f},scale={sb.tile_width}:{sb.tile_height},"
+              f"tile={sb.columns}x{sb.rows}[sb]", "-map", "[sb]", "-frames:v", "1", "-q:v", "4", "-update", "1",
+              str(out / "thumbs" / "storyboard.jpg")], timeout_s, "making the storyboard")
         _write_storyboard_vtt(out / "thumbs" / "storyboard.vtt", sb, result.duration_s)
         result.storyboard_path, result.storyboard_vtt_path = "thumbs/storyboard.jpg", "thumbs/storyboard.vtt"
         result.storyboard_width, result.storyboard_height = sb.columns * sb.tile_width, sb.rows * sb.tile_height
