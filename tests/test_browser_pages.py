@@ -141,7 +141,7 @@ def test_upload_page_uploads_and_links_to_watch(browser, platform, clip, shared)
     # Upload done: the page follows the video through PROCESSING.
     page.wait_for_function("['processing', 'ready', 'failed'].includes(window.longtailUpload.phase)",
                            timeout=120_000)
-    assert page.input_value("#upload-progress") if False else page.eval_on_selector("#upload-progress", "e => e.value") == 100
+    assert page.eval_on_selector("#upload-progress", "e => e.value") == 100
     vid = page.evaluate("window.longtailUpload.videoId")
     assert vid and re.fullmatch(r"[A-Za-z0-9_-]+", vid)
     shared.update(video_id=vid, word=word, title=title)
@@ -154,7 +154,6 @@ def test_upload_page_uploads_and_links_to_watch(browser, platform, clip, shared)
     if before == after == "PROCESSING":
         assert vid not in hits
         shared["searched_while_processing"] = True
-        assert "PROCESSING" in page.inner_text("#status") or page.evaluate("window.longtailUpload.phase") != "processing"
 
     # READY shows the link without a reload.
     page.wait_for_selector("#watch-link", state="visible", timeout=READY_TIMEOUT_MS)
