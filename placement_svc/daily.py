@@ -116,7 +116,8 @@ def choose_model(ds, costs, objects, day_index: int, args, out: dict):
         ctx = Context(ds=ds, hist=hist, pricer=Pricer(costs, ds.regions, ds.size_bytes))
         t0 = time.perf_counter()
         try:
-            model = train(hist, costs, train_end, TrainConfig(max_rows=args.max_rows), make_tune_replay(ctx))
+            tcfg = getattr(args, "train_config", None) or TrainConfig(max_rows=args.max_rows)
+            model = train(hist, costs, train_end, tcfg, make_tune_replay(ctx))
         except ValueError as exc:
             out["training_skipped"] = str(exc)
         else:

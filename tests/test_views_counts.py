@@ -193,3 +193,41 @@ def test_cold_start_pushes_bytes_before_ready_and_records_the_catalog(tmp_path, 
     assert objects.stat("edge-jp", "videos/vidA/h264/_result.json") is None
     (entry,) = store.list_videos()
     assert (entry.video_id, entry.language, entry.size_bytes) == ("vidA", "ja", 1008)
+
+
+def test_daily_trains_with_enough_history_saves_and_reuses_the_model(tmp_path):
+    from placement_svc import modelstore
+    from placement_svc.server import decide_for_new_video
+    from tests.test_placement_helpers import FAST_TRAIN, small_sim
+
+    sim = small_sim(1)
+    D = 20
+    catalog = [CatalogEntry(v, sim.channel_ids[c] if c >= 0 else "", str(sim.language[i]), str(sim.category[i]),
+                            (sim.dates[0] + dt.timedelta(days=int(sim.upload_day[i]))).isoformat(), 50_000_000)
+               for i, (v, c) in enumerate(zip(sim.video_ids, sim.channel))]
+    vi, ri, di = np.nonzero(sim.views[:, :, :D])
+    counts = [DailyViews(sim.video_ids[a], sim.regions[b], sim.dates[d].isoformat(), int(sim.views[a, b, d]), 0)
+              for a, b, d in zip(vi, ri, di)]
+    ds = daily.build_dataset(catalog, counts, list(sim.regions), sim.dates[D], 1e9)
+    assert ds.views[:, :, :-1].sum() == pytest.approx(float(sim.views[:, :, :D].round().sum()), rel=1e-6)
+    objects = FilesystemObjectStore(tmp_path / "objects")
+    out = {}
+    fast = FAST_TRAIN.__class__(**{**FAST_TRAIN.__dict__, "families": ("mlp",)})
+    args = Namespace(no_train=False, min_train_days=14, max_rows=20_000, train_config=fast)
+    model, hist = daily.choose_model(ds, CostModel(), objects, ds.n_days - 1, args, out)
+    assert out["model"]["source"] == "trained" and model.family in ("mlp", "gbm")
+    at_edge = np.zeros((len(catalog), len(sim.regions)), bool)
+    push, pred, policy = daily.decide(ds, hist, model, CostModel(), ds.n_days - 1, at_edge)
+    assert policy == f"model-{model.family}" and 0 < push.sum() < push.size
+    yesterday = ds.views[:, :, -2]
+    assert yesterday[push].mean() > 10 * max(yesterday[~push].mean(), 0.01)
+    # The next run without training reuses the saved model; cold start uses it too.
+    out2 = {}
+    saved, _ = daily.choose_model(ds, CostModel(), objects, ds.n_days - 1, Namespace(no_train=True), out2)
+    assert out2["model"] == {"source": "saved", "family": model.family}
+    assert modelstore.LatestModel(objects).get().family == model.family
+    video = video_pb2.Video(id="new1", channel=video_pb2.Channel(id=sim.channel_ids[0]), language=str(sim.language[0]),
+                            category=str(sim.category[0]))
+    decisions = decide_for_new_video(video, list(sim.regions), saved)
+    assert [d.region for d in decisions] == list(sim.regions)
+    assert {d.policy for d in decisions} == {f"cold-start-{model.family}"}
