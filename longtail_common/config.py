@@ -87,6 +87,10 @@ class TranscoderConfig:
     max_source_bytes: int = 8 * 1024**3
     # Scrubbing-preview sprite + WebVTT index.
     storyboard: bool = True
+    # Chunked parallel transcoding: videos longer than chunk_min_duration_s (0 = never) are
+    # cut into chunk_seconds pieces that any worker encodes; the last one joins them.
+    chunk_seconds: int = 20
+    chunk_min_duration_s: int = 0
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """The transcoder worker process: consume requests, transcode, store variants, publish."""
 from __future__ import annotations
 
+import json
 import logging
 import os
+import dataclasses
 import pathlib
 import shutil
 import socket
@@ -54,6 +56,10 @@ def codec_families(cfg: Config) -> list[str]:
     return list(dict.fromkeys(families))
 
 
+def chunks_prefix(video_id: str) -> str:
+    return f"videos/{validate_id(video_id, 'video id')}/chunks"
+
+
 def done_marker_key(video_id: str) -> str:
     # Written last: its presence means every variant is in place (and holds the result).
     return f"{media_prefix(video_id)}/_result.json"
@@ -96,6 +102,8 @@ class TranscodeJob:
         self.status["current_video_id"] = video_id
         try:
             result = self._transcode(request)
+            if result is None:  # split into chunk jobs, or a chunk done while others are pending
+                return
         finally:
             self.status["current_video_id"] = ""
         if result.success:
@@ -112,8 +120,10 @@ class TranscodeJob:
             return None
         return json_format.Parse(raw, events_pb2.TranscodeResult())
 
-    def _transcode(self, request: events_pb2.TranscodeRequest) -> events_pb2.TranscodeResult:
+    def _transcode(self, request: events_pb2.TranscodeRequest) -> events_pb2.TranscodeResult | None:
         video_id = request.video_id
+        if request.HasField("chunk"):
+            return self._transcode_chunk(request)
         tc = self.cfg.transcoder
         limits = media.Limits(max_duration_s=tc.max_duration_s, max_long_side=tc.max_long_side,
                               max_short_side=tc.max_short_side, max_source_bytes=tc.max_source_bytes)
@@ -136,6 +146,9 @@ class TranscodeJob:
 
                     rungs = pertitle.per_title_ladder(str(source), info, rungs, workdir=str(workdir / "pertitle"),
                                                       timeout_s=self.cfg.platform.transcode_timeout_s).rungs
+                if tc.chunk_min_duration_s > 0 and info.duration_s > tc.chunk_min_duration_s and rungs:
+                    self._split(request, info, rungs)
+                    return None
                 out_dir = workdir / "out"
                 out_dir.mkdir()
                 output = media.transcode(
@@ -148,6 +161,79 @@ class TranscodeJob:
                     video_id=video_id, success=False, failure_reason=exc.reason, worker_id=self.worker_id
                 )
             return self._store_outputs(video_id, out_dir, output)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    # -- chunked transcoding ---------------------------------------------------------------
+    # plan.json holds what every chunk must agree on (probe, rungs, families); each chunk
+    # writes its files then a _done marker; whoever sees every marker joins and packages.
+
+    def _split(self, request: events_pb2.TranscodeRequest, info: media.MediaInfo, rungs: list[media.Rung]) -> None:
+        video_id = request.video_id
+        plan = media.chunk_plan(info.duration_s, self.cfg.transcoder.chunk_seconds)
+        record = {"info": dataclasses.asdict(info), "rungs": [dataclasses.asdict(r) for r in rungs],
+                  "families": codec_families(self.cfg), "chunks": plan}
+        self.objects.put_bytes(MEDIA_BUCKET, f"{chunks_prefix(video_id)}/plan.json", json.dumps(record).encode())
+        for i, (start, length) in enumerate(plan):
+            job = events_pb2.TranscodeRequest()
+            job.CopyFrom(request)
+            job.chunk.CopyFrom(events_pb2.TranscodeChunk(index=i, count=len(plan), start_seconds=start,
+                                                         duration_seconds=length))
+            self.producer.publish(TOPIC_TRANSCODE_REQUESTS, job.SerializeToString(), key=f"{video_id}:{i}".encode())
+        log.info("video %s: %.0f s split into %d chunk jobs", video_id, info.duration_s, len(plan))
+
+    def _transcode_chunk(self, request: events_pb2.TranscodeRequest) -> events_pb2.TranscodeResult | None:
+        video_id, chunk = request.video_id, request.chunk
+        prefix = chunks_prefix(video_id)
+        try:
+            plan = json.loads(self.objects.get_bytes(MEDIA_BUCKET, f"{prefix}/plan.json"))
+        except NotFoundError as exc:
+            raise PermanentError(f"chunk job for {video_id} without a plan") from exc
+        info = media.MediaInfo(**plan["info"])
+        rungs = [media.Rung(**r) for r in plan["rungs"]]
+        families = plan["families"]
+        timeout = self.cfg.platform.transcode_timeout_s
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{video_id}-c{chunk.index}-", dir=self.scratch))
+        try:
+            source = workdir / "source"
+            try:
+                if self.objects.stat(MEDIA_BUCKET, f"{prefix}/{chunk.index:05d}/_done") is None:
+                    self.objects.download_file(request.raw_bucket, request.raw_object_key, str(source))
+                    outputs = media.encode_chunk(str(source), str(workdir / "chunk"), info, rungs, families,
+                                                 chunk.start_seconds, chunk.duration_seconds, timeout_s=timeout)
+                    for family, by_rung in outputs.items():
+                        for name, path in by_rung.items():
+                            self.objects.put_file(MEDIA_BUCKET, f"{prefix}/{chunk.index:05d}/{family}/{name}.mp4", path)
+                    self.objects.put_bytes(MEDIA_BUCKET, f"{prefix}/{chunk.index:05d}/_done", b"")
+                done = sum(1 for k in self.objects.list_keys(MEDIA_BUCKET, prefix + "/") if k.endswith("/_done"))
+                if done < chunk.count:
+                    return None  # a later chunk's worker joins
+                # every chunk is in: join (a racing finisher may join too; both write the same files)
+                chunks = []
+                for i in range(chunk.count):
+                    local = {}
+                    for family in families:
+                        for r in rungs:
+                            path = workdir / "chunks" / f"{i:05d}" / family / f"{r.name}.mp4"
+                            path.parent.mkdir(parents=True, exist_ok=True)
+                            self.objects.download_file(MEDIA_BUCKET, f"{prefix}/{i:05d}/{family}/{r.name}.mp4", str(path))
+                            local.setdefault(family, {})[r.name] = str(path)
+                    chunks.append(local)
+                if not source.exists():
+                    self.objects.download_file(request.raw_bucket, request.raw_object_key, str(source))
+                out_dir = workdir / "out"
+                output = media.join_chunks(chunks, str(source), str(out_dir), info, rungs, families, timeout_s=timeout,
+                                           storyboard=self.cfg.transcoder.storyboard)
+            except media.MediaError as exc:
+                log.warning("video %s chunk %d failed: %s", video_id, chunk.index, exc.reason)
+                return events_pb2.TranscodeResult(
+                    video_id=video_id, success=False, failure_reason=exc.reason, worker_id=self.worker_id
+                )
+            result = self._store_outputs(video_id, out_dir, output)
+            for key in list(self.objects.list_keys(MEDIA_BUCKET, prefix + "/")):
+                self.objects.delete(MEDIA_BUCKET, key)  # chunk files are scratch once packaged
+            return result
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 

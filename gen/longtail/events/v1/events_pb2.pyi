@@ -11,16 +11,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TranscodeRequest(_message.Message):
-    __slots__ = ("video_id", "raw_bucket", "raw_object_key", "request_time")
+    __slots__ = ("video_id", "raw_bucket", "raw_object_key", "request_time", "chunk")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     RAW_BUCKET_FIELD_NUMBER: _ClassVar[int]
     RAW_OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_TIME_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     raw_bucket: str
     raw_object_key: str
     request_time: _timestamp_pb2.Timestamp
-    def __init__(self, video_id: _Optional[str] = ..., raw_bucket: _Optional[str] = ..., raw_object_key: _Optional[str] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    chunk: TranscodeChunk
+    def __init__(self, video_id: _Optional[str] = ..., raw_bucket: _Optional[str] = ..., raw_object_key: _Optional[str] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk: _Optional[_Union[TranscodeChunk, _Mapping]] = ...) -> None: ...
+
+class TranscodeChunk(_message.Message):
+    __slots__ = ("index", "count", "start_seconds", "duration_seconds")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    count: int
+    start_seconds: float
+    duration_seconds: float
+    def __init__(self, index: _Optional[int] = ..., count: _Optional[int] = ..., start_seconds: _Optional[float] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
 
 class TranscodeResult(_message.Message):
     __slots__ = ("video_id", "success", "failure_reason", "duration_seconds", "renditions", "thumbnails", "manifests", "worker_id")
