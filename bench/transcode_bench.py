@@ -1,0 +1,146 @@
+"""Transcode benchmark: the H.264 ladder from ONE decode (split filter graph) against one
+ffmpeg run per rendition (a decode per rung, the way many platforms do it).
+
+Run from the repo root:  .venv/bin/python bench/transcode_bench.py [--seconds 60]
+Writes bench/results/transcode.json. Target: single-decode >= 1.5x faster (wall time).
+The 60 s 1080p30 source is made reproducibly: the 10 s Sintel clip from ../shared/media
+looped six times (plus a tone), or, without ../shared, ffmpeg's testsrc2 + mandelbrot.
+Both methods produce the same rungs, segments and audio; only the decode count differs.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from transcoder_svc import media  # noqa: E402
+
+SINTEL = ROOT.parent / "shared" / "media" / "sintel_1080p_h264_letterbox.mp4"
+TARGET_SPEEDUP = 1.5
+
+
+def make_source(path: pathlib.Path, seconds: int) -> str:
+    ff = media.ffmpeg_exe()
+    tone = ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
+    if SINTEL.exists():
+        video = ["-stream_loop", "-1", "-i", str(SINTEL)]
+        desc = f"{SINTEL.name} looped to {seconds} s, 1920x1080 30 fps, + 440 Hz tone"
+        vf = ["-map", "0:v:0", "-map", "1:a:0"]
+    else:
+        video = ["-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={seconds}",
+                 "-f", "lavfi", "-i", f"mandelbrot=size=1920x1080:rate=30"]
+        tone[-1] = tone[-1]  # same tone
+        desc = f"testsrc2 blended with mandelbrot, {seconds} s 1920x1080 30 fps, + 440 Hz tone"
+        vf = ["-filter_complex", "[0:v][1:v]blend=all_mode=average[v]", "-map", "[v]", "-map", "2:a:0"]
+    subprocess.run([ff, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *video, *tone, *vf,
+                    "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "60",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "192k", str(path)], check=True)
+    return desc
+
+
+def timed(args: list[str]) -> tuple[float, float]:
+    """(wall s, CPU s of the child) for one ffmpeg run."""
+    start = time.monotonic()
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    if status != 0:
+        raise RuntimeError(f"ffmpeg failed: {proc.stderr.read().decode(errors='replace')[-500:]}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def segments(out: pathlib.Path) -> dict[str, int]:
+    return {p.parent.name: len(media.read_media_playlist(p).segments) for p in sorted(out.rglob("playlist.m3u8"))}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "transcode.json"))
+    args = ap.parse_args()
+    work = pathlib.Path(tempfile.mkdtemp(prefix="transcode-bench-"))
+    try:
+        src = work / "source.mp4"
+        desc = make_source(src, args.seconds)
+        info = media.probe(str(src))
+        rungs = media.ladder_for(info)
+        print(f"source: {desc}; ladder {[r.name for r in rungs]}, preset {media.X264_PRESET}", flush=True)
+
+        single_dir = work / "single"
+        single_wall, single_cpu = timed(media.build_command(str(src), str(single_dir), info, rungs, ("h264",)))
+        print(f"single decode, one process: wall {single_wall:.1f} s, CPU {single_cpu:.1f} s", flush=True)
+
+        per_wall = per_cpu = 0.0
+        per_runs = []
+        for j, rung in enumerate(rungs):
+            # the audio rendition is encoded once in both methods (with the first rung here)
+            w, c = timed(media.build_command(str(src), str(work / "per" / rung.name), info, [rung], ("h264",),
+                                             audio=(j == 0)))
+            per_runs.append({"rung": rung.name, "wall_s": round(w, 2), "cpu_s": round(c, 2)})
+            per_wall, per_cpu = per_wall + w, per_cpu + c
+        print(f"one run per rendition ({len(rungs)} runs): wall {per_wall:.1f} s, CPU {per_cpu:.1f} s", flush=True)
+
+        single_segs = segments(single_dir / "h264")
+        per_segs = {}
+        for d in (work / "per").iterdir():
+            per_segs.update(segments(d / "h264"))
+        assert single_segs == per_segs, (single_segs, per_segs)  # same work was done
+
+        speedup_wall, speedup_cpu = per_wall / single_wall, per_cpu / single_cpu
+        print(f"single-decode speedup: wall {speedup_wall:.2f}x, CPU {speedup_cpu:.2f}x "
+              f"(target >= {TARGET_SPEEDUP}x wall)")
+        result = {
+            "benchmark": "transcode_h264_ladder_single_decode_vs_per_rendition",
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
+                        "loadavg_at_start": os.getloadavg(), "ffmpeg": _ffmpeg_version()},
+            "command": "python bench/transcode_bench.py" + (f" --seconds {args.seconds}" if args.seconds != 60 else ""),
+            "source": {"description": desc, "duration_s": info.duration_s, "width": info.width,
+                       "height": info.height, "frame_rate": info.frame_rate},
+            "ladder": [{"rung": r.name, "size": f"{r.width}x{r.height}", "video_bitrate_bps": r.video_bitrate_bps}
+                       for r in rungs],
+            "x264_preset": media.X264_PRESET,
+            "single_decode": {"wall_s": round(single_wall, 2), "cpu_s": round(single_cpu, 2)},
+            "per_rendition": {"wall_s": round(per_wall, 2), "cpu_s": round(per_cpu, 2), "runs": per_runs},
+            "speedup_wall": round(speedup_wall, 2),
+            "speedup_cpu": round(speedup_cpu, 2),
+            "realtime_factor_single": round(info.duration_s / single_wall, 2),
+            "target_speedup_wall": TARGET_SPEEDUP,
+            "target_met": speedup_wall >= TARGET_SPEEDUP,
+        }
+        pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+        return 0 if result["target_met"] else 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _ffmpeg_version() -> str:
+    out = subprocess.run([media.ffmpeg_exe(), "-version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
