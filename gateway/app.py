@@ -180,8 +180,13 @@ def create_app(cfg: Config) -> FastAPI:
 
     # -- JSON views of resources -----------------------------------------------------------
     def media_url(request: Request, key: str) -> str:
-        url = objects.presigned_get_url(MEDIA_BUCKET, key)
-        return url or str(request.url_for("origin_object", key=key))
+        # Playlists always come through the gateway: their relative URIs would lose a
+        # presigned URL's signature; origin_object signs the segment URIs inside instead.
+        if not key.endswith(PLAYLIST_SUFFIXES):
+            url = objects.presigned_get_url(MEDIA_BUCKET, key)
+            if url:
+                return url
+        return str(request.url_for("origin_object", key=key))
 
     def video_json(request: Request, video: video_pb2.Video) -> dict:
         body = {
@@ -506,8 +511,28 @@ def create_app(cfg: Config) -> FastAPI:
 
     @app.api_route("/edge/{region}/{key:path}", methods=["GET", "HEAD"], name="edge_object")
     async def edge_object(region: str, key: str, request: Request):
+        if key.endswith(".m3u8") and request.method == "GET":
+            signed = signed_playlist(key)
+            if signed is not None:
+                return Response(signed, media_type="application/vnd.apple.mpegurl",
+                                headers={"Cache-Control": "private, max-age=300", "Access-Control-Allow-Origin": "*"})
         if not re.match(r"^[A-Z]{2}$", region):
             raise ApiError(404, "NOT_FOUND", "no such edge")
+    def signed_playlist(key: str) -> bytes | None:
+        """The playlist with its segment/init URIs as presigned object-store URLs, so the
+        heavy bytes bypass the gateway; None when nothing changes (no presigning backend,
+        or a master playlist that only names other playlists)."""
+        try:
+            validate_object_key(key)
+            if objects.presigned_get_url(MEDIA_BUCKET, key) is None:
+                return None  # the embedded store: everything is served here anyway
+            text = objects.get_bytes(MEDIA_BUCKET, key).decode("utf-8")
+        except (InvalidKeyError, NotFoundError, UnicodeDecodeError):
+            return None
+        base = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+        rewritten = rewrite_playlist_uris(text, lambda uri: objects.presigned_get_url(MEDIA_BUCKET, base + uri))
+        return rewritten.encode() if rewritten != text else None
+
         return serve_object(f"edge-{region.lower()}", key, request)
 
     @app.get("/healthz")
@@ -521,6 +546,30 @@ def create_app(cfg: Config) -> FastAPI:
 def new_video_id() -> str:
     # 11 url-safe characters, like the ids viewers already know from other platforms.
     return base64.urlsafe_b64encode(uuid.uuid4().bytes)[:11].decode().replace("-", "a").replace("_", "b")
+
+PLAYLIST_SUFFIXES = (".m3u8", ".mpd")
+_URI_ATTR = re.compile(r'URI="([^"]+)"')
+
+
+def rewrite_playlist_uris(text: str, sign) -> str:
+    """Replaces relative non-playlist URIs (segment lines, URI="..." attributes) of an HLS
+    playlist with sign(uri); URIs that sign() returns None for, absolute ones, ones that
+    climb out with "..", and nested playlists are left alone."""
+
+    def mapped(uri: str) -> str:
+        if uri.endswith(".m3u8") or "://" in uri or uri.startswith("/") or ".." in uri.split("/"):
+            return uri
+        return sign(uri) or uri
+
+    out = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            line = mapped(line.strip())
+        elif line.startswith("#") and 'URI="' in line:
+            line = _URI_ATTR.sub(lambda m: f'URI="{mapped(m.group(1))}"', line)
+        out.append(line)
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
 
 
 def parse_upload_metadata(header: str) -> dict[str, str]:

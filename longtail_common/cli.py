@@ -3,6 +3,7 @@
   longtail up [--data-dir DIR] [--port N] [--config FILE] [--workers N]
   longtail demo [--url URL]
   longtail services start|stop --dir DIR
+  longtail metadata migrate [--config FILE]
   longtail placement evaluate ...
 """
 from __future__ import annotations
@@ -24,10 +25,20 @@ import httpx
 from longtail_common.config import load_config
 
 
+def _load_config_or_exit(path: str | None, command: str):
+    """The config, or a one-line error (exit 2) for a missing file or a bad key."""
+    try:
+        return load_config(path)
+    except FileNotFoundError:
+        sys.exit(f"longtail {command}: config file {path!r} not found")
+    except (ValueError, OSError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        sys.exit(f"longtail {command}: bad config {path or '(environment)'}: {exc}")
+
+
 def cmd_up(args) -> int:
     from longtail_common.launcher import Platform
 
-    cfg = load_config(args.config)
+    cfg = _load_config_or_exit(args.config, "up")
     if args.data_dir:
         cfg.data_dir = args.data_dir
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -113,6 +124,31 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_metadata(args) -> int:
+    """`longtail metadata migrate`: bring the metadata schema up to date (idempotent)."""
+    cfg = _load_config_or_exit(args.config, "metadata migrate")
+    if cfg.backends.metadata == "sqlite":
+        print("metadata backend is sqlite: its schema is created when the store opens; nothing to migrate")
+        return 0
+    if cfg.backends.metadata != "scylla":
+        print(f"longtail metadata migrate: unknown metadata backend {cfg.backends.metadata!r}", file=sys.stderr)
+        return 2
+    from longtail_common.adapters import scylla_metadata
+    from longtail_common.ports import PortError
+
+    try:
+        applied = scylla_metadata.migrate(cfg.scylla)
+    except (PortError, ValueError) as exc:
+        print(f"longtail metadata migrate: {exc}", file=sys.stderr)
+        return 1
+    where = f"keyspace {cfg.scylla.keyspace} at {','.join(cfg.scylla.contact_points)}:{cfg.scylla.port}"
+    if applied:
+        print(f"applied schema versions {', '.join(map(str, applied))} to {where}")
+    else:
+        print(f"schema of {where} is up to date (version {scylla_metadata.MIGRATIONS[-1][0]})")
+    return 0
+
+
 def cmd_services(args) -> int:
     from longtail_common import testservers
 
@@ -158,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     services.add_argument("action", choices=["start", "stop"])
     services.add_argument("--dir", required=True)
     services.set_defaults(func=cmd_services)
+
+    metadata = sub.add_parser("metadata", help="metadata store administration")
+    metadata.add_argument("action", choices=["migrate"], help="migrate: create/upgrade the schema (idempotent)")
+    metadata.add_argument("--config", default=None, help="TOML config file (or LONGTAIL_CONFIG)")
+    metadata.set_defaults(func=cmd_metadata)
 
     sub.add_parser("placement", help="placement model: evaluate | run")
 

@@ -68,6 +68,8 @@ class PlatformConfig:
     default_region: str = "US"
     # Raw uploads are deleted this long after their video is READY (FAILED ones are kept).
     raw_retention_s: int = 86400
+    # How often upload_svc sweeps the raw bucket for such files.
+    raw_sweep_interval_s: int = 3600
     # Max upload size the gateway accepts.
     max_upload_bytes: int = 8 * 1024**3
     transcode_max_attempts: int = 3

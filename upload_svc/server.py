@@ -29,6 +29,7 @@ from longtail_common.ports import (
     validate_id,
 )
 from longtail_common.runtime import connect_with_backoff, setup_logging
+from upload_svc.janitor import RawJanitor
 
 log = logging.getLogger("upload_svc")
 
@@ -227,6 +228,9 @@ def serve(cfg: Config) -> None:
     producer = bus.producer()
     metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
     pb_grpc.add_UploadServiceServicer_to_server(UploadServicer(cfg, objects, producer, metadata), server.server)
+    janitor = RawJanitor(objects, metadata, cfg.platform.raw_retention_s)
+    threading.Thread(target=janitor.run, args=(server.stopping, max(1, cfg.platform.raw_sweep_interval_s)),
+                     name="raw-janitor", daemon=True).start()
     server.set_serving(True)
     server.run_until_signalled(on_stop=lambda: (producer.close(), bus.close()))
 

@@ -21,11 +21,13 @@ def make_metadata_store(cfg: Config) -> MetadataStore:
 def make_view_count_store(cfg: Config) -> ViewCountStore:
     """Placement's daily view counts live beside the metadata (same backend choice)."""
     kind = cfg.backends.metadata
-    if kind == "sqlite":
+    if kind in ("sqlite", "scylla"):
+        # No Scylla table for view counts yet: with Scylla metadata they stay in SQLite
+        # under data_dir (placement's own state), so `longtail up --config` still runs.
         from longtail_common.adapters.sqlite_viewcounts import SqliteViewCountStore
 
         return SqliteViewCountStore(cfg.data_path / "viewcounts.sqlite3")
-    raise ValueError(f"view counts have no {kind!r} backend yet (sqlite only)")
+    raise ValueError(f"unknown metadata backend {kind!r} for view counts (sqlite | scylla)")
 
 
 def make_object_store(cfg: Config) -> ObjectStore:

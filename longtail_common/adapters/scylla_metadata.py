@@ -126,6 +126,11 @@ def migrate(cfg: ScyllaConfig, session=None) -> list[int]:
     from cassandra.query import SimpleStatement
 
     ks = _keyspace(cfg)
+    # The replication map goes into CQL verbatim: accept only a map literal with a class.
+    if not re.fullmatch(r"\{\s*'class'\s*:\s*'[A-Za-z.]+'\s*(,\s*'[A-Za-z0-9_]+'\s*:\s*'?\d+'?\s*)*\}",
+                        cfg.replication.strip()):
+        raise ValueError(f"scylla.replication must be a CQL map such as "
+                         f"\"{{'class': 'NetworkTopologyStrategy', 'dc1': 3}}\", not {cfg.replication!r}")
     cluster = None
     if session is None:
         cluster = connect(cfg)
