@@ -374,6 +374,70 @@ def test_scylla_migrate_is_idempotent(real_servers):
         s.close()
 
 
+def test_migrate_command_on_the_services_config(real_servers):
+    """`longtail metadata migrate --config DIR/longtail.toml` (the file `services start`
+    writes) creates the schema, and says so; a second run changes nothing."""
+    import subprocess
+    import sys
+
+    if "config_path" not in real_servers:
+        pytest.skip("java test servers only (they write longtail.toml)")
+    keyspace = "cli_" + _uid()
+    env = dict(os.environ, LONGTAIL_SCYLLA__KEYSPACE=keyspace)
+    env.pop("LONGTAIL_CONFIG_JSON", None)
+    argv = [sys.executable, "-m", "longtail_common.cli", "metadata", "migrate", "--config",
+            str(real_servers["config_path"])]
+    first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and "applied schema versions 1" in first.stdout, first.stderr
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0 and "up to date" in second.stdout, second.stderr
+    store = make_real_metadata_store(real_servers, keyspace=keyspace)
+    try:
+        store._session.execute(f"DROP KEYSPACE {keyspace}")
+    finally:
+        store.close()
+
+
+def test_scylla_consistency_and_replication_are_configurable():
+    """No server needed: what the driver would use. LWT (IF NOT EXISTS / IF etag = ?) gets
+    LOCAL_SERIAL under LOCAL_* consistencies, SERIAL otherwise."""
+    from cassandra import ConsistencyLevel
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT
+
+    from longtail_common.adapters import scylla_metadata
+    from longtail_common.config import ScyllaConfig
+
+    default = ScyllaConfig()
+    assert default.consistency == "LOCAL_QUORUM"
+    profile = scylla_metadata.connect(default).profile_manager.profiles[EXEC_PROFILE_DEFAULT]
+    assert profile.consistency_level == ConsistencyLevel.LOCAL_QUORUM
+    assert profile.serial_consistency_level == ConsistencyLevel.LOCAL_SERIAL
+    assert type(profile.load_balancing_policy).__name__ == "TokenAwarePolicy"
+    quorum = scylla_metadata.connect(ScyllaConfig(consistency="quorum")).profile_manager.profiles[EXEC_PROFILE_DEFAULT]
+    assert (quorum.consistency_level, quorum.serial_consistency_level) == (ConsistencyLevel.QUORUM,
+                                                                           ConsistencyLevel.SERIAL)
+    with pytest.raises(ValueError, match="consistency"):
+        scylla_metadata.connect(ScyllaConfig(consistency="MOSTLY"))
+    # The keyspace is created with the configured replication, verbatim.
+    executed = []
+
+    class FakeSession:  # records CQL; the real server run is test_scylla_migrate_is_idempotent
+        def execute(self, stmt, *args):
+            executed.append(str(getattr(stmt, "query_string", stmt)))
+            return []
+
+        def wait_for_schema_agreement(self, wait_time):
+            return True
+
+    nts = "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 3}"
+    scylla_metadata.migrate(ScyllaConfig(keyspace="prod", replication=nts), session=FakeSession())
+    assert f"CREATE KEYSPACE IF NOT EXISTS prod WITH replication = {nts}" in executed
+    with pytest.raises(ValueError, match="replication"):
+        scylla_metadata.migrate(ScyllaConfig(replication="{'class': 'X'}; DROP KEYSPACE y"), session=FakeSession())
+    source = pathlib.Path(scylla_metadata.__file__).read_text()
+    assert "IF NOT EXISTS\")" in source and "IF etag = ?" in source  # create and CAS are LWTs
+
+
 def test_scylla_unreachable_raises_unavailable(real_servers):
     from longtail_common.adapters.scylla_metadata import ScyllaMetadataStore
 

@@ -1,0 +1,182 @@
+"""End to end through the REST API on the real engines: Kafka, Cassandra (as ScyllaDB)
+and S3Proxy, every service a process. One Platform serves the whole module (CI time).
+
+The platform gets its own keyspace and bucket prefix; the topics are the platform's
+standard names (no other test uses them on the session broker).
+"""
+from __future__ import annotations
+
+import copy
+import io
+import re
+import time
+import urllib.parse
+import uuid
+
+import av
+import grpc
+import httpx
+import pytest
+
+from longtail.events.v1 import events_pb2
+from longtail.transcoder.v1 import transcoder_service_pb2 as tpb
+from longtail.transcoder.v1 import transcoder_service_pb2_grpc as tpb_grpc
+from longtail_common.cli import make_test_clip, wait_ready
+from longtail_common.launcher import Platform, free_port
+from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET, TOPIC_VIDEO_PUBLISHED
+from tests.real_servers import make_real_object_store, make_real_topic_bus, real_config, restart_kafka
+from tests.test_e2e_embedded import create_video, upload_all
+
+pytestmark = [pytest.mark.real, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> str:
+    # Short and small: the point is the engines, not the encoder (test_e2e_embedded covers 720p).
+    path = tmp_path_factory.mktemp("clips") / "clip.mp4"
+    make_test_clip(str(path), seconds=6, height=360)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def real_platform(real_servers, tmp_path_factory):
+    cfg = copy.deepcopy(real_config(real_servers))
+    tag = uuid.uuid4().hex[:8]
+    cfg.data_dir = str(tmp_path_factory.mktemp("longtail-real"))
+    cfg.scylla.keyspace = f"longtail_e2e_{tag}"
+    cfg.s3.bucket_prefix = f"e2e{tag}-"
+    p = Platform(cfg, gateway_port=free_port(), transcoder_workers=1)
+    p.start(timeout_s=180)  # first start creates the keyspace (schema agreement) and the topics
+    yield p
+    p.stop()
+
+
+@pytest.fixture()
+def client():
+    with httpx.Client(timeout=60) as c:
+        yield c
+
+
+def _objects(platform):
+    # An S3 store with the platform's bucket prefix, to look at what the services stored.
+    return make_real_object_store({"config": platform.cfg}, bucket_prefix=platform.cfg.s3.bucket_prefix)
+
+
+def test_upload_ready_watch_on_real_engines(real_platform, client, clip):
+    base = real_platform.gateway_url
+    vid = upload_all(client, clip, base, title="Real engines", channel="realchan")
+    resp = client.get(f"{base}/v1/videos/{vid}/watch")
+    assert resp.status_code in (200, 409)  # 409 until READY, never a half-ready video
+    video = wait_ready(client, base, vid, timeout_s=300)
+    assert video["status"] == "READY", video
+
+    watch = client.get(f"{base}/v1/videos/{vid}/watch", params={"region": "DE", "client": "web"})
+    assert watch.status_code == 200, watch.text
+    watch = watch.json()
+    assert watch["stream"]["served_from"] == "origin" and watch["stream"]["protocol"] == "hls"
+    assert abs(watch["duration_seconds"] - 6) < 0.5
+    heights = {r["height"] for r in watch["renditions"]}
+    assert 360 in heights and max(heights) == 360
+
+    # The master playlist comes through the gateway (its relative URIs could not carry a
+    # signature); the media playlists name presigned S3 URLs, so segments bypass it.
+    master_url = watch["stream"]["url"]
+    assert master_url.startswith(base + "/origin/")
+    master = client.get(master_url)
+    assert master.status_code == 200 and master.text.startswith("#EXTM3U")
+    assert client.get(master_url, headers={"Range": "bytes=0-6"}).content == b"#EXTM3U"
+    s3_endpoint = real_platform.cfg.s3.endpoint
+    variant_uris = [line for line in master.text.splitlines() if line and not line.startswith("#")]
+    assert variant_uris
+    probed = set()
+    for uri in variant_uris:
+        playlist_url = urllib.parse.urljoin(master_url, uri)
+        playlist = client.get(playlist_url)
+        assert playlist.status_code == 200 and "#EXT-X-ENDLIST" in playlist.text, playlist.text[:300]
+        segments = [line for line in playlist.text.splitlines() if line and not line.startswith("#")]
+        init = re.search(r'#EXT-X-MAP:URI="([^"]+)"', playlist.text)
+        assert segments and init
+        for url in (segments[0], init.group(1)):
+            assert url.startswith(f"http://{s3_endpoint}/") and "X-Amz-Signature=" in url, url
+        blob = client.get(init.group(1))
+        seg = client.get(segments[0])
+        assert blob.status_code == 200 and seg.status_code == 200 and len(seg.content) > 1000
+        with av.open(io.BytesIO(blob.content + seg.content)) as container:
+            stream = container.streams.video[0]
+            probed.add((stream.codec_context.name, stream.codec_context.height))
+    assert ("h264", 360) in probed
+
+    # The poster is a presigned URL too, and a tampered signature is refused by the store.
+    poster_url = next(t["url"] for t in watch["thumbnails"] if t["kind"] == "poster")
+    poster = client.get(poster_url)
+    assert poster.status_code == 200 and poster.content[:2] == b"\xff\xd8"
+    assert client.get(re.sub(r"X-Amz-Signature=[0-9a-f]", "X-Amz-Signature=z", poster_url)).status_code == 403
+
+    # Bytes really live in the S3 buckets, metadata really in the keyspace (listing).
+    objects = _objects(real_platform)
+    assert objects.stat(RAW_BUCKET, f"{vid}/original") is not None
+    assert any(k.endswith(".m4s") for k in objects.list_keys(MEDIA_BUCKET, f"videos/{vid}/"))
+    listed = client.get(f"{base}/v1/videos", params={"channel_id": "realchan"}).json()
+    assert vid in [v["id"] for v in listed["videos"]]
+
+
+def _published_for(platform, video_id: str, settle_s: float = 5.0, timeout_s: float = 60.0) -> list:
+    """Every video.published event for `video_id`, read from the start by a fresh group."""
+    bus = make_real_topic_bus({"config": platform.cfg})
+    consumer = bus.consumer([TOPIC_VIDEO_PUBLISHED], f"check-{uuid.uuid4().hex[:8]}")
+    found, last_seen = [], time.monotonic()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            messages = consumer.poll(timeout_s=1.0, max_records=100)
+            if messages:
+                last_seen = time.monotonic()
+            for m in messages:
+                event = events_pb2.VideoPublished()
+                event.ParseFromString(m.value)
+                if event.video_id == video_id:
+                    found.append(event)
+            if found and time.monotonic() - last_seen > settle_s:
+                break
+    finally:
+        consumer.close()
+        bus.close()
+    return found
+
+
+def test_kafka_restart_mid_transcode_ready_exactly_once(real_servers, real_platform, client, clip):
+    base = real_platform.gateway_url
+    vid = upload_all(client, clip, base, title="Broker restart", channel="realchan")
+    stub = tpb_grpc.TranscoderServiceStub(grpc.insecure_channel(real_platform.addresses["transcoder-0"]))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if stub.GetWorkerStatus(tpb.GetWorkerStatusRequest(), timeout=2).current_video_id == vid:
+                break
+        except grpc.RpcError:
+            pass
+        time.sleep(0.05)
+    else:
+        pytest.fail("the transcoder never picked the job up")
+
+    restart_kafka(real_servers, downtime_s=3.0)  # the broker is down while the encode runs
+
+    video = wait_ready(client, base, vid, timeout_s=300)
+    assert video["status"] == "READY", video
+    published = _published_for(real_platform, vid)
+    # READY happened once: every video.published event for it is the same event. Topics
+    # are at-least-once, so a publish retried across the outage (or a redelivered result,
+    # which placement answers by publishing again) may repeat it; consumers dedupe by
+    # (video_id, publish_time). Exactly one distinct event, never a second READY.
+    assert published, "no video.published event"
+    assert len({e.SerializeToString(deterministic=True) for e in published}) == 1, published
+    print(f"video.published events for the video: {len(published)} (identical)")
+    assert published[0].publish_time.ToJsonString() == video["publish_time"]  # the one READY
+    watch = client.get(f"{base}/v1/videos/{vid}/watch").json()
+    renditions = [(r["codec"], r["height"]) for r in watch["renditions"]]
+    assert len(renditions) == len(set(renditions)), renditions  # one set of variants
+    keys = list(_objects(real_platform).list_keys(MEDIA_BUCKET, f"videos/{vid}/"))
+    assert sum(k.endswith("/master.m3u8") for k in keys) == len(watch["codecs"])
+    # Every service survived the outage.
+    assert all(p.poll() is None for p in real_platform.procs.values()), {
+        n: p.returncode for n, p in real_platform.procs.items()}
