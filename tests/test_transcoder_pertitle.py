@@ -77,6 +77,19 @@ def test_ladder_hull_leaves_a_well_spaced_ladder_alone():
     assert pt.ladder_hull(chosen, min_step=1.25) == (chosen, {})
 
 
+def test_choose_size_takes_the_resolution_needing_fewest_bits():
+    small, big = (426, 240), (1280, 720)
+    # Display VMAF (scored at 720p): the small picture tops out at 70 however many bits.
+    hulls = {small: [(50_000, 50.0), (150_000, 65.0), (300_000, 70.0)],
+             big: [(100_000, 60.0), (300_000, 85.0), (1_000_000, 95.0)]}
+    size, rate = pt.choose_size(300_000, 65.0, hulls, small)
+    assert size == big and 100_000 < rate < 150_000  # the big picture gets there cheaper
+    # Goal 55 sits below the big curve's cheapest point: no extrapolation, small wins.
+    assert pt.choose_size(300_000, 55.0, hulls, small)[0] == small
+    # Nothing reaches 99 under the ceiling: keep the default size at the ceiling.
+    assert pt.choose_size(300_000, 99.0, hulls, small) == (small, 300_000)
+
+
 def test_sample_windows_spread_across_the_video():
     assert pt.sample_windows(5.0, 3, 2.0) == [(0.0, 5.0)]  # short video: all of it
     w = pt.sample_windows(60.0, 3, 2.0)
@@ -116,10 +129,15 @@ def analyses(tmp_path_factory):
     return rungs, out
 
 
+def _by_slot(result):
+    out = {r.name: r for r in result.rungs}
+    return {slot: out[name] for slot, name in result.slots.items()}
+
+
 def test_static_clip_gets_lower_bitrates_than_noisy(analyses):
     rungs, res = analyses
-    static = {r.name: r.video_bitrate_bps for r in res["static"].rungs}
-    noisy = {r.name: r.video_bitrate_bps for r in res["noisy"].rungs}
+    static = {k: r.video_bitrate_bps for k, r in _by_slot(res["static"]).items()}
+    noisy = {k: r.video_bitrate_bps for k, r in _by_slot(res["noisy"]).items()}
     assert set(static) == set(noisy) == {"120p", "180p"}
     for name in static:
         assert static[name] < 0.75 * noisy[name], (static, noisy)
@@ -128,9 +146,11 @@ def test_static_clip_gets_lower_bitrates_than_noisy(analyses):
 def test_bitrates_never_exceed_fixed_ceilings(analyses):
     rungs, res = analyses
     ceiling = {r.name: r.video_bitrate_bps for r in rungs}
+    sizes = {(r.width, r.height) for r in rungs}
     for result in res.values():
-        for r in result.rungs:
-            assert 0 < r.video_bitrate_bps <= ceiling[r.name]
+        for slot, r in _by_slot(result).items():
+            assert 0 < r.video_bitrate_bps <= ceiling[slot]
+            assert (r.width, r.height) in sizes  # only the ladder's own sizes, never upscaled
 
 
 def test_vmaf_in_range_and_rising_with_bitrate(analyses):

@@ -80,6 +80,11 @@ class RungCurve:
     points: list[tuple[int, float]]
     actual_bps: list[int] = field(default_factory=list)  # what each point really used
     hull: list[tuple[int, float]] = field(default_factory=list)  # Pareto frontier: used for prediction
+    # The same encodes upscaled to the top rung's size and scored there ("display VMAF",
+    # as a viewer sees a small rung on the big screen): the only scale on which rungs of
+    # different sizes can be compared.
+    display_points: list[tuple[int, float]] = field(default_factory=list)
+    display_hull: list[tuple[int, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -88,6 +93,9 @@ class PerTitleResult:
     vmaf_by_rung: dict[str, float]  # predicted VMAF at the chosen bitrate (rung size)
     curves: dict[str, RungCurve] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)  # rung name -> why
+    # input rung name -> output rung name (differs when the rung moved to another size)
+    slots: dict[str, str] = field(default_factory=dict)
+    display_vmaf_by_rung: dict[str, float] = field(default_factory=dict)
     sample_seconds: float = 0.0
     source_seconds: float = 0.0
     analysis_seconds: float = 0.0  # wall time of the whole analysis
@@ -162,6 +170,27 @@ def choose_bitrate(hull, ceiling: int, target: float, max_loss: float | None) ->
     return int(min(ceiling, math.ceil(rate_for(hull, goal) / 1000) * 1000))
 
 
+def choose_size(ceiling: int, goal: float, display_hulls: dict[tuple[int, int], list[tuple[int, float]]],
+                default: tuple[int, int]) -> tuple[tuple[int, int], int]:
+    """The picture size reaching display VMAF `goal` with the fewest bits, at most `ceiling`:
+    the convex hull across resolutions (Netflix per-title). A curve is never extrapolated
+    below its cheapest measured point. Falls back to `default` at its own best rate."""
+    best: tuple[float, tuple[int, int]] | None = None
+    for size, hull in display_hulls.items():
+        if not hull:
+            continue
+        rate = rate_for(hull, goal)
+        if rate > ceiling or vmaf_at(hull, rate) < goal - 1e-9:
+            continue
+        rate = math.ceil(rate / 1000) * 1000
+        # ties go to the larger picture (more detail for the same bits)
+        if best is None or (rate, -size[0] * size[1]) < (best[0], -best[1][0] * best[1][1]):
+            best = (rate, size)
+    if best is None:
+        return default, int(min(ceiling, math.ceil(rate_for(display_hulls[default], goal) / 1000) * 1000))
+    return best[1], int(min(ceiling, best[0]))
+
+
 def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float
                 ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
     """Cross-rung selection (see module doc, step 5). `chosen` is ascending by size."""
@@ -226,8 +255,10 @@ def _x264_args(bitrate: int, level: str) -> list[str]:
 
 
 def measure_rung(sample: str, duration_s: float, rung: media.Rung, bitrates: list[int], workdir: str,
-                 timeout_s: float = 1800, subsample: int = 1) -> list[tuple[int, int, float]]:
-    """(requested bitrate, actual bitrate, VMAF at rung size) for each test bitrate."""
+                 timeout_s: float = 1800, subsample: int = 1, display: tuple[int, int] | None = None
+                 ) -> list[tuple[int, int, float, float]]:
+    """(requested bitrate, actual bitrate, VMAF at rung size, VMAF at `display` size) for
+    each test bitrate (display VMAF = rung VMAF when no display size or the same size)."""
     n = len(bitrates)
     encode = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", sample,
               "-filter_complex",
@@ -238,8 +269,13 @@ def measure_rung(sample: str, duration_s: float, rung: media.Rung, bitrates: lis
         encode += ["-map", f"[e{i}]", *_x264_args(b, rung.h264_level), path]
     _run(encode, timeout_s, f"per-title encoding of {rung.name}")
     scores = vmaf_many(outs, sample, rung.width, rung.height, workdir, subsample=subsample, timeout_s=timeout_s)
+    if display and tuple(display) != (rung.width, rung.height):
+        shown = vmaf_many(outs, sample, display[0], display[1], workdir, subsample=subsample,
+                          timeout_s=timeout_s, upscale=True)
+    else:
+        shown = scores
     actual = [int(os.path.getsize(p) * 8 / duration_s) for p in outs]
-    return sorted(zip(bitrates, actual, scores))
+    return sorted(zip(bitrates, actual, scores, shown))
 
 
 def vmaf_many(distorted: list[str], reference: str, width: int, height: int, workdir: str,
@@ -280,10 +316,15 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                      max_vmaf_loss: float | None = DEFAULT_MAX_VMAF_LOSS,
                      min_step: float = DEFAULT_MIN_STEP,
                      vmaf_subsample: int = 2,
+                     choose_resolution: bool = True,
                      workdir: str | None = None, timeout_s: float = 3600) -> PerTitleResult:
     """Rungs with per-title bitrates (never above the given rungs' bitrates: those are the
     ceilings) and the VMAF predicted for each. `target_vmaf`: a number or rung -> number;
     `max_vmaf_loss=None` drops the 'no worse than the fixed ceiling' guard (pure target).
+    `choose_resolution`: each rung (a bitrate slot of the fixed ladder) may move to another
+    of the ladder's picture sizes when that size reaches the slot's quality, measured at the
+    top rung's size, with fewer bits (the renamed rung is in `slots`); False keeps every
+    rung's size and only lowers bitrates, judged on VMAF at the rung's own size.
     `vmaf_subsample`: score every n-th frame (VMAF is most of the cost; 2 halves it and moves
     the mean by well under a point on 6 s samples)."""
     if not rungs:
@@ -299,9 +340,9 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         sample_len = _make_sample(src, info, windows, sample, timeout_s)
         sample_len = _sample_duration(sample) or sample_len
         ordered = sorted(rungs, key=lambda r: (r.width * r.height, r.video_bitrate_bps))
+        display = (ordered[-1].width, ordered[-1].height) if choose_resolution else None
         curves: dict[str, RungCurve] = {}
-        measured: dict[tuple[int, int], list[tuple[int, int, float]]] = {}
-        chosen: list[tuple[media.Rung, int]] = []
+        measured: dict[tuple[int, int], list[tuple[int, int, float, float]]] = {}
         for rung in ordered:
             key = (rung.width, rung.height)
             if key not in measured:
@@ -309,16 +350,48 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                 # measured up to the highest of their ceilings.
                 top = max(r.video_bitrate_bps for r in ordered if (r.width, r.height) == key)
                 tests = sorted({max(20_000, int(top * f)) for f in points})
-                measured[key] = measure_rung(sample, sample_len, rung, tests, work, timeout_s, vmaf_subsample)
-            pts = [(req, v) for req, _, v in measured[key]]
-            curves[rung.name] = RungCurve(rung.name, pts, [a for _, a, _ in measured[key]], pareto_frontier(pts))
+                measured[key] = measure_rung(sample, sample_len, rung, tests, work, timeout_s, vmaf_subsample,
+                                             display)
+            m = measured[key]
+            pts, dpts = [(q, v) for q, _, v, _ in m], [(q, d) for q, _, _, d in m]
+            curves[rung.name] = RungCurve(rung.name, pts, [a for _, a, _, _ in m], pareto_frontier(pts),
+                                          dpts, pareto_frontier(dpts))
+        by_size = {(r.width, r.height): curves[r.name] for r in ordered}
+        template = {}
+        for r in ordered:
+            template.setdefault((r.width, r.height), r)
+        chosen: list[tuple[media.Rung, int]] = []
+        slot_of: dict[int, str] = {}
+        floor_area = 0
         for rung in ordered:
-            hull = curves[rung.name].hull
-            chosen.append((rung, choose_bitrate(hull, rung.video_bitrate_bps, target_fn(rung), max_vmaf_loss)))
+            key = (rung.width, rung.height)
+            if not choose_resolution:
+                rate = choose_bitrate(curves[rung.name].hull, rung.video_bitrate_bps, target_fn(rung), max_vmaf_loss)
+                chosen.append((rung, rate))
+                slot_of[id(rung)] = rung.name
+                continue
+            fixed_q = vmaf_at(by_size[key].display_hull, rung.video_bitrate_bps)
+            goal = min(target_fn(rung), fixed_q)
+            if max_vmaf_loss is not None:
+                goal = max(goal, fixed_q - max_vmaf_loss)
+            # Picture size never shrinks as the bitrate grows up the ladder.
+            hulls = {k: c.display_hull for k, c in by_size.items() if k[0] * k[1] >= floor_area}
+            size, rate = choose_size(rung.video_bitrate_bps, goal, hulls, key if key in hulls else max(hulls))
+            floor_area = size[0] * size[1]
+            new = rung if size == key else template[size]
+            names = {r.name for r, _ in chosen}
+            name = new.name if new.name not in names else f"{new.name}_{rate // 1000}k"
+            new = dataclasses.replace(new, name=name)
+            chosen.append((new, rate))
+            slot_of[id(new)] = rung.name
         kept, dropped = ladder_hull(chosen, min_step)
-        vmafs = {r.name: round(vmaf_at(curves[r.name].hull, b), 2) for r, b in kept}
+        vmafs = {r.name: round(vmaf_at(by_size[(r.width, r.height)].hull, b), 2) for r, b in kept}
+        shown = {r.name: round(vmaf_at(by_size[(r.width, r.height)].display_hull, b), 2) for r, b in kept}
         out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
+        slots = {slot_of[id(r)]: r.name for r, _ in kept}
+        dropped = {slot_of[id(r)]: why for r, _ in chosen for n, why in dropped.items() if r.name == n}
         return PerTitleResult(rungs=out_rungs, vmaf_by_rung=vmafs, curves=curves, dropped=dropped,
+                              slots=slots, display_vmaf_by_rung=shown,
                               sample_seconds=sample_len, source_seconds=info.duration_s,
                               analysis_seconds=time.monotonic() - started)
     finally:
