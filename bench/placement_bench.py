@@ -29,6 +29,7 @@ from placement_svc.model.features import History, Vocab  # noqa: E402
 from placement_svc.model.harness import evaluate, make_tune_replay  # noqa: E402
 from placement_svc.model.learned import TrainConfig, train  # noqa: E402
 from placement_svc.model.policies import Context  # noqa: E402
+from placement_svc.model.report import write_report  # noqa: E402
 from placement_svc.model.simulator import SimConfig, describe, simulate, write_csv  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -138,6 +139,7 @@ def main() -> int:
     train_end = 41
     res = evaluate(ds_csv, CostModel(), train_end, cfg.n_days - 1 - train_end)
     print_table("simulator (seed 0)", res)
+    plots = {"simulator": write_report(res, ROOT / "bench" / "results" / "placement-simulator")}
     out["simulator"] = {"config": {k: (v if not isinstance(v, (dict, dt.date)) else str(v))
                                    for k, v in vars(cfg).items() if k not in ("languages", "categories")},
                         "calibration_stats": stats, "umass_campus_day": umass, **brief(res)}
@@ -151,6 +153,7 @@ def main() -> int:
         te = dst.day_index(dt.date(2017, 9, 30))
         rt = evaluate(dst, CostModel(), te, 7)
         print_table("yt-trending-2017 (real)", rt)
+        plots["yt_trending_2017"] = write_report(rt, ROOT / "bench" / "results" / "placement-yt-trending-2017")
         out["yt_trending_2017"] = brief(rt)
     else:
         out["yt_trending_2017"] = {"skipped": f"{TRENDING} not found"}
@@ -161,6 +164,8 @@ def main() -> int:
     out["scoring"] = sp
     print(f"\n== scoring, 1 thread: forward {sp['forward_only_per_s']:,}/s; features + forward "
           f"{sp['features_plus_forward_per_s']:,}/s (target >= {TARGET_SPEED:,}/s)")
+    out["plots"] = {k: {n: str(pathlib.Path(f).resolve().relative_to(ROOT)) for n, f in v.items()}
+                    for k, v in plots.items()}
     out["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     dest = ROOT / "bench" / "results" / "placement.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
