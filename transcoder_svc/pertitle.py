@@ -14,8 +14,9 @@ How (issue 4):
    costs more bits for no more VMAF is dominated and dropped), VMAF interpolated linearly
    in log bitrate between them. Not the upper convex hull: at low rates x264's curve is
    S-shaped, and a hull chord there would promise quality no real encode reaches. On the
-   concave part (where every target sits) linear interpolation under-estimates VMAF, so
-   the chosen bitrate errs high (safe for quality). `upper_hull` is kept for reporting.
+   concave part (where every target sits) a straight line under-estimates VMAF (wasting
+   bits), so decisions use a monotone cubic (PCHIP) through the frontier (`smooth`).
+   `upper_hull` is kept for reporting.
 4. Per rung goal: reach `target_vmaf` (default by height, 95 at 1080p) or the best the
    ceiling allows, and never drop more than `max_vmaf_loss` below what the fixed ceiling
    itself scores; the lowest bitrate meeting the goal is chosen, never above the ceiling.
@@ -138,6 +139,27 @@ def upper_hull(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
 def _cross(a, b, c) -> float:
     ax, bx, cx = math.log(a[0]), math.log(b[0]), math.log(c[0])
     return (bx - ax) * (c[1] - a[1]) - (b[1] - a[1]) * (cx - ax)
+
+
+def smooth(frontier: list[tuple[int, float]], per_segment: int = 32) -> list[tuple[int, float]]:
+    """The frontier densified with a monotone cubic (PCHIP) in log bitrate: it follows the
+    curve's bend between test points, where straight lines under-predict on its concave top
+    (wasting bits) and over-predict on its convex foot, and it never overshoots the data.
+    Without scipy the frontier itself is used (linear, still safe where targets sit)."""
+    if len(frontier) < 3:
+        return list(frontier)
+    try:
+        from scipy.interpolate import PchipInterpolator
+    except ImportError:
+        return list(frontier)
+    xs = [math.log(r) for r, _ in frontier]
+    f = PchipInterpolator(xs, [v for _, v in frontier])
+    out = [frontier[0]]
+    for x0, x1 in zip(xs, xs[1:]):
+        for k in range(1, per_segment + 1):
+            x = x0 + (x1 - x0) * k / per_segment
+            out.append((math.exp(x), float(f(x))))
+    return out
 
 
 def vmaf_at(hull: list[tuple[int, float]], bitrate: float) -> float:
@@ -357,6 +379,9 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             curves[rung.name] = RungCurve(rung.name, pts, [a for _, a, _, _ in m], pareto_frontier(pts),
                                           dpts, pareto_frontier(dpts))
         by_size = {(r.width, r.height): curves[r.name] for r in ordered}
+        # Decisions use the smoothed curves; the reported hulls stay the measured points.
+        rung_curve = {k: smooth(c.hull) for k, c in by_size.items()}
+        display_curve = {k: smooth(c.display_hull) for k, c in by_size.items()}
         template = {}
         for r in ordered:
             template.setdefault((r.width, r.height), r)
@@ -366,16 +391,16 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         for rung in ordered:
             key = (rung.width, rung.height)
             if not choose_resolution:
-                rate = choose_bitrate(curves[rung.name].hull, rung.video_bitrate_bps, target_fn(rung), max_vmaf_loss)
+                rate = choose_bitrate(rung_curve[key], rung.video_bitrate_bps, target_fn(rung), max_vmaf_loss)
                 chosen.append((rung, rate))
                 slot_of[id(rung)] = rung.name
                 continue
-            fixed_q = vmaf_at(by_size[key].display_hull, rung.video_bitrate_bps)
+            fixed_q = vmaf_at(display_curve[key], rung.video_bitrate_bps)
             goal = min(target_fn(rung), fixed_q)
             if max_vmaf_loss is not None:
                 goal = max(goal, fixed_q - max_vmaf_loss)
             # Picture size never shrinks as the bitrate grows up the ladder.
-            hulls = {k: c.display_hull for k, c in by_size.items() if k[0] * k[1] >= floor_area}
+            hulls = {k: c for k, c in display_curve.items() if k[0] * k[1] >= floor_area}
             size, rate = choose_size(rung.video_bitrate_bps, goal, hulls, key if key in hulls else max(hulls))
             floor_area = size[0] * size[1]
             new = rung if size == key else template[size]
@@ -385,8 +410,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             chosen.append((new, rate))
             slot_of[id(new)] = rung.name
         kept, dropped = ladder_hull(chosen, min_step)
-        vmafs = {r.name: round(vmaf_at(by_size[(r.width, r.height)].hull, b), 2) for r, b in kept}
-        shown = {r.name: round(vmaf_at(by_size[(r.width, r.height)].display_hull, b), 2) for r, b in kept}
+        vmafs = {r.name: round(vmaf_at(rung_curve[(r.width, r.height)], b), 2) for r, b in kept}
+        shown = {r.name: round(vmaf_at(display_curve[(r.width, r.height)], b), 2) for r, b in kept}
         out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
         slots = {slot_of[id(r)]: r.name for r, _ in kept}
         dropped = {slot_of[id(r)]: why for r, _ in chosen for n, why in dropped.items() if r.name == n}
