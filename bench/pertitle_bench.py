@@ -1,0 +1,280 @@
+"""Per-title encoding against Apple's fixed HLS ladder: BD-rate at equal VMAF (issue 4).
+
+    nice -n 10 python bench/pertitle_bench.py            # 5 clips x 6 s, ~15 min on 2 cores
+    nice -n 10 python bench/pertitle_bench.py --quick    # 2 clips, shorter: a smoke run
+
+For each clip (generated with ffmpeg's own lavfi sources, reproducibly, plus real clips
+from ../shared/media when present): encode Apple's H.264 ladder (HLS Authoring Spec,
+16:9 rungs up to 720p to fit the machine: 145/365/730/1100/2000/3000/4500 kbps) and the
+per-title ladder chosen by transcoder_svc.pertitle with Apple's bitrates as ceilings.
+Both with the platform's x264 settings. Then, on the whole clip:
+* rung VMAF: each rendition against the source scaled to the rung size (what the
+  metadata stores), compared rung by rung;
+* display VMAF: each rendition upscaled to the top rung size against the source at that
+  size; the ladder's (bitrate, display VMAF) curve gives the Bjontegaard delta rate
+  (pchip in log-rate over the common VMAF range) of per-title against fixed.
+VMAF is scored on every 2nd frame (n_subsample=2) to fit the time budget.
+Writes bench/results/pertitle.json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from transcoder_svc import media  # noqa: E402
+from transcoder_svc import pertitle as pt  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "media"
+# Apple HLS Authoring Spec, H.264 16:9 (kbps), from ../shared/notes/placement-and-encoding-figures.md
+APPLE = [(234, 145), (360, 365), (432, 730), (432, 1100), (540, 2000), (720, 3000), (720, 4500),
+         (1080, 6000), (1080, 7800)]
+TOP = 720  # top rung for this bench (2-core machine); 1080p rungs are left out
+VMAF_SUBSAMPLE = 2
+SECONDS = 6
+DEFAULT_CLIPS = ["slide", "lowmotion", "mandelbrot", "bbb_animation", "friday_talking_480p"]
+
+SYNTHETIC = {
+    # A still slide: one test-card frame held for the whole clip.
+    "slide": "testsrc=s=1280x720:r=30:d=0.04,tpad=stop_mode=clone:stop_duration={d}",
+    # Low motion, mostly still picture with small moving parts (talking-head-like).
+    "lowmotion": "testsrc2=s=1280x720:r=30:d={d}",
+    # High motion: a zoom into the Mandelbrot set, detail everywhere, every frame changes.
+    "mandelbrot": "mandelbrot=s=1280x720:r=30,trim=duration={d}",
+    # Film grain: moving pattern under heavy temporal noise (the hardest case for x264).
+    "grain": "testsrc2=s=1280x720:r=30:d={d},noise=alls=20:allf=t+u",
+}
+REAL = {
+    "bbb_animation": "bbb_720p_h264_aac51.mp4",
+    "friday_talking_480p": "friday_480p_h264_aac.mp4",
+}
+
+
+def _ff(*args: str) -> None:
+    subprocess.run([pt._ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def make_clips(work: Path, names: list[str], seconds: float) -> dict[str, str]:
+    clips = {}
+    for name in names:
+        path = work / f"{name}.mp4"
+        if name in SYNTHETIC:
+            src = SYNTHETIC[name].format(d=seconds)
+            _ff("-f", "lavfi", "-i", src, "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast",
+                "-qp", "0", "-pix_fmt", "yuv420p", str(path))
+        else:
+            shared = SHARED / REAL[name]
+            if not shared.exists():
+                continue
+            # Lossless copy of the first seconds, video only: the reference for VMAF.
+            _ff("-i", str(shared), "-t", str(seconds), "-map", "0:v:0", "-c:v", "libx264", "-preset",
+                "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p", str(path))
+        clips[name] = str(path)
+    return clips
+
+
+def apple_rungs(info: media.MediaInfo) -> list[media.Rung]:
+    """Apple's rungs that fit the source (never upscaled), its aspect ratio kept."""
+    short = min(info.width, info.height)
+    out = []
+    for h, kbps in APPLE:
+        if h > min(short, TOP):
+            break
+        w = int(round(h * info.width / info.height / 2)) * 2
+        level = "3.0" if h <= 360 else "3.1"
+        out.append(pt.make_rung(f"{h}p_{kbps}k", w, h, kbps * 1000, level))
+    return out
+
+
+def encode_ladder(src: str, rungs: list[media.Rung], work: Path, tag: str) -> tuple[dict[str, str], float]:
+    """One ffmpeg run per ladder (decode once, split), the platform's x264 settings."""
+    n = len(rungs)
+    graph = f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n))
+    for i, r in enumerate(rungs):
+        graph += f";[s{i}]scale={r.width}:{r.height}:flags=bicubic,format=yuv420p[e{i}]"
+    args = ["-i", src, "-filter_complex", graph]
+    paths = {}
+    for i, r in enumerate(rungs):
+        paths[r.name] = str(work / f"{tag}_{r.name}.h264")
+        args += ["-map", f"[e{i}]", *pt._x264_args(r.video_bitrate_bps, r.h264_level), paths[r.name]]
+    t0 = time.monotonic()
+    _ff(*args)
+    return paths, time.monotonic() - t0
+
+
+def measure(src: str, duration: float, rungs: list[media.Rung], paths: dict[str, str], top: media.Rung,
+            work: Path) -> dict[str, dict]:
+    out = {}
+    for r in rungs:
+        rung_vmaf = pt.vmaf_many([paths[r.name]], src, r.width, r.height, str(work), VMAF_SUBSAMPLE)[0]
+        if (r.width, r.height) == (top.width, top.height):
+            display = rung_vmaf
+        else:
+            display = pt.vmaf_many([paths[r.name]], src, top.width, top.height, str(work), VMAF_SUBSAMPLE,
+                                   upscale=True)[0]
+        out[r.name] = {"width": r.width, "height": r.height, "target_bps": r.video_bitrate_bps,
+                       "bitrate_bps": int(os.path.getsize(paths[r.name]) * 8 / duration),
+                       "vmaf": round(rung_vmaf, 2), "display_vmaf": round(display, 2)}
+    return out
+
+
+def bd_rate(ref: list[tuple[float, float]], test: list[tuple[float, float]]) -> float | None:
+    """Bjontegaard delta rate (%) of `test` against `ref`, points (bitrate, quality): the
+    average log-rate difference at equal quality over the common quality range, each curve
+    a monotone pchip (scipy) or linear (numpy) interpolation of log-rate over quality."""
+    def prep(points):
+        frontier = pt.pareto_frontier([(b, q) for b, q in points])
+        return np.array([q for _, q in frontier]), np.log10([b for b, _ in frontier])
+    qa, ra = prep(ref)
+    qb, rb = prep(test)
+    lo, hi = max(qa.min(), qb.min()), min(qa.max(), qb.max())
+    if len(qa) < 2 or len(qb) < 2 or hi - lo < 0.5:
+        return None
+    grid = np.linspace(lo, hi, 200)
+    try:
+        from scipy.interpolate import PchipInterpolator
+
+        ia, ib = PchipInterpolator(qa, ra)(grid), PchipInterpolator(qb, rb)(grid)
+    except ImportError:
+        ia, ib = np.interp(grid, qa, ra), np.interp(grid, qb, rb)
+    avg = float(np.trapezoid(ib - ia, grid) / (hi - lo))
+    return round((10 ** avg - 1) * 100, 2)
+
+
+def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True) -> dict:
+    info = media.probe(src)
+    fixed = apple_rungs(info)
+    top = fixed[-1]
+    t0 = time.monotonic()
+    res = pt.per_title_ladder(src, info, fixed, workdir=str(work), choose_resolution=choose_resolution)
+    analysis_s = time.monotonic() - t0
+    fixed_paths, fixed_enc_s = encode_ladder(src, fixed, work, "fixed")
+    pt_paths, pt_enc_s = encode_ladder(src, res.rungs, work, "pertitle")
+    fm = measure(src, info.duration_s, fixed, fixed_paths, top, work)
+    pm = measure(src, info.duration_s, res.rungs, pt_paths, top, work)
+    for r in res.rungs:
+        pm[r.name]["predicted_vmaf"] = res.vmaf_by_rung[r.name]
+        pm[r.name]["predicted_display_vmaf"] = res.display_vmaf_by_rung[r.name]
+    # Compare slot by slot (a per-title rung may have moved to another picture size): on
+    # display VMAF, the one scale where different sizes compare; rung-size VMAF too when
+    # the size is unchanged.
+    by_slot = {slot: {"rung": n, **pm[n]} for slot, n in res.slots.items()}
+    deltas = {s_: round(p["display_vmaf"] - fm[s_]["display_vmaf"], 2) for s_, p in by_slot.items()}
+    rung_deltas = {s_: round(p["vmaf"] - fm[s_]["vmaf"], 2) for s_, p in by_slot.items()
+                   if (p["width"], p["height"]) == (fm[s_]["width"], fm[s_]["height"])}
+    savings = {s_: round(100 * (1 - p["bitrate_bps"] / fm[s_]["bitrate_bps"]), 1) for s_, p in by_slot.items()}
+    bd = bd_rate([(v["bitrate_bps"], v["display_vmaf"]) for v in fm.values()],
+                 [(v["bitrate_bps"], v["display_vmaf"]) for v in pm.values()])
+    total_fixed = sum(v["bitrate_bps"] for v in fm.values())
+    total_pt = sum(v["bitrate_bps"] for v in pm.values())
+    return {
+        "source": f"{info.width}x{info.height} @ {info.frame_rate:g} fps, {info.duration_s:.1f} s",
+        "fixed": fm, "per_title": by_slot, "dropped": res.dropped,
+        "curves": {k: {"rung_vmaf": c.points, "display_vmaf": c.display_points, "actual_bps": c.actual_bps}
+                   for k, c in res.curves.items()},
+        "display_vmaf_delta_by_rung": deltas, "rung_vmaf_delta_same_size": rung_deltas,
+        "bitrate_saving_pct_by_rung": savings,
+        "worst_rung_vmaf_delta": min(deltas.values()),
+        "bd_rate_pct": bd,
+        "ladder_bits_saving_pct": round(100 * (1 - total_pt / total_fixed), 1),
+        "prediction_error_max": round(max(max(abs(p["vmaf"] - p["predicted_vmaf"]),
+                                              abs(p["display_vmaf"] - p["predicted_display_vmaf"]))
+                                          for p in pm.values()), 2),
+        "analysis_s": round(analysis_s, 1),
+        "analysis_sample_s": res.sample_seconds,
+        "fixed_ladder_encode_s": round(fixed_enc_s, 1),
+        "per_title_ladder_encode_s": round(pt_enc_s, 1),
+    }
+
+
+def write(args, seconds, clips_out, started, final: bool) -> None:
+    bds = [c["bd_rate_pct"] for c in clips_out.values() if c["bd_rate_pct"] is not None]
+    avg_bd = round(sum(bds) / len(bds), 2) if bds else None
+    worst = min(c["worst_rung_vmaf_delta"] for c in clips_out.values())
+    avg_analysis = sum(c["analysis_s"] for c in clips_out.values()) / len(clips_out)
+    summary = {
+        "average_bd_rate_pct": avg_bd,
+        "average_ladder_bits_saving_pct": round(sum(c["ladder_bits_saving_pct"] for c in clips_out.values())
+                                                / len(clips_out), 1),
+        "worst_rung_vmaf_delta": worst,
+        "target_bd_rate_met": avg_bd is not None and avg_bd <= -20.0,
+        "target_rung_vmaf_met": worst >= -1.0,
+        "analysis_s_per_clip_avg": round(avg_analysis, 1),
+        # The sample is fixed-length (3 x 2 s), so analysis cost per video is ~constant:
+        "analysis_s_per_source_minute_for_10min_video": round(avg_analysis / 10, 1),
+        "bench_wall_s": round(time.monotonic() - started, 1),
+    }
+    if final:
+        print(f"\nAverage BD-rate {avg_bd}% (target <= -20%: {summary['target_bd_rate_met']}); worst rung "
+              f"dVMAF {worst:+.2f} (target >= -1: {summary['target_rung_vmaf_met']}); analysis "
+              f"{avg_analysis:.0f} s per clip = {avg_analysis / 10:.1f} s per source minute for a 10-min video")
+    out = {
+        "bench": "pertitle", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_1m_at_write": round(os.getloadavg()[0], 1)},  # the box is shared
+        "command": "nice -n 10 python bench/pertitle_bench.py " + " ".join(sys.argv[1:]),
+        "settings": {"top_rung": f"{TOP}p", "clip_seconds": seconds, "x264_preset": pt.X264_PRESET,
+                     "vmaf_model": "vmaf_v0.6.1 (built into libvmaf)", "vmaf_subsample": VMAF_SUBSAMPLE,
+                     "max_vmaf_loss": pt.DEFAULT_MAX_VMAF_LOSS, "min_step": pt.DEFAULT_MIN_STEP,
+                     "points": pt.DEFAULT_POINTS, "apple_ladder_kbps": APPLE,
+                     "choose_resolution": not args.bitrate_only},
+        "complete": final, "summary": summary, "clips": clips_out,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="two synthetic clips of 4 s (smoke run)")
+    ap.add_argument("--clips", default=",".join(DEFAULT_CLIPS),
+                    help=f"comma-separated, from {', '.join([*SYNTHETIC, *REAL])}")
+    ap.add_argument("--bitrate-only", action="store_true",
+                    help="keep every rung's size, only lower bitrates (pertitle choose_resolution=False)")
+    ap.add_argument("--seconds", type=float, default=SECONDS)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pertitle.json"))
+    args = ap.parse_args()
+    names = ["slide", "lowmotion"] if args.quick else args.clips.split(",")
+    seconds = 4 if args.quick else args.seconds
+    started = time.monotonic()
+    clips_out = {}
+    with tempfile.TemporaryDirectory(prefix="pertitle-bench-") as tmp:
+        work = Path(tmp)
+        clips = make_clips(work, names, seconds)
+        for name, src in clips.items():
+            cw = work / name
+            cw.mkdir()
+            r = run_clip(name, src, cw, choose_resolution=not args.bitrate_only)
+            clips_out[name] = r
+            write(args, seconds, clips_out, started, final=False)  # partial results survive a stop
+            print(f"\n== {name} ({r['source']}): BD-rate {r['bd_rate_pct']}%, ladder bits "
+                  f"-{r['ladder_bits_saving_pct']}%, worst slot display dVMAF {r['worst_rung_vmaf_delta']:+.2f}, "
+                  f"analysis {r['analysis_s']} s, dropped {list(r['dropped'])}")
+            print(f"   {'slot':<12}{'fixed kbps':>11}{'dispVMAF':>9}{'per-title':>16}{'kbps':>7}{'dispVMAF':>9}"
+                  f"{'pred':>7}{'dVMAF':>7}{'saved':>7}")
+            for n, f in r["fixed"].items():
+                p = r["per_title"].get(n)
+                tail = (f"{p['rung']:>16}{p['bitrate_bps'] / 1000:>7.0f}{p['display_vmaf']:>9.2f}"
+                        f"{p['predicted_display_vmaf']:>7.2f}{r['display_vmaf_delta_by_rung'][n]:>+7.2f}"
+                        f"{r['bitrate_saving_pct_by_rung'][n]:>6.1f}%" if p else f"{'(dropped)':>16}")
+                print(f"   {n:<12}{f['bitrate_bps'] / 1000:>11.0f}{f['display_vmaf']:>9.2f}{tail}", flush=True)
+    write(args, seconds, clips_out, started, final=True)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
