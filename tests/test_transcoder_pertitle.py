@@ -151,6 +151,10 @@ def test_bitrates_never_exceed_fixed_ceilings(analyses):
         for slot, r in _by_slot(result).items():
             assert 0 < r.video_bitrate_bps <= ceiling[slot]
             assert (r.width, r.height) in sizes  # only the ladder's own sizes, never upscaled
+            fixed = next(f for f in rungs if f.name == slot)
+            # names stay unique; a slot that kept its size keeps its name
+            assert (r.name == slot) == ((r.width, r.height) == (fixed.width, fixed.height))
+        assert len({r.name for r in result.rungs}) == len(result.rungs)
 
 
 def test_vmaf_in_range_and_rising_with_bitrate(analyses):

@@ -403,10 +403,10 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             hulls = {k: c for k, c in display_curve.items() if k[0] * k[1] >= floor_area}
             size, rate = choose_size(rung.video_bitrate_bps, goal, hulls, key if key in hulls else max(hulls))
             floor_area = size[0] * size[1]
-            new = rung if size == key else template[size]
-            names = {r.name for r, _ in chosen}
-            name = new.name if new.name not in names else f"{new.name}_{rate // 1000}k"
-            new = dataclasses.replace(new, name=name)
+            # A slot that keeps its size keeps its name; a moved one is named after its new
+            # size and rate (unique: the ladder's own names have no rate suffix).
+            new = rung if size == key else dataclasses.replace(
+                template[size], name=f"{template[size].name}_{rate // 1000}k")
             chosen.append((new, rate))
             slot_of[id(new)] = rung.name
         kept, dropped = ladder_hull(chosen, min_step)
