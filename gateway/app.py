@@ -18,6 +18,8 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from opentelemetry import context as otel_context
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,7 +31,7 @@ from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.adapters import make_object_store
 from longtail_common.config import Config
-from longtail_common.grpc_server import client_channel_options
+from longtail_common.grpc_server import aio_client_channel
 from gateway.pages import register_pages
 from longtail_common.ports import MEDIA_BUCKET, TOPIC_VIEWS, InvalidKeyError, NotFoundError, validate_object_key
 
@@ -128,18 +130,23 @@ def client_from_user_agent(user_agent: str) -> str:
 
 def create_app(cfg: Config) -> FastAPI:
     app = FastAPI(title="Longtail gateway", version="1")
+    # Server spans + http.server.request.duration per route; byte serving is left out of
+    # traces (one span per segment fetch would drown the upload/watch flows).
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/origin/.*,/edge/.*,/static/.*,/healthz",
+                                       exclude_spans=["receive", "send"])
+    app.add_middleware(DetachedReceiveMiddleware)
     objects = make_object_store(cfg)
     state: dict[str, Any] = {}
 
     def metadata() -> mpb_grpc.MetadataServiceStub:
         if "metadata" not in state:
-            channel = grpc.aio.insecure_channel(cfg.services.metadata, options=client_channel_options())
+            channel = aio_client_channel(cfg.services.metadata)
             state["metadata"] = mpb_grpc.MetadataServiceStub(channel)
         return state["metadata"]
 
     def uploads() -> upb_grpc.UploadServiceStub:
         if "upload" not in state:
-            channel = grpc.aio.insecure_channel(cfg.services.upload, options=client_channel_options())
+            channel = aio_client_channel(cfg.services.upload)
             state["upload"] = upb_grpc.UploadServiceStub(channel)
         return state["upload"]
 
@@ -507,17 +514,13 @@ def create_app(cfg: Config) -> FastAPI:
 
     @app.api_route("/origin/{key:path}", methods=["GET", "HEAD"], name="origin_object")
     async def origin_object(key: str, request: Request):
-        return serve_object(MEDIA_BUCKET, key, request)
-
-    @app.api_route("/edge/{region}/{key:path}", methods=["GET", "HEAD"], name="edge_object")
-    async def edge_object(region: str, key: str, request: Request):
         if key.endswith(".m3u8") and request.method == "GET":
             signed = signed_playlist(key)
             if signed is not None:
                 return Response(signed, media_type="application/vnd.apple.mpegurl",
                                 headers={"Cache-Control": "private, max-age=300", "Access-Control-Allow-Origin": "*"})
-        if not re.match(r"^[A-Z]{2}$", region):
-            raise ApiError(404, "NOT_FOUND", "no such edge")
+        return serve_object(MEDIA_BUCKET, key, request)
+
     def signed_playlist(key: str) -> bytes | None:
         """The playlist with its segment/init URIs as presigned object-store URLs, so the
         heavy bytes bypass the gateway; None when nothing changes (no presigning backend,
@@ -533,6 +536,10 @@ def create_app(cfg: Config) -> FastAPI:
         rewritten = rewrite_playlist_uris(text, lambda uri: objects.presigned_get_url(MEDIA_BUCKET, base + uri))
         return rewritten.encode() if rewritten != text else None
 
+    @app.api_route("/edge/{region}/{key:path}", methods=["GET", "HEAD"], name="edge_object")
+    async def edge_object(region: str, key: str, request: Request):
+        if not re.match(r"^[A-Z]{2}$", region):
+            raise ApiError(404, "NOT_FOUND", "no such edge")
         return serve_object(f"edge-{region.lower()}", key, request)
 
     @app.get("/healthz")
@@ -543,9 +550,30 @@ def create_app(cfg: Config) -> FastAPI:
     return app
 
 
-def new_video_id() -> str:
-    # 11 url-safe characters, like the ids viewers already know from other platforms.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes)[:11].decode().replace("-", "a").replace("_", "b")
+class DetachedReceiveMiddleware:
+    """Reads request bodies outside the request's trace context.
+
+    uvicorn resumes a paused socket from inside receive(), and asyncio's add_reader keeps
+    the caller's context for the next read callback: the next request on a keep-alive
+    connection would then inherit this request's span as its parent (one endless trace
+    per connection). Receiving under an empty OpenTelemetry context stops that leak."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def detached_receive():
+            token = otel_context.attach(otel_context.Context())
+            try:
+                return await receive()
+            finally:
+                otel_context.detach(token)
+
+        return await self.app(scope, detached_receive, send)
+
 
 PLAYLIST_SUFFIXES = (".m3u8", ".mpd")
 _URI_ATTR = re.compile(r'URI="([^"]+)"')
@@ -570,6 +598,10 @@ def rewrite_playlist_uris(text: str, sign) -> str:
         out.append(line)
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
+
+def new_video_id() -> str:
+    # 11 url-safe characters, like the ids viewers already know from other platforms.
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes)[:11].decode().replace("-", "a").replace("_", "b")
 
 
 def parse_upload_metadata(header: str) -> dict[str, str]:

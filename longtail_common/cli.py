@@ -124,6 +124,26 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_traces(args) -> int:
+    """Prints the traces of one video's journey as waterfalls (embedded setup: local span files)."""
+    from longtail_common import telemetry
+    from longtail_common.config import load_config
+
+    cfg = load_config(args.config)
+    if args.data_dir:
+        cfg.data_dir = args.data_dir
+    spans = telemetry.load_spans(cfg.data_path)
+    found = telemetry.traces_for_video(spans, args.video_id)
+    if not found:
+        print(f"no spans for video {args.video_id} under {cfg.data_path / 'traces'}", file=sys.stderr)
+        return 1
+    for trace_spans in sorted(found.values(), key=lambda t: min(s["start_ns"] for s in t)):
+        if args.all or any(s["service"] != "gateway" for s in trace_spans):
+            print(telemetry.waterfall(trace_spans))
+            print()
+    return 0
+
+
 def cmd_metadata(args) -> int:
     """`longtail metadata migrate`: bring the metadata schema up to date (idempotent)."""
     cfg = _load_config_or_exit(args.config, "metadata migrate")
@@ -194,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     services.add_argument("action", choices=["start", "stop"])
     services.add_argument("--dir", required=True)
     services.set_defaults(func=cmd_services)
+
+    traces = sub.add_parser("traces", help="print one video's traces as a waterfall (embedded: local span files)")
+    traces.add_argument("video_id")
+    traces.add_argument("--data-dir", default=None, help="the platform's data dir (default ./.longtail)")
+    traces.add_argument("--config", default=None)
+    traces.add_argument("--all", action="store_true", help="also traces that stayed in the gateway (reads, polls)")
+    traces.set_defaults(func=cmd_traces)
 
     metadata = sub.add_parser("metadata", help="metadata store administration")
     metadata.add_argument("action", choices=["migrate"], help="migrate: create/upgrade the schema (idempotent)")

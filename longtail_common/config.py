@@ -96,6 +96,17 @@ class TranscoderConfig:
 
 
 @dataclass
+class TelemetryConfig:
+    # OTLP/HTTP endpoint of an OpenTelemetry Collector (e.g. http://otel-collector:4318); "" = none.
+    otlp_endpoint: str = ""
+    # Also write finished spans as JSON lines under DATA_DIR/traces/ (read by `longtail traces`).
+    local_traces: bool = True
+    # Serve Prometheus metrics on this port (0 = an ephemeral port recorded in
+    # DATA_DIR/metrics/<process>.port; -1 = no metrics endpoint).
+    prometheus_port: int = 0
+
+
+@dataclass
 class Config:
     data_dir: str = ".longtail"
     backends: BackendsConfig = field(default_factory=BackendsConfig)
@@ -105,6 +116,7 @@ class Config:
     services: ServicesConfig = field(default_factory=ServicesConfig)
     platform: PlatformConfig = field(default_factory=PlatformConfig)
     transcoder: TranscoderConfig = field(default_factory=TranscoderConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     @property
     def data_path(self) -> pathlib.Path:

@@ -14,6 +14,10 @@ import time
 import traceback
 from typing import Callable
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from longtail_common import telemetry
 from longtail_common.ports import TOPIC_DEAD_LETTER, Message, TopicBus
 
 log = logging.getLogger(__name__)
@@ -41,12 +45,25 @@ def run_consumer(
             if not messages and on_idle:
                 on_idle()
             for message in messages:
-                if not _handle_with_retries(message, handler, producer, group_id, stopping, max_attempts, backoff_s):
+                with _process_span(message, group_id):
+                    done = _handle_with_retries(message, handler, producer, group_id, stopping, max_attempts, backoff_s)
+                if not done:
                     return  # abandoned because we are stopping: uncommitted, so another member redoes it
                 consumer.commit(message)
     finally:
         consumer.close()
         producer.close()
+
+
+def _process_span(message: Message, group_id: str):
+    """A CONSUMER span that continues the trace the producer put in the headers."""
+    attrs = {"messaging.system": "longtail", "messaging.destination.name": message.topic,
+             "messaging.consumer.group.name": group_id, "messaging.destination.partition.id": str(message.partition),
+             "messaging.message.offset": message.offset}
+    if message.key:
+        attrs[telemetry.VIDEO_ID] = message.key.decode(errors="replace")
+    return telemetry.tracer().start_as_current_span(
+        f"process {message.topic}", context=telemetry.extract_context(message), kind=SpanKind.CONSUMER, attributes=attrs)
 
 
 def _handle_with_retries(message, handler, producer, group_id, stopping, max_attempts, backoff_s) -> bool:
@@ -58,6 +75,7 @@ def _handle_with_retries(message, handler, producer, group_id, stopping, max_att
             handler(message)
             return True
         except PermanentError as exc:
+            telemetry.record_error(trace.get_current_span(), f"dead-lettered: {exc}", exc)
             _dead_letter(producer, message, group_id, str(exc), attempt)
             return True
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
@@ -65,7 +83,9 @@ def _handle_with_retries(message, handler, producer, group_id, stopping, max_att
                 "handler failed for %s[%d]@%d (attempt %d/%d): %s",
                 message.topic, message.partition, message.offset, attempt, max_attempts, exc,
             )
+            trace.get_current_span().add_event("handler failed", {"attempt": attempt, "error": str(exc)[:500]})
             if attempt >= max_attempts:
+                telemetry.record_error(trace.get_current_span(), f"dead-lettered after {attempt} attempts: {exc}", exc)
                 _dead_letter(producer, message, group_id, f"{type(exc).__name__}: {exc}", attempt,
                              traceback.format_exc(limit=5))
                 return True

@@ -9,6 +9,9 @@ from typing import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, client_interceptor, intercept_channel, server_interceptor
+
+from longtail_common import telemetry
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,8 @@ class ServiceServer:
         self.serving = False
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=service_name),
-            interceptors=[_NotReadyInterceptor(self), *interceptors],
+            # Tracing first, so even calls refused while starting are visible in traces.
+            interceptors=[server_interceptor(), _MetricsInterceptor(), _NotReadyInterceptor(self), *interceptors],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -84,6 +88,43 @@ class _NotReadyInterceptor(grpc.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(unavailable)
 
 
+class _MetricsInterceptor(grpc.ServerInterceptor):
+    """Rate, errors and latency per gRPC method (rpc.server.duration, in seconds)."""
+
+    def __init__(self):
+        self.duration = telemetry.meter().create_histogram(
+            "rpc.server.duration", unit="s", description="gRPC server call duration by method and status")
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith("/grpc.health."):
+            return handler
+        record = self.duration.record
+
+        def wrap(behavior):
+            def timed(request_or_iterator, context):
+                import time
+
+                start = time.perf_counter()
+                code = "OK"
+                try:
+                    return behavior(request_or_iterator, context)
+                except Exception:
+                    code = (context.code() or grpc.StatusCode.UNKNOWN).name if hasattr(context, "code") else "UNKNOWN"
+                    raise
+                finally:
+                    record(time.perf_counter() - start, {"rpc.method": method, "rpc.grpc.status_code": code})
+
+            return timed
+
+        if handler.unary_unary:
+            return handler._replace(unary_unary=wrap(handler.unary_unary))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=wrap(handler.stream_unary))
+        return handler
+
+
 def wait_for_serving(address: str, timeout_s: float = 30.0, service: str = "") -> bool:
     """Polls grpc.health.v1 until SERVING (used by the launcher and tests)."""
     import time
@@ -133,4 +174,10 @@ def client_channel_options() -> list[tuple[str, object]]:
 
 
 def client_channel(address: str) -> grpc.Channel:
-    return grpc.insecure_channel(address, options=client_channel_options())
+    """A channel whose calls carry trace context (and open CLIENT spans)."""
+    return intercept_channel(grpc.insecure_channel(address, options=client_channel_options()), client_interceptor())
+
+
+def aio_client_channel(address: str) -> grpc.aio.Channel:
+    """The asyncio flavour, for the gateway."""
+    return grpc.aio.insecure_channel(address, options=client_channel_options(), interceptors=aio_client_interceptors())

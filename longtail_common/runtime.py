@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Callable, TypeVar
 
+from opentelemetry import trace
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,9 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid:  # lets a log line be joined to its trace in the SRE's tools
+            entry["trace_id"], entry["span_id"] = f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
         for key in ("trace_id", "span_id", "video_id"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
@@ -47,6 +52,13 @@ def setup_logging(service: str) -> None:
     root.setLevel(os.environ.get("LONGTAIL_LOG_LEVEL", "INFO"))
     logging.getLogger("kafka").setLevel(logging.WARNING)
     logging.getLogger("cassandra").setLevel(logging.WARNING)
+    try:
+        from longtail_common import telemetry
+        from longtail_common.config import load_config
+
+        telemetry.setup(service, load_config())
+    except Exception as exc:  # noqa: BLE001 - telemetry must never keep a service from running
+        log.warning("telemetry disabled: %s", exc)
 
 
 def connect_with_backoff(

@@ -20,6 +20,7 @@ from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail.transcoder.v1 import transcoder_service_pb2 as pb
 from longtail.transcoder.v1 import transcoder_service_pb2_grpc as pb_grpc
+from longtail_common import telemetry
 from longtail_common.adapters import make_object_store, make_topic_bus
 from longtail_common.config import Config, load_config
 from longtail_common.consumer import PermanentError, run_consumer
@@ -101,9 +102,15 @@ class TranscodeJob:
             return
         self.status["current_video_id"] = video_id
         try:
-            result = self._transcode(request)
-            if result is None:  # split into chunk jobs, or a chunk done while others are pending
-                return
+            with telemetry.tracer().start_as_current_span(
+                "transcode", attributes={telemetry.VIDEO_ID: video_id, "longtail.worker_id": self.worker_id}
+            ) as span:
+                result = self._transcode(request)
+                if result is None:  # split into chunk jobs, or a chunk done while others are pending
+                    return
+                span.set_attribute("longtail.renditions", [f"{r.codec}/{r.height}p" for r in result.renditions])
+                if not result.success:
+                    telemetry.record_error(span, result.failure_reason)
         finally:
             self.status["current_video_id"] = ""
         if result.success:

@@ -44,6 +44,13 @@ def make_object_store(cfg: Config) -> ObjectStore:
 
 
 def make_topic_bus(cfg: Config) -> TopicBus:
+    """The configured bus, wrapped so publishes are traced and carry trace context."""
+    from longtail_common.telemetry import TracingTopicBus
+
+    return TracingTopicBus(_make_raw_topic_bus(cfg))
+
+
+def _make_raw_topic_bus(cfg: Config) -> TopicBus:
     kind = cfg.backends.topics
     if kind == "local":
         from longtail_common.adapters.local_log import LocalTopicBus

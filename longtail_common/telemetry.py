@@ -1,0 +1,260 @@
+"""OpenTelemetry for every Longtail process: traces, metrics, and context across topics.
+
+* Traces: one TracerProvider per process. Spans go to an OTLP/HTTP collector when
+  `telemetry.otlp_endpoint` is set, and (by default) to JSON lines under
+  DATA_DIR/traces/<service>-<pid>.jsonl, which `longtail traces VIDEO_ID` reads in the
+  embedded setup where no collector runs.
+* Context crosses gRPC through the OpenTelemetry gRPC instrumentation's interceptors
+  (see grpc_server.py) and topics through W3C `traceparent` message headers: a
+  producer span is opened around every publish and injected into the headers, and the
+  consume loop continues the trace from them (see consumer.py), on Kafka and on the
+  embedded log alike.
+* Metrics: an OpenTelemetry MeterProvider exported for Prometheus scraping on
+  `telemetry.prometheus_port` (0 = an ephemeral port written to
+  DATA_DIR/metrics/<service>-<pid>.port, so a scraper or a test can find it).
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Sequence
+
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+log = logging.getLogger(__name__)
+
+# Headers that carry trace context in topic messages (W3C Trace Context + baggage).
+_CONTEXT_HEADERS = ("traceparent", "tracestate", "baggage")
+VIDEO_ID = "longtail.video_id"  # the span attribute every flow shares
+
+_state: dict = {}
+_lock = threading.Lock()
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends finished spans, one JSON object per line, to a file of this process."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(path, "a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = [json.dumps(span_to_dict(s), separators=(",", ":")) for s in spans]
+        with self._lock:
+            self._fh.write("\n".join(lines) + "\n")
+            self._fh.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+def span_to_dict(span: ReadableSpan) -> dict:
+    ctx = span.get_span_context()
+    return {
+        "trace_id": f"{ctx.trace_id:032x}",
+        "span_id": f"{ctx.span_id:016x}",
+        "parent_span_id": f"{span.parent.span_id:016x}" if span.parent else "",
+        "name": span.name,
+        "kind": span.kind.name,
+        "service": span.resource.attributes.get("service.name", ""),
+        "start_ns": span.start_time,
+        "end_ns": span.end_time,
+        "status": span.status.status_code.name,
+        "status_description": span.status.description or "",
+        "attributes": {k: (v if isinstance(v, (str, int, float, bool)) else list(v)) for k, v in span.attributes.items()},
+        "events": [{"name": e.name, "attributes": dict(e.attributes or {})} for e in span.events],
+    }
+
+
+def setup(service: str, cfg) -> None:
+    """Configures tracing and metrics for this process (idempotent)."""
+    with _lock:
+        if _state.get("service"):
+            return
+        _state["service"] = service
+    instance = f"{service}-{os.getpid()}"
+    resource = Resource.create({"service.name": service, "service.namespace": "longtail",
+                                "service.instance.id": f"{socket.gethostname()}-{os.getpid()}"})
+    provider = TracerProvider(resource=resource)
+    tel = cfg.telemetry
+    if tel.otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=tel.otlp_endpoint.rstrip("/") + "/v1/traces")))
+    if tel.local_traces:
+        exporter = JsonLinesSpanExporter(cfg.data_path / "traces" / f"{instance}.jsonl")
+        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
+    trace.set_tracer_provider(provider)
+    _state["tracer_provider"] = provider
+    if tel.prometheus_port >= 0:
+        _setup_metrics(resource, tel.prometheus_port, cfg.data_path / "metrics" / f"{instance}.port")
+    atexit.register(shutdown)
+
+
+def _setup_metrics(resource: Resource, port: int, port_file: Path) -> None:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import start_http_server
+
+    try:
+        server, _thread = start_http_server(port, addr="127.0.0.1" if port == 0 else "0.0.0.0")
+    except OSError as exc:  # metrics must never stop a service from starting
+        log.warning("cannot serve metrics on port %d: %s", port, exc)
+        return
+    actual = server.server_address[1]
+    port_file.parent.mkdir(parents=True, exist_ok=True)
+    port_file.write_text(str(actual))
+    _state["metrics_port_file"] = port_file
+    provider = MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()])
+    metrics.set_meter_provider(provider)
+    _state["meter_provider"] = provider
+
+
+def shutdown() -> None:
+    """Flushes spans (called at exit and by services on SIGTERM)."""
+    provider = _state.pop("tracer_provider", None)
+    if provider is not None:
+        provider.shutdown()
+    port_file = _state.pop("metrics_port_file", None)
+    if port_file is not None:
+        try:
+            port_file.unlink()
+        except OSError:
+            pass
+
+
+def tracer(name: str = "longtail") -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def meter(name: str = "longtail") -> metrics.Meter:
+    return metrics.get_meter(name)
+
+
+# -- topics ---------------------------------------------------------------------------
+
+
+def inject_headers(headers: dict[str, bytes]) -> dict[str, bytes]:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    for k, v in carrier.items():
+        headers[k] = v.encode()
+    return headers
+
+
+def extract_context(message):
+    carrier = {k: v.decode(errors="replace") for k, v in message.headers if k in _CONTEXT_HEADERS}
+    return propagate.extract(carrier)
+
+
+def record_error(span: trace.Span, reason: str, exc: BaseException | None = None) -> None:
+    if exc is not None:
+        span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, reason[:500]))
+    span.set_attribute("longtail.failure_reason", reason[:500])
+
+
+class TracingProducer:
+    """Opens a PRODUCER span around each publish and puts its context in the headers."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def publish(self, topic: str, value: bytes, key: bytes | None = None, headers: dict[str, bytes] | None = None) -> None:
+        attrs = {"messaging.system": "longtail", "messaging.destination.name": topic,
+                 "messaging.message.body.size": len(value)}
+        if key:
+            attrs[VIDEO_ID] = key.decode(errors="replace")
+        with tracer().start_as_current_span(f"publish {topic}", kind=SpanKind.PRODUCER, attributes=attrs):
+            self._inner.publish(topic, value, key=key, headers=inject_headers(dict(headers or {})))
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class TracingTopicBus:
+    """A TopicBus whose producers trace and propagate context; consumers are unchanged
+    (the consume loop continues the trace, see consumer.py)."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def producer(self):
+        return TracingProducer(self._inner.producer())
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+# -- terminal waterfall ---------------------------------------------------------------
+
+
+def load_spans(data_dir: Path) -> list[dict]:
+    spans = []
+    for path in sorted((data_dir / "traces").glob("*.jsonl")):
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if line:
+                    try:
+                        spans.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        continue  # a line cut by a killed process
+    return spans
+
+
+def traces_for_video(spans: list[dict], video_id: str) -> dict[str, list[dict]]:
+    ids = {s["trace_id"] for s in spans if s["attributes"].get(VIDEO_ID) == video_id}
+    return {tid: [s for s in spans if s["trace_id"] == tid] for tid in ids}
+
+
+def short_name(name: str) -> str:
+    # "/longtail.metadata.v1.MetadataService/GetVideo" -> "MetadataService/GetVideo"
+    if name.startswith("/") and "/" in name[1:]:
+        service, method = name[1:].rsplit("/", 1)
+        return f"{service.rsplit('.', 1)[-1]}/{method}"
+    return name
+
+
+def waterfall(spans: list[dict], width: int = 40) -> str:
+    """Spans of one trace as an indented tree with start offsets and durations."""
+    by_id = {s["span_id"]: s for s in spans}
+    children: dict[str, list[dict]] = {}
+    roots = []
+    for s in spans:
+        if s["parent_span_id"] and s["parent_span_id"] in by_id:
+            children.setdefault(s["parent_span_id"], []).append(s)
+        else:
+            roots.append(s)
+    t0 = min(s["start_ns"] for s in spans)
+    total = max(s["end_ns"] for s in spans) - t0 or 1
+    lines = [f"trace {spans[0]['trace_id']}  ({total / 1e6:.0f} ms, {len(spans)} spans)",
+             f"{'service':<15} {'span':<44} {'start ms':>9} {'dur ms':>9}  timeline"]
+
+    def walk(s: dict, depth: int) -> None:
+        start, dur = s["start_ns"] - t0, s["end_ns"] - s["start_ns"]
+        a = int(start / total * width)
+        b = max(a + 1, int((start + dur) / total * width))
+        bar = " " * a + "#" * (b - a)
+        name = ("  " * depth + short_name(s["name"]))[:44]
+        flag = " !" if s["status"] == "ERROR" else ""
+        lines.append(f"{s['service'][:15]:<15} {name:<44} {start / 1e6:>9.1f} {dur / 1e6:>9.1f}  |{bar:<{width}}|{flag}")
+        for c in sorted(children.get(s["span_id"], []), key=lambda x: x["start_ns"]):
+            walk(c, depth + 1)
+
+    for r in sorted(roots, key=lambda x: x["start_ns"]):
+        walk(r, 0)
+    return "\n".join(lines)
