@@ -29,6 +29,7 @@ from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
+from longtail_common import telemetry
 from longtail_common.adapters import make_object_store
 from longtail_common.config import Config
 from longtail_common.grpc_server import aio_client_channel
@@ -132,9 +133,11 @@ def create_app(cfg: Config) -> FastAPI:
     app = FastAPI(title="Longtail gateway", version="1")
     # Server spans + http.server.request.duration per route; byte serving is left out of
     # traces (one span per segment fetch would drown the upload/watch flows).
+    # (With telemetry.tracing off the tracer is the API's no-op one: route metrics stay.)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="/origin/.*,/edge/.*,/static/.*,/healthz",
                                        exclude_spans=["receive", "send"])
-    app.add_middleware(DetachedReceiveMiddleware)
+    if telemetry.tracing_enabled():
+        app.add_middleware(DetachedReceiveMiddleware)
     objects = make_object_store(cfg)
     state: dict[str, Any] = {}
 

@@ -99,6 +99,8 @@ class TranscoderConfig:
 class TelemetryConfig:
     # OTLP/HTTP endpoint of an OpenTelemetry Collector (e.g. http://otel-collector:4318); "" = none.
     otlp_endpoint: str = ""
+    # false = no tracing at all (no SDK, no span interceptors): the benchmark's baseline.
+    tracing: bool = True
     # Also write finished spans as JSON lines under DATA_DIR/traces/ (read by `longtail traces`).
     local_traces: bool = True
     # Serve Prometheus metrics on this port (0 = an ephemeral port recorded in

@@ -22,6 +22,36 @@ from longtail_common.ports import TOPIC_DEAD_LETTER, Message, TopicBus
 
 log = logging.getLogger(__name__)
 
+LAG_INTERVAL_S = 10.0
+# (topic, group) -> messages behind, refreshed by each consume loop; read at scrape time.
+_lags: dict[tuple[str, str], int] = {}
+_lag_gauge: list = []
+
+
+def _observe_lags(_options):
+    from opentelemetry.metrics import Observation
+
+    return [Observation(n, {"topic": t, "group": g}) for (t, g), n in list(_lags.items())]
+
+
+def _refresh_lag(consumer, group_id: str) -> None:
+    if not hasattr(consumer, "lag"):
+        return
+    if not _lag_gauge:
+        _lag_gauge.append(telemetry.meter().create_observable_gauge(
+            "longtail.topic.lag", callbacks=[_observe_lags],
+            description="messages not yet committed by the consumer group, summed over its partitions"))
+    try:
+        per_partition = consumer.lag()
+    except Exception as exc:  # noqa: BLE001 - a metric must never stop the consume loop
+        log.debug("topic lag unavailable: %s", exc)
+        return
+    totals: dict[str, int] = {}
+    for (topic, _partition), n in per_partition.items():
+        totals[topic] = totals.get(topic, 0) + n
+    for topic, n in totals.items():
+        _lags[(topic, group_id)] = n
+
 
 class PermanentError(Exception):
     """The message can never succeed (malformed): dead-letter it at once, no retries."""
@@ -39,8 +69,12 @@ def run_consumer(
 ) -> None:
     consumer = bus.consumer(topics, group_id)
     producer = bus.producer()
+    next_lag = 0.0
     try:
         while not stopping.is_set():
+            if time.monotonic() >= next_lag:
+                _refresh_lag(consumer, group_id)
+                next_lag = time.monotonic() + LAG_INTERVAL_S
             messages = consumer.poll(timeout_s=1.0, max_records=1)
             if not messages and on_idle:
                 on_idle()

@@ -29,7 +29,8 @@ class ServiceServer:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=service_name),
             # Tracing first, so even calls refused while starting are visible in traces.
-            interceptors=[server_interceptor(), _MetricsInterceptor(), _NotReadyInterceptor(self), *interceptors],
+            interceptors=[*([server_interceptor()] if telemetry.tracing_enabled() else []),
+                          _MetricsInterceptor(), _NotReadyInterceptor(self), *interceptors],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -93,7 +94,8 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
 
     def __init__(self):
         self.duration = telemetry.meter().create_histogram(
-            "rpc.server.duration", unit="s", description="gRPC server call duration by method and status")
+            "rpc.server.duration", unit="s", description="gRPC server call duration by method and status",
+            explicit_bucket_boundaries_advisory=telemetry.LATENCY_BUCKETS_S)
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -109,9 +111,11 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
                 start = time.perf_counter()
                 code = "OK"
                 try:
-                    return behavior(request_or_iterator, context)
+                    response = behavior(request_or_iterator, context)
+                    code = _status_name(context, "OK")  # set_code() without raising
+                    return response
                 except Exception:
-                    code = (context.code() or grpc.StatusCode.UNKNOWN).name if hasattr(context, "code") else "UNKNOWN"
+                    code = _status_name(context, "UNKNOWN")  # abort() raises with the code set
                     raise
                 finally:
                     record(time.perf_counter() - start, {"rpc.method": method, "rpc.grpc.status_code": code})
@@ -123,6 +127,14 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
         if handler.stream_unary:
             return handler._replace(stream_unary=wrap(handler.stream_unary))
         return handler
+
+
+def _status_name(context, default: str) -> str:
+    try:
+        code = context.code()
+    except Exception:  # noqa: BLE001 - older grpcio without ServicerContext.code()
+        return default
+    return code.name if isinstance(code, grpc.StatusCode) else default
 
 
 def wait_for_serving(address: str, timeout_s: float = 30.0, service: str = "") -> bool:
@@ -175,9 +187,11 @@ def client_channel_options() -> list[tuple[str, object]]:
 
 def client_channel(address: str) -> grpc.Channel:
     """A channel whose calls carry trace context (and open CLIENT spans)."""
-    return intercept_channel(grpc.insecure_channel(address, options=client_channel_options()), client_interceptor())
+    channel = grpc.insecure_channel(address, options=client_channel_options())
+    return intercept_channel(channel, client_interceptor()) if telemetry.tracing_enabled() else channel
 
 
 def aio_client_channel(address: str) -> grpc.aio.Channel:
     """The asyncio flavour, for the gateway."""
-    return grpc.aio.insecure_channel(address, options=client_channel_options(), interceptors=aio_client_interceptors())
+    interceptors = aio_client_interceptors() if telemetry.tracing_enabled() else None
+    return grpc.aio.insecure_channel(address, options=client_channel_options(), interceptors=interceptors)

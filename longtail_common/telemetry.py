@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 _CONTEXT_HEADERS = ("traceparent", "tracestate", "baggage")
 VIDEO_ID = "longtail.video_id"  # the span attribute every flow shares
 
+# Seconds: from a fast metadata read to a slow upload chunk or a long transcode.
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
 _state: dict = {}
 _lock = threading.Lock()
 
@@ -85,11 +88,20 @@ def setup(service: str, cfg) -> None:
         if _state.get("service"):
             return
         _state["service"] = service
+    # Stable HTTP semantic conventions: http.server.request.duration labelled by route
+    # (http.route), not by raw path, so per-route dashboards have bounded cardinality.
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     instance = f"{service}-{os.getpid()}"
+    tel = cfg.telemetry
+    _state["tracing"] = bool(tel.tracing)
     resource = Resource.create({"service.name": service, "service.namespace": "longtail",
                                 "service.instance.id": f"{socket.gethostname()}-{os.getpid()}"})
+    if tel.prometheus_port >= 0:
+        _setup_metrics(resource, tel.prometheus_port, cfg.data_path / "metrics" / f"{instance}.port")
+    atexit.register(shutdown)
+    if not tel.tracing:
+        return  # the API's no-op tracer stays in place
     provider = TracerProvider(resource=resource)
-    tel = cfg.telemetry
     if tel.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -99,9 +111,11 @@ def setup(service: str, cfg) -> None:
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
     trace.set_tracer_provider(provider)
     _state["tracer_provider"] = provider
-    if tel.prometheus_port >= 0:
-        _setup_metrics(resource, tel.prometheus_port, cfg.data_path / "metrics" / f"{instance}.port")
-    atexit.register(shutdown)
+
+
+def tracing_enabled() -> bool:
+    """False only when telemetry.tracing is off (instrumentation is then not installed)."""
+    return _state.get("tracing", True)
 
 
 def _setup_metrics(resource: Resource, port: int, port_file: Path) -> None:

@@ -201,6 +201,7 @@ def run(cfg, day: dt.date, args) -> dict:
     from longtail_common.grpc_server import client_channel
     from longtail_common.ports import CatalogEntry
     from placement_svc import edge
+    from placement_svc import metrics as placement_metrics
     from placement_svc.model.costs import CostModel, load_costs
 
     t0 = time.perf_counter()
@@ -267,10 +268,14 @@ def run(cfg, day: dt.date, args) -> dict:
                 except Exception as exc:  # noqa: BLE001 - this pair stays on origin today
                     want[rindex[r]] = False
                     errors.append(f"push {e.video_id} to {r}: {exc}")
-            write_placements(metadata, video, _placements(regions, want, predicted[i], policy, now))
+            changed = _placements(regions, want, predicted[i], policy, now)
+            write_placements(metadata, video, changed)
+            placement_metrics.record_decisions([p for p in changed if p.region in set(new) | set(gone)], "daily")
             for r in gone:  # the decision no longer points there: now the bytes may go
                 edge.evict(objects, e.video_id, r)
                 evicted.append([e.video_id, r])
+        on_cdn = {r: int(push[:, j].sum()) for j, r in enumerate(regions)}
+        placement_metrics.write_daily_summary(objects, day.isoformat(), regions, len(entries), on_cdn)
         out.update({
             "videos": len(entries), "pairs_scored": int(len(entries) * len(regions)),
             "on_cdn": int(push.sum()), "pushed": pushed, "evicted": evicted, "unchanged_videos": unchanged,
@@ -312,8 +317,16 @@ def main(argv: list[str] | None = None, cfg=None) -> int:
     except (OSError, ValueError) as exc:
         return fail(f"bad configuration: {exc}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from longtail_common import telemetry
+
+    cfg.telemetry.prometheus_port = -1  # a batch job: nothing would scrape it
+    telemetry.setup("placement_daily", cfg)
     try:
-        summary = run(cfg, day, args)
+        with telemetry.tracer().start_as_current_span("placement daily run", attributes={"longtail.day": day.isoformat()}) as span:
+            summary = run(cfg, day, args)
+            span.set_attributes({"longtail.videos": summary.get("videos", 0), "longtail.on_cdn": summary.get("on_cdn", 0),
+                                 "longtail.pushed": len(summary.get("pushed", [])),
+                                 "longtail.evicted": len(summary.get("evicted", []))})
     except CostsError as exc:
         return fail(str(exc))
     print(json.dumps(summary))

@@ -6,6 +6,7 @@ import logging
 import threading
 
 import grpc
+from opentelemetry import trace
 from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -29,6 +30,7 @@ from longtail_common.ports import (
 )
 from longtail_common.runtime import connect_with_backoff, setup_logging
 from placement_svc import edge, modelstore, views
+from placement_svc import metrics as placement_metrics
 
 log = logging.getLogger("placement_svc")
 S = video_pb2.VideoStatus
@@ -124,7 +126,9 @@ class ResultHandler:
         if video.status != S.VIDEO_STATUS_PROCESSING:
             log.info("video %s is %s; ignoring result", video.id, S.Name(video.status))
             return
+        span = trace.get_current_span()
         if not result.success:
+            span.set_attribute("longtail.failure_reason", result.failure_reason[:500])
             self._update(video, {"status": S.VIDEO_STATUS_FAILED, "failure_reason": result.failure_reason})
             return
         now = Timestamp()
@@ -153,6 +157,10 @@ class ResultHandler:
             mpb.UpdateVideoRequest(video=patch, update_mask=field_mask_pb2.FieldMask(paths=paths)), timeout=30
         )
         log.info("video %s READY (%d renditions)", video.id, len(updated.renditions))
+        placement_metrics.record_decisions(placements, "new_video")
+        span.set_attributes({"longtail.placement.decisions": [
+            f"{p.region}:{'cdn' if p.served_from == video_pb2.SERVED_FROM_CDN else 'origin'}" for p in placements],
+            "longtail.placement.model": "learned" if model is not None else "rule"})
         self._record(updated)
         self._publish(updated)
 
@@ -205,6 +213,7 @@ def serve(cfg: Config) -> None:
         return
     producer = bus.producer()
     objects = make_object_store(cfg)
+    placement_metrics.register_cdn_share_gauge(objects)
     view_counts = make_view_count_store(cfg)
     handler = ResultHandler(cfg, metadata, producer, objects=objects, view_counts=view_counts,
                             models=modelstore.LatestModel(objects))

@@ -10,8 +10,10 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 
 import grpc
+from opentelemetry import trace
 from google.protobuf import field_mask_pb2, json_format
 
 from longtail.events.v1 import events_pb2
@@ -55,6 +57,30 @@ def codec_families(cfg: Config) -> list[str]:
     if unknown:
         raise ValueError(f"transcoder.codecs: unknown codec families {unknown}; known: {list(media.CODEC_FAMILIES)}")
     return list(dict.fromkeys(families))
+
+
+_encode_histogram: list = []
+
+
+def record_encode_time(seconds: float, video_seconds: float, rungs, families) -> None:
+    """longtail.transcode.seconds_per_video_minute per (codec, rendition). One decode feeds
+    every encoder of the ladder in one ffmpeg graph, so a rendition's share of the wall
+    time is apportioned by its pixel rate (width x height x fps); rendition="ladder" is
+    the whole graph."""
+    if video_seconds <= 0 or not rungs:
+        return
+    if not _encode_histogram:
+        _encode_histogram.append(telemetry.meter().create_histogram(
+            "longtail.transcode.seconds_per_video_minute",
+            description="encode wall seconds per minute of video",
+            explicit_bucket_boundaries_advisory=(1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)))
+    hist = _encode_histogram[0]
+    per_minute = seconds / (video_seconds / 60.0)
+    pixel_rates = [(f, r, r.width * r.height * r.frame_rate) for f in families for r in rungs]
+    total = sum(rate for _, _, rate in pixel_rates) or 1.0
+    for family, rung, rate in pixel_rates:
+        hist.record(per_minute * rate / total, {"codec": family, "rendition": rung.name})
+    hist.record(per_minute, {"codec": "+".join(families), "rendition": "ladder"})
 
 
 def chunks_prefix(video_id: str) -> str:
@@ -146,6 +172,9 @@ class TranscodeJob:
                                            f"{limits.max_source_bytes / 1e9:.2f} GB")
                 self.objects.download_file(request.raw_bucket, request.raw_object_key, str(source))
                 info = media.probe(str(source))
+                trace.get_current_span().set_attributes({
+                    "longtail.source_bytes": source.stat().st_size, "longtail.duration_seconds": info.duration_s,
+                    "longtail.source_resolution": f"{info.width}x{info.height}"})
                 media.check_limits(info, source.stat().st_size, limits)
                 rungs = media.ladder_for(info)
                 if tc.per_title and rungs:
@@ -158,10 +187,12 @@ class TranscodeJob:
                     return None
                 out_dir = workdir / "out"
                 out_dir.mkdir()
+                started = time.perf_counter()
                 output = media.transcode(
                     str(source), str(out_dir), info, rungs, families=codec_families(self.cfg),
                     timeout_s=self.cfg.platform.transcode_timeout_s, storyboard=tc.storyboard,
                 )
+                record_encode_time(time.perf_counter() - started, info.duration_s, rungs, codec_families(self.cfg))
             except media.MediaError as exc:
                 log.warning("video %s failed: %s", video_id, exc.reason)
                 return events_pb2.TranscodeResult(
@@ -199,6 +230,10 @@ class TranscodeJob:
         info = media.MediaInfo(**plan["info"])
         rungs = [media.Rung(**r) for r in plan["rungs"]]
         families = plan["families"]
+        span = trace.get_current_span()
+        span.update_name(f"transcode chunk {chunk.index + 1}/{chunk.count}")
+        span.set_attributes({"longtail.chunk.index": chunk.index, "longtail.chunk.count": chunk.count,
+                             "longtail.chunk.start_seconds": chunk.start_seconds})
         timeout = self.cfg.platform.transcode_timeout_s
         self.scratch.mkdir(parents=True, exist_ok=True)
         workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{video_id}-c{chunk.index}-", dir=self.scratch))
@@ -207,8 +242,11 @@ class TranscodeJob:
             try:
                 if self.objects.stat(MEDIA_BUCKET, f"{prefix}/{chunk.index:05d}/_done") is None:
                     self.objects.download_file(request.raw_bucket, request.raw_object_key, str(source))
+                    started = time.perf_counter()
                     outputs = media.encode_chunk(str(source), str(workdir / "chunk"), info, rungs, families,
                                                  chunk.start_seconds, chunk.duration_seconds, timeout_s=timeout)
+                    chunk_s = chunk.duration_seconds or max(0.0, info.duration_s - chunk.start_seconds)
+                    record_encode_time(time.perf_counter() - started, chunk_s, rungs, families)
                     for family, by_rung in outputs.items():
                         for name, path in by_rung.items():
                             self.objects.put_file(MEDIA_BUCKET, f"{prefix}/{chunk.index:05d}/{family}/{name}.mp4", path)
@@ -216,6 +254,7 @@ class TranscodeJob:
                 done = sum(1 for k in self.objects.list_keys(MEDIA_BUCKET, prefix + "/") if k.endswith("/_done"))
                 if done < chunk.count:
                     return None  # a later chunk's worker joins
+                span.add_event("joining chunks", {"longtail.chunk.count": chunk.count})
                 # every chunk is in: join (a racing finisher may join too; both write the same files)
                 chunks = []
                 for i in range(chunk.count):

@@ -163,6 +163,19 @@ class KafkaTopicConsumer:
         """(topic, partition) pairs this member owns now. Not part of the port (tests, metrics)."""
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Messages behind the group's committed offset, per assigned partition (metrics).
+        Called from the consume loop's thread: KafkaConsumer is not thread-safe."""
+        parts = list(self._consumer.assignment())
+        if not parts:
+            return {}
+        ends = self._consumer.end_offsets(parts)
+        out = {}
+        for tp in parts:
+            committed = self._consumer.committed(tp) or 0
+            out[(tp.topic, tp.partition)] = max(0, ends.get(tp, 0) - committed)
+        return out
+
     def close(self) -> None:
         if self._closed:
             return

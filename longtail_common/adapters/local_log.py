@@ -249,6 +249,18 @@ class LocalTopicConsumer:
         """(topic, partition) pairs this member owns now. Not part of the port (tests, metrics)."""
         return set(self._positions)
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Messages behind the group's committed offset, per owned partition (metrics)."""
+        out = {}
+        for topic, partition in sorted(self._positions):
+            end = self._conn.execute("SELECT MAX(offset) FROM messages WHERE topic=? AND partition=?",
+                                     (topic, partition)).fetchone()[0]
+            committed = self._conn.execute(
+                "SELECT next_offset FROM committed WHERE group_id=? AND topic=? AND partition=?",
+                (self.group_id, topic, partition)).fetchone()
+            out[(topic, partition)] = max(0, (end + 1 if end is not None else 0) - (committed[0] if committed else 0))
+        return out
+
     def poll(self, timeout_s: float = 1.0, max_records: int = 1) -> list[Message]:
         if self._closed.is_set():
             raise PortError("consumer is closed")
