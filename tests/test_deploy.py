@@ -4,8 +4,10 @@ points at the compose services, and ports and environment values are well-formed
 from __future__ import annotations
 
 import importlib.util
+import json
 import pathlib
 import re
+import urllib.parse
 
 import pytest
 import yaml
@@ -123,3 +125,302 @@ def test_services_wait_for_schema_and_backends(services):
         assert deps["migrate"]["condition"] == "service_completed_successfully", name
         assert {"kafka", "minio"} <= set(deps), name
     assert services["gateway"]["command"][-4:] == ["--host", "0.0.0.0", "--port", "8080"]
+
+
+# -- observability: collector, Jaeger, Prometheus, Grafana -------------------------------
+
+OBS = DEPLOY / "observability"
+DASHBOARD_DIR = OBS / "grafana" / "dashboards"
+
+# What the Longtail processes export, as Prometheus sees it (OTel -> Prometheus naming):
+# family -> (type, labels). The dashboard may use nothing else, so renaming a metric or a
+# label on either side fails here; test_exported_metric_names_match_the_code ties this
+# list to the instruments the code actually declares.
+EXPORTED = {
+    # FastAPI instrumentation, stable HTTP semconv (telemetry.setup opts in).
+    "http_server_request_duration_seconds": ("histogram", {"http_route", "http_request_method", "http_response_status_code"}),
+    "rpc_server_duration_seconds": ("histogram", {"rpc_method", "rpc_grpc_status_code"}),
+    "longtail_topic_lag": ("gauge", {"topic", "group"}),
+    "longtail_transcode_seconds_per_video_minute": ("histogram", {"rendition", "codec"}),
+    "longtail_placement_decisions": ("counter", {"region", "served_from", "source"}),
+    "longtail_cdn_share": ("gauge", {"region"}),
+}
+SCRAPE_LABELS = {"job", "instance"}  # added by Prometheus to every scraped series
+
+
+def _sample_names(family: str, kind: str) -> set[str]:
+    return {
+        "histogram": {f"{family}_bucket", f"{family}_sum", f"{family}_count"},
+        "counter": {f"{family}_total"},
+        "gauge": {family},
+    }[kind]
+
+
+ALLOWED = {name: family for family, (kind, _) in EXPORTED.items() for name in _sample_names(family, kind)}
+
+_GROUPING = r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)"
+_PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset"}
+
+
+def promql_names(expr: str) -> tuple[set[str], set[str]]:
+    """(metric names, label names) a PromQL expression refers to."""
+    e = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)  # label values and $variables are not names
+    labels = set()
+    for body in re.findall(r"\{([^}]*)\}", e):
+        labels |= set(re.findall(r"([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)", body))
+    e = re.sub(r"\{[^}]*\}", " ", e)
+    for body in re.findall(_GROUPING, e):
+        labels |= {x.strip() for x in body.split(",") if x.strip()}
+    e = re.sub(_GROUPING, " ", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)  # range selectors, $__rate_interval
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][\w:]*", e):
+        if m.group(0) in _PROMQL_KEYWORDS or e[m.end():].lstrip().startswith("("):
+            continue  # a function or an aggregation
+        names.add(m.group(0))
+    return names, labels
+
+
+def _service_by_image(services: dict, prefix: str) -> str:
+    matches = [name for name, svc in services.items() if svc.get("image", "").startswith(prefix)]
+    assert len(matches) == 1, f"expected one service running {prefix}, found {matches}"
+    return matches[0]
+
+
+def _host_path(service: dict, container_path: str) -> pathlib.Path:
+    """The host file behind `container_path` through the service's bind mounts."""
+    for volume in service.get("volumes", []):
+        host, target = volume.split(":")[:2]
+        if host.startswith(".") and (container_path == target or container_path.startswith(target.rstrip("/") + "/")):
+            return (DEPLOY / host / container_path[len(target):].lstrip("/")).resolve()
+    raise AssertionError(f"{container_path} is not bind-mounted from the repo")
+
+
+def _flag(service: dict, flag: str) -> str:
+    values = [arg.split("=", 1)[1] for arg in service.get("command", []) if arg.startswith(flag + "=")]
+    assert len(values) == 1, f"command must set {flag}= once: {service.get('command')}"
+    return values[0]
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+@pytest.fixture(scope="module")
+def collector(services) -> tuple[str, dict]:
+    name = _service_by_image(services, "otel/opentelemetry-collector-contrib:")
+    path = _host_path(services[name], _flag(services[name], "--config"))
+    return name, yaml.safe_load(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def prometheus(services) -> dict:
+    name = _service_by_image(services, "prom/prometheus:")
+    return yaml.safe_load(_host_path(services[name], _flag(services[name], "--config.file")).read_text())
+
+
+@pytest.fixture(scope="module")
+def dashboards() -> list[dict]:
+    found = [json.loads(p.read_text()) for p in sorted(DASHBOARD_DIR.glob("*.json"))]
+    assert found, "no dashboard JSON"
+    return found
+
+
+def _panels(dashboard: dict):
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])  # collapsed rows hold their panels
+
+
+def _longtail_services(services: dict) -> dict:
+    # Long-running Longtail containers; the one-shot `migrate` exits before any scrape.
+    return {name: svc for name, svc in services.items() if "build" in svc and svc.get("restart") != "no"}
+
+
+def test_collector_pipelines_use_defined_components_and_reach_jaeger(services, collector):
+    _name, cfg = collector
+    # Component types the pinned contrib image knows; a typo would stop the collector.
+    known = {"receivers": {"otlp"}, "processors": {"batch", "memory_limiter"},
+             "exporters": {"otlp_grpc", "otlp", "otlp_http", "otlphttp", "debug"}}
+    pipelines = cfg["service"]["pipelines"]
+    assert "traces" in pipelines
+    for pipeline, spec in pipelines.items():
+        for kind in ("receivers", "processors", "exporters"):
+            for component in spec.get(kind, []):
+                assert component in (cfg.get(kind) or {}), f"{pipeline}: {kind[:-1]} {component} is not defined"
+                assert component.split("/")[0] in known[kind], f"{pipeline}: unknown {kind[:-1]} type {component}"
+        assert spec.get("receivers") and spec.get("exporters"), pipeline
+    assert "batch" in pipelines["traces"].get("processors", [])
+
+    for proto, port in (("grpc", 4317), ("http", 4318)):
+        host, bound = _host_port(cfg["receivers"]["otlp"]["protocols"][proto]["endpoint"])
+        assert (host, bound) == ("0.0.0.0", port), f"otlp {proto} must listen on all interfaces (other containers send)"
+
+    jaeger = _service_by_image(services, "jaegertracing/jaeger:")
+    reached = []
+    for exporter in pipelines["traces"]["exporters"]:
+        kind, conf = exporter.split("/")[0], cfg["exporters"][exporter] or {}
+        if kind in ("otlp_grpc", "otlp"):
+            host, port = _host_port(conf["endpoint"])
+            if (host, port) == (jaeger, 4317):  # Jaeger v2's OTLP/gRPC receiver
+                assert conf.get("tls", {}).get("insecure") is True, "Jaeger's OTLP port has no TLS here"
+                reached.append(exporter)
+        elif kind in ("otlp_http", "otlphttp") and conf["endpoint"].rstrip("/") == f"http://{jaeger}:4318":
+            reached.append(exporter)
+    assert reached, "the traces pipeline must export to Jaeger's OTLP endpoint"
+    assert jaeger in services[_name].get("depends_on", {})
+
+
+def test_longtail_telemetry_points_at_the_collector(services, collector):
+    name, cfg = collector
+    config_path = {_config_path(svc) for svc in _longtail_services(services).values()}.pop()
+    tel = load_config(config_path, env={}).telemetry
+    url = urllib.parse.urlsplit(tel.otlp_endpoint)
+    http_port = _host_port(cfg["receivers"]["otlp"]["protocols"]["http"]["endpoint"])[1]
+    assert (url.scheme, url.hostname, url.port) == ("http", name, http_port), tel.otlp_endpoint
+    assert url.path in ("", "/"), "the code appends /v1/traces itself"
+    assert tel.tracing is True and tel.local_traces is False
+    assert tel.prometheus_port > 0, "Prometheus needs a fixed port, not an ephemeral one"
+
+
+def test_prometheus_scrapes_every_longtail_service(services, collector, prometheus):
+    targets = set()
+    for job in prometheus["scrape_configs"]:
+        assert job.get("metrics_path", "/metrics") == "/metrics", job["job_name"]
+        for static in job.get("static_configs", []):
+            targets |= set(static["targets"])
+        for dns in job.get("dns_sd_configs", []):
+            assert dns.get("type", "SRV") == "A", "Docker's DNS serves A records; SRV needs no port"
+            targets |= {f"{n}:{dns['port']}" for n in dns["names"]}
+    longtail = _longtail_services(services)
+    assert {"gateway", "metadata", "upload", "transcoder", "placement", "search"} <= set(longtail)
+    for name, svc in longtail.items():
+        # The port this container actually serves: its config plus its env overrides.
+        port = load_config(_config_path(svc), env=svc.get("environment", {})).telemetry.prometheus_port
+        assert port > 0 and f"{name}:{port}" in targets, f"Prometheus does not scrape {name}:{port}"
+    for target in targets:
+        host, _port = _host_port(target)
+        assert host == "localhost" or host in services, f"scrape target {target} is no compose service"
+    reader = collector[1]["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
+    assert f"{collector[0]}:{reader['port']}" in targets and reader["host"] == "0.0.0.0"
+
+
+def test_grafana_provisioning_and_mounts_exist(services, dashboards):
+    grafana = services[_service_by_image(services, "grafana/grafana:")]
+    provisioning = _host_path(grafana, "/etc/grafana/provisioning")
+    datasource_files = sorted((provisioning / "datasources").glob("*.yaml"))
+    provider_files = sorted((provisioning / "dashboards").glob("*.yaml"))
+    assert datasource_files and provider_files
+
+    expected = {"prometheus": (_service_by_image(services, "prom/prometheus:"), 9090),
+                "jaeger": (_service_by_image(services, "jaegertracing/jaeger:"), 16686)}
+    uids = {}
+    for path in datasource_files:
+        for ds in yaml.safe_load(path.read_text())["datasources"]:
+            url = urllib.parse.urlsplit(ds["url"])
+            assert (url.hostname, url.port) == expected[ds["type"]], f"{ds['name']}: {ds['url']}"
+            uids[ds["uid"]] = ds["type"]
+    assert set(uids.values()) == {"prometheus", "jaeger"}
+
+    for path in provider_files:
+        for provider in yaml.safe_load(path.read_text())["providers"]:
+            folder = _host_path(grafana, provider["options"]["path"])
+            assert folder.is_dir() and list(folder.glob("*.json")), f"provider {provider['name']}: {folder}"
+            assert folder == DASHBOARD_DIR.resolve()
+    home = grafana["environment"].get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    assert home and _host_path(grafana, home).is_file()
+
+    for dashboard in dashboards:
+        refs = [v["datasource"] for v in dashboard["templating"]["list"]]
+        for panel in _panels(dashboard):
+            if panel["type"] != "row":
+                refs += [panel["datasource"]] + [t["datasource"] for t in panel["targets"]]
+        for ref in refs:
+            assert uids.get(ref["uid"]) == ref["type"], f"{dashboard['title']}: unknown datasource {ref}"
+        # The dashboard's way into Jaeger: a traces panel and an Explore link.
+        assert any(p.get("datasource", {}).get("type") == "jaeger" for p in _panels(dashboard))
+        explore = [urllib.parse.unquote(link["url"]) for link in dashboard.get("links", []) if "/explore" in link["url"]]
+        assert any('"datasource":"jaeger"' in url for url in explore)
+
+
+def test_promql_names_sees_metric_and_label_names():
+    # The extractor the dashboard test relies on must really find names (or that test passes vacuously).
+    names, labels = promql_names(
+        'histogram_quantile(0.95, sum by (le, http_route) (rate(foo_seconds_bucket{rpc_method=~"$m", a!="x"}[$__rate_interval])))'
+        ' / on (job) group_left bar_total')
+    assert names == {"foo_seconds_bucket", "bar_total"}
+    assert labels == {"le", "http_route", "rpc_method", "a", "job"}
+
+
+def test_dashboard_queries_use_only_exported_metrics(dashboards):
+    used: set[str] = set()
+    for dashboard in dashboards:
+        queries = []
+        for var in dashboard["templating"]["list"]:
+            q = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+            m = re.fullmatch(r"label_values\(\s*(\w+)\s*,\s*(\w+)\s*\)", q)
+            assert m, f"variable {var['name']}: {q}"
+            queries.append((f"variable {var['name']}", m.group(1), {m.group(2)}))
+        for panel in _panels(dashboard):
+            if panel["type"] == "row" or panel["datasource"]["type"] != "prometheus":
+                continue
+            assert panel["targets"], panel["title"]
+            for target in panel["targets"]:
+                names, labels = promql_names(target["expr"])
+                assert names, f"{panel['title']}: no metric in {target['expr']}"
+                for name in names:
+                    queries.append((panel["title"], name, labels))
+                # A label is fine if any metric of the expression carries it.
+                known = set().union(*(EXPORTED.get(ALLOWED.get(n), ("", set()))[1] for n in names)) | SCRAPE_LABELS | {"le"}
+                assert labels <= known, f"{panel['title']}: unknown labels {labels - known}"
+        for where, name, labels in queries:
+            assert name in ALLOWED, f"{where}: {name} is not an exported metric"
+            used.add(ALLOWED[name])
+            assert labels <= EXPORTED[ALLOWED[name]][1] | SCRAPE_LABELS | {"le"}, f"{where}: {labels}"
+    assert used == set(EXPORTED), f"metrics with no panel: {set(EXPORTED) - used}"
+
+
+def test_exported_metric_names_match_the_code(monkeypatch):
+    """Drives the instruments the services declare through a private Prometheus reader, so a
+    renamed metric, unit or label in the code fails here instead of leaving a panel empty."""
+    from types import SimpleNamespace
+
+    import grpc
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import CollectorRegistry
+
+    from longtail.metadata.v1 import video_pb2
+    from longtail_common import consumer, grpc_server, telemetry
+    from placement_svc import metrics as placement_metrics
+    from transcoder_svc import worker
+
+    registry = CollectorRegistry()
+    provider = MeterProvider(metric_readers=[PrometheusMetricReader(disable_target_info=True, registry=registry)])
+    monkeypatch.setattr(telemetry, "meter", lambda name="longtail": provider.get_meter(name))
+    # Instruments are created once per process; start from none so ours are the ones used.
+    monkeypatch.setattr(worker, "_encode_histogram", [])
+    monkeypatch.setattr(placement_metrics, "_instruments", {})
+    monkeypatch.setattr(consumer, "_lag_gauge", [])
+    monkeypatch.setattr(consumer, "_lags", {})
+
+    interceptor = grpc_server._MetricsInterceptor()
+    handler = interceptor.intercept_service(
+        lambda _details: grpc.unary_unary_rpc_method_handler(lambda request, context: b""),
+        SimpleNamespace(method="/longtail.metadata.v1.MetadataService/GetVideo"))
+    handler.unary_unary(b"", SimpleNamespace(code=lambda: grpc.StatusCode.NOT_FOUND))
+    rung = SimpleNamespace(name="720p", width=1280, height=720, frame_rate=30.0)
+    worker.record_encode_time(30.0, 60.0, [rung], ["h264"])
+    placement_metrics.record_decisions([SimpleNamespace(region="eu-west", served_from=video_pb2.SERVED_FROM_CDN)], "new_video")
+    summary = json.dumps({"date": "2024-01-01", "videos": 4, "on_cdn": {"eu-west": 1}}).encode()
+    placement_metrics.register_cdn_share_gauge(SimpleNamespace(get_bytes=lambda bucket, key: summary))
+    consumer._refresh_lag(SimpleNamespace(lag=lambda: {("transcode.requests", 0): 3, ("transcode.requests", 1): 2}), "transcoders")
+
+    exported: dict[str, tuple[str, set[str]]] = {}
+    for family in registry.collect():
+        labels = {k for s in family.samples for k in s.labels if not k.startswith("otel_scope_") and k != "le"}
+        exported[family.name] = (family.type, labels)
+    provider.shutdown()
+    from_code = {k: v for k, v in EXPORTED.items() if not k.startswith("http_server_")}  # FastAPI's, not ours
+    assert exported == from_code
