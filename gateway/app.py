@@ -112,6 +112,20 @@ CLIENT_CODECS = {
 }
 
 
+# Sample entry of an RFC 6381 audio codecs entry -> the audio codec's plain name.
+AUDIO_CODEC_NAMES = {"mp4a": "aac", "opus": "opus", "ac-3": "ac3", "ec-3": "eac3", "flac": "flac"}
+
+
+def audio_codec_of(codecs: str) -> str | None:
+    """The audio codec a rendition's codecs string names ("avc1.64001f,mp4a.40.2" -> "aac"),
+    None when it names none (a video without sound)."""
+    for entry in codecs.split(","):
+        name = AUDIO_CODEC_NAMES.get(entry.strip().lower().split(".")[0])
+        if name:
+            return name
+    return None
+
+
 def client_from_user_agent(user_agent: str) -> str:
     ua = user_agent.lower()
     if "iphone" in ua or "ipad" in ua:
@@ -327,10 +341,13 @@ def create_app(cfg: Config) -> FastAPI:
             for r in video.renditions if r.codec == codec
         ]
         body["codecs"] = encoded  # every family the video exists in; stream.codec is the one handed out
+        # The handed-out manifests' audio (AAC with H.264, Opus with VP9/AV1); None: no sound.
+        audio_codec = next((a for a in (audio_codec_of(r["codecs"]) for r in body["renditions"]) if a), None)
         body["stream"] = {
             "url": url,
             "protocol": manifest.protocol,
             "codec": codec,
+            "audio_codec": audio_codec,
             "manifests": {p: stream_url(m.object_key) for p, m in sorted(by_protocol.items())},
             "served_from": "cdn" if on_cdn else "origin",
             "region": region,

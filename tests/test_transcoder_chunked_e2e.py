@@ -1,10 +1,13 @@
 """Chunked parallel transcoding through the whole platform: a video longer than the
 threshold is split into chunk jobs on the transcode topic, two workers share them, the
-last one joins and packages; the result plays like a whole-file encode."""
+last one joins and packages; the result plays like a whole-file encode. With VP9 configured
+the join adds Opus audio beside the AAC: a VP9-capable client is handed VP9 + Opus."""
 from __future__ import annotations
 
+import io
 import os
 
+import av
 import httpx
 import m3u8
 import pytest
@@ -23,6 +26,7 @@ def test_chunked_video_becomes_ready(tmp_path):
     cfg = Config(data_dir=str(tmp_path / "lt"))
     cfg.transcoder.chunk_seconds = 4  # 12 s -> 3 chunk jobs
     cfg.transcoder.chunk_min_duration_s = 5
+    cfg.transcoder.codecs = ["h264", "vp9"]
     with Platform(cfg, gateway_port=free_port(), transcoder_workers=2) as platform, httpx.Client(timeout=60) as client:
         base = platform.gateway_url
         vid = upload_all(client, str(clip), base, title="chunked")
@@ -37,6 +41,22 @@ def test_chunked_video_becomes_ready(tmp_path):
             url = watch["stream"]["url"].rsplit("/", 1)[0] + "/" + variant.uri
             pl = m3u8.loads(client.get(url).text)
             assert [s.duration for s in pl.segments] == [4.0, 4.0, 4.0]  # chunk cuts = segment cuts
+        assert watch["stream"]["codec"] == "h264" and watch["stream"]["audio_codec"] == "aac"
+        assert all(p.stream_info.codecs.endswith(",mp4a.40.2") for p in master.playlists)
+        vp9 = client.get(f"{base}/v1/videos/{vid}/watch", params={"client": "chrome"}).json()
+        assert vp9["stream"]["codec"] == "vp9" and vp9["stream"]["audio_codec"] == "opus"
+        vp9_base = vp9["stream"]["url"].rsplit("/", 1)[0]
+        vp9_master = m3u8.loads(client.get(vp9["stream"]["url"]).text)
+        assert len(vp9_master.playlists) == 3 and all(p.stream_info.codecs.endswith(",opus") for p in vp9_master.playlists)
+        assert vp9_master.media[0].type == "AUDIO"
+        audio_pl = m3u8.loads(client.get(f"{vp9_base}/{vp9_master.media[0].uri}").text)
+        audio_dir = f"{vp9_base}/{vp9_master.media[0].uri.rsplit('/', 1)[0]}"
+        blob = client.get(f"{audio_dir}/{audio_pl.segment_map[0].uri}").content + \
+            client.get(f"{audio_dir}/{audio_pl.segments[0].uri}").content
+        with av.open(io.BytesIO(blob)) as c:
+            a = c.streams.audio[0].codec_context
+            assert (a.name, a.channels, a.sample_rate) == ("opus", 2, 48000)
+        assert 'codecs="opus"' in client.get(vp9["stream"]["manifests"]["dash"]).text
         logs = "".join((platform.log_dir / f"transcoder-{i}.log").read_text() for i in range(2))
         assert "split into 3 chunk jobs" in logs
         # chunk scratch objects are removed once packaged

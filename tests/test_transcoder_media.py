@@ -297,3 +297,60 @@ def test_chunked_encode_matches_whole_file(tmp_path, friday_ladder):
         seg_b = [s.duration for s in m3u8.load(str(whole_dir / b.playlist_path)).segments]
         assert len(seg_a) == len(seg_b) and all(abs(x - y) <= frame for x, y in zip(seg_a, seg_b))
     assert m3u8.load(str(tmp_path / "out" / "h264" / "master.m3u8")).media[0].type == "AUDIO"
+
+
+def _audio_of(folder: Path, segment_index: int = 0):
+    """(codec, channels, rate) of an audio rendition's init + one segment, as a player joins them."""
+    pl = m3u8.load(str(folder / "playlist.m3u8"))
+    with _decode_segment(folder, pl.segment_map[0].uri, pl.segments[segment_index].uri) as c:
+        a = c.streams.audio[0].codec_context
+        assert sum(f.samples for f in c.decode(audio=0)) > 0  # it decodes, not just parses
+        return a.name, a.channels, a.sample_rate
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["whole", "chunked"])
+def test_vp9_family_gets_opus_audio_h264_keeps_aac(tmp_path, chunked):
+    """AAC-LC for H.264, Opus beside it for VP9 (whole-file and chunked paths alike): the
+    VP9 master's variants and its MPD's audio set name "opus", the H.264 ones mp4a.40.2."""
+    src = shared("friday_480p_h264_aac.mp4")  # 6.2 s, AAC
+    i = media.probe(src)
+    rungs = media.ladder_for(i)[:1]  # 144p keeps it quick
+    families = ("h264", "vp9")
+    if chunked:
+        chunks = [media.encode_chunk(src, str(tmp_path / f"chunk{k}"), i, rungs, families, start, length,
+                                     timeout_s=300)
+                  for k, (start, length) in enumerate(media.chunk_plan(i.duration_s, chunk_seconds=4))]
+        out = tmp_path / "out"
+        result = media.join_chunks(chunks, src, str(out), i, rungs, families, timeout_s=300,
+                                   storyboard=False, poster=False)
+    else:
+        out = tmp_path
+        result = media.transcode(src, str(out), i, rungs, families=families, timeout_s=300,
+                                 storyboard=False, poster=False)
+    expected = {"h264": ("aac", "mp4a.40.2"), "vp9": ("opus", "opus")}
+    for fam in result.families:
+        name, codecs = expected[fam.codec]
+        assert fam.audio_codec == name
+        master = m3u8.load(str(out / fam.codec / "master.m3u8"))
+        assert [(m.type, m.group_id, m.uri) for m in master.media] == [("AUDIO", "aud", "audio/playlist.m3u8")]
+        for variant, r in zip(master.playlists, fam.renditions):
+            assert variant.stream_info.codecs.split(",")[1] == codecs and variant.stream_info.audio == "aud"
+            assert r.codecs == variant.stream_info.codecs
+        video_set, audio_set = MPEGDASHParser.parse(str(out / fam.codec / "manifest.mpd")).periods[0].adaptation_sets
+        assert audio_set.content_type == "audio" and audio_set.mime_type == "audio/mp4"
+        (rep,) = audio_set.representations
+        assert rep.codecs == codecs and rep.audio_sampling_rate == "48000"
+        tmpl = rep.segment_templates[0]
+        assert (out / fam.codec / tmpl.initialization).exists()
+        audio_dir = out / fam.codec / "audio"
+        pl = m3u8.load(str(audio_dir / "playlist.m3u8"))
+        # the audio covers the video, and DASH's timeline lists the very segments HLS does
+        assert sum(s.duration for s in pl.segments) == pytest.approx(i.duration_s, abs=0.1)
+        assert len(tmpl.segment_timelines[0].Ss) == len(pl.segments)
+        for k in range(len(pl.segments)):
+            assert _audio_of(audio_dir, k) == (name, 2, 48000)
+    opus_fam = next(f for f in result.families if f.codec == "vp9")
+    audio_pl = media.read_media_playlist(out / "vp9" / "audio" / "playlist.m3u8")
+    opus_peak, _ = media._bitrates(out / "vp9" / "audio", audio_pl)
+    assert opus_peak < 1.5 * media.OPUS_BITRATE_BPS  # BANDWIDTH counts the Opus track at its size
+    assert all(r.bitrate_bps > opus_peak for r in opus_fam.renditions)

@@ -18,7 +18,12 @@ from longtail_common.launcher import free_port
 S = video_pb2.VideoStatus
 
 
-def ready_video(video_id: str, families: list[str]) -> video_pb2.Video:
+# Codecs strings as the transcoder writes them for a video with sound: AAC with H.264,
+# Opus with VP9/AV1.
+WITH_SOUND = {"h264": "avc1.64001f,mp4a.40.2", "vp9": "vp09.00.31.08,opus", "av1": "av01.0.05M.08,opus"}
+
+
+def ready_video(video_id: str, families: list[str], sound: bool = False) -> video_pb2.Video:
     v = video_pb2.Video(id=video_id, title="t", status=S.VIDEO_STATUS_READY, duration_seconds=10)
     v.channel.id = "chan"
     for fam in families:
@@ -26,7 +31,8 @@ def ready_video(video_id: str, families: list[str]) -> video_pb2.Video:
             v.manifests.add(codec=fam, protocol=protocol, object_key=f"videos/{video_id}/{fam}/{name}")
         for h in (144, 720):
             v.renditions.add(codec=fam, width=h * 16 // 9, height=h, bitrate_bps=h * 1000, container="fmp4",
-                             object_key=f"videos/{video_id}/{fam}/{h}p/playlist.m3u8", codecs=f"{fam}-codecs")
+                             object_key=f"videos/{video_id}/{fam}/{h}p/playlist.m3u8",
+                             codecs=WITH_SOUND[fam] if sound else f"{fam}-codecs")
     return v
 
 
@@ -45,7 +51,8 @@ def client(tmp_path_factory):
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     mpb_grpc.add_MetadataServiceServicer_to_server(
         StubMetadata([ready_video("allthree", ["h264", "vp9", "av1"]), ready_video("vp9only", ["h264", "vp9"]),
-                      ready_video("h264only", ["h264"])]), server)
+                      ready_video("h264only", ["h264"]), ready_video("sound", ["h264", "vp9"], sound=True),
+                      ready_video("soundh264", ["h264"], sound=True)]), server)
     port = free_port()
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
@@ -91,3 +98,18 @@ def test_dash_on_request_and_bad_protocol(client):
     assert body["stream"]["protocol"] == "dash" and body["stream"]["url"].endswith("/av1/manifest.mpd")
     resp = client.get("/v1/videos/allthree/watch", params={"protocol": "smooth"})
     assert resp.status_code == 400 and "protocol" in resp.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("video, kw, codec, audio", [
+    ("sound", {"headers": {"User-Agent": CHROME}}, "vp9", "opus"),  # VP9-capable: Opus beside it
+    ("sound", {"params": {"client": "android", "protocol": "dash"}}, "vp9", "opus"),
+    ("sound", {"headers": {"User-Agent": SAFARI}}, "h264", "aac"),
+    ("sound", {"params": {"client": "tv"}}, "h264", "aac"),
+    ("soundh264", {"params": {"client": "chrome"}}, "h264", "aac"),  # H.264-only video: AAC to everyone
+    ("vp9only", {"params": {"client": "chrome"}}, "vp9", None),  # no audio in its codecs: no sound
+])
+def test_payload_names_the_audio_codec_handed_out(client, video, kw, codec, audio):
+    body = client.get(f"/v1/videos/{video}/watch", **kw).json()
+    assert body["stream"]["codec"] == codec and body["stream"]["audio_codec"] == audio
+    if audio:
+        assert all(r["codecs"].endswith(",opus" if audio == "opus" else ",mp4a.40.2") for r in body["renditions"])

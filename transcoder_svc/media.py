@@ -7,10 +7,12 @@
 * `ladder_for` picks the rungs for a source (144p..2160p): never above the source size.
 * `transcode` runs ONE ffmpeg process that decodes once, splits, scales and encodes every
   rung of every codec family (H.264, VP9, AV1) plus the storyboard sprite. Each family is
-  one output writing CMAF (fragmented MP4) segments per rung and one AAC audio rendition;
-  keyframes are forced on segment boundaries so every rung switches cleanly. The HLS master
-  (CODECS/BANDWIDTH/RESOLUTION) and the DASH MPD are then written here from the measured
-  segments, so both protocols share the same segment files.
+  one output writing CMAF (fragmented MP4) segments per rung and one stereo audio rendition:
+  AAC-LC for H.264 (plays everywhere), Opus for VP9/AV1 (every client handed those plays
+  Opus in MP4, and it sounds as good at fewer bits); keyframes are forced on segment
+  boundaries so every rung switches cleanly. The HLS master (CODECS/BANDWIDTH/RESOLUTION)
+  and the DASH MPD are then written here from the measured segments, so both protocols
+  share the same segment files.
 * Rungs are plain data: per-title encoding may hand in any bitrates (and a measured VMAF).
 
 Every failure a user's file can cause raises MediaError with a reason meant for the
@@ -36,7 +38,11 @@ SEGMENT_SECONDS = 4
 X264_PRESET = os.environ.get("LONGTAIL_X264_PRESET", "veryfast")
 VP9_CPU_USED = int(os.environ.get("LONGTAIL_VP9_CPU_USED", "8"))  # realtime deadline, 5..8 on small boxes
 SVTAV1_PRESET = int(os.environ.get("LONGTAIL_SVTAV1_PRESET", "10"))
-AUDIO_BITRATE_BPS = 128_000
+AUDIO_BITRATE_BPS = 128_000  # AAC-LC stereo
+OPUS_BITRATE_BPS = 96_000  # Opus stereo: as good as AAC at 128 kb/s
+# Audio codec of each family's manifests; the RFC 6381 string HLS CODECS and DASH @codecs use.
+FAMILY_AUDIO_CODEC = {"h264": "aac", "vp9": "opus", "av1": "opus"}
+AUDIO_CODECS_STRING = {"aac": "mp4a.40.2", "opus": "opus"}
 MAX_FRAME_RATE = 60
 CODEC_FAMILIES = ("h264", "vp9", "av1")
 # A transcode that yields less than this share of the probed duration came from a
@@ -152,6 +158,7 @@ class FamilyOutput:
     codec: str
     hls_path: str  # master playlist, relative to the output directory
     dash_path: str  # MPD
+    audio_codec: str = ""  # "aac" | "opus"; "" when the video has no audio
     renditions: list[RenditionOutput] = field(default_factory=list)
 
 
@@ -397,7 +404,8 @@ def build_command(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fa
     """One ffmpeg process: decode once, split to every (family, rung) and the storyboard.
 
     Each family is an HLS output of CMAF segments: <out>/<family>/<rung>/{init.mp4,
-    segment_NNNNN.m4s, playlist.m3u8} plus <family>/audio/ (AAC-LC stereo, encoded once).
+    segment_NNNNN.m4s, playlist.m3u8} plus <family>/audio/ (stereo, AAC-LC or Opus: see
+    FAMILY_AUDIO_CODEC).
     """
     if not rungs or not families:
         raise MediaError("no rendition fits this video's size")
@@ -424,7 +432,7 @@ def build_command(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fa
         var_map = [f"v:{j},agroup:aud,name:{r.name}" if with_audio else f"v:{j},name:{r.name}"
                    for j, r in enumerate(rungs)]
         if with_audio:
-            args += _audio_args(info)
+            args += _audio_args(info, codec=FAMILY_AUDIO_CODEC[family])
             var_map.append("a:0,agroup:aud,name:audio")
         args += _encoder_args(family, rungs, fps)
         args += _hls_output_args(fam_dir, var_map)
@@ -443,9 +451,15 @@ def _hls_output_args(fam_dir: str, var_map: list[str]) -> list[str]:
             os.path.join(fam_dir, "%v", "playlist.m3u8")]
 
 
-def _audio_args(info: MediaInfo, input_index: int = 0) -> list[str]:
-    return ["-map", f"{input_index}:{info.audio_stream_index}", "-c:a", "aac", "-profile:a", "aac_low",
-            "-b:a", str(AUDIO_BITRATE_BPS), "-ac", "2", "-ar", "48000"]
+def _audio_args(info: MediaInfo, input_index: int = 0, codec: str = "aac") -> list[str]:
+    args = ["-map", f"{input_index}:{info.audio_stream_index}"]
+    if codec == "aac":
+        args += ["-c:a", "aac", "-profile:a", "aac_low", "-b:a", str(AUDIO_BITRATE_BPS)]
+    elif codec == "opus":  # 20 ms frames; Opus in ISO-BMFF ('Opus' sample entry + dOps)
+        args += ["-c:a", "libopus", "-b:a", str(OPUS_BITRATE_BPS), "-vbr", "on", "-application", "audio"]
+    else:
+        raise ValueError(f"unknown audio codec {codec!r}")
+    return args + ["-ac", "2", "-ar", "48000"]
 
 
 def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families=("h264",),
@@ -546,7 +560,7 @@ def join_chunks(chunks: list[dict[str, dict[str, str]]], src: str, out_dir: str,
         var_map = [f"v:{j},agroup:aud,name:{r.name}" if with_audio else f"v:{j},name:{r.name}"
                    for j, r in enumerate(rungs)]
         if with_audio:
-            args += _audio_args(info, n_inputs)
+            args += _audio_args(info, n_inputs, codec=FAMILY_AUDIO_CODEC[family])
             var_map.append("a:0,agroup:aud,name:audio")
         args += ["-c:v", "copy"] + _hls_output_args(os.path.join(out_dir, family), var_map)
     _run(args, timeout_s, "joining chunks")
@@ -623,7 +637,9 @@ def _package(out: Path, family: str, info: MediaInfo, rungs: list[Rung]) -> Fami
             raise MediaError(f"transcoding produced no {family} audio playlist")
         apl = read_media_playlist(pl_path)
         audio = (apl, *_bitrates(fam_dir / "audio", apl))
-    fam = FamilyOutput(codec=family, hls_path=f"{family}/master.m3u8", dash_path=f"{family}/manifest.mpd")
+    audio_codec = FAMILY_AUDIO_CODEC[family] if audio else ""
+    fam = FamilyOutput(codec=family, hls_path=f"{family}/master.m3u8", dash_path=f"{family}/manifest.mpd",
+                       audio_codec=audio_codec)
     playlists = {}
     for rung in rungs:
         pl_path = fam_dir / rung.name / "playlist.m3u8"
@@ -639,7 +655,8 @@ def _package(out: Path, family: str, info: MediaInfo, rungs: list[Rung]) -> Fami
         fam.renditions.append(RenditionOutput(
             codec=family, name=rung.name, width=rung.width, height=rung.height, bitrate_bps=peak,
             average_bitrate_bps=avg, container="fmp4", playlist_path=f"{family}/{rung.name}/playlist.m3u8",
-            frame_rate=rung.frame_rate, codecs=rung.codecs_for(family) + (",mp4a.40.2" if audio else ""),
+            frame_rate=rung.frame_rate,
+            codecs=rung.codecs_for(family) + (f",{AUDIO_CODECS_STRING[audio_codec]}" if audio else ""),
             duration_s=pl.duration_s, vmaf=rung.vmaf,
         ))
     _write_hls_master(fam_dir / "master.m3u8", fam, audio is not None)
@@ -699,8 +716,8 @@ def _write_mpd(path: Path, fam: FamilyOutput, rungs: list[Rung], playlists: dict
     if audio is not None:
         aset = ET.SubElement(period, "AdaptationSet", id="1", contentType="audio", mimeType="audio/mp4",
                              lang="und", segmentAlignment="true", startWithSAP="1")
-        rep = ET.SubElement(aset, "Representation", id="audio", bandwidth=str(audio_peak), codecs="mp4a.40.2",
-                            audioSamplingRate="48000")
+        rep = ET.SubElement(aset, "Representation", id="audio", bandwidth=str(audio_peak),
+                            codecs=AUDIO_CODECS_STRING[fam.audio_codec], audioSamplingRate="48000")
         ET.SubElement(rep, "AudioChannelConfiguration",
                       schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011", value="2")
         _segment_template(rep, "audio", audio)
