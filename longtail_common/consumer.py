@@ -34,7 +34,7 @@ def _observe_lags(_options):
     return [Observation(n, {"topic": t, "group": g}) for (t, g), n in list(_lags.items())]
 
 
-def _refresh_lag(consumer, group_id: str) -> None:
+def _refresh_lag(consumer, topics: list[str], group_id: str) -> None:
     if not hasattr(consumer, "lag"):
         return
     if not _lag_gauge:
@@ -49,8 +49,11 @@ def _refresh_lag(consumer, group_id: str) -> None:
     totals: dict[str, int] = {}
     for (topic, _partition), n in per_partition.items():
         totals[topic] = totals.get(topic, 0) + n
-    for topic, n in totals.items():
-        _lags[(topic, group_id)] = n
+    for topic in topics:
+        if topic in totals:
+            _lags[(topic, group_id)] = totals[topic]
+        else:  # a rebalance took its partitions: another member reports them now
+            _lags.pop((topic, group_id), None)
 
 
 class PermanentError(Exception):
@@ -73,7 +76,7 @@ def run_consumer(
     try:
         while not stopping.is_set():
             if time.monotonic() >= next_lag:
-                _refresh_lag(consumer, group_id)
+                _refresh_lag(consumer, topics, group_id)
                 next_lag = time.monotonic() + LAG_INTERVAL_S
             messages = consumer.poll(timeout_s=1.0, max_records=1)
             if not messages and on_idle:

@@ -253,6 +253,7 @@ def run(cfg, day: dt.date, args) -> dict:
         now = Timestamp()
         now.GetCurrentTime()
         pushed, evicted, errors, unchanged = [], [], [], 0
+        changes: dict[tuple[str, str], int] = {}  # (region, served_from) -> decisions changed
         for i, e in enumerate(entries):
             video = videos[e.video_id]
             want = push[i].copy()
@@ -270,12 +271,15 @@ def run(cfg, day: dt.date, args) -> dict:
                     errors.append(f"push {e.video_id} to {r}: {exc}")
             changed = _placements(regions, want, predicted[i], policy, now)
             write_placements(metadata, video, changed)
-            placement_metrics.record_decisions([p for p in changed if p.region in set(new) | set(gone)], "daily")
+            for p in changed:
+                if p.region in new or p.region in gone:
+                    key = (p.region, "cdn" if p.served_from == video_pb2.SERVED_FROM_CDN else "origin")
+                    changes[key] = changes.get(key, 0) + 1
             for r in gone:  # the decision no longer points there: now the bytes may go
                 edge.evict(objects, e.video_id, r)
                 evicted.append([e.video_id, r])
         on_cdn = {r: int(push[:, j].sum()) for j, r in enumerate(regions)}
-        placement_metrics.write_daily_summary(objects, day.isoformat(), regions, len(entries), on_cdn)
+        placement_metrics.write_daily_summary(objects, day.isoformat(), regions, len(entries), on_cdn, changes)
         out.update({
             "videos": len(entries), "pairs_scored": int(len(entries) * len(regions)),
             "on_cdn": int(push.sum()), "pushed": pushed, "evicted": evicted, "unchanged_videos": unchanged,

@@ -39,15 +39,30 @@ def record_decisions(placements, source: str) -> None:
         counter.add(1, {"region": p.region, "served_from": served, "source": source})
 
 
-def write_daily_summary(objects, day: str, regions: list[str], videos: int, on_cdn_by_region: dict[str, int]) -> None:
-    body = {"date": day, "videos": videos, "on_cdn": {r: int(on_cdn_by_region.get(r, 0)) for r in regions}}
+def write_daily_summary(objects, day: str, regions: list[str], videos: int, on_cdn_by_region: dict[str, int],
+                        changes: dict[tuple[str, str], int] | None = None) -> None:
+    """changes: (region, "cdn"|"origin") -> decisions the run changed. The batch job is not
+    scraped, so the service adds them to its decisions counter (once per run)."""
+    body = {"run_id": f"{day}@{time.time():.3f}", "date": day, "videos": videos,
+            "on_cdn": {r: int(on_cdn_by_region.get(r, 0)) for r in regions},
+            "changes": [[r, served, n] for (r, served), n in sorted((changes or {}).items())]}
     objects.ensure_bucket(MODEL_BUCKET)
     objects.put_bytes(MODEL_BUCKET, DAILY_SUMMARY_KEY, json.dumps(body).encode(), content_type="application/json")
 
 
 def register_cdn_share_gauge(objects) -> None:
     """longtail.cdn_share{region}: share of READY videos on the CDN after the last daily run."""
-    cache: dict = {"at": -1e9, "summary": None}
+    def read():
+        try:
+            return json.loads(objects.get_bytes(MODEL_BUCKET, DAILY_SUMMARY_KEY))
+        except (NotFoundError, ValueError):
+            return None
+
+    try:
+        baseline = read()  # a run from before this process started was counted by its predecessor
+    except Exception:  # noqa: BLE001 - the store may still be coming up
+        baseline = None
+    cache: dict = {"at": -1e9, "summary": baseline, "counted_run": baseline.get("run_id") if baseline else ""}
 
     def observe(_options):
         from opentelemetry.metrics import Observation
@@ -55,12 +70,15 @@ def register_cdn_share_gauge(objects) -> None:
         if time.monotonic() - cache["at"] > _SUMMARY_TTL_S:
             cache["at"] = time.monotonic()
             try:
-                cache["summary"] = json.loads(objects.get_bytes(MODEL_BUCKET, DAILY_SUMMARY_KEY))
-            except (NotFoundError, ValueError):
-                cache["summary"] = None
+                cache["summary"] = read()
             except Exception:  # noqa: BLE001 - a scrape must not fail on a store hiccup
                 pass
         summary = cache["summary"]
+        run_id = summary.get("run_id") if summary else ""
+        if summary and run_id != cache["counted_run"]:
+            cache["counted_run"] = summary.get("run_id")
+            for region, served, n in summary.get("changes", []):
+                _decisions_counter().add(n, {"region": region, "served_from": served, "source": "daily"})
         if not summary or not summary.get("videos"):
             return []
         return [Observation(n / summary["videos"], {"region": r}) for r, n in summary["on_cdn"].items()]

@@ -154,6 +154,15 @@ def test_views_drive_the_daily_push_and_eviction(platform, ready_video):
         seg = c.get(variant_url.rsplit("/", 1)[0] + "/" + segment, headers={"Range": "bytes=0-99"})
         assert seg.status_code == 206 and len(seg.content) == 100
 
+        # What SREs see: the placement service reports the run's CDN share and its changes.
+        from tests.test_telemetry import _scrape_all, _series
+
+        metrics = _scrape_all(platform)
+        assert _series(metrics, "longtail_cdn_share", region="GB") == [pytest.approx(1 / summary["videos"])]
+        assert _series(metrics, "longtail_cdn_share", region="US") == [0.0]
+        assert _series(metrics, "longtail_placement_decisions_total", source="daily", region="GB",
+                       served_from="cdn") == [1.0]
+
         # Same day again: nothing changes (idempotent).
         again = run_daily(platform, today + dt.timedelta(days=1))
         assert again["pushed"] == [] and again["evicted"] == []
