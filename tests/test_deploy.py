@@ -415,7 +415,8 @@ def test_exported_metric_names_match_the_code(monkeypatch):
     placement_metrics.record_decisions([SimpleNamespace(region="eu-west", served_from=video_pb2.SERVED_FROM_CDN)], "new_video")
     summary = json.dumps({"date": "2024-01-01", "videos": 4, "on_cdn": {"eu-west": 1}}).encode()
     placement_metrics.register_cdn_share_gauge(SimpleNamespace(get_bytes=lambda bucket, key: summary))
-    consumer._refresh_lag(SimpleNamespace(lag=lambda: {("transcode.requests", 0): 3, ("transcode.requests", 1): 2}), "transcoders")
+    consumer._refresh_lag(SimpleNamespace(lag=lambda: {("transcode.requests", 0): 3, ("transcode.requests", 1): 2}),
+                           ["transcode.requests"], "transcoders")
 
     exported: dict[str, tuple[str, set[str]]] = {}
     for family in registry.collect():
