@@ -44,6 +44,14 @@ class ServiceServer:
         self.stopping = threading.Event()
         self.set_serving(False)
 
+    def late_servicer(self, add_to_server) -> "LateServicer":
+        """Registers a servicer that is built later, once the backends answer: gRPC takes
+        method handlers only before start(). Until bind(), _NotReadyInterceptor answers
+        UNAVAILABLE, so the stand-in is never called unbound."""
+        late = LateServicer()
+        add_to_server(late, self.server)
+        return late
+
     def set_serving(self, serving: bool) -> None:
         self.serving = serving
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -70,6 +78,24 @@ class ServiceServer:
         if on_stop:
             on_stop()
         self.server.stop(grace=5).wait()
+
+
+class LateServicer:
+    """Forwards every RPC method to the servicer given to bind()."""
+
+    def __init__(self):
+        self._target = None
+
+    def bind(self, servicer) -> None:
+        self._target = servicer
+
+    def __getattr__(self, method: str):
+        def forward(request_or_iterator, context):
+            if self._target is None:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "service is starting")
+            return getattr(self._target, method)(request_or_iterator, context)
+
+        return forward
 
 
 class _NotReadyInterceptor(grpc.ServerInterceptor):

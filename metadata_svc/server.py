@@ -228,11 +228,12 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
 def serve(cfg: Config) -> None:
     server = ServiceServer("longtail.metadata.v1.MetadataService", cfg.services.metadata)
     # Serve health (NOT_SERVING) at once, then connect the store with backoff.
+    servicer = server.late_servicer(pb_grpc.add_MetadataServiceServicer_to_server)
     server.start()
     store = connect_with_backoff("metadata store", lambda: make_metadata_store(cfg), server.stopping)
     if store is None:
         return
-    pb_grpc.add_MetadataServiceServicer_to_server(MetadataServicer(store), server.server)
+    servicer.bind(MetadataServicer(store))
     server.set_serving(True)
     server.run_until_signalled(on_stop=store.close)
 

@@ -161,6 +161,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
 
 def serve(cfg: Config) -> None:
     server = ServiceServer("longtail.search.v1.SearchService", cfg.services.search)
+    servicer = server.late_servicer(pb_grpc.add_SearchServiceServicer_to_server)
     server.start()
 
     def connect():
@@ -173,7 +174,7 @@ def serve(cfg: Config) -> None:
         return
     index = SearchIndex(cfg.data_path / "search" / "index.sqlite3")
     metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
-    pb_grpc.add_SearchServiceServicer_to_server(SearchServicer(index, metadata), server.server)
+    servicer.bind(SearchServicer(index, metadata))
     consumer_thread = threading.Thread(
         target=run_consumer,
         args=(bus, [TOPIC_VIDEO_PUBLISHED], CONSUMER_GROUP, PublishedHandler(index, metadata), server.stopping),

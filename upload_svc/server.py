@@ -212,6 +212,7 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
 
 def serve(cfg: Config) -> None:
     server = ServiceServer("longtail.upload.v1.UploadService", cfg.services.upload)
+    servicer = server.late_servicer(pb_grpc.add_UploadServiceServicer_to_server)
     server.start()
 
     def connect():
@@ -227,7 +228,7 @@ def serve(cfg: Config) -> None:
     objects, bus = backends
     producer = bus.producer()
     metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
-    pb_grpc.add_UploadServiceServicer_to_server(UploadServicer(cfg, objects, producer, metadata), server.server)
+    servicer.bind(UploadServicer(cfg, objects, producer, metadata))
     janitor = RawJanitor(objects, metadata, cfg.platform.raw_retention_s)
     threading.Thread(target=janitor.run, args=(server.stopping, max(1, cfg.platform.raw_sweep_interval_s)),
                      name="raw-janitor", daemon=True).start()
