@@ -5,7 +5,10 @@ Run from the repo root:  .venv/bin/python bench/transcode_bench.py [--seconds 60
 Writes bench/results/transcode.json. Target: single-decode >= 1.5x faster (wall time).
 The 60 s 1080p30 source is made reproducibly: the 10 s Sintel clip from ../shared/media
 looped six times (plus a tone), or, without ../shared, ffmpeg's testsrc2 + mandelbrot.
-Both methods produce the same rungs, segments and audio; only the decode count differs.
+Both methods produce the same rungs, segments and audio, with the same x264 settings; the
+single-decode graph also scales each rung from the next bigger one (the per-rendition runs
+can only scale from the source). Also measured: CPU of the decode alone and of decode +
+all scales (no encode), which bound what one decode can save.
 """
 from __future__ import annotations
 
@@ -60,6 +63,15 @@ def timed(args: list[str]) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
+def _null_outputs(cmd: list[str], n: int) -> list[str]:
+    """The command's decode + filter graph with every rung sent to the null muxer (no encode)."""
+    i = cmd.index("-filter_complex")
+    args = cmd[:i + 2]
+    for label in [cmd[k + 1] for k in range(i + 2, len(cmd) - 1) if cmd[k] == "-map" and cmd[k + 1].startswith("[")][:n]:
+        args += ["-map", label, "-f", "null", "-"]
+    return args
+
+
 def segments(out: pathlib.Path) -> dict[str, int]:
     return {p.parent.name: len(media.read_media_playlist(p).segments) for p in sorted(out.rglob("playlist.m3u8"))}
 
@@ -76,6 +88,7 @@ def main() -> int:
         info = media.probe(str(src))
         rungs = media.ladder_for(info)
         print(f"source: {desc}; ladder {[r.name for r in rungs]}, preset {media.X264_PRESET}", flush=True)
+        load_start = os.getloadavg()
 
         single_dir = work / "single"
         single_wall, single_cpu = timed(media.build_command(str(src), str(single_dir), info, rungs, ("h264",)))
@@ -91,6 +104,14 @@ def main() -> int:
             per_wall, per_cpu = per_wall + w, per_cpu + c
         print(f"one run per rendition ({len(rungs)} runs): wall {per_wall:.1f} s, CPU {per_cpu:.1f} s", flush=True)
 
+        ff = media.ffmpeg_exe()
+        _, decode_cpu = timed([ff, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(src),
+                               "-map", f"0:{info.video_stream_index}", "-f", "null", "-"])
+        single_cmd = media.build_command(str(src), str(work / "null"), info, rungs, ("h264",))
+        _, scale_cpu = timed(_null_outputs(single_cmd, len(rungs)))
+        scale_cpu -= decode_cpu
+        print(f"decode alone: CPU {decode_cpu:.1f} s; the single graph's scales: CPU {scale_cpu:.1f} s", flush=True)
+
         single_segs = segments(single_dir / "h264")
         per_segs = {}
         for d in (work / "per").iterdir():
@@ -104,7 +125,8 @@ def main() -> int:
             "benchmark": "transcode_h264_ladder_single_decode_vs_per_rendition",
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "machine": {"platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
-                        "loadavg_at_start": os.getloadavg(), "ffmpeg": _ffmpeg_version()},
+                        "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(),
+                        "ffmpeg": _ffmpeg_version()},
             "command": "python bench/transcode_bench.py" + (f" --seconds {args.seconds}" if args.seconds != 60 else ""),
             "source": {"description": desc, "duration_s": info.duration_s, "width": info.width,
                        "height": info.height, "frame_rate": info.frame_rate},
@@ -113,6 +135,13 @@ def main() -> int:
             "x264_preset": media.X264_PRESET,
             "single_decode": {"wall_s": round(single_wall, 2), "cpu_s": round(single_cpu, 2)},
             "per_rendition": {"wall_s": round(per_wall, 2), "cpu_s": round(per_cpu, 2), "runs": per_runs},
+            "cpu_breakdown": {
+                "decode_s": round(decode_cpu, 2),  # one 1080p decode, no filter or encode
+                "single_graph_scales_s": round(scale_cpu, 2),  # decode + all scales to null, minus decode
+                "decode_share_of_per_rendition_cpu": round(len(rungs) * decode_cpu / per_cpu, 3),
+                # if the single path cost only its encodes, the CPU ratio could reach at most:
+                "cpu_ratio_bound": round(per_cpu / max(single_cpu - decode_cpu - scale_cpu, 1e-9), 2),
+            },
             "speedup_wall": round(speedup_wall, 2),
             "speedup_cpu": round(speedup_cpu, 2),
             "realtime_factor_single": round(info.duration_s / single_wall, 2),
