@@ -65,6 +65,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from longtail_common import telemetry  # noqa: E402
+from machine import cpu_model, ffmpeg_version  # noqa: E402  (bench/machine.py)
 from longtail_common.cli import make_test_clip, upload_file  # noqa: E402
 from longtail_common.config import Config  # noqa: E402
 from longtail_common.launcher import Platform, free_port  # noqa: E402
@@ -379,10 +380,10 @@ def main() -> int:
         result = {
             "benchmark": "chunked_transcoding_time_to_ready",
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"hostname": socket.gethostname(), "platform": platform.platform(), "cpu": _cpu_model(),
+            "machine": {"hostname": socket.gethostname(), "platform": platform.platform(), "cpu": cpu_model(),
                         "cores": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in load_start],
                         "loadavg_at_end": [round(x, 2) for x in load_end], "python": platform.python_version(),
-                        "ffmpeg": _ffmpeg_version()},
+                        "ffmpeg": ffmpeg_version()},
             "command": "python bench/chunked_bench.py" + "".join(
                 f" --{k} {v}" for k, v in (("seconds", args.seconds), ("height", args.height), ("rounds", args.rounds))
                 if v != ap.get_default(k)),
@@ -429,19 +430,6 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _ffmpeg_version() -> str:
-    out = subprocess.run([media.ffmpeg_exe(), "-version"], capture_output=True, text=True).stdout
-    return out.splitlines()[0] if out else ""
 
 
 if __name__ == "__main__":

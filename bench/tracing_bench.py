@@ -45,6 +45,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from longtail_common.cli import make_test_clip, upload_file, wait_ready  # noqa: E402
+from machine import cpu_model  # noqa: E402  (bench/machine.py)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MODES = ("tracing_on", "tracing_off")
@@ -330,7 +331,7 @@ def main() -> int:
     result = {
         "benchmark": "tracing_overhead_watch",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"hostname": socket.gethostname(), "platform": platform.platform(), "cpu": _cpu_model(),
+        "machine": {"hostname": socket.gethostname(), "platform": platform.platform(), "cpu": cpu_model(),
                     "cores": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in load_start],
                     "loadavg_at_end": [round(x, 2) for x in load_end], "python": platform.python_version()},
         "command": "python bench/tracing_bench.py",
@@ -387,15 +388,6 @@ def _print_table(phase: dict) -> None:
           f"({r['median_latency_paired_rounds']['min']:.3f}-{r['median_latency_paired_rounds']['max']:.3f}; "
           f"on slower in {r['median_latency_paired_rounds']['rounds_on_slower']}/{phase['rounds']} rounds)")
 
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from transcoder_svc import media  # noqa: E402
+from machine import cpu_model, ffmpeg_version  # noqa: E402  (bench/machine.py)
 
 SINTEL = ROOT.parent / "shared" / "media" / "sintel_1080p_h264_letterbox.mp4"
 TARGET_SPEEDUP = 1.5
@@ -124,9 +125,9 @@ def main() -> int:
         result = {
             "benchmark": "transcode_h264_ladder_single_decode_vs_per_rendition",
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
+            "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count(),
                         "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(),
-                        "ffmpeg": _ffmpeg_version()},
+                        "ffmpeg": ffmpeg_version()},
             "command": "python bench/transcode_bench.py" + (f" --seconds {args.seconds}" if args.seconds != 60 else ""),
             "source": {"description": desc, "duration_s": info.duration_s, "width": info.width,
                        "height": info.height, "frame_rate": info.frame_rate},
@@ -156,19 +157,6 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _ffmpeg_version() -> str:
-    out = subprocess.run([media.ffmpeg_exe(), "-version"], capture_output=True, text=True).stdout
-    return out.splitlines()[0] if out else ""
 
 
 if __name__ == "__main__":
