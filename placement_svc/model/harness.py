@@ -63,6 +63,40 @@ def price_plan(ctx: Context, plan: Plan) -> dict:
             "delivered_gb": total_gb, "fills": int(plan.fill.sum()), "edge_pair_days": int(plan.edge.sum())}
 
 
+AGE_GROUPS = ("unknown_that_morning", "upload_day", "age_1", "age_2_7", "age_8_plus")
+
+
+def excess_breakdown(ctx: Context, plan: Plan, ref: Plan) -> dict:
+    """Where `plan` costs more than `ref` (the oracle), per pair-day, in USD.
+
+    by_age: by the video's age on the day (from its upload date; imputed = first day with
+    views), with videos not yet known that morning apart (no morning policy can place
+    them). by_decision: pushed where the reference was not (over), not pushed where it
+    was (under), both at the edge (fill timing, e.g. evict and refill)."""
+    ds = ctx.ds
+    by_age = {k: 0.0 for k in AGE_GROUPS}
+    by_dec = {"over_push": 0.0, "under_push": 0.0, "fill_timing": 0.0}
+    over_zero = 0.0
+    for t, d in enumerate(plan.days):
+        views = ds.views[:, :, d].astype(np.float64)
+        e, o, f = ctx.pricer.pair_costs(views)
+        cost = lambda p: np.where(p.edge[t], e + np.where(p.fill[t], f, 0.0), o)  # noqa: E731
+        ex = cost(plan) - cost(ref)
+        age = d - ds.upload_day
+        group = np.select([ds.known_from > d, age <= 0, age == 1, age <= 7], [0, 1, 2, 3], 4)
+        per_video = ex.sum(1)
+        for i, k in enumerate(AGE_GROUPS):
+            by_age[k] += float(per_video[group == i].sum())
+        me, oe = plan.edge[t], ref.edge[t]
+        by_dec["over_push"] += float(ex[me & ~oe].sum())
+        by_dec["under_push"] += float(ex[~me & oe].sum())
+        by_dec["fill_timing"] += float(ex[me & oe].sum())
+        over_zero += float(ex[me & ~oe & (views == 0)].sum())
+    return {"total": round(sum(by_age.values()), 4), "by_age": {k: round(v, 4) for k, v in by_age.items()},
+            "by_decision": {k: round(v, 4) for k, v in by_dec.items()},
+            "over_push_on_pair_days_without_views": round(over_zero, 4)}
+
+
 def calibration_bins(pred: np.ndarray, real: np.ndarray) -> list[dict]:
     """Mean predicted vs mean real views per log-spaced bin of the prediction (test days)."""
     if len(pred) == 0:
@@ -152,6 +186,8 @@ def evaluate(ds: Dataset, costs: CostModel, train_end: int, n_test: int, cfg: Tr
         "oracle_known_videos_cost": round(known_oracle["total_cost"], 4),
         "model_vs_oracle_known_videos": round(m / known_oracle["total_cost"], 4) if known_oracle["total_cost"] else None,
         "gap_closed_none_to_oracle": round((none - m) / (none - oracle), 4) if none > oracle else None,
+        # Where the model's cost above the oracle's comes from (pair-days, USD).
+        "model_excess_over_oracle": excess_breakdown(ctx, plans["model"], plans["oracle"]),
     }
     out = {
         "policies": out_pol,
