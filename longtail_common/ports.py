@@ -182,9 +182,11 @@ class Message:
 @runtime_checkable
 class TopicProducer(Protocol):
     def publish(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: dict[str, bytes] | None = None
+        self, topic: str, value: bytes, key: bytes | None = None, headers: dict[str, bytes] | None = None,
+        partition: int | None = None,
     ) -> None:
-        """Durable when it returns (acks=all / fsync). Same key -> same partition."""
+        """Durable when it returns (acks=all / fsync). Same key -> same partition, unless
+        `partition` names one explicitly (to spread independent jobs over the members)."""
 
     def close(self) -> None: ...
 
@@ -224,7 +226,9 @@ TOPIC_VIEWS = "views"
 TOPIC_DEAD_LETTER = "deadletter"
 
 DEFAULT_TOPICS = {
-    TOPIC_TRANSCODE_REQUESTS: 4,
+    # Whole-video jobs and chunk jobs share it: more partitions than workers lets a fleet
+    # of up to 12 share one video's chunks (a member only reads its own partitions).
+    TOPIC_TRANSCODE_REQUESTS: 12,
     TOPIC_TRANSCODE_RESULTS: 4,
     TOPIC_VIDEO_PUBLISHED: 2,
     TOPIC_VIEWS: 4,

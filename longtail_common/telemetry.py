@@ -187,13 +187,14 @@ class TracingProducer:
     def __init__(self, inner):
         self._inner = inner
 
-    def publish(self, topic: str, value: bytes, key: bytes | None = None, headers: dict[str, bytes] | None = None) -> None:
+    def publish(self, topic: str, value: bytes, key: bytes | None = None, headers: dict[str, bytes] | None = None,
+                partition: int | None = None) -> None:
         attrs = {"messaging.system": "longtail", "messaging.destination.name": topic,
                  "messaging.message.body.size": len(value)}
         if key:
             attrs[VIDEO_ID] = key.decode(errors="replace")
         with tracer().start_as_current_span(f"publish {topic}", kind=SpanKind.PRODUCER, attributes=attrs):
-            self._inner.publish(topic, value, key=key, headers=inject_headers(dict(headers or {})))
+            self._inner.publish(topic, value, key=key, headers=inject_headers(dict(headers or {})), partition=partition)
 
     def close(self) -> None:
         self._inner.close()

@@ -5,7 +5,9 @@ the join adds Opus audio beside the AAC: a VP9-capable client is handed VP9 + Op
 from __future__ import annotations
 
 import io
+import json
 import os
+import time
 
 import av
 import httpx
@@ -18,6 +20,25 @@ from longtail_common.launcher import Platform, free_port
 from tests.test_e2e_embedded import upload_all
 
 pytestmark = pytest.mark.slow
+
+
+def chunk_encoders(data_path, video_id: str, timeout_s: float = 15.0) -> set[str]:
+    """The worker processes (span files) that encoded a chunk of the video."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found: dict[str, set[int]] = {}
+        for path in (data_path / "traces").glob("transcoder_svc-*.jsonl"):
+            for line in path.read_text().splitlines():
+                try:
+                    span = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                attrs = span["attributes"]
+                if span["name"].startswith("transcode chunk") and attrs.get("longtail.video_id") == video_id:
+                    found.setdefault(path.name, set()).add(attrs["longtail.chunk.index"])
+        if sum(len(v) for v in found.values()) >= 3 or time.monotonic() > deadline:
+            return set(found)
+        time.sleep(0.5)
 
 
 def test_chunked_video_becomes_ready(tmp_path):
@@ -59,6 +80,8 @@ def test_chunked_video_becomes_ready(tmp_path):
         assert 'codecs="opus"' in client.get(vp9["stream"]["manifests"]["dash"]).text
         logs = "".join((platform.log_dir / f"transcoder-{i}.log").read_text() for i in range(2))
         assert "split into 3 chunk jobs" in logs
+        # Chunk jobs go to consecutive partitions, so both workers got some (not where keys hash).
+        assert len(chunk_encoders(cfg.data_path, vid)) == 2
         # chunk scratch objects are removed once packaged
         chunks = os.path.join(cfg.data_path, "objects", "media", "videos", vid, "chunks")
         assert not os.path.exists(chunks) or not any(files for _, _, files in os.walk(chunks))

@@ -11,6 +11,7 @@ import socket
 import tempfile
 import threading
 import time
+import zlib
 
 import grpc
 from opentelemetry import trace
@@ -95,8 +96,12 @@ def done_marker_key(video_id: str) -> str:
 class TranscodeJob:
     """Handles one TranscodeRequest; idempotent, so redelivery is safe."""
 
-    def __init__(self, cfg: Config, objects, producer, metadata: mpb_grpc.MetadataServiceStub, status: dict):
+    def __init__(self, cfg: Config, objects, producer, metadata: mpb_grpc.MetadataServiceStub, status: dict,
+                 request_partitions: int = 0):
         self.cfg = cfg
+        # Partitions of transcode.requests: chunk jobs go to consecutive ones, so a video's
+        # chunks spread over the group's members instead of where their keys hash to.
+        self.request_partitions = request_partitions
         self.objects = objects
         self.producer = producer
         self.metadata = metadata
@@ -212,12 +217,15 @@ class TranscodeJob:
         record = {"info": dataclasses.asdict(info), "rungs": [dataclasses.asdict(r) for r in rungs],
                   "families": codec_families(self.cfg), "chunks": plan}
         self.objects.put_bytes(MEDIA_BUCKET, f"{chunks_prefix(video_id)}/plan.json", json.dumps(record).encode())
+        first = zlib.crc32(video_id.encode()) % self.request_partitions if self.request_partitions else 0
         for i, (start, length) in enumerate(plan):
             job = events_pb2.TranscodeRequest()
             job.CopyFrom(request)
             job.chunk.CopyFrom(events_pb2.TranscodeChunk(index=i, count=len(plan), start_seconds=start,
                                                          duration_seconds=length))
-            self.producer.publish(TOPIC_TRANSCODE_REQUESTS, job.SerializeToString(), key=f"{video_id}:{i}".encode())
+            partition = (first + i) % self.request_partitions if self.request_partitions else None
+            self.producer.publish(TOPIC_TRANSCODE_REQUESTS, job.SerializeToString(), key=f"{video_id}:{i}".encode(),
+                                  partition=partition)
         log.info("video %s: %.0f s split into %d chunk jobs", video_id, info.duration_s, len(plan))
 
     def _transcode_chunk(self, request: events_pb2.TranscodeRequest) -> events_pb2.TranscodeResult | None:
@@ -363,7 +371,8 @@ def serve(cfg: Config) -> None:
     objects, bus = backends
     metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
     producer = bus.producer()
-    job = TranscodeJob(cfg, objects, producer, metadata, status)
+    job = TranscodeJob(cfg, objects, producer, metadata, status,
+                       request_partitions=bus.topic_partitions(TOPIC_TRANSCODE_REQUESTS))
     consumer_thread = threading.Thread(
         target=run_consumer,
         args=(bus, [TOPIC_TRANSCODE_REQUESTS], CONSUMER_GROUP, job, server.stopping),

@@ -73,12 +73,14 @@ class KafkaTopicProducer:
             raise _wrap("connecting a producer", cfg, exc) from exc
 
     def publish(self, topic: str, value: bytes, key: bytes | None = None,
-                headers: dict[str, bytes] | None = None) -> None:
+                headers: dict[str, bytes] | None = None, partition: int | None = None) -> None:
         from kafka.errors import KafkaError
 
         header_list = [(str(k), bytes(v)) for k, v in (headers or {}).items()]
         try:
-            future = self._producer.send(topic, value=value, key=key, headers=header_list or None)
+            if partition is not None and partition not in self._producer.partitions_for(topic):
+                raise PortError(f"topic {topic!r} has no partition {partition}")
+            future = self._producer.send(topic, value=value, key=key, headers=header_list or None, partition=partition)
             future.get(timeout=self._timeout_s)
         except (KafkaError, OSError) as exc:
             raise _wrap(f"publishing to {topic!r}", self._cfg, exc) from exc

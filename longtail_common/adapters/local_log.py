@@ -149,12 +149,15 @@ class LocalTopicProducer:
         self._lock = threading.Lock()
 
     def publish(self, topic: str, value: bytes, key: bytes | None = None,
-                headers: dict[str, bytes] | None = None) -> None:
+                headers: dict[str, bytes] | None = None, partition: int | None = None) -> None:
         with self._lock, _Tx(self._conn) as conn:
             row = conn.execute("SELECT partitions FROM topics WHERE name=?", (topic,)).fetchone()
             if row is None:
                 raise PortError(f"unknown topic {topic!r}: create it with ensure_topics first")
-            partition = partition_for(key, row[0])
+            if partition is None:
+                partition = partition_for(key, row[0])
+            elif not 0 <= partition < row[0]:
+                raise PortError(f"topic {topic!r} has no partition {partition} (it has {row[0]})")
             (last,) = conn.execute(
                 "SELECT COALESCE(MAX(offset), -1) FROM messages WHERE topic=? AND partition=?", (topic, partition)
             ).fetchone()

@@ -95,6 +95,25 @@ def test_keyed_order_headers_and_commit(bus):
         again.close()
 
 
+def test_explicit_partition_overrides_the_key(bus):
+    topic = f"spread.{_uid()}"
+    bus.ensure_topics({topic: 3})
+    producer = bus.producer()
+    try:
+        for i in range(6):  # one key, yet spread over every partition on purpose
+            producer.publish(topic, f"c{i}".encode(), key=b"same-video", partition=i % 3)
+        with pytest.raises(PortError):
+            producer.publish(topic, b"x", key=b"same-video", partition=3)
+    finally:
+        producer.close()
+    consumer = bus.consumer([topic], f"g.{_uid()}")
+    try:
+        got = _poll_until(consumer, 6)
+    finally:
+        consumer.close()
+    assert sorted((m.value, m.partition) for m in got) == sorted((f"c{i}".encode(), i % 3) for i in range(6))
+
+
 def test_uncommitted_is_redelivered_after_close(bus):
     topic = f"jobs.{_uid()}"
     bus.ensure_topics({topic: 1})
