@@ -548,9 +548,7 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
     if not rungs:
         raise MediaError("no rendition fits this video's size")
     fps = min(info.frame_rate or 30.0, MAX_FRAME_RATE)
-    n = len(rungs) * len(families)
-    pre = f"fps={MAX_FRAME_RATE}," if info.frame_rate > MAX_FRAME_RATE else ""
-    graph = [f"[0:{info.video_stream_index}]{pre}split={n}" + "".join(f"[s{k}]" for k in range(n))]
+    graph = _video_graph(info, rungs, families, None)  # the same cascaded scales as a whole-file encode
     # input seeking decodes from the keyframe before `start` and drops frames up to it: exact cut
     args = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{start_s:.6f}"]
     if duration_s > 0:
@@ -558,15 +556,12 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
     args += ["-i", src]
     outputs: dict[str, dict[str, str]] = {}
     out_args: list[str] = []
-    k = 0
     for family in families:
         os.makedirs(os.path.join(out_dir, family), exist_ok=True)
-        for r in rungs:
-            graph.append(f"[s{k}]scale={r.width}:{r.height}:flags=bicubic,setsar=1,format=yuv420p[o{k}]")
+        for j, r in enumerate(rungs):
             path = os.path.join(out_dir, family, f"{r.name}.mp4")
-            out_args += ["-map", f"[o{k}]", *_encoder_args(family, [r], fps), "-an", "-f", "mp4", path]
+            out_args += ["-map", f"[{family}{j}]", *_encoder_args(family, [r], fps), "-an", "-f", "mp4", path]
             outputs.setdefault(family, {})[r.name] = path
-            k += 1
     _run(args + ["-filter_complex", ";".join(graph)] + out_args, timeout_s, "transcoding a chunk")
     return outputs
 
