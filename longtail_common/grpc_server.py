@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from typing import Callable
 
@@ -132,10 +133,7 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
 
         def wrap(behavior):
             def timed(request_or_iterator, context):
-                import time
-
                 start = time.perf_counter()
-                code = "OK"
                 try:
                     response = behavior(request_or_iterator, context)
                     code = _status_name(context, "OK")  # set_code() without raising
@@ -165,8 +163,6 @@ def _status_name(context, default: str) -> str:
 
 def wait_for_serving(address: str, timeout_s: float = 30.0, service: str = "") -> bool:
     """Polls grpc.health.v1 until SERVING (used by the launcher and tests)."""
-    import time
-
     deadline = time.monotonic() + timeout_s
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)

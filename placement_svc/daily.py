@@ -269,9 +269,9 @@ def run(cfg, day: dt.date, args) -> dict:
                 except Exception as exc:  # noqa: BLE001 - this pair stays on origin today
                     want[rindex[r]] = False
                     errors.append(f"push {e.video_id} to {r}: {exc}")
-            changed = _placements(regions, want, predicted[i], policy, now)
-            write_placements(metadata, video, changed)
-            for p in changed:
+            placements = _placements(regions, want, predicted[i], policy, now)
+            write_placements(metadata, video, placements)
+            for p in placements:
                 if p.region in new or p.region in gone:
                     key = (p.region, "cdn" if p.served_from == video_pb2.SERVED_FROM_CDN else "origin")
                     changes[key] = changes.get(key, 0) + 1

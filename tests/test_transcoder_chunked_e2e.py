@@ -5,7 +5,6 @@ the join adds Opus audio beside the AAC: a VP9-capable client is handed VP9 + Op
 from __future__ import annotations
 
 import io
-import json
 import os
 import time
 
@@ -14,6 +13,7 @@ import httpx
 import m3u8
 import pytest
 
+from longtail_common import telemetry
 from longtail_common.cli import make_test_clip, wait_ready
 from longtail_common.config import Config
 from longtail_common.launcher import Platform, free_port
@@ -23,21 +23,13 @@ pytestmark = pytest.mark.slow
 
 
 def chunk_encoders(data_path, video_id: str, timeout_s: float = 15.0) -> set[str]:
-    """The worker processes (span files) that encoded a chunk of the video."""
+    """The worker processes (span instances) that encoded a chunk of the video."""
     deadline = time.monotonic() + timeout_s
     while True:
-        found: dict[str, set[int]] = {}
-        for path in (data_path / "traces").glob("transcoder_svc-*.jsonl"):
-            for line in path.read_text().splitlines():
-                try:
-                    span = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                attrs = span["attributes"]
-                if span["name"].startswith("transcode chunk") and attrs.get("longtail.video_id") == video_id:
-                    found.setdefault(path.name, set()).add(attrs["longtail.chunk.index"])
-        if sum(len(v) for v in found.values()) >= 3 or time.monotonic() > deadline:
-            return set(found)
+        chunks = [s for s in telemetry.load_spans(data_path) if s["name"].startswith("transcode chunk")
+                  and s["attributes"].get(telemetry.VIDEO_ID) == video_id]
+        if len(chunks) >= 3 or time.monotonic() > deadline:
+            return {s["instance"] for s in chunks}
         time.sleep(0.5)
 
 

@@ -177,10 +177,11 @@ class TranscodeJob:
                                            f"{limits.max_source_bytes / 1e9:.2f} GB")
                 self.objects.download_file(request.raw_bucket, request.raw_object_key, str(source))
                 info = media.probe(str(source))
+                source_bytes = source.stat().st_size
                 trace.get_current_span().set_attributes({
-                    "longtail.source_bytes": source.stat().st_size, "longtail.duration_seconds": info.duration_s,
+                    "longtail.source_bytes": source_bytes, "longtail.duration_seconds": info.duration_s,
                     "longtail.source_resolution": f"{info.width}x{info.height}"})
-                media.check_limits(info, source.stat().st_size, limits)
+                media.check_limits(info, source_bytes, limits)
                 rungs = media.ladder_for(info)
                 if tc.per_title and rungs:
                     from transcoder_svc import pertitle  # VMAF analysis; only loaded when enabled
@@ -192,12 +193,13 @@ class TranscodeJob:
                     return None
                 out_dir = workdir / "out"
                 out_dir.mkdir()
+                families = codec_families(self.cfg)
                 started = time.perf_counter()
                 output = media.transcode(
-                    str(source), str(out_dir), info, rungs, families=codec_families(self.cfg),
+                    str(source), str(out_dir), info, rungs, families=families,
                     timeout_s=self.cfg.platform.transcode_timeout_s, storyboard=tc.storyboard,
                 )
-                record_encode_time(time.perf_counter() - started, info.duration_s, rungs, codec_families(self.cfg))
+                record_encode_time(time.perf_counter() - started, info.duration_s, rungs, families)
             except media.MediaError as exc:
                 log.warning("video %s failed: %s", video_id, exc.reason)
                 return events_pb2.TranscodeResult(
