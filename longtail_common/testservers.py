@@ -580,6 +580,16 @@ num.recovery.threads.per.data.dir=1
         return self
 
 
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id (base64url of a UUID) that does not start with "-": the
+    storage tool's argument parser would take such an id for an option (Kafka's own
+    Uuid.randomUuid() redraws for the same reason)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def start_kafka(dir: str | os.PathLike, deadline_s: float = KAFKA_DEADLINE_S) -> KafkaServer:
     """Format and start a single-node KRaft broker under `dir` (its own folder)."""
     root = pathlib.Path(dir).resolve()
@@ -587,7 +597,7 @@ def start_kafka(dir: str | os.PathLike, deadline_s: float = KAFKA_DEADLINE_S) ->
     def once() -> KafkaServer:
         started = time.monotonic()
         server = KafkaServer(name="kafka", dir=root, port=free_port(), controller_port=free_port(),
-                             cluster_id=base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+                             cluster_id=kafka_cluster_id())
         shutil.rmtree(root / "kraft-logs", ignore_errors=True)  # fresh storage for a fresh cluster id
         server.write_config()
         server.format_storage()
