@@ -28,7 +28,8 @@ from placement_svc.model.dataset import load_dataset  # noqa: E402
 from placement_svc.model.features import History, Vocab  # noqa: E402
 from placement_svc.model.harness import evaluate, make_tune_replay  # noqa: E402
 from placement_svc.model.learned import TrainConfig, train  # noqa: E402
-from placement_svc.model.policies import Context  # noqa: E402
+from placement_svc.model.harness import price_plan  # noqa: E402
+from placement_svc.model.policies import Context, OraclePolicy  # noqa: E402
 from placement_svc.model.report import write_report  # noqa: E402
 from placement_svc.model.simulator import SimConfig, describe, simulate, write_csv  # noqa: E402
 
@@ -66,6 +67,54 @@ def print_table(title: str, res: dict) -> None:
     print(f"model / oracle = {s['model_vs_oracle']:.3f} (target <= {TARGET_ORACLE}); model / best heuristic "
           f"({s['best_heuristic']}) = {s['model_vs_best_heuristic']:.3f} (target <= {TARGET_HEURISTIC}); "
           f"model / oracle over videos known the night before = {s['model_vs_oracle_known_videos']:.3f}")
+
+
+def simulator_bounds(ds, latent: dict, train_end: int, n_test: int) -> dict:
+    """How close to the oracle any morning planner can get on the simulator.
+
+    perfect_predictor: the exact shortest path over the days for the simulator's expected
+    views (every latent known, only the day's noise draws unknown), priced on the real views.
+    cold_start_floor: the oracle everywhere except each new video's upload day, decided by the
+    best per-region threshold on the cold-start mean (channel quality, language, category; the
+    thresholds tuned on the test days themselves). No planner that decides the upload day from
+    what is known at upload can cost less."""
+    days = list(range(train_end + 1, train_end + 1 + n_test))
+    pricer = Pricer(CostModel(), ds.regions, ds.size_bytes)
+    ctx = Context(ds, None, pricer)
+    oracle = price_plan(ctx, OraclePolicy().replay(ctx, days))["total_cost"]
+    ds_exp = type(ds)(**{**ds.__dict__, "views": latent["expected"]})
+    plan = OraclePolicy().replay(Context(ds_exp, None, pricer), days)
+    perfect = price_plan(ctx, plan)["total_cost"]
+
+    n_v, n_r = ds.views.shape[:2]
+    new = (ds.upload_day >= days[0]) & (ds.upload_day <= days[-1])
+
+    def best_cost(force: str | None) -> np.ndarray:
+        """Per pair: the cheapest plan over the test days, its upload-day state forced."""
+        at_edge, at_origin = np.full((n_v, n_r), np.inf), np.zeros((n_v, n_r))
+        for d in days:
+            e, o, f = pricer.pair_costs(ds.views[:, :, d].astype(np.float64))
+            a_new, o_new = e + np.minimum(at_edge, at_origin + f), o + np.minimum(at_edge, at_origin)
+            up = (ds.upload_day == d)[:, None]
+            if force == "edge":
+                a_new, o_new = np.where(up, e + f, a_new), np.where(up, np.inf, o_new)
+            elif force == "origin":
+                a_new, o_new = np.where(up, np.inf, a_new), np.where(up, o, o_new)
+            at_edge, at_origin = a_new, o_new
+        return np.minimum(at_edge, at_origin)
+
+    free, push, skip = best_cost(None), best_cost("edge"), best_cost("origin")
+    day0 = np.clip(ds.upload_day, 0, ds.n_days - 1)
+    cold0 = latent["cold_start_expected"][np.arange(n_v), :, day0].astype(np.float64)
+    floor = free[~new].sum()
+    for r in range(n_r):  # push the k new videos with the highest cold-start mean; best k
+        order = np.argsort(-cold0[new, r])
+        ce, co = push[new, r][order], skip[new, r][order]
+        floor += (np.concatenate([[0.0], np.cumsum(ce)]) + co.sum() - np.concatenate([[0.0], np.cumsum(co)])).min()
+    return {"oracle": round(oracle, 2), "perfect_predictor": round(perfect, 2),
+            "perfect_predictor_vs_oracle": round(perfect / oracle, 4),
+            "cold_start_floor": round(float(floor), 2), "cold_start_floor_vs_oracle": round(float(floor / oracle), 4),
+            "new_videos_in_test_days": int(new.sum())}
 
 
 def umass_once_share() -> dict | None:
@@ -129,7 +178,7 @@ def main() -> int:
     }
     # 1. Simulator, through the same CSV path the CLI uses.
     cfg = SimConfig()
-    ds = simulate(cfg, seed=0)
+    ds, latent = simulate(cfg, seed=0, with_expected=True)
     stats = describe(ds)
     umass = umass_once_share()
     stats["share_watched_pairs_viewed_once_per_day"] = sim_once_share(ds)
@@ -144,6 +193,10 @@ def main() -> int:
                                    for k, v in vars(cfg).items() if k not in ("languages", "categories")},
                         "calibration_stats": stats, "umass_campus_day": umass, **brief(res)}
     print("simulator stats:", json.dumps(stats))
+    bounds = simulator_bounds(ds, latent, train_end, cfg.n_days - 1 - train_end)
+    out["simulator"]["bounds"] = bounds
+    print("simulator bounds:", json.dumps(bounds))
+    del latent
     if umass:
         print("UMass campus trace (one day):", json.dumps(umass))
 

@@ -53,6 +53,26 @@ def test_simulator_is_deterministic_and_long_tailed():
     assert s["top10pct_videos_share_of_views"] > 0.7
 
 
+
+def test_simulator_expected_views_are_the_means_of_its_draws():
+    """The bench's perfect-predictor and cold-start bounds rest on these two means."""
+    ds, lat = simulate(SMALL, seed=3, with_expected=True)
+    assert np.array_equal(ds.views, simulate(SMALL, seed=3).views)  # same world with or without
+    exp, cold = lat["expected"].astype(np.float64), lat["cold_start_expected"].astype(np.float64)
+    assert exp.shape == cold.shape == ds.views.shape
+    assert abs(exp.sum() / ds.views.sum() - 1) < 0.05
+    # Upload days: the cold-start mean knows only channel, language and category, so it is
+    # right on average (a heavy-tailed sum: loose bounds) and far less sharp per video.
+    day = ds.upload_day
+    new = (day >= 0) & (day < ds.n_days)
+    idx = np.nonzero(new)[0]
+    real0 = ds.views[idx, :, day[idx]].astype(np.float64)
+    cold0, exp0 = cold[idx, :, day[idx]], exp[idx, :, day[idx]]
+    assert 0.5 < cold0.sum() / real0.sum() < 2.0
+    err = lambda pred: np.abs(np.log1p(pred) - np.log1p(real0)).mean()  # noqa: E731
+    assert err(exp0) < err(cold0)
+
+
 def test_csv_round_trip_and_defaults(tmp_path):
     ds = small_sim(1)
     vpath, mpath = write_csv(ds, tmp_path)

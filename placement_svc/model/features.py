@@ -13,6 +13,11 @@ Numeric features (log1p of counts unless said otherwise):
   ch_mean0, ch_lmean0, ch_avg7,      channel history: mean (and mean of log1p) first-day views of
   ch_n, ch_known                     its earlier videos here, mean daily views per video here (7 days),
                                      log1p(#videos), 1 if the video has a channel
+  ch_age_adj                         channel quality from ALL its older videos: mean over them of
+                                     log1p(views so far) minus the catalogue's mean for videos
+                                     of the same age (so a channel of old videos is not mistaken
+                                     for a weak one); what cold start leans on when the channel
+                                     uploaded nothing inside the view history
 Categorical inputs (one-hot for the MLP, native categories for the GBM):
   lr     language x region (how language-region affinity is LEARNED, not hard-coded)
   cat    category;  age_b  age bucket (timeliness);  dow  weekday of day d;  reg  region
@@ -26,7 +31,7 @@ import numpy as np
 from placement_svc.model.dataset import Dataset
 
 NUMERIC = ("r_l1", "r_l3", "r_l7", "r_l28", "r_lall", "o_l1", "o_l7", "rec_r", "rec_any", "age_log",
-           "upload_imputed", "ch_mean0", "ch_lmean0", "ch_avg7", "ch_n", "ch_known")
+           "upload_imputed", "ch_mean0", "ch_lmean0", "ch_avg7", "ch_n", "ch_known", "ch_age_adj")
 AGE_EDGES = np.array([1, 2, 3, 4, 8, 15, 31, 91])  # buckets: 0,1,2,3,4-7,8-14,15-30,31-90,91+
 N_AGE = len(AGE_EDGES) + 1
 REC_CAP = 90
@@ -102,6 +107,7 @@ class ChannelTable:
     lmean0: np.ndarray  # (n_channels, n_regions) mean log1p first-day views (lognormal-robust)
     avg7: np.ndarray  # (n_channels, n_regions) mean daily views per video, last 7 days
     n: np.ndarray  # (n_channels,) videos known
+    age_adj: np.ndarray | None = None  # (n_channels,) mean age-adjusted log1p(7-day views)
 
 
 class History:
@@ -162,7 +168,20 @@ class History:
         mean0 = self.ch_day0_sum[t] / np.maximum(c0, 1.0)[:, None]
         lmean0 = self.ch_day0_lsum[t] / np.maximum(c0, 1.0)[:, None]
         avg7 = s7 / np.maximum(n, 1.0)[:, None] / 7.0
-        return ChannelTable(mean0=mean0, lmean0=lmean0, avg7=avg7, n=n)
+        # Age-adjusted quality: each video's log1p(views before d, all regions) against the
+        # mean for its age (log2-spaced bins), from videos at least a week old.
+        age = d - ds.upload_day
+        full = has & (age >= 7)
+        lv = np.log1p(self.cs_all[:, t])  # every view before d: 7 days are mostly zeros in the tail
+        abin = np.floor(np.log2(np.maximum(age, 1)) * 2).astype(np.int64)
+        nb = int(abin.max()) + 1 if len(abin) else 1
+        prof = np.bincount(abin[full], lv[full], nb) / np.maximum(np.bincount(abin[full], None, nb), 1)
+        adj_sum = np.zeros(self.n_ch)
+        adj_n = np.zeros(self.n_ch)
+        np.add.at(adj_sum, ds.channel[full], lv[full] - prof[abin[full]])
+        np.add.at(adj_n, ds.channel[full], 1.0)
+        age_adj = adj_sum / (adj_n + 1.0)  # shrunk towards 0 (the average channel) when few videos
+        return ChannelTable(mean0=mean0, lmean0=lmean0, avg7=avg7, n=n, age_adj=age_adj)
 
     def candidates(self, d: int) -> np.ndarray:
         """Videos a morning decision for day d may cover (catalogue known by then)."""
@@ -195,6 +214,7 @@ class History:
         lmean0 = np.where(has_ch[:, None], ch.lmean0[cidx], 0.0)
         avg7 = np.where(has_ch[:, None], ch.avg7[cidx], 0.0)
         chn = np.where(has_ch, ch.n[cidx], 0.0)
+        age_adj = np.where(has_ch, ch.age_adj[cidx], 0.0) if ch.age_adj is not None else np.zeros(len(vids))
         cols = [
             np.log1p(w1), np.log1p(win(3)), np.log1p(w7), np.log1p(win(28)), np.log1p(cs_d),
             np.log1p(np.maximum(tot1 - w1, 0)), np.log1p(np.maximum(tot7 - w7, 0)),
@@ -204,6 +224,7 @@ class History:
             np.log1p(mean0), lmean0, np.log1p(avg7),
             np.broadcast_to(np.log1p(chn)[:, None], w1.shape),
             np.broadcast_to(has_ch.astype(np.float64)[:, None], w1.shape),
+            np.broadcast_to(age_adj[:, None], w1.shape),
         ]
         num = np.empty((len(vids), n_r, len(cols)), dtype=np.float32)
         for j, c in enumerate(cols):

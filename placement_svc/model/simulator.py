@@ -92,8 +92,15 @@ class SimConfig:
     categories: dict = field(default_factory=lambda: dict(CATEGORIES))
 
 
-def simulate(cfg: SimConfig | None = None, seed: int = 0) -> Dataset:
-    """The simulated world as a Dataset (same shape the CSV loader produces)."""
+def simulate(cfg: SimConfig | None = None, seed: int = 0, with_expected: bool = False):
+    """The simulated world as a Dataset (same shape the CSV loader produces).
+
+    With `with_expected`, returns (dataset, {"expected", "cold_start_expected"}), arrays like
+    ds.views: "expected" is the mean of each day's views given every latent of the world
+    (lifetime, ageing, region shares, bursts, weekday) but not the day's noise draws: what a
+    perfect predictor could know. "cold_start_expected" is the mean given only what is known
+    at upload (channel quality, language, category, weekday; no bursts): the best a
+    cold-start decision can do. bench/placement_bench.py turns both into cost bounds."""
     cfg = cfg or SimConfig()
     rng = np.random.default_rng(seed)
     n_r, T = len(cfg.regions), cfg.n_days
@@ -169,12 +176,32 @@ def simulate(cfg: SimConfig | None = None, seed: int = 0) -> Dataset:
     size = np.round(duration * cfg.ladder_bps / 8 * rng.uniform(0.7, 1.0, size=n))
     any_views = views.sum(1) > 0
     first_seen = np.where(any_views.any(1), any_views.argmax(1), T)
-    return Dataset(
+    ds = Dataset(
         dates=[cfg.start + dt.timedelta(days=i) for i in range(T)], regions=list(cfg.regions),
         video_ids=[f"v{i:06d}" for i in range(n)], views=views, upload_day=upload.astype(np.int64),
         upload_known=np.ones(n, dtype=bool), first_seen=first_seen.astype(np.int64),
         language=np.array([langs[i] for i in lang]), category=np.array([cats[i] for i in cat]),
         channel=channel.astype(np.int64), channel_ids=[f"c{i:05d}" for i in range(n_ch)], size_bytes=size)
+    if not with_expected:
+        return ds
+    # The lognormal noise has mean 1, so the mean is the rate without it.
+    expected = (rate / scale * weekly[None, None, :]).astype(np.float32)
+    # Cold start: video-level draws replaced by their means given channel/category/language.
+    prior = np.random.default_rng(seed + 1)  # its own stream: the world above is unchanged
+    m = 20_000
+    a_m = np.arange(len(g))
+    u_m, rho_m = prior.random(m)[:, None], prior.uniform(*cfg.retention, size=m)[:, None]
+    b0 = np.where(a_m == 0, 1 - rho_m ** (1 - u_m), rho_m ** np.maximum(a_m - u_m, 0) * (1 - rho_m))
+    t0 = g[None, :] * np.where(a_m == 0, 1 - u_m, 1.0)
+    prof = {}
+    for kind, rng_w in (("timely", cfg.timely_w), ("evergreen", cfg.evergreen_w)):
+        w_m = prior.uniform(*rng_w, size=m)[:, None]
+        prof[kind] = (w_m * b0 + (1 - w_m) * t0).mean(0)
+    prof_cat = cat_timely[:, None] * prof["timely"] + (1 - cat_timely[:, None]) * prof["evergreen"]
+    life_prior = np.exp(cfg.lifetime_mu + ch_z[channel] + video_sigma ** 2 / 2) * cat_mult[cat]
+    cold = life_prior[:, None] * prof_cat[cat][np.arange(n)[:, None], a]
+    cold = np.where(alive, cold, 0.0)[:, None, :] * lang_aff[lang][:, :, None] * weekly[None, None, :]
+    return ds, {"expected": expected, "cold_start_expected": cold.astype(np.float32)}
 
 
 def write_csv(ds: Dataset, out_dir: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
