@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-train-days", type=int, default=DEFAULT_MIN_TRAIN_DAYS,
                    help=f"train only with at least this many days of history (default {DEFAULT_MIN_TRAIN_DAYS})")
     p.add_argument("--no-train", action="store_true", help="never train; use the saved model or the rule")
-    p.add_argument("--max-rows", type=int, default=150_000, help="training rows cap (default 150000)")
+    p.add_argument("--max-rows", type=int, default=400_000, help="training rows cap (default 400000)")
     p.add_argument("--json", action="store_true", help="(the summary is always JSON)")
     return p
 

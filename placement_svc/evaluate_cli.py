@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="DIR", help="write PNG plots and summary.md here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--seed", type=int, default=0, help="seed for training (default 0)")
-    p.add_argument("--max-rows", type=int, default=150_000, help="training rows cap (default 150000)")
+    p.add_argument("--max-rows", type=int, default=400_000, help="training rows cap (default 400000)")
     return p
 
 

@@ -345,7 +345,7 @@ def fit_gbm(rows: Rows, seed: int, max_iter: int = 300):
 
 @dataclass
 class TrainConfig:
-    max_rows: int = 150_000
+    max_rows: int = 400_000
     hidden: tuple[int, ...] = (64, 32)
     mlp_max_iter: int = 40
     gbm_max_iter: int = 300
