@@ -9,6 +9,7 @@ Real data is read from ../shared/data relative to the repo root (never copied).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -26,9 +27,8 @@ sys.path.insert(0, str(ROOT))
 from placement_svc.model.costs import CostModel, Pricer  # noqa: E402
 from placement_svc.model.dataset import load_dataset  # noqa: E402
 from placement_svc.model.features import History, Vocab  # noqa: E402
-from placement_svc.model.harness import evaluate, make_tune_replay  # noqa: E402
+from placement_svc.model.harness import evaluate, make_tune_replay, price_plan  # noqa: E402
 from placement_svc.model.learned import TrainConfig, train  # noqa: E402
-from placement_svc.model.harness import price_plan  # noqa: E402
 from placement_svc.model.policies import Context, OraclePolicy  # noqa: E402
 from placement_svc.model.report import write_report  # noqa: E402
 from placement_svc.model.simulator import SimConfig, describe, simulate, write_csv  # noqa: E402
@@ -81,29 +81,26 @@ def simulator_bounds(ds, latent: dict, train_end: int, n_test: int) -> dict:
     days = list(range(train_end + 1, train_end + 1 + n_test))
     pricer = Pricer(CostModel(), ds.regions, ds.size_bytes)
     ctx = Context(ds, None, pricer)
-    oracle = price_plan(ctx, OraclePolicy().replay(ctx, days))["total_cost"]
-    ds_exp = type(ds)(**{**ds.__dict__, "views": latent["expected"]})
+    oracle_plan = OraclePolicy().replay(ctx, days)
+    oracle = price_plan(ctx, oracle_plan)["total_cost"]
+    ds_exp = dataclasses.replace(ds, views=latent["expected"])
     plan = OraclePolicy().replay(Context(ds_exp, None, pricer), days)
     perfect = price_plan(ctx, plan)["total_cost"]
 
     n_v, n_r = ds.views.shape[:2]
     new = (ds.upload_day >= days[0]) & (ds.upload_day <= days[-1])
 
-    def best_cost(force: str | None) -> np.ndarray:
-        """Per pair: the cheapest plan over the test days, its upload-day state forced."""
-        at_edge, at_origin = np.full((n_v, n_r), np.inf), np.zeros((n_v, n_r))
-        for d in days:
-            e, o, f = pricer.pair_costs(ds.views[:, :, d].astype(np.float64))
-            a_new, o_new = e + np.minimum(at_edge, at_origin + f), o + np.minimum(at_edge, at_origin)
+    def upload_day_forced(at_edge: bool):
+        """Oracle constraint: every new video spends its upload day at the edge, or at origin."""
+        def allowed(_ctx, d):
             up = (ds.upload_day == d)[:, None]
-            if force == "edge":
-                a_new, o_new = np.where(up, e + f, a_new), np.where(up, np.inf, o_new)
-            elif force == "origin":
-                a_new, o_new = np.where(up, np.inf, a_new), np.where(up, o, o_new)
-            at_edge, at_origin = a_new, o_new
-        return np.minimum(at_edge, at_origin)
+            return (True, ~up) if at_edge else (~up, True)
+        return allowed
 
-    free, push, skip = best_cost(None), best_cost("edge"), best_cost("origin")
+    # Per pair, the cheapest plan over the test days: free, and with the upload day forced.
+    free = oracle_plan.extra["pair_cost"]
+    push = OraclePolicy(allowed=upload_day_forced(True)).replay(ctx, days).extra["pair_cost"]
+    skip = OraclePolicy(allowed=upload_day_forced(False)).replay(ctx, days).extra["pair_cost"]
     day0 = np.clip(ds.upload_day, 0, ds.n_days - 1)
     cold0 = latent["cold_start_expected"][np.arange(n_v), :, day0].astype(np.float64)
     floor = free[~new].sum()

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-train-days", type=int, default=DEFAULT_MIN_TRAIN_DAYS,
                    help=f"train only with at least this many days of history (default {DEFAULT_MIN_TRAIN_DAYS})")
     p.add_argument("--no-train", action="store_true", help="never train; use the saved model or the rule")
-    p.add_argument("--max-rows", type=int, default=400_000, help="training rows cap (default 400000)")
+    p.add_argument("--max-rows", type=int, help="training rows cap (default: TrainConfig.max_rows)")
     p.add_argument("--json", action="store_true", help="(the summary is always JSON)")
     return p
 
@@ -116,7 +116,8 @@ def choose_model(ds, costs, objects, day_index: int, args, out: dict):
         ctx = Context(ds=ds, hist=hist, pricer=Pricer(costs, ds.regions, ds.size_bytes))
         t0 = time.perf_counter()
         try:
-            tcfg = getattr(args, "train_config", None) or TrainConfig(max_rows=args.max_rows)
+            max_rows = TrainConfig.max_rows if args.max_rows is None else args.max_rows
+            tcfg = getattr(args, "train_config", None) or TrainConfig(max_rows=max_rows)
             model = train(hist, costs, train_end, tcfg, make_tune_replay(ctx))
         except ValueError as exc:
             out["training_skipped"] = str(exc)

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="DIR", help="write PNG plots and summary.md here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--seed", type=int, default=0, help="seed for training (default 0)")
-    p.add_argument("--max-rows", type=int, default=400_000, help="training rows cap (default 400000)")
+    p.add_argument("--max-rows", type=int, help="training rows cap (default: TrainConfig.max_rows)")
     return p
 
 
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"views end on {ds.dates[-1]}: {args.test_days} test day(s) after {train_until} do not fit")
     load_s = time.perf_counter() - t0
     try:
-        res = evaluate(ds, costs, train_end, args.test_days, TrainConfig(seed=args.seed, max_rows=args.max_rows))
+        max_rows = TrainConfig.max_rows if args.max_rows is None else args.max_rows
+        res = evaluate(ds, costs, train_end, args.test_days, TrainConfig(seed=args.seed, max_rows=max_rows))
     except ValueError as exc:
         return fail(str(exc))
     res["timings_s"]["load_s"] = round(load_s, 3)

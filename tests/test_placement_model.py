@@ -53,7 +53,6 @@ def test_simulator_is_deterministic_and_long_tailed():
     assert s["top10pct_videos_share_of_views"] > 0.7
 
 
-
 def test_simulator_expected_views_are_the_means_of_its_draws():
     """The bench's perfect-predictor and cold-start bounds rest on these two means."""
     ds, lat = simulate(SMALL, seed=3, with_expected=True)

@@ -79,6 +79,31 @@ def test_no_policy_beats_the_oracle(seed):
     assert price_plan(ctx, plan)["total_cost"] == pytest.approx(plan.extra["dp_cost"], rel=1e-9)
 
 
+def test_oracle_constraints_force_states_and_cost_per_pair():
+    """`allowed` masks the states a pair may take on a day: forbidding the edge everywhere
+    gives `none`'s cost, forbidding origin everywhere gives `all`'s; `pair_cost` adds up."""
+    rng = np.random.default_rng(3)
+    ds = random_dataset(rng)
+    ctx = ctx_for(ds)
+    days = list(range(3, ds.n_days))
+    cost = lambda pol: price_plan(ctx, pol.replay(ctx, days))["total_cost"]  # noqa: E731
+    origin_only = OraclePolicy(allowed=lambda ctx, d: (False, True))
+    edge_only = OraclePolicy(allowed=lambda ctx, d: (True, False))
+    assert cost(origin_only) == pytest.approx(cost(NonePolicy()), rel=1e-9)
+    assert cost(edge_only) == pytest.approx(cost(AllPolicy()), rel=1e-9)
+    # one pair forced to the edge on one day: the rest keeps the oracle's per-pair optimum
+    free = OraclePolicy().replay(ctx, days)
+    one = np.zeros(ds.views.shape[:2], bool)
+    one[0, 0] = True
+    forced = OraclePolicy(allowed=lambda ctx, d: (True, ~one) if d == days[0] else (True, True)).replay(ctx, days)
+    assert forced.edge[0, 0, 0]
+    assert np.allclose(forced.extra["pair_cost"][~one], free.extra["pair_cost"][~one])
+    assert forced.extra["pair_cost"][0, 0] >= free.extra["pair_cost"][0, 0] - 1e-9
+    assert free.extra["pair_cost"].sum() == pytest.approx(free.extra["dp_cost"], rel=1e-12)
+    with pytest.raises(ValueError):
+        OraclePolicy(known_only=True, allowed=lambda ctx, d: (True, True))
+
+
 def trending_like_dataset(rng, n_v=30, n_r=2, n_d=12) -> Dataset:
     """Like yt-trending-2017: no upload dates, every video arrives with a big first day
     (unknown to a morning planner until the day after) and decays; no long tail."""

@@ -107,7 +107,7 @@ class ChannelTable:
     lmean0: np.ndarray  # (n_channels, n_regions) mean log1p first-day views (lognormal-robust)
     avg7: np.ndarray  # (n_channels, n_regions) mean daily views per video, last 7 days
     n: np.ndarray  # (n_channels,) videos known
-    age_adj: np.ndarray | None = None  # (n_channels,) mean age-adjusted log1p(7-day views)
+    age_adj: np.ndarray  # (n_channels,) mean age-adjusted log1p(views so far), shrunk to 0
 
 
 class History:
@@ -214,7 +214,7 @@ class History:
         lmean0 = np.where(has_ch[:, None], ch.lmean0[cidx], 0.0)
         avg7 = np.where(has_ch[:, None], ch.avg7[cidx], 0.0)
         chn = np.where(has_ch, ch.n[cidx], 0.0)
-        age_adj = np.where(has_ch, ch.age_adj[cidx], 0.0) if ch.age_adj is not None else np.zeros(len(vids))
+        age_adj = np.where(has_ch, ch.age_adj[cidx], 0.0)
         cols = [
             np.log1p(w1), np.log1p(win(3)), np.log1p(w7), np.log1p(win(28)), np.log1p(cs_d),
             np.log1p(np.maximum(tot1 - w1, 0)), np.log1p(np.maximum(tot7 - w7, 0)),

@@ -74,12 +74,13 @@ def sample_rows(hist: History, days: list[int], max_rows: int, rng: np.random.Ge
         # rate left the model a few dozen of them per day to learn it from.
         young = b.age_b <= 1
         live = ((y > 0) | (b.num[:, i28] > 0) | (b.num[:, io7] > 0)) & ~young
+        dead = ~live & ~young
         w = np.ones(len(y))
         keep = young.copy()
-        n_live, n_dead = int(live.sum()), int((~live & ~young).sum())
+        n_live, n_dead = int(live.sum()), int(dead.sum())
         cap_live = int(per_day * 0.75)
         cap_dead = per_day - min(n_live, cap_live)
-        for mask, n, cap in ((live, n_live, cap_live), (~live & ~young, n_dead, cap_dead)):
+        for mask, n, cap in ((live, n_live, cap_live), (dead, n_dead, cap_dead)):
             if n == 0:
                 continue
             rate = min(1.0, cap / n)
@@ -252,8 +253,7 @@ class PlacementModel:
             num[:, NUMERIC.index("ch_avg7")] = np.log1p(t.avg7[ch])
             num[:, NUMERIC.index("ch_n")] = np.log1p(t.n[ch])
             num[:, NUMERIC.index("ch_known")] = 1.0
-            if t.age_adj is not None:
-                num[:, NUMERIC.index("ch_age_adj")] = t.age_adj[ch]
+            num[:, NUMERIC.index("ch_age_adj")] = t.age_adj[ch]
         up = video.get("upload_date")
         dow = (dt.date.fromisoformat(up) if isinstance(up, str) else up or dt.date.today()).weekday()
         reg = np.arange(n_r)

@@ -186,12 +186,18 @@ class OraclePolicy(Policy):
 
     Two states per day (at the edge or not); entering the edge pays the fill. Exact by
     dynamic programming, so no policy can cost less. With `known_only`, pairs may sit on the
-    edge only from the day the video is known: the bound for morning policies."""
+    edge only from the day the video is known: the bound for morning policies. `allowed(ctx,
+    d) -> (edge_ok, origin_ok)`, boolean masks broadcastable to (videos, regions), constrains
+    the states a pair may be in on day d more generally (bench/placement_bench.py forces
+    upload days this way). The plan's extra holds the total and each pair's cost."""
 
     name = "oracle"
 
-    def __init__(self, known_only: bool = False):
+    def __init__(self, known_only: bool = False, allowed=None):
+        if known_only and allowed is not None:
+            raise ValueError("known_only and allowed are two ways to say the same thing: pass one")
         self.known_only = known_only
+        self.allowed = allowed or ((lambda ctx, d: (ctx.known(d)[:, None], True)) if known_only else None)
 
     def replay(self, ctx, days):
         ds = ctx.ds
@@ -208,8 +214,9 @@ class OraclePolicy(Policy):
             A_new = e_cost + np.minimum(A, via_fill)
             from_edge[t] = A < O
             O_new = o_cost + np.minimum(A, O)
-            if self.known_only:
-                A_new[~ctx.known(d)] = np.inf
+            if self.allowed is not None:
+                edge_ok, origin_ok = self.allowed(ctx, d)
+                A_new, O_new = np.where(edge_ok, A_new, np.inf), np.where(origin_ok, O_new, np.inf)
             A, O = A_new, O_new
         edge = np.zeros((T, n_v, n_r), dtype=bool)
         state = A < O
@@ -217,7 +224,8 @@ class OraclePolicy(Policy):
             edge[t] = state
             state = np.where(state, ~from_fill[t], from_edge[t])
         fill = edge & ~np.concatenate([np.zeros((1, n_v, n_r), dtype=bool), edge[:-1]])
-        return Plan(days=list(days), edge=edge, fill=fill, extra={"dp_cost": float(np.minimum(A, O).sum())})
+        pair_cost = np.minimum(A, O)
+        return Plan(days=list(days), edge=edge, fill=fill, extra={"dp_cost": float(pair_cost.sum()), "pair_cost": pair_cost})
 
 
 class ModelPolicy(MorningPolicy):

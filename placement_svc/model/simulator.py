@@ -169,7 +169,8 @@ def simulate(cfg: SimConfig | None = None, seed: int = 0, with_expected: bool = 
     weekly = 1.0 + cfg.weekly_amplitude * np.cos(2 * np.pi * (dows - 5.5) / 7.0)
     noise = np.exp(rng.normal(-cfg.noise_sigma ** 2 / 2, cfg.noise_sigma, size=(n, T)))
     scale = (weekly[None, :] * noise)[:, None, :]
-    rate = (base[:, None, :] * share[:, :, None] + burst[:, None, :] * bshare[:, :, None]) * scale
+    latent = base[:, None, :] * share[:, :, None] + burst[:, None, :] * bshare[:, :, None]
+    rate = latent * scale
     views = rng.poisson(rate).astype(np.float32)
 
     duration = np.clip(cfg.median_duration_s * np.exp(rng.normal(0, 0.8, size=n)), 15, 7200)
@@ -185,7 +186,7 @@ def simulate(cfg: SimConfig | None = None, seed: int = 0, with_expected: bool = 
     if not with_expected:
         return ds
     # The lognormal noise has mean 1, so the mean is the rate without it.
-    expected = (rate / scale * weekly[None, None, :]).astype(np.float32)
+    expected = (latent * weekly[None, None, :]).astype(np.float32)
     # Cold start: video-level draws replaced by their means given channel/category/language.
     prior = np.random.default_rng(seed + 1)  # its own stream: the world above is unchanged
     m = 20_000
