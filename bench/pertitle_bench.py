@@ -42,24 +42,26 @@ SHARED = ROOT.parent / "shared" / "media"
 # Apple HLS Authoring Spec, H.264 16:9 (kbps), from ../shared/notes/placement-and-encoding-figures.md
 APPLE = [(234, 145), (360, 365), (432, 730), (432, 1100), (540, 2000), (720, 3000), (720, 4500),
          (1080, 6000), (1080, 7800)]
-TOP = 720  # top rung for this bench (2-core machine); 1080p rungs are left out
+TOP = 1080  # Apple's whole ladder, up to its two 1080p rungs (--top 720 for a quicker run)
 VMAF_SUBSAMPLE = 2
 SECONDS = 6
 DEFAULT_CLIPS = ["slide", "lowmotion", "mandelbrot", "bbb_animation", "friday_talking_480p"]
 
 SYNTHETIC = {
     # A still slide: one test-card frame held for the whole clip.
-    "slide": "testsrc=s=1280x720:r=30:d=0.04,tpad=stop_mode=clone:stop_duration={d}",
+    "slide": "testsrc=s={size}:r=30:d=0.04,tpad=stop_mode=clone:stop_duration={d}",
     # Low motion, mostly still picture with small moving parts (talking-head-like).
-    "lowmotion": "testsrc2=s=1280x720:r=30:d={d}",
+    "lowmotion": "testsrc2=s={size}:r=30:d={d}",
     # High motion: a zoom into the Mandelbrot set, detail everywhere, every frame changes.
-    "mandelbrot": "mandelbrot=s=1280x720:r=30,trim=duration={d}",
+    "mandelbrot": "mandelbrot=s={size}:r=30,trim=duration={d}",
     # Film grain: moving pattern under heavy temporal noise (the hardest case for x264).
-    "grain": "testsrc2=s=1280x720:r=30:d={d},noise=alls=20:allf=t+u",
+    "grain": "testsrc2=s={size}:r=30:d={d},noise=alls=20:allf=t+u",
 }
 REAL = {
     "bbb_animation": "bbb_720p_h264_aac51.mp4",
     "friday_talking_480p": "friday_480p_h264_aac.mp4",
+    "sintel_film_1080p": "sintel_1080p_h264_letterbox.mp4",
+    "cockatoo_camera_720p": "cockatoo_720p_h264.mp4",
 }
 
 
@@ -67,12 +69,14 @@ def _ff(*args: str) -> None:
     subprocess.run([pt._ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
 
-def make_clips(work: Path, names: list[str], seconds: float) -> dict[str, str]:
+def make_clips(work: Path, names: list[str], seconds: float, top: int) -> dict[str, str]:
+    """Synthetic clips are made at the top rung's 16:9 size; real clips keep their own."""
+    size = f"{top * 16 // 9}x{top}"
     clips = {}
     for name in names:
         path = work / f"{name}.mp4"
         if name in SYNTHETIC:
-            src = SYNTHETIC[name].format(d=seconds)
+            src = SYNTHETIC[name].format(d=seconds, size=size)
             _ff("-f", "lavfi", "-i", src, "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast",
                 "-qp", "0", "-pix_fmt", "yuv420p", str(path))
         else:
@@ -86,15 +90,15 @@ def make_clips(work: Path, names: list[str], seconds: float) -> dict[str, str]:
     return clips
 
 
-def apple_rungs(info: media.MediaInfo) -> list[media.Rung]:
+def apple_rungs(info: media.MediaInfo, top: int = TOP) -> list[media.Rung]:
     """Apple's rungs that fit the source (never upscaled), its aspect ratio kept."""
     short = min(info.width, info.height)
     out = []
     for h, kbps in APPLE:
-        if h > min(short, TOP):
+        if h > min(short, top):
             break
         w = int(round(h * info.width / info.height / 2)) * 2
-        level = "3.0" if h <= 360 else "3.1"
+        level = "3.0" if h <= 360 else "3.1" if h <= 720 else "4.0"
         out.append(pt.make_rung(f"{h}p_{kbps}k", w, h, kbps * 1000, level))
     return out
 
@@ -154,9 +158,9 @@ def bd_rate(ref: list[tuple[float, float]], test: list[tuple[float, float]]) -> 
     return round((10 ** avg - 1) * 100, 2)
 
 
-def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True) -> dict:
+def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, top: int = TOP) -> dict:
     info = media.probe(src)
-    fixed = apple_rungs(info)
+    fixed = apple_rungs(info, top)
     top = fixed[-1]
     t0 = time.monotonic()
     res = pt.per_title_ladder(src, info, fixed, workdir=str(work), choose_resolution=choose_resolution)
@@ -182,7 +186,7 @@ def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True) ->
     total_pt = sum(v["bitrate_bps"] for v in pm.values())
     return {
         "source": f"{info.width}x{info.height} @ {info.frame_rate:g} fps, {info.duration_s:.1f} s",
-        "fixed": fm, "per_title": by_slot, "dropped": res.dropped,
+        "fixed": fm, "per_title": by_slot, "dropped": res.dropped, "reverted_by_verification": res.reverted,
         "curves": {k: {"rung_vmaf": c.points, "display_vmaf": c.display_points, "actual_bps": c.actual_bps}
                    for k, c in res.curves.items()},
         "display_vmaf_delta_by_rung": deltas, "rung_vmaf_delta_same_size": rung_deltas,
@@ -227,7 +231,7 @@ def write(args, seconds, clips_out, started, final: bool) -> None:
                     "cpus": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_1m_at_write": round(os.getloadavg()[0], 1)},  # the box is shared
         "command": "nice -n 10 python bench/pertitle_bench.py " + " ".join(sys.argv[1:]),
-        "settings": {"top_rung": f"{TOP}p", "clip_seconds": seconds, "x264_preset": pt.X264_PRESET,
+        "settings": {"top_rung": f"{args.top}p", "clip_seconds": seconds, "x264_preset": pt.X264_PRESET,
                      "vmaf_model": "vmaf_v0.6.1 (built into libvmaf)", "vmaf_subsample": VMAF_SUBSAMPLE,
                      "max_vmaf_loss": pt.DEFAULT_MAX_VMAF_LOSS, "min_step": pt.DEFAULT_MIN_STEP,
                      "points": pt.DEFAULT_POINTS, "apple_ladder_kbps": APPLE,
@@ -246,6 +250,7 @@ def main() -> None:
     ap.add_argument("--bitrate-only", action="store_true",
                     help="keep every rung's size, only lower bitrates (pertitle choose_resolution=False)")
     ap.add_argument("--seconds", type=float, default=SECONDS)
+    ap.add_argument("--top", type=int, default=TOP, choices=(720, 1080), help="the ladder's top rung height")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pertitle.json"))
     args = ap.parse_args()
     names = ["slide", "lowmotion"] if args.quick else args.clips.split(",")
@@ -254,16 +259,16 @@ def main() -> None:
     clips_out = {}
     with tempfile.TemporaryDirectory(prefix="pertitle-bench-") as tmp:
         work = Path(tmp)
-        clips = make_clips(work, names, seconds)
+        clips = make_clips(work, names, seconds, args.top)
         for name, src in clips.items():
             cw = work / name
             cw.mkdir()
-            r = run_clip(name, src, cw, choose_resolution=not args.bitrate_only)
+            r = run_clip(name, src, cw, choose_resolution=not args.bitrate_only, top=args.top)
             clips_out[name] = r
             write(args, seconds, clips_out, started, final=False)  # partial results survive a stop
             print(f"\n== {name} ({r['source']}): BD-rate {r['bd_rate_pct']}%, ladder bits "
                   f"-{r['ladder_bits_saving_pct']}%, worst slot display dVMAF {r['worst_rung_vmaf_delta']:+.2f}, "
-                  f"analysis {r['analysis_s']} s, dropped {list(r['dropped'])}")
+                  f"analysis {r['analysis_s']} s, dropped {list(r['dropped'])}, reverted {list(r['reverted_by_verification'])}")
             print(f"   {'slot':<12}{'fixed kbps':>11}{'dispVMAF':>9}{'per-title':>16}{'kbps':>7}{'dispVMAF':>9}"
                   f"{'pred':>7}{'dVMAF':>7}{'saved':>7}")
             for n, f in r["fixed"].items():

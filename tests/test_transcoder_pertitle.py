@@ -179,3 +179,57 @@ def test_vmaf_in_range_and_rising_with_bitrate(analyses):
     # The noisy clip is far from transparent at these ceilings; the static one is near it.
     assert res["noisy"].vmaf_by_rung["180p"] < res["static"].vmaf_by_rung["180p"]
     assert res["static"].analysis_seconds > 0 and res["static"].sample_seconds == pytest.approx(3.0, abs=0.2)
+
+
+def _verify_case(monkeypatch, measured_display: dict[str, float]):
+    """Slots 234p and 360p moved to 540p, 720p kept its size at a lower rate; the sample
+    'measures' `measured_display` (by rung name); curves make the fixed rungs score 40/65/90."""
+    fixed = [_r("234p", 234, 145_000), _r("360p", 360, 365_000), _r("720p", 720, 3_000_000)]
+    moved_a, moved_b = _r("540p_137k", 540, 137_000), _r("540p_300k", 540, 300_000)
+    kept = [(moved_a, 137_000), (moved_b, 300_000), (fixed[2], 2_000_000)]
+    slot_of = {id(moved_a): "234p", id(moved_b): "360p", id(fixed[2]): "720p"}
+    curves = {(r.width, r.height): [(r.video_bitrate_bps // 2, q - 5), (r.video_bitrate_bps, q)]
+              for r, q in zip(fixed, (40.0, 65.0, 90.0))}
+    curves[(moved_a.width, moved_a.height)] = [(100_000, 30.0), (300_000, 66.0)]
+    monkeypatch.setattr(pt, "measure_ladder", lambda sample, dur, ladder, *a: [
+        (b, measured_display[r.name], measured_display[r.name]) for r, b in ladder])
+    vmafs = {r.name: 0.0 for r, _ in kept}
+    shown = dict(vmafs)
+    out, dropped, reverted = pt._verify(kept, fixed, slot_of, "sample.mp4", 6.0, "/tmp", 60, 1, (1280, 720),
+                                        curves, curves, 0.5, 1.25, vmafs, shown)
+    return out, dropped, reverted, vmafs
+
+
+def test_verify_sends_a_rung_that_misses_its_goal_back_to_the_fixed_rung(monkeypatch):
+    # The moved bottom rung measures 30 where its slot's fixed rung scores 40: back it goes.
+    out, dropped, reverted, vmafs = _verify_case(
+        monkeypatch, {"540p_137k": 30.0, "540p_300k": 64.8, "720p": 89.3})
+    assert [(r.name, b) for r, b in out] == [("234p", 145_000), ("540p_300k", 300_000), ("720p", 2_000_000)]
+    assert list(reverted) == ["234p"] and not dropped
+    # The VMAF stored for a verified rung is the measured one.
+    assert vmafs["540p_300k"] == 64.8 and vmafs["720p"] == 89.3
+
+
+def test_verify_reverts_a_larger_rung_under_a_reverted_one(monkeypatch):
+    # 360p's move fails; the 234p slot's 540p picture would then sit under a 360p one.
+    out, _, reverted, _ = _verify_case(monkeypatch, {"540p_137k": 40.0, "540p_300k": 60.0, "720p": 89.3})
+    assert [r.name for r, _ in out] == ["234p", "360p", "720p"]
+    assert set(reverted) == {"234p", "360p"}
+
+
+def test_verify_keeps_a_ladder_within_its_slack(monkeypatch):
+    # 0.7 under the fixed rungs is within max_vmaf_loss + VERIFY_SLACK (0.75): kept as chosen.
+    out, dropped, reverted, _ = _verify_case(monkeypatch, {"540p_137k": 39.3, "540p_300k": 64.3, "720p": 89.3})
+    assert [r.name for r, _ in out] == ["540p_137k", "540p_300k", "720p"] and not reverted and not dropped
+
+
+def test_every_slot_measured_within_the_loss_budget(analyses):
+    """After verification each slot's rung, as encoded on the sample, is no more than
+    max_vmaf_loss + VERIFY_SLACK below what its fixed rung scores there."""
+    rungs, res = analyses
+    ceiling = {r.name: r.video_bitrate_bps for r in rungs}
+    for result in res.values():
+        for slot, name in result.slots.items():
+            fixed_q = pt.vmaf_at(pt.smooth(result.curves[slot].display_hull), ceiling[slot])
+            assert result.display_vmaf_by_rung[name] >= fixed_q - pt.DEFAULT_MAX_VMAF_LOSS - pt.VERIFY_SLACK, (
+                slot, name, result.display_vmaf_by_rung, fixed_q, result.reverted)

@@ -26,6 +26,14 @@ How (issue 4):
    (bottom = the minimum bandwidth a viewer needs); if the bottom collides with a middle
    rung, that middle rung is dropped instead; if only top and bottom remain and collide,
    the bottom is lowered to top/min_step and its VMAF re-predicted.
+6. Verify (`verify=True`): the chosen ladder is encoded on the sample and scored, in one
+   ffmpeg run. A curve is only as good as its few test points: between two far-apart points
+   at the foot of the S-curve, or where x264 overshoots a very low rate, the prediction can
+   be several points too high. A rung whose measured quality falls more than
+   `max_vmaf_loss + VERIFY_SLACK` below its slot's fixed rung goes back to that fixed rung
+   (size and bitrate: measured when the curve was made, so it is safe); a rung under it
+   that is now larger goes back too, and step 5 runs again. The VMAF stored per rung is the
+   measured one.
 """
 from __future__ import annotations
 
@@ -54,6 +62,9 @@ MAX_FRAME_RATE = getattr(media, "MAX_FRAME_RATE", 60)
 DEFAULT_POINTS = (0.05, 0.15, 0.4, 1.0)
 DEFAULT_MIN_STEP = 1.25
 DEFAULT_MAX_VMAF_LOSS = 0.5  # half the 1-point budget: sample-vs-whole-video error eats the rest
+# How far a verified rung may miss its goal on the sample (encodes wobble by a few tenths):
+# it still leaves a quarter point of the 1-point budget for the sample-to-video difference.
+VERIFY_SLACK = 0.25
 VMAF_THREADS = max(1, min(2, os.cpu_count() or 1))
 
 
@@ -91,9 +102,11 @@ class RungCurve:
 @dataclass
 class PerTitleResult:
     rungs: list[media.Rung]  # kept rungs, bitrates adjusted
-    vmaf_by_rung: dict[str, float]  # predicted VMAF at the chosen bitrate (rung size)
+    vmaf_by_rung: dict[str, float]  # VMAF at the chosen bitrate, rung size (measured if verified)
     curves: dict[str, RungCurve] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)  # rung name -> why
+    # slot -> why its per-title choice was replaced by the fixed rung (verification, step 6)
+    reverted: dict[str, str] = field(default_factory=dict)
     # input rung name -> output rung name (differs when the rung moved to another size)
     slots: dict[str, str] = field(default_factory=dict)
     display_vmaf_by_rung: dict[str, float] = field(default_factory=dict)
@@ -338,7 +351,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                      max_vmaf_loss: float | None = DEFAULT_MAX_VMAF_LOSS,
                      min_step: float = DEFAULT_MIN_STEP,
                      vmaf_subsample: int = 2,
-                     choose_resolution: bool = True,
+                     choose_resolution: bool = True, verify: bool = True,
                      workdir: str | None = None, timeout_s: float = 3600) -> PerTitleResult:
     """Rungs with per-title bitrates (never above the given rungs' bitrates: those are the
     ceilings) and the VMAF predicted for each. `target_vmaf`: a number or rung -> number;
@@ -348,7 +361,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
     top rung's size, with fewer bits (the renamed rung is in `slots`); False keeps every
     rung's size and only lowers bitrates, judged on VMAF at the rung's own size.
     `vmaf_subsample`: score every n-th frame (VMAF is most of the cost; 2 halves it and moves
-    the mean by well under a point on 6 s samples)."""
+    the mean by well under a point on 6 s samples). `verify`: step 6 of the module doc."""
     if not rungs:
         return PerTitleResult(rungs=[], vmaf_by_rung={})
     started = time.monotonic()
@@ -409,19 +422,110 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                 template[size], name=f"{template[size].name}_{rate // 1000}k")
             chosen.append((new, rate))
             slot_of[id(new)] = rung.name
-        kept, dropped = ladder_hull(chosen, min_step)
+        kept, dropped = _hull_by_slot(chosen, min_step, slot_of)
         vmafs = {r.name: round(vmaf_at(rung_curve[(r.width, r.height)], b), 2) for r, b in kept}
         shown = {r.name: round(vmaf_at(display_curve[(r.width, r.height)], b), 2) for r, b in kept}
+        reverted: dict[str, str] = {}
+        if verify and max_vmaf_loss is not None:
+            kept, more_dropped, reverted = _verify(
+                kept, ordered, slot_of, sample, sample_len, work, timeout_s, vmaf_subsample, display,
+                rung_curve, display_curve, max_vmaf_loss, min_step, vmafs, shown)
+            dropped.update(more_dropped)
         out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
         slots = {slot_of[id(r)]: r.name for r, _ in kept}
-        dropped = {slot_of[id(r)]: why for r, _ in chosen for n, why in dropped.items() if r.name == n}
-        return PerTitleResult(rungs=out_rungs, vmaf_by_rung=vmafs, curves=curves, dropped=dropped,
-                              slots=slots, display_vmaf_by_rung=shown,
+        return PerTitleResult(rungs=out_rungs, vmaf_by_rung={r.name: vmafs[r.name] for r, _ in kept},
+                              curves=curves, dropped=dropped, reverted=reverted, slots=slots,
+                              display_vmaf_by_rung={r.name: shown[r.name] for r, _ in kept},
                               sample_seconds=sample_len, source_seconds=info.duration_s,
                               analysis_seconds=time.monotonic() - started)
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _hull_by_slot(ladder: list[tuple[media.Rung, int]], min_step: float, slot_of: dict[int, str]
+                  ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
+    """`ladder_hull`, with the dropped rungs named by their slot."""
+    kept, dropped = ladder_hull(ladder, min_step)
+    return kept, {slot_of[id(r)]: why for r, _ in ladder for n, why in dropped.items() if r.name == n}
+
+
+def _verify(kept, fixed_rungs, slot_of, sample, sample_len, work, timeout_s, subsample, display,
+            rung_curve, display_curve, max_loss, min_step, vmafs, shown):
+    """Step 6 of the module doc. Updates `vmafs` / `shown` (by rung name) with what was
+    measured; returns (ladder, dropped by slot, reverted by slot)."""
+    fixed_by_slot = {r.name: r for r in fixed_rungs}
+    judge = display_curve if display else rung_curve  # the scale the choice was made on
+
+    def fixed_rung(slot: str) -> tuple[media.Rung, int]:
+        r = fixed_by_slot[slot]
+        key = (r.width, r.height)
+        slot_of[id(r)] = slot
+        vmafs[r.name] = round(vmaf_at(rung_curve[key], r.video_bitrate_bps), 2)
+        shown[r.name] = round(vmaf_at(display_curve[key], r.video_bitrate_bps), 2)
+        return r, r.video_bitrate_bps
+
+    reverted: dict[str, str] = {}
+    checked = []
+    for (r, b), (_, q_rung, q_shown) in zip(kept, measure_ladder(sample, sample_len, kept, work, timeout_s,
+                                                                   subsample, display)):
+        slot = slot_of[id(r)]
+        f = fixed_by_slot[slot]
+        floor = vmaf_at(judge[(f.width, f.height)], f.video_bitrate_bps) - max_loss - VERIFY_SLACK
+        q = q_shown if display else q_rung
+        if q < floor and (r is not f or b != f.video_bitrate_bps):  # (the fixed rung itself stays)
+            reverted[slot] = (f"{r.name} at {b // 1000} kbps measured {q:.2f}, under {floor:.2f} (the fixed "
+                              f"rung less {max_loss + VERIFY_SLACK:g}): back to {f.name}")
+            checked.append(fixed_rung(slot))
+        else:
+            vmafs[r.name], shown[r.name] = round(q_rung, 2), round(q_shown, 2)
+            checked.append((r, b))
+    # A reverted rung may now be smaller than a moved rung under it: that one goes back too.
+    i = len(checked) - 2
+    while i >= 0:
+        lo, hi = checked[i][0], checked[i + 1][0]
+        if lo.width * lo.height > hi.width * hi.height and lo is not fixed_by_slot[slot_of[id(lo)]]:
+            slot = slot_of[id(lo)]
+            reverted[slot] = f"{lo.name} is larger than the rung above it once that went back: back to {slot}"
+            checked[i] = fixed_rung(slot)
+            i = len(checked) - 2
+            continue
+        i -= 1
+    if not reverted:
+        return checked, {}, {}
+    out, dropped = _hull_by_slot(checked, min_step, slot_of)
+    return out, dropped, reverted
+
+
+def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[media.Rung, int]], workdir: str,
+                   timeout_s: float = 1800, subsample: int = 1, display: tuple[int, int] | None = None
+                   ) -> list[tuple[int, float, float]]:
+    """(actual bitrate, VMAF at rung size, VMAF at `display` size) of each (rung, bitrate),
+    every rung encoded from one decode of the sample, as the ladder will be."""
+    n = len(ladder)
+    graph = f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n)) + "".join(
+        f";[s{i}]scale={r.width}:{r.height}:flags=bicubic,format=yuv420p[e{i}]" for i, (r, _) in enumerate(ladder))
+    args = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", sample, "-filter_complex", graph]
+    outs = [os.path.join(workdir, f"verify{i}_{r.name}.h264") for i, (r, _) in enumerate(ladder)]
+    for i, ((r, b), path) in enumerate(zip(ladder, outs)):
+        args += ["-map", f"[e{i}]", *_x264_args(b, r.h264_level), path]
+    _run(args, timeout_s, "per-title verification encode")
+    rung_q = [0.0] * n
+    sizes: dict[tuple[int, int], list[int]] = {}
+    for i, (r, _) in enumerate(ladder):
+        sizes.setdefault((r.width, r.height), []).append(i)
+    for (w, h), idx in sizes.items():
+        for i, q in zip(idx, vmaf_many([outs[i] for i in idx], sample, w, h, workdir, subsample, timeout_s)):
+            rung_q[i] = q
+    shown_q = list(rung_q)
+    if display:
+        up = [i for i, (r, _) in enumerate(ladder) if (r.width, r.height) != tuple(display)]
+        if up:
+            scores = vmaf_many([outs[i] for i in up], sample, display[0], display[1], workdir, subsample,
+                               timeout_s, upscale=True)
+            for i, q in zip(up, scores):
+                shown_q[i] = q
+    return [(int(os.path.getsize(p) * 8 / duration_s), rq, sq) for p, rq, sq in zip(outs, rung_q, shown_q)]
 
 
 def make_rung(name: str, width: int, height: int, bitrate: int, h264_level: str = "4.0",
