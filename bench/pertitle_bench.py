@@ -45,7 +45,8 @@ APPLE = [(234, 145), (360, 365), (432, 730), (432, 1100), (540, 2000), (720, 300
 TOP = 1080  # Apple's whole ladder, up to its two 1080p rungs (--top 720 for a quicker run)
 VMAF_SUBSAMPLE = 2
 SECONDS = 6
-DEFAULT_CLIPS = ["slide", "lowmotion", "mandelbrot", "bbb_animation", "friday_talking_480p"]
+DEFAULT_CLIPS = ["slide", "lowmotion", "mandelbrot", "sintel_film_1080p", "bbb_animation", "cockatoo_camera_720p",
+                 "friday_talking_480p"]
 
 SYNTHETIC = {
     # A still slide: one test-card frame held for the whole clip.
