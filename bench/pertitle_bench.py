@@ -1,12 +1,14 @@
 """Per-title encoding against Apple's fixed HLS ladder: BD-rate at equal VMAF (issue 4).
 
-    nice -n 10 python bench/pertitle_bench.py            # 5 clips x 6 s, ~15 min on 2 cores
+    nice -n 10 python bench/pertitle_bench.py            # 7 clips x 6 s, ~30 min on 2 cores
+    nice -n 10 python bench/pertitle_bench.py --top 720  # Apple's rungs up to 720p only: quicker
     nice -n 10 python bench/pertitle_bench.py --quick    # 2 clips, shorter: a smoke run
 
-For each clip (generated with ffmpeg's own lavfi sources, reproducibly, plus real clips
-from ../shared/media when present): encode Apple's H.264 ladder (HLS Authoring Spec,
-16:9 rungs up to 720p to fit the machine: 145/365/730/1100/2000/3000/4500 kbps) and the
-per-title ladder chosen by transcoder_svc.pertitle with Apple's bitrates as ceilings.
+For each clip (generated with ffmpeg's own lavfi sources at the top rung's size,
+reproducibly, plus real clips from ../shared/media when present): encode Apple's H.264
+ladder (HLS Authoring Spec, 16:9 rungs up to the source's size and at most 1080p:
+145/365/730/1100/2000/3000/4500/6000/7800 kbps) and the per-title ladder chosen by
+transcoder_svc.pertitle with Apple's bitrates as ceilings.
 Both with the platform's x264 settings. Then, on the whole clip:
 * rung VMAF: each rendition against the source scaled to the rung size (what the
   metadata stores), compared rung by rung;
