@@ -294,23 +294,9 @@ def measure_rung(sample: str, duration_s: float, rung: media.Rung, bitrates: lis
                  ) -> list[tuple[int, int, float, float]]:
     """(requested bitrate, actual bitrate, VMAF at rung size, VMAF at `display` size) for
     each test bitrate (display VMAF = rung VMAF when no display size or the same size)."""
-    n = len(bitrates)
-    encode = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", sample,
-              "-filter_complex",
-              f"[0:v]scale={rung.width}:{rung.height}:flags=bicubic,format=yuv420p,split={n}"
-              + "".join(f"[e{i}]" for i in range(n))]
-    outs = [os.path.join(workdir, f"{rung.name}_{i}.h264") for i in range(n)]
-    for i, (b, path) in enumerate(zip(bitrates, outs)):
-        encode += ["-map", f"[e{i}]", *_x264_args(b, rung.h264_level), path]
-    _run(encode, timeout_s, f"per-title encoding of {rung.name}")
-    scores = vmaf_many(outs, sample, rung.width, rung.height, workdir, subsample=subsample, timeout_s=timeout_s)
-    if display and tuple(display) != (rung.width, rung.height):
-        shown = vmaf_many(outs, sample, display[0], display[1], workdir, subsample=subsample,
-                          timeout_s=timeout_s, upscale=True)
-    else:
-        shown = scores
-    actual = [int(os.path.getsize(p) * 8 / duration_s) for p in outs]
-    return sorted(zip(bitrates, actual, scores, shown))
+    measured = measure_ladder(sample, duration_s, [(rung, b) for b in bitrates], workdir, timeout_s, subsample,
+                              display, tag="curve")
+    return sorted((b, actual, q, shown) for b, (actual, q, shown) in zip(bitrates, measured))
 
 
 def vmaf_many(distorted: list[str], reference: str, width: int, height: int, workdir: str,
@@ -498,33 +484,35 @@ def _verify(kept, fixed_rungs, slot_of, sample, sample_len, work, timeout_s, sub
 
 
 def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[media.Rung, int]], workdir: str,
-                   timeout_s: float = 1800, subsample: int = 1, display: tuple[int, int] | None = None
-                   ) -> list[tuple[int, float, float]]:
+                   timeout_s: float = 1800, subsample: int = 1, display: tuple[int, int] | None = None,
+                   tag: str = "verify") -> list[tuple[int, float, float]]:
     """(actual bitrate, VMAF at rung size, VMAF at `display` size) of each (rung, bitrate),
-    every rung encoded from one decode of the sample, as the ladder will be."""
-    n = len(ladder)
-    graph = f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n)) + "".join(
-        f";[s{i}]scale={r.width}:{r.height}:flags=bicubic,format=yuv420p[e{i}]" for i, (r, _) in enumerate(ladder))
-    args = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", sample, "-filter_complex", graph]
-    outs = [os.path.join(workdir, f"verify{i}_{r.name}.h264") for i, (r, _) in enumerate(ladder)]
-    for i, ((r, b), path) in enumerate(zip(ladder, outs)):
-        args += ["-map", f"[e{i}]", *_x264_args(b, r.h264_level), path]
-    _run(args, timeout_s, "per-title verification encode")
-    rung_q = [0.0] * n
+    all encoded in one ffmpeg run from one decode of the sample, each picture size scaled
+    once and split to its encoders (as the ladder will be). `tag` prefixes the files."""
     sizes: dict[tuple[int, int], list[int]] = {}
     for i, (r, _) in enumerate(ladder):
         sizes.setdefault((r.width, r.height), []).append(i)
+    graph = [f"[0:v]split={len(sizes)}" + "".join(f"[s{k}]" for k in range(len(sizes)))]
+    for k, ((w, h), idx) in enumerate(sizes.items()):
+        graph.append(f"[s{k}]scale={w}:{h}:flags=bicubic,format=yuv420p,split={len(idx)}"
+                     + "".join(f"[e{i}]" for i in idx))
+    args = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", sample,
+            "-filter_complex", ";".join(graph)]
+    outs = [os.path.join(workdir, f"{tag}{i}_{r.name}.h264") for i, (r, _) in enumerate(ladder)]
+    for i, ((r, b), path) in enumerate(zip(ladder, outs)):
+        args += ["-map", f"[e{i}]", *_x264_args(b, r.h264_level), path]
+    _run(args, timeout_s, f"per-title encoding ({tag})")
+    rung_q = [0.0] * len(ladder)
     for (w, h), idx in sizes.items():
         for i, q in zip(idx, vmaf_many([outs[i] for i in idx], sample, w, h, workdir, subsample, timeout_s)):
             rung_q[i] = q
     shown_q = list(rung_q)
-    if display:
-        up = [i for i, (r, _) in enumerate(ladder) if (r.width, r.height) != tuple(display)]
-        if up:
-            scores = vmaf_many([outs[i] for i in up], sample, display[0], display[1], workdir, subsample,
-                               timeout_s, upscale=True)
-            for i, q in zip(up, scores):
-                shown_q[i] = q
+    up = [i for i, (r, _) in enumerate(ladder) if display and (r.width, r.height) != tuple(display)]
+    if up:
+        scores = vmaf_many([outs[i] for i in up], sample, display[0], display[1], workdir, subsample,
+                           timeout_s, upscale=True)
+        for i, q in zip(up, scores):
+            shown_q[i] = q
     return [(int(os.path.getsize(p) * 8 / duration_s), rq, sq) for p, rq, sq in zip(outs, rung_q, shown_q)]
 
 
