@@ -233,3 +233,23 @@ def test_every_slot_measured_within_the_loss_budget(analyses):
             fixed_q = pt.vmaf_at(pt.smooth(result.curves[slot].display_hull), ceiling[slot])
             assert result.display_vmaf_by_rung[name] >= fixed_q - pt.DEFAULT_MAX_VMAF_LOSS - pt.VERIFY_SLACK, (
                 slot, name, result.display_vmaf_by_rung, fixed_q, result.reverted)
+
+
+def test_verify_re_predicts_a_bottom_rung_the_hull_lowers(monkeypatch):
+    # Two slots: the moved bottom fails and goes back to 145k, which collides with the top
+    # (kept at 160k): step 5 lowers the bottom, and its VMAF must be for the new rate.
+    bottom, top = _r("234p", 234, 145_000), _r("360p", 360, 365_000)
+    moved = _r("360p_60k", 360, 60_000)
+    kept = [(moved, 60_000), (top, 160_000)]
+    slot_of = {id(moved): "234p", id(top): "360p"}
+    curves = {(bottom.width, bottom.height): [(50_000, 20.0), (145_000, 40.0)],
+              (top.width, top.height): [(50_000, 30.0), (365_000, 65.0)]}
+    monkeypatch.setattr(pt, "measure_ladder", lambda sample, dur, ladder, *a: [
+        (b, {"360p_60k": 10.0, "360p": 64.5}[r.name], {"360p_60k": 10.0, "360p": 64.5}[r.name]) for r, b in ladder])
+    vmafs, shown = {}, {}
+    out, _, reverted = pt._verify(kept, [bottom, top], slot_of, "s.mp4", 6.0, "/tmp", 60, 1, None,
+                                  curves, curves, 0.5, 1.25, vmafs, shown)
+    assert list(reverted) == ["234p"] and [r.name for r, _ in out] == ["234p", "360p"]
+    rate = out[0][1]
+    assert rate * 1.25 <= 160_000
+    assert vmafs["234p"] == round(pt.vmaf_at(curves[(bottom.width, bottom.height)], rate), 2) < 40.0

@@ -480,6 +480,11 @@ def _verify(kept, fixed_rungs, slot_of, sample, sample_len, work, timeout_s, sub
     if not reverted:
         return checked, {}, {}
     out, dropped = _hull_by_slot(checked, min_step, slot_of)
+    rate_before = {id(r): b for r, b in checked}
+    for r, b in out:
+        if b != rate_before[id(r)]:  # step 5 lowered the bottom rung: re-predict it, as it does
+            vmafs[r.name] = round(vmaf_at(rung_curve[(r.width, r.height)], b), 2)
+            shown[r.name] = round(vmaf_at(display_curve[(r.width, r.height)], b), 2)
     return out, dropped, reverted
 
 
