@@ -161,9 +161,9 @@ def bd_rate(ref: list[tuple[float, float]], test: list[tuple[float, float]]) -> 
     return round((10 ** avg - 1) * 100, 2)
 
 
-def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, top: int = TOP) -> dict:
+def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, top_height: int = TOP) -> dict:
     info = media.probe(src)
-    fixed = apple_rungs(info, top)
+    fixed = apple_rungs(info, top_height)
     top = fixed[-1]
     t0 = time.monotonic()
     res = pt.per_title_ladder(src, info, fixed, workdir=str(work), choose_resolution=choose_resolution)
@@ -266,7 +266,7 @@ def main() -> None:
         for name, src in clips.items():
             cw = work / name
             cw.mkdir()
-            r = run_clip(name, src, cw, choose_resolution=not args.bitrate_only, top=args.top)
+            r = run_clip(name, src, cw, choose_resolution=not args.bitrate_only, top_height=args.top)
             clips_out[name] = r
             write(args, seconds, clips_out, started, final=False)  # partial results survive a stop
             print(f"\n== {name} ({r['source']}): BD-rate {r['bd_rate_pct']}%, ladder bits "

@@ -53,7 +53,7 @@ SOURCES = {
 TARGET_SOURCES = ("camera_h264", "camera_hevc")
 
 
-def make_source(path: pathlib.Path, seconds: int, kind: str = "web_h264") -> str:
+def make_source(path: pathlib.Path, seconds: int, kind: str) -> str:
     ff = media.ffmpeg_exe()
     tone = ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
     if SINTEL.exists():
