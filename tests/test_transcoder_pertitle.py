@@ -90,6 +90,26 @@ def test_choose_size_takes_the_resolution_needing_fewest_bits():
     assert pt.choose_size(300_000, 99.0, hulls, small) == (small, 300_000)
 
 
+def test_in_between_sizes_fill_only_the_wide_gaps_of_the_ladder():
+    # Apple's 16:9 ladder: gaps 234->360, 540->720 and 720->1080 are wide; 360->432->540 are not.
+    apple = [_r("234p", 234, 145_000), _r("360p", 360, 365_000), _r("432p", 432, 730_000),
+             _r("432p_hi", 432, 1_100_000), _r("540p", 540, 2_000_000), _r("720p", 720, 3_000_000),
+             _r("720p_hi", 720, 4_500_000), _r("1080p", 1080, 6_000_000), _r("1080p_hi", 1080, 7_800_000)]
+    extra = pt.in_between_sizes(apple)
+    assert [r.height for r in extra] == [288, 624, 880]
+    for r, (lo, hi) in zip(extra, [(apple[0], apple[1]), (apple[4], apple[6]), (apple[6], apple[8])]):
+        assert r.width % 2 == 0 and abs(r.width / r.height - 16 / 9) < 0.01
+        # ceiling between the two neighbours' highest bitrates
+        assert lo.video_bitrate_bps < r.video_bitrate_bps < hi.video_bitrate_bps
+        assert r.name == f"{r.height}p" and r.name not in {a.name for a in apple}
+    # Portrait video: the short side names the size and is the one interpolated.
+    portrait = [pt.make_rung("360p", 360, 640, 800_000), pt.make_rung("720p", 720, 1280, 3_000_000)]
+    (mid,) = pt.in_between_sizes(portrait)
+    assert (mid.width, mid.height, mid.name) == (512, 910, "512p")
+    # A ladder without a wide gap gets nothing.
+    assert pt.in_between_sizes([_r("432p", 432, 730_000), _r("540p", 540, 2_000_000)]) == []
+
+
 def test_sample_windows_spread_across_the_video():
     assert pt.sample_windows(5.0, 3, 2.0) == [(0.0, 5.0)]  # short video: all of it
     w = pt.sample_windows(60.0, 3, 2.0)
@@ -146,11 +166,14 @@ def test_static_clip_gets_lower_bitrates_than_noisy(analyses):
 def test_bitrates_never_exceed_fixed_ceilings(analyses):
     rungs, res = analyses
     ceiling = {r.name: r.video_bitrate_bps for r in rungs}
-    sizes = {(r.width, r.height) for r in rungs}
+    in_between = {(r.width, r.height) for r in pt.in_between_sizes(rungs)}
+    assert in_between == {(256, 144)}  # the 120p->180p gap is wide enough for one
+    sizes = {(r.width, r.height) for r in rungs} | in_between
     for result in res.values():
+        assert {"120p", "144p", "180p"} <= set(result.curves)  # the in-between size was measured
         for slot, r in _by_slot(result).items():
             assert 0 < r.video_bitrate_bps <= ceiling[slot]
-            assert (r.width, r.height) in sizes  # only the ladder's own sizes, never upscaled
+            assert (r.width, r.height) in sizes  # the ladder's sizes and those between them, never upscaled
             fixed = next(f for f in rungs if f.name == slot)
             # names stay unique; a slot that kept its size keeps its name
             assert (r.name == slot) == ((r.width, r.height) == (fixed.width, fixed.height))

@@ -20,6 +20,9 @@ How (issue 4):
 4. Per rung goal: reach `target_vmaf` (default by height, 95 at 1080p) or the best the
    ceiling allows, and never drop more than `max_vmaf_loss` below what the fixed ceiling
    itself scores; the lowest bitrate meeting the goal is chosen, never above the ceiling.
+   With `choose_resolution`, the goal is judged at the top rung's size and a slot may move
+   to whichever picture size reaches it with the fewest bits: the ladder's sizes, plus one
+   measured in each of its wide gaps (`in_between_sizes`).
 5. Across rungs (the ladder's hull): a rung must cost at least `min_step` times less than
    the next larger kept rung, otherwise the larger picture costs (almost) no more bits and
    the smaller rung is dominated: it is dropped. The top and bottom rungs are always kept
@@ -65,6 +68,9 @@ DEFAULT_MAX_VMAF_LOSS = 0.5  # half the 1-point budget: sample-vs-whole-video er
 # How far a verified rung may miss its goal on the sample (encodes wobble by a few tenths):
 # it still leaves a quarter point of the 1-point budget for the sample-to-video difference.
 VERIFY_SLACK = 0.25
+# Ladder gaps (ratio of short sides) wide enough to measure a size in between: Apple's
+# 234->360, 540->720 and 720->1080 steps, not its 360->432->540 ones.
+IN_BETWEEN_MIN_GAP = 1.3
 VMAF_THREADS = max(1, min(2, os.cpu_count() or 1))
 
 
@@ -226,6 +232,33 @@ def choose_size(ceiling: int, goal: float, display_hulls: dict[tuple[int, int], 
     return best[1], int(min(ceiling, best[0]))
 
 
+def in_between_sizes(ordered: list[media.Rung], min_gap: float = IN_BETWEEN_MIN_GAP) -> list[media.Rung]:
+    """Candidate picture sizes for the cross-resolution hull, one in each gap of the ladder
+    (`ordered`: ascending by size) wider than `min_gap` in short side: the geometric mean of
+    its two sizes (short side a multiple of 8, aspect of the larger size, even dimensions).
+    Its ceiling is the geometric mean of the two sizes' highest bitrates. A fixed ladder's
+    sizes are spaced for every title at once; one title's best picture for a slot's bits
+    often falls in a gap (Netflix's per-title hull measures many sizes for this reason)."""
+    tops: dict[tuple[int, int], media.Rung] = {}
+    for r in ordered:
+        key = (r.width, r.height)
+        if key not in tops or r.video_bitrate_bps > tops[key].video_bitrate_bps:
+            tops[key] = r
+    sizes = list(tops.values())
+    out = []
+    for lo, hi in zip(sizes, sizes[1:]):
+        short_lo, short_hi = min(lo.width, lo.height), min(hi.width, hi.height)
+        if short_hi < short_lo * min_gap:
+            continue
+        short = int(round(math.sqrt(short_lo * short_hi) / 8)) * 8
+        scale = short / short_hi
+        width, height = (2 * int(round(d * scale / 2)) for d in (hi.width, hi.height))
+        ceiling = int(math.sqrt(lo.video_bitrate_bps * hi.video_bitrate_bps)) // 1000 * 1000
+        out.append(dataclasses.replace(hi, name=f"{min(width, height)}p", width=width, height=height,
+                                       video_bitrate_bps=ceiling))
+    return out
+
+
 def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float
                 ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
     """Cross-rung selection (see module doc, step 5). `chosen` is ascending by size."""
@@ -337,7 +370,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                      max_vmaf_loss: float | None = DEFAULT_MAX_VMAF_LOSS,
                      min_step: float = DEFAULT_MIN_STEP,
                      vmaf_subsample: int = 2,
-                     choose_resolution: bool = True, verify: bool = True,
+                     choose_resolution: bool = True, in_between: bool = True, verify: bool = True,
                      workdir: str | None = None, timeout_s: float = 3600) -> PerTitleResult:
     """Rungs with per-title bitrates (never above the given rungs' bitrates: those are the
     ceilings) and the VMAF predicted for each. `target_vmaf`: a number or rung -> number;
@@ -347,7 +380,9 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
     top rung's size, with fewer bits (the renamed rung is in `slots`); False keeps every
     rung's size and only lowers bitrates, judged on VMAF at the rung's own size.
     `vmaf_subsample`: score every n-th frame (VMAF is most of the cost; 2 halves it and moves
-    the mean by well under a point on 6 s samples). `verify`: step 6 of the module doc."""
+    the mean by well under a point on 6 s samples). `in_between` (with `choose_resolution`):
+    also measure the sizes `in_between_sizes` puts into the ladder's wide gaps, as candidates
+    a slot may move to. `verify`: step 6 of the module doc."""
     if not rungs:
         return PerTitleResult(rungs=[], vmaf_by_rung={})
     started = time.monotonic()
@@ -378,12 +413,22 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             curves[rung.name] = RungCurve(rung.name, pts, [a for _, a, _, _ in m], pareto_frontier(pts),
                                           dpts, pareto_frontier(dpts))
         by_size = {(r.width, r.height): curves[r.name] for r in ordered}
-        # Decisions use the smoothed curves; the reported hulls stay the measured points.
-        rung_curve = {k: smooth(c.hull) for k, c in by_size.items()}
-        display_curve = {k: smooth(c.display_hull) for k, c in by_size.items()}
         template = {}
         for r in ordered:
             template.setdefault((r.width, r.height), r)
+        if choose_resolution and in_between:
+            # Candidate sizes between the ladder's own: more pictures for the hull to pick from.
+            for extra in in_between_sizes(ordered):
+                tests = sorted({max(20_000, int(extra.video_bitrate_bps * f)) for f in points})
+                m = measure_rung(sample, sample_len, extra, tests, work, timeout_s, vmaf_subsample, display)
+                pts, dpts = [(q, v) for q, _, v, _ in m], [(q, d) for q, _, _, d in m]
+                key = (extra.width, extra.height)
+                by_size[key] = curves[extra.name] = RungCurve(
+                    extra.name, pts, [a for _, a, _, _ in m], pareto_frontier(pts), dpts, pareto_frontier(dpts))
+                template[key] = extra
+        # Decisions use the smoothed curves; the reported hulls stay the measured points.
+        rung_curve = {k: smooth(c.hull) for k, c in by_size.items()}
+        display_curve = {k: smooth(c.display_hull) for k, c in by_size.items()}
         chosen: list[tuple[media.Rung, int]] = []
         slot_of: dict[int, str] = {}
         floor_area = 0
