@@ -161,12 +161,14 @@ def bd_rate(ref: list[tuple[float, float]], test: list[tuple[float, float]]) -> 
     return round((10 ** avg - 1) * 100, 2)
 
 
-def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, top_height: int = TOP) -> dict:
+def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, top_height: int = TOP,
+             in_between: bool = False) -> dict:
     info = media.probe(src)
     fixed = apple_rungs(info, top_height)
     top = fixed[-1]
     t0 = time.monotonic()
-    res = pt.per_title_ladder(src, info, fixed, workdir=str(work), choose_resolution=choose_resolution)
+    res = pt.per_title_ladder(src, info, fixed, workdir=str(work), choose_resolution=choose_resolution,
+                              in_between=in_between)
     analysis_s = time.monotonic() - t0
     fixed_paths, fixed_enc_s = encode_ladder(src, fixed, work, "fixed")
     pt_paths, pt_enc_s = encode_ladder(src, res.rungs, work, "pertitle")
@@ -238,7 +240,7 @@ def write(args, seconds, clips_out, started, final: bool) -> None:
                      "vmaf_model": "vmaf_v0.6.1 (built into libvmaf)", "vmaf_subsample": VMAF_SUBSAMPLE,
                      "max_vmaf_loss": pt.DEFAULT_MAX_VMAF_LOSS, "min_step": pt.DEFAULT_MIN_STEP,
                      "points": pt.DEFAULT_POINTS, "apple_ladder_kbps": APPLE,
-                     "choose_resolution": not args.bitrate_only},
+                     "choose_resolution": not args.bitrate_only, "in_between": args.in_between},
         "complete": final, "summary": summary, "clips": clips_out,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -250,6 +252,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="two synthetic clips of 4 s (smoke run)")
     ap.add_argument("--clips", default=",".join(DEFAULT_CLIPS),
                     help=f"comma-separated, from {', '.join([*SYNTHETIC, *REAL])}")
+    ap.add_argument("--in-between", action="store_true",
+                    help="also measure a picture size in each wide gap of the ladder (pertitle in_between=True)")
     ap.add_argument("--bitrate-only", action="store_true",
                     help="keep every rung's size, only lower bitrates (pertitle choose_resolution=False)")
     ap.add_argument("--seconds", type=float, default=SECONDS)
@@ -266,7 +270,8 @@ def main() -> None:
         for name, src in clips.items():
             cw = work / name
             cw.mkdir()
-            r = run_clip(name, src, cw, choose_resolution=not args.bitrate_only, top_height=args.top)
+            r = run_clip(name, src, cw, choose_resolution=not args.bitrate_only, top_height=args.top,
+                         in_between=args.in_between)
             clips_out[name] = r
             write(args, seconds, clips_out, started, final=False)  # partial results survive a stop
             print(f"\n== {name} ({r['source']}): BD-rate {r['bd_rate_pct']}%, ladder bits "

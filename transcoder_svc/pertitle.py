@@ -21,8 +21,8 @@ How (issue 4):
    ceiling allows, and never drop more than `max_vmaf_loss` below what the fixed ceiling
    itself scores; the lowest bitrate meeting the goal is chosen, never above the ceiling.
    With `choose_resolution`, the goal is judged at the top rung's size and a slot may move
-   to whichever picture size reaches it with the fewest bits: the ladder's sizes, plus one
-   measured in each of its wide gaps (`in_between_sizes`).
+   to whichever picture size reaches it with the fewest bits: the ladder's sizes (with
+   `in_between`, also one measured in each of its wide gaps: `in_between_sizes`).
 5. Across rungs (the ladder's hull): a rung must cost at least `min_step` times less than
    the next larger kept rung, otherwise the larger picture costs (almost) no more bits and
    the smaller rung is dominated: it is dropped. The top and bottom rungs are always kept
@@ -370,7 +370,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                      max_vmaf_loss: float | None = DEFAULT_MAX_VMAF_LOSS,
                      min_step: float = DEFAULT_MIN_STEP,
                      vmaf_subsample: int = 2,
-                     choose_resolution: bool = True, in_between: bool = True, verify: bool = True,
+                     choose_resolution: bool = True, in_between: bool = False, verify: bool = True,
                      workdir: str | None = None, timeout_s: float = 3600) -> PerTitleResult:
     """Rungs with per-title bitrates (never above the given rungs' bitrates: those are the
     ceilings) and the VMAF predicted for each. `target_vmaf`: a number or rung -> number;
@@ -382,7 +382,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
     `vmaf_subsample`: score every n-th frame (VMAF is most of the cost; 2 halves it and moves
     the mean by well under a point on 6 s samples). `in_between` (with `choose_resolution`):
     also measure the sizes `in_between_sizes` puts into the ladder's wide gaps, as candidates
-    a slot may move to. `verify`: step 6 of the module doc."""
+    a slot may move to. Off by default: on the bench's 7 clips it moved BD-rate by 0.07 points
+    (noise) for 46 % more analysis time (BENCHMARKS.md). `verify`: step 6 of the module doc."""
     if not rungs:
         return PerTitleResult(rungs=[], vmaf_by_rung={})
     started = time.monotonic()
