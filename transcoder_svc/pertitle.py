@@ -104,6 +104,12 @@ class RungCurve:
     display_points: list[tuple[int, float]] = field(default_factory=list)
     display_hull: list[tuple[int, float]] = field(default_factory=list)
 
+    @classmethod
+    def from_measured(cls, rung: str, measured: list[tuple[int, int, float, float]]) -> "RungCurve":
+        """From `measure_rung`'s (requested, actual, rung VMAF, display VMAF) points."""
+        pts, dpts = [(q, v) for q, _, v, _ in measured], [(q, d) for q, _, _, d in measured]
+        return cls(rung, pts, [a for _, a, _, _ in measured], pareto_frontier(pts), dpts, pareto_frontier(dpts))
+
 
 @dataclass
 class PerTitleResult:
@@ -409,10 +415,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                 tests = sorted({max(20_000, int(top * f)) for f in points})
                 measured[key] = measure_rung(sample, sample_len, rung, tests, work, timeout_s, vmaf_subsample,
                                              display)
-            m = measured[key]
-            pts, dpts = [(q, v) for q, _, v, _ in m], [(q, d) for q, _, _, d in m]
-            curves[rung.name] = RungCurve(rung.name, pts, [a for _, a, _, _ in m], pareto_frontier(pts),
-                                          dpts, pareto_frontier(dpts))
+            curves[rung.name] = RungCurve.from_measured(rung.name, measured[key])
         by_size = {(r.width, r.height): curves[r.name] for r in ordered}
         template = {}
         for r in ordered:
@@ -421,11 +424,10 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             # Candidate sizes between the ladder's own: more pictures for the hull to pick from.
             for extra in in_between_sizes(ordered):
                 tests = sorted({max(20_000, int(extra.video_bitrate_bps * f)) for f in points})
-                m = measure_rung(sample, sample_len, extra, tests, work, timeout_s, vmaf_subsample, display)
-                pts, dpts = [(q, v) for q, _, v, _ in m], [(q, d) for q, _, _, d in m]
                 key = (extra.width, extra.height)
-                by_size[key] = curves[extra.name] = RungCurve(
-                    extra.name, pts, [a for _, a, _, _ in m], pareto_frontier(pts), dpts, pareto_frontier(dpts))
+                by_size[key] = curves[extra.name] = RungCurve.from_measured(
+                    extra.name, measure_rung(sample, sample_len, extra, tests, work, timeout_s, vmaf_subsample,
+                                             display))
                 template[key] = extra
         # Decisions use the smoothed curves; the reported hulls stay the measured points.
         rung_curve = {k: smooth(c.hull) for k, c in by_size.items()}
