@@ -412,9 +412,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                 # Rungs of the same size (e.g. Apple's two 720p rungs) share one curve,
                 # measured up to the highest of their ceilings.
                 top = max(r.video_bitrate_bps for r in ordered if (r.width, r.height) == key)
-                tests = sorted({max(20_000, int(top * f)) for f in points})
-                measured[key] = measure_rung(sample, sample_len, rung, tests, work, timeout_s, vmaf_subsample,
-                                             display)
+                measured[key] = measure_rung(sample, sample_len, rung, _test_bitrates(top, points), work, timeout_s,
+                                             vmaf_subsample, display)
             curves[rung.name] = RungCurve.from_measured(rung.name, measured[key])
         by_size = {(r.width, r.height): curves[r.name] for r in ordered}
         template = {}
@@ -423,11 +422,10 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         if choose_resolution and in_between:
             # Candidate sizes between the ladder's own: more pictures for the hull to pick from.
             for extra in in_between_sizes(ordered):
-                tests = sorted({max(20_000, int(extra.video_bitrate_bps * f)) for f in points})
                 key = (extra.width, extra.height)
                 by_size[key] = curves[extra.name] = RungCurve.from_measured(
-                    extra.name, measure_rung(sample, sample_len, extra, tests, work, timeout_s, vmaf_subsample,
-                                             display))
+                    extra.name, measure_rung(sample, sample_len, extra, _test_bitrates(extra.video_bitrate_bps, points),
+                                             work, timeout_s, vmaf_subsample, display))
                 template[key] = extra
         # Decisions use the smoothed curves; the reported hulls stay the measured points.
         rung_curve = {k: smooth(c.hull) for k, c in by_size.items()}
@@ -457,8 +455,9 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             chosen.append((new, rate))
             slot_of[id(new)] = rung.name
         kept, dropped = _hull_by_slot(chosen, min_step, slot_of)
-        vmafs = {r.name: round(vmaf_at(rung_curve[(r.width, r.height)], b), 2) for r, b in kept}
-        shown = {r.name: round(vmaf_at(display_curve[(r.width, r.height)], b), 2) for r, b in kept}
+        vmafs, shown = {}, {}
+        for r, b in kept:
+            vmafs[r.name], shown[r.name] = _predict(rung_curve, display_curve, r, b)
         reverted: dict[str, str] = {}
         if verify and max_vmaf_loss is not None:
             kept, more_dropped, reverted = _verify(
@@ -477,6 +476,17 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             shutil.rmtree(work, ignore_errors=True)
 
 
+def _test_bitrates(ceiling: int, points: tuple[float, ...]) -> list[int]:
+    """A size's test bitrates: `points` fractions of its ceiling (at least 20 kbps), ascending."""
+    return sorted({max(20_000, int(ceiling * f)) for f in points})
+
+
+def _predict(rung_curve, display_curve, rung: media.Rung, bitrate: int) -> tuple[float, float]:
+    """(VMAF at rung size, display VMAF) the curves predict for `rung` at `bitrate`."""
+    key = (rung.width, rung.height)
+    return round(vmaf_at(rung_curve[key], bitrate), 2), round(vmaf_at(display_curve[key], bitrate), 2)
+
+
 def _hull_by_slot(ladder: list[tuple[media.Rung, int]], min_step: float, slot_of: dict[int, str]
                   ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
     """`ladder_hull`, with the dropped rungs named by their slot."""
@@ -493,10 +503,8 @@ def _verify(kept, fixed_rungs, slot_of, sample, sample_len, work, timeout_s, sub
 
     def fixed_rung(slot: str) -> tuple[media.Rung, int]:
         r = fixed_by_slot[slot]
-        key = (r.width, r.height)
         slot_of[id(r)] = slot
-        vmafs[r.name] = round(vmaf_at(rung_curve[key], r.video_bitrate_bps), 2)
-        shown[r.name] = round(vmaf_at(display_curve[key], r.video_bitrate_bps), 2)
+        vmafs[r.name], shown[r.name] = _predict(rung_curve, display_curve, r, r.video_bitrate_bps)
         return r, r.video_bitrate_bps
 
     reverted: dict[str, str] = {}
@@ -531,8 +539,7 @@ def _verify(kept, fixed_rungs, slot_of, sample, sample_len, work, timeout_s, sub
     rate_before = {id(r): b for r, b in checked}
     for r, b in out:
         if b != rate_before[id(r)]:  # step 5 lowered the bottom rung: re-predict it, as it does
-            vmafs[r.name] = round(vmaf_at(rung_curve[(r.width, r.height)], b), 2)
-            shown[r.name] = round(vmaf_at(display_curve[(r.width, r.height)], b), 2)
+            vmafs[r.name], shown[r.name] = _predict(rung_curve, display_curve, r, b)
     return out, dropped, reverted
 
 
