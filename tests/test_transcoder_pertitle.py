@@ -205,9 +205,9 @@ def test_vmaf_in_range_and_rising_with_bitrate(analyses):
     assert res["static"].analysis_seconds > 0 and res["static"].sample_seconds == pytest.approx(3.0, abs=0.2)
 
 
-def _verify_case(monkeypatch, measured_display: dict[str, float]):
+def _verify_case(measured_display: dict[str, float]):
     """Slots 234p and 360p moved to 540p, 720p kept its size at a lower rate; the sample
-    'measures' `measured_display` (by rung name); curves make the fixed rungs score 40/65/90."""
+    measured `measured_display` (by rung name); curves make the fixed rungs score 40/65/90."""
     fixed = [_r("234p", 234, 145_000), _r("360p", 360, 365_000), _r("720p", 720, 3_000_000)]
     moved_a, moved_b = _r("540p_137k", 540, 137_000), _r("540p_300k", 540, 300_000)
     kept = [(moved_a, 137_000), (moved_b, 300_000), (fixed[2], 2_000_000)]
@@ -215,35 +215,34 @@ def _verify_case(monkeypatch, measured_display: dict[str, float]):
     curves = {(r.width, r.height): [(r.video_bitrate_bps // 2, q - 5), (r.video_bitrate_bps, q)]
               for r, q in zip(fixed, (40.0, 65.0, 90.0))}
     curves[(moved_a.width, moved_a.height)] = [(100_000, 30.0), (300_000, 66.0)]
-    monkeypatch.setattr(pt, "measure_ladder", lambda sample, dur, ladder, *a: [
-        (b, measured_display[r.name], measured_display[r.name]) for r, b in ladder])
+    measured = [(measured_display[r.name], measured_display[r.name]) for r, _ in kept]
     vmafs = {r.name: 0.0 for r, _ in kept}
     shown = dict(vmafs)
-    out, dropped, reverted = pt._verify(kept, fixed, slot_of, "sample.mp4", 6.0, "/tmp", 60, 1, (1280, 720),
-                                        curves, curves, 0.5, 1.25, vmafs, shown)
+    out, dropped, reverted = pt._verify(kept, measured, fixed, slot_of, pt._Curves(curves, curves, on_display=True),
+                                        0.5, 1.25, vmafs, shown)
     return out, dropped, reverted, vmafs
 
 
-def test_verify_sends_a_rung_that_misses_its_goal_back_to_the_fixed_rung(monkeypatch):
+def test_verify_sends_a_rung_that_misses_its_goal_back_to_the_fixed_rung():
     # The moved bottom rung measures 30 where its slot's fixed rung scores 40: back it goes.
     out, dropped, reverted, vmafs = _verify_case(
-        monkeypatch, {"540p_137k": 30.0, "540p_300k": 64.8, "720p": 89.3})
+        {"540p_137k": 30.0, "540p_300k": 64.8, "720p": 89.3})
     assert [(r.name, b) for r, b in out] == [("234p", 145_000), ("540p_300k", 300_000), ("720p", 2_000_000)]
     assert list(reverted) == ["234p"] and not dropped
     # The VMAF stored for a verified rung is the measured one.
     assert vmafs["540p_300k"] == 64.8 and vmafs["720p"] == 89.3
 
 
-def test_verify_reverts_a_larger_rung_under_a_reverted_one(monkeypatch):
+def test_verify_reverts_a_larger_rung_under_a_reverted_one():
     # 360p's move fails; the 234p slot's 540p picture would then sit under a 360p one.
-    out, _, reverted, _ = _verify_case(monkeypatch, {"540p_137k": 40.0, "540p_300k": 60.0, "720p": 89.3})
+    out, _, reverted, _ = _verify_case({"540p_137k": 40.0, "540p_300k": 60.0, "720p": 89.3})
     assert [r.name for r, _ in out] == ["234p", "360p", "720p"]
     assert set(reverted) == {"234p", "360p"}
 
 
-def test_verify_keeps_a_ladder_within_its_slack(monkeypatch):
+def test_verify_keeps_a_ladder_within_its_slack():
     # 0.7 under the fixed rungs is within max_vmaf_loss + VERIFY_SLACK (0.75): kept as chosen.
-    out, dropped, reverted, _ = _verify_case(monkeypatch, {"540p_137k": 39.3, "540p_300k": 64.3, "720p": 89.3})
+    out, dropped, reverted, _ = _verify_case({"540p_137k": 39.3, "540p_300k": 64.3, "720p": 89.3})
     assert [r.name for r, _ in out] == ["540p_137k", "540p_300k", "720p"] and not reverted and not dropped
 
 
@@ -259,7 +258,7 @@ def test_every_slot_measured_within_the_loss_budget(analyses):
                 slot, name, result.display_vmaf_by_rung, fixed_q, result.reverted)
 
 
-def test_verify_re_predicts_a_bottom_rung_the_hull_lowers(monkeypatch):
+def test_verify_re_predicts_a_bottom_rung_the_hull_lowers():
     # Two slots: the moved bottom fails and goes back to 145k, which collides with the top
     # (kept at 160k): step 5 lowers the bottom, and its VMAF must be for the new rate.
     bottom, top = _r("234p", 234, 145_000), _r("360p", 360, 365_000)
@@ -268,11 +267,10 @@ def test_verify_re_predicts_a_bottom_rung_the_hull_lowers(monkeypatch):
     slot_of = {id(moved): "234p", id(top): "360p"}
     curves = {(bottom.width, bottom.height): [(50_000, 20.0), (145_000, 40.0)],
               (top.width, top.height): [(50_000, 30.0), (365_000, 65.0)]}
-    monkeypatch.setattr(pt, "measure_ladder", lambda sample, dur, ladder, *a: [
-        (b, {"360p_60k": 10.0, "360p": 64.5}[r.name], {"360p_60k": 10.0, "360p": 64.5}[r.name]) for r, b in ladder])
+    measured = [(10.0, 10.0), (64.5, 64.5)]  # the moved bottom misses by far; the top holds
     vmafs, shown = {}, {}
-    out, _, reverted = pt._verify(kept, [bottom, top], slot_of, "s.mp4", 6.0, "/tmp", 60, 1, None,
-                                  curves, curves, 0.5, 1.25, vmafs, shown)
+    out, _, reverted = pt._verify(kept, measured, [bottom, top], slot_of, pt._Curves(curves, curves, on_display=False),
+                                  0.5, 1.25, vmafs, shown)
     assert list(reverted) == ["234p"] and [r.name for r, _ in out] == ["234p", "360p"]
     rate = out[0][1]
     assert rate * 1.25 <= 160_000

@@ -428,24 +428,25 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                                              work, timeout_s, vmaf_subsample, display))
                 template[key] = extra
         # Decisions use the smoothed curves; the reported hulls stay the measured points.
-        rung_curve = {k: smooth(c.hull) for k, c in by_size.items()}
-        display_curve = {k: smooth(c.display_hull) for k, c in by_size.items()}
+        decide = _Curves(rung={k: smooth(c.hull) for k, c in by_size.items()},
+                         display={k: smooth(c.display_hull) for k, c in by_size.items()},
+                         on_display=display is not None)
         chosen: list[tuple[media.Rung, int]] = []
         slot_of: dict[int, str] = {}
         floor_area = 0
         for rung in ordered:
             key = (rung.width, rung.height)
             if not choose_resolution:
-                rate = choose_bitrate(rung_curve[key], rung.video_bitrate_bps, target_fn(rung), max_vmaf_loss)
+                rate = choose_bitrate(decide.rung[key], rung.video_bitrate_bps, target_fn(rung), max_vmaf_loss)
                 chosen.append((rung, rate))
                 slot_of[id(rung)] = rung.name
                 continue
-            fixed_q = vmaf_at(display_curve[key], rung.video_bitrate_bps)
+            fixed_q = vmaf_at(decide.display[key], rung.video_bitrate_bps)
             goal = min(target_fn(rung), fixed_q)
             if max_vmaf_loss is not None:
                 goal = max(goal, fixed_q - max_vmaf_loss)
             # Picture size never shrinks as the bitrate grows up the ladder.
-            hulls = {k: c for k, c in display_curve.items() if k[0] * k[1] >= floor_area}
+            hulls = {k: c for k, c in decide.display.items() if k[0] * k[1] >= floor_area}
             size, rate = choose_size(rung.video_bitrate_bps, goal, hulls, key if key in hulls else max(hulls))
             floor_area = size[0] * size[1]
             # A slot that keeps its size keeps its name; a moved one is named after its new
@@ -457,12 +458,13 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         kept, dropped = _hull_by_slot(chosen, min_step, slot_of)
         vmafs, shown = {}, {}
         for r, b in kept:
-            vmafs[r.name], shown[r.name] = _predict(rung_curve, display_curve, r, b)
+            vmafs[r.name], shown[r.name] = decide.predict(r, b)
         reverted: dict[str, str] = {}
         if verify and max_vmaf_loss is not None:
+            measured_ladder = measure_ladder(sample, sample_len, kept, work, timeout_s, vmaf_subsample, display)
             kept, more_dropped, reverted = _verify(
-                kept, ordered, slot_of, sample, sample_len, work, timeout_s, vmaf_subsample, display,
-                rung_curve, display_curve, max_vmaf_loss, min_step, vmafs, shown)
+                kept, [(q_rung, q_shown) for _, q_rung, q_shown in measured_ladder], ordered, slot_of, decide,
+                max_vmaf_loss, min_step, vmafs, shown)
             dropped.update(more_dropped)
         out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
         slots = {slot_of[id(r)]: r.name for r, _ in kept}
@@ -481,10 +483,23 @@ def _test_bitrates(ceiling: int, points: tuple[float, ...]) -> list[int]:
     return sorted({max(20_000, int(ceiling * f)) for f in points})
 
 
-def _predict(rung_curve, display_curve, rung: media.Rung, bitrate: int) -> tuple[float, float]:
-    """(VMAF at rung size, display VMAF) the curves predict for `rung` at `bitrate`."""
-    key = (rung.width, rung.height)
-    return round(vmaf_at(rung_curve[key], bitrate), 2), round(vmaf_at(display_curve[key], bitrate), 2)
+@dataclass
+class _Curves:
+    """The smoothed curves decisions are made on, by picture size: VMAF at the size itself
+    and display VMAF (at the top rung's size); `on_display`: which of the two slots are
+    judged on (display, when slots may change size)."""
+    rung: dict[tuple[int, int], list[tuple[int, float]]]
+    display: dict[tuple[int, int], list[tuple[int, float]]]
+    on_display: bool
+
+    def predict(self, rung: media.Rung, bitrate: int) -> tuple[float, float]:
+        """(VMAF at rung size, display VMAF) predicted for `rung` at `bitrate`."""
+        key = (rung.width, rung.height)
+        return round(vmaf_at(self.rung[key], bitrate), 2), round(vmaf_at(self.display[key], bitrate), 2)
+
+    def judged(self, rung: media.Rung, bitrate: int) -> float:
+        """The predicted VMAF on the scale slots are judged on."""
+        return vmaf_at((self.display if self.on_display else self.rung)[(rung.width, rung.height)], bitrate)
 
 
 def _hull_by_slot(ladder: list[tuple[media.Rung, int]], min_step: float, slot_of: dict[int, str]
@@ -494,27 +509,28 @@ def _hull_by_slot(ladder: list[tuple[media.Rung, int]], min_step: float, slot_of
     return kept, {slot_of[id(r)]: why for r, _ in ladder for n, why in dropped.items() if r.name == n}
 
 
-def _verify(kept, fixed_rungs, slot_of, sample, sample_len, work, timeout_s, subsample, display,
-            rung_curve, display_curve, max_loss, min_step, vmafs, shown):
-    """Step 6 of the module doc. Updates `vmafs` / `shown` (by rung name) with what was
-    measured; returns (ladder, dropped by slot, reverted by slot)."""
+def _verify(kept: list[tuple[media.Rung, int]], measured: list[tuple[float, float]],
+            fixed_rungs: list[media.Rung], slot_of: dict[int, str], curves: _Curves, max_loss: float,
+            min_step: float, vmafs: dict[str, float], shown: dict[str, float]):
+    """Step 6 of the module doc, the decision part: `measured` is (VMAF at rung size,
+    display VMAF) of each kept rung as encoded on the sample (`measure_ladder`). Updates
+    `vmafs` / `shown` (by rung name) with what was measured; returns (ladder, dropped by
+    slot, reverted by slot)."""
     fixed_by_slot = {r.name: r for r in fixed_rungs}
-    judge = display_curve if display else rung_curve  # the scale the choice was made on
 
     def fixed_rung(slot: str) -> tuple[media.Rung, int]:
         r = fixed_by_slot[slot]
         slot_of[id(r)] = slot
-        vmafs[r.name], shown[r.name] = _predict(rung_curve, display_curve, r, r.video_bitrate_bps)
+        vmafs[r.name], shown[r.name] = curves.predict(r, r.video_bitrate_bps)
         return r, r.video_bitrate_bps
 
     reverted: dict[str, str] = {}
     checked = []
-    for (r, b), (_, q_rung, q_shown) in zip(kept, measure_ladder(sample, sample_len, kept, work, timeout_s,
-                                                                   subsample, display)):
+    for (r, b), (q_rung, q_shown) in zip(kept, measured, strict=True):
         slot = slot_of[id(r)]
         f = fixed_by_slot[slot]
-        floor = vmaf_at(judge[(f.width, f.height)], f.video_bitrate_bps) - max_loss - VERIFY_SLACK
-        q = q_shown if display else q_rung
+        floor = curves.judged(f, f.video_bitrate_bps) - max_loss - VERIFY_SLACK
+        q = q_shown if curves.on_display else q_rung
         if q < floor and (r is not f or b != f.video_bitrate_bps):  # (the fixed rung itself stays)
             reverted[slot] = (f"{r.name} at {b // 1000} kbps measured {q:.2f}, under {floor:.2f} (the fixed "
                               f"rung less {max_loss + VERIFY_SLACK:g}): back to {f.name}")
@@ -539,7 +555,7 @@ def _verify(kept, fixed_rungs, slot_of, sample, sample_len, work, timeout_s, sub
     rate_before = {id(r): b for r, b in checked}
     for r, b in out:
         if b != rate_before[id(r)]:  # step 5 lowered the bottom rung: re-predict it, as it does
-            vmafs[r.name], shown[r.name] = _predict(rung_curve, display_curve, r, b)
+            vmafs[r.name], shown[r.name] = curves.predict(r, b)
     return out, dropped, reverted
 
 
