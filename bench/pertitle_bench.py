@@ -65,6 +65,11 @@ REAL = {
     "friday_talking_480p": "friday_480p_h264_aac.mp4",
     "sintel_film_1080p": "sintel_1080p_h264_letterbox.mp4",
     "cockatoo_camera_720p": "cockatoo_720p_h264.mp4",
+    # Longer real camera clips (30-139 s), where the 3 x 2 s sample is a small part of the
+    # video: they show the sample-to-video error (run with --seconds 140 to keep them whole).
+    "car_road_432p": "car-detection_432p_h264_aac.mp4",
+    "bottles_still_360p": "bottle-detection_360p_h264.mp4",
+    "office_people_432p": "extras/one-by-one-person-detection_432p_h264.mp4",
 }
 
 
@@ -162,13 +167,13 @@ def bd_rate(ref: list[tuple[float, float]], test: list[tuple[float, float]]) -> 
 
 
 def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, top_height: int = TOP,
-             in_between: bool = False) -> dict:
+             in_between: bool = False, samples: int = 3) -> dict:
     info = media.probe(src)
     fixed = apple_rungs(info, top_height)
     top = fixed[-1]
     t0 = time.monotonic()
     res = pt.per_title_ladder(src, info, fixed, workdir=str(work), choose_resolution=choose_resolution,
-                              in_between=in_between)
+                              in_between=in_between, samples=samples)
     analysis_s = time.monotonic() - t0
     fixed_paths, fixed_enc_s = encode_ladder(src, fixed, work, "fixed")
     pt_paths, pt_enc_s = encode_ladder(src, res.rungs, work, "pertitle")
@@ -199,6 +204,9 @@ def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, to
         "worst_rung_vmaf_delta": min(deltas.values()),
         "bd_rate_pct": bd,
         "ladder_bits_saving_pct": round(100 * (1 - total_pt / total_fixed), 1),
+        # Predicted = measured on the sample: on a long video, the sample-to-video error.
+        "prediction_error_mean": round(sum(abs(p["display_vmaf"] - p["predicted_display_vmaf"])
+                                           for p in pm.values()) / len(pm), 2),
         "prediction_error_max": round(max(max(abs(p["vmaf"] - p["predicted_vmaf"]),
                                               abs(p["display_vmaf"] - p["predicted_display_vmaf"]))
                                           for p in pm.values()), 2),
@@ -240,7 +248,8 @@ def write(args, seconds, clips_out, started, final: bool) -> None:
                      "vmaf_model": "vmaf_v0.6.1 (built into libvmaf)", "vmaf_subsample": VMAF_SUBSAMPLE,
                      "max_vmaf_loss": pt.DEFAULT_MAX_VMAF_LOSS, "min_step": pt.DEFAULT_MIN_STEP,
                      "points": pt.DEFAULT_POINTS, "apple_ladder_kbps": APPLE,
-                     "choose_resolution": not args.bitrate_only, "in_between": args.in_between},
+                     "choose_resolution": not args.bitrate_only, "in_between": args.in_between,
+                     "samples": f"{args.samples} x 2 s"},
         "complete": final, "summary": summary, "clips": clips_out,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -256,7 +265,8 @@ def main() -> None:
                     help="also measure a picture size in each wide gap of the ladder (pertitle in_between=True)")
     ap.add_argument("--bitrate-only", action="store_true",
                     help="keep every rung's size, only lower bitrates (pertitle choose_resolution=False)")
-    ap.add_argument("--seconds", type=float, default=SECONDS)
+    ap.add_argument("--seconds", type=float, default=SECONDS, help="clip length (real clips: at most theirs)")
+    ap.add_argument("--samples", type=int, default=3, help="2 s excerpts the per-title analysis measures")
     ap.add_argument("--top", type=int, default=TOP, choices=(720, 1080), help="the ladder's top rung height")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pertitle.json"))
     args = ap.parse_args()
@@ -271,7 +281,7 @@ def main() -> None:
             cw = work / name
             cw.mkdir()
             r = run_clip(name, src, cw, choose_resolution=not args.bitrate_only, top_height=args.top,
-                         in_between=args.in_between)
+                         in_between=args.in_between, samples=args.samples)
             clips_out[name] = r
             write(args, seconds, clips_out, started, final=False)  # partial results survive a stop
             print(f"\n== {name} ({r['source']}): BD-rate {r['bd_rate_pct']}%, ladder bits "
