@@ -3,6 +3,9 @@
     nice -n 10 python bench/pertitle_bench.py            # 7 clips x 6 s, ~30 min on 2 cores
     nice -n 10 python bench/pertitle_bench.py --top 720  # Apple's rungs up to 720p only: quicker
     nice -n 10 python bench/pertitle_bench.py --quick    # 2 clips, shorter: a smoke run
+    # whole longer real clips, the sample a small part of each (sample-to-video error):
+    nice -n 10 python bench/pertitle_bench.py --seconds 140 --out bench/results/pertitle_long.json \
+        --clips cockatoo_camera_720p,sintel_film_1080p,car_road_432p,bottles_still_360p,office_people_432p
 
 For each clip (generated with ffmpeg's own lavfi sources at the top rung's size,
 reproducibly, plus real clips from ../shared/media when present): encode Apple's H.264
