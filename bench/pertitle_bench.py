@@ -207,7 +207,8 @@ def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, to
         "worst_rung_vmaf_delta": min(deltas.values()),
         "bd_rate_pct": bd,
         "ladder_bits_saving_pct": round(100 * (1 - total_pt / total_fixed), 1),
-        # Predicted = measured on the sample: on a long video, the sample-to-video error.
+        # Predicted = measured on the sample: on a long video, the sample-to-video error. The
+        # mean is of display VMAF (the scale slots are judged on); the max is of either scale.
         "prediction_error_mean": round(sum(abs(p["display_vmaf"] - p["predicted_display_vmaf"])
                                            for p in pm.values()) / len(pm), 2),
         "prediction_error_max": round(max(max(abs(p["vmaf"] - p["predicted_vmaf"]),

@@ -245,12 +245,7 @@ def in_between_sizes(ordered: list[media.Rung], min_gap: float = IN_BETWEEN_MIN_
     Its ceiling is the geometric mean of the two sizes' highest bitrates. A fixed ladder's
     sizes are spaced for every title at once; one title's best picture for a slot's bits
     often falls in a gap (Netflix's per-title hull measures many sizes for this reason)."""
-    tops: dict[tuple[int, int], media.Rung] = {}
-    for r in ordered:
-        key = (r.width, r.height)
-        if key not in tops or r.video_bitrate_bps > tops[key].video_bitrate_bps:
-            tops[key] = r
-    sizes = list(tops.values())
+    sizes = list(_highest_by_size(ordered).values())
     out = []
     for lo, hi in zip(sizes, sizes[1:]):
         short_lo, short_hi = min(lo.width, lo.height), min(hi.width, hi.height)
@@ -263,6 +258,17 @@ def in_between_sizes(ordered: list[media.Rung], min_gap: float = IN_BETWEEN_MIN_
         out.append(dataclasses.replace(hi, name=f"{min(width, height)}p", width=width, height=height,
                                        video_bitrate_bps=ceiling))
     return out
+
+
+def _highest_by_size(rungs: list[media.Rung]) -> dict[tuple[int, int], media.Rung]:
+    """Each picture size's rung with the highest bitrate (a ladder may have several rungs of
+    one size, e.g. Apple's two 720p ones), in the order the sizes first appear in `rungs`."""
+    tops: dict[tuple[int, int], media.Rung] = {}
+    for r in rungs:
+        key = (r.width, r.height)
+        if key not in tops or r.video_bitrate_bps > tops[key].video_bitrate_bps:
+            tops[key] = r
+    return tops
 
 
 def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float
@@ -406,13 +412,14 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         display = (ordered[-1].width, ordered[-1].height) if choose_resolution else None
         curves: dict[str, RungCurve] = {}
         measured: dict[tuple[int, int], list[tuple[int, int, float, float]]] = {}
+        highest = _highest_by_size(ordered)
         for rung in ordered:
             key = (rung.width, rung.height)
             if key not in measured:
                 # Rungs of the same size (e.g. Apple's two 720p rungs) share one curve,
                 # measured up to the highest of their ceilings.
-                top = max(r.video_bitrate_bps for r in ordered if (r.width, r.height) == key)
-                measured[key] = measure_rung(sample, sample_len, rung, _test_bitrates(top, points), work, timeout_s,
+                measured[key] = measure_rung(sample, sample_len, rung,
+                                             _test_bitrates(highest[key].video_bitrate_bps, points), work, timeout_s,
                                              vmaf_subsample, display)
             curves[rung.name] = RungCurve.from_measured(rung.name, measured[key])
         by_size = {(r.width, r.height): curves[r.name] for r in ordered}
