@@ -502,7 +502,7 @@ def create_app(cfg: Config) -> FastAPI:
             info = objects.stat(bucket, key)
         except InvalidKeyError:
             raise ApiError(404, "NOT_FOUND", "no such object") from None
-        if info is None or key.endswith("_result.json"):
+        if info is None or key.rsplit("/", 1)[-1].startswith("_"):  # the transcoder's private records
             raise ApiError(404, "NOT_FOUND", "no such object")
         headers = {"Accept-Ranges": "bytes", "ETag": f'"{info.etag}"', "Cache-Control": "public, max-age=3600",
                    "Access-Control-Allow-Origin": "*"}

@@ -80,6 +80,14 @@ class PlatformConfig:
 class TranscoderConfig:
     # Codec families every video is encoded in; H.264 is always added (it plays everywhere).
     codecs: list[str] = field(default_factory=lambda: ["h264"])
+    # Families added later to the videos the placement model expects to be popular: AV1
+    # needs about half H.264's bits for the same picture but is many times slower to encode,
+    # which only pays where many views share the encode. The daily placement job asks for
+    # them (a codec upgrade on the transcode topic); nothing already encoded is removed.
+    popular_codecs: list[str] = field(default_factory=lambda: ["av1"])
+    # "Popular": the day's predicted views, summed over the regions, at least this many
+    # (0 = every READY video).
+    popular_min_daily_views: float = 1000.0
     # Per-title bitrates (VMAF on a sample) instead of the fixed ladder.
     per_title: bool = False
     # Sources beyond these are rejected before any work, with the reason.
@@ -134,6 +142,8 @@ def _coerce(current, raw: str):
         return raw.lower() in ("1", "true", "yes", "on")
     if isinstance(current, int):
         return int(raw)
+    if isinstance(current, float):
+        return float(raw)
     if isinstance(current, list):
         return [x.strip() for x in raw.split(",") if x.strip()]
     return raw

@@ -14,7 +14,10 @@ On the morning of day D (default: today, UTC) it
   3. scores every READY video x configured region and, per video whose decision changed,
      pushes the renditions to the new regions' edges FIRST, then writes the decision into
      the metadata (UpdateVideo, field mask "placements", etag-checked), then evicts the
-     regions it left. A cdn URL therefore never points at missing bytes.
+     regions it left. A cdn URL therefore never points at missing bytes;
+  4. asks the transcoder for the `transcoder.popular_codecs` (AV1) of every video whose
+     predicted views for the day, over all regions, reach `transcoder.popular_min_daily_views`
+     and that lacks them (a codec upgrade on the transcode topic).
 Prints one JSON summary. Exit code 2 with one line on stderr for bad input.
 """
 from __future__ import annotations
@@ -162,6 +165,45 @@ def decide(ds, hist, model, costs, day_index: int, at_edge: np.ndarray):
     return push, y1.astype(np.float64), "rule-yesterday"
 
 
+def codec_upgrades(videos: list, predicted_total: np.ndarray, families: list[str],
+                   min_daily_views: float) -> list[tuple[str, list[str]]]:
+    """(video id, families it lacks) for each video expected to be popular today: its
+    predicted views summed over the regions reach `min_daily_views` (`families`:
+    transcoder.popular_codecs). A video that already has them all is left alone."""
+    wanted = [f.lower() for f in families]
+    out = []
+    for video, total in zip(videos, predicted_total):
+        if not wanted or total < min_daily_views:
+            continue
+        have = {m.codec for m in video.manifests}
+        missing = [f for f in wanted if f not in have]
+        if missing:
+            out.append((video.id, missing))
+    return out
+
+
+def request_codec_upgrades(cfg, upgrades: list[tuple[str, list[str]]], videos: dict) -> None:
+    """One codec-upgrade job per video on the transcode topic (the transcoder skips what a
+    video already has, so asking again tomorrow while one is in flight is harmless)."""
+    if not upgrades:
+        return
+    from longtail.events.v1 import events_pb2
+    from longtail_common.adapters import make_topic_bus
+    from longtail_common.ports import RAW_BUCKET, TOPIC_TRANSCODE_REQUESTS
+
+    bus = make_topic_bus(cfg)
+    producer = bus.producer()
+    try:
+        for video_id, families in upgrades:
+            request = events_pb2.TranscodeRequest(video_id=video_id, raw_bucket=RAW_BUCKET,
+                                                  raw_object_key=videos[video_id].raw_object_key, add_codecs=families)
+            request.request_time.GetCurrentTime()
+            producer.publish(TOPIC_TRANSCODE_REQUESTS, request.SerializeToString(), key=video_id.encode())
+    finally:
+        producer.close()
+        bus.close()
+
+
 # ------------------------------------------------------------------------------ apply
 def _placements(regions, push_row, pred_row, policy, now):
     from longtail.metadata.v1 import video_pb2
@@ -279,11 +321,16 @@ def run(cfg, day: dt.date, args) -> dict:
             for r in gone:  # the decision no longer points there: now the bytes may go
                 edge.evict(objects, e.video_id, r)
                 evicted.append([e.video_id, r])
+        tc = cfg.transcoder
+        upgrades = codec_upgrades([videos[e.video_id] for e in entries], predicted.sum(axis=1),
+                                  list(tc.popular_codecs), tc.popular_min_daily_views)
+        request_codec_upgrades(cfg, upgrades, videos)
         on_cdn = {r: int(push[:, j].sum()) for j, r in enumerate(regions)}
         placement_metrics.write_daily_summary(objects, day.isoformat(), regions, len(entries), on_cdn, changes)
         out.update({
             "videos": len(entries), "pairs_scored": int(len(entries) * len(regions)),
             "on_cdn": int(push.sum()), "pushed": pushed, "evicted": evicted, "unchanged_videos": unchanged,
+            "codec_upgrades": [[v, "+".join(f)] for v, f in upgrades],
             "errors": errors, "total_seconds": round(time.perf_counter() - t0, 3),
         })
         return out

@@ -3,7 +3,7 @@
 In the embedded setup each region's edge is the object-store bucket `edge-<region>` that
 the gateway serves under /edge/<REGION>/ (a push CDN's storage zone in a deployment). A
 push copies every object under videos/<id>/ from the media bucket (except the transcoder's
-private result file) and is idempotent; it checks each copy's size, so a decision that
+private records, the files named "_*") and is idempotent; it checks each copy's size, so a decision that
 says "cdn" is only published after the bytes are all there. Eviction deletes them.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ def edge_bucket(region: str) -> str:
 
 def video_keys(objects: ObjectStore, video_id: str) -> list[str]:
     prefix = f"videos/{validate_id(video_id, 'video id')}/"
-    return sorted(k for k in objects.list_keys(MEDIA_BUCKET, prefix) if not k.endswith("_result.json"))
+    return sorted(k for k in objects.list_keys(MEDIA_BUCKET, prefix) if not k.rsplit("/", 1)[-1].startswith("_"))
 
 
 def video_size_bytes(objects: ObjectStore, video_id: str) -> int:

@@ -117,6 +117,9 @@ class ResultHandler:
 
     def _apply(self, result: events_pb2.TranscodeResult) -> None:
         video = self.metadata.GetVideo(mpb.GetVideoRequest(id=result.video_id), timeout=30)
+        if result.added_codecs:
+            self._apply_upgrade(result, video)
+            return
         if video.status == S.VIDEO_STATUS_READY:
             # Already done (a redelivery): publishing again is harmless for consumers and
             # covers a crash between marking READY and publishing.
@@ -163,6 +166,45 @@ class ResultHandler:
             "longtail.placement.model": "learned" if model is not None else "rule"})
         self._record(updated)
         self._publish(updated)
+
+    def _apply_upgrade(self, result: events_pb2.TranscodeResult, video: video_pb2.Video) -> None:
+        """A codec upgrade's result: its renditions and manifests join the READY video's. The
+        new files go to every edge the video is served from first (a push copies only what an
+        edge lacks), so a cdn URL never names a manifest the edge does not have; a region whose
+        push fails goes back to origin, as at cold start. Its other families are untouched."""
+        added = list(result.added_codecs)
+        span = trace.get_current_span()
+        span.set_attribute("longtail.added_codecs", added)
+        if not result.success:
+            span.set_attribute("longtail.failure_reason", result.failure_reason[:500])
+            log.warning("codec upgrade of %s to %s failed; it stays as it is: %s", video.id, added,
+                        result.failure_reason)
+            return
+        if video.status != S.VIDEO_STATUS_READY:
+            log.info("video %s is %s; ignoring its codec upgrade", video.id, S.Name(video.status))
+            return
+        have = {m.codec for m in video.manifests}
+        new = [f for f in added if f not in have]
+        if not new:
+            return  # a redelivery: already applied
+        placements = [video_pb2.PlacementDecision() for _ in video.placements]
+        for copy, p in zip(placements, video.placements):
+            copy.CopyFrom(p)
+        if self.objects is not None:
+            placements = self._push_first(video.id, placements)
+        else:
+            for p in placements:
+                p.served_from = video_pb2.SERVED_FROM_ORIGIN
+        patch = video_pb2.Video(
+            id=video.id, etag=video.etag,
+            renditions=list(video.renditions) + [r for r in result.renditions if r.codec in new],
+            manifests=list(video.manifests) + [m for m in result.manifests if m.codec in new],
+            placements=placements,
+        )
+        self.metadata.UpdateVideo(mpb.UpdateVideoRequest(
+            video=patch, update_mask=field_mask_pb2.FieldMask(paths=["renditions", "manifests", "placements"])),
+            timeout=30)
+        log.info("video %s: %s added", video.id, "+".join(new))
 
     def _update(self, video, fields: dict) -> None:
         patch = video_pb2.Video(id=video.id, etag=video.etag, **fields)

@@ -566,6 +566,17 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
     return outputs
 
 
+def remux_rendition(video_playlist: str, audio_playlist: str | None, out: str, timeout_s: float = 3600) -> None:
+    """One MP4 from a packaged rendition (its CMAF media playlist, plus the family's audio
+    playlist if any), streams copied: the source of a codec upgrade once the original
+    upload is gone (raw uploads are temporary)."""
+    args = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", video_playlist]
+    if audio_playlist:
+        args += ["-i", audio_playlist, "-map", "0:v:0", "-map", "1:a:0"]
+    args += ["-c", "copy", "-movflags", "+faststart", out]
+    _run(args, timeout_s, "reading the top rendition back")
+
+
 def join_chunks(chunks: list[dict[str, dict[str, str]]], src: str, out_dir: str, info: MediaInfo,
                 rungs: list[Rung], families, timeout_s: float = 3600, storyboard: bool = True,
                 poster: bool = True) -> TranscodeOutput:
@@ -689,7 +700,8 @@ def _package(out: Path, family: str, info: MediaInfo, rungs: list[Rung]) -> Fami
             average_bitrate_bps=avg, container="fmp4", playlist_path=f"{family}/{rung.name}/playlist.m3u8",
             frame_rate=rung.frame_rate,
             codecs=rung.codecs_for(family) + (f",{AUDIO_CODECS_STRING[audio_codec]}" if audio else ""),
-            duration_s=pl.duration_s, vmaf=rung.vmaf,
+            # the per-title analysis measures H.264 only: other families' VMAF is unmeasured (0)
+            duration_s=pl.duration_s, vmaf=rung.vmaf if family == "h264" else 0.0,
         ))
     _write_hls_master(fam_dir / "master.m3u8", fam, audio is not None)
     _write_mpd(fam_dir / "manifest.mpd", fam, rungs, playlists, audio[0] if audio else None,

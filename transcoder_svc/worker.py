@@ -31,6 +31,7 @@ from longtail_common.grpc_server import ServiceServer, client_channel
 from longtail_common.ports import (
     DEFAULT_TOPICS,
     MEDIA_BUCKET,
+    RAW_BUCKET,
     TOPIC_TRANSCODE_REQUESTS,
     TOPIC_TRANSCODE_RESULTS,
     Message,
@@ -84,13 +85,30 @@ def record_encode_time(seconds: float, video_seconds: float, rungs, families) ->
     hist.record(per_minute, {"codec": "+".join(families), "rendition": "ladder"})
 
 
+def popular_codecs(cfg: Config) -> list[str]:
+    """The families a codec upgrade may add (validated like `codecs`)."""
+    families = [c.lower() for c in cfg.transcoder.popular_codecs]
+    unknown = [c for c in families if c not in media.CODEC_FAMILIES]
+    if unknown:
+        raise ValueError(f"transcoder.popular_codecs: unknown codec families {unknown}; "
+                         f"known: {list(media.CODEC_FAMILIES)}")
+    return list(dict.fromkeys(families))
+
+
+def ladder_key(video_id: str) -> str:
+    # The rungs (sizes, H.264 target bitrates, per-title VMAF) the video was encoded at: a
+    # codec upgrade encodes the same ladder. Named with a leading "_": not pushed to edges.
+    return f"videos/{validate_id(video_id, 'video id')}/_ladder.json"
+
+
 def chunks_prefix(video_id: str) -> str:
     return f"videos/{validate_id(video_id, 'video id')}/chunks"
 
 
-def done_marker_key(video_id: str) -> str:
+def done_marker_key(video_id: str, codec: str = CODEC) -> str:
     # Written last: its presence means every variant is in place (and holds the result).
-    return f"{media_prefix(video_id)}/_result.json"
+    # A codec upgrade writes its own, under the first family it adds.
+    return f"{media_prefix(video_id, codec)}/_result.json"
 
 
 class TranscodeJob:
@@ -123,6 +141,9 @@ class TranscodeJob:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise PermanentError(f"video {video_id} does not exist") from exc
             raise
+        if request.add_codecs:
+            self._upgrade_job(request, video)
+            return
         if video.status != S.VIDEO_STATUS_PROCESSING:
             log.info("video %s is %s: nothing to do (duplicate delivery)", video_id, S.Name(video.status))
             return
@@ -151,9 +172,9 @@ class TranscodeJob:
             self._mark_failed(video, result.failure_reason)
         self._publish(result)
 
-    def _existing_result(self, video_id: str) -> events_pb2.TranscodeResult | None:
+    def _existing_result(self, video_id: str, codec: str = CODEC) -> events_pb2.TranscodeResult | None:
         try:
-            raw = self.objects.get_bytes(MEDIA_BUCKET, done_marker_key(video_id))
+            raw = self.objects.get_bytes(MEDIA_BUCKET, done_marker_key(video_id, codec))
         except NotFoundError:
             return None
         return json_format.Parse(raw, events_pb2.TranscodeResult())
@@ -205,7 +226,7 @@ class TranscodeJob:
                 return events_pb2.TranscodeResult(
                     video_id=video_id, success=False, failure_reason=exc.reason, worker_id=self.worker_id
                 )
-            return self._store_outputs(video_id, out_dir, output)
+            return self._store_outputs(video_id, out_dir, output, rungs)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -286,14 +307,120 @@ class TranscodeJob:
                 return events_pb2.TranscodeResult(
                     video_id=video_id, success=False, failure_reason=exc.reason, worker_id=self.worker_id
                 )
-            result = self._store_outputs(video_id, out_dir, output)
+            result = self._store_outputs(video_id, out_dir, output, rungs)
             for key in list(self.objects.list_keys(MEDIA_BUCKET, prefix + "/")):
                 self.objects.delete(MEDIA_BUCKET, key)  # chunk files are scratch once packaged
             return result
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _store_outputs(self, video_id: str, out_dir: pathlib.Path, output: media.TranscodeOutput) -> events_pb2.TranscodeResult:
+    # -- codec upgrade ---------------------------------------------------------------------
+    # A READY video gains families (e.g. AV1 once placement expects it to be popular): the
+    # same ladder, encoded from the original upload while it is kept, else from the top
+    # H.264 rendition. Its result is applied by placement, which pushes the new files to the
+    # video's edges before the metadata lists them. A failed upgrade never touches the video.
+
+    def _upgrade_job(self, request: events_pb2.TranscodeRequest, video: video_pb2.Video) -> None:
+        video_id = video.id
+        asked = list(dict.fromkeys(c.lower() for c in request.add_codecs))
+        unknown = [c for c in asked if c not in media.CODEC_FAMILIES]
+        if unknown:
+            raise PermanentError(f"codec upgrade of {video_id}: unknown codec families {unknown}")
+        if video.status != S.VIDEO_STATUS_READY:
+            log.info("codec upgrade of %s skipped: it is %s, not READY", video_id, S.Name(video.status))
+            return
+        have = {m.codec for m in video.manifests}
+        families = [c for c in asked if c not in have]
+        if not families:
+            log.info("codec upgrade of %s: it already has %s", video_id, asked)
+            return
+        existing = self._existing_result(video_id, families[0])
+        if existing is not None:  # encoded and stored by an earlier delivery; only the publish was lost
+            self._publish(existing)
+            return
+        self.status["current_video_id"] = video_id
+        try:
+            with telemetry.tracer().start_as_current_span(
+                "codec upgrade", attributes={telemetry.VIDEO_ID: video_id, "longtail.worker_id": self.worker_id,
+                                             "longtail.add_codecs": families}) as span:
+                result = self._upgrade(request, video, families)
+                if not result.success:
+                    telemetry.record_error(span, result.failure_reason)
+        finally:
+            self.status["current_video_id"] = ""
+        if result.success:
+            self.status["jobs_done"] += 1
+        else:
+            self.status["jobs_failed"] += 1
+        self._publish(result)
+
+    def _upgrade(self, request: events_pb2.TranscodeRequest, video: video_pb2.Video,
+                 families: list[str]) -> events_pb2.TranscodeResult:
+        video_id = video.id
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{video_id}-up-", dir=self.scratch))
+        try:
+            try:
+                source, origin = self._upgrade_source(request, video, workdir)
+                info = media.probe(str(source))
+                try:
+                    rungs = [media.Rung(**r) for r in json.loads(self.objects.get_bytes(MEDIA_BUCKET, ladder_key(video_id)))]
+                except NotFoundError:  # encoded before ladders were recorded: the source's default ladder
+                    rungs = media.ladder_for(info)
+                trace.get_current_span().set_attribute("longtail.upgrade_source", origin)
+                out_dir = workdir / "out"
+                started = time.perf_counter()
+                output = media.transcode(str(source), str(out_dir), info, rungs, families=families,
+                                         timeout_s=self.cfg.platform.transcode_timeout_s, storyboard=False,
+                                         poster=False)
+                record_encode_time(time.perf_counter() - started, info.duration_s, rungs, families)
+            except media.MediaError as exc:
+                log.warning("codec upgrade of %s to %s failed: %s", video_id, families, exc.reason)
+                return events_pb2.TranscodeResult(video_id=video_id, success=False, failure_reason=exc.reason,
+                                                  worker_id=self.worker_id, added_codecs=families)
+            log.info("video %s: %s added from the %s", video_id, "+".join(families), origin)
+            return self._store_outputs(video_id, out_dir, output, rungs, added=families)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _upgrade_source(self, request, video: video_pb2.Video, workdir: pathlib.Path) -> tuple[pathlib.Path, str]:
+        """(local source file, which one): the original upload if it is still kept, else the
+        largest H.264 rendition read back into one MP4 (one generation of loss, at that
+        rendition's quality: the best the platform still holds)."""
+        source = workdir / "source"
+        raw_bucket, raw_key = request.raw_bucket or RAW_BUCKET, request.raw_object_key or video.raw_object_key
+        if raw_key and self.objects.stat(raw_bucket, raw_key) is not None:
+            self.objects.download_file(raw_bucket, raw_key, str(source))
+            return source, "original upload"
+        h264 = [r for r in video.renditions if r.codec == CODEC]
+        if not h264:
+            raise media.MediaError("neither the original upload nor an H.264 rendition is left to encode from")
+        top = max(h264, key=lambda r: (r.width * r.height, r.bitrate_bps))
+        base = f"videos/{video.id}/"
+
+        def fetch(folder: str) -> pathlib.Path | None:
+            """Downloads a packaged folder; its playlist's local path (None: no such folder)."""
+            playlist = None
+            for key in self.objects.list_keys(MEDIA_BUCKET, folder + "/"):
+                path = workdir / "top" / key[len(base):]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.objects.download_file(MEDIA_BUCKET, key, str(path))
+                playlist = path if path.name == "playlist.m3u8" else playlist
+            return playlist
+
+        video_pl = fetch(top.object_key.rsplit("/", 1)[0])
+        if video_pl is None:
+            raise media.MediaError(f"the top H.264 rendition ({top.object_key}) is missing")
+        audio_pl = fetch(f"{media_prefix(video.id)}/audio")
+        source = source.with_suffix(".mp4")
+        media.remux_rendition(str(video_pl), str(audio_pl) if audio_pl else None, str(source),
+                              timeout_s=self.cfg.platform.transcode_timeout_s)
+        return source, f"{top.height}p H.264 rendition"
+
+    def _store_outputs(self, video_id: str, out_dir: pathlib.Path, output: media.TranscodeOutput,
+                       rungs: list[media.Rung], added: list[str] = ()) -> events_pb2.TranscodeResult:
+        """Uploads the packaged output and returns its result; `added`: the families of a
+        codec upgrade (its result lists only those, and its marker is its own)."""
         base = f"videos/{validate_id(video_id, 'video id')}"
         # Segments and media playlists first, then the masters/MPDs, the result marker last:
         # a reader never finds a manifest that points at something missing. Paths under
@@ -306,8 +433,12 @@ class TranscodeJob:
                 self.objects.put_file(MEDIA_BUCKET, f"{base}/{rel}", str(path))
         for rel in sorted(manifests):
             self.objects.put_file(MEDIA_BUCKET, f"{base}/{rel}", str(out_dir / rel))
+        if not added:
+            self.objects.put_bytes(MEDIA_BUCKET, ladder_key(video_id),
+                                   json.dumps([dataclasses.asdict(r) for r in rungs]).encode())
         result = events_pb2.TranscodeResult(
-            video_id=video_id, success=True, duration_seconds=output.duration_s, worker_id=self.worker_id
+            video_id=video_id, success=True, duration_seconds=output.duration_s, worker_id=self.worker_id,
+            added_codecs=list(added),
         )
         for r in output.renditions:
             result.renditions.append(
@@ -326,7 +457,8 @@ class TranscodeJob:
         for kind, rel, width, height in thumbs:
             if rel:
                 result.thumbnails.append(video_pb2.Thumbnail(kind=kind, object_key=f"{base}/{rel}", width=width, height=height))
-        self.objects.put_bytes(MEDIA_BUCKET, done_marker_key(video_id), json_format.MessageToJson(result).encode())
+        marker = done_marker_key(video_id, added[0] if added else CODEC)
+        self.objects.put_bytes(MEDIA_BUCKET, marker, json_format.MessageToJson(result).encode())
         return result
 
     def _mark_failed(self, video: video_pb2.Video, reason: str) -> None:
@@ -355,6 +487,7 @@ class TranscoderServicer(pb_grpc.TranscoderServiceServicer):
 
 def serve(cfg: Config) -> None:
     codec_families(cfg)  # a bad codec list stops the worker at start, not at the first video
+    popular_codecs(cfg)
     server = ServiceServer("longtail.transcoder.v1.TranscoderService", cfg.services.transcoder)
     status = {"worker_id": f"{socket.gethostname()}-{os.getpid()}", "current_video_id": "", "jobs_done": 0, "jobs_failed": 0}
     pb_grpc.add_TranscoderServiceServicer_to_server(TranscoderServicer(status), server.server)

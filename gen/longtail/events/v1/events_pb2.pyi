@@ -11,18 +11,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TranscodeRequest(_message.Message):
-    __slots__ = ("video_id", "raw_bucket", "raw_object_key", "request_time", "chunk")
+    __slots__ = ("video_id", "raw_bucket", "raw_object_key", "request_time", "chunk", "add_codecs")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     RAW_BUCKET_FIELD_NUMBER: _ClassVar[int]
     RAW_OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_TIME_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    ADD_CODECS_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     raw_bucket: str
     raw_object_key: str
     request_time: _timestamp_pb2.Timestamp
     chunk: TranscodeChunk
-    def __init__(self, video_id: _Optional[str] = ..., raw_bucket: _Optional[str] = ..., raw_object_key: _Optional[str] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk: _Optional[_Union[TranscodeChunk, _Mapping]] = ...) -> None: ...
+    add_codecs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, video_id: _Optional[str] = ..., raw_bucket: _Optional[str] = ..., raw_object_key: _Optional[str] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk: _Optional[_Union[TranscodeChunk, _Mapping]] = ..., add_codecs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TranscodeChunk(_message.Message):
     __slots__ = ("index", "count", "start_seconds", "duration_seconds")
@@ -37,7 +39,7 @@ class TranscodeChunk(_message.Message):
     def __init__(self, index: _Optional[int] = ..., count: _Optional[int] = ..., start_seconds: _Optional[float] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
 
 class TranscodeResult(_message.Message):
-    __slots__ = ("video_id", "success", "failure_reason", "duration_seconds", "renditions", "thumbnails", "manifests", "worker_id")
+    __slots__ = ("video_id", "success", "failure_reason", "duration_seconds", "renditions", "thumbnails", "manifests", "worker_id", "added_codecs")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +48,7 @@ class TranscodeResult(_message.Message):
     THUMBNAILS_FIELD_NUMBER: _ClassVar[int]
     MANIFESTS_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDED_CODECS_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     success: bool
     failure_reason: str
@@ -54,7 +57,8 @@ class TranscodeResult(_message.Message):
     thumbnails: _containers.RepeatedCompositeFieldContainer[_video_pb2.Thumbnail]
     manifests: _containers.RepeatedCompositeFieldContainer[_video_pb2.StreamManifest]
     worker_id: str
-    def __init__(self, video_id: _Optional[str] = ..., success: _Optional[bool] = ..., failure_reason: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., renditions: _Optional[_Iterable[_Union[_video_pb2.Rendition, _Mapping]]] = ..., thumbnails: _Optional[_Iterable[_Union[_video_pb2.Thumbnail, _Mapping]]] = ..., manifests: _Optional[_Iterable[_Union[_video_pb2.StreamManifest, _Mapping]]] = ..., worker_id: _Optional[str] = ...) -> None: ...
+    added_codecs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, video_id: _Optional[str] = ..., success: _Optional[bool] = ..., failure_reason: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., renditions: _Optional[_Iterable[_Union[_video_pb2.Rendition, _Mapping]]] = ..., thumbnails: _Optional[_Iterable[_Union[_video_pb2.Thumbnail, _Mapping]]] = ..., manifests: _Optional[_Iterable[_Union[_video_pb2.StreamManifest, _Mapping]]] = ..., worker_id: _Optional[str] = ..., added_codecs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VideoPublished(_message.Message):
     __slots__ = ("video_id", "channel_id", "title", "publish_time")
