@@ -19,6 +19,7 @@ import pytest
 
 from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import video_pb2
+from longtail_common import telemetry
 from longtail_common.adapters import make_object_store, make_topic_bus
 from longtail_common.cli import make_test_clip, wait_ready
 from longtail_common.config import Config
@@ -83,13 +84,16 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
     cfg.platform.regions = ["US", "GB"]
     cfg.transcoder.popular_codecs = ["av1"]
     cfg.transcoder.popular_min_daily_views = 10
-    clip = tmp_path / "clip.mp4"
+    # Videos over 5 s are transcoded in 4 s chunk jobs: the long one's upgrade is chunked too.
+    cfg.transcoder.chunk_seconds, cfg.transcoder.chunk_min_duration_s = 4, 5
+    clip, long_clip = tmp_path / "clip.mp4", tmp_path / "long.mp4"
     make_test_clip(str(clip), seconds=4, height=360)
+    make_test_clip(str(long_clip), seconds=10, height=360)
     today = dt.datetime.now(dt.timezone.utc).date()
-    with Platform(cfg, gateway_port=free_port(), transcoder_workers=1) as platform, \
+    with Platform(cfg, gateway_port=free_port(), transcoder_workers=2) as platform, \
             httpx.Client(timeout=60) as client:
         base = platform.gateway_url
-        hot, cold = (upload_all(client, str(clip), base, title=t) for t in ("hot", "cold"))
+        hot, cold = upload_all(client, str(clip), base, title="hot"), upload_all(client, str(long_clip), base, title="cold")
         for vid in (hot, cold):
             assert wait_ready(client, base, vid, timeout_s=240)["status"] == "READY"
             assert _watch(client, base, vid, client="chrome")["stream"]["codec"] == "h264"
@@ -122,7 +126,7 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
         assert {r["codec"] for r in _watch(client, base, cold)["renditions"]} == {"h264"}
 
         # Once the original upload is gone (raw uploads are temporary), an upgrade reads the
-        # top H.264 rendition back instead.
+        # top H.264 rendition back instead; this long video's upgrade runs as chunk jobs.
         objects = make_object_store(cfg)
         cold_video = platform_video(client, base, cold)
         objects.delete(RAW_BUCKET, f"{cold}/original")
@@ -136,7 +140,16 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
         watch = _wait_codec(client, base, cold, "av1")
         codec, seconds = _first_segment_codec(client, watch["stream"]["url"])
         assert codec == "av1" and abs(seconds - cold_video["duration_seconds"]) <= 1 / 30 + 1e-6
+        assert abs(seconds - 10) <= 1 / 30 + 1e-6
         assert {r["height"] for r in watch["renditions"] if r["codec"] == "av1"} == set(h264)
+        old_client = _watch(client, base, cold, client="tv")  # still handed its H.264 ladder
+        assert old_client["stream"]["codec"] == "h264" and {r["height"] for r in old_client["renditions"]} == set(h264)
+        deadline, spans = time.monotonic() + 15, []
+        while len(spans) < 3 and time.monotonic() < deadline:  # spans are written in batches
+            spans = [s for s in telemetry.load_spans(cfg.data_path) if s["name"].startswith("codec upgrade chunk")
+                     and s["attributes"].get(telemetry.VIDEO_ID) == cold]
+            time.sleep(0.5)
+        assert len(spans) >= 3, [s["name"] for s in spans]  # 10 s in 4 s chunks
         consumer = bus.consumer([TOPIC_DEAD_LETTER], "test-codec-upgrade")
         dead, deadline = [], time.monotonic() + 60
         while not dead and time.monotonic() < deadline:
@@ -145,7 +158,8 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
         bus.close()
         assert dead, "the unknown codec family was not dead-lettered"
         assert b"unknown codec families ['mpeg2']" in dict(dead[0].headers)["dlq.reason"]
-        assert "from the 360p H.264 rendition" in (platform.log_dir / "transcoder-0.log").read_text()
+        logs = "".join((platform.log_dir / f"transcoder-{i}.log").read_text() for i in range(2))
+        assert "from the 360p H.264 rendition" in logs and "split into 3 chunk jobs" in logs
         # Private records (the ladder, result markers) are never served or pushed.
         assert objects.stat(MEDIA_BUCKET, f"videos/{hot}/_ladder.json") is not None
         assert client.get(f"{base}/origin/videos/{hot}/_ladder.json").status_code == 404

@@ -234,11 +234,14 @@ class TranscodeJob:
     # plan.json holds what every chunk must agree on (probe, rungs, families); each chunk
     # writes its files then a _done marker; whoever sees every marker joins and packages.
 
-    def _split(self, request: events_pb2.TranscodeRequest, info: media.MediaInfo, rungs: list[media.Rung]) -> None:
+    def _split(self, request: events_pb2.TranscodeRequest, info: media.MediaInfo, rungs: list[media.Rung],
+               added: list[str] = ()) -> None:
+        """Chunk jobs for the video; `added`: the families of a codec upgrade (only those are
+        encoded, and the join publishes them as an upgrade)."""
         video_id = request.video_id
         plan = media.chunk_plan(info.duration_s, self.cfg.transcoder.chunk_seconds)
         record = {"info": dataclasses.asdict(info), "rungs": [dataclasses.asdict(r) for r in rungs],
-                  "families": codec_families(self.cfg), "chunks": plan}
+                  "families": list(added) or codec_families(self.cfg), "added": list(added), "chunks": plan}
         self.objects.put_bytes(MEDIA_BUCKET, f"{chunks_prefix(video_id)}/plan.json", json.dumps(record).encode())
         first = zlib.crc32(video_id.encode()) % self.request_partitions if self.request_partitions else 0
         for i, (start, length) in enumerate(plan):
@@ -251,7 +254,10 @@ class TranscodeJob:
                                   partition=partition)
         log.info("video %s: %.0f s split into %d chunk jobs", video_id, info.duration_s, len(plan))
 
-    def _transcode_chunk(self, request: events_pb2.TranscodeRequest) -> events_pb2.TranscodeResult | None:
+    def _transcode_chunk(self, request: events_pb2.TranscodeRequest, fetch_source=None
+                         ) -> events_pb2.TranscodeResult | None:
+        """One chunk job; `fetch_source(workdir) -> local path` gets the source (default: the
+        raw upload; a codec upgrade passes its own, which may read the top rendition back)."""
         video_id, chunk = request.video_id, request.chunk
         prefix = chunks_prefix(video_id)
         try:
@@ -260,19 +266,23 @@ class TranscodeJob:
             raise PermanentError(f"chunk job for {video_id} without a plan") from exc
         info = media.MediaInfo(**plan["info"])
         rungs = [media.Rung(**r) for r in plan["rungs"]]
-        families = plan["families"]
+        families, added = plan["families"], plan.get("added", [])
         span = trace.get_current_span()
-        span.update_name(f"transcode chunk {chunk.index + 1}/{chunk.count}")
+        span.update_name(f"{'codec upgrade' if added else 'transcode'} chunk {chunk.index + 1}/{chunk.count}")
         span.set_attributes({"longtail.chunk.index": chunk.index, "longtail.chunk.count": chunk.count,
                              "longtail.chunk.start_seconds": chunk.start_seconds})
         timeout = self.cfg.platform.transcode_timeout_s
         self.scratch.mkdir(parents=True, exist_ok=True)
         workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{video_id}-c{chunk.index}-", dir=self.scratch))
+        if fetch_source is None:
+            def fetch_source(into: pathlib.Path) -> pathlib.Path:
+                self.objects.download_file(request.raw_bucket, request.raw_object_key, str(into / "source"))
+                return into / "source"
         try:
-            source = workdir / "source"
+            source = None
             try:
                 if self.objects.stat(MEDIA_BUCKET, f"{prefix}/{chunk.index:05d}/_done") is None:
-                    self.objects.download_file(request.raw_bucket, request.raw_object_key, str(source))
+                    source = fetch_source(workdir)
                     started = time.perf_counter()
                     outputs = media.encode_chunk(str(source), str(workdir / "chunk"), info, rungs, families,
                                                  chunk.start_seconds, chunk.duration_seconds, timeout_s=timeout)
@@ -297,17 +307,20 @@ class TranscodeJob:
                             self.objects.download_file(MEDIA_BUCKET, f"{prefix}/{i:05d}/{family}/{r.name}.mp4", str(path))
                             local.setdefault(family, {})[r.name] = str(path)
                     chunks.append(local)
-                if not source.exists():
-                    self.objects.download_file(request.raw_bucket, request.raw_object_key, str(source))
+                if source is None:
+                    source = fetch_source(workdir)
                 out_dir = workdir / "out"
+                # an upgrade keeps the video's poster and storyboard
                 output = media.join_chunks(chunks, str(source), str(out_dir), info, rungs, families, timeout_s=timeout,
-                                           storyboard=self.cfg.transcoder.storyboard)
+                                           storyboard=self.cfg.transcoder.storyboard and not added,
+                                           poster=not added)
             except media.MediaError as exc:
                 log.warning("video %s chunk %d failed: %s", video_id, chunk.index, exc.reason)
                 return events_pb2.TranscodeResult(
-                    video_id=video_id, success=False, failure_reason=exc.reason, worker_id=self.worker_id
+                    video_id=video_id, success=False, failure_reason=exc.reason, worker_id=self.worker_id,
+                    added_codecs=added,
                 )
-            result = self._store_outputs(video_id, out_dir, output, rungs)
+            result = self._store_outputs(video_id, out_dir, output, rungs, added=added)
             for key in list(self.objects.list_keys(MEDIA_BUCKET, prefix + "/")):
                 self.objects.delete(MEDIA_BUCKET, key)  # chunk files are scratch once packaged
             return result
@@ -343,7 +356,13 @@ class TranscodeJob:
             with telemetry.tracer().start_as_current_span(
                 "codec upgrade", attributes={telemetry.VIDEO_ID: video_id, "longtail.worker_id": self.worker_id,
                                              "longtail.add_codecs": families}) as span:
-                result = self._upgrade(request, video, families)
+                if request.HasField("chunk"):
+                    result = self._transcode_chunk(
+                        request, fetch_source=lambda into: self._upgrade_source(request, video, into)[0])
+                else:
+                    result = self._upgrade(request, video, families)
+                if result is None:  # split into chunk jobs, or a chunk done while others are pending
+                    return
                 if not result.success:
                     telemetry.record_error(span, result.failure_reason)
         finally:
@@ -355,8 +374,10 @@ class TranscodeJob:
         self._publish(result)
 
     def _upgrade(self, request: events_pb2.TranscodeRequest, video: video_pb2.Video,
-                 families: list[str]) -> events_pb2.TranscodeResult:
+                 families: list[str]) -> events_pb2.TranscodeResult | None:
+        """The whole upgrade, or (a long video) its split into chunk jobs: None."""
         video_id = video.id
+        tc = self.cfg.transcoder
         self.scratch.mkdir(parents=True, exist_ok=True)
         workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{video_id}-up-", dir=self.scratch))
         try:
@@ -368,6 +389,10 @@ class TranscodeJob:
                 except NotFoundError:  # encoded before ladders were recorded: the source's default ladder
                     rungs = media.ladder_for(info)
                 trace.get_current_span().set_attribute("longtail.upgrade_source", origin)
+                log.info("codec upgrade of %s to %s, from the %s", video_id, "+".join(families), origin)
+                if tc.chunk_min_duration_s > 0 and info.duration_s > tc.chunk_min_duration_s and rungs:
+                    self._split(request, info, rungs, added=families)
+                    return None
                 out_dir = workdir / "out"
                 started = time.perf_counter()
                 output = media.transcode(str(source), str(out_dir), info, rungs, families=families,
@@ -378,7 +403,6 @@ class TranscodeJob:
                 log.warning("codec upgrade of %s to %s failed: %s", video_id, families, exc.reason)
                 return events_pb2.TranscodeResult(video_id=video_id, success=False, failure_reason=exc.reason,
                                                   worker_id=self.worker_id, added_codecs=families)
-            log.info("video %s: %s added from the %s", video_id, "+".join(families), origin)
             return self._store_outputs(video_id, out_dir, output, rungs, added=families)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
