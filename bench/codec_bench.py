@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import resource
@@ -50,6 +51,9 @@ DEFAULT_CLIPS = ["sintel_film_1080p", "cockatoo_camera_720p", "bbb_animation", "
 CPU_HOUR_USD = 0.0765 / 2
 VMAF_SUBSAMPLE = 2
 STORE_DAYS = 30
+# "Parity": within the per-title guard's half point of the H.264 rung (near VMAF 95 the
+# codecs saturate differently, and an exact match can cost far more bits for nothing visible).
+PARITY_TOLERANCE = pt.DEFAULT_MAX_VMAF_LOSS
 
 
 def _cpu_children() -> float:
@@ -57,11 +61,20 @@ def _cpu_children() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def encode(src: str, info: media.MediaInfo, rungs: list[media.Rung], family: str, work: Path) -> dict:
+def encode(src: str, info: media.MediaInfo, rungs: list[media.Rung], family: str, work: Path,
+           factor: float | None = None) -> dict:
+    """The ladder in `family` (its bitrates H.264's times `factor`, default media's factor):
+    CPU and wall seconds, bytes, and per rung the bits, VMAF at its own size and display VMAF."""
     out = work / family
-    cpu0, t0 = _cpu_children(), time.monotonic()
-    result = media.transcode(src, str(out), info, rungs, families=[family], storyboard=False, poster=False)
-    cpu, wall = _cpu_children() - cpu0, time.monotonic() - t0
+    saved = media.FAMILY_BITRATE_FACTOR[family]
+    if factor is not None:
+        media.FAMILY_BITRATE_FACTOR[family] = factor
+    try:
+        cpu0, t0 = _cpu_children(), time.monotonic()
+        result = media.transcode(src, str(out), info, rungs, families=[family], storyboard=False, poster=False)
+        cpu, wall = _cpu_children() - cpu0, time.monotonic() - t0
+    finally:
+        media.FAMILY_BITRATE_FACTOR[family] = saved
     fam = result.families[0]
     top = max(rungs, key=lambda r: r.width * r.height)
     files = []  # one MP4 per rung, named after it (VMAF logs are named after their input)
@@ -69,10 +82,38 @@ def encode(src: str, info: media.MediaInfo, rungs: list[media.Rung], family: str
         files.append(str(work / f"{family}_{r.name}.mp4"))
         media.remux_rendition(str(out / r.playlist_path), None, files[-1])
     display = pt.vmaf_many(files, src, top.width, top.height, str(work), VMAF_SUBSAMPLE, upscale=True)
-    rows = {r.name: {"height": r.height, "bitrate_bps": r.average_bitrate_bps, "display_vmaf": round(q, 2)}
-            for r, q in zip(fam.renditions, display)}
+    own = [pt.vmaf_many([f], src, r.width, r.height, str(work), VMAF_SUBSAMPLE)[0] if (r.width, r.height) != (
+        top.width, top.height) else d for f, r, d in zip(files, fam.renditions, display)]
+    rows = {r.name: {"height": r.height, "bitrate_bps": r.average_bitrate_bps, "vmaf": round(q, 2),
+                     "display_vmaf": round(d, 2)} for r, q, d in zip(fam.renditions, own, display)}
     ladder_bytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    return {"cpu_s": round(cpu, 1), "wall_s": round(wall, 1), "ladder_bytes": ladder_bytes, "rungs": rows}
+    return {"factor": factor if factor is not None else saved, "cpu_s": round(cpu, 1), "wall_s": round(wall, 1),
+            "ladder_bytes": ladder_bytes, "rungs": rows}
+
+
+def parity_factor(h264_vmaf: float, points: list[tuple[float, float]]) -> float | None:
+    """The requested bitrate factor at which a rung's VMAF (at its own size) comes within
+    PARITY_TOLERANCE of the H.264 rung's: linear in log factor between the measured (factor,
+    VMAF) points; None when even the largest factor falls short."""
+    h264_vmaf -= PARITY_TOLERANCE
+    pts = sorted(points)
+    if pts[0][1] >= h264_vmaf:
+        return pts[0][0]
+    for (f0, q0), (f1, q1) in zip(pts, pts[1:]):
+        if q1 >= h264_vmaf > q0:
+            t = (h264_vmaf - q0) / (q1 - q0)
+            return round(math.exp(math.log(f0) + t * (math.log(f1) - math.log(f0))), 3)
+    return None
+
+
+def _bits_at(factor: float, points: list[tuple[float, int]]) -> float:
+    """Measured bitrate at a requested factor, log-log interpolated between runs."""
+    pts = sorted(points)
+    for (f0, b0), (f1, b1) in zip(pts, pts[1:]):
+        if f0 <= factor <= f1:
+            t = (math.log(factor) - math.log(f0)) / (math.log(f1) - math.log(f0))
+            return math.exp(math.log(b0) + t * (math.log(b1) - math.log(b0)))
+    return float(pts[0][1] if factor < pts[0][0] else pts[-1][1])
 
 
 def economics(h264: dict, other: dict, bd_pct: float, seconds: float, cpu_hour_usd: float) -> dict:
@@ -99,9 +140,13 @@ def main() -> None:
     ap.add_argument("--families", default="vp9,av1", help="compared with h264, which is always encoded")
     ap.add_argument("--seconds", type=float, default=10.0, help="clip length (real clips: at most theirs)")
     ap.add_argument("--cpu-hour-usd", type=float, default=CPU_HOUR_USD, help="price of one vCPU-hour")
+    ap.add_argument("--factors", default="",
+                    help="also encode each family at these fractions of H.264's bitrates (e.g. 0.5,0.7,1.0) "
+                         "and report, per rung, the fraction at which it matches H.264's VMAF")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "codec.json"))
     args = ap.parse_args()
     families = ["h264"] + [f for f in args.families.split(",") if f and f != "h264"]
+    factors = [float(x) for x in args.factors.split(",") if x]
     started = time.monotonic()
     clips_out: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="codec-bench-") as tmp:
@@ -115,6 +160,25 @@ def main() -> None:
                 fw = work / name / fam
                 fw.mkdir(parents=True)
                 clip["families"][fam] = encode(src, info, rungs, fam, fw)
+            for fam in families[1:]:
+                runs = [clip["families"][fam]]
+                for k, factor in enumerate(factors):
+                    fw = work / name / f"{fam}_f{k}"
+                    fw.mkdir(parents=True)
+                    runs.append(encode(src, info, rungs, fam, fw, factor))
+                if factors:
+                    h264_rungs = clip["families"]["h264"]["rungs"]
+                    parity = {n: parity_factor(h264_rungs[n]["vmaf"], [(r["factor"], r["rungs"][n]["vmaf"]) for r in runs])
+                              for n in runs[0]["rungs"]}
+                    clip["families"][fam]["calibration"] = {
+                        "runs": [{"factor": r["factor"], "cpu_s": r["cpu_s"], "rungs": r["rungs"]} for r in runs[1:]],
+                        "parity_factor_by_rung": parity,
+                        # the bits the family really spends at that factor, against H.264's
+                        "parity_bits_vs_h264_by_rung": {
+                            n: None if f is None else round(_bits_at(f, [(r["factor"], r["rungs"][n]["bitrate_bps"])
+                                                                         for r in runs]) / h264_rungs[n]["bitrate_bps"], 3)
+                            for n, f in parity.items()},
+                    }
             h264 = clip["families"]["h264"]
             ref = [(r["bitrate_bps"], r["display_vmaf"]) for r in h264["rungs"].values()]
             for fam in families[1:]:
@@ -136,6 +200,8 @@ def main() -> None:
                     f"dVMAF/rung {f['display_vmaf_delta_by_rung']}, {f.get('economics')}")
                 print(f"   {fam:<5} CPU {f['cpu_s']:>6.1f} s  wall {f['wall_s']:>6.1f} s  "
                       f"{f['ladder_bytes'] / 1e6:>6.2f} MB{extra}", flush=True)
+                if "calibration" in f:
+                    print(f"         factor for VMAF parity by rung: {f['calibration']['parity_factor_by_rung']}")
     summary = {}
     for fam in families[1:]:
         per = [c["families"][fam] for c in clips_out.values() if c["families"][fam].get("economics")]
@@ -148,6 +214,14 @@ def main() -> None:
             "break_even_views_cdn_cheapest_max": max(f["economics"]["break_even_views_cdn_cheapest"] or 0 for f in per),
             "break_even_views_origin_max": max(f["economics"]["break_even_views_origin"] or 0 for f in per),
         }
+        cal = [c["families"][fam]["calibration"]["parity_factor_by_rung"] for c in clips_out.values()
+               if "calibration" in c["families"][fam]]
+        if cal:
+            # per rung name: the factor reaching parity on every clip (None: some clip never does)
+            names = sorted({n for c in cal for n in c}, key=lambda n: int(n.rstrip("p")))
+            summary[fam]["parity_factor_all_clips_by_rung"] = {
+                n: (None if any(c.get(n, 0) is None for c in cal) else max(c[n] for c in cal if n in c))
+                for n in names}
     out = {
         "bench": "codec", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(),
@@ -156,7 +230,8 @@ def main() -> None:
         "command": "nice -n 10 python bench/codec_bench.py " + " ".join(sys.argv[1:]),
         "settings": {"x264_preset": media.X264_PRESET, "svtav1_preset": media.SVTAV1_PRESET, "vp9_cpu_used": media.VP9_CPU_USED,
                      "family_bitrate_factor": media.FAMILY_BITRATE_FACTOR, "vmaf_subsample": VMAF_SUBSAMPLE,
-                     "cpu_hour_usd": args.cpu_hour_usd, "store_days": STORE_DAYS,
+                     "cpu_hour_usd": args.cpu_hour_usd, "store_days": STORE_DAYS, "factors": factors,
+                     "parity_tolerance": PARITY_TOLERANCE,
                      "view_bytes_fraction": placement_costs.CostModel().view_bytes_fraction},
         "summary": summary, "bench_wall_s": round(time.monotonic() - started, 1), "clips": clips_out,
     }
