@@ -7,7 +7,7 @@ figures behind "AV1 only for the videos placement expects to be popular".
 Per clip (real clips from ../shared/media, video only), the platform's default ladder
 (media.ladder_for) is encoded once per family with the platform's own encoder settings
 (media.transcode: x264, libvpx-vp9, SVT-AV1 at media's presets; each family's bitrates are
-H.264's times media.FAMILY_BITRATE_FACTOR). Measured: CPU seconds of the encode (ffmpeg's
+H.264's times media.FAMILY_BITRATE_FACTOR, one fraction for the lower rungs, one for the top). Measured: CPU seconds of the encode (ffmpeg's
 user+sys), bits per rung, and display VMAF of every rung (upscaled to the top rung's size,
 vmaf_v0.6.1, every 2nd frame) against the source. From those:
 - BD-rate of the family's ladder against H.264's (bits saved at equal display VMAF), and
@@ -67,8 +67,8 @@ def encode(src: str, info: media.MediaInfo, rungs: list[media.Rung], family: str
     CPU and wall seconds, bytes, and per rung the bits, VMAF at its own size and display VMAF."""
     out = work / family
     saved = media.FAMILY_BITRATE_FACTOR[family]
-    if factor is not None:
-        media.FAMILY_BITRATE_FACTOR[family] = factor
+    if factor is not None:  # every rung at this fraction of H.264's
+        media.FAMILY_BITRATE_FACTOR[family] = (factor, factor)
     try:
         cpu0, t0 = _cpu_children(), time.monotonic()
         result = media.transcode(src, str(out), info, rungs, families=[family], storyboard=False, poster=False)
@@ -161,7 +161,7 @@ def main() -> None:
                 fw.mkdir(parents=True)
                 clip["families"][fam] = encode(src, info, rungs, fam, fw)
             for fam in families[1:]:
-                runs = [clip["families"][fam]]
+                runs = []  # the shipped factors differ by rung: not a point on a one-factor curve
                 for k, factor in enumerate(factors):
                     fw = work / name / f"{fam}_f{k}"
                     fw.mkdir(parents=True)
@@ -171,7 +171,7 @@ def main() -> None:
                     parity = {n: parity_factor(h264_rungs[n]["vmaf"], [(r["factor"], r["rungs"][n]["vmaf"]) for r in runs])
                               for n in runs[0]["rungs"]}
                     clip["families"][fam]["calibration"] = {
-                        "runs": [{"factor": r["factor"], "cpu_s": r["cpu_s"], "rungs": r["rungs"]} for r in runs[1:]],
+                        "runs": [{"factor": r["factor"], "cpu_s": r["cpu_s"], "rungs": r["rungs"]} for r in runs],
                         "parity_factor_by_rung": parity,
                         # the bits the family really spends at that factor, against H.264's
                         "parity_bits_vs_h264_by_rung": {
@@ -189,6 +189,10 @@ def main() -> None:
                 f["bits_vs_h264"] = round(f["ladder_bytes"] / h264["ladder_bytes"], 3)
                 f["display_vmaf_delta_by_rung"] = {n: round(r["display_vmaf"] - h264["rungs"][n]["display_vmaf"], 2)
                                                    for n, r in f["rungs"].items()}
+                f["vmaf_delta_by_rung"] = {n: round(r["vmaf"] - h264["rungs"][n]["vmaf"], 2)  # at the rung's size
+                                           for n, r in f["rungs"].items()}
+                f["bits_vs_h264_by_rung"] = {n: round(r["bitrate_bps"] / h264["rungs"][n]["bitrate_bps"], 3)
+                                             for n, r in f["rungs"].items()}
                 if bd is not None:
                     f["economics"] = economics(h264, f, bd, info.duration_s, args.cpu_hour_usd)
             clips_out[name] = clip
@@ -197,7 +201,7 @@ def main() -> None:
                 f = clip["families"][fam]
                 extra = "" if fam == "h264" else (
                     f"  BD-rate {f['bd_rate_vs_h264_pct']}%, CPU x{f['cpu_vs_h264']}, bits x{f['bits_vs_h264']}, "
-                    f"dVMAF/rung {f['display_vmaf_delta_by_rung']}, {f.get('economics')}")
+                    f"dVMAF/rung {f['vmaf_delta_by_rung']}, bits/rung {f['bits_vs_h264_by_rung']}, {f.get('economics')}")
                 print(f"   {fam:<5} CPU {f['cpu_s']:>6.1f} s  wall {f['wall_s']:>6.1f} s  "
                       f"{f['ladder_bytes'] / 1e6:>6.2f} MB{extra}", flush=True)
                 if "calibration" in f:
@@ -211,6 +215,8 @@ def main() -> None:
             "bd_rate_vs_h264_pct_avg": round(sum(f["bd_rate_vs_h264_pct"] for f in per) / len(per), 2),
             "cpu_vs_h264_avg": round(sum(f["cpu_vs_h264"] for f in per) / len(per), 2),
             "worst_rung_display_vmaf_delta": min(min(f["display_vmaf_delta_by_rung"].values()) for f in per),
+            "worst_rung_vmaf_delta": min(min(f["vmaf_delta_by_rung"].values()) for f in per),
+            "bits_vs_h264_avg": round(sum(f["bits_vs_h264"] for f in per) / len(per), 3),
             "break_even_views_cdn_cheapest_max": max(f["economics"]["break_even_views_cdn_cheapest"] or 0 for f in per),
             "break_even_views_origin_max": max(f["economics"]["break_even_views_origin"] or 0 for f in per),
         }

@@ -201,7 +201,9 @@ def test_vmaf_in_range_and_rising_with_bitrate(analyses):
         # A still picture saturates at the lowest rate (VMAF then wobbles by a point or so).
         assert min(v for _, v in curve.points) > 80
     # The noisy clip is far from transparent at these ceilings; the static one is near it.
-    assert res["noisy"].vmaf_by_rung["180p"] < res["static"].vmaf_by_rung["180p"]
+    # (by slot: encodes vary a little run to run, and a slot may move to another size)
+    top = {k: res[k].vmaf_by_rung[res[k].slots["180p"]] for k in ("noisy", "static")}
+    assert top["noisy"] < top["static"]
     assert res["static"].analysis_seconds > 0 and res["static"].sample_seconds == pytest.approx(3.0, abs=0.2)
 
 

@@ -93,8 +93,10 @@ class Rung:
     def codecs(self) -> str:
         return self.codecs_for("h264")
 
-    def bitrate_for(self, family: str) -> int:
-        return int(self.video_bitrate_bps * FAMILY_BITRATE_FACTOR[family])
+    def bitrate_for(self, family: str, top: bool = False) -> int:
+        """The family's target for this rung; `top`: it is the ladder's top rung."""
+        lower, top_factor = FAMILY_BITRATE_FACTOR[family]
+        return int(self.video_bitrate_bps * (top_factor if top else lower))
 
     def codecs_for(self, family: str) -> str:
         """RFC 6381 string of the video track (HLS CODECS, DASH @codecs)."""
@@ -133,8 +135,15 @@ def _level(table, rung: Rung) -> str:
     return table[-1][0]
 
 
-# Same picture quality needs fewer bits in newer codecs (about 35% and 50% fewer).
-FAMILY_BITRATE_FACTOR = {"h264": 1.0, "vp9": 0.65, "av1": 0.5}
+# Each family's target as a fraction of the H.264 rung's: (the ladder's lower rungs, its top
+# rung). Measured, not assumed (bench/codec_bench.py --factors; BENCHMARKS.md, "Codec
+# families"): the fraction at which the family's rung scores within half a VMAF point of the
+# H.264 rung, on every bench clip. The top rung is where H.264 nears VMAF 95-100 and the
+# others' curves flatten later. A fraction of the request is not one of the bits: SVT-AV1
+# spends well under what it is asked for.
+# VP9 at libvpx's realtime speed 8 needs more bits than x264 veryfast on the film's small
+# rungs: at equal quality it saves nothing; AV1 (SVT-AV1 preset 10) saves about a third.
+FAMILY_BITRATE_FACTOR = {"h264": (1.0, 1.0), "vp9": (1.35, 1.0), "av1": (0.75, 1.1)}
 
 
 @dataclass
@@ -376,7 +385,10 @@ def storyboard_for(info: MediaInfo) -> Storyboard:
     return Storyboard(interval, count, columns, math.ceil(count / columns), STORYBOARD_TILE_WIDTH, tile_h)
 
 
-def _encoder_args(family: str, rungs: list[Rung], fps: float) -> list[str]:
+def _encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = None) -> list[str]:
+    """Encoder options for `rungs` (stream i = rungs[i]); `top`: the ladder's top rung
+    (default: the largest of `rungs`)."""
+    top = top or max(rungs, key=lambda r: (r.width * r.height, r.video_bitrate_bps))
     gop = str(max(1, round(fps * SEGMENT_SECONDS)))  # a keyframe on every segment boundary, none between
     args: list[str] = []
     if family == "h264":
@@ -392,7 +404,7 @@ def _encoder_args(family: str, rungs: list[Rung], fps: float) -> list[str]:
         raise ValueError(f"unknown codec family {family!r}; one of {CODEC_FAMILIES}")
     args += ["-g", gop, "-keyint_min", gop, "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_SECONDS})"]
     for i, r in enumerate(rungs):
-        b = r.bitrate_for(family)
+        b = r.bitrate_for(family, top=r == top)
         args += [f"-b:v:{i}", str(b)]
         if family != "av1":  # SVT-AV1 takes a peak cap only in CRF mode; its VBR stays near target
             args += [f"-maxrate:v:{i}", str(int(b * 1.5)), f"-bufsize:v:{i}", str(b * 2)]
@@ -556,11 +568,12 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
     args += ["-i", src]
     outputs: dict[str, dict[str, str]] = {}
     out_args: list[str] = []
+    top = max(rungs, key=lambda r: (r.width * r.height, r.video_bitrate_bps))
     for family in families:
         os.makedirs(os.path.join(out_dir, family), exist_ok=True)
         for j, r in enumerate(rungs):
             path = os.path.join(out_dir, family, f"{r.name}.mp4")
-            out_args += ["-map", f"[{family}{j}]", *_encoder_args(family, [r], fps), "-an", "-f", "mp4", path]
+            out_args += ["-map", f"[{family}{j}]", *_encoder_args(family, [r], fps, top), "-an", "-f", "mp4", path]
             outputs.setdefault(family, {})[r.name] = path
     _run(args + ["-filter_complex", ";".join(graph)] + out_args, timeout_s, "transcoding a chunk")
     return outputs

@@ -354,14 +354,17 @@ def vmaf_many(distorted: list[str], reference: str, width: int, height: int, wor
     for d in distorted:
         args += ["-i", d]
     args += ["-i", reference]
-    graph = [f"[{n}:v]scale={width}:{height}:flags=bicubic,format=yuv420p,setpts=PTS-STARTPTS,split={n}"
+    # Frames are paired by index, not by timestamp (settb+setpts=N on both sides): libvmaf
+    # pairs frames by time, and a container that rounds timestamps (WebM's milliseconds, a
+    # remuxed fMP4) would pair a frame with its neighbour and cost many points.
+    graph = [f"[{n}:v]scale={width}:{height}:flags=bicubic,format=yuv420p,settb=AVTB,setpts=N,split={n}"
              + "".join(f"[r{i}]" for i in range(n))]
     logs = []
     for i in range(n):
         log = os.path.join(workdir, f"vmaf_{os.path.basename(distorted[i])}_{width}x{height}.json")
         logs.append(log)
         scale = f"scale={width}:{height}:flags=bicubic," if upscale else ""
-        graph.append(f"[{i}:v]{scale}format=yuv420p,setpts=PTS-STARTPTS[d{i}]")
+        graph.append(f"[{i}:v]{scale}format=yuv420p,settb=AVTB,setpts=N[d{i}]")
         graph.append(f"[d{i}][r{i}]libvmaf=n_threads={VMAF_THREADS}:n_subsample={subsample}"
                      f":log_fmt=json:log_path={log}[o{i}]")
     args += ["-filter_complex", ";".join(graph)]
