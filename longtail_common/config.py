@@ -80,13 +80,15 @@ class PlatformConfig:
 class TranscoderConfig:
     # Codec families every video is encoded in; H.264 is always added (it plays everywhere).
     codecs: list[str] = field(default_factory=lambda: ["h264"])
-    # Families added later to the videos the placement model expects to be popular: AV1
-    # needs about half H.264's bits for the same picture but is many times slower to encode,
-    # which only pays where many views share the encode. The daily placement job asks for
+    # Families added later to the videos the placement model expects to be popular: AV1 gives
+    # H.264's picture for about 0.65-0.75 of its bits (BENCHMARKS.md), but the encode and a
+    # second ladder to store only pay where many views share them. The daily placement job asks for
     # them (a codec upgrade on the transcode topic); nothing already encoded is removed.
     popular_codecs: list[str] = field(default_factory=lambda: ["av1"])
     # "Popular": the day's predicted views, summed over the regions, at least this many
-    # (0 = every READY video).
+    # (0 = every READY video). 1000: one day's views then repay the AV1 encode and a month of
+    # storing it even at the cheapest CDN price, with about half the players taking AV1
+    # (break-even 98-561 views on bench/codec_bench.py's clips; BENCHMARKS.md).
     popular_min_daily_views: float = 1000.0
     # Per-title bitrates (VMAF on a sample) instead of the fixed ladder.
     per_title: bool = False
