@@ -152,25 +152,31 @@ class TranscodeJob:
             # Variants were all written by an earlier delivery; only the publish was lost.
             self._publish(existing)
             return
+        result = self._run("transcode", video_id, {}, lambda: self._transcode(request))
+        if result is None:  # split into chunk jobs, or a chunk done while others are pending
+            return
+        if not result.success:
+            self._mark_failed(video, result.failure_reason)
+        self._publish(result)
+
+    def _run(self, span_name: str, video_id: str, attributes: dict, work):
+        """`work()` as this worker's current job, in a span: its TranscodeResult, or None when
+        there is nothing to publish yet. Counts the outcome for GetWorkerStatus."""
         self.status["current_video_id"] = video_id
         try:
             with telemetry.tracer().start_as_current_span(
-                "transcode", attributes={telemetry.VIDEO_ID: video_id, "longtail.worker_id": self.worker_id}
+                span_name, attributes={telemetry.VIDEO_ID: video_id, "longtail.worker_id": self.worker_id, **attributes}
             ) as span:
-                result = self._transcode(request)
-                if result is None:  # split into chunk jobs, or a chunk done while others are pending
-                    return
+                result = work()
+                if result is None:
+                    return None
                 span.set_attribute("longtail.renditions", [f"{r.codec}/{r.height}p" for r in result.renditions])
                 if not result.success:
                     telemetry.record_error(span, result.failure_reason)
         finally:
             self.status["current_video_id"] = ""
-        if result.success:
-            self.status["jobs_done"] += 1
-        else:
-            self.status["jobs_failed"] += 1
-            self._mark_failed(video, result.failure_reason)
-        self._publish(result)
+        self.status["jobs_done" if result.success else "jobs_failed"] += 1
+        return result
 
     def _existing_result(self, video_id: str, codec: str = CODEC) -> events_pb2.TranscodeResult | None:
         try:
@@ -351,27 +357,15 @@ class TranscodeJob:
         if existing is not None:  # encoded and stored by an earlier delivery; only the publish was lost
             self._publish(existing)
             return
-        self.status["current_video_id"] = video_id
-        try:
-            with telemetry.tracer().start_as_current_span(
-                "codec upgrade", attributes={telemetry.VIDEO_ID: video_id, "longtail.worker_id": self.worker_id,
-                                             "longtail.add_codecs": families}) as span:
-                if request.HasField("chunk"):
-                    result = self._transcode_chunk(
-                        request, fetch_source=lambda into: self._upgrade_source(request, video, into)[0])
-                else:
-                    result = self._upgrade(request, video, families)
-                if result is None:  # split into chunk jobs, or a chunk done while others are pending
-                    return
-                if not result.success:
-                    telemetry.record_error(span, result.failure_reason)
-        finally:
-            self.status["current_video_id"] = ""
-        if result.success:
-            self.status["jobs_done"] += 1
+        if request.HasField("chunk"):
+            def work():
+                return self._transcode_chunk(request, fetch_source=lambda into: self._upgrade_source(request, video, into)[0])
         else:
-            self.status["jobs_failed"] += 1
-        self._publish(result)
+            def work():
+                return self._upgrade(request, video, families)
+        result = self._run("codec upgrade", video_id, {"longtail.add_codecs": families}, work)
+        if result is not None:  # (a failed upgrade leaves the video as it is: placement only logs it)
+            self._publish(result)
 
     def _upgrade(self, request: events_pb2.TranscodeRequest, video: video_pb2.Video,
                  families: list[str]) -> events_pb2.TranscodeResult | None:
