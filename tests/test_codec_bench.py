@@ -2,21 +2,15 @@
 at a factor, break-even views), on made-up measurements."""
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "codec_bench.py"
-
+from tests.bench_modules import load_bench
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("codec_bench", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("codec_bench")
 
 
 def test_parity_factor_interpolates_in_log_factor_within_the_tolerance(bench):

@@ -1,23 +1,17 @@
 """bench/pertitle_headroom.py: the ladders it builds from a bench result's measured curves."""
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
+from tests.bench_modules import load_bench
+
 from transcoder_svc import pertitle as pt
-
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "pertitle_headroom.py"
-
 
 @pytest.fixture(scope="module")
 def headroom():
-    spec = importlib.util.spec_from_file_location("pertitle_headroom", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("pertitle_headroom")
 
 
 def _curve(points):  # (actual bits, display VMAF) -> the bench's per-size curve record
