@@ -6,8 +6,8 @@ import math
 import pytest
 
 from tests.bench_modules import load_bench
-
 from transcoder_svc import pertitle as pt
+
 
 @pytest.fixture(scope="module")
 def headroom():
