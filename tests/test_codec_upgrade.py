@@ -168,3 +168,13 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
 
 def platform_video(client, base, vid) -> dict:
     return _watch(client, base, vid)
+
+
+def test_codec_upgrade_settings_from_the_environment():
+    from longtail_common.config import load_config
+
+    cfg = load_config(env={"LONGTAIL_TRANSCODER__POPULAR_CODECS": "av1, vp9",
+                           "LONGTAIL_TRANSCODER__POPULAR_MIN_DAILY_VIEWS": "2500.5"})
+    assert cfg.transcoder.popular_codecs == ["av1", "vp9"]
+    assert cfg.transcoder.popular_min_daily_views == 2500.5  # a number, not the string
+    assert load_config(env={}).transcoder.popular_min_daily_views == 1000.0
