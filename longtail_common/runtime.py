@@ -1,9 +1,11 @@
 """Process plumbing shared by services: logging and connecting to backends with backoff."""
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -39,6 +41,16 @@ class _JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+
+def die_with_parent() -> None:
+    """A `preexec_fn`: the child gets SIGKILL when the thread that started it dies (Linux
+    PR_SET_PDEATHSIG), so a killed parent leaves no orphan behind (an encoding ffmpeg, or a
+    service still in its consumer groups, taking messages meant for its successor)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def setup_logging(service: str) -> None:

@@ -20,11 +20,9 @@ uploader; the process is killed on timeout and when the worker dies (PDEATHSIG).
 """
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 import re
-import signal
 import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
@@ -32,6 +30,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import imageio_ffmpeg
+
+from longtail_common.runtime import die_with_parent
 
 SEGMENT_SECONDS = 4
 # Speed knobs, sized for a 2-core worker; configurable per deployment.
@@ -815,17 +815,9 @@ def _poster(src: str, out: Path, info: MediaInfo, result: TranscodeOutput, timeo
         result.poster_path, result.poster_width, result.poster_height = "thumbs/poster.jpg", width, height
 
 
-def _die_with_parent() -> None:
-    # Linux: ffmpeg gets SIGKILL if the worker dies, so a killed worker leaves no orphan encoding.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def _run(args: list[str], timeout_s: float, what: str) -> None:
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            preexec_fn=_die_with_parent)
+                            preexec_fn=die_with_parent)  # a killed worker leaves no orphan encoding
     try:
         _, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
