@@ -10,6 +10,7 @@ import copy
 import logging
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
@@ -27,8 +28,29 @@ log = logging.getLogger("longtail.launcher")
 GRPC_SERVICES = ["metadata", "upload", "placement", "search"]
 
 
+# Ports are handed out below the kernel's ephemeral range (32768-60999 on Linux): a port is
+# bound by its service a moment after it is chosen, and an ephemeral one can be taken in that
+# moment by any outgoing connection (a test lost a service's port that way). Ports handed out
+# by this process are not handed out again.
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+_port_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    with _port_lock:
+        for _ in range(500):
+            port = random.randint(*_PORT_RANGE)
+            if port in _handed_out:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue  # in use
+            _handed_out.add(port)
+            return port
+    with socket.socket() as s:  # the range is crowded: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

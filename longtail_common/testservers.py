@@ -47,12 +47,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from longtail_common.config import KafkaConfig, S3Config, ScyllaConfig, load_config
+from longtail_common.launcher import free_port  # one port allocator for the servers and the services
 
 log = logging.getLogger("longtail.testservers")
 
@@ -242,23 +242,6 @@ def resolve_jars(names=SERVER_NAMES, timeout_s: float = 1200) -> dict[str, pathl
 
 # ---------------------------------------------------------------------------------------
 # Processes
-
-_port_lock = threading.Lock()
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1, never the same twice in this process."""
-    with _port_lock:
-        for _ in range(100):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind((HOST, 0))
-                port = s.getsockname()[1]
-            if port not in _handed_out:
-                _handed_out.add(port)
-                return port
-    raise TestServerError("no free port found")
-
 
 def _port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
     try:
