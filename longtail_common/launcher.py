@@ -21,7 +21,6 @@ import urllib.request
 
 from longtail_common.config import Config
 from longtail_common.grpc_server import wait_for_serving
-from longtail_common.runtime import die_with_parent
 
 log = logging.getLogger("longtail.launcher")
 
@@ -81,12 +80,8 @@ class Platform:
         logfile = open(self.log_dir / f"{name}.log", "ab")
         env = dict(os.environ)
         env.update((cfg or self.cfg).to_env())
-        # Tied to the spawning thread: only from the main thread (the launcher's lifetime), not
-        # from the supervisor thread, whose exit at stop would kill what it restarted too early.
-        on_main = threading.current_thread() is threading.main_thread()
         proc = subprocess.Popen(
-            [sys.executable, *args], env=env, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent if on_main else None,
+            [sys.executable, *args], env=env, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
         logfile.close()
         self.procs[name] = proc
