@@ -34,7 +34,14 @@ from longtail_common.adapters import make_object_store
 from longtail_common.config import Config
 from longtail_common.grpc_server import aio_client_channel
 from gateway.pages import register_pages
-from longtail_common.ports import MEDIA_BUCKET, TOPIC_VIEWS, InvalidKeyError, NotFoundError, validate_object_key
+from longtail_common.ports import (
+    MEDIA_BUCKET,
+    TOPIC_VIEWS,
+    InvalidKeyError,
+    NotFoundError,
+    is_private_media_key,
+    validate_object_key,
+)
 
 log = logging.getLogger("gateway")
 
@@ -502,7 +509,7 @@ def create_app(cfg: Config) -> FastAPI:
             info = objects.stat(bucket, key)
         except InvalidKeyError:
             raise ApiError(404, "NOT_FOUND", "no such object") from None
-        if info is None or key.rsplit("/", 1)[-1].startswith("_"):  # the transcoder's private records
+        if info is None or is_private_media_key(key):
             raise ApiError(404, "NOT_FOUND", "no such object")
         headers = {"Accept-Ranges": "bytes", "ETag": f'"{info.etag}"', "Cache-Control": "public, max-age=3600",
                    "Access-Control-Allow-Origin": "*"}

@@ -129,6 +129,12 @@ MEDIA_BUCKET = "media"
 EDGE_BUCKET_PREFIX = "edge-"  # one bucket per CDN region in the embedded setup
 
 
+def is_private_media_key(key: str) -> bool:
+    """The transcoder's own records in the media bucket (result markers, the ladder) are
+    named "_*": never served to players, never pushed to edges."""
+    return key.rsplit("/", 1)[-1].startswith("_")
+
+
 @runtime_checkable
 class ObjectStore(Protocol):
     def ensure_bucket(self, bucket: str) -> None: ...

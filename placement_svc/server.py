@@ -75,9 +75,13 @@ class ResultHandler:
         self.models = models  # modelstore.LatestModel
 
     def _push_first(self, video_id: str, placements: list) -> list:
-        """Pushes the bytes of every cdn decision; a region whose push fails stays on origin."""
+        """Pushes the bytes of every cdn decision; a region whose push fails stays on origin
+        (every region does without an object store to push from)."""
         for p in placements:
             if p.served_from != video_pb2.SERVED_FROM_CDN:
+                continue
+            if self.objects is None:
+                p.served_from = video_pb2.SERVED_FROM_ORIGIN
                 continue
             try:
                 edge.push(self.objects, video_id, p.region)
@@ -138,11 +142,7 @@ class ResultHandler:
         now.GetCurrentTime()
         model = self.models.get() if self.models is not None else None
         placements = decide_for_new_video(video, self.cfg.platform.regions, model)
-        if self.objects is not None:
-            placements = self._push_first(video.id, placements)  # bytes before the READY that points at them
-        else:
-            for p in placements:
-                p.served_from = video_pb2.SERVED_FROM_ORIGIN
+        placements = self._push_first(video.id, placements)  # bytes before the READY that points at them
         patch = video_pb2.Video(
             id=video.id,
             etag=video.etag,
@@ -190,11 +190,7 @@ class ResultHandler:
         placements = [video_pb2.PlacementDecision() for _ in video.placements]
         for copy, p in zip(placements, video.placements):
             copy.CopyFrom(p)
-        if self.objects is not None:
-            placements = self._push_first(video.id, placements)
-        else:
-            for p in placements:
-                p.served_from = video_pb2.SERVED_FROM_ORIGIN
+        placements = self._push_first(video.id, placements)
         patch = video_pb2.Video(
             id=video.id, etag=video.etag,
             renditions=list(video.renditions) + [r for r in result.renditions if r.codec in new],

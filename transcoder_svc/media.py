@@ -385,10 +385,15 @@ def storyboard_for(info: MediaInfo) -> Storyboard:
     return Storyboard(interval, count, columns, math.ceil(count / columns), STORYBOARD_TILE_WIDTH, tile_h)
 
 
+def _top_rung(rungs: list[Rung]) -> Rung:
+    """The ladder's top rung: the largest picture, at its highest bitrate."""
+    return max(rungs, key=lambda r: (r.width * r.height, r.video_bitrate_bps))
+
+
 def _encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = None) -> list[str]:
     """Encoder options for `rungs` (stream i = rungs[i]); `top`: the ladder's top rung
-    (default: the largest of `rungs`)."""
-    top = top or max(rungs, key=lambda r: (r.width * r.height, r.video_bitrate_bps))
+    (default: the top of `rungs`)."""
+    top = top or _top_rung(rungs)
     gop = str(max(1, round(fps * SEGMENT_SECONDS)))  # a keyframe on every segment boundary, none between
     args: list[str] = []
     if family == "h264":
@@ -568,7 +573,7 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
     args += ["-i", src]
     outputs: dict[str, dict[str, str]] = {}
     out_args: list[str] = []
-    top = max(rungs, key=lambda r: (r.width * r.height, r.video_bitrate_bps))
+    top = _top_rung(rungs)
     for family in families:
         os.makedirs(os.path.join(out_dir, family), exist_ok=True)
         for j, r in enumerate(rungs):

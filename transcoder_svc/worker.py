@@ -52,13 +52,19 @@ def media_prefix(video_id: str, codec: str = CODEC) -> str:
     return f"videos/{validate_id(video_id, 'video id')}/{codec}"
 
 
-def codec_families(cfg: Config) -> list[str]:
-    """H.264 first and always (every client plays it), then the configured extra families."""
-    families = ["h264"] + [c.lower() for c in cfg.transcoder.codecs if c.lower() != "h264"]
+def known_families(names, what: str) -> list[str]:
+    """`names` lower-cased, without repeats, in order; ValueError naming `what` if one is
+    not a codec family the transcoder encodes."""
+    families = list(dict.fromkeys(c.lower() for c in names))
     unknown = [c for c in families if c not in media.CODEC_FAMILIES]
     if unknown:
-        raise ValueError(f"transcoder.codecs: unknown codec families {unknown}; known: {list(media.CODEC_FAMILIES)}")
-    return list(dict.fromkeys(families))
+        raise ValueError(f"{what}: unknown codec families {unknown}; known: {list(media.CODEC_FAMILIES)}")
+    return families
+
+
+def codec_families(cfg: Config) -> list[str]:
+    """H.264 first and always (every client plays it), then the configured extra families."""
+    return known_families(["h264", *cfg.transcoder.codecs], "transcoder.codecs")
 
 
 _encode_histogram: list = []
@@ -87,12 +93,7 @@ def record_encode_time(seconds: float, video_seconds: float, rungs, families) ->
 
 def popular_codecs(cfg: Config) -> list[str]:
     """The families a codec upgrade may add (validated like `codecs`)."""
-    families = [c.lower() for c in cfg.transcoder.popular_codecs]
-    unknown = [c for c in families if c not in media.CODEC_FAMILIES]
-    if unknown:
-        raise ValueError(f"transcoder.popular_codecs: unknown codec families {unknown}; "
-                         f"known: {list(media.CODEC_FAMILIES)}")
-    return list(dict.fromkeys(families))
+    return known_families(cfg.transcoder.popular_codecs, "transcoder.popular_codecs")
 
 
 def ladder_key(video_id: str) -> str:
@@ -341,10 +342,10 @@ class TranscodeJob:
 
     def _upgrade_job(self, request: events_pb2.TranscodeRequest, video: video_pb2.Video) -> None:
         video_id = video.id
-        asked = list(dict.fromkeys(c.lower() for c in request.add_codecs))
-        unknown = [c for c in asked if c not in media.CODEC_FAMILIES]
-        if unknown:
-            raise PermanentError(f"codec upgrade of {video_id}: unknown codec families {unknown}")
+        try:
+            asked = known_families(request.add_codecs, f"codec upgrade of {video_id}")
+        except ValueError as exc:
+            raise PermanentError(str(exc)) from exc
         if video.status != S.VIDEO_STATUS_READY:
             log.info("codec upgrade of %s skipped: it is %s, not READY", video_id, S.Name(video.status))
             return
