@@ -21,6 +21,7 @@ import urllib.request
 
 from longtail_common.config import Config
 from longtail_common.grpc_server import wait_for_serving
+from longtail_common.runtime import PARENT_PID_ENV
 
 log = logging.getLogger("longtail.launcher")
 
@@ -80,6 +81,7 @@ class Platform:
         logfile = open(self.log_dir / f"{name}.log", "ab")
         env = dict(os.environ)
         env.update((cfg or self.cfg).to_env())
+        env[PARENT_PID_ENV] = str(os.getpid())  # the service stops when this launcher is gone
         proc = subprocess.Popen(
             [sys.executable, *args], env=env, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )

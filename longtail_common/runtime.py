@@ -53,6 +53,28 @@ def die_with_parent() -> None:
         pass
 
 
+PARENT_PID_ENV = "LONGTAIL_PARENT_PID"
+
+
+def stop_when_parent_dies(poll_s: float = 1.0) -> None:
+    """When started by a launcher (which sets LONGTAIL_PARENT_PID), SIGTERM ourselves once it
+    is gone, so a launcher killed outright leaves no service behind still in its consumer
+    groups (it would take messages meant for the next platform's services). SIGTERM gives
+    the service's own graceful shutdown. A polling thread, not PR_SET_PDEATHSIG: that needs a
+    preexec_fn, which can hang in a child forked from a multi-threaded launcher."""
+    expected = os.environ.get(PARENT_PID_ENV)
+    if not expected or not expected.isdigit():
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(expected):
+            time.sleep(poll_s)
+        log.warning("launcher (pid %s) is gone: shutting down", expected)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def setup_logging(service: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("LONGTAIL_LOG_FORMAT", "json") == "json":
@@ -71,6 +93,7 @@ def setup_logging(service: str) -> None:
         telemetry.setup(service, load_config())
     except Exception as exc:  # noqa: BLE001 - telemetry must never keep a service from running
         log.warning("telemetry disabled: %s", exc)
+    stop_when_parent_dies()
 
 
 def connect_with_backoff(
