@@ -170,13 +170,13 @@ def bd_rate(ref: list[tuple[float, float]], test: list[tuple[float, float]]) -> 
 
 
 def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, top_height: int = TOP,
-             in_between: bool = False, samples: int = 3) -> dict:
+             in_between: bool = False, samples: int = 3, refine_rounds: int = pt.DEFAULT_REFINE_ROUNDS) -> dict:
     info = media.probe(src)
     fixed = apple_rungs(info, top_height)
     top = fixed[-1]
     t0 = time.monotonic()
     res = pt.per_title_ladder(src, info, fixed, workdir=str(work), choose_resolution=choose_resolution,
-                              in_between=in_between, samples=samples)
+                              in_between=in_between, samples=samples, refine_rounds=refine_rounds)
     analysis_s = time.monotonic() - t0
     fixed_paths, fixed_enc_s = encode_ladder(src, fixed, work, "fixed")
     pt_paths, pt_enc_s = encode_ladder(src, res.rungs, work, "pertitle")
@@ -200,6 +200,7 @@ def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, to
     return {
         "source": f"{info.width}x{info.height} @ {info.frame_rate:g} fps, {info.duration_s:.1f} s",
         "fixed": fm, "per_title": by_slot, "dropped": res.dropped, "reverted_by_verification": res.reverted,
+        "refined": res.refined,
         "curves": {k: {"rung_vmaf": c.points, "display_vmaf": c.display_points, "actual_bps": c.actual_bps}
                    for k, c in res.curves.items()},
         "display_vmaf_delta_by_rung": deltas, "rung_vmaf_delta_same_size": rung_deltas,
@@ -253,7 +254,7 @@ def write(args, seconds, clips_out, started, final: bool) -> None:
                      "max_vmaf_loss": pt.DEFAULT_MAX_VMAF_LOSS, "min_step": pt.DEFAULT_MIN_STEP,
                      "points": pt.DEFAULT_POINTS, "apple_ladder_kbps": APPLE,
                      "choose_resolution": not args.bitrate_only, "in_between": args.in_between,
-                     "samples": f"{args.samples} x 2 s"},
+                     "samples": f"{args.samples} x 2 s", "refine_rounds": args.refine_rounds},
         "complete": final, "summary": summary, "clips": clips_out,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -271,6 +272,8 @@ def main() -> None:
                     help="keep every rung's size, only lower bitrates (pertitle choose_resolution=False)")
     ap.add_argument("--seconds", type=float, default=SECONDS, help="clip length (real clips: at most theirs)")
     ap.add_argument("--samples", type=int, default=3, help="2 s excerpts the per-title analysis measures")
+    ap.add_argument("--refine-rounds", type=int, default=pt.DEFAULT_REFINE_ROUNDS,
+                    help="per-title refinement rounds (pertitle step 7; 0 = off, as before 2026-11-27 17:00)")
     ap.add_argument("--top", type=int, default=TOP, choices=(720, 1080), help="the ladder's top rung height")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pertitle.json"))
     args = ap.parse_args()
@@ -285,12 +288,13 @@ def main() -> None:
             cw = work / name
             cw.mkdir()
             r = run_clip(name, src, cw, choose_resolution=not args.bitrate_only, top_height=args.top,
-                         in_between=args.in_between, samples=args.samples)
+                         in_between=args.in_between, samples=args.samples, refine_rounds=args.refine_rounds)
             clips_out[name] = r
             write(args, seconds, clips_out, started, final=False)  # partial results survive a stop
             print(f"\n== {name} ({r['source']}): BD-rate {r['bd_rate_pct']}%, ladder bits "
                   f"-{r['ladder_bits_saving_pct']}%, worst slot display dVMAF {r['worst_rung_vmaf_delta']:+.2f}, "
-                  f"analysis {r['analysis_s']} s, dropped {list(r['dropped'])}, reverted {list(r['reverted_by_verification'])}")
+                  f"analysis {r['analysis_s']} s, dropped {list(r['dropped'])}, reverted {list(r['reverted_by_verification'])}, "
+                  f"refined {list(r['refined'])}")
             print(f"   {'slot':<12}{'fixed kbps':>11}{'dispVMAF':>9}{'per-title':>16}{'kbps':>7}{'dispVMAF':>9}"
                   f"{'pred':>7}{'dVMAF':>7}{'saved':>7}")
             for n, f in r["fixed"].items():

@@ -277,3 +277,88 @@ def test_verify_re_predicts_a_bottom_rung_the_hull_lowers():
     rate = out[0][1]
     assert rate * 1.25 <= 160_000
     assert vmafs["234p"] == round(pt.vmaf_at(curves[(bottom.width, bottom.height)], rate), 2) < 40.0
+
+
+
+def _refine(monkeypatch, kept, fixed, slot_of, goals, seen, vmafs, measured_by_name):
+    """Runs one refinement round with `measured_by_name` (rung name -> display VMAF, or
+    a callable of the rung) standing in for the sample encodes; returns (ladder, notes,
+    what was encoded)."""
+    asked = []
+
+    def fake_measure(sample, duration_s, ladder, *a, **k):
+        asked.extend((r.name, b) for r, b in ladder)
+        return [(b, q, q) for r, b in ladder for q in [measured_by_name(r)]]
+
+    monkeypatch.setattr(pt, "measure_ladder", fake_measure)
+    shown = dict(vmafs)
+    template = {(r.width, r.height): r for r in fixed}
+    out, notes = pt._refine_round("s.mp4", 6.0, kept, goals, {r.name: r for r in fixed}, template, slot_of, seen,
+                                  set(), True, vmafs, shown, "/tmp", 60, 2, (1280, 720))
+    return out, notes, asked
+
+
+def _over_quality_case():
+    """Slot 720p kept its size at 2 Mbps and measured 93 (goal 89.5): bits to spare.
+    Slot 360p's 540p rung measured 65.1 against a goal of 65: nothing to gain."""
+    fixed = [_r("360p", 360, 365_000), _r("540p", 540, 1_000_000), _r("720p", 720, 3_000_000)]
+    moved = _r("540p_300k", 540, 300_000)
+    kept = [(moved, 300_000), (fixed[2], 2_000_000)]
+    slot_of = {id(moved): "360p", id(fixed[2]): "720p"}
+    seen = {(1280, 720): [(300_000, 80.0, 80.0), (1_000_000, 88.0, 88.0), (3_000_000, 94.0, 94.0),
+                          (2_000_000, 93.0, 93.0)],
+            (960, 540): [(100_000, 50.0, 45.0), (300_000, 70.0, 65.1), (1_000_000, 80.0, 75.0)],
+            (640, 360): [(100_000, 50.0, 40.0), (365_000, 70.0, 65.2)]}
+    return fixed, kept, slot_of, {"360p": 65.0, "720p": 89.5}, seen, {"540p_300k": 65.1, "720p": 93.0}
+
+
+def test_refine_lowers_a_rung_well_above_its_goal_when_the_retry_holds(monkeypatch):
+    fixed, kept, slot_of, goals, seen, vmafs = _over_quality_case()
+    out, notes, asked = _refine(monkeypatch, kept, fixed, slot_of, goals, seen, vmafs, lambda r: 89.8)
+    # One retry, for 720p only, where the curve (with the 2 Mbps encode) reaches goal + aim:
+    # between the 1 and 2 Mbps encodes. The 360p slot's rung is already at its goal.
+    assert len(asked) == 1 and asked[0][0] == "720p" and 1_000_000 < asked[0][1] < 2_000_000
+    assert out == [kept[0], (fixed[2], asked[0][1])]
+    assert list(notes) == ["720p"] and vmafs["720p"] == 89.8
+    assert (asked[0][1], 89.8, 89.8) in seen[(1280, 720)]  # every encode sharpens the curve
+
+
+def test_refine_keeps_the_verified_rung_when_the_retry_misses(monkeypatch):
+    fixed, kept, slot_of, goals, seen, vmafs = _over_quality_case()
+    out, notes, asked = _refine(monkeypatch, kept, fixed, slot_of, goals, seen, vmafs, lambda r: 89.3)
+    assert len(asked) == 1 and not notes and out == kept and vmafs["720p"] == 93.0
+    assert (asked[0][1], 89.3, 89.3) in seen[(1280, 720)]  # the miss is remembered for the next round
+
+
+def test_refine_moves_a_reverted_slot_to_the_next_best_size(monkeypatch):
+    # The bottom slot (234p, goal 40) went to 540p at 90k, measured 30 there and was sent back
+    # to 234p at 145k. The 540p curve now knows 90k gives 30; 360p reaches 40 at ~120k.
+    fixed = [_r("234p", 234, 145_000), _r("360p", 360, 365_000), _r("540p", 540, 2_000_000)]
+    kept = [(fixed[0], 145_000), (fixed[2], 1_000_000)]
+    slot_of = {id(fixed[0]): "234p", id(fixed[2]): "540p"}
+    seen = {(416, 234): [(50_000, 30.0, 30.0), (145_000, 40.0, 40.0)],
+            (640, 360): [(55_000, 25.0, 25.0), (146_000, 45.0, 45.0), (365_000, 65.0, 65.0)],
+            (960, 540): [(90_000, 30.0, 30.0), (300_000, 60.0, 60.0), (1_000_000, 85.5, 85.5)]}
+    vmafs = {"234p": 40.0, "540p": 85.5}
+    out, notes, asked = _refine(monkeypatch, kept, fixed, slot_of, {"234p": 40.0, "540p": 85.0}, seen, vmafs,
+                                lambda r: 40.4)
+    (name, rate), = asked
+    assert name == f"360p_{rate // 1000}k" and 100_000 < rate < 135_000
+    assert [(r.name, b) for r, b in out] == [(name, rate), ("540p", 1_000_000)]
+    assert slot_of[id(out[0][0])] == "234p" and vmafs[name] == 40.4 and list(notes) == ["234p"]
+
+
+def test_refine_never_puts_a_larger_picture_under_a_smaller_one(monkeypatch):
+    # 1080p would be cheapest for the 360p slot, but the rung above it is 540p (the 540p slot
+    # itself may move up to 1080p: nothing is above it).
+    fixed = [_r("360p", 360, 365_000), _r("540p", 540, 2_000_000), _r("1080p", 1080, 6_000_000)]
+    kept = [(fixed[0], 365_000), (fixed[1], 2_000_000)]
+    slot_of = {id(fixed[0]): "360p", id(fixed[1]): "540p"}
+    seen = {(640, 360): [(100_000, 40.0, 40.0), (365_000, 65.0, 65.0)],
+            (960, 540): [(100_000, 60.0, 60.0), (2_000_000, 85.0, 85.0)],
+            (1920, 1080): [(50_000, 65.0, 65.0), (6_000_000, 99.0, 99.0)]}
+    out, notes, asked = _refine(monkeypatch, kept, fixed, slot_of, {"360p": 65.0, "540p": 85.0}, seen,
+                                {"360p": 65.0, "540p": 85.0}, lambda r: 99.0)
+    assert [n.split("_")[0] for n, b in asked if b <= 365_000] == ["540p"]  # the 360p slot: up to 540p
+    areas = [r.width * r.height for r, _ in out]
+    assert areas == sorted(areas) and out[0][0].height == 540 and out[1][0].height == 1080

@@ -37,6 +37,15 @@ How (issue 4):
    (size and bitrate: measured when the curve was made, so it is safe); a rung under it
    that is now larger goes back too, and step 5 runs again. The VMAF stored per rung is the
    measured one.
+7. Refine (`refine_rounds`, with verification): every encode measured so far (test points
+   and verification) is added to its size's curve, and each slot is chosen again as in step 4,
+   aiming REFINE_AIM above its goal. Two cases gain. A slot that verification sent back to
+   its fixed rung gets the next-best picture size (the failed encode has corrected the curve
+   that promised too much). A rung that measured well above its goal gets a lower rate: a
+   curve from 4 test points is conservative between them (PCHIP never overshoots its data).
+   A retry must save at least REFINE_MIN_SAVING; all retries of a round run in one ffmpeg
+   run; one is kept only if it measures at least its goal, otherwise the verified rung stays.
+   Sizes still grow up the ladder whichever retries are kept; step 5 runs again at the end.
 """
 from __future__ import annotations
 
@@ -71,6 +80,10 @@ VERIFY_SLACK = 0.25
 # Ladder gaps (ratio of short sides) wide enough to measure a size in between: Apple's
 # 234->360, 540->720 and 720->1080 steps, not its 360->432->540 ones.
 IN_BETWEEN_MIN_GAP = 1.3
+# Refinement (step 7): rounds of re-choosing each slot from every encode measured so far.
+DEFAULT_REFINE_ROUNDS = 2
+REFINE_AIM = 0.2  # above the goal: encodes wobble by a few tenths, and a retry must reach the goal
+REFINE_MIN_SAVING = 0.05  # a retry must ask for at least 5 % fewer bits to be worth an encode
 VMAF_THREADS = max(1, min(2, os.cpu_count() or 1))
 
 
@@ -119,6 +132,8 @@ class PerTitleResult:
     dropped: dict[str, str] = field(default_factory=dict)  # rung name -> why
     # slot -> why its per-title choice was replaced by the fixed rung (verification, step 6)
     reverted: dict[str, str] = field(default_factory=dict)
+    # slot -> how refinement (step 7) lowered its rate, with what it measured
+    refined: dict[str, str] = field(default_factory=dict)
     # input rung name -> output rung name (differs when the rung moved to another size)
     slots: dict[str, str] = field(default_factory=dict)
     display_vmaf_by_rung: dict[str, float] = field(default_factory=dict)
@@ -137,10 +152,11 @@ class PerTitleResult:
 
 
 def pareto_frontier(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
-    """Points in ascending bitrate, each with more VMAF than every cheaper one."""
+    """Points in ascending bitrate, each with more VMAF than every cheaper one (of two
+    encodes at one rate, the better: x264 is not quite repeatable)."""
     out: list[tuple[int, float]] = []
-    for p in sorted(set(points)):
-        if not out or p[1] > out[-1][1]:
+    for p in sorted(set(points), key=lambda p: (p[0], -p[1])):
+        if not out or (p[1] > out[-1][1] and p[0] > out[-1][0]):
             out.append(p)
     return out
 
@@ -207,6 +223,13 @@ def rate_for(hull: list[tuple[int, float]], vmaf: float) -> float:
             t = (vmaf - v0) / (v1 - v0)
             return math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))
     return float(hull[-1][0])
+
+
+def slot_goal(fixed_q: float, target: float, max_loss: float | None) -> float:
+    """The quality a slot must keep: its target, or what its fixed rung scores if that is
+    less; with the guard, never more than `max_loss` under the fixed rung."""
+    goal = min(target, fixed_q)
+    return goal if max_loss is None else max(goal, fixed_q - max_loss)
 
 
 def choose_bitrate(hull, ceiling: int, target: float, max_loss: float | None) -> int:
@@ -386,7 +409,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                      min_step: float = DEFAULT_MIN_STEP,
                      vmaf_subsample: int = 2,
                      choose_resolution: bool = True, in_between: bool = False, verify: bool = True,
-                     workdir: str | None = None, timeout_s: float = 3600) -> PerTitleResult:
+                     refine_rounds: int = DEFAULT_REFINE_ROUNDS, workdir: str | None = None, timeout_s: float = 3600) -> PerTitleResult:
     """Rungs with per-title bitrates (never above the given rungs' bitrates: those are the
     ceilings) and the VMAF predicted for each. `target_vmaf`: a number or rung -> number;
     `max_vmaf_loss=None` drops the 'no worse than the fixed ceiling' guard (pure target).
@@ -398,7 +421,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
     the mean by well under a point on 6 s samples). `in_between` (with `choose_resolution`):
     also measure the sizes `in_between_sizes` puts into the ladder's wide gaps, as candidates
     a slot may move to. Off by default: on the bench's 7 clips it moved BD-rate by 0.07 points
-    (noise) for 46 % more analysis time (BENCHMARKS.md). `verify`: step 6 of the module doc."""
+    (noise) for 46 % more analysis time (BENCHMARKS.md). `verify`: step 6 of the module doc;
+    `refine_rounds`: step 7 (0 turns it off)."""
     if not rungs:
         return PerTitleResult(rungs=[], vmaf_by_rung={})
     started = time.monotonic()
@@ -433,9 +457,9 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             # Candidate sizes between the ladder's own: more pictures for the hull to pick from.
             for extra in in_between_sizes(ordered):
                 key = (extra.width, extra.height)
-                by_size[key] = curves[extra.name] = RungCurve.from_measured(
-                    extra.name, measure_rung(sample, sample_len, extra, _test_bitrates(extra.video_bitrate_bps, points),
-                                             work, timeout_s, vmaf_subsample, display))
+                measured[key] = measure_rung(sample, sample_len, extra, _test_bitrates(extra.video_bitrate_bps, points),
+                                             work, timeout_s, vmaf_subsample, display)
+                by_size[key] = curves[extra.name] = RungCurve.from_measured(extra.name, measured[key])
                 template[key] = extra
         # Decisions use the smoothed curves; the reported hulls stay the measured points.
         decide = _Curves(rung={k: smooth(c.hull) for k, c in by_size.items()},
@@ -443,18 +467,17 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                          on_display=display is not None)
         chosen: list[tuple[media.Rung, int]] = []
         slot_of: dict[int, str] = {}
+        goals: dict[str, float] = {}  # slot -> the quality it must keep, on the judged scale
         floor_area = 0
         for rung in ordered:
             key = (rung.width, rung.height)
+            goals[rung.name] = slot_goal(decide.judged(rung, rung.video_bitrate_bps), target_fn(rung), max_vmaf_loss)
             if not choose_resolution:
                 rate = choose_bitrate(decide.rung[key], rung.video_bitrate_bps, target_fn(rung), max_vmaf_loss)
                 chosen.append((rung, rate))
                 slot_of[id(rung)] = rung.name
                 continue
-            fixed_q = vmaf_at(decide.display[key], rung.video_bitrate_bps)
-            goal = min(target_fn(rung), fixed_q)
-            if max_vmaf_loss is not None:
-                goal = max(goal, fixed_q - max_vmaf_loss)
+            goal = goals[rung.name]
             # Picture size never shrinks as the bitrate grows up the ladder.
             hulls = {k: c for k, c in decide.display.items() if k[0] * k[1] >= floor_area}
             size, rate = choose_size(rung.video_bitrate_bps, goal, hulls, key if key in hulls else max(hulls))
@@ -470,16 +493,35 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         for r, b in kept:
             vmafs[r.name], shown[r.name] = decide.predict(r, b)
         reverted: dict[str, str] = {}
+        refined: dict[str, str] = {}
         if verify and max_vmaf_loss is not None:
             measured_ladder = measure_ladder(sample, sample_len, kept, work, timeout_s, vmaf_subsample, display)
+            seen = {k: [(b, q, d) for b, _, q, d in pts] for k, pts in measured.items()}
+            for (r, b), (_, q_rung, q_shown) in zip(kept, measured_ladder):
+                seen.setdefault((r.width, r.height), []).append((b, q_rung, q_shown))
             kept, more_dropped, reverted = _verify(
                 kept, [(q_rung, q_shown) for _, q_rung, q_shown in measured_ladder], ordered, slot_of, decide,
                 max_vmaf_loss, min_step, vmafs, shown)
             dropped.update(more_dropped)
+            fixed_by_slot, tried = {r.name: r for r in ordered}, set()
+            for _ in range(refine_rounds):
+                kept, notes = _refine_round(sample, sample_len, kept, goals, fixed_by_slot, template, slot_of, seen,
+                                            tried, decide.on_display, vmafs, shown, work, timeout_s,
+                                            vmaf_subsample, display)
+                if not notes:
+                    break
+                refined.update(notes)
+            if refined:
+                rate_before = {id(r): b for r, b in kept}
+                kept, more_dropped = _hull_by_slot(kept, min_step, slot_of)
+                dropped.update(more_dropped)
+                for r, b in kept:
+                    if b != rate_before[id(r)]:  # step 5 lowered the bottom rung: re-predict it
+                        vmafs[r.name], shown[r.name] = decide.predict(r, b)
         out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
         slots = {slot_of[id(r)]: r.name for r, _ in kept}
         return PerTitleResult(rungs=out_rungs, vmaf_by_rung={r.name: vmafs[r.name] for r, _ in kept},
-                              curves=curves, dropped=dropped, reverted=reverted, slots=slots,
+                              curves=curves, dropped=dropped, reverted=reverted, refined=refined, slots=slots,
                               display_vmaf_by_rung={r.name: shown[r.name] for r, _ in kept},
                               sample_seconds=sample_len, source_seconds=info.duration_s,
                               analysis_seconds=time.monotonic() - started)
@@ -567,6 +609,66 @@ def _verify(kept: list[tuple[media.Rung, int]], measured: list[tuple[float, floa
         if b != rate_before[id(r)]:  # step 5 lowered the bottom rung: re-predict it, as it does
             vmafs[r.name], shown[r.name] = curves.predict(r, b)
     return out, dropped, reverted
+
+
+def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, int]], goals: dict[str, float],
+                  fixed_by_slot: dict[str, media.Rung], template: dict[tuple[int, int], media.Rung],
+                  slot_of: dict[int, str], seen: dict[tuple[int, int], list[tuple[int, float, float]]],
+                  tried: set, on_display: bool, vmafs: dict[str, float], shown: dict[str, float], workdir: str,
+                  timeout_s: float, subsample: int, display: tuple[int, int] | None
+                  ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
+    """One round of step 7. `seen`: every (requested rate, VMAF at size, display VMAF)
+    measured so far, by size (grows with this round's encodes); `tried`: (slot, size, rate)
+    already encoded for a slot; `vmafs`/`shown` hold each kept rung's measured VMAF and are
+    updated for the retries kept. Returns the ladder and a note per slot that got cheaper."""
+    def judged(q_rung: float, q_shown: float) -> float:
+        return q_shown if on_display else q_rung
+
+    def area(size: tuple[int, int]) -> int:
+        return size[0] * size[1]
+
+    curves = {size: smooth(pareto_frontier([(q, judged(v, d)) for q, v, d in pts])) for size, pts in seen.items()}
+    tries: list[tuple[int, media.Rung, int]] = []  # (index in kept, rung, rate)
+    floor = 0  # sizes never shrink up the ladder, whichever of this round's retries are kept
+    for i, (r, b) in enumerate(kept):
+        slot, here = slot_of[id(r)], (r.width, r.height)
+        f = fixed_by_slot[slot]
+        own = (f.width, f.height)
+        roof = area((kept[i + 1][0].width, kept[i + 1][0].height)) if i + 1 < len(kept) else math.inf
+        if on_display:
+            allowed = {k: c for k, c in curves.items() if floor <= area(k) <= roof and k in template}
+        else:
+            allowed = {own: curves[own]} if own in curves else {}
+        floor = max(floor, area(here))
+        if not allowed:
+            continue
+        size, rate = choose_size(f.video_bitrate_bps, goals[slot] + REFINE_AIM, allowed,
+                                 here if here in allowed else max(allowed, key=area))
+        if rate > b * (1 - REFINE_MIN_SAVING) or (slot, size, rate) in tried:
+            continue
+        tried.add((slot, size, rate))
+        # Named as in the selection: a slot at its own size keeps its name, a moved one is
+        # named after its size and rate.
+        new = f if size == own else dataclasses.replace(template[size], name=f"{template[size].name}_{rate // 1000}k")
+        tries.append((i, new, rate))
+        floor = max(floor, area(size))
+    if not tries:
+        return kept, {}
+    measured = measure_ladder(sample, duration_s, [(r, rate) for _, r, rate in tries], workdir, timeout_s,
+                              subsample, display, tag="refine")
+    out, notes = list(kept), {}
+    for (i, new, rate), (_, q_rung, q_shown) in zip(tries, measured):
+        seen.setdefault((new.width, new.height), []).append((rate, q_rung, q_shown))
+        r, b = kept[i]
+        slot = slot_of[id(r)]
+        if judged(q_rung, q_shown) < goals[slot]:
+            continue  # missed: the verified rung stays (this encode now sharpens its size's curve)
+        slot_of[id(new)] = slot
+        vmafs[new.name], shown[new.name] = round(q_rung, 2), round(q_shown, 2)
+        notes[slot] = (f"{r.name} at {b // 1000} kbps -> {new.name} at {rate // 1000} kbps, measured "
+                       f"{judged(q_rung, q_shown):.2f} (goal {goals[slot]:.2f})")
+        out[i] = (new, rate)
+    return out, notes
 
 
 def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[media.Rung, int]], workdir: str,
