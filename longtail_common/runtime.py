@@ -45,8 +45,8 @@ class _JsonFormatter(logging.Formatter):
 
 def die_with_parent() -> None:
     """A `preexec_fn`: the child gets SIGKILL when the thread that started it dies (Linux
-    PR_SET_PDEATHSIG), so a killed parent leaves no orphan behind (an encoding ffmpeg, or a
-    service still in its consumer groups, taking messages meant for its successor)."""
+    PR_SET_PDEATHSIG), so a killed worker leaves no orphan encoding ffmpeg. Not for the
+    launcher's services (see `stop_when_parent_dies`)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:

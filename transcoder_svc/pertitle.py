@@ -233,10 +233,7 @@ def slot_goal(fixed_q: float, target: float, max_loss: float | None) -> float:
 
 
 def choose_bitrate(hull, ceiling: int, target: float, max_loss: float | None) -> int:
-    at_ceiling = vmaf_at(hull, ceiling)
-    goal = min(target, at_ceiling)
-    if max_loss is not None:
-        goal = max(goal, at_ceiling - max_loss)
+    goal = slot_goal(vmaf_at(hull, ceiling), target, max_loss)
     return int(min(ceiling, math.ceil(rate_for(hull, goal) / 1000) * 1000))
 
 
@@ -509,15 +506,11 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                                             tried, decide.on_display, vmafs, shown, work, timeout_s,
                                             vmaf_subsample, display)
                 if not notes:
-                    break
+                    break  # a round that keeps no retry ends refinement
                 refined.update(notes)
             if refined:
-                rate_before = {id(r): b for r, b in kept}
-                kept, more_dropped = _hull_by_slot(kept, min_step, slot_of)
+                kept, more_dropped = _hull_repredicted(kept, min_step, slot_of, decide, vmafs, shown)
                 dropped.update(more_dropped)
-                for r, b in kept:
-                    if b != rate_before[id(r)]:  # step 5 lowered the bottom rung: re-predict it
-                        vmafs[r.name], shown[r.name] = decide.predict(r, b)
         out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
         slots = {slot_of[id(r)]: r.name for r, _ in kept}
         return PerTitleResult(rungs=out_rungs, vmaf_by_rung={r.name: vmafs[r.name] for r, _ in kept},
@@ -603,12 +596,21 @@ def _verify(kept: list[tuple[media.Rung, int]], measured: list[tuple[float, floa
         i -= 1
     if not reverted:
         return checked, {}, {}
-    out, dropped = _hull_by_slot(checked, min_step, slot_of)
-    rate_before = {id(r): b for r, b in checked}
-    for r, b in out:
-        if b != rate_before[id(r)]:  # step 5 lowered the bottom rung: re-predict it, as it does
-            vmafs[r.name], shown[r.name] = curves.predict(r, b)
+    out, dropped = _hull_repredicted(checked, min_step, slot_of, curves, vmafs, shown)
     return out, dropped, reverted
+
+
+def _hull_repredicted(ladder: list[tuple[media.Rung, int]], min_step: float, slot_of: dict[int, str],
+                      curves: _Curves, vmafs: dict[str, float], shown: dict[str, float]
+                      ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
+    """`_hull_by_slot` on a ladder whose VMAFs were measured: when step 5 lowers the bottom
+    rung's rate, that rung's VMAF is re-predicted for the new rate (in `vmafs` / `shown`)."""
+    out, dropped = _hull_by_slot(ladder, min_step, slot_of)
+    rate_before = {id(r): b for r, b in ladder}
+    for r, b in out:
+        if b != rate_before[id(r)]:
+            vmafs[r.name], shown[r.name] = curves.predict(r, b)
+    return out, dropped
 
 
 def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, int]], goals: dict[str, float],
@@ -662,7 +664,7 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
         r, b = kept[i]
         slot = slot_of[id(r)]
         if judged(q_rung, q_shown) < goals[slot]:
-            continue  # missed: the verified rung stays (this encode now sharpens its size's curve)
+            continue  # missed: the verified rung stays (its point joins `seen` for a later round)
         slot_of[id(new)] = slot
         vmafs[new.name], shown[new.name] = round(q_rung, 2), round(q_shown, 2)
         notes[slot] = (f"{r.name} at {b // 1000} kbps -> {new.name} at {rate // 1000} kbps, measured "
