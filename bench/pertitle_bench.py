@@ -3,6 +3,8 @@
     nice -n 10 python bench/pertitle_bench.py            # 7 clips x 6 s, ~30 min on 2 cores
     nice -n 10 python bench/pertitle_bench.py --top 720  # Apple's rungs up to 720p only: quicker
     nice -n 10 python bench/pertitle_bench.py --quick    # 2 clips, shorter: a smoke run
+    # also each per-title rung in VP9 and AV1 (media.FAMILY_BITRATE_FACTOR), VMAF against H.264's:
+    nice -n 10 python bench/pertitle_bench.py --families h264,vp9,av1 --out bench/results/pertitle_families.json
     # whole longer real clips, the sample a small part of each (sample-to-video error):
     nice -n 10 python bench/pertitle_bench.py --seconds 140 --out bench/results/pertitle_long.json \
         --clips cockatoo_camera_720p,sintel_film_1080p,car_road_432p,bottles_still_360p,office_people_432p
@@ -170,13 +172,15 @@ def bd_rate(ref: list[tuple[float, float]], test: list[tuple[float, float]]) -> 
 
 
 def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, top_height: int = TOP,
-             in_between: bool = False, samples: int = 3, refine_rounds: int = pt.DEFAULT_REFINE_ROUNDS) -> dict:
+             in_between: bool = False, samples: int = 3, refine_rounds: int = pt.DEFAULT_REFINE_ROUNDS,
+             families: tuple[str, ...] = ("h264",)) -> dict:
     info = media.probe(src)
     fixed = apple_rungs(info, top_height)
     top = fixed[-1]
     t0 = time.monotonic()
     res = pt.per_title_ladder(src, info, fixed, workdir=str(work), choose_resolution=choose_resolution,
-                              in_between=in_between, samples=samples, refine_rounds=refine_rounds)
+                              in_between=in_between, samples=samples, refine_rounds=refine_rounds,
+                              families=families)
     analysis_s = time.monotonic() - t0
     fixed_paths, fixed_enc_s = encode_ladder(src, fixed, work, "fixed")
     pt_paths, pt_enc_s = encode_ladder(src, res.rungs, work, "pertitle")
@@ -195,6 +199,12 @@ def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, to
     savings = {s_: round(100 * (1 - p["bitrate_bps"] / fm[s_]["bitrate_bps"]), 1) for s_, p in by_slot.items()}
     bd = bd_rate([(v["bitrate_bps"], v["display_vmaf"]) for v in fm.values()],
                  [(v["bitrate_bps"], v["display_vmaf"]) for v in pm.values()])
+    # The other families' rungs at their bitrates (media.FAMILY_BITRATE_FACTOR of the per-title
+    # H.264 rate), each scored on the sample at the rung's size, against H.264's on the same.
+    rung_by_name = {r.name: r for r in res.rungs}
+    family_delta = {fam: {slot: round(rung_by_name[n].family_vmaf[fam] - res.vmaf_by_rung[n], 2)
+                          for slot, n in res.slots.items()}
+                    for fam in families if fam != "h264"}
     total_fixed = sum(v["bitrate_bps"] for v in fm.values())
     total_pt = sum(v["bitrate_bps"] for v in pm.values())
     return {
@@ -215,6 +225,7 @@ def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, to
         "prediction_error_max": round(max(max(abs(p["vmaf"] - p["predicted_vmaf"]),
                                               abs(p["display_vmaf"] - p["predicted_display_vmaf"]))
                                           for p in pm.values()), 2),
+        **({"family_vmaf_delta_vs_h264": family_delta} if family_delta else {}),
         "analysis_s": round(analysis_s, 1),
         "analysis_sample_s": res.sample_seconds,
         "fixed_ladder_encode_s": round(fixed_enc_s, 1),
@@ -239,6 +250,11 @@ def write(args, seconds, clips_out, started, final: bool) -> None:
         "analysis_s_per_source_minute_for_10min_video": round(avg_analysis / 10, 1),
         "bench_wall_s": round(time.monotonic() - started, 1),
     }
+    for fam in args.families.split(","):
+        deltas = [d for c in clips_out.values() for d in c.get("family_vmaf_delta_vs_h264", {}).get(fam, {}).values()]
+        if deltas:  # per slot: the family's VMAF less H.264's, same rung, same sample
+            summary[f"{fam}_vmaf_vs_h264"] = {"mean": round(sum(deltas) / len(deltas), 2), "min": min(deltas),
+                                              "max": max(deltas), "slots": len(deltas)}
     if final:
         print(f"\nAverage BD-rate {avg_bd}% (target <= -20%: {summary['target_bd_rate_met']}); worst rung "
               f"dVMAF {worst:+.2f} (target >= -1: {summary['target_rung_vmaf_met']}); analysis "
@@ -254,7 +270,8 @@ def write(args, seconds, clips_out, started, final: bool) -> None:
                      "max_vmaf_loss": pt.DEFAULT_MAX_VMAF_LOSS, "min_step": pt.DEFAULT_MIN_STEP,
                      "points": pt.DEFAULT_POINTS, "apple_ladder_kbps": APPLE,
                      "choose_resolution": not args.bitrate_only, "in_between": args.in_between,
-                     "samples": f"{args.samples} x 2 s", "refine_rounds": args.refine_rounds},
+                     "samples": f"{args.samples} x 2 s", "refine_rounds": args.refine_rounds,
+                     "families": args.families, "family_bitrate_factor": media.FAMILY_BITRATE_FACTOR},
         "complete": final, "summary": summary, "clips": clips_out,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -274,6 +291,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=3, help="2 s excerpts the per-title analysis measures")
     ap.add_argument("--refine-rounds", type=int, default=pt.DEFAULT_REFINE_ROUNDS,
                     help="per-title refinement rounds (pertitle step 7; 0 = off, as before 2026-11-27 17:00)")
+    ap.add_argument("--families", default="h264",
+                    help="codec families to encode the per-title rungs in, e.g. h264,vp9,av1: each "
+                         "rung's VMAF in the others is measured on the sample and set against H.264's")
     ap.add_argument("--top", type=int, default=TOP, choices=(720, 1080), help="the ladder's top rung height")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pertitle.json"))
     args = ap.parse_args()
@@ -288,13 +308,16 @@ def main() -> None:
             cw = work / name
             cw.mkdir()
             r = run_clip(name, src, cw, choose_resolution=not args.bitrate_only, top_height=args.top,
-                         in_between=args.in_between, samples=args.samples, refine_rounds=args.refine_rounds)
+                         in_between=args.in_between, samples=args.samples, refine_rounds=args.refine_rounds,
+                         families=tuple(args.families.split(",")))
             clips_out[name] = r
             write(args, seconds, clips_out, started, final=False)  # partial results survive a stop
             print(f"\n== {name} ({r['source']}): BD-rate {r['bd_rate_pct']}%, ladder bits "
                   f"-{r['ladder_bits_saving_pct']}%, worst slot display dVMAF {r['worst_rung_vmaf_delta']:+.2f}, "
                   f"analysis {r['analysis_s']} s, dropped {list(r['dropped'])}, reverted {list(r['reverted_by_verification'])}, "
                   f"refined {list(r['refined'])}")
+            for fam, by_slot in r.get("family_vmaf_delta_vs_h264", {}).items():
+                print(f"   {fam} VMAF less H.264's, by slot: " + ", ".join(f"{k} {v:+.2f}" for k, v in by_slot.items()))
             print(f"   {'slot':<12}{'fixed kbps':>11}{'dispVMAF':>9}{'per-title':>16}{'kbps':>7}{'dispVMAF':>9}"
                   f"{'pred':>7}{'dVMAF':>7}{'saved':>7}")
             for n, f in r["fixed"].items():

@@ -84,6 +84,7 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
     cfg.platform.regions = ["US", "GB"]
     cfg.transcoder.popular_codecs = ["av1"]
     cfg.transcoder.popular_min_daily_views = 10
+    cfg.transcoder.per_title = True  # renditions carry their measured VMAF, the upgrade's too
     # Videos over 5 s are transcoded in 4 s chunk jobs: the long one's upgrade is chunked too.
     cfg.transcoder.chunk_seconds, cfg.transcoder.chunk_min_duration_s = 4, 5
     clip, long_clip = tmp_path / "clip.mp4", tmp_path / "long.mp4"
@@ -114,6 +115,9 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
         av1 = {r["height"]: r for r in watch["renditions"] if r["codec"] == "av1"}
         assert set(av1) == set(h264), watch["renditions"]
         assert all(r["codecs"].startswith("av01.") and r["codecs"].endswith(",opus") for r in av1.values())
+        # measured by the upgrade on the original upload, not copied from H.264
+        assert all(0.0 < r["vmaf"] <= 100.0 for r in av1.values()), av1
+        assert [r["vmaf"] for r in av1.values()] != [h264[h]["vmaf"] for h in av1], (av1, h264)
         assert watch["stream"]["audio_codec"] == "opus"
         assert _watch(client, base, hot, client="tv")["stream"]["codec"] == "h264"
         codec, seconds = _first_segment_codec(client, watch["stream"]["url"])

@@ -207,6 +207,26 @@ def test_vmaf_in_range_and_rising_with_bitrate(analyses):
     assert res["static"].analysis_seconds > 0 and res["static"].sample_seconds == pytest.approx(3.0, abs=0.2)
 
 
+def test_other_families_are_measured_at_their_own_bitrates(tmp_path):
+    """VP9 and AV1 renditions get a VMAF of their own (Rendition.vmaf in the metadata), measured
+    on the sample at the family's bitrate: a starved rung scores well under a generous one."""
+    clip = _make_clip(tmp_path / "moving.mp4", "testsrc2=s=320x180:r=15:d=2")
+    info = media.probe(clip)
+    rungs = [pt.make_rung("180p_starved", 320, 180, 30_000, "3.0"), pt.make_rung("180p", 320, 180, 600_000, "3.0")]
+    out = pt.measure_families(clip, info, rungs, ("h264", "vp9", "av1"), samples=1, sample_seconds=2.0,
+                              vmaf_subsample=1, workdir=str(tmp_path / "work"))
+    assert [r.name for r in out] == [r.name for r in rungs]
+    assert [r.video_bitrate_bps for r in out] == [r.video_bitrate_bps for r in rungs]  # only measured
+    for r in out:
+        assert set(r.family_vmaf) == {"vp9", "av1"}, r.family_vmaf  # H.264's is Rung.vmaf
+        assert all(0.0 < q <= 100.0 for q in r.family_vmaf.values()), r.family_vmaf
+    starved, generous = out
+    for family in ("vp9", "av1"):
+        assert generous.family_vmaf[family] > starved.family_vmaf[family] + 10, (family, out)
+    # H.264 only: nothing to measure, nothing encoded
+    assert pt.measure_families(clip, info, rungs, ("h264",)) == rungs
+
+
 def _verify_case(measured_display: dict[str, float]):
     """Slots 234p and 360p moved to 540p, 720p kept its size at a lower rate; the sample
     measured `measured_display` (by rung name); curves make the fixed rungs score 40/65/90."""

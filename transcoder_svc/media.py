@@ -83,7 +83,10 @@ class Rung:
     height: int
     video_bitrate_bps: int  # H.264 target; other families scale it (FAMILY_BITRATE_FACTOR)
     frame_rate: float = 30.0
-    vmaf: float = 0.0  # measured by per-title encoding, 0 when not measured
+    vmaf: float = 0.0  # H.264's, measured by per-title encoding, 0 when not measured
+    # The other families' VMAF of this rung (family -> VMAF), measured on the same sample
+    # at their own bitrates (pertitle.measure_families); a family missing: not measured.
+    family_vmaf: dict[str, float] = field(default_factory=dict, hash=False)
 
     @property
     def h264_level(self) -> str:
@@ -385,15 +388,15 @@ def storyboard_for(info: MediaInfo) -> Storyboard:
     return Storyboard(interval, count, columns, math.ceil(count / columns), STORYBOARD_TILE_WIDTH, tile_h)
 
 
-def _top_rung(rungs: list[Rung]) -> Rung:
+def top_rung(rungs: list[Rung]) -> Rung:
     """The ladder's top rung: the largest picture, at its highest bitrate."""
     return max(rungs, key=lambda r: (r.width * r.height, r.video_bitrate_bps))
 
 
-def _encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = None) -> list[str]:
+def encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = None) -> list[str]:
     """Encoder options for `rungs` (stream i = rungs[i]); `top`: the ladder's top rung
     (default: the top of `rungs`)."""
-    top = top or _top_rung(rungs)
+    top = top or top_rung(rungs)
     gop = str(max(1, round(fps * SEGMENT_SECONDS)))  # a keyframe on every segment boundary, none between
     args: list[str] = []
     if family == "h264":
@@ -441,7 +444,7 @@ def build_command(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fa
         if with_audio:
             args += _audio_args(info, codec=FAMILY_AUDIO_CODEC[family])
             var_map.append("a:0,agroup:aud,name:audio")
-        args += _encoder_args(family, rungs, fps)
+        args += encoder_args(family, rungs, fps)
         args += _hls_output_args(fam_dir, var_map)
     if storyboard:
         args += ["-map", "[sb]", "-frames:v", "1", "-q:v", "4", "-update", "1",
@@ -573,12 +576,12 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
     args += ["-i", src]
     outputs: dict[str, dict[str, str]] = {}
     out_args: list[str] = []
-    top = _top_rung(rungs)
+    top = top_rung(rungs)
     for family in families:
         os.makedirs(os.path.join(out_dir, family), exist_ok=True)
         for j, r in enumerate(rungs):
             path = os.path.join(out_dir, family, f"{r.name}.mp4")
-            out_args += ["-map", f"[{family}{j}]", *_encoder_args(family, [r], fps, top), "-an", "-f", "mp4", path]
+            out_args += ["-map", f"[{family}{j}]", *encoder_args(family, [r], fps, top), "-an", "-f", "mp4", path]
             outputs.setdefault(family, {})[r.name] = path
     _run(args + ["-filter_complex", ";".join(graph)] + out_args, timeout_s, "transcoding a chunk")
     return outputs
@@ -718,8 +721,8 @@ def _package(out: Path, family: str, info: MediaInfo, rungs: list[Rung]) -> Fami
             average_bitrate_bps=avg, container="fmp4", playlist_path=f"{family}/{rung.name}/playlist.m3u8",
             frame_rate=rung.frame_rate,
             codecs=rung.codecs_for(family) + (f",{AUDIO_CODECS_STRING[audio_codec]}" if audio else ""),
-            # the per-title analysis measures H.264 only: other families' VMAF is unmeasured (0)
-            duration_s=pl.duration_s, vmaf=rung.vmaf if family == "h264" else 0.0,
+            duration_s=pl.duration_s,
+            vmaf=rung.vmaf if family == "h264" else rung.family_vmaf.get(family, 0.0),
         ))
     _write_hls_master(fam_dir / "master.m3u8", fam, audio is not None)
     _write_mpd(fam_dir / "manifest.mpd", fam, rungs, playlists, audio[0] if audio else None,

@@ -406,7 +406,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                      min_step: float = DEFAULT_MIN_STEP,
                      vmaf_subsample: int = 2,
                      choose_resolution: bool = True, in_between: bool = False, verify: bool = True,
-                     refine_rounds: int = DEFAULT_REFINE_ROUNDS, workdir: str | None = None, timeout_s: float = 3600) -> PerTitleResult:
+                     refine_rounds: int = DEFAULT_REFINE_ROUNDS, families=("h264",), workdir: str | None = None,
+                     timeout_s: float = 3600) -> PerTitleResult:
     """Rungs with per-title bitrates (never above the given rungs' bitrates: those are the
     ceilings) and the VMAF predicted for each. `target_vmaf`: a number or rung -> number;
     `max_vmaf_loss=None` drops the 'no worse than the fixed ceiling' guard (pure target).
@@ -419,7 +420,9 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
     also measure the sizes `in_between_sizes` puts into the ladder's wide gaps, as candidates
     a slot may move to. Off by default: on the bench's 7 clips it moved BD-rate by 0.07 points
     (noise) for 46 % more analysis time (BENCHMARKS.md). `verify`: step 6 of the module doc;
-    `refine_rounds`: step 7 (0 turns it off)."""
+    `refine_rounds`: step 7 (0 turns it off). `families`: the codec families the video will
+    be encoded in; the chosen rungs of each one but H.264 are encoded on the sample too and
+    their VMAF stored in `Rung.family_vmaf` (measure_families)."""
     if not rungs:
         return PerTitleResult(rungs=[], vmaf_by_rung={})
     started = time.monotonic()
@@ -512,6 +515,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                 kept, more_dropped = _hull_repredicted(kept, min_step, slot_of, decide, vmafs, shown)
                 dropped.update(more_dropped)
         out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
+        out_rungs = _measure_families_on(sample, sample_len, out_rungs, families,
+                                         min(info.frame_rate or 30.0, MAX_FRAME_RATE), work, timeout_s, vmaf_subsample)
         slots = {slot_of[id(r)]: r.name for r, _ in kept}
         return PerTitleResult(rungs=out_rungs, vmaf_by_rung={r.name: vmafs[r.name] for r, _ in kept},
                               curves=curves, dropped=dropped, reverted=reverted, refined=refined, slots=slots,
@@ -704,6 +709,63 @@ def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[media.Rung
         for i, q in zip(up, scores):
             shown_q[i] = q
     return [(int(os.path.getsize(p) * 8 / duration_s), rq, sq) for p, rq, sq in zip(outs, rung_q, shown_q)]
+
+
+def measure_families(src: str, info: media.MediaInfo, rungs: list[media.Rung], families, *, samples: int = 3,
+                     sample_seconds: float = 2.0, vmaf_subsample: int = 2, workdir: str | None = None,
+                     timeout_s: float = 3600) -> list[media.Rung]:
+    """`rungs` with `family_vmaf` measured for each family of `families` but H.264 (whose
+    VMAF the per-title analysis measures): every rung encoded on a sample of `src` (as
+    per_title_ladder samples it) with the ladder's own encoder settings for the family, at
+    its bitrate for the family, and scored at the rung's size. The family factors
+    (media.FAMILY_BITRATE_FACTOR) were calibrated on fixed-ladder rungs; this is what each
+    video's renditions really get."""
+    if not rungs or not [f for f in families if f != "h264"]:
+        return list(rungs)
+    own = workdir is None
+    work = tempfile.mkdtemp(prefix="families-") if own else workdir
+    os.makedirs(work, exist_ok=True)
+    try:
+        sample = os.path.join(work, "families_sample.mp4")
+        length = _make_sample(src, info, sample_windows(info.duration_s, samples, sample_seconds), sample, timeout_s)
+        return _measure_families_on(sample, _sample_duration(sample) or length, rungs, families,
+                                    min(info.frame_rate or 30.0, MAX_FRAME_RATE), work, timeout_s, vmaf_subsample)
+    finally:
+        if own:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure_families_on(sample: str, duration_s: float, rungs: list[media.Rung], families, fps: float,
+                         workdir: str, timeout_s: float, subsample: int) -> list[media.Rung]:
+    """measure_families on a sample already made: one ffmpeg run encodes every (rung,
+    family), each picture size scaled once; VMAF per size in one run each."""
+    others = [f for f in dict.fromkeys(families) if f != "h264"]
+    if not rungs or not others:
+        return list(rungs)
+    top = media.top_rung(rungs)
+    jobs = [(r, fam) for r in rungs for fam in others]
+    sizes: dict[tuple[int, int], list[int]] = {}
+    for i, (r, _) in enumerate(jobs):
+        sizes.setdefault((r.width, r.height), []).append(i)
+    graph = [f"[0:v]split={len(sizes)}" + "".join(f"[s{k}]" for k in range(len(sizes)))]
+    for k, ((w, h), idx) in enumerate(sizes.items()):
+        graph.append(f"[s{k}]scale={w}:{h}:flags=bicubic,format=yuv420p,split={len(idx)}"
+                     + "".join(f"[e{i}]" for i in idx))
+    args = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", sample,
+            "-filter_complex", ";".join(graph)]
+    outs = [os.path.join(workdir, f"family{i}_{r.name}_{fam}.mkv") for i, (r, fam) in enumerate(jobs)]
+    for i, ((r, fam), path) in enumerate(zip(jobs, outs)):
+        # The ladder's own options (GOP, rate control, the top rung's factor) for one stream.
+        args += ["-map", f"[e{i}]", *media.encoder_args(fam, [r], fps, top), "-an", "-f", "matroska", path]
+    _run(args, timeout_s, f"per-title encoding ({'+'.join(others)})")
+    scores = [0.0] * len(jobs)
+    for (w, h), idx in sizes.items():
+        for i, q in zip(idx, vmaf_many([outs[i] for i in idx], sample, w, h, workdir, subsample, timeout_s)):
+            scores[i] = round(q, 2)
+    measured: dict[str, dict[str, float]] = {}
+    for (r, fam), q in zip(jobs, scores):
+        measured.setdefault(r.name, dict(r.family_vmaf))[fam] = q
+    return [dataclasses.replace(r, family_vmaf=measured[r.name]) for r in rungs]
 
 
 def make_rung(name: str, width: int, height: int, bitrate: int, h264_level: str = "4.0",

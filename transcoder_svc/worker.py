@@ -62,6 +62,10 @@ def known_families(names, what: str) -> list[str]:
     return families
 
 
+# Where a codec upgrade encodes from: the upload itself while it is kept (else a rendition).
+ORIGINAL_UPLOAD = "original upload"
+
+
 def codec_families(cfg: Config) -> list[str]:
     """H.264 first and always (every client plays it), then the configured extra families."""
     return known_families(["h264", *cfg.transcoder.codecs], "transcoder.codecs")
@@ -211,17 +215,18 @@ class TranscodeJob:
                     "longtail.source_resolution": f"{info.width}x{info.height}"})
                 media.check_limits(info, source_bytes, limits)
                 rungs = media.ladder_for(info)
+                families = codec_families(self.cfg)
                 if tc.per_title and rungs:
                     from transcoder_svc import pertitle  # VMAF analysis; only loaded when enabled
 
-                    rungs = pertitle.per_title_ladder(str(source), info, rungs, workdir=str(workdir / "pertitle"),
+                    rungs = pertitle.per_title_ladder(str(source), info, rungs, families=families,
+                                                      workdir=str(workdir / "pertitle"),
                                                       timeout_s=self.cfg.platform.transcode_timeout_s).rungs
                 if tc.chunk_min_duration_s > 0 and info.duration_s > tc.chunk_min_duration_s and rungs:
                     self._split(request, info, rungs)
                     return None
                 out_dir = workdir / "out"
                 out_dir.mkdir()
-                families = codec_families(self.cfg)
                 started = time.perf_counter()
                 output = media.transcode(
                     str(source), str(out_dir), info, rungs, families=families,
@@ -384,6 +389,13 @@ class TranscodeJob:
                 except NotFoundError:  # encoded before ladders were recorded: the source's default ladder
                     rungs = media.ladder_for(info)
                 trace.get_current_span().set_attribute("longtail.upgrade_source", origin)
+                if tc.per_title and rungs and origin == ORIGINAL_UPLOAD:
+                    # The new families' VMAF, as the first encode measured the others'. (Not
+                    # from a rendition read back: that scores against a copy, not the source.)
+                    from transcoder_svc import pertitle
+
+                    rungs = pertitle.measure_families(str(source), info, rungs, families, workdir=str(workdir / "vmaf"),
+                                                      timeout_s=self.cfg.platform.transcode_timeout_s)
                 log.info("codec upgrade of %s to %s, from the %s", video_id, "+".join(families), origin)
                 if tc.chunk_min_duration_s > 0 and info.duration_s > tc.chunk_min_duration_s and rungs:
                     self._split(request, info, rungs, added=families)
@@ -410,7 +422,7 @@ class TranscodeJob:
         raw_bucket, raw_key = request.raw_bucket or RAW_BUCKET, request.raw_object_key or video.raw_object_key
         if raw_key and self.objects.stat(raw_bucket, raw_key) is not None:
             self.objects.download_file(raw_bucket, raw_key, str(source))
-            return source, "original upload"
+            return source, ORIGINAL_UPLOAD
         h264 = [r for r in video.renditions if r.codec == CODEC]
         if not h264:
             raise media.MediaError("neither the original upload nor an H.264 rendition is left to encode from")
