@@ -682,25 +682,10 @@ def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[media.Rung
                    timeout_s: float = 1800, subsample: int = 1, display: tuple[int, int] | None = None,
                    tag: str = "verify") -> list[tuple[int, float, float]]:
     """(actual bitrate, VMAF at rung size, VMAF at `display` size) of each (rung, bitrate),
-    all encoded in one ffmpeg run from one decode of the sample, each picture size scaled
-    once and split to its encoders (as the ladder will be). `tag` prefixes the files."""
-    sizes: dict[tuple[int, int], list[int]] = {}
-    for i, (r, _) in enumerate(ladder):
-        sizes.setdefault((r.width, r.height), []).append(i)
-    graph = [f"[0:v]split={len(sizes)}" + "".join(f"[s{k}]" for k in range(len(sizes)))]
-    for k, ((w, h), idx) in enumerate(sizes.items()):
-        graph.append(f"[s{k}]scale={w}:{h}:flags=bicubic,format=yuv420p,split={len(idx)}"
-                     + "".join(f"[e{i}]" for i in idx))
-    args = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", sample,
-            "-filter_complex", ";".join(graph)]
+    all encoded in one ffmpeg run (`encode_sample`). `tag` prefixes the files."""
     outs = [os.path.join(workdir, f"{tag}{i}_{r.name}.h264") for i, (r, _) in enumerate(ladder)]
-    for i, ((r, b), path) in enumerate(zip(ladder, outs)):
-        args += ["-map", f"[e{i}]", *_x264_args(b, r.h264_level), path]
-    _run(args, timeout_s, f"per-title encoding ({tag})")
-    rung_q = [0.0] * len(ladder)
-    for (w, h), idx in sizes.items():
-        for i, q in zip(idx, vmaf_many([outs[i] for i in idx], sample, w, h, workdir, subsample, timeout_s)):
-            rung_q[i] = q
+    rung_q = encode_sample(sample, [(r, _x264_args(b, r.h264_level), path) for (r, b), path in zip(ladder, outs)],
+                           workdir, timeout_s, subsample, f"per-title encoding ({tag})")
     shown_q = list(rung_q)
     up = [i for i, (r, _) in enumerate(ladder) if display and (r.width, r.height) != tuple(display)]
     if up:
@@ -737,15 +722,30 @@ def measure_families(src: str, info: media.MediaInfo, rungs: list[media.Rung], f
 
 def _measure_families_on(sample: str, duration_s: float, rungs: list[media.Rung], families, fps: float,
                          workdir: str, timeout_s: float, subsample: int) -> list[media.Rung]:
-    """measure_families on a sample already made: one ffmpeg run encodes every (rung,
-    family), each picture size scaled once; VMAF per size in one run each."""
+    """measure_families on a sample already made, every (rung, family) in one `encode_sample`."""
     others = [f for f in dict.fromkeys(families) if f != "h264"]
     if not rungs or not others:
         return list(rungs)
     top = media.top_rung(rungs)
     jobs = [(r, fam) for r in rungs for fam in others]
+    # The ladder's own options (GOP, rate control, the top rung's factor) for one stream.
+    encodes = [(r, [*media.encoder_args(fam, [r], fps, top), "-an", "-f", "matroska"],
+                os.path.join(workdir, f"family{i}_{r.name}_{fam}.mkv")) for i, (r, fam) in enumerate(jobs)]
+    scores = [round(q, 2) for q in encode_sample(sample, encodes, workdir, timeout_s, subsample,
+                                                 f"per-title encoding ({'+'.join(others)})")]
+    measured: dict[str, dict[str, float]] = {}
+    for (r, fam), q in zip(jobs, scores):
+        measured.setdefault(r.name, dict(r.family_vmaf))[fam] = q
+    return [dataclasses.replace(r, family_vmaf=measured[r.name]) for r in rungs]
+
+
+def encode_sample(sample: str, encodes: list[tuple[media.Rung, list[str], str]], workdir: str, timeout_s: float,
+                  subsample: int, what: str) -> list[float]:
+    """VMAF at its rung's size of each (rung, encoder options, output path): all encoded in
+    one ffmpeg run from one decode of the sample, each picture size scaled once and split to
+    its encoders (as the ladder will be); then scored, one VMAF run per picture size."""
     sizes: dict[tuple[int, int], list[int]] = {}
-    for i, (r, _) in enumerate(jobs):
+    for i, (r, _, _) in enumerate(encodes):
         sizes.setdefault((r.width, r.height), []).append(i)
     graph = [f"[0:v]split={len(sizes)}" + "".join(f"[s{k}]" for k in range(len(sizes)))]
     for k, ((w, h), idx) in enumerate(sizes.items()):
@@ -753,19 +753,14 @@ def _measure_families_on(sample: str, duration_s: float, rungs: list[media.Rung]
                      + "".join(f"[e{i}]" for i in idx))
     args = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", sample,
             "-filter_complex", ";".join(graph)]
-    outs = [os.path.join(workdir, f"family{i}_{r.name}_{fam}.mkv") for i, (r, fam) in enumerate(jobs)]
-    for i, ((r, fam), path) in enumerate(zip(jobs, outs)):
-        # The ladder's own options (GOP, rate control, the top rung's factor) for one stream.
-        args += ["-map", f"[e{i}]", *media.encoder_args(fam, [r], fps, top), "-an", "-f", "matroska", path]
-    _run(args, timeout_s, f"per-title encoding ({'+'.join(others)})")
-    scores = [0.0] * len(jobs)
+    for i, (_, options, path) in enumerate(encodes):
+        args += ["-map", f"[e{i}]", *options, path]
+    _run(args, timeout_s, what)
+    scores = [0.0] * len(encodes)
     for (w, h), idx in sizes.items():
-        for i, q in zip(idx, vmaf_many([outs[i] for i in idx], sample, w, h, workdir, subsample, timeout_s)):
-            scores[i] = round(q, 2)
-    measured: dict[str, dict[str, float]] = {}
-    for (r, fam), q in zip(jobs, scores):
-        measured.setdefault(r.name, dict(r.family_vmaf))[fam] = q
-    return [dataclasses.replace(r, family_vmaf=measured[r.name]) for r in rungs]
+        for i, q in zip(idx, vmaf_many([encodes[i][2] for i in idx], sample, w, h, workdir, subsample, timeout_s)):
+            scores[i] = q
+    return scores
 
 
 def make_rung(name: str, width: int, height: int, bitrate: int, h264_level: str = "4.0",
