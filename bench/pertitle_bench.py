@@ -227,6 +227,7 @@ def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, to
                                           for p in pm.values()), 2),
         **({"family_vmaf_delta_vs_h264": family_delta} if family_delta else {}),
         "analysis_s": round(analysis_s, 1),
+        "families_s": round(res.families_seconds, 1),  # (part of analysis_s)
         "analysis_sample_s": res.sample_seconds,
         "fixed_ladder_encode_s": round(fixed_enc_s, 1),
         "per_title_ladder_encode_s": round(pt_enc_s, 1),

@@ -140,6 +140,7 @@ class PerTitleResult:
     sample_seconds: float = 0.0
     source_seconds: float = 0.0
     analysis_seconds: float = 0.0  # wall time of the whole analysis
+    families_seconds: float = 0.0  # of which measuring the other families (0: H.264 only)
 
     @property
     def seconds_per_source_minute(self) -> float:
@@ -515,14 +516,16 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                 kept, more_dropped = _hull_repredicted(kept, min_step, slot_of, decide, vmafs, shown)
                 dropped.update(more_dropped)
         out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
+        families_started = time.monotonic()
         out_rungs = _measure_families_on(sample, sample_len, out_rungs, families,
                                          min(info.frame_rate or 30.0, MAX_FRAME_RATE), work, timeout_s, vmaf_subsample)
+        families_seconds = time.monotonic() - families_started
         slots = {slot_of[id(r)]: r.name for r, _ in kept}
         return PerTitleResult(rungs=out_rungs, vmaf_by_rung={r.name: vmafs[r.name] for r, _ in kept},
                               curves=curves, dropped=dropped, reverted=reverted, refined=refined, slots=slots,
                               display_vmaf_by_rung={r.name: shown[r.name] for r, _ in kept},
                               sample_seconds=sample_len, source_seconds=info.duration_s,
-                              analysis_seconds=time.monotonic() - started)
+                              analysis_seconds=time.monotonic() - started, families_seconds=families_seconds)
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
