@@ -3,7 +3,7 @@
     nice -n 10 python bench/pertitle_bench.py            # 7 clips x 6 s, ~30 min on 2 cores
     nice -n 10 python bench/pertitle_bench.py --top 720  # Apple's rungs up to 720p only: quicker
     nice -n 10 python bench/pertitle_bench.py --quick    # 2 clips, shorter: a smoke run
-    # also each per-title rung in VP9 and AV1 (media.FAMILY_BITRATE_FACTOR), VMAF against H.264's:
+    # also VP9 and AV1 per title (pertitle step 8): VMAF against H.264's, bits against the factor's:
     nice -n 10 python bench/pertitle_bench.py --families h264,vp9,av1 --out bench/results/pertitle_families.json
     # whole longer real clips, the sample a small part of each (sample-to-video error):
     nice -n 10 python bench/pertitle_bench.py --seconds 140 --out bench/results/pertitle_long.json \
@@ -199,12 +199,26 @@ def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, to
     savings = {s_: round(100 * (1 - p["bitrate_bps"] / fm[s_]["bitrate_bps"]), 1) for s_, p in by_slot.items()}
     bd = bd_rate([(v["bitrate_bps"], v["display_vmaf"]) for v in fm.values()],
                  [(v["bitrate_bps"], v["display_vmaf"]) for v in pm.values()])
-    # The other families' rungs at their bitrates (media.FAMILY_BITRATE_FACTOR of the per-title
-    # H.264 rate), each scored on the sample at the rung's size, against H.264's on the same.
+    # The other families' rungs (pertitle step 8), on the sample at each rung's size: at
+    # media.FAMILY_BITRATE_FACTOR's rate (the first encode) and at the rate chosen per title,
+    # VMAF against the rung's H.264 VMAF and bits against the factor's.
     rung_by_name = {r.name: r for r in res.rungs}
-    family_delta = {fam: {slot: round(rung_by_name[n].family_vmaf[fam] - res.vmaf_by_rung[n], 2)
-                          for slot, n in res.slots.items()}
-                    for fam in families if fam != "h264"}
+    families_out = {}
+    for fam in families:
+        if fam == "h264":
+            continue
+        factor, chosen, factor_bits, chosen_bits = {}, {}, 0, 0
+        for slot, n in res.slots.items():
+            r, trials = rung_by_name[n], res.family_trials[n][fam]
+            pick = next(t for t in trials if t[0] == r.family_bitrate_bps[fam])
+            factor[slot] = round(trials[0][2] - r.vmaf, 2)
+            chosen[slot] = round(pick[2] - r.vmaf, 2)
+            factor_bits += trials[0][1]
+            chosen_bits += pick[1]
+        families_out[fam] = {"vmaf_vs_h264_at_factor": factor, "vmaf_vs_h264_per_title": chosen,
+                             "kbps_at_factor": round(factor_bits / 1000), "kbps_per_title": round(chosen_bits / 1000),
+                             "bits_saving_pct": round(100 * (1 - chosen_bits / factor_bits), 1),
+                             "retried": sum(len(res.family_trials[n][fam]) > 1 for n in res.slots.values())}
     total_fixed = sum(v["bitrate_bps"] for v in fm.values())
     total_pt = sum(v["bitrate_bps"] for v in pm.values())
     return {
@@ -225,7 +239,7 @@ def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, to
         "prediction_error_max": round(max(max(abs(p["vmaf"] - p["predicted_vmaf"]),
                                               abs(p["display_vmaf"] - p["predicted_display_vmaf"]))
                                           for p in pm.values()), 2),
-        **({"family_vmaf_delta_vs_h264": family_delta} if family_delta else {}),
+        **({"families": families_out} if families_out else {}),
         "analysis_s": round(analysis_s, 1),
         "families_s": round(res.families_seconds, 1),  # (part of analysis_s)
         "analysis_sample_s": res.sample_seconds,
@@ -252,10 +266,21 @@ def write(args, seconds, clips_out, started, final: bool) -> None:
         "bench_wall_s": round(time.monotonic() - started, 1),
     }
     for fam in args.families.split(","):
-        deltas = [d for c in clips_out.values() for d in c.get("family_vmaf_delta_vs_h264", {}).get(fam, {}).values()]
-        if deltas:  # per slot: the family's VMAF less H.264's, same rung, same sample
-            summary[f"{fam}_vmaf_vs_h264"] = {"mean": round(sum(deltas) / len(deltas), 2), "min": min(deltas),
-                                              "max": max(deltas), "slots": len(deltas)}
+        per_clip = [c["families"][fam] for c in clips_out.values() if fam in c.get("families", {})]
+        if per_clip:  # per slot: the family's VMAF less H.264's, same rung, same sample
+            at_factor = [d for c in per_clip for d in c["vmaf_vs_h264_at_factor"].values()]
+            per_title = [d for c in per_clip for d in c["vmaf_vs_h264_per_title"].values()]
+            summary[fam] = {
+                "vmaf_vs_h264_at_factor": {"mean": round(sum(at_factor) / len(at_factor), 2), "min": min(at_factor),
+                                           "max": max(at_factor)},
+                "vmaf_vs_h264_per_title": {"mean": round(sum(per_title) / len(per_title), 2), "min": min(per_title),
+                                           "max": max(per_title)},
+                "slots_under_h264_by_more_than_0.5": {"at_factor": sum(d < -0.5 for d in at_factor),
+                                                      "per_title": sum(d < -0.5 for d in per_title),
+                                                      "of": len(at_factor)},
+                "average_bits_saving_pct": round(sum(c["bits_saving_pct"] for c in per_clip) / len(per_clip), 1),
+                "slots_retried": sum(c["retried"] for c in per_clip),
+            }
     if final:
         print(f"\nAverage BD-rate {avg_bd}% (target <= -20%: {summary['target_bd_rate_met']}); worst rung "
               f"dVMAF {worst:+.2f} (target >= -1: {summary['target_rung_vmaf_met']}); analysis "
@@ -317,8 +342,10 @@ def main() -> None:
                   f"-{r['ladder_bits_saving_pct']}%, worst slot display dVMAF {r['worst_rung_vmaf_delta']:+.2f}, "
                   f"analysis {r['analysis_s']} s, dropped {list(r['dropped'])}, reverted {list(r['reverted_by_verification'])}, "
                   f"refined {list(r['refined'])}")
-            for fam, by_slot in r.get("family_vmaf_delta_vs_h264", {}).items():
-                print(f"   {fam} VMAF less H.264's, by slot: " + ", ".join(f"{k} {v:+.2f}" for k, v in by_slot.items()))
+            for fam, f in r.get("families", {}).items():
+                print(f"   {fam} VMAF less H.264's by slot, at the factor's rate -> per title: " + ", ".join(
+                    f"{k} {v:+.2f}->{f['vmaf_vs_h264_per_title'][k]:+.2f}" for k, v in f["vmaf_vs_h264_at_factor"].items())
+                    + f"; {f['kbps_at_factor']} -> {f['kbps_per_title']} kbps ({-f['bits_saving_pct']:+.1f} %)")
             print(f"   {'slot':<12}{'fixed kbps':>11}{'dispVMAF':>9}{'per-title':>16}{'kbps':>7}{'dispVMAF':>9}"
                   f"{'pred':>7}{'dVMAF':>7}{'saved':>7}")
             for n, f in r["fixed"].items():

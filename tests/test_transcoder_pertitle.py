@@ -1,6 +1,7 @@
 """Per-title encoding: curve logic on synthetic curves, and a real (tiny) VMAF analysis."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 
 import pytest
@@ -207,24 +208,76 @@ def test_vmaf_in_range_and_rising_with_bitrate(analyses):
     assert res["static"].analysis_seconds > 0 and res["static"].sample_seconds == pytest.approx(3.0, abs=0.2)
 
 
-def test_other_families_are_measured_at_their_own_bitrates(tmp_path):
+def test_family_next_rate_searches_toward_h264s_vmaf():
+    nxt = pt._family_next_rate
+    # within [H.264 - 0.5, H.264 + 1]: settled
+    assert nxt([(100_000, 0, 80.3)], 80.0, 10.0, cap=10**9) is None
+    assert nxt([(100_000, 0, 79.6)], 80.0, 10.0, cap=10**9) is None
+    # 10 points over with slope 10/ln: e times fewer bits (within the 4x step)
+    assert nxt([(100_000, 0, 90.0)], 80.0, 10.0, cap=10**9) == 36_000
+    # far under with a flat slope: the step is bounded, and so is the rate (the cap)
+    assert nxt([(100_000, 0, 50.0)], 80.0, 2.0, cap=10**9) == 400_000
+    assert nxt([(100_000, 0, 50.0)], 80.0, 2.0, cap=250_000) == 250_000
+    # straddled (70 at 100k, 90 at 400k): halfway in ln rate for 80
+    assert nxt([(100_000, 0, 70.0), (400_000, 0, 90.0)], 80.0, 10.0, cap=10**9) == 200_000
+    # two points over: their own slope (5 per ln, 2x apart) aims further down
+    assert nxt([(100_000, 0, 85.0), (200_000, 0, 88.466)], 80.0, 50.0, cap=10**9) == 36_000
+    # straddled, 36.5k short and 60k over by 2: a rate between them
+    assert nxt([(100_000, 0, 90.0), (36_500, 0, 70.0), (60_000, 0, 82.0)], 80.0, 10.0, cap=10**9) == 55_000
+    # what it would try is within 5 % of a measured rate: settled at what it has
+    assert nxt([(54_000, 0, 90.0), (52_000, 0, 70.0)], 80.0, 10.0, cap=10**9) is None
+
+
+@pytest.fixture(scope="module")
+def moving_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("families") / "moving.mp4"
+    return _make_clip(path, "testsrc2=s=320x180:r=15:d=2")
+
+
+def _families(clip, tmp_path, rungs, families=("h264", "vp9", "av1")):
+    return pt.per_title_families(clip, media.probe(clip), rungs, families, samples=1, sample_seconds=2.0,
+                                 vmaf_subsample=1, workdir=str(tmp_path / "work"))
+
+
+def test_other_families_are_measured_at_their_own_bitrates(moving_clip, tmp_path):
     """VP9 and AV1 renditions get a VMAF of their own (Rendition.vmaf in the metadata), measured
-    on the sample at the family's bitrate: a starved rung scores well under a generous one."""
-    clip = _make_clip(tmp_path / "moving.mp4", "testsrc2=s=320x180:r=15:d=2")
-    info = media.probe(clip)
+    on the sample at the family's bitrate: a starved rung scores well under a generous one.
+    Rungs without an H.264 score keep the factor's rates (there is nothing to match)."""
     rungs = [pt.make_rung("180p_starved", 320, 180, 30_000, "3.0"), pt.make_rung("180p", 320, 180, 600_000, "3.0")]
-    out = pt.measure_families(clip, info, rungs, ("h264", "vp9", "av1"), samples=1, sample_seconds=2.0,
-                              vmaf_subsample=1, workdir=str(tmp_path / "work"))
+    out = _families(moving_clip, tmp_path, rungs)
     assert [r.name for r in out] == [r.name for r in rungs]
-    assert [r.video_bitrate_bps for r in out] == [r.video_bitrate_bps for r in rungs]  # only measured
-    for r in out:
-        assert set(r.family_vmaf) == {"vp9", "av1"}, r.family_vmaf  # H.264's is Rung.vmaf
+    assert [r.video_bitrate_bps for r in out] == [r.video_bitrate_bps for r in rungs]  # H.264 untouched
+    for r, before in zip(out, rungs):
+        assert set(r.family_vmaf) == set(r.family_bitrate_bps) == {"vp9", "av1"}, r  # H.264's is Rung.vmaf
         assert all(0.0 < q <= 100.0 for q in r.family_vmaf.values()), r.family_vmaf
+        for family in ("vp9", "av1"):
+            top = before is rungs[-1]
+            assert r.family_bitrate_bps[family] == before.bitrate_for(family, top=top)
+            assert r.bitrate_for(family) == r.family_bitrate_bps[family]  # what the encoder is given
     starved, generous = out
     for family in ("vp9", "av1"):
         assert generous.family_vmaf[family] > starved.family_vmaf[family] + 10, (family, out)
     # H.264 only: nothing to measure, nothing encoded
-    assert pt.measure_families(clip, info, rungs, ("h264",)) == rungs
+    assert pt.per_title_families(moving_clip, media.probe(moving_clip), rungs, ("h264",)) == rungs
+
+
+def test_a_family_well_over_h264s_quality_gets_fewer_bits(moving_clip, tmp_path):
+    # H.264 scored 80 on this rung; AV1 at the factor's rate scores near 100 on this easy clip
+    rung = dataclasses.replace(pt.make_rung("180p", 320, 180, 600_000, "3.0"), vmaf=80.0)
+    [out] = _families(moving_clip, tmp_path, [rung], ("h264", "av1"))
+    first = rung.bitrate_for("av1", top=True)
+    assert out.family_bitrate_bps["av1"] < first * 0.5, out  # the retry, a third of the rate, kept
+    assert out.family_vmaf["av1"] >= 80.0 - pt.FAMILY_VMAF_TOLERANCE, out
+
+
+def test_a_family_short_of_h264s_quality_gets_more_bits(moving_clip, tmp_path):
+    # H.264 scored 99 on this rung: VP9 at the factor's starved rate is far under it
+    rung = dataclasses.replace(pt.make_rung("180p", 320, 180, 30_000, "3.0"), vmaf=99.0)
+    [out] = _families(moving_clip, tmp_path, [rung], ("h264", "vp9"))
+    first = rung.bitrate_for("vp9", top=True)
+    assert out.family_bitrate_bps["vp9"] > first, out
+    # the retry stays capped (2.5x the H.264 rate) and is kept as the better of the two
+    assert out.family_bitrate_bps["vp9"] <= 2.5 * rung.video_bitrate_bps
 
 
 def _verify_case(measured_display: dict[str, float]):

@@ -84,8 +84,10 @@ class Rung:
     video_bitrate_bps: int  # H.264 target; other families scale it (FAMILY_BITRATE_FACTOR)
     frame_rate: float = 30.0
     vmaf: float = 0.0  # H.264's, measured by per-title encoding, 0 when not measured
-    # The other families' VMAF of this rung (family -> VMAF), measured on the same sample
-    # at their own bitrates (pertitle.measure_families); a family missing: not measured.
+    # Per-title encoding of the other families (pertitle.per_title_families): each one's
+    # bitrate for this rung (family -> bps; a family missing: FAMILY_BITRATE_FACTOR of the
+    # H.264 rate) and its VMAF measured there (a family missing: not measured).
+    family_bitrate_bps: dict[str, int] = field(default_factory=dict, hash=False)
     family_vmaf: dict[str, float] = field(default_factory=dict, hash=False)
 
     @property
@@ -98,6 +100,8 @@ class Rung:
 
     def bitrate_for(self, family: str, top: bool = False) -> int:
         """The family's target for this rung; `top`: it is the ladder's top rung."""
+        if family in self.family_bitrate_bps:
+            return self.family_bitrate_bps[family]  # chosen for this video, from measured VMAF
         lower, top_factor = FAMILY_BITRATE_FACTOR[family]
         return int(self.video_bitrate_bps * (top_factor if top else lower))
 

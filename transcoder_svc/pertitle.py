@@ -46,6 +46,13 @@ How (issue 4):
    A retry must save at least REFINE_MIN_SAVING; all retries of a round run in one ffmpeg
    run; one is kept only if it measures at least its goal, otherwise the verified rung stays.
    Sizes still grow up the ladder whichever retries are kept; step 5 runs again at the end.
+8. Other codec families (`families`): each chosen rung is encoded on the sample in VP9 / AV1
+   at media.FAMILY_BITRATE_FACTOR's rate (calibrated on fixed-ladder rungs of a few clips)
+   and scored; a family that misses the rung's H.264 VMAF by more than half a point, or beats
+   it by more than a point, is encoded again (up to twice: a secant search on the curve's
+   slope) at the rate expected to match, and the cheapest measured rate keeping H.264's
+   quality is its rate for this video (`_families_on`). Stored: each family's rate and
+   measured VMAF per rung.
 """
 from __future__ import annotations
 
@@ -85,6 +92,15 @@ DEFAULT_REFINE_ROUNDS = 2
 REFINE_AIM = 0.2  # above the goal: encodes wobble by a few tenths, and a retry must reach the goal
 REFINE_MIN_SAVING = 0.05  # a retry must ask for at least 5 % fewer bits to be worth an encode
 VMAF_THREADS = max(1, min(2, os.cpu_count() or 1))
+# Other families' rungs (step 8): how far under H.264's measured VMAF a family's rung may
+# score (the H.264 guard's half point), and how far over it before its rate is lowered.
+FAMILY_VMAF_TOLERANCE = 0.5
+FAMILY_VMAF_EXCESS = 1.0
+# VMAF per unit of ln(bitrate) assumed where no H.264 curve gives the slope (codec upgrade):
+# about 7 points per doubling, typical in the middle of the curves the bench measured.
+FAMILY_DEFAULT_SLOPE = 10.0
+FAMILY_RETRY_ROUNDS = 2  # encodes after the factor's: each one ffmpeg run for every rung and family
+FAMILY_MAX_STEP = 4.0  # one retry moves the rate at most this many times up or down
 
 
 def default_target_vmaf(rung: media.Rung) -> float:
@@ -140,7 +156,10 @@ class PerTitleResult:
     sample_seconds: float = 0.0
     source_seconds: float = 0.0
     analysis_seconds: float = 0.0  # wall time of the whole analysis
-    families_seconds: float = 0.0  # of which measuring the other families (0: H.264 only)
+    families_seconds: float = 0.0  # of which the other families' rates (0: H.264 only)
+    # rung name -> family -> every (requested rate, bits produced, VMAF) measured for it on
+    # the sample, the first at media.FAMILY_BITRATE_FACTOR's rate (step 8)
+    family_trials: dict[str, dict[str, list[tuple[int, int, float]]]] = field(default_factory=dict)
 
     @property
     def seconds_per_source_minute(self) -> float:
@@ -224,6 +243,17 @@ def rate_for(hull: list[tuple[int, float]], vmaf: float) -> float:
             t = (vmaf - v0) / (v1 - v0)
             return math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))
     return float(hull[-1][0])
+
+
+def _slope(hull: list[tuple[int, float]], bitrate: float) -> float:
+    """dVMAF / d ln(bitrate) of a curve around `bitrate` (x1.25 each way, within the curve);
+    FAMILY_DEFAULT_SLOPE where the curve gives none."""
+    if not hull:
+        return FAMILY_DEFAULT_SLOPE
+    lo, hi = max(bitrate / 1.25, hull[0][0]), min(bitrate * 1.25, hull[-1][0])
+    if hi <= lo * 1.01:
+        return FAMILY_DEFAULT_SLOPE
+    return (vmaf_at(hull, hi) - vmaf_at(hull, lo)) / math.log(hi / lo)
 
 
 def slot_goal(fixed_q: float, target: float, max_loss: float | None) -> float:
@@ -422,8 +452,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
     a slot may move to. Off by default: on the bench's 7 clips it moved BD-rate by 0.07 points
     (noise) for 46 % more analysis time (BENCHMARKS.md). `verify`: step 6 of the module doc;
     `refine_rounds`: step 7 (0 turns it off). `families`: the codec families the video will
-    be encoded in; the chosen rungs of each one but H.264 are encoded on the sample too and
-    their VMAF stored in `Rung.family_vmaf` (measure_families)."""
+    be encoded in; step 8 chooses and measures each other family's rate for every rung
+    (`Rung.family_bitrate_bps`, `Rung.family_vmaf`)."""
     if not rungs:
         return PerTitleResult(rungs=[], vmaf_by_rung={})
     started = time.monotonic()
@@ -517,15 +547,18 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                 dropped.update(more_dropped)
         out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
         families_started = time.monotonic()
-        out_rungs = _measure_families_on(sample, sample_len, out_rungs, families,
-                                         min(info.frame_rate or 30.0, MAX_FRAME_RATE), work, timeout_s, vmaf_subsample)
+        slopes = {r.name: _slope(decide.rung[(r.width, r.height)], r.video_bitrate_bps) for r in out_rungs}
+        out_rungs, family_trials = _families_on(sample, sample_len, out_rungs, families,
+                                                min(info.frame_rate or 30.0, MAX_FRAME_RATE), work, timeout_s,
+                                                vmaf_subsample, slopes=slopes)
         families_seconds = time.monotonic() - families_started
         slots = {slot_of[id(r)]: r.name for r, _ in kept}
         return PerTitleResult(rungs=out_rungs, vmaf_by_rung={r.name: vmafs[r.name] for r, _ in kept},
                               curves=curves, dropped=dropped, reverted=reverted, refined=refined, slots=slots,
                               display_vmaf_by_rung={r.name: shown[r.name] for r, _ in kept},
                               sample_seconds=sample_len, source_seconds=info.duration_s,
-                              analysis_seconds=time.monotonic() - started, families_seconds=families_seconds)
+                              analysis_seconds=time.monotonic() - started, families_seconds=families_seconds,
+                              family_trials=family_trials)
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
@@ -699,15 +732,13 @@ def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[media.Rung
     return [(int(os.path.getsize(p) * 8 / duration_s), rq, sq) for p, rq, sq in zip(outs, rung_q, shown_q)]
 
 
-def measure_families(src: str, info: media.MediaInfo, rungs: list[media.Rung], families, *, samples: int = 3,
-                     sample_seconds: float = 2.0, vmaf_subsample: int = 2, workdir: str | None = None,
-                     timeout_s: float = 3600) -> list[media.Rung]:
-    """`rungs` with `family_vmaf` measured for each family of `families` but H.264 (whose
-    VMAF the per-title analysis measures): every rung encoded on a sample of `src` (as
-    per_title_ladder samples it) with the ladder's own encoder settings for the family, at
-    its bitrate for the family, and scored at the rung's size. The family factors
-    (media.FAMILY_BITRATE_FACTOR) were calibrated on fixed-ladder rungs; this is what each
-    video's renditions really get."""
+def per_title_families(src: str, info: media.MediaInfo, rungs: list[media.Rung], families, *, samples: int = 3,
+                       sample_seconds: float = 2.0, vmaf_subsample: int = 2, match: bool = True,
+                       workdir: str | None = None, timeout_s: float = 3600) -> list[media.Rung]:
+    """`rungs` (with their measured H.264 VMAF) with a bitrate and a measured VMAF for each
+    family of `families` but H.264, from a sample of `src` made as per_title_ladder makes it.
+    See `_families_on`; this is the entry for a video whose H.264 ladder is already chosen
+    (a codec upgrade)."""
     if not rungs or not [f for f in families if f != "h264"]:
         return list(rungs)
     own = workdir is None
@@ -716,30 +747,105 @@ def measure_families(src: str, info: media.MediaInfo, rungs: list[media.Rung], f
     try:
         sample = os.path.join(work, "families_sample.mp4")
         length = _make_sample(src, info, sample_windows(info.duration_s, samples, sample_seconds), sample, timeout_s)
-        return _measure_families_on(sample, _sample_duration(sample) or length, rungs, families,
-                                    min(info.frame_rate or 30.0, MAX_FRAME_RATE), work, timeout_s, vmaf_subsample)
+        return _families_on(sample, _sample_duration(sample) or length, rungs, families,
+                            min(info.frame_rate or 30.0, MAX_FRAME_RATE), work, timeout_s, vmaf_subsample,
+                            match=match)[0]
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _measure_families_on(sample: str, duration_s: float, rungs: list[media.Rung], families, fps: float,
-                         workdir: str, timeout_s: float, subsample: int) -> list[media.Rung]:
-    """measure_families on a sample already made, every (rung, family) in one `encode_sample`."""
+def _families_on(sample: str, duration_s: float, rungs: list[media.Rung], families, fps: float, workdir: str,
+                 timeout_s: float, subsample: int, match: bool = True, slopes: dict[str, float] | None = None
+                 ) -> tuple[list[media.Rung], dict[str, dict[str, list[tuple[int, int, float]]]]]:
+    """Per-title rates for the other codec families (VP9, AV1). media.FAMILY_BITRATE_FACTOR
+    was calibrated on fixed-ladder rungs of a few clips; on one video's per-title rungs a
+    family may score points above H.264 (bits wasted: AV1 on easy content) or under it
+    (VP9 at its realtime speed). So each (rung, family) is encoded on the sample at the
+    factor's rate and scored at the rung's size; with `match`, one that misses H.264's
+    measured VMAF less FAMILY_VMAF_TOLERANCE, or beats it by more than FAMILY_VMAF_EXCESS,
+    is encoded again, up to FAMILY_RETRY_ROUNDS times, at the rate `_family_next_rate`
+    expects to reach H.264's VMAF (`slopes`, VMAF per unit of ln rate by rung name: the
+    H.264 curve's at that rung, FAMILY_DEFAULT_SLOPE otherwise, until two points give the
+    family's own). The cheapest measured rate keeping the goal is kept (else the best
+    scoring one). One ffmpeg run a round, all rungs and families in it; every stored VMAF is
+    a measured one. Returns the rungs (`family_bitrate_bps`, `family_vmaf`) and, by rung
+    name and family, every (requested rate, bits produced, VMAF) measured."""
     others = [f for f in dict.fromkeys(families) if f != "h264"]
     if not rungs or not others:
-        return list(rungs)
+        return list(rungs), {}
     top = media.top_rung(rungs)
-    jobs = [(r, fam) for r in rungs for fam in others]
-    # The ladder's own options (GOP, rate control, the top rung's factor) for one stream.
-    encodes = [(r, [*media.encoder_args(fam, [r], fps, top), "-an", "-f", "matroska"],
-                os.path.join(workdir, f"family{i}_{r.name}_{fam}.mkv")) for i, (r, fam) in enumerate(jobs)]
-    scores = [round(q, 2) for q in encode_sample(sample, encodes, workdir, timeout_s, subsample,
-                                                 f"per-title encoding ({'+'.join(others)})")]
-    measured: dict[str, dict[str, float]] = {}
-    for (r, fam), q in zip(jobs, scores):
-        measured.setdefault(r.name, dict(r.family_vmaf))[fam] = q
-    return [dataclasses.replace(r, family_vmaf=measured[r.name]) for r in rungs]
+    tried: dict[str, dict[str, list[tuple[int, int, float]]]] = {r.name: {f: [] for f in others} for r in rungs}
+
+    def measure(jobs: list[tuple[media.Rung, str, int]], tag: str) -> None:
+        encodes = []
+        for i, (r, fam, rate) in enumerate(jobs):
+            one = dataclasses.replace(r, family_bitrate_bps={**r.family_bitrate_bps, fam: rate})
+            # The ladder's own options for the family (GOP, rate control) for one stream.
+            encodes.append((one, [*media.encoder_args(fam, [one], fps), "-an", "-f", "matroska"],
+                            os.path.join(workdir, f"{tag}{i}_{r.name}_{fam}.mkv")))
+        scores = encode_sample(sample, encodes, workdir, timeout_s, subsample,
+                               f"per-title encoding ({'+'.join(others)}, {tag})")
+        for (r, fam, rate), (_, _, path), q in zip(jobs, encodes, scores):
+            tried[r.name][fam].append((rate, int(os.path.getsize(path) * 8 / duration_s), round(q, 2)))
+
+    measure([(r, fam, r.bitrate_for(fam, top=r is top)) for r in rungs for fam in others], "family")
+    for round_ in range(FAMILY_RETRY_ROUNDS if match else 0):
+        retries = []
+        for r in rungs:
+            if not r.vmaf:
+                continue  # no H.264 score to match
+            slope = (slopes or {}).get(r.name, FAMILY_DEFAULT_SLOPE)
+            for fam in others:
+                rate = _family_next_rate(tried[r.name][fam], r.vmaf, slope, cap=int(r.video_bitrate_bps * 2.5))
+                if rate:
+                    retries.append((r, fam, rate))
+        if not retries:
+            break
+        measure(retries, f"family_retry{round_ + 1}_")
+    out = []
+    for r in rungs:
+        rates, scores = dict(r.family_bitrate_bps), dict(r.family_vmaf)
+        for fam in others:
+            points = tried[r.name][fam]
+            keep = [p for p in points if p[2] >= r.vmaf - FAMILY_VMAF_TOLERANCE] if r.vmaf else points[:1]
+            rate, _, q = min(keep) if keep else max(points, key=lambda p: p[2])
+            rates[fam], scores[fam] = rate, q
+        out.append(dataclasses.replace(r, family_bitrate_bps=rates, family_vmaf=scores))
+    return out, tried
+
+
+def _family_next_rate(points: list[tuple[int, int, float]], h264_vmaf: float, slope: float, cap: int) -> int | None:
+    """The next rate to try for one family's rung (step 8), or None when it is settled.
+    `points`: (rate, bits, VMAF) measured so far. Settled: its cheapest rate keeping H.264's
+    VMAF (less FAMILY_VMAF_TOLERANCE) beats it by at most FAMILY_VMAF_EXCESS. Otherwise
+    aim at H.264's VMAF: between the two nearest points that straddle it (linear in ln
+    rate), or past the nearest one along the curve's slope (the secant of the last two
+    points once there are two on that side; `slope`, VMAF per ln rate, before), at most
+    FAMILY_MAX_STEP times away and never over `cap`."""
+    goal = h264_vmaf - FAMILY_VMAF_TOLERANCE
+    ok = sorted(p for p in points if p[2] >= goal)
+    short = sorted(p for p in points if p[2] < goal)
+    if ok and ok[0][2] <= h264_vmaf + FAMILY_VMAF_EXCESS:
+        return None
+    if ok and short and short[-1][0] < ok[0][0]:  # straddled: interpolate
+        (ra, _, qa), (rb, _, qb) = short[-1], ok[0]
+        t = (h264_vmaf - qa) / (qb - qa) if qb > qa else 0.5
+        rate = math.exp(math.log(ra) + min(max(t, 0.1), 0.9) * (math.log(rb) - math.log(ra)))
+    else:
+        side = ok if ok else short
+        near = side[0] if ok else side[-1]  # the cheapest above, or the best below
+        if len(side) >= 2:
+            (r0, _, q0), (r1, _, q1) = (side[0], side[1]) if ok else (side[-2], side[-1])
+            if q1 != q0 and r1 != r0:
+                slope = (q1 - q0) / math.log(r1 / r0)
+        slope = min(max(slope, 2.0), 30.0)
+        step = min(max(math.exp((h264_vmaf - near[2]) / slope), 1 / FAMILY_MAX_STEP), FAMILY_MAX_STEP)
+        rate = near[0] * step
+    rate = int(min(rate, cap)) // 1000 * 1000
+    if rate <= 0 or any(abs(rate / p[0] - 1) < 0.05 for p in points):
+        return None  # nothing new to learn
+    return rate
 
 
 def encode_sample(sample: str, encodes: list[tuple[media.Rung, list[str], str]], workdir: str, timeout_s: float,

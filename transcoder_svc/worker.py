@@ -390,12 +390,13 @@ class TranscodeJob:
                     rungs = media.ladder_for(info)
                 trace.get_current_span().set_attribute("longtail.upgrade_source", origin)
                 if tc.per_title and rungs and origin == ORIGINAL_UPLOAD:
-                    # The new families' VMAF, as the first encode measured the others'. (Not
+                    # The new families' rates and VMAF, as the first encode chose the others'. (Not
                     # from a rendition read back: that scores against a copy, not the source.)
                     from transcoder_svc import pertitle
 
-                    rungs = pertitle.measure_families(str(source), info, rungs, families, workdir=str(workdir / "vmaf"),
-                                                      timeout_s=self.cfg.platform.transcode_timeout_s)
+                    rungs = pertitle.per_title_families(str(source), info, rungs, families,
+                                                        workdir=str(workdir / "vmaf"),
+                                                        timeout_s=self.cfg.platform.transcode_timeout_s)
                 log.info("codec upgrade of %s to %s, from the %s", video_id, "+".join(families), origin)
                 if tc.chunk_min_duration_s > 0 and info.duration_s > tc.chunk_min_duration_s and rungs:
                     self._split(request, info, rungs, added=families)
