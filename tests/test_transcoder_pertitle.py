@@ -353,7 +353,7 @@ def test_verify_re_predicts_a_bottom_rung_the_hull_lowers():
 
 
 
-def _refine(monkeypatch, kept, fixed, slot_of, goals, seen, vmafs, measured_by_name):
+def _refine(monkeypatch, kept, fixed, slot_of, goals, seen, vmafs, measured_by_name, tried=None):
     """Runs one refinement round with `measured_by_name` (rung name -> display VMAF, or
     a callable of the rung) standing in for the sample encodes; returns (ladder, notes,
     what was encoded)."""
@@ -366,8 +366,10 @@ def _refine(monkeypatch, kept, fixed, slot_of, goals, seen, vmafs, measured_by_n
     monkeypatch.setattr(pt, "measure_ladder", fake_measure)
     shown = dict(vmafs)
     template = {(r.width, r.height): r for r in fixed}
-    out, notes = pt._refine_round("s.mp4", 6.0, kept, goals, {r.name: r for r in fixed}, template, slot_of, seen,
-                                  set(), True, vmafs, shown, "/tmp", 60, 2, (1280, 720))
+    out, notes, encoded = pt._refine_round("s.mp4", 6.0, kept, goals, {r.name: r for r in fixed}, template, slot_of,
+                                           seen, tried if tried is not None else set(), True, vmafs, shown, "/tmp", 60,
+                                           2, (1280, 720))
+    assert encoded == len(asked)
     return out, notes, asked
 
 
@@ -401,6 +403,17 @@ def test_refine_keeps_the_verified_rung_when_the_retry_misses(monkeypatch):
     out, notes, asked = _refine(monkeypatch, kept, fixed, slot_of, goals, seen, vmafs, lambda r: 89.3)
     assert len(asked) == 1 and not notes and out == kept and vmafs["720p"] == 93.0
     assert (asked[0][1], 89.3, 89.3) in seen[(1280, 720)]  # the miss is remembered for the next round
+
+
+def test_refine_tries_again_higher_after_a_miss(monkeypatch):
+    # Round 1's retry for 720p measured 89.3 (goal 89.5): round 2 aims a little higher on the
+    # curve that now holds the miss, still under the verified 2 Mbps; a repeat is never asked.
+    fixed, kept, slot_of, goals, seen, vmafs = _over_quality_case()
+    tried = set()
+    _, _, first = _refine(monkeypatch, kept, fixed, slot_of, goals, seen, vmafs, lambda r: 89.3, tried)
+    out, notes, second = _refine(monkeypatch, kept, fixed, slot_of, goals, seen, vmafs, lambda r: 89.9, tried)
+    assert len(second) == 1 and first[0][1] < second[0][1] < 2_000_000, (first, second)
+    assert list(notes) == ["720p"] and out[1] == (fixed[2], second[0][1])
 
 
 def test_refine_moves_a_reverted_slot_to_the_next_best_size(monkeypatch):

@@ -44,7 +44,8 @@ How (issue 4):
    that promised too much). A rung that measured well above its goal gets a lower rate: a
    curve from 4 test points is conservative between them (PCHIP never overshoots its data).
    A retry must save at least REFINE_MIN_SAVING; all retries of a round run in one ffmpeg
-   run; one is kept only if it measures at least its goal, otherwise the verified rung stays.
+   run; one is kept only if it measures at least its goal, otherwise the verified rung stays
+   and the miss joins its curve, so the next round may try that slot again a little higher.
    Sizes still grow up the ladder whichever retries are kept; step 5 runs again at the end.
 8. Other codec families (`families`): each chosen rung is encoded on the sample in VP9 / AV1
    at media.FAMILY_BITRATE_FACTOR's rate (calibrated on fixed-ladder rungs of a few clips)
@@ -536,12 +537,12 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             dropped.update(more_dropped)
             fixed_by_slot, tried = {r.name: r for r in ordered}, set()
             for _ in range(refine_rounds):
-                kept, notes = _refine_round(sample, sample_len, kept, goals, fixed_by_slot, template, slot_of, seen,
-                                            tried, decide.on_display, vmafs, shown, work, timeout_s,
-                                            vmaf_subsample, display)
-                if not notes:
-                    break  # a round that keeps no retry ends refinement
+                kept, notes, encoded = _refine_round(sample, sample_len, kept, goals, fixed_by_slot, template,
+                                                     slot_of, seen, tried, decide.on_display, vmafs, shown, work,
+                                                     timeout_s, vmaf_subsample, display)
                 refined.update(notes)
+                if not encoded:
+                    break  # nothing left worth an encode (a retry that missed corrected its curve: next round)
             if refined:
                 kept, more_dropped = _hull_repredicted(kept, min_step, slot_of, decide, vmafs, shown)
                 dropped.update(more_dropped)
@@ -659,11 +660,12 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
                   slot_of: dict[int, str], seen: dict[tuple[int, int], list[tuple[int, float, float]]],
                   tried: set, on_display: bool, vmafs: dict[str, float], shown: dict[str, float], workdir: str,
                   timeout_s: float, subsample: int, display: tuple[int, int] | None
-                  ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
+                  ) -> tuple[list[tuple[media.Rung, int]], dict[str, str], int]:
     """One round of step 7. `seen`: every (requested rate, VMAF at size, display VMAF)
     measured so far, by size (grows with this round's encodes); `tried`: (slot, size, rate)
     already encoded for a slot; `vmafs`/`shown` hold each kept rung's measured VMAF and are
-    updated for the retries kept. Returns the ladder and a note per slot that got cheaper."""
+    updated for the retries kept. Returns the ladder, a note per slot that got cheaper and
+    how many retries were encoded."""
     def judged(q_rung: float, q_shown: float) -> float:
         return q_shown if on_display else q_rung
 
@@ -696,7 +698,7 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
         tries.append((i, new, rate))
         floor = max(floor, area(size))
     if not tries:
-        return kept, {}
+        return kept, {}, 0
     measured = measure_ladder(sample, duration_s, [(r, rate) for _, r, rate in tries], workdir, timeout_s,
                               subsample, display, tag="refine")
     out, notes = list(kept), {}
@@ -711,7 +713,7 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
         notes[slot] = (f"{r.name} at {b // 1000} kbps -> {new.name} at {rate // 1000} kbps, measured "
                        f"{judged(q_rung, q_shown):.2f} (goal {goals[slot]:.2f})")
         out[i] = (new, rate)
-    return out, notes
+    return out, notes, len(tries)
 
 
 def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[media.Rung, int]], workdir: str,
