@@ -81,7 +81,7 @@ class Rung:
     name: str  # e.g. "720p": the short side of the picture
     width: int
     height: int
-    video_bitrate_bps: int  # H.264 target; other families scale it (FAMILY_BITRATE_FACTOR)
+    video_bitrate_bps: int  # H.264 target; other families scale it (FAMILY_BITRATE_FACTOR) or set their own
     frame_rate: float = 30.0
     vmaf: float = 0.0  # H.264's, measured by per-title encoding, 0 when not measured
     # Per-title encoding of the other families (pertitle.per_title_families): each one's
