@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 
 import pytest
@@ -206,6 +207,18 @@ def test_vmaf_in_range_and_rising_with_bitrate(analyses):
     top = {k: res[k].vmaf_by_rung[res[k].slots["180p"]] for k in ("noisy", "static")}
     assert top["noisy"] < top["static"]
     assert res["static"].analysis_seconds > 0 and res["static"].sample_seconds == pytest.approx(3.0, abs=0.2)
+
+
+def test_family_rates_survive_the_chunk_plan_and_reach_the_encoder():
+    # Long videos carry their ladder to chunk jobs as JSON (worker._split: dataclasses.asdict).
+    rung = dataclasses.replace(pt.make_rung("720p", 1280, 720, 2_000_000, "3.1"), vmaf=93.2,
+                               family_bitrate_bps={"av1": 900_000}, family_vmaf={"av1": 93.0})
+    back = media.Rung(**json.loads(json.dumps(dataclasses.asdict(rung))))
+    assert back == rung
+    args = media.encoder_args("av1", [back], 30.0)
+    assert args[args.index("-b:v:0") + 1] == "900000"  # the per-title rate, not the factor's
+    vp9 = media.encoder_args("vp9", [back], 30.0)  # a family not chosen per title: the factor's
+    assert vp9[vp9.index("-b:v:0") + 1] == str(rung.bitrate_for("vp9", top=True)) != "900000"
 
 
 def test_family_next_rate_searches_toward_h264s_vmaf():
