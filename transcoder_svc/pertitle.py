@@ -57,6 +57,7 @@ How (issue 4):
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -354,6 +355,21 @@ def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float
 # measurement
 
 
+@contextlib.contextmanager
+def _scratch(workdir: str | None, prefix: str):
+    """`workdir` (made if missing: the worker passes a not-yet-existing subfolder), or a
+    temporary folder removed afterwards."""
+    if workdir is not None:
+        os.makedirs(workdir, exist_ok=True)
+        yield workdir
+        return
+    work = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def sample_windows(duration_s: float, samples: int, sample_seconds: float) -> list[tuple[float, float]]:
     """(start, length) excerpts spread evenly; the whole video if it is short."""
     if duration_s <= samples * sample_seconds * 1.2:
@@ -362,8 +378,17 @@ def sample_windows(duration_s: float, samples: int, sample_seconds: float) -> li
     return [(i * span + (span - sample_seconds) / 2, sample_seconds) for i in range(samples)]
 
 
-def _make_sample(src: str, info: media.MediaInfo, windows, out: str, timeout_s: float) -> float:
-    fps = min(info.frame_rate or 30.0, MAX_FRAME_RATE)
+def sample_fps(info: media.MediaInfo) -> float:
+    """The sample's frame rate (and the ladder's): the source's, at most MAX_FRAME_RATE."""
+    return min(info.frame_rate or 30.0, MAX_FRAME_RATE)
+
+
+def make_sample(src: str, info: media.MediaInfo, samples: int, sample_seconds: float, out: str,
+                timeout_s: float) -> float:
+    """Step 1: `samples` excerpts of `sample_seconds` (`sample_windows`) joined into `out`,
+    one lossless intermediate; returns its length in seconds, as measured."""
+    windows = sample_windows(info.duration_s, samples, sample_seconds)
+    fps = sample_fps(info)
     args = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     for start, length in windows:
         args += ["-ss", f"{start:.3f}", "-t", f"{length:.3f}", "-i", src]
@@ -376,7 +401,7 @@ def _make_sample(src: str, info: media.MediaInfo, windows, out: str, timeout_s: 
     args += ["-filter_complex", graph, "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast",
              "-qp", "0", out]
     _run(args, timeout_s, "per-title sampling")
-    return sum(length for _, length in windows)
+    return _sample_duration(out) or sum(length for _, length in windows)
 
 
 def _x264_args(bitrate: int, level: str) -> list[str]:
@@ -459,14 +484,9 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         return PerTitleResult(rungs=[], vmaf_by_rung={})
     started = time.monotonic()
     target_fn = target_vmaf if callable(target_vmaf) else (lambda _r, t=float(target_vmaf): t)
-    own = workdir is None
-    work = tempfile.mkdtemp(prefix="pertitle-") if own else workdir
-    os.makedirs(work, exist_ok=True)  # the worker passes a not-yet-existing subfolder
-    try:
+    with _scratch(workdir, "pertitle-") as work:
         sample = os.path.join(work, "sample.mp4")
-        windows = sample_windows(info.duration_s, samples, sample_seconds)
-        sample_len = _make_sample(src, info, windows, sample, timeout_s)
-        sample_len = _sample_duration(sample) or sample_len
+        sample_len = make_sample(src, info, samples, sample_seconds, sample, timeout_s)
         ordered = sorted(rungs, key=lambda r: (r.width * r.height, r.video_bitrate_bps))
         display = (ordered[-1].width, ordered[-1].height) if choose_resolution else None
         curves: dict[str, RungCurve] = {}
@@ -549,9 +569,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
         families_started = time.monotonic()
         slopes = {r.name: _slope(decide.rung[(r.width, r.height)], r.video_bitrate_bps) for r in out_rungs}
-        out_rungs, family_trials = _families_on(sample, sample_len, out_rungs, families,
-                                                min(info.frame_rate or 30.0, MAX_FRAME_RATE), work, timeout_s,
-                                                vmaf_subsample, slopes=slopes)
+        out_rungs, family_trials = _families_on(sample, sample_len, out_rungs, families, sample_fps(info), work,
+                                                timeout_s, vmaf_subsample, slopes=slopes)
         families_seconds = time.monotonic() - families_started
         slots = {slot_of[id(r)]: r.name for r, _ in kept}
         return PerTitleResult(rungs=out_rungs, vmaf_by_rung={r.name: vmafs[r.name] for r, _ in kept},
@@ -560,9 +579,6 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                               sample_seconds=sample_len, source_seconds=info.duration_s,
                               analysis_seconds=time.monotonic() - started, families_seconds=families_seconds,
                               family_trials=family_trials)
-    finally:
-        if own:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def _test_bitrates(ceiling: int, points: tuple[float, ...]) -> list[int]:
@@ -735,36 +751,28 @@ def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[media.Rung
 
 
 def per_title_families(src: str, info: media.MediaInfo, rungs: list[media.Rung], families, *, samples: int = 3,
-                       sample_seconds: float = 2.0, vmaf_subsample: int = 2, match: bool = True,
-                       workdir: str | None = None, timeout_s: float = 3600) -> list[media.Rung]:
+                       sample_seconds: float = 2.0, vmaf_subsample: int = 2, workdir: str | None = None,
+                       timeout_s: float = 3600) -> list[media.Rung]:
     """`rungs` (with their measured H.264 VMAF) with a bitrate and a measured VMAF for each
     family of `families` but H.264, from a sample of `src` made as per_title_ladder makes it.
     See `_families_on`; this is the entry for a video whose H.264 ladder is already chosen
     (a codec upgrade)."""
     if not rungs or not [f for f in families if f != "h264"]:
         return list(rungs)
-    own = workdir is None
-    work = tempfile.mkdtemp(prefix="families-") if own else workdir
-    os.makedirs(work, exist_ok=True)
-    try:
+    with _scratch(workdir, "families-") as work:
         sample = os.path.join(work, "families_sample.mp4")
-        length = _make_sample(src, info, sample_windows(info.duration_s, samples, sample_seconds), sample, timeout_s)
-        return _families_on(sample, _sample_duration(sample) or length, rungs, families,
-                            min(info.frame_rate or 30.0, MAX_FRAME_RATE), work, timeout_s, vmaf_subsample,
-                            match=match)[0]
-    finally:
-        if own:
-            shutil.rmtree(work, ignore_errors=True)
+        length = make_sample(src, info, samples, sample_seconds, sample, timeout_s)
+        return _families_on(sample, length, rungs, families, sample_fps(info), work, timeout_s, vmaf_subsample)[0]
 
 
 def _families_on(sample: str, duration_s: float, rungs: list[media.Rung], families, fps: float, workdir: str,
-                 timeout_s: float, subsample: int, match: bool = True, slopes: dict[str, float] | None = None
+                 timeout_s: float, subsample: int, slopes: dict[str, float] | None = None
                  ) -> tuple[list[media.Rung], dict[str, dict[str, list[tuple[int, int, float]]]]]:
     """Per-title rates for the other codec families (VP9, AV1). media.FAMILY_BITRATE_FACTOR
     was calibrated on fixed-ladder rungs of a few clips; on one video's per-title rungs a
     family may score points above H.264 (bits wasted: AV1 on easy content) or under it
     (VP9 at its realtime speed). So each (rung, family) is encoded on the sample at the
-    factor's rate and scored at the rung's size; with `match`, one that misses H.264's
+    factor's rate and scored at the rung's size. One that misses H.264's
     measured VMAF less FAMILY_VMAF_TOLERANCE, or beats it by more than FAMILY_VMAF_EXCESS,
     is encoded again, up to FAMILY_RETRY_ROUNDS times, at the rate `_family_next_rate`
     expects to reach H.264's VMAF (`slopes`, VMAF per unit of ln rate by rung name: the
@@ -792,7 +800,7 @@ def _families_on(sample: str, duration_s: float, rungs: list[media.Rung], famili
             tried[r.name][fam].append((rate, int(os.path.getsize(path) * 8 / duration_s), round(q, 2)))
 
     measure([(r, fam, r.bitrate_for(fam, top=r is top)) for r in rungs for fam in others], "family")
-    for round_ in range(FAMILY_RETRY_ROUNDS if match else 0):
+    for round_ in range(FAMILY_RETRY_ROUNDS):
         retries = []
         for r in rungs:
             if not r.vmaf:
