@@ -116,8 +116,11 @@ def apple_rungs(info: media.MediaInfo, top: int = TOP) -> list[media.Rung]:
     return out
 
 
-def encode_ladder(src: str, rungs: list[media.Rung], work: Path, tag: str) -> tuple[dict[str, str], float]:
-    """One ffmpeg run per ladder (decode once, split), the platform's x264 settings."""
+def encode_ladder(src: str, rungs: list[media.Rung], work: Path, tag: str, fps: float
+                  ) -> tuple[dict[str, str], float]:
+    """One ffmpeg run per ladder (decode once, split), the platform's x264 settings, as the
+    analysis encodes them (`pt.h264_sample_args`: one thread each, so a rerun of the bench
+    encodes the same files)."""
     n = len(rungs)
     graph = f"[0:v]split={n}" + "".join(f"[s{i}]" for i in range(n))
     for i, r in enumerate(rungs):
@@ -126,7 +129,7 @@ def encode_ladder(src: str, rungs: list[media.Rung], work: Path, tag: str) -> tu
     paths = {}
     for i, r in enumerate(rungs):
         paths[r.name] = str(work / f"{tag}_{r.name}.h264")
-        args += ["-map", f"[e{i}]", *pt._x264_args(r.video_bitrate_bps, r.h264_level), paths[r.name]]
+        args += ["-map", f"[e{i}]", *pt.h264_sample_args(r, r.video_bitrate_bps, fps), paths[r.name]]
     t0 = time.monotonic()
     _ff(*args)
     return paths, time.monotonic() - t0
@@ -182,8 +185,8 @@ def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, to
                               in_between=in_between, samples=samples, refine_rounds=refine_rounds,
                               families=families)
     analysis_s = time.monotonic() - t0
-    fixed_paths, fixed_enc_s = encode_ladder(src, fixed, work, "fixed")
-    pt_paths, pt_enc_s = encode_ladder(src, res.rungs, work, "pertitle")
+    fixed_paths, fixed_enc_s = encode_ladder(src, fixed, work, "fixed", pt.sample_fps(info))
+    pt_paths, pt_enc_s = encode_ladder(src, res.rungs, work, "pertitle", pt.sample_fps(info))
     fm = measure(src, info.duration_s, fixed, fixed_paths, top, work)
     pm = measure(src, info.duration_s, res.rungs, pt_paths, top, work)
     for r in res.rungs:

@@ -381,7 +381,7 @@ def _refine(monkeypatch, kept, fixed, slot_of, goals, seen, vmafs, measured_by_n
     template = {(r.width, r.height): r for r in fixed}
     out, notes, encoded = pt._refine_round("s.mp4", 6.0, kept, goals, {r.name: r for r in fixed}, template, slot_of,
                                            seen, tried if tried is not None else set(), True, vmafs, shown, "/tmp", 60,
-                                           2, (1280, 720))
+                                           2, (1280, 720), 30.0)
     assert encoded == len(asked)
     return out, notes, asked
 

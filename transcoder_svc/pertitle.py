@@ -5,8 +5,9 @@ How (issue 4):
    cut from the source, joined and kept as one lossless intermediate (so the source is
    decoded once, whatever its codec).
 2. Per rung: the sample is scaled to the rung (same scaler as the ladder) and encoded once
-   per test point with the ladder's own x264 settings (preset media.X264_PRESET, High
-   profile, same average-bitrate/maxrate/bufsize rate control), at fractions of the rung's
+   per test point with the ladder's own x264 settings (media.encoder_args: preset, High
+   profile, rate control, a keyframe every segment; one encoder thread, so encodes repeat:
+   `h264_sample_args`), at fractions of the rung's
    fixed bitrate (its ceiling). Each encode gets VMAF (libvmaf, the vmaf_v0.6.1 model
    built into libvmaf) against the sample scaled to the rung size. Every point of a rung is
    encoded and scored in one ffmpeg run each (one decode, split).
@@ -404,20 +405,24 @@ def make_sample(src: str, info: media.MediaInfo, samples: int, sample_seconds: f
     return _sample_duration(out) or sum(length for _, length in windows)
 
 
-def _x264_args(bitrate: int, level: str) -> list[str]:
-    # The ladder's settings (media.build_hls_command): same preset, profile, rate control.
-    return ["-c:v", "libx264", "-preset", X264_PRESET, "-profile:v", "high", "-level", level,
-            "-b:v", str(bitrate), "-maxrate", str(int(bitrate * 1.5)), "-bufsize", str(int(bitrate * 2)),
-            "-an", "-f", "h264"]
+def h264_sample_args(rung: media.Rung, bitrate: int, fps: float) -> list[str]:
+    """The ladder's own H.264 options for `rung` at `bitrate` (media.encoder_args: preset,
+    profile, level, rate control, a keyframe on every segment boundary), for an encode of
+    the sample or a bench ladder. One encoder thread: x264's VBV with frame threads depends
+    on thread timing (the same encode gives different files), while single-threaded it is
+    repeatable, so a curve's points and their re-encodes agree. The analysis runs several
+    encoders at once, which keeps the cores busy (same wall time on 2 cores)."""
+    one = dataclasses.replace(rung, video_bitrate_bps=bitrate, family_bitrate_bps={})
+    return [*media.encoder_args("h264", [one], fps), "-threads", "1", "-an", "-f", "h264"]
 
 
 def measure_rung(sample: str, duration_s: float, rung: media.Rung, bitrates: list[int], workdir: str,
-                 timeout_s: float = 1800, subsample: int = 1, display: tuple[int, int] | None = None
-                 ) -> list[tuple[int, int, float, float]]:
+                 timeout_s: float = 1800, subsample: int = 1, display: tuple[int, int] | None = None, *,
+                 fps: float) -> list[tuple[int, int, float, float]]:
     """(requested bitrate, actual bitrate, VMAF at rung size, VMAF at `display` size) for
     each test bitrate (display VMAF = rung VMAF when no display size or the same size)."""
     measured = measure_ladder(sample, duration_s, [(rung, b) for b in bitrates], workdir, timeout_s, subsample,
-                              display, tag="curve")
+                              display, tag="curve", fps=fps)
     return sorted((b, actual, q, shown) for b, (actual, q, shown) in zip(bitrates, measured))
 
 
@@ -487,6 +492,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
     with _scratch(workdir, "pertitle-") as work:
         sample = os.path.join(work, "sample.mp4")
         sample_len = make_sample(src, info, samples, sample_seconds, sample, timeout_s)
+        fps = sample_fps(info)
         ordered = sorted(rungs, key=lambda r: (r.width * r.height, r.video_bitrate_bps))
         display = (ordered[-1].width, ordered[-1].height) if choose_resolution else None
         curves: dict[str, RungCurve] = {}
@@ -499,7 +505,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                 # measured up to the highest of their ceilings.
                 measured[key] = measure_rung(sample, sample_len, rung,
                                              _test_bitrates(highest[key].video_bitrate_bps, points), work, timeout_s,
-                                             vmaf_subsample, display)
+                                             vmaf_subsample, display, fps=fps)
             curves[rung.name] = RungCurve.from_measured(rung.name, measured[key])
         by_size = {(r.width, r.height): curves[r.name] for r in ordered}
         template = {}
@@ -510,7 +516,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             for extra in in_between_sizes(ordered):
                 key = (extra.width, extra.height)
                 measured[key] = measure_rung(sample, sample_len, extra, _test_bitrates(extra.video_bitrate_bps, points),
-                                             work, timeout_s, vmaf_subsample, display)
+                                             work, timeout_s, vmaf_subsample, display, fps=fps)
                 by_size[key] = curves[extra.name] = RungCurve.from_measured(extra.name, measured[key])
                 template[key] = extra
         # Decisions use the smoothed curves; the reported hulls stay the measured points.
@@ -547,7 +553,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         reverted: dict[str, str] = {}
         refined: dict[str, str] = {}
         if verify and max_vmaf_loss is not None:
-            measured_ladder = measure_ladder(sample, sample_len, kept, work, timeout_s, vmaf_subsample, display)
+            measured_ladder = measure_ladder(sample, sample_len, kept, work, timeout_s, vmaf_subsample, display, fps=fps)
             seen = {k: [(b, q, d) for b, _, q, d in pts] for k, pts in measured.items()}
             for (r, b), (_, q_rung, q_shown) in zip(kept, measured_ladder):
                 seen.setdefault((r.width, r.height), []).append((b, q_rung, q_shown))
@@ -559,7 +565,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             for _ in range(refine_rounds):
                 kept, notes, encoded = _refine_round(sample, sample_len, kept, goals, fixed_by_slot, template,
                                                      slot_of, seen, tried, decide.on_display, vmafs, shown, work,
-                                                     timeout_s, vmaf_subsample, display)
+                                                     timeout_s, vmaf_subsample, display, fps)
                 refined.update(notes)
                 if not encoded:
                     break  # nothing left worth an encode (a retry that missed corrected its curve: next round)
@@ -569,7 +575,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
         families_started = time.monotonic()
         slopes = {r.name: _slope(decide.rung[(r.width, r.height)], r.video_bitrate_bps) for r in out_rungs}
-        out_rungs, family_trials = _families_on(sample, sample_len, out_rungs, families, sample_fps(info), work,
+        out_rungs, family_trials = _families_on(sample, sample_len, out_rungs, families, fps, work,
                                                 timeout_s, vmaf_subsample, slopes=slopes)
         families_seconds = time.monotonic() - families_started
         slots = {slot_of[id(r)]: r.name for r, _ in kept}
@@ -675,7 +681,7 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
                   fixed_by_slot: dict[str, media.Rung], template: dict[tuple[int, int], media.Rung],
                   slot_of: dict[int, str], seen: dict[tuple[int, int], list[tuple[int, float, float]]],
                   tried: set, on_display: bool, vmafs: dict[str, float], shown: dict[str, float], workdir: str,
-                  timeout_s: float, subsample: int, display: tuple[int, int] | None
+                  timeout_s: float, subsample: int, display: tuple[int, int] | None, fps: float
                   ) -> tuple[list[tuple[media.Rung, int]], dict[str, str], int]:
     """One round of step 7. `seen`: every (requested rate, VMAF at size, display VMAF)
     measured so far, by size (grows with this round's encodes); `tried`: (slot, size, rate)
@@ -716,7 +722,7 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
     if not tries:
         return kept, {}, 0
     measured = measure_ladder(sample, duration_s, [(r, rate) for _, r, rate in tries], workdir, timeout_s,
-                              subsample, display, tag="refine")
+                              subsample, display, tag="refine", fps=fps)
     out, notes = list(kept), {}
     for (i, new, rate), (_, q_rung, q_shown) in zip(tries, measured):
         seen.setdefault((new.width, new.height), []).append((rate, q_rung, q_shown))
@@ -734,11 +740,12 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
 
 def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[media.Rung, int]], workdir: str,
                    timeout_s: float = 1800, subsample: int = 1, display: tuple[int, int] | None = None,
-                   tag: str = "verify") -> list[tuple[int, float, float]]:
+                   tag: str = "verify", *, fps: float) -> list[tuple[int, float, float]]:
     """(actual bitrate, VMAF at rung size, VMAF at `display` size) of each (rung, bitrate),
-    all encoded in one ffmpeg run (`encode_sample`). `tag` prefixes the files."""
+    all encoded in one ffmpeg run (`encode_sample`) with `h264_sample_args`; `fps`: the
+    sample's frame rate (`sample_fps`). `tag` prefixes the files."""
     outs = [os.path.join(workdir, f"{tag}{i}_{r.name}.h264") for i, (r, _) in enumerate(ladder)]
-    rung_q = encode_sample(sample, [(r, _x264_args(b, r.h264_level), path) for (r, b), path in zip(ladder, outs)],
+    rung_q = encode_sample(sample, [(r, h264_sample_args(r, b, fps), path) for (r, b), path in zip(ladder, outs)],
                            workdir, timeout_s, subsample, f"per-title encoding ({tag})")
     shown_q = list(rung_q)
     up = [i for i, (r, _) in enumerate(ladder) if display and (r.width, r.height) != tuple(display)]
