@@ -5,6 +5,7 @@ import dataclasses
 import json
 import subprocess
 
+import av
 import pytest
 
 from transcoder_svc import media
@@ -150,6 +151,26 @@ def analyses(tmp_path_factory):
                                         in_between=True,  # the opt-in path: it runs all of the default one
                                         workdir=str(tmp / name / "pertitle"))
     return rungs, out
+
+
+def test_sample_encodes_repeat_and_have_the_ladders_keyframes(tmp_path):
+    """The analysis's encodes are the ladder's (a keyframe on every segment boundary, none
+    between) and repeatable: x264's VBV with frame threads gives a different file each run,
+    and a curve point that does not repeat is a prediction the final encode misses."""
+    fps = 15
+    clip = _make_clip(tmp_path / "clip.mp4", f"testsrc2=s=320x180:r={fps}:d=9,noise=alls=20:allf=t")
+    rung = pt.make_rung("180p", 320, 180, 300_000, "3.0")
+    runs = []
+    for run in range(2):
+        encodes = [(rung, pt.h264_sample_args(rung, rate, fps), str(tmp_path / f"run{run}_{rate}.h264"))
+                   for rate in (60_000, 150_000, 300_000)]
+        pt.encode_sample(clip, encodes, str(tmp_path), 120, 3, "repeat test")
+        runs.append([open(path, "rb").read() for _, _, path in encodes])
+    assert runs[0] == runs[1]
+    assert len({len(data) for data in runs[0]}) == 3  # three different rates, three different files
+    with av.open(str(tmp_path / "run0_300000.h264")) as container:
+        keyframes = [i for i, frame in enumerate(container.decode(video=0)) if frame.key_frame]
+    assert keyframes == [0, fps * media.SEGMENT_SECONDS, 2 * fps * media.SEGMENT_SECONDS]
 
 
 def _by_slot(result):
