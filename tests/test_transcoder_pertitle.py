@@ -93,6 +93,57 @@ def test_choose_size_takes_the_resolution_needing_fewest_bits():
     assert pt.choose_size(300_000, 99.0, hulls, small) == (small, 300_000)
 
 
+def _bits(measured: dict) -> pt.BitsModel:
+    bits = pt.BitsModel()
+    for size, points in measured.items():
+        for asked, produced in points:
+            bits.add(size, asked, produced)
+    return bits
+
+
+def test_bits_model_interpolates_what_a_rate_produces():
+    # What x264 produced on the bench's still slide: a fraction of the rate asked.
+    bits = _bits({(416, 234): [(20_000, 10_354), (58_000, 22_498), (145_000, 44_952)],
+                  (1920, 1080): [(390_000, 109_408), (1_170_000, 152_221), (7_800_000, 146_620)]})
+    assert bits((416, 234), 145_000) == 44_952
+    assert 22_498 < bits((416, 234), 100_000) < 44_952
+    assert bits((416, 234), 10_000) == pytest.approx(10_354 / 2)  # under the cheapest point: in proportion
+    # asking more never produces fewer bits (x264 did, 152 -> 147 kbps: noise, not a saving)
+    assert bits((1920, 1080), 7_800_000) == pytest.approx(bits((1920, 1080), 3_000_000)) == 152_221
+    assert bits((1280, 720), 300_000) == 300_000  # a size never measured: the rate asked
+
+
+def test_choose_size_compares_the_bits_produced_not_the_rate_asked():
+    small, big = (640, 360), (1920, 1080)
+    hulls = {small: [(20_000, 21.0), (146_000, 70.9), (365_000, 74.3)],
+             big: [(390_000, 95.7), (1_170_000, 97.2)]}
+    # Asked, 360p needs 337 kbps for 74 and 1080p 390; produced, 360p 76 kbps and 1080p 70.
+    bits = _bits({small: [(146_000, 48_918), (365_000, 79_332)], big: [(390_000, 70_000), (1_170_000, 100_000)]})
+    assert pt.choose_size(1_170_000, 74.0, hulls, small) == (small, 337_000)
+    assert pt.choose_size(1_170_000, 74.0, hulls, small, bits) == (big, 390_000)
+
+
+def test_ladder_hull_judges_rungs_on_the_bits_they_produce():
+    # Asked 145 and 160 kbps (within 1.25x), produced 40 and 80 (2x apart): two rungs.
+    ladder = [(_r("234p", 234, 145_000), 145_000), (_r("360p", 360, 160_000), 160_000),
+              (_r("1080p", 1080, 1_000_000), 1_000_000)]
+    bits = _bits({(416, 234): [(145_000, 40_000)], (640, 360): [(160_000, 80_000)],
+                  (1920, 1080): [(1_000_000, 200_000)]})
+    assert list(pt.ladder_hull(ladder, 1.25)[1]) == ["360p"]
+    assert pt.ladder_hull(ladder, 1.25, bits) == (ladder, {})
+    # and the other way: asked 2x apart, produced within 1.25x (the larger one drops)
+    bits = _bits({(416, 234): [(145_000, 70_000)], (640, 360): [(300_000, 80_000)],
+                  (1920, 1080): [(1_000_000, 200_000)]})
+    ladder[1] = (_r("360p", 360, 300_000), 300_000)
+    assert pt.ladder_hull(ladder, 1.25) == (ladder, {})
+    assert list(pt.ladder_hull(ladder, 1.25, bits)[1]) == ["360p"]
+    # Only two rungs left that collide: the bottom is asked less, in proportion to its bits.
+    two = [ladder[0], ladder[2]]
+    bits = _bits({(416, 234): [(145_000, 170_000)], (1920, 1080): [(1_000_000, 200_000)]})
+    (_, lowered), _ = pt.ladder_hull(two, 1.25, bits)[0]
+    assert bits((416, 234), lowered) * 1.25 <= 200_000 and lowered == 136_000
+
+
 def test_in_between_sizes_fill_only_the_wide_gaps_of_the_ladder():
     # Apple's 16:9 ladder: gaps 234->360, 540->720 and 720->1080 are wide; 360->432->540 are not.
     apple = [_r("234p", 234, 145_000), _r("360p", 360, 365_000), _r("432p", 432, 730_000),

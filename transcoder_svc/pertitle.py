@@ -23,8 +23,11 @@ How (issue 4):
    itself scores; the lowest bitrate meeting the goal is chosen, never above the ceiling.
    With `choose_resolution`, the goal is judged at the top rung's size and a slot may move
    to whichever picture size reaches it with the fewest bits: the ladder's sizes (with
-   `in_between`, also one measured in each of its wide gaps: `in_between_sizes`).
-5. Across rungs (the ladder's hull): a rung must cost at least `min_step` times less than
+   `in_between`, also one measured in each of its wide gaps: `in_between_sizes`). Curves
+   are in the rate asked of x264 (the knob); "fewest bits" here and in steps 5 and 7 means
+   the fewest bits produced (`BitsModel`, from the encodes measured): on easy content x264
+   produces a fraction of the rate asked, and a different fraction at each size.
+5. Across rungs (the ladder's hull): a rung must produce at least `min_step` times fewer bits than
    the next larger kept rung, otherwise the larger picture costs (almost) no more bits and
    the smaller rung is dominated: it is dropped. The top and bottom rungs are always kept
    (bottom = the minimum bandwidth a viewer needs); if the bottom collides with a middle
@@ -93,7 +96,7 @@ IN_BETWEEN_MIN_GAP = 1.3
 # Refinement (step 7): rounds of re-choosing each slot from every encode measured so far.
 DEFAULT_REFINE_ROUNDS = 2
 REFINE_AIM = 0.2  # above the goal: encodes wobble by a few tenths, and a retry must reach the goal
-REFINE_MIN_SAVING = 0.05  # a retry must ask for at least 5 % fewer bits to be worth an encode
+REFINE_MIN_SAVING = 0.05  # a retry must produce at least 5 % fewer bits (BitsModel) to be worth an encode
 VMAF_THREADS = max(1, min(2, os.cpu_count() or 1))
 # Other families' rungs (step 8): how far under H.264's measured VMAF a family's rung may
 # score (the H.264 guard's half point), and how far over it before its rate is lowered.
@@ -248,6 +251,45 @@ def rate_for(hull: list[tuple[int, float]], vmaf: float) -> float:
     return float(hull[-1][0])
 
 
+class BitsModel:
+    """Bits x264 really produces at each picture size, as a function of the rate asked,
+    from every encode of the sample so far (test points, verification, refinement).
+    Decisions that compare rates across sizes or rungs (the size needing the fewest bits
+    for a goal, a rung dominated by the one above, a retry worth its encode) compare these:
+    a viewer's bandwidth pays for the bits produced, and on easy content those are a
+    fraction of the rate asked that differs by size (a still slide asked 145 kbps at 234p
+    produces 45; asked 7.8 Mbps at 1080p, 150). The curves stay in the rate asked: that is
+    the knob the encoder is given. With nothing measured for a size it is the rate asked."""
+
+    def __init__(self) -> None:
+        self._points: dict[tuple[int, int], dict[int, int]] = {}
+
+    def add(self, size: tuple[int, int], requested: int, actual: int) -> None:
+        self._points.setdefault(tuple(size), {})[int(requested)] = max(1, int(actual))
+
+    def __call__(self, size: tuple[int, int], requested: float) -> float:
+        points = sorted(self._points.get(tuple(size), {}).items())
+        if not points:
+            return float(requested)
+        rates, bits, most = [], [], 0
+        for r, a in points:  # asking more never gives fewer bits (x264's noise aside)
+            most = max(most, a)
+            rates.append(r)
+            bits.append(most)
+        if requested <= rates[0] or requested >= rates[-1]:
+            edge = 0 if requested <= rates[0] else -1  # outside what was measured: in proportion
+            return bits[edge] * requested / rates[edge]
+        for (r0, a0), (r1, a1) in zip(zip(rates, bits), zip(rates[1:], bits[1:])):
+            if requested <= r1:
+                t = math.log(requested / r0) / math.log(r1 / r0)
+                return math.exp(math.log(a0) + t * math.log(a1 / a0))
+        return float(bits[-1])
+
+
+def _identity_bits(_size: tuple[int, int], requested: float) -> float:
+    return float(requested)
+
+
 def _slope(hull: list[tuple[int, float]], bitrate: float) -> float:
     """dVMAF / d ln(bitrate) of a curve around `bitrate` (x1.25 each way, within the curve);
     FAMILY_DEFAULT_SLOPE where the curve gives none."""
@@ -272,11 +314,13 @@ def choose_bitrate(hull, ceiling: int, target: float, max_loss: float | None) ->
 
 
 def choose_size(ceiling: int, goal: float, display_hulls: dict[tuple[int, int], list[tuple[int, float]]],
-                default: tuple[int, int]) -> tuple[tuple[int, int], int]:
+                default: tuple[int, int], bits=_identity_bits) -> tuple[tuple[int, int], int]:
     """The picture size reaching display VMAF `goal` with the fewest bits, at most `ceiling`:
-    the convex hull across resolutions (Netflix per-title). A curve is never extrapolated
-    below its cheapest measured point. Falls back to `default` at its own best rate."""
-    best: tuple[float, tuple[int, int]] | None = None
+    the convex hull across resolutions (Netflix per-title). The curves are in the rate asked
+    of the encoder; `bits(size, rate)` (a BitsModel) says what that rate produces, and the
+    fewest bits produced wins. A curve is never extrapolated below its cheapest measured
+    point. Falls back to `default` at its own best rate. Returns (size, rate to ask)."""
+    best: tuple[float, int, tuple[int, int], int] | None = None
     for size, hull in display_hulls.items():
         if not hull:
             continue
@@ -285,11 +329,12 @@ def choose_size(ceiling: int, goal: float, display_hulls: dict[tuple[int, int], 
             continue
         rate = math.ceil(rate / 1000) * 1000
         # ties go to the larger picture (more detail for the same bits)
-        if best is None or (rate, -size[0] * size[1]) < (best[0], -best[1][0] * best[1][1]):
-            best = (rate, size)
+        option = (round(bits(size, rate)), -size[0] * size[1], size, rate)
+        if best is None or option[:2] < best[:2]:
+            best = option
     if best is None:
         return default, int(min(ceiling, math.ceil(rate_for(display_hulls[default], goal) / 1000) * 1000))
-    return best[1], int(min(ceiling, best[0]))
+    return best[2], int(min(ceiling, best[3]))
 
 
 def in_between_sizes(ordered: list[media.Rung], min_gap: float = IN_BETWEEN_MIN_GAP) -> list[media.Rung]:
@@ -325,15 +370,19 @@ def _highest_by_size(rungs: list[media.Rung]) -> dict[tuple[int, int], media.Run
     return tops
 
 
-def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float
+def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float, bits=_identity_bits
                 ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
-    """Cross-rung selection (see module doc, step 5). `chosen` is ascending by size."""
+    """Cross-rung selection (see module doc, step 5). `chosen` is ascending by size; rungs
+    are compared on `bits(size, rate)`, the bits their rate produces (a BitsModel)."""
+    def produced(item: tuple[media.Rung, int]) -> float:
+        return bits((item[0].width, item[0].height), item[1])
+
     kept = list(chosen)
     dropped: dict[str, str] = {}
     i = len(kept) - 2  # walk down from the rung under the top
     while i >= 0 and len(kept) > 2:
         lower, upper = kept[i], kept[i + 1]
-        if lower[1] * min_step > upper[1]:
+        if produced(lower) * min_step > produced(upper):
             if i > 0:
                 victim = i
             elif i + 1 < len(kept) - 1:
@@ -346,9 +395,10 @@ def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float
             i = min(i, len(kept) - 2)
             continue
         i -= 1
-    if len(kept) >= 2 and kept[0][1] * min_step > kept[1][1]:
-        bottom, upper = kept[0][0], kept[1]
-        kept[0] = (bottom, max(1000, int(upper[1] / min_step) // 1000 * 1000))
+    if len(kept) >= 2 and produced(kept[0]) * min_step > produced(kept[1]):
+        # The bottom's rate lowered in proportion, to produce min_step times fewer bits.
+        (bottom, rate), want = kept[0], produced(kept[1]) / min_step
+        kept[0] = (bottom, max(1000, int(rate * want / produced(kept[0])) // 1000 * 1000))
     return kept, dropped
 
 
@@ -523,6 +573,9 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         decide = _Curves(rung={k: smooth(c.hull) for k, c in by_size.items()},
                          display={k: smooth(c.display_hull) for k, c in by_size.items()},
                          on_display=display is not None)
+        for key, pts in measured.items():
+            for asked, produced, _, _ in pts:
+                decide.bits.add(key, asked, produced)
         chosen: list[tuple[media.Rung, int]] = []
         slot_of: dict[int, str] = {}
         goals: dict[str, float] = {}  # slot -> the quality it must keep, on the judged scale
@@ -538,7 +591,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             goal = goals[rung.name]
             # Picture size never shrinks as the bitrate grows up the ladder.
             hulls = {k: c for k, c in decide.display.items() if k[0] * k[1] >= floor_area}
-            size, rate = choose_size(rung.video_bitrate_bps, goal, hulls, key if key in hulls else max(hulls))
+            size, rate = choose_size(rung.video_bitrate_bps, goal, hulls, key if key in hulls else max(hulls),
+                                     decide.bits)
             floor_area = size[0] * size[1]
             # A slot that keeps its size keeps its name; a moved one is named after its new
             # size and rate (unique: the ladder's own names have no rate suffix).
@@ -546,7 +600,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                 template[size], name=f"{template[size].name}_{rate // 1000}k")
             chosen.append((new, rate))
             slot_of[id(new)] = rung.name
-        kept, dropped = _hull_by_slot(chosen, min_step, slot_of)
+        kept, dropped = _hull_by_slot(chosen, min_step, slot_of, decide.bits)
         vmafs, shown = {}, {}
         for r, b in kept:
             vmafs[r.name], shown[r.name] = decide.predict(r, b)
@@ -555,8 +609,9 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         if verify and max_vmaf_loss is not None:
             measured_ladder = measure_ladder(sample, sample_len, kept, work, timeout_s, vmaf_subsample, display, fps=fps)
             seen = {k: [(b, q, d) for b, _, q, d in pts] for k, pts in measured.items()}
-            for (r, b), (_, q_rung, q_shown) in zip(kept, measured_ladder):
+            for (r, b), (produced, q_rung, q_shown) in zip(kept, measured_ladder):
                 seen.setdefault((r.width, r.height), []).append((b, q_rung, q_shown))
+                decide.bits.add((r.width, r.height), b, produced)
             kept, more_dropped, reverted = _verify(
                 kept, [(q_rung, q_shown) for _, q_rung, q_shown in measured_ladder], ordered, slot_of, decide,
                 max_vmaf_loss, min_step, vmafs, shown)
@@ -565,7 +620,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             for _ in range(refine_rounds):
                 kept, notes, encoded = _refine_round(sample, sample_len, kept, goals, fixed_by_slot, template,
                                                      slot_of, seen, tried, decide.on_display, vmafs, shown, work,
-                                                     timeout_s, vmaf_subsample, display, fps)
+                                                     timeout_s, vmaf_subsample, display, fps, decide.bits)
                 refined.update(notes)
                 if not encoded:
                     break  # nothing left worth an encode (a retry that missed corrected its curve: next round)
@@ -600,6 +655,7 @@ class _Curves:
     rung: dict[tuple[int, int], list[tuple[int, float]]]
     display: dict[tuple[int, int], list[tuple[int, float]]]
     on_display: bool
+    bits: BitsModel = field(default_factory=BitsModel)  # bits produced per rate asked, by size
 
     def predict(self, rung: media.Rung, bitrate: int) -> tuple[float, float]:
         """(VMAF at rung size, display VMAF) predicted for `rung` at `bitrate`."""
@@ -611,10 +667,10 @@ class _Curves:
         return vmaf_at((self.display if self.on_display else self.rung)[(rung.width, rung.height)], bitrate)
 
 
-def _hull_by_slot(ladder: list[tuple[media.Rung, int]], min_step: float, slot_of: dict[int, str]
-                  ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
+def _hull_by_slot(ladder: list[tuple[media.Rung, int]], min_step: float, slot_of: dict[int, str],
+                  bits=_identity_bits) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
     """`ladder_hull`, with the dropped rungs named by their slot."""
-    kept, dropped = ladder_hull(ladder, min_step)
+    kept, dropped = ladder_hull(ladder, min_step, bits)
     return kept, {slot_of[id(r)]: why for r, _ in ladder for n, why in dropped.items() if r.name == n}
 
 
@@ -669,7 +725,7 @@ def _hull_repredicted(ladder: list[tuple[media.Rung, int]], min_step: float, slo
                       ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
     """`_hull_by_slot` on a ladder whose VMAFs were measured: when step 5 lowers the bottom
     rung's rate, that rung's VMAF is re-predicted for the new rate (in `vmafs` / `shown`)."""
-    out, dropped = _hull_by_slot(ladder, min_step, slot_of)
+    out, dropped = _hull_by_slot(ladder, min_step, slot_of, curves.bits)
     rate_before = {id(r): b for r, b in ladder}
     for r, b in out:
         if b != rate_before[id(r)]:
@@ -681,13 +737,15 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
                   fixed_by_slot: dict[str, media.Rung], template: dict[tuple[int, int], media.Rung],
                   slot_of: dict[int, str], seen: dict[tuple[int, int], list[tuple[int, float, float]]],
                   tried: set, on_display: bool, vmafs: dict[str, float], shown: dict[str, float], workdir: str,
-                  timeout_s: float, subsample: int, display: tuple[int, int] | None, fps: float
-                  ) -> tuple[list[tuple[media.Rung, int]], dict[str, str], int]:
+                  timeout_s: float, subsample: int, display: tuple[int, int] | None, fps: float,
+                  bits: BitsModel | None = None) -> tuple[list[tuple[media.Rung, int]], dict[str, str], int]:
     """One round of step 7. `seen`: every (requested rate, VMAF at size, display VMAF)
     measured so far, by size (grows with this round's encodes); `tried`: (slot, size, rate)
     already encoded for a slot; `vmafs`/`shown` hold each kept rung's measured VMAF and are
-    updated for the retries kept. Returns the ladder, a note per slot that got cheaper and
+    updated for the retries kept; `bits`: the BitsModel (savings are in bits produced; it
+    learns this round's encodes). Returns the ladder, a note per slot that got cheaper and
     how many retries were encoded."""
+    bits = bits if bits is not None else BitsModel()
     def judged(q_rung: float, q_shown: float) -> float:
         return q_shown if on_display else q_rung
 
@@ -710,8 +768,8 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
         if not allowed:
             continue
         size, rate = choose_size(f.video_bitrate_bps, goals[slot] + REFINE_AIM, allowed,
-                                 here if here in allowed else max(allowed, key=area))
-        if rate > b * (1 - REFINE_MIN_SAVING) or (slot, size, rate) in tried:
+                                 here if here in allowed else max(allowed, key=area), bits)
+        if bits(size, rate) > bits(here, b) * (1 - REFINE_MIN_SAVING) or (slot, size, rate) in tried:
             continue
         tried.add((slot, size, rate))
         # Named as in the selection: a slot at its own size keeps its name, a moved one is
@@ -724,8 +782,9 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
     measured = measure_ladder(sample, duration_s, [(r, rate) for _, r, rate in tries], workdir, timeout_s,
                               subsample, display, tag="refine", fps=fps)
     out, notes = list(kept), {}
-    for (i, new, rate), (_, q_rung, q_shown) in zip(tries, measured):
+    for (i, new, rate), (produced, q_rung, q_shown) in zip(tries, measured):
         seen.setdefault((new.width, new.height), []).append((rate, q_rung, q_shown))
+        bits.add((new.width, new.height), rate, produced)
         r, b = kept[i]
         slot = slot_of[id(r)]
         if judged(q_rung, q_shown) < goals[slot]:
