@@ -67,6 +67,17 @@ def test_ladder_hull_keeps_bottom_rung_and_drops_the_one_above():
     assert [r.name for r, _ in kept] == ["240p", "720p"] and list(dropped) == ["360p"]
 
 
+def test_ladder_hull_drops_a_bottom_rung_costing_as_much_as_the_one_above():
+    # A still slide: the fixed 234p rung (145 kbps asked) produces 45 kbps, the per-title
+    # rung above it (540p, better picture) 40: the bottom serves no one.
+    ladder = [(_r("234p", 234, 145_000), 145_000), (_r("540p", 540, 117_000), 117_000),
+              (_r("1080p", 1080, 390_000), 390_000)]
+    bits = _bits({(416, 234): [(145_000, 45_000)], (960, 540): [(117_000, 40_000)],
+                  (1920, 1080): [(390_000, 109_000)]})
+    kept, dropped = pt.ladder_hull(ladder, 1.25, bits)
+    assert [r.name for r, _ in kept] == ["540p", "1080p"] and "540p" in dropped["234p"]
+
+
 def test_ladder_hull_lowers_bottom_when_only_two_rungs_collide():
     chosen = [(_r("240p", 240, 900_000), 900_000), (_r("720p", 720, 1_000_000), 1_000_000)]
     kept, dropped = pt.ladder_hull(chosen, min_step=1.25)

@@ -27,12 +27,13 @@ How (issue 4):
    are in the rate asked of x264 (the knob); "fewest bits" here and in steps 5 and 7 means
    the fewest bits produced (`BitsModel`, from the encodes measured): on easy content x264
    produces a fraction of the rate asked, and a different fraction at each size.
-5. Across rungs (the ladder's hull): a rung must produce at least `min_step` times fewer bits than
-   the next larger kept rung, otherwise the larger picture costs (almost) no more bits and
-   the smaller rung is dominated: it is dropped. The top and bottom rungs are always kept
-   (bottom = the minimum bandwidth a viewer needs); if the bottom collides with a middle
-   rung, that middle rung is dropped instead; if only top and bottom remain and collide,
-   the bottom is lowered to top/min_step and its VMAF re-predicted.
+5. Across rungs (the ladder's hull): a rung must produce at least `min_step` times fewer
+   bits than the next larger kept rung, otherwise the larger picture costs (almost) no more
+   bits and the smaller rung is dominated: it is dropped. The top rung is always kept, and
+   the bottom (the least bandwidth a viewer needs) too, unless it needs as many bits as the
+   rung above it, which has the better picture; if the bottom collides with a middle rung,
+   that middle rung is dropped instead; if only top and bottom remain and collide, the
+   bottom is lowered to produce top/min_step and its VMAF re-predicted.
 6. Verify (`verify=True`): the chosen ladder is encoded on the sample and scored, in one
    ffmpeg run. A curve is only as good as its few test points: between two far-apart points
    at the foot of the S-curve, or where x264 overshoots a very low rate, the prediction can
@@ -383,7 +384,10 @@ def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float, bits=_ide
     while i >= 0 and len(kept) > 2:
         lower, upper = kept[i], kept[i + 1]
         if produced(lower) * min_step > produced(upper):
-            if i > 0:
+            # The bottom is kept as the least bandwidth a viewer needs, unless the rung above
+            # needs no more bits (a still picture's fixed bottom rung can cost more than a
+            # per-title rung above it, which looks better): then it serves no one.
+            if i > 0 or produced(lower) >= produced(upper):
                 victim = i
             elif i + 1 < len(kept) - 1:
                 victim = i + 1  # keep the bottom rung, drop the middle one above it
