@@ -294,7 +294,8 @@ def write(args, seconds, clips_out, started, final: bool) -> None:
                     "cpus": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_1m_at_write": round(os.getloadavg()[0], 1)},  # the box is shared
         "command": "nice -n 10 python bench/pertitle_bench.py " + " ".join(sys.argv[1:]),
-        "settings": {"top_rung": f"{args.top}p", "clip_seconds": seconds, "x264_preset": pt.X264_PRESET,
+        "settings": {"top_rung": f"{args.top}p", "clip_seconds": seconds, "x264_preset": media.X264_PRESET,
+                     "x264_options": "media.encoder_args (keyframe every segment), one thread per encode",
                      "vmaf_model": "vmaf_v0.6.1 (built into libvmaf)", "vmaf_subsample": VMAF_SUBSAMPLE,
                      "max_vmaf_loss": pt.DEFAULT_MAX_VMAF_LOSS, "min_step": pt.DEFAULT_MIN_STEP,
                      "points": pt.DEFAULT_POINTS, "apple_ladder_kbps": APPLE,

@@ -77,10 +77,6 @@ import imageio_ffmpeg
 
 from transcoder_svc import media
 
-# media.py is being reworked in parallel: read its knobs defensively rather than import
-# private helpers, so this module keeps working across that change.
-X264_PRESET = getattr(media, "X264_PRESET", "veryfast")
-MAX_FRAME_RATE = getattr(media, "MAX_FRAME_RATE", 60)
 
 # Test points as fractions of a rung's ceiling, ~2.7x apart: static content (which
 # saturates early) still has a point near where it reaches the target; 4 points keep the
@@ -434,8 +430,8 @@ def sample_windows(duration_s: float, samples: int, sample_seconds: float) -> li
 
 
 def sample_fps(info: media.MediaInfo) -> float:
-    """The sample's frame rate (and the ladder's): the source's, at most MAX_FRAME_RATE."""
-    return min(info.frame_rate or 30.0, MAX_FRAME_RATE)
+    """The sample's frame rate (and the ladder's): the source's, at most media.MAX_FRAME_RATE."""
+    return min(info.frame_rate or 30.0, media.MAX_FRAME_RATE)
 
 
 def make_sample(src: str, info: media.MediaInfo, samples: int, sample_seconds: float, out: str,
