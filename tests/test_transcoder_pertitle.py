@@ -235,6 +235,24 @@ def test_sample_encodes_repeat_and_have_the_ladders_keyframes(tmp_path):
     assert keyframes == [0, fps * media.SEGMENT_SECONDS, 2 * fps * media.SEGMENT_SECONDS]
 
 
+def test_a_sample_with_a_timestamp_gap_is_encoded_frame_for_frame(tmp_path):
+    """A sample's joined excerpts can leave a gap in its timestamps; an encode that filled
+    it with a repeated frame would be scored against the wrong frames from there on (VMAF
+    pairs frames by index): a generous rate must still score high."""
+    clip = str(tmp_path / "gap.mp4")
+    subprocess.run([pt._ffmpeg(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=s=320x180:r=15:d=3", "-vf", "setpts=N/15/TB+gte(N\\,20)*2/15/TB",
+                    "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0",
+                    "-pix_fmt", "yuv420p", clip], check=True)
+    rung = pt.make_rung("180p", 320, 180, 2_000_000, "3.0")
+    out = str(tmp_path / "gap.h264")
+    [score] = pt.encode_sample(clip, [(rung, pt.h264_sample_args(rung, 2_000_000, 15), out)], str(tmp_path), 120, 1,
+                               "gap test")
+    with av.open(out) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 45
+    assert score > 90, score
+
+
 def _by_slot(result):
     out = {r.name: r for r in result.rungs}
     return {slot: out[name] for slot, name in result.slots.items()}

@@ -939,7 +939,10 @@ def encode_sample(sample: str, encodes: list[tuple[media.Rung, list[str], str]],
     args = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", sample,
             "-filter_complex", ";".join(graph)]
     for i, (_, options, path) in enumerate(encodes):
-        args += ["-map", f"[e{i}]", *options, path]
+        # Every sample frame encoded once: VMAF pairs frames by index, and ffmpeg's default
+        # for raw outputs (constant frame rate) duplicates a frame where timestamps leave a
+        # gap, which shifts every frame after it (a 14 s clip's sample scored 29 points low).
+        args += ["-map", f"[e{i}]", "-fps_mode", "passthrough", *options, path]
     _run(args, timeout_s, what)
     scores = [0.0] * len(encodes)
     for (w, h), idx in sizes.items():
