@@ -185,8 +185,9 @@ def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, to
                               in_between=in_between, samples=samples, refine_rounds=refine_rounds,
                               families=families)
     analysis_s = time.monotonic() - t0
-    fixed_paths, fixed_enc_s = encode_ladder(src, fixed, work, "fixed", pt.sample_fps(info))
-    pt_paths, pt_enc_s = encode_ladder(src, res.rungs, work, "pertitle", pt.sample_fps(info))
+    fps = pt.sample_fps(info)
+    fixed_paths, fixed_enc_s = encode_ladder(src, fixed, work, "fixed", fps)
+    pt_paths, pt_enc_s = encode_ladder(src, res.rungs, work, "pertitle", fps)
     fm = measure(src, info.duration_s, fixed, fixed_paths, top, work)
     pm = measure(src, info.duration_s, res.rungs, pt_paths, top, work)
     for r in res.rungs:

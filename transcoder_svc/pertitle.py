@@ -74,6 +74,7 @@ import time
 from dataclasses import dataclass, field
 
 import imageio_ffmpeg
+import numpy as np
 
 from transcoder_svc import media
 
@@ -268,23 +269,13 @@ class BitsModel:
         points = sorted(self._points.get(tuple(size), {}).items())
         if not points:
             return float(requested)
-        rates, bits, most = [], [], 0
-        for r, a in points:  # asking more never gives fewer bits (x264's noise aside)
-            most = max(most, a)
-            rates.append(r)
-            bits.append(most)
+        rates = np.array([r for r, _ in points], dtype=float)
+        # asking more never gives fewer bits (x264's noise aside)
+        bits = np.maximum.accumulate(np.array([a for _, a in points], dtype=float))
         if requested <= rates[0] or requested >= rates[-1]:
             edge = 0 if requested <= rates[0] else -1  # outside what was measured: in proportion
-            return bits[edge] * requested / rates[edge]
-        for (r0, a0), (r1, a1) in zip(zip(rates, bits), zip(rates[1:], bits[1:])):
-            if requested <= r1:
-                t = math.log(requested / r0) / math.log(r1 / r0)
-                return math.exp(math.log(a0) + t * math.log(a1 / a0))
-        return float(bits[-1])
-
-
-def _identity_bits(_size: tuple[int, int], requested: float) -> float:
-    return float(requested)
+            return float(bits[edge] * requested / rates[edge])
+        return float(np.exp(np.interp(math.log(requested), np.log(rates), np.log(bits))))
 
 
 def _slope(hull: list[tuple[int, float]], bitrate: float) -> float:
@@ -311,12 +302,13 @@ def choose_bitrate(hull, ceiling: int, target: float, max_loss: float | None) ->
 
 
 def choose_size(ceiling: int, goal: float, display_hulls: dict[tuple[int, int], list[tuple[int, float]]],
-                default: tuple[int, int], bits=_identity_bits) -> tuple[tuple[int, int], int]:
+                default: tuple[int, int], bits: BitsModel | None = None) -> tuple[tuple[int, int], int]:
     """The picture size reaching display VMAF `goal` with the fewest bits, at most `ceiling`:
     the convex hull across resolutions (Netflix per-title). The curves are in the rate asked
     of the encoder; `bits(size, rate)` (a BitsModel) says what that rate produces, and the
     fewest bits produced wins. A curve is never extrapolated below its cheapest measured
     point. Falls back to `default` at its own best rate. Returns (size, rate to ask)."""
+    bits = bits or BitsModel()
     best: tuple[float, int, tuple[int, int], int] | None = None
     for size, hull in display_hulls.items():
         if not hull:
@@ -367,10 +359,12 @@ def _highest_by_size(rungs: list[media.Rung]) -> dict[tuple[int, int], media.Run
     return tops
 
 
-def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float, bits=_identity_bits
+def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float, bits: BitsModel | None = None
                 ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
     """Cross-rung selection (see module doc, step 5). `chosen` is ascending by size; rungs
     are compared on `bits(size, rate)`, the bits their rate produces (a BitsModel)."""
+    bits = bits or BitsModel()
+
     def produced(item: tuple[media.Rung, int]) -> float:
         return bits((item[0].width, item[0].height), item[1])
 
@@ -462,7 +456,7 @@ def h264_sample_args(rung: media.Rung, bitrate: int, fps: float) -> list[str]:
     on thread timing (the same encode gives different files), while single-threaded it is
     repeatable, so a curve's points and their re-encodes agree. The analysis runs several
     encoders at once, which keeps the cores busy (same wall time on 2 cores)."""
-    one = dataclasses.replace(rung, video_bitrate_bps=bitrate, family_bitrate_bps={})
+    one = dataclasses.replace(rung, video_bitrate_bps=bitrate)
     return [*media.encoder_args("h264", [one], fps), "-threads", "1", "-an", "-f", "h264"]
 
 
@@ -668,7 +662,7 @@ class _Curves:
 
 
 def _hull_by_slot(ladder: list[tuple[media.Rung, int]], min_step: float, slot_of: dict[int, str],
-                  bits=_identity_bits) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
+                  bits: BitsModel | None = None) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
     """`ladder_hull`, with the dropped rungs named by their slot."""
     kept, dropped = ladder_hull(ladder, min_step, bits)
     return kept, {slot_of[id(r)]: why for r, _ in ladder for n, why in dropped.items() if r.name == n}
@@ -745,7 +739,7 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
     updated for the retries kept; `bits`: the BitsModel (savings are in bits produced; it
     learns this round's encodes). Returns the ladder, a note per slot that got cheaper and
     how many retries were encoded."""
-    bits = bits if bits is not None else BitsModel()
+    bits = bits or BitsModel()
     def judged(q_rung: float, q_shown: float) -> float:
         return q_shown if on_display else q_rung
 
