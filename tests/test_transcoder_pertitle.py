@@ -104,24 +104,25 @@ def test_choose_size_takes_the_resolution_needing_fewest_bits():
     assert pt.choose_size(300_000, 99.0, hulls, small) == (small, 300_000)
 
 
-def _bits(measured: dict) -> pt.BitsModel:
-    bits = pt.BitsModel()
+def _bits(measured: dict) -> pt.SampleEncodes:
+    """Encodes of which only the bits produced are known: size -> [(rate asked, produced)]."""
+    bits = pt.SampleEncodes()
     for size, points in measured.items():
         for asked, produced in points:
             bits.add(size, asked, produced)
     return bits
 
 
-def test_bits_model_interpolates_what_a_rate_produces():
+def test_sample_encodes_interpolate_what_a_rate_produces():
     # What x264 produced on the bench's still slide: a fraction of the rate asked.
-    bits = _bits({(416, 234): [(20_000, 10_354), (58_000, 22_498), (145_000, 44_952)],
-                  (1920, 1080): [(390_000, 109_408), (1_170_000, 152_221), (7_800_000, 146_620)]})
-    assert bits((416, 234), 145_000) == 44_952
-    assert 22_498 < bits((416, 234), 100_000) < 44_952
-    assert bits((416, 234), 10_000) == pytest.approx(10_354 / 2)  # under the cheapest point: in proportion
+    encodes = _bits({(416, 234): [(20_000, 10_354), (58_000, 22_498), (145_000, 44_952)],
+                     (1920, 1080): [(390_000, 109_408), (1_170_000, 152_221), (7_800_000, 146_620)]})
+    assert encodes.bits((416, 234), 145_000) == 44_952
+    assert 22_498 < encodes.bits((416, 234), 100_000) < 44_952
+    assert encodes.bits((416, 234), 10_000) == pytest.approx(10_354 / 2)  # under the cheapest point: in proportion
     # asking more never produces fewer bits (x264 did, 152 -> 147 kbps: noise, not a saving)
-    assert bits((1920, 1080), 7_800_000) == pytest.approx(bits((1920, 1080), 3_000_000)) == 152_221
-    assert bits((1280, 720), 300_000) == 300_000  # a size never measured: the rate asked
+    assert encodes.bits((1920, 1080), 7_800_000) == pytest.approx(encodes.bits((1920, 1080), 3_000_000)) == 152_221
+    assert encodes.bits((1280, 720), 300_000) == 300_000  # a size never measured: the rate asked
 
 
 def test_choose_size_compares_the_bits_produced_not_the_rate_asked():
@@ -152,7 +153,7 @@ def test_ladder_hull_judges_rungs_on_the_bits_they_produce():
     two = [ladder[0], ladder[2]]
     bits = _bits({(416, 234): [(145_000, 170_000)], (1920, 1080): [(1_000_000, 200_000)]})
     (_, lowered), _ = pt.ladder_hull(two, 1.25, bits)[0]
-    assert bits((416, 234), lowered) * 1.25 <= 200_000 and lowered == 136_000
+    assert bits.bits((416, 234), lowered) * 1.25 <= 200_000 and lowered == 136_000
 
 
 def test_in_between_sizes_fill_only_the_wide_gaps_of_the_ladder():
@@ -467,10 +468,20 @@ def test_verify_re_predicts_a_bottom_rung_the_hull_lowers():
 
 
 
+def _scored(points: dict) -> pt.SampleEncodes:
+    """Encodes scored on the sample, size -> [(rate asked, VMAF, display VMAF)], each
+    producing the rate asked."""
+    encodes = pt.SampleEncodes()
+    for size, pts in points.items():
+        for rate, vmaf, shown in pts:
+            encodes.add(size, rate, rate, vmaf, shown)
+    return encodes
+
+
 def _refine(monkeypatch, kept, fixed, slot_of, goals, seen, vmafs, measured_by_name, tried=None):
     """Runs one refinement round with `measured_by_name` (rung name -> display VMAF, or
-    a callable of the rung) standing in for the sample encodes; returns (ladder, notes,
-    what was encoded)."""
+    a callable of the rung) standing in for the sample encodes; `seen`: the encodes so far
+    (a SampleEncodes, or points for `_scored`). Returns (ladder, notes, what was encoded)."""
     asked = []
 
     def fake_measure(sample, duration_s, ladder, *a, **k):
@@ -481,7 +492,8 @@ def _refine(monkeypatch, kept, fixed, slot_of, goals, seen, vmafs, measured_by_n
     shown = dict(vmafs)
     template = {(r.width, r.height): r for r in fixed}
     out, notes, encoded = pt._refine_round("s.mp4", 6.0, kept, goals, {r.name: r for r in fixed}, template, slot_of,
-                                           seen, tried if tried is not None else set(), True, vmafs, shown, "/tmp", 60,
+                                           seen if isinstance(seen, pt.SampleEncodes) else _scored(seen),
+                                           tried if tried is not None else set(), True, vmafs, shown, "/tmp", 60,
                                            2, (1280, 720), 30.0)
     assert encoded == len(asked)
     return out, notes, asked
@@ -498,6 +510,7 @@ def _over_quality_case():
                           (2_000_000, 93.0, 93.0)],
             (960, 540): [(100_000, 50.0, 45.0), (300_000, 70.0, 65.1), (1_000_000, 80.0, 75.0)],
             (640, 360): [(100_000, 50.0, 40.0), (365_000, 70.0, 65.2)]}
+    seen = _scored(seen)
     return fixed, kept, slot_of, {"360p": 65.0, "720p": 89.5}, seen, {"540p_300k": 65.1, "720p": 93.0}
 
 
@@ -509,14 +522,14 @@ def test_refine_lowers_a_rung_well_above_its_goal_when_the_retry_holds(monkeypat
     assert len(asked) == 1 and asked[0][0] == "720p" and 1_000_000 < asked[0][1] < 2_000_000
     assert out == [kept[0], (fixed[2], asked[0][1])]
     assert list(notes) == ["720p"] and vmafs["720p"] == 89.8
-    assert (asked[0][1], 89.8, 89.8) in seen[(1280, 720)]  # every encode sharpens the curve
+    assert (asked[0][1], 89.8, 89.8) in seen.quality()[(1280, 720)]  # every encode sharpens the curve
 
 
 def test_refine_keeps_the_verified_rung_when_the_retry_misses(monkeypatch):
     fixed, kept, slot_of, goals, seen, vmafs = _over_quality_case()
     out, notes, asked = _refine(monkeypatch, kept, fixed, slot_of, goals, seen, vmafs, lambda r: 89.3)
     assert len(asked) == 1 and not notes and out == kept and vmafs["720p"] == 93.0
-    assert (asked[0][1], 89.3, 89.3) in seen[(1280, 720)]  # the miss is remembered for the next round
+    assert (asked[0][1], 89.3, 89.3) in seen.quality()[(1280, 720)]  # the miss is remembered for the next round
 
 
 def test_refine_tries_again_higher_after_a_miss(monkeypatch):
@@ -562,3 +575,23 @@ def test_refine_never_puts_a_larger_picture_under_a_smaller_one(monkeypatch):
     assert [n.split("_")[0] for n, b in asked if b <= 365_000] == ["540p"]  # the 360p slot: up to 540p
     areas = [r.width * r.height for r, _ in out]
     assert areas == sorted(areas) and out[0][0].height == 540 and out[1][0].height == 1080
+
+
+def test_a_slot_moves_to_another_size_only_for_a_real_saving():
+    fixed = _r("360p_365k", 360, 365_000)
+    own, other = (fixed.width, fixed.height), (768, 432)
+    hulls = {own: [(146_000, 66.7), (365_000, 84.3)], other: [(165_000, 69.1), (360_000, 84.3), (440_000, 86.8)]}
+    # 432p reaches 84.3 asked 360 kbps and produces 0.3 % fewer bits than 360p at 365.
+    produced_432p = [(165_000, 153_000), (360_000, 349_000), (440_000, 425_000)]
+    close = _bits({own: [(146_000, 135_000), (365_000, 350_000)], other: produced_432p})
+    assert pt.choose_size(365_000, 84.3, hulls, own, close)[0] == other
+    assert pt.choose_slot(fixed, 84.3, hulls, close) == (own, 365_000)
+    # At its own size a lower goal needs a lower rate, whatever the saving.
+    size, rate = pt.choose_slot(fixed, 80.0, hulls, close)
+    assert size == own and rate < 365_000
+    # The same move producing 10 % fewer bits is taken.
+    cheaper = _bits({own: [(146_000, 150_000), (365_000, 390_000)], other: produced_432p})
+    size, rate = pt.choose_slot(fixed, 84.3, hulls, cheaper)
+    assert size == other and rate < 365_000
+    # A fixed size below the ladder's floor (a lower slot moved up) is not a choice.
+    assert pt.choose_slot(fixed, 84.3, {other: hulls[other]}, close)[0] == other

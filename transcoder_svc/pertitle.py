@@ -25,8 +25,14 @@ How (issue 4):
    to whichever picture size reaches it with the fewest bits: the ladder's sizes (with
    `in_between`, also one measured in each of its wide gaps: `in_between_sizes`). Curves
    are in the rate asked of x264 (the knob); "fewest bits" here and in steps 5 and 7 means
-   the fewest bits produced (`BitsModel`, from the encodes measured): on easy content x264
-   produces a fraction of the rate asked, and a different fraction at each size.
+   the fewest bits produced (`SampleEncodes.bits`, from the encodes measured): on easy
+   content x264 produces a fraction of the rate asked, and a different fraction at each
+   size. A slot
+   moves to another size than its fixed rung's only if that produces at least MIN_SAVING
+   fewer bits than its own size needs (`choose_slot`): the own size's curve ends in the
+   fixed rung, measured, and a prediction's error of a few tenths of VMAF is not worth a
+   smaller saving (a 480p film's 360p slot moved to 432p for 0.4 % fewer bits and measured
+   0.3 VMAF under the fixed rung).
 5. Across rungs (the ladder's hull): a rung must produce at least `min_step` times fewer
    bits than the next larger kept rung, otherwise the larger picture costs (almost) no more
    bits and the smaller rung is dominated: it is dropped. The top rung is always kept, and
@@ -48,7 +54,7 @@ How (issue 4):
    its fixed rung gets the next-best picture size (the failed encode has corrected the curve
    that promised too much). A rung that measured well above its goal gets a lower rate: a
    curve from 4 test points is conservative between them (PCHIP never overshoots its data).
-   A retry must save at least REFINE_MIN_SAVING; all retries of a round run in one ffmpeg
+   A retry must save at least MIN_SAVING; all retries of a round run in one ffmpeg
    run; one is kept only if it measures at least its goal, otherwise the verified rung stays
    and the miss joins its curve, so the next round may try that slot again a little higher.
    Sizes still grow up the ladder whichever retries are kept; step 5 runs again at the end.
@@ -94,7 +100,10 @@ IN_BETWEEN_MIN_GAP = 1.3
 # Refinement (step 7): rounds of re-choosing each slot from every encode measured so far.
 DEFAULT_REFINE_ROUNDS = 2
 REFINE_AIM = 0.2  # above the goal: encodes wobble by a few tenths, and a retry must reach the goal
-REFINE_MIN_SAVING = 0.05  # a retry must produce at least 5 % fewer bits (BitsModel) to be worth an encode
+# A slot moves off its own picture size (selection) or its verified rung (refinement) only
+# for at least 5 % fewer bits produced (`SampleEncodes.bits`): predictions are off by a few
+# tenths of VMAF, which a smaller saving does not pay for.
+MIN_SAVING = 0.05
 VMAF_THREADS = max(1, min(2, os.cpu_count() or 1))
 # Other families' rungs (step 8): how far under H.264's measured VMAF a family's rung may
 # score (the H.264 guard's half point), and how far over it before its rate is lowered.
@@ -249,33 +258,46 @@ def rate_for(hull: list[tuple[int, float]], vmaf: float) -> float:
     return float(hull[-1][0])
 
 
-class BitsModel:
-    """Bits x264 really produces at each picture size, as a function of the rate asked,
-    from every encode of the sample so far (test points, verification, refinement).
-    Decisions that compare rates across sizes or rungs (the size needing the fewest bits
-    for a goal, a rung dominated by the one above, a retry worth its encode) compare these:
-    a viewer's bandwidth pays for the bits produced, and on easy content those are a
-    fraction of the rate asked that differs by size (a still slide asked 145 kbps at 234p
-    produces 45; asked 7.8 Mbps at 1080p, 150). The curves stay in the rate asked: that is
-    the knob the encoder is given. With nothing measured for a size it is the rate asked."""
+class SampleEncodes:
+    """Every encode of the sample so far, by picture size (test points, verification,
+    refinement): rate asked, bits produced and, when scored, VMAF at the size and display
+    VMAF. The curves stay in the rate asked (the knob the encoder is given); `quality` gives
+    the scored points a size's curve is made from.
+
+    `bits(size, rate)`: the bits that rate produces. Decisions that compare rates across
+    sizes or rungs (the size needing the fewest bits for a goal, a rung dominated by the one
+    above, a retry worth its encode) compare these: a viewer's bandwidth pays for the bits
+    produced, and on easy content those are a fraction of the rate asked that differs by
+    size (a still slide asked 145 kbps at 234p produces 45; asked 7.8 Mbps at 1080p, 150).
+    With nothing measured for a size it is the rate asked."""
 
     def __init__(self) -> None:
-        self._points: dict[tuple[int, int], dict[int, int]] = {}
+        self._bits: dict[tuple[int, int], dict[int, int]] = {}
+        self._quality: dict[tuple[int, int], list[tuple[int, float, float]]] = {}
 
-    def add(self, size: tuple[int, int], requested: int, actual: int) -> None:
-        self._points.setdefault(tuple(size), {})[int(requested)] = max(1, int(actual))
+    def add(self, size: tuple[int, int], requested: int, produced: int, vmaf: float | None = None,
+            display_vmaf: float | None = None) -> None:
+        size = tuple(size)
+        self._bits.setdefault(size, {})[int(requested)] = max(1, int(produced))
+        if vmaf is not None:
+            self._quality.setdefault(size, []).append(
+                (int(requested), vmaf, vmaf if display_vmaf is None else display_vmaf))
 
-    def __call__(self, size: tuple[int, int], requested: float) -> float:
-        points = sorted(self._points.get(tuple(size), {}).items())
+    def quality(self) -> dict[tuple[int, int], list[tuple[int, float, float]]]:
+        """(rate asked, VMAF at the size, display VMAF) of every scored encode, by size."""
+        return {size: list(points) for size, points in self._quality.items()}
+
+    def bits(self, size: tuple[int, int], requested: float) -> float:
+        points = sorted(self._bits.get(tuple(size), {}).items())
         if not points:
             return float(requested)
         rates = np.array([r for r, _ in points], dtype=float)
         # asking more never gives fewer bits (x264's noise aside)
-        bits = np.maximum.accumulate(np.array([a for _, a in points], dtype=float))
+        produced = np.maximum.accumulate(np.array([a for _, a in points], dtype=float))
         if requested <= rates[0] or requested >= rates[-1]:
             edge = 0 if requested <= rates[0] else -1  # outside what was measured: in proportion
-            return float(bits[edge] * requested / rates[edge])
-        return float(np.exp(np.interp(math.log(requested), np.log(rates), np.log(bits))))
+            return float(produced[edge] * requested / rates[edge])
+        return float(np.exp(np.interp(math.log(requested), np.log(rates), np.log(produced))))
 
 
 def _slope(hull: list[tuple[int, float]], bitrate: float) -> float:
@@ -302,13 +324,13 @@ def choose_bitrate(hull, ceiling: int, target: float, max_loss: float | None) ->
 
 
 def choose_size(ceiling: int, goal: float, display_hulls: dict[tuple[int, int], list[tuple[int, float]]],
-                default: tuple[int, int], bits: BitsModel | None = None) -> tuple[tuple[int, int], int]:
+                default: tuple[int, int], encodes: SampleEncodes | None = None) -> tuple[tuple[int, int], int]:
     """The picture size reaching display VMAF `goal` with the fewest bits, at most `ceiling`:
     the convex hull across resolutions (Netflix per-title). The curves are in the rate asked
-    of the encoder; `bits(size, rate)` (a BitsModel) says what that rate produces, and the
+    of the encoder; `encodes.bits(size, rate)` says what that rate produces, and the
     fewest bits produced wins. A curve is never extrapolated below its cheapest measured
     point. Falls back to `default` at its own best rate. Returns (size, rate to ask)."""
-    bits = bits or BitsModel()
+    encodes = encodes or SampleEncodes()
     best: tuple[float, int, tuple[int, int], int] | None = None
     for size, hull in display_hulls.items():
         if not hull:
@@ -318,12 +340,35 @@ def choose_size(ceiling: int, goal: float, display_hulls: dict[tuple[int, int], 
             continue
         rate = math.ceil(rate / 1000) * 1000
         # ties go to the larger picture (more detail for the same bits)
-        option = (round(bits(size, rate)), -size[0] * size[1], size, rate)
+        option = (round(encodes.bits(size, rate)), -size[0] * size[1], size, rate)
         if best is None or option[:2] < best[:2]:
             best = option
     if best is None:
         return default, int(min(ceiling, math.ceil(rate_for(display_hulls[default], goal) / 1000) * 1000))
     return best[2], int(min(ceiling, best[3]))
+
+
+def choose_slot(fixed: media.Rung, goal: float, display_hulls: dict[tuple[int, int], list[tuple[int, float]]],
+                encodes: SampleEncodes | None = None) -> tuple[tuple[int, int], int]:
+    """A slot's picture size and rate: `choose_size`, but another size than the `fixed`
+    rung's own must produce at least MIN_SAVING fewer bits than the own size needs for
+    `goal` (when the own size is still allowed: `display_hulls` holds the sizes allowed).
+    Returns (size, rate to ask)."""
+    encodes = encodes or SampleEncodes()
+    own = (fixed.width, fixed.height)
+    size, rate = choose_size(fixed.video_bitrate_bps, goal, display_hulls, own if own in display_hulls
+                             else max(display_hulls), encodes)
+    if size != own and own in display_hulls:
+        own_choice = choose_size(fixed.video_bitrate_bps, goal, {own: display_hulls[own]}, own, encodes)
+        if not _saves_enough(encodes, own_choice, (size, rate)):
+            return own_choice
+    return size, rate
+
+
+def _saves_enough(encodes: SampleEncodes, current: tuple[tuple[int, int], int], candidate: tuple[tuple[int, int], int]
+                  ) -> bool:
+    """Whether (size, rate) `candidate` produces at least MIN_SAVING fewer bits than `current`."""
+    return encodes.bits(*candidate) <= encodes.bits(*current) * (1 - MIN_SAVING)
 
 
 def in_between_sizes(ordered: list[media.Rung], min_gap: float = IN_BETWEEN_MIN_GAP) -> list[media.Rung]:
@@ -359,14 +404,14 @@ def _highest_by_size(rungs: list[media.Rung]) -> dict[tuple[int, int], media.Run
     return tops
 
 
-def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float, bits: BitsModel | None = None
+def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float, encodes: SampleEncodes | None = None
                 ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
     """Cross-rung selection (see module doc, step 5). `chosen` is ascending by size; rungs
-    are compared on `bits(size, rate)`, the bits their rate produces (a BitsModel)."""
-    bits = bits or BitsModel()
+    are compared on `encodes.bits(size, rate)`, the bits their rate produces."""
+    encodes = encodes or SampleEncodes()
 
     def produced(item: tuple[media.Rung, int]) -> float:
-        return bits((item[0].width, item[0].height), item[1])
+        return encodes.bits((item[0].width, item[0].height), item[1])
 
     kept = list(chosen)
     dropped: dict[str, str] = {}
@@ -568,8 +613,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                          display={k: smooth(c.display_hull) for k, c in by_size.items()},
                          on_display=display is not None)
         for key, pts in measured.items():
-            for asked, produced, _, _ in pts:
-                decide.bits.add(key, asked, produced)
+            for asked, produced, q_rung, q_shown in pts:
+                decide.encodes.add(key, asked, produced, q_rung, q_shown)
         chosen: list[tuple[media.Rung, int]] = []
         slot_of: dict[int, str] = {}
         goals: dict[str, float] = {}  # slot -> the quality it must keep, on the judged scale
@@ -585,8 +630,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             goal = goals[rung.name]
             # Picture size never shrinks as the bitrate grows up the ladder.
             hulls = {k: c for k, c in decide.display.items() if k[0] * k[1] >= floor_area}
-            size, rate = choose_size(rung.video_bitrate_bps, goal, hulls, key if key in hulls else max(hulls),
-                                     decide.bits)
+            size, rate = choose_slot(rung, goal, hulls, decide.encodes)
             floor_area = size[0] * size[1]
             # A slot that keeps its size keeps its name; a moved one is named after its new
             # size and rate (unique: the ladder's own names have no rate suffix).
@@ -594,7 +638,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                 template[size], name=f"{template[size].name}_{rate // 1000}k")
             chosen.append((new, rate))
             slot_of[id(new)] = rung.name
-        kept, dropped = _hull_by_slot(chosen, min_step, slot_of, decide.bits)
+        kept, dropped = _hull_by_slot(chosen, min_step, slot_of, decide.encodes)
         vmafs, shown = {}, {}
         for r, b in kept:
             vmafs[r.name], shown[r.name] = decide.predict(r, b)
@@ -602,10 +646,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         refined: dict[str, str] = {}
         if verify and max_vmaf_loss is not None:
             measured_ladder = measure_ladder(sample, sample_len, kept, work, timeout_s, vmaf_subsample, display, fps=fps)
-            seen = {k: [(b, q, d) for b, _, q, d in pts] for k, pts in measured.items()}
             for (r, b), (produced, q_rung, q_shown) in zip(kept, measured_ladder):
-                seen.setdefault((r.width, r.height), []).append((b, q_rung, q_shown))
-                decide.bits.add((r.width, r.height), b, produced)
+                decide.encodes.add((r.width, r.height), b, produced, q_rung, q_shown)
             kept, more_dropped, reverted = _verify(
                 kept, [(q_rung, q_shown) for _, q_rung, q_shown in measured_ladder], ordered, slot_of, decide,
                 max_vmaf_loss, min_step, vmafs, shown)
@@ -613,8 +655,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             fixed_by_slot, tried = {r.name: r for r in ordered}, set()
             for _ in range(refine_rounds):
                 kept, notes, encoded = _refine_round(sample, sample_len, kept, goals, fixed_by_slot, template,
-                                                     slot_of, seen, tried, decide.on_display, vmafs, shown, work,
-                                                     timeout_s, vmaf_subsample, display, fps, decide.bits)
+                                                     slot_of, decide.encodes, tried, decide.on_display, vmafs, shown,
+                                                     work, timeout_s, vmaf_subsample, display, fps)
                 refined.update(notes)
                 if not encoded:
                     break  # nothing left worth an encode (a retry that missed corrected its curve: next round)
@@ -649,7 +691,7 @@ class _Curves:
     rung: dict[tuple[int, int], list[tuple[int, float]]]
     display: dict[tuple[int, int], list[tuple[int, float]]]
     on_display: bool
-    bits: BitsModel = field(default_factory=BitsModel)  # bits produced per rate asked, by size
+    encodes: SampleEncodes = field(default_factory=SampleEncodes)  # every encode of the sample, by size
 
     def predict(self, rung: media.Rung, bitrate: int) -> tuple[float, float]:
         """(VMAF at rung size, display VMAF) predicted for `rung` at `bitrate`."""
@@ -662,9 +704,9 @@ class _Curves:
 
 
 def _hull_by_slot(ladder: list[tuple[media.Rung, int]], min_step: float, slot_of: dict[int, str],
-                  bits: BitsModel | None = None) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
+                  encodes: SampleEncodes | None = None) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
     """`ladder_hull`, with the dropped rungs named by their slot."""
-    kept, dropped = ladder_hull(ladder, min_step, bits)
+    kept, dropped = ladder_hull(ladder, min_step, encodes)
     return kept, {slot_of[id(r)]: why for r, _ in ladder for n, why in dropped.items() if r.name == n}
 
 
@@ -719,7 +761,7 @@ def _hull_repredicted(ladder: list[tuple[media.Rung, int]], min_step: float, slo
                       ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
     """`_hull_by_slot` on a ladder whose VMAFs were measured: when step 5 lowers the bottom
     rung's rate, that rung's VMAF is re-predicted for the new rate (in `vmafs` / `shown`)."""
-    out, dropped = _hull_by_slot(ladder, min_step, slot_of, curves.bits)
+    out, dropped = _hull_by_slot(ladder, min_step, slot_of, curves.encodes)
     rate_before = {id(r): b for r, b in ladder}
     for r, b in out:
         if b != rate_before[id(r)]:
@@ -729,24 +771,23 @@ def _hull_repredicted(ladder: list[tuple[media.Rung, int]], min_step: float, slo
 
 def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, int]], goals: dict[str, float],
                   fixed_by_slot: dict[str, media.Rung], template: dict[tuple[int, int], media.Rung],
-                  slot_of: dict[int, str], seen: dict[tuple[int, int], list[tuple[int, float, float]]],
-                  tried: set, on_display: bool, vmafs: dict[str, float], shown: dict[str, float], workdir: str,
-                  timeout_s: float, subsample: int, display: tuple[int, int] | None, fps: float,
-                  bits: BitsModel | None = None) -> tuple[list[tuple[media.Rung, int]], dict[str, str], int]:
-    """One round of step 7. `seen`: every (requested rate, VMAF at size, display VMAF)
-    measured so far, by size (grows with this round's encodes); `tried`: (slot, size, rate)
-    already encoded for a slot; `vmafs`/`shown` hold each kept rung's measured VMAF and are
-    updated for the retries kept; `bits`: the BitsModel (savings are in bits produced; it
-    learns this round's encodes). Returns the ladder, a note per slot that got cheaper and
-    how many retries were encoded."""
-    bits = bits or BitsModel()
+                  slot_of: dict[int, str], encodes: SampleEncodes, tried: set, on_display: bool,
+                  vmafs: dict[str, float], shown: dict[str, float], workdir: str, timeout_s: float, subsample: int,
+                  display: tuple[int, int] | None, fps: float
+                  ) -> tuple[list[tuple[media.Rung, int]], dict[str, str], int]:
+    """One round of step 7. `encodes`: every encode of the sample so far (its curves and
+    the bits the savings are judged on; grows with this round's encodes); `tried`: (slot,
+    size, rate) already encoded for a slot; `vmafs`/`shown` hold each kept rung's measured
+    VMAF and are updated for the retries kept. Returns the ladder, a note per slot that got
+    cheaper and how many retries were encoded."""
     def judged(q_rung: float, q_shown: float) -> float:
         return q_shown if on_display else q_rung
 
     def area(size: tuple[int, int]) -> int:
         return size[0] * size[1]
 
-    curves = {size: smooth(pareto_frontier([(q, judged(v, d)) for q, v, d in pts])) for size, pts in seen.items()}
+    curves = {size: smooth(pareto_frontier([(q, judged(v, d)) for q, v, d in pts]))
+              for size, pts in encodes.quality().items()}
     tries: list[tuple[int, media.Rung, int]] = []  # (index in kept, rung, rate)
     floor = 0  # sizes never shrink up the ladder, whichever of this round's retries are kept
     for i, (r, b) in enumerate(kept):
@@ -762,8 +803,8 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
         if not allowed:
             continue
         size, rate = choose_size(f.video_bitrate_bps, goals[slot] + REFINE_AIM, allowed,
-                                 here if here in allowed else max(allowed, key=area), bits)
-        if bits(size, rate) > bits(here, b) * (1 - REFINE_MIN_SAVING) or (slot, size, rate) in tried:
+                                 here if here in allowed else max(allowed, key=area), encodes)
+        if not _saves_enough(encodes, (here, b), (size, rate)) or (slot, size, rate) in tried:
             continue
         tried.add((slot, size, rate))
         # Named as in the selection: a slot at its own size keeps its name, a moved one is
@@ -777,12 +818,11 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
                               subsample, display, tag="refine", fps=fps)
     out, notes = list(kept), {}
     for (i, new, rate), (produced, q_rung, q_shown) in zip(tries, measured):
-        seen.setdefault((new.width, new.height), []).append((rate, q_rung, q_shown))
-        bits.add((new.width, new.height), rate, produced)
+        encodes.add((new.width, new.height), rate, produced, q_rung, q_shown)
         r, b = kept[i]
         slot = slot_of[id(r)]
         if judged(q_rung, q_shown) < goals[slot]:
-            continue  # missed: the verified rung stays (its point joins `seen` for a later round)
+            continue  # missed: the verified rung stays (its point joins `encodes` for a later round)
         slot_of[id(new)] = slot
         vmafs[new.name], shown[new.name] = round(q_rung, 2), round(q_shown, 2)
         notes[slot] = (f"{r.name} at {b // 1000} kbps -> {new.name} at {rate // 1000} kbps, measured "
