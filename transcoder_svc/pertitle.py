@@ -27,12 +27,7 @@ How (issue 4):
    are in the rate asked of x264 (the knob); "fewest bits" here and in steps 5 and 7 means
    the fewest bits produced (`SampleEncodes.bits`, from the encodes measured): on easy
    content x264 produces a fraction of the rate asked, and a different fraction at each
-   size. A slot
-   moves to another size than its fixed rung's only if that produces at least MIN_SAVING
-   fewer bits than its own size needs (`choose_slot`): the own size's curve ends in the
-   fixed rung, measured, and a prediction's error of a few tenths of VMAF is not worth a
-   smaller saving (a 480p film's 360p slot moved to 432p for 0.4 % fewer bits and measured
-   0.3 VMAF under the fixed rung).
+   size.
 5. Across rungs (the ladder's hull): a rung must produce at least `min_step` times fewer
    bits than the next larger kept rung, otherwise the larger picture costs (almost) no more
    bits and the smaller rung is dominated: it is dropped. The top rung is always kept, and
@@ -45,7 +40,10 @@ How (issue 4):
    at the foot of the S-curve, or where x264 overshoots a very low rate, the prediction can
    be several points too high. A rung whose measured quality falls more than
    `max_vmaf_loss + VERIFY_SLACK` below its slot's fixed rung goes back to that fixed rung
-   (size and bitrate: measured when the curve was made, so it is safe); a rung under it
+   (size and bitrate: measured when the curve was made, so it is safe). So does a rung moved
+   to another size that measures under its fixed rung without producing MIN_SAVING fewer
+   bits: the fixed rung, measured, is then as cheap and better (a 480p film's 360p slot
+   moved to 432p for 0.4 % more bits and 0.3 VMAF less). A rung under it
    that is now larger goes back too, and step 5 runs again. The VMAF stored per rung is the
    measured one.
 7. Refine (`refine_rounds`, with verification): every encode measured so far (test points
@@ -100,9 +98,9 @@ IN_BETWEEN_MIN_GAP = 1.3
 # Refinement (step 7): rounds of re-choosing each slot from every encode measured so far.
 DEFAULT_REFINE_ROUNDS = 2
 REFINE_AIM = 0.2  # above the goal: encodes wobble by a few tenths, and a retry must reach the goal
-# A slot moves off its own picture size (selection) or its verified rung (refinement) only
-# for at least 5 % fewer bits produced (`SampleEncodes.bits`): predictions are off by a few
-# tenths of VMAF, which a smaller saving does not pay for.
+# A rung moved to another size that scores under its slot's fixed rung must produce at least
+# 5 % fewer bits than it (verification), and a refinement retry 5 % fewer than the verified
+# rung (`SampleEncodes.bits`): a smaller saving does not pay for the quality or the encode.
 MIN_SAVING = 0.05
 VMAF_THREADS = max(1, min(2, os.cpu_count() or 1))
 # Other families' rungs (step 8): how far under H.264's measured VMAF a family's rung may
@@ -346,23 +344,6 @@ def choose_size(ceiling: int, goal: float, display_hulls: dict[tuple[int, int], 
     if best is None:
         return default, int(min(ceiling, math.ceil(rate_for(display_hulls[default], goal) / 1000) * 1000))
     return best[2], int(min(ceiling, best[3]))
-
-
-def choose_slot(fixed: media.Rung, goal: float, display_hulls: dict[tuple[int, int], list[tuple[int, float]]],
-                encodes: SampleEncodes | None = None) -> tuple[tuple[int, int], int]:
-    """A slot's picture size and rate: `choose_size`, but another size than the `fixed`
-    rung's own must produce at least MIN_SAVING fewer bits than the own size needs for
-    `goal` (when the own size is still allowed: `display_hulls` holds the sizes allowed).
-    Returns (size, rate to ask)."""
-    encodes = encodes or SampleEncodes()
-    own = (fixed.width, fixed.height)
-    size, rate = choose_size(fixed.video_bitrate_bps, goal, display_hulls, own if own in display_hulls
-                             else max(display_hulls), encodes)
-    if size != own and own in display_hulls:
-        own_choice = choose_size(fixed.video_bitrate_bps, goal, {own: display_hulls[own]}, own, encodes)
-        if not _saves_enough(encodes, own_choice, (size, rate)):
-            return own_choice
-    return size, rate
 
 
 def _saves_enough(encodes: SampleEncodes, current: tuple[tuple[int, int], int], candidate: tuple[tuple[int, int], int]
@@ -630,7 +611,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             goal = goals[rung.name]
             # Picture size never shrinks as the bitrate grows up the ladder.
             hulls = {k: c for k, c in decide.display.items() if k[0] * k[1] >= floor_area}
-            size, rate = choose_slot(rung, goal, hulls, decide.encodes)
+            size, rate = choose_size(rung.video_bitrate_bps, goal, hulls, key if key in hulls else max(hulls),
+                                     decide.encodes)
             floor_area = size[0] * size[1]
             # A slot that keeps its size keeps its name; a moved one is named after its new
             # size and rate (unique: the ladder's own names have no rate suffix).
@@ -730,11 +712,18 @@ def _verify(kept: list[tuple[media.Rung, int]], measured: list[tuple[float, floa
     for (r, b), (q_rung, q_shown) in zip(kept, measured, strict=True):
         slot = slot_of[id(r)]
         f = fixed_by_slot[slot]
-        floor = curves.judged(f, f.video_bitrate_bps) - max_loss - VERIFY_SLACK
+        fixed_q = curves.judged(f, f.video_bitrate_bps)
+        floor = fixed_q - max_loss - VERIFY_SLACK
         q = q_shown if curves.on_display else q_rung
+        own, here = (f.width, f.height), (r.width, r.height)
         if q < floor and (r is not f or b != f.video_bitrate_bps):  # (the fixed rung itself stays)
             reverted[slot] = (f"{r.name} at {b // 1000} kbps measured {q:.2f}, under {floor:.2f} (the fixed "
                               f"rung less {max_loss + VERIFY_SLACK:g}): back to {f.name}")
+            checked.append(fixed_rung(slot))
+        elif here != own and q < fixed_q and not _saves_enough(curves.encodes, (own, f.video_bitrate_bps),
+                                                                (here, b)):
+            reverted[slot] = (f"{r.name} at {b // 1000} kbps measured {q:.2f}, under the fixed rung's {fixed_q:.2f} "
+                              f"for less than {MIN_SAVING:.0%} fewer bits: back to {f.name}")
             checked.append(fixed_rung(slot))
         else:
             vmafs[r.name], shown[r.name] = round(q_rung, 2), round(q_shown, 2)
