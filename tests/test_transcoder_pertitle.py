@@ -409,46 +409,46 @@ def _verify_case(measured_display: dict[str, float], encodes: pt.SampleEncodes |
     measured = [(measured_display[r.name], measured_display[r.name]) for r, _ in kept]
     vmafs = {r.name: 0.0 for r, _ in kept}
     shown = dict(vmafs)
-    out, dropped, reverted = pt._verify(kept, measured, fixed, slot_of, pt._Curves(curves, curves, on_display=True,
-                                                                                encodes=encodes or pt.SampleEncodes()),
-                                        0.5, 1.25, vmafs, shown)
-    return out, dropped, reverted, vmafs
+    out, reverted = pt._verify(kept, measured, fixed, slot_of, pt._Curves(curves, curves, on_display=True,
+                                                                         encodes=encodes or pt.SampleEncodes()),
+                               0.5, vmafs, shown)
+    return out, reverted, vmafs
 
 
 def test_verify_sends_a_rung_that_misses_its_goal_back_to_the_fixed_rung():
     # The moved bottom rung measures 30 where its slot's fixed rung scores 40: back it goes.
-    out, dropped, reverted, vmafs = _verify_case(
+    out, reverted, vmafs = _verify_case(
         {"540p_137k": 30.0, "540p_300k": 64.8, "720p": 89.3})
     assert [(r.name, b) for r, b in out] == [("234p", 145_000), ("540p_300k", 300_000), ("720p", 2_000_000)]
-    assert list(reverted) == ["234p"] and not dropped
+    assert list(reverted) == ["234p"]
     # The VMAF stored for a verified rung is the measured one.
     assert vmafs["540p_300k"] == 64.8 and vmafs["720p"] == 89.3
 
 
 def test_verify_reverts_a_larger_rung_under_a_reverted_one():
     # 360p's move fails; the 234p slot's 540p picture would then sit under a 360p one.
-    out, _, reverted, _ = _verify_case({"540p_137k": 40.0, "540p_300k": 60.0, "720p": 89.3})
+    out, reverted, _ = _verify_case({"540p_137k": 40.0, "540p_300k": 60.0, "720p": 89.3})
     assert [r.name for r, _ in out] == ["234p", "360p", "720p"]
     assert set(reverted) == {"234p", "360p"}
 
 
 def test_verify_keeps_a_ladder_within_its_slack():
     # 0.7 under the fixed rungs is within max_vmaf_loss + VERIFY_SLACK (0.75): kept as chosen.
-    out, dropped, reverted, _ = _verify_case({"540p_137k": 39.3, "540p_300k": 64.3, "720p": 89.3})
-    assert [r.name for r, _ in out] == ["540p_137k", "540p_300k", "720p"] and not reverted and not dropped
+    out, reverted, _ = _verify_case({"540p_137k": 39.3, "540p_300k": 64.3, "720p": 89.3})
+    assert [r.name for r, _ in out] == ["540p_137k", "540p_300k", "720p"] and not reverted
 
 
 def test_verify_sends_back_a_moved_rung_that_is_worse_for_about_the_same_bits():
     # 360p's 540p rung measures 64.8 against its fixed rung's 65. Asked 300 kbps against
     # 365, it is kept; producing 350 kbps where the fixed rung produced 355, it goes back.
     within = {"540p_137k": 39.9, "540p_300k": 64.8, "720p": 89.3}
-    assert not _verify_case(within)[2]
+    assert not _verify_case(within)[1]
     produced = _bits({(640, 360): [(365_000, 355_000)], (960, 540): [(137_000, 100_000), (300_000, 350_000)]})
-    out, _, reverted, _ = _verify_case(within, produced)
+    out, reverted, _ = _verify_case(within, produced)
     assert [r.name for r, _ in out] == ["234p", "360p", "720p"] and set(reverted) == {"234p", "360p"}
     assert "fewer bits" in reverted["360p"]  # (234p's 540p rung then sat under a 360p one)
     # Scoring at least the fixed rung's 65, the same rung stays whatever its bits.
-    assert not _verify_case({**within, "540p_300k": 65.2}, produced)[2]
+    assert not _verify_case({**within, "540p_300k": 65.2}, produced)[1]
 
 
 def test_every_slot_measured_within_the_loss_budget(analyses):
@@ -463,9 +463,10 @@ def test_every_slot_measured_within_the_loss_budget(analyses):
                 slot, name, result.display_vmaf_by_rung, fixed_q, result.reverted)
 
 
-def test_verify_re_predicts_a_bottom_rung_the_hull_lowers():
+def test_the_hull_after_verification_re_predicts_a_bottom_rung_it_lowers():
     # Two slots: the moved bottom fails and goes back to 145k, which collides with the top
-    # (kept at 160k): step 5 lowers the bottom, and its VMAF must be for the new rate.
+    # (kept at 160k): step 5, run after verification, lowers the bottom, and its VMAF must be
+    # for the new rate.
     bottom, top = _r("234p", 234, 145_000), _r("360p", 360, 365_000)
     moved = _r("360p_60k", 360, 60_000)
     kept = [(moved, 60_000), (top, 160_000)]
@@ -474,9 +475,11 @@ def test_verify_re_predicts_a_bottom_rung_the_hull_lowers():
               (top.width, top.height): [(50_000, 30.0), (365_000, 65.0)]}
     measured = [(10.0, 10.0), (64.5, 64.5)]  # the moved bottom misses by far; the top holds
     vmafs, shown = {}, {}
-    out, _, reverted = pt._verify(kept, measured, [bottom, top], slot_of, pt._Curves(curves, curves, on_display=False),
-                                  0.5, 1.25, vmafs, shown)
-    assert list(reverted) == ["234p"] and [r.name for r, _ in out] == ["234p", "360p"]
+    decide = pt._Curves(curves, curves, on_display=False)
+    out, reverted = pt._verify(kept, measured, [bottom, top], slot_of, decide, 0.5, vmafs, shown)
+    assert list(reverted) == ["234p"] and [(r.name, b) for r, b in out] == [("234p", 145_000), ("360p", 160_000)]
+    out, dropped = pt._hull_repredicted(out, 1.25, slot_of, decide, vmafs, shown)
+    assert not dropped and [r.name for r, _ in out] == ["234p", "360p"]
     rate = out[0][1]
     assert rate * 1.25 <= 160_000
     assert vmafs["234p"] == round(pt.vmaf_at(curves[(bottom.width, bottom.height)], rate), 2) < 40.0
@@ -591,3 +594,27 @@ def test_refine_never_puts_a_larger_picture_under_a_smaller_one(monkeypatch):
     areas = [r.width * r.height for r, _ in out]
     assert areas == sorted(areas) and out[0][0].height == 540 and out[1][0].height == 1080
 
+
+
+def test_a_retry_goes_past_a_rate_that_already_missed():
+    # A still slide at 360p: 38 kbps scored 43.9 and 40 kbps 43.9 (off the frontier, which the
+    # cheaper encode dominates), 55 kbps 55.7. The curve still says ~40 kbps for 45.6.
+    points = [(20_000, 21.2), (38_000, 43.94), (40_000, 43.90), (54_750, 55.75)]
+    assert pt._above_misses(points, 40_000, 45.4) == 47_000  # halfway to 54.75 in log rate
+    assert pt._above_misses(points, 50_000, 45.4) == 50_000  # above every miss: as chosen
+    assert pt._above_misses(points[:3], 40_000, 45.4) is None  # nothing above reached the goal
+
+
+def test_refine_tries_past_a_miss_the_frontier_dropped(monkeypatch):
+    # The bottom slot (goal 45.4) went back to 234p at 145k (45 kbps produced, as much as the
+    # rung above): 360p missed at 38k and at 40k. The next retry must not ask 40k again.
+    fixed = [_r("234p", 234, 145_000), _r("360p", 360, 365_000), _r("540p", 540, 2_000_000)]
+    kept = [(fixed[0], 145_000), (fixed[2], 115_000)]
+    slot_of = {id(fixed[0]): "234p", id(fixed[2]): "540p"}
+    seen = _scored({(416, 234): [(20_000, 50.0, 2.7), (145_000, 95.4, 45.4)],
+                    (640, 360): [(20_000, 54.0, 21.2), (38_000, 72.4, 43.94), (40_000, 72.3, 43.90),
+                                 (54_750, 82.6, 55.75)],
+                    (960, 540): [(100_000, 87.0, 72.3), (115_000, 88.6, 74.9)]})
+    out, notes, asked = _refine(monkeypatch, kept, fixed, slot_of, {"234p": 45.4, "540p": 74.9}, seen,
+                                {"234p": 45.4, "540p": 74.9}, lambda r: 48.0, tried={("234p", (640, 360), 40_000)})
+    assert asked == [("360p_47k", 47_000)] and out[0][0].name == "360p_47k" and list(notes) == ["234p"]

@@ -43,9 +43,10 @@ How (issue 4):
    (size and bitrate: measured when the curve was made, so it is safe). So does a rung moved
    to another size that measures under its fixed rung without producing MIN_SAVING fewer
    bits: the fixed rung, measured, is then as cheap and better (a 480p film's 360p slot
-   moved to 432p for 0.4 % more bits and 0.3 VMAF less). A rung under it
-   that is now larger goes back too, and step 5 runs again. The VMAF stored per rung is the
-   measured one.
+   moved to 432p for 0.4 % more bits and 0.3 VMAF less). A rung under it that is now
+   larger goes back too. The VMAF stored per rung is the measured one. Step 5 runs again
+   after step 7, not here: a slot sent back may cost as many bits as the rung above it
+   until step 7 finds it a cheaper size (a still slide's bottom slot did).
 7. Refine (`refine_rounds`, with verification): every encode measured so far (test points
    and verification) is added to its size's curve, and each slot is chosen again as in step 4,
    aiming REFINE_AIM above its goal. Two cases gain. A slot that verification sent back to
@@ -54,8 +55,10 @@ How (issue 4):
    curve from 4 test points is conservative between them (PCHIP never overshoots its data).
    A retry must save at least MIN_SAVING; all retries of a round run in one ffmpeg
    run; one is kept only if it measures at least its goal, otherwise the verified rung stays
-   and the miss joins its curve, so the next round may try that slot again a little higher.
-   Sizes still grow up the ladder whichever retries are kept; step 5 runs again at the end.
+   and the miss joins its curve, so the next round may try that slot again a little higher
+   (halfway to the next encode that reached the goal, if the curve still promises the
+   goal at or under a rate that missed: `_above_misses`).
+   Sizes still grow up the ladder whichever retries are kept; then step 5 runs again.
 8. Other codec families (`families`): each chosen rung is encoded on the sample in VP9 / AV1
    at media.FAMILY_BITRATE_FACTOR's rate (calibrated on fixed-ladder rungs of a few clips)
    and scored; a family that misses the rung's H.264 VMAF by more than half a point, or beats
@@ -630,10 +633,8 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             measured_ladder = measure_ladder(sample, sample_len, kept, work, timeout_s, vmaf_subsample, display, fps=fps)
             for (r, b), (produced, q_rung, q_shown) in zip(kept, measured_ladder):
                 decide.encodes.add((r.width, r.height), b, produced, q_rung, q_shown)
-            kept, more_dropped, reverted = _verify(
-                kept, [(q_rung, q_shown) for _, q_rung, q_shown in measured_ladder], ordered, slot_of, decide,
-                max_vmaf_loss, min_step, vmafs, shown)
-            dropped.update(more_dropped)
+            kept, reverted = _verify(kept, [(q_rung, q_shown) for _, q_rung, q_shown in measured_ladder], ordered,
+                                     slot_of, decide, max_vmaf_loss, vmafs, shown)
             fixed_by_slot, tried = {r.name: r for r in ordered}, set()
             for _ in range(refine_rounds):
                 kept, notes, encoded = _refine_round(sample, sample_len, kept, goals, fixed_by_slot, template,
@@ -642,7 +643,10 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                 refined.update(notes)
                 if not encoded:
                     break  # nothing left worth an encode (a retry that missed corrected its curve: next round)
-            if refined:
+            if reverted or refined:
+                # Step 5 again once refinement has settled the slots, not before: a slot sent
+                # back to its fixed rung may cost as much as the rung above (so step 5 drops
+                # it) until refinement finds it a cheaper size.
                 kept, more_dropped = _hull_repredicted(kept, min_step, slot_of, decide, vmafs, shown)
                 dropped.update(more_dropped)
         out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
@@ -694,11 +698,11 @@ def _hull_by_slot(ladder: list[tuple[media.Rung, int]], min_step: float, slot_of
 
 def _verify(kept: list[tuple[media.Rung, int]], measured: list[tuple[float, float]],
             fixed_rungs: list[media.Rung], slot_of: dict[int, str], curves: _Curves, max_loss: float,
-            min_step: float, vmafs: dict[str, float], shown: dict[str, float]):
+            vmafs: dict[str, float], shown: dict[str, float]):
     """Step 6 of the module doc, the decision part: `measured` is (VMAF at rung size,
     display VMAF) of each kept rung as encoded on the sample (`measure_ladder`). Updates
-    `vmafs` / `shown` (by rung name) with what was measured; returns (ladder, dropped by
-    slot, reverted by slot)."""
+    `vmafs` / `shown` (by rung name) with what was measured; returns (ladder, reverted by
+    slot). The ladder's hull (step 5) is the caller's, after refinement."""
     fixed_by_slot = {r.name: r for r in fixed_rungs}
 
     def fixed_rung(slot: str) -> tuple[media.Rung, int]:
@@ -739,10 +743,7 @@ def _verify(kept: list[tuple[media.Rung, int]], measured: list[tuple[float, floa
             i = len(checked) - 2
             continue
         i -= 1
-    if not reverted:
-        return checked, {}, {}
-    out, dropped = _hull_repredicted(checked, min_step, slot_of, curves, vmafs, shown)
-    return out, dropped, reverted
+    return checked, reverted
 
 
 def _hull_repredicted(ladder: list[tuple[media.Rung, int]], min_step: float, slot_of: dict[int, str],
@@ -775,8 +776,8 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
     def area(size: tuple[int, int]) -> int:
         return size[0] * size[1]
 
-    curves = {size: smooth(pareto_frontier([(q, judged(v, d)) for q, v, d in pts]))
-              for size, pts in encodes.quality().items()}
+    scored = encodes.quality()
+    curves = {size: smooth(pareto_frontier([(q, judged(v, d)) for q, v, d in pts])) for size, pts in scored.items()}
     tries: list[tuple[int, media.Rung, int]] = []  # (index in kept, rung, rate)
     floor = 0  # sizes never shrink up the ladder, whichever of this round's retries are kept
     for i, (r, b) in enumerate(kept):
@@ -793,7 +794,8 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
             continue
         size, rate = choose_size(f.video_bitrate_bps, goals[slot] + REFINE_AIM, allowed,
                                  here if here in allowed else max(allowed, key=area), encodes)
-        if not _saves_enough(encodes, (here, b), (size, rate)) or (slot, size, rate) in tried:
+        rate = _above_misses([(a, judged(v, d)) for a, v, d in scored[size]], rate, goals[slot])
+        if rate is None or not _saves_enough(encodes, (here, b), (size, rate)) or (slot, size, rate) in tried:
             continue
         tried.add((slot, size, rate))
         # Named as in the selection: a slot at its own size keeps its name, a moved one is
@@ -818,6 +820,22 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
                        f"{judged(q_rung, q_shown):.2f} (goal {goals[slot]:.2f})")
         out[i] = (new, rate)
     return out, notes, len(tries)
+
+
+def _above_misses(points: list[tuple[int, float]], rate: int, goal: float) -> int | None:
+    """The rate for a retry at one size, `points` its encodes so far (rate asked, VMAF on the
+    judged scale). A rate no higher than one that measured under `goal` would miss again, yet
+    the curve can still promise it: the frontier drops a miss that scored less than a cheaper
+    encode (on a still picture x264 gives about the same at 38 and 40 kbps). Then the retry
+    goes halfway (in log rate) between the highest miss and the cheapest encode above it that
+    reached the goal; None if none did."""
+    misses = [a for a, q in points if q < goal]
+    if not misses or rate > max(misses):
+        return rate
+    reached = [a for a, q in points if q >= goal and a > max(misses)]
+    if not reached:
+        return None
+    return int(math.ceil(math.sqrt(max(misses) * min(reached)) / 1000) * 1000)
 
 
 def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[media.Rung, int]], workdir: str,
