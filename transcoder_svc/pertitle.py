@@ -720,14 +720,14 @@ def _verify(kept: list[tuple[media.Rung, int]], measured: list[tuple[float, floa
         floor = fixed_q - max_loss - VERIFY_SLACK
         q = q_shown if curves.on_display else q_rung
         own, here = (f.width, f.height), (r.width, r.height)
+        why = None
         if q < floor and (r is not f or b != f.video_bitrate_bps):  # (the fixed rung itself stays)
-            reverted[slot] = (f"{r.name} at {b // 1000} kbps measured {q:.2f}, under {floor:.2f} (the fixed "
-                              f"rung less {max_loss + VERIFY_SLACK:g}): back to {f.name}")
-            checked.append(fixed_rung(slot))
+            why = f"under {floor:.2f} (the fixed rung less {max_loss + VERIFY_SLACK:g})"
         elif here != own and q < fixed_q and not _saves_enough(curves.encodes, (own, f.video_bitrate_bps),
                                                                 (here, b)):
-            reverted[slot] = (f"{r.name} at {b // 1000} kbps measured {q:.2f}, under the fixed rung's {fixed_q:.2f} "
-                              f"for less than {MIN_SAVING:.0%} fewer bits: back to {f.name}")
+            why = f"under the fixed rung's {fixed_q:.2f} for less than {MIN_SAVING:.0%} fewer bits"
+        if why:
+            reverted[slot] = f"{r.name} at {b // 1000} kbps measured {q:.2f}, {why}: back to {f.name}"
             checked.append(fixed_rung(slot))
         else:
             vmafs[r.name], shown[r.name] = round(q_rung, 2), round(q_shown, 2)
@@ -829,13 +829,13 @@ def _above_misses(points: list[tuple[int, float]], rate: int, goal: float) -> in
     encode (on a still picture x264 gives about the same at 38 and 40 kbps). Then the retry
     goes halfway (in log rate) between the highest miss and the cheapest encode above it that
     reached the goal; None if none did."""
-    misses = [a for a, q in points if q < goal]
-    if not misses or rate > max(misses):
+    highest_miss = max((a for a, q in points if q < goal), default=None)
+    if highest_miss is None or rate > highest_miss:
         return rate
-    reached = [a for a, q in points if q >= goal and a > max(misses)]
+    reached = [a for a, q in points if q >= goal and a > highest_miss]
     if not reached:
         return None
-    return int(math.ceil(math.sqrt(max(misses) * min(reached)) / 1000) * 1000)
+    return int(math.ceil(math.sqrt(highest_miss * min(reached)) / 1000) * 1000)
 
 
 def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[media.Rung, int]], workdir: str,
