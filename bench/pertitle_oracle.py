@@ -15,11 +15,16 @@ produced vs display VMAF, PCHIP in log-rate: `pt.smooth`), for each allowed loss
   best any per-title choice of size and bitrate per slot can do with this encoder, these
   sizes and a per-slot loss of L: the issue's limit is L = 1, the analysis aims at
   L = 0.5 (`pt.DEFAULT_MAX_VMAF_LOSS`; the other half is for the sample-to-video error).
+  `slot_matching_loss_0_ladder_sizes`: the same with the ladder's own sizes only, so the
+  difference is what in-between sizes can add.
 * convex hull: the upper convex hull of every dense encode across sizes (Netflix's per-title
-  curve), against the fixed ladder: rungs anywhere, no slots.
+  curve), against the fixed ladder: rungs anywhere, no slots. Optimistic: a hull segment is
+  a straight line in (bits, VMAF), i.e. time-sharing two encodes, and it spans gaps no single
+  encode reaches (e.g. from a 20 kbps encode scoring 0 to one at 900 kbps).
 
 BD-rate as in `pertitle_bench.py`, against the fixed ladder encoded on the same sample.
-Writes bench/results/pertitle_oracle.json.
+Writes bench/results/pertitle_oracle.json. `--rescore JSON` recomputes the figures from a
+previous run's stored encodes (seconds, no encoding).
 """
 from __future__ import annotations
 
@@ -71,34 +76,64 @@ def run_clip(name: str, src: str, work: str, in_between: bool) -> dict:
     if in_between:
         sizes += pt.in_between_sizes(ordered)
     t0 = time.monotonic()
-    curves, points = {}, {}
+    points = {}
     for rung in sizes:
         key = f"{rung.width}x{rung.height}"
         own_fixed = [r.video_bitrate_bps for r in fixed if (r.width, r.height) == (rung.width, rung.height)]
         rates = dense_rates(rung.video_bitrate_bps, own_fixed, top_rate)
         measured = pt.measure_rung(sample, length, rung, rates, work, 3600, VMAF_SUBSAMPLE, display, fps=fps)
         points[key] = [(asked, produced, round(shown, 3)) for asked, produced, _, shown in measured]
-        curves[key] = pt.smooth(pt.pareto_frontier([(produced, shown) for _, produced, shown in points[key]]))
     fixed_points = []
     for r in fixed:
         key = f"{r.width}x{r.height}"
         produced, shown = next((p, s) for a, p, s in points[key] if a == r.video_bitrate_bps)
         fixed_points.append((produced, shown))
-    everything = [(p, s) for pts in points.values() for _, p, s in pts]
     out = {"source": f"{info.width}x{info.height} @ {info.frame_rate:g} fps, {info.duration_s:.1f} s",
-           "sizes": list(points), "encodes": sum(len(v) for v in points.values()),
+           "sizes": list(points), "ladder_sizes": [f"{w}x{h}" for w, h in pt._highest_by_size(ordered)],
+           "encodes": sum(len(v) for v in points.values()),
            "fixed": {r.name: {"bits": b, "display_vmaf": q} for r, (b, q) in zip(fixed, fixed_points)}}
-    for loss in LOSSES:
-        ladder = []
-        for bits, q in fixed_points:
-            rate = cheapest_reaching(list(curves.values()), q - loss)
-            ladder.append((rate, q - loss) if rate is not None and rate < bits else (bits, q))
-        out[f"slot_matching_loss_{loss:g}"] = bd_rate(fixed_points, ladder)
-        out[f"slot_matching_loss_{loss:g}_ladder"] = [(round(b), round(q, 2)) for b, q in ladder]
-    out["convex_hull"] = bd_rate(fixed_points, pt.upper_hull(everything))
+    out.update(figures(points, fixed_points, out["ladder_sizes"]))
     out["dense_points"] = points
     out["seconds"] = round(time.monotonic() - t0, 1)
     return out
+
+
+def figures(points: dict, fixed_points: list[tuple[float, float]], ladder_sizes: list[str]) -> dict:
+    """The bounds from a clip's dense encodes (`points`: size -> [(rate asked, bits
+    produced, display VMAF)]) against its fixed ladder (`fixed_points`: (bits, display VMAF))."""
+    def curve(size):
+        return pt.smooth(pt.pareto_frontier([(produced, shown) for _, produced, shown in points[size]]))
+
+    def slot_matching(sizes, loss):
+        curves = [curve(k) for k in sizes]
+        ladder = []
+        for bits, q in fixed_points:
+            rate = cheapest_reaching(curves, q - loss)
+            ladder.append((rate, q - loss) if rate is not None and rate < bits else (bits, q))
+        return ladder
+
+    out = {}
+    for loss in LOSSES:
+        ladder = slot_matching(list(points), loss)
+        out[f"slot_matching_loss_{loss:g}"] = bd_rate(fixed_points, ladder)
+        out[f"slot_matching_loss_{loss:g}_ladder"] = [(round(b), round(q, 2)) for b, q in ladder]
+    # The same bound with the ladder's own sizes only: what in-between sizes add.
+    out["slot_matching_loss_0_ladder_sizes"] = bd_rate(fixed_points, slot_matching(ladder_sizes, 0.0))
+    everything = [(p, s) for pts in points.values() for _, p, s in pts]
+    out["convex_hull"] = bd_rate(fixed_points, pt.upper_hull(everything))
+    return out
+
+
+def rescore(path: str) -> dict:
+    """Recompute every clip's figures from a previous run's dense encodes (no encoding)."""
+    previous = json.loads(Path(path).read_text())
+    for clip in previous["clips"].values():
+        fixed_points = [(f["bits"], f["display_vmaf"]) for f in clip["fixed"].values()]
+        if "ladder_sizes" not in clip:  # runs before it was stored: the sizes of the fixed rungs' heights
+            heights = {name.split("p_")[0] for name in clip["fixed"]}
+            clip["ladder_sizes"] = [k for k in clip["sizes"] if k.split("x")[1] in heights]
+        clip.update(figures(clip["dense_points"], fixed_points, clip["ladder_sizes"]))
+    return previous
 
 
 def _job(job):
@@ -113,18 +148,26 @@ def main() -> None:
     ap.add_argument("--no-in-between", action="store_true", help="only the ladder's own picture sizes")
     ap.add_argument("--jobs", type=int, default=2, help="clips measured at once")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pertitle_oracle.json"))
+    ap.add_argument("--rescore", metavar="JSON", help="recompute the figures of a previous run's encodes (seconds)")
     args = ap.parse_args()
+    keys = [f"slot_matching_loss_{loss:g}" for loss in LOSSES] + ["slot_matching_loss_0_ladder_sizes", "convex_hull"]
+    if args.rescore:
+        out = rescore(args.rescore)
+        out["rescored"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        results = out["clips"]
+        out["average_bd_rate_pct"] = _average(results, keys)
+        _print(results, out["average_bd_rate_pct"], keys)
+        Path(args.out).write_text(json.dumps(out, indent=1))
+        print(f"wrote {args.out}")
+        return
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pertitle-oracle-") as tmp:
         clips = make_clips(Path(tmp), args.clips.split(","), SECONDS, TOP)
         jobs = [(n, s, os.path.join(tmp, n), not args.no_in_between) for n, s in clips.items()]
         with multiprocessing.Pool(args.jobs) as pool:
             results = dict(pool.imap(_job, jobs))
-    keys = [f"slot_matching_loss_{loss:g}" for loss in LOSSES] + ["convex_hull"]
-    average = {k: round(sum(r[k] for r in results.values()) / len(results), 2) for k in keys}
-    print(f"{'clip':<24}" + "".join(f"{k:>24}" for k in keys))
-    for name, r in [*results.items(), ("average", average)]:
-        print(f"{name:<24}" + "".join(f"{r[k]:>23.2f}%" for k in keys))
+    average = _average(results, keys)
+    _print(results, average, keys)
     out = {
         "bench": "pertitle_oracle", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(),
@@ -138,6 +181,16 @@ def main() -> None:
     }
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")
+
+
+def _average(results: dict, keys: list[str]) -> dict:
+    return {k: round(sum(r[k] for r in results.values()) / len(results), 2) for k in keys}
+
+
+def _print(results: dict, average: dict, keys: list[str]) -> None:
+    print(f"{'clip':<24}" + "".join(f"{k.replace('slot_matching_', 'slots_'):>26}" for k in keys))
+    for name, r in [*results.items(), ("average", average)]:
+        print(f"{name:<24}" + "".join(f"{r[k]:>25.2f}%" for k in keys))
 
 
 if __name__ == "__main__":
