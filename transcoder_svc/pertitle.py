@@ -553,8 +553,9 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
     `vmaf_subsample`: score every n-th frame (VMAF is most of the cost; 2 halves it and moves
     the mean by well under a point on 6 s samples). `in_between` (with `choose_resolution`):
     also measure the sizes `in_between_sizes` puts into the ladder's wide gaps, as candidates
-    a slot may move to. Off by default: on the bench's 7 clips it moved BD-rate by 0.07 points
-    (noise) for 46 % more analysis time (BENCHMARKS.md). `verify`: step 6 of the module doc;
+    a slot may move to; each is measured up to the next ladder size's ceiling. Off by default
+    until a full 7-clip bench run with that measurement range is in (BENCHMARKS.md,
+    "dense-curve oracle"): it costs ~30 % more analysis time. `verify`: step 6 of the module doc;
     `refine_rounds`: step 7 (0 turns it off). `families`: the codec families the video will
     be encoded in; step 8 chooses and measures each other family's rate for every rung
     (`Rung.family_bitrate_bps`, `Rung.family_vmaf`)."""
@@ -588,7 +589,10 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
             # Candidate sizes between the ladder's own: more pictures for the hull to pick from.
             for extra in in_between_sizes(ordered):
                 key = (extra.width, extra.height)
-                measured[key] = measure_rung(sample, sample_len, extra, _test_bitrates(extra.video_bitrate_bps, points),
+                # Measured up to the next ladder size's ceiling: it competes for that size's slots.
+                upper = min((r for r in highest.values() if r.width * r.height > extra.width * extra.height),
+                            key=lambda r: r.width * r.height)
+                measured[key] = measure_rung(sample, sample_len, extra, _test_bitrates(upper.video_bitrate_bps, points),
                                              work, timeout_s, vmaf_subsample, display, fps=fps)
                 by_size[key] = curves[extra.name] = RungCurve.from_measured(extra.name, measured[key])
                 template[key] = extra
