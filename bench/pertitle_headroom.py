@@ -70,11 +70,13 @@ def best_at(curves, rate: float) -> float | None:
     return max(values) if values else None
 
 
-def slot_matching(clip: dict, curves) -> list[tuple[float, float]]:
+def slot_matching(fixed: list[tuple[float, float]], curves, loss: float = 0.0) -> list[tuple[float, float]]:
+    """Each fixed (bits, display VMAF) slot at the fewest bits any curve needs for its VMAF
+    less `loss`; a slot no curve serves more cheaply keeps its fixed point."""
     out = []
-    for f in clip["fixed"].values():
-        rate = cheapest_reaching(curves, f["display_vmaf"])
-        out.append((min(rate, f["bitrate_bps"]) if rate else f["bitrate_bps"], f["display_vmaf"]))
+    for bits, vmaf in fixed:
+        rate = cheapest_reaching(curves, vmaf - loss)
+        out.append((rate, vmaf - loss) if rate is not None and rate < bits else (bits, vmaf))
     return out
 
 
@@ -99,7 +101,7 @@ def analyse(clip: dict) -> dict:
     spaced, added = apple_spaced(clip, curves)
     return {
         "measured": clip["bd_rate_pct"],
-        "slot_matching": bd_rate(fixed, slot_matching(clip, curves)),
+        "slot_matching": bd_rate(fixed, slot_matching(fixed, curves)),
         "apple_spacing": bd_rate(fixed, spaced),
         "apple_spacing_rungs_added": added,
         "all_test_points_pareto": bd_rate(fixed, everything),

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from machine import cpu_model  # noqa: E402
 from pertitle_bench import DEFAULT_CLIPS, SECONDS, TOP, VMAF_SUBSAMPLE, apple_rungs, bd_rate, make_clips  # noqa: E402
-from pertitle_headroom import cheapest_reaching  # noqa: E402
+from pertitle_headroom import slot_matching  # noqa: E402
 from transcoder_svc import media  # noqa: E402
 from transcoder_svc import pertitle as pt  # noqa: E402
 
@@ -72,7 +72,8 @@ def run_clip(name: str, src: str, work: str, in_between: bool) -> dict:
     sample = os.path.join(work, "sample.mp4")
     fps = pt.sample_fps(info)
     length = pt.make_sample(src, info, 3, 2.0, sample, 3600)
-    sizes = list(pt._highest_by_size(ordered).values())
+    ladder_sizes = list(pt._highest_by_size(ordered).values())
+    sizes = list(ladder_sizes)
     if in_between:
         sizes += pt.in_between_sizes(ordered)
     t0 = time.monotonic()
@@ -89,7 +90,7 @@ def run_clip(name: str, src: str, work: str, in_between: bool) -> dict:
         produced, shown = next((p, s) for a, p, s in points[key] if a == r.video_bitrate_bps)
         fixed_points.append((produced, shown))
     out = {"source": f"{info.width}x{info.height} @ {info.frame_rate:g} fps, {info.duration_s:.1f} s",
-           "sizes": list(points), "ladder_sizes": [f"{w}x{h}" for w, h in pt._highest_by_size(ordered)],
+           "sizes": list(points), "ladder_sizes": [f"{r.width}x{r.height}" for r in ladder_sizes],
            "encodes": sum(len(v) for v in points.values()),
            "fixed": {r.name: {"bits": b, "display_vmaf": q} for r, (b, q) in zip(fixed, fixed_points)}}
     out.update(figures(points, fixed_points, out["ladder_sizes"]))
@@ -104,21 +105,14 @@ def figures(points: dict, fixed_points: list[tuple[float, float]], ladder_sizes:
     def curve(size):
         return pt.smooth(pt.pareto_frontier([(produced, shown) for _, produced, shown in points[size]]))
 
-    def slot_matching(sizes, loss):
-        curves = [curve(k) for k in sizes]
-        ladder = []
-        for bits, q in fixed_points:
-            rate = cheapest_reaching(curves, q - loss)
-            ladder.append((rate, q - loss) if rate is not None and rate < bits else (bits, q))
-        return ladder
-
+    all_sizes = [curve(k) for k in points]
     out = {}
     for loss in LOSSES:
-        ladder = slot_matching(list(points), loss)
+        ladder = slot_matching(fixed_points, all_sizes, loss)
         out[f"slot_matching_loss_{loss:g}"] = bd_rate(fixed_points, ladder)
         out[f"slot_matching_loss_{loss:g}_ladder"] = [(round(b), round(q, 2)) for b, q in ladder]
     # The same bound with the ladder's own sizes only: what in-between sizes add.
-    out["slot_matching_loss_0_ladder_sizes"] = bd_rate(fixed_points, slot_matching(ladder_sizes, 0.0))
+    out["slot_matching_loss_0_ladder_sizes"] = bd_rate(fixed_points, slot_matching(fixed_points, [curve(k) for k in ladder_sizes]))
     everything = [(p, s) for pts in points.values() for _, p, s in pts]
     out["convex_hull"] = bd_rate(fixed_points, pt.upper_hull(everything))
     return out
@@ -129,9 +123,6 @@ def rescore(path: str) -> dict:
     previous = json.loads(Path(path).read_text())
     for clip in previous["clips"].values():
         fixed_points = [(f["bits"], f["display_vmaf"]) for f in clip["fixed"].values()]
-        if "ladder_sizes" not in clip:  # runs before it was stored: the sizes of the fixed rungs' heights
-            heights = {name.split("p_")[0] for name in clip["fixed"]}
-            clip["ladder_sizes"] = [k for k in clip["sizes"] if k.split("x")[1] in heights]
         clip.update(figures(clip["dense_points"], fixed_points, clip["ladder_sizes"]))
     return previous
 

@@ -38,7 +38,7 @@ def test_one_curve_per_measured_size(headroom):
 
 def test_slot_matching_moves_a_slot_to_the_size_that_needs_fewer_bits(headroom):
     curves = headroom.size_curves(CLIP)
-    small_slot, large_slot = headroom.slot_matching(CLIP, curves)
+    small_slot, large_slot = headroom.slot_matching([(200_000, 60.0), (400_000, 90.0)], curves)
     # VMAF 60 costs the small size its full 200 kbps; the large size gets there cheaper.
     expected = pt.rate_for(pt.smooth(pt.pareto_frontier(LARGE)), 60.0)
     assert small_slot == (pytest.approx(expected), 60.0) and 100_000 < expected < 200_000
