@@ -175,7 +175,7 @@ def bd_rate(ref: list[tuple[float, float]], test: list[tuple[float, float]]) -> 
 
 
 def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, top_height: int = TOP,
-             in_between: bool = False, samples: int = 3, refine_rounds: int = pt.DEFAULT_REFINE_ROUNDS,
+             in_between: bool = True, samples: int = 3, refine_rounds: int = pt.DEFAULT_REFINE_ROUNDS,
              families: tuple[str, ...] = ("h264",)) -> dict:
     info = media.probe(src)
     fixed = apple_rungs(info, top_height)
@@ -300,7 +300,7 @@ def write(args, seconds, clips_out, started, final: bool) -> None:
                      "vmaf_model": "vmaf_v0.6.1 (built into libvmaf)", "vmaf_subsample": VMAF_SUBSAMPLE,
                      "max_vmaf_loss": pt.DEFAULT_MAX_VMAF_LOSS, "min_step": pt.DEFAULT_MIN_STEP,
                      "points": pt.DEFAULT_POINTS, "apple_ladder_kbps": APPLE,
-                     "choose_resolution": not args.bitrate_only, "in_between": args.in_between,
+                     "choose_resolution": not args.bitrate_only, "in_between": not args.no_in_between,
                      "samples": f"{args.samples} x 2 s", "refine_rounds": args.refine_rounds,
                      "families": args.families, "family_bitrate_factor": media.FAMILY_BITRATE_FACTOR},
         "complete": final, "summary": summary, "clips": clips_out,
@@ -314,8 +314,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="two synthetic clips of 4 s (smoke run)")
     ap.add_argument("--clips", default=",".join(DEFAULT_CLIPS),
                     help=f"comma-separated, from {', '.join([*SYNTHETIC, *REAL])}")
-    ap.add_argument("--in-between", action="store_true",
-                    help="also measure a picture size in each wide gap of the ladder (pertitle in_between=True)")
+    ap.add_argument("--no-in-between", action="store_true",
+                    help="only the ladder's own picture sizes, none in its wide gaps (pertitle in_between=False; "
+                         "the default before 2026-11-29)")
     ap.add_argument("--bitrate-only", action="store_true",
                     help="keep every rung's size, only lower bitrates (pertitle choose_resolution=False)")
     ap.add_argument("--seconds", type=float, default=SECONDS, help="clip length (real clips: at most theirs)")
@@ -339,7 +340,7 @@ def main() -> None:
             cw = work / name
             cw.mkdir()
             r = run_clip(name, src, cw, choose_resolution=not args.bitrate_only, top_height=args.top,
-                         in_between=args.in_between, samples=args.samples, refine_rounds=args.refine_rounds,
+                         in_between=not args.no_in_between, samples=args.samples, refine_rounds=args.refine_rounds,
                          families=tuple(args.families.split(",")))
             clips_out[name] = r
             write(args, seconds, clips_out, started, final=False)  # partial results survive a stop

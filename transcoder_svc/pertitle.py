@@ -540,7 +540,7 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                      max_vmaf_loss: float | None = DEFAULT_MAX_VMAF_LOSS,
                      min_step: float = DEFAULT_MIN_STEP,
                      vmaf_subsample: int = 2,
-                     choose_resolution: bool = True, in_between: bool = False, verify: bool = True,
+                     choose_resolution: bool = True, in_between: bool = True, verify: bool = True,
                      refine_rounds: int = DEFAULT_REFINE_ROUNDS, families=("h264",), workdir: str | None = None,
                      timeout_s: float = 3600) -> PerTitleResult:
     """Rungs with per-title bitrates (never above the given rungs' bitrates: those are the
@@ -553,9 +553,9 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
     `vmaf_subsample`: score every n-th frame (VMAF is most of the cost; 2 halves it and moves
     the mean by well under a point on 6 s samples). `in_between` (with `choose_resolution`):
     also measure the sizes `in_between_sizes` puts into the ladder's wide gaps, as candidates
-    a slot may move to; each is measured up to the next ladder size's ceiling. Off by default
-    until a full 7-clip bench run with that measurement range is in (BENCHMARKS.md,
-    "dense-curve oracle"): it costs ~30 % more analysis time. `verify`: step 6 of the module doc;
+    a slot may move to; each is measured up to the next ladder size's ceiling. On by default
+    since the 7-clip bench of 2026-11-29 (BD-rate -19.4 -> -20.7 %, BENCHMARKS.md): it costs
+    ~50 % more analysis time; False for a cheaper analysis. `verify`: step 6 of the module doc;
     `refine_rounds`: step 7 (0 turns it off). `families`: the codec families the video will
     be encoded in; step 8 chooses and measures each other family's rate for every rung
     (`Rung.family_bitrate_bps`, `Rung.family_vmaf`)."""
