@@ -555,10 +555,10 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
     also measure the sizes `in_between_sizes` puts into the ladder's wide gaps, as candidates
     a slot may move to; each is measured up to the next ladder size's ceiling. On by default
     since the 7-clip bench of 2026-11-29 (BD-rate -19.4 -> -20.7 %, BENCHMARKS.md): it costs
-    ~50 % more analysis time; False for a cheaper analysis. `verify`: step 6 of the module doc;
-    `refine_rounds`: step 7 (0 turns it off). `families`: the codec families the video will
-    be encoded in; step 8 chooses and measures each other family's rate for every rung
-    (`Rung.family_bitrate_bps`, `Rung.family_vmaf`)."""
+    1.38x the analysis time (bench/pertitle_cost.py); False for a cheaper analysis.
+    `verify`: step 6 of the module doc; `refine_rounds`: step 7 (0 turns it off).
+    `families`: the codec families the video will be encoded in; step 8 chooses and measures
+    each other family's rate for every rung (`Rung.family_bitrate_bps`, `Rung.family_vmaf`)."""
     if not rungs:
         return PerTitleResult(rungs=[], vmaf_by_rung={})
     started = time.monotonic()
