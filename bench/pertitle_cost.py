@@ -38,6 +38,14 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _totals(runs: list[dict]) -> dict[str, float]:
+    return {k: round(sum(r[k] for r in runs), 1) for k in ("wall_s", "cpu_s")}
+
+
+def _ratios(off: dict[str, float], on: dict[str, float]) -> dict[str, float]:
+    return {"ratio_wall": round(on["wall_s"] / off["wall_s"], 2), "ratio_cpu": round(on["cpu_s"] / off["cpu_s"], 2)}
+
+
 def analyse(src: str, in_between: bool, work: Path) -> dict:
     info = media.probe(src)
     wall0, cpu0 = time.monotonic(), _cpu_s()
@@ -64,18 +72,13 @@ def main() -> None:
                 for mode in (("on", "off") if flip else ("off", "on")):
                     runs[mode].append(analyse(src, mode == "on", work / f"{name}_{mode}_{rep}"))
                 flip = not flip
-            off = {k: sum(r[k] for r in runs["off"]) for k in ("wall_s", "cpu_s")}
-            on = {k: sum(r[k] for r in runs["on"]) for k in ("wall_s", "cpu_s")}
-            clips_out[name] = {"off": runs["off"], "on": runs["on"],
-                               "ratio_wall": round(on["wall_s"] / off["wall_s"], 2),
-                               "ratio_cpu": round(on["cpu_s"] / off["cpu_s"], 2)}
+            off, on = _totals(runs["off"]), _totals(runs["on"])
+            clips_out[name] = {**runs, **_ratios(off, on)}
             print(f"{name:24s} wall off {off['wall_s']:7.1f} s  on {on['wall_s']:7.1f} s  x{clips_out[name]['ratio_wall']:.2f}"
                   f"   cpu off {off['cpu_s']:7.1f} s  on {on['cpu_s']:7.1f} s  x{clips_out[name]['ratio_cpu']:.2f}",
                   flush=True)
-    total = {m: {k: sum(r[k] for c in clips_out.values() for r in c[m]) for k in ("wall_s", "cpu_s")}
-             for m in ("off", "on")}
-    summary = {"wall_s": total, "ratio_wall": round(total["on"]["wall_s"] / total["off"]["wall_s"], 2),
-               "ratio_cpu": round(total["on"]["cpu_s"] / total["off"]["cpu_s"], 2),
+    total = {m: _totals([r for c in clips_out.values() for r in c[m]]) for m in ("off", "on")}
+    summary = {"totals": total, **_ratios(total["off"], total["on"]),
                "bench_wall_s": round(time.monotonic() - started, 1)}
     print(f"all clips: wall x{summary['ratio_wall']:.2f}, CPU x{summary['ratio_cpu']:.2f} with in-between sizes")
     out = {"bench": "pertitle_cost", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -105,14 +105,14 @@ def figures(points: dict, fixed_points: list[tuple[float, float]], ladder_sizes:
     def curve(size):
         return pt.smooth(pt.pareto_frontier([(produced, shown) for _, produced, shown in points[size]]))
 
-    all_sizes = [curve(k) for k in points]
+    curves = {k: curve(k) for k in points}
     out = {}
     for loss in LOSSES:
-        ladder = slot_matching(fixed_points, all_sizes, loss)
+        ladder = slot_matching(fixed_points, list(curves.values()), loss)
         out[f"slot_matching_loss_{loss:g}"] = bd_rate(fixed_points, ladder)
         out[f"slot_matching_loss_{loss:g}_ladder"] = [(round(b), round(q, 2)) for b, q in ladder]
     # The same bound with the ladder's own sizes only: what in-between sizes add.
-    out["slot_matching_loss_0_ladder_sizes"] = bd_rate(fixed_points, slot_matching(fixed_points, [curve(k) for k in ladder_sizes]))
+    out["slot_matching_loss_0_ladder_sizes"] = bd_rate(fixed_points, slot_matching(fixed_points, [curves[k] for k in ladder_sizes]))
     everything = [(p, s) for pts in points.values() for _, p, s in pts]
     out["convex_hull"] = bd_rate(fixed_points, pt.upper_hull(everything))
     return out

@@ -211,7 +211,7 @@ def analyses(tmp_path_factory):
         # workdir: a folder that does not exist yet, as the worker passes it.
         out[name] = pt.per_title_ladder(path, info, rungs, samples=1, sample_seconds=3.0,
                                         points=(0.1, 0.3, 1.0), min_step=1.0, vmaf_subsample=1,
-                                                                                workdir=str(tmp / name / "pertitle"))
+                                        workdir=str(tmp / name / "pertitle"))
     return rungs, out
 
 
