@@ -1,4 +1,5 @@
-"""Running a service: a gRPC server with grpc.health.v1, and clean shutdown on SIGTERM/SIGINT."""
+"""gRPC plumbing: the service server (grpc.health.v1, SIGTERM/SIGINT, tracing and metrics
+interceptors) and the client channels every caller uses."""
 from __future__ import annotations
 
 import logging

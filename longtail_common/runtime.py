@@ -1,4 +1,4 @@
-"""Process plumbing shared by services: logging and connecting to backends with backoff."""
+"""Process plumbing shared by services: logging, and processes that end with their parent."""
 from __future__ import annotations
 
 import ctypes
@@ -9,11 +9,9 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, TypeVar
 
 from opentelemetry import trace
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -95,21 +93,3 @@ def setup_logging(service: str) -> None:
         log.warning("telemetry disabled: %s", exc)
     stop_when_parent_dies()
 
-
-def connect_with_backoff(
-    what: str, factory: Callable[[], T], stopping: threading.Event, max_delay_s: float = 10.0
-) -> T | None:
-    """Calls `factory` until it succeeds, backing off exponentially; None if stopped first.
-
-    A backend that is down at start-up must not crash the service (a crash loop hides
-    the cause); the service stays up, reports NOT_SERVING, and keeps trying.
-    """
-    delay = 0.5
-    while not stopping.is_set():
-        try:
-            return factory()
-        except Exception as exc:  # noqa: BLE001 - any failure to connect is retried
-            log.warning("cannot connect to %s (%s); retrying in %.1fs", what, exc, delay)
-            stopping.wait(delay)
-            delay = min(delay * 2, max_delay_s)
-    return None

@@ -11,9 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from longtail.metadata.v1 import metadata_service_pb2 as pb
 from longtail.metadata.v1 import metadata_service_pb2_grpc as pb_grpc
 from longtail.metadata.v1 import video_pb2
-from longtail_common.adapters import make_metadata_store
 from longtail_common.config import Config, load_config
-from longtail_common.grpc_server import ServiceServer
 from longtail_common.ports import (
     AlreadyExistsError,
     ConflictError,
@@ -23,7 +21,8 @@ from longtail_common.ports import (
     VideoRecord,
     validate_id,
 )
-from longtail_common.runtime import connect_with_backoff, setup_logging
+from longtail_common.runtime import setup_logging
+from longtail_common.service import Backends, Needs, Running, run_service
 
 log = logging.getLogger("metadata_svc")
 
@@ -226,16 +225,12 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
 
 
 def serve(cfg: Config) -> None:
-    server = ServiceServer("longtail.metadata.v1.MetadataService", cfg.services.metadata)
-    # Serve health (NOT_SERVING) at once, then connect the store with backoff.
-    servicer = server.late_servicer(pb_grpc.add_MetadataServiceServicer_to_server)
-    server.start()
-    store = connect_with_backoff("metadata store", lambda: make_metadata_store(cfg), server.stopping)
-    if store is None:
-        return
-    servicer.bind(MetadataServicer(store))
-    server.set_serving(True)
-    server.run_until_signalled(on_stop=store.close)
+    def start(backends: Backends) -> Running:
+        return Running(MetadataServicer(backends.metadata_store), close=[backends.metadata_store.close])
+
+    run_service(cfg, name="longtail.metadata.v1.MetadataService", address=cfg.services.metadata,
+                add_servicer=pb_grpc.add_MetadataServiceServicer_to_server, needs=Needs(metadata_store=True),
+                start=start)
 
 
 def main() -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import threading
 
 import grpc
 from opentelemetry import trace
@@ -16,19 +15,19 @@ from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail.placement.v1 import placement_service_pb2 as pb
 from longtail.placement.v1 import placement_service_pb2_grpc as pb_grpc
-from longtail_common.adapters import make_object_store, make_topic_bus, make_view_count_store
+from longtail_common.adapters import make_object_store, make_view_count_store
 from longtail_common.config import Config, load_config
-from longtail_common.consumer import PermanentError, run_consumer
-from longtail_common.grpc_server import ServiceServer, client_channel
+from longtail_common.consumer import PermanentError
+from longtail_common.grpc_server import client_channel
 from longtail_common.ports import (
-    DEFAULT_TOPICS,
     TOPIC_TRANSCODE_RESULTS,
     TOPIC_VIDEO_PUBLISHED,
     TOPIC_VIEWS,
     CatalogEntry,
     Message,
 )
-from longtail_common.runtime import connect_with_backoff, setup_logging
+from longtail_common.runtime import setup_logging
+from longtail_common.service import Backends, Consumer, Needs, Running, run_service
 from placement_svc import edge, modelstore, views
 from placement_svc import metrics as placement_metrics
 
@@ -235,49 +234,26 @@ class PlacementServicer(pb_grpc.PlacementServiceServicer):
 
 
 def serve(cfg: Config) -> None:
-    server = ServiceServer("longtail.placement.v1.PlacementService", cfg.services.placement)
-    metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
-    # Handlers must be registered before the server starts (gRPC refuses them after).
-    pb_grpc.add_PlacementServiceServicer_to_server(PlacementServicer(cfg, metadata), server.server)
-    server.start()
+    def start(backends: Backends) -> Running:
+        """The servicer, and the consumers of transcode results and of views."""
+        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
+        producer = backends.bus.producer()
+        objects = make_object_store(cfg)
+        placement_metrics.register_cdn_share_gauge(objects)
+        view_counts = make_view_count_store(cfg)
+        handler = ResultHandler(cfg, metadata, producer, objects=objects, view_counts=view_counts,
+                                models=modelstore.LatestModel(objects))
+        consumers = [
+            Consumer("results-consumer", backends.bus, [TOPIC_TRANSCODE_RESULTS], CONSUMER_GROUP, handler,
+                     max_attempts=5, join_timeout_s=30),
+            Consumer("views-consumer", backends.bus, [TOPIC_VIEWS], views.CONSUMER_GROUP,
+                     views.ViewCounter(view_counts), max_attempts=5, join_timeout_s=30),
+        ]
+        return Running(PlacementServicer(cfg, metadata), consumers=consumers,
+                       close=[producer.close, backends.bus.close])
 
-    def connect():
-        bus = make_topic_bus(cfg)
-        bus.ensure_topics(DEFAULT_TOPICS)
-        return bus
-
-    bus = connect_with_backoff("topics", connect, server.stopping)
-    if bus is None:
-        return
-    producer = bus.producer()
-    objects = make_object_store(cfg)
-    placement_metrics.register_cdn_share_gauge(objects)
-    view_counts = make_view_count_store(cfg)
-    handler = ResultHandler(cfg, metadata, producer, objects=objects, view_counts=view_counts,
-                            models=modelstore.LatestModel(objects))
-    consumer_thread = threading.Thread(
-        target=run_consumer,
-        args=(bus, [TOPIC_TRANSCODE_RESULTS], CONSUMER_GROUP, handler, server.stopping),
-        kwargs={"max_attempts": 5},
-        name="results-consumer",
-    )
-    views_thread = threading.Thread(
-        target=run_consumer,
-        args=(bus, [TOPIC_VIEWS], views.CONSUMER_GROUP, views.ViewCounter(view_counts), server.stopping),
-        kwargs={"max_attempts": 5},
-        name="views-consumer",
-    )
-    consumer_thread.start()
-    views_thread.start()
-    server.set_serving(True)
-
-    def on_stop():
-        consumer_thread.join(timeout=30)
-        views_thread.join(timeout=30)
-
-    server.run_until_signalled(on_stop=on_stop)
-    producer.close()
-    bus.close()
+    run_service(cfg, name="longtail.placement.v1.PlacementService", address=cfg.services.placement,
+                add_servicer=pb_grpc.add_PlacementServiceServicer_to_server, needs=Needs(topics=True), start=start)
 
 
 def main() -> None:

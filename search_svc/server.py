@@ -5,7 +5,6 @@ import base64
 import hashlib
 import json
 import logging
-import threading
 
 import grpc
 
@@ -15,12 +14,12 @@ from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail.search.v1 import search_service_pb2 as pb
 from longtail.search.v1 import search_service_pb2_grpc as pb_grpc
-from longtail_common.adapters import make_topic_bus
 from longtail_common.config import Config, load_config
-from longtail_common.consumer import PermanentError, run_consumer
-from longtail_common.grpc_server import ServiceServer, client_channel
-from longtail_common.ports import DEFAULT_TOPICS, TOPIC_VIDEO_PUBLISHED, Message
-from longtail_common.runtime import connect_with_backoff, setup_logging
+from longtail_common.consumer import PermanentError
+from longtail_common.grpc_server import client_channel
+from longtail_common.ports import TOPIC_VIDEO_PUBLISHED, Message
+from longtail_common.runtime import setup_logging
+from longtail_common.service import Backends, Consumer, Needs, Running, run_service
 from search_svc.index import BadQueryError, Entry, SearchIndex
 
 log = logging.getLogger("search_svc")
@@ -160,32 +159,17 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
 
 
 def serve(cfg: Config) -> None:
-    server = ServiceServer("longtail.search.v1.SearchService", cfg.services.search)
-    servicer = server.late_servicer(pb_grpc.add_SearchServiceServicer_to_server)
-    server.start()
+    def start(backends: Backends) -> Running:
+        """The servicer, and the `video.published` consumer that keeps the index."""
+        index = SearchIndex(cfg.data_path / "search" / "index.sqlite3")
+        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
+        published = Consumer("published-consumer", backends.bus, [TOPIC_VIDEO_PUBLISHED], CONSUMER_GROUP,
+                             PublishedHandler(index, metadata), max_attempts=5, join_timeout_s=30)
+        return Running(SearchServicer(index, metadata), consumers=[published],
+                       close=[backends.bus.close, index.close])
 
-    def connect():
-        bus = make_topic_bus(cfg)
-        bus.ensure_topics(DEFAULT_TOPICS)
-        return bus
-
-    bus = connect_with_backoff("topics", connect, server.stopping)
-    if bus is None:
-        return
-    index = SearchIndex(cfg.data_path / "search" / "index.sqlite3")
-    metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
-    servicer.bind(SearchServicer(index, metadata))
-    consumer_thread = threading.Thread(
-        target=run_consumer,
-        args=(bus, [TOPIC_VIDEO_PUBLISHED], CONSUMER_GROUP, PublishedHandler(index, metadata), server.stopping),
-        kwargs={"max_attempts": 5},
-        name="published-consumer",
-    )
-    consumer_thread.start()
-    server.set_serving(True)
-    server.run_until_signalled(on_stop=lambda: consumer_thread.join(timeout=30))
-    bus.close()
-    index.close()
+    run_service(cfg, name="longtail.search.v1.SearchService", address=cfg.services.search,
+                add_servicer=pb_grpc.add_SearchServiceServicer_to_server, needs=Needs(topics=True), start=start)
 
 
 def main() -> None:

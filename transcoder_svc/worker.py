@@ -9,7 +9,6 @@ import pathlib
 import shutil
 import socket
 import tempfile
-import threading
 import time
 import zlib
 
@@ -24,12 +23,10 @@ from longtail.metadata.v1 import video_pb2
 from longtail.transcoder.v1 import transcoder_service_pb2 as pb
 from longtail.transcoder.v1 import transcoder_service_pb2_grpc as pb_grpc
 from longtail_common import telemetry
-from longtail_common.adapters import make_object_store, make_topic_bus
 from longtail_common.config import Config, load_config
-from longtail_common.consumer import PermanentError, run_consumer
-from longtail_common.grpc_server import ServiceServer, client_channel
+from longtail_common.consumer import PermanentError
+from longtail_common.grpc_server import client_channel
 from longtail_common.ports import (
-    DEFAULT_TOPICS,
     MEDIA_BUCKET,
     RAW_BUCKET,
     TOPIC_TRANSCODE_REQUESTS,
@@ -38,7 +35,8 @@ from longtail_common.ports import (
     NotFoundError,
     validate_id,
 )
-from longtail_common.runtime import connect_with_backoff, setup_logging
+from longtail_common.runtime import setup_logging
+from longtail_common.service import Backends, Consumer, Needs, Running, run_service
 from transcoder_svc import media
 
 log = logging.getLogger("transcoder_svc")
@@ -520,37 +518,21 @@ class TranscoderServicer(pb_grpc.TranscoderServiceServicer):
 def serve(cfg: Config) -> None:
     codec_families(cfg)  # a bad codec list stops the worker at start, not at the first video
     popular_codecs(cfg)
-    server = ServiceServer("longtail.transcoder.v1.TranscoderService", cfg.services.transcoder)
     status = {"worker_id": f"{socket.gethostname()}-{os.getpid()}", "current_video_id": "", "jobs_done": 0, "jobs_failed": 0}
-    pb_grpc.add_TranscoderServiceServicer_to_server(TranscoderServicer(status), server.server)
-    server.start()
 
-    def connect():
-        objects = make_object_store(cfg)
-        objects.ensure_bucket(MEDIA_BUCKET)
-        bus = make_topic_bus(cfg)
-        bus.ensure_topics(DEFAULT_TOPICS)
-        return objects, bus
+    def start(backends: Backends) -> Running:
+        """The status servicer, and the `transcode.requests` consumer that does the work."""
+        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
+        producer = backends.bus.producer()
+        job = TranscodeJob(cfg, backends.objects, producer, metadata, status,
+                           request_partitions=backends.bus.topic_partitions(TOPIC_TRANSCODE_REQUESTS))
+        requests = Consumer("transcode-consumer", backends.bus, [TOPIC_TRANSCODE_REQUESTS], CONSUMER_GROUP, job,
+                            max_attempts=cfg.platform.transcode_max_attempts, join_timeout_s=60)
+        return Running(TranscoderServicer(status), consumers=[requests], close=[producer.close, backends.bus.close])
 
-    backends = connect_with_backoff("object store and topics", connect, server.stopping)
-    if backends is None:
-        return
-    objects, bus = backends
-    metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
-    producer = bus.producer()
-    job = TranscodeJob(cfg, objects, producer, metadata, status,
-                       request_partitions=bus.topic_partitions(TOPIC_TRANSCODE_REQUESTS))
-    consumer_thread = threading.Thread(
-        target=run_consumer,
-        args=(bus, [TOPIC_TRANSCODE_REQUESTS], CONSUMER_GROUP, job, server.stopping),
-        kwargs={"max_attempts": cfg.platform.transcode_max_attempts},
-        name="transcode-consumer",
-    )
-    consumer_thread.start()
-    server.set_serving(True)
-    server.run_until_signalled(on_stop=lambda: consumer_thread.join(timeout=60))
-    producer.close()
-    bus.close()
+    run_service(cfg, name="longtail.transcoder.v1.TranscoderService", address=cfg.services.transcoder,
+                add_servicer=pb_grpc.add_TranscoderServiceServicer_to_server,
+                needs=Needs(bucket=MEDIA_BUCKET, topics=True), start=start)
 
 
 def main() -> None:

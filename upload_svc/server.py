@@ -8,6 +8,7 @@ import os
 import pathlib
 import threading
 from contextlib import contextmanager
+from functools import partial
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -18,17 +19,11 @@ from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail.upload.v1 import upload_service_pb2 as pb
 from longtail.upload.v1 import upload_service_pb2_grpc as pb_grpc
-from longtail_common.adapters import make_object_store, make_topic_bus
 from longtail_common.config import Config, load_config
-from longtail_common.grpc_server import ServiceServer, client_channel
-from longtail_common.ports import (
-    RAW_BUCKET,
-    TOPIC_TRANSCODE_REQUESTS,
-    DEFAULT_TOPICS,
-    InvalidKeyError,
-    validate_id,
-)
-from longtail_common.runtime import connect_with_backoff, setup_logging
+from longtail_common.grpc_server import client_channel
+from longtail_common.ports import RAW_BUCKET, TOPIC_TRANSCODE_REQUESTS, InvalidKeyError, validate_id
+from longtail_common.runtime import setup_logging
+from longtail_common.service import Background, Backends, Needs, Running, run_service
 from upload_svc.janitor import RawJanitor
 
 log = logging.getLogger("upload_svc")
@@ -211,29 +206,19 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
 
 
 def serve(cfg: Config) -> None:
-    server = ServiceServer("longtail.upload.v1.UploadService", cfg.services.upload)
-    servicer = server.late_servicer(pb_grpc.add_UploadServiceServicer_to_server)
-    server.start()
+    def start(backends: Backends) -> Running:
+        """The servicer, and the janitor that deletes raw originals once they are transcoded."""
+        producer = backends.bus.producer()
+        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
+        janitor = RawJanitor(backends.objects, metadata, cfg.platform.raw_retention_s)
+        sweep_interval_s = max(1, cfg.platform.raw_sweep_interval_s)
+        return Running(UploadServicer(cfg, backends.objects, producer, metadata),
+                       background=[Background("raw-janitor", partial(janitor.run, interval_s=sweep_interval_s))],
+                       close=[producer.close, backends.bus.close])
 
-    def connect():
-        objects = make_object_store(cfg)
-        objects.ensure_bucket(RAW_BUCKET)
-        bus = make_topic_bus(cfg)
-        bus.ensure_topics(DEFAULT_TOPICS)
-        return objects, bus
-
-    backends = connect_with_backoff("object store and topics", connect, server.stopping)
-    if backends is None:
-        return
-    objects, bus = backends
-    producer = bus.producer()
-    metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
-    servicer.bind(UploadServicer(cfg, objects, producer, metadata))
-    janitor = RawJanitor(objects, metadata, cfg.platform.raw_retention_s)
-    threading.Thread(target=janitor.run, args=(server.stopping, max(1, cfg.platform.raw_sweep_interval_s)),
-                     name="raw-janitor", daemon=True).start()
-    server.set_serving(True)
-    server.run_until_signalled(on_stop=lambda: (producer.close(), bus.close()))
+    run_service(cfg, name="longtail.upload.v1.UploadService", address=cfg.services.upload,
+                add_servicer=pb_grpc.add_UploadServiceServicer_to_server,
+                needs=Needs(bucket=RAW_BUCKET, topics=True), start=start)
 
 
 def main() -> None:

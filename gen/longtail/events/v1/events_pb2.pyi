@@ -3,12 +3,24 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from longtail.metadata.v1 import video_pb2 as _video_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ViewKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIEW_KIND_UNSPECIFIED: _ClassVar[ViewKind]
+    VIEW_KIND_START: _ClassVar[ViewKind]
+    VIEW_KIND_PROGRESS: _ClassVar[ViewKind]
+    VIEW_KIND_COMPLETE: _ClassVar[ViewKind]
+VIEW_KIND_UNSPECIFIED: ViewKind
+VIEW_KIND_START: ViewKind
+VIEW_KIND_PROGRESS: ViewKind
+VIEW_KIND_COMPLETE: ViewKind
 
 class TranscodeRequest(_message.Message):
     __slots__ = ("video_id", "raw_bucket", "raw_object_key", "request_time", "chunk", "add_codecs")
@@ -73,15 +85,17 @@ class VideoPublished(_message.Message):
     def __init__(self, video_id: _Optional[str] = ..., channel_id: _Optional[str] = ..., title: _Optional[str] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ViewEvent(_message.Message):
-    __slots__ = ("video_id", "region", "kind", "bytes_watched", "event_time")
+    __slots__ = ("video_id", "region", "kind", "bytes_watched", "event_time", "view_kind")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     BYTES_WATCHED_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    VIEW_KIND_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     region: str
     kind: str
     bytes_watched: int
     event_time: _timestamp_pb2.Timestamp
-    def __init__(self, video_id: _Optional[str] = ..., region: _Optional[str] = ..., kind: _Optional[str] = ..., bytes_watched: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    view_kind: ViewKind
+    def __init__(self, video_id: _Optional[str] = ..., region: _Optional[str] = ..., kind: _Optional[str] = ..., bytes_watched: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., view_kind: _Optional[_Union[ViewKind, str]] = ...) -> None: ...

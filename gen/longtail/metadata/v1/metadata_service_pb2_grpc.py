@@ -27,7 +27,11 @@ if _version_not_supported:
 
 
 class MetadataServiceStub:
-    """The source of truth for videos and channels.
+    """The source of truth for videos and channels (metadata_svc).
+
+    Callers: the gateway and the other services, over the deployment's internal network.
+    No RPC checks a principal or role today: every caller is trusted, and viewers and
+    uploaders reach this service only through the gateway's REST API.
     """
 
     def __init__(self, channel):
@@ -74,30 +78,40 @@ class MetadataServiceStub:
 
 
 class MetadataServiceServicer:
-    """The source of truth for videos and channels.
+    """The source of truth for videos and channels (metadata_svc).
+
+    Callers: the gateway and the other services, over the deployment's internal network.
+    No RPC checks a principal or role today: every caller is trusted, and viewers and
+    uploaders reach this service only through the gateway's REST API.
     """
 
     def GetVideo(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One video by id (NOT_FOUND if absent). Called by the gateway (video and watch
+        pages), upload_svc, the transcoder, placement_svc and search_svc.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def BatchGetVideos(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Several videos by id in one call, at most 1000. Called by the gateway (view
+        beacons), the upload janitor, placement's daily job and search_svc.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListVideos(self, request, context):
-        """Lists a channel's videos, newest first.
+        """Lists a channel's videos, newest first. Called by the gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateVideo(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates a video in UPLOADING, and its channel on the channel's first video.
+        Called by the gateway when an upload starts.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -105,20 +119,24 @@ class MetadataServiceServicer:
     def UpdateVideo(self, request, context):
         """Updates the fields named in `update_mask`. When `video.etag` is set the write only
         happens if it matches the stored etag (ABORTED otherwise): this is how status
-        transitions such as PROCESSING -> READY happen exactly once.
+        transitions such as PROCESSING -> READY happen exactly once. Called by upload_svc
+        (PROCESSING), the transcoder (FAILED) and placement_svc (READY, placements).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetChannel(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One channel by id (NOT_FOUND if absent). No caller in the tree today.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateChannel(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates a channel (ALREADY_EXISTS if it exists). No caller in the tree today:
+        CreateVideo creates a video's channel on its first video.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -170,7 +188,11 @@ def add_MetadataServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class MetadataService:
-    """The source of truth for videos and channels.
+    """The source of truth for videos and channels (metadata_svc).
+
+    Callers: the gateway and the other services, over the deployment's internal network.
+    No RPC checks a principal or role today: every caller is trusted, and viewers and
+    uploaders reach this service only through the gateway's REST API.
     """
 
     @staticmethod

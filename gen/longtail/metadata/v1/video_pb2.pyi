@@ -30,6 +30,36 @@ class AdPosition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AD_POSITION_PRE_ROLL: _ClassVar[AdPosition]
     AD_POSITION_MID_ROLL: _ClassVar[AdPosition]
     AD_POSITION_POST_ROLL: _ClassVar[AdPosition]
+
+class ThumbnailKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    THUMBNAIL_KIND_UNSPECIFIED: _ClassVar[ThumbnailKind]
+    THUMBNAIL_KIND_POSTER: _ClassVar[ThumbnailKind]
+    THUMBNAIL_KIND_STORYBOARD: _ClassVar[ThumbnailKind]
+    THUMBNAIL_KIND_STORYBOARD_VTT: _ClassVar[ThumbnailKind]
+
+class ContainerFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTAINER_FORMAT_UNSPECIFIED: _ClassVar[ContainerFormat]
+    CONTAINER_FORMAT_MPEGTS: _ClassVar[ContainerFormat]
+    CONTAINER_FORMAT_FMP4: _ClassVar[ContainerFormat]
+    CONTAINER_FORMAT_WEBM: _ClassVar[ContainerFormat]
+
+class StreamProtocol(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STREAM_PROTOCOL_UNSPECIFIED: _ClassVar[StreamProtocol]
+    STREAM_PROTOCOL_HLS: _ClassVar[StreamProtocol]
+    STREAM_PROTOCOL_DASH: _ClassVar[StreamProtocol]
+
+class PlacementPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PLACEMENT_POLICY_UNSPECIFIED: _ClassVar[PlacementPolicy]
+    PLACEMENT_POLICY_NEW_VIDEO_ORIGIN: _ClassVar[PlacementPolicy]
+    PLACEMENT_POLICY_COLD_START_MLP: _ClassVar[PlacementPolicy]
+    PLACEMENT_POLICY_COLD_START_GBM: _ClassVar[PlacementPolicy]
+    PLACEMENT_POLICY_MODEL_MLP: _ClassVar[PlacementPolicy]
+    PLACEMENT_POLICY_MODEL_GBM: _ClassVar[PlacementPolicy]
+    PLACEMENT_POLICY_RULE_YESTERDAY: _ClassVar[PlacementPolicy]
 VIDEO_STATUS_UNSPECIFIED: VideoStatus
 VIDEO_STATUS_UPLOADING: VideoStatus
 VIDEO_STATUS_PROCESSING: VideoStatus
@@ -42,6 +72,24 @@ AD_POSITION_UNSPECIFIED: AdPosition
 AD_POSITION_PRE_ROLL: AdPosition
 AD_POSITION_MID_ROLL: AdPosition
 AD_POSITION_POST_ROLL: AdPosition
+THUMBNAIL_KIND_UNSPECIFIED: ThumbnailKind
+THUMBNAIL_KIND_POSTER: ThumbnailKind
+THUMBNAIL_KIND_STORYBOARD: ThumbnailKind
+THUMBNAIL_KIND_STORYBOARD_VTT: ThumbnailKind
+CONTAINER_FORMAT_UNSPECIFIED: ContainerFormat
+CONTAINER_FORMAT_MPEGTS: ContainerFormat
+CONTAINER_FORMAT_FMP4: ContainerFormat
+CONTAINER_FORMAT_WEBM: ContainerFormat
+STREAM_PROTOCOL_UNSPECIFIED: StreamProtocol
+STREAM_PROTOCOL_HLS: StreamProtocol
+STREAM_PROTOCOL_DASH: StreamProtocol
+PLACEMENT_POLICY_UNSPECIFIED: PlacementPolicy
+PLACEMENT_POLICY_NEW_VIDEO_ORIGIN: PlacementPolicy
+PLACEMENT_POLICY_COLD_START_MLP: PlacementPolicy
+PLACEMENT_POLICY_COLD_START_GBM: PlacementPolicy
+PLACEMENT_POLICY_MODEL_MLP: PlacementPolicy
+PLACEMENT_POLICY_MODEL_GBM: PlacementPolicy
+PLACEMENT_POLICY_RULE_YESTERDAY: PlacementPolicy
 
 class Channel(_message.Message):
     __slots__ = ("id", "name")
@@ -52,16 +100,18 @@ class Channel(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Thumbnail(_message.Message):
-    __slots__ = ("kind", "object_key", "width", "height")
+    __slots__ = ("kind", "object_key", "width", "height", "thumbnail_kind")
     KIND_FIELD_NUMBER: _ClassVar[int]
     OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAIL_KIND_FIELD_NUMBER: _ClassVar[int]
     kind: str
     object_key: str
     width: int
     height: int
-    def __init__(self, kind: _Optional[str] = ..., object_key: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+    thumbnail_kind: ThumbnailKind
+    def __init__(self, kind: _Optional[str] = ..., object_key: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., thumbnail_kind: _Optional[_Union[ThumbnailKind, str]] = ...) -> None: ...
 
 class AdBreak(_message.Message):
     __slots__ = ("position", "offset_seconds", "duration_seconds", "creative_url", "ad_id")
@@ -78,7 +128,7 @@ class AdBreak(_message.Message):
     def __init__(self, position: _Optional[_Union[AdPosition, str]] = ..., offset_seconds: _Optional[float] = ..., duration_seconds: _Optional[float] = ..., creative_url: _Optional[str] = ..., ad_id: _Optional[str] = ...) -> None: ...
 
 class Rendition(_message.Message):
-    __slots__ = ("codec", "width", "height", "bitrate_bps", "container", "object_key", "frame_rate", "codecs", "vmaf")
+    __slots__ = ("codec", "width", "height", "bitrate_bps", "container", "object_key", "frame_rate", "codecs", "vmaf", "container_format")
     CODEC_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +138,7 @@ class Rendition(_message.Message):
     FRAME_RATE_FIELD_NUMBER: _ClassVar[int]
     CODECS_FIELD_NUMBER: _ClassVar[int]
     VMAF_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FORMAT_FIELD_NUMBER: _ClassVar[int]
     codec: str
     width: int
     height: int
@@ -97,31 +148,36 @@ class Rendition(_message.Message):
     frame_rate: float
     codecs: str
     vmaf: float
-    def __init__(self, codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., bitrate_bps: _Optional[int] = ..., container: _Optional[str] = ..., object_key: _Optional[str] = ..., frame_rate: _Optional[float] = ..., codecs: _Optional[str] = ..., vmaf: _Optional[float] = ...) -> None: ...
+    container_format: ContainerFormat
+    def __init__(self, codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., bitrate_bps: _Optional[int] = ..., container: _Optional[str] = ..., object_key: _Optional[str] = ..., frame_rate: _Optional[float] = ..., codecs: _Optional[str] = ..., vmaf: _Optional[float] = ..., container_format: _Optional[_Union[ContainerFormat, str]] = ...) -> None: ...
 
 class PlacementDecision(_message.Message):
-    __slots__ = ("region", "served_from", "policy", "predicted_views", "decide_time")
+    __slots__ = ("region", "served_from", "policy", "predicted_views", "decide_time", "placement_policy")
     REGION_FIELD_NUMBER: _ClassVar[int]
     SERVED_FROM_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_VIEWS_FIELD_NUMBER: _ClassVar[int]
     DECIDE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_POLICY_FIELD_NUMBER: _ClassVar[int]
     region: str
     served_from: ServedFrom
     policy: str
     predicted_views: float
     decide_time: _timestamp_pb2.Timestamp
-    def __init__(self, region: _Optional[str] = ..., served_from: _Optional[_Union[ServedFrom, str]] = ..., policy: _Optional[str] = ..., predicted_views: _Optional[float] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    placement_policy: PlacementPolicy
+    def __init__(self, region: _Optional[str] = ..., served_from: _Optional[_Union[ServedFrom, str]] = ..., policy: _Optional[str] = ..., predicted_views: _Optional[float] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., placement_policy: _Optional[_Union[PlacementPolicy, str]] = ...) -> None: ...
 
 class StreamManifest(_message.Message):
-    __slots__ = ("codec", "protocol", "object_key")
+    __slots__ = ("codec", "protocol", "object_key", "stream_protocol")
     CODEC_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    STREAM_PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     codec: str
     protocol: str
     object_key: str
-    def __init__(self, codec: _Optional[str] = ..., protocol: _Optional[str] = ..., object_key: _Optional[str] = ...) -> None: ...
+    stream_protocol: StreamProtocol
+    def __init__(self, codec: _Optional[str] = ..., protocol: _Optional[str] = ..., object_key: _Optional[str] = ..., stream_protocol: _Optional[_Union[StreamProtocol, str]] = ...) -> None: ...
 
 class Video(_message.Message):
     __slots__ = ("id", "title", "description", "channel", "thumbnails", "ad_breaks", "duration_seconds", "status", "failure_reason", "renditions", "placements", "manifests", "raw_object_key", "size_bytes", "language", "category", "create_time", "update_time", "publish_time", "etag")

@@ -27,7 +27,12 @@ if _version_not_supported:
 
 
 class PlacementServiceStub:
-    """Decides, per video and CDN region, whether the CDN edge or origin serves it.
+    """Decides, per video and CDN region, whether the CDN edge or origin serves it. The
+    decisions themselves are written into the video (Video.placements), which is where
+    the gateway reads them; this service answers questions about them.
+
+    Callers: none in the tree today (operators and tests), over the deployment's
+    internal network. No RPC checks a principal or role today.
     """
 
     def __init__(self, channel):
@@ -49,11 +54,16 @@ class PlacementServiceStub:
 
 
 class PlacementServiceServicer:
-    """Decides, per video and CDN region, whether the CDN edge or origin serves it.
+    """Decides, per video and CDN region, whether the CDN edge or origin serves it. The
+    decisions themselves are written into the video (Video.placements), which is where
+    the gateway reads them; this service answers questions about them.
+
+    Callers: none in the tree today (operators and tests), over the deployment's
+    internal network. No RPC checks a principal or role today.
     """
 
     def GetPlacement(self, request, context):
-        """The decision in force for one video in one region.
+        """The decision in force for one video in one region (NOT_FOUND if none).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,7 +98,12 @@ def add_PlacementServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class PlacementService:
-    """Decides, per video and CDN region, whether the CDN edge or origin serves it.
+    """Decides, per video and CDN region, whether the CDN edge or origin serves it. The
+    decisions themselves are written into the video (Video.placements), which is where
+    the gateway reads them; this service answers questions about them.
+
+    Callers: none in the tree today (operators and tests), over the deployment's
+    internal network. No RPC checks a principal or role today.
     """
 
     @staticmethod

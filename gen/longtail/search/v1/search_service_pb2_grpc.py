@@ -29,6 +29,9 @@ class SearchServiceStub:
     """Full-text search and browse over READY videos. The index is fed by the
     `video.published` topic; a video that is not READY (or no longer exists) is never
     returned.
+
+    Callers: only the gateway (its search and latest-videos routes, JSON and HTML), over
+    the deployment's internal network. No RPC checks a principal or role today: every result is public.
     """
 
     def __init__(self, channel):
@@ -53,18 +56,22 @@ class SearchServiceServicer:
     """Full-text search and browse over READY videos. The index is fed by the
     `video.published` topic; a video that is not READY (or no longer exists) is never
     returned.
+
+    Callers: only the gateway (its search and latest-videos routes, JSON and HTML), over
+    the deployment's internal network. No RPC checks a principal or role today: every result is public.
     """
 
     def SearchVideos(self, request, context):
         """Videos matching the words of `query` (every word must match, prefixes allowed),
-        best match first.
+        best match first. Called by the gateway when a search has words.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListLatestVideos(self, request, context):
-        """The most recently published videos, newest first.
+        """The most recently published videos, newest first. Called by the gateway for
+        /v1/latest and a search without words (the home page).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,6 +102,9 @@ class SearchService:
     """Full-text search and browse over READY videos. The index is fed by the
     `video.published` topic; a video that is not READY (or no longer exists) is never
     returned.
+
+    Callers: only the gateway (its search and latest-videos routes, JSON and HTML), over
+    the deployment's internal network. No RPC checks a principal or role today: every result is public.
     """
 
     @staticmethod

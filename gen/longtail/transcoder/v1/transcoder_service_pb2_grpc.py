@@ -27,6 +27,9 @@ if _version_not_supported:
 
 class TranscoderServiceStub:
     """A transcoder worker consumes `transcode.requests`; this service only reports on it.
+
+    Callers: no service; the end-to-end tests and operators inspecting a worker, over the
+    deployment's internal network. No RPC checks a principal or role today.
     """
 
     def __init__(self, channel):
@@ -44,10 +47,14 @@ class TranscoderServiceStub:
 
 class TranscoderServiceServicer:
     """A transcoder worker consumes `transcode.requests`; this service only reports on it.
+
+    Callers: no service; the end-to-end tests and operators inspecting a worker, over the
+    deployment's internal network. No RPC checks a principal or role today.
     """
 
     def GetWorkerStatus(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """This worker's identity, current job and job counts since it started.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -70,6 +77,9 @@ def add_TranscoderServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class TranscoderService:
     """A transcoder worker consumes `transcode.requests`; this service only reports on it.
+
+    Callers: no service; the end-to-end tests and operators inspecting a worker, over the
+    deployment's internal network. No RPC checks a principal or role today.
     """
 
     @staticmethod

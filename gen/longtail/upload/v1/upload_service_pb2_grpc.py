@@ -27,7 +27,11 @@ if _version_not_supported:
 
 class UploadServiceStub:
     """Resumable uploads of original files into the temporary (raw) store. When the last
-    byte lands the video moves to PROCESSING and a transcode request is published.
+    byte lands the original moves to the raw bucket, the video moves to PROCESSING and a
+    transcode request is published.
+
+    Callers: only the gateway, which speaks tus 1.0.0 to clients and maps it onto these
+    RPCs, over the deployment's internal network. No RPC checks a principal or role today.
     """
 
     def __init__(self, channel):
@@ -55,23 +59,33 @@ class UploadServiceStub:
 
 class UploadServiceServicer:
     """Resumable uploads of original files into the temporary (raw) store. When the last
-    byte lands the video moves to PROCESSING and a transcode request is published.
+    byte lands the original moves to the raw bucket, the video moves to PROCESSING and a
+    transcode request is published.
+
+    Callers: only the gateway, which speaks tus 1.0.0 to clients and maps it onto these
+    RPCs, over the deployment's internal network. No RPC checks a principal or role today.
     """
 
     def CreateUpload(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Starts the upload of a video the gateway has just created (idempotent: an existing
+        upload is returned as it is). Called by the gateway's tus creation (POST).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetUpload(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Where an upload stands (NOT_FOUND if there is none); also finishes a hand-off an
+        earlier crash interrupted. Called by the gateway's tus HEAD and PATCH.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AppendUpload(self, request_iterator, context):
         """Appends bytes at `offset`. The first message carries the header, later ones data.
+        Whatever arrives is kept, so a dropped stream resumes at the new offset. Called by
+        the gateway's tus PATCH.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,7 +119,11 @@ def add_UploadServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class UploadService:
     """Resumable uploads of original files into the temporary (raw) store. When the last
-    byte lands the video moves to PROCESSING and a transcode request is published.
+    byte lands the original moves to the raw bucket, the video moves to PROCESSING and a
+    transcode request is published.
+
+    Callers: only the gateway, which speaks tus 1.0.0 to clients and maps it onto these
+    RPCs, over the deployment's internal network. No RPC checks a principal or role today.
     """
 
     @staticmethod
