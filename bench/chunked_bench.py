@@ -5,7 +5,7 @@ and a fleet model built from the measured per-chunk times.
 Run from the repo root:  .venv/bin/python bench/chunked_bench.py [--seconds 60] [--height 720] [--rounds 2]
 Writes bench/results/chunked.json.
 
-The source is made reproducibly by `longtail_common.cli.make_test_clip` (ffmpeg testsrc2 +
+The source is made reproducibly by `longtail_cli.cli.make_test_clip` (ffmpeg testsrc2 +
 440 Hz tone, x264 veryfast). Every run is a fresh embedded platform (`Platform`, own data
 dir; start-up is not timed) with tracing on (the default: JSON-lines spans under
 DATA_DIR/traces/):
@@ -64,11 +64,11 @@ import httpx
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from longtail_cli.cli import make_test_clip, upload_file  # noqa: E402
+from longtail_cli.launcher import Platform, free_port  # noqa: E402
 from longtail_common import telemetry  # noqa: E402
 from machine import cpu_model, ffmpeg_version  # noqa: E402  (bench/machine.py)
-from longtail_common.cli import make_test_clip, upload_file  # noqa: E402
 from longtail_common.config import Config  # noqa: E402
-from longtail_common.launcher import Platform, free_port  # noqa: E402
 from longtail_common.ports import DEFAULT_TOPICS, MEDIA_BUCKET, TOPIC_TRANSCODE_REQUESTS  # noqa: E402
 from transcoder_svc import media  # noqa: E402
 

@@ -44,7 +44,7 @@ import httpx
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from longtail_common.cli import make_test_clip, upload_file, wait_ready  # noqa: E402
+from longtail_cli.cli import make_test_clip, upload_file, wait_ready  # noqa: E402
 from machine import cpu_model  # noqa: E402  (bench/machine.py)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -342,7 +342,7 @@ def main() -> int:
                       "tracing_off": "--config FILE with [telemetry] tracing=false"},
             "platform": "longtail up, embedded backends (SQLite, fs objects, local topic log), 1 transcoder "
                         "worker, both platforms live at once",
-            "clip": "4 s 640x360 testsrc2 + tone (longtail_common.cli.make_test_clip)",
+            "clip": "4 s 640x360 testsrc2 + tone (longtail_cli.cli.make_test_clip)",
             "interleaving": "rounds alternate A B / B A",
             "warmup_requests": args.warmup, "sequential_rounds": args.rounds,
             "sequential_requests_per_round": args.requests, "client": "httpx, one keep-alive client per platform",

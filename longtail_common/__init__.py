@@ -1,2 +1,2 @@
-"""Cross-cutting pieces shared by every Longtail service: ports and their backends
-(adapters), configuration, telemetry, the gRPC server helper and the `longtail` CLI."""
+"""Cross-cutting pieces every Longtail service uses at run time: ports and their backends
+(adapters), configuration, telemetry and the gRPC server helper."""

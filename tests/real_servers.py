@@ -1,7 +1,7 @@
 """pytest plugin: real Kafka, Cassandra (CQL, for the Scylla backend) and S3Proxy servers.
 
 `real_servers` (session scope) starts all three once per test session in a temporary
-directory with `longtail_common.testservers` (JVM processes from Maven Central jars),
+directory with `longtail_testservers` (JVM processes from Maven Central jars),
 and stops them at the end. With `LONGTAIL_USE_DOCKER=1` and a working Docker daemon,
 ScyllaDB, Kafka and MinIO containers (testcontainers) are used instead.
 
@@ -28,8 +28,9 @@ import uuid
 
 import pytest
 
-from longtail_common import testservers
 from longtail_common.config import Config
+from longtail_testservers import cluster, jars
+from longtail_testservers.errors import MISSING_JAVA_PREFIX, JavaUnavailableError, TestServerError
 
 TEST_KEYSPACE = "longtail_test"
 
@@ -125,21 +126,21 @@ def real_servers(tmp_path_factory):
             return
         print(f"\nLONGTAIL_USE_DOCKER=1 but {why}; using Java servers instead")
 
-    ok, reason = testservers.java_available()
+    ok, reason = jars.java_available()
     if not ok:
-        _unavailable(testservers.MISSING_JAVA_PREFIX + reason)
+        _unavailable(MISSING_JAVA_PREFIX + reason)
     try:
-        servers = testservers.start_all(root)
-    except testservers.JavaUnavailableError as exc:
+        servers = cluster.start_all(root)
+    except JavaUnavailableError as exc:
         _unavailable(str(exc))
-    except testservers.TestServerError as exc:
+    except TestServerError as exc:
         pytest.fail(f"real servers did not start: {exc}", pytrace=False)
     servers["kind"] = "java"
     _started.update(servers)
     try:
         yield servers
     finally:
-        testservers.stop_all(root)  # in parallel, by the pids in servers.json
+        cluster.stop_all(root)  # in parallel, by the pids in servers.json
         for name in ("kafka", "cassandra", "s3proxy"):
             servers[name].stop()  # no-op unless a pid changed behind servers.json's back
         if not os.environ.get("LONGTAIL_KEEP_SERVER_DIRS"):
@@ -163,7 +164,7 @@ def pytest_terminal_summary(terminalreporter):
     if _started.get("kind") == "docker":
         tr.write_line(f"real servers (docker): started in {_started.get('total_s')}s")
         return
-    versions = testservers.server_versions()
+    versions = jars.server_versions()
     parts = [f"{name} {versions.get(name, '?')} ready in {_started[name].startup_s:.1f}s"
              for name in ("kafka", "cassandra", "s3proxy") if name in _started]
     restarts = getattr(_started.get("kafka"), "restart_s", None)
@@ -214,4 +215,4 @@ def restart_kafka(servers: dict, downtime_s: float = 0.0):
     """Stop and start the session's broker (same ports and data) for fault tests."""
     if servers.get("kind") != "java":
         pytest.skip("restarting Kafka needs the Java test servers")
-    return testservers.restart_kafka(servers["kafka"], downtime_s)
+    return servers["kafka"].restart(downtime_s)

@@ -20,9 +20,9 @@ import uuid
 import httpx
 import pytest
 
-from longtail_common.cli import make_test_clip
+from longtail_cli.cli import make_test_clip
+from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
-from longtail_common.launcher import Platform, free_port
 
 pytestmark = pytest.mark.slow
 

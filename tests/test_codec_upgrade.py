@@ -19,11 +19,11 @@ import pytest
 
 from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import video_pb2
+from longtail_cli.cli import make_test_clip, wait_ready
+from longtail_cli.launcher import Platform, free_port
 from longtail_common import telemetry
 from longtail_common.adapters import make_object_store, make_topic_bus
-from longtail_common.cli import make_test_clip, wait_ready
 from longtail_common.config import Config
-from longtail_common.launcher import Platform, free_port
 from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET, TOPIC_DEAD_LETTER, TOPIC_TRANSCODE_REQUESTS
 from placement_svc.daily import codec_upgrades
 from tests.test_e2e_embedded import upload_all

@@ -15,9 +15,9 @@ import pytest
 
 from longtail.transcoder.v1 import transcoder_service_pb2 as tpb
 from longtail.transcoder.v1 import transcoder_service_pb2_grpc as tpb_grpc
-from longtail_common.cli import make_test_clip, wait_ready
+from longtail_cli.cli import make_test_clip, wait_ready
+from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
-from longtail_common.launcher import Platform, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,8 @@ import pytest
 from longtail.events.v1 import events_pb2
 from longtail.transcoder.v1 import transcoder_service_pb2 as tpb
 from longtail.transcoder.v1 import transcoder_service_pb2_grpc as tpb_grpc
-from longtail_common.cli import make_test_clip, wait_ready
-from longtail_common.launcher import Platform, free_port
+from longtail_cli.cli import make_test_clip, wait_ready
+from longtail_cli.launcher import Platform, free_port
 from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET, TOPIC_VIDEO_PUBLISHED
 from tests.real_servers import make_real_object_store, make_real_topic_bus, real_config, restart_kafka
 from tests.test_e2e_embedded import create_video, upload_all

@@ -15,8 +15,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from longtail_cli.launcher import free_port
 from longtail_common.config import BackendsConfig, Config, KafkaConfig, S3Config, ScyllaConfig
-from longtail_common.launcher import free_port
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

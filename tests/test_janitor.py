@@ -19,11 +19,11 @@ from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
+from longtail_cli.launcher import free_port
 from longtail_common.adapters.fs_objects import FilesystemObjectStore
 from longtail_common.adapters.sqlite_metadata import SqliteMetadataStore
 from longtail_common.config import Config
 from longtail_common.grpc_server import wait_for_serving
-from longtail_common.launcher import free_port
 from longtail_common.ports import RAW_BUCKET
 from metadata_svc.server import MetadataServicer
 from upload_svc.janitor import RawJanitor

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow
 
 LAUNCH = """
 import sys, time
+from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
-from longtail_common.launcher import Platform, free_port
 p = Platform(Config(data_dir=sys.argv[1]), gateway_port=free_port(), transcoder_workers=1)
 p.start()
 print(" ".join(str(proc.pid) for proc in p.procs.values()), flush=True)

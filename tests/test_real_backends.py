@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from longtail_common import testservers
+from longtail_cli.launcher import free_port
 from longtail_common.config import KafkaConfig, S3Config, load_config
 from longtail_common.ports import (
     AlreadyExistsError,
@@ -32,6 +32,8 @@ from longtail_common.ports import (
     TopicBus,
     VideoRecord,
 )
+from longtail_testservers import cli as services_cli
+from longtail_testservers import jars
 from tests.real_servers import (
     make_real_metadata_store,
     make_real_object_store,
@@ -78,9 +80,9 @@ def test_servers_write_config_and_state(real_servers):
 
 def test_missing_java_is_reported_plainly(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("LONGTAIL_JAVA", str(tmp_path / "no-such-java"))
-    ok, reason = testservers.java_available()
+    ok, reason = jars.java_available()
     assert not ok and "java" in reason
-    assert testservers.main(["start", "--dir", str(tmp_path / "s")]) == 2
+    assert services_cli.main(["start", "--dir", str(tmp_path / "s")]) == 2
     assert "Java 17+ and Maven are needed for local servers: " in capsys.readouterr().err
 
 
@@ -201,7 +203,7 @@ def test_kafka_partitions_shared_between_members(bus):
 def test_kafka_unreachable_broker_raises_unavailable():
     from longtail_common.adapters.kafka_topics import KafkaTopicBus
 
-    dead = KafkaTopicBus(KafkaConfig(bootstrap_servers=f"127.0.0.1:{testservers.free_port()}"),
+    dead = KafkaTopicBus(KafkaConfig(bootstrap_servers=f"127.0.0.1:{free_port()}"),
                          connect_timeout_s=2, publish_timeout_s=3)
     started = time.monotonic()
     with pytest.raises(BackendUnavailableError):
@@ -385,7 +387,7 @@ def test_migrate_command_on_the_services_config(real_servers):
     keyspace = "cli_" + _uid()
     env = dict(os.environ, LONGTAIL_SCYLLA__KEYSPACE=keyspace)
     env.pop("LONGTAIL_CONFIG_JSON", None)
-    argv = [sys.executable, "-m", "longtail_common.cli", "metadata", "migrate", "--config",
+    argv = [sys.executable, "-m", "longtail_cli.cli", "metadata", "migrate", "--config",
             str(real_servers["config_path"])]
     first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0 and "applied schema versions 1" in first.stdout, first.stderr
@@ -441,7 +443,7 @@ def test_scylla_consistency_and_replication_are_configurable():
 def test_scylla_unreachable_raises_unavailable(real_servers):
     from longtail_common.adapters.scylla_metadata import ScyllaMetadataStore
 
-    cfg = dataclasses.replace(real_servers["config"].scylla, port=testservers.free_port())
+    cfg = dataclasses.replace(real_servers["config"].scylla, port=free_port())
     started = time.monotonic()
     with pytest.raises(BackendUnavailableError):
         ScyllaMetadataStore(cfg)
@@ -554,7 +556,7 @@ def test_s3_keys_cannot_escape(objects, bad):
 def test_s3_unreachable_raises_unavailable():
     from longtail_common.adapters.s3_objects import S3ObjectStore
 
-    dead = S3ObjectStore(S3Config(endpoint=f"127.0.0.1:{testservers.free_port()}", access_key="a", secret_key="b"))
+    dead = S3ObjectStore(S3Config(endpoint=f"127.0.0.1:{free_port()}", access_key="a", secret_key="b"))
     started = time.monotonic()
     with pytest.raises(BackendUnavailableError):
         dead.put_bytes("media", "k", b"x")

@@ -13,10 +13,10 @@ import httpx
 import m3u8
 import pytest
 
+from longtail_cli.cli import make_test_clip, wait_ready
+from longtail_cli.launcher import Platform, free_port
 from longtail_common import telemetry
-from longtail_common.cli import make_test_clip, wait_ready
 from longtail_common.config import Config
-from longtail_common.launcher import Platform, free_port
 from tests.test_e2e_embedded import upload_all
 
 pytestmark = pytest.mark.slow

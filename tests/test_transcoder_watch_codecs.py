@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
+from longtail_cli.launcher import free_port
 from longtail_common.config import Config
-from longtail_common.launcher import free_port
 
 S = video_pb2.VideoStatus
 

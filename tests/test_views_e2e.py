@@ -15,11 +15,11 @@ import pytest
 
 from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import video_pb2
+from longtail_cli.cli import wait_ready
+from longtail_cli.launcher import Platform, free_port
 from longtail_common.adapters import make_object_store, make_topic_bus
 from longtail_common.adapters.sqlite_viewcounts import SqliteViewCountStore
-from longtail_common.cli import wait_ready
 from longtail_common.config import Config
-from longtail_common.launcher import Platform, free_port
 from longtail_common.ports import MEDIA_BUCKET, TOPIC_TRANSCODE_RESULTS
 
 pytestmark = pytest.mark.slow
@@ -74,7 +74,7 @@ def ready_video(platform):
 
 def run_daily(platform, day: dt.date) -> dict:
     env = dict(os.environ, **platform.cfg.to_env())
-    proc = subprocess.run([sys.executable, "-m", "longtail_common.cli", "placement", "run", "--date", day.isoformat()],
+    proc = subprocess.run([sys.executable, "-m", "longtail_cli.cli", "placement", "run", "--date", day.isoformat()],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)

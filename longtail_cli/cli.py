@@ -2,17 +2,19 @@
 
   longtail up [--data-dir DIR] [--port N] [--config FILE] [--workers N]
   longtail demo [--url URL]
-  longtail services start|stop --dir DIR
+  longtail services start|stop --dir DIR        (not in the service image)
+  longtail traces VIDEO_ID [--data-dir DIR] [--config FILE] [--all]
   longtail metadata migrate [--config FILE]
-  longtail placement evaluate ...
+  longtail placement evaluate ...               (not in the service image)
+  longtail placement run ...
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -36,7 +38,7 @@ def _load_config_or_exit(path: str | None, command: str):
 
 
 def cmd_up(args) -> int:
-    from longtail_common.launcher import Platform
+    from longtail_cli.launcher import Platform
 
     cfg = _load_config_or_exit(args.config, "up")
     if args.data_dir:
@@ -169,10 +171,22 @@ def cmd_metadata(args) -> int:
     return 0
 
 
-def cmd_services(args) -> int:
-    from longtail_common import testservers
+def _import_dev_only(module: str, command: str):
+    """`module`, from a package the service image does not ship (the test servers, placement
+    research); where it is not installed, exit 2 saying so instead of a traceback."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if not exc.name or not module.startswith(exc.name):
+            raise  # the package is there but one of its own imports failed
+        print(f"longtail {command}: {module.split('.')[0]} is not installed (the service image does not ship it)",
+              file=sys.stderr)
+        sys.exit(2)
 
-    return testservers.main([args.action, "--dir", args.dir])
+
+def cmd_services(args) -> int:
+    services_cli = _import_dev_only("longtail_testservers.cli", "services")
+    return services_cli.main([args.action, "--dir", args.dir])
 
 
 def cmd_placement(argv: list[str]) -> int:
@@ -180,9 +194,8 @@ def cmd_placement(argv: list[str]) -> int:
         print("usage: longtail placement {evaluate,run} ...")
         return 0 if argv else 2
     if argv[0] == "evaluate":
-        from placement_svc.evaluate_cli import main as evaluate_main
-
-        return evaluate_main(argv[1:])
+        evaluate_cli = _import_dev_only("placement_research.evaluate_cli", "placement evaluate")
+        return evaluate_cli.main(argv[1:])
     if argv[0] == "run":
         from placement_svc.daily import main as daily_main
 

@@ -1,0 +1,73 @@
+"""`longtail services start|stop|status --dir DIR`: the test servers from the command line."""
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+import sys
+
+from longtail_testservers.cluster import start_all, stop_all
+from longtail_testservers.errors import MISSING_JAVA_PREFIX, TestServerError
+from longtail_testservers.jars import java_available, server_versions
+from longtail_testservers.process import HOST, pid_alive, pid_cmdline
+from longtail_testservers.state import read_state
+
+log = logging.getLogger("longtail.testservers")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="longtail services",
+                                     description="Local Kafka, Cassandra and S3Proxy for the real backends")
+    parser.add_argument("action", choices=["start", "stop", "status"])
+    parser.add_argument("--dir", required=True, help="where the servers keep config, data and logs")
+    args = parser.parse_args(argv)
+    root = pathlib.Path(args.dir).resolve()
+
+    if args.action == "stop":
+        stopped = stop_all(root)
+        print(f"stopped {', '.join(stopped)}" if stopped else f"no servers running from {root}")
+        return 0
+
+    if args.action == "status":
+        state = read_state(root)
+        if not state:
+            print(f"no servers started from {root}")
+            return 1
+        running = 0
+        for name, info in state["servers"].items():
+            alive = pid_alive(int(info["pid"])) and info["dir"] in pid_cmdline(int(info["pid"]))
+            running += alive
+            print(f"{name:10} pid {info['pid']:>7}  port {info['port']:>5}  {'running' if alive else 'stopped'}")
+        print(f"config: {state['config']}")
+        return 0 if running == len(state["servers"]) else 1
+
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("  %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    state = read_state(root)
+    if state and any(pid_alive(int(i["pid"])) and i["dir"] in pid_cmdline(int(i["pid"]))
+                     for i in state["servers"].values()):
+        print(f"servers from {root} are already running; `longtail services stop --dir {args.dir}` first",
+              file=sys.stderr)
+        return 1
+    ok, reason = java_available()
+    if not ok:
+        print(MISSING_JAVA_PREFIX + reason, file=sys.stderr)
+        return 2
+    print(f"starting Kafka, Cassandra and S3Proxy under {root} ({reason}) ...", flush=True)
+    try:
+        servers = start_all(root)
+    except TestServerError as exc:
+        print(f"longtail services start: {exc}", file=sys.stderr)
+        return 1
+    versions = server_versions()
+    for name, label in (("kafka", "Kafka"), ("cassandra", "Cassandra"), ("s3proxy", "S3Proxy")):
+        s = servers[name]
+        print(f"  {label:9} {versions[name]:7} {HOST}:{s.port:<5}  pid {s.pid:<7}  ready in {s.startup_s:5.1f}s"
+              f"  log {s.log_file}")
+    print(f"config for the real backends: {servers['config_path']}")
+    print(f"  longtail up --config {servers['config_path']}")
+    print(f"stop with: longtail services stop --dir {args.dir}")
+    return 0
