@@ -394,13 +394,13 @@ def test_exported_metric_names_match_the_code(monkeypatch):
     from longtail.metadata.v1 import video_pb2
     from longtail_common import consumer, grpc_server, telemetry
     from placement_svc import metrics as placement_metrics
-    from transcoder_svc import worker
+    from transcoder_svc import metrics as transcoder_metrics
 
     registry = CollectorRegistry()
     provider = MeterProvider(metric_readers=[PrometheusMetricReader(disable_target_info=True, registry=registry)])
     monkeypatch.setattr(telemetry, "meter", lambda name="longtail": provider.get_meter(name))
     # Instruments are created once per process; start from none so ours are the ones used.
-    monkeypatch.setattr(worker, "_encode_histogram", [])
+    monkeypatch.setattr(transcoder_metrics, "_encode_histogram", [])
     monkeypatch.setattr(placement_metrics, "_instruments", {})
     monkeypatch.setattr(consumer, "_lag_gauge", [])
     monkeypatch.setattr(consumer, "_lags", {})
@@ -411,7 +411,7 @@ def test_exported_metric_names_match_the_code(monkeypatch):
         SimpleNamespace(method="/longtail.metadata.v1.MetadataService/GetVideo"))
     handler.unary_unary(b"", SimpleNamespace(code=lambda: grpc.StatusCode.NOT_FOUND))
     rung = SimpleNamespace(name="720p", width=1280, height=720, frame_rate=30.0)
-    worker.record_encode_time(30.0, 60.0, [rung], ["h264"])
+    transcoder_metrics.record_encode_time(30.0, 60.0, [rung], ["h264"])
     placement_metrics.record_decisions([SimpleNamespace(region="eu-west", served_from=video_pb2.SERVED_FROM_CDN)], "new_video")
     summary = json.dumps({"date": "2024-01-01", "videos": 4, "on_cdn": {"eu-west": 1}}).encode()
     placement_metrics.register_cdn_share_gauge(SimpleNamespace(get_bytes=lambda bucket, key: summary))

@@ -1,0 +1,113 @@
+"""Where a job's outputs live in the media bucket, and the TranscodeResult that lists them.
+
+A video's variants live under videos/<id>/<codec>/<resolution>/..., its thumbnails under
+videos/<id>/thumbs/. Each encode writes a result marker last: its presence means every
+variant is in place, and it holds the result to publish again after a lost publish.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+from google.protobuf import json_format
+
+from longtail.events.v1 import events_pb2
+from longtail.metadata.v1 import video_pb2
+from longtail_common.ports import MEDIA_BUCKET, NotFoundError, ObjectStore, validate_id
+from transcoder_svc import media
+from transcoder_svc.jobs.families import H264
+
+
+def video_prefix(video_id: str) -> str:
+    return f"videos/{validate_id(video_id, 'video id')}"
+
+
+def media_prefix(video_id: str, codec: str = H264) -> str:
+    """Every variant of a video lives under videos/<id>/<codec>/<resolution>/."""
+    return f"{video_prefix(video_id)}/{codec}"
+
+
+def ladder_key(video_id: str) -> str:
+    # The rungs (sizes, H.264 target bitrates, per-title VMAF) the video was encoded at: a
+    # codec upgrade encodes the same ladder. Named with a leading "_": not pushed to edges.
+    return f"{video_prefix(video_id)}/_ladder.json"
+
+
+def done_marker_key(video_id: str, codec: str = H264) -> str:
+    # Written last: its presence means every variant is in place (and holds the result).
+    # A codec upgrade writes its own, under the first family it adds.
+    return f"{media_prefix(video_id, codec)}/_result.json"
+
+
+def stored_result(objects: ObjectStore, video_id: str, codec: str = H264) -> events_pb2.TranscodeResult | None:
+    """The result an earlier delivery stored for this encode (None: it has not finished)."""
+    try:
+        raw = objects.get_bytes(MEDIA_BUCKET, done_marker_key(video_id, codec))
+    except NotFoundError:
+        return None
+    return json_format.Parse(raw, events_pb2.TranscodeResult())
+
+
+def recorded_ladder(objects: ObjectStore, video_id: str) -> list[media.Rung] | None:
+    """The rungs the video was first encoded at (None: encoded before ladders were recorded)."""
+    try:
+        return [media.Rung(**r) for r in json.loads(objects.get_bytes(MEDIA_BUCKET, ladder_key(video_id)))]
+    except NotFoundError:
+        return None
+
+
+def failed_result(video_id: str, reason: str, worker_id: str, added: list[str] = ()) -> events_pb2.TranscodeResult:
+    return events_pb2.TranscodeResult(video_id=video_id, success=False, failure_reason=reason, worker_id=worker_id,
+                                      added_codecs=list(added))
+
+
+def store_outputs(objects: ObjectStore, video_id: str, out_dir: pathlib.Path, output: media.TranscodeOutput,
+                  rungs: list[media.Rung], worker_id: str, added: list[str] = ()) -> events_pb2.TranscodeResult:
+    """Uploads the packaged output and returns its result; `added`: the families of a
+    codec upgrade (its result lists only those, and its marker is its own)."""
+    base = video_prefix(video_id)
+    # Segments and media playlists first, then the masters/MPDs, the result marker last:
+    # a reader never finds a manifest that points at something missing. Paths under
+    # out/ are already <codec>/<rung>/... and thumbs/..., the layout of the bucket.
+    manifests = {p for f in output.families for p in (f.hls_path, f.dash_path)}
+    for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(out_dir).as_posix()
+        if rel not in manifests:
+            objects.put_file(MEDIA_BUCKET, f"{base}/{rel}", str(path))
+    for rel in sorted(manifests):
+        objects.put_file(MEDIA_BUCKET, f"{base}/{rel}", str(out_dir / rel))
+    if not added:
+        objects.put_bytes(MEDIA_BUCKET, ladder_key(video_id), json.dumps([dataclasses.asdict(r) for r in rungs]).encode())
+    result = success_result(video_id, output, worker_id, added)
+    marker = done_marker_key(video_id, added[0] if added else H264)
+    objects.put_bytes(MEDIA_BUCKET, marker, json_format.MessageToJson(result).encode())
+    return result
+
+
+def success_result(video_id: str, output: media.TranscodeOutput, worker_id: str,
+                   added: list[str] = ()) -> events_pb2.TranscodeResult:
+    """The result listing every rendition, manifest and thumbnail of `output`, by bucket key."""
+    base = video_prefix(video_id)
+    result = events_pb2.TranscodeResult(
+        video_id=video_id, success=True, duration_seconds=output.duration_s, worker_id=worker_id,
+        added_codecs=list(added),
+    )
+    for r in output.renditions:
+        result.renditions.append(
+            video_pb2.Rendition(
+                codec=r.codec, width=r.width, height=r.height, bitrate_bps=r.bitrate_bps,
+                container=r.container, object_key=f"{base}/{r.playlist_path}",
+                frame_rate=r.frame_rate, codecs=r.codecs, vmaf=r.vmaf,
+            )
+        )
+    for f in output.families:
+        result.manifests.append(video_pb2.StreamManifest(codec=f.codec, protocol="hls", object_key=f"{base}/{f.hls_path}"))
+        result.manifests.append(video_pb2.StreamManifest(codec=f.codec, protocol="dash", object_key=f"{base}/{f.dash_path}"))
+    thumbs = [("poster", output.poster_path, output.poster_width, output.poster_height),
+              ("storyboard", output.storyboard_path, output.storyboard_width, output.storyboard_height),
+              ("storyboard_vtt", output.storyboard_vtt_path, 0, 0)]
+    for kind, rel, width, height in thumbs:
+        if rel:
+            result.thumbnails.append(video_pb2.Thumbnail(kind=kind, object_key=f"{base}/{rel}", width=width, height=height))
+    return result

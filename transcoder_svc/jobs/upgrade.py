@@ -1,0 +1,92 @@
+"""A codec upgrade: a READY video gains families (e.g. AV1 once placement expects it to be
+popular), encoded at the ladder it was first encoded at.
+
+It encodes from the original upload while it is kept, else from the top H.264 rendition.
+Its result is applied by placement, which pushes the new files to the video's edges before
+the metadata lists them. A failed upgrade never touches the video.
+"""
+from __future__ import annotations
+
+import logging
+import pathlib
+
+from opentelemetry import trace
+
+from longtail.events.v1 import events_pb2
+from longtail.metadata.v1 import video_pb2
+from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET
+from transcoder_svc import media
+from transcoder_svc.jobs import outputs
+from transcoder_svc.jobs.base import Result, WorkerContext
+from transcoder_svc.jobs.families import H264
+from transcoder_svc.jobs.whole import WholeVideoJob
+
+log = logging.getLogger("transcoder_svc")
+
+ORIGINAL_UPLOAD = "original upload"  # the upgrade's source while the upload is kept (else a rendition)
+
+
+class CodecUpgradeJob(WholeVideoJob):
+    """The whole-video encode of only the `families` a video lacks, on its recorded ladder,
+    without poster or storyboard (the video keeps its own)."""
+
+    def __init__(self, ctx: WorkerContext, request: events_pb2.TranscodeRequest, video: video_pb2.Video,
+                 families: list[str]):
+        super().__init__(ctx, request)
+        self.video = video
+        self.families = self.added = families
+
+    def run(self) -> Result | None:
+        return self.in_scratch(f"{self.video_id}-up-", f"codec upgrade of {self.video_id} to {self.families}",
+                               self.encode_or_split)
+
+    def prepare(self, workdir: pathlib.Path) -> tuple[pathlib.Path, media.MediaInfo, list[media.Rung]]:
+        source, origin = self.source_file(workdir)
+        info = media.probe(str(source))
+        rungs = outputs.recorded_ladder(self.ctx.objects, self.video_id)
+        if rungs is None:  # encoded before ladders were recorded: the source's default ladder
+            rungs = media.ladder_for(info)
+        trace.get_current_span().set_attribute("longtail.upgrade_source", origin)
+        if self.ctx.cfg.transcoder.per_title and rungs and origin == ORIGINAL_UPLOAD:
+            # The new families' rates and VMAF, as the first encode chose the others'. (Not
+            # from a rendition read back: that scores against a copy, not the source.)
+            from transcoder_svc import pertitle  # VMAF analysis; only loaded when enabled
+
+            rungs = pertitle.per_title_families(str(source), info, rungs, self.families,
+                                                workdir=str(workdir / "vmaf"),
+                                                timeout_s=self.ctx.cfg.platform.transcode_timeout_s)
+        log.info("codec upgrade of %s to %s, from the %s", self.video_id, "+".join(self.families), origin)
+        return source, info, rungs
+
+    def source_file(self, workdir: pathlib.Path) -> tuple[pathlib.Path, str]:
+        """(local source file, which one): the original upload if it is still kept, else the
+        largest H.264 rendition read back into one MP4 (one generation of loss, at that
+        rendition's quality: the best the platform still holds)."""
+        video = self.video
+        raw_bucket, raw_key = self.request.raw_bucket or RAW_BUCKET, self.request.raw_object_key or video.raw_object_key
+        if raw_key and self.ctx.objects.stat(raw_bucket, raw_key) is not None:
+            return self.download_source(raw_bucket, raw_key, workdir), ORIGINAL_UPLOAD
+        h264 = [r for r in video.renditions if r.codec == H264]
+        if not h264:
+            raise media.MediaError("neither the original upload nor an H.264 rendition is left to encode from")
+        top = max(h264, key=lambda r: (r.width * r.height, r.bitrate_bps))
+        video_playlist = self._download_folder(top.object_key.rsplit("/", 1)[0], workdir)
+        if video_playlist is None:
+            raise media.MediaError(f"the top H.264 rendition ({top.object_key}) is missing")
+        audio_playlist = self._download_folder(f"{outputs.media_prefix(video.id)}/audio", workdir)
+        source = workdir / "source.mp4"
+        media.remux_rendition(str(video_playlist), str(audio_playlist) if audio_playlist else None, str(source),
+                              timeout_s=self.ctx.cfg.platform.transcode_timeout_s)
+        return source, f"{top.height}p H.264 rendition"
+
+    def _download_folder(self, folder: str, workdir: pathlib.Path) -> pathlib.Path | None:
+        """Downloads a packaged folder of the video under workdir/top/; its playlist's local
+        path (None: no such folder)."""
+        base = f"videos/{self.video.id}/"
+        playlist = None
+        for key in self.ctx.objects.list_keys(MEDIA_BUCKET, folder + "/"):
+            path = workdir / "top" / key[len(base):]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.ctx.objects.download_file(MEDIA_BUCKET, key, str(path))
+            playlist = path if path.name == "playlist.m3u8" else playlist
+        return playlist
