@@ -63,43 +63,43 @@ class ServiceLinks:
 
 # The dependencies are coroutines so they run on the event loop (FastAPI runs plain
 # functions in a thread pool, where no loop is there to own a new gRPC channel).
-async def config(request: Request) -> Config:
+async def get_config(request: Request) -> Config:
     return request.app.state.config
 
 
-async def object_store(request: Request) -> ObjectStore:
+async def get_object_store(request: Request) -> ObjectStore:
     return request.app.state.objects
 
 
-async def service_links(request: Request) -> ServiceLinks:
+async def get_service_links(request: Request) -> ServiceLinks:
     return request.app.state.links
 
 
-async def metadata_stub(request: Request) -> mpb_grpc.MetadataServiceStub:
+async def get_metadata_stub(request: Request) -> mpb_grpc.MetadataServiceStub:
     return request.app.state.links.metadata()
 
 
-async def upload_stub(request: Request) -> upb_grpc.UploadServiceStub:
+async def get_upload_stub(request: Request) -> upb_grpc.UploadServiceStub:
     return request.app.state.links.upload()
 
 
-async def search_stub(request: Request) -> spb_grpc.SearchServiceStub:
+async def get_search_stub(request: Request) -> spb_grpc.SearchServiceStub:
     return request.app.state.links.search()
 
 
-async def page_renderer(request: Request) -> PageRenderer:
+async def get_page_renderer(request: Request) -> PageRenderer:
     return request.app.state.pages
 
 
-async def house_ad(request: Request) -> HouseAd:
+async def get_house_ad(request: Request) -> HouseAd:
     return request.app.state.house_ad
 
 
-Cfg = Annotated[Config, Depends(config)]
-Objects = Annotated[ObjectStore, Depends(object_store)]
-Links = Annotated[ServiceLinks, Depends(service_links)]
-MetadataStub = Annotated[mpb_grpc.MetadataServiceStub, Depends(metadata_stub)]
-UploadStub = Annotated[upb_grpc.UploadServiceStub, Depends(upload_stub)]
-SearchStub = Annotated[spb_grpc.SearchServiceStub, Depends(search_stub)]
-Pages = Annotated[PageRenderer, Depends(page_renderer)]
-HouseAdClip = Annotated[HouseAd, Depends(house_ad)]
+Cfg = Annotated[Config, Depends(get_config)]
+Objects = Annotated[ObjectStore, Depends(get_object_store)]
+Links = Annotated[ServiceLinks, Depends(get_service_links)]
+MetadataStub = Annotated[mpb_grpc.MetadataServiceStub, Depends(get_metadata_stub)]
+UploadStub = Annotated[upb_grpc.UploadServiceStub, Depends(get_upload_stub)]
+SearchStub = Annotated[spb_grpc.SearchServiceStub, Depends(get_search_stub)]
+Pages = Annotated[PageRenderer, Depends(get_page_renderer)]
+HouseAdClip = Annotated[HouseAd, Depends(get_house_ad)]
