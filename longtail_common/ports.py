@@ -41,11 +41,21 @@ class BackendUnavailableError(PortError):
 
 # Ids appear in object keys and topic keys: keep them to a safe alphabet so a key can
 # never escape its prefix (no '/', no '..').
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# Regions are ISO 3166 alpha-2 country codes, upper case.
+REGION_PATTERN = r"^[A-Z]{2}$"
+
+
+def is_valid_id(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(ID_PATTERN, value) is not None
+
+
+def is_valid_region(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(REGION_PATTERN, value) is not None
 
 
 def validate_id(value: str, what: str = "id") -> str:
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not is_valid_id(value):
         raise InvalidKeyError(
             f"invalid {what} {value!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
         )

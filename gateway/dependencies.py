@@ -1,0 +1,105 @@
+"""The gateway's shared resources, handed to routes as FastAPI dependencies.
+
+create_app keeps them on app.state: the config, the object store, the service links
+(gRPC stubs and the views producer) and the page renderer. A route names what it uses
+with the Annotated types at the bottom (`metadata: MetadataStub`), so its signature says
+which backends it touches and a test can override any of them.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
+from longtail.search.v1 import search_service_pb2_grpc as spb_grpc
+from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
+from longtail_common.adapters import make_topic_bus
+from longtail_common.config import Config
+from longtail_common.grpc_server import aio_client_channel
+from longtail_common.ports import ObjectStore, TopicProducer
+from gateway.house_ad import HouseAd
+from gateway.html_pages import PageRenderer
+
+
+class ServiceLinks:
+    """Stubs of the gRPC services and the views producer, each opened on first use.
+
+    Lazily, because a grpc.aio channel belongs to the event loop that opens it, and the
+    server's loop only runs once the app is served; the producer may block while it
+    connects, so it is opened from the worker thread that publishes."""
+
+    def __init__(self, cfg: Config):
+        self._cfg = cfg
+        self._metadata: mpb_grpc.MetadataServiceStub | None = None
+        self._upload: upb_grpc.UploadServiceStub | None = None
+        self._search: spb_grpc.SearchServiceStub | None = None
+        self._views_producer: TopicProducer | None = None
+        self._producer_lock = threading.Lock()
+
+    def metadata(self) -> mpb_grpc.MetadataServiceStub:
+        if self._metadata is None:
+            self._metadata = mpb_grpc.MetadataServiceStub(aio_client_channel(self._cfg.services.metadata))
+        return self._metadata
+
+    def upload(self) -> upb_grpc.UploadServiceStub:
+        if self._upload is None:
+            self._upload = upb_grpc.UploadServiceStub(aio_client_channel(self._cfg.services.upload))
+        return self._upload
+
+    def search(self) -> spb_grpc.SearchServiceStub:
+        if self._search is None:
+            self._search = spb_grpc.SearchServiceStub(aio_client_channel(self._cfg.services.search))
+        return self._search
+
+    def views_producer(self) -> TopicProducer:
+        """Blocking: call from a worker thread."""
+        with self._producer_lock:
+            if self._views_producer is None:
+                self._views_producer = make_topic_bus(self._cfg).producer()
+            return self._views_producer
+
+
+# The dependencies are coroutines so they run on the event loop (FastAPI runs plain
+# functions in a thread pool, where no loop is there to own a new gRPC channel).
+async def get_config(request: Request) -> Config:
+    return request.app.state.config
+
+
+async def get_object_store(request: Request) -> ObjectStore:
+    return request.app.state.objects
+
+
+async def get_service_links(request: Request) -> ServiceLinks:
+    return request.app.state.links
+
+
+async def get_metadata_stub(request: Request) -> mpb_grpc.MetadataServiceStub:
+    return request.app.state.links.metadata()
+
+
+async def get_upload_stub(request: Request) -> upb_grpc.UploadServiceStub:
+    return request.app.state.links.upload()
+
+
+async def get_search_stub(request: Request) -> spb_grpc.SearchServiceStub:
+    return request.app.state.links.search()
+
+
+async def get_page_renderer(request: Request) -> PageRenderer:
+    return request.app.state.pages
+
+
+async def get_house_ad(request: Request) -> HouseAd:
+    return request.app.state.house_ad
+
+
+Cfg = Annotated[Config, Depends(get_config)]
+Objects = Annotated[ObjectStore, Depends(get_object_store)]
+Links = Annotated[ServiceLinks, Depends(get_service_links)]
+MetadataStub = Annotated[mpb_grpc.MetadataServiceStub, Depends(get_metadata_stub)]
+UploadStub = Annotated[upb_grpc.UploadServiceStub, Depends(get_upload_stub)]
+SearchStub = Annotated[spb_grpc.SearchServiceStub, Depends(get_search_stub)]
+Pages = Annotated[PageRenderer, Depends(get_page_renderer)]
+HouseAdClip = Annotated[HouseAd, Depends(get_house_ad)]

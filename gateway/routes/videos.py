@@ -1,0 +1,152 @@
+"""Video resources: create one (with its upload), read one, list a channel's, and the
+watch payload a player starts from.
+"""
+from __future__ import annotations
+
+import base64
+import uuid
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from longtail.metadata.v1 import metadata_service_pb2 as mpb
+from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
+from longtail.metadata.v1 import video_pb2
+from longtail.upload.v1 import upload_service_pb2 as upb
+from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
+from longtail_common.config import Config
+from longtail_common.ports import ID_PATTERN, is_valid_id
+from gateway.dependencies import Cfg, MetadataStub, Objects, UploadStub
+from gateway.errors import ApiError, grpc_call
+from gateway.media_links import media_url
+from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
+from gateway.validation import require_video_id, viewer_region
+from gateway.video_json import S, ad_breaks_json, status_name, video_json
+
+TUS_VERSION = "1.0.0"
+MAX_TITLE = 200
+MAX_DESCRIPTION = 5000
+
+router = APIRouter()
+
+
+class CreateVideoBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=MAX_TITLE)
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+    channel_id: str = Field(pattern=ID_PATTERN)
+    language: str = Field(default="", max_length=35)
+    category: str = Field(default="", max_length=64)
+    # Total size of the file to come, if known now (tus Upload-Length may say it instead).
+    size_bytes: int | None = Field(default=None, ge=0)
+
+
+def new_video_id() -> str:
+    # 11 url-safe characters, like the ids viewers already know from other platforms.
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes)[:11].decode().replace("-", "a").replace("_", "b")
+
+
+async def create_video_with_upload(body: CreateVideoBody, request: Request, cfg: Config,
+                                   metadata: mpb_grpc.MetadataServiceStub,
+                                   upload: upb_grpc.UploadServiceStub) -> JSONResponse:
+    """Records the video, opens its upload, and answers where to send the bytes (tus)."""
+    length = body.size_bytes
+    header_length = request.headers.get("upload-length")
+    if header_length is not None:
+        if not header_length.isdigit():
+            raise ApiError(400, "INVALID_ARGUMENT", "Upload-Length must be a non-negative integer")
+        length = int(header_length)
+    if length is not None and length > cfg.platform.max_upload_bytes:
+        raise ApiError(413, "TOO_LARGE", f"uploads are limited to {cfg.platform.max_upload_bytes} bytes")
+    video_id = new_video_id()
+    video = video_pb2.Video(
+        id=video_id, title=body.title, description=body.description,
+        channel=video_pb2.Channel(id=body.channel_id), language=body.language, category=body.category,
+    )
+    created = await grpc_call(metadata.CreateVideo(mpb.CreateVideoRequest(video=video), timeout=15))
+    create = upb.CreateUploadRequest(video_id=video_id)
+    if length is not None:
+        create.length = length
+    await grpc_call(upload.CreateUpload(create, timeout=15))
+    upload_url = str(request.url_for("tus_upload", video_id=video_id))
+    return JSONResponse(
+        {"id": created.id, "status": status_name(created.status), "upload_url": upload_url},
+        status_code=201,
+        headers={"Location": upload_url, "Tus-Resumable": TUS_VERSION},
+    )
+
+
+async def load_video(metadata: mpb_grpc.MetadataServiceStub, video_id: str) -> video_pb2.Video:
+    require_video_id(video_id)
+    return await grpc_call(metadata.GetVideo(mpb.GetVideoRequest(id=video_id), timeout=15))
+
+
+@router.post("/v1/videos", status_code=201)
+async def create_video(body: CreateVideoBody, request: Request, cfg: Cfg, metadata: MetadataStub,
+                       upload: UploadStub):
+    return await create_video_with_upload(body, request, cfg, metadata, upload)
+
+
+@router.get("/v1/videos/{video_id}")
+async def get_video(video_id: str, request: Request, metadata: MetadataStub, objects: Objects):
+    return video_json(request, objects, await load_video(metadata, video_id))
+
+
+@router.get("/v1/videos")
+async def list_videos(request: Request, metadata: MetadataStub, objects: Objects, channel_id: str,
+                      page_token: str = "", page_size: int = 20):
+    if not is_valid_id(channel_id):
+        raise ApiError(400, "INVALID_ARGUMENT", "invalid channel_id")
+    if not 1 <= page_size <= 100:
+        raise ApiError(400, "INVALID_ARGUMENT", "page_size must be between 1 and 100")
+    resp = await grpc_call(
+        metadata.ListVideos(
+            mpb.ListVideosRequest(channel_id=channel_id, page_size=page_size, page_token=page_token,
+                                  status=S.VIDEO_STATUS_READY),
+            timeout=15,
+        )
+    )
+    return {"videos": [video_json(request, objects, v) for v in resp.videos],
+            "next_page_token": resp.next_page_token}
+
+
+@router.get("/v1/videos/{video_id}/watch")
+async def watch(video_id: str, request: Request, cfg: Cfg, metadata: MetadataStub, objects: Objects,
+                region: str = "", client: str = "", protocol: str = ""):
+    video = await load_video(metadata, video_id)
+    if video.status != S.VIDEO_STATUS_READY:
+        raise ApiError(409, "NOT_READY", f"video {video_id} is {status_name(video.status)}",
+                       extra={"status": status_name(video.status)})
+    region = viewer_region(region, request, cfg)
+    client = client_platform(client, request.headers.get("user-agent", ""))
+    choice = choose_stream(video, client, streaming_protocol(protocol))
+    decision = next((p for p in video.placements if p.region == region), None)
+    on_cdn = decision is not None and decision.served_from == video_pb2.SERVED_FROM_CDN
+
+    def stream_url(key: str) -> str:
+        if on_cdn:
+            return str(request.url_for("edge_object", region=region, key=key))
+        return media_url(request, objects, key)
+
+    body = video_json(request, objects, video)
+    body.pop("status", None)
+    body["ad_breaks"] = ad_breaks_json(video)
+    body["renditions"] = [
+        {"codec": r.codec, "width": r.width, "height": r.height, "bitrate_bps": r.bitrate_bps,
+         "container": r.container, "frame_rate": r.frame_rate, "codecs": r.codecs, "vmaf": r.vmaf}
+        for r in video.renditions if r.codec == choice.codec
+    ]
+    body["codecs"] = choice.encoded  # every family the video exists in; stream.codec is the one handed out
+    # The handed-out manifests' audio (AAC with H.264, Opus with VP9/AV1); None: no sound.
+    audio_codec = next((a for a in (audio_codec_of(r["codecs"]) for r in body["renditions"]) if a), None)
+    body["stream"] = {
+        "url": stream_url(choice.manifest.object_key),
+        "protocol": choice.manifest.protocol,
+        "codec": choice.codec,
+        "audio_codec": audio_codec,
+        "manifests": {p: stream_url(m.object_key) for p, m in sorted(choice.manifests.items())},
+        "served_from": "cdn" if on_cdn else "origin",
+        "region": region,
+    }
+    return body

@@ -1,0 +1,55 @@
+"""The JSON shape of a video as the API answers it, with its ad breaks."""
+from __future__ import annotations
+
+from fastapi import Request
+
+from longtail.metadata.v1 import video_pb2
+from longtail_common.ports import ObjectStore
+from gateway.media_links import media_url
+
+S = video_pb2.VideoStatus
+
+
+def status_name(value: int) -> str:
+    return S.Name(value).removeprefix("VIDEO_STATUS_")
+
+
+def video_json(request: Request, objects: ObjectStore, video: video_pb2.Video) -> dict:
+    body = {
+        "id": video.id,
+        "title": video.title,
+        "description": video.description,
+        "channel": {"id": video.channel.id, "name": video.channel.name},
+        "status": status_name(video.status),
+        "duration_seconds": round(video.duration_seconds, 3),
+        "language": video.language,
+        "category": video.category,
+        "create_time": video.create_time.ToJsonString() if video.HasField("create_time") else None,
+    }
+    if video.status == S.VIDEO_STATUS_FAILED:
+        body["failure_reason"] = video.failure_reason
+    if video.status == S.VIDEO_STATUS_READY:
+        body["publish_time"] = video.publish_time.ToJsonString()
+        body["thumbnails"] = [
+            {"kind": t.kind, "url": media_url(request, objects, t.object_key), "width": t.width, "height": t.height}
+            for t in video.thumbnails
+        ]
+    return body
+
+
+def ad_breaks_json(video: video_pb2.Video) -> list[dict]:
+    breaks = list(video.ad_breaks)
+    if not breaks:
+        # House pre-roll until an ad server is wired in: players always get the shape.
+        breaks = [video_pb2.AdBreak(position=video_pb2.AD_POSITION_PRE_ROLL, offset_seconds=0, duration_seconds=5,
+                                    creative_url="", ad_id="house-preroll")]
+    return [
+        {
+            "position": video_pb2.AdPosition.Name(b.position).removeprefix("AD_POSITION_").lower(),
+            "offset_seconds": b.offset_seconds,
+            "duration_seconds": b.duration_seconds,
+            "creative_url": b.creative_url,
+            "ad_id": b.ad_id,
+        }
+        for b in breaks
+    ]
