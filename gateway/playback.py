@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from longtail.metadata.v1 import video_pb2
+from longtail_common.proto_enums import STREAM_PROTOCOL
 from gateway.errors import ApiError
 
 # Client platform -> codec families it can play, best first. H.264 plays everywhere.
@@ -82,7 +83,7 @@ def choose_stream(video: video_pb2.Video, client: str, protocol: str) -> StreamC
     # The best family this client plays among those the video was encoded in.
     encoded = sorted({m.codec for m in video.manifests})
     codec = next(c for c in CLIENT_CODECS[client] if c in encoded or c == "h264")
-    by_protocol = {m.protocol: m for m in video.manifests if m.codec == codec}
+    by_protocol = {STREAM_PROTOCOL.text(m): m for m in video.manifests if m.codec == codec}
     # Asked-for protocol when present (videos made before DASH have HLS only).
     manifest = by_protocol.get(protocol) or by_protocol.get("hls") or next(iter(by_protocol.values()), None)
     if manifest is None:

@@ -5,6 +5,7 @@ from fastapi import Request
 
 from longtail.metadata.v1 import video_pb2
 from longtail_common.ports import ObjectStore
+from longtail_common.proto_enums import THUMBNAIL_KIND
 from gateway.media_links import media_url
 
 S = video_pb2.VideoStatus
@@ -31,7 +32,7 @@ def video_json(request: Request, objects: ObjectStore, video: video_pb2.Video) -
     if video.status == S.VIDEO_STATUS_READY:
         body["publish_time"] = video.publish_time.ToJsonString()
         body["thumbnails"] = [
-            {"kind": t.kind, "url": media_url(request, objects, t.object_key), "width": t.width, "height": t.height}
+            {"kind": THUMBNAIL_KIND.text(t), "url": media_url(request, objects, t.object_key), "width": t.width, "height": t.height}
             for t in video.thumbnails
         ]
     return body

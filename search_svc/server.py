@@ -18,6 +18,7 @@ from longtail_common.config import Config, load_config
 from longtail_common.consumer import PermanentError
 from longtail_common.grpc_server import client_channel
 from longtail_common.ports import TOPIC_VIDEO_PUBLISHED, Message
+from longtail_common.proto_enums import THUMBNAIL_KIND
 from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Consumer, Needs, Running, run_service
 from search_svc.index import BadQueryError, Entry, SearchIndex
@@ -31,7 +32,7 @@ MAX_QUERY_CHARS = 200
 
 
 def entry_from_video(video: video_pb2.Video) -> Entry:
-    poster = next((t.object_key for t in video.thumbnails if t.kind == "poster"), "")
+    poster = next((t.object_key for t in video.thumbnails if THUMBNAIL_KIND.text(t) == "poster"), "")
     if not poster and video.thumbnails:
         poster = video.thumbnails[0].object_key
     return Entry(

@@ -17,6 +17,7 @@ from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.config import Config
 from longtail_common.ports import ID_PATTERN, is_valid_id
+from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
 from gateway.dependencies import Cfg, MetadataStub, Objects, UploadStub
 from gateway.errors import ApiError, grpc_call
 from gateway.media_links import media_url
@@ -134,7 +135,7 @@ async def watch(video_id: str, request: Request, cfg: Cfg, metadata: MetadataStu
     body["ad_breaks"] = ad_breaks_json(video)
     body["renditions"] = [
         {"codec": r.codec, "width": r.width, "height": r.height, "bitrate_bps": r.bitrate_bps,
-         "container": r.container, "frame_rate": r.frame_rate, "codecs": r.codecs, "vmaf": r.vmaf}
+         "container": CONTAINER_FORMAT.text(r), "frame_rate": r.frame_rate, "codecs": r.codecs, "vmaf": r.vmaf}
         for r in video.renditions if r.codec == choice.codec
     ]
     body["codecs"] = choice.encoded  # every family the video exists in; stream.codec is the one handed out
@@ -142,7 +143,7 @@ async def watch(video_id: str, request: Request, cfg: Cfg, metadata: MetadataStu
     audio_codec = next((a for a in (audio_codec_of(r["codecs"]) for r in body["renditions"]) if a), None)
     body["stream"] = {
         "url": stream_url(choice.manifest.object_key),
-        "protocol": choice.manifest.protocol,
+        "protocol": STREAM_PROTOCOL.text(choice.manifest),
         "codec": choice.codec,
         "audio_codec": audio_codec,
         "manifests": {p: stream_url(m.object_key) for p, m in sorted(choice.manifests.items())},

@@ -16,6 +16,7 @@ from longtail.metadata.v1 import metadata_service_pb2 as mpb
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail_common.config import Config
 from longtail_common.ports import ID_PATTERN, TOPIC_VIEWS
+from longtail_common.proto_enums import VIEW_KIND
 from gateway.dependencies import Cfg, Links, MetadataStub, ServiceLinks
 from gateway.errors import ApiError, grpc_call
 from gateway.validation import require_video_id, viewer_region
@@ -65,7 +66,7 @@ async def publish_views(items: list[tuple[str, ViewBody]], request: Request, cfg
     events = []
     for video_id, body in items:
         event = events_pb2.ViewEvent(video_id=video_id, region=viewer_region(body.region, request, cfg),
-                                     kind=body.kind, bytes_watched=body.bytes)
+                                     **VIEW_KIND.fields(body.kind), bytes_watched=body.bytes)
         event.event_time.GetCurrentTime()
         events.append(event)
 

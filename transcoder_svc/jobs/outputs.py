@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import video_pb2
 from longtail_common.ports import MEDIA_BUCKET, NotFoundError, ObjectStore, validate_id
+from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL, THUMBNAIL_KIND
 from transcoder_svc import media
 from transcoder_svc.jobs.families import H264
 
@@ -97,17 +98,17 @@ def success_result(video_id: str, output: media.TranscodeOutput, worker_id: str,
         result.renditions.append(
             video_pb2.Rendition(
                 codec=r.codec, width=r.width, height=r.height, bitrate_bps=r.bitrate_bps,
-                container=r.container, object_key=f"{base}/{r.playlist_path}",
+                **CONTAINER_FORMAT.fields(r.container), object_key=f"{base}/{r.playlist_path}",
                 frame_rate=r.frame_rate, codecs=r.codecs, vmaf=r.vmaf,
             )
         )
     for f in output.families:
-        result.manifests.append(video_pb2.StreamManifest(codec=f.codec, protocol="hls", object_key=f"{base}/{f.hls_path}"))
-        result.manifests.append(video_pb2.StreamManifest(codec=f.codec, protocol="dash", object_key=f"{base}/{f.dash_path}"))
+        result.manifests.append(video_pb2.StreamManifest(codec=f.codec, **STREAM_PROTOCOL.fields("hls"), object_key=f"{base}/{f.hls_path}"))
+        result.manifests.append(video_pb2.StreamManifest(codec=f.codec, **STREAM_PROTOCOL.fields("dash"), object_key=f"{base}/{f.dash_path}"))
     thumbs = [("poster", output.poster_path, output.poster_width, output.poster_height),
               ("storyboard", output.storyboard_path, output.storyboard_width, output.storyboard_height),
               ("storyboard_vtt", output.storyboard_vtt_path, 0, 0)]
     for kind, rel, width, height in thumbs:
         if rel:
-            result.thumbnails.append(video_pb2.Thumbnail(kind=kind, object_key=f"{base}/{rel}", width=width, height=height))
+            result.thumbnails.append(video_pb2.Thumbnail(**THUMBNAIL_KIND.fields(kind), object_key=f"{base}/{rel}", width=width, height=height))
     return result
