@@ -1,12 +1,36 @@
-"""Runs the whole platform on one machine: every service a separate process.
+"""Runs the whole platform on one machine: every service a separate process, kept alive.
 
 Used by `longtail up` and by the end-to-end tests. Ports are picked free at start, so
 several platforms can run side by side (tests); the config is handed to each child as
 one environment variable so they all see exactly the same settings.
+
+A service that exits (other than by `stop()` or `kill()`) is restarted forever: after
+`launcher.restart_initial_delay_s`, doubling at each consecutive restart up to
+`launcher.restart_max_delay_s`; once it has been alive and SERVING (grpc.health.v1; the
+gateway: accepting connections) for `launcher.restart_reset_after_s`, the doubling starts
+over. Each service's state is kept in process (`Platform.service_states()`) and written,
+atomically (temporary file + rename) on every change, to DATA_DIR/run/services.json:
+
+    {"launcher_pid": 4242, "updated_at": 1718000000.5,
+     "services": {"metadata": {
+        "state": "running",          # running | restarting (waiting to respawn) | down (stopped, not restarted)
+        "since": 1718000000.1,       # epoch seconds this state was entered
+        "pid": 4250,                 # the current (or last) process
+        "address": "127.0.0.1:21234",  # gRPC host:port (the gateway: its HTTP one)
+        "serving": true,             # the last health probe answered SERVING
+        "restarts": 7,               # respawns since the launcher started
+        "last_exit_code": -9,        # Popen returncode of the last exit (negative: signal); null if none
+        "last_exit_reason": "killed by SIGKILL",
+        "last_exit_at": 1717999999.2,
+        "restart_delay_s": 4.0,      # what the pending (or last) restart waits
+        "next_restart_delay_s": 8.0  # what the next one would wait (the initial delay after a healthy period)
+     }, ...}}
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import logging
 import os
 import pathlib
@@ -18,6 +42,9 @@ import sys
 import threading
 import time
 import urllib.request
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from longtail_common.config import Config
 from longtail_common.grpc_server import wait_for_serving
@@ -55,6 +82,89 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The supervisor looks at each service this often (health probe); an exit is seen at once.
+PROBE_INTERVAL_S = 1.0
+PROBE_TIMEOUT_S = 1.0
+
+
+class RestartBackoff:
+    """The wait before each consecutive restart of one service: the initial delay, doubling,
+    capped; `reset()` once the service has been healthy for a while."""
+
+    def __init__(self, initial_s: float, max_s: float):
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.consecutive = 0
+
+    def peek(self) -> float:
+        """What the next restart would wait."""
+        return min(self.initial_s * 2**self.consecutive, self.max_s)
+
+    def next_delay(self) -> float:
+        delay = self.peek()
+        if delay < self.max_s:  # past the cap the count stops (2**n would overflow a float)
+            self.consecutive += 1
+        return delay
+
+    def reset(self) -> None:
+        self.consecutive = 0
+
+
+@dataclasses.dataclass
+class ServiceState:
+    """One service as the supervisor sees it (the fields of DATA_DIR/run/services.json)."""
+
+    address: str = ""
+    state: str = "running"  # running | restarting | down
+    since: float = 0.0
+    pid: int = 0
+    serving: bool = False
+    restarts: int = 0
+    last_exit_code: int | None = None
+    last_exit_reason: str = ""
+    last_exit_at: float | None = None
+    restart_delay_s: float = 0.0
+    next_restart_delay_s: float = 0.0
+
+
+def exit_reason(returncode: int) -> str:
+    """A Popen returncode in words: the signal that killed the process, or its exit code."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+class _HealthProbe:
+    """Whether one service is SERVING: grpc.health.v1 on a channel kept open, or for the
+    gateway (HTTP, no gRPC health) whether it accepts connections."""
+
+    def __init__(self, address: str, grpc_health: bool):
+        self.address = address
+        self._channel = grpc.insecure_channel(address) if grpc_health else None
+
+    def serving(self) -> bool:
+        if self._channel is None:
+            host, port = self.address.rsplit(":", 1)
+            try:
+                with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
+                    return True
+            except OSError:
+                return False
+        try:
+            reply = health_pb2_grpc.HealthStub(self._channel).Check(health_pb2.HealthCheckRequest(),
+                                                                    timeout=PROBE_TIMEOUT_S)
+        except grpc.RpcError:
+            return False
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+
+
 class Platform:
     def __init__(self, cfg: Config, gateway_port: int = 8080, transcoder_workers: int = 1, log_dir: str | None = None):
         self.cfg = copy.deepcopy(cfg)
@@ -64,30 +174,68 @@ class Platform:
         self.addresses: dict[str, str] = {}
         self.log_dir = pathlib.Path(log_dir) if log_dir else self.cfg.data_path / "logs"
         self._stopping = threading.Event()
-        self._supervisor: threading.Thread | None = None
+        self._commands: dict[str, tuple[list[str], Config]] = {}
+        self._states: dict[str, ServiceState] = {}
+        self._state_lock = threading.Lock()
+        self._spawn_lock = threading.Lock()  # a respawn never slips in after stop() or kill()
+        self._killed: set[str] = set()
+        self._supervisors: dict[str, threading.Thread] = {}
+        self._supervising = False
 
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
-    def _env_for(self, name: str) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.cfg.to_env())
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        return env
+    @property
+    def state_file(self) -> pathlib.Path:
+        return self.cfg.data_path / "run" / "services.json"
 
-    def _spawn(self, name: str, args: list[str], cfg: Config | None = None) -> subprocess.Popen:
+    def service_states(self) -> dict[str, dict]:
+        """Each service's state, as written to `state_file` (see the module docstring)."""
+        with self._state_lock:
+            return {name: dataclasses.asdict(state) for name, state in self._states.items()}
+
+    def _spawn(self, name: str, args: list[str], cfg: Config | None = None, address: str = "") -> subprocess.Popen:
+        """Starts service `name` (`address`: what it listens on, its gRPC address by default)."""
+        self._commands[name] = (args, cfg or self.cfg)
+        return self._start_process(name, address=address or self.addresses[name])
+
+    def _start_process(self, name: str, **state_changes) -> subprocess.Popen:
+        """Starts `name`'s command (again); `state_changes` go into its state with the new pid."""
+        args, cfg = self._commands[name]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logfile = open(self.log_dir / f"{name}.log", "ab")
         env = dict(os.environ)
-        env.update((cfg or self.cfg).to_env())
+        env.update(cfg.to_env())
         env[PARENT_PID_ENV] = str(os.getpid())  # the service stops when this launcher is gone
         proc = subprocess.Popen(
             [sys.executable, *args], env=env, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
         logfile.close()
         self.procs[name] = proc
+        self._set_state(name, state="running", pid=proc.pid, serving=False, **state_changes)
         return proc
+
+    def _set_state(self, name: str, **changes) -> None:
+        """Updates `name`'s state; a change is written to `state_file` at once."""
+        with self._state_lock:
+            current = self._states.get(name) or ServiceState()
+            updated = dataclasses.replace(current, **changes)
+            if name in self._states and updated == current:
+                return
+            if name not in self._states or updated.state != current.state:
+                updated.since = time.time()
+            self._states[name] = updated
+            self._write_state_file()
+
+    def _write_state_file(self) -> None:
+        """Atomically (a reader never sees half a file); called with the state lock held."""
+        document = {"launcher_pid": os.getpid(), "updated_at": time.time(),
+                    "services": {name: dataclasses.asdict(state) for name, state in self._states.items()}}
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.state_file.with_name(f".{self.state_file.name}.tmp")
+        staging.write_text(json.dumps(document, indent=1))
+        os.replace(staging, self.state_file)
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.cfg.data_path.mkdir(parents=True, exist_ok=True)
@@ -99,7 +247,8 @@ class Platform:
             self._spawn(name, ["-m", f"{name}_svc"])
         for i in range(self.transcoder_workers):
             self.start_transcoder(i)
-        self._spawn("gateway", ["-m", "gateway", "--port", str(self.gateway_port)])
+        self._spawn("gateway", ["-m", "gateway", "--port", str(self.gateway_port)],
+                    address=f"127.0.0.1:{self.gateway_port}")
         deadline = time.monotonic() + timeout_s
         for name, addr in self.addresses.items():
             if not wait_for_serving(addr, max(1.0, deadline - time.monotonic())):
@@ -114,8 +263,9 @@ class Platform:
         else:
             self.stop()
             raise RuntimeError(f"gateway did not answer on {self.gateway_url}; see {self.log_dir / 'gateway.log'}")
-        self._supervisor = threading.Thread(target=self._supervise, daemon=True, name="supervisor")
-        self._supervisor.start()
+        self._supervising = True
+        for name in self.procs:
+            self._supervise_in_background(name)
 
     def start_transcoder(self, index: int) -> str:
         """Starts transcoder worker `index` on a fresh port; returns its gRPC address."""
@@ -124,37 +274,79 @@ class Platform:
         cfg.services.transcoder = f"127.0.0.1:{free_port()}"
         self.addresses[name] = cfg.services.transcoder
         self._spawn(name, ["-m", "transcoder_svc"], cfg)
+        if self._supervising:
+            self._supervise_in_background(name)
         return cfg.services.transcoder
 
-    def _supervise(self) -> None:
-        """Restarts a service that died (with backoff), like a process manager would."""
-        restarts: dict[str, int] = {}
-        while not self._stopping.wait(1.0):
-            for name, proc in list(self.procs.items()):
-                if proc.poll() is None or self._stopping.is_set() or getattr(proc, "_killed_on_purpose", False):
-                    continue
-                count = restarts.get(name, 0)
-                if count >= 5:
-                    continue
-                restarts[name] = count + 1
-                log.warning("%s exited with %s; restarting (%d)", name, proc.returncode, count + 1)
-                time.sleep(min(2**count, 10))
-                if name.startswith("transcoder-"):
-                    self.start_transcoder(int(name.split("-")[1]))
-                elif name == "gateway":
-                    self._spawn("gateway", ["-m", "gateway", "--port", str(self.gateway_port)])
-                else:
-                    self._spawn(name, ["-m", f"{name}_svc"])
+    def _supervise_in_background(self, name: str) -> None:
+        thread = threading.Thread(target=self._supervise, args=(name,), daemon=True, name=f"supervise-{name}")
+        self._supervisors[name] = thread
+        thread.start()
+
+    def _supervise(self, name: str) -> None:
+        """Keeps `name` running until the platform stops or `kill()`s it: restarts it after
+        each exit, with the backoff the module docstring describes, forever."""
+        backoff = RestartBackoff(self.cfg.launcher.restart_initial_delay_s, self.cfg.launcher.restart_max_delay_s)
+        probe = _HealthProbe(self._states[name].address, grpc_health=name != "gateway")
+        try:
+            while True:
+                proc = self.procs[name]
+                self._watch(name, proc, probe, backoff)
+                reason = exit_reason(proc.returncode)
+                exit_fields = {"serving": False, "last_exit_code": proc.returncode, "last_exit_reason": reason,
+                               "last_exit_at": time.time()}
+                if self._stopping.is_set() or name in self._killed:
+                    self._set_state(name, state="down", **exit_fields)
+                    return
+                delay = backoff.next_delay()
+                log.warning("%s %s; restarting it in %.1fs (restart %d)", name, reason, delay,
+                            self._states[name].restarts + 1)
+                self._set_state(name, state="restarting", restart_delay_s=delay,
+                                next_restart_delay_s=backoff.peek(), **exit_fields)
+                if self._stopping.wait(delay) or not self._respawn(name):
+                    self._set_state(name, state="down")
+                    return
+        finally:
+            probe.close()
+
+    def _watch(self, name: str, proc: subprocess.Popen, probe: _HealthProbe, backoff: RestartBackoff) -> None:
+        """Returns when `proc` exits; meanwhile probes its health, and resets `backoff` once
+        it has been SERVING for `launcher.restart_reset_after_s` without a break."""
+        healthy_since: float | None = None
+        while True:
+            try:
+                proc.wait(timeout=PROBE_INTERVAL_S)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            serving = probe.serving()
+            now = time.monotonic()
+            healthy_since = (now if healthy_since is None else healthy_since) if serving else None
+            if (healthy_since is not None and backoff.consecutive
+                    and now - healthy_since >= self.cfg.launcher.restart_reset_after_s):
+                backoff.reset()
+                log.info("%s healthy for %.0fs: its restart backoff starts over", name, now - healthy_since)
+            self._set_state(name, serving=serving, next_restart_delay_s=backoff.peek())
+
+    def _respawn(self, name: str) -> bool:
+        """Starts `name` again unless the platform is stopping or `name` was killed meanwhile."""
+        with self._spawn_lock:
+            if self._stopping.is_set() or name in self._killed:
+                return False
+            self._start_process(name, restarts=self._states[name].restarts + 1)
+            return True
 
     def kill(self, name: str) -> None:
         """SIGKILL one process (fault tests); the supervisor will not restart it."""
+        with self._spawn_lock:
+            self._killed.add(name)
         proc = self.procs[name]
-        proc._killed_on_purpose = True  # type: ignore[attr-defined]
         proc.kill()
         proc.wait()
 
     def stop(self, grace_s: float = 15.0) -> None:
-        self._stopping.set()
+        with self._spawn_lock:
+            self._stopping.set()
         # Gateway first (no new work), then workers, metadata last (others call it on the way out).
         order = ["gateway"] + [n for n in self.procs if n.startswith("transcoder-")] + ["upload", "placement", "search", "metadata"]
         for name in order:
@@ -172,6 +364,12 @@ class Platform:
                 log.warning("%s did not stop in time; killing", name)
                 proc.kill()
                 proc.wait()
+        for thread in self._supervisors.values():
+            thread.join(timeout=PROBE_INTERVAL_S + PROBE_TIMEOUT_S)
+        for name, proc in self.procs.items():  # those no supervisor watched yet (a failed start)
+            if self._states[name].state != "down":
+                self._set_state(name, state="down", serving=False, last_exit_code=proc.returncode,
+                                last_exit_reason=exit_reason(proc.returncode), last_exit_at=time.time())
 
     def __enter__(self) -> "Platform":
         self.start()

@@ -119,6 +119,17 @@ class TelemetryConfig:
 
 
 @dataclass
+class LauncherConfig:
+    # A service that exits is restarted forever, after restart_initial_delay_s doubling at
+    # each consecutive restart up to restart_max_delay_s (a crash loop costs little, a
+    # transient fault heals on its own). Once it has been alive and SERVING for
+    # restart_reset_after_s, the next restart waits the initial delay again.
+    restart_initial_delay_s: float = 1.0
+    restart_max_delay_s: float = 30.0
+    restart_reset_after_s: float = 60.0
+
+
+@dataclass
 class Config:
     data_dir: str = ".longtail"
     backends: BackendsConfig = field(default_factory=BackendsConfig)
@@ -129,6 +140,7 @@ class Config:
     platform: PlatformConfig = field(default_factory=PlatformConfig)
     transcoder: TranscoderConfig = field(default_factory=TranscoderConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
 
     @property
     def data_path(self) -> pathlib.Path:

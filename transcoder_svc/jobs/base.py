@@ -1,9 +1,14 @@
 """What every transcoder job shares: the worker's context, a scratch folder per job, the
-source download, the timed ladder encode and the failed result a MediaError becomes."""
+source download, the timed ladder encode and the failed result a MediaError becomes.
+
+Scratch folders live in DATA_DIR/scratch/transcoder/<worker pid>/: a worker killed in the
+middle of a job cannot remove its own, so each worker removes at start those of workers on
+this machine that are gone (`remove_dead_workers_scratch`)."""
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import pathlib
 import shutil
 import tempfile
@@ -35,7 +40,45 @@ class WorkerContext:
 
     @property
     def scratch(self) -> pathlib.Path:
-        return self.cfg.data_path / "scratch"
+        """This worker's scratch folder (its jobs' folders are made inside)."""
+        return scratch_root(self.cfg) / str(os.getpid())
+
+
+def scratch_root(cfg: Config) -> pathlib.Path:
+    """Where every worker on this machine keeps its scratch folder, named by its pid."""
+    return cfg.data_path / "scratch" / "transcoder"
+
+
+def remove_dead_workers_scratch(cfg: Config) -> list[pathlib.Path]:
+    """Removes the scratch folders of workers that are gone (a killed job's files stay
+    otherwise), keeping those of live workers; one with our own pid is a dead predecessor's.
+    Called once at worker start; returns the folders removed."""
+    root = scratch_root(cfg)
+    if not root.is_dir():
+        return []
+    removed = []
+    for folder in root.iterdir():
+        if not folder.name.isdigit():
+            continue  # not a worker's folder
+        owner = int(folder.name)
+        if owner != os.getpid() and _process_exists(owner):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    if removed:
+        log.info("removed the scratch folders of %d worker(s) that are gone: %s", len(removed),
+                 ", ".join(f.name for f in removed))
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 class Job:
