@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium web web-check
+.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium prometheus web web-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,7 +20,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch node_modules/.installed
 
-setup: $(STAMP) node_modules/.installed web/node_modules/.installed chromium
+setup: $(STAMP) node_modules/.installed web/node_modules/.installed chromium prometheus
 
 # The browser pages' front end (web/): hls.js, tus-js-client, bundled by esbuild into
 # gateway/static/ (committed, shipped in the Python package).
@@ -47,6 +47,16 @@ chromium:
 		echo "installing chromium (Debian package) for the browser tests"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	else echo "chromium is not installed and apt-get is not usable: browser tests will not run"; fi
+
+# Prometheus and Alertmanager (Debian's packages): promtool and amtool check the alert rules
+# and configs under deploy/observability/. Installed when missing and apt is usable;
+# otherwise those tests say why they cannot run (skipped locally, failed in CI).
+prometheus:
+	@if command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing prometheus and prometheus-alertmanager (Debian packages) for the alert rule tests"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus prometheus-alertmanager; \
+	else echo "promtool/amtool are not installed and apt-get is not usable: alert rule tests will not run"; fi
 
 up: $(STAMP)
 	$(BIN)/longtail up $(ARGS)
