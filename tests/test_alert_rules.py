@@ -163,9 +163,12 @@ def test_compose_mounts_the_rules_and_runs_alertmanager():
 
 def test_routes_the_rules_name_are_gateway_routes(tmp_path):
     # http_route is the route template, so a renamed route would leave its SLO reading nothing.
+    from fastapi.routing import iter_route_contexts
+
     from gateway.app import create_app
     from longtail_common.config import Config
 
-    routes = {getattr(route, "path", None) for route in create_app(Config(data_dir=str(tmp_path))).routes}
+    # app.routes holds one node per included router; iter_route_contexts walks into them.
+    routes = {route.path for route in iter_route_contexts(create_app(Config(data_dir=str(tmp_path))).routes)}
     named = {value for rule in _rules() for value in re.findall(r'http_route="([^"]+)"', rule["expr"])}
     assert named and named <= routes, f"not gateway routes: {named - routes}"
