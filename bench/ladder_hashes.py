@@ -33,23 +33,23 @@ import av
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from transcoder_svc import media  # noqa: E402
+from transcoder_svc import ffmpeg_graphs, ladder, probe  # noqa: E402
 from transcoder_svc import pertitle as pt  # noqa: E402
 
 DEFAULT_CLIP = ROOT.parent / "shared" / "media" / "friday_480p_h264_aac.mp4"  # 6.2 s, 640x480, stereo AAC
 
 
 def run_all(clip: str, families: tuple[str, ...], work: pathlib.Path) -> dict:
-    info = media.probe(clip)
-    rungs = media.ladder_for(info)
-    media.transcode(clip, str(work / "whole"), info, rungs, families, timeout_s=600)
-    plan = media.chunk_plan(info.duration_s, chunk_seconds=4)
-    chunks = [media.encode_chunk(clip, str(work / "chunks" / str(k)), info, rungs[:2], ("h264",), start, length,
+    info = probe.probe(clip)
+    rungs = ladder.ladder_for(info)
+    ffmpeg_graphs.transcode(clip, str(work / "whole"), info, rungs, families, timeout_s=600)
+    plan = ladder.chunk_plan(info.duration_s, chunk_seconds=4)
+    chunks = [ffmpeg_graphs.encode_chunk(clip, str(work / "chunks" / str(k)), info, rungs[:2], ("h264",), start, length,
                                  timeout_s=600) for k, (start, length) in enumerate(plan)]
-    media.join_chunks(chunks, clip, str(work / "joined"), info, rungs[:2], ("h264",), timeout_s=600)
+    ffmpeg_graphs.join_chunks(chunks, clip, str(work / "joined"), info, rungs[:2], ("h264",), timeout_s=600)
     top = rungs[-1].name
     (work / "remux").mkdir()
-    media.remux_rendition(str(work / "whole" / "h264" / top / "playlist.m3u8"),
+    ffmpeg_graphs.remux_rendition(str(work / "whole" / "h264" / top / "playlist.m3u8"),
                           str(work / "whole" / "h264" / "audio" / "playlist.m3u8") if info.has_audio else None,
                           str(work / "remux" / f"{top}.mp4"), timeout_s=600)
     sample_dir = work / "pertitle"
