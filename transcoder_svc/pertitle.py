@@ -7,8 +7,9 @@ How (issue 4):
 2. Per rung: the sample is scaled to the rung (same scaler as the ladder) and encoded once
    per test point with the ladder's own x264 settings (ffmpeg_graphs.encoder_args: preset,
    High profile, rate control, a keyframe every segment; one encoder thread, so encodes
-   repeat: `h264_sample_args`), at fractions of the rung's fixed bitrate (its ceiling). Each encode gets VMAF (libvmaf, the vmaf_v0.6.1 model
-   built into libvmaf) against the sample scaled to the rung size. Every point of a rung is
+   repeat: `h264_sample_args`), at fractions of the rung's fixed bitrate (its ceiling).
+   Each encode gets VMAF (libvmaf, the vmaf_v0.6.1 model built into libvmaf) against the
+   sample scaled to the rung size. Every point of a rung is
    encoded and scored in one ffmpeg run each (one decode, split).
 3. Rate-quality curve per rung: the Pareto frontier of the measured points (a point that
    costs more bits for no more VMAF is dominated and dropped), VMAF interpolated linearly
