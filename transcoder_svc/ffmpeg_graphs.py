@@ -284,7 +284,9 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
         raise MediaError("no rendition fits this video's size")
     fps = min(info.frame_rate or 30.0, MAX_FRAME_RATE)
     # input seeking decodes from the keyframe before `start` and drops frames up to it: exact cut
-    window = {"ss": f"{start_s:.6f}", **({"t": f"{duration_s:.6f}"} if duration_s > 0 else {})}
+    window = {"ss": f"{start_s:.6f}"}
+    if duration_s > 0:
+        window["t"] = f"{duration_s:.6f}"
     source = ffmpeg.input(src, **window)[str(info.video_stream_index)]
     pictures, _ = _ladder_pictures(source, info, rungs, families, None)  # the same cascade as a whole-file encode
     paths: dict[str, dict[str, str]] = {}
