@@ -70,7 +70,7 @@ from longtail_common import telemetry  # noqa: E402
 from machine import cpu_model, ffmpeg_version  # noqa: E402  (bench/machine.py)
 from longtail_common.config import Config  # noqa: E402
 from longtail_common.ports import DEFAULT_TOPICS, MEDIA_BUCKET, TOPIC_TRANSCODE_REQUESTS  # noqa: E402
-from transcoder_svc import media  # noqa: E402
+from transcoder_svc import ffmpeg_graphs, ladder, probe  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CHUNK_SECONDS = 10
@@ -287,11 +287,11 @@ def main() -> int:
     try:
         clip = work / "clip.mp4"
         make_test_clip(str(clip), seconds=args.seconds, height=args.height)
-        info = media.probe(str(clip))
-        rungs = media.ladder_for(info)
-        plan = media.chunk_plan(info.duration_s, CHUNK_SECONDS)
+        info = probe.probe(str(clip))
+        rungs = ladder.ladder_for(info)
+        plan = ladder.chunk_plan(info.duration_s, CHUNK_SECONDS)
         print(f"source: testsrc2 + tone, {info.duration_s:.1f} s {info.width}x{info.height} {info.frame_rate:g} fps, "
-              f"{clip.stat().st_size / 1e6:.1f} MB; ladder {[r.name for r in rungs]} (x264 {media.X264_PRESET}); "
+              f"{clip.stat().st_size / 1e6:.1f} MB; ladder {[r.name for r in rungs]} (x264 {ffmpeg_graphs.X264_PRESET}); "
               f"chunk_seconds {CHUNK_SECONDS} -> {len(plan)} chunks of {plan[0][1]:g} s", flush=True)
         order = list(MODES)
         runs = []
@@ -395,7 +395,7 @@ def main() -> int:
                        "duration_s": info.duration_s, "width": info.width, "height": info.height,
                        "frame_rate": info.frame_rate, "bytes": clip.stat().st_size},
             "ladder": [r.name for r in rungs],
-            "x264_preset": media.X264_PRESET,
+            "x264_preset": ffmpeg_graphs.X264_PRESET,
             "chunking": {"chunk_seconds": CHUNK_SECONDS, "chunk_min_duration_s": CHUNK_MIN_DURATION_S,
                          "plan": [[a, b] for a, b in plan],
                          "note": "chunk_plan rounds chunk_seconds to a multiple of the 4 s segment (10 -> 8)"},

@@ -5,9 +5,9 @@ figures behind "AV1 only for the videos placement expects to be popular".
       [--cpu-hour-usd P] -> bench/results/codec.json
 
 Per clip (real clips from ../shared/media, video only), the platform's default ladder
-(media.ladder_for) is encoded once per family with the platform's own encoder settings
-(media.transcode: x264, libvpx-vp9, SVT-AV1 at media's presets; each family's bitrates are
-H.264's times media.FAMILY_BITRATE_FACTOR, one fraction for the lower rungs, one for the top). Measured: CPU seconds of the encode (ffmpeg's
+(ladder.ladder_for) is encoded once per family with the platform's own encoder settings
+(ffmpeg_graphs.transcode: x264, libvpx-vp9, SVT-AV1 at media's presets; each family's bitrates are
+H.264's times ladder.FAMILY_BITRATE_FACTOR, one fraction for the lower rungs, one for the top). Measured: CPU seconds of the encode (ffmpeg's
 user+sys), bits per rung, and display VMAF of every rung (upscaled to the top rung's size,
 vmaf_v0.6.1, every 2nd frame) against the source. From those:
 - BD-rate of the family's ladder against H.264's (bits saved at equal display VMAF), and
@@ -42,7 +42,7 @@ from machine import cpu_model, ffmpeg_version  # noqa: E402
 from pertitle_bench import bd_rate, make_clips  # noqa: E402
 
 from placement_svc.model import costs as placement_costs  # noqa: E402
-from transcoder_svc import media  # noqa: E402
+from transcoder_svc import ffmpeg_graphs, ladder, probe  # noqa: E402
 from transcoder_svc import pertitle as pt  # noqa: E402
 
 DEFAULT_CLIPS = ["sintel_film_1080p", "cockatoo_camera_720p", "bbb_animation", "car_road_432p"]
@@ -61,28 +61,28 @@ def _cpu_children() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def encode(src: str, info: media.MediaInfo, rungs: list[media.Rung], family: str, work: Path,
+def encode(src: str, info: probe.MediaInfo, rungs: list[ladder.Rung], family: str, work: Path,
            factor: float | None = None) -> dict:
     """The ladder in `family` (its bitrates H.264's times `factor`, default media's factor):
     CPU and wall seconds, bytes, and per rung the bits, VMAF at its own size and display VMAF."""
     out = work / family
-    saved = media.FAMILY_BITRATE_FACTOR[family]
+    saved = ladder.FAMILY_BITRATE_FACTOR[family]
     if factor is not None:  # every rung at this fraction of H.264's
-        media.FAMILY_BITRATE_FACTOR[family] = (factor, factor)
+        ladder.FAMILY_BITRATE_FACTOR[family] = (factor, factor)
     try:
         cpu0, t0 = _cpu_children(), time.monotonic()
-        result = media.transcode(src, str(out), info, rungs, families=[family], storyboard=False, poster=False)
+        result = ffmpeg_graphs.transcode(src, str(out), info, rungs, families=[family], storyboard=False, poster=False)
         cpu, wall = _cpu_children() - cpu0, time.monotonic() - t0
     finally:
-        media.FAMILY_BITRATE_FACTOR[family] = saved
+        ladder.FAMILY_BITRATE_FACTOR[family] = saved
     fam = result.families[0]
     top = max(rungs, key=lambda r: r.width * r.height)
     files = []  # one MP4 per rung, named after it (VMAF logs are named after their input)
     for r in fam.renditions:
         files.append(str(work / f"{family}_{r.name}.mp4"))
-        media.remux_rendition(str(out / r.playlist_path), None, files[-1])
-    display = pt.vmaf_many(files, src, top.width, top.height, str(work), VMAF_SUBSAMPLE, upscale=True)
-    own = [pt.vmaf_many([f], src, r.width, r.height, str(work), VMAF_SUBSAMPLE)[0] if (r.width, r.height) != (
+        ffmpeg_graphs.remux_rendition(str(out / r.playlist_path), None, files[-1])
+    display = ffmpeg_graphs.vmaf_many(files, src, top.width, top.height, str(work), VMAF_SUBSAMPLE, upscale=True)
+    own = [ffmpeg_graphs.vmaf_many([f], src, r.width, r.height, str(work), VMAF_SUBSAMPLE)[0] if (r.width, r.height) != (
         top.width, top.height) else d for f, r, d in zip(files, fam.renditions, display)]
     rows = {r.name: {"height": r.height, "bitrate_bps": r.average_bitrate_bps, "vmaf": round(q, 2),
                      "display_vmaf": round(d, 2)} for r, q, d in zip(fam.renditions, own, display)}
@@ -152,8 +152,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="codec-bench-") as tmp:
         work = Path(tmp)
         for name, src in make_clips(work, args.clips.split(","), args.seconds, 1080).items():
-            info = media.probe(src)
-            rungs = media.ladder_for(info)
+            info = probe.probe(src)
+            rungs = ladder.ladder_for(info)
             clip = {"source": f"{info.width}x{info.height} @ {info.frame_rate:g} fps, {info.duration_s:.1f} s",
                     "ladder": [f"{r.name} {r.video_bitrate_bps // 1000}k" for r in rungs], "families": {}}
             for fam in families:
@@ -234,8 +234,8 @@ def main() -> None:
                     "python": platform.python_version(), "ffmpeg": ffmpeg_version(),
                     "loadavg_1m_at_write": round(os.getloadavg()[0], 1)},
         "command": "nice -n 10 python bench/codec_bench.py " + " ".join(sys.argv[1:]),
-        "settings": {"x264_preset": media.X264_PRESET, "svtav1_preset": media.SVTAV1_PRESET, "vp9_cpu_used": media.VP9_CPU_USED,
-                     "family_bitrate_factor": media.FAMILY_BITRATE_FACTOR, "vmaf_subsample": VMAF_SUBSAMPLE,
+        "settings": {"x264_preset": ffmpeg_graphs.X264_PRESET, "svtav1_preset": ffmpeg_graphs.SVTAV1_PRESET, "vp9_cpu_used": ffmpeg_graphs.VP9_CPU_USED,
+                     "family_bitrate_factor": ladder.FAMILY_BITRATE_FACTOR, "vmaf_subsample": VMAF_SUBSAMPLE,
                      "cpu_hour_usd": args.cpu_hour_usd, "store_days": STORE_DAYS, "factors": factors,
                      "parity_tolerance": PARITY_TOLERANCE,
                      "view_bytes_fraction": placement_costs.CostModel().view_bytes_fraction},

@@ -16,7 +16,7 @@ def cpu_model() -> str:
 
 
 def ffmpeg_version() -> str:
-    from transcoder_svc import media
+    from transcoder_svc import ffmpeg_graphs
 
-    out = subprocess.run([media.ffmpeg_exe(), "-version"], capture_output=True, text=True).stdout
+    out = subprocess.run([ffmpeg_graphs.ffmpeg_exe(), "-version"], capture_output=True, text=True).stdout
     return out.splitlines()[0] if out else ""

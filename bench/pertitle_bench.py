@@ -42,7 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from transcoder_svc import media  # noqa: E402
+from transcoder_svc import ffmpeg_graphs, ladder, probe  # noqa: E402
 from transcoder_svc import pertitle as pt  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "media"
@@ -79,7 +79,7 @@ REAL = {
 
 
 def _ff(*args: str) -> None:
-    subprocess.run([pt._ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+    subprocess.run([ffmpeg_graphs.ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
 
 def make_clips(work: Path, names: list[str], seconds: float, top: int) -> dict[str, str]:
@@ -103,7 +103,7 @@ def make_clips(work: Path, names: list[str], seconds: float, top: int) -> dict[s
     return clips
 
 
-def apple_rungs(info: media.MediaInfo, top: int = TOP) -> list[media.Rung]:
+def apple_rungs(info: probe.MediaInfo, top: int = TOP) -> list[ladder.Rung]:
     """Apple's rungs that fit the source (never upscaled), its aspect ratio kept."""
     short = min(info.width, info.height)
     out = []
@@ -116,7 +116,7 @@ def apple_rungs(info: media.MediaInfo, top: int = TOP) -> list[media.Rung]:
     return out
 
 
-def encode_ladder(src: str, rungs: list[media.Rung], work: Path, tag: str, fps: float
+def encode_ladder(src: str, rungs: list[ladder.Rung], work: Path, tag: str, fps: float
                   ) -> tuple[dict[str, str], float]:
     """One ffmpeg run per ladder (decode once, split), the platform's x264 settings, as the
     analysis encodes them (`pt.h264_sample_args`: one thread each, so a rerun of the bench
@@ -135,15 +135,15 @@ def encode_ladder(src: str, rungs: list[media.Rung], work: Path, tag: str, fps: 
     return paths, time.monotonic() - t0
 
 
-def measure(src: str, duration: float, rungs: list[media.Rung], paths: dict[str, str], top: media.Rung,
+def measure(src: str, duration: float, rungs: list[ladder.Rung], paths: dict[str, str], top: ladder.Rung,
             work: Path) -> dict[str, dict]:
     out = {}
     for r in rungs:
-        rung_vmaf = pt.vmaf_many([paths[r.name]], src, r.width, r.height, str(work), VMAF_SUBSAMPLE)[0]
+        rung_vmaf = ffmpeg_graphs.vmaf_many([paths[r.name]], src, r.width, r.height, str(work), VMAF_SUBSAMPLE)[0]
         if (r.width, r.height) == (top.width, top.height):
             display = rung_vmaf
         else:
-            display = pt.vmaf_many([paths[r.name]], src, top.width, top.height, str(work), VMAF_SUBSAMPLE,
+            display = ffmpeg_graphs.vmaf_many([paths[r.name]], src, top.width, top.height, str(work), VMAF_SUBSAMPLE,
                                    upscale=True)[0]
         out[r.name] = {"width": r.width, "height": r.height, "target_bps": r.video_bitrate_bps,
                        "bitrate_bps": int(os.path.getsize(paths[r.name]) * 8 / duration),
@@ -177,7 +177,7 @@ def bd_rate(ref: list[tuple[float, float]], test: list[tuple[float, float]]) -> 
 def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, top_height: int = TOP,
              in_between: bool = True, samples: int = 3, refine_rounds: int = pt.DEFAULT_REFINE_ROUNDS,
              families: tuple[str, ...] = ("h264",)) -> dict:
-    info = media.probe(src)
+    info = probe.probe(src)
     fixed = apple_rungs(info, top_height)
     top = fixed[-1]
     t0 = time.monotonic()
@@ -204,7 +204,7 @@ def run_clip(name: str, src: str, work: Path, choose_resolution: bool = True, to
     bd = bd_rate([(v["bitrate_bps"], v["display_vmaf"]) for v in fm.values()],
                  [(v["bitrate_bps"], v["display_vmaf"]) for v in pm.values()])
     # The other families' rungs (pertitle step 8), on the sample at each rung's size: at
-    # media.FAMILY_BITRATE_FACTOR's rate (the first encode) and at the rate chosen per title,
+    # ladder.FAMILY_BITRATE_FACTOR's rate (the first encode) and at the rate chosen per title,
     # VMAF against the rung's H.264 VMAF and bits against the factor's.
     rung_by_name = {r.name: r for r in res.rungs}
     families_out = {}
@@ -295,14 +295,14 @@ def write(args, seconds, clips_out, started, final: bool) -> None:
                     "cpus": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_1m_at_write": round(os.getloadavg()[0], 1)},  # the box is shared
         "command": "nice -n 10 python bench/pertitle_bench.py " + " ".join(sys.argv[1:]),
-        "settings": {"top_rung": f"{args.top}p", "clip_seconds": seconds, "x264_preset": media.X264_PRESET,
-                     "x264_options": "media.encoder_args (keyframe every segment), one thread per encode",
+        "settings": {"top_rung": f"{args.top}p", "clip_seconds": seconds, "x264_preset": ffmpeg_graphs.X264_PRESET,
+                     "x264_options": "ffmpeg_graphs.encoder_args (keyframe every segment), one thread per encode",
                      "vmaf_model": "vmaf_v0.6.1 (built into libvmaf)", "vmaf_subsample": VMAF_SUBSAMPLE,
                      "max_vmaf_loss": pt.DEFAULT_MAX_VMAF_LOSS, "min_step": pt.DEFAULT_MIN_STEP,
                      "points": pt.DEFAULT_POINTS, "apple_ladder_kbps": APPLE,
                      "choose_resolution": not args.bitrate_only, "in_between": not args.no_in_between,
                      "samples": f"{args.samples} x 2 s", "refine_rounds": args.refine_rounds,
-                     "families": args.families, "family_bitrate_factor": media.FAMILY_BITRATE_FACTOR},
+                     "families": args.families, "family_bitrate_factor": ladder.FAMILY_BITRATE_FACTOR},
         "complete": final, "summary": summary, "clips": clips_out,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from machine import cpu_model  # noqa: E402
 from pertitle_bench import DEFAULT_CLIPS, SECONDS, TOP, apple_rungs, make_clips  # noqa: E402
-from transcoder_svc import media  # noqa: E402
+from transcoder_svc import probe  # noqa: E402
 from transcoder_svc import pertitle as pt  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def _ratios(off: dict[str, float], on: dict[str, float]) -> dict[str, float]:
 
 
 def analyse(src: str, in_between: bool, work: Path) -> dict:
-    info = media.probe(src)
+    info = probe.probe(src)
     wall0, cpu0 = time.monotonic(), _cpu_s()
     res = pt.per_title_ladder(src, info, apple_rungs(info, TOP), in_between=in_between, workdir=str(work))
     return {"wall_s": round(time.monotonic() - wall0, 1), "cpu_s": round(_cpu_s() - cpu0, 1),

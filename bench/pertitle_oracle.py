@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from machine import cpu_model  # noqa: E402
 from pertitle_bench import DEFAULT_CLIPS, SECONDS, TOP, VMAF_SUBSAMPLE, apple_rungs, bd_rate, make_clips  # noqa: E402
 from pertitle_headroom import slot_matching  # noqa: E402
-from transcoder_svc import media  # noqa: E402
+from transcoder_svc import ffmpeg_graphs, probe  # noqa: E402
 from transcoder_svc import pertitle as pt  # noqa: E402
 
 GRID_STEP = 1.4  # rate ratio between adjacent dense encodes
@@ -64,7 +64,7 @@ def dense_rates(ceiling: int, fixed_rates: list[int], top: int) -> list[int]:
 
 
 def run_clip(name: str, src: str, work: str, in_between: bool) -> dict:
-    info = media.probe(src)
+    info = probe.probe(src)
     fixed = apple_rungs(info, TOP)
     ordered = sorted(fixed, key=lambda r: (r.width * r.height, r.video_bitrate_bps))
     display = (ordered[-1].width, ordered[-1].height)
@@ -166,7 +166,7 @@ def main() -> None:
         "command": "nice -n 10 python bench/pertitle_oracle.py " + " ".join(sys.argv[1:]),
         "settings": {"clip_seconds": SECONDS, "grid_step": GRID_STEP, "grid": [GRID_LOW, GRID_HIGH],
                      "in_between": not args.no_in_between, "vmaf_subsample": VMAF_SUBSAMPLE,
-                     "x264_preset": media.X264_PRESET},
+                     "x264_preset": ffmpeg_graphs.X264_PRESET},
         "wall_s": round(time.monotonic() - started, 1),
         "average_bd_rate_pct": average, "clips": results,
     }

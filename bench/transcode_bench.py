@@ -35,7 +35,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from transcoder_svc import media  # noqa: E402
+from transcoder_svc import ffmpeg_graphs, ladder, packaging, probe  # noqa: E402
 from machine import cpu_model, ffmpeg_version  # noqa: E402  (bench/machine.py)
 
 SINTEL = ROOT.parent / "shared" / "media" / "sintel_1080p_h264_letterbox.mp4"
@@ -54,7 +54,7 @@ TARGET_SOURCES = ("camera_h264", "camera_hevc")
 
 
 def make_source(path: pathlib.Path, seconds: int, kind: str) -> str:
-    ff = media.ffmpeg_exe()
+    ff = ffmpeg_graphs.ffmpeg_exe()
     tone = ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
     if SINTEL.exists():
         video = ["-stream_loop", "-1", "-i", str(SINTEL)]
@@ -93,32 +93,32 @@ def _null_outputs(cmd: list[str], n: int) -> list[str]:
 
 
 def segments(out: pathlib.Path) -> dict[str, int]:
-    return {p.parent.name: len(media.read_media_playlist(p).segments) for p in sorted(out.rglob("playlist.m3u8"))}
+    return {p.parent.name: len(packaging.read_media_playlist(p).segments) for p in sorted(out.rglob("playlist.m3u8"))}
 
 
 def compare(src: pathlib.Path, work: pathlib.Path) -> dict:
     """Single decode against one run per rendition, on one source."""
-    info = media.probe(str(src))
-    rungs = media.ladder_for(info)
+    info = probe.probe(str(src))
+    rungs = ladder.ladder_for(info)
     load_start = os.getloadavg()
     single_dir = work / "single"
-    single_wall, single_cpu = timed(media.build_command(str(src), str(single_dir), info, rungs, ("h264",)))
+    single_wall, single_cpu = timed(ffmpeg_graphs.build_command(str(src), str(single_dir), info, rungs, ("h264",)))
     print(f"  single decode, one process: wall {single_wall:.1f} s, CPU {single_cpu:.1f} s", flush=True)
 
     per_wall = per_cpu = 0.0
     per_runs = []
     for j, rung in enumerate(rungs):
         # the audio rendition is encoded once in both methods (with the first rung here)
-        w, c = timed(media.build_command(str(src), str(work / "per" / rung.name), info, [rung], ("h264",),
+        w, c = timed(ffmpeg_graphs.build_command(str(src), str(work / "per" / rung.name), info, [rung], ("h264",),
                                          audio=(j == 0)))
         per_runs.append({"rung": rung.name, "wall_s": round(w, 2), "cpu_s": round(c, 2)})
         per_wall, per_cpu = per_wall + w, per_cpu + c
     print(f"  one run per rendition ({len(rungs)} runs): wall {per_wall:.1f} s, CPU {per_cpu:.1f} s", flush=True)
 
-    ff = media.ffmpeg_exe()
+    ff = ffmpeg_graphs.ffmpeg_exe()
     _, decode_cpu = timed([ff, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(src),
                            "-map", f"0:{info.video_stream_index}", "-f", "null", "-"])
-    single_cmd = media.build_command(str(src), str(work / "null"), info, rungs, ("h264",))
+    single_cmd = ffmpeg_graphs.build_command(str(src), str(work / "null"), info, rungs, ("h264",))
     _, scale_cpu = timed(_null_outputs(single_cmd, len(rungs)))
     scale_cpu -= decode_cpu
     print(f"  decode alone: CPU {decode_cpu:.1f} s; the single graph's scales: CPU {scale_cpu:.1f} s", flush=True)
@@ -170,7 +170,7 @@ def main() -> int:
             src = work / kind / "source.mp4"
             src.parent.mkdir(parents=True)
             desc = make_source(src, args.seconds, kind)
-            print(f"{kind}: {desc}; preset {media.X264_PRESET}", flush=True)
+            print(f"{kind}: {desc}; preset {ffmpeg_graphs.X264_PRESET}", flush=True)
             results[kind] = {"description": desc, **compare(src, work / kind)}
             shutil.rmtree(work / kind, ignore_errors=True)
         judged = [k for k in kinds if k in TARGET_SOURCES]
@@ -184,7 +184,7 @@ def main() -> int:
             "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count(),
                         "ffmpeg": ffmpeg_version()},
             "command": "python bench/transcode_bench.py" + "".join(f" {a}" for a in sys.argv[1:]),
-            "x264_preset": media.X264_PRESET,
+            "x264_preset": ffmpeg_graphs.X264_PRESET,
             "sources": results,
             "target_speedup_wall": TARGET_SPEEDUP,
             "target_judged_on": judged,

@@ -1,6 +1,6 @@
-"""transcoder_svc.media on real clips from ../shared/media: probing, the ladder, limits,
-CMAF packaging (HLS master + DASH MPD checked with the m3u8 and mpegdash parsers),
-codec families, the storyboard."""
+"""transcoder_svc's probe, ladder, ffmpeg graphs and packaging on real clips from
+../shared/media: probing, the ladder, limits, CMAF packaging (HLS master + DASH MPD
+checked with the m3u8 and mpegdash parsers), codec families, the storyboard."""
 from __future__ import annotations
 
 import io
@@ -14,7 +14,7 @@ import m3u8
 import pytest
 from mpegdash.parser import MPEGDASHParser
 
-from transcoder_svc import media
+from transcoder_svc import ffmpeg_graphs, ladder, packaging, probe
 
 SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
@@ -26,11 +26,11 @@ def shared(name: str) -> str:
     return str(path)
 
 
-def info(width, height, **kw) -> media.MediaInfo:
+def info(width, height, **kw) -> probe.MediaInfo:
     base = dict(rotation=0, duration_s=10.0, frame_rate=30.0, video_codec="h264", video_stream_index=0,
                 has_audio=True, audio_stream_index=1)
     base.update(kw)
-    return media.MediaInfo(width=width, height=height, **base)
+    return probe.MediaInfo(width=width, height=height, **base)
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def info(width, height, **kw) -> media.MediaInfo:
     ],
 )
 def test_ladder_never_upscales(size, expected):
-    rungs = media.ladder_for(info(*size))
+    rungs = ladder.ladder_for(info(*size))
     assert [r.name for r in rungs] == expected
     for r in rungs:
         assert r.width <= size[0] and r.height <= size[1]
@@ -59,39 +59,39 @@ def test_ladder_never_upscales(size, expected):
 
 
 def test_ladder_keeps_frame_rate_up_to_60_and_levels_follow():
-    at30 = {r.name: r for r in media.ladder_for(info(1920, 1080, frame_rate=30.0))}
-    at60 = {r.name: r for r in media.ladder_for(info(1920, 1080, frame_rate=59.94))}
-    at120 = {r.name: r for r in media.ladder_for(info(1920, 1080, frame_rate=120.0))}
+    at30 = {r.name: r for r in ladder.ladder_for(info(1920, 1080, frame_rate=30.0))}
+    at60 = {r.name: r for r in ladder.ladder_for(info(1920, 1080, frame_rate=59.94))}
+    at120 = {r.name: r for r in ladder.ladder_for(info(1920, 1080, frame_rate=120.0))}
     assert at60["1080p"].frame_rate == 59.94 and at120["1080p"].frame_rate == 60
     assert at60["1080p"].video_bitrate_bps > at30["1080p"].video_bitrate_bps  # more frames, more bits
     assert at30["1080p"].h264_level == "4.0" and at60["1080p"].h264_level == "4.2"
     assert at30["1080p"].codecs == "avc1.640028"
-    four_k = media.ladder_for(info(3840, 2160, frame_rate=60.0))[-1]
+    four_k = ladder.ladder_for(info(3840, 2160, frame_rate=60.0))[-1]
     assert four_k.h264_level == "5.2" and four_k.codecs_for("vp9") == "vp09.00.51.08"
     assert four_k.codecs_for("av1") == "av01.0.13M.08"  # level 5.1
     assert at30["720p"].codecs_for("av1") == "av01.0.05M.08"  # level 3.1
 
 
 def test_limits_reject_with_reason():
-    limits = media.Limits(max_duration_s=600, max_long_side=1920, max_short_side=1080, max_source_bytes=10**9)
-    media.check_limits(info(1080, 1920, duration_s=600), 10**9, limits)  # portrait 1080p fits
-    with pytest.raises(media.MediaError, match="601 s long; the limit is 600 s"):
-        media.check_limits(info(1920, 1080, duration_s=601), 1000, limits)
-    with pytest.raises(media.MediaError, match="3840x2160; the limit is 1920x1080"):
-        media.check_limits(info(3840, 2160), 1000, limits)
-    with pytest.raises(media.MediaError, match="the limit is 1.00 GB"):
-        media.check_limits(info(640, 360), 2 * 10**9, limits)
+    limits = probe.Limits(max_duration_s=600, max_long_side=1920, max_short_side=1080, max_source_bytes=10**9)
+    probe.check_limits(info(1080, 1920, duration_s=600), 10**9, limits)  # portrait 1080p fits
+    with pytest.raises(probe.MediaError, match="601 s long; the limit is 600 s"):
+        probe.check_limits(info(1920, 1080, duration_s=601), 1000, limits)
+    with pytest.raises(probe.MediaError, match="3840x2160; the limit is 1920x1080"):
+        probe.check_limits(info(3840, 2160), 1000, limits)
+    with pytest.raises(probe.MediaError, match="the limit is 1.00 GB"):
+        probe.check_limits(info(640, 360), 2 * 10**9, limits)
 
 
 def test_probe_reads_rotation_and_display_size():
-    i = media.probe(shared("cockatoo_portrait_rot90_h264.mp4"))
+    i = probe.probe(shared("cockatoo_portrait_rot90_h264.mp4"))
     assert (i.width, i.height) == (406, 720)  # coded 720x406, displayed portrait
     assert i.rotation in (90, 270)
     assert i.duration_s == pytest.approx(14.0, abs=0.1)
 
 
 def test_probe_picks_the_video_stream_when_audio_comes_first():
-    i = media.probe(shared("friday_480p_h264_aac.mp4"))  # audio is stream 0, video stream 1
+    i = probe.probe(shared("friday_480p_h264_aac.mp4"))  # audio is stream 0, video stream 1
     assert i.video_stream_index == 1 and i.audio_stream_index == 0
     assert (i.width, i.height) == (640, 480) and i.has_audio
 
@@ -103,8 +103,8 @@ def test_probe_picks_the_video_stream_when_audio_comes_first():
 def test_probe_rejects_non_video(tmp_path, content, reason):
     path = tmp_path / "upload"
     path.write_bytes(content)
-    with pytest.raises(media.MediaError) as err:
-        media.probe(str(path))
+    with pytest.raises(probe.MediaError) as err:
+        probe.probe(str(path))
     assert reason in err.value.reason
 
 
@@ -122,8 +122,8 @@ def test_probe_rejects_audio_only(tmp_path):
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
-    with pytest.raises(media.MediaError) as err:
-        media.probe(str(path))
+    with pytest.raises(probe.MediaError) as err:
+        probe.probe(str(path))
     assert "no video stream" in err.value.reason
 
 
@@ -137,9 +137,9 @@ def _decode_segment(folder: Path, init: str, segment: str):
 def friday_ladder(tmp_path_factory):
     out = tmp_path_factory.mktemp("friday")
     src = shared("friday_480p_h264_aac.mp4")
-    i = media.probe(src)
-    rungs = media.ladder_for(i)
-    return out, i, rungs, media.transcode(src, str(out), i, rungs, timeout_s=300)
+    i = probe.probe(src)
+    rungs = ladder.ladder_for(i)
+    return out, i, rungs, ffmpeg_graphs.transcode(src, str(out), i, rungs, timeout_s=300)
 
 
 def test_cmaf_ladder_hls_and_dash_from_real_clip(friday_ladder):
@@ -160,13 +160,13 @@ def test_cmaf_ladder_hls_and_dash_from_real_clip(friday_ladder):
         # peak within the VBV cap (1.5x target) plus audio, with room for the short clip
         assert r.bitrate_bps < 2.0 * (r.average_bitrate_bps if r.height < 240 else
                                       next(x for x in rungs if x.height == r.height).video_bitrate_bps
-                                      + media.AUDIO_BITRATE_BPS)
+                                      + ffmpeg_graphs.AUDIO_BITRATE_BPS)
         folder = out / "h264" / variant.uri.split("/")[0]
         media_pl = m3u8.load(str(out / "h264" / variant.uri))
         assert media_pl.playlist_type == "vod" and media_pl.is_endlist
         assert media_pl.segment_map[0].uri.startswith("init")
         durations = [s.duration for s in media_pl.segments]
-        assert all(d <= media.SEGMENT_SECONDS + 0.01 for d in durations)
+        assert all(d <= ladder.SEGMENT_SECONDS + 0.01 for d in durations)
         timelines.append(durations)
         for seg in media_pl.segments:  # every segment decodes, starts on a keyframe, right size
             with _decode_segment(folder, media_pl.segment_map[0].uri, seg.uri) as c:
@@ -204,7 +204,7 @@ def test_cmaf_ladder_hls_and_dash_from_real_clip(friday_ladder):
 
 def test_storyboard_sprite_and_vtt(friday_ladder):
     out, i, _, result = friday_ladder
-    sb = media.storyboard_for(i)
+    sb = ladder.storyboard_for(i)
     with av.open(str(out / result.storyboard_path)) as c:
         frame = next(c.decode(video=0))
         assert (frame.width, frame.height) == (result.storyboard_width, result.storyboard_height)
@@ -221,9 +221,9 @@ def test_storyboard_sprite_and_vtt(friday_ladder):
 
 def test_vp9_and_av1_families_share_one_decode(tmp_path):
     src = shared("cockatoo_portrait_rot90_h264.mp4")  # also: rotation is applied, portrait kept
-    i = media.probe(src)
-    rungs = media.ladder_for(i)[:2]
-    result = media.transcode(src, str(tmp_path), i, rungs, families=("h264", "vp9", "av1"),
+    i = probe.probe(src)
+    rungs = ladder.ladder_for(i)[:2]
+    result = ffmpeg_graphs.transcode(src, str(tmp_path), i, rungs, families=("h264", "vp9", "av1"),
                              timeout_s=600, storyboard=False, poster=False)
     assert [f.codec for f in result.families] == ["h264", "vp9", "av1"]
     timelines = set()
@@ -247,22 +247,23 @@ def test_vp9_and_av1_families_share_one_decode(tmp_path):
 
 def test_unknown_family_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown codec family 'hevc'"):
-        media.transcode("x", str(tmp_path), info(640, 360), media.ladder_for(info(640, 360)), families=("hevc",))
+        ffmpeg_graphs.transcode("x", str(tmp_path), info(640, 360), ladder.ladder_for(info(640, 360)),
+                                families=("hevc",))
 
 
 def test_truncated_file_fails_with_reason(tmp_path):
     src = shared("car-detection_truncated_1400000B.mp4")
-    i = media.probe(src)  # the header is intact: probing alone cannot tell
-    with pytest.raises(media.MediaError) as err:
-        media.transcode(src, str(tmp_path), i, media.ladder_for(i)[:1], timeout_s=300)
+    i = probe.probe(src)  # the header is intact: probing alone cannot tell
+    with pytest.raises(probe.MediaError) as err:
+        ffmpeg_graphs.transcode(src, str(tmp_path), i, ladder.ladder_for(i)[:1], timeout_s=300)
     assert "truncated" in err.value.reason
 
 
 def test_timeout_kills_ffmpeg(tmp_path):
     src = shared("sintel_1080p_h264_letterbox.mp4")
-    i = media.probe(src)
-    with pytest.raises(media.MediaError) as err:
-        media.transcode(src, str(tmp_path), i, media.ladder_for(i), timeout_s=0.5)
+    i = probe.probe(src)
+    with pytest.raises(probe.MediaError) as err:
+        ffmpeg_graphs.transcode(src, str(tmp_path), i, ladder.ladder_for(i), timeout_s=0.5)
     assert "longer than" in err.value.reason
     # no ffmpeg left behind writing into the output directory
     before = sorted(str(p) for p in tmp_path.rglob("*"))
@@ -281,11 +282,12 @@ def test_chunked_encode_matches_whole_file(tmp_path, friday_ladder):
     whole_dir, i, rungs, whole = friday_ladder
     src = shared("friday_480p_h264_aac.mp4")
     rungs = rungs[:2]
-    plan = media.chunk_plan(i.duration_s, chunk_seconds=4)
+    plan = ladder.chunk_plan(i.duration_s, chunk_seconds=4)
     assert plan == [(0, 4), (4, 0.0)]  # 6.2 s: a 4 s chunk and the rest
-    chunks = [media.encode_chunk(src, str(tmp_path / f"chunk{k}"), i, rungs, ("h264",), start, length, timeout_s=300)
+    chunks = [ffmpeg_graphs.encode_chunk(src, str(tmp_path / f"chunk{k}"), i, rungs, ("h264",), start, length,
+                                         timeout_s=300)
               for k, (start, length) in enumerate(plan)]
-    joined = media.join_chunks(chunks, src, str(tmp_path / "out"), i, rungs, ("h264",), timeout_s=300,
+    joined = ffmpeg_graphs.join_chunks(chunks, src, str(tmp_path / "out"), i, rungs, ("h264",), timeout_s=300,
                                storyboard=False, poster=False)
     frame = 1 / i.frame_rate
     for a, b in zip(joined.renditions, whole.renditions):
@@ -313,19 +315,19 @@ def test_vp9_family_gets_opus_audio_h264_keeps_aac(tmp_path, chunked):
     """AAC-LC for H.264, Opus beside it for VP9 (whole-file and chunked paths alike): the
     VP9 master's variants and its MPD's audio set name "opus", the H.264 ones mp4a.40.2."""
     src = shared("friday_480p_h264_aac.mp4")  # 6.2 s, AAC
-    i = media.probe(src)
-    rungs = media.ladder_for(i)[:1]  # 144p keeps it quick
+    i = probe.probe(src)
+    rungs = ladder.ladder_for(i)[:1]  # 144p keeps it quick
     families = ("h264", "vp9")
     if chunked:
-        chunks = [media.encode_chunk(src, str(tmp_path / f"chunk{k}"), i, rungs, families, start, length,
+        chunks = [ffmpeg_graphs.encode_chunk(src, str(tmp_path / f"chunk{k}"), i, rungs, families, start, length,
                                      timeout_s=300)
-                  for k, (start, length) in enumerate(media.chunk_plan(i.duration_s, chunk_seconds=4))]
+                  for k, (start, length) in enumerate(ladder.chunk_plan(i.duration_s, chunk_seconds=4))]
         out = tmp_path / "out"
-        result = media.join_chunks(chunks, src, str(out), i, rungs, families, timeout_s=300,
+        result = ffmpeg_graphs.join_chunks(chunks, src, str(out), i, rungs, families, timeout_s=300,
                                    storyboard=False, poster=False)
     else:
         out = tmp_path
-        result = media.transcode(src, str(out), i, rungs, families=families, timeout_s=300,
+        result = ffmpeg_graphs.transcode(src, str(out), i, rungs, families=families, timeout_s=300,
                                  storyboard=False, poster=False)
     expected = {"h264": ("aac", "mp4a.40.2"), "vp9": ("opus", "opus")}
     for fam in result.families:
@@ -350,7 +352,7 @@ def test_vp9_family_gets_opus_audio_h264_keeps_aac(tmp_path, chunked):
         for k in range(len(pl.segments)):
             assert _audio_of(audio_dir, k) == (name, 2, 48000)
     opus_fam = next(f for f in result.families if f.codec == "vp9")
-    audio_pl = media.read_media_playlist(out / "vp9" / "audio" / "playlist.m3u8")
-    opus_peak, _ = media._bitrates(out / "vp9" / "audio", audio_pl)
-    assert opus_peak < 1.5 * media.OPUS_BITRATE_BPS  # BANDWIDTH counts the Opus track at its size
+    audio_pl = packaging.read_media_playlist(out / "vp9" / "audio" / "playlist.m3u8")
+    opus_peak, _ = packaging._bitrates(out / "vp9" / "audio", audio_pl)
+    assert opus_peak < 1.5 * ffmpeg_graphs.OPUS_BITRATE_BPS  # BANDWIDTH counts the Opus track at its size
     assert all(r.bitrate_bps > opus_peak for r in opus_fam.renditions)

@@ -8,7 +8,7 @@ import subprocess
 import av
 import pytest
 
-from transcoder_svc import media
+from transcoder_svc import ffmpeg_graphs, ladder, probe
 from transcoder_svc import pertitle as pt
 
 
@@ -188,7 +188,7 @@ def test_sample_windows_spread_across_the_video():
 
 
 def _make_clip(path, source: str) -> str:
-    subprocess.run([pt._ffmpeg(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source,
+    subprocess.run([ffmpeg_graphs.ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", source,
                     "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p", str(path)],
                    check=True)
     return str(path)
@@ -206,7 +206,7 @@ def analyses(tmp_path_factory):
     rungs = [pt.make_rung("120p", 214, 120, 250_000, "3.0"), pt.make_rung("180p", 320, 180, 500_000, "3.0")]
     out = {}
     for name, path in clips.items():
-        info = media.probe(path)
+        info = probe.probe(path)
         # min_step=1.0: this test is about rates per rung, not about dropping rungs.
         # workdir: a folder that does not exist yet, as the worker passes it.
         out[name] = pt.per_title_ladder(path, info, rungs, samples=1, sample_seconds=3.0,
@@ -232,7 +232,7 @@ def test_sample_encodes_repeat_and_have_the_ladders_keyframes(tmp_path):
     assert len({len(data) for data in runs[0]}) == 3  # three different rates, three different files
     with av.open(str(tmp_path / "run0_300000.h264")) as container:
         keyframes = [i for i, frame in enumerate(container.decode(video=0)) if frame.key_frame]
-    assert keyframes == [0, fps * media.SEGMENT_SECONDS, 2 * fps * media.SEGMENT_SECONDS]
+    assert keyframes == [0, fps * ladder.SEGMENT_SECONDS, 2 * fps * ladder.SEGMENT_SECONDS]
 
 
 def test_a_sample_with_a_timestamp_gap_is_encoded_frame_for_frame(tmp_path):
@@ -240,7 +240,7 @@ def test_a_sample_with_a_timestamp_gap_is_encoded_frame_for_frame(tmp_path):
     it with a repeated frame would be scored against the wrong frames from there on (VMAF
     pairs frames by index): a generous rate must still score high."""
     clip = str(tmp_path / "gap.mp4")
-    subprocess.run([pt._ffmpeg(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+    subprocess.run([ffmpeg_graphs.ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                     "testsrc2=s=320x180:r=15:d=3", "-vf", "setpts=N/15/TB+gte(N\\,20)*2/15/TB",
                     "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0",
                     "-pix_fmt", "yuv420p", clip], check=True)
@@ -314,11 +314,11 @@ def test_family_rates_survive_the_chunk_plan_and_reach_the_encoder():
     # Long videos carry their ladder to chunk jobs as JSON (worker._split: dataclasses.asdict).
     rung = dataclasses.replace(pt.make_rung("720p", 1280, 720, 2_000_000, "3.1"), vmaf=93.2,
                                family_bitrate_bps={"av1": 900_000}, family_vmaf={"av1": 93.0})
-    back = media.Rung(**json.loads(json.dumps(dataclasses.asdict(rung))))
+    back = ladder.Rung(**json.loads(json.dumps(dataclasses.asdict(rung))))
     assert back == rung
-    args = media.encoder_args("av1", [back], 30.0)
+    args = ffmpeg_graphs.encoder_args("av1", [back], 30.0)
     assert args[args.index("-b:v:0") + 1] == "900000"  # the per-title rate, not the factor's
-    vp9 = media.encoder_args("vp9", [back], 30.0)  # a family not chosen per title: the factor's
+    vp9 = ffmpeg_graphs.encoder_args("vp9", [back], 30.0)  # a family not chosen per title: the factor's
     assert vp9[vp9.index("-b:v:0") + 1] == str(rung.bitrate_for("vp9", top=True)) != "900000"
 
 
@@ -349,7 +349,7 @@ def moving_clip(tmp_path_factory):
 
 
 def _families(clip, tmp_path, rungs, families=("h264", "vp9", "av1")):
-    return pt.per_title_families(clip, media.probe(clip), rungs, families, samples=1, sample_seconds=2.0,
+    return pt.per_title_families(clip, probe.probe(clip), rungs, families, samples=1, sample_seconds=2.0,
                                  vmaf_subsample=1, workdir=str(tmp_path / "work"))
 
 
@@ -372,7 +372,7 @@ def test_other_families_are_measured_at_their_own_bitrates(moving_clip, tmp_path
     for family in ("vp9", "av1"):
         assert generous.family_vmaf[family] > starved.family_vmaf[family] + 10, (family, out)
     # H.264 only: nothing to measure, nothing encoded
-    assert pt.per_title_families(moving_clip, media.probe(moving_clip), rungs, ("h264",)) == rungs
+    assert pt.per_title_families(moving_clip, probe.probe(moving_clip), rungs, ("h264",)) == rungs
 
 
 def test_a_family_well_over_h264s_quality_gets_fewer_bits(moving_clip, tmp_path):

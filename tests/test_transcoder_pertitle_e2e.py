@@ -10,7 +10,7 @@ from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
 from tests.test_e2e_embedded import upload_all
-from transcoder_svc import media
+from transcoder_svc import ladder, probe
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_per_title_video_becomes_ready_with_measured_vmaf(tmp_path):
     clip = tmp_path / "clip.mp4"
     make_test_clip(str(clip), seconds=4, height=360)
-    fixed_heights = {r.height for r in media.ladder_for(media.probe(str(clip)))}
+    fixed_heights = {r.height for r in ladder.ladder_for(probe.probe(str(clip)))}
     cfg = Config(data_dir=str(tmp_path / "lt"))
     cfg.transcoder.per_title = True
     cfg.transcoder.codecs = ["vp9"]

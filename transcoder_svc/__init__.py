@@ -1,7 +1,7 @@
 """transcoder_svc: the transcoder fleet's worker.
 
 Its one job: consume `transcode.requests`, probe and transcode the raw upload into the
-adaptive ladder with ffmpeg (media.py), write every variant to the media bucket under
+adaptive ladder with ffmpeg, write every variant to the media bucket under
 `videos/<id>/<codec>/<resolution>/...`, and publish a TranscodeResult on
 `transcode.results`. Bad input ends the video FAILED with a reason; the raw upload is
 kept. Any number of workers may run; a killed worker's job is redelivered to another.
@@ -10,6 +10,10 @@ kept. Any number of workers may run; a killed worker's job is redelivered to ano
   hands each request to its job and publishes the result.
 - jobs/: one class per kind of work: whole video, chunk (split and join), codec upgrade;
   plus the shared steps and the bucket layout of the outputs.
-- media.py: everything that runs ffmpeg; pertitle.py: per-title ladders from VMAF analysis.
+- probe.py: what a source is, and the limits it must fit.
+- ladder.py: the rungs, their bitrates per codec family, and where chunk cuts fall.
+- ffmpeg_graphs.py: every ffmpeg graph, built with ffmpeg-python, and the one run helper.
+- packaging.py: HLS master playlists, DASH MPDs, storyboard cues.
+- pertitle.py: per-title bitrates from measured VMAF.
 - metrics.py: the encode-time metric.
 """

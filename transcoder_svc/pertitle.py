@@ -5,11 +5,11 @@ How (issue 4):
    cut from the source, joined and kept as one lossless intermediate (so the source is
    decoded once, whatever its codec).
 2. Per rung: the sample is scaled to the rung (same scaler as the ladder) and encoded once
-   per test point with the ladder's own x264 settings (media.encoder_args: preset, High
-   profile, rate control, a keyframe every segment; one encoder thread, so encodes repeat:
-   `h264_sample_args`), at fractions of the rung's
-   fixed bitrate (its ceiling). Each encode gets VMAF (libvmaf, the vmaf_v0.6.1 model
-   built into libvmaf) against the sample scaled to the rung size. Every point of a rung is
+   per test point with the ladder's own x264 settings (ffmpeg_graphs.encoder_args: preset,
+   High profile, rate control, a keyframe every segment; one encoder thread, so encodes
+   repeat: `h264_sample_args`), at fractions of the rung's fixed bitrate (its ceiling).
+   Each encode gets VMAF (libvmaf, the vmaf_v0.6.1 model built into libvmaf) against the
+   sample scaled to the rung size. Every point of a rung is
    encoded and scored in one ffmpeg run each (one decode, split).
 3. Rate-quality curve per rung: the Pareto frontier of the measured points (a point that
    costs more bits for no more VMAF is dominated and dropped), VMAF interpolated linearly
@@ -60,30 +60,32 @@ How (issue 4):
    goal at or under a rate that missed: `_above_misses`).
    Sizes still grow up the ladder whichever retries are kept; then step 5 runs again.
 8. Other codec families (`families`): each chosen rung is encoded on the sample in VP9 / AV1
-   at media.FAMILY_BITRATE_FACTOR's rate (calibrated on fixed-ladder rungs of a few clips)
+   at ladder.FAMILY_BITRATE_FACTOR's rate (calibrated on fixed-ladder rungs of a few clips)
    and scored; a family that misses the rung's H.264 VMAF by more than half a point, or beats
    it by more than a point, is encoded again (up to twice: a secant search on the curve's
    slope) at the rate expected to match, and the cheapest measured rate keeping H.264's
    quality is its rate for this video (`_families_on`). Stored: each family's rate and
    measured VMAF per rung.
+
+This module decides; the ffmpeg graphs it runs (the sample, its encodes, VMAF scoring) are
+built and run by ffmpeg_graphs.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 
-import imageio_ffmpeg
 import numpy as np
 
-from transcoder_svc import media
+from transcoder_svc import ffmpeg_graphs
+from transcoder_svc.ladder import MAX_FRAME_RATE, Rung, top_rung
+from transcoder_svc.probe import MediaInfo
 
 
 # Test points as fractions of a rung's ceiling, ~2.7x apart: static content (which
@@ -105,7 +107,6 @@ REFINE_AIM = 0.2  # above the goal: encodes wobble by a few tenths, and a retry 
 # 5 % fewer bits than it (verification), and a refinement retry 5 % fewer than the verified
 # rung (`SampleEncodes.bits`): a smaller saving does not pay for the quality or the encode.
 MIN_SAVING = 0.05
-VMAF_THREADS = max(1, min(2, os.cpu_count() or 1))
 # Other families' rungs (step 8): how far under H.264's measured VMAF a family's rung may
 # score (the H.264 guard's half point), and how far over it before its rate is lowered.
 FAMILY_VMAF_TOLERANCE = 0.5
@@ -117,7 +118,7 @@ FAMILY_RETRY_ROUNDS = 2  # encodes after the factor's: each one ffmpeg run for e
 FAMILY_MAX_STEP = 4.0  # one retry moves the rate at most this many times up or down
 
 
-def default_target_vmaf(rung: media.Rung) -> float:
+def default_target_vmaf(rung: Rung) -> float:
     """93-95 at the top (about 'indistinguishable'), lower for the small rungs, which are
     for bad networks and small screens anyway."""
     short = min(rung.width, rung.height)
@@ -156,7 +157,7 @@ class RungCurve:
 
 @dataclass
 class PerTitleResult:
-    rungs: list[media.Rung]  # kept rungs, bitrates adjusted
+    rungs: list[Rung]  # kept rungs, bitrates adjusted
     vmaf_by_rung: dict[str, float]  # VMAF at the chosen bitrate, rung size (measured if verified)
     curves: dict[str, RungCurve] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)  # rung name -> why
@@ -172,7 +173,7 @@ class PerTitleResult:
     analysis_seconds: float = 0.0  # wall time of the whole analysis
     families_seconds: float = 0.0  # of which the other families' rates (0: H.264 only)
     # rung name -> family -> every (requested rate, bits produced, VMAF) measured for it on
-    # the sample, the first at media.FAMILY_BITRATE_FACTOR's rate (step 8)
+    # the sample, the first at ladder.FAMILY_BITRATE_FACTOR's rate (step 8)
     family_trials: dict[str, dict[str, list[tuple[int, int, float]]]] = field(default_factory=dict)
 
     @property
@@ -355,7 +356,7 @@ def _saves_enough(encodes: SampleEncodes, current: tuple[tuple[int, int], int], 
     return encodes.bits(*candidate) <= encodes.bits(*current) * (1 - MIN_SAVING)
 
 
-def in_between_sizes(ordered: list[media.Rung], min_gap: float = IN_BETWEEN_MIN_GAP) -> list[media.Rung]:
+def in_between_sizes(ordered: list[Rung], min_gap: float = IN_BETWEEN_MIN_GAP) -> list[Rung]:
     """Candidate picture sizes for the cross-resolution hull, one in each gap of the ladder
     (`ordered`: ascending by size) wider than `min_gap` in short side: the geometric mean of
     its two sizes (short side a multiple of 8, aspect of the larger size, even dimensions).
@@ -377,10 +378,10 @@ def in_between_sizes(ordered: list[media.Rung], min_gap: float = IN_BETWEEN_MIN_
     return out
 
 
-def _highest_by_size(rungs: list[media.Rung]) -> dict[tuple[int, int], media.Rung]:
+def _highest_by_size(rungs: list[Rung]) -> dict[tuple[int, int], Rung]:
     """Each picture size's rung with the highest bitrate (a ladder may have several rungs of
     one size, e.g. Apple's two 720p ones), in the order the sizes first appear in `rungs`."""
-    tops: dict[tuple[int, int], media.Rung] = {}
+    tops: dict[tuple[int, int], Rung] = {}
     for r in rungs:
         key = (r.width, r.height)
         if key not in tops or r.video_bitrate_bps > tops[key].video_bitrate_bps:
@@ -388,13 +389,13 @@ def _highest_by_size(rungs: list[media.Rung]) -> dict[tuple[int, int], media.Run
     return tops
 
 
-def ladder_hull(chosen: list[tuple[media.Rung, int]], min_step: float, encodes: SampleEncodes | None = None
-                ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
+def ladder_hull(chosen: list[tuple[Rung, int]], min_step: float, encodes: SampleEncodes | None = None
+                ) -> tuple[list[tuple[Rung, int]], dict[str, str]]:
     """Cross-rung selection (see module doc, step 5). `chosen` is ascending by size; rungs
     are compared on `encodes.bits(size, rate)`, the bits their rate produces."""
     encodes = encodes or SampleEncodes()
 
-    def produced(item: tuple[media.Rung, int]) -> float:
+    def produced(item: tuple[Rung, int]) -> float:
         return encodes.bits((item[0].width, item[0].height), item[1])
 
     kept = list(chosen)
@@ -452,44 +453,32 @@ def sample_windows(duration_s: float, samples: int, sample_seconds: float) -> li
     return [(i * span + (span - sample_seconds) / 2, sample_seconds) for i in range(samples)]
 
 
-def sample_fps(info: media.MediaInfo) -> float:
-    """The sample's frame rate (and the ladder's): the source's, at most media.MAX_FRAME_RATE."""
-    return min(info.frame_rate or 30.0, media.MAX_FRAME_RATE)
+def sample_fps(info: MediaInfo) -> float:
+    """The sample's frame rate (and the ladder's): the source's, at most ladder.MAX_FRAME_RATE."""
+    return min(info.frame_rate or 30.0, MAX_FRAME_RATE)
 
 
-def make_sample(src: str, info: media.MediaInfo, samples: int, sample_seconds: float, out: str,
+def make_sample(src: str, info: MediaInfo, samples: int, sample_seconds: float, out: str,
                 timeout_s: float) -> float:
     """Step 1: `samples` excerpts of `sample_seconds` (`sample_windows`) joined into `out`,
     one lossless intermediate; returns its length in seconds, as measured."""
     windows = sample_windows(info.duration_s, samples, sample_seconds)
-    fps = sample_fps(info)
-    args = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
-    for start, length in windows:
-        args += ["-ss", f"{start:.3f}", "-t", f"{length:.3f}", "-i", src]
-    parts = "".join(
-        f"[{i}:{info.video_stream_index}]fps={fps},format=yuv420p,setsar=1[v{i}];" for i in range(len(windows))
-    )
-    joined = "".join(f"[v{i}]" for i in range(len(windows)))
-    graph = parts + f"{joined}concat=n={len(windows)}:v=1:a=0[out]"
-    # Lossless x264 (ultrafast): a small intermediate that decodes fast for every rung.
-    args += ["-filter_complex", graph, "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast",
-             "-qp", "0", out]
-    _run(args, timeout_s, "per-title sampling")
+    ffmpeg_graphs.encode_excerpts(src, info, windows, sample_fps(info), out, timeout_s)
     return _sample_duration(out) or sum(length for _, length in windows)
 
 
-def h264_sample_args(rung: media.Rung, bitrate: int, fps: float) -> list[str]:
-    """The ladder's own H.264 options for `rung` at `bitrate` (media.encoder_args: preset,
+def h264_sample_args(rung: Rung, bitrate: int, fps: float) -> list[str]:
+    """The ladder's own H.264 options for `rung` at `bitrate` (ffmpeg_graphs.encoder_args: preset,
     profile, level, rate control, a keyframe on every segment boundary), for an encode of
     the sample or a bench ladder. One encoder thread: x264's VBV with frame threads depends
     on thread timing (the same encode gives different files), while single-threaded it is
     repeatable, so a curve's points and their re-encodes agree. The analysis runs several
     encoders at once, which keeps the cores busy (same wall time on 2 cores)."""
     one = dataclasses.replace(rung, video_bitrate_bps=bitrate)
-    return [*media.encoder_args("h264", [one], fps), "-threads", "1", "-an", "-f", "h264"]
+    return [*ffmpeg_graphs.encoder_args("h264", [one], fps), "-threads", "1", "-an", "-f", "h264"]
 
 
-def measure_rung(sample: str, duration_s: float, rung: media.Rung, bitrates: list[int], workdir: str,
+def measure_rung(sample: str, duration_s: float, rung: Rung, bitrates: list[int], workdir: str,
                  timeout_s: float = 1800, subsample: int = 1, display: tuple[int, int] | None = None, *,
                  fps: float) -> list[tuple[int, int, float, float]]:
     """(requested bitrate, actual bitrate, VMAF at rung size, VMAF at `display` size) for
@@ -499,41 +488,7 @@ def measure_rung(sample: str, duration_s: float, rung: media.Rung, bitrates: lis
     return sorted((b, actual, q, shown) for b, (actual, q, shown) in zip(bitrates, measured))
 
 
-def vmaf_many(distorted: list[str], reference: str, width: int, height: int, workdir: str,
-              subsample: int = 1, timeout_s: float = 1800, upscale: bool = False) -> list[float]:
-    """Mean VMAF of each distorted file against `reference` scaled to width x height, in one
-    ffmpeg run (the reference is decoded once). `upscale`: distorted files are scaled to
-    width x height first (display-size VMAF of a smaller rung)."""
-    n = len(distorted)
-    args = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
-    for d in distorted:
-        args += ["-i", d]
-    args += ["-i", reference]
-    # Frames are paired by index, not by timestamp (settb+setpts=N on both sides): libvmaf
-    # pairs frames by time, and a container that rounds timestamps (WebM's milliseconds, a
-    # remuxed fMP4) would pair a frame with its neighbour and cost many points.
-    graph = [f"[{n}:v]scale={width}:{height}:flags=bicubic,format=yuv420p,settb=AVTB,setpts=N,split={n}"
-             + "".join(f"[r{i}]" for i in range(n))]
-    logs = []
-    for i in range(n):
-        log = os.path.join(workdir, f"vmaf_{os.path.basename(distorted[i])}_{width}x{height}.json")
-        logs.append(log)
-        scale = f"scale={width}:{height}:flags=bicubic," if upscale else ""
-        graph.append(f"[{i}:v]{scale}format=yuv420p,settb=AVTB,setpts=N[d{i}]")
-        graph.append(f"[d{i}][r{i}]libvmaf=n_threads={VMAF_THREADS}:n_subsample={subsample}"
-                     f":log_fmt=json:log_path={log}[o{i}]")
-    args += ["-filter_complex", ";".join(graph)]
-    for i in range(n):
-        args += ["-map", f"[o{i}]", "-f", "null", "-"]
-    _run(args, timeout_s, "VMAF measurement")
-    out = []
-    for log in logs:
-        with open(log) as fh:
-            out.append(float(json.load(fh)["pooled_metrics"]["vmaf"]["mean"]))
-    return out
-
-
-def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *,
+def per_title_ladder(src: str, info: MediaInfo, rungs: list[Rung], *,
                      samples: int = 3, sample_seconds: float = 2.0,
                      points: tuple[float, ...] = DEFAULT_POINTS,
                      target_vmaf=default_target_vmaf,
@@ -564,69 +519,14 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
     started = time.monotonic()
     target_fn = target_vmaf if callable(target_vmaf) else (lambda _r, t=float(target_vmaf): t)
     with _scratch(workdir, "pertitle-") as work:
-        sample = os.path.join(work, "sample.mp4")
-        sample_len = make_sample(src, info, samples, sample_seconds, sample, timeout_s)
-        fps = sample_fps(info)
+        sample_path = os.path.join(work, "sample.mp4")
+        sample_len = make_sample(src, info, samples, sample_seconds, sample_path, timeout_s)
         ordered = sorted(rungs, key=lambda r: (r.width * r.height, r.video_bitrate_bps))
-        display = (ordered[-1].width, ordered[-1].height) if choose_resolution else None
-        curves: dict[str, RungCurve] = {}
-        measured: dict[tuple[int, int], list[tuple[int, int, float, float]]] = {}
-        highest = _highest_by_size(ordered)
-        for rung in ordered:
-            key = (rung.width, rung.height)
-            if key not in measured:
-                # Rungs of the same size (e.g. Apple's two 720p rungs) share one curve,
-                # measured up to the highest of their ceilings.
-                measured[key] = measure_rung(sample, sample_len, rung,
-                                             _test_bitrates(highest[key].video_bitrate_bps, points), work, timeout_s,
-                                             vmaf_subsample, display, fps=fps)
-            curves[rung.name] = RungCurve.from_measured(rung.name, measured[key])
-        by_size = {(r.width, r.height): curves[r.name] for r in ordered}
-        template = {}
-        for r in ordered:
-            template.setdefault((r.width, r.height), r)
-        if choose_resolution and in_between:
-            # Candidate sizes between the ladder's own: more pictures for the hull to pick from.
-            for extra in in_between_sizes(ordered):
-                key = (extra.width, extra.height)
-                # Measured up to the next ladder size's ceiling: it competes for that size's slots.
-                upper = min((r for r in highest.values() if r.width * r.height > extra.width * extra.height),
-                            key=lambda r: r.width * r.height)
-                measured[key] = measure_rung(sample, sample_len, extra, _test_bitrates(upper.video_bitrate_bps, points),
-                                             work, timeout_s, vmaf_subsample, display, fps=fps)
-                by_size[key] = curves[extra.name] = RungCurve.from_measured(extra.name, measured[key])
-                template[key] = extra
-        # Decisions use the smoothed curves; the reported hulls stay the measured points.
-        decide = _Curves(rung={k: smooth(c.hull) for k, c in by_size.items()},
-                         display={k: smooth(c.display_hull) for k, c in by_size.items()},
-                         on_display=display is not None)
-        for key, pts in measured.items():
-            for asked, produced, q_rung, q_shown in pts:
-                decide.encodes.add(key, asked, produced, q_rung, q_shown)
-        chosen: list[tuple[media.Rung, int]] = []
-        slot_of: dict[int, str] = {}
-        goals: dict[str, float] = {}  # slot -> the quality it must keep, on the judged scale
-        floor_area = 0
-        for rung in ordered:
-            key = (rung.width, rung.height)
-            goals[rung.name] = slot_goal(decide.judged(rung, rung.video_bitrate_bps), target_fn(rung), max_vmaf_loss)
-            if not choose_resolution:
-                rate = choose_bitrate(decide.rung[key], rung.video_bitrate_bps, target_fn(rung), max_vmaf_loss)
-                chosen.append((rung, rate))
-                slot_of[id(rung)] = rung.name
-                continue
-            goal = goals[rung.name]
-            # Picture size never shrinks as the bitrate grows up the ladder.
-            hulls = {k: c for k, c in decide.display.items() if k[0] * k[1] >= floor_area}
-            size, rate = choose_size(rung.video_bitrate_bps, goal, hulls, key if key in hulls else max(hulls),
-                                     decide.encodes)
-            floor_area = size[0] * size[1]
-            # A slot that keeps its size keeps its name; a moved one is named after its new
-            # size and rate (unique: the ladder's own names have no rate suffix).
-            new = rung if size == key else dataclasses.replace(
-                template[size], name=f"{template[size].name}_{rate // 1000}k")
-            chosen.append((new, rate))
-            slot_of[id(new)] = rung.name
+        sample = _Sample(sample_path, sample_len, sample_fps(info), work, timeout_s, vmaf_subsample,
+                         (ordered[-1].width, ordered[-1].height) if choose_resolution else None)
+        curves, by_size, template, decide = _measure_sizes(sample, ordered, points, choose_resolution and in_between)
+        chosen, slot_of, goals = _choose_slots(ordered, decide, target_fn, max_vmaf_loss, choose_resolution,
+                                               template)
         kept, dropped = _hull_by_slot(chosen, min_step, slot_of, decide.encodes)
         vmafs, shown = {}, {}
         for r, b in kept:
@@ -634,29 +534,14 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
         reverted: dict[str, str] = {}
         refined: dict[str, str] = {}
         if verify and max_vmaf_loss is not None:
-            measured_ladder = measure_ladder(sample, sample_len, kept, work, timeout_s, vmaf_subsample, display, fps=fps)
-            for (r, b), (produced, q_rung, q_shown) in zip(kept, measured_ladder):
-                decide.encodes.add((r.width, r.height), b, produced, q_rung, q_shown)
-            kept, reverted = _verify(kept, [(q_rung, q_shown) for _, q_rung, q_shown in measured_ladder], ordered,
-                                     slot_of, decide, max_vmaf_loss, vmafs, shown)
-            fixed_by_slot, tried = {r.name: r for r in ordered}, set()
-            for _ in range(refine_rounds):
-                kept, notes, encoded = _refine_round(sample, sample_len, kept, goals, fixed_by_slot, template,
-                                                     slot_of, decide.encodes, tried, decide.on_display, vmafs, shown,
-                                                     work, timeout_s, vmaf_subsample, display, fps)
-                refined.update(notes)
-                if not encoded:
-                    break  # nothing left worth an encode (a retry that missed corrected its curve: next round)
-            if reverted or refined:
-                # Step 5 again once refinement has settled the slots, not before: a slot sent
-                # back to its fixed rung may cost as much as the rung above (so step 5 drops
-                # it) until refinement finds it a cheaper size.
-                kept, more_dropped = _hull_repredicted(kept, min_step, slot_of, decide, vmafs, shown)
-                dropped.update(more_dropped)
+            kept, reverted, refined, more_dropped = _verify_and_refine(
+                sample, kept, ordered, slot_of, goals, template, decide, max_vmaf_loss, min_step, refine_rounds,
+                vmafs, shown)
+            dropped.update(more_dropped)
         out_rungs = [_with_bitrate(r, b, vmafs[r.name]) for r, b in kept]
         families_started = time.monotonic()
         slopes = {r.name: _slope(decide.rung[(r.width, r.height)], r.video_bitrate_bps) for r in out_rungs}
-        out_rungs, family_trials = _families_on(sample, sample_len, out_rungs, families, fps, work,
+        out_rungs, family_trials = _families_on(sample_path, sample_len, out_rungs, families, sample.fps, work,
                                                 timeout_s, vmaf_subsample, slopes=slopes)
         families_seconds = time.monotonic() - families_started
         slots = {slot_of[id(r)]: r.name for r, _ in kept}
@@ -666,6 +551,122 @@ def per_title_ladder(src: str, info: media.MediaInfo, rungs: list[media.Rung], *
                               sample_seconds=sample_len, source_seconds=info.duration_s,
                               analysis_seconds=time.monotonic() - started, families_seconds=families_seconds,
                               family_trials=family_trials)
+
+
+@dataclass
+class _Sample:
+    """The analysis's sample (`make_sample`) and how its encodes are measured."""
+    path: str
+    seconds: float
+    fps: float
+    workdir: str
+    timeout_s: float
+    subsample: int  # VMAF scores every n-th frame
+    display: tuple[int, int] | None  # where display VMAF is scored; None: slots keep their size
+
+    def curve_points(self, rung: Rung, bitrates: list[int]) -> list[tuple[int, int, float, float]]:
+        return measure_rung(self.path, self.seconds, rung, bitrates, self.workdir, self.timeout_s, self.subsample,
+                            self.display, fps=self.fps)
+
+
+def _measure_sizes(sample: _Sample, ordered: list[Rung], points: tuple[float, ...], in_between: bool):
+    """Step 2: a curve per picture size of the ladder (`ordered`, ascending), and with
+    `in_between` per size `in_between_sizes` adds. Returns (curve by rung name, curve by
+    size, the rung each size is named after, the smoothed curves decisions use)."""
+    curves: dict[str, RungCurve] = {}
+    measured: dict[tuple[int, int], list[tuple[int, int, float, float]]] = {}
+    highest = _highest_by_size(ordered)
+    for rung in ordered:
+        key = (rung.width, rung.height)
+        if key not in measured:
+            # Rungs of the same size (e.g. Apple's two 720p rungs) share one curve,
+            # measured up to the highest of their ceilings.
+            measured[key] = sample.curve_points(rung, _test_bitrates(highest[key].video_bitrate_bps, points))
+        curves[rung.name] = RungCurve.from_measured(rung.name, measured[key])
+    by_size = {(r.width, r.height): curves[r.name] for r in ordered}
+    template = {}
+    for r in ordered:
+        template.setdefault((r.width, r.height), r)
+    if in_between:
+        # Candidate sizes between the ladder's own: more pictures for the hull to pick from.
+        for extra in in_between_sizes(ordered):
+            key = (extra.width, extra.height)
+            # Measured up to the next ladder size's ceiling: it competes for that size's slots.
+            upper = min((r for r in highest.values() if r.width * r.height > extra.width * extra.height),
+                        key=lambda r: r.width * r.height)
+            measured[key] = sample.curve_points(extra, _test_bitrates(upper.video_bitrate_bps, points))
+            by_size[key] = curves[extra.name] = RungCurve.from_measured(extra.name, measured[key])
+            template[key] = extra
+    # Decisions use the smoothed curves; the reported hulls stay the measured points.
+    decide = _Curves(rung={k: smooth(c.hull) for k, c in by_size.items()},
+                     display={k: smooth(c.display_hull) for k, c in by_size.items()},
+                     on_display=sample.display is not None)
+    for key, pts in measured.items():
+        for asked, produced, q_rung, q_shown in pts:
+            decide.encodes.add(key, asked, produced, q_rung, q_shown)
+    return curves, by_size, template, decide
+
+
+def _choose_slots(ordered: list[Rung], decide: _Curves, target_fn, max_vmaf_loss: float | None,
+                  choose_resolution: bool, template: dict[tuple[int, int], Rung]):
+    """Step 4: each slot's (rung, rate), ascending; which slot each chosen rung fills (by
+    id) and each slot's goal, on the scale it is judged on."""
+    chosen: list[tuple[Rung, int]] = []
+    slot_of: dict[int, str] = {}
+    goals: dict[str, float] = {}  # slot -> the quality it must keep, on the judged scale
+    floor_area = 0
+    for rung in ordered:
+        key = (rung.width, rung.height)
+        goals[rung.name] = slot_goal(decide.judged(rung, rung.video_bitrate_bps), target_fn(rung), max_vmaf_loss)
+        if not choose_resolution:
+            rate = choose_bitrate(decide.rung[key], rung.video_bitrate_bps, target_fn(rung), max_vmaf_loss)
+            chosen.append((rung, rate))
+            slot_of[id(rung)] = rung.name
+            continue
+        goal = goals[rung.name]
+        # Picture size never shrinks as the bitrate grows up the ladder.
+        hulls = {k: c for k, c in decide.display.items() if k[0] * k[1] >= floor_area}
+        size, rate = choose_size(rung.video_bitrate_bps, goal, hulls, key if key in hulls else max(hulls),
+                                 decide.encodes)
+        floor_area = size[0] * size[1]
+        # A slot that keeps its size keeps its name; a moved one is named after its new
+        # size and rate (unique: the ladder's own names have no rate suffix).
+        new = rung if size == key else dataclasses.replace(
+            template[size], name=f"{template[size].name}_{rate // 1000}k")
+        chosen.append((new, rate))
+        slot_of[id(new)] = rung.name
+    return chosen, slot_of, goals
+
+
+def _verify_and_refine(sample: _Sample, kept: list[tuple[Rung, int]], ordered: list[Rung], slot_of: dict[int, str],
+                       goals: dict[str, float], template: dict[tuple[int, int], Rung], decide: _Curves,
+                       max_vmaf_loss: float, min_step: float, refine_rounds: int, vmafs: dict[str, float],
+                       shown: dict[str, float]):
+    """Steps 6 and 7, then step 5 again: returns (ladder, reverted by slot, refined by slot,
+    dropped by slot); `vmafs` / `shown` end up holding each kept rung's measured VMAF."""
+    measured_ladder = measure_ladder(sample.path, sample.seconds, kept, sample.workdir, sample.timeout_s,
+                                     sample.subsample, sample.display, fps=sample.fps)
+    for (r, b), (produced, q_rung, q_shown) in zip(kept, measured_ladder):
+        decide.encodes.add((r.width, r.height), b, produced, q_rung, q_shown)
+    kept, reverted = _verify(kept, [(q_rung, q_shown) for _, q_rung, q_shown in measured_ladder], ordered,
+                             slot_of, decide, max_vmaf_loss, vmafs, shown)
+    fixed_by_slot, tried = {r.name: r for r in ordered}, set()
+    refined: dict[str, str] = {}
+    for _ in range(refine_rounds):
+        kept, notes, encoded = _refine_round(sample.path, sample.seconds, kept, goals, fixed_by_slot, template,
+                                             slot_of, decide.encodes, tried, decide.on_display, vmafs, shown,
+                                             sample.workdir, sample.timeout_s, sample.subsample, sample.display,
+                                             sample.fps)
+        refined.update(notes)
+        if not encoded:
+            break  # nothing left worth an encode (a retry that missed corrected its curve: next round)
+    dropped: dict[str, str] = {}
+    if reverted or refined:
+        # Step 5 again once refinement has settled the slots, not before: a slot sent
+        # back to its fixed rung may cost as much as the rung above (so step 5 drops
+        # it) until refinement finds it a cheaper size.
+        kept, dropped = _hull_repredicted(kept, min_step, slot_of, decide, vmafs, shown)
+    return kept, reverted, refined, dropped
 
 
 def _test_bitrates(ceiling: int, points: tuple[float, ...]) -> list[int]:
@@ -683,25 +684,25 @@ class _Curves:
     on_display: bool
     encodes: SampleEncodes = field(default_factory=SampleEncodes)  # every encode of the sample, by size
 
-    def predict(self, rung: media.Rung, bitrate: int) -> tuple[float, float]:
+    def predict(self, rung: Rung, bitrate: int) -> tuple[float, float]:
         """(VMAF at rung size, display VMAF) predicted for `rung` at `bitrate`."""
         key = (rung.width, rung.height)
         return round(vmaf_at(self.rung[key], bitrate), 2), round(vmaf_at(self.display[key], bitrate), 2)
 
-    def judged(self, rung: media.Rung, bitrate: int) -> float:
+    def judged(self, rung: Rung, bitrate: int) -> float:
         """The predicted VMAF on the scale slots are judged on."""
         return vmaf_at((self.display if self.on_display else self.rung)[(rung.width, rung.height)], bitrate)
 
 
-def _hull_by_slot(ladder: list[tuple[media.Rung, int]], min_step: float, slot_of: dict[int, str],
-                  encodes: SampleEncodes | None = None) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
+def _hull_by_slot(ladder: list[tuple[Rung, int]], min_step: float, slot_of: dict[int, str],
+                  encodes: SampleEncodes | None = None) -> tuple[list[tuple[Rung, int]], dict[str, str]]:
     """`ladder_hull`, with the dropped rungs named by their slot."""
     kept, dropped = ladder_hull(ladder, min_step, encodes)
     return kept, {slot_of[id(r)]: why for r, _ in ladder for n, why in dropped.items() if r.name == n}
 
 
-def _verify(kept: list[tuple[media.Rung, int]], measured: list[tuple[float, float]],
-            fixed_rungs: list[media.Rung], slot_of: dict[int, str], curves: _Curves, max_loss: float,
+def _verify(kept: list[tuple[Rung, int]], measured: list[tuple[float, float]],
+            fixed_rungs: list[Rung], slot_of: dict[int, str], curves: _Curves, max_loss: float,
             vmafs: dict[str, float], shown: dict[str, float]):
     """Step 6 of the module doc, the decision part: `measured` is (VMAF at rung size,
     display VMAF) of each kept rung as encoded on the sample (`measure_ladder`). Updates
@@ -709,7 +710,7 @@ def _verify(kept: list[tuple[media.Rung, int]], measured: list[tuple[float, floa
     slot). The ladder's hull (step 5) is the caller's, after refinement."""
     fixed_by_slot = {r.name: r for r in fixed_rungs}
 
-    def fixed_rung(slot: str) -> tuple[media.Rung, int]:
+    def fixed_rung(slot: str) -> tuple[Rung, int]:
         r = fixed_by_slot[slot]
         slot_of[id(r)] = slot
         vmafs[r.name], shown[r.name] = curves.predict(r, r.video_bitrate_bps)
@@ -750,9 +751,9 @@ def _verify(kept: list[tuple[media.Rung, int]], measured: list[tuple[float, floa
     return checked, reverted
 
 
-def _hull_repredicted(ladder: list[tuple[media.Rung, int]], min_step: float, slot_of: dict[int, str],
+def _hull_repredicted(ladder: list[tuple[Rung, int]], min_step: float, slot_of: dict[int, str],
                       curves: _Curves, vmafs: dict[str, float], shown: dict[str, float]
-                      ) -> tuple[list[tuple[media.Rung, int]], dict[str, str]]:
+                      ) -> tuple[list[tuple[Rung, int]], dict[str, str]]:
     """`_hull_by_slot` on a ladder whose VMAFs were measured: when step 5 lowers the bottom
     rung's rate, that rung's VMAF is re-predicted for the new rate (in `vmafs` / `shown`)."""
     out, dropped = _hull_by_slot(ladder, min_step, slot_of, curves.encodes)
@@ -763,12 +764,12 @@ def _hull_repredicted(ladder: list[tuple[media.Rung, int]], min_step: float, slo
     return out, dropped
 
 
-def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, int]], goals: dict[str, float],
-                  fixed_by_slot: dict[str, media.Rung], template: dict[tuple[int, int], media.Rung],
+def _refine_round(sample: str, duration_s: float, kept: list[tuple[Rung, int]], goals: dict[str, float],
+                  fixed_by_slot: dict[str, Rung], template: dict[tuple[int, int], Rung],
                   slot_of: dict[int, str], encodes: SampleEncodes, tried: set, on_display: bool,
                   vmafs: dict[str, float], shown: dict[str, float], workdir: str, timeout_s: float, subsample: int,
                   display: tuple[int, int] | None, fps: float
-                  ) -> tuple[list[tuple[media.Rung, int]], dict[str, str], int]:
+                  ) -> tuple[list[tuple[Rung, int]], dict[str, str], int]:
     """One round of step 7. `encodes`: every encode of the sample so far (its curves and
     the bits the savings are judged on; grows with this round's encodes); `tried`: (slot,
     size, rate) already encoded for a slot; `vmafs`/`shown` hold each kept rung's measured
@@ -782,7 +783,7 @@ def _refine_round(sample: str, duration_s: float, kept: list[tuple[media.Rung, i
 
     scored = encodes.quality()
     curves = {size: smooth(pareto_frontier([(q, judged(v, d)) for q, v, d in pts])) for size, pts in scored.items()}
-    tries: list[tuple[int, media.Rung, int]] = []  # (index in kept, rung, rate)
+    tries: list[tuple[int, Rung, int]] = []  # (index in kept, rung, rate)
     floor = 0  # sizes never shrink up the ladder, whichever of this round's retries are kept
     for i, (r, b) in enumerate(kept):
         slot, here = slot_of[id(r)], (r.width, r.height)
@@ -842,7 +843,7 @@ def _above_misses(points: list[tuple[int, float]], rate: int, goal: float) -> in
     return int(math.ceil(math.sqrt(highest_miss * min(reached)) / 1000) * 1000)
 
 
-def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[media.Rung, int]], workdir: str,
+def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[Rung, int]], workdir: str,
                    timeout_s: float = 1800, subsample: int = 1, display: tuple[int, int] | None = None,
                    tag: str = "verify", *, fps: float) -> list[tuple[int, float, float]]:
     """(actual bitrate, VMAF at rung size, VMAF at `display` size) of each (rung, bitrate),
@@ -854,16 +855,16 @@ def measure_ladder(sample: str, duration_s: float, ladder: list[tuple[media.Rung
     shown_q = list(rung_q)
     up = [i for i, (r, _) in enumerate(ladder) if display and (r.width, r.height) != tuple(display)]
     if up:
-        scores = vmaf_many([outs[i] for i in up], sample, display[0], display[1], workdir, subsample,
-                           timeout_s, upscale=True)
+        scores = ffmpeg_graphs.vmaf_many([outs[i] for i in up], sample, display[0], display[1], workdir,
+                                         subsample, timeout_s, upscale=True)
         for i, q in zip(up, scores):
             shown_q[i] = q
     return [(int(os.path.getsize(p) * 8 / duration_s), rq, sq) for p, rq, sq in zip(outs, rung_q, shown_q)]
 
 
-def per_title_families(src: str, info: media.MediaInfo, rungs: list[media.Rung], families, *, samples: int = 3,
+def per_title_families(src: str, info: MediaInfo, rungs: list[Rung], families, *, samples: int = 3,
                        sample_seconds: float = 2.0, vmaf_subsample: int = 2, workdir: str | None = None,
-                       timeout_s: float = 3600) -> list[media.Rung]:
+                       timeout_s: float = 3600) -> list[Rung]:
     """`rungs` (with their measured H.264 VMAF) with a bitrate and a measured VMAF for each
     family of `families` but H.264, from a sample of `src` made as per_title_ladder makes it.
     See `_families_on`; this is the entry for a video whose H.264 ladder is already chosen
@@ -876,10 +877,10 @@ def per_title_families(src: str, info: media.MediaInfo, rungs: list[media.Rung],
         return _families_on(sample, length, rungs, families, sample_fps(info), work, timeout_s, vmaf_subsample)[0]
 
 
-def _families_on(sample: str, duration_s: float, rungs: list[media.Rung], families, fps: float, workdir: str,
+def _families_on(sample: str, duration_s: float, rungs: list[Rung], families, fps: float, workdir: str,
                  timeout_s: float, subsample: int, slopes: dict[str, float] | None = None
-                 ) -> tuple[list[media.Rung], dict[str, dict[str, list[tuple[int, int, float]]]]]:
-    """Per-title rates for the other codec families (VP9, AV1). media.FAMILY_BITRATE_FACTOR
+                 ) -> tuple[list[Rung], dict[str, dict[str, list[tuple[int, int, float]]]]]:
+    """Per-title rates for the other codec families (VP9, AV1). ladder.FAMILY_BITRATE_FACTOR
     was calibrated on fixed-ladder rungs of a few clips; on one video's per-title rungs a
     family may score points above H.264 (bits wasted: AV1 on easy content) or under it
     (VP9 at its realtime speed). So each (rung, family) is encoded on the sample at the
@@ -895,15 +896,15 @@ def _families_on(sample: str, duration_s: float, rungs: list[media.Rung], famili
     others = [f for f in dict.fromkeys(families) if f != "h264"]
     if not rungs or not others:
         return list(rungs), {}
-    top = media.top_rung(rungs)
+    top = top_rung(rungs)
     tried: dict[str, dict[str, list[tuple[int, int, float]]]] = {r.name: {f: [] for f in others} for r in rungs}
 
-    def measure(jobs: list[tuple[media.Rung, str, int]], tag: str) -> None:
+    def measure(jobs: list[tuple[Rung, str, int]], tag: str) -> None:
         encodes = []
         for i, (r, fam, rate) in enumerate(jobs):
             one = dataclasses.replace(r, family_bitrate_bps={**r.family_bitrate_bps, fam: rate})
             # The ladder's own options for the family (GOP, rate control) for one stream.
-            encodes.append((one, [*media.encoder_args(fam, [one], fps), "-an", "-f", "matroska"],
+            encodes.append((one, [*ffmpeg_graphs.encoder_args(fam, [one], fps), "-an", "-f", "matroska"],
                             os.path.join(workdir, f"{tag}{i}_{r.name}_{fam}.mkv")))
         scores = encode_sample(sample, encodes, workdir, timeout_s, subsample,
                                f"per-title encoding ({'+'.join(others)}, {tag})")
@@ -969,61 +970,37 @@ def _family_next_rate(points: list[tuple[int, int, float]], h264_vmaf: float, sl
     return rate
 
 
-def encode_sample(sample: str, encodes: list[tuple[media.Rung, list[str], str]], workdir: str, timeout_s: float,
+def encode_sample(sample: str, encodes: list[tuple[Rung, list[str], str]], workdir: str, timeout_s: float,
                   subsample: int, what: str) -> list[float]:
     """VMAF at its rung's size of each (rung, encoder options, output path): all encoded in
     one ffmpeg run from one decode of the sample, each picture size scaled once and split to
     its encoders (as the ladder will be); then scored, one VMAF run per picture size."""
+    ffmpeg_graphs.encode_pictures(sample, [((r.width, r.height), options, path) for r, options, path in encodes],
+                                  timeout_s, what)
     sizes: dict[tuple[int, int], list[int]] = {}
     for i, (r, _, _) in enumerate(encodes):
         sizes.setdefault((r.width, r.height), []).append(i)
-    graph = [f"[0:v]split={len(sizes)}" + "".join(f"[s{k}]" for k in range(len(sizes)))]
-    for k, ((w, h), idx) in enumerate(sizes.items()):
-        graph.append(f"[s{k}]scale={w}:{h}:flags=bicubic,format=yuv420p,split={len(idx)}"
-                     + "".join(f"[e{i}]" for i in idx))
-    args = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", sample,
-            "-filter_complex", ";".join(graph)]
-    for i, (_, options, path) in enumerate(encodes):
-        # Every sample frame encoded once: VMAF pairs frames by index, and ffmpeg's default
-        # for raw outputs (constant frame rate) duplicates a frame where timestamps leave a
-        # gap, which shifts every frame after it (a 14 s clip's sample scored 29 points low).
-        args += ["-map", f"[e{i}]", "-fps_mode", "passthrough", *options, path]
-    _run(args, timeout_s, what)
     scores = [0.0] * len(encodes)
     for (w, h), idx in sizes.items():
-        for i, q in zip(idx, vmaf_many([encodes[i][2] for i in idx], sample, w, h, workdir, subsample, timeout_s)):
+        paths = [encodes[i][2] for i in idx]
+        for i, q in zip(idx, ffmpeg_graphs.vmaf_many(paths, sample, w, h, workdir, subsample, timeout_s)):
             scores[i] = q
     return scores
 
 
 def make_rung(name: str, width: int, height: int, bitrate: int, h264_level: str = "4.0",
-              frame_rate: float = 30.0) -> media.Rung:
-    """A media.Rung whatever its current field set (h264_level was a field, is now derived)."""
-    names = {f.name for f in dataclasses.fields(media.Rung)}
+              frame_rate: float = 30.0) -> Rung:
+    """A ladder.Rung whatever its current field set (h264_level was a field, is now derived)."""
+    names = {f.name for f in dataclasses.fields(Rung)}
     extra = {"h264_level": h264_level, "frame_rate": frame_rate}
-    return media.Rung(name=name, width=width, height=height, video_bitrate_bps=bitrate,
+    return Rung(name=name, width=width, height=height, video_bitrate_bps=bitrate,
                       **{k: v for k, v in extra.items() if k in names})
 
 
-def _with_bitrate(rung: media.Rung, bitrate: int, vmaf: float) -> media.Rung:
+def _with_bitrate(rung: Rung, bitrate: int, vmaf: float) -> Rung:
     if "vmaf" in {f.name for f in dataclasses.fields(rung)}:
         return dataclasses.replace(rung, video_bitrate_bps=bitrate, vmaf=vmaf)
     return dataclasses.replace(rung, video_bitrate_bps=bitrate)
-
-
-def _ffmpeg() -> str:
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _run(args: list[str], timeout_s: float, what: str) -> None:
-    try:
-        proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        raise media.MediaError(f"{what} took longer than {timeout_s:.0f} s and was stopped") from exc
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
-        raise media.MediaError(f"{what} failed: {'; '.join(lines[-3:])[:500] or proc.returncode}")
 
 
 def _sample_duration(path: str) -> float:

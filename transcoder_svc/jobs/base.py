@@ -18,7 +18,7 @@ from typing import Callable
 from longtail.events.v1 import events_pb2
 from longtail_common.config import Config
 from longtail_common.ports import ObjectStore, TopicProducer
-from transcoder_svc import media
+from transcoder_svc import ffmpeg_graphs, ladder, packaging, probe
 from transcoder_svc.jobs import outputs
 from transcoder_svc.metrics import record_encode_time
 
@@ -102,7 +102,7 @@ class Job:
         workdir = pathlib.Path(tempfile.mkdtemp(prefix=folder_prefix, dir=self.ctx.scratch))
         try:
             return work(workdir)
-        except media.MediaError as exc:
+        except probe.MediaError as exc:
             log.warning("%s failed: %s", what, exc.reason)
             return outputs.failed_result(self.video_id, exc.reason, self.ctx.worker_id, self.added)
         finally:
@@ -117,15 +117,15 @@ class Job:
         """An upgrade keeps the video's poster and storyboard: only a first encode makes them."""
         return {"storyboard": self.ctx.cfg.transcoder.storyboard and not self.added, "poster": not self.added}
 
-    def encode_ladder(self, source: pathlib.Path, out_dir: pathlib.Path, info: media.MediaInfo,
-                      rungs: list[media.Rung], families: list[str]) -> media.TranscodeOutput:
+    def encode_ladder(self, source: pathlib.Path, out_dir: pathlib.Path, info: probe.MediaInfo,
+                      rungs: list[ladder.Rung], families: list[str]) -> packaging.TranscodeOutput:
         """Every rung of every family from one ffmpeg run, timed into the encode metric."""
         started = time.perf_counter()
-        output = media.transcode(str(source), str(out_dir), info, rungs, families=families,
+        output = ffmpeg_graphs.transcode(str(source), str(out_dir), info, rungs, families=families,
                                  timeout_s=self.ctx.cfg.platform.transcode_timeout_s, **self.thumbnails())
         record_encode_time(time.perf_counter() - started, info.duration_s, rungs, families)
         return output
 
-    def store(self, out_dir: pathlib.Path, output: media.TranscodeOutput, rungs: list[media.Rung]) -> Result:
+    def store(self, out_dir: pathlib.Path, output: packaging.TranscodeOutput, rungs: list[ladder.Rung]) -> Result:
         return outputs.store_outputs(self.ctx.objects, self.video_id, out_dir, output, rungs, self.ctx.worker_id,
                                      added=self.added)

@@ -21,7 +21,7 @@ from longtail.events.v1 import events_pb2
 from longtail_common.config import Config
 from longtail_common.consumer import PermanentError
 from longtail_common.ports import MEDIA_BUCKET, TOPIC_TRANSCODE_REQUESTS, NotFoundError, validate_id
-from transcoder_svc import media
+from transcoder_svc import ffmpeg_graphs, ladder, probe
 from transcoder_svc.jobs.base import Job, Result, WorkerContext
 from transcoder_svc.metrics import record_encode_time
 
@@ -32,7 +32,7 @@ def chunks_prefix(video_id: str) -> str:
     return f"videos/{validate_id(video_id, 'video id')}/chunks"
 
 
-def worth_splitting(cfg: Config, info: media.MediaInfo, rungs: list[media.Rung]) -> bool:
+def worth_splitting(cfg: Config, info: probe.MediaInfo, rungs: list[ladder.Rung]) -> bool:
     """Long enough (and chunking on) that chunk jobs on several workers beat one encode."""
     min_s = cfg.transcoder.chunk_min_duration_s
     return min_s > 0 and info.duration_s > min_s and bool(rungs)
@@ -41,8 +41,8 @@ def worth_splitting(cfg: Config, info: media.MediaInfo, rungs: list[media.Rung])
 @dataclasses.dataclass
 class ChunkPlan:
     """What every chunk of a video must agree on: stored as plan.json by the split."""
-    info: media.MediaInfo
-    rungs: list[media.Rung]
+    info: probe.MediaInfo
+    rungs: list[ladder.Rung]
     families: list[str]  # the families encoded: all of a first encode, or the upgrade's new ones
     added: list[str]  # a codec upgrade's families (the join publishes them as an upgrade), else empty
     chunks: list[tuple[float, float]]  # (start, duration) seconds of each chunk
@@ -53,15 +53,15 @@ class ChunkPlan:
     @classmethod
     def from_json(cls, raw: bytes) -> ChunkPlan:
         plan = json.loads(raw)
-        return cls(info=media.MediaInfo(**plan["info"]), rungs=[media.Rung(**r) for r in plan["rungs"]],
+        return cls(info=probe.MediaInfo(**plan["info"]), rungs=[ladder.Rung(**r) for r in plan["rungs"]],
                    families=plan["families"], added=plan.get("added", []), chunks=plan["chunks"])
 
 
-def publish_chunk_jobs(ctx: WorkerContext, request: events_pb2.TranscodeRequest, info: media.MediaInfo,
-                       rungs: list[media.Rung], families: list[str], added: list[str]) -> None:
+def publish_chunk_jobs(ctx: WorkerContext, request: events_pb2.TranscodeRequest, info: probe.MediaInfo,
+                       rungs: list[ladder.Rung], families: list[str], added: list[str]) -> None:
     """Stores the video's chunk plan and publishes one chunk job per chunk."""
     video_id = request.video_id
-    chunks = media.chunk_plan(info.duration_s, ctx.cfg.transcoder.chunk_seconds)
+    chunks = ladder.chunk_plan(info.duration_s, ctx.cfg.transcoder.chunk_seconds)
     plan = ChunkPlan(info=info, rungs=list(rungs), families=list(families), added=list(added), chunks=chunks)
     ctx.objects.put_bytes(MEDIA_BUCKET, f"{chunks_prefix(video_id)}/plan.json", plan.to_json())
     partitions = ctx.request_partitions
@@ -117,7 +117,7 @@ class ChunkJob(Job):
         if source is None:
             source = self.fetch_source(workdir)
         out_dir = workdir / "out"
-        output = media.join_chunks(chunks, str(source), str(out_dir), plan.info, plan.rungs, plan.families,
+        output = ffmpeg_graphs.join_chunks(chunks, str(source), str(out_dir), plan.info, plan.rungs, plan.families,
                                    timeout_s=self.ctx.cfg.platform.transcode_timeout_s, **self.thumbnails())
         result = self.store(out_dir, output, plan.rungs)
         for key in list(self.ctx.objects.list_keys(MEDIA_BUCKET, self.prefix + "/")):
@@ -131,7 +131,7 @@ class ChunkJob(Job):
         """Encodes this chunk at every rung of every family, stores the files, then its _done marker."""
         chunk, info = self.chunk, plan.info
         started = time.perf_counter()
-        outputs = media.encode_chunk(str(source), str(workdir / "chunk"), info, plan.rungs, plan.families,
+        outputs = ffmpeg_graphs.encode_chunk(str(source), str(workdir / "chunk"), info, plan.rungs, plan.families,
                                      chunk.start_seconds, chunk.duration_seconds,
                                      timeout_s=self.ctx.cfg.platform.transcode_timeout_s)
         chunk_s = chunk.duration_seconds or max(0.0, info.duration_s - chunk.start_seconds)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from longtail_common.config import Config
-from transcoder_svc import media
+from transcoder_svc import ladder
 
 H264 = "h264"  # every video has it: every client plays it
 
@@ -11,9 +11,9 @@ def known_families(names, what: str) -> list[str]:
     """`names` lower-cased, without repeats, in order; ValueError naming `what` if one is
     not a codec family the transcoder encodes."""
     families = list(dict.fromkeys(c.lower() for c in names))
-    unknown = [c for c in families if c not in media.CODEC_FAMILIES]
+    unknown = [c for c in families if c not in ladder.CODEC_FAMILIES]
     if unknown:
-        raise ValueError(f"{what}: unknown codec families {unknown}; known: {list(media.CODEC_FAMILIES)}")
+        raise ValueError(f"{what}: unknown codec families {unknown}; known: {list(ladder.CODEC_FAMILIES)}")
     return families
 
 

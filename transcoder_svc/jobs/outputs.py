@@ -16,7 +16,7 @@ from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import video_pb2
 from longtail_common.ports import MEDIA_BUCKET, NotFoundError, ObjectStore, validate_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL, THUMBNAIL_KIND
-from transcoder_svc import media
+from transcoder_svc import ladder, packaging
 from transcoder_svc.jobs.families import H264
 
 
@@ -50,10 +50,10 @@ def stored_result(objects: ObjectStore, video_id: str, codec: str = H264) -> eve
     return json_format.Parse(raw, events_pb2.TranscodeResult())
 
 
-def recorded_ladder(objects: ObjectStore, video_id: str) -> list[media.Rung] | None:
+def recorded_ladder(objects: ObjectStore, video_id: str) -> list[ladder.Rung] | None:
     """The rungs the video was first encoded at (None: encoded before ladders were recorded)."""
     try:
-        return [media.Rung(**r) for r in json.loads(objects.get_bytes(MEDIA_BUCKET, ladder_key(video_id)))]
+        return [ladder.Rung(**r) for r in json.loads(objects.get_bytes(MEDIA_BUCKET, ladder_key(video_id)))]
     except NotFoundError:
         return None
 
@@ -63,8 +63,8 @@ def failed_result(video_id: str, reason: str, worker_id: str, added: list[str] =
                                       added_codecs=list(added))
 
 
-def store_outputs(objects: ObjectStore, video_id: str, out_dir: pathlib.Path, output: media.TranscodeOutput,
-                  rungs: list[media.Rung], worker_id: str, added: list[str] = ()) -> events_pb2.TranscodeResult:
+def store_outputs(objects: ObjectStore, video_id: str, out_dir: pathlib.Path, output: packaging.TranscodeOutput,
+                  rungs: list[ladder.Rung], worker_id: str, added: list[str] = ()) -> events_pb2.TranscodeResult:
     """Uploads the packaged output and returns its result; `added`: the families of a
     codec upgrade (its result lists only those, and its marker is its own)."""
     base = video_prefix(video_id)
@@ -86,7 +86,7 @@ def store_outputs(objects: ObjectStore, video_id: str, out_dir: pathlib.Path, ou
     return result
 
 
-def success_result(video_id: str, output: media.TranscodeOutput, worker_id: str,
+def success_result(video_id: str, output: packaging.TranscodeOutput, worker_id: str,
                    added: list[str] = ()) -> events_pb2.TranscodeResult:
     """The result listing every rendition, manifest and thumbnail of `output`, by bucket key."""
     base = video_prefix(video_id)

@@ -15,7 +15,7 @@ from opentelemetry import trace
 from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import video_pb2
 from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET
-from transcoder_svc import media
+from transcoder_svc import ffmpeg_graphs, ladder, probe
 from transcoder_svc.jobs import outputs
 from transcoder_svc.jobs.base import Result, WorkerContext
 from transcoder_svc.jobs.families import H264
@@ -40,12 +40,12 @@ class CodecUpgradeJob(WholeVideoJob):
         return self.in_scratch(f"{self.video_id}-up-", f"codec upgrade of {self.video_id} to {self.families}",
                                self.encode_or_split)
 
-    def prepare(self, workdir: pathlib.Path) -> tuple[pathlib.Path, media.MediaInfo, list[media.Rung]]:
+    def prepare(self, workdir: pathlib.Path) -> tuple[pathlib.Path, probe.MediaInfo, list[ladder.Rung]]:
         source, origin = self.source_file(workdir)
-        info = media.probe(str(source))
+        info = probe.probe(str(source))
         rungs = outputs.recorded_ladder(self.ctx.objects, self.video_id)
         if rungs is None:  # encoded before ladders were recorded: the source's default ladder
-            rungs = media.ladder_for(info)
+            rungs = ladder.ladder_for(info)
         trace.get_current_span().set_attribute("longtail.upgrade_source", origin)
         if self.ctx.cfg.transcoder.per_title and rungs and origin == ORIGINAL_UPLOAD:
             # The new families' rates and VMAF, as the first encode chose the others'. (Not
@@ -68,14 +68,14 @@ class CodecUpgradeJob(WholeVideoJob):
             return self.download_source(raw_bucket, raw_key, workdir), ORIGINAL_UPLOAD
         h264 = [r for r in video.renditions if r.codec == H264]
         if not h264:
-            raise media.MediaError("neither the original upload nor an H.264 rendition is left to encode from")
+            raise probe.MediaError("neither the original upload nor an H.264 rendition is left to encode from")
         top = max(h264, key=lambda r: (r.width * r.height, r.bitrate_bps))
         video_playlist = self._download_folder(top.object_key.rsplit("/", 1)[0], workdir)
         if video_playlist is None:
-            raise media.MediaError(f"the top H.264 rendition ({top.object_key}) is missing")
+            raise probe.MediaError(f"the top H.264 rendition ({top.object_key}) is missing")
         audio_playlist = self._download_folder(f"{outputs.media_prefix(video.id)}/audio", workdir)
         source = workdir / "source.mp4"
-        media.remux_rendition(str(video_playlist), str(audio_playlist) if audio_playlist else None, str(source),
+        ffmpeg_graphs.remux_rendition(str(video_playlist), str(audio_playlist) if audio_playlist else None, str(source),
                               timeout_s=self.ctx.cfg.platform.transcode_timeout_s)
         return source, f"{top.height}p H.264 rendition"
 

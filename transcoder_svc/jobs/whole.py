@@ -7,7 +7,7 @@ import pathlib
 from opentelemetry import trace
 
 from longtail.events.v1 import events_pb2
-from transcoder_svc import media
+from transcoder_svc import ladder, probe
 from transcoder_svc.jobs import chunked
 from transcoder_svc.jobs.base import Job, Result, WorkerContext
 from transcoder_svc.jobs.families import codec_families
@@ -33,25 +33,25 @@ class WholeVideoJob(Job):
         output = self.encode_ladder(source, out_dir, info, rungs, self.families)
         return self.store(out_dir, output, rungs)
 
-    def prepare(self, workdir: pathlib.Path) -> tuple[pathlib.Path, media.MediaInfo, list[media.Rung]]:
+    def prepare(self, workdir: pathlib.Path) -> tuple[pathlib.Path, probe.MediaInfo, list[ladder.Rung]]:
         """(local source, its probe, the rungs to encode): the raw upload within the limits,
         at its default ladder or, with per-title on, the ladder its VMAF analysis chose."""
         tc = self.ctx.cfg.transcoder
-        limits = media.Limits(max_duration_s=tc.max_duration_s, max_long_side=tc.max_long_side,
+        limits = probe.Limits(max_duration_s=tc.max_duration_s, max_long_side=tc.max_long_side,
                               max_short_side=tc.max_short_side, max_source_bytes=tc.max_source_bytes)
         raw = self.ctx.objects.stat(self.request.raw_bucket, self.request.raw_object_key)
         if raw is not None and raw.size > limits.max_source_bytes:
             # too big to be worth even downloading
-            raise media.MediaError(f"the file is {raw.size / 1e9:.2f} GB; the limit is "
+            raise probe.MediaError(f"the file is {raw.size / 1e9:.2f} GB; the limit is "
                                    f"{limits.max_source_bytes / 1e9:.2f} GB")
         source = self.download_source(self.request.raw_bucket, self.request.raw_object_key, workdir)
-        info = media.probe(str(source))
+        info = probe.probe(str(source))
         source_bytes = source.stat().st_size
         trace.get_current_span().set_attributes({
             "longtail.source_bytes": source_bytes, "longtail.duration_seconds": info.duration_s,
             "longtail.source_resolution": f"{info.width}x{info.height}"})
-        media.check_limits(info, source_bytes, limits)
-        rungs = media.ladder_for(info)
+        probe.check_limits(info, source_bytes, limits)
+        rungs = ladder.ladder_for(info)
         if tc.per_title and rungs:
             from transcoder_svc import pertitle  # VMAF analysis; only loaded when enabled
 

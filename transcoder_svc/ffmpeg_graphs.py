@@ -1,0 +1,414 @@
+"""Every ffmpeg graph the transcoder runs, built with ffmpeg-python, and the one helper
+that runs them: the only module that starts ffmpeg.
+
+* `transcode`: ONE ffmpeg process decodes the source once, scales each rung once
+  (cascaded: `_scale_tree`) and hands each rung's picture to every codec family's encoder
+  (H.264, VP9, AV1) plus the storyboard sprite. Each family is one HLS output writing CMAF
+  (fragmented MP4) segments per rung and one stereo audio rendition (AAC-LC or Opus:
+  ladder.FAMILY_AUDIO_CODEC); keyframes are forced on segment boundaries so every rung
+  switches cleanly. packaging.py then writes the HLS master and the DASH MPD.
+* Chunks: `encode_chunk` encodes a time range of every rung (the same cascade);
+  `join_chunks` concatenates the chunks without re-encoding, adds the audio and packages
+  exactly like `transcode`.
+* `remux_rendition`: a packaged rendition back into one MP4 (a codec upgrade's source).
+* Per-title analysis (pertitle.py decides, these encode and score): `encode_excerpts`,
+  `encode_pictures`, `vmaf_many`.
+
+ffmpeg-python builds each graph (`ffmpeg.input`, `.filter`, `.split`, `ffmpeg.concat`,
+`ffmpeg.output`) and its command line (`command`); each stream an output takes becomes
+one `-map`. What it has no words for goes in as output keyword arguments, which it writes
+as `-key value` (sorted by key: ffmpeg does not mind the order of an output's options):
+per-stream options such as `b:v:0`, the HLS muxer's `var_stream_map`, and the encoder
+options, which `encoder_args` keeps in command-line form (benches hand them to ffmpeg
+directly; `output_options` turns them into keywords).
+
+`run` is the one way a graph runs: stderr is captured into the MediaError reason, and the
+process is killed on timeout and when the worker dies (PDEATHSIG).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import ffmpeg
+import imageio_ffmpeg
+
+from longtail_common.runtime import die_with_parent
+from transcoder_svc.ladder import (
+    CODEC_FAMILIES,
+    FAMILY_AUDIO_CODEC,
+    MAX_FRAME_RATE,
+    SEGMENT_SECONDS,
+    Rung,
+    Storyboard,
+    even_size,
+    storyboard_for,
+    top_rung,
+)
+from transcoder_svc.packaging import TranscodeOutput, add_storyboard, package_families
+from transcoder_svc.probe import MediaError, MediaInfo
+
+# Speed knobs, sized for a 2-core worker; configurable per deployment.
+X264_PRESET = os.environ.get("LONGTAIL_X264_PRESET", "veryfast")
+VP9_CPU_USED = int(os.environ.get("LONGTAIL_VP9_CPU_USED", "8"))  # realtime deadline, 5..8 on small boxes
+SVTAV1_PRESET = int(os.environ.get("LONGTAIL_SVTAV1_PRESET", "10"))
+AUDIO_BITRATE_BPS = 128_000  # AAC-LC stereo
+OPUS_BITRATE_BPS = 96_000  # Opus stereo: as good as AAC at 128 kb/s
+VMAF_THREADS = max(1, min(2, os.cpu_count() or 1))
+# Every run: no stdin (a worker has none to give), only errors on stderr (they become the reason).
+GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-loglevel", "error")
+# Output options that take no value; every other one takes exactly one.
+VALUELESS_OPTIONS = {"an", "vn", "sn", "dn"}
+
+
+def ffmpeg_exe() -> str:
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def command(*outputs) -> list[str]:
+    """The command line of one ffmpeg run writing every one of `outputs` (ffmpeg-python
+    output streams), overwriting existing files."""
+    merged = ffmpeg.merge_outputs(*outputs).global_args(*GLOBAL_ARGS)
+    return merged.compile(cmd=ffmpeg_exe(), overwrite_output=True)
+
+
+def run(args: list[str], timeout_s: float, what: str) -> None:
+    """Runs one ffmpeg command line; MediaError naming `what` on timeout or failure (with
+    the last lines of ffmpeg's stderr)."""
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=die_with_parent)  # a killed worker leaves no orphan encoding
+    try:
+        _, stderr = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise MediaError(f"{what} took longer than {timeout_s:.0f} s and was stopped")
+    if proc.returncode != 0:
+        lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
+        detail = "; ".join(lines[-3:])[:500] or f"exit code {proc.returncode}"
+        raise MediaError(f"{what} failed: {detail}")
+
+
+def output_options(args: list[str]) -> dict[str, str | None]:
+    """Output options in command-line form (["-c:v", "libx264", "-an"]) as ffmpeg-python
+    keyword arguments ({"c:v": "libx264", "an": None})."""
+    options: dict[str, str | None] = {}
+    tokens = iter(args)
+    for token in tokens:
+        if not token.startswith("-") or token[1:] in options:
+            raise ValueError(f"not an option, or given twice: {token!r} in {args}")
+        options[token[1:]] = None if token[1:] in VALUELESS_OPTIONS else next(tokens)
+    return options
+
+
+def _fan_out(stream, count: int) -> list:
+    """`count` copies of `stream` (a split filter when more than one)."""
+    if count == 1:
+        return [stream]
+    copies = stream.split()
+    return [copies[k] for k in range(count)]
+
+
+# ---------------------------------------------------------------------------------------
+# the ladder: encoder options, the cascade of scales, HLS outputs
+
+
+def encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = None) -> list[str]:
+    """Encoder options for `rungs` (stream i = rungs[i]); `top`: the ladder's top rung
+    (default: the top of `rungs`)."""
+    top = top or top_rung(rungs)
+    gop = str(max(1, round(fps * SEGMENT_SECONDS)))  # a keyframe on every segment boundary, none between
+    args: list[str] = []
+    if family == "h264":
+        args += ["-c:v", "libx264", "-preset", X264_PRESET, "-profile:v", "high", "-sc_threshold", "0"]
+        for i, r in enumerate(rungs):
+            args += [f"-level:v:{i}", r.h264_level]
+    elif family == "vp9":
+        args += ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", str(VP9_CPU_USED),
+                 "-row-mt", "1", "-lag-in-frames", "0"]
+    elif family == "av1":
+        args += ["-c:v", "libsvtav1", "-preset", str(SVTAV1_PRESET), "-svtav1-params", "scd=0"]
+    else:
+        raise ValueError(f"unknown codec family {family!r}; one of {CODEC_FAMILIES}")
+    args += ["-g", gop, "-keyint_min", gop, "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_SECONDS})"]
+    for i, r in enumerate(rungs):
+        b = r.bitrate_for(family, top=r == top)
+        args += [f"-b:v:{i}", str(b)]
+        if family != "av1":  # SVT-AV1 takes a peak cap only in CRF mode; its VBR stays near target
+            args += [f"-maxrate:v:{i}", str(int(b * 1.5)), f"-bufsize:v:{i}", str(b * 2)]
+    return args
+
+
+def _scale_tree(info: MediaInfo, rungs: list[Rung]) -> dict[int, int | None]:
+    """Rung index -> the rung whose picture it is scaled from (None: the decoded source).
+
+    Largest first, each rung is scaled from the smallest rung already made that is at
+    least as big in both directions (and not upscaled from the source), so only the top
+    rung reads the full-size picture: scaling 1080p down five times costs 2-3x the CPU of
+    1080p->720p->480p->...; the cascaded pictures differ from direct bicubic by 54-60 dB
+    PSNR (invisible, far below the encoders' own loss)."""
+    order = sorted(range(len(rungs)), key=lambda i: rungs[i].width * rungs[i].height, reverse=True)
+    parent: dict[int, int | None] = {}
+    made: list[int] = []
+    for i in order:
+        r = rungs[i]
+        fits = [j for j in made if rungs[j].width >= r.width and rungs[j].height >= r.height
+                and rungs[j].width <= info.width and rungs[j].height <= info.height]
+        parent[i] = min(fits, key=lambda j: rungs[j].width * rungs[j].height) if fits else None
+        made.append(i)
+    return parent
+
+
+def _ladder_pictures(video, info: MediaInfo, rungs: list[Rung], families, storyboard: Storyboard | None):
+    """The decoded `video` scaled once per rung (`_scale_tree`), each rung's picture split
+    to every family: ({(family, rung index): stream}, the storyboard sprite or None)."""
+    parent = _scale_tree(info, rungs)
+    children = {i: [k for k in range(len(rungs)) if parent[k] == i] for i in range(len(rungs))}
+    if info.frame_rate > MAX_FRAME_RATE:
+        video = video.filter("fps", MAX_FRAME_RATE)
+    from_source = [i for i in range(len(rungs)) if parent[i] is None]
+    copies = _fan_out(video, len(from_source) + (1 if storyboard else 0))
+    feeds = dict(zip(from_source, copies))  # rung index -> the picture it is scaled from
+    pictures = {}
+    for i in sorted(range(len(rungs)), key=lambda i: rungs[i].width * rungs[i].height, reverse=True):
+        r = rungs[i]
+        scaled = (feeds[i].filter("scale", r.width, r.height, flags="bicubic").filter("setsar", 1)
+                  .filter("format", "yuv420p"))
+        outs = _fan_out(scaled, len(families) + len(children[i]))
+        pictures.update({(family, i): out for family, out in zip(families, outs)})
+        feeds.update(zip(children[i], outs[len(families):]))
+    return pictures, (_storyboard_tiles(copies[-1], storyboard) if storyboard else None)
+
+
+def _storyboard_tiles(video, sb: Storyboard):
+    return (video.filter("fps", f"1/{sb.interval_s:.6f}").filter("scale", sb.tile_width, sb.tile_height)
+            .filter("tile", f"{sb.columns}x{sb.rows}"))
+
+
+def _sprite_output(tiles, path: str):
+    """The one sprite frame, as a JPEG."""
+    return tiles.output(path, **{"frames:v": 1, "q:v": 4, "update": 1})
+
+
+def _audio_options(codec: str) -> dict:
+    if codec == "aac":
+        options = {"c:a": "aac", "profile:a": "aac_low", "b:a": AUDIO_BITRATE_BPS}
+    elif codec == "opus":  # 20 ms frames; Opus in ISO-BMFF ('Opus' sample entry + dOps)
+        options = {"c:a": "libopus", "b:a": OPUS_BITRATE_BPS, "vbr": "on", "application": "audio"}
+    else:
+        raise ValueError(f"unknown audio codec {codec!r}")
+    return {**options, "ac": 2, "ar": 48000}
+
+
+def _hls_output(family: str, rungs: list[Rung], video: list, audio, fam_dir: str, video_options: dict):
+    """One family's HLS output of CMAF segments: <fam_dir>/<rung>/{init.mp4,
+    segment_NNNNN.m4s, playlist.m3u8} from `video` (stream j = rungs[j]), plus
+    <fam_dir>/audio/ from `audio` (None: no audio). `-var_stream_map` names each stream's
+    folder and puts the audio in every rung's group."""
+    var_map = [f"v:{j},agroup:aud,name:{r.name}" if audio else f"v:{j},name:{r.name}" for j, r in enumerate(rungs)]
+    options = dict(video_options)
+    if audio is not None:
+        options.update(_audio_options(FAMILY_AUDIO_CODEC[family]))
+        var_map.append("a:0,agroup:aud,name:audio")
+    options.update({
+        "format": "hls", "hls_time": SEGMENT_SECONDS, "hls_playlist_type": "vod", "hls_segment_type": "fmp4",
+        "hls_fmp4_init_filename": "init.mp4", "hls_flags": "independent_segments",
+        "hls_segment_filename": os.path.join(fam_dir, "%v", "segment_%05d.m4s"),
+        "var_stream_map": " ".join(var_map), "max_muxing_queue_size": 4096,
+    })
+    streams = [*video, audio] if audio is not None else list(video)
+    return ffmpeg.output(*streams, os.path.join(fam_dir, "%v", "playlist.m3u8"), **options)
+
+
+def build_command(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families=("h264",),
+                  audio: bool = True, storyboard: Storyboard | None = None) -> list[str]:
+    """One ffmpeg process: decode once, scale every rung once and hand each rung's picture
+    to every family's encoder (`_ladder_pictures`), one HLS output per family
+    (<out>/<family>/...); the storyboard taps the source (<out>/thumbs/storyboard.jpg)."""
+    if not rungs or not families:
+        raise MediaError("no rendition fits this video's size")
+    fps = min(info.frame_rate or 30.0, MAX_FRAME_RATE)
+    source = ffmpeg.input(src)
+    pictures, tiles = _ladder_pictures(source[str(info.video_stream_index)], info, rungs, families, storyboard)
+    sound = source[str(info.audio_stream_index)] if audio and info.has_audio else None
+    outputs = [_hls_output(family, rungs, [pictures[family, j] for j in range(len(rungs))], sound,
+                           os.path.join(out_dir, family), output_options(encoder_args(family, rungs, fps)))
+               for family in families]
+    if tiles is not None:
+        outputs.append(_sprite_output(tiles, os.path.join(out_dir, "thumbs", "storyboard.jpg")))
+    return command(*outputs)
+
+
+def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families=("h264",),
+              timeout_s: float = 3600, storyboard: bool = True, poster: bool = True) -> TranscodeOutput:
+    for family in families:
+        if family not in CODEC_FAMILIES:
+            raise ValueError(f"unknown codec family {family!r}; one of {CODEC_FAMILIES}")
+    if not rungs:
+        raise MediaError("no rendition fits this video's size")
+    out = Path(out_dir)
+    (out / "thumbs").mkdir(parents=True, exist_ok=True)
+    sb = storyboard_for(info) if storyboard else None
+    run(build_command(src, out_dir, info, rungs, families, storyboard=sb), timeout_s, "transcoding")
+    result = package_families(out, info, rungs, families)
+    if sb and (out / "thumbs" / "storyboard.jpg").exists():
+        add_storyboard(result, out, sb)
+    if poster:
+        _poster(src, out, info, result, timeout_s)
+    return result
+
+
+def _poster(src: str, out: Path, info: MediaInfo, result: TranscodeOutput, timeout_s: float) -> None:
+    # A frame a little into the video (the first is often black), at most 720 high.
+    at = min(info.duration_s * 0.1, 5.0)
+    height = min(720, max(r.height for r in result.renditions))
+    width = even_size(height * info.width / info.height)
+    picture = ffmpeg.input(src, ss=f"{at:.3f}")[str(info.video_stream_index)].filter("scale", width, height)
+    path = out / "thumbs" / "poster.jpg"
+    run(command(picture.output(str(path), **{"frames:v": 1, "q:v": 3})), min(timeout_s, 120), "making the poster")
+    if path.exists():
+        result.poster_path, result.poster_width, result.poster_height = "thumbs/poster.jpg", width, height
+
+
+# ---------------------------------------------------------------------------------------
+# chunked transcoding: chunks encoded anywhere, then one join that packages them
+
+
+def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families, start_s: float,
+                 duration_s: float, timeout_s: float = 3600) -> dict[str, dict[str, str]]:
+    """Encodes [start, start+duration) of the video (duration 0: to the end) into one
+    video-only MP4 per (family, rung), from one decode. Returns family -> rung -> path."""
+    if not rungs:
+        raise MediaError("no rendition fits this video's size")
+    fps = min(info.frame_rate or 30.0, MAX_FRAME_RATE)
+    # input seeking decodes from the keyframe before `start` and drops frames up to it: exact cut
+    window = {"ss": f"{start_s:.6f}"}
+    if duration_s > 0:
+        window["t"] = f"{duration_s:.6f}"
+    source = ffmpeg.input(src, **window)[str(info.video_stream_index)]
+    pictures, _ = _ladder_pictures(source, info, rungs, families, None)  # the same cascade as a whole-file encode
+    paths: dict[str, dict[str, str]] = {}
+    outputs = []
+    top = top_rung(rungs)
+    for family in families:
+        os.makedirs(os.path.join(out_dir, family), exist_ok=True)
+        for j, r in enumerate(rungs):
+            path = os.path.join(out_dir, family, f"{r.name}.mp4")
+            options = output_options([*encoder_args(family, [r], fps, top), "-an", "-f", "mp4"])
+            outputs.append(ffmpeg.output(pictures[family, j], path, **options))
+            paths.setdefault(family, {})[r.name] = path
+    run(command(*outputs), timeout_s, "transcoding a chunk")
+    return paths
+
+
+def remux_rendition(video_playlist: str, audio_playlist: str | None, out: str, timeout_s: float = 3600) -> None:
+    """One MP4 from a packaged rendition (its CMAF media playlist, plus the family's audio
+    playlist if any), streams copied: the source of a codec upgrade once the original
+    upload is gone (raw uploads are temporary)."""
+    video = ffmpeg.input(video_playlist)
+    streams = [video["v:0"], ffmpeg.input(audio_playlist)["a:0"]] if audio_playlist else [video]
+    run(command(ffmpeg.output(*streams, out, c="copy", movflags="+faststart")), timeout_s,
+        "reading the top rendition back")
+
+
+def join_chunks(chunks: list[dict[str, dict[str, str]]], src: str, out_dir: str, info: MediaInfo,
+                rungs: list[Rung], families, timeout_s: float = 3600, storyboard: bool = True,
+                poster: bool = True) -> TranscodeOutput:
+    """Concatenates the chunks' encoded video (no re-encode), adds the audio (encoded once
+    here: cheap) and packages exactly like `transcode`: CMAF segments, HLS master, DASH MPD."""
+    out = Path(out_dir)
+    (out / "thumbs").mkdir(parents=True, exist_ok=True)
+    sound = ffmpeg.input(src, vn=None)[str(info.audio_stream_index)] if info.has_audio else None
+    outputs = []
+    for family in families:
+        joined = []
+        for r in rungs:
+            listing = out / f"concat_{family}_{r.name}.txt"
+            listing.write_text("".join(f"file '{Path(c[family][r.name]).resolve()}'\n" for c in chunks))
+            joined.append(ffmpeg.input(str(listing), f="concat", safe=0)["v:0"])
+        outputs.append(_hls_output(family, rungs, joined, sound, os.path.join(out_dir, family), {"c:v": "copy"}))
+    run(command(*outputs), timeout_s, "joining chunks")
+    for listing in out.glob("concat_*.txt"):
+        listing.unlink()
+    result = package_families(out, info, rungs, families)
+    if storyboard:
+        sb = storyboard_for(info)
+        tiles = _storyboard_tiles(ffmpeg.input(src)[str(info.video_stream_index)], sb)
+        run(command(_sprite_output(tiles, str(out / "thumbs" / "storyboard.jpg"))), timeout_s,
+            "making the storyboard")
+        add_storyboard(result, out, sb)
+    if poster:
+        _poster(src, out, info, result, timeout_s)
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# per-title analysis: the sample, its encodes, their VMAF
+
+
+def encode_excerpts(src: str, info: MediaInfo, windows: list[tuple[float, float]], fps: float, out: str,
+                    timeout_s: float) -> None:
+    """The (start, length) `windows` of `src` joined into `out` at `fps`: a lossless x264
+    intermediate (ultrafast), small and fast to decode for every rung."""
+    parts = [ffmpeg.input(src, ss=f"{start:.3f}", t=f"{length:.3f}")[str(info.video_stream_index)]
+             .filter("fps", fps).filter("format", "yuv420p").filter("setsar", 1) for start, length in windows]
+    joined = ffmpeg.concat(*parts, v=1, a=0)
+    run(command(joined.output(out, **{"c:v": "libx264", "preset": "ultrafast", "qp": 0})), timeout_s,
+        "per-title sampling")
+
+
+def encode_pictures(sample: str, encodes: list[tuple[tuple[int, int], list[str], str]], timeout_s: float,
+                    what: str) -> None:
+    """Each (picture size, encoder options, output path) of `encodes`, all in one ffmpeg run
+    from one decode of `sample`: each size scaled once and split to its encoders (as the
+    ladder is)."""
+    sizes: dict[tuple[int, int], list[int]] = {}
+    for i, (size, _, _) in enumerate(encodes):
+        sizes.setdefault(size, []).append(i)
+    per_size = _fan_out(ffmpeg.input(sample)["v"], len(sizes))
+    pictures: dict[int, object] = {}
+    for copy, ((w, h), idx) in zip(per_size, sizes.items()):
+        scaled = copy.filter("scale", w, h, flags="bicubic").filter("format", "yuv420p")
+        pictures.update(zip(idx, _fan_out(scaled, len(idx))))
+    # Every sample frame encoded once: VMAF pairs frames by index, and ffmpeg's default for
+    # raw outputs (constant frame rate) duplicates a frame where timestamps leave a gap,
+    # which shifts every frame after it (a 14 s clip's sample scored 29 points low).
+    outputs = [ffmpeg.output(pictures[i], path, **output_options(["-fps_mode", "passthrough", *options]))
+               for i, (_, options, path) in enumerate(encodes)]
+    run(command(*outputs), timeout_s, what)
+
+
+def _frames_by_index(stream):
+    """`stream` in yuv420p with frame n at time n: libvmaf pairs frames by time, and a
+    container that rounds timestamps (WebM's milliseconds, a remuxed fMP4) would pair a
+    frame with its neighbour and cost many points."""
+    return stream.filter("format", "yuv420p").filter("settb", "AVTB").filter("setpts", "N")
+
+
+def vmaf_many(distorted: list[str], reference: str, width: int, height: int, workdir: str,
+              subsample: int = 1, timeout_s: float = 1800, upscale: bool = False) -> list[float]:
+    """Mean VMAF (libvmaf, its built-in vmaf_v0.6.1 model) of each distorted file against
+    `reference` scaled to width x height, in one ffmpeg run (the reference is decoded once).
+    `upscale`: distorted files are scaled to width x height first (display-size VMAF of a
+    smaller rung). Frames are paired by index (`_frames_by_index`)."""
+    n = len(distorted)
+    reference_frames = _fan_out(
+        _frames_by_index(ffmpeg.input(reference)["v"].filter("scale", width, height, flags="bicubic")), n)
+    logs, outputs = [], []
+    for path, ref in zip(distorted, reference_frames):
+        log = os.path.join(workdir, f"vmaf_{os.path.basename(path)}_{width}x{height}.json")
+        frames = ffmpeg.input(path)["v"]
+        if upscale:
+            frames = frames.filter("scale", width, height, flags="bicubic")
+        scores = ffmpeg.filter([_frames_by_index(frames), ref], "libvmaf", n_threads=VMAF_THREADS,
+                               n_subsample=subsample, log_fmt="json", log_path=log)
+        outputs.append(scores.output("-", format="null"))
+        logs.append(log)
+    run(command(*outputs), timeout_s, "VMAF measurement")
+    out = []
+    for log in logs:
+        with open(log) as fh:
+            out.append(float(json.load(fh)["pooled_metrics"]["vmaf"]["mean"]))
+    return out
