@@ -47,7 +47,6 @@ Longtail's default ladder: the transcoder as the platform runs it (media.ladder_
 media.transcode, one ffmpeg process for all rungs, no per-title analysis), through
 `longtail_default_ladder`. `longtail_popular_ladder` is the slot for the popular-video path.
 """
-from __future__ import annotations
 
 import argparse
 import dataclasses
@@ -57,6 +56,7 @@ import math
 import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -229,8 +229,6 @@ def cpu_children() -> float:
 def run_ffmpeg(args: list[str]) -> float:
     """Runs one ffmpeg command; returns the CPU seconds it took."""
     cpu0 = cpu_children()
-    import subprocess
-
     proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg failed: {proc.stderr.decode(errors='replace')[-800:]}")
