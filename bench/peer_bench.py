@@ -3,6 +3,10 @@ and the CPU each ladder costs (issue 29's peer benchmark).
 
   nice -n 10 .venv/bin/python bench/peer_bench.py [--clips a,b] [--seconds S] [--json PATH]
       [--peertube-from-source] -> bench/results/peer.json
+  # the stored results: issue 29's three clips, 10 s each (~5 and ~9 min on the shared box)
+  nice -n 10 .venv/bin/python bench/peer_bench.py --clips sintel_1080p,cockatoo_720p,car_detection_432p --seconds 10
+  nice -n 10 .venv/bin/python bench/peer_bench.py --clips sintel_1080p,cockatoo_720p,car_detection_432p --seconds 10 \
+      --peertube-from-source --json bench/results/peer_from_source.json
 
 Per clip of ../shared/media's main set (a lossless excerpt of its first --seconds, video only,
 the reference every rung is scored against), each ladder is encoded, then per rung: bits
