@@ -1,0 +1,467 @@
+"""PeerTube's default VOD H.264 ladder against Longtail's default ladder: bits at equal VMAF,
+and the CPU each ladder costs (issue 29's peer benchmark).
+
+  nice -n 10 .venv/bin/python bench/peer_bench.py [--clips a,b] [--seconds S] [--json PATH]
+      [--peertube-from-source] -> bench/results/peer.json
+  # the stored results: issue 29's three clips, 10 s each (~5 and ~9 min on the shared box)
+  nice -n 10 .venv/bin/python bench/peer_bench.py --clips sintel_1080p,cockatoo_720p,car_detection_432p --seconds 10
+  nice -n 10 .venv/bin/python bench/peer_bench.py --clips sintel_1080p,cockatoo_720p,car_detection_432p --seconds 10 \
+      --peertube-from-source --json bench/results/peer_from_source.json
+
+Per clip of ../shared/media's main set (a lossless excerpt of its first --seconds, video only,
+the reference every rung is scored against), each ladder is encoded, then per rung: bits
+(file size / duration, every rung remuxed to one MP4), display VMAF (vmaf_v0.6.1, the rung
+upscaled to the source size, every 2nd frame: pertitle.vmaf_many, as the other benches), and
+per ladder the CPU seconds of its encodes (user+sys of the ffmpeg children). Per clip: the
+BD-rate of Longtail's ladder against PeerTube's (bits at equal display VMAF,
+pertitle_bench.bd_rate; > 0: Longtail spends more), the ladders' kbps ratio and CPU ratio.
+
+PeerTube, re-implemented here from its source (github.com/Chocobozzz/PeerTube; each file as
+stored at the commit given; code read, none copied):
+- packages/ffmpeg/src/ffmpeg-default-transcoding-profile.ts (bbaf96d6): the libx264 VOD
+  profile: `-preset veryfast -maxrate T -bufsize 2T -b_strategy 1 -bf 16 -r FPS`, no bitrate
+  and no CRF given, so x264's default CRF 23 under that VBV cap; T = getTargetBitrate =
+  max(min theoretical, min(average theoretical, input bitrate x 1.3)).
+- packages/core-utils/src/videos/bitrate.ts (b6b1aaa5): the bits-per-pixel tables and
+  calculateBitrate = floor(res x res*ratio x fps x bpp[largest standard height <= res]).
+- packages/core-utils/src/videos/common.ts (44f8f0e5): buildAspectRatio, width/height to 4
+  decimals.
+- packages/ffmpeg/src/ffprobe.ts (5af6cf6e): input fps = Math.round(avg_frame_rate); input
+  bitrate = the container's bit_rate; rotation swaps width and height; resolution = the short side.
+- packages/ffmpeg/src/shared/encoder-options.ts (034e1bf3): `-max_muxing_queue_size 1024
+  -map_metadata -1 -pix_fmt yuv420p`, and `-g 2*fps` for libx264.
+- packages/ffmpeg/src/ffmpeg-vod.ts (d7562e0b), shared/presets.ts (1d1ac573): one ffmpeg run
+  per resolution, `scale=w=-2:h=RES` (`w=RES:h=-2` in portrait), MP4 with faststart.
+- packages/ffmpeg/src/ffmpeg-command-wrapper.ts (9b70c8e7): `-threads N`, N =
+  transcoding.threads, 1 in config/default.yaml (f83674c1).
+- server/core/helpers/ffmpeg/framerate.ts (d7562e0b): computeOutputFPS (fps.max 60).
+- server/core/lib/transcoding/transcoding-resolutions.ts (0e8a6bbe) and
+  shared/job-builders/abstract-job-builder.ts (23cd9243): the original resolution is always
+  encoded (always_transcode_original_resolution: true), then every enabled resolution strictly
+  below it; lower resolutions are encoded from the top one's output (getMaxQualityFile), their
+  input bitrate that file's.
+As shipped (config/default.yaml) every extra resolution is off: only the original is encoded.
+This bench enables them all (144p..2160p up to the source), the ladder an admin would serve,
+and reports the original rung's CPU alone as `cpu_s_as_shipped`. Not modelled: the remux
+PeerTube does instead of the top encode when the upload is already H.264 under its max
+bitrate (canDoQuickTranscode), and audio. --peertube-from-source encodes every rung from the
+source excerpt instead (PeerTube at its best: no second generation), with the upload's bitrate.
+
+Longtail's default ladder: the transcoder as the platform runs it (media.ladder_for,
+media.transcode, one ffmpeg process for all rungs, no per-title analysis), through
+`longtail_default_ladder`. `longtail_popular_ladder` is the slot for the popular-video path.
+"""
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import ffmpeg
+import imageio_ffmpeg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import cpu_model, ffmpeg_version  # noqa: E402  (bench/machine.py)
+from pertitle_bench import VMAF_SUBSAMPLE, bd_rate  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "media"
+# ../shared/media's main set (media/SOURCES.md #1-#10; #11 is the deliberately truncated file).
+MAIN_SET = {
+    "cockatoo_720p": "cockatoo_720p_h264.mp4",
+    "car_detection_432p": "car-detection_432p_h264_aac.mp4",
+    "bottle_detection_360p": "bottle-detection_360p_h264.mp4",
+    "friday_480p": "friday_480p_h264_aac.mp4",
+    "bbb_720p": "bbb_720p_h264_aac51.mp4",
+    "sintel_818p_av1": "sintel_1920x818_av1.mp4",
+    "sintel_1080p": "sintel_1080p_h264_letterbox.mp4",
+    "car_detection_432p_vp9": "car-detection_432p_vp9_opus.webm",
+    "cockatoo_portrait": "cockatoo_portrait_rot90_h264.mp4",
+    "office_767x431_vp9": "office_767x431_vp9.webm",
+}
+ISSUE_CLIPS = ["sintel_1080p", "cockatoo_720p", "car_detection_432p"]
+
+# --- PeerTube's default VOD profile (see the module docstring for the files) -------------
+
+RESOLUTIONS = (144, 240, 360, 480, 720, 1080, 1440, 2160)  # VideoResolution, 0p (audio) aside
+AVERAGE_BPP = {144: 0.19, 240: 0.17, 360: 0.15, 480: 0.12, 720: 0.11, 1080: 0.10, 1440: 0.09, 2160: 0.08}
+MAX_BPP = {144: 0.32, 240: 0.29, 360: 0.26, 480: 0.22, 720: 0.19, 1080: 0.17, 1440: 0.16, 2160: 0.14}
+MIN_BPP = {r: 0.02 for r in RESOLUTIONS}
+# What each getXTheoreticalBitrate returns when the table gives 0 (below 144p).
+AVERAGE_FALLBACK, MAX_FALLBACK, MIN_FALLBACK = 192_000, 256_000, 10_000
+FPS_MAX = 60  # transcoding.fps.max
+KEEP_ORIGIN_FPS_RESOLUTION_MIN = 720
+THREADS = 1  # transcoding.threads
+
+
+def js_round(x: float) -> int:
+    """JavaScript's Math.round: halves go up (Python's round would take 12.5 to 12)."""
+    return math.floor(x + 0.5)
+
+
+def aspect_ratio(width: int, height: int) -> float:
+    return js_round(width / height * 10000) / 10000
+
+
+def calculate_bitrate(bpp: dict[int, float], resolution: int, ratio: float, fps: float) -> int:
+    """bits/s for a picture `resolution` high (short side) at `ratio`, from the bits-per-pixel
+    of the largest standard resolution not above it (0 below 144p)."""
+    other_side = resolution / ratio if 0 < ratio < 1 else resolution * ratio  # portrait: ratio < 1
+    standard = max((r for r in RESOLUTIONS if r <= resolution), default=None)
+    return math.floor(resolution * other_side * fps * bpp[standard]) if standard else 0
+
+
+def average_bitrate(resolution: int, ratio: float, fps: float) -> int:
+    return calculate_bitrate(AVERAGE_BPP, resolution, ratio, fps) or AVERAGE_FALLBACK
+
+
+def max_bitrate(resolution: int, ratio: float, fps: float) -> int:
+    return calculate_bitrate(MAX_BPP, resolution, ratio, fps) or MAX_FALLBACK
+
+
+def min_bitrate(resolution: int, ratio: float, fps: float) -> int:
+    return calculate_bitrate(MIN_BPP, resolution, ratio, fps) or MIN_FALLBACK
+
+
+def target_bitrate(input_bitrate: float | None, resolution: int, ratio: float, fps: float) -> float:
+    """The VBV cap (maxrate) of a rung: the average table, at most the input's bitrate plus
+    30 %, at least the minimum table."""
+    target = average_bitrate(resolution, ratio, fps)
+    if input_bitrate:
+        target = min(target, input_bitrate * 1.3)
+    return max(min_bitrate(resolution, ratio, fps), target)
+
+
+def closest_framerate(fps: int, candidates: list[int]) -> int:
+    """The largest candidate dividing fps, else the one leaving the smallest remainder."""
+    for c in sorted(candidates, reverse=True):
+        if fps % c == 0:
+            return c
+    return min(sorted(candidates, reverse=True), key=lambda c: fps % c)
+
+
+def output_fps(input_fps: int, resolution: int, is_origin: bool, max_fps: int = FPS_MAX) -> int:
+    standard = [v for v in (24, 25, 30) if v <= max_fps] or [max_fps]
+    fps = input_fps
+    if not is_origin and resolution < KEEP_ORIGIN_FPS_RESOLUTION_MIN and fps > min(30, max_fps):
+        fps = closest_framerate(fps, standard)
+    fps = max(fps, 1)
+    if fps > max_fps:
+        fps = closest_framerate(fps, [v for v in (50, 60, max_fps) if v <= max_fps])
+    return fps
+
+
+def to_even(n: int) -> int:
+    return n + n % 2  # rounding an odd size up (unverified: no clip of the issue's has one)
+
+
+def resolutions_to_encode(short_side: int) -> list[int]:
+    """The original resolution, then every standard one strictly below it (all enabled)."""
+    top = to_even(short_side)
+    return [top] + [r for r in sorted(RESOLUTIONS, reverse=True) if r < top]
+
+
+def x264_options(target_bps: float, fps: int) -> dict:
+    """ffmpeg-python output options of one PeerTube rung: the libx264 VOD profile plus the
+    defaults every VOD encode gets (no -b:v, no -crf: x264's CRF 23 under the VBV cap)."""
+    return {
+        "threads": THREADS,
+        "max_muxing_queue_size": 1024, "map_metadata": -1, "pix_fmt": "yuv420p",
+        "vcodec": "libx264", "preset": "veryfast", "maxrate": target_bps, "bufsize": target_bps * 2,
+        "b_strategy": 1, "bf": 16, "r": fps, "g": fps * 2,
+        "f": "mp4", "movflags": "faststart",
+    }
+
+
+def peertube_rung_command(src: str, dst: str, resolution: int, portrait: bool, target_bps: float,
+                          fps: int) -> list[str]:
+    scale = {"w": resolution, "h": -2} if portrait else {"w": -2, "h": resolution}
+    stream = ffmpeg.input(src).video.filter("scale", **scale)
+    out = ffmpeg.output(stream, dst, **x264_options(target_bps, fps)).overwrite_output()
+    return out.compile(cmd=imageio_ffmpeg.get_ffmpeg_exe())
+
+
+# --- measuring ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Rung:
+    name: str
+    width: int
+    height: int
+    path: str  # one MP4, video only
+    extra: dict = dataclasses.field(default_factory=dict)  # ladder-specific (PeerTube: fps, maxrate, CPU)
+
+
+@dataclasses.dataclass
+class Ladder:
+    rungs: list[Rung]
+    cpu_s: float
+    wall_s: float
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    name: str
+    upload: str  # the file as uploaded (PeerTube's input bitrate and fps come from it)
+    source: str  # the lossless excerpt both ladders encode and VMAF scores against
+    width: int
+    height: int
+    frame_rate: Fraction
+    duration_s: float
+
+
+def cpu_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_ffmpeg(args: list[str]) -> float:
+    """Runs one ffmpeg command; returns the CPU seconds it took."""
+    cpu0 = cpu_children()
+    proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed: {proc.stderr.decode(errors='replace')[-800:]}")
+    return cpu_children() - cpu0
+
+
+def probe(path: str) -> tuple[int, int, Fraction, int, float]:
+    """(width, height, average frame rate, container bit rate, duration s) of the first video
+    stream, width and height as coded."""
+    with av.open(path) as c:
+        v = c.streams.video[0]
+        return (v.codec_context.width, v.codec_context.height, Fraction(v.average_rate or 30), c.bit_rate or 0,
+                (c.duration or 0) / 1_000_000)
+
+
+def make_clip(name: str, work: Path, seconds: float | None) -> Clip:
+    """A lossless excerpt (x264 -qp 0, rotation applied; 4:4:4 when a side is odd, as 4:2:0
+    cannot code it) of the clip's first `seconds` (None: all of it), video only."""
+    upload = SHARED / MAIN_SET[name]
+    width, height = probe(str(upload))[:2]
+    pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    dst = work / f"{name}.mp4"
+    stream = ffmpeg.input(str(upload)).video
+    cut = {"t": seconds} if seconds else {}
+    run_ffmpeg(ffmpeg.output(stream, str(dst), vcodec="libx264", preset="ultrafast", qp=0, pix_fmt=pix_fmt, **cut)
+               .overwrite_output().compile(cmd=imageio_ffmpeg.get_ffmpeg_exe()))
+    width, height, rate, _, duration = probe(str(dst))
+    return Clip(name, str(upload), str(dst), width, height, rate, duration)
+
+
+def at_source_rate(rung: Rung, clip: Clip, work: Path) -> str:
+    """The rung as a viewer sees it at each source frame's time (a lossless copy resampled to
+    the source frame rate), when its rate differs: VMAF pairs frames by index."""
+    if Fraction(rung.extra.get("fps", clip.frame_rate)) == clip.frame_rate:
+        return rung.path
+    dst = str(work / f"{Path(rung.path).stem}_at_source_rate.mp4")
+    stream = ffmpeg.input(rung.path).video.filter("fps", fps=str(clip.frame_rate))
+    run_ffmpeg(ffmpeg.output(stream, dst, vcodec="libx264", preset="ultrafast", qp=0).overwrite_output()
+               .compile(cmd=imageio_ffmpeg.get_ffmpeg_exe()))
+    return dst
+
+
+def vmaf_display(files: list[str], clip: Clip, work: Path) -> list[float]:
+    """Display VMAF of each file, upscaled to the source size, against the source excerpt."""
+    from transcoder_svc import pertitle  # moved in parallel (issue 24): the import to fix at merge
+
+    return pertitle.vmaf_many(files, clip.source, clip.width, clip.height, str(work), VMAF_SUBSAMPLE, upscale=True)
+
+
+def measure(ladder: Ladder, clip: Clip, work: Path) -> dict:
+    scored = [at_source_rate(r, clip, work) for r in ladder.rungs]
+    vmaf = vmaf_display(scored, clip, work)
+    rungs = {r.name: {"width": r.width, "height": r.height,
+                      "bitrate_bps": int(os.path.getsize(r.path) * 8 / clip.duration_s),
+                      "display_vmaf": round(q, 2), **r.extra} for r, q in zip(ladder.rungs, vmaf)}
+    return {"cpu_s": round(ladder.cpu_s, 2), "wall_s": round(ladder.wall_s, 1),
+            "ladder_kbps": round(sum(r["bitrate_bps"] for r in rungs.values()) / 1000), **ladder.extra,
+            "rungs": rungs}
+
+
+# --- the ladders ----------------------------------------------------------------------
+
+
+def _peertube_rung(src: str, work: Path, resolution: int, portrait: bool, ratio: float, input_bitrate: float,
+                   fps: int) -> Rung:
+    target = target_bitrate(input_bitrate, resolution, ratio, fps)
+    dst = work / f"peertube_{resolution}p.mp4"
+    cpu = run_ffmpeg(peertube_rung_command(src, str(dst), resolution, portrait, target, fps))
+    width, height = probe(str(dst))[:2]
+    return Rung(f"{resolution}p", width, height, str(dst), {"fps": fps, "maxrate_bps": int(target), "cpu_s": round(cpu, 2)})
+
+
+def peertube_ladder(clip: Clip, work: Path, from_source: bool = False) -> Ladder:
+    """PeerTube's default VOD ladder with every resolution enabled: the original resolution
+    from the upload, then each lower one from that file (or, `from_source`, from the upload)."""
+    upload_rate, upload_bitrate = probe(clip.upload)[2:4]
+    portrait = clip.height > clip.width
+    top_res, *lower = resolutions_to_encode(min(clip.width, clip.height))
+    top_fps = output_fps(js_round(float(upload_rate)), top_res, is_origin=True)
+    t0 = time.monotonic()
+    top = _peertube_rung(clip.source, work, top_res, portrait, aspect_ratio(clip.width, clip.height),
+                         upload_bitrate, top_fps)
+    src, (width, height, _, bitrate, _) = top.path, probe(top.path)
+    if from_source:
+        src, width, height, bitrate = clip.source, clip.width, clip.height, upload_bitrate
+    rungs = [top] + [_peertube_rung(src, work, res, portrait, aspect_ratio(width, height), bitrate,
+                                    output_fps(top_fps, res, is_origin=False)) for res in lower]
+    return Ladder(rungs, sum(r.extra["cpu_s"] for r in rungs), time.monotonic() - t0,
+                  {"cpu_s_as_shipped": top.extra["cpu_s"], "upload_bitrate_bps": upload_bitrate,
+                   "lower_rungs_from": "source" if from_source else "top rung"})
+
+
+def longtail_default_ladder(clip: Clip, work: Path) -> Ladder:
+    """Longtail's default ladder as the platform encodes it today (no per-title analysis):
+    the ladder only, no storyboard or poster. Each rung's HLS output is remuxed to one MP4."""
+    from transcoder_svc import media  # renamed in parallel (issue 24): the import to fix at merge
+
+    info = media.probe(clip.source)
+    rungs = media.ladder_for(info)
+    out = work / "hls"
+    cpu0, t0 = cpu_children(), time.monotonic()
+    result = media.transcode(clip.source, str(out), info, rungs, storyboard=False, poster=False)
+    cpu, wall = cpu_children() - cpu0, time.monotonic() - t0
+    encoded = []
+    for rendition, rung in zip(result.families[0].renditions, rungs):
+        mp4 = work / f"longtail_{rendition.name}.mp4"
+        media.remux_rendition(str(out / rendition.playlist_path), None, str(mp4))
+        encoded.append(Rung(rendition.name, rendition.width, rendition.height, str(mp4),
+                            {"target_bps": rung.video_bitrate_bps}))
+    return Ladder(encoded, cpu, wall)
+
+
+def longtail_popular_ladder(clip: Clip, work: Path) -> Ladder | None:
+    """The slot for Longtail's popular-video path (issue 29: a better encode for the videos
+    placement predicts popular). None until that path exists: the bench then skips it."""
+    return None
+
+
+# --- comparing and reporting -----------------------------------------------------------
+
+ISSUE_29_BD_RATE = {"sintel_1080p": "+24 %", "cockatoo_720p": "+5 to +9 %", "car_detection_432p": "+130 %"}
+
+
+def _points(ladder: dict) -> list[tuple[int, float]]:
+    return [(r["bitrate_bps"], r["display_vmaf"]) for r in ladder["rungs"].values()]
+
+
+def compare(ladder: dict, reference: dict) -> dict:
+    """`ladder` against `reference`: BD-rate (bits at equal display VMAF; > 0: more bits),
+    kbps and CPU ratios, and each rung's display VMAF less the reference rung's of its height."""
+    by_height = {r["height"]: r for r in reference["rungs"].values()}
+    return {
+        "bd_rate_pct": bd_rate(_points(reference), _points(ladder)),
+        "kbps_ratio": round(ladder["ladder_kbps"] / reference["ladder_kbps"], 3),
+        "cpu_ratio": round(ladder["cpu_s"] / reference["cpu_s"], 3),
+        "display_vmaf_delta_by_height": {h: round(r["display_vmaf"] - by_height[h]["display_vmaf"], 2)
+                                         for h, r in ((r["height"], r) for r in ladder["rungs"].values())
+                                         if h in by_height},
+    }
+
+
+def run_clip(clip: Clip, work: Path, from_source: bool) -> dict:
+    makers = {"peertube": lambda c, w: peertube_ladder(c, w, from_source),
+              "longtail_default": longtail_default_ladder, "longtail_popular": longtail_popular_ladder}
+    ladders = {}
+    for name, make in makers.items():
+        lw = work / name
+        lw.mkdir(parents=True)
+        ladder = make(clip, lw)
+        if ladder is not None:
+            ladders[name] = measure(ladder, clip, lw)
+    out = {"source": f"{clip.width}x{clip.height} @ {float(clip.frame_rate):g} fps, {clip.duration_s:.2f} s",
+           "ladders": ladders,
+           "vs_peertube": {n: compare(l, ladders["peertube"]) for n, l in ladders.items() if n != "peertube"}}
+    if "longtail_popular" in ladders:
+        out["popular_vs_default"] = compare(ladders["longtail_popular"], ladders["longtail_default"])
+    return out
+
+
+def summarize(clips: dict) -> dict:
+    out = {}
+    for name in sorted({n for c in clips.values() for n in c["vs_peertube"]}):
+        per = {k: c["vs_peertube"][name] for k, c in clips.items() if name in c["vs_peertube"]}
+        bds = [v["bd_rate_pct"] for v in per.values() if v["bd_rate_pct"] is not None]
+        cpu = sum(clips[k]["ladders"][name]["cpu_s"] for k in per)
+        peer_cpu = sum(clips[k]["ladders"]["peertube"]["cpu_s"] for k in per)
+        out[name] = {"bd_rate_pct_by_clip": {k: v["bd_rate_pct"] for k, v in per.items()},
+                     "bd_rate_pct_avg": round(sum(bds) / len(bds), 2) if bds else None,
+                     "cpu_s": round(cpu, 1), "peertube_cpu_s": round(peer_cpu, 1),
+                     "peertube_cpu_s_as_shipped": round(sum(clips[k]["ladders"]["peertube"]["cpu_s_as_shipped"]
+                                                            for k in per), 1),
+                     "cpu_ratio": round(cpu / peer_cpu, 3),
+                     "worst_rung_display_vmaf_delta": min((d for v in per.values()
+                                                           for d in v["display_vmaf_delta_by_height"].values()),
+                                                          default=None)}
+    return out
+
+
+def write(args, clips: dict, started: float, final: bool) -> None:
+    out = {
+        "bench": "peer", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(),
+                    "python": platform.python_version(), "ffmpeg": ffmpeg_version(),
+                    "loadavg_1m_at_write": round(os.getloadavg()[0], 1)},  # the box is shared
+        "command": "nice -n 10 python bench/peer_bench.py " + " ".join(sys.argv[1:]),
+        "settings": {"clip_seconds": args.seconds or "whole clip", "vmaf_model": "vmaf_v0.6.1",
+                     "vmaf_subsample": VMAF_SUBSAMPLE, "vmaf": "display: each rung upscaled (bicubic) to the source size",
+                     "peertube_lower_rungs_from": "source" if args.peertube_from_source else "top rung",
+                     "peertube_resolutions": "all enabled, up to the source", "peertube_threads": THREADS},
+        "issue_29_reported_bd_rate": ISSUE_29_BD_RATE,
+        "complete": final, "summary": summarize(clips), "bench_wall_s": round(time.monotonic() - started, 1),
+        "clips": clips,
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+def print_clip(name: str, result: dict) -> None:
+    print(f"== {name} ({result['source']})")
+    for lname, ladder in result["ladders"].items():
+        rungs = ", ".join(f"{n} {r['bitrate_bps'] // 1000}k/{r['display_vmaf']:.1f}" for n, r in ladder["rungs"].items())
+        print(f"   {lname:<17} CPU {ladder['cpu_s']:>6.1f} s  {ladder['ladder_kbps']:>6} kbps  {rungs}")
+    for lname, c in result["vs_peertube"].items():
+        print(f"   {lname} vs PeerTube: BD-rate {c['bd_rate_pct']} %, kbps x{c['kbps_ratio']}, CPU x{c['cpu_ratio']}, "
+              f"dVMAF by height {c['display_vmaf_delta_by_height']} (issue 29: {ISSUE_29_BD_RATE.get(name, '-')})",
+              flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clips", default=",".join(MAIN_SET), help=f"comma-separated, from {', '.join(MAIN_SET)}")
+    ap.add_argument("--seconds", type=float, default=None, help="excerpt length (default: the whole clip)")
+    ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "peer.json"))
+    ap.add_argument("--peertube-from-source", action="store_true",
+                    help="encode PeerTube's lower rungs from the source, not from its top rung")
+    args = ap.parse_args()
+    started = time.monotonic()
+    clips = {}
+    with tempfile.TemporaryDirectory(prefix="peer-bench-") as tmp:
+        for name in args.clips.split(","):
+            work = Path(tmp) / name
+            work.mkdir()
+            clips[name] = run_clip(make_clip(name, work, args.seconds), work, args.peertube_from_source)
+            print_clip(name, clips[name])
+            write(args, clips, started, final=False)  # partial results survive a stop
+    write(args, clips, started, final=True)
+    print(json.dumps(summarize(clips), indent=1))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
