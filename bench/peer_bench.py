@@ -11,7 +11,7 @@ and the CPU each ladder costs (issue 29's peer benchmark).
 Per clip of ../shared/media's main set (a lossless excerpt of its first --seconds, video only,
 the reference every rung is scored against), each ladder is encoded, then per rung: bits
 (file size / duration, every rung remuxed to one MP4), display VMAF (vmaf_v0.6.1, the rung
-upscaled to the source size, every 2nd frame: pertitle.vmaf_many, as the other benches), and
+upscaled to the source size, every 2nd frame: ffmpeg_graphs.vmaf_many, as the other benches), and
 per ladder the CPU seconds of its encodes (user+sys of the ffmpeg children). Per clip: the
 BD-rate of Longtail's ladder against PeerTube's (bits at equal display VMAF,
 pertitle_bench.bd_rate; > 0: Longtail spends more), the ladders' kbps ratio and CPU ratio.
@@ -47,8 +47,8 @@ PeerTube does instead of the top encode when the upload is already H.264 under i
 bitrate (canDoQuickTranscode), and audio. --peertube-from-source encodes every rung from the
 source excerpt instead (PeerTube at its best: no second generation), with the upload's bitrate.
 
-Longtail's default ladder: the transcoder as the platform runs it (media.ladder_for,
-media.transcode, one ffmpeg process for all rungs, no per-title analysis), through
+Longtail's default ladder: the transcoder as the platform runs it (ladder.ladder_for,
+ffmpeg_graphs.transcode, one ffmpeg process for all rungs, no per-title analysis), through
 `longtail_default_ladder`. `longtail_popular_ladder` is the slot for the popular-video path.
 """
 
@@ -77,6 +77,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from machine import cpu_model, ffmpeg_version  # noqa: E402  (bench/machine.py)
 from pertitle_bench import VMAF_SUBSAMPLE, bd_rate  # noqa: E402
+from transcoder_svc import ffmpeg_graphs, ladder  # noqa: E402
+from transcoder_svc import probe as probe_module  # noqa: E402  (this file has its own probe())
 
 SHARED = ROOT.parent / "shared" / "media"
 # ../shared/media's main set (media/SOURCES.md #1-#10; #11 is the deliberately truncated file).
@@ -277,9 +279,7 @@ def at_source_rate(rung: Rung, clip: Clip, work: Path) -> str:
 
 def vmaf_display(files: list[str], clip: Clip, work: Path) -> list[float]:
     """Display VMAF of each file, upscaled to the source size, against the source excerpt."""
-    from transcoder_svc import pertitle  # moved in parallel (issue 24): the import to fix at merge
-
-    return pertitle.vmaf_many(files, clip.source, clip.width, clip.height, str(work), VMAF_SUBSAMPLE, upscale=True)
+    return ffmpeg_graphs.vmaf_many(files, clip.source, clip.width, clip.height, str(work), VMAF_SUBSAMPLE, upscale=True)
 
 
 def measure(ladder: Ladder, clip: Clip, work: Path) -> dict:
@@ -328,18 +328,16 @@ def peertube_ladder(clip: Clip, work: Path, from_source: bool = False) -> Ladder
 def longtail_default_ladder(clip: Clip, work: Path) -> Ladder:
     """Longtail's default ladder as the platform encodes it today (no per-title analysis):
     the ladder only, no storyboard or poster. Each rung's HLS output is remuxed to one MP4."""
-    from transcoder_svc import media  # renamed in parallel (issue 24): the import to fix at merge
-
-    info = media.probe(clip.source)
-    rungs = media.ladder_for(info)
+    info = probe_module.probe(clip.source)
+    rungs = ladder.ladder_for(info)
     out = work / "hls"
     cpu0, t0 = cpu_children(), time.monotonic()
-    result = media.transcode(clip.source, str(out), info, rungs, storyboard=False, poster=False)
+    result = ffmpeg_graphs.transcode(clip.source, str(out), info, rungs, storyboard=False, poster=False)
     cpu, wall = cpu_children() - cpu0, time.monotonic() - t0
     encoded = []
     for rendition, rung in zip(result.families[0].renditions, rungs):
         mp4 = work / f"longtail_{rendition.name}.mp4"
-        media.remux_rendition(str(out / rendition.playlist_path), None, str(mp4))
+        ffmpeg_graphs.remux_rendition(str(out / rendition.playlist_path), None, str(mp4))
         encoded.append(Rung(rendition.name, rendition.width, rendition.height, str(mp4),
                             {"target_bps": rung.video_bitrate_bps}))
     return Ladder(encoded, cpu, wall)
@@ -432,9 +430,9 @@ def write(args, clips: dict, started: float, final: bool) -> None:
 
 def print_clip(name: str, result: dict) -> None:
     print(f"== {name} ({result['source']})")
-    for lname, ladder in result["ladders"].items():
-        rungs = ", ".join(f"{n} {r['bitrate_bps'] // 1000}k/{r['display_vmaf']:.1f}" for n, r in ladder["rungs"].items())
-        print(f"   {lname:<17} CPU {ladder['cpu_s']:>6.1f} s  {ladder['ladder_kbps']:>6} kbps  {rungs}")
+    for lname, measured in result["ladders"].items():
+        rungs = ", ".join(f"{n} {r['bitrate_bps'] // 1000}k/{r['display_vmaf']:.1f}" for n, r in measured["rungs"].items())
+        print(f"   {lname:<17} CPU {measured['cpu_s']:>6.1f} s  {measured['ladder_kbps']:>6} kbps  {rungs}")
     for lname, c in result["vs_peertube"].items():
         print(f"   {lname} vs PeerTube: BD-rate {c['bd_rate_pct']} %, kbps x{c['kbps_ratio']}, CPU x{c['cpu_ratio']}, "
               f"dVMAF by height {c['display_vmaf_delta_by_height']} (issue 29: {ISSUE_29_BD_RATE.get(name, '-')})",
