@@ -12,6 +12,7 @@ handing an attacker a 64 MiB Argon2 computation per request.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -97,8 +98,12 @@ class Accounts:
         self.auth = auth
         self._clock = clock
         self._hasher = argon2.PasswordHasher()  # Argon2id, RFC 9106 low-memory parameters
-        # Verified against when the account is unknown, so that answer takes as long as a wrong password.
-        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+
+    @functools.cached_property
+    def _dummy_hash(self) -> str:
+        """Verified against when the account is unknown, so that answer takes as long as a
+        wrong password. Made on first use: a hash costs as much as a sign-in."""
+        return self._hasher.hash(secrets.token_urlsafe(16))
 
     def now_us(self) -> int:
         return int(self._clock() * 1_000_000)
