@@ -1,6 +1,7 @@
 """Contract of the AccountStore port; every backend must pass it."""
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 
@@ -18,9 +19,11 @@ def store(request, tmp_path):
 
         s = SqliteAccountStore(tmp_path / "m.sqlite3")
     else:
-        from tests.real_servers import make_real_account_store
+        from longtail_common.adapters.scylla_accounts import ScyllaAccountStore
+        from tests.real_servers import TEST_KEYSPACE
 
-        s = make_real_account_store(request.getfixturevalue("real_servers"))
+        servers = request.getfixturevalue("real_servers")
+        s = ScyllaAccountStore(dataclasses.replace(servers["config"].scylla, keyspace=TEST_KEYSPACE))
     yield s
     s.close()
 
