@@ -125,3 +125,20 @@ def test_tokens_created_listed_newest_first_and_deleted_by_their_owner(store):
     assert store.list_tokens(owner) == [new]
     assert store.delete_token(owner, old.token_id) is False
     assert store.list_tokens(uuid.uuid4().hex) == []
+
+
+@pytest.mark.real
+def test_scylla_schema_version_2_reruns_after_a_half_applied_run(real_servers):
+    """A migrator that died inside version 2 (its ALTER done, the version not recorded):
+    the next run applies version 2 again without tripping over the existing column."""
+    from longtail_common.adapters.scylla_metadata import migrate, open_session
+
+    cfg = dataclasses.replace(real_servers["config"].scylla, keyspace="half_" + _uid())
+    cluster, session = open_session(cfg)
+    try:
+        session.execute(f"DELETE FROM {cfg.keyspace}.schema_migrations WHERE version = 2")
+        assert migrate(cfg) == [2]
+        assert migrate(cfg) == []
+    finally:
+        session.execute(f"DROP KEYSPACE {cfg.keyspace}")
+        cluster.shutdown()
