@@ -5,6 +5,9 @@
   longtail services start|stop --dir DIR        (not in the service image)
   longtail traces VIDEO_ID [--data-dir DIR] [--config FILE] [--all]
   longtail metadata migrate [--config FILE]
+  longtail users add NAME --email E [--admin] | list | disable NAME | enable NAME | password-link NAME
+  longtail tokens create NAME [--expires-days N] [--label L] | list NAME | revoke NAME TOKEN_ID
+                                                (users/tokens: [--data-dir DIR] [--config FILE])
   longtail placement evaluate ...               (not in the service image)
   longtail placement run ...
 """
@@ -171,6 +174,162 @@ def cmd_metadata(args) -> int:
     return 0
 
 
+# -- accounts ------------------------------------------------------------------------------
+# `longtail users` and `longtail tokens` open the account store directly, as `longtail up`'s
+# metadata_svc does, rather than calling metadata_svc over gRPC: they then work before the
+# platform's first start (to make the first admin) as well as while it runs (SQLite in WAL
+# mode takes a second writer, Scylla any number), need no service address (`longtail up`
+# picks its ports at start), and never need a principal from the gateway: whoever can open
+# the data directory or the Scylla keyspace is already trusted with everything in it. The
+# rules are the service's own (`metadata_svc.accounts.Accounts`), and metadata_svc caches
+# nothing, so a disabled account or a new token counts at once.
+
+def _open_accounts(args, command: str):
+    """(config, Accounts on the configured store); exits 1 if a read-only command finds no store."""
+    from longtail_common.adapters import make_account_store
+    from longtail_common.ports import PortError
+    from metadata_svc.accounts import Accounts
+
+    cfg = _load_config_or_exit(args.config, command)
+    if args.data_dir:
+        cfg.data_dir = args.data_dir
+    sqlite_file = cfg.data_path / "metadata.sqlite3"
+    if cfg.backends.metadata == "sqlite" and command != "users add" and not sqlite_file.exists():
+        sys.exit(f"longtail {command}: no Longtail data in {cfg.data_path} (wrong --data-dir?)")
+    try:
+        return cfg, Accounts(make_account_store(cfg), cfg.auth)
+    except (PortError, ValueError) as exc:
+        sys.exit(f"longtail {command}: cannot open the account store: {exc}")
+
+
+def _when(us: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(us / 1e6)) if us else "never"
+
+
+def _users_add(cfg, accounts, args) -> None:
+    account = accounts.create(args.name, email=args.email, admin=args.admin)
+    token, expire_us = accounts.create_password_link(account.account_id)
+    base = (cfg.platform.public_url or f"http://127.0.0.1:{args.port}").rstrip("/")
+    print(f"created {'admin ' if account.admin else ''}account {account.username} ({account.account_id})")
+    print(f"its password can be set once, until {_when(expire_us)}, at:")
+    print(f"{base}/account/set-password?token={token}")
+
+
+def _users_list(cfg, accounts, args) -> None:
+    records, cursor = accounts.list_accounts(500, None)
+    while cursor:
+        page, cursor = accounts.list_accounts(500, cursor)
+        records += page
+    rows = [("USERNAME", "EMAIL", "ADMIN", "DISABLED", "PASSWORD", "CREATED")]
+    rows += [(r.username, r.email or "-", "yes" if r.admin else "no", "yes" if r.disabled else "no",
+              "set" if r.password_hash else "not set", _when(r.create_time_us))
+             for r in sorted(records, key=lambda r: r.username)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _users_set_disabled(cfg, accounts, args) -> None:
+    disabled = args.action == "disable"
+    account = accounts.update(accounts.by_username(args.name).account_id, disabled=disabled)
+    print(f"account {account.username} disabled: it cannot sign in and its API tokens stop working" if disabled
+          else f"account {account.username} enabled")
+
+
+def _users_password_link(cfg, accounts, args) -> None:
+    token, expire_us = accounts.create_password_link(accounts.by_username(args.name).account_id)
+    base = (cfg.platform.public_url or f"http://127.0.0.1:{args.port}").rstrip("/")
+    print(f"the password of {args.name} can be set once, until {_when(expire_us)}, at:")
+    print(f"{base}/account/set-password?token={token}")
+
+
+def _tokens_create(cfg, accounts, args) -> None:
+    if args.expires_days is not None and args.expires_days <= 0:
+        raise ValueError("--expires-days must be a positive number of days")
+    account = accounts.by_username(args.name)
+    expire_us = accounts.now_us() + args.expires_days * 86_400_000_000 if args.expires_days else 0
+    record, secret = accounts.create_token(account.account_id, display_name=args.label, expire_time_us=expire_us)
+    print(f"created API token {record.token_id} for {account.username} (expires: {_when(record.expire_time_us)})")
+    print("it is shown only now; send it as `Authorization: Bearer <token>`:")
+    print(secret)
+
+
+def _tokens_list(cfg, accounts, args) -> None:
+    now = accounts.now_us()
+    for t in accounts.list_tokens(accounts.by_username(args.name).account_id):
+        expired = " (expired)" if t.expire_time_us and t.expire_time_us <= now else ""
+        print(f"{t.token_id}  {t.display_name or '-'}  created {_when(t.create_time_us)}  "
+              f"expires {_when(t.expire_time_us)}{expired}")
+
+
+def _tokens_revoke(cfg, accounts, args) -> None:
+    accounts.revoke_token(accounts.by_username(args.name).account_id, args.token_id)
+    print(f"revoked API token {args.token_id} of {args.name}")
+
+
+def cmd_accounts(args) -> int:
+    """`longtail users ...` / `longtail tokens ...`: exit 2 for input the rules refuse, 1 for
+    an unknown account or token, a taken username, or a store that cannot be reached."""
+    from longtail_common.ports import AlreadyExistsError, NotFoundError, PortError
+    from metadata_svc.accounts import FailedPreconditionError
+
+    command = f"{args.command} {args.action}"
+    cfg, accounts = _open_accounts(args, command)
+    try:
+        args.run(cfg, accounts, args)
+        return 0
+    except ValueError as exc:
+        print(f"longtail {command}: {exc}", file=sys.stderr)
+        return 2
+    except (NotFoundError, AlreadyExistsError, FailedPreconditionError, PortError) as exc:
+        print(f"longtail {command}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        accounts.store.close()
+
+
+def _add_account_parsers(sub) -> None:
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--data-dir", default=None, help="the platform's data dir (default ./.longtail)")
+    where.add_argument("--config", default=None, help="TOML config file (or LONGTAIL_CONFIG)")
+    link = argparse.ArgumentParser(add_help=False)
+    link.add_argument("--port", type=int, default=8080,
+                      help="gateway port for the link when platform.public_url is not set (default 8080)")
+
+    users = sub.add_parser("users", help="accounts: add, list, disable, enable, password-link")
+    users.set_defaults(func=cmd_accounts)
+    actions = users.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", parents=[where, link], help="create an account; prints a one-time password link")
+    add.add_argument("name")
+    add.add_argument("--email", required=True)
+    add.add_argument("--admin", action="store_true", help="may act on every channel and account")
+    add.set_defaults(run=_users_add)
+    actions.add_parser("list", parents=[where], help="every account").set_defaults(run=_users_list)
+    for action, what in (("disable", "no sign-in, API tokens stop working"), ("enable", "undo disable")):
+        p = actions.add_parser(action, parents=[where], help=what)
+        p.add_argument("name")
+        p.set_defaults(run=_users_set_disabled)
+    reset = actions.add_parser("password-link", parents=[where, link], help="a new one-time password link")
+    reset.add_argument("name")
+    reset.set_defaults(run=_users_password_link)
+
+    tokens = sub.add_parser("tokens", help="personal API tokens: create, list, revoke")
+    tokens.set_defaults(func=cmd_accounts)
+    actions = tokens.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", parents=[where], help="a new token, printed on the last line")
+    create.add_argument("name")
+    create.add_argument("--expires-days", type=int, default=None, help="stop working after N days (default never)")
+    create.add_argument("--label", default="", help="a name for the token, e.g. ci")
+    create.set_defaults(run=_tokens_create)
+    listing = actions.add_parser("list", parents=[where], help="an account's tokens (never their secrets)")
+    listing.add_argument("name")
+    listing.set_defaults(run=_tokens_list)
+    revoke = actions.add_parser("revoke", parents=[where], help="a token stops working at once")
+    revoke.add_argument("name")
+    revoke.add_argument("token_id")
+    revoke.set_defaults(run=_tokens_revoke)
+
+
 def _import_dev_only(module: str, command: str):
     """`module`, from a package the service image does not ship (the test servers, placement
     research); where it is not installed, exit 2 saying so instead of a traceback."""
@@ -239,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     metadata.add_argument("action", choices=["migrate"], help="migrate: create/upgrade the schema (idempotent)")
     metadata.add_argument("--config", default=None, help="TOML config file (or LONGTAIL_CONFIG)")
     metadata.set_defaults(func=cmd_metadata)
+
+    _add_account_parsers(sub)
 
     sub.add_parser("placement", help="placement model: evaluate | run")
 

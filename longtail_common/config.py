@@ -63,6 +63,9 @@ class ServicesConfig:
 
 @dataclass
 class PlatformConfig:
+    # The address viewers reach the gateway at (e.g. https://video.example.org), used to build
+    # links handed out of band (password links); "" = http://127.0.0.1:<gateway port>.
+    public_url: str = ""
     # CDN regions placement decides for.
     regions: list[str] = field(default_factory=lambda: ["US", "GB", "DE", "JP", "BR", "IN"])
     default_region: str = "US"
@@ -130,6 +133,20 @@ class LauncherConfig:
 
 
 @dataclass
+class AuthConfig:
+    # Anyone may create an account from the sign-in page; off: only `longtail users add`
+    # (or an admin) creates accounts.
+    open_signup: bool = False
+    # How long a one-time password link (`longtail users add`) works.
+    password_link_ttl_s: int = 7 * 86400
+    # Shortest password accepted (NIST SP 800-63B: at least 8; no composition rules).
+    min_password_length: int = 8
+    # Longest life of a personal API token, in days (0 = tokens may never expire). When set,
+    # a token asked for without an expiry gets this one.
+    token_max_expiry_days: int = 0
+
+
+@dataclass
 class Config:
     data_dir: str = ".longtail"
     backends: BackendsConfig = field(default_factory=BackendsConfig)
@@ -141,6 +158,7 @@ class Config:
     transcoder: TranscoderConfig = field(default_factory=TranscoderConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
     def data_path(self) -> pathlib.Path:

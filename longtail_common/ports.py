@@ -1,4 +1,4 @@
-"""The three ports every service talks to its infrastructure through.
+"""The ports every service talks to its infrastructure through.
 
 Each port has an embedded backend (SQLite, filesystem, a local durable log) and a real
 one (ScyllaDB, MinIO/S3, Kafka). Services only ever see these interfaces; which backend
@@ -95,6 +95,13 @@ class VideoRecord:
     payload: bytes
 
 
+@dataclass(frozen=True)
+class ChannelRecord:
+    channel_id: str
+    name: str
+    owner_account_id: str  # "" for a channel made before accounts existed
+
+
 @runtime_checkable
 class MetadataStore(Protocol):
     def create_video(self, record: VideoRecord) -> None:
@@ -113,10 +120,80 @@ class MetadataStore(Protocol):
     ) -> tuple[list[VideoRecord], str | None]:
         """Newest first. `cursor` is opaque (from a previous call); returns next cursor or None."""
 
-    def put_channel(self, channel_id: str, name: str) -> None: ...
+    def create_channel(self, record: ChannelRecord) -> None:
+        """Insert; raises AlreadyExistsError if the id exists (whoever owns it), so of two
+        racing creators exactly one owns the channel."""
 
-    def get_channel(self, channel_id: str) -> str | None:
-        """The channel's name, or None."""
+    def get_channel(self, channel_id: str) -> ChannelRecord | None: ...
+
+    def list_owned_channels(self, owner_account_id: str) -> list[ChannelRecord]:
+        """The channels an account owns, by id."""
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------
+# Account port: accounts, one-time password links and personal API tokens. Kept in the
+# metadata backend (same SQLite file, same Scylla keyspace); secrets arrive here hashed.
+
+
+@dataclass
+class AccountRecord:
+    account_id: str
+    username: str  # unique; never changes
+    email: str
+    password_hash: str  # Argon2id PHC string; "" until a password is set
+    admin: bool
+    disabled: bool
+    create_time_us: int
+    update_time_us: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A personal API token; `secret_hash` is the SHA-256 hex of its secret part."""
+
+    token_id: str
+    account_id: str
+    secret_hash: str
+    display_name: str
+    create_time_us: int
+    expire_time_us: int  # 0 = never
+
+
+@runtime_checkable
+class AccountStore(Protocol):
+    def create_account(self, record: AccountRecord) -> None:
+        """Insert; raises AlreadyExistsError if the username (or id) is taken."""
+
+    def get_account(self, account_id: str) -> AccountRecord | None: ...
+
+    def get_account_by_username(self, username: str) -> AccountRecord | None: ...
+
+    def list_accounts(self, page_size: int, cursor: str | None) -> tuple[list[AccountRecord], str | None]:
+        """Every account once across the pages, in the store's order. `cursor` is opaque
+        (from a previous call; ValueError if malformed); returns the next one or None."""
+
+    def replace_account(self, record: AccountRecord, expected_etag: str) -> None:
+        """Compare-and-set on etag (the username cannot change): NotFoundError or ConflictError."""
+
+    def put_password_link(self, link_hash: str, account_id: str, expire_time_us: int) -> None: ...
+
+    def consume_password_link(self, link_hash: str, now_us: int) -> str | None:
+        """The link's account id, once: the link is deleted, so of concurrent callers at
+        most one gets it. None for an unknown, used or expired (at `now_us`) link."""
+
+    def create_token(self, record: TokenRecord) -> None:
+        """Insert; raises AlreadyExistsError if the token id exists."""
+
+    def get_token(self, token_id: str) -> TokenRecord | None: ...
+
+    def list_tokens(self, account_id: str) -> list[TokenRecord]:
+        """The account's tokens, expired ones included, newest first."""
+
+    def delete_token(self, account_id: str, token_id: str) -> bool:
+        """Revokes at once; False if the account has no such token."""
 
     def close(self) -> None: ...
 

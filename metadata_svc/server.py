@@ -1,4 +1,4 @@
-"""gRPC MetadataService over the MetadataStore port."""
+"""gRPC MetadataService over the MetadataStore port, served beside AccountService."""
 from __future__ import annotations
 
 import logging
@@ -10,10 +10,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from longtail.metadata.v1 import metadata_service_pb2 as pb
 from longtail.metadata.v1 import metadata_service_pb2_grpc as pb_grpc
+from longtail.accounts.v1 import account_service_pb2_grpc as accounts_grpc
 from longtail.metadata.v1 import video_pb2
+from longtail_common.adapters import make_account_store
 from longtail_common.config import Config, load_config
 from longtail_common.ports import (
     AlreadyExistsError,
+    ChannelRecord,
     ConflictError,
     InvalidKeyError,
     MetadataStore,
@@ -23,6 +26,8 @@ from longtail_common.ports import (
 )
 from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Needs, Running, run_service
+from metadata_svc.account_server import AccountServicer
+from metadata_svc.accounts import Accounts
 
 log = logging.getLogger("metadata_svc")
 
@@ -88,6 +93,17 @@ def _from_record(record: VideoRecord) -> video_pb2.Video:
     return video
 
 
+def _channel_message(record: ChannelRecord) -> video_pb2.Channel:
+    return video_pb2.Channel(id=record.channel_id, name=record.name, owner_account_id=record.owner_account_id)
+
+
+def _validate_channel(channel: video_pb2.Channel) -> ChannelRecord:
+    validate_id(channel.id, "channel id")
+    if channel.owner_account_id:
+        validate_id(channel.owner_account_id, "owner account id")
+    return ChannelRecord(channel.id, channel.name or channel.id, channel.owner_account_id)
+
+
 class MetadataServicer(pb_grpc.MetadataServiceServicer):
     def __init__(self, store: MetadataStore):
         self.store = store
@@ -150,7 +166,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         video.CopyFrom(request.video)
         try:
             validate_id(video.id, "video id")
-            validate_id(video.channel.id, "channel id")
+            asked = _validate_channel(video.channel)
         except InvalidKeyError as exc:
             self._abort_for(context, exc)
         if not video.title.strip():
@@ -159,12 +175,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"title longer than {MAX_TITLE} characters")
         if len(video.description) > MAX_DESCRIPTION:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"description longer than {MAX_DESCRIPTION} characters")
-        name = self.store.get_channel(video.channel.id)
-        if name is None:
-            # First upload to a channel creates it; its display name defaults to its id.
-            name = video.channel.name or video.channel.id
-            self.store.put_channel(video.channel.id, name)
-        video.channel.name = name
+        video.channel.CopyFrom(_channel_message(self._channel_for_upload(asked)))
         video.status = S.VIDEO_STATUS_UPLOADING
         now = _now()
         video.create_time.CopyFrom(now)
@@ -207,30 +218,65 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             self._abort_for(context, exc)
         return updated
 
+    def _channel_for_upload(self, asked: ChannelRecord) -> ChannelRecord:
+        """The stored channel; the first upload to a channel creates it, owned by the uploader."""
+        stored = self.store.get_channel(asked.channel_id)
+        if stored is not None:
+            return stored
+        try:
+            self.store.create_channel(asked)
+            log.info("created channel %s for account %s", asked.channel_id, asked.owner_account_id or "(none)")
+            return asked
+        except AlreadyExistsError:  # a concurrent first upload created it: theirs stands
+            return self.store.get_channel(asked.channel_id)
+
     def GetChannel(self, request, context):
-        name = self.store.get_channel(request.id)
-        if name is None:
+        record = self.store.get_channel(request.id)
+        if record is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"channel {request.id} not found")
-        return video_pb2.Channel(id=request.id, name=name)
+        return _channel_message(record)
 
     def CreateChannel(self, request, context):
         try:
-            validate_id(request.channel.id, "channel id")
-        except InvalidKeyError as exc:
+            record = _validate_channel(request.channel)
+            if not record.owner_account_id:
+                raise ValueError("channel.owner_account_id is required")
+            self.store.create_channel(record)
+        except (InvalidKeyError, ValueError, AlreadyExistsError) as exc:
             self._abort_for(context, exc)
-        if self.store.get_channel(request.channel.id) is not None:
-            context.abort(grpc.StatusCode.ALREADY_EXISTS, f"channel {request.channel.id} exists")
-        self.store.put_channel(request.channel.id, request.channel.name or request.channel.id)
-        return video_pb2.Channel(id=request.channel.id, name=request.channel.name or request.channel.id)
+        log.info("created channel %s for account %s", record.channel_id, record.owner_account_id)
+        return _channel_message(record)
+
+    def ListChannels(self, request, context):
+        if not request.owner_account_id:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "owner_account_id is required")
+        records = self.store.list_owned_channels(request.owner_account_id)
+        return pb.ListChannelsResponse(channels=[_channel_message(r) for r in records])
+
+
+class MetadataAndAccountServicer(MetadataServicer, AccountServicer):
+    """Both services of metadata_svc in one object: the service skeleton binds one servicer,
+    and their RPC names do not overlap."""
+
+    def __init__(self, store: MetadataStore, accounts: Accounts):
+        MetadataServicer.__init__(self, store)
+        AccountServicer.__init__(self, accounts)
+
+
+def _add_servicers(servicer, server: grpc.Server) -> None:
+    pb_grpc.add_MetadataServiceServicer_to_server(servicer, server)
+    accounts_grpc.add_AccountServiceServicer_to_server(servicer, server)
 
 
 def serve(cfg: Config) -> None:
     def start(backends: Backends) -> Running:
-        return Running(MetadataServicer(backends.metadata_store), close=[backends.metadata_store.close])
+        # Opened once the metadata store answers, so its backend is up (same file or keyspace).
+        account_store = make_account_store(cfg)
+        servicer = MetadataAndAccountServicer(backends.metadata_store, Accounts(account_store, cfg.auth))
+        return Running(servicer, close=[backends.metadata_store.close, account_store.close])
 
     run_service(cfg, name="longtail.metadata.v1.MetadataService", address=cfg.services.metadata,
-                add_servicer=pb_grpc.add_MetadataServiceServicer_to_server, needs=Needs(metadata_store=True),
-                start=start)
+                add_servicer=_add_servicers, needs=Needs(metadata_store=True), start=start)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from longtail_common.config import KafkaConfig, S3Config, load_config
 from longtail_common.ports import (
     AlreadyExistsError,
     BackendUnavailableError,
+    ChannelRecord,
     ConflictError,
     InvalidKeyError,
     MetadataStore,
@@ -354,10 +355,11 @@ def test_scylla_duplicate_create_repairs_a_missing_index_row(store):
 def test_scylla_channels(store):
     cid = "ch" + _uid()
     assert store.get_channel(cid) is None
-    store.put_channel(cid, "Cooking with Ada")
-    assert store.get_channel(cid) == "Cooking with Ada"
-    store.put_channel(cid, "Baking with Ada")
-    assert store.get_channel(cid) == "Baking with Ada"
+    store.create_channel(ChannelRecord(cid, "Cooking with Ada", "ada"))
+    assert store.get_channel(cid) == ChannelRecord(cid, "Cooking with Ada", "ada")
+    with pytest.raises(AlreadyExistsError):
+        store.create_channel(ChannelRecord(cid, "Baking with Bob", "bob"))
+    assert store.get_channel(cid) == ChannelRecord(cid, "Cooking with Ada", "ada")
 
 
 def test_scylla_migrate_is_idempotent(real_servers):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from longtail_common.config import Config
-from longtail_common.ports import MetadataStore, ObjectStore, TopicBus, ViewCountStore
+from longtail_common.ports import AccountStore, MetadataStore, ObjectStore, TopicBus, ViewCountStore
 
 
 def make_metadata_store(cfg: Config) -> MetadataStore:
@@ -15,6 +15,20 @@ def make_metadata_store(cfg: Config) -> MetadataStore:
         from longtail_common.adapters.scylla_metadata import ScyllaMetadataStore
 
         return ScyllaMetadataStore(cfg.scylla)
+    raise ValueError(f"unknown metadata backend {kind!r} (sqlite | scylla)")
+
+
+def make_account_store(cfg: Config) -> AccountStore:
+    """Accounts live in the metadata backend: the same SQLite file or Scylla keyspace."""
+    kind = cfg.backends.metadata
+    if kind == "sqlite":
+        from longtail_common.adapters.sqlite_accounts import SqliteAccountStore
+
+        return SqliteAccountStore(cfg.data_path / "metadata.sqlite3")
+    if kind == "scylla":
+        from longtail_common.adapters.scylla_accounts import ScyllaAccountStore
+
+        return ScyllaAccountStore(cfg.scylla)
     raise ValueError(f"unknown metadata backend {kind!r} (sqlite | scylla)")
 
 

@@ -8,7 +8,9 @@ Tables (keyspace from config, created by `migrate`):
   `(create_time_us DESC, video_id DESC)` so a page is one slice read, newest first.
   It carries `status`, which the listing filters on client-side while paging (no
   secondary index, no ALLOW FILTERING).
-* `channels`: channel names.
+* `channels`: channel names and owners; `channels_by_owner` lists an account's channels.
+* the account tables (`accounts`, `accounts_by_id`, `password_links`, `api_tokens`,
+  `api_tokens_by_account`), used by `scylla_accounts`: one keyspace, one versioned schema.
 * `schema_migrations`: which versions of the schema were applied.
 
 Writes: `create_video` is `INSERT ... IF NOT EXISTS` and `replace_video` is
@@ -30,6 +32,7 @@ from longtail_common.config import ScyllaConfig
 from longtail_common.ports import (
     AlreadyExistsError,
     BackendUnavailableError,
+    ChannelRecord,
     ConflictError,
     NotFoundError,
     PortError,
@@ -45,8 +48,9 @@ CONNECT_TIMEOUT_S = 10.0
 # by then it is returned short, with a cursor to go on from.
 MAX_SCAN_ROWS = 5000
 
-# Versioned schema. Every statement is idempotent (IF NOT EXISTS), so re-running a
-# version is harmless; `schema_migrations` records what ran. Append, never edit.
+# Versioned schema. Every statement is idempotent (IF NOT EXISTS; an ALTER ... ADD of a
+# column that exists is skipped), so re-running a version is harmless; `schema_migrations`
+# records what ran. Append, never edit.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "videos, videos_by_channel, channels", [
         """CREATE TABLE IF NOT EXISTS {ks}.videos (
@@ -67,25 +71,66 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             channel_id text PRIMARY KEY,
             name text)""",
     ]),
+    (2, "channel owners; accounts, password links, API tokens", [
+        "ALTER TABLE {ks}.channels ADD owner_account_id text",
+        """CREATE TABLE IF NOT EXISTS {ks}.channels_by_owner (
+            owner_account_id text,
+            channel_id text,
+            name text,
+            PRIMARY KEY ((owner_account_id), channel_id))""",
+        # Keyed by username: INSERT ... IF NOT EXISTS makes usernames unique in one write.
+        """CREATE TABLE IF NOT EXISTS {ks}.accounts (
+            username text PRIMARY KEY,
+            account_id text,
+            email text,
+            password_hash text,
+            admin boolean,
+            disabled boolean,
+            create_time_us bigint,
+            update_time_us bigint,
+            etag text)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.accounts_by_id (
+            account_id text PRIMARY KEY,
+            username text)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.password_links (
+            link_hash text PRIMARY KEY,
+            account_id text,
+            expire_time_us bigint)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.api_tokens (
+            token_id text PRIMARY KEY,
+            account_id text,
+            secret_hash text,
+            display_name text,
+            create_time_us bigint,
+            expire_time_us bigint)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.api_tokens_by_account (
+            account_id text,
+            token_id text,
+            secret_hash text,
+            display_name text,
+            create_time_us bigint,
+            expire_time_us bigint,
+            PRIMARY KEY ((account_id), token_id))""",
+    ]),
 ]
 
 _KEYSPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
 
-def _keyspace(cfg: ScyllaConfig) -> str:
+def keyspace_name(cfg: ScyllaConfig) -> str:
     if not _KEYSPACE_RE.match(cfg.keyspace or ""):
         raise ValueError(f"invalid keyspace name {cfg.keyspace!r}")
     return cfg.keyspace
 
 
-def _unavailable_errors() -> tuple[type[BaseException], ...]:
+def unavailable_errors() -> tuple[type[BaseException], ...]:
     from cassandra import CoordinationFailure, OperationTimedOut, RequestExecutionException
     from cassandra.cluster import NoHostAvailable
 
     return (NoHostAvailable, OperationTimedOut, RequestExecutionException, CoordinationFailure, OSError)
 
 
-def _wrap(what: str, cfg: ScyllaConfig, exc: BaseException) -> PortError:
+def wrap_error(what: str, cfg: ScyllaConfig, exc: BaseException) -> PortError:
     from cassandra import WriteTimeout
     from cassandra.policies import WriteType
 
@@ -125,7 +170,7 @@ def migrate(cfg: ScyllaConfig, session=None) -> list[int]:
     """Bring the keyspace's schema up to date. Idempotent. Returns the versions applied now."""
     from cassandra.query import SimpleStatement
 
-    ks = _keyspace(cfg)
+    ks = keyspace_name(cfg)
     # The replication map goes into CQL verbatim: accept only a map literal with a class.
     if not re.fullmatch(r"\{\s*'class'\s*:\s*'[A-Za-z.]+'\s*(,\s*'[A-Za-z0-9_]+'\s*:\s*'?\d+'?\s*)*\}",
                         cfg.replication.strip()):
@@ -136,9 +181,9 @@ def migrate(cfg: ScyllaConfig, session=None) -> list[int]:
         cluster = connect(cfg)
         try:
             session = cluster.connect()
-        except _unavailable_errors() as exc:
+        except unavailable_errors() as exc:
             cluster.shutdown()
-            raise _wrap("connecting", cfg, exc) from exc
+            raise wrap_error("connecting", cfg, exc) from exc
     try:
         session.execute(f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {cfg.replication}")
         session.execute(f"""CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (
@@ -149,7 +194,7 @@ def migrate(cfg: ScyllaConfig, session=None) -> list[int]:
             if version in done:
                 continue
             for stmt in statements:
-                session.execute(SimpleStatement(stmt.format(ks=ks)))
+                _apply_statement(session, SimpleStatement(stmt.format(ks=ks)))
             session.execute(
                 f"INSERT INTO {ks}.schema_migrations (version, description, applied_at) "
                 "VALUES (%s, %s, toTimestamp(now())) IF NOT EXISTS", (version, description))
@@ -158,11 +203,40 @@ def migrate(cfg: ScyllaConfig, session=None) -> list[int]:
         if not session.wait_for_schema_agreement(wait_time=30):
             log.warning("schema versions did not agree within 30s")
         return applied
-    except _unavailable_errors() as exc:
-        raise _wrap("migrating the schema", cfg, exc) from exc
+    except unavailable_errors() as exc:
+        raise wrap_error("migrating the schema", cfg, exc) from exc
     finally:
         if cluster is not None:
             cluster.shutdown()
+
+
+def _apply_statement(session, statement) -> None:
+    """Runs one migration statement; an ALTER ... ADD whose column exists (a version that
+    was half applied when its migrator died) is skipped, as IF NOT EXISTS would."""
+    from cassandra import InvalidRequest
+
+    try:
+        session.execute(statement)
+    except InvalidRequest as exc:
+        if not (statement.query_string.lstrip().upper().startswith("ALTER") and "exist" in str(exc).lower()):
+            raise
+
+
+def open_session(cfg: ScyllaConfig, migrate_schema: bool = True):
+    """(cluster, session) on the keyspace's servers, the schema migrated when asked."""
+    cluster = connect(cfg)
+    try:
+        session = cluster.connect()
+    except unavailable_errors() as exc:
+        cluster.shutdown()
+        raise wrap_error("connecting", cfg, exc) from exc
+    try:
+        if migrate_schema:
+            migrate(cfg, session)
+    except BaseException:
+        cluster.shutdown()
+        raise
+    return cluster, session
 
 
 def _encode_cursor(create_time_us: int, video_id: str) -> str:
@@ -182,16 +256,9 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
 class ScyllaMetadataStore:
     def __init__(self, cfg: ScyllaConfig, migrate_schema: bool = True):
         self.cfg = cfg
-        self._ks = _keyspace(cfg)
-        self._cluster = connect(cfg)
+        self._ks = keyspace_name(cfg)
+        self._cluster, self._session = open_session(cfg, migrate_schema)
         try:
-            self._session = self._cluster.connect()
-        except _unavailable_errors() as exc:
-            self._cluster.shutdown()
-            raise _wrap("connecting", cfg, exc) from exc
-        try:
-            if migrate_schema:
-                migrate(cfg, self._session)
             self._prepare()
         except BaseException:
             self._cluster.shutdown()
@@ -223,16 +290,21 @@ class ScyllaMetadataStore:
                                  "WHERE channel_id = ? LIMIT ?")
             self._list_after = p(f"SELECT create_time_us, video_id, status FROM {ks}.videos_by_channel "
                                  "WHERE channel_id = ? AND (create_time_us, video_id) < (?, ?) LIMIT ?")
-            self._put_channel = p(f"INSERT INTO {ks}.channels (channel_id, name) VALUES (?, ?)")
-            self._get_channel = p(f"SELECT name FROM {ks}.channels WHERE channel_id = ?")
-        except _unavailable_errors() as exc:
-            raise _wrap("preparing statements", self.cfg, exc) from exc
+            self._insert_channel = p(f"INSERT INTO {ks}.channels (channel_id, name, owner_account_id) "
+                                     "VALUES (?, ?, ?) IF NOT EXISTS")
+            self._get_channel = p(f"SELECT channel_id, name, owner_account_id FROM {ks}.channels WHERE channel_id = ?")
+            self._index_channel = p(f"INSERT INTO {ks}.channels_by_owner (owner_account_id, channel_id, name) "
+                                    "VALUES (?, ?, ?)")
+            self._list_owned = p(f"SELECT channel_id, name, owner_account_id FROM {ks}.channels_by_owner "
+                                 "WHERE owner_account_id = ?")
+        except unavailable_errors() as exc:
+            raise wrap_error("preparing statements", self.cfg, exc) from exc
 
     def _execute(self, what: str, stmt, args=()):
         try:
             return self._session.execute(stmt, args)
-        except _unavailable_errors() as exc:
-            raise _wrap(what, self.cfg, exc) from exc
+        except unavailable_errors() as exc:
+            raise wrap_error(what, self.cfg, exc) from exc
 
     @staticmethod
     def _record(row) -> VideoRecord:
@@ -281,8 +353,8 @@ class ScyllaMetadataStore:
                 row = fut.result().one()
                 if row is not None:
                     found[vid] = self._record(row)
-        except _unavailable_errors() as exc:
-            raise _wrap(f"reading {len(unique)} videos", self.cfg, exc) from exc
+        except unavailable_errors() as exc:
+            raise wrap_error(f"reading {len(unique)} videos", self.cfg, exc) from exc
         return [found[v] for v in video_ids if v in found]
 
     def replace_video(self, record: VideoRecord, expected_etag: str) -> None:
@@ -342,13 +414,32 @@ class ScyllaMetadataStore:
             next_cursor = None
         return records, next_cursor
 
-    def put_channel(self, channel_id: str, name: str) -> None:
-        validate_id(channel_id, "channel id")
-        self._execute(f"writing channel {channel_id}", self._put_channel, (channel_id, name))
+    def create_channel(self, record: ChannelRecord) -> None:
+        validate_id(record.channel_id, "channel id")
+        result = self._execute(f"creating channel {record.channel_id}", self._insert_channel,
+                               (record.channel_id, record.name, record.owner_account_id))
+        # The owner's listing row follows the channel row; a retried create of a channel whose
+        # creator died in between writes it then (rows never change, so rewriting is harmless).
+        stored = record if result.was_applied else self.get_channel(record.channel_id)
+        if stored is not None and stored.owner_account_id:
+            self._execute(f"indexing channel {record.channel_id}", self._index_channel,
+                          (stored.owner_account_id, stored.channel_id, stored.name))
+        if not result.was_applied:
+            raise AlreadyExistsError(f"channel {record.channel_id} already exists")
 
-    def get_channel(self, channel_id: str) -> str | None:
+    @staticmethod
+    def _channel(row) -> ChannelRecord:
+        return ChannelRecord(row.channel_id, row.name or "", row.owner_account_id or "")
+
+    def get_channel(self, channel_id: str) -> ChannelRecord | None:
         row = self._execute(f"reading channel {channel_id}", self._get_channel, (channel_id,)).one()
-        return row.name if row else None
+        return self._channel(row) if row else None
+
+    def list_owned_channels(self, owner_account_id: str) -> list[ChannelRecord]:
+        if not owner_account_id:
+            return []
+        rows = self._execute(f"listing channels of {owner_account_id}", self._list_owned, (owner_account_id,))
+        return [self._channel(row) for row in rows]
 
     def close(self) -> None:
         if not self._closed.is_set():

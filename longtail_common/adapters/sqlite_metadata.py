@@ -1,8 +1,9 @@
 """Embedded metadata backend: SQLite in WAL mode, shaped like the ScyllaDB tables.
 
 `videos` is keyed by id; `videos_by_channel` is a separate index table (as in ScyllaDB,
-where the listing must not scan), updated in the same transaction. Safe across threads
-(one connection per thread) and processes (SQLite file locking, busy timeout).
+where the listing must not scan), updated in the same transaction; `channels` carries each
+channel's owner. Safe across threads (one connection per thread, `ThreadConnections`, which
+the account store on the same file shares) and processes (SQLite file locking, busy timeout).
 """
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import json
 import pathlib
 import sqlite3
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 from longtail_common.ports import (
     AlreadyExistsError,
+    ChannelRecord,
     ConflictError,
     NotFoundError,
     VideoRecord,
@@ -38,9 +42,55 @@ CREATE TABLE IF NOT EXISTS videos_by_channel (
 );
 CREATE TABLE IF NOT EXISTS channels (
     channel_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL
+    name TEXT NOT NULL,
+    owner_account_id TEXT NOT NULL DEFAULT ''
 );
 """
+
+
+class ThreadConnections:
+    """One WAL-mode connection per thread to one SQLite file, and write transactions on it."""
+
+    def __init__(self, path: str | pathlib.Path):
+        self.path = pathlib.Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+
+    def get(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint, never corrupt
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception): one writer at a time."""
+        conn = self.get()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _add_channel_owner(connections: ThreadConnections) -> None:
+    """Files made before accounts existed get the owner column (one process does it)."""
+    with connections.write() as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(channels)")}
+        if "owner_account_id" not in columns:
+            conn.execute("ALTER TABLE channels ADD COLUMN owner_account_id TEXT NOT NULL DEFAULT ''")
+        conn.execute("CREATE INDEX IF NOT EXISTS channels_by_owner ON channels (owner_account_id, channel_id)")
 
 
 def _encode_cursor(create_time_us: int, video_id: str) -> str:
@@ -59,20 +109,10 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
 
 class SqliteMetadataStore:
     def __init__(self, path: str | pathlib.Path):
-        self._path = pathlib.Path(path)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._conn() as conn:
-            conn.executescript(_SCHEMA)
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint, never corrupt
-            self._local.conn = conn
-        return conn
+        self._connections = ThreadConnections(path)
+        self._conn = self._connections.get
+        self._conn().executescript(_SCHEMA)
+        _add_channel_owner(self._connections)
 
     @staticmethod
     def _row(row) -> VideoRecord:
@@ -162,16 +202,24 @@ class SqliteMetadataStore:
         next_cursor = _encode_cursor(rows[-1][0], rows[-1][1]) if more and rows else None
         return records, next_cursor
 
-    def put_channel(self, channel_id: str, name: str) -> None:
-        validate_id(channel_id, "channel id")
-        self._conn().execute("INSERT OR REPLACE INTO channels VALUES (?,?)", (channel_id, name))
+    def create_channel(self, record: ChannelRecord) -> None:
+        validate_id(record.channel_id, "channel id")
+        try:
+            self._conn().execute("INSERT INTO channels (channel_id, name, owner_account_id) VALUES (?,?,?)",
+                                 (record.channel_id, record.name, record.owner_account_id))
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExistsError(f"channel {record.channel_id} already exists") from exc
 
-    def get_channel(self, channel_id: str) -> str | None:
-        row = self._conn().execute("SELECT name FROM channels WHERE channel_id=?", (channel_id,)).fetchone()
-        return row[0] if row else None
+    def get_channel(self, channel_id: str) -> ChannelRecord | None:
+        row = self._conn().execute("SELECT channel_id, name, owner_account_id FROM channels WHERE channel_id=?",
+                                   (channel_id,)).fetchone()
+        return ChannelRecord(*row) if row else None
+
+    def list_owned_channels(self, owner_account_id: str) -> list[ChannelRecord]:
+        rows = self._conn().execute(
+            "SELECT channel_id, name, owner_account_id FROM channels WHERE owner_account_id=? ORDER BY channel_id",
+            (owner_account_id,)).fetchall()
+        return [ChannelRecord(*row) for row in rows] if owner_account_id else []
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()

@@ -5,7 +5,14 @@ import uuid
 
 import pytest
 
-from longtail_common.ports import AlreadyExistsError, ConflictError, InvalidKeyError, NotFoundError, VideoRecord
+from longtail_common.ports import (
+    AlreadyExistsError,
+    ChannelRecord,
+    ConflictError,
+    InvalidKeyError,
+    NotFoundError,
+    VideoRecord,
+)
 
 BACKENDS = ["sqlite", "scylla"]
 
@@ -86,8 +93,22 @@ def test_channel_listing_newest_first_paged_and_filtered(store):
 def test_channels(store):
     cid = "ch" + _uid()
     assert store.get_channel(cid) is None
-    store.put_channel(cid, "Cooking with Ada")
-    assert store.get_channel(cid) == "Cooking with Ada"
+    store.create_channel(ChannelRecord(cid, "Cooking with Ada", "acct1"))
+    assert store.get_channel(cid) == ChannelRecord(cid, "Cooking with Ada", "acct1")
+
+
+def test_channel_creation_is_first_wins_and_listed_by_owner(store):
+    owner, other = "own" + _uid(), "oth" + _uid()
+    a, b = "a" + _uid(), "b" + _uid()
+    store.create_channel(ChannelRecord(b, "B", owner))
+    store.create_channel(ChannelRecord(a, "A", owner))
+    with pytest.raises(AlreadyExistsError):
+        store.create_channel(ChannelRecord(a, "Mine now", other))
+    assert store.get_channel(a) == ChannelRecord(a, "A", owner)
+    assert store.list_owned_channels(owner) == [ChannelRecord(a, "A", owner), ChannelRecord(b, "B", owner)]
+    assert store.list_owned_channels(other) == []
+    with pytest.raises(InvalidKeyError):
+        store.create_channel(ChannelRecord("x\n", "bad", owner))
 
 
 def test_ids_are_validated(store):

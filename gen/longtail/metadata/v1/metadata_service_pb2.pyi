@@ -71,3 +71,15 @@ class CreateChannelRequest(_message.Message):
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     channel: _video_pb2.Channel
     def __init__(self, channel: _Optional[_Union[_video_pb2.Channel, _Mapping]] = ...) -> None: ...
+
+class ListChannelsRequest(_message.Message):
+    __slots__ = ("owner_account_id",)
+    OWNER_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    owner_account_id: str
+    def __init__(self, owner_account_id: _Optional[str] = ...) -> None: ...
+
+class ListChannelsResponse(_message.Message):
+    __slots__ = ("channels",)
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedCompositeFieldContainer[_video_pb2.Channel]
+    def __init__(self, channels: _Optional[_Iterable[_Union[_video_pb2.Channel, _Mapping]]] = ...) -> None: ...

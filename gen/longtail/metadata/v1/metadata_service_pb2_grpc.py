@@ -75,6 +75,11 @@ class MetadataServiceStub:
                 request_serializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.CreateChannelRequest.SerializeToString,
                 response_deserializer=longtail_dot_metadata_dot_v1_dot_video__pb2.Channel.FromString,
                 _registered_method=True)
+        self.ListChannels = channel.unary_unary(
+                '/longtail.metadata.v1.MetadataService/ListChannels',
+                request_serializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListChannelsRequest.SerializeToString,
+                response_deserializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListChannelsResponse.FromString,
+                _registered_method=True)
 
 
 class MetadataServiceServicer:
@@ -109,8 +114,10 @@ class MetadataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateVideo(self, request, context):
-        """Creates a video in UPLOADING, and its channel on the channel's first video.
-        Called by the gateway when an upload starts.
+        """Creates a video in UPLOADING, and its channel on the channel's first video, owned by
+        `video.channel.owner_account_id` (the uploader). The returned video carries the
+        stored channel, whose owner may differ from the one asked for: the caller checks it
+        before the upload goes on. Called by the gateway when an upload starts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -127,15 +134,23 @@ class MetadataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetChannel(self, request, context):
-        """One channel by id (NOT_FOUND if absent). No caller in the tree today.
+        """One channel by id, with its owner (NOT_FOUND if absent). No caller in the tree today.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateChannel(self, request, context):
-        """Creates a channel (ALREADY_EXISTS if it exists). No caller in the tree today:
-        CreateVideo creates a video's channel on its first video.
+        """Creates a channel owned by `channel.owner_account_id` (ALREADY_EXISTS if it exists,
+        whoever owns it). For `POST /v1/channels`; CreateVideo creates a video's channel on
+        its first video.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChannels(self, request, context):
+        """The channels one account owns, by id. For the gateway's "My videos" page.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -178,6 +193,11 @@ def add_MetadataServiceServicer_to_server(servicer, server):
                     servicer.CreateChannel,
                     request_deserializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.CreateChannelRequest.FromString,
                     response_serializer=longtail_dot_metadata_dot_v1_dot_video__pb2.Channel.SerializeToString,
+            ),
+            'ListChannels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChannels,
+                    request_deserializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListChannelsRequest.FromString,
+                    response_serializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListChannelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -374,6 +394,33 @@ class MetadataService:
             '/longtail.metadata.v1.MetadataService/CreateChannel',
             longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.CreateChannelRequest.SerializeToString,
             longtail_dot_metadata_dot_v1_dot_video__pb2.Channel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChannels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.metadata.v1.MetadataService/ListChannels',
+            longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListChannelsRequest.SerializeToString,
+            longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListChannelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -92,12 +92,14 @@ PLACEMENT_POLICY_MODEL_GBM: PlacementPolicy
 PLACEMENT_POLICY_RULE_YESTERDAY: PlacementPolicy
 
 class Channel(_message.Message):
-    __slots__ = ("id", "name")
+    __slots__ = ("id", "name", "owner_account_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    owner_account_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., owner_account_id: _Optional[str] = ...) -> None: ...
 
 class Thumbnail(_message.Message):
     __slots__ = ("kind", "object_key", "width", "height", "thumbnail_kind")
