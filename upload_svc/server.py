@@ -147,8 +147,8 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
             raise
         if length is not None and appender.offset == length:
             appender.store()
-        else:
-            appender.keep()
+            return length
+        appender.keep()
         return appender.offset
 
     def _current(self, video_id: str, context) -> pb.Upload:

@@ -21,9 +21,11 @@ An append takes a lease first: a conditional write of the state naming a random 
 and an expiry a few seconds ahead (`platform.upload_lease_s`). A second append while the
 lease is live is refused (ABORTED, a 409 at the gateway), as is one at the wrong offset.
 The holder renews the lease with another conditional write before every durable write
-(part or tail) and while bytes trickle in, so a holder whose lease expired (stalled,
-partitioned) finds out before it writes and stops. A replica killed mid-append leaves
-its lease to expire; the bytes it had made durable stay.
+(part or tail) and while bytes trickle in. A holder that receives nothing for a whole
+lease (stalled client, dead connection) may be taken over by a newer append, so a client
+retrying through another replica does not wait on it; the old holder finds out at its
+next write and stops without writing. A replica killed mid-append leaves its lease to
+expire; the bytes it had made durable stay.
 
 An append buffers what it receives: the valid tail, then the new bytes; each time P bytes
 are buffered they become the next part. When the stream ends (done, failed or the
