@@ -1,9 +1,13 @@
 """upload_svc keeps no state of its own: two replicas over one object store serve the
 appends of one upload in turn, refuse concurrent ones, and hand each finished upload off
-exactly once (metadata_svc in-process on SQLite; the object store on the filesystem, and
-on S3Proxy with real 5 MiB parts under `-m real`)."""
+exactly once; abandoned uploads expire with their videos (metadata_svc in-process on
+SQLite; the object store on the filesystem, and on S3Proxy with real 5 MiB parts under
+`-m real`)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent import futures
@@ -17,11 +21,14 @@ from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
+from longtail_cli.launcher import free_port
 from longtail_common.adapters.fs_objects import FilesystemObjectStore
 from longtail_common.adapters.sqlite_metadata import SqliteMetadataStore
 from longtail_common.config import Config
+from longtail_common.grpc_server import wait_for_serving
 from longtail_common.ports import MULTIPART_MIN_PART_BYTES, RAW_BUCKET, STAGING_BUCKET, TOPIC_TRANSCODE_REQUESTS
 from metadata_svc.server import MetadataServicer
+from upload_svc.expiry import UploadExpiry
 from upload_svc.server import UploadServicer
 from upload_svc.staging import Staging
 
@@ -69,14 +76,20 @@ def platform(tmp_path, objects):
     meta = mpb_grpc.MetadataServiceStub(meta_channel)
     producer = RecordingProducer()
     cfg = Config(data_dir=str(tmp_path / "data"))
+    skew = [0.0]  # seconds added to the replicas' clock
+
+    def clock() -> float:
+        return time.time() + skew[0]
+
     servers, replicas = [meta_server], []
     for _ in range(2):
-        staging = Staging(objects, lease_s=1.0, part_bytes=part_bytes)
+        staging = Staging(objects, lease_s=1.0, part_bytes=part_bytes, clock=clock)
         server, channel = _serve(UploadServicer(cfg, objects, producer, meta, staging),
                                  upb_grpc.add_UploadServiceServicer_to_server)
         servers.append(server)
         replicas.append(upb_grpc.UploadServiceStub(channel))
-    yield {"meta": meta, "replicas": replicas, "objects": objects, "producer": producer, "part_bytes": part_bytes}
+    yield {"meta": meta, "replicas": replicas, "objects": objects, "producer": producer, "part_bytes": part_bytes,
+           "skew": skew, "clock": clock, "cfg": cfg}
     for server in servers:
         server.stop(0)
 
@@ -212,3 +225,95 @@ def test_an_interrupted_hand_off_is_finished_once(platform):
     assert a.GetUpload(upb.GetUploadRequest(video_id="v7")).complete
     assert _transcode_requests(platform) == ["v7"]
     assert platform["objects"].get_bytes(RAW_BUCKET, "v7/original") == b"xyz"
+
+
+def _code(call) -> grpc.StatusCode | None:
+    try:
+        call()
+    except grpc.RpcError as exc:
+        return exc.code()
+    return None
+
+
+def test_abandoned_uploads_expire_with_their_video(platform):
+    a, b = platform["replicas"]
+    meta, objects, part = platform["meta"], platform["objects"], platform["part_bytes"]
+    _create(platform, "old", 3 * part)
+    _append(a, "old", 0, b"o" * (part + 2))  # a part and a tail staged
+    _create(platform, "done", 2)
+    _append(a, "done", 0, b"ok")
+    upload = b.GetUpload(upb.GetUploadRequest(video_id="old"))
+    expected = time.time() + platform["cfg"].platform.upload_expiry_s
+    assert abs(upload.expire_time.ToNanoseconds() / 1e9 - expected) < 60  # tus Upload-Expires
+    platform["skew"][0] = 1000.0
+    _create(platform, "fresh", 4)
+    _append(a, "fresh", 0, b"f")
+
+    sweeper = UploadExpiry(Staging(objects, lease_s=1.0, clock=platform["clock"]), meta, expiry_s=500,
+                           clock=platform["clock"])
+    result = sweeper.sweep()
+    assert (result.expired, result.forgotten, result.kept) == (["old"], 1, 1)
+    assert _code(lambda: meta.GetVideo(mpb.GetVideoRequest(id="old"))) == grpc.StatusCode.NOT_FOUND
+    assert _code(lambda: a.GetUpload(upb.GetUploadRequest(video_id="old"))) == grpc.StatusCode.NOT_FOUND
+    assert _code(lambda: _append(b, "old", part + 2, b"late")) == grpc.StatusCode.NOT_FOUND
+    assert list(objects.list_keys(STAGING_BUCKET, "old/")) == [] and objects.stat(RAW_BUCKET, "old/original") is None
+    # A finished upload only loses its bookkeeping: the video and the original stay.
+    assert meta.GetVideo(mpb.GetVideoRequest(id="done")).status == S.VIDEO_STATUS_PROCESSING
+    assert objects.get_bytes(RAW_BUCKET, "done/original") == b"ok"
+    assert b.GetUpload(upb.GetUploadRequest(video_id="fresh")).offset == 1
+    assert sweeper.sweep().expired == []
+
+
+def test_expiry_spares_an_upload_being_appended(platform):
+    _create(platform, "busy", 4)
+    platform["skew"][0] = 1000.0
+    lease = Staging(platform["objects"], lease_s=30.0, clock=platform["clock"]).acquire("busy")
+    sweeper = UploadExpiry(Staging(platform["objects"], lease_s=1.0), platform["meta"], expiry_s=1,
+                           clock=lambda: time.time() + 5000)
+    assert sweeper.sweep().expired == []
+    lease.release()
+    assert sweeper.sweep().expired == ["busy"]
+
+
+def test_delete_video_rpc_is_conditional(platform):
+    meta = platform["meta"]
+    _create(platform, "gone", 1)
+    video = meta.GetVideo(mpb.GetVideoRequest(id="gone"))
+    assert _code(lambda: meta.DeleteVideo(mpb.DeleteVideoRequest(id="gone", etag="stale"))) == grpc.StatusCode.ABORTED
+    meta.DeleteVideo(mpb.DeleteVideoRequest(id="gone", etag=video.etag))
+    assert _code(lambda: meta.GetVideo(mpb.GetVideoRequest(id="gone"))) == grpc.StatusCode.NOT_FOUND
+    assert list(meta.ListVideos(mpb.ListVideosRequest(channel_id="c")).videos) == []
+    assert _code(lambda: meta.DeleteVideo(mpb.DeleteVideoRequest(id="gone"))) == grpc.StatusCode.NOT_FOUND
+
+
+def test_upload_service_expires_uploads_on_its_own(tmp_path):
+    """The sweeper runs inside upload_svc: metadata_svc + upload_svc processes, a 1 s expiry."""
+    cfg = Config(data_dir=str(tmp_path / "data"))
+    cfg.platform.upload_expiry_s = 1
+    cfg.platform.upload_sweep_interval_s = 1
+    cfg.services.metadata = f"127.0.0.1:{free_port()}"
+    cfg.services.upload = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, **cfg.to_env())
+    procs = [subprocess.Popen([sys.executable, "-m", m], env=env, stdout=open(tmp_path / f"{m}.log", "wb"),
+                              stderr=subprocess.STDOUT) for m in ("metadata_svc", "upload_svc")]
+    try:
+        assert wait_for_serving(cfg.services.metadata, 30) and wait_for_serving(cfg.services.upload, 30)
+        with grpc.insecure_channel(cfg.services.metadata) as mch, grpc.insecure_channel(cfg.services.upload) as uch:
+            meta, up = mpb_grpc.MetadataServiceStub(mch), upb_grpc.UploadServiceStub(uch)
+            meta.CreateVideo(mpb.CreateVideoRequest(
+                video=video_pb2.Video(id="abandoned", title="t", channel=video_pb2.Channel(id="c"))))
+            up.CreateUpload(upb.CreateUploadRequest(video_id="abandoned", length=5))
+            _append(up, "abandoned", 0, b"12")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and _code(lambda: meta.GetVideo(mpb.GetVideoRequest(id="abandoned"))) \
+                    is None:
+                time.sleep(0.2)
+            assert _code(lambda: meta.GetVideo(mpb.GetVideoRequest(id="abandoned"))) == grpc.StatusCode.NOT_FOUND, \
+                (tmp_path / "upload_svc.log").read_text()[-2000:]
+            assert _code(lambda: up.GetUpload(upb.GetUploadRequest(video_id="abandoned"))) == grpc.StatusCode.NOT_FOUND
+            assert list(FilesystemObjectStore(tmp_path / "data" / "objects").list_keys(STAGING_BUCKET)) == []
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(20)
