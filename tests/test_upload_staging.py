@@ -107,8 +107,10 @@ def _append(stub, vid: str, offset: int, *chunks: bytes, length: int | None = No
     header = upb.AppendUploadRequest.Header(video_id=vid, offset=offset)
     if length is not None:
         header.length = length
+    mib = 1 << 20  # messages of at most 1 MiB, as the gateway sends them
     return stub.AppendUpload(iter([upb.AppendUploadRequest(header=header)]
-                                  + [upb.AppendUploadRequest(data=c) for c in chunks]))
+                                  + [upb.AppendUploadRequest(data=c[i:i + mib]) for c in chunks
+                                     for i in range(0, max(len(c), 1), mib)]))
 
 
 def _transcode_requests(platform) -> list[str]:
