@@ -75,6 +75,14 @@ class PlatformConfig:
     raw_sweep_interval_s: int = 3600
     # Max upload size the gateway accepts.
     max_upload_bytes: int = 8 * 1024**3
+    # An unfinished upload untouched (no append) this long expires: upload_svc deletes its
+    # staged bytes and its video (tus Upload-Expires).
+    upload_expiry_s: int = 86400
+    # How often upload_svc sweeps for expired uploads.
+    upload_sweep_interval_s: int = 600
+    # An append holds its upload for this long, renewed as it goes; a replica that dies
+    # mid-append blocks other appends of that upload (409) for at most this long.
+    upload_lease_s: int = 10
     transcode_max_attempts: int = 3
     transcode_timeout_s: int = 3600
 

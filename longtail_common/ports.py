@@ -115,6 +115,10 @@ class MetadataStore(Protocol):
     def replace_video(self, record: VideoRecord, expected_etag: str) -> None:
         """Compare-and-set on etag: raises NotFoundError or ConflictError."""
 
+    def delete_video(self, video_id: str, expected_etag: str) -> None:
+        """Deletes the video and its channel-listing entry if its etag is `expected_etag`:
+        raises NotFoundError or ConflictError."""
+
     def list_channel_videos(
         self, channel_id: str, page_size: int, cursor: str | None, status: int | None
     ) -> tuple[list[VideoRecord], str | None]:
@@ -210,8 +214,23 @@ class ObjectInfo:
     etag: str = ""
 
 
+@dataclass(frozen=True)
+class ObjectPart:
+    """One stored part of a multipart upload."""
+
+    number: int
+    size: int
+    etag: str
+
+
+# S3's limits on multipart uploads, which every backend's callers keep to.
+MULTIPART_MIN_PART_BYTES = 5 * 1024 * 1024
+MULTIPART_MAX_PARTS = 10000
+
 # Bucket names used by the platform. Raw uploads are temporary; media holds variants.
 RAW_BUCKET = "raw"
+# Unfinished uploads' state and not-yet-a-part bytes (upload_svc's only storage).
+STAGING_BUCKET = "staging"
 MEDIA_BUCKET = "media"
 EDGE_BUCKET_PREFIX = "edge-"  # one bucket per CDN region in the embedded setup
 
@@ -249,6 +268,38 @@ class ObjectStore(Protocol):
 
     def presigned_get_url(self, bucket: str, key: str, expires_s: int = 3600) -> str | None:
         """A URL a client can GET directly, or None when the backend has none (embedded)."""
+
+    # -- conditional writes: a small object as a compare-and-set register -----------------
+
+    def get_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """A small object's bytes and the etag `put_bytes_if` compares with; None if absent."""
+
+    def put_bytes_if(self, bucket: str, key: str, data: bytes, if_match: str | None) -> str:
+        """Writes only if the object's etag is `if_match`, or, when `if_match` is None, only if
+        the object does not exist; raises ConflictError otherwise. Returns the new etag."""
+
+    # -- multipart uploads: an object assembled from parts, visible only once completed ---
+
+    def create_multipart(self, bucket: str, key: str, content_type: str | None = None) -> str:
+        """Starts a multipart upload of `key`; returns its upload id."""
+
+    def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes) -> ObjectPart:
+        """Stores part `part_number` (1..MULTIPART_MAX_PARTS), replacing an earlier one of that
+        number. Every part but the last must be >= MULTIPART_MIN_PART_BYTES (S3's rule; the
+        embedded backend does not check it). An unknown upload raises NotFoundError where
+        the store keeps a record of uploads."""
+
+    def list_parts(self, bucket: str, key: str, upload_id: str) -> list[ObjectPart]:
+        """The stored parts, by number. An unknown upload (never created, completed or
+        aborted) raises NotFoundError, or lists no parts on stores that keep no record of
+        uploads (S3Proxy's filesystem store): callers must not tell "ended" from this."""
+
+    def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: list[ObjectPart]) -> None:
+        """Makes `key` the concatenation of `parts` (in order) atomically and ends the upload;
+        NotFoundError if the upload is unknown."""
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        """Drops the upload and its parts. Idempotent."""
 
 
 # ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import logging
 import uuid
 
 import grpc
-from google.protobuf import field_mask_pb2
+from google.protobuf import empty_pb2, field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from longtail.metadata.v1 import metadata_service_pb2 as pb
@@ -229,6 +229,17 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             return asked
         except AlreadyExistsError:  # a concurrent first upload created it: theirs stands
             return self.store.get_channel(asked.channel_id)
+    def DeleteVideo(self, request, context):
+        current = self._load(request.id, context)
+        if request.etag and request.etag != current.etag:
+            context.abort(grpc.StatusCode.ABORTED, f"video {request.id} changed since it was read (etag mismatch)")
+        try:
+            # Compare-and-set against what we read: a concurrent update wins over the delete.
+            self.store.delete_video(request.id, expected_etag=current.etag)
+        except Exception as exc:  # noqa: BLE001
+            self._abort_for(context, exc)
+        log.info("deleted video %s (%s)", request.id, S.Name(current.status))
+        return empty_pb2.Empty()
 
     def GetChannel(self, request, context):
         record = self.store.get_channel(request.id)

@@ -1,17 +1,13 @@
-"""gRPC UploadService: resumable appends into a staging directory, then hand-off."""
+"""gRPC UploadService: resumable appends staged in the object store (upload_svc/staging.py),
+then the hand-off to transcoding. Any replica serves any call: nothing is kept locally."""
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
-import os
-import pathlib
-import threading
-from contextlib import contextmanager
 from functools import partial
 
 import grpc
 from google.protobuf import field_mask_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import metadata_service_pb2 as mpb
@@ -21,10 +17,30 @@ from longtail.upload.v1 import upload_service_pb2 as pb
 from longtail.upload.v1 import upload_service_pb2_grpc as pb_grpc
 from longtail_common.config import Config, load_config
 from longtail_common.grpc_server import client_channel
-from longtail_common.ports import RAW_BUCKET, TOPIC_TRANSCODE_REQUESTS, InvalidKeyError, validate_id
+from longtail_common.ports import (
+    RAW_BUCKET,
+    TOPIC_TRANSCODE_REQUESTS,
+    InvalidKeyError,
+    NotFoundError,
+    validate_id,
+)
 from longtail_common.runtime import setup_logging
 from longtail_common.service import Background, Backends, Needs, Running, run_service
+from upload_svc.expiry import UploadExpiry
 from upload_svc.janitor import RawJanitor
+from upload_svc.staging import (
+    COMPLETE,
+    EXPIRED,
+    STORED,
+    UPLOADING,
+    Appender,
+    Busy,
+    Lease,
+    LeaseLost,
+    Staging,
+    UploadState,
+    raw_key,
+)
 
 log = logging.getLogger("upload_svc")
 
@@ -37,59 +53,15 @@ class UploadError(Exception):
         self.code = code
 
 
-class StagingArea:
-    """Partial uploads on local disk: `<id>.part` (the bytes) and `<id>.json` (length, state).
-
-    The offset is the size of the part file, so it survives restarts; an flock on the
-    part file serialises appends even across several upload_svc processes.
-    """
-
-    def __init__(self, root: pathlib.Path):
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def part(self, video_id: str) -> pathlib.Path:
-        return self.root / f"{video_id}.part"
-
-    def state_path(self, video_id: str) -> pathlib.Path:
-        return self.root / f"{video_id}.json"
-
-    def exists(self, video_id: str) -> bool:
-        return self.state_path(video_id).exists()
-
-    def read_state(self, video_id: str) -> dict:
-        return json.loads(self.state_path(video_id).read_text())
-
-    def write_state(self, video_id: str, state: dict) -> None:
-        tmp = self.state_path(video_id).with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.state_path(video_id))
-
-    def offset(self, video_id: str) -> int:
-        try:
-            return self.part(video_id).stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    @contextmanager
-    def locked(self, video_id: str):
-        with open(self.part(video_id), "ab") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield fh
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 class UploadServicer(pb_grpc.UploadServiceServicer):
-    def __init__(self, cfg: Config, objects, producer, metadata: mpb_grpc.MetadataServiceStub):
+    def __init__(self, cfg: Config, objects, producer, metadata: mpb_grpc.MetadataServiceStub,
+                 staging: Staging | None = None):
         self.cfg = cfg
-        self.objects = objects
         self.producer = producer
         self.metadata = metadata
-        self.staging = StagingArea(cfg.data_path / "staging")
+        self.staging = staging or Staging(objects, lease_s=cfg.platform.upload_lease_s)
         self.max_bytes = cfg.platform.max_upload_bytes
-        self._finalize_lock = threading.Lock()
+        self.expiry_s = cfg.platform.upload_expiry_s
 
     # -- RPCs ----------------------------------------------------------------------
     def CreateUpload(self, request, context):
@@ -97,22 +69,11 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
         length = request.length if request.HasField("length") else None
         if length is not None and not 0 <= length <= self.max_bytes:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"upload length must be between 0 and {self.max_bytes} bytes")
-        if not self.staging.exists(video_id):
-            self.staging.part(video_id).touch()
-            self.staging.write_state(video_id, {"length": length, "finalized": False})
-        if self._is_complete(video_id, self.staging.read_state(video_id)):
-            self._finalize(video_id)  # an empty file is complete at creation
-        return self._describe(video_id)
+        self.staging.create(video_id, length)
+        return self._current(video_id, context)  # an empty file is complete at creation
 
     def GetUpload(self, request, context):
-        video_id = self._valid_id(request.video_id, context)
-        if not self.staging.exists(video_id):
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no upload for video {video_id}")
-        state = self.staging.read_state(video_id)
-        if self._is_complete(video_id, state) and not state.get("finalized"):
-            # A previous hand-off was interrupted (crash between steps): finish it now.
-            self._finalize(video_id)
-        return self._describe(video_id)
+        return self._current(self._valid_id(request.video_id, context), context)
 
     def AppendUpload(self, request_iterator, context):
         first = next(request_iterator, None)
@@ -120,40 +81,17 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be the header")
         header = first.header
         video_id = self._valid_id(header.video_id, context)
-        if not self.staging.exists(video_id):
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no upload for video {video_id}")
-        with self.staging.locked(video_id) as fh:
-            state = self.staging.read_state(video_id)
-            if state.get("finalized"):
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, "upload already complete")
-            offset = self.staging.offset(video_id)
-            if header.offset != offset:
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"offset mismatch: upload is at {offset}, request at {header.offset}")
-            if header.HasField("length"):
-                if state["length"] is not None and state["length"] != header.length:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "upload length cannot change once set")
-                if header.length > self.max_bytes or header.length < offset:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid upload length {header.length}")
-                state["length"] = header.length
-                self.staging.write_state(video_id, state)
-            length = state["length"]
-            written = offset
+        try:
+            lease = self._lease_for_append(video_id)
             try:
-                for msg in request_iterator:
-                    data = msg.data
-                    if length is not None and written + len(data) > length:
-                        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"data beyond the declared length {length}")
-                    if length is None and written + len(data) > self.max_bytes:
-                        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"upload larger than {self.max_bytes} bytes")
-                    fh.write(data)
-                    written += len(data)
+                offset = self._append(lease, header, request_iterator)
             finally:
-                # Whatever arrived is kept (tus semantics): a dropped connection resumes here.
-                fh.flush()
-                os.fsync(fh.fileno())
-        if self._is_complete(video_id, self.staging.read_state(video_id)):
-            self._finalize(video_id)
-        return self._describe(video_id)
+                self._finish(lease)
+        except UploadError as exc:
+            context.abort(exc.code, str(exc))
+        except LeaseLost as exc:
+            context.abort(grpc.StatusCode.ABORTED, f"{exc}; ask for the offset and resume")
+        return self._describe(video_id, lease.state, offset)
 
     # -- helpers -------------------------------------------------------------------
     def _valid_id(self, video_id: str, context) -> str:
@@ -162,58 +100,138 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
         except InvalidKeyError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
-    def _is_complete(self, video_id: str, state: dict) -> bool:
-        return state["length"] is not None and self.staging.offset(video_id) == state["length"]
+    def _lease_for_append(self, video_id: str) -> Lease:
+        try:
+            lease = self.staging.acquire(video_id)
+        except NotFoundError:
+            raise UploadError(grpc.StatusCode.NOT_FOUND, f"no upload for video {video_id}") from None
+        except Busy as exc:
+            raise UploadError(grpc.StatusCode.ABORTED, f"{exc}: ask for the offset and retry") from None
+        if lease.state.phase != UPLOADING:
+            lease.release()
+            if lease.state.phase == EXPIRED:
+                raise UploadError(grpc.StatusCode.NOT_FOUND, f"no upload for video {video_id} (expired)")
+            raise UploadError(grpc.StatusCode.FAILED_PRECONDITION, "upload already complete")
+        return lease
 
-    def _describe(self, video_id: str) -> pb.Upload:
-        state = self.staging.read_state(video_id)
-        offset = self.staging.offset(video_id) if not state.get("finalized") else state["length"]
-        upload = pb.Upload(video_id=video_id, offset=offset, complete=bool(state.get("finalized")))
-        if state["length"] is not None:
-            upload.length = state["length"]
+    def _append(self, lease: Lease, header, messages) -> int:
+        """Checks the header against the stored offset and length, then takes the bytes in;
+        returns the new offset."""
+        progress = self.staging.progress(lease.video_id, lease.state)
+        if header.offset != progress.offset:
+            raise UploadError(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"offset mismatch: upload is at {progress.offset}, request at {header.offset}")
+        length = lease.state.length
+        if header.HasField("length"):
+            if length is not None and length != header.length:
+                raise UploadError(grpc.StatusCode.INVALID_ARGUMENT, "upload length cannot change once set")
+            if header.length > self.max_bytes or header.length < progress.offset:
+                raise UploadError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid upload length {header.length}")
+            if length is None:
+                lease.save(length=header.length)
+                length = header.length
+        appender = Appender(self.staging, lease, progress)
+        try:
+            for msg in messages:
+                data = msg.data
+                if length is not None and appender.offset + len(data) > length:
+                    raise UploadError(grpc.StatusCode.INVALID_ARGUMENT, f"data beyond the declared length {length}")
+                if length is None and appender.offset + len(data) > self.max_bytes:
+                    raise UploadError(grpc.StatusCode.INVALID_ARGUMENT, f"upload larger than {self.max_bytes} bytes")
+                appender.add(data)
+        except LeaseLost:
+            raise
+        except BaseException:
+            # Whatever arrived is kept (tus semantics): a dropped connection resumes here.
+            appender.keep()
+            raise
+        if length is not None and appender.offset == length:
+            appender.store()
+            return length
+        appender.keep()
+        return appender.offset
+
+    def _current(self, video_id: str, context) -> pb.Upload:
+        """The upload as it stands, after finishing a store or hand-off that a crash (or an
+        empty upload's creation) left to do, unless another request holds the upload."""
+        state = self.staging.load(video_id)
+        if state is None or state.phase == EXPIRED:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no upload for video {video_id}")
+        offset = self.staging.progress(video_id, state).offset
+        if state.phase == STORED or (state.phase == UPLOADING and offset == state.length):
+            try:
+                lease = self.staging.acquire(video_id)
+            except (Busy, NotFoundError):
+                return self._describe(video_id, state, offset)
+            try:
+                if lease.state.phase == UPLOADING:
+                    Appender(self.staging, lease, self.staging.progress(video_id, lease.state)).store()
+            finally:
+                self._finish(lease)
+            state = lease.state
+        return self._describe(video_id, state, offset)
+
+    def _describe(self, video_id: str, state: UploadState, offset: int) -> pb.Upload:
+        upload = pb.Upload(video_id=video_id, offset=offset, complete=state.phase == COMPLETE)
+        if state.length is not None:
+            upload.length = state.length
+        if state.phase == UPLOADING:
+            expire = Timestamp()
+            expire.FromNanoseconds(int((state.touched + self.expiry_s) * 1e9))
+            upload.expire_time.CopyFrom(expire)
         return upload
 
-    def _finalize(self, video_id: str) -> None:
-        """raw bucket <- staged file; metadata -> PROCESSING; publish TranscodeRequest.
+    def _finish(self, lease: Lease) -> None:
+        """Hands a stored upload off to transcoding; in any case releases the lease."""
+        if lease.state.phase != STORED:
+            lease.release()
+            return
+        try:
+            self._hand_off(lease)
+        except BaseException:
+            lease.release()  # still STORED: the next GetUpload hands it off
+            raise
 
-        Every step is idempotent, so an interrupted hand-off is simply run again.
-        """
-        with self._finalize_lock:
-            state = self.staging.read_state(video_id)
-            if state.get("finalized"):
-                return
-            raw_key = f"{video_id}/original"
-            self.objects.put_file(RAW_BUCKET, raw_key, str(self.staging.part(video_id)))
-            video = self.metadata.GetVideo(mpb.GetVideoRequest(id=video_id), timeout=30)
-            if video.status == S.VIDEO_STATUS_UPLOADING:
-                patch = video_pb2.Video(
-                    id=video_id, etag=video.etag, status=S.VIDEO_STATUS_PROCESSING,
-                    raw_object_key=raw_key, size_bytes=state["length"],
-                )
-                self.metadata.UpdateVideo(
-                    mpb.UpdateVideoRequest(
-                        video=patch, update_mask=field_mask_pb2.FieldMask(paths=["status", "raw_object_key", "size_bytes"])
-                    ),
-                    timeout=30,
-                )
-            request = events_pb2.TranscodeRequest(video_id=video_id, raw_bucket=RAW_BUCKET, raw_object_key=raw_key)
-            request.request_time.GetCurrentTime()
-            self.producer.publish(TOPIC_TRANSCODE_REQUESTS, request.SerializeToString(), key=video_id.encode())
-            state["finalized"] = True
-            self.staging.write_state(video_id, state)
-            self.staging.part(video_id).unlink(missing_ok=True)
-            log.info("upload of %s complete (%d bytes); transcode requested", video_id, state["length"])
+    def _hand_off(self, lease: Lease) -> None:
+        """metadata -> PROCESSING; publish the TranscodeRequest; phase -> complete (releasing
+        the lease). Every step is idempotent, so an interrupted hand-off is simply run again."""
+        video_id, length = lease.video_id, lease.state.length
+        key = raw_key(video_id)
+        video = self.metadata.GetVideo(mpb.GetVideoRequest(id=video_id), timeout=30)
+        if video.status == S.VIDEO_STATUS_UPLOADING:
+            patch = video_pb2.Video(
+                id=video_id, etag=video.etag, status=S.VIDEO_STATUS_PROCESSING,
+                raw_object_key=key, size_bytes=length,
+            )
+            self.metadata.UpdateVideo(
+                mpb.UpdateVideoRequest(
+                    video=patch, update_mask=field_mask_pb2.FieldMask(paths=["status", "raw_object_key", "size_bytes"])
+                ),
+                timeout=30,
+            )
+        request = events_pb2.TranscodeRequest(video_id=video_id, raw_bucket=RAW_BUCKET, raw_object_key=key)
+        request.request_time.GetCurrentTime()
+        self.producer.publish(TOPIC_TRANSCODE_REQUESTS, request.SerializeToString(), key=video_id.encode())
+        lease.release(phase=COMPLETE)
+        log.info("upload of %s complete (%d bytes); transcode requested", video_id, length)
 
 
 def serve(cfg: Config) -> None:
     def start(backends: Backends) -> Running:
-        """The servicer, and the janitor that deletes raw originals once they are transcoded."""
+        """The servicer, the janitor that deletes raw originals once they are transcoded, and
+        the sweeper of abandoned uploads."""
         producer = backends.bus.producer()
         metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
         janitor = RawJanitor(backends.objects, metadata, cfg.platform.raw_retention_s)
-        sweep_interval_s = max(1, cfg.platform.raw_sweep_interval_s)
-        return Running(UploadServicer(cfg, backends.objects, producer, metadata),
-                       background=[Background("raw-janitor", partial(janitor.run, interval_s=sweep_interval_s))],
+        staging = Staging(backends.objects, lease_s=cfg.platform.upload_lease_s)
+        expiry = UploadExpiry(staging, metadata, cfg.platform.upload_expiry_s)
+        return Running(UploadServicer(cfg, backends.objects, producer, metadata, staging),
+                       background=[
+                           Background("raw-janitor", partial(
+                               janitor.run, interval_s=max(1, cfg.platform.raw_sweep_interval_s))),
+                           Background("upload-expiry", partial(
+                               expiry.run, interval_s=max(1, cfg.platform.upload_sweep_interval_s))),
+                       ],
                        close=[producer.close, backends.bus.close])
 
     run_service(cfg, name="longtail.upload.v1.UploadService", address=cfg.services.upload,

@@ -3,20 +3,38 @@
 Writes go to a temporary file and are renamed into place, so a reader sees a whole
 object or none (the same guarantee S3 gives). Keys are validated so they cannot
 escape their bucket directory.
+
+Conditional writes compare an md5 of the content, under an flock of `<root>/.cas.lock`
+(so they hold across the processes of one machine). A multipart upload is a folder
+`<root>/.multipart/<upload id>/` of part files, concatenated into place on completion.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
 import mimetypes
 import os
 import pathlib
 import shutil
+import re
 import tempfile
+import uuid
+from contextlib import contextmanager
 from typing import Iterator
 
-from longtail_common.ports import InvalidKeyError, NotFoundError, ObjectInfo, validate_object_key
+from longtail_common.ports import (
+    MULTIPART_MAX_PARTS,
+    ConflictError,
+    InvalidKeyError,
+    NotFoundError,
+    ObjectInfo,
+    ObjectPart,
+    validate_object_key,
+)
 
 _CHUNK = 256 * 1024
+_UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 mimetypes.add_type("application/vnd.apple.mpegurl", ".m3u8")
 mimetypes.add_type("application/dash+xml", ".mpd")
@@ -139,3 +157,95 @@ class FilesystemObjectStore:
 
     def presigned_get_url(self, bucket: str, key: str, expires_s: int = 3600) -> str | None:
         return None  # the gateway serves embedded objects itself
+
+    # -- conditional writes -------------------------------------------------------------
+
+    @contextmanager
+    def _cas_lock(self):
+        with open(self.root / ".cas.lock", "a") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def get_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = self._path(bucket, key).read_bytes()
+        except FileNotFoundError:
+            return None
+        return data, hashlib.md5(data).hexdigest()
+
+    def put_bytes_if(self, bucket: str, key: str, data: bytes, if_match: str | None) -> str:
+        path = self._path(bucket, key)
+        with self._cas_lock():
+            current = self.get_versioned(bucket, key)
+            if (current[1] if current else None) != if_match:
+                found = "absent" if current is None else f"etag {current[1]}"
+                raise ConflictError(f"{bucket}/{key} is {found}, not {if_match or 'absent'}")
+            self._atomic_write(path, lambda fh: fh.write(data))
+        return hashlib.md5(data).hexdigest()
+
+    # -- multipart uploads ----------------------------------------------------------------
+
+    def _upload_dir(self, bucket: str, key: str, upload_id: str) -> pathlib.Path:
+        """The upload's part folder; NotFoundError unless it exists and was made for bucket/key."""
+        validate_object_key(key)
+        directory = self.root / ".multipart" / upload_id
+        if not _UPLOAD_ID_RE.match(upload_id or ""):
+            raise NotFoundError(f"no multipart upload {upload_id!r}")
+        try:
+            target = json.loads((directory / "target.json").read_text())
+        except FileNotFoundError:
+            raise NotFoundError(f"no multipart upload {upload_id} of {bucket}/{key}") from None
+        if target != [bucket, key]:
+            raise NotFoundError(f"multipart upload {upload_id} is not one of {bucket}/{key}")
+        return directory
+
+    def create_multipart(self, bucket: str, key: str, content_type: str | None = None) -> str:
+        self._path(bucket, key)  # validates bucket and key
+        upload_id = uuid.uuid4().hex
+        directory = self.root / ".multipart" / upload_id
+        directory.mkdir(parents=True)
+        self._atomic_write(directory / "target.json", lambda fh: fh.write(json.dumps([bucket, key]).encode()))
+        return upload_id
+
+    def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes) -> ObjectPart:
+        if not 1 <= part_number <= MULTIPART_MAX_PARTS:
+            raise ValueError(f"part number {part_number} outside 1..{MULTIPART_MAX_PARTS}")
+        directory = self._upload_dir(bucket, key, upload_id)
+        path = directory / f"{part_number:05d}.part"
+        self._atomic_write(path, lambda fh: fh.write(data))
+        return self._part(path)
+
+    @staticmethod
+    def _part(path: pathlib.Path) -> ObjectPart:
+        st = path.stat()  # an etag from size and time, like stat(): parts are too big to hash each listing
+        return ObjectPart(number=int(path.stem), size=st.st_size,
+                          etag=hashlib.md5(f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}".encode()).hexdigest())
+
+    def list_parts(self, bucket: str, key: str, upload_id: str) -> list[ObjectPart]:
+        directory = self._upload_dir(bucket, key, upload_id)
+        return [self._part(path) for path in sorted(directory.glob("*.part"))]
+
+    def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: list[ObjectPart]) -> None:
+        directory = self._upload_dir(bucket, key, upload_id)
+        stored = {p.number: p for p in self.list_parts(bucket, key, upload_id)}
+        numbers = [p.number for p in parts]
+        if numbers != sorted(set(numbers)) or any(stored.get(p.number) != p for p in parts):
+            raise ValueError(f"parts {numbers} do not match the stored parts of upload {upload_id}")
+
+        def concatenate(fh):
+            for number in numbers:
+                with open(directory / f"{number:05d}.part", "rb") as src:
+                    shutil.copyfileobj(src, fh, _CHUNK)
+
+        self._atomic_write(self._path(bucket, key), concatenate)
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        try:
+            directory = self._upload_dir(bucket, key, upload_id)
+        except NotFoundError:
+            return
+        shutil.rmtree(directory, ignore_errors=True)

@@ -8,6 +8,13 @@ an `host:port` endpoint), which MinIO and S3Proxy both serve.
 Every key passes `ports.validate_object_key`. Uploads are atomic (S3 makes an object
 visible only once complete, multipart included). A put into a bucket that does not
 exist yet creates it, as the filesystem backend does.
+
+Conditional writes send `If-Match` / `If-None-Match: *` (AWS S3 and MinIO compare
+atomically; S3Proxy's filesystem store does too for `If-None-Match` and within its one
+process for `If-Match`). minio-py offers multipart uploads and header-carrying puts only as
+its underscore methods (`_create_multipart_upload`, `_upload_part`, `_list_parts`, ...),
+the ones its own `put_object` is built on; they are used here, pinned by the contract
+tests.
 """
 from __future__ import annotations
 
@@ -22,10 +29,13 @@ from typing import Iterator
 
 from longtail_common.config import S3Config
 from longtail_common.ports import (
+    MULTIPART_MAX_PARTS,
     BackendUnavailableError,
+    ConflictError,
     InvalidKeyError,
     NotFoundError,
     ObjectInfo,
+    ObjectPart,
     PortError,
     validate_object_key,
 )
@@ -37,7 +47,10 @@ STREAM_CHUNK = 64 * 1024
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 60.0
 
-_MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound", "NotFound"}
+_MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound", "NotFound", "NoSuchUpload"}
+# A conditional write that lost: 412, 409 (a concurrent conditional write), 404 (If-Match on
+# an absent key).
+_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"}
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 _TYPES = {
@@ -271,3 +284,103 @@ class S3ObjectStore:
             return self._client.presigned_get_object(name, key, expires=expires)
         except self._errors() as exc:
             raise self._fail(f"signing a URL for {bucket}/{key}", exc) from exc
+
+    # -- conditional writes ---------------------------------------------------------------
+
+    def _call(self, what: str, op, missing: str | None = None):
+        """op(); S3 errors become port errors (NotFoundError with `missing` for a 404)."""
+        from minio.error import S3Error
+
+        try:
+            return op()
+        except S3Error as exc:
+            if missing is not None and _is_missing(exc):
+                raise NotFoundError(missing) from None
+            raise self._fail(what, exc) from exc
+        except self._errors() as exc:
+            raise self._fail(what, exc) from exc
+
+    def get_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        validate_object_key(key)
+        name = self.bucket_name(bucket)
+
+        def read():
+            resp = self._client.get_object(name, key)
+            try:
+                return resp.read(), (resp.headers.get("ETag") or "").strip('"')
+            finally:
+                resp.close()
+                resp.release_conn()
+
+        try:
+            return self._call(f"reading {bucket}/{key}", read, missing=f"{bucket}/{key} not found")
+        except NotFoundError:
+            return None
+
+    def put_bytes_if(self, bucket: str, key: str, data: bytes, if_match: str | None) -> str:
+        from minio.error import S3Error
+
+        validate_object_key(key)
+        headers = {"Content-Type": guess_content_type(key)}
+        if if_match is None:
+            headers["If-None-Match"] = "*"
+        else:
+            headers["If-Match"] = f'"{if_match}"'
+        data = bytes(data)
+
+        def put(name):
+            try:
+                return self._client._put_object(name, key, data, headers=dict(headers)).etag
+            except S3Error as exc:
+                if exc.code in _CONFLICT_CODES:
+                    raise ConflictError(f"{bucket}/{key} is not at {if_match or 'absent'}: {exc.code}") from None
+                raise
+
+        return self._with_bucket(bucket, f"writing {bucket}/{key} conditionally", put)
+
+    # -- multipart uploads ------------------------------------------------------------------
+
+    def create_multipart(self, bucket: str, key: str, content_type: str | None = None) -> str:
+        validate_object_key(key)
+        headers = {"Content-Type": content_type or guess_content_type(key)}
+        return self._with_bucket(bucket, f"starting an upload of {bucket}/{key}", lambda name: (
+            self._client._create_multipart_upload(name, key, headers)))
+
+    def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes) -> ObjectPart:
+        validate_object_key(key)
+        if not 1 <= part_number <= MULTIPART_MAX_PARTS:
+            raise ValueError(f"part number {part_number} outside 1..{MULTIPART_MAX_PARTS}")
+        name, data = self.bucket_name(bucket), bytes(data)
+        etag = self._call(f"uploading part {part_number} of {bucket}/{key}", lambda: self._client._upload_part(
+            name, key, data, None, upload_id, part_number), missing=f"no upload {upload_id} of {bucket}/{key}")
+        return ObjectPart(number=part_number, size=len(data), etag=etag)
+
+    def list_parts(self, bucket: str, key: str, upload_id: str) -> list[ObjectPart]:
+        validate_object_key(key)
+        name = self.bucket_name(bucket)
+        parts, marker = [], None
+        while True:
+            page = self._call(f"listing the parts of {bucket}/{key}", lambda: self._client._list_parts(
+                name, key, upload_id, part_number_marker=marker), missing=f"no upload {upload_id} of {bucket}/{key}")
+            parts += [ObjectPart(number=p.part_number, size=int(p.size or 0), etag=p.etag) for p in page.parts]
+            if not page.is_truncated or not page.next_part_number_marker:
+                return parts
+            marker = page.next_part_number_marker
+
+    def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: list[ObjectPart]) -> None:
+        from minio.datatypes import Part
+
+        validate_object_key(key)
+        name = self.bucket_name(bucket)
+        listed = [Part(p.number, p.etag) for p in parts]
+        self._call(f"completing the upload of {bucket}/{key}", lambda: self._client._complete_multipart_upload(
+            name, key, upload_id, listed), missing=f"no upload {upload_id} of {bucket}/{key}")
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        validate_object_key(key)
+        name = self.bucket_name(bucket)
+        try:
+            self._call(f"aborting the upload of {bucket}/{key}", lambda: self._client._abort_multipart_upload(
+                name, key, upload_id), missing="gone")
+        except NotFoundError:
+            pass  # idempotent

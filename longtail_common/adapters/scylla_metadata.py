@@ -13,8 +13,9 @@ Tables (keyspace from config, created by `migrate`):
   `api_tokens_by_account`), used by `scylla_accounts`: one keyspace, one versioned schema.
 * `schema_migrations`: which versions of the schema were applied.
 
-Writes: `create_video` is `INSERT ... IF NOT EXISTS` and `replace_video` is
-`UPDATE ... IF etag = ?` (lightweight transactions, SERIAL/LOCAL_SERIAL). The index row
+Writes: `create_video` is `INSERT ... IF NOT EXISTS`, `replace_video` is
+`UPDATE ... IF etag = ?` and `delete_video` is `DELETE ... IF etag = ?` (lightweight
+transactions, SERIAL/LOCAL_SERIAL). The index row
 is then written as a copy of the video's committed state *with the video's own write
 timestamp* (`USING TIMESTAMP`): Paxos timestamps grow with every accepted write of a
 partition, so when two replacements race, the index row of the later one wins whatever
@@ -27,6 +28,7 @@ import json
 import logging
 import re
 import threading
+import time
 
 from longtail_common.config import ScyllaConfig
 from longtail_common.ports import (
@@ -275,6 +277,7 @@ class ScyllaMetadataStore:
             self._select_video = p(f"SELECT {cols} FROM {ks}.videos WHERE video_id = ?")
             self._cas_video = p(f"UPDATE {ks}.videos SET channel_id = ?, status = ?, etag = ?, payload = ? "
                                 "WHERE video_id = ? IF etag = ?")
+            self._cas_delete_video = p(f"DELETE FROM {ks}.videos WHERE video_id = ? IF etag = ?")
             # Linearizable read of the committed state and its write timestamp (see module doc).
             self._select_state = p(f"SELECT channel_id, create_time_us, status, WRITETIME(status) AS wt "
                                    f"FROM {ks}.videos WHERE video_id = ?")
@@ -374,6 +377,24 @@ class ScyllaMetadataStore:
                 f"video {record.video_id} changed concurrently (etag {stored_etag} != {expected_etag})")
         # create_time_us is immutable (it keys the listing); the channel may move.
         self._sync_index(record.video_id, old_key=(before.channel_id, before.create_time_us))
+
+    def delete_video(self, video_id: str, expected_etag: str) -> None:
+        validate_id(video_id, "video id")
+        before = self._execute(f"reading {video_id}", self._select_state, (video_id,)).one()
+        if before is None or before.channel_id is None:
+            raise NotFoundError(f"video {video_id} not found")
+        result = self._execute(f"deleting {video_id}", self._cas_delete_video, (video_id, expected_etag))
+        if not result.was_applied:
+            current = result.one()
+            stored_etag = getattr(current, "etag", None) if current is not None else None
+            if stored_etag is None:
+                raise NotFoundError(f"video {video_id} not found")
+            raise ConflictError(f"video {video_id} changed concurrently (etag {stored_etag} != {expected_etag})")
+        # Later than the index row's own timestamp (the video's last write), so a late
+        # index write of an earlier replace cannot bring the row back.
+        stamp = max(int(before.wt) + 1, int(time.time() * 1_000_000))
+        self._execute(f"un-indexing {video_id}", self._delete_index,
+                      (stamp, before.channel_id, before.create_time_us, video_id))
 
     def list_channel_videos(
         self, channel_id: str, page_size: int, cursor: str | None, status: int | None

@@ -180,6 +180,25 @@ class SqliteMetadataStore:
             conn.execute("ROLLBACK")
             raise
 
+    def delete_video(self, video_id: str, expected_etag: str) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT etag, channel_id, create_time_us FROM videos WHERE video_id=?", (video_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"video {video_id} not found")
+            if row[0] != expected_etag:
+                raise ConflictError(f"video {video_id} changed concurrently (etag {row[0]} != {expected_etag})")
+            conn.execute("DELETE FROM videos WHERE video_id=?", (video_id,))
+            conn.execute("DELETE FROM videos_by_channel WHERE channel_id=? AND create_time_us=? AND video_id=?",
+                         (row[1], row[2], video_id))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def list_channel_videos(
         self, channel_id: str, page_size: int, cursor: str | None, status: int | None
     ) -> tuple[list[VideoRecord], str | None]:

@@ -114,3 +114,21 @@ def test_channel_creation_is_first_wins_and_listed_by_owner(store):
 def test_ids_are_validated(store):
     with pytest.raises(InvalidKeyError):
         store.create_video(_rec("../etc"))
+
+
+def test_delete_is_compare_and_set_and_leaves_the_listing(store):
+    channel, vid, other = "ch" + _uid(), _uid(), _uid()
+    store.create_video(_rec(vid, channel=channel, ts=10, etag="v1"))
+    store.create_video(_rec(other, channel=channel, ts=20, etag="o1"))
+    store.replace_video(_rec(vid, channel=channel, ts=10, status=2, etag="v2"), expected_etag="v1")
+    with pytest.raises(ConflictError):
+        store.delete_video(vid, expected_etag="v1")  # read before the replace: refused
+    assert store.get_video(vid) is not None
+    store.delete_video(vid, expected_etag="v2")
+    assert store.get_video(vid) is None
+    assert [r.video_id for r in store.list_channel_videos(channel, 10, None, None)[0]] == [other]
+    assert store.list_channel_videos(channel, 10, None, 2)[0] == []
+    with pytest.raises(NotFoundError):
+        store.delete_video(vid, expected_etag="v2")
+    store.create_video(_rec(vid, channel=channel, ts=30, etag="n1"))  # the id can be used again
+    assert [r.video_id for r in store.list_channel_videos(channel, 10, None, None)[0]] == [vid, other]

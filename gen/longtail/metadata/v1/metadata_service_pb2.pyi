@@ -1,3 +1,4 @@
+from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from longtail.metadata.v1 import video_pb2 as _video_pb2
 from google.protobuf.internal import containers as _containers
@@ -59,6 +60,14 @@ class UpdateVideoRequest(_message.Message):
     video: _video_pb2.Video
     update_mask: _field_mask_pb2.FieldMask
     def __init__(self, video: _Optional[_Union[_video_pb2.Video, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteVideoRequest(_message.Message):
+    __slots__ = ("id", "etag")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    etag: str
+    def __init__(self, id: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class GetChannelRequest(_message.Message):
     __slots__ = ("id",)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from longtail.metadata.v1 import metadata_service_pb2 as longtail_dot_metadata_dot_v1_dot_metadata__service__pb2
 from longtail.metadata.v1 import video_pb2 as longtail_dot_metadata_dot_v1_dot_video__pb2
 
@@ -64,6 +65,11 @@ class MetadataServiceStub:
                 '/longtail.metadata.v1.MetadataService/UpdateVideo',
                 request_serializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.UpdateVideoRequest.SerializeToString,
                 response_deserializer=longtail_dot_metadata_dot_v1_dot_video__pb2.Video.FromString,
+                _registered_method=True)
+        self.DeleteVideo = channel.unary_unary(
+                '/longtail.metadata.v1.MetadataService/DeleteVideo',
+                request_serializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.DeleteVideoRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.GetChannel = channel.unary_unary(
                 '/longtail.metadata.v1.MetadataService/GetChannel',
@@ -133,6 +139,16 @@ class MetadataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteVideo(self, request, context):
+        """Deletes a video (AIP-135): its record and its channel-listing entry; NOT_FOUND if
+        absent, ABORTED if `etag` is set and no longer matches. Its objects (raw upload,
+        renditions) are the caller's to remove. Called by upload_svc's sweeper of
+        abandoned uploads.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetChannel(self, request, context):
         """One channel by id, with its owner (NOT_FOUND if absent). No caller in the tree today.
         """
@@ -183,6 +199,11 @@ def add_MetadataServiceServicer_to_server(servicer, server):
                     servicer.UpdateVideo,
                     request_deserializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.UpdateVideoRequest.FromString,
                     response_serializer=longtail_dot_metadata_dot_v1_dot_video__pb2.Video.SerializeToString,
+            ),
+            'DeleteVideo': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVideo,
+                    request_deserializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.DeleteVideoRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'GetChannel': grpc.unary_unary_rpc_method_handler(
                     servicer.GetChannel,
@@ -340,6 +361,33 @@ class MetadataService:
             '/longtail.metadata.v1.MetadataService/UpdateVideo',
             longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.UpdateVideoRequest.SerializeToString,
             longtail_dot_metadata_dot_v1_dot_video__pb2.Video.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVideo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.metadata.v1.MetadataService/DeleteVideo',
+            longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.DeleteVideoRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,8 +75,8 @@ class UploadServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUpload(self, request, context):
-        """Where an upload stands (NOT_FOUND if there is none); also finishes a hand-off an
-        earlier crash interrupted. Called by the gateway's tus HEAD and PATCH.
+        """Where an upload stands (NOT_FOUND if there is none, or it expired); also finishes a
+        hand-off an earlier crash interrupted. Called by the gateway's tus HEAD and PATCH.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,8 +84,9 @@ class UploadServiceServicer:
 
     def AppendUpload(self, request_iterator, context):
         """Appends bytes at `offset`. The first message carries the header, later ones data.
-        Whatever arrives is kept, so a dropped stream resumes at the new offset. Called by
-        the gateway's tus PATCH.
+        Whatever arrives is kept, so a dropped stream resumes at the new offset. One append
+        at a time per upload, on any replica: another one meanwhile gets ABORTED.
+        Called by the gateway's tus PATCH.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
