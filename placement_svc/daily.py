@@ -58,6 +58,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------ data
+def _get_videos(metadata, ids) -> dict:
+    """The metadata of `ids` (those that exist), by id, in batches the RPC accepts."""
+    from longtail.metadata.v1 import metadata_service_pb2 as mpb
+
+    found = {}
+    ids = list(ids)
+    for s in range(0, len(ids), 1000):
+        resp = metadata.BatchGetVideos(mpb.BatchGetVideosRequest(ids=ids[s:s + 1000]), timeout=60)
+        found.update({v.id: v for v in resp.videos})
+    return found
+
+
+def ready_catalogue(store, objects, metadata, counts, day: dt.date) -> tuple[list, dict]:
+    """(catalogue entries sorted by video id, their Video messages) of every READY video.
+
+    Videos with views but no catalogue entry (READY before placement kept one) are added
+    to the catalogue first."""
+    from longtail.metadata.v1 import video_pb2
+    from longtail_common.ports import CatalogEntry
+    from placement_svc import edge
+
+    catalog = {e.video_id: e for e in store.list_videos()}
+    missing = sorted({c.video_id for c in counts} - set(catalog))
+    for v in _get_videos(metadata, missing).values():
+        if v.status == video_pb2.VIDEO_STATUS_READY:
+            publish = v.publish_time.ToDatetime(tzinfo=dt.timezone.utc).date() if v.HasField("publish_time") \
+                else day
+            entry = CatalogEntry(v.id, v.channel.id, v.language, v.category, publish.isoformat(),
+                                 edge.video_size_bytes(objects, v.id))
+            store.put_video(entry)
+            catalog[v.id] = entry
+    videos = {k: v for k, v in _get_videos(metadata, catalog).items() if v.status == video_pb2.VIDEO_STATUS_READY}
+    return [catalog[k] for k in sorted(videos)], videos
+
+
+def served_from_cdn(entries, videos: dict, regions: list[str]) -> np.ndarray:
+    """(video, region) mask of the pairs whose current decision says cdn."""
+    from longtail.metadata.v1 import video_pb2
+
+    at_edge = np.zeros((len(entries), len(regions)), dtype=bool)
+    rindex = {r: i for i, r in enumerate(regions)}
+    for i, e in enumerate(entries):
+        for p in videos[e.video_id].placements:
+            if p.region in rindex and p.served_from == video_pb2.SERVED_FROM_CDN:
+                at_edge[i, rindex[p.region]] = True
+    return at_edge
+
+
 def build_dataset(catalog, counts, regions: list[str], day: dt.date, default_size: float):
     """A Dataset whose last day is `day` (zero views: unknown yet) over the catalogue.
 
@@ -234,102 +282,6 @@ def write_placements(metadata, video, placements) -> None:
     raise RuntimeError(f"video {video.id}: too many concurrent updates")
 
 
-def run(cfg, day: dt.date, args) -> dict:
-    from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
-    from longtail_common.adapters import make_object_store, make_view_count_store
-    from longtail_common.grpc_server import client_channel
-    from placement_svc import metrics as placement_metrics
-    from placement_svc.model.costs import CostModel, load_costs
-
-    t0 = time.perf_counter()
-    costs = load_costs(args.costs) if args.costs else CostModel()
-    regions = list(cfg.platform.regions)
-    store = make_view_count_store(cfg)
-    objects = make_object_store(cfg)
-    channel = client_channel(args.metadata or cfg.services.metadata)
-    metadata = mpb_grpc.MetadataServiceStub(channel)
-    out: dict = {"date": day.isoformat(), "regions": regions}
-    try:
-        first = (day - dt.timedelta(days=HISTORY_DAYS)).isoformat()
-        counts = store.daily_views(first, (day - dt.timedelta(days=1)).isoformat())
-        entries, videos = ready_catalogue(store, objects, metadata, counts, day)
-        ds = build_dataset(entries, counts, regions, day, costs.default_video_size_bytes)
-        d = ds.n_days - 1
-        at_edge = served_from_cdn(entries, videos, regions)
-        model, hist = choose_model(ds, costs, objects, d, args, out)
-        t1 = time.perf_counter()
-        push, predicted, policy = decide(ds, hist, model, costs, d, at_edge)
-        out["scoring_seconds"] = round(time.perf_counter() - t1, 3)
-        out["policy"] = policy
-        applied = apply_decisions(objects, metadata, entries, videos, regions, at_edge, push, predicted, policy)
-        tc = cfg.transcoder
-        upgrades = codec_upgrades([videos[e.video_id] for e in entries], predicted.sum(axis=1),
-                                  list(tc.popular_codecs), tc.popular_min_daily_views)
-        request_codec_upgrades(cfg, upgrades, videos)
-        on_cdn = {r: int(push[:, j].sum()) for j, r in enumerate(regions)}
-        placement_metrics.write_daily_summary(objects, day.isoformat(), regions, len(entries), on_cdn,
-                                              applied.changes)
-        out.update({
-            "videos": len(entries), "pairs_scored": int(len(entries) * len(regions)),
-            "on_cdn": int(push.sum()), "pushed": applied.pushed, "evicted": applied.evicted,
-            "unchanged_videos": applied.unchanged,
-            "codec_upgrades": [[v, "+".join(f)] for v, f in upgrades],
-            "errors": applied.errors, "total_seconds": round(time.perf_counter() - t0, 3),
-        })
-        return out
-    finally:
-        store.close()
-        channel.close()
-
-
-def _get_videos(metadata, ids) -> dict:
-    """The metadata of `ids` (those that exist), by id, in batches the RPC accepts."""
-    from longtail.metadata.v1 import metadata_service_pb2 as mpb
-
-    found = {}
-    ids = list(ids)
-    for s in range(0, len(ids), 1000):
-        resp = metadata.BatchGetVideos(mpb.BatchGetVideosRequest(ids=ids[s:s + 1000]), timeout=60)
-        found.update({v.id: v for v in resp.videos})
-    return found
-
-
-def ready_catalogue(store, objects, metadata, counts, day: dt.date) -> tuple[list, dict]:
-    """(catalogue entries sorted by video id, their Video messages) of every READY video.
-
-    Videos with views but no catalogue entry (READY before placement kept one) are added
-    to the catalogue first."""
-    from longtail.metadata.v1 import video_pb2
-    from longtail_common.ports import CatalogEntry
-    from placement_svc import edge
-
-    catalog = {e.video_id: e for e in store.list_videos()}
-    missing = sorted({c.video_id for c in counts} - set(catalog))
-    for v in _get_videos(metadata, missing).values():
-        if v.status == video_pb2.VIDEO_STATUS_READY:
-            publish = v.publish_time.ToDatetime(tzinfo=dt.timezone.utc).date() if v.HasField("publish_time") \
-                else day
-            entry = CatalogEntry(v.id, v.channel.id, v.language, v.category, publish.isoformat(),
-                                 edge.video_size_bytes(objects, v.id))
-            store.put_video(entry)
-            catalog[v.id] = entry
-    videos = {k: v for k, v in _get_videos(metadata, catalog).items() if v.status == video_pb2.VIDEO_STATUS_READY}
-    return [catalog[k] for k in sorted(videos)], videos
-
-
-def served_from_cdn(entries, videos: dict, regions: list[str]) -> np.ndarray:
-    """(video, region) mask of the pairs whose current decision says cdn."""
-    from longtail.metadata.v1 import video_pb2
-
-    at_edge = np.zeros((len(entries), len(regions)), dtype=bool)
-    rindex = {r: i for i, r in enumerate(regions)}
-    for i, e in enumerate(entries):
-        for p in videos[e.video_id].placements:
-            if p.region in rindex and p.served_from == video_pb2.SERVED_FROM_CDN:
-                at_edge[i, rindex[p.region]] = True
-    return at_edge
-
-
 @dataclass
 class AppliedChanges:
     """What applying a day's decisions did."""
@@ -378,6 +330,56 @@ def apply_decisions(objects, metadata, entries, videos: dict, regions: list[str]
             edge.evict(objects, e.video_id, r)
             done.evicted.append([e.video_id, r])
     return done
+
+
+# ------------------------------------------------------------------------------ the run
+def run(cfg, day: dt.date, args) -> dict:
+    """Decides and applies the placement of `day` (steps 1-4 above); returns the JSON summary."""
+    from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
+    from longtail_common.adapters import make_object_store, make_view_count_store
+    from longtail_common.grpc_server import client_channel
+    from placement_svc import metrics as placement_metrics
+    from placement_svc.model.costs import CostModel, load_costs
+
+    t0 = time.perf_counter()
+    costs = load_costs(args.costs) if args.costs else CostModel()
+    regions = list(cfg.platform.regions)
+    store = make_view_count_store(cfg)
+    objects = make_object_store(cfg)
+    channel = client_channel(args.metadata or cfg.services.metadata)
+    metadata = mpb_grpc.MetadataServiceStub(channel)
+    out: dict = {"date": day.isoformat(), "regions": regions}
+    try:
+        first = (day - dt.timedelta(days=HISTORY_DAYS)).isoformat()
+        counts = store.daily_views(first, (day - dt.timedelta(days=1)).isoformat())
+        entries, videos = ready_catalogue(store, objects, metadata, counts, day)
+        ds = build_dataset(entries, counts, regions, day, costs.default_video_size_bytes)
+        d = ds.n_days - 1
+        at_edge = served_from_cdn(entries, videos, regions)
+        model, hist = choose_model(ds, costs, objects, d, args, out)
+        t1 = time.perf_counter()
+        push, predicted, policy = decide(ds, hist, model, costs, d, at_edge)
+        out["scoring_seconds"] = round(time.perf_counter() - t1, 3)
+        out["policy"] = policy
+        applied = apply_decisions(objects, metadata, entries, videos, regions, at_edge, push, predicted, policy)
+        tc = cfg.transcoder
+        upgrades = codec_upgrades([videos[e.video_id] for e in entries], predicted.sum(axis=1),
+                                  list(tc.popular_codecs), tc.popular_min_daily_views)
+        request_codec_upgrades(cfg, upgrades, videos)
+        on_cdn = {r: int(push[:, j].sum()) for j, r in enumerate(regions)}
+        placement_metrics.write_daily_summary(objects, day.isoformat(), regions, len(entries), on_cdn,
+                                              applied.changes)
+        out.update({
+            "videos": len(entries), "pairs_scored": int(len(entries) * len(regions)),
+            "on_cdn": int(push.sum()), "pushed": applied.pushed, "evicted": applied.evicted,
+            "unchanged_videos": applied.unchanged,
+            "codec_upgrades": [[v, "+".join(f)] for v, f in upgrades],
+            "errors": applied.errors, "total_seconds": round(time.perf_counter() - t0, 3),
+        })
+        return out
+    finally:
+        store.close()
+        channel.close()
 
 
 def main(argv: list[str] | None = None, cfg=None) -> int:
