@@ -24,14 +24,15 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from placement_research.dataset_csv import load_dataset  # noqa: E402
+from placement_research.harness import evaluate, price_plan  # noqa: E402
+from placement_research.policies import Context, OraclePolicy  # noqa: E402
+from placement_research.report import write_report  # noqa: E402
+from placement_research.simulator import SimConfig, describe, simulate, write_csv  # noqa: E402
 from placement_svc.model.costs import CostModel, Pricer  # noqa: E402
-from placement_svc.model.dataset import load_dataset  # noqa: E402
 from placement_svc.model.features import History, Vocab  # noqa: E402
-from placement_svc.model.harness import evaluate, make_tune_replay, price_plan  # noqa: E402
 from placement_svc.model.learned import TrainConfig, train  # noqa: E402
-from placement_svc.model.policies import Context, OraclePolicy  # noqa: E402
-from placement_svc.model.report import write_report  # noqa: E402
-from placement_svc.model.simulator import SimConfig, describe, simulate, write_csv  # noqa: E402
+from placement_svc.model.tuning import make_tune_replay  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 TRENDING = SHARED / "yt-trending-2017"

@@ -28,6 +28,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -57,6 +58,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------ data
+def _get_videos(metadata, ids) -> dict:
+    """The metadata of `ids` (those that exist), by id, in batches the RPC accepts."""
+    from longtail.metadata.v1 import metadata_service_pb2 as mpb
+
+    found = {}
+    ids = list(ids)
+    for s in range(0, len(ids), 1000):
+        resp = metadata.BatchGetVideos(mpb.BatchGetVideosRequest(ids=ids[s:s + 1000]), timeout=60)
+        found.update({v.id: v for v in resp.videos})
+    return found
+
+
+def ready_catalogue(store, objects, metadata, counts, day: dt.date) -> tuple[list, dict]:
+    """(catalogue entries sorted by video id, their Video messages) of every READY video.
+
+    Videos with views but no catalogue entry (READY before placement kept one) are added
+    to the catalogue first."""
+    from longtail.metadata.v1 import video_pb2
+    from longtail_common.ports import CatalogEntry
+    from placement_svc import edge
+
+    catalog = {e.video_id: e for e in store.list_videos()}
+    missing = sorted({c.video_id for c in counts} - set(catalog))
+    for v in _get_videos(metadata, missing).values():
+        if v.status == video_pb2.VIDEO_STATUS_READY:
+            publish = v.publish_time.ToDatetime(tzinfo=dt.timezone.utc).date() if v.HasField("publish_time") \
+                else day
+            entry = CatalogEntry(v.id, v.channel.id, v.language, v.category, publish.isoformat(),
+                                 edge.video_size_bytes(objects, v.id))
+            store.put_video(entry)
+            catalog[v.id] = entry
+    videos = {k: v for k, v in _get_videos(metadata, catalog).items() if v.status == video_pb2.VIDEO_STATUS_READY}
+    return [catalog[k] for k in sorted(videos)], videos
+
+
+def served_from_cdn(entries, videos: dict, regions: list[str]) -> np.ndarray:
+    """(video, region) mask of the pairs whose current decision says cdn."""
+    from longtail.metadata.v1 import video_pb2
+
+    at_edge = np.zeros((len(entries), len(regions)), dtype=bool)
+    rindex = {r: i for i, r in enumerate(regions)}
+    for i, e in enumerate(entries):
+        for p in videos[e.video_id].placements:
+            if p.region in rindex and p.served_from == video_pb2.SERVED_FROM_CDN:
+                at_edge[i, rindex[p.region]] = True
+    return at_edge
+
+
 def build_dataset(catalog, counts, regions: list[str], day: dt.date, default_size: float):
     """A Dataset whose last day is `day` (zero views: unknown yet) over the catalogue.
 
@@ -104,11 +153,10 @@ def build_dataset(catalog, counts, regions: list[str], day: dt.date, default_siz
 def choose_model(ds, costs, objects, day_index: int, args, out: dict):
     """Train (enough history), else the latest saved model, else None (rule)."""
     from placement_svc import modelstore
-    from placement_svc.model.features import History, Vocab
-    from placement_svc.model.harness import make_tune_replay
-    from placement_svc.model.learned import TrainConfig, train
-    from placement_svc.model.policies import Context
     from placement_svc.model.costs import Pricer
+    from placement_svc.model.features import History, Vocab
+    from placement_svc.model.learned import TrainConfig, train
+    from placement_svc.model.tuning import ReplayContext, make_tune_replay
 
     train_end = day_index - 1
     history_days = day_index
@@ -116,7 +164,7 @@ def choose_model(ds, costs, objects, day_index: int, args, out: dict):
     if not args.no_train and history_days >= max(args.min_train_days, 8) and has_views and len(ds.video_ids) > 0:
         vocab = Vocab.fit(ds, train_end)
         hist = History(ds, vocab)
-        ctx = Context(ds=ds, hist=hist, pricer=Pricer(costs, ds.regions, ds.size_bytes))
+        ctx = ReplayContext(ds=ds, hist=hist, pricer=Pricer(costs, ds.regions, ds.size_bytes))
         t0 = time.perf_counter()
         try:
             max_rows = TrainConfig.max_rows if args.max_rows is None else args.max_rows
@@ -234,16 +282,62 @@ def write_placements(metadata, video, placements) -> None:
     raise RuntimeError(f"video {video.id}: too many concurrent updates")
 
 
-def run(cfg, day: dt.date, args) -> dict:
+@dataclass
+class AppliedChanges:
+    """What applying a day's decisions did."""
+
+    pushed: list[list[str]] = field(default_factory=list)  # [video id, region]
+    evicted: list[list[str]] = field(default_factory=list)  # [video id, region]
+    errors: list[str] = field(default_factory=list)
+    unchanged: int = 0  # videos whose decisions stayed as they were
+    changes: dict[tuple[str, str], int] = field(default_factory=dict)  # (region, served_from) -> decisions changed
+
+
+def apply_decisions(objects, metadata, entries, videos: dict, regions: list[str], at_edge: np.ndarray,
+                    push: np.ndarray, predicted: np.ndarray, policy: str) -> AppliedChanges:
+    """Per video whose decision changed: push to the new regions' edges first, then write
+    the decision, then evict the regions it left, so a cdn URL never points at missing bytes."""
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    from longtail.metadata.v1 import metadata_service_pb2 as mpb
-    from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
     from longtail.metadata.v1 import video_pb2
+    from placement_svc import edge
+
+    now = Timestamp()
+    now.GetCurrentTime()
+    rindex = {r: i for i, r in enumerate(regions)}
+    done = AppliedChanges()
+    for i, e in enumerate(entries):
+        want = push[i].copy()
+        new = [r for j, r in enumerate(regions) if want[j] and not at_edge[i, j]]
+        gone = [r for j, r in enumerate(regions) if at_edge[i, j] and not want[j]]
+        if not new and not gone:
+            done.unchanged += 1
+            continue
+        for r in new:  # bytes first
+            try:
+                edge.push(objects, e.video_id, r)
+                done.pushed.append([e.video_id, r])
+            except Exception as exc:  # noqa: BLE001 - this pair stays on origin today
+                want[rindex[r]] = False
+                done.errors.append(f"push {e.video_id} to {r}: {exc}")
+        placements = _placements(regions, want, predicted[i], policy, now)
+        write_placements(metadata, videos[e.video_id], placements)
+        for p in placements:
+            if p.region in new or p.region in gone:
+                key = (p.region, "cdn" if p.served_from == video_pb2.SERVED_FROM_CDN else "origin")
+                done.changes[key] = done.changes.get(key, 0) + 1
+        for r in gone:  # the decision no longer points there: now the bytes may go
+            edge.evict(objects, e.video_id, r)
+            done.evicted.append([e.video_id, r])
+    return done
+
+
+# ------------------------------------------------------------------------------ the run
+def run(cfg, day: dt.date, args) -> dict:
+    """Decides and applies the placement of `day` (steps 1-4 above); returns the JSON summary."""
+    from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
     from longtail_common.adapters import make_object_store, make_view_count_store
     from longtail_common.grpc_server import client_channel
-    from longtail_common.ports import CatalogEntry
-    from placement_svc import edge
     from placement_svc import metrics as placement_metrics
     from placement_svc.model.costs import CostModel, load_costs
 
@@ -258,80 +352,29 @@ def run(cfg, day: dt.date, args) -> dict:
     try:
         first = (day - dt.timedelta(days=HISTORY_DAYS)).isoformat()
         counts = store.daily_views(first, (day - dt.timedelta(days=1)).isoformat())
-        catalog = {e.video_id: e for e in store.list_videos()}
-
-        def fetch(ids):
-            found = {}
-            ids = list(ids)
-            for s in range(0, len(ids), 1000):
-                resp = metadata.BatchGetVideos(mpb.BatchGetVideosRequest(ids=ids[s:s + 1000]), timeout=60)
-                found.update({v.id: v for v in resp.videos})
-            return found
-
-        # Videos with views but no catalogue entry (READY before placement kept one): backfill.
-        missing = sorted({c.video_id for c in counts} - set(catalog))
-        for v in fetch(missing).values():
-            if v.status == video_pb2.VIDEO_STATUS_READY:
-                publish = v.publish_time.ToDatetime(tzinfo=dt.timezone.utc).date() if v.HasField("publish_time") \
-                    else day
-                entry = CatalogEntry(v.id, v.channel.id, v.language, v.category, publish.isoformat(),
-                                     edge.video_size_bytes(objects, v.id))
-                store.put_video(entry)
-                catalog[v.id] = entry
-        videos = {k: v for k, v in fetch(catalog).items() if v.status == video_pb2.VIDEO_STATUS_READY}
-        entries = [catalog[k] for k in sorted(videos)]
+        entries, videos = ready_catalogue(store, objects, metadata, counts, day)
         ds = build_dataset(entries, counts, regions, day, costs.default_video_size_bytes)
         d = ds.n_days - 1
-        at_edge = np.zeros((len(entries), len(regions)), dtype=bool)
-        rindex = {r: i for i, r in enumerate(regions)}
-        for i, e in enumerate(entries):
-            for p in videos[e.video_id].placements:
-                if p.region in rindex and p.served_from == video_pb2.SERVED_FROM_CDN:
-                    at_edge[i, rindex[p.region]] = True
+        at_edge = served_from_cdn(entries, videos, regions)
         model, hist = choose_model(ds, costs, objects, d, args, out)
         t1 = time.perf_counter()
         push, predicted, policy = decide(ds, hist, model, costs, d, at_edge)
         out["scoring_seconds"] = round(time.perf_counter() - t1, 3)
         out["policy"] = policy
-        now = Timestamp()
-        now.GetCurrentTime()
-        pushed, evicted, errors, unchanged = [], [], [], 0
-        changes: dict[tuple[str, str], int] = {}  # (region, served_from) -> decisions changed
-        for i, e in enumerate(entries):
-            video = videos[e.video_id]
-            want = push[i].copy()
-            new = [r for j, r in enumerate(regions) if want[j] and not at_edge[i, j]]
-            gone = [r for j, r in enumerate(regions) if at_edge[i, j] and not want[j]]
-            if not new and not gone:
-                unchanged += 1
-                continue
-            for r in new:  # bytes first
-                try:
-                    edge.push(objects, e.video_id, r)
-                    pushed.append([e.video_id, r])
-                except Exception as exc:  # noqa: BLE001 - this pair stays on origin today
-                    want[rindex[r]] = False
-                    errors.append(f"push {e.video_id} to {r}: {exc}")
-            placements = _placements(regions, want, predicted[i], policy, now)
-            write_placements(metadata, video, placements)
-            for p in placements:
-                if p.region in new or p.region in gone:
-                    key = (p.region, "cdn" if p.served_from == video_pb2.SERVED_FROM_CDN else "origin")
-                    changes[key] = changes.get(key, 0) + 1
-            for r in gone:  # the decision no longer points there: now the bytes may go
-                edge.evict(objects, e.video_id, r)
-                evicted.append([e.video_id, r])
+        applied = apply_decisions(objects, metadata, entries, videos, regions, at_edge, push, predicted, policy)
         tc = cfg.transcoder
         upgrades = codec_upgrades([videos[e.video_id] for e in entries], predicted.sum(axis=1),
                                   list(tc.popular_codecs), tc.popular_min_daily_views)
         request_codec_upgrades(cfg, upgrades, videos)
         on_cdn = {r: int(push[:, j].sum()) for j, r in enumerate(regions)}
-        placement_metrics.write_daily_summary(objects, day.isoformat(), regions, len(entries), on_cdn, changes)
+        placement_metrics.write_daily_summary(objects, day.isoformat(), regions, len(entries), on_cdn,
+                                              applied.changes)
         out.update({
             "videos": len(entries), "pairs_scored": int(len(entries) * len(regions)),
-            "on_cdn": int(push.sum()), "pushed": pushed, "evicted": evicted, "unchanged_videos": unchanged,
+            "on_cdn": int(push.sum()), "pushed": applied.pushed, "evicted": applied.evicted,
+            "unchanged_videos": applied.unchanged,
             "codec_upgrades": [[v, "+".join(f)] for v, f in upgrades],
-            "errors": errors, "total_seconds": round(time.perf_counter() - t0, 3),
+            "errors": applied.errors, "total_seconds": round(time.perf_counter() - t0, 3),
         })
         return out
     finally:

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from placement_svc.evaluate_cli import main
-from placement_svc.model.simulator import write_csv
+from placement_research.evaluate_cli import main
+from placement_research.simulator import write_csv
 from tests.test_placement_helpers import small_sim
 
 NAMES = {"none", "all", "threshold", "lru", "oracle", "model"}

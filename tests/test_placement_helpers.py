@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import functools
 
+from placement_research.simulator import SimConfig, simulate
 from placement_svc.model.learned import TrainConfig
-from placement_svc.model.simulator import SimConfig, simulate
 
 SMALL = SimConfig(n_videos=1500, n_days=24, uploads_per_day=15.0)
 FAST_TRAIN = TrainConfig(max_rows=20_000, mlp_max_iter=15, gbm_max_iter=60, hidden=(32, 16))

@@ -1,8 +1,8 @@
 """No leakage: decisions for day d depend only on data before d (and training on <= train end)."""
 import numpy as np
 
+from placement_research.harness import evaluate
 from placement_svc.model.costs import CostModel
-from placement_svc.model.harness import evaluate
 from tests.test_placement_helpers import FAST_TRAIN, TEST_DAYS, TRAIN_END, small_sim
 
 MORNING = ("none", "all", "threshold", "model")

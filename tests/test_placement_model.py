@@ -1,13 +1,13 @@
 """Learned model pieces: fast scorer == sklearn, cold start, simulator determinism, loader defaults."""
 import numpy as np
 
+from placement_research.dataset_csv import load_dataset
+from placement_research.policies import Context
+from placement_research.simulator import describe, simulate, write_csv
 from placement_svc.model.costs import CostModel, Pricer
-from placement_svc.model.dataset import load_dataset
 from placement_svc.model.features import History, Vocab, onehot_dense
-from placement_svc.model.harness import make_tune_replay
 from placement_svc.model.learned import decide_new_video, train
-from placement_svc.model.policies import Context
-from placement_svc.model.simulator import describe, simulate, write_csv
+from placement_svc.model.tuning import make_tune_replay
 from tests.test_placement_helpers import FAST_TRAIN, SMALL, TRAIN_END, small_sim
 
 

@@ -4,13 +4,13 @@ import itertools
 import numpy as np
 import pytest
 
+from placement_research.harness import price_plan
+from placement_research.policies import (
+    AllPolicy, Context, LRUPolicy, NonePolicy, OraclePolicy, Plan, ThresholdPolicy,
+)
 from placement_svc.model.costs import CostModel, Pricer
 from placement_svc.model.dataset import Dataset
 from placement_svc.model.features import History, Vocab
-from placement_svc.model.harness import price_plan
-from placement_svc.model.policies import (
-    AllPolicy, Context, LRUPolicy, NonePolicy, OraclePolicy, Plan, ThresholdPolicy,
-)
 import datetime as dt
 
 
@@ -146,7 +146,7 @@ def test_trending_like_bounds_lru_vs_oracle(seed):
 
 
 def test_excess_breakdown_adds_up():
-    from placement_svc.model.harness import excess_breakdown
+    from placement_research.harness import excess_breakdown
 
     ds = trending_like_dataset(np.random.default_rng(5))
     ctx = ctx_for(ds)

@@ -188,7 +188,7 @@ class History:
         return np.nonzero(self.known_from <= d)[0]
 
     def batch(self, d: int, vids: np.ndarray | None = None, ch: ChannelTable | None = None) -> Batch:
-        ds, vocab = self.ds, self.vocab
+        ds = self.ds
         if vids is None:
             vids = self.candidates(d)
         n_r = len(ds.regions)

@@ -26,7 +26,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.isotonic import IsotonicRegression
 from sklearn.neural_network import MLPRegressor
 
-from placement_svc.model.costs import GB, CostModel
+from placement_svc.model.costs import CostModel
 from placement_svc.model.features import (
     N_AGE, NUMERIC, Batch, ChannelTable, History, Vocab, age_bucket, gbm_matrix, onehot_dense,
 )

@@ -11,40 +11,16 @@ import time
 
 import numpy as np
 
+from placement_research.policies import (
+    AllPolicy, Context, LRUPolicy, ModelPolicy, NonePolicy, OraclePolicy, Plan, Policy, ThresholdPolicy,
+)
 from placement_svc.model.costs import PART_KEYS, CostModel, Pricer
 from placement_svc.model.dataset import Dataset
 from placement_svc.model.features import History, Vocab
-from placement_svc.model.learned import PlacementModel, TrainConfig, train
-from placement_svc.model.policies import (
-    AllPolicy, Context, LRUPolicy, ModelPolicy, NonePolicy, OraclePolicy, Plan, ThresholdPolicy,
-)
+from placement_svc.model.learned import TrainConfig, train
+from placement_svc.model.tuning import make_tune_replay
 
 POLICY_NAMES = ("none", "all", "threshold", "lru", "oracle", "model")
-
-
-def make_tune_replay(ctx: Context):
-    """Cost of a candidate decision rule over validation days (rows only; used by training)."""
-
-    def run(model: PlacementModel, batches, expected) -> float:
-        pr = ctx.pricer
-        n_v, n_r = ctx.ds.views.shape[:2]
-        prev = np.zeros((n_v, n_r), dtype=bool)
-        p = pr.p
-        total = 0.0
-        for b, e in zip(batches, expected):
-            at = prev[b.vid, b.reg]
-            push = model.decide_rows(b, e, at)
-            views = ctx.ds.views[b.vid, b.reg, b.day].astype(np.float64)
-            gb = views * pr.view_gb[b.vid]
-            edge_c = pr.size_gb[b.vid] * p["cdn_storage_per_gb_day"][b.reg] + gb * p["cdn_delivery_per_gb"][b.reg]
-            edge_c = edge_c + np.where(at, 0.0, pr.size_gb[b.vid] * p["cdn_fill_per_gb"][b.reg])
-            orig_c = gb * (p["origin_delivery_per_gb"][b.reg] + p["qoe_penalty_per_gb"][b.reg])
-            total += float(np.where(push, edge_c, orig_c).sum())
-            prev = np.zeros((n_v, n_r), dtype=bool)
-            prev[b.vid[push], b.reg[push]] = True
-        return total
-
-    return run
 
 
 def price_plan(ctx: Context, plan: Plan) -> dict:
@@ -142,43 +118,76 @@ def evaluate(ds: Dataset, costs: CostModel, train_end: int, n_test: int, cfg: Tr
 
     policies = {"none": NonePolicy(), "all": AllPolicy(), "threshold": ThresholdPolicy(), "lru": LRUPolicy(),
                 "oracle": OraclePolicy(), "model": ModelPolicy()}
+    tuning = _fit_policies(ctx, policies, costs, train_end, cfg, timings)
+    results, plans = _replay_policies(ctx, policies, test_days, timings)
+    known_oracle = price_plan(ctx, OraclePolicy(known_only=True).replay(ctx, test_days))
+    model_log = policies["model"].log
+    out = {
+        "policies": {name: _policy_result(results[name], results["oracle"]["total_cost"]) for name in POLICY_NAMES},
+        "summary": _summary(ctx, results, plans, known_oracle),
+        "model": {**tuning["model"], "alpha": policies["model"].model.alpha, "gamma": policies["model"].model.gamma},
+        "threshold": tuning["threshold"],
+        "lru": tuning["lru"],
+        "calibration": _model_calibration(ds, model_log),
+        "test_days": [str(ds.dates[test_days[0]]), str(ds.dates[test_days[-1]])],
+        "train_until": str(ds.dates[train_end]),
+        "data": dataset_summary(ds, test_days),
+        "costs": costs.to_dict(),
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    if keep_plans:
+        out["_plans"] = plans
+        out["_model"] = policies["model"].model
+        out["_model_log"] = model_log
+    return out
+
+
+def _fit_policies(ctx: Context, policies: dict[str, Policy], costs: CostModel, train_end: int, cfg: TrainConfig,
+                  timings: dict[str, float]) -> dict[str, dict]:
+    """Fits (or, for the model, trains) every policy on the training days; returns what each tuned."""
     tuning: dict[str, dict] = {}
     for name, pol in policies.items():
         t0 = time.perf_counter()
         if name == "model":
-            pol.model = train(hist, costs, train_end, cfg, make_tune_replay(ctx))
+            pol.model = train(ctx.hist, costs, train_end, cfg, make_tune_replay(ctx))
             tuning[name] = pol.model.info
         else:
             tuning[name] = pol.fit(ctx, train_end)
         timings[f"fit_{name}_s"] = time.perf_counter() - t0
+    return tuning
 
+
+def _replay_policies(ctx: Context, policies: dict[str, Policy], test_days: list[int],
+                     timings: dict[str, float]) -> tuple[dict[str, dict], dict[str, Plan]]:
+    """Every policy's plan over the test days, and its price."""
     results, plans = {}, {}
     for name, pol in policies.items():
         t0 = time.perf_counter()
         plans[name] = pol.replay(ctx, test_days)
         timings[f"replay_{name}_s"] = time.perf_counter() - t0
         results[name] = price_plan(ctx, plans[name])
-    known_oracle = price_plan(ctx, OraclePolicy(known_only=True).replay(ctx, test_days))
+    return results, plans
 
+
+def _policy_result(r: dict, oracle: float) -> dict:
+    """One policy's priced plan as reported (rounded; cost relative to the oracle's)."""
+    return {
+        "total_cost": round(r["total_cost"], 4),
+        "cost_vs_oracle": round(r["total_cost"] / oracle, 4) if oracle > 0 else None,
+        "cdn_byte_share": round(r["cdn_byte_share"], 4),
+        "edge_storage_gb_days": round(r["edge_storage_gb_days"], 3),
+        "parts": {k: round(v, 4) for k, v in r["parts"].items()},
+        "cost_per_day": [round(c, 4) for c in r["per_day"]],
+        "fills": r["fills"],
+    }
+
+
+def _summary(ctx: Context, results: dict[str, dict], plans: dict[str, Plan], known_oracle: dict) -> dict:
+    """The model against the best tuned heuristic, the oracle and the known-videos bound."""
     oracle = results["oracle"]["total_cost"]
     heur = min(("threshold", "lru"), key=lambda n: results[n]["total_cost"])
-    out_pol = {}
-    for name in POLICY_NAMES:
-        r = results[name]
-        out_pol[name] = {
-            "total_cost": round(r["total_cost"], 4),
-            "cost_vs_oracle": round(r["total_cost"] / oracle, 4) if oracle > 0 else None,
-            "cdn_byte_share": round(r["cdn_byte_share"], 4),
-            "edge_storage_gb_days": round(r["edge_storage_gb_days"], 3),
-            "parts": {k: round(v, 4) for k, v in r["parts"].items()},
-            "cost_per_day": [round(c, 4) for c in r["per_day"]],
-            "fills": r["fills"],
-        }
     m, h, none = results["model"]["total_cost"], results[heur]["total_cost"], results["none"]["total_cost"]
-    log = policies["model"].log
-    pred = np.concatenate([e[:, 0] for _, _, _, e in log]) if log else np.zeros(0)
-    real = np.concatenate([ds.views[v, r, d] for d, v, r, _ in log]).astype(np.float64) if log else np.zeros(0)
-    summary = {
+    return {
         "best_heuristic": heur,
         "model_vs_best_heuristic": round(m / h, 4) if h > 0 else None,
         "model_vs_oracle": round(m / oracle, 4) if oracle > 0 else None,
@@ -189,21 +198,11 @@ def evaluate(ds: Dataset, costs: CostModel, train_end: int, n_test: int, cfg: Tr
         # Where the model's cost above the oracle's comes from (pair-days, USD).
         "model_excess_over_oracle": excess_breakdown(ctx, plans["model"], plans["oracle"]),
     }
-    out = {
-        "policies": out_pol,
-        "summary": summary,
-        "model": {**tuning["model"], "alpha": policies["model"].model.alpha, "gamma": policies["model"].model.gamma},
-        "threshold": tuning["threshold"],
-        "lru": tuning["lru"],
-        "calibration": calibration_bins(pred, real),
-        "test_days": [str(ds.dates[test_days[0]]), str(ds.dates[test_days[-1]])],
-        "train_until": str(ds.dates[train_end]),
-        "data": dataset_summary(ds, test_days),
-        "costs": costs.to_dict(),
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-    }
-    if keep_plans:
-        out["_plans"] = plans
-        out["_model"] = policies["model"].model
-        out["_model_log"] = log
-    return out
+
+
+def _model_calibration(ds: Dataset, model_log: list) -> list[dict]:
+    """Calibration bins of the model's expected views against the real views it decided for."""
+    pred = np.concatenate([e[:, 0] for _, _, _, e in model_log]) if model_log else np.zeros(0)
+    real = np.concatenate([ds.views[v, r, d] for d, v, r, _ in model_log]).astype(np.float64) if model_log \
+        else np.zeros(0)
+    return calibration_bins(pred, real)

@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
 
+    from placement_research.dataset_csv import DataError, load_dataset, parse_date
+    from placement_research.harness import evaluate
     from placement_svc.model.costs import CostModel, CostsError, load_costs
-    from placement_svc.model.dataset import DataError, load_dataset, parse_date
-    from placement_svc.model.harness import evaluate
     from placement_svc.model.learned import TrainConfig
 
     def fail(msg: str) -> int:
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     res["timings_s"]["load_s"] = round(load_s, 3)
     if args.report:
-        from placement_svc.model.report import write_report
+        from placement_research.report import write_report
 
         t1 = time.perf_counter()
         try:

@@ -1,4 +1,4 @@
-"""Placement policies behind one interface, replayed by the same harness.
+"""Placement policies (the baselines and the learned model) behind one interface, replayed by the harness.
 
 One job: given what is known, say which (video, region) pairs sit on the CDN edge each day.
 Every policy implements `fit(ctx, train_end)` (tune on training days only) and
@@ -20,16 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from placement_svc.model.costs import Pricer
-from placement_svc.model.dataset import Dataset
-from placement_svc.model.features import History
+from placement_svc.model.tuning import ReplayContext
 
 
-@dataclass
-class Context:
-    ds: Dataset
-    hist: History
-    pricer: Pricer
+class Context(ReplayContext):
+    """The replay's data set, features and prices, plus what the baseline policies ask of them."""
 
     def known(self, d: int) -> np.ndarray:
         return self.hist.known_from <= d

@@ -103,16 +103,72 @@ def simulate(cfg: SimConfig | None = None, seed: int = 0, with_expected: bool = 
     cold-start decision can do. bench/placement_bench.py turns both into cost bounds."""
     cfg = cfg or SimConfig()
     rng = np.random.default_rng(seed)
-    n_r, T = len(cfg.regions), cfg.n_days
-    langs = list(cfg.languages)
-    lang_p = np.array([cfg.languages[x][0] for x in langs]); lang_p /= lang_p.sum()
-    lang_aff = np.array([cfg.languages[x][1] for x in langs]); lang_aff /= lang_aff.sum(1, keepdims=True)
-    cats = list(cfg.categories)
-    cat_p = np.array([cfg.categories[c][0] for c in cats]); cat_p /= cat_p.sum()
-    cat_timely = np.array([cfg.categories[c][1] for c in cats])
-    cat_mult = np.array([cfg.categories[c][2] for c in cats])
+    mix = _Mix.of(cfg)
+    cat = _catalogue(cfg, mix, rng)
+    g = _evergreen_profile(cfg)
+    age = np.arange(cfg.n_days)[None, :] - cat.upload[:, None]  # (n, T)
+    base = _base_views(cfg, mix, cat, g, age, rng)
+    share = _region_shares(cfg, mix, cat.lang, rng)
+    burst, bshare = _bursts(cfg, mix, cat.lifetime, age, share, rng)
+    weekly = _weekly_cycle(cfg)
+    # The draws stay in this order (noise, views, sizes): a seed names the same world.
+    noise = np.exp(rng.normal(-cfg.noise_sigma ** 2 / 2, cfg.noise_sigma, size=(cat.n, cfg.n_days)))
+    scale = (weekly[None, :] * noise)[:, None, :]
+    latent = base[:, None, :] * share[:, :, None] + burst[:, None, :] * bshare[:, :, None]
+    views = rng.poisson(latent * scale).astype(np.float32)
+    ds = _dataset(cfg, mix, cat, views, rng)
+    if not with_expected:
+        return ds
+    # The lognormal noise has mean 1, so the mean is the rate without it.
+    expected = (latent * weekly[None, None, :]).astype(np.float32)
+    cold = _cold_start_expected(cfg, mix, cat, g, age, weekly, seed)
+    return ds, {"expected": expected, "cold_start_expected": cold}
 
+
+@dataclass
+class _Mix:
+    """The config's language and category tables as normalised arrays."""
+
+    langs: list[str]
+    lang_p: np.ndarray  # share of videos per language
+    lang_aff: np.ndarray  # (language, region) affinity, rows sum to 1
+    cats: list[str]
+    cat_p: np.ndarray  # share of videos per category
+    cat_timely: np.ndarray  # probability a video of the category is "timely"
+    cat_mult: np.ndarray  # lifetime multiplier per category
+
+    @classmethod
+    def of(cls, cfg: SimConfig) -> "_Mix":
+        langs, cats = list(cfg.languages), list(cfg.categories)
+        lang_p = np.array([cfg.languages[x][0] for x in langs]); lang_p /= lang_p.sum()
+        lang_aff = np.array([cfg.languages[x][1] for x in langs]); lang_aff /= lang_aff.sum(1, keepdims=True)
+        cat_p = np.array([cfg.categories[c][0] for c in cats]); cat_p /= cat_p.sum()
+        return cls(langs=langs, lang_p=lang_p, lang_aff=lang_aff, cats=cats, cat_p=cat_p,
+                   cat_timely=np.array([cfg.categories[c][1] for c in cats]),
+                   cat_mult=np.array([cfg.categories[c][2] for c in cats]))
+
+
+@dataclass
+class _Catalogue:
+    """Every video of the world: when it was uploaded, by which channel, and what it is."""
+
+    upload: np.ndarray  # (n,) day index of upload (< 0: before the window)
+    channel: np.ndarray  # (n,) channel index
+    n_channels: int
+    channel_z: np.ndarray  # (n_channels,) channel quality (log-lifetime offset)
+    video_sigma: float  # the lifetime's spread left to the video once the channel's is drawn
+    lang: np.ndarray  # (n,) index into _Mix.langs
+    cat: np.ndarray  # (n,) index into _Mix.cats
+    lifetime: np.ndarray  # (n,) lifetime views
+
+    @property
+    def n(self) -> int:
+        return len(self.upload)
+
+
+def _catalogue(cfg: SimConfig, mix: _Mix, rng: np.random.Generator) -> _Catalogue:
     # Uploads: the existing catalogue over the past two years, then new uploads each day.
+    T = cfg.n_days
     n_new = rng.poisson(cfg.uploads_per_day, size=T)
     upload = np.concatenate([rng.integers(-cfg.history_days, 0, size=cfg.n_videos), np.repeat(np.arange(T), n_new)])
     n = len(upload)
@@ -120,23 +176,32 @@ def simulate(cfg: SimConfig | None = None, seed: int = 0, with_expected: bool = 
     n_ch = max(int(n / cfg.videos_per_channel), 1)
     ch_w = 1.0 / np.arange(1, n_ch + 1) ** 0.8
     channel = rng.choice(n_ch, size=n, p=ch_w / ch_w.sum())
-    ch_lang = rng.choice(len(langs), size=n_ch, p=lang_p)
-    ch_cat = rng.choice(len(cats), size=n_ch, p=cat_p)
+    ch_lang = rng.choice(len(mix.langs), size=n_ch, p=mix.lang_p)
+    ch_cat = rng.choice(len(mix.cats), size=n_ch, p=mix.cat_p)
     ch_z = rng.normal(0.0, cfg.channel_sigma, size=n_ch)
-    lang = np.where(rng.random(n) < 0.9, ch_lang[channel], rng.choice(len(langs), size=n, p=lang_p))
-    cat = np.where(rng.random(n) < 0.7, ch_cat[channel], rng.choice(len(cats), size=n, p=cat_p))
+    lang = np.where(rng.random(n) < 0.9, ch_lang[channel], rng.choice(len(mix.langs), size=n, p=mix.lang_p))
+    cat = np.where(rng.random(n) < 0.7, ch_cat[channel], rng.choice(len(mix.cats), size=n, p=mix.cat_p))
     video_sigma = np.sqrt(max(cfg.lifetime_sigma ** 2 - cfg.channel_sigma ** 2, 1e-6))
-    lifetime = np.exp(cfg.lifetime_mu + ch_z[channel] + rng.normal(0.0, video_sigma, size=n)) * cat_mult[cat]
+    lifetime = np.exp(cfg.lifetime_mu + ch_z[channel] + rng.normal(0.0, video_sigma, size=n)) * mix.cat_mult[cat]
+    return _Catalogue(upload=upload, channel=channel, n_channels=n_ch, channel_z=ch_z, video_sigma=video_sigma,
+                      lang=lang, cat=cat, lifetime=lifetime)
 
+
+def _evergreen_profile(cfg: SimConfig) -> np.ndarray:
+    """Share of the evergreen tail per day of age, normalised over the two years of history."""
+    ages = np.arange(cfg.history_days + cfg.n_days)
+    g = (1.0 + ages / cfg.evergreen_tau) ** -cfg.evergreen_beta
+    return g / g[: cfg.history_days].sum()
+
+
+def _base_views(cfg: SimConfig, mix: _Mix, cat: _Catalogue, g: np.ndarray, age: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+    """(n, T) mean views per day over all regions, before bursts, weekday and noise."""
     # Ageing: initial burst (share w, kept rho per day) + evergreen tail over two years.
-    timely = rng.random(n) < cat_timely[cat]
+    n = cat.n
+    timely = rng.random(n) < mix.cat_timely[cat.cat]
     w = np.where(timely, rng.uniform(*cfg.timely_w, size=n), rng.uniform(*cfg.evergreen_w, size=n))
     rho = rng.uniform(*cfg.retention, size=n)
-    ages = np.arange(cfg.history_days + T)
-    g = (1.0 + ages / cfg.evergreen_tau) ** -cfg.evergreen_beta
-    g /= g[: cfg.history_days].sum()
-    age = np.arange(T)[None, :] - upload[:, None]  # (n, T)
-    alive = age >= 0
     a = np.clip(age, 0, len(g) - 1)
     # Uploads land at a uniform time of day u: the burst decays continuously from then, so
     # the upload day gets the first (1 - u) day of it and day k the slice [k - u, k + 1 - u].
@@ -144,18 +209,26 @@ def simulate(cfg: SimConfig | None = None, seed: int = 0, with_expected: bool = 
     r_ = rho[:, None]
     burst0 = np.where(age == 0, 1 - r_ ** (1 - u), r_ ** np.maximum(a - u, 0) * (1 - r_))
     tail = g[a] * np.where(age == 0, 1 - u, 1.0)
-    base = lifetime[:, None] * (w[:, None] * burst0 + (1 - w[:, None]) * tail)
-    base = np.where(alive, base, 0.0)
+    base = cat.lifetime[:, None] * (w[:, None] * burst0 + (1 - w[:, None]) * tail)
+    return np.where(age >= 0, base, 0.0)
 
-    # Region shares: Dirichlet around the language's affinity.
-    share = np.empty((n, n_r))
-    for li in range(len(langs)):
+
+def _region_shares(cfg: SimConfig, mix: _Mix, lang: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(n, regions) each video's share of views per region: Dirichlet around its language's affinity."""
+    n_r = len(cfg.regions)
+    share = np.empty((len(lang), n_r))
+    for li in range(len(mix.langs)):
         idx = np.nonzero(lang == li)[0]
         if len(idx):
-            share[idx] = rng.dirichlet(cfg.kappa * lang_aff[li] * n_r, size=len(idx))
-    traffic = lang_p @ lang_aff
+            share[idx] = rng.dirichlet(cfg.kappa * mix.lang_aff[li] * n_r, size=len(idx))
+    return share
 
-    # Bursts: rare re-discoveries of older videos, spread wider across regions.
+
+def _bursts(cfg: SimConfig, mix: _Mix, lifetime: np.ndarray, age: np.ndarray, share: np.ndarray,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Rare re-discoveries of older videos: (n, T) burst views and their (n, regions) shares,
+    spread wider across regions than the video's own audience."""
+    n, T = age.shape
     burst = np.zeros((n, T))
     events = np.nonzero((rng.random((n, T)) < cfg.burst_rate) & (age >= 7))
     sizes = lifetime[events[0]] * rng.uniform(*cfg.burst_size, size=len(events[0]))
@@ -163,32 +236,36 @@ def simulate(cfg: SimConfig | None = None, seed: int = 0, with_expected: bool = 
     for v, t0, s in zip(events[0], events[1], sizes):
         k = t_idx[t0:] - t0
         burst[v, t0:] += s * (1 - cfg.burst_retention) * cfg.burst_retention ** k
-    bshare = 0.5 * share + 0.5 * traffic[None, :]
+    traffic = mix.lang_p @ mix.lang_aff
+    return burst, 0.5 * share + 0.5 * traffic[None, :]
 
-    dows = np.array([(cfg.start + dt.timedelta(days=int(t))).weekday() for t in range(T)])
-    weekly = 1.0 + cfg.weekly_amplitude * np.cos(2 * np.pi * (dows - 5.5) / 7.0)
-    noise = np.exp(rng.normal(-cfg.noise_sigma ** 2 / 2, cfg.noise_sigma, size=(n, T)))
-    scale = (weekly[None, :] * noise)[:, None, :]
-    latent = base[:, None, :] * share[:, :, None] + burst[:, None, :] * bshare[:, :, None]
-    rate = latent * scale
-    views = rng.poisson(rate).astype(np.float32)
 
+def _weekly_cycle(cfg: SimConfig) -> np.ndarray:
+    dows = np.array([(cfg.start + dt.timedelta(days=int(t))).weekday() for t in range(cfg.n_days)])
+    return 1.0 + cfg.weekly_amplitude * np.cos(2 * np.pi * (dows - 5.5) / 7.0)
+
+
+def _dataset(cfg: SimConfig, mix: _Mix, cat: _Catalogue, views: np.ndarray, rng: np.random.Generator) -> Dataset:
+    """The world's views and catalogue as a Dataset (sizes drawn here, from the durations)."""
+    n, T = cat.n, cfg.n_days
     duration = np.clip(cfg.median_duration_s * np.exp(rng.normal(0, 0.8, size=n)), 15, 7200)
     size = np.round(duration * cfg.ladder_bps / 8 * rng.uniform(0.7, 1.0, size=n))
     any_views = views.sum(1) > 0
     first_seen = np.where(any_views.any(1), any_views.argmax(1), T)
-    ds = Dataset(
+    return Dataset(
         dates=[cfg.start + dt.timedelta(days=i) for i in range(T)], regions=list(cfg.regions),
-        video_ids=[f"v{i:06d}" for i in range(n)], views=views, upload_day=upload.astype(np.int64),
+        video_ids=[f"v{i:06d}" for i in range(n)], views=views, upload_day=cat.upload.astype(np.int64),
         upload_known=np.ones(n, dtype=bool), first_seen=first_seen.astype(np.int64),
-        language=np.array([langs[i] for i in lang]), category=np.array([cats[i] for i in cat]),
-        channel=channel.astype(np.int64), channel_ids=[f"c{i:05d}" for i in range(n_ch)], size_bytes=size)
-    if not with_expected:
-        return ds
-    # The lognormal noise has mean 1, so the mean is the rate without it.
-    expected = (latent * weekly[None, None, :]).astype(np.float32)
-    # Cold start: video-level draws replaced by their means given channel/category/language.
-    prior = np.random.default_rng(seed + 1)  # its own stream: the world above is unchanged
+        language=np.array([mix.langs[i] for i in cat.lang]), category=np.array([mix.cats[i] for i in cat.cat]),
+        channel=cat.channel.astype(np.int64), channel_ids=[f"c{i:05d}" for i in range(cat.n_channels)],
+        size_bytes=size)
+
+
+def _cold_start_expected(cfg: SimConfig, mix: _Mix, cat: _Catalogue, g: np.ndarray, age: np.ndarray,
+                         weekly: np.ndarray, seed: int) -> np.ndarray:
+    """Mean views given only what is known at upload: video-level draws replaced by their
+    means given channel, category and language (no bursts)."""
+    prior = np.random.default_rng(seed + 1)  # its own stream: the world is unchanged
     m = 20_000
     a_m = np.arange(len(g))
     u_m, rho_m = prior.random(m)[:, None], prior.uniform(*cfg.retention, size=m)[:, None]
@@ -198,11 +275,12 @@ def simulate(cfg: SimConfig | None = None, seed: int = 0, with_expected: bool = 
     for kind, rng_w in (("timely", cfg.timely_w), ("evergreen", cfg.evergreen_w)):
         w_m = prior.uniform(*rng_w, size=m)[:, None]
         prof[kind] = (w_m * b0 + (1 - w_m) * t0).mean(0)
-    prof_cat = cat_timely[:, None] * prof["timely"] + (1 - cat_timely[:, None]) * prof["evergreen"]
-    life_prior = np.exp(cfg.lifetime_mu + ch_z[channel] + video_sigma ** 2 / 2) * cat_mult[cat]
-    cold = life_prior[:, None] * prof_cat[cat][np.arange(n)[:, None], a]
-    cold = np.where(alive, cold, 0.0)[:, None, :] * lang_aff[lang][:, :, None] * weekly[None, None, :]
-    return ds, {"expected": expected, "cold_start_expected": cold.astype(np.float32)}
+    prof_cat = mix.cat_timely[:, None] * prof["timely"] + (1 - mix.cat_timely[:, None]) * prof["evergreen"]
+    life_prior = np.exp(cfg.lifetime_mu + cat.channel_z[cat.channel] + cat.video_sigma ** 2 / 2) * mix.cat_mult[cat.cat]
+    a = np.clip(age, 0, len(g) - 1)
+    cold = life_prior[:, None] * prof_cat[cat.cat][np.arange(cat.n)[:, None], a]
+    cold = np.where(age >= 0, cold, 0.0)[:, None, :] * mix.lang_aff[cat.lang][:, :, None] * weekly[None, None, :]
+    return cold.astype(np.float32)
 
 
 def write_csv(ds: Dataset, out_dir: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
@@ -254,7 +332,7 @@ def describe(ds: Dataset) -> dict:
     }
 
 
-if __name__ == "__main__":  # python -m placement_svc.model.simulator OUT_DIR [SEED]
+if __name__ == "__main__":  # python -m placement_research.simulator OUT_DIR [SEED]
     import json
     import sys
 

@@ -12,6 +12,7 @@ ORDER = ("none", "all", "threshold", "lru", "oracle", "model")
 
 
 def write_report(res: dict, out_dir: str) -> dict:
+    """Writes the three plots and summary.md into `out_dir`; returns {name: path}."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,11 +20,25 @@ def write_report(res: dict, out_dir: str) -> dict:
 
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pol = res["policies"]
-    n = len(pol["oracle"]["cost_per_day"])
-    days = list(range(1, n + 1))
     files = {}
+    for name, plot in (("cost_per_day", _plot_cost_per_day), ("cost_vs_oracle", _plot_cost_vs_oracle),
+                       ("calibration", _plot_calibration)):
+        fig = plot(plt, res)
+        fig.tight_layout()
+        files[name] = str(out / f"{name}.png")
+        fig.savefig(files[name], dpi=110)
+        plt.close(fig)
+    files["summary"] = str(out / "summary.md")
+    (out / "summary.md").write_text("\n".join(_summary_lines(res)) + "\n", encoding="utf-8")
+    return files
 
+
+def _test_days(res: dict) -> list[int]:
+    return list(range(1, len(res["policies"]["oracle"]["cost_per_day"]) + 1))
+
+
+def _plot_cost_per_day(plt, res: dict):
+    pol, days = res["policies"], _test_days(res)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name in ORDER:
         ax.plot(days, pol[name]["cost_per_day"], marker="o", ms=3, label=name, lw=2.2 if name == "model" else 1.2)
@@ -33,11 +48,11 @@ def write_report(res: dict, out_dir: str) -> dict:
     ax.set_title("Cost per day per policy")
     ax.legend(ncol=3, fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    files["cost_per_day"] = str(out / "cost_per_day.png")
-    fig.savefig(files["cost_per_day"], dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def _plot_cost_vs_oracle(plt, res: dict):
+    pol, days = res["policies"], _test_days(res)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [2, 1]})
     orc = pol["oracle"]["cost_per_day"]
     for name in ORDER:
@@ -52,16 +67,15 @@ def write_report(res: dict, out_dir: str) -> dict:
     ax1.set_title("Daily cost relative to the oracle")
     ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3)
-    names = [x for x in ORDER]
+    names = list(ORDER)
     ax2.barh(names, [pol[x]["cost_vs_oracle"] or 0 for x in names], color=["#999" if x != "model" else "#c33" for x in names])
     ax2.axvline(1.0, color="k", lw=0.8)
     ax2.set_xscale("log")
     ax2.set_title("Total / oracle")
-    fig.tight_layout()
-    files["cost_vs_oracle"] = str(out / "cost_vs_oracle.png")
-    fig.savefig(files["cost_vs_oracle"], dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def _plot_calibration(plt, res: dict):
     cal = res.get("calibration") or []
     fig, ax = plt.subplots(figsize=(5, 5))
     if cal:
@@ -78,13 +92,11 @@ def write_report(res: dict, out_dir: str) -> dict:
     ax.set_ylabel("real views (bin mean)")
     ax.set_title(f"Calibration on test days ({res['model']['chosen_family']})")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    files["calibration"] = str(out / "calibration.png")
-    fig.savefig(files["calibration"], dpi=110)
-    plt.close(fig)
+    return fig
 
-    s = res["summary"]
-    m = res["model"]
+
+def _summary_lines(res: dict) -> list[str]:
+    pol, s, m = res["policies"], res["summary"], res["model"]
     lines = [
         "# Placement evaluation",
         "",
@@ -112,6 +124,4 @@ def write_report(res: dict, out_dir: str) -> dict:
         "",
         "Plots: cost_per_day.png, cost_vs_oracle.png, calibration.png.",
     ]
-    files["summary"] = str(out / "summary.md")
-    (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return files
+    return lines
