@@ -2,7 +2,7 @@
 
   longtail up [--data-dir DIR] [--port N] [--config FILE] [--workers N]
   longtail demo [--url URL]
-  longtail services start|stop --dir DIR        (not in the service image)
+  longtail services start|stop --dir DIR [--data-dir D]   (not in the service image)
   longtail traces VIDEO_ID [--data-dir DIR] [--config FILE] [--all]
   longtail metadata migrate [--config FILE]
   longtail placement evaluate ...               (not in the service image)
@@ -186,7 +186,7 @@ def _import_dev_only(module: str, command: str):
 
 def cmd_services(args) -> int:
     services_cli = _import_dev_only("longtail_testservers.cli", "services")
-    return services_cli.main([args.action, "--dir", args.dir])
+    return services_cli.main([args.action, "--dir", args.dir, "--data-dir", args.data_dir])
 
 
 def cmd_placement(argv: list[str]) -> int:
@@ -223,9 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--region", default="US")
     demo.set_defaults(func=cmd_demo)
 
-    services = sub.add_parser("services", help="start/stop local Kafka, Cassandra and S3Proxy (needs Java, Maven)")
+    services = sub.add_parser("services", help="start/stop local Kafka, Cassandra, S3Proxy (Java), Prometheus, Alertmanager")
     services.add_argument("action", choices=["start", "stop"])
     services.add_argument("--dir", required=True)
+    services.add_argument("--data-dir", default=".longtail", help="the platform Prometheus scrapes (longtail up --data-dir)")
     services.set_defaults(func=cmd_services)
 
     traces = sub.add_parser("traces", help="print one video's traces as a waterfall (embedded: local span files)")
