@@ -4,6 +4,7 @@
   longtail demo [--url URL]
   longtail services start|stop --dir DIR [--data-dir D]   (not in the service image)
   longtail traces VIDEO_ID [--data-dir DIR] [--config FILE] [--all]
+  longtail status [--data-dir DIR] [--config FILE] [--json]
   longtail metadata migrate [--config FILE]
   longtail placement evaluate ...               (not in the service image)
   longtail placement run ...
@@ -15,6 +16,7 @@ import importlib
 import json
 import logging
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -146,6 +148,16 @@ def cmd_traces(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    """One screen on a running platform (see longtail_cli/status.py)."""
+    from longtail_cli import status
+
+    cfg = _load_config_or_exit(args.config, "status")
+    report = status.collect(pathlib.Path(args.data_dir).resolve() if args.data_dir else cfg.data_path)
+    print(json.dumps(report, indent=1) if args.json else status.render(report))
+    return 0 if report["launcher"] and all(s["healthy"] for s in report["services"].values()) else 1
+
+
 def cmd_metadata(args) -> int:
     """`longtail metadata migrate`: bring the metadata schema up to date (idempotent)."""
     cfg = _load_config_or_exit(args.config, "metadata migrate")
@@ -235,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     traces.add_argument("--config", default=None)
     traces.add_argument("--all", action="store_true", help="also traces that stayed in the gateway (reads, polls)")
     traces.set_defaults(func=cmd_traces)
+
+    status = sub.add_parser("status", help="health, restarts, topic lag, dead letters, videos, last errors")
+    status.add_argument("--data-dir", default=None, help="the platform's data dir (default ./.longtail)")
+    status.add_argument("--config", default=None)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
 
     metadata = sub.add_parser("metadata", help="metadata store administration")
     metadata.add_argument("action", choices=["migrate"], help="migrate: create/upgrade the schema (idempotent)")
