@@ -139,9 +139,9 @@ def test_every_process_is_discovered_and_scraped(live):
         reply = httpx.get(f"{live.prometheus_url}/api/v1/targets", timeout=10).json()
         return {t["labels"]["instance"]: (t["labels"]["job"], t["health"]) for t in reply["data"]["activeTargets"]}
 
-    seen = _eventually(lambda: (s := scraped()) if all(s.get(n, ("", ""))[1] == "up" for n in expected) else None,
-                       timeout_s=60) or scraped()
-    assert seen == {name: (job, "up") for name, job in expected.items()}
+    want = {name: (job, "up") for name, job in expected.items()}
+    _eventually(lambda: scraped() == want, timeout_s=60)
+    assert scraped() == want
     targets = json.loads(live.platform.targets_file.read_text())
     states = live.platform.service_states()
     assert {g["labels"]["instance"]: g["targets"] for g in targets} == {
