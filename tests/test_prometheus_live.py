@@ -10,7 +10,9 @@ made here from the real files, nothing else changes), alerting to Alertmanager. 
   data through the HTTP API (each copy of a repeated panel too);
 * the transcoder is stopped with uploads queued: its alerts go pending, fire and reach
   Alertmanager; it is started again (on a new metrics port, found without a config change)
-  and they resolve. The timeline is printed (`-s` shows it), with `longtail status`.
+  and they resolve. The timeline is printed (`-s` shows it), with `longtail status`;
+* a process the supervisor restarts (new metrics port) and an added transcoder are scraped
+  where they are, and the restart counts for ServiceFlapping.
 
 Without the binaries (`make prometheus`), skipped locally and failed in CI.
 """
@@ -22,6 +24,7 @@ import math
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -339,3 +342,28 @@ def test_stopped_transcoder_alerts_then_resolves(live, clip):
         # pending lasts `for:` (5 s): a slow poll on a loaded machine may miss it, never the rest.
         assert timeline.states_of(alert, "prometheus")[-2:] == ["firing", "resolved"], timeline.render()
         assert timeline.states_of(alert, "alertmanager") == ["active", "resolved"], timeline.render()
+
+
+# -- discovery follows the processes ---------------------------------------------------------
+
+
+def test_restarted_and_added_processes_are_scraped_without_a_config_change(live):
+    """Runs last: an added transcoder would keep the fault test's alerts quiet."""
+    platform = live.platform
+    before = platform.service_states()["upload"]
+    os.kill(before["pid"], signal.SIGKILL)  # the supervisor restarts it, on a new metrics port
+    platform.start_transcoder(1)
+
+    def scraped_where_they_are() -> bool:
+        states = platform.service_states()
+        reply = httpx.get(f"{live.prometheus_url}/api/v1/targets", timeout=10).json()
+        targets = {t["labels"]["instance"]: (t["scrapeUrl"], t["health"]) for t in reply["data"]["activeTargets"]}
+        return (states["upload"]["pid"] != before["pid"]
+                and states["upload"]["metrics_address"] != before["metrics_address"]
+                and targets.get("upload") == (f"http://{states['upload']['metrics_address']}/metrics", "up")
+                and targets.get("transcoder-1", ("", ""))[1] == "up")
+
+    assert _eventually(scraped_where_they_are, timeout_s=90), platform.service_states()
+    # The same instance with a new start time: ServiceFlapping's count sees the restart.
+    restarts = 'job:process_restarts:changes30m{job="upload"}'
+    assert _eventually(lambda: [r for r in live.query(restarts) if float(r["value"][1]) >= 1], timeout_s=30)
