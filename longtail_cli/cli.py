@@ -2,8 +2,9 @@
 
   longtail up [--data-dir DIR] [--port N] [--config FILE] [--workers N]
   longtail demo [--url URL]
-  longtail services start|stop --dir DIR        (not in the service image)
+  longtail services start|stop --dir DIR [--data-dir D]   (not in the service image)
   longtail traces VIDEO_ID [--data-dir DIR] [--config FILE] [--all]
+  longtail status [--data-dir DIR] [--config FILE] [--json]
   longtail metadata migrate [--config FILE]
   longtail users add NAME --email E [--admin] | list | disable NAME | enable NAME | password-link NAME
   longtail tokens create NAME [--expires-days N] [--label L] | list NAME | revoke NAME TOKEN_ID
@@ -18,6 +19,7 @@ import importlib
 import json
 import logging
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -147,6 +149,16 @@ def cmd_traces(args) -> int:
             print(telemetry.waterfall(trace_spans))
             print()
     return 0
+
+
+def cmd_status(args) -> int:
+    """One screen on a running platform (see longtail_cli/status.py)."""
+    from longtail_cli import status
+
+    cfg = _load_config_or_exit(args.config, "status")
+    report = status.collect(pathlib.Path(args.data_dir).resolve() if args.data_dir else cfg.data_path)
+    print(json.dumps(report, indent=1) if args.json else status.render(report))
+    return 0 if report["launcher"] and all(s["healthy"] for s in report["services"].values()) else 1
 
 
 def cmd_metadata(args) -> int:
@@ -345,7 +357,7 @@ def _import_dev_only(module: str, command: str):
 
 def cmd_services(args) -> int:
     services_cli = _import_dev_only("longtail_testservers.cli", "services")
-    return services_cli.main([args.action, "--dir", args.dir])
+    return services_cli.main([args.action, "--dir", args.dir, "--data-dir", args.data_dir])
 
 
 def cmd_placement(argv: list[str]) -> int:
@@ -382,9 +394,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--region", default="US")
     demo.set_defaults(func=cmd_demo)
 
-    services = sub.add_parser("services", help="start/stop local Kafka, Cassandra and S3Proxy (needs Java, Maven)")
+    services = sub.add_parser("services", help="start/stop local Kafka, Cassandra, S3Proxy (Java), Prometheus, Alertmanager")
     services.add_argument("action", choices=["start", "stop"])
     services.add_argument("--dir", required=True)
+    services.add_argument("--data-dir", default=".longtail", help="the platform Prometheus scrapes (longtail up --data-dir)")
     services.set_defaults(func=cmd_services)
 
     traces = sub.add_parser("traces", help="print one video's traces as a waterfall (embedded: local span files)")
@@ -393,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     traces.add_argument("--config", default=None)
     traces.add_argument("--all", action="store_true", help="also traces that stayed in the gateway (reads, polls)")
     traces.set_defaults(func=cmd_traces)
+
+    status = sub.add_parser("status", help="health, restarts, topic lag, dead letters, videos, last errors")
+    status.add_argument("--data-dir", default=None, help="the platform's data dir (default ./.longtail)")
+    status.add_argument("--config", default=None)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
 
     metadata = sub.add_parser("metadata", help="metadata store administration")
     metadata.add_argument("action", choices=["migrate"], help="migrate: create/upgrade the schema (idempotent)")

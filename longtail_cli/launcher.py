@@ -23,8 +23,22 @@ atomically (temporary file + rename) on every change, to DATA_DIR/run/services.j
         "last_exit_reason": "killed by SIGKILL",
         "last_exit_at": 1717999999.2,
         "restart_delay_s": 4.0,      # what the pending (or last) restart waits
-        "next_restart_delay_s": 8.0  # what the next one would wait (the initial delay after a healthy period)
+        "next_restart_delay_s": 8.0, # what the next one would wait (the initial delay after a healthy period)
+        "metrics_address": "127.0.0.1:41234"  # its Prometheus /metrics (the last one known; "" before the first)
      }, ...}}
+
+Prometheus finds the processes through file-based service discovery: DATA_DIR/run/
+prometheus_targets.json, rewritten atomically whenever a process's metrics address changes
+(a start, a restart on a new ephemeral port, an added worker), so nothing is reconfigured:
+
+    [{"targets": ["127.0.0.1:41234"], "labels": {"job": "transcoder", "instance": "transcoder-0"}}, ...]
+
+`job` is the service (every transcoder worker is job "transcoder", as in compose), `instance`
+the launcher's name for the process, the same across its restarts (so a restart shows as a
+new process_start_time_seconds, not as a new target). A process stays listed while it is down
+or restarting: its failed scrape (`up` 0) is what says it is down. A process serving metrics
+on an ephemeral port (telemetry.prometheus_port 0) writes it to DATA_DIR/metrics/
+<service>-<pid>.port, where the supervisor picks it up.
 """
 from __future__ import annotations
 
@@ -125,6 +139,26 @@ class ServiceState:
     last_exit_at: float | None = None
     restart_delay_s: float = 0.0
     next_restart_delay_s: float = 0.0
+    metrics_address: str = ""
+
+
+def prometheus_job(name: str) -> str:
+    """The scrape job of a launcher process: its service (transcoder-0 -> transcoder)."""
+    return name.split("-", 1)[0]
+
+
+def prometheus_targets(states: dict[str, ServiceState]) -> list[dict]:
+    """The file-SD target groups for `states`: one per process whose metrics address is known."""
+    return [{"targets": [state.metrics_address], "labels": {"job": prometheus_job(name), "instance": name}}
+            for name, state in sorted(states.items()) if state.metrics_address]
+
+
+def write_atomically(path: pathlib.Path, text: str) -> None:
+    """Temporary file + rename: a reader (Prometheus, `longtail status`) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(text)
+    os.replace(staging, path)
 
 
 def exit_reason(returncode: int) -> str:
@@ -181,6 +215,7 @@ class Platform:
         self._killed: set[str] = set()
         self._supervisors: dict[str, threading.Thread] = {}
         self._supervising = False
+        self._metrics_pids: dict[str, int] = {}  # the process whose metrics address each state holds
 
     @property
     def gateway_url(self) -> str:
@@ -189,6 +224,11 @@ class Platform:
     @property
     def state_file(self) -> pathlib.Path:
         return self.cfg.data_path / "run" / "services.json"
+
+    @property
+    def targets_file(self) -> pathlib.Path:
+        """Prometheus file-SD targets (see the module docstring)."""
+        return self.cfg.data_path / "run" / "prometheus_targets.json"
 
     def service_states(self) -> dict[str, dict]:
         """Each service's state, as written to `state_file` (see the module docstring)."""
@@ -227,15 +267,27 @@ class Platform:
                 updated.since = time.time()
             self._states[name] = updated
             self._write_state_file()
+            if updated.metrics_address != current.metrics_address:
+                write_atomically(self.targets_file, json.dumps(prometheus_targets(self._states), indent=1))
 
     def _write_state_file(self) -> None:
-        """Atomically (a reader never sees half a file); called with the state lock held."""
+        """Called with the state lock held."""
         document = {"launcher_pid": os.getpid(), "updated_at": time.time(),
                     "services": {name: dataclasses.asdict(state) for name, state in self._states.items()}}
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        staging = self.state_file.with_name(f".{self.state_file.name}.tmp")
-        staging.write_text(json.dumps(document, indent=1))
-        os.replace(staging, self.state_file)
+        write_atomically(self.state_file, json.dumps(document, indent=1))
+
+    def _discover_metrics(self, name: str, pid: int) -> None:
+        """Records the metrics address process `pid` of `name` wrote (telemetry.setup), once it has."""
+        if self._metrics_pids.get(name) == pid:
+            return
+        port_files = sorted((self.cfg.data_path / "metrics").glob(f"*-{pid}.port"))
+        try:
+            port = int(port_files[0].read_text()) if port_files else 0
+        except (OSError, ValueError):
+            port = 0  # written a moment from now
+        if port:
+            self._metrics_pids[name] = pid
+            self._set_state(name, metrics_address=f"127.0.0.1:{port}")
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.cfg.data_path.mkdir(parents=True, exist_ok=True)
@@ -320,6 +372,7 @@ class Platform:
             except subprocess.TimeoutExpired:
                 pass
             serving = probe.serving()
+            self._discover_metrics(name, proc.pid)
             now = time.monotonic()
             healthy_since = (now if healthy_since is None else healthy_since) if serving else None
             if (healthy_since is not None and backoff.consecutive

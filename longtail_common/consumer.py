@@ -26,6 +26,7 @@ LAG_INTERVAL_S = 10.0
 # (topic, group) -> messages behind, refreshed by each consume loop; read at scrape time.
 _lags: dict[tuple[str, str], int] = {}
 _lag_gauge: list = []
+_dead_letter_counter: list = []
 
 
 def _observe_lags(_options):
@@ -56,6 +57,16 @@ def _refresh_lag(consumer, topics: list[str], group_id: str) -> None:
             _lags.pop((topic, group_id), None)
 
 
+def dead_letter_counter():
+    """longtail.dead_lettered_messages{topic, group}: messages this process sent to the
+    dead-letter topic, by the topic they came from and the group that gave up on them."""
+    if not _dead_letter_counter:
+        _dead_letter_counter.append(telemetry.meter().create_counter(
+            "longtail.dead_lettered_messages",
+            description="messages sent to the dead-letter topic, by source topic and consumer group"))
+    return _dead_letter_counter[0]
+
+
 class PermanentError(Exception):
     """The message can never succeed (malformed): dead-letter it at once, no retries."""
 
@@ -72,6 +83,8 @@ def run_consumer(
 ) -> None:
     consumer = bus.consumer(topics, group_id)
     producer = bus.producer()
+    for topic in topics:  # a series at 0 from the start, so the first dead letter is an increase
+        dead_letter_counter().add(0, {"topic": topic, "group": group_id})
     next_lag = 0.0
     try:
         while not stopping.is_set():
@@ -146,5 +159,6 @@ def _dead_letter(producer, message: Message, group_id: str, reason: str, attempt
     if trace:
         headers["dlq.trace"] = trace.encode()[:4000]
     producer.publish(TOPIC_DEAD_LETTER, message.value, key=message.key, headers=headers)
+    dead_letter_counter().add(1, {"topic": message.topic, "group": group_id})
     log.error("dead-lettered %s[%d]@%d after %d attempt(s): %s", message.topic, message.partition,
               message.offset, attempts, reason)

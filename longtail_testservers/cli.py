@@ -1,8 +1,12 @@
-"""`longtail services start|stop|status --dir DIR`: the test servers from the command line."""
+"""`longtail services start|stop|status --dir DIR [--data-dir D]`: the test servers from the
+command line: Kafka, Cassandra and S3Proxy (Java), then Prometheus and Alertmanager (Debian's
+binaries) scraping the platform `longtail up --data-dir D` runs. A missing prerequisite skips
+its servers with the reason; with CI set it is a failure (exit 2) instead."""
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import pathlib
 import sys
 
@@ -10,7 +14,8 @@ from longtail_testservers.cluster import start_all, stop_all
 from longtail_testservers.errors import MISSING_JAVA_PREFIX, TestServerError
 from longtail_testservers.jars import java_available, server_versions
 from longtail_testservers.process import HOST, pid_alive, pid_cmdline
-from longtail_testservers.state import read_state
+from longtail_testservers.prometheus import MISSING_PROMETHEUS_PREFIX, prometheus_available, start_observability
+from longtail_testservers.state import add_to_state, read_state
 
 log = logging.getLogger("longtail.testservers")
 
@@ -20,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Local Kafka, Cassandra and S3Proxy for the real backends")
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("--dir", required=True, help="where the servers keep config, data and logs")
+    parser.add_argument("--data-dir", default=".longtail",
+                        help="the data dir of the platform Prometheus scrapes (`longtail up --data-dir`; default ./.longtail)")
     args = parser.parse_args(argv)
     root = pathlib.Path(args.dir).resolve()
 
@@ -68,6 +75,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:9} {versions[name]:7} {HOST}:{s.port:<5}  pid {s.pid:<7}  ready in {s.startup_s:5.1f}s"
               f"  log {s.log_file}")
     print(f"config for the real backends: {servers['config_path']}")
-    print(f"  longtail up --config {servers['config_path']}")
+    code = _start_observability(root, pathlib.Path(args.data_dir).resolve())
+    print(f"  longtail up --config {servers['config_path']} --data-dir {args.data_dir}")
     print(f"stop with: longtail services stop --dir {args.dir}")
+    return code
+
+
+def _start_observability(root: pathlib.Path, data_dir: pathlib.Path) -> int:
+    """Prometheus and Alertmanager after the JVM servers; without their binaries, a skip
+    (exit code 0) outside CI and a failure (2) in CI, like Java for the others."""
+    ok, reason = prometheus_available()
+    if not ok:
+        print(f"skipping Prometheus and Alertmanager: {MISSING_PROMETHEUS_PREFIX}{reason}", file=sys.stderr)
+        return 2 if os.environ.get("CI", "").strip() else 0
+    try:
+        servers = start_observability(root, data_dir)
+    except TestServerError as exc:
+        print(f"longtail services start: {exc}", file=sys.stderr)
+        return 1
+    add_to_state(root, servers)
+    for label, s in (("Prometheus", servers["prometheus"]), ("Alertmanager", servers["alertmanager"])):
+        print(f"  {label:12} {s.url:<22}  pid {s.pid:<7}  ready in {s.startup_s:5.1f}s  log {s.log_file}")
+    print(f"Prometheus scrapes what the launcher lists in {data_dir / 'run' / 'prometheus_targets.json'}")
     return 0

@@ -25,6 +25,15 @@ def write_state(root: pathlib.Path, servers: dict[str, JavaServer], resolve_s: f
     os.replace(tmp, root / "servers.json")
 
 
+def add_to_state(root: pathlib.Path, servers: dict[str, JavaServer]) -> None:
+    """Adds `servers` (started after the others: Prometheus, Alertmanager) to servers.json."""
+    state = read_state(root)
+    state["servers"].update({name: server.to_json() for name, server in servers.items()})
+    tmp = root / "servers.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, root / "servers.json")
+
+
 def update_state_pid(server: JavaServer) -> None:
     """After a restart, point servers.json (if this server is in one) at the new pid."""
     path = server.dir.parent / "servers.json"

@@ -141,6 +141,7 @@ EXPORTED = {
     "http_server_request_duration_seconds": ("histogram", {"http_route", "http_request_method", "http_response_status_code"}),
     "rpc_server_duration_seconds": ("histogram", {"rpc_method", "rpc_grpc_status_code"}),
     "longtail_topic_lag": ("gauge", {"topic", "group"}),
+    "longtail_dead_lettered_messages": ("counter", {"topic", "group"}),
     "longtail_transcode_seconds_per_video_minute": ("histogram", {"rendition", "codec"}),
     "longtail_placement_decisions": ("counter", {"region", "served_from", "source"}),
     "longtail_cdn_share": ("gauge", {"region"}),
@@ -404,6 +405,7 @@ def test_exported_metric_names_match_the_code(monkeypatch):
     monkeypatch.setattr(placement_metrics, "_instruments", {})
     monkeypatch.setattr(consumer, "_lag_gauge", [])
     monkeypatch.setattr(consumer, "_lags", {})
+    monkeypatch.setattr(consumer, "_dead_letter_counter", [])
 
     interceptor = grpc_server._MetricsInterceptor()
     handler = interceptor.intercept_service(
@@ -417,6 +419,10 @@ def test_exported_metric_names_match_the_code(monkeypatch):
     placement_metrics.register_cdn_share_gauge(SimpleNamespace(get_bytes=lambda bucket, key: summary))
     consumer._refresh_lag(SimpleNamespace(lag=lambda: {("transcode.requests", 0): 3, ("transcode.requests", 1): 2}),
                            ["transcode.requests"], "transcoders")
+    from longtail_common.ports import Message
+
+    consumer._dead_letter(SimpleNamespace(publish=lambda *args, **kwargs: None),
+                          Message("transcode.requests", 0, 7, b"v1", b"{}"), "transcoders", "boom", 3)
 
     exported: dict[str, tuple[str, set[str]]] = {}
     for family in registry.collect():
