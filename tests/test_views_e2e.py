@@ -37,6 +37,10 @@ def platform(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ready_video(platform):
+    return make_ready_video(platform)
+
+
+def make_ready_video(platform) -> str:
     """A READY video without ffmpeg: the upload is real (REST + tus), the transcoder's part
     (variant objects + a TranscodeResult on the topic) is played by the test, so placement
     reacts exactly as it does to a worker."""
