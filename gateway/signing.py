@@ -72,6 +72,9 @@ class PlaybackSigner:
         # One signature per grant: a watch payload's URLs and every viewer of a public video
         # in the same window share it.
         self.media_token = functools.lru_cache(maxsize=4096)(self._sign_media)
+        # Every segment request of every viewer of a public video in a window carries the same
+        # token: its signature is checked once (refusals raise, so they are never cached).
+        self._verified_media = functools.lru_cache(maxsize=65536)(self._check_media_signature)
 
     def media_grant(self, video_id: str, account: str | None = None, now: float | None = None) -> MediaGrant:
         """The grant for a watch call now: valid for at least ttl_s, expiry rounded up to the window."""
@@ -84,16 +87,20 @@ class PlaybackSigner:
 
     def check_media(self, token: str, key: str, account: str | None = None, now: float | None = None) -> MediaGrant:
         """The grant the token carries, if it covers `key` for `account` now; else TokenRefused."""
+        grant = self._verified_media(token)
+        if (time.time() if now is None else now) >= grant.expires:
+            raise TokenRefused("expired", "the stream URL has expired; ask the watch call for a new one")
+        if not key.startswith(f"videos/{grant.video_id}/"):
+            raise TokenRefused("wrong_video", "the stream URL's signature is for another video")
+        if grant.account is not None and grant.account != account:
+            raise TokenRefused("wrong_account", "the stream URL was issued to another account")
+        return grant
+
+    def _check_media_signature(self, token: str) -> MediaGrant:
         claims = self._load(self._media, token)
         video_id, expires, owner = claims.get("v"), claims.get("e"), claims.get("a")
         if not isinstance(video_id, str) or not isinstance(expires, int) or not isinstance(owner, (str, type(None))):
             raise TokenRefused("invalid", "malformed media token")
-        if (time.time() if now is None else now) >= expires:
-            raise TokenRefused("expired", "the stream URL has expired; ask the watch call for a new one")
-        if not key.startswith(f"videos/{video_id}/"):
-            raise TokenRefused("wrong_video", "the stream URL's signature is for another video")
-        if owner is not None and owner != account:
-            raise TokenRefused("wrong_account", "the stream URL was issued to another account")
         return MediaGrant(video_id, expires, owner)
 
     def issue_playback(self, video_id: str, region: str, now: float | None = None) -> tuple[str, Playback]:
