@@ -189,3 +189,20 @@ def test_signing_off_serves_unsigned_paths(tmp_path):
     objects.put_bytes(MEDIA_BUCKET, f"videos/{VID}/poster.jpg", b"\xff\xd8")
     client = TestClient(create_app(cfg))
     assert client.get(f"/origin/videos/{VID}/poster.jpg").status_code == 200
+
+
+def test_an_edge_verifies_a_media_token_with_the_derived_key_alone():
+    """The format README documents for CDN edge functions: payload "." HMAC-SHA256 under
+    SHA-256("longtail.media" + "signer" + secret), with no library of ours."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    s = signer()
+    grant = s.media_grant(VID)
+    payload, signature = s.media_token(grant).rsplit(".", 1)
+    edge_key = hashlib.sha256(b"longtail.media" + b"signer" + SECRET).digest()
+    expected = base64.urlsafe_b64encode(hmac.new(edge_key, payload.encode(), hashlib.sha256).digest()).rstrip(b"=")
+    assert hmac.compare_digest(expected.decode(), signature)
+    assert json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))) == {"v": VID, "e": grant.expires}
