@@ -8,12 +8,14 @@ from starlette.staticfiles import StaticFiles
 
 from longtail_common.adapters import make_object_store
 from longtail_common.config import Config
+from gateway.beacons import PlaybackLedger
 from gateway.dependencies import ServiceLinks
 from gateway.errors import register_error_handlers
 from gateway.house_ad import HouseAd
 from gateway.html_pages import STATIC_DIR, PageRenderer, asset_versions
 from gateway.instrumentation import instrument
 from gateway.routes import health, media, pages, uploads, videos, views
+from gateway.signing import make_signer
 
 
 def create_app(cfg: Config) -> FastAPI:
@@ -24,6 +26,8 @@ def create_app(cfg: Config) -> FastAPI:
     app.state.links = ServiceLinks(cfg)
     app.state.pages = PageRenderer(asset_versions())
     app.state.house_ad = HouseAd(cfg.data_path / "ads" / "house-preroll.mp4")
+    app.state.signer = make_signer(cfg)
+    app.state.ledger = PlaybackLedger(cfg.playback.ledger_size)
     register_error_handlers(app)
     for router in (videos.router, views.router, uploads.router, media.router, health.router):
         app.include_router(router)

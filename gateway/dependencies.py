@@ -1,7 +1,8 @@
 """The gateway's shared resources, handed to routes as FastAPI dependencies.
 
 create_app keeps them on app.state: the config, the object store, the service links
-(gRPC stubs and the views producer) and the page renderer. A route names what it uses
+(gRPC stubs and the views producer), the page renderer, the playback signer and the
+ledger of playbacks' beacons. A route names what it uses
 with the Annotated types at the bottom (`metadata: MetadataStub`), so its signature says
 which backends it touches and a test can override any of them.
 """
@@ -19,8 +20,10 @@ from longtail_common.adapters import make_topic_bus
 from longtail_common.config import Config
 from longtail_common.grpc_server import aio_client_channel
 from longtail_common.ports import ObjectStore, TopicProducer
+from gateway.beacons import PlaybackLedger
 from gateway.house_ad import HouseAd
 from gateway.html_pages import PageRenderer
+from gateway.signing import PlaybackSigner
 
 
 class ServiceLinks:
@@ -95,6 +98,14 @@ async def get_house_ad(request: Request) -> HouseAd:
     return request.app.state.house_ad
 
 
+async def get_signer(request: Request) -> PlaybackSigner:
+    return request.app.state.signer
+
+
+async def get_ledger(request: Request) -> PlaybackLedger:
+    return request.app.state.ledger
+
+
 Cfg = Annotated[Config, Depends(get_config)]
 Objects = Annotated[ObjectStore, Depends(get_object_store)]
 Links = Annotated[ServiceLinks, Depends(get_service_links)]
@@ -103,3 +114,5 @@ UploadStub = Annotated[upb_grpc.UploadServiceStub, Depends(get_upload_stub)]
 SearchStub = Annotated[spb_grpc.SearchServiceStub, Depends(get_search_stub)]
 Pages = Annotated[PageRenderer, Depends(get_page_renderer)]
 HouseAdClip = Annotated[HouseAd, Depends(get_house_ad)]
+Signer = Annotated[PlaybackSigner, Depends(get_signer)]
+Ledger = Annotated[PlaybackLedger, Depends(get_ledger)]

@@ -1,34 +1,77 @@
-"""Where a client fetches a media object from: a presigned object-store URL when the
-backend signs them, else the gateway's own origin route; and playlists whose segment
-URIs are rewritten to presigned URLs, so the heavy bytes bypass the gateway.
+"""Where a client fetches a media object from, and with which signature.
+
+Signed URLs carry their token as a path prefix, /origin/t/<token>/<key> (or
+/edge/<REGION>/t/<token>/<key>): one token covers a whole video, so the relative URIs
+inside HLS and DASH manifests inherit it and no playlist needs rewriting. On a backend
+that presigns (S3) single objects get presigned URLs instead, and playlists, still served
+by the gateway under the token, have their segment URIs rewritten to presigned URLs as
+they are served, so the heavy bytes bypass the gateway.
 """
 from __future__ import annotations
 
 import re
+import time
 from typing import Callable
 
 from fastapi import Request
 
 from longtail_common.ports import MEDIA_BUCKET, InvalidKeyError, NotFoundError, ObjectStore, validate_object_key
+from gateway.signing import MediaGrant
 
 PLAYLIST_SUFFIXES = (".m3u8", ".mpd")
+UNSIGNED_PRESIGN_S = 3600
 _URI_ATTR = re.compile(r'URI="([^"]+)"')
 
 
-def media_url(request: Request, objects: ObjectStore, key: str) -> str:
+def video_of_key(key: str) -> str:
+    """The video a media key belongs to (keys are videos/<id>/...); "" for any other key."""
+    parts = key.split("/", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == "videos" else ""
+
+
+def media_grant(request: Request, video_id: str, account: str | None = None) -> MediaGrant | None:
+    """The grant this request's stream URLs of the video carry; None with playback.signed off."""
+    if not request.app.state.config.playback.signed:
+        return None
+    return request.app.state.signer.media_grant(video_id, account)
+
+
+def object_url(request: Request, route: str, key: str, grant: MediaGrant | None, **params: str) -> str:
+    """The gateway URL of `key` on `route` ("origin_object" or "edge_object"), signed by grant."""
+    if grant is None:
+        return str(request.url_for(route, key=key, **params))
+    token = request.app.state.signer.media_token(grant)
+    return str(request.url_for(f"signed_{route}", token=token, key=key, **params))
+
+
+def presign_seconds(grant: MediaGrant | None, extra_s: int = 0) -> int:
+    """How long a presigned URL made under grant lives: until the grant expires, plus extra_s."""
+    if grant is None:
+        return UNSIGNED_PRESIGN_S + extra_s
+    return max(1, int(grant.expires - time.time())) + extra_s
+
+
+def media_url(request: Request, objects: ObjectStore, key: str, account: str | None = None) -> str:
+    """A URL a client can GET `key` of the media bucket from, until its grant expires."""
+    grant = media_grant(request, video_of_key(key), account)
     # Playlists always come through the gateway: their relative URIs would lose a
-    # presigned URL's signature; origin_object signs the segment URIs inside instead.
+    # presigned URL's signature; the origin route signs the segment URIs inside instead.
     if not key.endswith(PLAYLIST_SUFFIXES):
-        url = objects.presigned_get_url(MEDIA_BUCKET, key)
+        url = objects.presigned_get_url(MEDIA_BUCKET, key, expires_s=presign_seconds(grant))
         if url:
             return url
-    return str(request.url_for("origin_object", key=key))
+    return object_url(request, "origin_object", key, grant)
 
 
-def signed_playlist(objects: ObjectStore, key: str) -> bytes | None:
-    """The playlist with its segment/init URIs as presigned object-store URLs; None when
-    nothing changes (no presigning backend, or a master playlist that only names other
-    playlists)."""
+def edge_url(request: Request, region: str, key: str, account: str | None = None) -> str:
+    """The URL of `key` on a region's edge (the embedded CDN stand-in), signed like origin URLs."""
+    return object_url(request, "edge_object", key, media_grant(request, video_of_key(key), account), region=region)
+
+
+def signed_playlist(objects: ObjectStore, key: str, presign_s: int) -> bytes | None:
+    """The playlist with its segment/init URIs as presigned object-store URLs living presign_s;
+    None when nothing changes (no presigning backend, or a master playlist that only names
+    other playlists)."""
     try:
         validate_object_key(key)
         if objects.presigned_get_url(MEDIA_BUCKET, key) is None:
@@ -37,7 +80,8 @@ def signed_playlist(objects: ObjectStore, key: str) -> bytes | None:
     except (InvalidKeyError, NotFoundError, UnicodeDecodeError):
         return None
     base = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
-    rewritten = rewrite_playlist_uris(text, lambda uri: objects.presigned_get_url(MEDIA_BUCKET, base + uri))
+    rewritten = rewrite_playlist_uris(
+        text, lambda uri: objects.presigned_get_url(MEDIA_BUCKET, base + uri, expires_s=presign_s))
     return rewritten.encode() if rewritten != text else None
 
 

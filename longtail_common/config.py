@@ -117,6 +117,27 @@ class TranscoderConfig:
 
 
 @dataclass
+class PlaybackConfig:
+    """Signed playback: stream URLs and playback ids carry an HMAC-SHA256 signature (itsdangerous)."""
+
+    # The signing secret. "" = DATA_DIR/playback.secret, made at the first start (mode 0600) and
+    # shared by every gateway process of the machine; gateways on several machines need the
+    # same one (set LONGTAIL_PLAYBACK__SECRET on each).
+    secret: str = ""
+    # How long a watch payload's stream URLs and playback id stay valid; players refresh the
+    # payload before then.
+    ttl_s: int = 4 * 3600
+    # Stream URL expiries are rounded up to a multiple of this: every viewer of a public video
+    # in one window gets the same URLs (one CDN cache entry per object per window).
+    window_s: int = 3600
+    # false = unsigned stream URLs, and unsigned requests served: the signing benchmark's
+    # baseline, never a public site.
+    signed: bool = True
+    # Playback ids one gateway process remembers (starts counted once, bytes so far).
+    ledger_size: int = 200_000
+
+
+@dataclass
 class TelemetryConfig:
     # OTLP/HTTP endpoint of an OpenTelemetry Collector (e.g. http://otel-collector:4318); "" = none.
     otlp_endpoint: str = ""
@@ -164,6 +185,7 @@ class Config:
     services: ServicesConfig = field(default_factory=ServicesConfig)
     platform: PlatformConfig = field(default_factory=PlatformConfig)
     transcoder: TranscoderConfig = field(default_factory=TranscoderConfig)
+    playback: PlaybackConfig = field(default_factory=PlaybackConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)

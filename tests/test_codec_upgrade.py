@@ -101,8 +101,10 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
         h264 = {r["height"]: r for r in _watch(client, base, hot)["renditions"]}
 
         # 12 views in GB yesterday (as the job on the next morning sees them), 1 for the other.
-        events = [{"video_id": hot, "kind": "start", "region": "GB"} for _ in range(12)]
-        events.append({"video_id": cold, "kind": "start", "region": "US"})
+        events = [{"video_id": hot, "kind": "start", "region": "GB",
+                   "playback_id": _watch(client, base, hot, region="GB")["playback"]["id"]} for _ in range(12)]
+        events.append({"video_id": cold, "kind": "start", "region": "US",
+                       "playback_id": _watch(client, base, cold, region="US")["playback"]["id"]})
         assert client.post(f"{base}/v1/views", json={"events": events}).status_code == 202
         wait_counts(platform, hot, 12)
         wait_counts(platform, cold, 1)
@@ -124,7 +126,8 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
         assert codec == "av1" and abs(seconds - 4) <= 1 / 30 + 1e-6
         # GB serves it from its edge: the AV1 files were pushed there before the manifest was listed.
         gb = _watch(client, base, hot, client="chrome", region="GB")
-        assert gb["stream"]["served_from"] == "cdn" and f"/edge/GB/videos/{hot}/av1/" in gb["stream"]["url"]
+        assert gb["stream"]["served_from"] == "cdn" and "/edge/GB/t/" in gb["stream"]["url"]
+        assert f"/videos/{hot}/av1/" in gb["stream"]["url"]
         assert _first_segment_codec(client, gb["stream"]["url"])[0] == "av1"
         # The unpopular video is left as it was.
         assert {r["codec"] for r in _watch(client, base, cold)["renditions"]} == {"h264"}
@@ -167,7 +170,8 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
         assert "from the 360p H.264 rendition" in logs and "split into 3 chunk jobs" in logs
         # Private records (the ladder, result markers) are never served or pushed.
         assert objects.stat(MEDIA_BUCKET, f"videos/{hot}/_ladder.json") is not None
-        assert client.get(f"{base}/origin/videos/{hot}/_ladder.json").status_code == 404
+        token = _watch(client, base, hot)["stream"]["url"].split("/t/", 1)[1].split("/", 1)[0]
+        assert client.get(f"{base}/origin/t/{token}/videos/{hot}/_ladder.json").status_code == 404
         assert objects.stat("edge-gb", f"videos/{hot}/_ladder.json") is None
 
 

@@ -85,6 +85,11 @@ def test_upload_ready_watch_on_real_engines(real_platform, client, clip):
     master = client.get(master_url)
     assert master.status_code == 200 and master.text.startswith("#EXTM3U")
     assert client.get(master_url, headers={"Range": "bytes=0-6"}).content == b"#EXTM3U"
+    # Signed like on the filesystem backend: unsigned or tampered gateway paths are refused.
+    key = master_url.split("/", 6)[-1] if "/origin/t/" in master_url else ""
+    token = master_url.split("/t/", 1)[1].split("/", 1)[0]
+    assert key.startswith(f"videos/{vid}/") and client.get(f"{base}/origin/{key}").status_code == 403
+    assert client.get(f"{base}/origin/t/{token[:-2]}zz/{key}").status_code == 403
     s3_endpoint = real_platform.cfg.s3.endpoint
     variant_uris = [line for line in master.text.splitlines() if line and not line.startswith("#")]
     assert variant_uris

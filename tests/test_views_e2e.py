@@ -37,6 +37,10 @@ def platform(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ready_video(platform):
+    return make_ready_video(platform)
+
+
+def make_ready_video(platform) -> str:
     """A READY video without ffmpeg: the upload is real (REST + tus), the transcoder's part
     (variant objects + a TranscodeResult on the topic) is played by the test, so placement
     reacts exactly as it does to a worker."""
@@ -94,6 +98,11 @@ def wait_counts(platform, video_id, want_views, timeout_s=60):
     raise AssertionError(f"views not counted in time: {rows}")
 
 
+def playback_id(c: httpx.Client, base: str, vid: str, region: str) -> str:
+    """A fresh playback of the video in region: what a player's beacons name."""
+    return c.get(f"{base}/v1/videos/{vid}/watch", params={"region": region}).json()["playback"]["id"]
+
+
 def test_views_endpoint_rejects_bad_beacons(platform, ready_video):
     base = platform.gateway_url
     with httpx.Client(timeout=30) as c:
@@ -119,12 +128,14 @@ def test_views_drive_the_daily_push_and_eviction(platform, ready_video):
     base, vid = platform.gateway_url, ready_video
     today = dt.datetime.now(dt.timezone.utc).date()
     with httpx.Client(timeout=30) as c:
-        events = [{"video_id": vid, "kind": "start", "region": "GB"} for _ in range(12)]
-        events += [{"video_id": vid, "kind": "progress", "bytes": 1000, "region": "gb"}]
+        playbacks = [playback_id(c, base, vid, "GB") for _ in range(12)]
+        events = [{"video_id": vid, "kind": "start", "region": "GB", "playback_id": p} for p in playbacks]
+        events += [{"video_id": vid, "kind": "progress", "bytes": 1000, "region": "gb", "playback_id": playbacks[0]}]
         r = c.post(f"{base}/v1/views", json={"events": events})
         assert r.status_code == 202 and r.json() == {"accepted": 13}
         # Region from the header; one view in US is below the break-even: stays on origin.
-        r = c.post(f"{base}/v1/videos/{vid}/views", json={"kind": "start", "bytes": 500},
+        r = c.post(f"{base}/v1/videos/{vid}/views",
+                   json={"kind": "start", "bytes": 500, "playback_id": playback_id(c, base, vid, "US")},
                    headers={"X-Client-Region": "US"})
         assert r.status_code == 202
         rows = wait_counts(platform, vid, 13)
@@ -138,7 +149,7 @@ def test_views_drive_the_daily_push_and_eviction(platform, ready_video):
         watch = c.get(f"{base}/v1/videos/{vid}/watch", params={"region": "GB", "client": "web"}).json()
         assert watch["stream"]["served_from"] == "cdn"
         url = watch["stream"]["url"]
-        assert f"/edge/GB/videos/{vid}/" in url
+        assert "/edge/GB/t/" in url and f"/videos/{vid}/" in url
         for region in ("US", "JP"):
             other = c.get(f"{base}/v1/videos/{vid}/watch", params={"region": region, "client": "web"}).json()
             assert other["stream"]["served_from"] == "origin" and "/origin/" in other["stream"]["url"]

@@ -1,5 +1,10 @@
-"""Stream bytes in the embedded setup: origin objects (with HLS playlists signed when the
-store presigns) and each region's edge copy, with HTTP Range support.
+"""Stream bytes: origin objects (with HLS playlists' segments presigned when the store
+presigns) and each region's edge copy (the embedded CDN stand-in), with HTTP Range support.
+
+Every route refuses (403) a request whose path token is missing, tampered with, expired or
+for another video, before it looks at the object: the same check a CDN's edge makes on
+the same token (README, "Signed playback"). With playback.signed off, unsigned paths are
+served as before (the signing benchmark's baseline).
 """
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from longtail_common.config import Config
 from longtail_common.ports import (
     EDGE_BUCKET_PREFIX,
     MEDIA_BUCKET,
@@ -18,9 +24,10 @@ from longtail_common.ports import (
     is_valid_region,
     validate_object_key,
 )
-from gateway.dependencies import Objects
+from gateway.dependencies import Cfg, Objects, Signer
 from gateway.errors import ApiError
-from gateway.media_links import signed_playlist
+from gateway.media_links import presign_seconds, signed_playlist
+from gateway.signing import MediaGrant, PlaybackSigner, TokenRefused
 
 router = APIRouter()
 
@@ -41,7 +48,7 @@ def byte_range(range_header: str, size: int) -> tuple[int, int]:
     return start, end
 
 
-def serve_object(objects: ObjectStore, bucket: str, key: str, request: Request) -> Response:
+def serve_object(objects: ObjectStore, bucket: str, key: str, request: Request, grant: MediaGrant | None) -> Response:
     try:
         validate_object_key(key)
         info = objects.stat(bucket, key)
@@ -49,7 +56,9 @@ def serve_object(objects: ObjectStore, bucket: str, key: str, request: Request) 
         raise ApiError(404, "NOT_FOUND", "no such object") from None
     if info is None or is_private_media_key(key):
         raise ApiError(404, "NOT_FOUND", "no such object")
-    headers = {"Accept-Ranges": "bytes", "ETag": f'"{info.etag}"', "Cache-Control": "public, max-age=3600",
+    # A private video's bytes (a grant naming an account) stay out of shared caches.
+    cache = "private, max-age=3600" if grant is not None and grant.account else "public, max-age=3600"
+    headers = {"Accept-Ranges": "bytes", "ETag": f'"{info.etag}"', "Cache-Control": cache,
                "Access-Control-Allow-Origin": "*"}
     range_header = request.headers.get("range")
     start, end, status = 0, info.size - 1, 200
@@ -67,18 +76,61 @@ def serve_object(objects: ObjectStore, bucket: str, key: str, request: Request) 
     return StreamingResponse(stream, status_code=status, headers=headers, media_type=info.content_type)
 
 
-@router.api_route("/origin/{key:path}", methods=["GET", "HEAD"], name="origin_object")
-async def origin_object(key: str, request: Request, objects: Objects):
+def refuse_unsigned(cfg: Config) -> None:
+    if cfg.playback.signed:
+        raise ApiError(403, "SIGNATURE_REQUIRED",
+                       "media URLs must be signed: take them from GET /v1/videos/{id}/watch")
+
+
+def check_token(signer: PlaybackSigner, token: str, key: str) -> MediaGrant:
+    """The grant of a signed media URL; 403 unless it covers this key now. No account is
+    passed: none exists yet, so a token naming one (a private video's) never passes."""
+    try:
+        return signer.check_media(token, key)
+    except TokenRefused as refused:
+        raise ApiError(403, "SIGNATURE_INVALID", refused.message, extra={"reason": refused.reason}) from None
+
+
+def origin_response(objects: ObjectStore, signer: PlaybackSigner, key: str, request: Request,
+                    grant: MediaGrant | None) -> Response:
     if key.endswith(".m3u8") and request.method == "GET":
-        signed = signed_playlist(objects, key)
+        # On S3 the segments inside outlive the grant by one ttl: a player that read this
+        # playlist just before refreshing its grant still fetches them (VOD playlists are
+        # read once).
+        signed = signed_playlist(objects, key, presign_seconds(grant, extra_s=signer.ttl_s))
         if signed is not None:
             return Response(signed, media_type="application/vnd.apple.mpegurl",
                             headers={"Cache-Control": "private, max-age=300", "Access-Control-Allow-Origin": "*"})
-    return serve_object(objects, MEDIA_BUCKET, key, request)
+    return serve_object(objects, MEDIA_BUCKET, key, request, grant)
+
+
+@router.api_route("/origin/t/{token}/{key:path}", methods=["GET", "HEAD"], name="signed_origin_object")
+async def signed_origin_object(token: str, key: str, request: Request, objects: Objects, signer: Signer):
+    grant = check_token(signer, token, key)
+    return origin_response(objects, signer, key, request, grant)
+
+
+@router.api_route("/origin/{key:path}", methods=["GET", "HEAD"], name="origin_object")
+async def origin_object(key: str, request: Request, cfg: Cfg, objects: Objects, signer: Signer):
+    refuse_unsigned(cfg)
+    return origin_response(objects, signer, key, request, None)
+
+
+def edge_bucket(region: str) -> str:
+    if not is_valid_region(region):
+        raise ApiError(404, "NOT_FOUND", "no such edge")
+    return f"{EDGE_BUCKET_PREFIX}{region.lower()}"
+
+
+@router.api_route("/edge/{region}/t/{token}/{key:path}", methods=["GET", "HEAD"], name="signed_edge_object")
+async def signed_edge_object(region: str, token: str, key: str, request: Request, objects: Objects, signer: Signer):
+    bucket = edge_bucket(region)
+    grant = check_token(signer, token, key)
+    return serve_object(objects, bucket, key, request, grant)
 
 
 @router.api_route("/edge/{region}/{key:path}", methods=["GET", "HEAD"], name="edge_object")
-async def edge_object(region: str, key: str, request: Request, objects: Objects):
-    if not is_valid_region(region):
-        raise ApiError(404, "NOT_FOUND", "no such edge")
-    return serve_object(objects, f"{EDGE_BUCKET_PREFIX}{region.lower()}", key, request)
+async def edge_object(region: str, key: str, request: Request, cfg: Cfg, objects: Objects):
+    bucket = edge_bucket(region)
+    refuse_unsigned(cfg)
+    return serve_object(objects, bucket, key, request, None)

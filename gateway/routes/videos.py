@@ -1,9 +1,11 @@
 """Video resources: create one (with its upload), read one, list a channel's, and the
-watch payload a player starts from.
+watch payload a player starts from (signed stream URLs and a playback id for its beacons).
 """
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import time
 import uuid
 
 from fastapi import APIRouter, Request
@@ -18,9 +20,9 @@ from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.config import Config
 from longtail_common.ports import ID_PATTERN, is_valid_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
-from gateway.dependencies import Cfg, MetadataStub, Objects, UploadStub
+from gateway.dependencies import Cfg, MetadataStub, Objects, Signer, UploadStub
 from gateway.errors import ApiError, grpc_call
-from gateway.media_links import media_url
+from gateway.media_links import edge_url, media_grant, media_url
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
 from gateway.validation import require_video_id, viewer_region
 from gateway.video_json import S, ad_breaks_json, status_name, video_json
@@ -112,23 +114,37 @@ async def list_videos(request: Request, metadata: MetadataStub, objects: Objects
             "next_page_token": resp.next_page_token}
 
 
+def playback_region(given: str, request: Request, cfg: Config) -> str:
+    """The viewer's region (viewer_region), which must be one placement decides for."""
+    region = viewer_region(given, request, cfg)
+    if region not in cfg.platform.regions:
+        raise ApiError(400, "INVALID_ARGUMENT", f"unknown region {region!r}; one of {', '.join(cfg.platform.regions)}")
+    return region
+
+
+def expiry_json(expires: int | None, now: float) -> dict:
+    """When signed URLs or a playback id stop working; players refresh the payload before."""
+    if expires is None:
+        return {"expires_at": None, "expires_in_s": None}
+    at = dt.datetime.fromtimestamp(expires, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return {"expires_at": at, "expires_in_s": max(0, int(expires - now))}
+
+
 @router.get("/v1/videos/{video_id}/watch")
-async def watch(video_id: str, request: Request, cfg: Cfg, metadata: MetadataStub, objects: Objects,
+async def watch(video_id: str, request: Request, cfg: Cfg, signer: Signer, metadata: MetadataStub, objects: Objects,
                 region: str = "", client: str = "", protocol: str = ""):
     video = await load_video(metadata, video_id)
     if video.status != S.VIDEO_STATUS_READY:
         raise ApiError(409, "NOT_READY", f"video {video_id} is {status_name(video.status)}",
                        extra={"status": status_name(video.status)})
-    region = viewer_region(region, request, cfg)
+    region = playback_region(region, request, cfg)
     client = client_platform(client, request.headers.get("user-agent", ""))
     choice = choose_stream(video, client, streaming_protocol(protocol))
     decision = next((p for p in video.placements if p.region == region), None)
     on_cdn = decision is not None and decision.served_from == video_pb2.SERVED_FROM_CDN
 
     def stream_url(key: str) -> str:
-        if on_cdn:
-            return str(request.url_for("edge_object", region=region, key=key))
-        return media_url(request, objects, key)
+        return edge_url(request, region, key) if on_cdn else media_url(request, objects, key)
 
     body = video_json(request, objects, video)
     body.pop("status", None)
@@ -141,6 +157,8 @@ async def watch(video_id: str, request: Request, cfg: Cfg, metadata: MetadataStu
     body["codecs"] = choice.encoded  # every family the video exists in; stream.codec is the one handed out
     # The handed-out manifests' audio (AAC with H.264, Opus with VP9/AV1); None: no sound.
     audio_codec = next((a for a in (audio_codec_of(r["codecs"]) for r in body["renditions"]) if a), None)
+    now = time.time()
+    grant = media_grant(request, video.id)
     body["stream"] = {
         "url": stream_url(choice.manifest.object_key),
         "protocol": STREAM_PROTOCOL.text(choice.manifest),
@@ -149,5 +167,9 @@ async def watch(video_id: str, request: Request, cfg: Cfg, metadata: MetadataStu
         "manifests": {p: stream_url(m.object_key) for p, m in sorted(choice.manifests.items())},
         "served_from": "cdn" if on_cdn else "origin",
         "region": region,
+        **expiry_json(grant.expires if grant else None, now),
     }
+    # View beacons name this playback: they count for this video and region, until it expires.
+    playback_id, playback = signer.issue_playback(video.id, region, now)
+    body["playback"] = {"id": playback_id, "region": region, **expiry_json(playback.expires, now)}
     return body

@@ -1,7 +1,8 @@
 """View beacons from players, published to the `views` topic (placement counts them).
 
-A beacon for a video that does not exist or is not READY is rejected, and a batch is
-accepted whole or not at all.
+A beacon counts only for the playback it names (gateway/beacons.py decides); one for a
+video that does not exist or is not READY is rejected, and a batch is accepted whole or
+not at all.
 """
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import metadata_service_pb2 as mpb
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
+from longtail.metadata.v1 import video_pb2
 from longtail_common.config import Config
 from longtail_common.ports import ID_PATTERN, TOPIC_VIEWS
 from longtail_common.proto_enums import VIEW_KIND
-from gateway.dependencies import Cfg, Links, MetadataStub, ServiceLinks
+from gateway.beacons import BeaconRefused, Charge, PlaybackLedger, count_rejected, playback_byte_bound
+from gateway.dependencies import Cfg, Ledger, Links, MetadataStub, ServiceLinks, Signer
 from gateway.errors import ApiError, grpc_call
-from gateway.validation import require_video_id, viewer_region
+from gateway.signing import PlaybackSigner, TokenRefused
+from gateway.validation import require_video_id
 from gateway.video_json import S, status_name
 
 router = APIRouter()
@@ -32,8 +36,11 @@ class ViewBody(BaseModel):
     kind: Literal["start", "progress", "complete"]
     bytes: int = Field(default=0, ge=0, le=1 << 40)
     # The body's shape only: two letters in any case, or none for the X-Client-Region header
-    # or the default; viewer_region upper-cases it and makes the real check.
+    # or the playback's own; claimed_region makes the real check.
     region: str = Field(default="", pattern=r"^([A-Za-z]{2})?$")
+    # From the watch payload (`playback.id`); a beacon without a valid one is refused (403).
+    playback_id: str = Field(default="", max_length=512,
+                             description="the watch payload's playback.id; required for the beacon to count")
 
 
 class BatchViewItem(ViewBody):
@@ -45,28 +52,67 @@ class ViewBatchBody(BaseModel):
     events: list[BatchViewItem] = Field(min_length=1, max_length=500)
 
 
-async def require_ready(metadata: mpb_grpc.MetadataServiceStub, ids: list[str]) -> None:
-    """404 unless every video exists, 409 unless every one is READY."""
+async def ready_videos(metadata: mpb_grpc.MetadataServiceStub, ids: list[str]) -> dict[str, video_pb2.Video]:
+    """The videos by id; 404 unless every one exists, 409 unless every one is READY."""
     for video_id in ids:
         require_video_id(video_id)
     found = await grpc_call(metadata.BatchGetVideos(mpb.BatchGetVideosRequest(ids=ids), timeout=15))
-    status = {v.id: v.status for v in found.videos}
+    videos = {v.id: v for v in found.videos}
     for video_id in ids:
-        if video_id not in status:
+        if video_id not in videos:
             raise ApiError(404, "NOT_FOUND", f"video {video_id} not found")
-        if status[video_id] != S.VIDEO_STATUS_READY:
-            raise ApiError(409, "NOT_READY", f"video {video_id} is {status_name(status[video_id])}",
-                           extra={"status": status_name(status[video_id])})
+        if videos[video_id].status != S.VIDEO_STATUS_READY:
+            status = status_name(videos[video_id].status)
+            raise ApiError(409, "NOT_READY", f"video {video_id} is {status}", extra={"status": status})
+    return videos
 
 
-async def publish_views(items: list[tuple[str, ViewBody]], request: Request, cfg: Config,
-                        metadata: mpb_grpc.MetadataServiceStub, links: ServiceLinks) -> int:
+def claimed_region(body: ViewBody, request: Request, cfg: Config) -> str:
+    """The region the beacon names (body, else X-Client-Region), upper-cased; "" if none.
+    One outside platform.regions is refused."""
+    region = (body.region or request.headers.get("x-client-region", "")).upper()
+    if region and region not in cfg.platform.regions:
+        raise BeaconRefused(400, "INVALID_ARGUMENT", "unknown_region",
+                            f"unknown region {region!r}; one of {', '.join(cfg.platform.regions)}")
+    return region
+
+
+def charge_of(video: video_pb2.Video, body: ViewBody, request: Request, cfg: Config,
+              signer: PlaybackSigner) -> Charge:
+    """What the beacon charges to its playback, if it may count for this video at all."""
+    region = claimed_region(body, request, cfg)
+    try:
+        playback = signer.check_playback(body.playback_id)
+    except TokenRefused as refused:
+        raise BeaconRefused(403, "PLAYBACK_INVALID", refused.reason,
+                            f"playback_id: {refused.message} (take it from the watch payload)") from None
+    if playback.video_id != video.id:
+        raise BeaconRefused(403, "PLAYBACK_INVALID", "wrong_video", "the playback is for another video")
+    if playback.region not in cfg.platform.regions:
+        raise BeaconRefused(400, "INVALID_ARGUMENT", "unknown_region", f"region {playback.region} is not served")
+    if region and region != playback.region:
+        raise BeaconRefused(400, "INVALID_ARGUMENT", "region_mismatch",
+                            f"the playback is for region {playback.region}, not {region}")
+    return Charge(playback, body.kind, body.bytes, playback_byte_bound(video))
+
+
+async def publish_views(items: list[tuple[str, ViewBody]], request: Request, cfg: Config, signer: PlaybackSigner,
+                        ledger: PlaybackLedger, metadata: mpb_grpc.MetadataServiceStub, links: ServiceLinks) -> int:
     """Checks every beacon, then publishes them all; answers how many."""
-    await require_ready(metadata, list(dict.fromkeys(v for v, _ in items)))
+    try:
+        videos = await ready_videos(metadata, list(dict.fromkeys(v for v, _ in items)))
+        charges = [charge_of(videos[video_id], body, request, cfg, signer) for video_id, body in items]
+        before = ledger.record(ledger.admit(charges))  # no await between: no other beacon interleaves
+    except BeaconRefused as refused:
+        count_rejected(refused.reason, len(items))
+        raise ApiError(refused.status, refused.code, refused.message, extra={"reason": refused.reason}) from None
+    except ApiError as error:
+        count_rejected(error.code.lower(), len(items))
+        raise
     events = []
-    for video_id, body in items:
-        event = events_pb2.ViewEvent(video_id=video_id, region=viewer_region(body.region, request, cfg),
-                                     **VIEW_KIND.fields(body.kind), bytes_watched=body.bytes)
+    for charge in charges:
+        event = events_pb2.ViewEvent(video_id=charge.playback.video_id, region=charge.playback.region,
+                                     **VIEW_KIND.fields(charge.kind), bytes_watched=charge.bytes)
         event.event_time.GetCurrentTime()
         events.append(event)
 
@@ -75,17 +121,23 @@ async def publish_views(items: list[tuple[str, ViewBody]], request: Request, cfg
         for event in events:
             producer.publish(TOPIC_VIEWS, event.SerializeToString(), key=event.video_id.encode())
 
-    await asyncio.to_thread(send)
+    try:
+        await asyncio.to_thread(send)
+    except BaseException:
+        ledger.restore(before)  # not counted: the player may send them again
+        raise
     return len(events)
 
 
 @router.post("/v1/videos/{video_id}/views", status_code=202)
-async def post_view(video_id: str, body: ViewBody, request: Request, cfg: Cfg, metadata: MetadataStub,
-                    links: Links):
-    return {"accepted": await publish_views([(video_id, body)], request, cfg, metadata, links)}
+async def post_view(video_id: str, body: ViewBody, request: Request, cfg: Cfg, signer: Signer, ledger: Ledger,
+                    metadata: MetadataStub, links: Links):
+    return {"accepted": await publish_views([(video_id, body)], request, cfg, signer, ledger, metadata, links)}
 
 
 @router.post("/v1/views", status_code=202)
-async def post_views(body: ViewBatchBody, request: Request, cfg: Cfg, metadata: MetadataStub, links: Links):
-    """Batch of beacons (all accepted or none: any unknown/not-READY video rejects the batch)."""
-    return {"accepted": await publish_views([(e.video_id, e) for e in body.events], request, cfg, metadata, links)}
+async def post_views(body: ViewBatchBody, request: Request, cfg: Cfg, signer: Signer, ledger: Ledger,
+                     metadata: MetadataStub, links: Links):
+    """Batch of beacons, all accepted or none: one that does not count rejects the batch."""
+    items = [(e.video_id, e) for e in body.events]
+    return {"accepted": await publish_views(items, request, cfg, signer, ledger, metadata, links)}

@@ -1,12 +1,17 @@
 // The watch page: loads the watch payload, plays the pre-roll (and any mid/post-roll) ad,
 // then the adaptive stream with hls.js (native HLS where hls.js cannot run, e.g. iOS),
 // offers a quality choice, and sends view beacons with the bytes fetched for playback.
+// Stream URLs are signed and expire: the page fetches a fresh watch payload before they
+// do, and every later request (playlists, segments, beacons) uses the fresh signature.
 import Hls from "hls.js";
 import { $, errorMessage, getJson, setStatus, sleep } from "./util.js";
 
 // The gateway's built-in house ad, used when an ad break has no creative of its own.
 const HOUSE_AD_URL = "/ads/house-preroll.mp4";
 const PROGRESS_EVERY_S = 10;
+// Refresh the payload when this share of its signatures' lifetime has passed.
+const REFRESH_AT = 0.75;
+const REFRESH_RETRY_S = 15;
 const SKIPPABLE_AFTER_S = 5;
 
 const root = $("#watch");
@@ -35,9 +40,14 @@ function setPhase(phase) {
   note("phase", { phase });
 }
 
+function watchUrl(region) {
+  const query = region ? `?region=${encodeURIComponent(region)}` : "";
+  return `/v1/videos/${encodeURIComponent(videoId)}/watch${query}`;
+}
+
 async function loadPayload() {
   for (;;) {
-    const { status, body } = await getJson(`/v1/videos/${encodeURIComponent(videoId)}/watch`);
+    const { status, body } = await getJson(watchUrl(""));
     if (status === 200) return body;
     const videoStatus = body && body.error && body.error.status;
     if (status === 409 && (videoStatus === "UPLOADING" || videoStatus === "PROCESSING")) {
@@ -60,6 +70,60 @@ function showDetails(payload) {
   if (poster) content.poster = poster.url;
 }
 
+// -- signatures -------------------------------------------------------------------------
+
+// A signed stream URL is <base>/videos/<id>/<file>: the base (origin or edge, with the
+// token) is what a refresh replaces; the object keys after it stay the same.
+function streamBase(url) {
+  const at = url.indexOf(`/videos/${videoId}/`);
+  return at < 0 ? "" : url.slice(0, at);
+}
+
+// Requests hls.js makes from URLs it resolved earlier go to the freshest base.
+function rebased(url) {
+  const base = streamBase(url);
+  const fresh = state.payload ? streamBase(state.payload.stream.url) : "";
+  return base && fresh && base !== fresh ? fresh + url.slice(base.length) : url;
+}
+
+function refreshDelayS(payload) {
+  const lifetimes = [payload.stream.expires_in_s, payload.playback && payload.playback.expires_in_s]
+    .filter((s) => typeof s === "number");
+  return lifetimes.length ? Math.max(1, Math.min(...lifetimes) * REFRESH_AT) : null;
+}
+
+// Fetches a fresh payload (same region) before the current one's signatures expire.
+function scheduleRefresh(delayS) {
+  if (delayS === null) return;
+  setTimeout(async () => {
+    let next = REFRESH_RETRY_S;
+    try {
+      const { status, body } = await getJson(watchUrl(state.payload.stream.region));
+      if (status === 200) {
+        const wasNative = !state.hls && content.src;
+        state.payload = body;
+        note("payload-refreshed", { base: streamBase(body.stream.url), expires_in_s: body.stream.expires_in_s });
+        if (wasNative) swapNativeSource(body.stream.url);
+        next = refreshDelayS(body);
+      }
+    } catch (err) {
+      note("payload-refresh-failed", { message: String(err) });
+    }
+    scheduleRefresh(next);
+  }, delayS * 1000);
+}
+
+// Native HLS players cannot rewrite their requests: they get the fresh URL where they are.
+function swapNativeSource(url) {
+  const at = content.currentTime;
+  const playing = !content.paused;
+  content.src = url;
+  content.addEventListener("loadedmetadata", () => {
+    content.currentTime = at;
+    if (playing) content.play().catch(() => {});
+  }, { once: true });
+}
+
 // -- the stream ------------------------------------------------------------------------
 
 function levelLabel(level) {
@@ -80,7 +144,14 @@ function setupStream(payload) {
   if (Hls.isSupported()) {
     // Nothing is fetched until the viewer presses play; then the stream buffers while the
     // pre-roll runs, so the content starts without a wait.
-    const hls = new Hls({ autoStartLoad: false });
+    const hls = new Hls({
+      autoStartLoad: false,
+      // Signed URLs expire: a request resolved from an older payload goes out with the newest signature.
+      xhrSetup: (xhr, requested) => {
+        const fresh = rebased(requested);
+        if (fresh !== requested) xhr.open("GET", fresh, true);
+      },
+    });
     state.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, () => fillQuality(hls.levels));
     hls.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => {
@@ -194,7 +265,13 @@ function beacon(kind) {
   state.bytesReported += bytes;
   const record = { kind, bytes, status: null };
   state.beacons.push(record);
-  const body = JSON.stringify({ kind, bytes, region: state.payload ? state.payload.stream.region : "" });
+  const payload = state.payload;
+  const body = JSON.stringify({
+    kind,
+    bytes,
+    region: payload ? payload.stream.region : "",
+    playback_id: payload && payload.playback ? payload.playback.id : "",
+  });
   // keepalive lets the last beacon out as the page closes; a missing endpoint is fine.
   fetch(`/v1/videos/${encodeURIComponent(videoId)}/views`, {
     method: "POST",
@@ -262,6 +339,7 @@ async function main() {
     return;
   }
   state.payload = payload;
+  scheduleRefresh(refreshDelayS(payload));
   setStatus(statusEl, "");
   showDetails(payload);
   try {

@@ -1,0 +1,166 @@
+"""Signs and checks the two tokens the watch call hands out: the media token inside stream
+URLs (which video, until when, and for a private video which account) and the playback id
+view beacons must name (which video, region, until when, and a nonce of its own).
+
+Both are itsdangerous URL-safe tokens, base64url(compact JSON) "." base64url(HMAC-SHA256),
+each kind under its own salt (itsdangerous derives one key per salt from the secret), so
+a playback id never passes as a media token or the reverse.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from longtail_common.config import Config
+
+MEDIA_SALT = "longtail.media"
+PLAYBACK_SALT = "longtail.playback"
+SECRET_FILE = "playback.secret"
+
+
+class TokenRefused(Exception):
+    """A token that does not grant what was asked; reason is a short metric label."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+@dataclass(frozen=True)
+class MediaGrant:
+    """What a media token allows: GET every object under videos/<video_id>/ until expires."""
+
+    video_id: str
+    expires: int  # unix seconds
+    # The viewer a private video's URLs were issued to; None for public videos, whose URLs
+    # name nobody and so are one URL per object per window for every viewer (cacheable).
+    account: str | None = None
+
+    def claims(self) -> dict:
+        claims = {"v": self.video_id, "e": self.expires}
+        if self.account is not None:
+            claims["a"] = self.account
+        return claims
+
+
+@dataclass(frozen=True)
+class Playback:
+    """One watch call's playback: beacons that name it count for this video and region only."""
+
+    video_id: str
+    region: str
+    expires: int  # unix seconds
+    nonce: str  # tells two playbacks of the same video and region apart
+
+
+class PlaybackSigner:
+    def __init__(self, secret: bytes, ttl_s: int, window_s: int):
+        if ttl_s <= 0 or window_s <= 0:
+            raise ValueError("playback.ttl_s and playback.window_s must be positive")
+        self.ttl_s, self.window_s = ttl_s, window_s
+        sha256 = {"digest_method": hashlib.sha256}
+        self._media = URLSafeSerializer(secret, salt=MEDIA_SALT, signer_kwargs=sha256)
+        self._playback = URLSafeSerializer(secret, salt=PLAYBACK_SALT, signer_kwargs=sha256)
+        # One signature per grant: a watch payload's URLs and every viewer of a public video
+        # in the same window share it.
+        self.media_token = functools.lru_cache(maxsize=4096)(self._sign_media)
+        # Every segment request of every viewer of a public video in a window carries the same
+        # token: its signature is checked once (refusals raise, so they are never cached).
+        self._verified_media = functools.lru_cache(maxsize=65536)(self._check_media_signature)
+
+    def media_grant(self, video_id: str, account: str | None = None, now: float | None = None) -> MediaGrant:
+        """The grant for a watch call now: valid for at least ttl_s, expiry rounded up to the window."""
+        now = time.time() if now is None else now
+        expires = math.ceil((now + self.ttl_s) / self.window_s) * self.window_s
+        return MediaGrant(video_id, int(expires), account)
+
+    def _sign_media(self, grant: MediaGrant) -> str:
+        return self._media.dumps(grant.claims())
+
+    def check_media(self, token: str, key: str, account: str | None = None, now: float | None = None) -> MediaGrant:
+        """The grant the token carries, if it covers `key` for `account` now; else TokenRefused."""
+        grant = self._verified_media(token)
+        if (time.time() if now is None else now) >= grant.expires:
+            raise TokenRefused("expired", "the stream URL has expired; ask the watch call for a new one")
+        if not key.startswith(f"videos/{grant.video_id}/"):
+            raise TokenRefused("wrong_video", "the stream URL's signature is for another video")
+        if grant.account is not None and grant.account != account:
+            raise TokenRefused("wrong_account", "the stream URL was issued to another account")
+        return grant
+
+    def _check_media_signature(self, token: str) -> MediaGrant:
+        claims = self._load(self._media, token)
+        video_id, expires, owner = claims.get("v"), claims.get("e"), claims.get("a")
+        if not isinstance(video_id, str) or not isinstance(expires, int) or not isinstance(owner, (str, type(None))):
+            raise TokenRefused("invalid", "malformed media token")
+        return MediaGrant(video_id, expires, owner)
+
+    def issue_playback(self, video_id: str, region: str, now: float | None = None) -> tuple[str, Playback]:
+        """A new playback id (and what it says) for one watch call."""
+        now = time.time() if now is None else now
+        playback = Playback(video_id, region, int(now + self.ttl_s), secrets.token_urlsafe(9))
+        token = self._playback.dumps({"v": video_id, "r": region, "e": playback.expires, "n": playback.nonce})
+        return token, playback
+
+    def check_playback(self, token: str, now: float | None = None) -> Playback:
+        """What a playback id says, if it is genuine and not expired; else TokenRefused."""
+        claims = self._load(self._playback, token)
+        try:
+            playback = Playback(str(claims["v"]), str(claims["r"]), int(claims["e"]), str(claims["n"]))
+        except (KeyError, TypeError, ValueError):
+            raise TokenRefused("invalid", "malformed playback id") from None
+        if (time.time() if now is None else now) >= playback.expires:
+            raise TokenRefused("expired", "the playback has expired")
+        return playback
+
+    @staticmethod
+    def _load(serializer: URLSafeSerializer, token: str) -> dict:
+        if not token:
+            raise TokenRefused("missing", "no signature")
+        try:
+            claims = serializer.loads(token)
+        except BadSignature:
+            raise TokenRefused("invalid", "bad signature") from None
+        if not isinstance(claims, dict):
+            raise TokenRefused("invalid", "malformed token")
+        return claims
+
+
+def playback_secret(cfg: Config) -> bytes:
+    """The configured secret, else this data dir's own: read, or made once (0600) if absent.
+
+    Made under a temporary name and hard-linked into place, so gateways starting together
+    all end up with the one secret that won the link."""
+    if cfg.playback.secret:
+        if len(cfg.playback.secret) < 32:
+            raise ValueError("playback.secret must be at least 32 characters")
+        return cfg.playback.secret.encode()
+    path = cfg.data_path / SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".playback-secret-")  # mode 0600
+        try:
+            os.write(fd, secrets.token_urlsafe(48).encode())
+            os.close(fd)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another gateway made it first: use that one
+        finally:
+            os.unlink(tmp)
+    secret = path.read_bytes().strip()
+    if len(secret) < 32:
+        raise ValueError(f"{path} holds no usable secret (at least 32 characters)")
+    return secret
+
+
+def make_signer(cfg: Config) -> PlaybackSigner:
+    return PlaybackSigner(playback_secret(cfg), cfg.playback.ttl_s, cfg.playback.window_s)
