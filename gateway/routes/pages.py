@@ -20,6 +20,7 @@ from gateway.dependencies import HouseAdClip, Objects, Pages, SearchStub
 from gateway.errors import GRPC_TO_HTTP, ApiError
 from gateway.html_pages import MAX_QUERY, UPLOAD_BODY, card, esc, watch_body
 from gateway.media_links import media_url
+from gateway.validation import require_page_token
 
 log = logging.getLogger("gateway.pages")
 
@@ -34,6 +35,7 @@ router = APIRouter()
 
 async def run_search(search: spb_grpc.SearchServiceStub, q: str, page_size: int, page_token: str):
     """Matches for q, or the latest videos when q is empty; ApiError when search fails."""
+    require_page_token(page_token)
     try:
         if q:
             return await search.SearchVideos(

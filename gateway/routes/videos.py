@@ -22,7 +22,7 @@ from gateway.dependencies import Cfg, MetadataStub, Objects, UploadStub
 from gateway.errors import ApiError, grpc_call
 from gateway.media_links import media_url
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
-from gateway.validation import require_video_id, viewer_region
+from gateway.validation import require_page_token, require_video_id, upload_length, viewer_region
 from gateway.video_json import S, ad_breaks_json, status_name, video_json
 
 TUS_VERSION = "1.0.0"
@@ -52,14 +52,7 @@ async def create_video_with_upload(body: CreateVideoBody, request: Request, cfg:
                                    metadata: mpb_grpc.MetadataServiceStub,
                                    upload: upb_grpc.UploadServiceStub) -> JSONResponse:
     """Records the video, opens its upload, and answers where to send the bytes (tus)."""
-    length = body.size_bytes
-    header_length = request.headers.get("upload-length")
-    if header_length is not None:
-        if not header_length.isdigit():
-            raise ApiError(400, "INVALID_ARGUMENT", "Upload-Length must be a non-negative integer")
-        length = int(header_length)
-    if length is not None and length > cfg.platform.max_upload_bytes:
-        raise ApiError(413, "TOO_LARGE", f"uploads are limited to {cfg.platform.max_upload_bytes} bytes")
+    length = upload_length(request, cfg, default=body.size_bytes)
     video_id = new_video_id()
     video = video_pb2.Video(
         id=video_id, title=body.title, description=body.description,
@@ -101,6 +94,7 @@ async def list_videos(request: Request, metadata: MetadataStub, objects: Objects
         raise ApiError(400, "INVALID_ARGUMENT", "invalid channel_id")
     if not 1 <= page_size <= 100:
         raise ApiError(400, "INVALID_ARGUMENT", "page_size must be between 1 and 100")
+    require_page_token(page_token)
     resp = await grpc_call(
         metadata.ListVideos(
             mpb.ListVideosRequest(channel_id=channel_id, page_size=page_size, page_token=page_token,
