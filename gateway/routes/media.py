@@ -18,8 +18,9 @@ from longtail_common.ports import (
     is_valid_region,
     validate_object_key,
 )
+from gateway.api_docs import MEDIA_TYPES, RANGE_HEADER, media_responses
 from gateway.dependencies import Objects
-from gateway.errors import ApiError
+from gateway.errors import ApiError, error_responses
 from gateway.media_links import signed_playlist
 
 router = APIRouter()
@@ -27,7 +28,7 @@ router = APIRouter()
 
 def byte_range(range_header: str, size: int) -> tuple[int, int]:
     """(first, last) byte of a `Range: bytes=a-b` header (suffix form too); 416 if unsatisfiable."""
-    m = re.fullmatch(r"bytes=(\d*)-(\d*)", range_header.strip())
+    m = re.fullmatch(r"bytes=([0-9]{0,19})-([0-9]{0,19})", range_header.strip())  # ASCII digits only
     if not m or (not m.group(1) and not m.group(2)):
         raise ApiError(416, "RANGE_NOT_SATISFIABLE", "bad Range header", headers={"Content-Range": f"bytes */{size}"})
     if m.group(1):
@@ -67,7 +68,8 @@ def serve_object(objects: ObjectStore, bucket: str, key: str, request: Request) 
     return StreamingResponse(stream, status_code=status, headers=headers, media_type=info.content_type)
 
 
-@router.api_route("/origin/{key:path}", methods=["GET", "HEAD"], name="origin_object")
+@router.api_route("/origin/{key:path}", methods=["GET", "HEAD"], name="origin_object", openapi_extra=RANGE_HEADER,
+                  responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def origin_object(key: str, request: Request, objects: Objects):
     if key.endswith(".m3u8") and request.method == "GET":
         signed = signed_playlist(objects, key)
@@ -77,7 +79,8 @@ async def origin_object(key: str, request: Request, objects: Objects):
     return serve_object(objects, MEDIA_BUCKET, key, request)
 
 
-@router.api_route("/edge/{region}/{key:path}", methods=["GET", "HEAD"], name="edge_object")
+@router.api_route("/edge/{region}/{key:path}", methods=["GET", "HEAD"], name="edge_object", openapi_extra=RANGE_HEADER,
+                  responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def edge_object(region: str, key: str, request: Request, objects: Objects):
     if not is_valid_region(region):
         raise ApiError(404, "NOT_FOUND", "no such edge")

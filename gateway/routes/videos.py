@@ -18,8 +18,9 @@ from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.config import Config
 from longtail_common.ports import ID_PATTERN, is_valid_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
+from gateway.api_docs import UPLOAD_LENGTH_HEADER
 from gateway.dependencies import Cfg, MetadataStub, Objects, UploadStub
-from gateway.errors import ApiError, grpc_call
+from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.media_links import media_url
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
 from gateway.validation import require_page_token, require_video_id, upload_length, viewer_region
@@ -76,18 +77,21 @@ async def load_video(metadata: mpb_grpc.MetadataServiceStub, video_id: str) -> v
     return await grpc_call(metadata.GetVideo(mpb.GetVideoRequest(id=video_id), timeout=15))
 
 
-@router.post("/v1/videos", status_code=201)
+@router.post("/v1/videos", status_code=201, openapi_extra=UPLOAD_LENGTH_HEADER, responses={
+    201: {"description": "Video created; send its bytes to `upload_url` (tus).",
+          "headers": {"Location": {"schema": {"type": "string"}, "required": True}}},
+    **error_responses(400, 408, 409, 413, 422, *SERVICE_ERRORS)})
 async def create_video(body: CreateVideoBody, request: Request, cfg: Cfg, metadata: MetadataStub,
                        upload: UploadStub):
     return await create_video_with_upload(body, request, cfg, metadata, upload)
 
 
-@router.get("/v1/videos/{video_id}")
+@router.get("/v1/videos/{video_id}", responses=error_responses(404, 422, *SERVICE_ERRORS))
 async def get_video(video_id: str, request: Request, metadata: MetadataStub, objects: Objects):
     return video_json(request, objects, await load_video(metadata, video_id))
 
 
-@router.get("/v1/videos")
+@router.get("/v1/videos", responses=error_responses(400, 422, *SERVICE_ERRORS))
 async def list_videos(request: Request, metadata: MetadataStub, objects: Objects, channel_id: str,
                       page_token: str = "", page_size: int = 20):
     if not is_valid_id(channel_id):
@@ -106,7 +110,7 @@ async def list_videos(request: Request, metadata: MetadataStub, objects: Objects
             "next_page_token": resp.next_page_token}
 
 
-@router.get("/v1/videos/{video_id}/watch")
+@router.get("/v1/videos/{video_id}/watch", responses=error_responses(400, 403, 404, 409, 422, *SERVICE_ERRORS))
 async def watch(video_id: str, request: Request, cfg: Cfg, metadata: MetadataStub, objects: Objects,
                 region: str = "", client: str = "", protocol: str = ""):
     video = await load_video(metadata, video_id)

@@ -1,0 +1,38 @@
+"""Pieces of the OpenAPI document that several routes share (error bodies are in
+gateway/errors.py): the media types of stream bytes, the HTML pages, the Range header.
+Documentation only: nothing here changes what a route answers.
+"""
+from __future__ import annotations
+
+from gateway.errors import ERROR_DESCRIPTIONS
+
+# What origin and edge objects are served as (the object stores' content types).
+MEDIA_TYPES = ("application/vnd.apple.mpegurl", "application/dash+xml", "video/mp4", "video/iso.segment",
+               "video/mp2t", "audio/mp4", "image/jpeg", "image/png", "image/webp", "text/vtt",
+               "application/octet-stream")
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def media_responses(*types: str) -> dict[int, dict]:
+    """200 (whole object) and 206 (a Range of it) in `types`."""
+    content = {media_type: BINARY for media_type in types}
+    return {200: {"description": "The object's bytes.", "content": content},
+            206: {"description": "The requested Range of the object's bytes.", "content": content,
+                  "headers": {"Content-Range": {"schema": {"type": "string"}, "required": True}}}}
+
+
+def html_responses(*statuses: int) -> dict[int, dict]:
+    """An HTML page for each of `statuses` (pages answer their errors as pages too)."""
+    return {status: {"description": ERROR_DESCRIPTIONS.get(status, "The page."),
+                     "content": {"text/html": {"schema": {"type": "string"}}}} for status in statuses}
+
+
+RANGE_HEADER = {"parameters": [{
+    "name": "Range", "in": "header", "required": False,
+    "description": "`bytes=first-last`, `bytes=first-` or `bytes=-suffix` (one range).",
+    "schema": {"type": "string", "pattern": "^bytes=[0-9]{0,19}-[0-9]{0,19}$"}}]}
+
+UPLOAD_LENGTH_HEADER = {"parameters": [{
+    "name": "Upload-Length", "in": "header", "required": False,
+    "description": "The size of the file to come, in bytes (instead of `size_bytes`).",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"}}]}
