@@ -36,7 +36,9 @@ TUS_HEADERS = {"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store"}
 PATCH_CONTENT_TYPE = "application/offset+octet-stream"
 MESSAGE_BYTES = 1 << 20  # the most body bytes one AppendUpload message carries
 CHUNK_CALL_TIMEOUT_S = 120  # one chunk's AppendUpload: bytes already here, only upload_svc's write
-HEAD_WAITS_FOR_PATCH_S = 5.0  # a HEAD right after a dropped PATCH sees the offset its last bytes made
+# A HEAD right after a dropped PATCH sees the offset its last bytes made (the gateway notices
+# the drop, then sends them on); a HEAD beside a stalled PATCH answers after this wait.
+HEAD_WAITS_FOR_PATCH_S = 1.0
 # Keys of Upload-Metadata: printable ASCII without space or comma (its separators).
 METADATA_KEY_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {","}
 
