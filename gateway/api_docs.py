@@ -36,3 +36,13 @@ UPLOAD_LENGTH_HEADER = {"parameters": [{
     "name": "Upload-Length", "in": "header", "required": False,
     "description": "The size of the file to come, in bytes (instead of `size_bytes`).",
     "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"}}]}
+
+# From a created video (its 201 body's `id`) to what a client does next: lets a stateful
+# fuzzer upload to, read, watch and count views of videos that exist.
+CREATED_VIDEO_LINKS = {name: {"operationId": operation, "parameters": {"video_id": "$response.body#/id"}}
+                       for name, operation in (
+                           ("GetVideo", "get_video_v1_videos__video_id__get"),
+                           ("Watch", "watch_v1_videos__video_id__watch_get"),
+                           ("PostView", "post_view_v1_videos__video_id__views_post"),
+                           ("UploadOffset", "tus_upload_head_v1_uploads__video_id__head"),
+                           ("UploadBytes", "tus_upload_v1_uploads__video_id__patch"))}

@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect
 from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.config import Config
+from gateway.api_docs import CREATED_VIDEO_LINKS
 from gateway.dependencies import Cfg, MetadataStub, UploadStub
 from gateway.errors import GRPC_TO_HTTP, SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.routes.videos import TUS_VERSION, CreateVideoBody, create_video_with_upload
@@ -113,7 +114,8 @@ async def tus_options_upload(video_id: str, cfg: Cfg):
 
 @router.post("/v1/uploads", status_code=201, responses={
     201: {"description": "Video created; PATCH its bytes to `Location`.",
-          "headers": {"Location": {"schema": {"type": "string"}, "required": True}, **TUS_RESPONSE_HEADERS}},
+          "headers": {"Location": {"schema": {"type": "string"}, "required": True}, **TUS_RESPONSE_HEADERS},
+          "links": CREATED_VIDEO_LINKS},
     **error_responses(400, 409, 412, 413, 422, *SERVICE_ERRORS)})
 async def tus_create(request: Request, cfg: Cfg, metadata: MetadataStub, upload: UploadStub,
                      tus_resumable: TusResumable = None, upload_metadata: UploadMetadata = None,

@@ -18,7 +18,7 @@ from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.config import Config
 from longtail_common.ports import ID_PATTERN, is_valid_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
-from gateway.api_docs import UPLOAD_LENGTH_HEADER
+from gateway.api_docs import CREATED_VIDEO_LINKS, UPLOAD_LENGTH_HEADER
 from gateway.dependencies import Cfg, MetadataStub, Objects, UploadStub
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.media_links import media_url
@@ -79,7 +79,7 @@ async def load_video(metadata: mpb_grpc.MetadataServiceStub, video_id: str) -> v
 
 @router.post("/v1/videos", status_code=201, openapi_extra=UPLOAD_LENGTH_HEADER, responses={
     201: {"description": "Video created; send its bytes to `upload_url` (tus).",
-          "headers": {"Location": {"schema": {"type": "string"}, "required": True}}},
+          "headers": {"Location": {"schema": {"type": "string"}, "required": True}}, "links": CREATED_VIDEO_LINKS},
     **error_responses(400, 408, 409, 413, 422, *SERVICE_ERRORS)})
 async def create_video(body: CreateVideoBody, request: Request, cfg: Cfg, metadata: MetadataStub,
                        upload: UploadStub):
