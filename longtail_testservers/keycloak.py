@@ -2,13 +2,15 @@
 distribution from Maven Central, run in dev mode on loopback with the `longtail` realm of
 deploy/keycloak/longtail-realm.json imported (a confidential client, test users, an admin role).
 
-Keycloak needs Java 21+ (found by `jars.java_at_least`). Its first run "augments" the
-distribution (a Quarkus build, minutes on a busy machine); that build is kept in the jar
-cache, keyed by the build options, so later starts skip it. Each server has its own home
-directory (H2 database, import folder, log); the distribution is shared read-only.
+Keycloak needs Java 21+ (found by `jars.java_at_least`). Two slow first steps are done once
+and kept in the jar cache: the "augmentation" of the distribution (a Quarkus build, keyed by
+the build options) and a seed database (a fresh H2 schema with the realm imported, keyed by
+the realm file). Each server then gets its own home directory (a copy of the seed database,
+the import folder, its log); the distribution is shared read-only.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -100,8 +102,9 @@ def _java21() -> str:
     return java
 
 
-def _jvm_argv(java: str, dist: pathlib.Path, home: pathlib.Path) -> list[str]:
-    return [java, *_KC_JVM, f"-Dkc.home.dir={home}", f"-Djboss.server.config.dir={home / 'conf'}",
+def _jvm_argv(java: str, dist: pathlib.Path, home: pathlib.Path, *system_properties: str) -> list[str]:
+    return [java, *_KC_JVM, *system_properties, f"-Dkc.home.dir={home}",
+            f"-Djboss.server.config.dir={home / 'conf'}",
             "-cp", str(dist / "lib" / "quarkus-run.jar"), "io.quarkus.bootstrap.runner.QuarkusEntryPoint"]
 
 
@@ -112,12 +115,15 @@ def _make_home(home: pathlib.Path) -> None:
     shutil.copyfile(REALM_FILE, home / "data" / "import" / REALM_FILE.name)
 
 
-def distribution() -> pathlib.Path:
-    """The unpacked, augmented Keycloak distribution in the jar cache (fetched and built once)."""
+def distribution() -> tuple[pathlib.Path, pathlib.Path]:
+    """The unpacked, augmented Keycloak distribution and the seed database folder, in the jar
+    cache (fetched, built and seeded once)."""
     folder = resolve_jars(["keycloak"])["keycloak"]
     version = server_versions()["keycloak"]
     dist = folder / f"keycloak-{version}"
     marker = folder / ".augmented.json"
+    key = hashlib.sha256(REALM_FILE.read_bytes() + json.dumps(_BUILD_OPTIONS).encode()).hexdigest()[:10]
+    seed = folder / f"seed-{key}"
     with file_lock(folder / ".lock"):
         if not (dist / "lib" / "quarkus-run.jar").exists():
             _unpack(folder, dist)
@@ -125,7 +131,28 @@ def distribution() -> pathlib.Path:
         if built.get("options") != _BUILD_OPTIONS:
             seconds = _augment(dist, folder / "augment.log")
             marker.write_text(json.dumps({"options": _BUILD_OPTIONS, "augment_s": seconds}, indent=1))
-    return dist
+            for old in folder.glob("seed-*"):  # made by another build
+                shutil.rmtree(old, ignore_errors=True)
+        if not (seed / ".complete").exists():
+            _make_seed(dist, seed)
+    return dist, seed
+
+
+def _make_seed(dist: pathlib.Path, seed: pathlib.Path) -> None:
+    """Start Keycloak once on an empty database, import the realm, stop it, keep its H2 files:
+    later servers copy them and skip the schema creation and the import (a third of a start)."""
+    scratch = pathlib.Path(tempfile.mkdtemp(dir=seed.parent, prefix=".seeding-"))
+    try:
+        server = KeycloakServer(name="keycloak-seed", dir=scratch, port=free_port(), management_port=free_port())
+        _make_home(scratch)
+        server.launch(dist)
+        server.stop()
+        shutil.rmtree(seed, ignore_errors=True)
+        shutil.copytree(scratch / "data" / "h2", seed / "h2", ignore=shutil.ignore_patterns("*.trace.db"))
+        (seed / ".complete").write_text(json.dumps({"seeded_s": server.startup_s}))
+        shutil.copyfile(server.log_file, seed / "seed.log")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _unpack(folder: pathlib.Path, dist: pathlib.Path) -> None:
@@ -191,8 +218,8 @@ class KeycloakServer(JavaServer):
         return realm_users()
 
     def command(self, dist: pathlib.Path) -> list[str]:
-        return _jvm_argv(_java21(), dist, self.dir) + [
-            _CONFIG_BUILT, "start-dev", *_BUILD_OPTIONS, f"--http-host={self.host}", f"--http-port={self.port}",
+        return _jvm_argv(_java21(), dist, self.dir, _CONFIG_BUILT) + [
+            "start-dev", *_BUILD_OPTIONS, f"--http-host={self.host}", f"--http-port={self.port}",
             f"--http-management-port={self.management_port}", f"--hostname={self.base_url}", "--import-realm"]
 
     def check(self) -> None:
@@ -218,13 +245,14 @@ class KeycloakServer(JavaServer):
 def start_keycloak(dir: str | os.PathLike, deadline_s: float = KEYCLOAK_DEADLINE_S) -> KeycloakServer:
     """Start Keycloak in dev mode under `dir` with the test realm; returns once the realm answers."""
     root = pathlib.Path(dir).resolve()
-    dist = distribution()
+    dist, seed = distribution()
 
     def once() -> KeycloakServer:
-        shutil.rmtree(root / "data", ignore_errors=True)  # a failed attempt's half-made database
+        shutil.rmtree(root / "data", ignore_errors=True)  # a failed attempt's half-used database
         server = KeycloakServer(name="keycloak", dir=root, port=free_port(), management_port=free_port(),
                                 client_secret=client_secret())
         _make_home(root)
+        shutil.copytree(seed / "h2", root / "data" / "h2")
         server.launch(dist, deadline_s)
         return server
 
