@@ -9,6 +9,7 @@ import sys
 from longtail_testservers.cluster import start_all, stop_all
 from longtail_testservers.errors import MISSING_JAVA_PREFIX, TestServerError
 from longtail_testservers.jars import java_available, server_versions
+from longtail_testservers.keycloak import MISSING_JAVA21_PREFIX, REALM_FILE, keycloak_available
 from longtail_testservers.process import HOST, pid_alive, pid_cmdline
 from longtail_testservers.state import read_state
 
@@ -17,9 +18,12 @@ log = logging.getLogger("longtail.testservers")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="longtail services",
-                                     description="Local Kafka, Cassandra and S3Proxy for the real backends")
+                                     description="Local Kafka, Cassandra and S3Proxy for the real backends, "
+                                                 "and Keycloak for the OIDC sign-in")
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("--dir", required=True, help="where the servers keep config, data and logs")
+    parser.add_argument("--without-keycloak", action="store_true",
+                        help="start the backends only (Keycloak needs Java 21+ and a minute of CPU)")
     args = parser.parse_args(argv)
     root = pathlib.Path(args.dir).resolve()
 
@@ -56,18 +60,38 @@ def main(argv: list[str] | None = None) -> int:
     if not ok:
         print(MISSING_JAVA_PREFIX + reason, file=sys.stderr)
         return 2
-    print(f"starting Kafka, Cassandra and S3Proxy under {root} ({reason}) ...", flush=True)
+    with_keycloak = not args.without_keycloak
+    if with_keycloak:
+        ok, why = keycloak_available()
+        if not ok:
+            print(MISSING_JAVA21_PREFIX + why + "\n(or start the backends alone with --without-keycloak)",
+                  file=sys.stderr)
+            return 2
+        reason += f"; Keycloak on {why}"
+    print(f"starting Kafka, Cassandra, S3Proxy{' and Keycloak' * with_keycloak} under {root} ({reason}) ...",
+          flush=True)
     try:
-        servers = start_all(root)
+        servers = start_all(root, with_keycloak=with_keycloak)
     except TestServerError as exc:
         print(f"longtail services start: {exc}", file=sys.stderr)
         return 1
+    _print_started(servers, args.dir)
+    return 0
+
+
+def _print_started(servers: dict, dir_arg: str) -> None:
     versions = server_versions()
-    for name, label in (("kafka", "Kafka"), ("cassandra", "Cassandra"), ("s3proxy", "S3Proxy")):
+    for name, label in (("kafka", "Kafka"), ("cassandra", "Cassandra"), ("s3proxy", "S3Proxy"),
+                        ("keycloak", "Keycloak")):
+        if name not in servers:
+            continue
         s = servers[name]
         print(f"  {label:9} {versions[name]:7} {HOST}:{s.port:<5}  pid {s.pid:<7}  ready in {s.startup_s:5.1f}s"
               f"  log {s.log_file}")
     print(f"config for the real backends: {servers['config_path']}")
     print(f"  longtail up --config {servers['config_path']}")
-    print(f"stop with: longtail services stop --dir {args.dir}")
-    return 0
+    if "keycloak" in servers:
+        kc = servers["keycloak"]
+        print(f"OIDC issuer {kc.issuer}, client {kc.client_id} (TEST secret {kc.client_secret}), "
+              f"users {', '.join(kc.users)} (TEST passwords in deploy/keycloak/{REALM_FILE.name})")
+    print(f"stop with: longtail services stop --dir {dir_arg}")
