@@ -154,3 +154,16 @@ def test_java21_lookup_reports_what_is_wrong(monkeypatch, tmp_path):
     monkeypatch.setenv(jars.JAVA21_HOME_ENV, str(old_jdk))
     java, reason = jars.java_at_least(21)
     assert java is None and "is Java 17, not 21+" in reason
+
+
+def test_compose_runs_the_same_keycloak_and_realm():
+    import yaml
+
+    service = yaml.safe_load((keycloak.REPO_ROOT / "deploy" / "compose.yaml").read_text())["services"]["keycloak"]
+    assert service["image"].endswith(":" + jars.server_versions()["keycloak"])
+    assert f"./keycloak/{keycloak.REALM_FILE.name}:/opt/keycloak/data/import/{keycloak.REALM_FILE.name}:ro" \
+        in service["volumes"]
+    realm = keycloak.load_realm()
+    client = next(c for c in realm["clients"] if c["clientId"] == keycloak.CLIENT_ID)
+    assert client["publicClient"] is False and client["attributes"]["pkce.code.challenge.method"] == "S256"
+    assert sorted(keycloak.realm_users(realm)) == ["alice", "bob", "carol"]
