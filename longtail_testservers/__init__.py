@@ -17,8 +17,7 @@ and stops them all (`state` records them in servers.json), `cli` is the command 
 
 Ports are picked free on 127.0.0.1. Each `start_*` returns only once the server really
 answers a client request (Kafka metadata, a CQL query, an S3 bucket list, the realm's OIDC
-discovery), and raises
-`TestServerError` with the tail of the server's log otherwise.
+discovery), and raises `TestServerError` with the tail of the server's log otherwise.
 
     servers = cluster.start_all(dir)      # writes dir/longtail.toml and dir/servers.json
     ...
