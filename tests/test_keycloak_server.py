@@ -21,6 +21,7 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 
+from longtail_testservers import cli as services_cli
 from longtail_testservers import jars, keycloak
 from tests.real_servers import keycloak_token
 
@@ -139,12 +140,16 @@ def test_admin_role_reaches_the_token_of_carol_only(keycloak_server):
     assert keycloak_server.users["carol"].roles == ("admin",)
 
 
-def test_java21_lookup_reports_what_is_wrong(monkeypatch, tmp_path):
+def test_java21_lookup_reports_what_is_wrong(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv(jars.JAVA21_HOME_ENV, str(tmp_path / "no-such-jdk"))
     java, reason = jars.java_at_least(21)
     assert java is None and "no bin/java" in reason
     ok, why = keycloak.keycloak_available()
     assert not ok and jars.JAVA21_HOME_ENV in why
+    if jars.java_available()[0]:  # else the missing Java 17 is reported first
+        assert services_cli.main(["start", "--dir", str(tmp_path / "servers")]) == 2
+        err = capsys.readouterr().err
+        assert keycloak.MISSING_JAVA21_PREFIX in err and "--without-keycloak" in err
 
     old_jdk = tmp_path / "jdk17"
     (old_jdk / "bin").mkdir(parents=True)
