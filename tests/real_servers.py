@@ -210,8 +210,8 @@ def pytest_terminal_summary(terminalreporter):
     if _keycloak_started:
         server = _keycloak_started["server"]
         terminalreporter.write_line(
-            f"keycloak {jars.server_versions()['keycloak']}: ready in {server.startup_s:.1f}s, "
-            f"{_keycloak_started['total_s']:.1f}s with the one-time build and seed (log {server.log_file})")
+            f"keycloak {jars.server_versions()['keycloak']}: ready in {server.startup_s:.1f}s "
+            f"({_keycloak_started['total_s']:.1f}s with any first-time fetch, build and seed; log {server.log_file})")
     if not _started:
         return
     tr = terminalreporter
