@@ -209,7 +209,7 @@ def serve(cfg: Config) -> None:
     def start(backends: Backends) -> Running:
         """The servicer, and the janitor that deletes raw originals once they are transcoded."""
         producer = backends.bus.producer()
-        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
+        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata"))
         janitor = RawJanitor(backends.objects, metadata, cfg.platform.raw_retention_s)
         sweep_interval_s = max(1, cfg.platform.raw_sweep_interval_s)
         return Running(UploadServicer(cfg, backends.objects, producer, metadata),
