@@ -5,6 +5,7 @@
   longtail services start|stop --dir DIR        (not in the service image)
   longtail traces VIDEO_ID [--data-dir DIR] [--config FILE] [--all]
   longtail metadata migrate [--config FILE]
+  longtail certs [--dir DIR | --data-dir DIR] [--config FILE] [NAME ...]
   longtail placement evaluate ...               (not in the service image)
   longtail placement run ...
 """
@@ -15,6 +16,7 @@ import importlib
 import json
 import logging
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -123,6 +125,19 @@ def cmd_demo(args) -> int:
         watch = client.get(f"{base}/v1/videos/{video_id}/watch", params={"region": args.region, "client": "web"})
         watch.raise_for_status()
         print(json.dumps(watch.json(), indent=2))
+    return 0
+
+
+def cmd_certs(args) -> int:
+    """Creates (or renews) the mesh CA and a certificate per service; what is valid is kept."""
+    from longtail_common.mesh_tls import LOCAL_IDENTITIES, ensure_local_ca, local_tls_dir
+
+    cfg = _load_config_or_exit(args.config, "certs")
+    if args.data_dir:
+        cfg.data_dir = args.data_dir
+    directory = pathlib.Path(args.dir) if args.dir else local_tls_dir(cfg)
+    issued = ensure_local_ca(directory, args.names or LOCAL_IDENTITIES)
+    print(f"mesh CA and certificates in {directory.resolve()}; issued now: {', '.join(issued) or 'none'}")
     return 0
 
 
@@ -239,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     metadata.add_argument("action", choices=["migrate"], help="migrate: create/upgrade the schema (idempotent)")
     metadata.add_argument("--config", default=None, help="TOML config file (or LONGTAIL_CONFIG)")
     metadata.set_defaults(func=cmd_metadata)
+
+    certs = sub.add_parser("certs", help="create the service mesh's CA and certificates (mutual TLS), or renew them")
+    certs.add_argument("names", nargs="*", help="identities (default: every service, gateway and admin)")
+    certs.add_argument("--dir", default=None, help="where to write them (default DATA_DIR/tls, where `longtail up` looks)")
+    certs.add_argument("--data-dir", default=None, help="the platform's data dir (default ./.longtail)")
+    certs.add_argument("--config", default=None)
+    certs.set_defaults(func=cmd_certs)
 
     sub.add_parser("placement", help="placement model: evaluate | run")
 
