@@ -130,12 +130,12 @@ def cmd_demo(args) -> int:
 
 def cmd_certs(args) -> int:
     """Creates (or renews) the mesh CA and a certificate per service; what is valid is kept."""
-    from longtail_common.mesh_tls import LOCAL_IDENTITIES, ensure_local_ca, local_tls_dir
+    from longtail_common.mesh_tls import LOCAL_IDENTITIES, ensure_local_ca, tls_dir_of
 
     cfg = _load_config_or_exit(args.config, "certs")
     if args.data_dir:
         cfg.data_dir = args.data_dir
-    directory = pathlib.Path(args.dir) if args.dir else local_tls_dir(cfg)
+    directory = pathlib.Path(args.dir) if args.dir else tls_dir_of(cfg)
     issued = ensure_local_ca(directory, args.names or LOCAL_IDENTITIES)
     print(f"mesh CA and certificates in {directory.resolve()}; issued now: {', '.join(issued) or 'none'}")
     return 0
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
     certs = sub.add_parser("certs", help="create the service mesh's CA and certificates (mutual TLS), or renew them")
     certs.add_argument("names", nargs="*", help="identities (default: every service, gateway and admin)")
-    certs.add_argument("--dir", default=None, help="where to write them (default DATA_DIR/tls, where `longtail up` looks)")
+    certs.add_argument("--dir", default=None, help="where to write them (default mesh.tls_dir, or DATA_DIR/tls: where `longtail up` looks)")
     certs.add_argument("--data-dir", default=None, help="the platform's data dir (default ./.longtail)")
     certs.add_argument("--config", default=None)
     certs.set_defaults(func=cmd_certs)

@@ -48,7 +48,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from longtail_common.config import Config
 from longtail_common.grpc_server import dial, wait_for_serving
-from longtail_common.mesh_tls import ensure_local_ca, local_tls_dir
+from longtail_common.mesh_tls import ensure_local_ca, tls_dir_of
 from longtail_common.runtime import PARENT_PID_ENV
 
 log = logging.getLogger("longtail.launcher")
@@ -251,10 +251,10 @@ class Platform:
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.cfg.data_path.mkdir(parents=True, exist_ok=True)
-        if self.cfg.mesh.tls and not self.cfg.mesh.cert_file:  # else the operator's CA signed them
-            issued = ensure_local_ca(local_tls_dir(self.cfg))
+        if self.cfg.mesh.tls and not (self.cfg.mesh.tls_dir or self.cfg.mesh.cert_file):  # else the operator's
+            issued = ensure_local_ca(tls_dir_of(self.cfg))
             if issued:
-                log.info("mesh certificates issued under %s: %s", local_tls_dir(self.cfg), ", ".join(issued))
+                log.info("mesh certificates issued under %s: %s", tls_dir_of(self.cfg), ", ".join(issued))
         for name in GRPC_SERVICES:
             addr = f"127.0.0.1:{free_port()}"
             setattr(self.cfg.services, name, addr)

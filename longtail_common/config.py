@@ -74,14 +74,17 @@ class MeshConfig:
     # from the mesh CA. false = plain text, for local development and tests that start
     # services by hand.
     tls: bool = True
-    # PEM files from an operator's CA (cert-manager, a SPIFFE helper). "" = the platform's
-    # own single-machine CA under DATA_DIR/tls (`longtail up` / `longtail certs` create it).
+    # A directory as `longtail certs` lays it out: ca.crt, and <identity>.crt/.key for each
+    # service. "" = DATA_DIR/tls, where `longtail up` creates a single-machine CA.
+    tls_dir: str = ""
+    # The certificate this process presents from tls_dir: its service's name (the launcher
+    # sets each one's; "admin" is the operator's, for CLI jobs and tests).
+    identity: str = "admin"
+    # Single PEM files instead (an operator's CA: a cert-manager Secret, a SPIFFE helper's
+    # files); each one set wins over tls_dir.
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
-    # The DATA_DIR/tls certificate this process presents when cert_file is "" (the launcher
-    # sets each service's own; "admin" is the operator's, for CLI jobs and tests).
-    identity: str = "admin"
     # Clients ping an idle connection this often, and drop it if no answer comes in time,
     # so a replica that vanished (a lost machine) leaves the balancer in seconds.
     keepalive_time_s: float = 20.0

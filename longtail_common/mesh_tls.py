@@ -53,14 +53,14 @@ class MeshIdentity:
                                             certificate_chain=self.cert_pem)
 
 
-def local_tls_dir(cfg: Config) -> pathlib.Path:
-    """Where the platform's own CA and certificates live."""
-    return cfg.data_path / "tls"
+def tls_dir_of(cfg: Config) -> pathlib.Path:
+    """Where the CA and a certificate per service live (mesh.tls_dir, by default DATA_DIR/tls)."""
+    return pathlib.Path(cfg.mesh.tls_dir) if cfg.mesh.tls_dir else cfg.data_path / "tls"
 
 
 def identity_paths(cfg: Config) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
-    """(CA, certificate, key): the operator's files where configured, else DATA_DIR/tls's."""
-    local, mesh = local_tls_dir(cfg), cfg.mesh
+    """(CA, certificate, key): single files where configured, else tls_dir's."""
+    local, mesh = tls_dir_of(cfg), cfg.mesh
     return (pathlib.Path(mesh.ca_file) if mesh.ca_file else local / "ca.crt",
             pathlib.Path(mesh.cert_file) if mesh.cert_file else local / f"{mesh.identity}.crt",
             pathlib.Path(mesh.key_file) if mesh.key_file else local / f"{mesh.identity}.key")
@@ -99,7 +99,9 @@ def ensure_local_ca(directory: pathlib.Path, identities=LOCAL_IDENTITIES) -> lis
 
 def _ensure_ca(directory: pathlib.Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     cert_path, key_path = directory / "ca.crt", directory / "ca.key"
-    if cert_path.is_file() and key_path.is_file():
+    if cert_path.is_file() and not key_path.is_file():
+        raise MeshTLSError(f"{cert_path} has no ca.key beside it: certificates of that CA are issued where its key is")
+    if cert_path.is_file():
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         if cert.not_valid_after_utc - _now() > RENEW_BEFORE:
             return cert, serialization.load_pem_private_key(key_path.read_bytes(), password=None)

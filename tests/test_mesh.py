@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import copy
 import os
+import pathlib
 import signal
 import stat
 import subprocess
@@ -13,6 +14,7 @@ import time
 
 import grpc
 import pytest
+import yaml
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -24,10 +26,10 @@ from longtail.search.v1 import search_service_pb2
 from longtail.transcoder.v1 import transcoder_service_pb2
 from longtail.upload.v1 import upload_service_pb2
 from longtail_cli.launcher import free_port
-from longtail_common.config import Config
+from longtail_common.config import Config, load_config
 from longtail_common.grpc_server import METHOD_POLICIES, ServiceServer, client_channel, dial, wait_for_serving
-from longtail_common.mesh_tls import (LOCAL_IDENTITIES, MeshIdentity, MeshTLSError, ensure_local_ca, load_identity,
-                                      local_tls_dir)
+from longtail_common.mesh_tls import (LOCAL_IDENTITIES, MeshIdentity, MeshTLSError, ensure_local_ca, identity_paths,
+                                      load_identity, tls_dir_of)
 
 
 def test_local_ca_is_made_once_and_keys_stay_private(tmp_path):
@@ -63,7 +65,7 @@ def _health(channel: grpc.Channel) -> object:
 
 def test_a_service_refuses_clients_without_a_certificate_from_its_ca(tmp_path):
     cfg = Config(data_dir=str(tmp_path / "lt"))
-    ensure_local_ca(local_tls_dir(cfg))
+    ensure_local_ca(tls_dir_of(cfg))
     server_cfg = copy.deepcopy(cfg)
     server_cfg.mesh.identity = "metadata"
     server = ServiceServer("longtail.metadata.v1.MetadataService", "127.0.0.1:0", identity=load_identity(server_cfg))
@@ -201,3 +203,21 @@ def test_a_replica_that_is_not_serving_gets_no_calls():
     finally:
         for server in servers.values():
             server.server.stop(None)
+
+
+def test_compose_gives_every_service_its_own_certificate_from_the_volume():
+    """deploy/compose.yaml: `certs` fills mesh-certs once; each gRPC service and the gateway
+    mounts it and presents its own certificate; health checks speak mutual TLS."""
+    deploy = pathlib.Path(__file__).resolve().parents[1] / "deploy"
+    services = yaml.safe_load((deploy / "compose.yaml").read_text())["services"]
+    assert services["certs"]["command"] == ["longtail", "certs"]
+    for name in ("metadata", "upload", "transcoder", "placement", "search", "gateway"):
+        svc = services[name]
+        assert "mesh-certs:/etc/longtail/tls:ro" in svc["volumes"], name
+        assert svc["depends_on"]["certs"]["condition"] == "service_completed_successfully", name
+        cfg = load_config(deploy / "longtail.compose.toml", env=svc["environment"])
+        assert cfg.mesh.tls and [str(path) for path in identity_paths(cfg)] == [
+            "/etc/longtail/tls/ca.crt", f"/etc/longtail/tls/{name}.crt", f"/etc/longtail/tls/{name}.key"], name
+        check = " ".join(svc.get("healthcheck", {}).get("test", []))
+        if "wait_for_serving" in check:
+            assert f"server_name='{name}'" in check and "cfg=load_config()" in check, name
