@@ -180,11 +180,18 @@ def dial(address: str, cfg: Config | None = None, server_name: str = "", options
     """A channel to `address` over mutual TLS as `cfg.mesh` says, verifying that the server's
     certificate names `server_name` (a service: "metadata", ...); plain text when `cfg` is
     None or mesh.tls is off."""
+    credentials, options = _mesh_security(cfg, server_name, options)
+    if credentials is None:
+        return grpc.insecure_channel(address, options=options)
+    return grpc.secure_channel(address, credentials, options=options)
+
+
+def _mesh_security(cfg: Config | None, server_name: str, options) -> tuple[grpc.ChannelCredentials | None, list]:
+    """(credentials, options) of a mesh channel: None and `options` in plain text."""
     identity = load_identity(cfg) if cfg is not None else None
     if identity is None:
-        return grpc.insecure_channel(address, options=list(options))
-    return grpc.secure_channel(address, identity.channel_credentials(),
-                               options=[*options, ("grpc.ssl_target_name_override", server_name)])
+        return None, list(options)
+    return identity.channel_credentials(), [*options, ("grpc.ssl_target_name_override", server_name)]
 
 
 def wait_for_serving(address: str, timeout_s: float = 30.0, service: str = "", cfg: Config | None = None,
@@ -267,8 +274,8 @@ def client_channel(cfg: Config, service: str, address: str | None = None) -> grp
 def aio_client_channel(cfg: Config, service: str) -> grpc.aio.Channel:
     """The asyncio flavour of client_channel, for the gateway."""
     interceptors = aio_client_interceptors() if telemetry.tracing_enabled() else None
-    target, options, identity = getattr(cfg.services, service), client_channel_options(cfg.mesh), load_identity(cfg)
-    if identity is None:
+    target = getattr(cfg.services, service)
+    credentials, options = _mesh_security(cfg, service, client_channel_options(cfg.mesh))
+    if credentials is None:
         return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
-    return grpc.aio.secure_channel(target, identity.channel_credentials(), interceptors=interceptors,
-                                   options=[*options, ("grpc.ssl_target_name_override", service)])
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
