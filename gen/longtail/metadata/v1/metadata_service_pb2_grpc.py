@@ -113,7 +113,9 @@ class MetadataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListVideos(self, request, context):
-        """Lists a channel's videos, newest first. Called by the gateway.
+        """Lists a channel's videos, newest first: its PUBLIC ones only, unless
+        `include_non_public` asks for all (the gateway asks only for the channel's owner or an
+        admin). Called by the gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,7 +145,8 @@ class MetadataServiceServicer:
         """Deletes a video (AIP-135): its record and its channel-listing entry; NOT_FOUND if
         absent, ABORTED if `etag` is set and no longer matches. Its objects (raw upload,
         renditions) are the caller's to remove. Called by upload_svc's sweeper of
-        abandoned uploads.
+        abandoned uploads, and by the gateway and placement's deleter for `video.deleted`
+        (which remove the objects, edge copies, search entry and view counts).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
