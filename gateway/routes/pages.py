@@ -13,13 +13,16 @@ import grpc
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
+from longtail.metadata.v1 import metadata_service_pb2 as mpb
 from longtail.search.v1 import search_service_pb2 as spb
 from longtail.search.v1 import search_service_pb2_grpc as spb_grpc
 from longtail_common.ports import ObjectStore, is_valid_id
 from gateway.api_docs import RANGE_HEADER, html_responses, media_responses
-from gateway.dependencies import HouseAdClip, Objects, Pages, SearchStub
+from gateway.dependencies import HouseAdClip, MetadataStub, Objects, Pages, SearchStub
 from gateway.errors import GRPC_TO_HTTP, SERVICE_ERRORS, ApiError, error_responses
-from gateway.html_pages import MAX_QUERY, UPLOAD_BODY, card, esc, watch_body
+from gateway.html_pages import MAX_QUERY, UPLOAD_BODY, card, esc, private_video_body, watch_body
+from gateway.routes.videos import CurrentPrincipal
+from gateway.video_access import is_private, owns_channel
 from gateway.media_links import media_url
 from gateway.validation import require_page_token
 
@@ -127,9 +130,20 @@ async def home(request: Request, objects: Objects, search: SearchStub, pages: Pa
     return pages.page(f"Search: {q}" if q else "Home", f"<h1>{heading}</h1>\n{listing}\n{more}", q=q)
 
 
-@router.get("/watch/{video_id}", response_class=HTMLResponse, responses=html_responses(404))
-async def watch_page(video_id: str, pages: Pages):
+@router.get("/watch/{video_id}", response_class=HTMLResponse, responses=html_responses(401, 404))
+async def watch_page(video_id: str, pages: Pages, metadata: MetadataStub, principal: CurrentPrincipal):
+    """The player; for a private video, a sign-in invitation to an anonymous visitor (401)
+    and "not found" to other accounts. Any other outcome (a missing video, metadata away) is
+    left to the player, which asks the watch call and says what it answers."""
     if not is_valid_id(video_id):
+        return pages.page("Not found", "<h1>Video not found</h1>", status=404)
+    try:
+        video = await metadata.GetVideo(mpb.GetVideoRequest(id=video_id), timeout=15)
+    except grpc.aio.AioRpcError:
+        video = None
+    if video is not None and is_private(video) and not owns_channel(principal, video.channel):
+        if principal is None:
+            return pages.page("Private video", private_video_body(video_id), status=401)
         return pages.page("Not found", "<h1>Video not found</h1>", status=404)
     return pages.page("Watch", watch_body(video_id), script="watch.js")
 
