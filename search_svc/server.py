@@ -220,12 +220,17 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
 
 def serve(cfg: Config) -> None:
     def start(backends: Backends) -> Running:
-        """The servicer, and the `video.published` consumer that keeps the index."""
+        """The servicer, and the consumers that keep the index."""
         index = SearchIndex(cfg.data_path / "search" / "index.sqlite3")
         metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata"))
-        published = Consumer("published-consumer", backends.bus, [TOPIC_VIDEO_PUBLISHED], CONSUMER_GROUP,
-                             PublishedHandler(index, metadata), max_attempts=5, join_timeout_s=30)
-        return Running(SearchServicer(index, metadata), consumers=[published],
+        lock = threading.Lock()
+        published = Consumer("published-consumer", backends.bus, [TOPIC_VIDEO_PUBLISHED, TOPIC_VIDEO_CHANGED],
+                             CONSUMER_GROUP, PublishedHandler(index, metadata, lock), max_attempts=5,
+                             join_timeout_s=30)
+        # A group of its own: a delete waiting for its record to go holds up no publishing.
+        deleted = Consumer("deleted-consumer", backends.bus, [TOPIC_VIDEO_DELETED], DELETED_GROUP,
+                           DeletedHandler(index, metadata, lock), max_attempts=9, join_timeout_s=30)
+        return Running(SearchServicer(index, metadata), consumers=[published, deleted],
                        close=[backends.bus.close, index.close])
 
     run_service(cfg, name="longtail.search.v1.SearchService", address=cfg.services.search,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import sqlite3
 import time
 
-import grpc
 import httpx
 import pytest
 
