@@ -141,6 +141,7 @@ EXPORTED = {
     "http_server_request_duration_seconds": ("histogram", {"http_route", "http_request_method", "http_response_status_code"}),
     "rpc_server_duration_seconds": ("histogram", {"rpc_method", "rpc_grpc_status_code"}),
     "longtail_topic_lag": ("gauge", {"topic", "group"}),
+    "longtail_consumer_group_members": ("gauge", {"group"}),
     "longtail_dead_lettered_messages": ("counter", {"topic", "group"}),
     "longtail_transcode_seconds_per_video_minute": ("histogram", {"rendition", "codec"}),
     "longtail_placement_decisions": ("counter", {"region", "served_from", "source"}),
@@ -403,8 +404,6 @@ def test_exported_metric_names_match_the_code(monkeypatch):
     # Instruments are created once per process; start from none so ours are the ones used.
     monkeypatch.setattr(transcoder_metrics, "_encode_histogram", [])
     monkeypatch.setattr(placement_metrics, "_instruments", {})
-    monkeypatch.setattr(consumer, "_lag_gauge", [])
-    monkeypatch.setattr(consumer, "_lags", {})
     monkeypatch.setattr(consumer, "_dead_letter_counter", [])
 
     interceptor = grpc_server._MetricsInterceptor()
@@ -417,9 +416,12 @@ def test_exported_metric_names_match_the_code(monkeypatch):
     placement_metrics.record_decisions([SimpleNamespace(region="eu-west", served_from=video_pb2.SERVED_FROM_CDN)], "new_video")
     summary = json.dumps({"date": "2024-01-01", "videos": 4, "on_cdn": {"eu-west": 1}}).encode()
     placement_metrics.register_cdn_share_gauge(SimpleNamespace(get_bytes=lambda bucket, key: summary))
-    consumer._refresh_lag(SimpleNamespace(lag=lambda: {("transcode.requests", 0): 3, ("transcode.requests", 1): 2}),
-                           ["transcode.requests"], "transcoders")
-    from longtail_common.ports import Message
+    from longtail_common.lag_exporter import GroupLagExporter
+    from longtail_common.ports import GroupLag, Message, PartitionLag
+
+    lagging = GroupLag("transcoders", 0, (PartitionLag("transcode.requests", 0, 2, 5),))
+    GroupLagExporter(SimpleNamespace(group_lag=lambda group, topics: lagging),
+                     {"transcoders": ("transcode.requests",)}).refresh()
 
     consumer._dead_letter(SimpleNamespace(publish=lambda *args, **kwargs: None),
                           Message("transcode.requests", 0, 7, b"v1", b"{}"), "transcoders", "boom", 3)
