@@ -146,6 +146,7 @@ EXPORTED = {
     "longtail_transcode_seconds_per_video_minute": ("histogram", {"rendition", "codec"}),
     "longtail_placement_decisions": ("counter", {"region", "served_from", "source"}),
     "longtail_cdn_share": ("gauge", {"region"}),
+    "longtail_upload_to_ready_seconds": ("histogram", set()),
 }
 SCRAPE_LABELS = {"job", "instance"}  # added by Prometheus to every scraped series
 
@@ -425,6 +426,16 @@ def test_exported_metric_names_match_the_code(monkeypatch):
 
     consumer._dead_letter(SimpleNamespace(publish=lambda *args, **kwargs: None),
                           Message("transcode.requests", 0, 7, b"v1", b"{}"), "transcoders", "boom", 3)
+    from longtail.events.v1 import events_pb2
+    from placement_svc.server import ResultHandler
+
+    processing = video_pb2.Video(id="v1", etag="e1", status=video_pb2.VIDEO_STATUS_PROCESSING)
+    processing.create_time.GetCurrentTime()
+    metadata = SimpleNamespace(GetVideo=lambda request, timeout: processing,
+                               UpdateVideo=lambda request, timeout: request.video)
+    ResultHandler(SimpleNamespace(platform=SimpleNamespace(regions=["US"])), metadata,
+                  SimpleNamespace(publish=lambda *args, **kwargs: None))(
+        Message("transcode.results", 0, 1, b"v1", events_pb2.TranscodeResult(video_id="v1", success=True).SerializeToString()))
 
     exported: dict[str, tuple[str, set[str]]] = {}
     for family in registry.collect():
