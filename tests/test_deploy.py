@@ -144,6 +144,7 @@ EXPORTED = {
     "longtail_consumer_group_members": ("gauge", {"group"}),
     "longtail_dead_lettered_messages": ("counter", {"topic", "group"}),
     "longtail_transcode_seconds_per_video_minute": ("histogram", {"rendition", "codec"}),
+    "longtail_transcode_step_seconds": ("histogram", {"step"}),
     "longtail_placement_decisions": ("counter", {"region", "served_from", "source"}),
     "longtail_cdn_share": ("gauge", {"region"}),
     "longtail_upload_to_ready_seconds": ("histogram", set()),
@@ -403,7 +404,7 @@ def test_exported_metric_names_match_the_code(monkeypatch):
     provider = MeterProvider(metric_readers=[PrometheusMetricReader(disable_target_info=True, registry=registry)])
     monkeypatch.setattr(telemetry, "meter", lambda name="longtail": provider.get_meter(name))
     # Instruments are created once per process; start from none so ours are the ones used.
-    monkeypatch.setattr(transcoder_metrics, "_encode_histogram", [])
+    monkeypatch.setattr(transcoder_metrics, "_instruments", {})
     monkeypatch.setattr(placement_metrics, "_instruments", {})
     monkeypatch.setattr(consumer, "_dead_letter_counter", [])
 
@@ -414,6 +415,8 @@ def test_exported_metric_names_match_the_code(monkeypatch):
     handler.unary_unary(b"", SimpleNamespace(code=lambda: grpc.StatusCode.NOT_FOUND))
     rung = SimpleNamespace(name="720p", width=1280, height=720, frame_rate=30.0)
     transcoder_metrics.record_encode_time(30.0, 60.0, [rung], ["h264"])
+    with transcoder_metrics.step("probe"):
+        pass
     placement_metrics.record_decisions([SimpleNamespace(region="eu-west", served_from=video_pb2.SERVED_FROM_CDN)], "new_video")
     summary = json.dumps({"date": "2024-01-01", "videos": 4, "on_cdn": {"eu-west": 1}}).encode()
     placement_metrics.register_cdn_share_gauge(SimpleNamespace(get_bytes=lambda bucket, key: summary))
