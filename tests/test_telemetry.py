@@ -155,21 +155,24 @@ def test_upload_is_one_trace_across_every_hop(platform, traced_video):
 
 
 def children(spans: list[dict], parent: dict) -> dict[str, dict]:
-    """The spans directly under `parent`, by name (each name once)."""
-    out = {s["name"]: s for s in spans if s["parent_span_id"] == parent["span_id"]}
-    assert len(out) == len([s for s in spans if s["parent_span_id"] == parent["span_id"]]), "a step twice"
+    """The steps directly under `parent` (its publishes aside), by name: each name once."""
+    under = [s for s in spans if s["parent_span_id"] == parent["span_id"] and not s["name"].startswith("publish ")]
+    out = {s["name"]: s for s in under}
+    assert len(out) == len(under), f"a step twice: {[s['name'] for s in under]}"
     return out
 
 
 def assert_encode_per_family(spans: list[dict], encode: dict, families: list[str]) -> None:
-    """One child span per codec family over the graph's interval, with the bytes it wrote."""
+    """One child span per codec family over the graph's run, with the bytes it wrote."""
     per_family = children(spans, encode)
     assert set(per_family) == {f"{encode['name']} {f}" for f in families}, per_family
     for family in families:
         span = per_family[f"{encode['name']} {family}"]
         assert span["attributes"]["longtail.codec"] == family and span["attributes"]["longtail.rungs"]
         assert span["attributes"]["longtail.bytes"] > 0 and span["attributes"]["longtail.objects"] > 0
-        assert (span["start_ns"], span["end_ns"]) == (encode["start_ns"], encode["end_ns"])
+        # Every family's encoders ran for the whole graph (one decode feeds them all).
+        assert encode["start_ns"] <= span["start_ns"] < span["end_ns"] <= encode["end_ns"]
+    assert len({(s["start_ns"], s["end_ns"]) for s in per_family.values()}) == 1
     assert encode["attributes"]["longtail.bytes"] == sum(
         per_family[f"{encode['name']} {f}"]["attributes"]["longtail.bytes"] for f in families)
 
