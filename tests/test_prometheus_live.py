@@ -7,7 +7,8 @@ made here from the real files, nothing else changes), alerting to Alertmanager. 
 
 * every target is up, with the job and instance labels the rules and dashboard expect;
 * after uploads and watches, every PromQL query of the provisioned Grafana dashboard returns
-  data through the HTTP API (each copy of a repeated panel too);
+  data through the HTTP API (each copy of a repeated panel too), and histogram buckets carry
+  exemplars naming traces the processes wrote;
 * the transcoder is stopped with uploads queued: its alerts (the process down, its consumer
   group without members, the group's backlog growing) go pending, fire and reach
   Alertmanager; it is started again (on a new metrics port, found without a config change)
@@ -241,6 +242,24 @@ def test_every_dashboard_panel_returns_data(live, clip):
     runs = _panel_runs(live, int(time.time() - live.started) + 30)
     print(f"\n{len(runs)} dashboard queries ({len(_dashboard_queries())} in the JSON, repeated panels once per value)"
           " returned data")
+
+
+def test_histogram_exemplars_link_to_traces(live):
+    """Runs after the uploads above: Prometheus kept bucket exemplars whose trace ids are
+    traces the processes wrote (the transcode's steps, the upload's time to READY)."""
+    from longtail_common import telemetry
+
+    def exemplar_traces(metric: str) -> set[str]:
+        reply = httpx.get(f"{live.prometheus_url}/api/v1/query_exemplars",
+                          params={"query": metric, "start": live.started - 60, "end": time.time() + 60}, timeout=10).json()
+        assert reply["status"] == "success", reply
+        return {e["labels"]["trace_id"] for series in reply["data"] for e in series["exemplars"]}
+
+    for metric in ("longtail_transcode_step_seconds_bucket", "longtail_upload_to_ready_seconds_bucket"):
+        found = _eventually(lambda: exemplar_traces(metric), timeout_s=30)
+        assert found, f"no exemplar on {metric}"
+        traced = {s["trace_id"] for s in telemetry.load_spans(live.platform.cfg.data_path)}
+        assert found <= traced, f"{metric}: exemplars name traces nobody wrote: {found - traced}"
 
 
 # -- the fault -----------------------------------------------------------------------------
