@@ -174,8 +174,8 @@ class ExemplarPrometheusReader(PrometheusMetricReader):
         super().__init__(registry=registry or REGISTRY, **kwargs)
         self._registry.unregister(self._collector)
         self._collector = _ExemplarCollector(disable_target_info=kwargs.get("disable_target_info", False))
+        self._registry.register(self._collector)  # collects once to learn its names: no callback yet
         self._collector._callback = self.collect
-        self._registry.register(self._collector)
 
 
 def _setup_metrics(resource: Resource, port: int, port_file: Path) -> None:
