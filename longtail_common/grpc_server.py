@@ -1,5 +1,5 @@
 """gRPC plumbing: the service server (grpc.health.v1, SIGTERM/SIGINT, tracing and metrics
-interceptors) and the client channels every caller uses."""
+interceptors) and the client channels every caller uses (which sign their calls: mesh_identity)."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, client_interceptor, intercept_channel, server_interceptor
 
-from longtail_common import telemetry
+from longtail_common import mesh_identity, telemetry
 
 log = logging.getLogger(__name__)
 
@@ -209,12 +209,15 @@ def client_channel_options() -> list[tuple[str, object]]:
 
 
 def client_channel(address: str) -> grpc.Channel:
-    """A channel whose calls carry trace context (and open CLIENT spans)."""
-    channel = grpc.insecure_channel(address, options=client_channel_options())
+    """A channel whose calls carry trace context (and open CLIENT spans) and this process's
+    signed principal (mesh_identity)."""
+    channel = grpc.intercept_channel(grpc.insecure_channel(address, options=client_channel_options()),
+                                     mesh_identity.MeshClientInterceptor())
     return intercept_channel(channel, client_interceptor()) if telemetry.tracing_enabled() else channel
 
 
 def aio_client_channel(address: str) -> grpc.aio.Channel:
     """The asyncio flavour, for the gateway."""
-    interceptors = aio_client_interceptors() if telemetry.tracing_enabled() else None
+    interceptors = [*(aio_client_interceptors() if telemetry.tracing_enabled() else []),
+                    *mesh_identity.aio_client_interceptors()]
     return grpc.aio.insecure_channel(address, options=client_channel_options(), interceptors=interceptors)
