@@ -1,5 +1,6 @@
 """tus 1.0.0 resumable uploads (creation, creation-defer-length): the bytes are streamed
-on to upload_svc, which keeps the offset.
+on to upload_svc, which keeps the offset. Every call needs a signed-in account, and
+upload_svc lets only the video's owner reach its upload.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from longtail.upload.v1 import upload_service_pb2 as upb
-from gateway.dependencies import Cfg, MetadataStub, UploadStub
+from gateway.dependencies import Cfg, MetadataStub, RequiredPrincipal, UploadStub
 from gateway.errors import GRPC_TO_HTTP, ApiError, grpc_call
 from gateway.routes.videos import TUS_VERSION, CreateVideoBody, create_video_with_upload
 
@@ -53,7 +54,8 @@ async def tus_options(cfg: Cfg):
 
 
 @router.post("/v1/uploads")
-async def tus_create(request: Request, cfg: Cfg, metadata: MetadataStub, upload: UploadStub):
+async def tus_create(request: Request, cfg: Cfg, metadata: MetadataStub, upload: UploadStub,
+                     principal: RequiredPrincipal):
     """tus creation: Upload-Metadata carries title, channel_id (and description)."""
     check_tus(request)
     meta = parse_upload_metadata(request.headers.get("upload-metadata", ""))
@@ -62,13 +64,13 @@ async def tus_create(request: Request, cfg: Cfg, metadata: MetadataStub, upload:
                                channel_id=meta.get("channel_id", ""))
     except Exception as exc:  # noqa: BLE001 - pydantic says what is wrong
         raise ApiError(400, "INVALID_ARGUMENT", f"Upload-Metadata: {exc}") from None
-    response = await create_video_with_upload(body, request, cfg, metadata, upload)
+    response = await create_video_with_upload(body, request, cfg, metadata, upload, principal)
     response.headers.update({"Tus-Resumable": TUS_VERSION})
     return response
 
 
 @router.head("/v1/uploads/{video_id}", name="tus_upload_head")
-async def tus_head(video_id: str, request: Request, upload: UploadStub):
+async def tus_head(video_id: str, request: Request, upload: UploadStub, _principal: RequiredPrincipal):
     check_tus(request)
     state = await grpc_call(upload.GetUpload(upb.GetUploadRequest(video_id=video_id), timeout=15))
     headers = dict(TUS_HEADERS, **{"Upload-Offset": str(state.offset)})
@@ -119,7 +121,7 @@ def append_error(video_id: str, exc: grpc.aio.AioRpcError) -> ApiError:
 
 
 @router.patch("/v1/uploads/{video_id}", name="tus_upload")
-async def tus_patch(video_id: str, request: Request, upload: UploadStub):
+async def tus_patch(video_id: str, request: Request, upload: UploadStub, _principal: RequiredPrincipal):
     check_tus(request)
     header = append_header(video_id, request)
     # Check the offset before streaming the body: a mismatch is answered at once (409)

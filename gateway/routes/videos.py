@@ -1,4 +1,5 @@
-"""Video resources: create one (with its upload), read one, list a channel's, and the
+"""Video resources: create one (with its upload; signed-in accounts, in their own
+channels), read one, list a channel's, and the
 watch payload a player starts from (signed stream URLs and a playback id for its beacons).
 """
 from __future__ import annotations
@@ -20,7 +21,8 @@ from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.config import Config
 from longtail_common.ports import ID_PATTERN, is_valid_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
-from gateway.dependencies import Cfg, MetadataStub, Objects, Signer, UploadStub
+from gateway.auth.principal import Principal
+from gateway.dependencies import Cfg, MetadataStub, Objects, RequiredPrincipal, Signer, UploadStub
 from gateway.errors import ApiError, grpc_call
 from gateway.media_links import edge_url, media_grant, media_url
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
@@ -52,8 +54,9 @@ def new_video_id() -> str:
 
 async def create_video_with_upload(body: CreateVideoBody, request: Request, cfg: Config,
                                    metadata: mpb_grpc.MetadataServiceStub,
-                                   upload: upb_grpc.UploadServiceStub) -> JSONResponse:
-    """Records the video, opens its upload, and answers where to send the bytes (tus)."""
+                                   upload: upb_grpc.UploadServiceStub, principal: Principal) -> JSONResponse:
+    """Records the video in the uploader's channel (made, theirs, on its first video), opens
+    its upload, and answers where to send the bytes (tus)."""
     length = body.size_bytes
     header_length = request.headers.get("upload-length")
     if header_length is not None:
@@ -65,9 +68,13 @@ async def create_video_with_upload(body: CreateVideoBody, request: Request, cfg:
     video_id = new_video_id()
     video = video_pb2.Video(
         id=video_id, title=body.title, description=body.description,
-        channel=video_pb2.Channel(id=body.channel_id), language=body.language, category=body.category,
+        channel=video_pb2.Channel(id=body.channel_id, owner_account_id=principal.account_id),
+        language=body.language, category=body.category,
     )
     created = await grpc_call(metadata.CreateVideo(mpb.CreateVideoRequest(video=video), timeout=15))
+    if created.channel.owner_account_id != principal.account_id and not principal.admin:
+        # metadata_svc refuses this itself; checked here too, so no upload opens for it.
+        raise ApiError(403, "PERMISSION_DENIED", f"channel {body.channel_id} belongs to another account")
     create = upb.CreateUploadRequest(video_id=video_id)
     if length is not None:
         create.length = length
@@ -87,8 +94,8 @@ async def load_video(metadata: mpb_grpc.MetadataServiceStub, video_id: str) -> v
 
 @router.post("/v1/videos", status_code=201)
 async def create_video(body: CreateVideoBody, request: Request, cfg: Cfg, metadata: MetadataStub,
-                       upload: UploadStub):
-    return await create_video_with_upload(body, request, cfg, metadata, upload)
+                       upload: UploadStub, principal: RequiredPrincipal):
+    return await create_video_with_upload(body, request, cfg, metadata, upload, principal)
 
 
 @router.get("/v1/videos/{video_id}")
