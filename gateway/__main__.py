@@ -14,9 +14,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args()
     setup_logging("gateway")
-    app = create_app(load_config())
+    cfg = load_config()
+    app = create_app(cfg)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, timeout_keep_alive=cfg.http.keep_alive_timeout_s)
 
 
 main()

@@ -1,5 +1,5 @@
-"""Builds the gateway's FastAPI app: its shared state, error handlers, routers and
-instrumentation. Routes live in gateway/routes/, one module per resource.
+"""Builds the gateway's FastAPI app: its shared state, error handlers, request limits,
+routers and instrumentation. Routes live in gateway/routes/, one module per resource.
 """
 from __future__ import annotations
 
@@ -19,16 +19,21 @@ from gateway.errors import register_error_handlers
 from gateway.house_ad import HouseAd
 from gateway.html_pages import STATIC_DIR, PageRenderer, asset_versions
 from gateway.instrumentation import instrument
+from gateway.limits import RequestLimits
 from gateway.routes import account, health, media, pages, uploads, videos, views
+from gateway.routes.health import ServiceHealth
 from gateway.signing import make_signer
 
 
 def create_app(cfg: Config) -> FastAPI:
     app = FastAPI(title="Longtail gateway", version="1")
     instrument(app)
+    app.add_middleware(RequestLimits, idle_timeout_s=cfg.http.body_idle_timeout_s,
+                       max_body_bytes=cfg.http.max_body_bytes)
     app.state.config = cfg
     app.state.objects = make_object_store(cfg)
     app.state.links = ServiceLinks(cfg)
+    app.state.health = ServiceHealth(cfg)
     app.state.cookies = CookiePolicy.from_config(cfg)
     app.state.pages = PageRenderer(asset_versions(), app.state.cookies)
     app.state.house_ad = HouseAd(cfg.data_path / "ads" / "house-preroll.mp4")

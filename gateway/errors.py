@@ -2,7 +2,8 @@
 
 Routes raise ApiError (or let a gRPC error through grpc_call); the handlers registered
 here turn it, FastAPI's validation and routing errors, and anything unexpected into that
-body, never a stack trace.
+body, never a stack trace. `error_responses` documents that body in the OpenAPI document
+for the statuses a route can answer.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("gateway")
@@ -28,6 +30,48 @@ GRPC_TO_HTTP = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
+
+
+# The code of the errors Starlette raises itself (routing, body size and read timeouts).
+HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT", 413: "TOO_LARGE"}
+
+ERROR_DESCRIPTIONS = {
+    400: "A parameter, header or token is malformed or out of range; the message says which.",
+    401: "Sign-in required.",
+    403: "Not allowed (or a missing, tampered or expired signature).",
+    404: "No such resource.",
+    408: "The request body stalled: nothing arrived for `http.body_idle_timeout_s`.",
+    409: "The resource is not in a state that allows this (not READY, upload offset mismatch).",
+    412: "`Tus-Resumable: 1.0.0` is required.",
+    413: "The body or upload is larger than allowed; the message says the limit.",
+    415: "Wrong Content-Type.",
+    416: "The Range is outside the object.",
+    422: "The JSON body or a parameter does not match its schema.",
+    429: "Too many requests; `Retry-After` says when to try again.",
+    503: "A backend service is unavailable; retry later.",
+    504: "A backend service did not answer in time; retry later.",
+}
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")  # some errors add fields (e.g. `status` of a video)
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer's body."""
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int, dict]:
+    """OpenAPI `responses=` entries: the error body for each of `statuses`."""
+    return {status: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[status]} for status in statuses}
+
+
+# What any route that reads a backend service may answer besides its own errors.
+SERVICE_ERRORS = (429, 503, 504)
 
 
 class ApiError(Exception):
@@ -67,8 +111,9 @@ async def validation_error(_request: Request, exc: RequestValidationError) -> JS
 
 
 async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-    return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code)
+    code = HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    return JSONResponse({"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code,
+                        headers=exc.headers)
 
 
 async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -217,6 +217,26 @@ class AuthConfig:
 
 
 @dataclass
+class HttpConfig:
+    """What one HTTP client may hold at the gateway, so none can starve the others."""
+
+    # A request whose body sends nothing for this long is answered 408 and its connection closed.
+    body_idle_timeout_s: float = 30.0
+    # An idle keep-alive connection is closed after this long (uvicorn's timeout_keep_alive).
+    keep_alive_timeout_s: float = 5.0
+    # The largest request body outside the tus PATCH (413 beyond it).
+    max_body_bytes: int = 1024**2
+    # A tus PATCH body is buffered at the gateway and sent on to upload_svc in pieces of this
+    # size, each its own short AppendUpload call: an upload_svc thread is held only while
+    # bytes move, never while a slow client is silent. 8 MiB is above S3's 5 MiB part minimum.
+    upload_chunk_bytes: int = 8 * 1024**2
+    # /healthz asks each service's grpc.health.v1 with this deadline, and reuses the
+    # answers for health_cache_s (a load balancer probing often costs the services little).
+    health_timeout_s: float = 1.0
+    health_cache_s: float = 1.0
+
+
+@dataclass
 class Config:
     data_dir: str = ".longtail"
     backends: BackendsConfig = field(default_factory=BackendsConfig)
@@ -230,6 +250,7 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     @property
     def data_path(self) -> pathlib.Path:

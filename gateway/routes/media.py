@@ -24,8 +24,9 @@ from longtail_common.ports import (
     is_valid_region,
     validate_object_key,
 )
+from gateway.api_docs import MEDIA_TYPES, RANGE_HEADER, media_responses
 from gateway.dependencies import Cfg, Objects, Signer
-from gateway.errors import ApiError
+from gateway.errors import ApiError, error_responses
 from gateway.media_links import presign_seconds, signed_playlist
 from gateway.signing import MediaGrant, PlaybackSigner, TokenRefused
 
@@ -34,7 +35,7 @@ router = APIRouter()
 
 def byte_range(range_header: str, size: int) -> tuple[int, int]:
     """(first, last) byte of a `Range: bytes=a-b` header (suffix form too); 416 if unsatisfiable."""
-    m = re.fullmatch(r"bytes=(\d*)-(\d*)", range_header.strip())
+    m = re.fullmatch(r"bytes=([0-9]{0,19})-([0-9]{0,19})", range_header.strip())  # ASCII digits only
     if not m or (not m.group(1) and not m.group(2)):
         raise ApiError(416, "RANGE_NOT_SATISFIABLE", "bad Range header", headers={"Content-Range": f"bytes */{size}"})
     if m.group(1):
@@ -104,13 +105,17 @@ def origin_response(objects: ObjectStore, signer: PlaybackSigner, key: str, requ
     return serve_object(objects, MEDIA_BUCKET, key, request, grant)
 
 
-@router.api_route("/origin/t/{token}/{key:path}", methods=["GET", "HEAD"], name="signed_origin_object")
+@router.api_route("/origin/t/{token}/{key:path}", methods=["GET", "HEAD"], name="signed_origin_object",
+                  openapi_extra=RANGE_HEADER,
+                  responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def signed_origin_object(token: str, key: str, request: Request, objects: Objects, signer: Signer):
     grant = check_token(signer, token, key)
     return origin_response(objects, signer, key, request, grant)
 
 
-@router.api_route("/origin/{key:path}", methods=["GET", "HEAD"], name="origin_object")
+@router.api_route("/origin/{key:path}", methods=["GET", "HEAD"], name="origin_object",
+                  openapi_extra=RANGE_HEADER,
+                  responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def origin_object(key: str, request: Request, cfg: Cfg, objects: Objects, signer: Signer):
     refuse_unsigned(cfg)
     return origin_response(objects, signer, key, request, None)
@@ -122,14 +127,18 @@ def edge_bucket(region: str) -> str:
     return f"{EDGE_BUCKET_PREFIX}{region.lower()}"
 
 
-@router.api_route("/edge/{region}/t/{token}/{key:path}", methods=["GET", "HEAD"], name="signed_edge_object")
+@router.api_route("/edge/{region}/t/{token}/{key:path}", methods=["GET", "HEAD"], name="signed_edge_object",
+                  openapi_extra=RANGE_HEADER,
+                  responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def signed_edge_object(region: str, token: str, key: str, request: Request, objects: Objects, signer: Signer):
     bucket = edge_bucket(region)
     grant = check_token(signer, token, key)
     return serve_object(objects, bucket, key, request, grant)
 
 
-@router.api_route("/edge/{region}/{key:path}", methods=["GET", "HEAD"], name="edge_object")
+@router.api_route("/edge/{region}/{key:path}", methods=["GET", "HEAD"], name="edge_object",
+                  openapi_extra=RANGE_HEADER,
+                  responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def edge_object(region: str, key: str, request: Request, cfg: Cfg, objects: Objects):
     bucket = edge_bucket(region)
     refuse_unsigned(cfg)

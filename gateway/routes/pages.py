@@ -19,11 +19,13 @@ from longtail.metadata.v1 import video_pb2
 from longtail.search.v1 import search_service_pb2 as spb
 from longtail.search.v1 import search_service_pb2_grpc as spb_grpc
 from longtail_common.ports import ObjectStore, is_valid_id
+from gateway.api_docs import RANGE_HEADER, html_responses, media_responses
 from gateway.dependencies import CurrentPrincipal, HouseAdClip, MetadataStub, Objects, PageViewer, Pages, SearchStub
-from gateway.errors import GRPC_TO_HTTP, ApiError, grpc_call
+from gateway.errors import GRPC_TO_HTTP, SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.html_pages import MAX_QUERY, card, esc, my_videos_body, upload_body, watch_body
 from gateway.routes.account import sign_in_redirect
 from gateway.media_links import media_url
+from gateway.validation import require_page_token
 
 log = logging.getLogger("gateway.pages")
 
@@ -39,6 +41,7 @@ router = APIRouter()
 
 async def run_search(search: spb_grpc.SearchServiceStub, q: str, page_size: int, page_token: str):
     """Matches for q, or the latest videos when q is empty; ApiError when search fails."""
+    require_page_token(page_token)
     try:
         if q:
             return await search.SearchVideos(
@@ -78,7 +81,7 @@ async def search_json(request: Request, objects: ObjectStore, search: spb_grpc.S
             "next_page_token": resp.next_page_token}
 
 
-@router.get("/v1/search")
+@router.get("/v1/search", responses=error_responses(400, 404, 422, *SERVICE_ERRORS))
 async def search_videos(request: Request, objects: Objects, search: SearchStub, q: str = "", page_size: int = 20,
                         page_token: str = ""):
     """READY videos matching every word of `q` (prefixes too), best first."""
@@ -90,19 +93,21 @@ async def search_videos(request: Request, objects: Objects, search: SearchStub, 
     return await search_json(request, objects, search, q, page_size, page_token)
 
 
-@router.get("/v1/latest")
+@router.get("/v1/latest", responses=error_responses(400, 404, 422, *SERVICE_ERRORS))
 async def latest_videos(request: Request, objects: Objects, search: SearchStub, page_size: int = 20,
                         page_token: str = ""):
     """The most recently published READY videos."""
     return await search_json(request, objects, search, "", page_size, page_token)
 
 
-@router.api_route("/ads/house-preroll.mp4", methods=["GET", "HEAD"])
+@router.api_route("/ads/house-preroll.mp4", methods=["GET", "HEAD"], openapi_extra=RANGE_HEADER, responses={
+    **media_responses("video/mp4"), 400: {"description": "Malformed Range.", "content": {"text/plain": {}}},
+    416: {"description": "Range outside the clip.", "content": {"text/plain": {}}}})
 async def house_ad(clip: HouseAdClip):
     return FileResponse(await clip.path(), media_type="video/mp4", headers={"Cache-Control": "public, max-age=86400"})
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, responses=html_responses(400, 404, 429, 503, 504))
 async def home(request: Request, objects: Objects, search: SearchStub, pages: Pages, viewer: PageViewer,
                q: str = "", page_token: str = ""):
     q = q.strip()[:MAX_QUERY]
@@ -128,7 +133,7 @@ async def home(request: Request, objects: Objects, search: SearchStub, pages: Pa
                       viewer=viewer)
 
 
-@router.get("/watch/{video_id}", response_class=HTMLResponse)
+@router.get("/watch/{video_id}", response_class=HTMLResponse, responses=html_responses(404))
 async def watch_page(video_id: str, pages: Pages, viewer: PageViewer):
     if not is_valid_id(video_id):
         return pages.page("Not found", "<h1>Video not found</h1>", status=404, viewer=viewer)

@@ -21,12 +21,13 @@ from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.config import Config
 from longtail_common.ports import ID_PATTERN, is_valid_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
+from gateway.api_docs import CREATED_VIDEO_LINKS, UPLOAD_LENGTH_HEADER
 from gateway.auth.principal import Principal
 from gateway.dependencies import Cfg, MetadataStub, Objects, RequiredPrincipal, Signer, UploadStub
-from gateway.errors import ApiError, grpc_call
+from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.media_links import edge_url, media_grant, media_url
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
-from gateway.validation import require_video_id, viewer_region
+from gateway.validation import require_page_token, require_video_id, upload_length, viewer_region
 from gateway.video_json import S, ad_breaks_json, status_name, video_json
 
 TUS_VERSION = "1.0.0"
@@ -57,14 +58,7 @@ async def create_video_with_upload(body: CreateVideoBody, request: Request, cfg:
                                    upload: upb_grpc.UploadServiceStub, principal: Principal) -> JSONResponse:
     """Records the video in the uploader's channel (made, theirs, on its first video), opens
     its upload, and answers where to send the bytes (tus)."""
-    length = body.size_bytes
-    header_length = request.headers.get("upload-length")
-    if header_length is not None:
-        if not header_length.isdigit():
-            raise ApiError(400, "INVALID_ARGUMENT", "Upload-Length must be a non-negative integer")
-        length = int(header_length)
-    if length is not None and length > cfg.platform.max_upload_bytes:
-        raise ApiError(413, "TOO_LARGE", f"uploads are limited to {cfg.platform.max_upload_bytes} bytes")
+    length = upload_length(request, cfg, default=body.size_bytes)
     video_id = new_video_id()
     video = video_pb2.Video(
         id=video_id, title=body.title, description=body.description,
@@ -92,24 +86,28 @@ async def load_video(metadata: mpb_grpc.MetadataServiceStub, video_id: str) -> v
     return await grpc_call(metadata.GetVideo(mpb.GetVideoRequest(id=video_id), timeout=15))
 
 
-@router.post("/v1/videos", status_code=201)
+@router.post("/v1/videos", status_code=201, openapi_extra=UPLOAD_LENGTH_HEADER, responses={
+    201: {"description": "Video created; send its bytes to `upload_url` (tus).",
+          "headers": {"Location": {"schema": {"type": "string"}, "required": True}}, "links": CREATED_VIDEO_LINKS},
+    **error_responses(400, 408, 409, 413, 422, *SERVICE_ERRORS)})
 async def create_video(body: CreateVideoBody, request: Request, cfg: Cfg, metadata: MetadataStub,
                        upload: UploadStub, principal: RequiredPrincipal):
     return await create_video_with_upload(body, request, cfg, metadata, upload, principal)
 
 
-@router.get("/v1/videos/{video_id}")
+@router.get("/v1/videos/{video_id}", responses=error_responses(404, 422, *SERVICE_ERRORS))
 async def get_video(video_id: str, request: Request, metadata: MetadataStub, objects: Objects):
     return video_json(request, objects, await load_video(metadata, video_id))
 
 
-@router.get("/v1/videos")
+@router.get("/v1/videos", responses=error_responses(400, 422, *SERVICE_ERRORS))
 async def list_videos(request: Request, metadata: MetadataStub, objects: Objects, channel_id: str,
                       page_token: str = "", page_size: int = 20):
     if not is_valid_id(channel_id):
         raise ApiError(400, "INVALID_ARGUMENT", "invalid channel_id")
     if not 1 <= page_size <= 100:
         raise ApiError(400, "INVALID_ARGUMENT", "page_size must be between 1 and 100")
+    require_page_token(page_token)
     resp = await grpc_call(
         metadata.ListVideos(
             mpb.ListVideosRequest(channel_id=channel_id, page_size=page_size, page_token=page_token,
@@ -137,7 +135,7 @@ def expiry_json(expires: int | None, now: float) -> dict:
     return {"expires_at": at, "expires_in_s": max(0, int(expires - now))}
 
 
-@router.get("/v1/videos/{video_id}/watch")
+@router.get("/v1/videos/{video_id}/watch", responses=error_responses(400, 403, 404, 409, 422, *SERVICE_ERRORS))
 async def watch(video_id: str, request: Request, cfg: Cfg, signer: Signer, metadata: MetadataStub, objects: Objects,
                 region: str = "", client: str = "", protocol: str = ""):
     video = await load_video(metadata, video_id)

@@ -21,7 +21,7 @@ from longtail_common.ports import ID_PATTERN, TOPIC_VIEWS
 from longtail_common.proto_enums import VIEW_KIND
 from gateway.beacons import BeaconRefused, Charge, PlaybackLedger, count_rejected, playback_byte_bound
 from gateway.dependencies import Cfg, Ledger, Links, MetadataStub, ServiceLinks, Signer
-from gateway.errors import ApiError, grpc_call
+from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.signing import PlaybackSigner, TokenRefused
 from gateway.validation import require_video_id
 from gateway.video_json import S, status_name
@@ -129,13 +129,15 @@ async def publish_views(items: list[tuple[str, ViewBody]], request: Request, cfg
     return len(events)
 
 
-@router.post("/v1/videos/{video_id}/views", status_code=202)
+@router.post("/v1/videos/{video_id}/views", status_code=202,
+             responses=error_responses(400, 403, 404, 408, 409, 413, 422, *SERVICE_ERRORS))
 async def post_view(video_id: str, body: ViewBody, request: Request, cfg: Cfg, signer: Signer, ledger: Ledger,
                     metadata: MetadataStub, links: Links):
     return {"accepted": await publish_views([(video_id, body)], request, cfg, signer, ledger, metadata, links)}
 
 
-@router.post("/v1/views", status_code=202)
+@router.post("/v1/views", status_code=202,
+             responses=error_responses(400, 403, 404, 408, 409, 413, 422, *SERVICE_ERRORS))
 async def post_views(body: ViewBatchBody, request: Request, cfg: Cfg, signer: Signer, ledger: Ledger,
                      metadata: MetadataStub, links: Links):
     """Batch of beacons, all accepted or none: one that does not count rejects the batch."""
