@@ -14,23 +14,30 @@ import secrets
 import urllib.parse
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature
 from pydantic import BaseModel, ConfigDict, Field
 
 from longtail.accounts.v1 import account_pb2
 from longtail.accounts.v1 import account_service_pb2 as apb
+from gateway.api_docs import html_responses
 from gateway.auth.cookies import CSRF_FIELD
 from gateway.auth.oidc import OidcError
 from gateway.auth.principal import Authenticator
 from gateway.dependencies import AccountsStub, Auth, PageViewer, Pages, RequiredPrincipal
-from gateway.errors import ApiError, grpc_call
+from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.html_pages import Viewer, message_body, set_password_body, sign_in_body, tokens_body
 
 OIDC_PENDING_S = 600  # a sign-in at the provider must come back within this long
 MAX_FORM_FIELD = 256
 
 router = APIRouter()
+
+REDIRECT = {303: {"description": "Done: on to `Location`.", "headers": {"Location": {"schema": {"type": "string"}}}}}
+SIGNED_IN_PAGE = {**html_responses(200), 303: {"description": "Not signed in: on to the sign-in page.",
+                                               "headers": {"Location": {"schema": {"type": "string"}}}},
+                  **error_responses(401, *SERVICE_ERRORS)}
+ACCOUNT_API = error_responses(401, 403, *SERVICE_ERRORS)
 
 
 def safe_next(value: object) -> str:
@@ -70,13 +77,14 @@ async def open_session(request: Request, auth: Authenticator, account_id: str, n
 
 # -- password sign-in and sign-out ---------------------------------------------------------
 
-@router.get("/account/sign-in")
+@router.get("/account/sign-in", response_class=HTMLResponse, responses=error_responses(401, *SERVICE_ERRORS))
 async def sign_in_page(pages: Pages, viewer: PageViewer, auth: Auth, next: str = "/"):
     oidc_name = auth.oidc.cfg.display_name if auth.oidc else ""
     return pages.page("Sign in", sign_in_body(viewer, safe_next(next), oidc_name=oidc_name), viewer=viewer)
 
 
-@router.post("/account/sign-in")
+@router.post("/account/sign-in", response_class=HTMLResponse,
+             responses={**REDIRECT, **html_responses(401, 403, 429), **error_responses(*SERVICE_ERRORS)})
 async def sign_in(request: Request, pages: Pages, auth: Auth):
     form = await request.form()
     username, next_url = field(form, "username").strip().lower(), safe_next(form.get("next"))
@@ -105,7 +113,7 @@ async def sign_in(request: Request, pages: Pages, auth: Auth):
     return await open_session(request, auth, principal.account_id, next_url)
 
 
-@router.post("/account/sign-out")
+@router.post("/account/sign-out", status_code=303, responses={**REDIRECT, **error_responses(403, *SERVICE_ERRORS)})
 async def sign_out(request: Request, auth: Auth):
     cookies = auth.csrf.cookies
     if not await auth.csrf.check(request):
@@ -124,7 +132,7 @@ def oidc_callback_url(request: Request) -> str:
     return f"{public}/account/oidc/callback" if public else str(request.url_for("oidc_callback"))
 
 
-@router.get("/account/oidc/start")
+@router.get("/account/oidc/start", status_code=303, responses={**REDIRECT, **error_responses(404, 503)})
 async def oidc_start(request: Request, auth: Auth, next: str = "/"):
     if auth.oidc is None:
         raise ApiError(404, "NOT_FOUND", "no OpenID Connect provider is configured")
@@ -139,7 +147,8 @@ async def oidc_start(request: Request, auth: Auth, next: str = "/"):
     return response
 
 
-@router.get("/account/oidc/callback", name="oidc_callback")
+@router.get("/account/oidc/callback", name="oidc_callback", response_class=HTMLResponse,
+            responses={**REDIRECT, **html_responses(400, 401, 403, 404), **error_responses(*SERVICE_ERRORS)})
 async def oidc_callback(request: Request, auth: Auth, pages: Pages, code: str = "", state: str = "",
                         error: str = ""):
     viewer = fresh_viewer(request)
@@ -170,12 +179,13 @@ async def oidc_callback(request: Request, auth: Auth, pages: Pages, code: str = 
 
 # -- password links ---------------------------------------------------------------------------
 
-@router.get("/account/set-password")
+@router.get("/account/set-password", response_class=HTMLResponse, responses=error_responses(401, *SERVICE_ERRORS))
 async def set_password_page(pages: Pages, viewer: PageViewer, token: str = ""):
     return pages.page("Choose a password", set_password_body(viewer, token[:MAX_FORM_FIELD]), viewer=viewer)
 
 
-@router.post("/account/set-password")
+@router.post("/account/set-password", response_class=HTMLResponse,
+             responses={**html_responses(400, 403, 404), **error_responses(*SERVICE_ERRORS)})
 async def set_password(request: Request, pages: Pages, accounts: AccountsStub, auth: Auth):
     form = await request.form()
     link_token = field(form, "token")
@@ -225,32 +235,32 @@ async def list_tokens(accounts, principal) -> list[account_pb2.ApiToken]:
     return list(listed.tokens)
 
 
-@router.get("/v1/me")
+@router.get("/v1/me", responses=error_responses(401, *SERVICE_ERRORS))
 async def me(principal: RequiredPrincipal):
     return {"account_id": principal.account_id, "username": principal.username, "admin": principal.admin,
             "authenticated_by": principal.method}
 
 
-@router.get("/v1/tokens")
+@router.get("/v1/tokens", responses=ACCOUNT_API)
 async def list_tokens_api(principal: RequiredPrincipal, accounts: AccountsStub):
     return {"tokens": [token_json(t) for t in await list_tokens(accounts, principal)]}
 
 
-@router.post("/v1/tokens", status_code=201)
+@router.post("/v1/tokens", status_code=201, responses={**ACCOUNT_API, **error_responses(400, 409, 422)})
 async def create_token_api(body: CreateTokenBody, principal: RequiredPrincipal, accounts: AccountsStub):
     """A new token for the caller; `token` (the secret) is in this answer only."""
     created = await create_token(accounts, principal, body)
     return {**token_json(created.token), "token": created.secret}
 
 
-@router.delete("/v1/tokens/{token_id}", status_code=204)
+@router.delete("/v1/tokens/{token_id}", status_code=204, responses={**ACCOUNT_API, **error_responses(404)})
 async def revoke_token_api(token_id: str, principal: RequiredPrincipal, accounts: AccountsStub):
     await grpc_call(accounts.RevokeToken(apb.RevokeTokenRequest(account_id=principal.account_id, token_id=token_id),
                                          timeout=15))
     return Response(status_code=204)
 
 
-@router.get("/account/tokens")
+@router.get("/account/tokens", response_class=HTMLResponse, responses=SIGNED_IN_PAGE)
 async def tokens_page(request: Request, pages: Pages, viewer: PageViewer, accounts: AccountsStub, auth: Auth):
     principal = await auth.authenticate(request)
     if principal is None:
@@ -258,7 +268,8 @@ async def tokens_page(request: Request, pages: Pages, viewer: PageViewer, accoun
     return pages.page("API tokens", tokens_body(viewer, await list_tokens(accounts, principal)), viewer=viewer)
 
 
-@router.post("/account/tokens")
+@router.post("/account/tokens", status_code=201, response_class=HTMLResponse,
+             responses={**ACCOUNT_API, **error_responses(400, 409)})
 async def create_token_page(request: Request, pages: Pages, viewer: PageViewer, accounts: AccountsStub,
                             principal: RequiredPrincipal):
     form = await request.form()
@@ -272,7 +283,8 @@ async def create_token_page(request: Request, pages: Pages, viewer: PageViewer, 
     return pages.page("API tokens", body_html, status=201, viewer=viewer)
 
 
-@router.post("/account/tokens/{token_id}/revoke")
+@router.post("/account/tokens/{token_id}/revoke", status_code=303,
+             responses={**REDIRECT, **ACCOUNT_API, **error_responses(404)})
 async def revoke_token_page(token_id: str, principal: RequiredPrincipal, accounts: AccountsStub):
     await grpc_call(accounts.RevokeToken(apb.RevokeTokenRequest(account_id=principal.account_id, token_id=token_id),
                                          timeout=15))

@@ -23,7 +23,7 @@ from gateway.api_docs import RANGE_HEADER, html_responses, media_responses
 from gateway.dependencies import CurrentPrincipal, HouseAdClip, MetadataStub, Objects, PageViewer, Pages, SearchStub
 from gateway.errors import GRPC_TO_HTTP, SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.html_pages import MAX_QUERY, card, esc, my_videos_body, upload_body, watch_body
-from gateway.routes.account import sign_in_redirect
+from gateway.routes.account import SIGNED_IN_PAGE, sign_in_redirect
 from gateway.media_links import media_url
 from gateway.validation import require_page_token
 
@@ -145,7 +145,7 @@ async def owned_channels(metadata, account_id: str) -> list[video_pb2.Channel]:
     return list(listed.channels)
 
 
-@router.get("/upload", response_class=HTMLResponse)
+@router.get("/upload", response_class=HTMLResponse, responses=SIGNED_IN_PAGE)
 async def upload_page(request: Request, pages: Pages, viewer: PageViewer, principal: CurrentPrincipal,
                       metadata: MetadataStub):
     if principal is None:
@@ -155,7 +155,7 @@ async def upload_page(request: Request, pages: Pages, viewer: PageViewer, princi
     return pages.page("Upload", upload_body(channel), script="upload.js", viewer=viewer)
 
 
-@router.get("/my/videos", response_class=HTMLResponse)
+@router.get("/my/videos", response_class=HTMLResponse, responses=SIGNED_IN_PAGE)
 async def my_videos_page(request: Request, pages: Pages, viewer: PageViewer, principal: CurrentPrincipal,
                          metadata: MetadataStub):
     """Every video of the signed-in account's channels, whatever its status, newest first."""

@@ -119,7 +119,7 @@ async def tus_options_upload(video_id: str, cfg: Cfg):
     201: {"description": "Video created; PATCH its bytes to `Location`.",
           "headers": {"Location": {"schema": {"type": "string"}, "required": True}, **TUS_RESPONSE_HEADERS},
           "links": CREATED_VIDEO_LINKS},
-    **error_responses(400, 409, 412, 413, 422, *SERVICE_ERRORS)})
+    **error_responses(400, 401, 403, 409, 412, 413, 422, *SERVICE_ERRORS)})
 async def tus_create(request: Request, cfg: Cfg, metadata: MetadataStub, upload: UploadStub,
                      principal: RequiredPrincipal, tus_resumable: TusResumable = None,
                      upload_metadata: UploadMetadata = None, _upload_length: UploadLength = None):
@@ -140,7 +140,7 @@ async def tus_create(request: Request, cfg: Cfg, metadata: MetadataStub, upload:
 @router.head("/v1/uploads/{video_id}", name="tus_upload_head", responses={
     200: {"description": "The upload's offset (and length, or Upload-Defer-Length: 1).",
           "headers": {**OFFSET_HEADER, **TUS_RESPONSE_HEADERS}},
-    **error_responses(400, 404, 412, *SERVICE_ERRORS)})
+    **error_responses(400, 401, 403, 404, 412, *SERVICE_ERRORS)})
 async def tus_head(video_id: str, upload: UploadStub, _principal: RequiredPrincipal,
                    tus_resumable: TusResumable = None):
     check_tus(tus_resumable)
@@ -232,7 +232,7 @@ async def forward_body(request: Request, upload: upb_grpc.UploadServiceStub,
               openapi_extra={"requestBody": {"required": True, "content": {
                   PATCH_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
               responses={204: {"description": "Bytes appended.", "headers": {**OFFSET_HEADER, **TUS_RESPONSE_HEADERS}},
-                         **error_responses(400, 404, 408, 409, 412, 413, 415, *SERVICE_ERRORS)})
+                         **error_responses(400, 401, 403, 404, 408, 409, 412, 413, 415, *SERVICE_ERRORS)})
 async def tus_patch(video_id: str, request: Request, cfg: Cfg, upload: UploadStub, _principal: RequiredPrincipal,
                     tus_resumable: TusResumable = None, upload_offset: UploadOffset = None,
                     upload_length: UploadLength = None):

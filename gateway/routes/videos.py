@@ -89,7 +89,7 @@ async def load_video(metadata: mpb_grpc.MetadataServiceStub, video_id: str) -> v
 @router.post("/v1/videos", status_code=201, openapi_extra=UPLOAD_LENGTH_HEADER, responses={
     201: {"description": "Video created; send its bytes to `upload_url` (tus).",
           "headers": {"Location": {"schema": {"type": "string"}, "required": True}}, "links": CREATED_VIDEO_LINKS},
-    **error_responses(400, 408, 409, 413, 422, *SERVICE_ERRORS)})
+    **error_responses(400, 401, 403, 408, 409, 413, 422, *SERVICE_ERRORS)})
 async def create_video(body: CreateVideoBody, request: Request, cfg: Cfg, metadata: MetadataStub,
                        upload: UploadStub, principal: RequiredPrincipal):
     return await create_video_with_upload(body, request, cfg, metadata, upload, principal)
