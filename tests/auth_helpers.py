@@ -3,6 +3,10 @@ platform's account store (as `longtail users` / `longtail tokens` do, also while
 and the signed service principal a test needs to call a service port directly."""
 from __future__ import annotations
 
+import collections
+
+import grpc
+
 from longtail_common.adapters import make_account_store
 from longtail_common.config import Config
 from longtail_common.mesh_identity import PRINCIPAL_METADATA_KEY, MeshPrincipal, make_mesh_signer
@@ -47,3 +51,32 @@ def with_password(cfg: Config, username: str, password: str) -> str:
 def service_metadata(cfg: Config, service: str = "tests") -> tuple[tuple[str, str]]:
     """gRPC metadata that makes a direct call a service's (signed with the data dir's mesh key)."""
     return ((PRINCIPAL_METADATA_KEY, make_mesh_signer(cfg).sign(MeshPrincipal(service=service))),)
+
+
+class _CallDetails(collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials",
+                                                            "wait_for_ready", "compression")),
+                   grpc.ClientCallDetails):
+    pass
+
+
+class _SignedAsService(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterceptor):
+    """Adds a service principal to every call of a channel."""
+
+    def __init__(self, metadata: tuple[tuple[str, str]]):
+        self._metadata = metadata
+
+    def _details(self, details):
+        return _CallDetails(details.method, details.timeout, (*(details.metadata or ()), *self._metadata),
+                            details.credentials, getattr(details, "wait_for_ready", None),
+                            getattr(details, "compression", None))
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return continuation(self._details(client_call_details), request_iterator)
+
+
+def service_channel(cfg: Config, address: str) -> grpc.Channel:
+    """A channel to a service port whose calls are a service's (tests that stand in for one)."""
+    return grpc.intercept_channel(grpc.insecure_channel(address), _SignedAsService(service_metadata(cfg)))
