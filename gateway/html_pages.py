@@ -170,7 +170,7 @@ def upload_body(channel: str) -> str:
 def sign_in_body(viewer: Viewer, next_url: str, message: str = "", username: str = "",
                  oidc_name: str = "") -> str:
     notice = f'<p id="sign-in-error" role="alert" data-kind="error">{esc(message)}</p>' if message else ""
-    oidc = (f'<p><a id="oidc-sign-in" class="button" href="/account/oidc/start?next={esc(next_url)}">'
+    oidc = (f'<p><a id="oidc-sign-in" class="button" href="/auth/oidc/start?next={esc(next_url)}">'
             f"Sign in with {esc(oidc_name)}</a></p>") if oidc_name else ""
     return f"""<h1>Sign in</h1>
 {notice}

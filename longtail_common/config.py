@@ -171,7 +171,7 @@ class OidcConfig:
     # "" = local accounts only.
     issuer: str = ""
     # The gateway's client at the provider: a confidential client with the standard
-    # (authorization code) flow and the redirect URI PUBLIC_URL/account/oidc/callback.
+    # (authorization code) flow and the redirect URI PUBLIC_URL/auth/oidc/callback.
     client_id: str = ""
     client_secret: str = ""
     # Asked for at sign-in; "openid" must be among them.
@@ -179,6 +179,11 @@ class OidcConfig:
     # The REST API accepts the provider's access tokens (JWTs checked against its JWKS) whose
     # `aud` (or `azp`) names one of these; [] = the client id.
     audiences: list[str] = field(default_factory=list)
+    # A person whose token lists this role in the claim `roles_claim` is an admin here (the
+    # account's admin flag follows it at each sign-in); "" = admins are made with
+    # `longtail users` only.
+    admin_role: str = "admin"
+    roles_claim: str = "roles"
     # The name of the sign-in button.
     display_name: str = "single sign-on"
     # How long the provider's discovery document and signing keys are kept before they are

@@ -156,7 +156,8 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
 
     def SignInExternal(self, request, context):
         principal = self._call(context, self.accounts.sign_in_external, request.issuer, request.subject,
-                               request.preferred_username, request.email)
+                               request.preferred_username, request.email,
+                               request.admin if request.HasField("admin") else None)
         if principal is None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
         return principal_message(principal)

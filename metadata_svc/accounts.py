@@ -298,9 +298,9 @@ class Accounts:
     # -- external (OIDC) identities ---------------------------------------------------------
 
     def sign_in_external(self, issuer: str, subject: str, preferred_username: str = "",
-                         email: str = "") -> Principal | None:
+                         email: str = "", admin: bool | None = None) -> Principal | None:
         """The principal of the account linked to (issuer, subject), made and linked at the
-        first sign-in; None if that account is disabled."""
+        first sign-in, its admin flag as the provider says; None if that account is disabled."""
         if not issuer or not subject:
             raise InvalidInputError("an external identity needs an issuer and a subject")
         account_id = self.store.get_identity(issuer, subject)
@@ -314,6 +314,8 @@ class Accounts:
         account = self.store.get_account(account_id)
         if account is None or account.disabled:
             return None
+        if admin is not None and account.admin != admin:
+            account = self.update(account.account_id, admin=admin)
         return Principal(account.account_id, account.username, account.admin)
 
     def _create_external_account(self, preferred_username: str, email: str) -> AccountRecord:

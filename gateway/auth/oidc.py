@@ -146,5 +146,10 @@ class OidcProvider:
             raise OidcError("token refused: issued for another client")
         return claims
 
+    def is_admin(self, claims: dict) -> bool:
+        """Whether the provider names this person an admin (auth.oidc.admin_role)."""
+        roles = claims.get(self.cfg.roles_claim) or []
+        return isinstance(roles, list) and self.cfg.admin_role in roles
+
     async def close(self) -> None:
         await self._http.aclose()

@@ -131,7 +131,10 @@ class Authenticator:
         """The account of an OIDC identity (made at its first sign-in); None if disabled."""
         request = apb.SignInExternalRequest(issuer=self.oidc.issuer, subject=claims["sub"],
                                             preferred_username=claims.get("preferred_username", ""),
-                                            email=claims.get("email", "") if claims.get("email_verified") else "")
+                                            email=claims.get("email", "") if claims.get("email_verified") else "",
+                                            admin=self.oidc.is_admin(claims))
+        if not self.oidc.cfg.admin_role:
+            request.ClearField("admin")  # the provider does not decide who is an admin here
         message = await self._as_gateway("SignInExternal", request)
         return Principal.of(message, method) if message is not None else None
 

@@ -129,10 +129,10 @@ async def sign_out(request: Request, auth: Auth):
 
 def oidc_callback_url(request: Request) -> str:
     public = request.app.state.config.platform.public_url.rstrip("/")
-    return f"{public}/account/oidc/callback" if public else str(request.url_for("oidc_callback"))
+    return f"{public}/auth/oidc/callback" if public else str(request.url_for("oidc_callback"))
 
 
-@router.get("/account/oidc/start", status_code=303, responses={**REDIRECT, **error_responses(404, 503)})
+@router.get("/auth/oidc/start", status_code=303, responses={**REDIRECT, **error_responses(404, 503)})
 async def oidc_start(request: Request, auth: Auth, next: str = "/"):
     if auth.oidc is None:
         raise ApiError(404, "NOT_FOUND", "no OpenID Connect provider is configured")
@@ -147,7 +147,7 @@ async def oidc_start(request: Request, auth: Auth, next: str = "/"):
     return response
 
 
-@router.get("/account/oidc/callback", name="oidc_callback", response_class=HTMLResponse,
+@router.get("/auth/oidc/callback", name="oidc_callback", response_class=HTMLResponse,
             responses={**REDIRECT, **html_responses(400, 401, 403, 404), **error_responses(*SERVICE_ERRORS)})
 async def oidc_callback(request: Request, auth: Auth, pages: Pages, code: str = "", state: str = "",
                         error: str = ""):

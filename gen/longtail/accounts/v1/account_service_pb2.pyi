@@ -146,13 +146,15 @@ class DeleteSessionRequest(_message.Message):
     def __init__(self, secret: _Optional[str] = ...) -> None: ...
 
 class SignInExternalRequest(_message.Message):
-    __slots__ = ("issuer", "subject", "preferred_username", "email")
+    __slots__ = ("issuer", "subject", "preferred_username", "email", "admin")
     ISSUER_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     PREFERRED_USERNAME_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
     issuer: str
     subject: str
     preferred_username: str
     email: str
-    def __init__(self, issuer: _Optional[str] = ..., subject: _Optional[str] = ..., preferred_username: _Optional[str] = ..., email: _Optional[str] = ...) -> None: ...
+    admin: bool
+    def __init__(self, issuer: _Optional[str] = ..., subject: _Optional[str] = ..., preferred_username: _Optional[str] = ..., email: _Optional[str] = ..., admin: _Optional[bool] = ...) -> None: ...

@@ -250,7 +250,8 @@ class AccountServiceServicer:
     def SignInExternal(self, request, context):
         """The principal of the account linked to an OpenID Connect identity (issuer and
         subject); a first sign-in creates the account, named after `preferred_username` (made
-        unique) and links it. UNAUTHENTICATED if the linked account is disabled.
+        unique) and links it; its admin flag follows `admin`. UNAUTHENTICATED if the linked
+        account is disabled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
