@@ -4,8 +4,9 @@ A service hands over its gRPC registration, the backends it needs and a `start` 
 that builds its servicer (and any consumers) from them; `run_service` does the rest in the
 same order for every service:
 
-1. gRPC server with health up at once, NOT_SERVING (calls get UNAVAILABLE meanwhile), every
-   call checked against its RPC's declared access (mesh_identity);
+1. gRPC server (mutual TLS unless mesh.tls is off) with health up at once, NOT_SERVING (calls
+   get UNAVAILABLE meanwhile), every call checked against its RPC's declared access
+   (mesh_identity);
 2. backends connected with backoff, bucket and topics made sure of (a backend that is
    down keeps the service up and retrying, never crash-looping);
 3. `start(backends)`; its servicer bound, its consumer and background threads started;
@@ -31,6 +32,7 @@ from longtail_common.mesh_identity import (
     configure_client_identity,
     make_mesh_signer,
 )
+from longtail_common.mesh_tls import load_identity
 from longtail_common.ports import DEFAULT_TOPICS, Message, MetadataStore, ObjectStore, TopicBus
 
 T = TypeVar("T")
@@ -113,7 +115,8 @@ def run_service(
     # Calls in must carry a principal their RPC's access allows; calls out carry this
     # service's own.
     configure_client_identity(signer, MeshPrincipal(service=name))
-    server = ServiceServer(name, address, interceptors=[MeshIdentityInterceptor(signer)])
+    server = ServiceServer(name, address, interceptors=[MeshIdentityInterceptor(signer)], mesh=cfg.mesh,
+                           identity=load_identity(cfg))
     # gRPC takes handlers only before start(), but the servicer needs the backends first.
     servicer = server.late_servicer(add_servicer)
     server.start()

@@ -9,6 +9,7 @@ import grpc
 
 from longtail_common.adapters import make_account_store
 from longtail_common.config import Config
+from longtail_common.grpc_server import dial
 from longtail_common.mesh_identity import PRINCIPAL_METADATA_KEY, MeshPrincipal, make_mesh_signer
 from longtail_common.ports import NotFoundError
 from metadata_svc.accounts import Accounts
@@ -77,6 +78,8 @@ class _SignedAsService(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientI
         return continuation(self._details(client_call_details), request_iterator)
 
 
-def service_channel(cfg: Config, address: str) -> grpc.Channel:
-    """A channel to a service port whose calls are a service's (tests that stand in for one)."""
-    return grpc.intercept_channel(grpc.insecure_channel(address), _SignedAsService(service_metadata(cfg)))
+def service_channel(cfg: Config, service: str) -> grpc.Channel:
+    """A channel to `service` ("metadata", ...; the mesh's TLS as `cfg` says) whose calls are a
+    service's (tests that stand in for one)."""
+    return grpc.intercept_channel(dial(getattr(cfg.services, service), cfg, service),
+                                  _SignedAsService(service_metadata(cfg)))

@@ -21,6 +21,7 @@ from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
+from longtail_common.grpc_server import dial
 from longtail_common.mesh_identity import PRINCIPAL_METADATA_KEY, MeshPrincipal, MeshSigner, make_mesh_signer
 from tests.auth_helpers import api_token, bearer, service_metadata, with_password
 
@@ -175,7 +176,8 @@ def test_service_ports_refuse_calls_without_a_signed_principal(platform):
     forged = MeshSigner(b"not the mesh key of this platform!!", 60).sign(MeshPrincipal(service="x"))
     account = make_mesh_signer(cfg).sign(MeshPrincipal(service="longtail.gateway", account_id="b" * 32,
                                                         username="bob"))
-    with grpc.insecure_channel(cfg.services.metadata) as mch, grpc.insecure_channel(cfg.services.upload) as uch:
+    # Over the mesh's mutual TLS (the operator's certificate): a mesh member, yet no principal.
+    with dial(cfg.services.metadata, cfg, "metadata") as mch, dial(cfg.services.upload, cfg, "upload") as uch:
         metadata, accounts, upload = (mpb_grpc.MetadataServiceStub(mch), apb_grpc.AccountServiceStub(mch),
                                       upb_grpc.UploadServiceStub(uch))
         for call in (lambda md: metadata.CreateVideo(mpb.CreateVideoRequest(video=video), metadata=md, timeout=10),

@@ -91,6 +91,7 @@ def test_negative_retention_is_refused(metadata, tmp_path):
 def test_upload_service_sweeps_on_its_own(tmp_path):
     """The janitor runs inside upload_svc: metadata_svc + upload_svc processes, a tiny retention."""
     cfg = Config(data_dir=str(tmp_path / "data"))
+    cfg.mesh.tls = False  # started by hand and called in plain text
     cfg.platform.raw_retention_s = 1
     cfg.platform.raw_sweep_interval_s = 1
     cfg.services.metadata = f"127.0.0.1:{free_port()}"
@@ -101,7 +102,7 @@ def test_upload_service_sweeps_on_its_own(tmp_path):
     try:
         assert wait_for_serving(cfg.services.metadata, 30) and wait_for_serving(cfg.services.upload, 30)
         # Standing in for the gateway and the services: calls signed as a service.
-        with service_channel(cfg, cfg.services.metadata) as mch, service_channel(cfg, cfg.services.upload) as uch:
+        with service_channel(cfg, "metadata") as mch, service_channel(cfg, "upload") as uch:
             meta, up = mpb_grpc.MetadataServiceStub(mch), upb_grpc.UploadServiceStub(uch)
             for vid in ("willgo", "stays"):
                 meta.CreateVideo(mpb.CreateVideoRequest(

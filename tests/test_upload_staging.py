@@ -290,13 +290,14 @@ def test_upload_service_expires_uploads_on_its_own(tmp_path):
     cfg.platform.upload_sweep_interval_s = 1
     cfg.services.metadata = f"127.0.0.1:{free_port()}"
     cfg.services.upload = f"127.0.0.1:{free_port()}"
+    cfg.mesh.tls = False  # started by hand and called in plain text
     env = dict(os.environ, **cfg.to_env())
     procs = [subprocess.Popen([sys.executable, "-m", m], env=env, stdout=open(tmp_path / f"{m}.log", "wb"),
                               stderr=subprocess.STDOUT) for m in ("metadata_svc", "upload_svc")]
     try:
         assert wait_for_serving(cfg.services.metadata, 30) and wait_for_serving(cfg.services.upload, 30)
         # Standing in for the gateway and the services: calls signed as a service.
-        with service_channel(cfg, cfg.services.metadata) as mch, service_channel(cfg, cfg.services.upload) as uch:
+        with service_channel(cfg, "metadata") as mch, service_channel(cfg, "upload") as uch:
             meta, up = mpb_grpc.MetadataServiceStub(mch), upb_grpc.UploadServiceStub(uch)
             meta.CreateVideo(mpb.CreateVideoRequest(
                 video=video_pb2.Video(id="abandoned", title="t", channel=video_pb2.Channel(id="c"))))
