@@ -51,8 +51,11 @@ def sign_in_through_keycloak(client: httpx.Client, server, username: str, next_u
     form = LOGIN_FORM.search(login.text)
     assert form, login.text[:2000]
     user = server.users[username]
-    back = client.post(html.unescape(form.group(1)), data={"username": user.username, "password": user.password,
-                                                          "credentialId": ""})
+    # Keycloak marks its cookies Secure; browsers send those to http://127.0.0.1 (a trustworthy
+    # origin), httpx does not on its own.
+    keycloak_cookies = "; ".join(f"{c.name}={c.value}" for c in client.cookies.jar if c.path.startswith("/realms/"))
+    back = client.post(html.unescape(form.group(1)), headers={"Cookie": keycloak_cookies},
+                       data={"username": user.username, "password": user.password, "credentialId": ""})
     assert back.status_code == 302, back.text[:2000]
     assert back.headers["location"].startswith(f"{client.base_url}auth/oidc/callback?")
     return client.get(back.headers["location"])
