@@ -169,3 +169,43 @@ def test_first_oidc_sign_in_makes_one_account_with_a_free_name(accounts):
     assert other.username == "u9-lives" and rules.get(other.account_id).email == ""
     rules.update(first.account_id, disabled=True)
     assert rules.sign_in_external("https://id.example.org", "sub-1") is None
+
+
+def test_provider_access_tokens_are_checked_against_its_keys():
+    """OidcProvider without a provider: its documents stand in, the checks are the real ones."""
+    import asyncio
+
+    from joserfc import jwt
+    from joserfc.jwk import KeySet, RSAKey
+
+    from gateway.auth.oidc import OidcError, OidcProvider
+    from longtail_common.config import OidcConfig
+
+    old, new = (RSAKey.generate_key(2048, parameters={"kid": kid}) for kid in ("old", "new"))
+    published = [KeySet([old])]
+    provider = OidcProvider(OidcConfig(issuer="https://id.example.org", client_id="gw"))
+
+    async def documents(force: bool = False):
+        if force:
+            published[0] = KeySet([old, new])  # the provider rotated in a new key
+        return {}, published[0]
+
+    provider._documents = documents
+
+    def token(key, **claims):
+        base = {"iss": "https://id.example.org", "sub": "s1", "exp": int(time.time()) + 60, "aud": "account",
+                "azp": "gw"}
+        return jwt.encode({"alg": "RS256", "kid": key.kid}, {**base, **claims}, key)
+
+    async def check():
+        assert (await provider.verify_access_token(token(old)))["sub"] == "s1"
+        assert (await provider.verify_access_token(token(new)))["sub"] == "s1"  # fetched on the unknown kid
+        good = token(old)
+        for bad in (good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB"), "not.a.jwt",
+                    token(old, iss="https://evil.example.org"), token(old, exp=int(time.time()) - 120),
+                    token(old, aud="other", azp="other"), token(old, typ="ID"),
+                    token(RSAKey.generate_key(2048, parameters={"kid": "stranger"}))):
+            with pytest.raises(OidcError):
+                await provider.verify_access_token(bad)
+
+    asyncio.run(check())

@@ -57,7 +57,7 @@ def sign_in_through_keycloak(client: httpx.Client, server, username: str, next_u
     back = client.post(html.unescape(form.group(1)), headers={"Cookie": keycloak_cookies},
                        data={"username": user.username, "password": user.password, "credentialId": ""})
     assert back.status_code == 302, back.text[:2000]
-    assert back.headers["location"].startswith(f"{client.base_url}auth/oidc/callback?")
+    assert back.headers["location"].startswith(f"{str(client.base_url).rstrip('/')}/auth/oidc/callback?")
     return client.get(back.headers["location"])
 
 

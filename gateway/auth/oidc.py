@@ -77,14 +77,16 @@ class OidcProvider:
 
     async def _decode(self, token: str) -> jwt.Token:
         _metadata, keys = await self._documents()
-        try:
-            return jwt.decode(token, keys, algorithms=ALGORITHMS)
-        except InvalidKeyIdError:  # signed with a key we have not seen: the provider rotated
-            _metadata, keys = await self._documents(force=True)
-        try:
-            return jwt.decode(token, keys, algorithms=ALGORITHMS)
-        except (JoseError, ValueError) as exc:
-            raise OidcError(f"token not signed by the provider ({type(exc).__name__})") from None
+        for last_try in (False, True):
+            try:
+                return jwt.decode(token, keys, algorithms=ALGORITHMS)
+            except InvalidKeyIdError:  # signed with a key we have not seen: the provider may have rotated
+                if last_try:
+                    break
+                _metadata, keys = await self._documents(force=True)
+            except (JoseError, ValueError) as exc:
+                raise OidcError(f"token not signed by the provider ({type(exc).__name__})") from None
+        raise OidcError("token signed with a key the provider does not publish")
 
     @staticmethod
     def _validate(claims: dict, **options) -> dict:
