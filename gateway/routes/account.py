@@ -14,7 +14,7 @@ import secrets
 import urllib.parse
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from itsdangerous import BadSignature
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,13 +77,13 @@ async def open_session(request: Request, auth: Authenticator, account_id: str, n
 
 # -- password sign-in and sign-out ---------------------------------------------------------
 
-@router.get("/account/sign-in", response_class=HTMLResponse, responses=error_responses(401, *SERVICE_ERRORS))
+@router.get("/account/sign-in", responses={**html_responses(200), **error_responses(401, *SERVICE_ERRORS)})
 async def sign_in_page(pages: Pages, viewer: PageViewer, auth: Auth, next: str = "/"):
     oidc_name = auth.oidc.cfg.display_name if auth.oidc else ""
     return pages.page("Sign in", sign_in_body(viewer, safe_next(next), oidc_name=oidc_name), viewer=viewer)
 
 
-@router.post("/account/sign-in", response_class=HTMLResponse,
+@router.post("/account/sign-in",
              responses={**REDIRECT, **html_responses(401, 403, 429), **error_responses(*SERVICE_ERRORS)})
 async def sign_in(request: Request, pages: Pages, auth: Auth):
     form = await request.form()
@@ -147,7 +147,7 @@ async def oidc_start(request: Request, auth: Auth, next: str = "/"):
     return response
 
 
-@router.get("/auth/oidc/callback", name="oidc_callback", response_class=HTMLResponse,
+@router.get("/auth/oidc/callback", name="oidc_callback",
             responses={**REDIRECT, **html_responses(400, 401, 403, 404), **error_responses(*SERVICE_ERRORS)})
 async def oidc_callback(request: Request, auth: Auth, pages: Pages, code: str = "", state: str = "",
                         error: str = ""):
@@ -179,13 +179,13 @@ async def oidc_callback(request: Request, auth: Auth, pages: Pages, code: str = 
 
 # -- password links ---------------------------------------------------------------------------
 
-@router.get("/account/set-password", response_class=HTMLResponse, responses=error_responses(401, *SERVICE_ERRORS))
+@router.get("/account/set-password", responses={**html_responses(200), **error_responses(401, *SERVICE_ERRORS)})
 async def set_password_page(pages: Pages, viewer: PageViewer, token: str = ""):
     return pages.page("Choose a password", set_password_body(viewer, token[:MAX_FORM_FIELD]), viewer=viewer)
 
 
-@router.post("/account/set-password", response_class=HTMLResponse,
-             responses={**html_responses(400, 403, 404), **error_responses(*SERVICE_ERRORS)})
+@router.post("/account/set-password",
+             responses={**html_responses(200, 400, 403, 404), **error_responses(*SERVICE_ERRORS)})
 async def set_password(request: Request, pages: Pages, accounts: AccountsStub, auth: Auth):
     form = await request.form()
     link_token = field(form, "token")
@@ -260,7 +260,7 @@ async def revoke_token_api(token_id: str, principal: RequiredPrincipal, accounts
     return Response(status_code=204)
 
 
-@router.get("/account/tokens", response_class=HTMLResponse, responses=SIGNED_IN_PAGE)
+@router.get("/account/tokens", responses=SIGNED_IN_PAGE)
 async def tokens_page(request: Request, pages: Pages, viewer: PageViewer, accounts: AccountsStub, auth: Auth):
     principal = await auth.authenticate(request)
     if principal is None:
@@ -268,8 +268,8 @@ async def tokens_page(request: Request, pages: Pages, viewer: PageViewer, accoun
     return pages.page("API tokens", tokens_body(viewer, await list_tokens(accounts, principal)), viewer=viewer)
 
 
-@router.post("/account/tokens", status_code=201, response_class=HTMLResponse,
-             responses={**ACCOUNT_API, **error_responses(400, 409)})
+@router.post("/account/tokens", status_code=201,
+             responses={**html_responses(201), **ACCOUNT_API, **error_responses(400, 409)})
 async def create_token_page(request: Request, pages: Pages, viewer: PageViewer, accounts: AccountsStub,
                             principal: RequiredPrincipal):
     form = await request.form()

@@ -145,7 +145,7 @@ async def owned_channels(metadata, account_id: str) -> list[video_pb2.Channel]:
     return list(listed.channels)
 
 
-@router.get("/upload", response_class=HTMLResponse, responses=SIGNED_IN_PAGE)
+@router.get("/upload", responses=SIGNED_IN_PAGE)
 async def upload_page(request: Request, pages: Pages, viewer: PageViewer, principal: CurrentPrincipal,
                       metadata: MetadataStub):
     if principal is None:
@@ -155,7 +155,7 @@ async def upload_page(request: Request, pages: Pages, viewer: PageViewer, princi
     return pages.page("Upload", upload_body(channel), script="upload.js", viewer=viewer)
 
 
-@router.get("/my/videos", response_class=HTMLResponse, responses=SIGNED_IN_PAGE)
+@router.get("/my/videos", responses=SIGNED_IN_PAGE)
 async def my_videos_page(request: Request, pages: Pages, viewer: PageViewer, principal: CurrentPrincipal,
                          metadata: MetadataStub):
     """Every video of the signed-in account's channels, whatever its status, newest first."""
