@@ -226,9 +226,9 @@ class MeshIdentityInterceptor(grpc.ServerInterceptor):
                       if key == PRINCIPAL_METADATA_KEY), None)
         try:
             principal = self.signer.verify(token) if token else None
+            refused = refusal(access_of(method), principal)
         except PrincipalRefused as exc:
-            return _with_behaviour(handler, lambda _b: _refuse(grpc.StatusCode.UNAUTHENTICATED, str(exc)))
-        refused = refusal(access_of(method), principal)
+            principal, refused = None, (grpc.StatusCode.UNAUTHENTICATED, str(exc))
         if refused is not None:
             log.info("refused %s: %s", method, refused[1])
             return _with_behaviour(handler, lambda _b: _refuse(*refused))

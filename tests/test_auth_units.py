@@ -58,12 +58,12 @@ def test_every_rpc_declares_its_access_and_the_rules_hold():
     assert access_of("/no.such.Service/Method") == A.ACCESS_UNSPECIFIED
     from google.protobuf import descriptor_pool
 
-    import longtail.metadata.v1.metadata_service_pb2  # noqa: F401 - registers every service below
+    import longtail.accounts.v1.account_service_pb2  # noqa: F401 - registers every service below
+    import longtail.metadata.v1.metadata_service_pb2  # noqa: F401
     import longtail.placement.v1.placement_service_pb2  # noqa: F401
     import longtail.search.v1.search_service_pb2  # noqa: F401
     import longtail.transcoder.v1.transcoder_service_pb2  # noqa: F401
     import longtail.upload.v1.upload_service_pb2  # noqa: F401
-    import longtail.accounts.v1.account_service_pb2  # noqa: F401
 
     pool = descriptor_pool.Default()
     for name in ("metadata.v1.MetadataService", "accounts.v1.AccountService", "upload.v1.UploadService",
