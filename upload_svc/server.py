@@ -18,6 +18,7 @@ from longtail.upload.v1 import upload_service_pb2 as pb
 from longtail.upload.v1 import upload_service_pb2_grpc as pb_grpc
 from longtail_common.config import Config, load_config
 from longtail_common.grpc_server import client_channel
+from longtail_common.lag_exporter import GroupLagExporter
 from longtail_common.mesh_identity import caller
 from longtail_common.ports import (
     RAW_BUCKET,
@@ -239,8 +240,9 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
 
 def serve(cfg: Config) -> None:
     def start(backends: Backends) -> Running:
-        """The servicer, the janitor that deletes raw originals once they are transcoded, and
-        the sweeper of abandoned uploads."""
+        """The servicer, the janitor that deletes raw originals once they are transcoded, the
+        sweeper of abandoned uploads, and the consumer groups' lag exporter (this service
+        consumes nothing, so it stays up whichever consumers stop)."""
         producer = backends.bus.producer()
         metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata"))
         janitor = RawJanitor(backends.objects, metadata, cfg.platform.raw_retention_s)
@@ -252,6 +254,7 @@ def serve(cfg: Config) -> None:
                                janitor.run, interval_s=max(1, cfg.platform.raw_sweep_interval_s))),
                            Background("upload-expiry", partial(
                                expiry.run, interval_s=max(1, cfg.platform.upload_sweep_interval_s))),
+                           Background("group-lag", GroupLagExporter(backends.bus).run),
                        ],
                        close=[producer.close, backends.bus.close])
 
