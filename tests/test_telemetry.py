@@ -221,7 +221,7 @@ def test_the_transcode_is_visible_inside_in_chunks(platform, traced_video):
 def test_the_transcode_is_visible_inside_in_one_piece(platform, tmp_path):
     short = tmp_path / "short.mp4"
     make_test_clip(str(short), seconds=3, height=240)  # under chunk_min_duration_s: one job
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers=bearer(platform.cfg, "uploader")) as client:
         vid = upload_all(client, str(short), platform.gateway_url, title="whole")
         assert wait_ready(client, platform.gateway_url, vid, timeout_s=240)["status"] == "READY"
     families = codec_families(platform.cfg)
