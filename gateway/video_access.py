@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from longtail.metadata.v1 import video_pb2
+from gateway.auth.principal import sign_in_required
 from gateway.errors import ApiError
 
 P = video_pb2.Privacy
@@ -56,11 +57,6 @@ def require_visible(video: video_pb2.Video, actor: Actor | None) -> video_pb2.Vi
     if is_private(video) and not owns_channel(actor, video.channel):
         raise not_found(video.id)
     return video
-
-
-def sign_in_required() -> ApiError:  # replaced by gateway.auth's once it lands
-    return ApiError(401, "UNAUTHENTICATED", "sign in, or send Authorization: Bearer <personal API token>",
-                    headers={"WWW-Authenticate": 'Bearer realm="longtail"'})
 
 
 def require_owner(video: video_pb2.Video, actor: Actor | None) -> Actor:

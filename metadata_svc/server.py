@@ -1,4 +1,5 @@
-"""gRPC MetadataService over the MetadataStore port, served beside AccountService."""
+"""gRPC MetadataService over the MetadataStore port, served beside AccountService; an
+account changes only the channels and videos it owns."""
 from __future__ import annotations
 
 import logging
@@ -14,6 +15,7 @@ from longtail.accounts.v1 import account_service_pb2_grpc as accounts_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail_common.adapters import make_account_store
 from longtail_common.config import Config, load_config
+from longtail_common.mesh_identity import caller, may_act_for
 from longtail_common.ports import (
     AlreadyExistsError,
     ChannelRecord,
@@ -66,6 +68,9 @@ P = video_pb2.Privacy
 # Videos stored before privacy existed carry UNSPECIFIED: they were public.
 LISTED_PRIVACY = {P.PRIVACY_UNSPECIFIED, P.PRIVACY_PUBLIC}
 SETTABLE_PRIVACY = {P.PRIVACY_PUBLIC, P.PRIVACY_UNLISTED, P.PRIVACY_PRIVATE}
+# What an account may change of its own videos; the rest (status, renditions, placements,
+# ...) is the services' to write.
+ACCOUNT_UPDATABLE_FIELDS = {"title", "description", "language", "category", "privacy"}
 
 MAX_TITLE = 200
 MAX_DESCRIPTION = 5000
@@ -105,6 +110,11 @@ def _from_record(record: VideoRecord) -> video_pb2.Video:
 def is_listed(video: video_pb2.Video) -> bool:
     """Whether listings, search and the latest videos may show it (PUBLIC)."""
     return video.privacy in LISTED_PRIVACY
+
+
+def _visible(video: video_pb2.Video) -> bool:
+    """A private video exists only for its channel's owner, admins and services."""
+    return video.privacy != P.PRIVACY_PRIVATE or may_act_for(video.channel.owner_account_id)
 
 
 def _text_problem(video: video_pb2.Video, fields) -> str | None:
@@ -154,9 +164,16 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         except InvalidKeyError as exc:
             self._abort_for(context, exc)
         record = self.store.get_video(video_id)
-        if record is None:
+        video = _from_record(record) if record is not None else None
+        if video is None or not _visible(video):
             context.abort(grpc.StatusCode.NOT_FOUND, f"video {video_id} not found")
-        return _from_record(record)
+        return video
+
+    @staticmethod
+    def _require_owner(context, video: video_pb2.Video) -> None:
+        """Only the owner of the video's channel (or an admin, or a service) changes it."""
+        if not may_act_for(video.channel.owner_account_id):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"video {video.id} belongs to another account")
 
     # -- RPCs ----------------------------------------------------------------------
     def GetVideo(self, request, context):
@@ -171,7 +188,8 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
                 validate_id(i, "video id")
         except InvalidKeyError as exc:
             self._abort_for(context, exc)
-        return pb.BatchGetVideosResponse(videos=[_from_record(r) for r in self.store.get_videos(ids)])
+        videos = [v for v in map(_from_record, self.store.get_videos(ids)) if _visible(v)]
+        return pb.BatchGetVideosResponse(videos=videos)
 
     def ListVideos(self, request, context):
         if not request.channel_id:
@@ -180,6 +198,9 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         if page_size < 0:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_size must be positive")
         page_size = min(page_size, MAX_PAGE_SIZE)
+        channel = self.store.get_channel(request.channel_id) if request.include_non_public else None
+        if channel is not None and not may_act_for(channel.owner_account_id):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"only its owner lists channel {channel.channel_id} in full")
         try:
             videos, cursor = self._list_page(request, page_size)
         except Exception as exc:  # noqa: BLE001
@@ -213,7 +234,12 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         problem = _text_problem(video, ("title", "description", "privacy"))
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        video.channel.CopyFrom(_channel_message(self._channel_for_upload(asked)))
+        if not may_act_for(asked.owner_account_id):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "a channel can only be made for the calling account")
+        channel = self._channel_for_upload(asked)
+        if not may_act_for(channel.owner_account_id):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"channel {channel.channel_id} belongs to another account")
+        video.channel.CopyFrom(_channel_message(channel))
         video.status = S.VIDEO_STATUS_UPLOADING
         now = _now()
         video.create_time.CopyFrom(now)
@@ -238,6 +264,12 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         problem = _text_problem(patch, paths)
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        self._require_owner(context, current)
+        principal = caller()
+        if principal is not None and principal.is_account:
+            refused = sorted({p.split(".")[0] for p in paths} - ACCOUNT_UPDATABLE_FIELDS)
+            if refused:
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, f"only services write {', '.join(refused)}")
         if patch.etag and patch.etag != current.etag:
             context.abort(grpc.StatusCode.ABORTED, f"video {patch.id} changed since it was read (etag mismatch)")
         if "status" in paths and patch.status != current.status:
@@ -270,8 +302,10 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             return asked
         except AlreadyExistsError:  # a concurrent first upload created it: theirs stands
             return self.store.get_channel(asked.channel_id)
+
     def DeleteVideo(self, request, context):
         current = self._load(request.id, context)
+        self._require_owner(context, current)
         if request.etag and request.etag != current.etag:
             context.abort(grpc.StatusCode.ABORTED, f"video {request.id} changed since it was read (etag mismatch)")
         try:
@@ -293,6 +327,8 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             record = _validate_channel(request.channel)
             if not record.owner_account_id:
                 raise ValueError("channel.owner_account_id is required")
+            if not may_act_for(record.owner_account_id):
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, "a channel can only be made for the calling account")
             self.store.create_channel(record)
         except (InvalidKeyError, ValueError, AlreadyExistsError) as exc:
             self._abort_for(context, exc)

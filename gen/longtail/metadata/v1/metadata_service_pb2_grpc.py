@@ -31,8 +31,8 @@ class MetadataServiceStub:
     """The source of truth for videos and channels (metadata_svc).
 
     Callers: the gateway and the other services, over the deployment's internal network.
-    No RPC checks a principal or role today: every caller is trusted, and viewers and
-    uploaders reach this service only through the gateway's REST API.
+    Each RPC's `access` option says who may call it (longtail/auth/v1/access.proto); the
+    service itself checks that an account owns the channel or video a call changes.
     """
 
     def __init__(self, channel):
@@ -92,12 +92,13 @@ class MetadataServiceServicer:
     """The source of truth for videos and channels (metadata_svc).
 
     Callers: the gateway and the other services, over the deployment's internal network.
-    No RPC checks a principal or role today: every caller is trusted, and viewers and
-    uploaders reach this service only through the gateway's REST API.
+    Each RPC's `access` option says who may call it (longtail/auth/v1/access.proto); the
+    service itself checks that an account owns the channel or video a call changes.
     """
 
     def GetVideo(self, request, context):
-        """One video by id (NOT_FOUND if absent). Called by the gateway (video and watch
+        """One video by id (NOT_FOUND if absent, or PRIVATE and the caller is neither its
+        channel's owner, an admin nor a service). Called by the gateway (video and watch
         pages), upload_svc, the transcoder, placement_svc and search_svc.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -105,8 +106,9 @@ class MetadataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BatchGetVideos(self, request, context):
-        """Several videos by id in one call, at most 1000. Called by the gateway (view
-        beacons), the upload janitor, placement's daily job and search_svc.
+        """Several videos by id in one call, at most 1000; PRIVATE ones are skipped as GetVideo
+        hides them. Called by the gateway (view beacons), the upload janitor, placement's
+        daily job and search_svc.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,8 +116,8 @@ class MetadataServiceServicer:
 
     def ListVideos(self, request, context):
         """Lists a channel's videos, newest first: its PUBLIC ones only, unless
-        `include_non_public` asks for all (the gateway asks only for the channel's owner or an
-        admin). Called by the gateway.
+        `include_non_public` asks for all (the channel's owner, an admin or a service only:
+        PERMISSION_DENIED for anyone else). Called by the gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,7 +137,9 @@ class MetadataServiceServicer:
         """Updates the fields named in `update_mask`. When `video.etag` is set the write only
         happens if it matches the stored etag (ABORTED otherwise): this is how status
         transitions such as PROCESSING -> READY happen exactly once. Called by upload_svc
-        (PROCESSING), the transcoder (FAILED) and placement_svc (READY, placements).
+        (PROCESSING), the transcoder (FAILED), placement_svc (READY, placements) and the
+        gateway for an owner's edit (title, description, language, category, privacy only;
+        PERMISSION_DENIED for another account's video, NOT_FOUND if it is also PRIVATE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -235,8 +239,8 @@ class MetadataService:
     """The source of truth for videos and channels (metadata_svc).
 
     Callers: the gateway and the other services, over the deployment's internal network.
-    No RPC checks a principal or role today: every caller is trusted, and viewers and
-    uploaders reach this service only through the gateway's REST API.
+    Each RPC's `access` option says who may call it (longtail/auth/v1/access.proto); the
+    service itself checks that an account owns the channel or video a call changes.
     """
 
     @staticmethod
