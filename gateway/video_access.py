@@ -4,14 +4,14 @@ One job: the gateway's answers for privacy and ownership (metadata_svc enforces 
 ownership on its side). As PeerTube has it: a PUBLIC video is listed and searchable, an
 UNLISTED one plays for anyone with its link, a PRIVATE one exists only for its channel's
 owner and admins (404 to anyone else, so its id reveals nothing). Changing a video takes
-its owner or an admin: 401 to an anonymous request, 403 to another account (404 if private).
+its owner or an admin (the routes answer 401 to anonymous requests first): 403 to another
+account, 404 if the video is private.
 """
 from __future__ import annotations
 
 from typing import Protocol
 
 from longtail.metadata.v1 import video_pb2
-from gateway.auth.principal import sign_in_required
 from gateway.errors import ApiError
 
 P = video_pb2.Privacy
@@ -59,11 +59,9 @@ def require_visible(video: video_pb2.Video, actor: Actor | None) -> video_pb2.Vi
     return video
 
 
-def require_owner(video: video_pb2.Video, actor: Actor | None) -> Actor:
-    """The actor, if it may change the video: else 401 (anonymous), 404 (another account's
-    private video) or 403 (another account's)."""
-    if actor is None:
-        raise sign_in_required()
+def require_owner(video: video_pb2.Video, actor: Actor) -> Actor:
+    """The signed-in actor, if it may change the video: else 404 (another account's private
+    video) or 403 (another account's)."""
     require_visible(video, actor)
     if not owns_channel(actor, video.channel):
         raise ApiError(403, "PERMISSION_DENIED", f"video {video.id} belongs to another account")

@@ -89,11 +89,11 @@ async def check_token(signer: PlaybackSigner, token: str, key: str, request: Req
     grant names an account: only a request signed in as it passes (the others' is resolved
     only then, so public videos' segments cost no sign-in lookup)."""
     try:
-        grant = signer.check_media(token, key)
-        if grant.account is not None:
+        account = None
+        if signer.media_grant_of(token).account is not None:
             principal = await request.app.state.auth.authenticate(request)
-            signer.check_media(token, key, account=principal.account_id if principal else None)
-        return grant
+            account = principal.account_id if principal else None
+        return signer.check_media(token, key, account=account)
     except TokenRefused as refused:
         raise ApiError(403, "SIGNATURE_INVALID", refused.message, extra={"reason": refused.reason}) from None
 

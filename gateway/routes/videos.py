@@ -192,7 +192,7 @@ def require_fresh(video: video_pb2.Video, etag: str | None) -> None:
 
 @router.patch("/v1/videos/{video_id}", responses=error_responses(400, 401, 403, 404, 409, 422, *SERVICE_ERRORS))
 async def edit_video(video_id: str, body: EditVideoBody, request: Request, metadata: MetadataStub, objects: Objects,
-                     links: Links, principal: CurrentPrincipal, update_mask: str = "",
+                     links: Links, principal: RequiredPrincipal, update_mask: str = "",
                      if_match: Annotated[str | None, Header(max_length=66)] = None):
     """Changes title, description or privacy (its owner or an admin); answers the video
     with its new etag. A stale etag (body `etag` or `If-Match`) answers 409."""
@@ -211,7 +211,7 @@ async def edit_video(video_id: str, body: EditVideoBody, request: Request, metad
 @router.delete("/v1/videos/{video_id}", status_code=204, response_class=Response, responses={
     202: {"description": "Deleting: the video's record could not be removed at once; the deleter finishes."},
     **error_responses(401, 403, 404, 409, 422, *SERVICE_ERRORS)})
-async def delete_video(video_id: str, metadata: MetadataStub, links: Links, principal: CurrentPrincipal,
+async def delete_video(video_id: str, metadata: MetadataStub, links: Links, principal: RequiredPrincipal,
                        etag: str = "", if_match: Annotated[str | None, Header(max_length=66)] = None):
     """Deletes the video and everything of it (its owner or an admin): 204 once it is gone
     from every answer; its files, edge copies, search entry and view counts follow within
