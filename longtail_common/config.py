@@ -196,6 +196,37 @@ class HttpConfig:
 
 
 @dataclass
+class LimitsConfig:
+    """Rate limits per client address and per account, shared by every gateway process (the
+    `limits` library's sliding window counter), and per-account quotas. A rate is the
+    library's notation ("50 per 10 seconds"); "" turns that limit off."""
+
+    enabled: bool = True
+    # Where the counters live: "" = beside the metadata (SQLite in DATA_DIR, shared by the
+    # gateway processes of one machine; the Scylla/Cassandra keyspace, shared by all).
+    storage: str = ""  # "" | sqlite | scylla
+    # PeerTube's API default is 50 requests per 10 s per address (rates_limit.api); reads
+    # get four times that (a page, its watch call and a few listings each).
+    reads_per_address: str = "200 per 10 seconds"
+    writes_per_address: str = "50 per 10 seconds"
+    writes_per_account: str = "50 per 10 seconds"
+    # View beacons: a player sends a few a minute; several viewers may share one address.
+    beacons_per_address: str = "100 per 10 seconds"
+    # PeerTube's login default: 15 per 5 minutes per address (rates_limit.login).
+    sign_in_per_address: str = "15 per 5 minutes"
+    # POSTs to these paths are sign-in attempts.
+    sign_in_paths: list[str] = field(default_factory=lambda: ["/account/sign-in", "/account/set-password"])
+    # Peers (addresses or CIDR networks) whose X-Forwarded-For names the client: the
+    # reverse proxies or load balancers in front of the gateway. Empty: the socket peer is
+    # the client, and X-Forwarded-For is ignored.
+    trusted_proxies: list[str] = field(default_factory=list)
+    # Per-account quotas (admins are exempt): the sum of the account's videos' source sizes
+    # (FAILED ones not counted), and videos created in the last 24 h. 0 = no quota.
+    storage_quota_bytes: int = 10 * 1024**3
+    uploads_per_day: int = 20
+
+
+@dataclass
 class Config:
     data_dir: str = ".longtail"
     backends: BackendsConfig = field(default_factory=BackendsConfig)
@@ -210,6 +241,7 @@ class Config:
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property
     def data_path(self) -> pathlib.Path:
