@@ -1,12 +1,12 @@
 """Builds the gateway's FastAPI app: its shared state, error handlers, request limits,
-routers and instrumentation. Routes live in gateway/routes/, one module per resource.
+rate limits, routers and instrumentation. Routes live in gateway/routes/, one module per resource.
 """
 from __future__ import annotations
 
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from longtail_common.adapters import make_object_store
+from longtail_common.adapters import make_object_store, make_rate_limit_storage
 from longtail_common.config import Config
 from gateway.beacons import PlaybackLedger
 from gateway.dependencies import ServiceLinks
@@ -15,6 +15,7 @@ from gateway.house_ad import HouseAd
 from gateway.html_pages import STATIC_DIR, PageRenderer, asset_versions
 from gateway.instrumentation import instrument
 from gateway.limits import RequestLimits
+from gateway.ratelimit import ClientAddresses, RateLimitMiddleware, RateLimits, document_rate_limits
 from gateway.routes import health, media, pages, uploads, videos, views
 from gateway.routes.health import ServiceHealth
 from gateway.signing import make_signer
@@ -25,6 +26,10 @@ def create_app(cfg: Config) -> FastAPI:
     instrument(app)
     app.add_middleware(RequestLimits, idle_timeout_s=cfg.http.body_idle_timeout_s,
                        max_body_bytes=cfg.http.max_body_bytes)
+    # Added last, so it runs first: a refused request costs no body read and no route.
+    app.state.rate_limits = RateLimits(cfg.limits, make_rate_limit_storage(cfg))
+    app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits,
+                       addresses=ClientAddresses(cfg.limits), sign_in_paths=cfg.limits.sign_in_paths)
     app.state.config = cfg
     app.state.objects = make_object_store(cfg)
     app.state.links = ServiceLinks(cfg)
@@ -38,4 +43,5 @@ def create_app(cfg: Config) -> FastAPI:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages.router)
+    document_rate_limits(app, cfg.limits.sign_in_paths)
     return app

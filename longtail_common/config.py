@@ -220,6 +220,9 @@ class LimitsConfig:
     # reverse proxies or load balancers in front of the gateway. Empty: the socket peer is
     # the client, and X-Forwarded-For is ignored.
     trusted_proxies: list[str] = field(default_factory=list)
+    # Client addresses (or networks) never rate limited; quotas still apply. Loopback: the
+    # machine's own tools and tests (fail2ban's ignoreip default does the same).
+    exempt_addresses: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     # Per-account quotas (admins are exempt): the sum of the account's videos' source sizes
     # (FAILED ones not counted), and videos created in the last 24 h. 0 = no quota.
     storage_quota_bytes: int = 10 * 1024**3
