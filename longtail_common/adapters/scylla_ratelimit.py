@@ -4,7 +4,8 @@ Cassandra) keyspace, shared by every gateway of the deployment.
 Counter columns cannot carry a TTL, so a counter is a plain int row written with
 lightweight transactions: `INSERT ... IF NOT EXISTS` starts a window, `UPDATE ... IF
 count = ?` adds to it (the compare-and-set `window_counters` builds on), each with the
-TTL that ends the row when its window stops weighing. The table is created here, not in
+TTL that ends the row when its window stops weighing (whole seconds: a fixed window may
+end up to a second late; a sliding window's rows are told apart by their window number). The table is created here, not in
 the metadata's versioned schema: every row expires within two windows, so there is
 nothing in it a migration would ever need to keep.
 """
