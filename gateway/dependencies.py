@@ -43,17 +43,17 @@ class ServiceLinks:
 
     def metadata(self) -> mpb_grpc.MetadataServiceStub:
         if self._metadata is None:
-            self._metadata = mpb_grpc.MetadataServiceStub(aio_client_channel(self._cfg.services.metadata))
+            self._metadata = mpb_grpc.MetadataServiceStub(aio_client_channel(self._cfg, "metadata"))
         return self._metadata
 
     def upload(self) -> upb_grpc.UploadServiceStub:
         if self._upload is None:
-            self._upload = upb_grpc.UploadServiceStub(aio_client_channel(self._cfg.services.upload))
+            self._upload = upb_grpc.UploadServiceStub(aio_client_channel(self._cfg, "upload"))
         return self._upload
 
     def search(self) -> spb_grpc.SearchServiceStub:
         if self._search is None:
-            self._search = spb_grpc.SearchServiceStub(aio_client_channel(self._cfg.services.search))
+            self._search = spb_grpc.SearchServiceStub(aio_client_channel(self._cfg, "search"))
         return self._search
 
     def views_producer(self) -> TopicProducer:

@@ -9,6 +9,7 @@
   longtail users add NAME --email E [--admin] | list | disable NAME | enable NAME | password-link NAME
   longtail tokens create NAME [--expires-days N] [--label L] | list NAME | revoke NAME TOKEN_ID
                                                 (users/tokens: [--data-dir DIR] [--config FILE])
+  longtail certs [--dir DIR | --data-dir DIR] [--config FILE] [NAME ...]
   longtail placement evaluate ...               (not in the service image)
   longtail placement run ...
 """
@@ -131,6 +132,19 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_certs(args) -> int:
+    """Creates (or renews) the mesh CA and a certificate per service; what is valid is kept."""
+    from longtail_common.mesh_tls import LOCAL_IDENTITIES, ensure_local_ca, tls_dir_of
+
+    cfg = _load_config_or_exit(args.config, "certs")
+    if args.data_dir:
+        cfg.data_dir = args.data_dir
+    directory = pathlib.Path(args.dir) if args.dir else tls_dir_of(cfg)
+    issued = ensure_local_ca(directory, args.names or LOCAL_IDENTITIES)
+    print(f"mesh CA and certificates in {directory.resolve()}; issued now: {', '.join(issued) or 'none'}")
+    return 0
+
+
 def cmd_traces(args) -> int:
     """Prints the traces of one video's journey as waterfalls (embedded setup: local span files)."""
     from longtail_common import telemetry
@@ -156,7 +170,9 @@ def cmd_status(args) -> int:
     from longtail_cli import status
 
     cfg = _load_config_or_exit(args.config, "status")
-    report = status.collect(pathlib.Path(args.data_dir).resolve() if args.data_dir else cfg.data_path)
+    if args.data_dir:
+        cfg.data_dir = str(pathlib.Path(args.data_dir).resolve())
+    report = status.collect(cfg)
     print(json.dumps(report, indent=1) if args.json else status.render(report))
     return 0 if report["launcher"] and all(s["healthy"] for s in report["services"].values()) else 1
 
@@ -419,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     metadata.set_defaults(func=cmd_metadata)
 
     _add_account_parsers(sub)
+    certs = sub.add_parser("certs", help="create the service mesh's CA and certificates (mutual TLS), or renew them")
+    certs.add_argument("names", nargs="*", help="identities (default: every service, gateway and admin)")
+    certs.add_argument("--dir", default=None, help="where to write them (default mesh.tls_dir, or DATA_DIR/tls: where `longtail up` looks)")
+    certs.add_argument("--data-dir", default=None, help="the platform's data dir (default ./.longtail)")
+    certs.add_argument("--config", default=None)
+    certs.set_defaults(func=cmd_certs)
 
     sub.add_parser("placement", help="placement model: evaluate | run")
 

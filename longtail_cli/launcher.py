@@ -61,7 +61,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from longtail_common.config import Config
-from longtail_common.grpc_server import wait_for_serving
+from longtail_common.grpc_server import dial, wait_for_serving
+from longtail_common.mesh_tls import ensure_local_ca, tls_dir_of
 from longtail_common.runtime import PARENT_PID_ENV
 
 log = logging.getLogger("longtail.launcher")
@@ -171,13 +172,18 @@ def exit_reason(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
+def _server_name(process: str) -> str:
+    """The service a process is (its mesh certificate's name): transcoder-1 is a transcoder."""
+    return process.split("-")[0]
+
+
 class _HealthProbe:
     """Whether one service is SERVING: grpc.health.v1 on a channel kept open, or for the
     gateway (HTTP, no gRPC health) whether it accepts connections."""
 
-    def __init__(self, address: str, grpc_health: bool):
+    def __init__(self, address: str, grpc_health: bool, cfg: Config, server_name: str):
         self.address = address
-        self._channel = grpc.insecure_channel(address) if grpc_health else None
+        self._channel = dial(address, cfg, server_name) if grpc_health else None
 
     def serving(self) -> bool:
         if self._channel is None:
@@ -237,7 +243,7 @@ class Platform:
 
     def _spawn(self, name: str, args: list[str], cfg: Config | None = None, address: str = "") -> subprocess.Popen:
         """Starts service `name` (`address`: what it listens on, its gRPC address by default)."""
-        self._commands[name] = (args, cfg or self.cfg)
+        self._commands[name] = (args, cfg or self._service_cfg(name))
         return self._start_process(name, address=address or self.addresses[name])
 
     def _start_process(self, name: str, **state_changes) -> subprocess.Popen:
@@ -289,8 +295,18 @@ class Platform:
             self._metrics_pids[name] = pid
             self._set_state(name, metrics_address=f"127.0.0.1:{port}")
 
+    def _service_cfg(self, name: str) -> Config:
+        """The config `name` runs with: the platform's, presenting its own mesh certificate."""
+        cfg = copy.deepcopy(self.cfg)
+        cfg.mesh.identity = _server_name(name)
+        return cfg
+
     def start(self, timeout_s: float = 60.0) -> None:
         self.cfg.data_path.mkdir(parents=True, exist_ok=True)
+        if self.cfg.mesh.tls and not (self.cfg.mesh.tls_dir or self.cfg.mesh.cert_file):  # else the operator's
+            issued = ensure_local_ca(tls_dir_of(self.cfg))
+            if issued:
+                log.info("mesh certificates issued under %s: %s", tls_dir_of(self.cfg), ", ".join(issued))
         for name in GRPC_SERVICES:
             addr = f"127.0.0.1:{free_port()}"
             setattr(self.cfg.services, name, addr)
@@ -303,7 +319,8 @@ class Platform:
                     address=f"127.0.0.1:{self.gateway_port}")
         deadline = time.monotonic() + timeout_s
         for name, addr in self.addresses.items():
-            if not wait_for_serving(addr, max(1.0, deadline - time.monotonic())):
+            if not wait_for_serving(addr, max(1.0, deadline - time.monotonic()), cfg=self.cfg,
+                                    server_name=_server_name(name)):
                 self.stop()
                 raise RuntimeError(f"{name} did not become SERVING at {addr}; see {self.log_dir / (name + '.log')}")
         while time.monotonic() < deadline:
@@ -322,7 +339,7 @@ class Platform:
     def start_transcoder(self, index: int) -> str:
         """Starts transcoder worker `index` on a fresh port; returns its gRPC address."""
         name = f"transcoder-{index}"
-        cfg = copy.deepcopy(self.cfg)
+        cfg = self._service_cfg(name)
         cfg.services.transcoder = f"127.0.0.1:{free_port()}"
         self.addresses[name] = cfg.services.transcoder
         self._spawn(name, ["-m", "transcoder_svc"], cfg)
@@ -339,7 +356,8 @@ class Platform:
         """Keeps `name` running until the platform stops or `kill()`s it: restarts it after
         each exit, with the backoff the module docstring describes, forever."""
         backoff = RestartBackoff(self.cfg.launcher.restart_initial_delay_s, self.cfg.launcher.restart_max_delay_s)
-        probe = _HealthProbe(self._states[name].address, grpc_health=name != "gateway")
+        probe = _HealthProbe(self._states[name].address, grpc_health=name != "gateway", cfg=self.cfg,
+                             server_name=_server_name(name))
         try:
             while True:
                 proc = self.procs[name]

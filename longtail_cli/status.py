@@ -24,12 +24,15 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from longtail_common.config import Config
+from longtail_common.grpc_server import dial
+
 TIMEOUT_S = 2.0
 LOG_TAIL_BYTES = 512 * 1024  # of each log: enough for the last errors, bounded on a big log
 _VIDEO_ID = re.compile(r'"longtail\.video_id":"([^"]+)"')
 
 
-def _healthy(name: str, address: str) -> bool:
+def _healthy(name: str, address: str, cfg: Config) -> bool:
     """Whether the process answers its health check now."""
     if name == "gateway":
         try:
@@ -37,7 +40,8 @@ def _healthy(name: str, address: str) -> bool:
                 return reply.status == 200
         except OSError:
             return False
-    with grpc.insecure_channel(address) as channel:
+    # Over the mesh (mutual TLS unless it is off), as this machine's admin identity.
+    with dial(address, cfg, name.split("-")[0]) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT_S)
         except grpc.RpcError:
@@ -55,7 +59,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def services(run_dir: pathlib.Path) -> dict:
+def services(run_dir: pathlib.Path, cfg: Config) -> dict:
     """The launcher's view of each process, plus a health check made now."""
     try:
         document = json.loads((run_dir / "services.json").read_text())
@@ -63,7 +67,7 @@ def services(run_dir: pathlib.Path) -> dict:
         return {"launcher": None, "services": {}}
     rows = {}
     for name, state in sorted(document["services"].items()):
-        live = state["state"] == "running" and _healthy(name, state["address"])
+        live = state["state"] == "running" and _healthy(name, state["address"], cfg)
         rows[name] = {**state, "healthy": live}
     launcher = {"pid": document["launcher_pid"], "alive": _pid_alive(document["launcher_pid"]),
                 "updated_at": document["updated_at"]}
@@ -125,7 +129,7 @@ def log_errors(logs_dir: pathlib.Path, last: int = 8) -> tuple[list[dict], int]:
     return errors[-last:], dead_letters
 
 
-def videos_by_status(traces_dir: pathlib.Path, metadata_address: str) -> dict[str, int] | None:
+def videos_by_status(traces_dir: pathlib.Path, metadata_address: str, cfg: Config) -> dict[str, int] | None:
     """Videos per status, for every video id the local traces name (None: metadata unreachable)."""
     from longtail.metadata.v1 import metadata_service_pb2 as mpb
     from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
@@ -136,7 +140,7 @@ def videos_by_status(traces_dir: pathlib.Path, metadata_address: str) -> dict[st
         ids |= set(_VIDEO_ID.findall(path.read_text(encoding="utf-8", errors="replace")))
     counts: dict[str, int] = {}
     ordered = sorted(ids)
-    with grpc.insecure_channel(metadata_address) as channel:
+    with dial(metadata_address, cfg, "metadata") as channel:
         stub = mpb_grpc.MetadataServiceStub(channel)
         for start in range(0, len(ordered), 1000):
             try:
@@ -150,17 +154,18 @@ def videos_by_status(traces_dir: pathlib.Path, metadata_address: str) -> dict[st
     return counts
 
 
-def collect(data_path: pathlib.Path) -> dict:
+def collect(cfg: Config) -> dict:
     """Everything `longtail status` shows, as one JSON-able dict."""
+    data_path = cfg.data_path
     run_dir = data_path / "run"
-    report = {"data_dir": str(data_path), "at": time.time(), **services(run_dir)}
+    report = {"data_dir": str(data_path), "at": time.time(), **services(run_dir, cfg)}
     families = scrape(run_dir)
     report["topic_lag"] = _sum_by_topic_group(families, "longtail_topic_lag", "longtail_topic_lag")
     report["dead_lettered"] = _sum_by_topic_group(families, "longtail_dead_lettered_messages",
                                                   "longtail_dead_lettered_messages_total")
     report["last_errors"], report["dead_letter_log_lines"] = log_errors(data_path / "logs")
     metadata = report["services"].get("metadata", {})
-    report["videos"] = (videos_by_status(data_path / "traces", metadata["address"])
+    report["videos"] = (videos_by_status(data_path / "traces", metadata["address"], cfg)
                         if metadata.get("healthy") else None)
     return report
 

@@ -52,13 +52,47 @@ class KafkaConfig:
 
 @dataclass
 class ServicesConfig:
-    """gRPC addresses of the services (host:port). The launcher fills these in."""
+    """gRPC targets of the services. The launcher fills these in.
+
+    Any gRPC target: `host:port` (or `dns:///host:port`) balances round robin over every
+    address the name resolves to (every replica: a compose service, a headless Kubernetes
+    Service); `ipv4:10.0.0.1:50051,10.0.0.2:50051` is a static set of replicas.
+    """
 
     metadata: str = "127.0.0.1:50051"
     upload: str = "127.0.0.1:50052"
     transcoder: str = "127.0.0.1:50053"
     placement: str = "127.0.0.1:50054"
     search: str = "127.0.0.1:50055"
+
+
+@dataclass
+class MeshConfig:
+    """How services reach each other: mutual TLS, keepalive and connection ageing."""
+
+    # Mutual TLS on every gRPC connection: a server refuses a client without a certificate
+    # from the mesh CA. false = plain text, for local development and tests that start
+    # services by hand.
+    tls: bool = True
+    # A directory as `longtail certs` lays it out: ca.crt, and <identity>.crt/.key for each
+    # service. "" = DATA_DIR/tls, where `longtail up` creates a single-machine CA.
+    tls_dir: str = ""
+    # The certificate this process presents from tls_dir: its service's name (the launcher
+    # sets each one's; "admin" is the operator's, for CLI jobs and tests).
+    identity: str = "admin"
+    # Single PEM files instead (an operator's CA: a cert-manager Secret, a SPIFFE helper's
+    # files); each one set wins over tls_dir.
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    # Clients ping an idle connection this often, and drop it if no answer comes in time,
+    # so a replica that vanished (a lost machine) leaves the balancer in seconds.
+    keepalive_time_s: float = 20.0
+    keepalive_timeout_s: float = 10.0
+    # Servers close connections this old (calls in flight get max_connection_age_grace_s),
+    # so clients re-resolve DNS names and spread over replicas added since.
+    max_connection_age_s: float = 300.0
+    max_connection_age_grace_s: float = 3600.0
 
 
 @dataclass
@@ -237,6 +271,7 @@ class Config:
     s3: S3Config = field(default_factory=S3Config)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     services: ServicesConfig = field(default_factory=ServicesConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
     platform: PlatformConfig = field(default_factory=PlatformConfig)
     transcoder: TranscoderConfig = field(default_factory=TranscoderConfig)
     playback: PlaybackConfig = field(default_factory=PlaybackConfig)

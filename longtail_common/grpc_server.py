@@ -1,7 +1,9 @@
 """gRPC plumbing: the service server (grpc.health.v1, SIGTERM/SIGINT, tracing and metrics
-interceptors) and the client channels every caller uses."""
+interceptors, mutual TLS) and the client channels every caller uses (round robin over the
+replicas, deadlines, keepalive, retries of idempotent calls: the service config below)."""
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -14,6 +16,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, client_interceptor, intercept_channel, server_interceptor
 
 from longtail_common import telemetry
+from longtail_common.config import Config, MeshConfig
+from longtail_common.mesh_tls import MeshIdentity, load_identity
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +29,12 @@ class ServiceServer:
     load balancer (or `longtail up`) never routes to a service that cannot work yet.
     """
 
-    def __init__(self, service_name: str, address: str, max_workers: int = 16, interceptors=()):
+    def __init__(self, service_name: str, address: str, max_workers: int = 16, interceptors=(),
+                 mesh: MeshConfig | None = None, identity: MeshIdentity | None = None):
+        """`identity`: serve mutual TLS with it (clients without a certificate from its CA are
+        refused); None: plain text."""
         self.service_name = service_name
+        mesh = mesh or MeshConfig()
         self.serving = False
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=service_name),
@@ -36,11 +44,17 @@ class ServiceServer:
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                # Clients' keepalive pings are welcome (not answered with GOAWAY as abuse).
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", int(mesh.keepalive_time_s * 500)),
+                ("grpc.max_connection_age_ms", int(mesh.max_connection_age_s * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(mesh.max_connection_age_grace_s * 1000)),
             ],
         )
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        self.port = self.server.add_insecure_port(address)
+        self.port = (self.server.add_secure_port(address, identity.server_credentials()) if identity
+                     else self.server.add_insecure_port(address))
         if self.port == 0:
             raise RuntimeError(f"{service_name}: cannot bind {address}")
         self.stopping = threading.Event()
@@ -162,10 +176,30 @@ def _status_name(context, default: str) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else default
 
 
-def wait_for_serving(address: str, timeout_s: float = 30.0, service: str = "") -> bool:
-    """Polls grpc.health.v1 until SERVING (used by the launcher and tests)."""
+def dial(address: str, cfg: Config | None = None, server_name: str = "", options=()) -> grpc.Channel:
+    """A channel to `address` over mutual TLS as `cfg.mesh` says, verifying that the server's
+    certificate names `server_name` (a service: "metadata", ...); plain text when `cfg` is
+    None or mesh.tls is off."""
+    credentials, options = _mesh_security(cfg, server_name, options)
+    if credentials is None:
+        return grpc.insecure_channel(address, options=options)
+    return grpc.secure_channel(address, credentials, options=options)
+
+
+def _mesh_security(cfg: Config | None, server_name: str, options) -> tuple[grpc.ChannelCredentials | None, list]:
+    """(credentials, options) of a mesh channel: None and `options` in plain text."""
+    identity = load_identity(cfg) if cfg is not None else None
+    if identity is None:
+        return None, list(options)
+    return identity.channel_credentials(), [*options, ("grpc.ssl_target_name_override", server_name)]
+
+
+def wait_for_serving(address: str, timeout_s: float = 30.0, service: str = "", cfg: Config | None = None,
+                     server_name: str = "") -> bool:
+    """Polls grpc.health.v1 until SERVING (used by the launcher and tests); `cfg` and
+    `server_name` as for dial()."""
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(address) as channel:
+    with dial(address, cfg, server_name) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:
@@ -178,43 +212,70 @@ def wait_for_serving(address: str, timeout_s: float = 30.0, service: str = "") -
     return False
 
 
-def client_channel_options() -> list[tuple[str, object]]:
-    """Channel options: calls wait for the server to come up instead of failing at once,
-    and retry UNAVAILABLE a few times (services start in any order)."""
-    import json
+# Per-method policies: (deadline, retried on UNAVAILABLE, {gRPC service: [methods]}). A call's
+# own timeout, when shorter, wins. Only calls that are safe to send twice are retried: reads,
+# and CreateUpload (it returns an existing upload as it is). Writes are not: a CreateVideo
+# whose reply was lost would come back ALREADY_EXISTS, an etag-guarded UpdateVideo ABORTED,
+# an AppendUpload FAILED_PRECONDITION (tus resumes it from the client instead).
+METHOD_POLICIES = [
+    ("30s", True, {"longtail.metadata.v1.MetadataService": ["GetVideo", "GetChannel"],
+                   "longtail.upload.v1.UploadService": ["GetUpload", "CreateUpload"],
+                   "longtail.placement.v1.PlacementService": ["GetPlacement", "ListRegions"],
+                   "longtail.transcoder.v1.TranscoderService": ["GetWorkerStatus"],
+                   "grpc.health.v1.Health": ["Check"]}),
+    ("60s", True, {"longtail.metadata.v1.MetadataService": ["BatchGetVideos", "ListVideos"],
+                   "longtail.search.v1.SearchService": ["SearchVideos", "ListLatestVideos"]}),
+    ("30s", False, {"longtail.metadata.v1.MetadataService": ["CreateVideo", "UpdateVideo", "CreateChannel"]}),
+    ("3600s", False, {"longtail.upload.v1.UploadService": ["AppendUpload"]}),
+]
+RETRY_POLICY = {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "3s", "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"]}
 
-    service_config = json.dumps(
-        {
-            "methodConfig": [
-                {
-                    "name": [{}],
-                    "waitForReady": True,
-                    "retryPolicy": {
-                        "maxAttempts": 5,
-                        "initialBackoff": "0.2s",
-                        "maxBackoff": "3s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
-                    },
-                }
-            ]
-        }
-    )
+
+def service_config() -> dict:
+    """The gRPC service config of every client channel.
+
+    round_robin over every address the target resolves to; client-side health checking
+    (grpc.health.v1 Watch) so a replica that is starting, draining or NOT_SERVING gets no
+    calls; waitForReady everywhere, so a call made while no replica is ready yet waits for
+    one (services start in any order) instead of failing; retry throttling, so retries stop
+    piling onto a fleet that is failing anyway.
+    """
+    method_config = [{"name": [{}], "waitForReady": True}]
+    for timeout, retried, services in METHOD_POLICIES:
+        names = [{"service": service, "method": method} for service, methods in services.items() for method in methods]
+        method_config.append({"name": names, "waitForReady": True, "timeout": timeout,
+                              **({"retryPolicy": RETRY_POLICY} if retried else {})})
+    return {"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": ""},
+            "retryThrottling": {"maxTokens": 100, "tokenRatio": 0.1}, "methodConfig": method_config}
+
+
+def client_channel_options(mesh: MeshConfig) -> list[tuple[str, object]]:
     return [
-        ("grpc.service_config", service_config),
+        ("grpc.service_config", json.dumps(service_config())),
         ("grpc.enable_retries", 1),
+        ("grpc.keepalive_time_ms", int(mesh.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(mesh.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
         ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ]
 
 
-def client_channel(address: str) -> grpc.Channel:
-    """A channel whose calls carry trace context (and open CLIENT spans)."""
-    channel = grpc.insecure_channel(address, options=client_channel_options())
+def client_channel(cfg: Config, service: str, address: str | None = None) -> grpc.Channel:
+    """A channel to every replica of `service` ("metadata", ...; at cfg.services.<service>
+    unless `address` is given) with the service config above, over mutual TLS unless
+    mesh.tls is off; its calls carry trace context (and open CLIENT spans)."""
+    channel = dial(address or getattr(cfg.services, service), cfg, service, client_channel_options(cfg.mesh))
     return intercept_channel(channel, client_interceptor()) if telemetry.tracing_enabled() else channel
 
 
-def aio_client_channel(address: str) -> grpc.aio.Channel:
-    """The asyncio flavour, for the gateway."""
+def aio_client_channel(cfg: Config, service: str) -> grpc.aio.Channel:
+    """The asyncio flavour of client_channel, for the gateway."""
     interceptors = aio_client_interceptors() if telemetry.tracing_enabled() else None
-    return grpc.aio.insecure_channel(address, options=client_channel_options(), interceptors=interceptors)
+    target = getattr(cfg.services, service)
+    credentials, options = _mesh_security(cfg, service, client_channel_options(cfg.mesh))
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)

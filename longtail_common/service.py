@@ -4,7 +4,7 @@ A service hands over its gRPC registration, the backends it needs and a `start` 
 that builds its servicer (and any consumers) from them; `run_service` does the rest in the
 same order for every service:
 
-1. gRPC server with health up at once, NOT_SERVING (calls get UNAVAILABLE meanwhile);
+1. gRPC server (mutual TLS unless mesh.tls is off) with health up at once, NOT_SERVING (calls get UNAVAILABLE meanwhile);
 2. backends connected with backoff, bucket and topics made sure of (a backend that is
    down keeps the service up and retrying, never crash-looping);
 3. `start(backends)`; its servicer bound, its consumer and background threads started;
@@ -24,6 +24,7 @@ from longtail_common.adapters import make_metadata_store, make_object_store, mak
 from longtail_common.config import Config
 from longtail_common.consumer import run_consumer
 from longtail_common.grpc_server import ServiceServer
+from longtail_common.mesh_tls import load_identity
 from longtail_common.ports import DEFAULT_TOPICS, Message, MetadataStore, ObjectStore, TopicBus
 
 T = TypeVar("T")
@@ -102,7 +103,7 @@ def run_service(
     `name` is the gRPC service name that health reports; `add_servicer` is the generated
     `add_<Service>Servicer_to_server`.
     """
-    server = ServiceServer(name, address)
+    server = ServiceServer(name, address, mesh=cfg.mesh, identity=load_identity(cfg))
     # gRPC takes handlers only before start(), but the servicer needs the backends first.
     servicer = server.late_servicer(add_servicer)
     server.start()

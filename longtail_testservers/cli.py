@@ -1,7 +1,4 @@
-"""`longtail services start|stop|status --dir DIR [--data-dir D]`: the test servers from the
-command line: Kafka, Cassandra and S3Proxy (Java), then Prometheus and Alertmanager (Debian's
-binaries) scraping the platform `longtail up --data-dir D` runs. A missing prerequisite skips
-its servers with the reason; with CI set it is a failure (exit 2) instead."""
+"""`longtail services start|stop|status --dir DIR`: the test servers from the command line."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +10,7 @@ import sys
 from longtail_testservers.cluster import start_all, stop_all
 from longtail_testservers.errors import MISSING_JAVA_PREFIX, TestServerError
 from longtail_testservers.jars import java_available, server_versions
+from longtail_testservers.keycloak import MISSING_JAVA21_PREFIX, REALM_FILE, keycloak_available
 from longtail_testservers.process import HOST, pid_alive, pid_cmdline
 from longtail_testservers.prometheus import MISSING_PROMETHEUS_PREFIX, prometheus_available, start_observability
 from longtail_testservers.state import add_to_state, read_state
@@ -22,11 +20,14 @@ log = logging.getLogger("longtail.testservers")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="longtail services",
-                                     description="Local Kafka, Cassandra and S3Proxy for the real backends")
+                                     description="Local Kafka, Cassandra and S3Proxy for the real backends, "
+                                                 "and Keycloak for the OIDC sign-in")
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("--dir", required=True, help="where the servers keep config, data and logs")
     parser.add_argument("--data-dir", default=".longtail",
                         help="the data dir of the platform Prometheus scrapes (`longtail up --data-dir`; default ./.longtail)")
+    parser.add_argument("--without-keycloak", action="store_true",
+                        help="start the backends only (Keycloak needs Java 21+ and a minute of CPU)")
     args = parser.parse_args(argv)
     root = pathlib.Path(args.dir).resolve()
 
@@ -63,22 +64,46 @@ def main(argv: list[str] | None = None) -> int:
     if not ok:
         print(MISSING_JAVA_PREFIX + reason, file=sys.stderr)
         return 2
-    print(f"starting Kafka, Cassandra and S3Proxy under {root} ({reason}) ...", flush=True)
+    with_keycloak = not args.without_keycloak
+    if with_keycloak:
+        ok, why = keycloak_available()
+        if not ok:
+            print(MISSING_JAVA21_PREFIX + why + "\n(or start the backends alone with --without-keycloak)",
+                  file=sys.stderr)
+            return 2
+        reason += f"; Keycloak on {why}"
+    print(f"starting Kafka, Cassandra, S3Proxy{' and Keycloak' * with_keycloak} under {root} ({reason}) ...",
+          flush=True)
     try:
-        servers = start_all(root)
+        servers = start_all(root, with_keycloak=with_keycloak)
     except TestServerError as exc:
         print(f"longtail services start: {exc}", file=sys.stderr)
         return 1
+    _print_started(servers)
+    code = _start_observability(root, pathlib.Path(args.data_dir).resolve())
+    _print_next_steps(servers, args.dir, args.data_dir)
+    return code
+
+
+def _print_started(servers: dict) -> None:
     versions = server_versions()
-    for name, label in (("kafka", "Kafka"), ("cassandra", "Cassandra"), ("s3proxy", "S3Proxy")):
+    for name, label in (("kafka", "Kafka"), ("cassandra", "Cassandra"), ("s3proxy", "S3Proxy"),
+                        ("keycloak", "Keycloak")):
+        if name not in servers:
+            continue
         s = servers[name]
         print(f"  {label:9} {versions[name]:7} {HOST}:{s.port:<5}  pid {s.pid:<7}  ready in {s.startup_s:5.1f}s"
               f"  log {s.log_file}")
     print(f"config for the real backends: {servers['config_path']}")
-    code = _start_observability(root, pathlib.Path(args.data_dir).resolve())
-    print(f"  longtail up --config {servers['config_path']} --data-dir {args.data_dir}")
-    print(f"stop with: longtail services stop --dir {args.dir}")
-    return code
+
+
+def _print_next_steps(servers: dict, dir_arg: str, data_dir: str) -> None:
+    print(f"  longtail up --config {servers['config_path']} --data-dir {data_dir}")
+    if "keycloak" in servers:
+        kc = servers["keycloak"]
+        print(f"OIDC issuer {kc.issuer}, client {kc.client_id} (TEST secret {kc.client_secret}), "
+              f"users {', '.join(kc.users)} (TEST passwords in deploy/keycloak/{REALM_FILE.name})")
+    print(f"stop with: longtail services stop --dir {dir_arg}")
 
 
 def _start_observability(root: pathlib.Path, data_dir: pathlib.Path) -> int:

@@ -1,4 +1,5 @@
-"""All three servers at once: starts them in parallel, writes the config that uses them, stops them."""
+"""All the servers at once (the three backends, optionally Keycloak): starts them in parallel,
+writes the config that uses the backends, stops them."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -13,6 +14,7 @@ from longtail_testservers.cassandra import CASSANDRA_DEADLINE_S, CassandraServer
 from longtail_testservers.errors import MISSING_JAVA_PREFIX, JavaUnavailableError, TestServerError
 from longtail_testservers.jars import java_available, resolve_jars
 from longtail_testservers.kafka import KAFKA_DEADLINE_S, KafkaServer, start_kafka
+from longtail_testservers.keycloak import KEYCLOAK_DEADLINE_S, MISSING_JAVA21_PREFIX, keycloak_available, start_keycloak
 from longtail_testservers.process import STOP_TIMEOUT_S, JavaServer, stop_pid
 from longtail_testservers.s3proxy import S3PROXY_DEADLINE_S, S3ProxyServer, start_s3proxy
 from longtail_testservers.state import read_state, write_state
@@ -41,12 +43,13 @@ def config_toml(kafka: KafkaServer, cassandra: CassandraServer, s3: S3ProxyServe
     return "\n".join(lines)
 
 
-def start_all(dir: str | os.PathLike, deadlines: dict[str, float] | None = None) -> dict:
-    """Start Kafka, Cassandra and S3Proxy (in parallel) under `dir`.
+def start_all(dir: str | os.PathLike, deadlines: dict[str, float] | None = None,
+              with_keycloak: bool = False) -> dict:
+    """Start Kafka, Cassandra and S3Proxy (and Keycloak, if asked) in parallel under `dir`.
 
     Writes `dir/longtail.toml` (a config using all three) and `dir/servers.json`. Returns
     {"kafka": KafkaServer, "cassandra": CassandraServer, "s3proxy": S3ProxyServer,
-     "config": Config, "config_path": Path, "dir": Path, "resolve_s": float}.
+     ["keycloak": KeycloakServer,] "config": Config, "config_path": Path, "dir": Path, "resolve_s": float}.
     If any server fails, the others are stopped and TestServerError is raised.
     """
     root = pathlib.Path(dir).resolve()
@@ -54,6 +57,9 @@ def start_all(dir: str | os.PathLike, deadlines: dict[str, float] | None = None)
     ok, reason = java_available()
     if not ok:
         raise JavaUnavailableError(MISSING_JAVA_PREFIX + reason)
+    ok, reason = keycloak_available() if with_keycloak else (True, "")
+    if not ok:
+        raise JavaUnavailableError(MISSING_JAVA21_PREFIX + reason)
     deadlines = deadlines or {}
     t0 = time.monotonic()
     resolve_jars()
@@ -63,9 +69,11 @@ def start_all(dir: str | os.PathLike, deadlines: dict[str, float] | None = None)
         "kafka": lambda: start_kafka(root / "kafka", deadlines.get("kafka", KAFKA_DEADLINE_S)),
         "s3proxy": lambda: start_s3proxy(root / "s3proxy", deadlines.get("s3proxy", S3PROXY_DEADLINE_S)),
     }
+    if with_keycloak:
+        starters["keycloak"] = lambda: start_keycloak(root / "keycloak", deadlines.get("keycloak", KEYCLOAK_DEADLINE_S))
     started: dict[str, JavaServer] = {}
     errors: dict[str, BaseException] = {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="testserver") as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(starters), thread_name_prefix="testserver") as pool:
         futures = {pool.submit(fn): name for name, fn in starters.items()}
         for fut in concurrent.futures.as_completed(futures):
             name = futures[fut]
@@ -82,10 +90,10 @@ def start_all(dir: str | os.PathLike, deadlines: dict[str, float] | None = None)
     config_path = root / "longtail.toml"
     config_path.write_text(config_toml(kafka, cassandra, s3))
     total_s = round(time.monotonic() - t0, 2)
-    write_state(root, {"kafka": kafka, "cassandra": cassandra, "s3proxy": s3}, resolve_s, total_s)
+    write_state(root, started, resolve_s, total_s)
     cfg = load_config(config_path, env={})
-    return {"kafka": kafka, "cassandra": cassandra, "s3proxy": s3, "config": cfg, "config_path": config_path,
-            "dir": root, "resolve_s": resolve_s, "total_s": total_s}
+    return {**started, "config": cfg, "config_path": config_path, "dir": root, "resolve_s": resolve_s,
+            "total_s": total_s}
 
 
 def stop_all(dir: str | os.PathLike, timeout_s: float = STOP_TIMEOUT_S) -> list[str]:
@@ -99,6 +107,6 @@ def stop_all(dir: str | os.PathLike, timeout_s: float = STOP_TIMEOUT_S) -> list[
         if stop_pid(int(info["pid"]), info["dir"], timeout_s):
             stopped.append(name)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda item: stop_one(*item), state.get("servers", {}).items()))
     return sorted(stopped)

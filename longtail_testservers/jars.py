@@ -1,13 +1,15 @@
-"""Java, Maven and the jar cache: finds a Java 17+ and fetches each server's jars once.
+"""Java, Maven and the jar cache: finds a Java 17+ (or 21+) and fetches each server's jars once.
 
 Jars: `deploy/testservers/pom.xml` (one module per server) is resolved with
 `mvn dependency:copy-dependencies` into `~/.cache/longtail/testservers/` (or
 `$LONGTAIL_TESTSERVERS_CACHE`), once; later runs find the jars and skip Maven.
+Servers with their own pom (`OWN_POM_NAMES`) are resolved the same way from that pom.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import logging
@@ -23,7 +25,13 @@ from longtail_testservers.errors import MISSING_JAVA_PREFIX, JavaUnavailableErro
 
 log = logging.getLogger("longtail.testservers")
 
-SERVER_NAMES = ("kafka", "cassandra", "s3proxy")
+SERVER_NAMES = ("kafka", "cassandra", "s3proxy")  # the modules of deploy/testservers/pom.xml
+# Not modules of that pom, whose bytes key the modules' caches: adding one refetches nothing.
+OWN_POM_NAMES = ("keycloak",)
+JAVA21_HOME_ENV = "LONGTAIL_JAVA21_HOME"
+# Where JDKs are usually installed (Debian/Ubuntu, RHEL, Docker images, SDKMAN, macOS).
+_JDK_GLOBS = ("/usr/lib/jvm/*", "/usr/java/*", "/opt/java/*", "/opt/*jdk*", "~/.sdkman/candidates/java/*",
+              "/Library/Java/JavaVirtualMachines/*/Contents/Home")
 CACHE_ENV = "LONGTAIL_TESTSERVERS_CACHE"
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 POM_DIR = REPO_ROOT / "deploy" / "testservers"
@@ -64,15 +72,55 @@ def java_major_version(java: str) -> int:
     return major
 
 
+def java_at_least(major: int) -> tuple[str | None, str]:
+    """(path of a java whose version is `major`+, how it was found) or (None, why none).
+
+    `$LONGTAIL_JAVA21_HOME` wins when set; then the default java (LONGTAIL_JAVA, JAVA_HOME,
+    PATH); then the newest JDK in the usual install folders, beside an older default.
+    """
+    pinned = os.environ.get(JAVA21_HOME_ENV)
+    if pinned:
+        java = os.path.join(pinned, "bin", "java")
+        if not os.access(java, os.X_OK):
+            return None, f"${JAVA21_HOME_ENV}={pinned} has no bin/java"
+        version = _version_or_zero(java)
+        if version < major:
+            return None, f"${JAVA21_HOME_ENV}={pinned} is Java {version}, not {major}+"
+        return java, f"Java {version} at {java} (${JAVA21_HOME_ENV})"
+    default = java_exe()
+    if default and _version_or_zero(default) >= major:
+        return default, f"Java {_version_or_zero(default)} at {default} (the default java)"
+    found = []
+    for pattern in _JDK_GLOBS:
+        for home in glob.glob(os.path.expanduser(pattern)):
+            java = os.path.realpath(os.path.join(home, "bin", "java"))
+            if os.access(java, os.X_OK) and java not in (f for _, f in found):
+                found.append((_version_or_zero(java), java))
+    best = max(found, default=(0, None))
+    if best[0] >= major:
+        return best[1], f"Java {best[0]} at {best[1]} (found in the usual JDK folders)"
+    seen = ", ".join(f"Java {v} at {j}" for v, j in sorted(found)) or "none"
+    return None, (f"no Java {major}+ (looked at ${JAVA21_HOME_ENV}, the default java and "
+                  f"{', '.join(_JDK_GLOBS)}; found {seen}). Install one (e.g. `apt-get install "
+                  f"openjdk-{major}-jdk-headless`) or set ${JAVA21_HOME_ENV} to its home")
+
+
+def _version_or_zero(java: str) -> int:
+    try:
+        return java_major_version(java)
+    except (OSError, subprocess.SubprocessError, TestServerError):
+        return 0
+
+
 def _poms() -> dict[str, pathlib.Path]:
-    return {name: POM_DIR / name / "pom.xml" for name in SERVER_NAMES}
+    return {name: POM_DIR / name / "pom.xml" for name in SERVER_NAMES + OWN_POM_NAMES}
 
 
 def server_versions() -> dict[str, str]:
     """{'kafka': '4.3.1', ...} as pinned in deploy/testservers/*/pom.xml."""
     versions = {}
     for name, pom in _poms().items():
-        m = re.search(r"<(?:kafka|cassandra|s3proxy)\.version>([^<]+)<", pom.read_text())
+        m = re.search(rf"<{name}\.version>([^<]+)<", pom.read_text())
         versions[name] = m.group(1) if m else "?"
     return versions
 
@@ -119,7 +167,7 @@ def java_available() -> tuple[bool, str]:
 
 
 @contextlib.contextmanager
-def _file_lock(path: pathlib.Path):
+def file_lock(path: pathlib.Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -130,7 +178,8 @@ def _file_lock(path: pathlib.Path):
 
 
 def resolve_jars(names=SERVER_NAMES, timeout_s: float = 1200) -> dict[str, pathlib.Path]:
-    """The jar folder of each server, fetching the missing ones with one Maven run.
+    """The jar folder of each server, fetching the missing ones with Maven (one run for the
+    modules of deploy/testservers/pom.xml, one per own-pom server).
 
     Safe to call from several processes at once (a file lock serialises Maven).
     """
@@ -139,42 +188,53 @@ def resolve_jars(names=SERVER_NAMES, timeout_s: float = 1200) -> dict[str, pathl
     if not missing:
         return dirs
     cache = cache_dir()
-    with _file_lock(cache / ".lock"):
+    with file_lock(cache / ".lock"):
         missing = [n for n in names if not (dirs[n] / ".complete").exists()]
         if not missing:
             return dirs
         mvn = shutil.which("mvn")
         if not mvn:
             raise JavaUnavailableError(MISSING_JAVA_PREFIX + "no `mvn` on PATH to fetch the server jars")
-        staging = pathlib.Path(tempfile.mkdtemp(dir=cache, prefix=".staging-"))
-        try:
-            cmd = [mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(POM_DIR / "pom.xml"), "-pl", ",".join(missing),
-                   "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
-                   f"-Dtestservers.out={staging}"]
-            log.info("fetching jars for %s with Maven into %s", ", ".join(missing), cache)
-            started = time.monotonic()
-            try:
-                out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
-                                     stdin=subprocess.DEVNULL, cwd=POM_DIR)
-            except subprocess.TimeoutExpired as exc:
-                raise TestServerError(f"Maven did not finish fetching {missing} within {timeout_s:.0f}s: "
-                                      f"{' '.join(cmd)}") from exc
-            if out.returncode != 0:
-                tail = "\n".join((out.stdout + out.stderr).strip().splitlines()[-40:])
-                raise TestServerError(f"Maven failed ({out.returncode}) fetching the {', '.join(missing)} jars:\n"
-                                      f"$ {' '.join(cmd)}\n{tail}")
-            elapsed = time.monotonic() - started
-            for n in missing:
-                got = staging / n
-                jars = sorted(p.name for p in got.glob("*.jar")) if got.is_dir() else []
-                if not jars:
-                    raise TestServerError(f"Maven copied no jars for {n} into {got}")
-                (got / ".complete").write_text(json.dumps(
-                    {"fetched_at": time.time(), "maven_seconds": round(elapsed, 1), "jars": jars}, indent=1))
-                if dirs[n].exists():
-                    shutil.rmtree(dirs[n])
-                os.replace(got, dirs[n])
-            log.info("fetched jars for %s in %.1fs", ", ".join(missing), elapsed)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        modules = [n for n in missing if n not in OWN_POM_NAMES]
+        runs = ([(["-f", str(POM_DIR / "pom.xml"), "-pl", ",".join(modules)], modules)] if modules else [])
+        runs += [(["-f", str(POM_DIR / n / "pom.xml")], [n]) for n in missing if n in OWN_POM_NAMES]
+        for pom_args, group in runs:
+            _fetch_group(mvn, pom_args, group, dirs, timeout_s)
     return dirs
+
+
+def _fetch_group(mvn: str, pom_args: list[str], names: list[str], dirs: dict[str, pathlib.Path],
+                 timeout_s: float) -> None:
+    """One Maven run copying the runtime artifacts (jars, or a distribution zip) of `names`."""
+    cache = cache_dir()
+    staging = pathlib.Path(tempfile.mkdtemp(dir=cache, prefix=".staging-"))
+    try:
+        cmd = [mvn, "-B", "-q", "-Dstyle.color=never", *pom_args,
+               "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
+               f"-Dtestservers.out={staging}"]
+        log.info("fetching jars for %s with Maven into %s", ", ".join(names), cache)
+        started = time.monotonic()
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                                 stdin=subprocess.DEVNULL, cwd=POM_DIR)
+        except subprocess.TimeoutExpired as exc:
+            raise TestServerError(f"Maven did not finish fetching {names} within {timeout_s:.0f}s: "
+                                  f"{' '.join(cmd)}") from exc
+        if out.returncode != 0:
+            tail = "\n".join((out.stdout + out.stderr).strip().splitlines()[-40:])
+            raise TestServerError(f"Maven failed ({out.returncode}) fetching the {', '.join(names)} jars:\n"
+                                  f"$ {' '.join(cmd)}\n{tail}")
+        elapsed = time.monotonic() - started
+        for n in names:
+            got = staging / n
+            jars = sorted(p.name for p in [*got.glob("*.jar"), *got.glob("*.zip")]) if got.is_dir() else []
+            if not jars:
+                raise TestServerError(f"Maven copied no jars for {n} into {got}")
+            (got / ".complete").write_text(json.dumps(
+                {"fetched_at": time.time(), "maven_seconds": round(elapsed, 1), "jars": jars}, indent=1))
+            if dirs[n].exists():
+                shutil.rmtree(dirs[n])
+            os.replace(got, dirs[n])
+        log.info("fetched jars for %s in %.1fs", ", ".join(names), elapsed)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -346,7 +346,7 @@ def run(cfg, day: dt.date, args) -> dict:
     regions = list(cfg.platform.regions)
     store = make_view_count_store(cfg)
     objects = make_object_store(cfg)
-    channel = client_channel(args.metadata or cfg.services.metadata)
+    channel = client_channel(cfg, "metadata", args.metadata)
     metadata = mpb_grpc.MetadataServiceStub(channel)
     out: dict = {"date": day.isoformat(), "regions": regions}
     try:

@@ -236,7 +236,7 @@ class PlacementServicer(pb_grpc.PlacementServiceServicer):
 def serve(cfg: Config) -> None:
     def start(backends: Backends) -> Running:
         """The servicer, and the consumers of transcode results and of views."""
-        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
+        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata"))
         producer = backends.bus.producer()
         objects = make_object_store(cfg)
         placement_metrics.register_cdn_share_gauge(objects)

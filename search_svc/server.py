@@ -163,7 +163,7 @@ def serve(cfg: Config) -> None:
     def start(backends: Backends) -> Running:
         """The servicer, and the `video.published` consumer that keeps the index."""
         index = SearchIndex(cfg.data_path / "search" / "index.sqlite3")
-        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
+        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata"))
         published = Consumer("published-consumer", backends.bus, [TOPIC_VIDEO_PUBLISHED], CONSUMER_GROUP,
                              PublishedHandler(index, metadata), max_attempts=5, join_timeout_s=30)
         return Running(SearchServicer(index, metadata), consumers=[published],

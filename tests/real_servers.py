@@ -1,4 +1,5 @@
-"""pytest plugin: real Kafka, Cassandra (CQL, for the Scylla backend) and S3Proxy servers.
+"""pytest plugin: real Kafka, Cassandra (CQL, for the Scylla backend) and S3Proxy servers,
+and a real Keycloak (the OpenID Connect provider).
 
 `real_servers` (session scope) starts all three once per test session in a temporary
 directory with `longtail_testservers` (JVM processes from Maven Central jars),
@@ -15,6 +16,12 @@ Build backends for a test from the fixture value with `make_real_metadata_store`
 namespace where that is cheap (bucket prefix), or a shared one where it is not
 (one test keyspace; topics are named by the tests).
 
+`keycloak_server` (session scope, started on first use, apart from the others: it costs a
+minute of CPU) is Keycloak in dev mode with the `longtail` test realm; it needs Java 21+,
+found beside the default Java (see `longtail_testservers.jars.java_at_least`), and skips or
+fails like the others when there is none. `keycloak_token` signs a test user in with the
+password grant, for REST API tests that need a bearer token.
+
 Load it with `-p tests.real_servers` or `pytest_plugins = ["tests.real_servers"]`.
 """
 from __future__ import annotations
@@ -29,12 +36,13 @@ import uuid
 import pytest
 
 from longtail_common.config import Config
-from longtail_testservers import cluster, jars
+from longtail_testservers import cluster, jars, keycloak
 from longtail_testservers.errors import MISSING_JAVA_PREFIX, JavaUnavailableError, TestServerError
 
 TEST_KEYSPACE = "longtail_test"
 
 _started: dict = {}  # what the session fixture started, for the terminal summary
+_keycloak_started: dict = {}
 
 
 def _in_ci() -> bool:
@@ -150,6 +158,47 @@ def real_servers(tmp_path_factory):
                     shutil.rmtree(root / name / sub, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def keycloak_server(tmp_path_factory):
+    """Keycloak with the `longtail` realm for the whole session: a KeycloakServer with
+    `.issuer` (http://127.0.0.1:PORT/realms/longtail), `.client_id` ("longtail-gateway"),
+    `.client_secret`, `.users` ({"alice", "bob", "carol" (realm role "admin")} -> RealmUser
+    with password and email) and `.admin_user`/`.admin_password` (master realm admin API).
+    Every secret and password here is a TEST one, from deploy/keycloak/longtail-realm.json."""
+    ok, reason = keycloak.keycloak_available()
+    if not ok:
+        _unavailable(keycloak.MISSING_JAVA21_PREFIX + reason)
+    root = tmp_path_factory.mktemp("keycloak")
+    started = time.monotonic()
+    try:
+        server = keycloak.start_keycloak(root)
+    except JavaUnavailableError as exc:
+        _unavailable(str(exc))
+    except TestServerError as exc:
+        pytest.fail(f"Keycloak did not start: {exc}", pytrace=False)
+    _keycloak_started.update(server=server, total_s=round(time.monotonic() - started, 1))
+    try:
+        yield server
+    finally:
+        server.stop()
+        if not os.environ.get("LONGTAIL_KEEP_SERVER_DIRS"):
+            shutil.rmtree(root / "data", ignore_errors=True)
+
+
+def keycloak_token(server, username: str, scope: str = "openid") -> dict:
+    """The token response (access_token, id_token, ...) for a test user of the realm, through
+    the password grant (enabled on the test client only, for tests and scripts)."""
+    import httpx
+
+    user = server.users[username]
+    response = httpx.post(f"{server.issuer}/protocol/openid-connect/token", timeout=30,
+                          auth=(server.client_id, server.client_secret),
+                          data={"grant_type": "password", "username": user.username,
+                                "password": user.password, "scope": scope})
+    response.raise_for_status()
+    return response.json()
+
+
 def pytest_configure(config):
     # kafka-python 3.0 loads its protocol schemas with importlib.resources' legacy API:
     # hundreds of DeprecationWarnings per session that say nothing about this project.
@@ -158,6 +207,11 @@ def pytest_configure(config):
 
 
 def pytest_terminal_summary(terminalreporter):
+    if _keycloak_started:
+        server = _keycloak_started["server"]
+        terminalreporter.write_line(
+            f"keycloak {jars.server_versions()['keycloak']}: ready in {server.startup_s:.1f}s "
+            f"({_keycloak_started['total_s']:.1f}s with any first-time fetch, build and seed; log {server.log_file})")
     if not _started:
         return
     tr = terminalreporter

@@ -14,6 +14,7 @@ from longtail.accounts.v1 import account_service_pb2 as pb
 from longtail.accounts.v1 import account_service_pb2_grpc as pb_grpc
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
+from longtail_common.grpc_server import dial
 
 TOKEN_RE = re.compile(r"lt_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
 
@@ -94,7 +95,7 @@ def test_commands_work_while_the_platform_runs(tmp_path):
         base, link_token = _link_token(added.stdout)
         assert base == "https://video.example.org/account/set-password"
         token = longtail("tokens", "create", "ada", "--config", str(config)).stdout.strip().splitlines()[-1]
-        with grpc.insecure_channel(platform.addresses["metadata"]) as channel:
+        with dial(platform.addresses["metadata"], platform.cfg, "metadata") as channel:
             stub = pb_grpc.AccountServiceStub(channel)
             stub.SetPassword(pb.SetPasswordRequest(link_token=link_token, password="a long passphrase"))
             assert stub.VerifyPassword(pb.VerifyPasswordRequest(username="ada", password="a long passphrase")).username \

@@ -18,6 +18,7 @@ from longtail.transcoder.v1 import transcoder_service_pb2_grpc as tpb_grpc
 from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
+from longtail_common.grpc_server import dial
 
 pytestmark = pytest.mark.slow
 
@@ -261,7 +262,7 @@ def test_killed_worker_job_is_redone(tmp_path, clip_720p):
     with Platform(cfg, gateway_port=free_port(), transcoder_workers=2) as platform, httpx.Client(timeout=60) as client:
         base = platform.gateway_url
         vid = upload_all(client, clip_720p, base, title="kill test")
-        stubs = {name: tpb_grpc.TranscoderServiceStub(grpc.insecure_channel(addr))
+        stubs = {name: tpb_grpc.TranscoderServiceStub(dial(addr, platform.cfg, "transcoder"))
                  for name, addr in platform.addresses.items() if name.startswith("transcoder-")}
         victim = None
         deadline = time.monotonic() + 60

@@ -23,6 +23,7 @@ from longtail.transcoder.v1 import transcoder_service_pb2 as tpb
 from longtail.transcoder.v1 import transcoder_service_pb2_grpc as tpb_grpc
 from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
+from longtail_common.grpc_server import dial
 from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET, TOPIC_VIDEO_PUBLISHED
 from tests.real_servers import make_real_object_store, make_real_topic_bus, real_config, restart_kafka
 from tests.test_e2e_embedded import create_video, upload_all
@@ -152,7 +153,7 @@ def _published_for(platform, video_id: str, settle_s: float = 5.0, timeout_s: fl
 def test_kafka_restart_mid_transcode_ready_exactly_once(real_servers, real_platform, client, clip):
     base = real_platform.gateway_url
     vid = upload_all(client, clip, base, title="Broker restart", channel="realchan")
-    stub = tpb_grpc.TranscoderServiceStub(grpc.insecure_channel(real_platform.addresses["transcoder-0"]))
+    stub = tpb_grpc.TranscoderServiceStub(dial(real_platform.addresses["transcoder-0"], real_platform.cfg, "transcoder"))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:

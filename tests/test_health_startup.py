@@ -27,6 +27,7 @@ def _unreachable_config(tmp_path, **backends) -> Config:
     cfg.scylla = ScyllaConfig(contact_points=["127.0.0.1"], port=closed)
     cfg.s3 = S3Config(endpoint=f"127.0.0.1:{closed}", access_key="k", secret_key="s")
     cfg.kafka = KafkaConfig(bootstrap_servers=f"127.0.0.1:{closed}")
+    cfg.mesh.tls = False  # started by hand and probed in plain text
     return cfg
 
 

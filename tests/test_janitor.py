@@ -90,6 +90,7 @@ def test_negative_retention_is_refused(metadata, tmp_path):
 def test_upload_service_sweeps_on_its_own(tmp_path):
     """The janitor runs inside upload_svc: metadata_svc + upload_svc processes, a tiny retention."""
     cfg = Config(data_dir=str(tmp_path / "data"))
+    cfg.mesh.tls = False  # started by hand and called in plain text
     cfg.platform.raw_retention_s = 1
     cfg.platform.raw_sweep_interval_s = 1
     cfg.services.metadata = f"127.0.0.1:{free_port()}"

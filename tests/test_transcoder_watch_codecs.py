@@ -58,6 +58,7 @@ def client(tmp_path_factory):
     server.start()
     cfg = Config(data_dir=str(tmp_path_factory.mktemp("gw")))
     cfg.services.metadata = f"127.0.0.1:{port}"
+    cfg.mesh.tls = False  # the stand-in metadata server above is plain text
     from gateway.app import create_app
 
     with TestClient(create_app(cfg)) as c:

@@ -289,6 +289,7 @@ def test_upload_service_expires_uploads_on_its_own(tmp_path):
     cfg.platform.upload_sweep_interval_s = 1
     cfg.services.metadata = f"127.0.0.1:{free_port()}"
     cfg.services.upload = f"127.0.0.1:{free_port()}"
+    cfg.mesh.tls = False  # started by hand and called in plain text
     env = dict(os.environ, **cfg.to_env())
     procs = [subprocess.Popen([sys.executable, "-m", m], env=env, stdout=open(tmp_path / f"{m}.log", "wb"),
                               stderr=subprocess.STDOUT) for m in ("metadata_svc", "upload_svc")]

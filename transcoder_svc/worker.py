@@ -166,7 +166,7 @@ def serve(cfg: Config) -> None:
 
     def start(backends: Backends) -> Running:
         """The status servicer, and the `transcode.requests` consumer that does the work."""
-        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
+        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata"))
         producer = backends.bus.producer()
         job = TranscodeJob(cfg, backends.objects, producer, metadata, status,
                            request_partitions=backends.bus.topic_partitions(TOPIC_TRANSCODE_REQUESTS))

@@ -221,7 +221,7 @@ def serve(cfg: Config) -> None:
         """The servicer, the janitor that deletes raw originals once they are transcoded, and
         the sweeper of abandoned uploads."""
         producer = backends.bus.producer()
-        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg.services.metadata))
+        metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata"))
         janitor = RawJanitor(backends.objects, metadata, cfg.platform.raw_retention_s)
         staging = Staging(backends.objects, lease_s=cfg.platform.upload_lease_s)
         expiry = UploadExpiry(staging, metadata, cfg.platform.upload_expiry_s)

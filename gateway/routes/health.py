@@ -51,6 +51,7 @@ class ServiceHealth:
     """Asks the services, reads the launcher's state file, and caches the report briefly."""
 
     def __init__(self, cfg: Config):
+        self._cfg = cfg
         self._addresses = {name: getattr(cfg.services, name) for name in PROBED_SERVICES}
         self._state_file = cfg.data_path / "run" / "services.json"
         self._timeout_s = cfg.http.health_timeout_s
@@ -83,7 +84,7 @@ class ServiceHealth:
 
     async def _ask(self, name: str) -> str:
         if name not in self._stubs:
-            self._stubs[name] = health_pb2_grpc.HealthStub(aio_client_channel(self._addresses[name]))
+            self._stubs[name] = health_pb2_grpc.HealthStub(aio_client_channel(self._cfg, name))
         try:
             reply = await self._stubs[name].Check(health_pb2.HealthCheckRequest(), timeout=self._timeout_s)
         except grpc.aio.AioRpcError:
