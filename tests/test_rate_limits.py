@@ -40,6 +40,7 @@ def wait_listening(url: str, timeout_s: float = 60) -> None:
 
 def limited_config(tmp_path, **limits) -> Config:
     cfg = Config(data_dir=str(tmp_path / "lt"))
+    cfg.mesh.tls = False  # no service runs: a route that opens a stub never calls it
     cfg.limits.writes_per_address = "3 per minute"
     for name, value in limits.items():
         setattr(cfg.limits, name, value)
