@@ -8,6 +8,11 @@ from starlette.staticfiles import StaticFiles
 
 from longtail_common.adapters import make_object_store, make_rate_limit_storage
 from longtail_common.config import Config
+from longtail_common.mesh_identity import MeshSigner, configure_client_identity, mesh_secret
+from gateway.auth.cookies import CookiePolicy, Csrf
+from gateway.auth.oidc import OidcProvider
+from gateway.auth.principal import Authenticator
+from gateway.auth.throttle import FailureWindow
 from gateway.beacons import PlaybackLedger
 from gateway.dependencies import ServiceLinks
 from gateway.errors import register_error_handlers
@@ -16,7 +21,7 @@ from gateway.html_pages import STATIC_DIR, PageRenderer, asset_versions
 from gateway.instrumentation import instrument
 from gateway.limits import RequestLimits
 from gateway.ratelimit import ClientAddresses, RateLimitMiddleware, RateLimits, document_rate_limits
-from gateway.routes import health, media, pages, uploads, videos, views
+from gateway.routes import account, health, media, pages, uploads, videos, views
 from gateway.routes.health import ServiceHealth
 from gateway.signing import make_signer
 
@@ -34,12 +39,19 @@ def create_app(cfg: Config) -> FastAPI:
     app.state.objects = make_object_store(cfg)
     app.state.links = ServiceLinks(cfg)
     app.state.health = ServiceHealth(cfg)
-    app.state.pages = PageRenderer(asset_versions())
+    app.state.cookies = CookiePolicy.from_config(cfg)
+    app.state.pages = PageRenderer(asset_versions(), app.state.cookies)
     app.state.house_ad = HouseAd(cfg.data_path / "ads" / "house-preroll.mp4")
     app.state.signer = make_signer(cfg)
     app.state.ledger = PlaybackLedger(cfg.playback.ledger_size)
+    secret = mesh_secret(cfg)
+    # Calls to the services carry the request's account, once authenticated; none for anonymous ones.
+    configure_client_identity(MeshSigner(secret, cfg.auth.mesh_token_ttl_s), default=None)
+    oidc = OidcProvider(cfg.auth.oidc) if cfg.auth.oidc.issuer else None
+    app.state.auth = Authenticator(app.state.links.accounts, secret, Csrf(secret, app.state.cookies), oidc)
+    app.state.sign_in_failures = FailureWindow(cfg.auth.sign_in_max_failures, cfg.auth.sign_in_failure_window_s)
     register_error_handlers(app)
-    for router in (videos.router, views.router, uploads.router, media.router, health.router):
+    for router in (videos.router, views.router, uploads.router, media.router, health.router, account.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages.router)

@@ -1,8 +1,9 @@
 """Configuration: one TOML file plus LONGTAIL_* environment overrides.
 
 Embedded backends are the default, so `longtail up` needs no file at all. Environment
-overrides use `LONGTAIL_<SECTION>__<KEY>` (double underscore between section and key),
-e.g. `LONGTAIL_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`.
+overrides use `LONGTAIL_<SECTION>__<KEY>` (double underscore between section and key, and
+between nested sections), e.g. `LONGTAIL_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092` or
+`LONGTAIL_AUTH__OIDC__ISSUER=https://id.example.org/realms/longtail`.
 """
 from __future__ import annotations
 
@@ -196,6 +197,35 @@ class LauncherConfig:
 
 
 @dataclass
+class OidcConfig:
+    """An OpenID Connect provider (Keycloak, Dex, Google, ...) to sign in with; README
+    "Plugging in an OIDC provider"."""
+
+    # The provider's issuer URL (its discovery document is ISSUER/.well-known/openid-configuration);
+    # "" = local accounts only.
+    issuer: str = ""
+    # The gateway's client at the provider: a confidential client with the standard
+    # (authorization code) flow and the redirect URI PUBLIC_URL/auth/oidc/callback.
+    client_id: str = ""
+    client_secret: str = ""
+    # Asked for at sign-in; "openid" must be among them.
+    scopes: list[str] = field(default_factory=lambda: ["openid", "profile", "email"])
+    # The REST API accepts the provider's access tokens (JWTs checked against its JWKS) whose
+    # `aud` (or `azp`) names one of these; [] = the client id.
+    audiences: list[str] = field(default_factory=list)
+    # A person whose token lists this role in the claim `roles_claim` is an admin here (the
+    # account's admin flag follows it at each sign-in); "" = admins are made with
+    # `longtail users` only.
+    admin_role: str = "admin"
+    roles_claim: str = "roles"
+    # The name of the sign-in button.
+    display_name: str = "single sign-on"
+    # How long the provider's discovery document and signing keys are kept before they are
+    # fetched again (an unknown key id fetches them at once).
+    jwks_cache_s: int = 3600
+
+
+@dataclass
 class AuthConfig:
     # Anyone may create an account from the sign-in page; off: only `longtail users add`
     # (or an admin) creates accounts.
@@ -207,6 +237,22 @@ class AuthConfig:
     # Longest life of a personal API token, in days (0 = tokens may never expire). When set,
     # a token asked for without an expiry gets this one.
     token_max_expiry_days: int = 0
+    # A browser session ends this long after sign-in (it is kept server-side, in the account
+    # store, so sign-out and disabling the account end it at once on every gateway).
+    session_ttl_s: int = 14 * 86400
+    # Failed sign-ins allowed per username, and per client address, within the window; more
+    # are refused (429) until the window has moved past them.
+    sign_in_max_failures: int = 5
+    sign_in_failure_window_s: int = 300
+    # The key that signs principals between the gateway and the services (gRPC metadata).
+    # "" = the file mesh_secret_file, else DATA_DIR/mesh.secret, made at the first start
+    # (mode 0600) and shared by every process of the machine; processes on several machines
+    # need the same one (set LONGTAIL_AUTH__MESH_SECRET, or a shared mesh_secret_file).
+    mesh_secret: str = ""
+    mesh_secret_file: str = ""
+    # How long a signed principal stays valid (a call checks it when it starts).
+    mesh_token_ttl_s: int = 120
+    oidc: OidcConfig = field(default_factory=OidcConfig)
 
 
 @dataclass
@@ -330,8 +376,12 @@ def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | Non
     for name, raw in env.items():
         if not name.startswith("LONGTAIL_") or "__" not in name:
             continue
-        section, _, key = name[len("LONGTAIL_"):].lower().partition("__")
-        target = getattr(cfg, section, None)
+        *sections, key = name[len("LONGTAIL_"):].lower().split("__")
+        target = cfg
+        for section in sections:  # LONGTAIL_AUTH__OIDC__ISSUER: nested sections
+            target = getattr(target, section, None)
+            if target is None or not dataclasses.is_dataclass(target):
+                break
         if target is None or not dataclasses.is_dataclass(target) or not hasattr(target, key):
             raise ValueError(f"unknown config override {name}")
         setattr(target, key, _coerce(getattr(target, key), raw))

@@ -18,6 +18,7 @@ import pytest
 
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
+from tests.auth_helpers import api_token
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +32,14 @@ HOOKS = pathlib.Path(__file__).parent / "api_fuzz" / "hooks.py"
 def test_api_answers_as_its_openapi_document_says(tmp_path):
     cfg = Config(data_dir=str(tmp_path / "lt"))
     with Platform(cfg, gateway_port=free_port(), transcoder_workers=1) as platform:
+        # Signed in, so creating videos and uploading are reached, not only their 401.
+        token = api_token(platform.cfg, "fuzzer")
         # One worker: hypothesis describes its strategies with source inspection that is
         # not thread-safe (a run with two workers fails on its own AST cache).
         run = subprocess.run(
             [sys.executable, "-m", "schemathesis.cli", "run", f"{platform.gateway_url}/openapi.json",
              "--checks", CHECKS, "--max-examples", str(FUZZ_EXAMPLES), "--max-time", str(FUZZ_SECONDS),
-             "--workers", "1", "--seed", "23", "--request-timeout", "30", "--output-truncate", "true"],
+             "--header", f"Authorization: Bearer {token}", "--workers", "1", "--seed", "23", "--request-timeout", "30", "--output-truncate", "true"],
             env=dict(os.environ, SCHEMATHESIS_HOOKS=str(HOOKS)), capture_output=True, text=True,
             timeout=FUZZ_SECONDS + 120)
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]

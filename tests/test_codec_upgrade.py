@@ -26,6 +26,7 @@ from longtail_common.adapters import make_object_store, make_topic_bus
 from longtail_common.config import Config
 from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET, TOPIC_DEAD_LETTER, TOPIC_TRANSCODE_REQUESTS
 from placement_svc.daily import codec_upgrades
+from tests.auth_helpers import bearer
 from tests.test_e2e_embedded import upload_all
 from tests.test_views_e2e import run_daily, wait_counts
 
@@ -92,7 +93,7 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
     make_test_clip(str(long_clip), seconds=10, height=360)
     today = dt.datetime.now(dt.timezone.utc).date()
     with Platform(cfg, gateway_port=free_port(), transcoder_workers=2) as platform, \
-            httpx.Client(timeout=60) as client:
+            httpx.Client(timeout=60, headers=bearer(cfg, "uploader")) as client:
         base = platform.gateway_url
         hot, cold = upload_all(client, str(clip), base, title="hot"), upload_all(client, str(long_clip), base, title="cold")
         for vid in (hot, cold):

@@ -20,6 +20,7 @@ import pytest
 from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
+from tests.auth_helpers import bearer
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +42,9 @@ def platform(tmp_path_factory):
 
 
 @pytest.fixture()
-def client():
-    with httpx.Client(timeout=60) as c:
+def client(platform):
+    # Signed in: creating videos needs an account (the uploads then belong to it).
+    with httpx.Client(timeout=60, headers=bearer(platform.cfg, "uploader")) as c:
         yield c
 
 

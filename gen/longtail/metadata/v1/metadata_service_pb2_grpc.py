@@ -31,8 +31,8 @@ class MetadataServiceStub:
     """The source of truth for videos and channels (metadata_svc).
 
     Callers: the gateway and the other services, over the deployment's internal network.
-    No RPC checks a principal or role today: every caller is trusted, and viewers and
-    uploaders reach this service only through the gateway's REST API.
+    Each RPC's `access` option says who may call it (longtail/auth/v1/access.proto); the
+    service itself checks that an account owns the channel or video a call changes.
     """
 
     def __init__(self, channel):
@@ -92,8 +92,8 @@ class MetadataServiceServicer:
     """The source of truth for videos and channels (metadata_svc).
 
     Callers: the gateway and the other services, over the deployment's internal network.
-    No RPC checks a principal or role today: every caller is trusted, and viewers and
-    uploaders reach this service only through the gateway's REST API.
+    Each RPC's `access` option says who may call it (longtail/auth/v1/access.proto); the
+    service itself checks that an account owns the channel or video a call changes.
     """
 
     def GetVideo(self, request, context):
@@ -233,8 +233,8 @@ class MetadataService:
     """The source of truth for videos and channels (metadata_svc).
 
     Callers: the gateway and the other services, over the deployment's internal network.
-    No RPC checks a principal or role today: every caller is trusted, and viewers and
-    uploaders reach this service only through the gateway's REST API.
+    Each RPC's `access` option says who may call it (longtail/auth/v1/access.proto); the
+    service itself checks that an account owns the channel or video a call changes.
     """
 
     @staticmethod
