@@ -3,7 +3,7 @@ rate limits, routers and instrumentation. Routes live in gateway/routes/, one mo
 """
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.staticfiles import StaticFiles
 
 from longtail_common.adapters import make_object_store, make_rate_limit_storage
@@ -20,7 +20,7 @@ from gateway.house_ad import HouseAd
 from gateway.html_pages import STATIC_DIR, PageRenderer, asset_versions
 from gateway.instrumentation import instrument
 from gateway.limits import RequestLimits
-from gateway.ratelimit import ClientAddresses, RateLimitMiddleware, RateLimits, document_rate_limits
+from gateway.ratelimit import ClientAddresses, RateLimitMiddleware, RateLimits, document_rate_limits, limit_account
 from gateway.routes import account, health, media, pages, uploads, videos, views
 from gateway.routes.health import ServiceHealth
 from gateway.signing import make_signer
@@ -51,9 +51,12 @@ def create_app(cfg: Config) -> FastAPI:
     app.state.auth = Authenticator(app.state.links.accounts, secret, Csrf(secret, app.state.cookies), oidc)
     app.state.sign_in_failures = FailureWindow(cfg.auth.sign_in_max_failures, cfg.auth.sign_in_failure_window_s)
     register_error_handlers(app)
-    for router in (videos.router, views.router, uploads.router, media.router, health.router, account.router):
+    # Signed-in requests also count against their account's limits (not stream bytes or probes).
+    for router in (videos.router, views.router, uploads.router, account.router):
+        app.include_router(router, dependencies=[Depends(limit_account)])
+    for router in (media.router, health.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.include_router(pages.router)
+    app.include_router(pages.router, dependencies=[Depends(limit_account)])
     document_rate_limits(app, cfg.limits.sign_in_paths)
     return app

@@ -18,8 +18,10 @@ from google.protobuf import field_mask_pb2
 from longtail.metadata.v1 import metadata_service_pb2 as mpb
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
+from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail_common.config import LimitsConfig
 from gateway.errors import ApiError, grpc_call
+from gateway.validation import parse_count
 
 
 def size_text(n: int) -> str:
@@ -66,17 +68,24 @@ async def check_creation(metadata: mpb_grpc.MetadataServiceStub, limits: LimitsC
     check_storage(limits, usage.stored_bytes, length if length is not None else 1)
 
 
-async def reserve_deferred(metadata: mpb_grpc.MetadataServiceStub, limits: LimitsConfig, account_id: str,
-                           admin: bool, video_id: str, new_size: int) -> None:
+async def reserve_deferred_patch(metadata: mpb_grpc.MetadataServiceStub, limits: LimitsConfig, account_id: str,
+                                 admin: bool, header: upb.AppendUploadRequest.Header,
+                                 content_length: str | None) -> None:
     """Before a PATCH of an upload whose size is deferred stores anything: 413 unless the
-    upload may grow to `new_size`; else the video records that size."""
+    upload may grow to what this PATCH brings it to; else the video records that size."""
     if not applies(limits, admin) or limits.storage_quota_bytes <= 0:
         return
-    video = await grpc_call(metadata.GetVideo(mpb.GetVideoRequest(id=video_id), timeout=15))
+    if content_length is None:
+        raise ApiError(400, "INVALID_ARGUMENT", "Content-Length is required on a PATCH of an upload whose size "
+                                                "is deferred: the storage quota is checked before any byte is stored")
+    new_size = header.offset + parse_count("Content-Length", content_length)
+    if header.HasField("length"):
+        new_size = max(new_size, header.length)
+    video = await grpc_call(metadata.GetVideo(mpb.GetVideoRequest(id=header.video_id), timeout=15))
     if new_size <= video.size_bytes:
-        return  # within what it already holds (a resumed PATCH)
+        return  # within what it already holds (a PATCH resumed after a stall)
     usage = await usage_of(metadata, account_id)
     check_storage(limits, usage.stored_bytes - video.size_bytes, new_size)
     await grpc_call(metadata.UpdateVideo(mpb.UpdateVideoRequest(
-        video=video_pb2.Video(id=video_id, size_bytes=new_size),
+        video=video_pb2.Video(id=header.video_id, size_bytes=new_size),
         update_mask=field_mask_pb2.FieldMask(paths=["size_bytes"])), timeout=15))

@@ -20,7 +20,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from limits import RateLimitItem, parse
 from limits.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
@@ -29,7 +29,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from longtail_common.config import LimitsConfig
-from gateway.errors import ERROR_DESCRIPTIONS
+from gateway.dependencies import CurrentPrincipal
+from gateway.errors import ERROR_DESCRIPTIONS, ApiError
 
 log = logging.getLogger("gateway.ratelimit")
 
@@ -186,13 +187,15 @@ class RateLimits:
             close()
 
 
-def too_many(limits: RateLimits, category: str, kind: str, who: str, wait: int) -> JSONResponse:
+def limit_message(limits: RateLimits, category: str, kind: str, who: str, wait: int) -> str:
     noun = {READS: "reads", WRITES: "writes", BEACONS: "view beacons", SIGN_IN: "sign-in attempts"}[category]
     whom = f"address {who}" if kind == BY_ADDRESS else "this account"
-    message = (f"too many {noun} from {whom}: the limit is {limits.describe(category, kind)}; "
-               f"retry in {wait} s")
-    return JSONResponse({"error": {"code": "RATE_LIMITED", "message": message}}, status_code=429,
-                        headers={"Retry-After": str(wait)})
+    return f"too many {noun} from {whom}: the limit is {limits.describe(category, kind)}; retry in {wait} s"
+
+
+def too_many(limits: RateLimits, category: str, kind: str, who: str, wait: int) -> JSONResponse:
+    return JSONResponse({"error": {"code": "RATE_LIMITED", "message": limit_message(limits, category, kind, who, wait)}},
+                        status_code=429, headers={"Retry-After": str(wait)})
 
 
 class RateLimitMiddleware:
@@ -224,6 +227,20 @@ class RateLimitMiddleware:
                 await too_many(self.limits, category, BY_ADDRESS, address, wait)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+async def limit_account(request: Request, principal: CurrentPrincipal) -> None:
+    """Router dependency: the per-account limits of a signed-in request (after the
+    middleware's per-address ones), so one account is one budget whatever its addresses."""
+    limits: RateLimits = request.app.state.rate_limits
+    category = category_of(request.method, request.url.path, request.app.state.config.limits.sign_in_paths)
+    if principal is None or request.scope.get("state", {}).get(EXEMPT_STATE) \
+            or not limits.applies(category, BY_ACCOUNT):
+        return
+    wait = await limits.retry_after(category, BY_ACCOUNT, principal.account_id)
+    if wait:
+        raise ApiError(429, "RATE_LIMITED", limit_message(limits, category, BY_ACCOUNT, principal.account_id, wait),
+                       headers={"Retry-After": str(wait)})
 
 
 RETRY_AFTER_HEADER = {"Retry-After": {"description": "Whole seconds to wait before trying again.",

@@ -3,8 +3,9 @@ is over its limit while another address goes on, one budget shared by several ga
 (two apps, and two gateway processes, on one DATA_DIR), client addresses from trusted
 proxies only, and the 429 answer in the OpenAPI document.
 
-The requests are ones the gateway answers without a backend (a malformed body, 422), so
-no service runs: what is counted is the request, whatever its answer.
+The requests are ones the gateway answers without a backend (an anonymous write, 401; a
+malformed query or body, 422), so no service runs: what is counted is the request,
+whatever its answer.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from gateway.app import create_app
 from gateway.ratelimit import BEACONS, READS, SIGN_IN, WRITES, category_of
 
 CLIENT_A, CLIENT_B = "203.0.113.10", "203.0.113.11"  # documentation addresses (RFC 5737)
-BAD_VIDEO = {"title": ""}  # 422: fails validation before any backend call
+BAD_VIDEO = {"title": ""}
+REFUSED = 401  # an anonymous write, answered before any backend call
 
 
 def wait_listening(url: str, timeout_s: float = 60) -> None:
@@ -62,9 +64,9 @@ def test_over_the_limit_429_with_retry_after_and_other_addresses_unaffected(tmp_
 
     async def run():
         async with client_for(app, CLIENT_A) as a, client_for(app, CLIENT_B) as b:
-            assert await statuses(a, 3) == [422] * 3
+            assert await statuses(a, 3) == [REFUSED] * 3
             refused = await a.post("/v1/videos", json=BAD_VIDEO)
-            assert await statuses(b, 3) == [422] * 3  # another address has its own budget
+            assert await statuses(b, 3) == [REFUSED] * 3  # another address has its own budget
             assert (await a.get("/v1/videos")).status_code == 422  # reads are another limit
             return refused
 
@@ -84,7 +86,7 @@ def test_two_apps_on_one_data_dir_share_one_budget(tmp_path):
         async with client_for(first, CLIENT_A) as one, client_for(second, CLIENT_A) as other:
             return [(await c.post("/v1/videos", json=BAD_VIDEO)).status_code for c in (one, other) * 3]
 
-    assert asyncio.run(run()) == [422] * 4 + [429] * 2
+    assert asyncio.run(run()) == [REFUSED] * 4 + [429] * 2
 
 
 def test_two_gateway_processes_share_one_budget(tmp_path):
@@ -107,8 +109,8 @@ def test_two_gateway_processes_share_one_budget(tmp_path):
         for gateway in gateways:
             gateway.terminate()
             gateway.wait(timeout=30)
-    assert answers == [422] * 4 + [429] * 2
-    assert other == 422
+    assert answers == [REFUSED] * 4 + [429] * 2
+    assert other == REFUSED
 
 
 def test_forwarded_for_only_from_trusted_proxies_and_strictly_parsed(tmp_path):
@@ -128,7 +130,7 @@ def test_forwarded_for_only_from_trusted_proxies_and_strictly_parsed(tmp_path):
             return results, bad
 
     results, bad = asyncio.run(run())
-    assert results == {"client A via the proxy": [422, 422, 429], "B spoofing": [422, 422, 429]}
+    assert results == {"client A via the proxy": [REFUSED, REFUSED, 429], "B spoofing": [REFUSED, REFUSED, 429]}
     assert [r.status_code for r in bad] == [400] * 4
     assert all(r.json()["error"]["code"] == "INVALID_ARGUMENT" for r in bad)
 
@@ -140,7 +142,7 @@ def test_loopback_is_exempt_by_default(tmp_path):
         async with client_for(app, "127.0.0.1") as local:
             return await statuses(local, 6)
 
-    assert asyncio.run(run()) == [422] * 6
+    assert asyncio.run(run()) == [REFUSED] * 6
 
 
 def test_reads_beacons_and_sign_in_have_their_own_limits(tmp_path):
@@ -160,7 +162,7 @@ def test_reads_beacons_and_sign_in_have_their_own_limits(tmp_path):
     got = asyncio.run(run())
     assert got["reads"][2] == 429 and 429 not in got["reads"][:2]
     assert got["beacons"] == [422, 422, 429]
-    assert got["writes"] == [422]
+    assert got["writes"] == [REFUSED]
     assert got["sign_in"][1] == 429 and got["sign_in"][0] != 429
     assert 429 not in got["stream bytes"]
 
