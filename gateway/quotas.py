@@ -20,6 +20,8 @@ from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail_common.config import LimitsConfig
+from longtail_common.mesh_identity import acting_as
+from gateway.auth.principal import GATEWAY
 from gateway.errors import ApiError, grpc_call
 from gateway.validation import parse_count
 
@@ -86,6 +88,9 @@ async def reserve_deferred_patch(metadata: mpb_grpc.MetadataServiceStub, limits:
         return  # within what it already holds (a PATCH resumed after a stall)
     usage = await usage_of(metadata, account_id)
     check_storage(limits, usage.stored_bytes - video.size_bytes, new_size)
-    await grpc_call(metadata.UpdateVideo(mpb.UpdateVideoRequest(
-        video=video_pb2.Video(id=header.video_id, size_bytes=new_size),
-        update_mask=field_mask_pb2.FieldMask(paths=["size_bytes"])), timeout=15))
+    # Written as the gateway itself: an account may not write its videos' sizes (it could
+    # shrink them under its quota), the service that checked the quota does.
+    with acting_as(GATEWAY):
+        await grpc_call(metadata.UpdateVideo(mpb.UpdateVideoRequest(
+            video=video_pb2.Video(id=header.video_id, size_bytes=new_size),
+            update_mask=field_mask_pb2.FieldMask(paths=["size_bytes"])), timeout=15))

@@ -66,7 +66,7 @@ def test_storage_quota_at_creation_and_at_deferred_patches(platform):
         assert deferred.status_code == 201, deferred.text
         url = deferred.headers["Location"]
         first = client.patch(url, content=b"a" * 300, headers={**PATCH_HEADERS, "Upload-Offset": "0"})
-        assert first.status_code == 204 and first.headers["Upload-Offset"] == "300"
+        assert first.status_code == 204 and first.headers["Upload-Offset"] == "300", first.text
         over = client.patch(url, content=b"b" * 200, headers={**PATCH_HEADERS, "Upload-Offset": "300"})
         assert over.status_code == 413, over.text
         assert f"({QUOTA} bytes)" in over.json()["error"]["message"]
