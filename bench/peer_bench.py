@@ -76,7 +76,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from machine import cpu_model, ffmpeg_version  # noqa: E402  (bench/machine.py)
+from codec_bench import CPU_HOUR_USD, economics  # noqa: E402
 from pertitle_bench import VMAF_SUBSAMPLE, bd_rate  # noqa: E402
+from longtail_common.config import Config  # noqa: E402
 from transcoder_svc import ffmpeg_graphs, ladder  # noqa: E402
 from transcoder_svc import probe as probe_module  # noqa: E402  (this file has its own probe())
 
@@ -289,7 +291,8 @@ def measure(ladder: Ladder, clip: Clip, work: Path) -> dict:
                       "bitrate_bps": int(os.path.getsize(r.path) * 8 / clip.duration_s),
                       "display_vmaf": round(q, 2), **r.extra} for r, q in zip(ladder.rungs, vmaf)}
     return {"cpu_s": round(ladder.cpu_s, 2), "wall_s": round(ladder.wall_s, 1),
-            "ladder_kbps": round(sum(r["bitrate_bps"] for r in rungs.values()) / 1000), **ladder.extra,
+            "ladder_kbps": round(sum(r["bitrate_bps"] for r in rungs.values()) / 1000),
+            "ladder_bytes": sum(os.path.getsize(r.path) for r in ladder.rungs), **ladder.extra,
             "rungs": rungs}
 
 
@@ -325,28 +328,55 @@ def peertube_ladder(clip: Clip, work: Path, from_source: bool = False) -> Ladder
                    "lower_rungs_from": "source" if from_source else "top rung"})
 
 
-def longtail_default_ladder(clip: Clip, work: Path) -> Ladder:
-    """Longtail's default ladder as the platform encodes it today (no per-title analysis):
-    the ladder only, no storyboard or poster. Each rung's HLS output is remuxed to one MP4."""
+def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.Effort, rate_control: str) -> Ladder:
+    """Longtail's ladder of `family` as the transcoder encodes it (ladder.ladder_for,
+    ffmpeg_graphs.transcode: one ffmpeg process for all rungs, no per-title analysis): the
+    ladder only, no storyboard or poster. Each rung's HLS output is remuxed to one MP4."""
     info = probe_module.probe(clip.source)
-    rungs = ladder.ladder_for(info)
+    rungs = ladder.ladder_for(info, rate_control)
     out = work / "hls"
     cpu0, t0 = cpu_children(), time.monotonic()
-    result = ffmpeg_graphs.transcode(clip.source, str(out), info, rungs, storyboard=False, poster=False)
+    result = ffmpeg_graphs.transcode(clip.source, str(out), info, rungs, families=(family,), storyboard=False,
+                                     poster=False, effort=effort)
     cpu, wall = cpu_children() - cpu0, time.monotonic() - t0
     encoded = []
     for rendition, rung in zip(result.families[0].renditions, rungs):
         mp4 = work / f"longtail_{rendition.name}.mp4"
         ffmpeg_graphs.remux_rendition(str(out / rendition.playlist_path), None, str(mp4))
+        settings = {"crf": ladder.family_crf(family, rung.crf), "cap_bps": rung.bitrate_for(family, rung is rungs[-1])} \
+            if rung.crf else {"target_bps": rung.bitrate_for(family, rung is rungs[-1])}
         encoded.append(Rung(rendition.name, rendition.width, rendition.height, str(mp4),
-                            {"target_bps": rung.video_bitrate_bps}))
-    return Ladder(encoded, cpu, wall)
+                            {**settings, "preset": effort.x264_preset_for(rung) if family == "h264" else
+                             effort.svtav1_preset}))
+    return Ladder(encoded, cpu, wall, {"family": family})
 
 
-def longtail_popular_ladder(clip: Clip, work: Path) -> Ladder | None:
-    """The slot for Longtail's popular-video path (issue 29: a better encode for the videos
-    placement predicts popular). None until that path exists: the bench then skips it."""
-    return None
+def longtail_default_ladder(clip: Clip, work: Path) -> Ladder:
+    """Longtail's default ladder: H.264, the default rate control (transcoder.rate_control)
+    and encoder effort, as every upload gets it."""
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), Config().transcoder.rate_control)
+
+
+def longtail_previous_ladder(clip: Clip, work: Path) -> Ladder:
+    """Longtail's default ladder before issue 29: fixed average bitrates per rung."""
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), "average")
+
+
+def longtail_popular_ladder(clip: Clip, work: Path) -> Ladder:
+    """Longtail's popular-video path, the H.264 every player gets: a codec upgrade
+    re-encodes the default ladder's rungs at transcoder.popular_x264_preset."""
+    preset = Config().transcoder.popular_x264_preset
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(x264_preset=preset), Config().transcoder.rate_control)
+
+
+def longtail_popular_av1_ladder(clip: Clip, work: Path) -> Ladder:
+    """The popular-video path's added family (transcoder.popular_codecs: AV1), the same rungs."""
+    return _longtail_ladder(clip, work, "av1", ffmpeg_graphs.Effort(), Config().transcoder.rate_control)
+
+
+LADDERS = {"peertube": None, "longtail_default": longtail_default_ladder, "longtail_previous": longtail_previous_ladder,
+           "longtail_popular": longtail_popular_ladder, "longtail_popular_av1": longtail_popular_av1_ladder}
+POPULAR = ("longtail_popular", "longtail_popular_av1")
 
 
 # --- comparing and reporting -----------------------------------------------------------
@@ -372,21 +402,35 @@ def compare(ladder: dict, reference: dict) -> dict:
     }
 
 
-def run_clip(clip: Clip, work: Path, from_source: bool) -> dict:
-    makers = {"peertube": lambda c, w: peertube_ladder(c, w, from_source),
-              "longtail_default": longtail_default_ladder, "longtail_popular": longtail_popular_ladder}
+def run_clip(clip: Clip, work: Path, from_source: bool, names: list[str], cpu_hour_usd: float) -> dict:
+    makers = {**LADDERS, "peertube": lambda c, w: peertube_ladder(c, w, from_source)}
     ladders = {}
-    for name, make in makers.items():
+    for name in names:
         lw = work / name
         lw.mkdir(parents=True)
-        ladder = make(clip, lw)
-        if ladder is not None:
-            ladders[name] = measure(ladder, clip, lw)
+        ladders[name] = measure(makers[name](clip, lw), clip, lw)
     out = {"source": f"{clip.width}x{clip.height} @ {float(clip.frame_rate):g} fps, {clip.duration_s:.2f} s",
            "ladders": ladders,
            "vs_peertube": {n: compare(l, ladders["peertube"]) for n, l in ladders.items() if n != "peertube"}}
-    if "longtail_popular" in ladders:
-        out["popular_vs_default"] = compare(ladders["longtail_popular"], ladders["longtail_default"])
+    default = ladders.get("longtail_default")
+    for name in (n for n in POPULAR if n in ladders and default):
+        c = compare(ladders[name], default)
+        out.setdefault("popular_vs_default", {})[name] = {**c, **popular_economics(default, ladders[name], c,
+                                                                                   clip.duration_s, cpu_hour_usd)}
+    return out
+
+
+def popular_economics(default: dict, popular: dict, c: dict, seconds: float, cpu_hour_usd: float) -> dict:
+    """What the popular path's encode (its whole CPU: the default ladder was encoded at upload)
+    buys: bytes saved per view (the cost model's share of the ladder a view takes, at
+    equal VMAF: the BD-rate) per CPU-second, and the views that repay the encode and 30 days
+    of storing the new ladder (codec_bench.economics: at the cheapest CDN price and at origin
+    egress); at that many views a day it pays for itself within the day."""
+    if c["bd_rate_pct"] is None:
+        return {}
+    out = economics(default, popular, c["bd_rate_pct"], seconds, cpu_hour_usd)
+    saved_bytes = out["gb_saved_per_view_per_source_minute"] * 1e9 * seconds / 60
+    out["bytes_saved_per_view_per_cpu_s"] = round(saved_bytes / popular["cpu_s"], 1) if popular["cpu_s"] else None
     return out
 
 
@@ -405,8 +449,23 @@ def summarize(clips: dict) -> dict:
                      "cpu_ratio": round(cpu / peer_cpu, 3),
                      "worst_rung_display_vmaf_delta": min((d for v in per.values()
                                                            for d in v["display_vmaf_delta_by_height"].values()),
-                                                          default=None)}
+                                                          default=None),
+                     "top_rung_display_vmaf_by_clip": {k: _top(clips[k]["ladders"][name])["display_vmaf"] for k in per}}
+    for name in sorted({n for c in clips.values() for n in c.get("popular_vs_default", {})}):
+        per = {k: c["popular_vs_default"][name] for k, c in clips.items() if name in c.get("popular_vs_default", {})}
+        bds = [v["bd_rate_pct"] for v in per.values() if v["bd_rate_pct"] is not None]
+        out[name]["vs_default"] = {
+            "bd_rate_pct_by_clip": {k: v["bd_rate_pct"] for k, v in per.items()},
+            "bd_rate_pct_avg": round(sum(bds) / len(bds), 2) if bds else None,
+            "cpu_ratio_by_clip": {k: v["cpu_ratio"] for k, v in per.items()},
+            "bytes_saved_per_view_per_cpu_s_by_clip": {k: v.get("bytes_saved_per_view_per_cpu_s") for k, v in per.items()},
+            "break_even_views_cdn_cheapest_by_clip": {k: v.get("break_even_views_cdn_cheapest") for k, v in per.items()},
+            "break_even_views_origin_by_clip": {k: v.get("break_even_views_origin") for k, v in per.items()}}
     return out
+
+
+def _top(measured: dict) -> dict:
+    return max(measured["rungs"].values(), key=lambda r: r["width"] * r["height"])
 
 
 def write(args, clips: dict, started: float, final: bool) -> None:
@@ -419,7 +478,12 @@ def write(args, clips: dict, started: float, final: bool) -> None:
         "settings": {"clip_seconds": args.seconds or "whole clip", "vmaf_model": "vmaf_v0.6.1",
                      "vmaf_subsample": VMAF_SUBSAMPLE, "vmaf": "display: each rung upscaled (bicubic) to the source size",
                      "peertube_lower_rungs_from": "source" if args.peertube_from_source else "top rung",
-                     "peertube_resolutions": "all enabled, up to the source", "peertube_threads": THREADS},
+                     "peertube_resolutions": "all enabled, up to the source", "peertube_threads": THREADS,
+                     "longtail_rate_control": Config().transcoder.rate_control,
+                     "longtail_constant_quality": {p: {"crf": c, "cap_bpp": b} for p, (c, b) in ladder.CONSTANT_QUALITY.items()},
+                     "longtail_effort": dataclasses.asdict(ffmpeg_graphs.Effort()),
+                     "longtail_popular_x264_preset": Config().transcoder.popular_x264_preset,
+                     "cpu_hour_usd": args.cpu_hour_usd},
         "issue_29_reported_bd_rate": ISSUE_29_BD_RATE,
         "complete": final, "summary": summarize(clips), "bench_wall_s": round(time.monotonic() - started, 1),
         "clips": clips,
@@ -437,6 +501,11 @@ def print_clip(name: str, result: dict) -> None:
         print(f"   {lname} vs PeerTube: BD-rate {c['bd_rate_pct']} %, kbps x{c['kbps_ratio']}, CPU x{c['cpu_ratio']}, "
               f"dVMAF by height {c['display_vmaf_delta_by_height']} (issue 29: {ISSUE_29_BD_RATE.get(name, '-')})",
               flush=True)
+    for lname, c in result.get("popular_vs_default", {}).items():
+        print(f"   {lname} vs longtail_default: BD-rate {c['bd_rate_pct']} %, CPU x{c['cpu_ratio']}, "
+              f"{c.get('bytes_saved_per_view_per_cpu_s')} B saved per view per CPU-s, break-even views "
+              f"{c.get('break_even_views_cdn_cheapest')} (cheapest CDN) / {c.get('break_even_views_origin')} (origin)",
+              flush=True)
 
 
 def main() -> None:
@@ -446,14 +515,22 @@ def main() -> None:
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "peer.json"))
     ap.add_argument("--peertube-from-source", action="store_true",
                     help="encode PeerTube's lower rungs from the source, not from its top rung")
+    ap.add_argument("--ladders", default="peertube,longtail_default,longtail_popular,longtail_popular_av1",
+                    help=f"comma-separated, from {', '.join(LADDERS)} (peertube is always encoded)")
+    ap.add_argument("--cpu-hour-usd", type=float, default=CPU_HOUR_USD, help="price of one vCPU-hour")
     args = ap.parse_args()
+    names = ["peertube", *(n for n in args.ladders.split(",") if n and n != "peertube")]
+    unknown = [n for n in names if n not in LADDERS]
+    if unknown:
+        ap.error(f"unknown ladders {unknown}")
     started = time.monotonic()
     clips = {}
     with tempfile.TemporaryDirectory(prefix="peer-bench-") as tmp:
         for name in args.clips.split(","):
             work = Path(tmp) / name
             work.mkdir()
-            clips[name] = run_clip(make_clip(name, work, args.seconds), work, args.peertube_from_source)
+            clips[name] = run_clip(make_clip(name, work, args.seconds), work, args.peertube_from_source, names,
+                                   args.cpu_hour_usd)
             print_clip(name, clips[name])
             write(args, clips, started, final=False)  # partial results survive a stop
     write(args, clips, started, final=True)

@@ -103,8 +103,11 @@ def test_encoder_args_constant_quality_per_family():
     assert h264[h264.index("-sc_threshold") + 1] == "0"  # no keyframe but on segment boundaries
     fixed = ladder.ladder_for(info(1280, 720), "average")[-1]
     assert "-crf:v:0" not in ffmpeg_graphs.encoder_args("h264", [fixed], 30.0)
-    slow = ffmpeg_graphs.encoder_args("h264", [cq], 30.0, effort=ffmpeg_graphs.Effort(x264_preset="slow"))
-    assert slow[slow.index("-preset") + 1] == "slow"
+    rungs = ladder.ladder_for(info(1280, 720))
+    effort = ffmpeg_graphs.Effort(x264_preset="slow", x264_small_presets=((240, "slower"),))
+    args = ffmpeg_graphs.encoder_args("h264", rungs, 30.0, effort=effort)
+    assert [args[args.index(f"-preset:v:{i}") + 1] for i in range(len(rungs))] == ["slower", "slower", "slow",
+                                                                                    "slow", "slow"]
 
 
 def test_limits_reject_with_reason():

@@ -122,9 +122,16 @@ class Effort:
     """How hard each family's encoder works (speed presets): cheap for the long tail, slower
     where many views share the saving (a codec upgrade of a video expected to be popular)."""
     x264_preset: str = X264_PRESET
+    # Rungs with a short side up to N get x264 preset P instead, first match of (N, P):
+    # a small rung costs a fraction of the top one's CPU, so a slower preset there is cheap.
+    x264_small_presets: tuple[tuple[int, str], ...] = ()
     x264_params: str = ""  # extra x264 options ("key=value:..."), "" for the preset's own
     vp9_cpu_used: int = VP9_CPU_USED
     svtav1_preset: int = SVTAV1_PRESET
+
+    def x264_preset_for(self, rung: Rung) -> str:
+        short = min(rung.width, rung.height)
+        return next((p for n, p in self.x264_small_presets if short <= n), self.x264_preset)
 
 
 def encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = None,
@@ -135,11 +142,11 @@ def encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = 
     gop = str(max(1, round(fps * SEGMENT_SECONDS)))  # a keyframe on every segment boundary, none between
     args: list[str] = []
     if family == "h264":
-        args += ["-c:v", "libx264", "-preset", effort.x264_preset, "-profile:v", "high", "-sc_threshold", "0"]
+        args += ["-c:v", "libx264", "-profile:v", "high", "-sc_threshold", "0"]
         if effort.x264_params:
             args += ["-x264-params", effort.x264_params]
         for i, r in enumerate(rungs):
-            args += [f"-level:v:{i}", r.h264_level]
+            args += [f"-preset:v:{i}", effort.x264_preset_for(r), f"-level:v:{i}", r.h264_level]
     elif family == "vp9":
         args += ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", str(effort.vp9_cpu_used),
                  "-row-mt", "1", "-lag-in-frames", "0"]
