@@ -19,7 +19,7 @@ from longtail.metadata.v1 import video_pb2
 from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET
 from transcoder_svc import ffmpeg_graphs, ladder, probe
 from transcoder_svc.jobs import outputs
-from transcoder_svc.jobs.base import Result, WorkerContext, popular_x264_preset
+from transcoder_svc.jobs.base import Result, WorkerContext, popular_x264_preset, rate_control
 from transcoder_svc.jobs.families import H264
 from transcoder_svc.jobs.whole import WholeVideoJob
 
@@ -38,6 +38,7 @@ class CodecUpgradeJob(WholeVideoJob):
         self.video = video
         # A video expected to be popular also gets a better H.264 (a slower preset), unless
         # it has it already: every player that does not take the added families plays H.264.
+        # (Only from the original upload: `prepare`.)
         preset = popular_x264_preset(ctx.cfg)
         folder = f"/{outputs.reencoded_folder(preset)}/"
         if preset and not any(m.codec == H264 and folder in m.object_key for m in video.manifests):
@@ -50,10 +51,13 @@ class CodecUpgradeJob(WholeVideoJob):
 
     def prepare(self, workdir: pathlib.Path) -> tuple[pathlib.Path, probe.MediaInfo, list[ladder.Rung]]:
         source, origin = self.source_file(workdir)
+        if origin != ORIGINAL_UPLOAD and H264 in self.families and len(self.families) > 1:
+            # H.264 from its own rendition would only lose quality: the added families only.
+            self.families = self.added = [f for f in self.families if f != H264]
         info = probe.probe(str(source))
         rungs = outputs.recorded_ladder(self.ctx.objects, self.video_id)
         if rungs is None:  # encoded before ladders were recorded: the source's default ladder
-            rungs = ladder.ladder_for(info)
+            rungs = ladder.ladder_for(info, rate_control(self.ctx.cfg))
         trace.get_current_span().set_attribute("longtail.upgrade_source", origin)
         if self.ctx.cfg.transcoder.per_title and rungs and origin == ORIGINAL_UPLOAD and not any(r.crf for r in rungs):
             # The new families' rates and VMAF, as the first encode chose the others'. (Not
