@@ -343,8 +343,9 @@ def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.
     for rendition, rung in zip(result.families[0].renditions, rungs):
         mp4 = work / f"longtail_{rendition.name}.mp4"
         ffmpeg_graphs.remux_rendition(str(out / rendition.playlist_path), None, str(mp4))
-        settings = {"crf": ladder.family_crf(family, rung.crf), "cap_bps": rung.bitrate_for(family, rung is rungs[-1])} \
-            if rung.crf else {"target_bps": rung.bitrate_for(family, rung is rungs[-1])}
+        top = rung is rungs[-1]
+        settings = {"crf": ladder.family_crf(family, rung.crf, top), "cap_bps": rung.bitrate_for(family, top)} \
+            if rung.crf else {"target_bps": rung.bitrate_for(family, top)}
         encoded.append(Rung(rendition.name, rendition.width, rendition.height, str(mp4),
                             {**settings, "preset": effort.x264_preset_for(rung) if family == "h264" else
                              effort.svtav1_preset}))
@@ -366,7 +367,7 @@ def longtail_popular_ladder(clip: Clip, work: Path) -> Ladder:
     """Longtail's popular-video path, the H.264 every player gets: a codec upgrade
     re-encodes the default ladder's rungs at transcoder.popular_x264_preset."""
     preset = Config().transcoder.popular_x264_preset
-    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(x264_preset=preset), Config().transcoder.rate_control)
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort.popular(preset), Config().transcoder.rate_control)
 
 
 def longtail_popular_av1_ladder(clip: Clip, work: Path) -> Ladder:

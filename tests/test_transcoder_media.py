@@ -94,7 +94,7 @@ def test_encoder_args_constant_quality_per_family():
     for family, cap in [("h264", ["-maxrate:v:0", str(cq.video_bitrate_bps)]), ("vp9", ["-b:v:0"]),
                         ("av1", ["-maxrate:v:0"])]:
         args = ffmpeg_graphs.encoder_args(family, [cq], 30.0)
-        assert args[args.index("-crf:v:0") + 1] == f"{ladder.family_crf(family, cq.crf):g}"
+        assert args[args.index("-crf:v:0") + 1] == f"{ladder.family_crf(family, cq.crf, top=True):g}"
         assert args[args.index(cap[0]) + 1] == str(cq.bitrate_for(family, top=True))
         assert args[args.index("-force_key_frames") + 1] == "expr:gte(t,n_forced*4)"  # a keyframe every segment
         if family != "vp9":

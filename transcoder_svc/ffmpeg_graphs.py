@@ -122,16 +122,26 @@ class Effort:
     """How hard each family's encoder works (speed presets): cheap for the long tail, slower
     where many views share the saving (a codec upgrade of a video expected to be popular)."""
     x264_preset: str = X264_PRESET
-    # Rungs with a short side up to N get x264 preset P instead, first match of (N, P):
-    # a small rung costs a fraction of the top one's CPU, so a slower preset there is cheap.
-    x264_small_presets: tuple[tuple[int, str], ...] = ()
-    x264_params: str = ""  # extra x264 options ("key=value:..."), "" for the preset's own
+    # Rungs with a short side up to N get x264 preset P instead, first match of (N, P): a
+    # small rung costs a fraction of the top one's CPU, so a slower preset there is cheap
+    # (BENCHMARKS.md "Fewer bits than PeerTube": -5 points of BD-rate for +5-20 % CPU).
+    x264_small_presets: tuple[tuple[int, str], ...] = ((240, "medium"), (480, "faster"))
+    # Extra x264 options ("key=value:..."). psy=0: no psycho-visual rate-distortion on the
+    # small rungs' medium preset either (x264 turns it on from subme 6; veryfast and faster
+    # never use it), so every rung makes the same trade as PeerTube's veryfast.
+    x264_params: str = "psy=0"
     vp9_cpu_used: int = VP9_CPU_USED
     svtav1_preset: int = SVTAV1_PRESET
 
     def x264_preset_for(self, rung: Rung) -> str:
         short = min(rung.width, rung.height)
         return next((p for n, p in self.x264_small_presets if short <= n), self.x264_preset)
+
+    @classmethod
+    def popular(cls, x264_preset: str) -> Effort:
+        """A codec upgrade's: every H.264 rung at `x264_preset`, with x264's own psycho-visual
+        tuning (the encode many viewers watch)."""
+        return cls(x264_preset=x264_preset, x264_small_presets=(), x264_params="")
 
 
 def encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = None,
@@ -165,7 +175,7 @@ def _rate_args(family: str, rung: Rung, i: int, top: bool) -> list[str]:
     average bitrate."""
     b = rung.bitrate_for(family, top=top)
     if rung.crf > 0:
-        crf = family_crf(family, rung.crf)
+        crf = family_crf(family, rung.crf, top)
         if family == "vp9":  # libvpx's constrained quality: -b:v is the cap
             return [f"-crf:v:{i}", f"{crf:g}", f"-b:v:{i}", str(b)]
         return [f"-crf:v:{i}", f"{crf:g}", f"-maxrate:v:{i}", str(b), f"-bufsize:v:{i}", str(b * 2)]

@@ -111,14 +111,17 @@ def _level(table, rung: Rung) -> str:
 FAMILY_BITRATE_FACTOR = {"h264": (1.0, 1.0), "vp9": (1.35, 1.0), "av1": (0.75, 1.1)}
 
 # Constant-quality rungs: each family's CRF for an x264 CRF c is offset + slope * (c - 23),
-# the value at which its rung scores as the x264 rung does (calibrated: TODO).
-FAMILY_CRF = {"h264": (23.0, 1.0), "vp9": (33.0, 1.5), "av1": (35.0, 1.5)}
+# offset (the ladder's lower rungs, its top rung): the CRF at which the family's rung scores
+# as the x264 rung of the default ladder does (within about a VMAF point; peer_bench's
+# longtail_popular_av1 ladder against longtail_default, BENCHMARKS.md "Fewer bits than
+# PeerTube"). As with the bitrate factors, the top rung needs more (a lower CRF).
+FAMILY_CRF = {"h264": (23.0, 23.0, 1.0), "vp9": (33.0, 31.0, 1.5), "av1": (34.0, 31.0, 1.5)}
 
 
-def family_crf(family: str, x264_crf: float) -> float:
+def family_crf(family: str, x264_crf: float, top: bool = False) -> float:
     """The family's CRF (0-63 for VP9 and SVT-AV1) matching x264 CRF `x264_crf`."""
-    offset, slope = FAMILY_CRF[family]
-    crf = offset + slope * (x264_crf - 23.0)
+    lower, top_offset, slope = FAMILY_CRF[family]
+    crf = (top_offset if top else lower) + slope * (x264_crf - 23.0)
     return round(crf, 1) if family == "h264" else float(min(63, max(1, round(crf))))
 
 
@@ -145,9 +148,9 @@ HIGH_FRAME_RATE_FACTOR = 1.5  # 50/60 fps rungs get this much more than the 30 f
 # hard enough to reach one gets no fewer bits than from the peer.
 CONSTANT_QUALITY = {
     144: (23.0, 0.19),
-    240: (23.0, 0.17),
+    240: (24.0, 0.17),
     360: (23.0, 0.15),
-    480: (23.0, 0.12),
+    480: (24.0, 0.12),
     720: (23.0, 0.11),
     1080: (23.0, 0.10),
     1440: (23.0, 0.09),

@@ -142,7 +142,7 @@ class Job:
         """How hard the encoders work: a codec upgrade (placement expects the video to be
         popular, so many views share each byte saved) re-encodes H.264 at the slower preset."""
         if self.added and H264 in self.added:
-            return ffmpeg_graphs.Effort(x264_preset=popular_x264_preset(self.ctx.cfg))
+            return ffmpeg_graphs.Effort.popular(popular_x264_preset(self.ctx.cfg))
         return ffmpeg_graphs.Effort()
 
     def encode_ladder(self, source: pathlib.Path, out_dir: pathlib.Path, info: probe.MediaInfo,
