@@ -139,9 +139,9 @@ class Effort:
 
     @classmethod
     def popular(cls, x264_preset: str) -> Effort:
-        """A codec upgrade's: every H.264 rung at `x264_preset`, with x264's own psycho-visual
-        tuning (the encode many viewers watch)."""
-        return cls(x264_preset=x264_preset, x264_small_presets=(), x264_params="")
+        """A codec upgrade's: every H.264 rung at `x264_preset` (psy=0 as every rung of the
+        default ladder: with it, slow measured 8 points of BD-rate worse on VMAF)."""
+        return cls(x264_preset=x264_preset, x264_small_presets=(), x264_params="psy=0")
 
 
 def encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = None,
