@@ -54,6 +54,8 @@ one ffmpeg process for all rungs, no per-title analysis), each rung remuxed to o
   ffmpeg_graphs.Effort (x264 veryfast, slower presets on the small rungs);
 - longtail_previous: the default before issue 29, fixed average bitrates (rate control
   "average");
+- longtail_pertitle: per-title encoding (transcoder.per_title) with its analysis cut
+  (PER_TITLE_CUT), the analysis's CPU counted with the ladder's;
 - longtail_popular / longtail_popular_av1: the popular-video path (a codec upgrade): the same
   rungs re-encoded in H.264 at transcoder.popular_x264_preset, and in AV1
   (transcoder.popular_codecs). Against longtail_default: BD-rate, and what the encode buys
@@ -90,7 +92,7 @@ from machine import cpu_model, ffmpeg_version  # noqa: E402  (bench/machine.py)
 from codec_bench import CPU_HOUR_USD, economics  # noqa: E402
 from pertitle_bench import VMAF_SUBSAMPLE, bd_rate  # noqa: E402
 from longtail_common.config import Config  # noqa: E402
-from transcoder_svc import ffmpeg_graphs, ladder  # noqa: E402
+from transcoder_svc import ffmpeg_graphs, ladder, pertitle  # noqa: E402
 from transcoder_svc import probe as probe_module  # noqa: E402  (this file has its own probe())
 
 SHARED = ROOT.parent / "shared" / "media"
@@ -339,14 +341,21 @@ def peertube_ladder(clip: Clip, work: Path, from_source: bool = False) -> Ladder
                    "lower_rungs_from": "source" if from_source else "top rung"})
 
 
-def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.Effort, rate_control: str) -> Ladder:
+def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.Effort, rate_control: str,
+                     per_title: bool = False) -> Ladder:
     """Longtail's ladder of `family` as the transcoder encodes it (ladder.ladder_for,
-    ffmpeg_graphs.transcode: one ffmpeg process for all rungs, no per-title analysis): the
-    ladder only, no storyboard or poster. Each rung's HLS output is remuxed to one MP4."""
+    ffmpeg_graphs.transcode: one ffmpeg process for all rungs; `per_title`: the rungs the
+    per-title analysis chooses, as a WholeVideoJob with transcoder.per_title, its CPU
+    counted): the ladder only, no storyboard or poster. Each rung's HLS output is remuxed
+    to one MP4."""
     info = probe_module.probe(clip.source)
-    rungs = ladder.ladder_for(info, rate_control)
     out = work / "hls"
     cpu0, t0 = cpu_children(), time.monotonic()
+    if per_title:
+        rungs = pertitle.per_title_ladder(clip.source, info, ladder.ladder_for(info, "average"),
+                                          workdir=str(work / "analysis"), **PER_TITLE_CUT).rungs
+    else:
+        rungs = ladder.ladder_for(info, rate_control)
     result = ffmpeg_graphs.transcode(clip.source, str(out), info, rungs, families=(family,), storyboard=False,
                                      poster=False, effort=effort)
     cpu, wall = cpu_children() - cpu0, time.monotonic() - t0
@@ -374,6 +383,16 @@ def longtail_previous_ladder(clip: Clip, work: Path) -> Ladder:
     return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), "average")
 
 
+# Per-title encoding with its cost cut (issue 29's option b): 2 x 2 s samples, no in-between
+# sizes, no refinement rounds.
+PER_TITLE_CUT = {"samples": 2, "sample_seconds": 2.0, "in_between": False, "refine_rounds": 0}
+
+
+def longtail_pertitle_ladder(clip: Clip, work: Path) -> Ladder:
+    """The per-title ladder (transcoder.per_title) with its analysis cut (PER_TITLE_CUT)."""
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), "average", per_title=True)
+
+
 def longtail_popular_ladder(clip: Clip, work: Path) -> Ladder:
     """Longtail's popular-video path, the H.264 every player gets: a codec upgrade
     re-encodes the default ladder's rungs at transcoder.popular_x264_preset."""
@@ -387,7 +406,8 @@ def longtail_popular_av1_ladder(clip: Clip, work: Path) -> Ladder:
 
 
 LADDERS = {"peertube": None, "longtail_default": longtail_default_ladder, "longtail_previous": longtail_previous_ladder,
-           "longtail_popular": longtail_popular_ladder, "longtail_popular_av1": longtail_popular_av1_ladder}
+           "longtail_popular": longtail_popular_ladder, "longtail_popular_av1": longtail_popular_av1_ladder,
+           "longtail_pertitle": longtail_pertitle_ladder}
 POPULAR = ("longtail_popular", "longtail_popular_av1")
 
 
