@@ -100,7 +100,9 @@ class TranscoderConfig:
     per_title: bool = False
     # A codec upgrade (a video expected to be popular) also re-encodes H.264 at this slower
     # x264 preset, which every player that does not take the added families gets; "" keeps
-    # the first encode's H.264.
+    # the first encode's H.264. slow: 8 % fewer bits than the default ladder at equal VMAF,
+    # repaid after 1,600-3,500 views at the cheapest CDN price, 180-390 at origin prices
+    # (bench/peer_bench.py; BENCHMARKS.md "Fewer bits than PeerTube").
     popular_x264_preset: str = "slow"
     # Sources beyond these are rejected before any work, with the reason.
     max_duration_s: int = 4 * 3600
