@@ -136,8 +136,20 @@ class TranscoderConfig:
     # storing it even at the cheapest CDN price, with about half the players taking AV1
     # (break-even 98-561 views on bench/codec_bench.py's clips; BENCHMARKS.md).
     popular_min_daily_views: float = 1000.0
-    # Per-title bitrates (VMAF on a sample) instead of the fixed ladder.
+    # How each rung of the default ladder spends bits: "constant_quality" (an x264 CRF per
+    # rung under a peak cap from a bits-per-pixel table: easy content gets the few bits it
+    # needs; BENCHMARKS.md "Fewer bits than PeerTube") or "average" (fixed bitrates per rung).
+    rate_control: str = "constant_quality"
+    # Per-title bitrates (VMAF on a sample) instead of the default ladder: it costs an
+    # analysis per upload and, on short videos, saves less per CPU-second than constant
+    # quality (BENCHMARKS.md), so it is off by default.
     per_title: bool = False
+    # A codec upgrade (a video expected to be popular) also re-encodes H.264 at this slower
+    # x264 preset, which every player that does not take the added families gets; "" keeps
+    # the first encode's H.264. slow: 8 % fewer bits than the default ladder at equal VMAF,
+    # repaid after 1,600-3,500 views at the cheapest CDN price, 180-390 at origin prices
+    # (bench/peer_bench.py; BENCHMARKS.md "Fewer bits than PeerTube").
+    popular_x264_preset: str = "slow"
     # Sources beyond these are rejected before any work, with the reason.
     max_duration_s: int = 4 * 3600
     max_long_side: int = 4096
