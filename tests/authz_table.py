@@ -81,10 +81,10 @@ ROWS: dict[tuple[str, str], Row] = {
     ("signed_origin_object", "HEAD"): Row(each(200), lambda s: s.master_path),
     ("origin_object", "GET"): Row(each(403), lambda s: f"/origin/{s.master_key}"),
     ("origin_object", "HEAD"): Row(each(403), lambda s: f"/origin/{s.master_key}"),
-    ("signed_edge_object", "GET"): Row(each(403), lambda s: f"/edge/eu/t/not-a-token/{s.master_key}"),
-    ("signed_edge_object", "HEAD"): Row(each(403), lambda s: f"/edge/eu/t/not-a-token/{s.master_key}"),
-    ("edge_object", "GET"): Row(each(403), lambda s: f"/edge/eu/{s.master_key}"),
-    ("edge_object", "HEAD"): Row(each(403), lambda s: f"/edge/eu/{s.master_key}"),
+    ("signed_edge_object", "GET"): Row(each(403), lambda s: f"/edge/US/t/not-a-token/{s.master_key}"),
+    ("signed_edge_object", "HEAD"): Row(each(403), lambda s: f"/edge/US/t/not-a-token/{s.master_key}"),
+    ("edge_object", "GET"): Row(each(403), lambda s: f"/edge/US/{s.master_key}"),
+    ("edge_object", "HEAD"): Row(each(403), lambda s: f"/edge/US/{s.master_key}"),
     ("house_ad", "GET"): Row(each(200), lambda s: "/ads/house-preroll.mp4"),
     ("house_ad", "HEAD"): Row(each(200), lambda s: "/ads/house-preroll.mp4"),
     ("healthz", "GET"): Row(each(200), lambda s: "/healthz"),
@@ -95,7 +95,8 @@ ROWS: dict[tuple[str, str], Row] = {
     ("sign_out", "POST"): Row(each(403), lambda s: "/account/sign-out"),
     ("oidc_start", "GET"): Row(each(404), lambda s: "/auth/oidc/start"),  # no OIDC issuer configured here
     ("oidc_callback", "GET"): Row(each(404), lambda s: "/auth/oidc/callback?code=x&state=y"),
-    ("set_password_page", "GET"): Row(each(401), lambda s: "/account/set-password?token=bogus"),
+    # The set-password form opens for anyone; its post checks the link.
+    ("set_password_page", "GET"): Row(each(200), lambda s: "/account/set-password?token=bogus"),
     ("set_password", "POST"): Row(each(403), lambda s: "/account/set-password",
                                   lambda s: {"data": {"token": "bogus", "password": "a long enough password"}}),
     # Accounts: the API (bearer tokens), one's own tokens only.
@@ -104,11 +105,13 @@ ROWS: dict[tuple[str, str], Row] = {
     ("create_token_api", "POST"): Row(signed_in(401, 201, 201, 201), lambda s: "/v1/tokens",
                                       lambda s: {"json": {"display_name": "matrix"}}),
     ("revoke_token_api", "DELETE"): Row(signed_in(401, 404, 204, 404), lambda s: f"/v1/tokens/{s.new_owner_token_id()}"),
-    # Account pages: a browser session's (a bearer token does not open pages), CSRF on posts.
+    # Account pages: CSRF guards a browser session's posts; a bearer token is no ambient
+    # credential, so its posts need none.
     ("tokens_page", "GET"): Row(signed_in(303, 200, 200, 200), lambda s: "/account/tokens"),
-    ("create_token_page", "POST"): Row(signed_in(403, 403, 403, 403), lambda s: "/account/tokens",
+    ("create_token_page", "POST"): Row(signed_in(401, 201, 201, 201), lambda s: "/account/tokens",
                                        lambda s: {"data": {"display_name": "x"}}),
-    ("revoke_token_page", "POST"): Row(each(403), lambda s: f"/account/tokens/{s.new_owner_token_id()}/revoke"),
+    ("revoke_token_page", "POST"): Row(signed_in(401, 404, 303, 404),
+                                       lambda s: f"/account/tokens/{s.new_owner_token_id()}/revoke"),
     # Pages.
     ("home", "GET"): Row(each(200), lambda s: "/"),
     ("watch_page", "GET"): Row(each(200), lambda s: f"/watch/{s.video_id}"),
