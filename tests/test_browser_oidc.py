@@ -1,0 +1,88 @@
+"""Issue 22 end to end in headless Chromium (Playwright with the system executable, as
+tests/test_browser_pages.py): the gateway signs in through a real Keycloak (the realm of
+deploy/keycloak/), the signed-in browser uploads a clip from the upload page, the video
+becomes READY and its watch page plays it.
+
+Needs the Keycloak test server (`real`) and Chromium; skipped locally without them."""
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+import pytest
+
+from longtail_cli.cli import make_test_clip
+from longtail_cli.launcher import Platform, free_port
+from longtail_common.config import Config
+from tests.test_browser_pages import browser, new_page  # noqa: F401 (the browser fixture)
+
+pytestmark = [pytest.mark.real, pytest.mark.slow]
+
+DESKTOP = {"width": 1280, "height": 800}
+READY_TIMEOUT_MS = 300_000  # an upper bound for transcoding on a busy 2-core machine, not a target
+
+
+@pytest.fixture(scope="module")
+def platform(keycloak_server, browser, tmp_path_factory):  # noqa: F811
+    cfg = Config(data_dir=str(tmp_path_factory.mktemp("browser-oidc")))
+    cfg.auth.oidc.issuer = keycloak_server.issuer
+    cfg.auth.oidc.client_id = keycloak_server.client_id
+    cfg.auth.oidc.client_secret = keycloak_server.client_secret
+    cfg.auth.oidc.display_name = "Keycloak"
+    with Platform(cfg, gateway_port=free_port(), transcoder_workers=1) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("clips") / "oidc-clip.mp4"
+    make_test_clip(str(path), seconds=4, height=240)
+    return str(path)
+
+
+def sign_in_with_keycloak(page, server, username: str, next_url: str) -> None:
+    """The sign-in page's "Sign in with Keycloak" -> Keycloak's own login form -> back signed in."""
+    page.goto(f"/account/sign-in?next={next_url}")
+    page.click("#oidc-sign-in")
+    page.wait_for_url(f"{server.issuer}/**")
+    user = server.users[username]
+    page.fill("#username", user.username)
+    page.fill("#password", user.password)
+    page.click("#kc-login")
+    page.wait_for_url(f"**{next_url}")
+
+
+def search_ids(base: str, q: str) -> list[str]:
+    found = httpx.get(f"{base}/v1/search", params={"q": q}, timeout=30)
+    assert found.status_code == 200, found.text
+    return [v["id"] for v in found.json()["videos"]]
+
+
+def test_keycloak_sign_in_upload_and_watch(browser, platform, keycloak_server, clip):  # noqa: F811
+    base = platform.gateway_url
+    word = "wombat" + uuid.uuid4().hex[:8]
+    title = f"Keycloak upload {word}"
+    page = new_page(browser, base, DESKTOP)
+    sign_in_with_keycloak(page, keycloak_server, "alice", "/upload")
+    assert page.inner_text("#signed-in-as") == "alice"
+    me = page.request.get("/v1/me").json()
+    assert me["username"] == "alice" and me["authenticated_by"] == "session"
+
+    page.fill("input[name=title]", title)
+    page.fill("textarea[name=description]", "Uploaded through a Keycloak sign-in.")
+    page.fill("input[name=channel_id]", "alicechan")
+    page.set_input_files("input[name=file]", clip)
+    page.click("#upload-submit")
+    page.wait_for_selector("#watch-link", state="visible", timeout=READY_TIMEOUT_MS)
+    video_id = page.evaluate("window.longtailUpload.videoId")
+    assert video_id and re.fullmatch(r"[A-Za-z0-9_-]+", video_id)
+    assert page.request.get(f"/v1/videos/{video_id}").json()["status"] == "READY"
+
+    page.click("#watch-link")
+    page.wait_for_url(f"**/watch/{video_id}")
+    page.wait_for_function(f"document.querySelector('#title').textContent === {title!r}")
+    page.wait_for_selector("#start:enabled")  # the watch call answered: the player can start
+    assert video_id in search_ids(base, word)
+    assert not page.errors, page.errors
+    page.context.close()
