@@ -5,7 +5,10 @@ A row is keyed by the route's name and method, as FastAPI's route table has them
 fails for a route of the app that has no row here, so a new route needs one. Callers:
 anonymous (no credentials), other (a signed-in account that owns nothing here), owner (the
 account whose channel holds the video) and admin. A row's path and request are built from
-`Subject`: the owner's READY video (public) and what the test made around it."""
+`Subject`: the owner's READY video and what the test made around it. A route that acts on
+a video is also asked about the owner's READY *private* video (`Row.private`): another
+account gets 404 for it, as for no video at all (403 for a public one), anonymous 401 for
+an edit and 404 for a read."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,6 +26,7 @@ class Subject:
     something up: a fresh upload, a fresh token)."""
     video_id: str
     channel_id: str
+    new_video_id: Callable[[], str]  # a fresh video of the owner's (created, no bytes), to delete
     master_path: str  # the signed origin path of the video's manifest, from the owner's watch call
     master_key: str  # its object key
     new_upload_path: Callable[[], str]  # a fresh upload of the owner's, 4 bytes long
@@ -34,6 +38,7 @@ class Row:
     expect: dict[str, int]  # caller -> status
     path: Callable[[Subject], str]
     request: Callable[[Subject], dict] = lambda s: {}  # httpx keyword arguments (json, headers, ...)
+    private: dict[str, int] | None = None  # caller -> status on the owner's private video
 
 
 def each(status: int) -> dict[str, int]:
@@ -58,9 +63,16 @@ ROWS: dict[tuple[str, str], Row] = {
     # The REST API on videos.
     ("create_video", "POST"): Row(signed_in(401, 403, 201, 201), lambda s: "/v1/videos",
                                   lambda s: {"json": {"title": "t", "channel_id": s.channel_id, "size_bytes": 4}}),
-    ("get_video", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}"),
+    ("get_video", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}", private=signed_in(404, 404, 200, 200)),
+    ("edit_video", "PATCH"): Row(signed_in(401, 403, 200, 200), lambda s: f"/v1/videos/{s.video_id}",
+                                 lambda s: {"json": {"description": "edited by the matrix"}},
+                                 private=signed_in(401, 404, 200, 200)),
+    # Owner and admin delete a fresh video of the owner's, so the READY one stays for the rest.
+    ("delete_video", "DELETE"): Row(signed_in(401, 403, 204, 204), lambda s: f"/v1/videos/{s.new_video_id()}",
+                                    private=signed_in(401, 404, 204, 204)),
     ("list_videos", "GET"): Row(each(200), lambda s: f"/v1/videos?channel_id={s.channel_id}"),
-    ("watch", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/watch"),
+    ("watch", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/watch",
+                          private=signed_in(404, 404, 200, 200)),
     # Beacons need the playback id of a watch call: without one they are refused, whoever sends them.
     ("post_view", "POST"): Row(each(403), lambda s: f"/v1/videos/{s.video_id}/views",
                                lambda s: {"json": {"kind": "start"}}),
@@ -77,8 +89,9 @@ ROWS: dict[tuple[str, str], Row] = {
     ("tus_upload", "PATCH"): Row(signed_in(401, 403, 204, 204), lambda s: s.new_upload_path(),
                                  lambda s: {"headers": PATCH_UPLOAD, "content": b"mine"}),
     # Media: a signed URL plays for whoever holds it; unsigned paths are refused.
-    ("signed_origin_object", "GET"): Row(each(200), lambda s: s.master_path),
-    ("signed_origin_object", "HEAD"): Row(each(200), lambda s: s.master_path),
+    # A private video's signed URLs play only for the account they were issued to (the owner).
+    ("signed_origin_object", "GET"): Row(each(200), lambda s: s.master_path, private=signed_in(403, 403, 200, 403)),
+    ("signed_origin_object", "HEAD"): Row(each(200), lambda s: s.master_path, private=signed_in(403, 403, 200, 403)),
     ("origin_object", "GET"): Row(each(403), lambda s: f"/origin/{s.master_key}"),
     ("origin_object", "HEAD"): Row(each(403), lambda s: f"/origin/{s.master_key}"),
     ("signed_edge_object", "GET"): Row(each(403), lambda s: f"/edge/US/t/not-a-token/{s.master_key}"),
@@ -114,7 +127,8 @@ ROWS: dict[tuple[str, str], Row] = {
                                        lambda s: f"/account/tokens/{s.new_owner_token_id()}/revoke"),
     # Pages.
     ("home", "GET"): Row(each(200), lambda s: "/"),
-    ("watch_page", "GET"): Row(each(200), lambda s: f"/watch/{s.video_id}"),
+    # A private video's page asks an anonymous visitor to sign in (401), is none for others.
+    ("watch_page", "GET"): Row(each(200), lambda s: f"/watch/{s.video_id}", private=signed_in(401, 404, 200, 200)),
     ("upload_page", "GET"): Row(signed_in(303, 200, 200, 200), lambda s: "/upload"),
     ("my_videos_page", "GET"): Row(signed_in(303, 200, 200, 200), lambda s: "/my/videos"),
 }
