@@ -117,7 +117,8 @@ ROWS: dict[tuple[str, str], Row] = {
     ("list_tokens_api", "GET"): Row(signed_in(401, 200, 200, 200), lambda s: "/v1/tokens"),
     ("create_token_api", "POST"): Row(signed_in(401, 201, 201, 201), lambda s: "/v1/tokens",
                                       lambda s: {"json": {"display_name": "matrix"}}),
-    ("revoke_token_api", "DELETE"): Row(signed_in(401, 404, 204, 404), lambda s: f"/v1/tokens/{s.new_owner_token_id()}"),
+    ("revoke_token_api", "DELETE"): Row(signed_in(401, 404, 204, 404),
+                                        lambda s: f"/v1/tokens/{s.new_owner_token_id()}"),
     # Account pages: CSRF guards a browser session's posts; a bearer token is no ambient
     # credential, so its posts need none.
     ("tokens_page", "GET"): Row(signed_in(303, 200, 200, 200), lambda s: "/account/tokens"),
