@@ -17,7 +17,9 @@ def main() -> None:
     cfg = load_config()
     app = create_app(cfg)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=5, timeout_keep_alive=cfg.http.keep_alive_timeout_s)
+                timeout_graceful_shutdown=5, timeout_keep_alive=cfg.http.keep_alive_timeout_s,
+                # The client address is limits.trusted_proxies' business (gateway/ratelimit.py).
+                proxy_headers=False)
 
 
 main()

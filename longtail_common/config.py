@@ -136,8 +136,20 @@ class TranscoderConfig:
     # storing it even at the cheapest CDN price, with about half the players taking AV1
     # (break-even 98-561 views on bench/codec_bench.py's clips; BENCHMARKS.md).
     popular_min_daily_views: float = 1000.0
-    # Per-title bitrates (VMAF on a sample) instead of the fixed ladder.
+    # How each rung of the default ladder spends bits: "constant_quality" (an x264 CRF per
+    # rung under a peak cap from a bits-per-pixel table: easy content gets the few bits it
+    # needs; BENCHMARKS.md "Fewer bits than PeerTube") or "average" (fixed bitrates per rung).
+    rate_control: str = "constant_quality"
+    # Per-title bitrates (VMAF on a sample) instead of the default ladder: it costs an
+    # analysis per upload and, on short videos, saves less per CPU-second than constant
+    # quality (BENCHMARKS.md), so it is off by default.
     per_title: bool = False
+    # A codec upgrade (a video expected to be popular) also re-encodes H.264 at this slower
+    # x264 preset, which every player that does not take the added families gets; "" keeps
+    # the first encode's H.264. slow: 8 % fewer bits than the default ladder at equal VMAF,
+    # repaid after 1,600-3,500 views at the cheapest CDN price, 180-390 at origin prices
+    # (bench/peer_bench.py; BENCHMARKS.md "Fewer bits than PeerTube").
+    popular_x264_preset: str = "slow"
     # Sources beyond these are rejected before any work, with the reason.
     max_duration_s: int = 4 * 3600
     max_long_side: int = 4096
@@ -276,6 +288,40 @@ class HttpConfig:
 
 
 @dataclass
+class LimitsConfig:
+    """Rate limits per client address and per account, shared by every gateway process (the
+    `limits` library's sliding window counter), and per-account quotas. A rate is the
+    library's notation ("50 per 10 seconds"); "" turns that limit off."""
+
+    enabled: bool = True
+    # Where the counters live: "" = beside the metadata (SQLite in DATA_DIR, shared by the
+    # gateway processes of one machine; the Scylla/Cassandra keyspace, shared by all).
+    storage: str = ""  # "" | sqlite | scylla
+    # PeerTube's API default is 50 requests per 10 s per address (rates_limit.api); reads
+    # get four times that (a page, its watch call and a few listings each).
+    reads_per_address: str = "200 per 10 seconds"
+    writes_per_address: str = "50 per 10 seconds"
+    writes_per_account: str = "50 per 10 seconds"
+    # View beacons: a player sends a few a minute; several viewers may share one address.
+    beacons_per_address: str = "100 per 10 seconds"
+    # PeerTube's login default: 15 per 5 minutes per address (rates_limit.login).
+    sign_in_per_address: str = "15 per 5 minutes"
+    # POSTs to these paths are sign-in attempts.
+    sign_in_paths: list[str] = field(default_factory=lambda: ["/account/sign-in", "/account/set-password"])
+    # Peers (addresses or CIDR networks) whose X-Forwarded-For names the client: the
+    # reverse proxies or load balancers in front of the gateway. Empty: the socket peer is
+    # the client, and X-Forwarded-For is ignored.
+    trusted_proxies: list[str] = field(default_factory=list)
+    # Client addresses (or networks) never rate limited; quotas still apply. Loopback: the
+    # machine's own tools and tests (fail2ban's ignoreip default does the same).
+    exempt_addresses: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # Per-account quotas (admins are exempt): the sum of the account's videos' source sizes
+    # (FAILED ones not counted), and videos created in the last 24 h. 0 = no quota.
+    storage_quota_bytes: int = 10 * 1024**3
+    uploads_per_day: int = 20
+
+
+@dataclass
 class Config:
     data_dir: str = ".longtail"
     backends: BackendsConfig = field(default_factory=BackendsConfig)
@@ -291,6 +337,7 @@ class Config:
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property
     def data_path(self) -> pathlib.Path:

@@ -30,6 +30,7 @@ from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Needs, Running, run_service
 from metadata_svc.account_server import AccountServicer
 from metadata_svc.accounts import Accounts
+from metadata_svc.usage import account_usage
 
 log = logging.getLogger("metadata_svc")
 
@@ -289,7 +290,10 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         if not request.owner_account_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "owner_account_id is required")
         records = self.store.list_owned_channels(request.owner_account_id)
-        return pb.ListChannelsResponse(channels=[_channel_message(r) for r in records])
+        response = pb.ListChannelsResponse(channels=[_channel_message(r) for r in records])
+        if request.include_usage:
+            response.usage.CopyFrom(account_usage(self.store, records))
+        return response
 
 
 class MetadataAndAccountServicer(MetadataServicer, AccountServicer):

@@ -35,6 +35,7 @@ def platform(tmp_path_factory):
     cfg = Config(data_dir=str(tmp_path_factory.mktemp("robust")))
     cfg.launcher.restart_initial_delay_s = RESTART_DELAY_S
     cfg.http.body_idle_timeout_s = 300  # the stalled uploads below stay stalled the whole test
+    cfg.limits.uploads_per_day = 0  # the 100 stalled uploads below are one account's
     p = Platform(cfg, gateway_port=free_port(), transcoder_workers=1)
     p.start()
     yield p

@@ -32,6 +32,7 @@ from gateway.dependencies import Cfg, MetadataStub, RequiredPrincipal, UploadStu
 from gateway.errors import GRPC_TO_HTTP, SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.routes.videos import TUS_VERSION, CreateVideoBody, create_video_with_upload
 from gateway.limits import lift_body_cap
+from gateway.quotas import reserve_deferred_patch
 from gateway.validation import parse_count, require_video_id
 
 log = logging.getLogger("gateway")
@@ -233,9 +234,9 @@ async def forward_body(request: Request, upload: upb_grpc.UploadServiceStub,
                   PATCH_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
               responses={204: {"description": "Bytes appended.", "headers": {**OFFSET_HEADER, **TUS_RESPONSE_HEADERS}},
                          **error_responses(400, 401, 403, 404, 408, 409, 412, 413, 415, *SERVICE_ERRORS)})
-async def tus_patch(video_id: str, request: Request, cfg: Cfg, upload: UploadStub, _principal: RequiredPrincipal,
-                    tus_resumable: TusResumable = None, upload_offset: UploadOffset = None,
-                    upload_length: UploadLength = None):
+async def tus_patch(video_id: str, request: Request, cfg: Cfg, metadata: MetadataStub, upload: UploadStub,
+                    principal: RequiredPrincipal, tus_resumable: TusResumable = None,
+                    upload_offset: UploadOffset = None, upload_length: UploadLength = None):
     """Appends the body at Upload-Offset (which must be the upload's offset)."""
     check_tus(tus_resumable)
     require_video_id(video_id)
@@ -251,6 +252,9 @@ async def tus_patch(video_id: str, request: Request, cfg: Cfg, upload: UploadStu
         if current.offset != header.offset:
             raise ApiError(409, "CONFLICT", f"offset mismatch: upload is at {current.offset}, request at {header.offset}",
                            headers=TUS_HEADERS)
+        if not current.HasField("length"):  # a deferred size: the quota is checked before any byte is stored
+            await reserve_deferred_patch(metadata, cfg.limits, principal.account_id, principal.admin, header,
+                                         request.headers.get("content-length"))
         lift_body_cap(request)  # the upload's own length bounds this body (upload_svc refuses more)
         appended = await forward_body(request, upload, header, cfg.http.upload_chunk_bytes)
     finally:

@@ -26,6 +26,7 @@ from gateway.auth.principal import Principal
 from gateway.dependencies import Cfg, MetadataStub, Objects, RequiredPrincipal, Signer, UploadStub
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.media_links import edge_url, media_grant, media_url
+from gateway.quotas import check_creation
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
 from gateway.validation import require_page_token, require_video_id, upload_length, viewer_region
 from gateway.video_json import S, ad_breaks_json, status_name, video_json
@@ -59,11 +60,14 @@ async def create_video_with_upload(body: CreateVideoBody, request: Request, cfg:
     """Records the video in the uploader's channel (made, theirs, on its first video), opens
     its upload, and answers where to send the bytes (tus)."""
     length = upload_length(request, cfg, default=body.size_bytes)
+    # Before anything is created: a refused upload leaves no video behind.
+    await check_creation(metadata, cfg.limits, principal.account_id, principal.admin, length)
     video_id = new_video_id()
     video = video_pb2.Video(
         id=video_id, title=body.title, description=body.description,
         channel=video_pb2.Channel(id=body.channel_id, owner_account_id=principal.account_id),
         language=body.language, category=body.category,
+        size_bytes=length or 0,  # what the account's quota counts for it until the bytes are in
     )
     created = await grpc_call(metadata.CreateVideo(mpb.CreateVideoRequest(video=video), timeout=15))
     if created.channel.owner_account_id != principal.account_id and not principal.admin:

@@ -166,7 +166,8 @@ class MetadataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListChannels(self, request, context):
-        """The channels one account owns, by id. For the gateway's "My videos" page.
+        """The channels one account owns, by id, and optionally what its videos take. For the
+        gateway's "My videos" page and its upload quotas.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
