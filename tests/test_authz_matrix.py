@@ -45,6 +45,7 @@ ROUTES = gateway_routes()
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     cfg = Config(data_dir=str(tmp_path_factory.mktemp("authz")))
+    cfg.limits.uploads_per_day = 0  # the rows create two dozen videos of the owner's; quotas have their own test
     with Platform(cfg, gateway_port=free_port(), transcoder_workers=1) as p:
         yield p
 
