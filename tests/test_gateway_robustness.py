@@ -5,6 +5,8 @@ one, and /healthz answers 503 while a service is down.
 from __future__ import annotations
 
 import base64
+import datetime
+import email.utils
 import json
 import os
 import signal
@@ -92,6 +94,23 @@ def test_headers_are_parsed_strictly(platform, client):
                                       "Content-Type": "application/offset+octet-stream"}, content=b"x").status_code == 412
     # Nothing of the refused requests reached the upload.
     assert client.head(url, headers=TUS).headers["Upload-Offset"] == "0"
+
+
+def test_unfinished_uploads_say_when_they_expire(platform, client):
+    """tus expiration: HEAD and PATCH name the moment the sweeper removes an unfinished upload."""
+    base = platform.gateway_url
+    options = client.options(f"{base}/v1/uploads", headers=TUS)
+    assert "expiration" in options.headers["Tus-Extension"].split(","), options.headers
+    url = create_upload(client, base, 10)
+    head = client.head(url, headers=TUS)
+    assert head.status_code == 200, head.text
+    expires = email.utils.parsedate_to_datetime(head.headers["Upload-Expires"])
+    left = (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    assert 0 < left <= platform.cfg.platform.upload_expiry_s + 60, head.headers
+    patched = client.patch(url, content=b"01234", headers={**TUS, "Upload-Offset": "0",
+                                                          "Content-Type": "application/offset+octet-stream"})
+    assert patched.status_code == 204, patched.text
+    assert email.utils.parsedate_to_datetime(patched.headers["Upload-Expires"]) >= expires
 
 
 def test_forged_page_tokens_are_refused(platform, client):

@@ -1,4 +1,4 @@
-"""tus 1.0.0 resumable uploads (creation, creation-defer-length), on to upload_svc, which
+"""tus 1.0.0 resumable uploads (creation, creation-defer-length, expiration), on to upload_svc, which
 keeps the offset.
 
 Every call needs a signed-in account, and upload_svc lets only the video's owner reach its
@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime
+import email.utils
 import logging
 from typing import Annotated
 
@@ -69,8 +71,19 @@ UploadMetadata = Annotated[str | None, Header(
 TUS_RESPONSE_HEADERS = {
     "Tus-Resumable": {"description": "1.0.0", "schema": {"type": "string"}},
 }
+EXPIRES_HEADER = {"Upload-Expires": {
+    "description": "When an unfinished upload expires (tus expiration, RFC 7231 date): its bytes and its video are removed.",
+    "schema": {"type": "string"}}}
 OFFSET_HEADER = {"Upload-Offset": {"description": "The upload's offset after this request.",
                                    "schema": {"type": "string", "pattern": "^[0-9]+$"}, "required": True}}
+
+
+def expiry_headers(state: upb.Upload) -> dict[str, str]:
+    """tus `Upload-Expires` while the upload is unfinished (upload_svc sets expire_time then)."""
+    if not state.HasField("expire_time"):
+        return {}
+    expires = state.expire_time.ToDatetime(tzinfo=datetime.timezone.utc)
+    return {"Upload-Expires": email.utils.format_datetime(expires, usegmt=True)}
 
 
 def check_tus(version: str | None) -> None:
@@ -104,7 +117,7 @@ async def tus_options(cfg: Cfg):
     """tus discovery: the version, extensions and largest upload."""
     return Response(status_code=204, headers={
         "Tus-Resumable": TUS_VERSION, "Tus-Version": TUS_VERSION,
-        "Tus-Extension": "creation,creation-defer-length",
+        "Tus-Extension": "creation,creation-defer-length,expiration",
         "Tus-Max-Size": str(cfg.platform.max_upload_bytes),
     })
 
@@ -140,7 +153,7 @@ async def tus_create(request: Request, cfg: Cfg, metadata: MetadataStub, upload:
 
 @router.head("/v1/uploads/{video_id}", name="tus_upload_head", responses={
     200: {"description": "The upload's offset (and length, or Upload-Defer-Length: 1).",
-          "headers": {**OFFSET_HEADER, **TUS_RESPONSE_HEADERS}},
+          "headers": {**OFFSET_HEADER, **EXPIRES_HEADER, **TUS_RESPONSE_HEADERS}},
     **error_responses(400, 401, 403, 404, 412, *SERVICE_ERRORS)})
 async def tus_head(video_id: str, upload: UploadStub, _principal: RequiredPrincipal,
                    tus_resumable: TusResumable = None):
@@ -158,6 +171,7 @@ async def tus_head(video_id: str, upload: UploadStub, _principal: RequiredPrinci
         headers["Upload-Length"] = str(state.length)
     else:
         headers["Upload-Defer-Length"] = "1"
+    headers.update(expiry_headers(state))
     return Response(status_code=200, headers=headers)
 
 
@@ -232,7 +246,7 @@ async def forward_body(request: Request, upload: upb_grpc.UploadServiceStub,
 @router.patch("/v1/uploads/{video_id}", name="tus_upload", status_code=204,
               openapi_extra={"requestBody": {"required": True, "content": {
                   PATCH_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
-              responses={204: {"description": "Bytes appended.", "headers": {**OFFSET_HEADER, **TUS_RESPONSE_HEADERS}},
+              responses={204: {"description": "Bytes appended.", "headers": {**OFFSET_HEADER, **EXPIRES_HEADER, **TUS_RESPONSE_HEADERS}},
                          **error_responses(400, 401, 403, 404, 408, 409, 412, 413, 415, *SERVICE_ERRORS)})
 async def tus_patch(video_id: str, request: Request, cfg: Cfg, metadata: MetadataStub, upload: UploadStub,
                     principal: RequiredPrincipal, tus_resumable: TusResumable = None,
@@ -260,4 +274,5 @@ async def tus_patch(video_id: str, request: Request, cfg: Cfg, metadata: Metadat
     finally:
         del patches_in_flight[video_id]
         done.set()
-    return Response(status_code=204, headers=dict(TUS_HEADERS, **{"Upload-Offset": str(appended.offset)}))
+    return Response(status_code=204, headers=dict(TUS_HEADERS, **{"Upload-Offset": str(appended.offset)},
+                                                  **expiry_headers(appended)))
