@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -307,6 +309,34 @@ def test_timeout_kills_ffmpeg(tmp_path):
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     time.sleep(1.0)
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_an_encoder_killed_by_a_signal_is_retried_not_blamed_on_the_file(tmp_path):
+    """A crash or the OOM killer is the worker's fault: EncoderKilled (retried by the
+    consumer), never a MediaError that would fail the creator's video."""
+    src = shared("sintel_1080p_h264_letterbox.mp4")
+    args = [ffmpeg_graphs.ffmpeg_exe(), "-nostdin", "-i", src, "-f", "null", "-"]
+    killer = threading.Timer(0.5, lambda: [os.kill(int(pid), signal.SIGKILL) for pid in _children_named("ffmpeg")])
+    killer.start()
+    try:
+        with pytest.raises(ffmpeg_graphs.EncoderKilled) as err:
+            ffmpeg_graphs.run(args, timeout_s=60, what="decoding")
+    finally:
+        killer.cancel()
+    assert not isinstance(err.value, probe.MediaError) and "signal 9" in str(err.value)
+
+
+def _children_named(name: str) -> list[str]:
+    me = str(os.getpid())
+    return [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _is_child(p, me, name)]
+
+
+def _is_child(proc: Path, parent: str, name: str) -> bool:
+    try:
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        return fields[1] == parent and name in (proc / "comm").read_text()
+    except OSError:
+        return False
 
 
 def _frames(folder: Path, playlist: Path) -> int:

@@ -28,7 +28,7 @@ def test_per_title_video_becomes_ready_with_measured_vmaf(tmp_path):
         base = platform.gateway_url
         vid = upload_all(client, str(clip), base, title="per-title")
         video = wait_ready(client, base, vid, timeout_s=300)
-        assert video["status"] == "READY", video
+        assert video["status"] == "READY", (video.get("failure_reason"), _log_tail(platform, "transcoder"))
         # watch hands out one family per client: Chrome gets VP9, Safari H.264
         renditions = [r for c in ("chrome", "safari")
                       for r in client.get(f"{base}/v1/videos/{vid}/watch", params={"client": c}).json()["renditions"]]
@@ -42,3 +42,9 @@ def test_per_title_video_becomes_ready_with_measured_vmaf(tmp_path):
         by_size.setdefault((r["width"], r["height"]), {})[r["codec"]] = r["vmaf"]
     # each family's own score, not H.264's copied: two encoders never score exactly alike
     assert any(q["h264"] != q["vp9"] for q in by_size.values()), by_size
+
+
+def _log_tail(platform: Platform, service: str, lines: int = 40) -> str:
+    """The end of a service's log, so a failure in CI says what the worker saw."""
+    logs = sorted(platform.log_dir.glob(f"{service}*.log"))
+    return "\n".join(ln for path in logs for ln in path.read_text(errors="replace").splitlines()[-lines:])

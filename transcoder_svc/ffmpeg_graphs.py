@@ -77,6 +77,11 @@ def command(*outputs) -> list[str]:
     return merged.compile(cmd=ffmpeg_exe(), overwrite_output=True)
 
 
+class EncoderKilled(RuntimeError):
+    """ffmpeg died of a signal: not the input's fault, so the job is retried (bounded, then
+    dead-lettered) instead of failing the video."""
+
+
 def run(args: list[str], timeout_s: float, what: str) -> None:
     """Runs one ffmpeg command line; MediaError naming `what` on timeout or failure (with
     the last lines of ffmpeg's stderr)."""
@@ -88,6 +93,8 @@ def run(args: list[str], timeout_s: float, what: str) -> None:
         proc.kill()
         proc.communicate()
         raise MediaError(f"{what} took longer than {timeout_s:.0f} s and was stopped")
+    if proc.returncode < 0:  # killed by a signal (a crash, the OOM killer): our fault, so retried
+        raise EncoderKilled(f"{what}: ffmpeg was killed by signal {-proc.returncode}")
     if proc.returncode != 0:
         lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
         detail = "; ".join(lines[-3:])[:500] or f"exit code {proc.returncode}"
