@@ -3,6 +3,9 @@ routers and instrumentation. Routes live in gateway/routes/, one module per reso
 """
 from __future__ import annotations
 
+import asyncio
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
@@ -18,10 +21,21 @@ from gateway.limits import RequestLimits
 from gateway.routes import health, media, pages, uploads, videos, views
 from gateway.routes.health import ServiceHealth
 from gateway.signing import make_signer
+from gateway.video_cache import ChangeListener, VideoCache
+
+
+@asynccontextmanager
+async def listening_for_changes(app: FastAPI):
+    """While the app serves, its video cache hears every video.changed event."""
+    listener = ChangeListener(app.state.config, app.state.videos, asyncio.get_running_loop())
+    app.state.change_listener = listener
+    listener.start()
+    yield
+    listener.stop()
 
 
 def create_app(cfg: Config) -> FastAPI:
-    app = FastAPI(title="Longtail gateway", version="1")
+    app = FastAPI(title="Longtail gateway", version="1", lifespan=listening_for_changes)
     instrument(app)
     app.add_middleware(RequestLimits, idle_timeout_s=cfg.http.body_idle_timeout_s,
                        max_body_bytes=cfg.http.max_body_bytes)
@@ -33,6 +47,7 @@ def create_app(cfg: Config) -> FastAPI:
     app.state.house_ad = HouseAd(cfg.data_path / "ads" / "house-preroll.mp4")
     app.state.signer = make_signer(cfg)
     app.state.ledger = PlaybackLedger(cfg.playback.ledger_size)
+    app.state.videos = VideoCache(cfg.gateway.video_cache_ttl_s, cfg.gateway.video_cache_size)
     register_error_handlers(app)
     for router in (videos.router, views.router, uploads.router, media.router, health.router):
         app.include_router(router)

@@ -357,7 +357,10 @@ class TopicBus(Protocol):
 
     def producer(self) -> TopicProducer: ...
 
-    def consumer(self, topics: list[str], group_id: str) -> TopicConsumer: ...
+    def consumer(self, topics: list[str], group_id: str, from_end: bool = False) -> TopicConsumer:
+        """A member of `group_id`. Where the group has committed nothing it starts at the
+        earliest message, or with `from_end` at the end (only what is published from now on:
+        a process that wants every change from its start, never the history)."""
 
     def close(self) -> None: ...
 
@@ -366,6 +369,7 @@ class TopicBus(Protocol):
 TOPIC_TRANSCODE_REQUESTS = "transcode.requests"
 TOPIC_TRANSCODE_RESULTS = "transcode.results"
 TOPIC_VIDEO_PUBLISHED = "video.published"
+TOPIC_VIDEO_CHANGED = "video.changed"
 TOPIC_VIEWS = "views"
 TOPIC_DEAD_LETTER = "deadletter"
 
@@ -375,6 +379,8 @@ DEFAULT_TOPICS = {
     TOPIC_TRANSCODE_REQUESTS: 12,
     TOPIC_TRANSCODE_RESULTS: 4,
     TOPIC_VIDEO_PUBLISHED: 2,
+    # Read whole by every gateway process (cache invalidation), never shared among members.
+    TOPIC_VIDEO_CHANGED: 4,
     TOPIC_VIEWS: 4,
     TOPIC_DEAD_LETTER: 1,
 }

@@ -8,8 +8,9 @@ import datetime as dt
 import time
 import uuid
 
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from longtail.metadata.v1 import metadata_service_pb2 as mpb
@@ -18,14 +19,16 @@ from longtail.metadata.v1 import video_pb2
 from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.config import Config
-from longtail_common.ports import ID_PATTERN, is_valid_id
+from longtail_common.ports import ID_PATTERN, ObjectStore, is_valid_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
 from gateway.api_docs import CREATED_VIDEO_LINKS, UPLOAD_LENGTH_HEADER
 from gateway.dependencies import Cfg, MetadataStub, Objects, Signer, UploadStub
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.media_links import edge_url, media_grant, media_url
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
+from gateway.signing import MediaGrant
 from gateway.validation import require_page_token, require_video_id, upload_length, viewer_region
+from gateway.video_cache import CachedVideo
 from gateway.video_json import S, ad_breaks_json, status_name, video_json
 
 TUS_VERSION = "1.0.0"
@@ -88,9 +91,24 @@ async def create_video(body: CreateVideoBody, request: Request, cfg: Cfg, metada
     return await create_video_with_upload(body, request, cfg, metadata, upload)
 
 
+async def cached_video(request: Request, metadata: mpb_grpc.MetadataServiceStub, video_id: str) -> CachedVideo:
+    """The video from this process's cache (gateway/video_cache.py), loaded on a miss."""
+    require_video_id(video_id)
+    return await request.app.state.videos.get(video_id, lambda: load_video(metadata, video_id))
+
+
+def orjson_response(body: dict) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
 @router.get("/v1/videos/{video_id}", responses=error_responses(404, 422, *SERVICE_ERRORS))
 async def get_video(video_id: str, request: Request, metadata: MetadataStub, objects: Objects):
-    return video_json(request, objects, await load_video(metadata, video_id))
+    entry = await cached_video(request, metadata, video_id)
+    video = entry.video()
+    # Its thumbnail URLs are signed for the current window: rendered once per window and host.
+    key = ("get", media_grant(request, video.id), str(request.base_url))
+    return Response(entry.rendered(key, lambda: orjson.dumps(video_json(request, objects, video))),
+                    media_type="application/json")
 
 
 @router.get("/v1/videos", responses=error_responses(400, 422, *SERVICE_ERRORS))
@@ -131,13 +149,33 @@ def expiry_json(expires: int | None, now: float) -> dict:
 @router.get("/v1/videos/{video_id}/watch", responses=error_responses(400, 403, 404, 409, 422, *SERVICE_ERRORS))
 async def watch(video_id: str, request: Request, cfg: Cfg, signer: Signer, metadata: MetadataStub, objects: Objects,
                 region: str = "", client: str = "", protocol: str = ""):
-    video = await load_video(metadata, video_id)
+    entry = await cached_video(request, metadata, video_id)
+    video = entry.video()
     if video.status != S.VIDEO_STATUS_READY:
         raise ApiError(409, "NOT_READY", f"video {video_id} is {status_name(video.status)}",
                        extra={"status": status_name(video.status)})
     region = playback_region(region, request, cfg)
     client = client_platform(client, request.headers.get("user-agent", ""))
-    choice = choose_stream(video, client, streaming_protocol(protocol))
+    protocol = streaming_protocol(protocol)
+    grant = media_grant(request, video.id)
+    # Everything but the expiry countdown and the playback id is the same for every viewer
+    # of this video, window (grant), host, region, client and protocol: rendered once.
+    key = ("watch", grant, str(request.base_url), region, client, protocol)
+    body = entry.rendered(key, lambda: watch_body(request, objects, video, region, client, protocol, grant))
+    now = time.time()
+    # View beacons name this playback: they count for this video and region, until it expires.
+    playback_id, playback = signer.issue_playback(video.id, region, now)
+    return orjson_response({
+        **body,
+        "stream": {**body["stream"], **expiry_json(grant.expires if grant else None, now)},
+        "playback": {"id": playback_id, "region": region, **expiry_json(playback.expires, now)},
+    })
+
+
+def watch_body(request: Request, objects: ObjectStore, video: video_pb2.Video, region: str, client: str,
+               protocol: str, grant: MediaGrant | None) -> dict:
+    """The watch payload without its per-call part (the expiry countdown, the playback)."""
+    choice = choose_stream(video, client, protocol)
     decision = next((p for p in video.placements if p.region == region), None)
     on_cdn = decision is not None and decision.served_from == video_pb2.SERVED_FROM_CDN
 
@@ -155,8 +193,6 @@ async def watch(video_id: str, request: Request, cfg: Cfg, signer: Signer, metad
     body["codecs"] = choice.encoded  # every family the video exists in; stream.codec is the one handed out
     # The handed-out manifests' audio (AAC with H.264, Opus with VP9/AV1); None: no sound.
     audio_codec = next((a for a in (audio_codec_of(r["codecs"]) for r in body["renditions"]) if a), None)
-    now = time.time()
-    grant = media_grant(request, video.id)
     body["stream"] = {
         "url": stream_url(choice.manifest.object_key),
         "protocol": STREAM_PROTOCOL.text(choice.manifest),
@@ -165,9 +201,6 @@ async def watch(video_id: str, request: Request, cfg: Cfg, signer: Signer, metad
         "manifests": {p: stream_url(m.object_key) for p, m in sorted(choice.manifests.items())},
         "served_from": "cdn" if on_cdn else "origin",
         "region": region,
-        **expiry_json(grant.expires if grant else None, now),
+        **expiry_json(grant.expires if grant else None, time.time()),
     }
-    # View beacons name this playback: they count for this video and region, until it expires.
-    playback_id, playback = signer.issue_playback(video.id, region, now)
-    body["playback"] = {"id": playback_id, "region": region, **expiry_json(playback.expires, now)}
     return body

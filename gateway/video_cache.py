@@ -1,0 +1,169 @@
+"""This gateway process's copy of the video records it serves, and of what it renders from
+them, so the get and watch calls make no metadata round trip per request.
+
+Kept fresh by the `video.changed` topic, which metadata_svc publishes after every write
+(create, update, READY, placement change, delete): each gateway process reads all of it
+(a consumer group of its own, from the end) and drops the changed video at once. Entries
+also expire after `gateway.video_cache_ttl_s`, which bounds how long a change whose event
+was missed (the topic down, a lost publish) is served. A fetch that was in flight when its
+video changed is never stored, and requests arriving after the change fetch anew, so a
+deleted or privated video is not served from here once its event arrived.
+
+Everything runs on the event loop; the listener thread hands its events over to it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Awaitable, Callable, Hashable, TypeVar
+
+from cachetools import TTLCache
+
+from longtail.events.v1 import events_pb2
+from longtail.metadata.v1 import video_pb2
+from longtail_common import telemetry
+from longtail_common.adapters import make_topic_bus
+from longtail_common.config import Config
+from longtail_common.ports import TOPIC_VIDEO_CHANGED
+from gateway.errors import ApiError
+
+log = logging.getLogger("gateway.video_cache")
+
+T = TypeVar("T")
+# Renderings one video keeps (per window, host, region, client, protocol): bounded, since
+# the Host header is the client's to choose.
+MAX_RENDERINGS = 256
+POLL_TIMEOUT_S = 0.5
+RECONNECT_MAX_S = 10.0
+
+
+class CachedVideo:
+    """One video as metadata last answered (or its 404), with what was rendered from it."""
+
+    def __init__(self, video: video_pb2.Video | None, missing: ApiError | None = None):
+        self._video = video
+        self._missing = missing
+        self._renderings: dict[Hashable, object] = {}
+
+    def video(self) -> video_pb2.Video:
+        if self._video is None:
+            raise ApiError(self._missing.status, self._missing.code, self._missing.message)
+        return self._video
+
+    def rendered(self, key: Hashable, render: Callable[[], T]) -> T:
+        """render()'s answer for `key`, made once for this copy of the video."""
+        try:
+            return self._renderings[key]
+        except KeyError:
+            if len(self._renderings) >= MAX_RENDERINGS:
+                self._renderings.clear()
+            value = self._renderings[key] = render()
+            return value
+
+
+class VideoCache:
+    def __init__(self, ttl_s: float, max_videos: int):
+        self._entries: TTLCache = TTLCache(maxsize=max_videos, ttl=ttl_s, timer=time.monotonic)
+        self._loading: dict[str, asyncio.Future] = {}
+        self._lookups = telemetry.meter().create_counter(
+            "longtail.gateway.video_cache.lookups", description="video lookups of the get and watch calls, by result")
+
+    async def get(self, video_id: str, load: Callable[[], Awaitable[video_pb2.Video]]) -> CachedVideo:
+        """The cached video, else load()'s answer (one load at a time per video: concurrent
+        requests share it). A 404 is cached like a video; other errors are not."""
+        entry = self._entries.get(video_id)
+        if entry is not None:
+            self._lookups.add(1, {"result": "hit"})
+            return entry
+        self._lookups.add(1, {"result": "miss"})
+        flight = self._loading.get(video_id)
+        if flight is None:
+            flight = asyncio.ensure_future(self._load(load))
+            self._loading[video_id] = flight
+            flight.add_done_callback(lambda done: self._landed(video_id, done))
+        # Shielded: a client that hangs up does not cancel the load others wait for.
+        return await asyncio.shield(flight)
+
+    @staticmethod
+    async def _load(load: Callable[[], Awaitable[video_pb2.Video]]) -> CachedVideo:
+        try:
+            return CachedVideo(await load())
+        except ApiError as err:
+            if err.status != 404:
+                raise
+            return CachedVideo(None, err)
+
+    def _landed(self, video_id: str, flight: asyncio.Future) -> None:
+        if self._loading.get(video_id) is not flight:
+            return  # the video changed while it loaded: the answer may predate the change
+        del self._loading[video_id]
+        if not flight.cancelled() and flight.exception() is None:
+            self._entries[video_id] = flight.result()
+
+    def invalidate(self, video_id: str) -> None:
+        """Forgets the video, and any load of it in flight (its answer is not stored)."""
+        self._entries.pop(video_id, None)
+        self._loading.pop(video_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class ChangeListener:
+    """Reads `video.changed` on a thread of its own and invalidates the changed videos on
+    the event loop. A consumer group of this process alone, starting at the end: every
+    process sees every change, and none replays the history."""
+
+    def __init__(self, cfg: Config, cache: VideoCache, loop: asyncio.AbstractEventLoop):
+        self._cfg = cfg
+        self._cache = cache
+        self._loop = loop
+        self._group = f"gateway-cache-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="video-changes", daemon=True)
+        self.ready = threading.Event()  # set once subscribed (tests wait for it)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=POLL_TIMEOUT_S + 5)
+
+    def _run(self) -> None:
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                self._consume()
+                return
+            except Exception as exc:  # noqa: BLE001 - the bus is down: retry, the TTL covers the gap
+                log.warning("video.changed unavailable (%s); cache entries live %.1fs meanwhile; retrying in %.1fs",
+                            exc, self._cfg.gateway.video_cache_ttl_s, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
+
+    def _consume(self) -> None:
+        consumer = make_topic_bus(self._cfg).consumer([TOPIC_VIDEO_CHANGED], self._group, from_end=True)
+        try:
+            consumer.poll(timeout_s=0)  # takes the partitions, so the end is where we are now
+            self.ready.set()
+            while not self._stopping.is_set():
+                for message in consumer.poll(timeout_s=POLL_TIMEOUT_S, max_records=500):
+                    self._on_message(message.value)
+        finally:
+            consumer.close()
+
+    def _on_message(self, value: bytes) -> None:
+        event = events_pb2.VideoChanged()
+        try:
+            event.ParseFromString(value)
+        except Exception:  # noqa: BLE001 - a malformed event names no video to drop
+            log.warning("unreadable video.changed event ignored")
+            return
+        if event.video_id:
+            self._loop.call_soon_threadsafe(self._cache.invalidate, event.video_id)
