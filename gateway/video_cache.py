@@ -70,17 +70,25 @@ class VideoCache:
     def __init__(self, ttl_s: float, max_videos: int):
         self._entries: TTLCache = TTLCache(maxsize=max_videos, ttl=ttl_s, timer=time.monotonic)
         self._loading: dict[str, asyncio.Future] = {}
-        self._lookups = telemetry.meter().create_counter(
-            "longtail.gateway.video_cache.lookups", description="video lookups of the get and watch calls, by result")
+        # Plain counts, read at scrape time: a metric call per request would cost more than a hit.
+        self.hits = self.misses = 0
+        telemetry.meter().create_observable_counter(
+            "longtail.gateway.video_cache.lookups", callbacks=[self._observe_lookups],
+            description="video lookups of the get and watch calls, by result (hit: no metadata call)")
+
+    def _observe_lookups(self, _options):
+        from opentelemetry.metrics import Observation
+
+        return [Observation(self.hits, {"result": "hit"}), Observation(self.misses, {"result": "miss"})]
 
     async def get(self, video_id: str, load: Callable[[], Awaitable[video_pb2.Video]]) -> CachedVideo:
         """The cached video, else load()'s answer (one load at a time per video: concurrent
         requests share it). A 404 is cached like a video; other errors are not."""
         entry = self._entries.get(video_id)
         if entry is not None:
-            self._lookups.add(1, {"result": "hit"})
+            self.hits += 1
             return entry
-        self._lookups.add(1, {"result": "miss"})
+        self.misses += 1
         flight = self._loading.get(video_id)
         if flight is None:
             flight = asyncio.ensure_future(self._load(load))

@@ -22,7 +22,7 @@ from longtail_common.config import Config
 from longtail_common.ports import ID_PATTERN, ObjectStore, is_valid_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
 from gateway.api_docs import CREATED_VIDEO_LINKS, UPLOAD_LENGTH_HEADER
-from gateway.dependencies import Cfg, MetadataStub, Objects, Signer, UploadStub
+from gateway.dependencies import Cfg, MetadataStub, Objects, UploadStub
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.media_links import edge_url, media_grant, media_url
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
@@ -91,22 +91,28 @@ async def create_video(body: CreateVideoBody, request: Request, cfg: Cfg, metada
     return await create_video_with_upload(body, request, cfg, metadata, upload)
 
 
-async def cached_video(request: Request, metadata: mpb_grpc.MetadataServiceStub, video_id: str) -> CachedVideo:
+# The get and watch routes read the app's shared state (gateway/dependencies.py) directly:
+# on a cache hit FastAPI's dependency solving would cost them more than all they do.
+async def cached_video(request: Request, video_id: str) -> CachedVideo:
     """The video from this process's cache (gateway/video_cache.py), loaded on a miss."""
     require_video_id(video_id)
+    metadata = request.app.state.links.metadata()
     return await request.app.state.videos.get(video_id, lambda: load_video(metadata, video_id))
 
 
-def orjson_response(body: dict) -> Response:
-    return Response(orjson.dumps(body), media_type="application/json")
+def origin_key(request: Request) -> tuple:
+    """What the URLs a route renders depend on besides the video: where the client reached us."""
+    scope = request.scope
+    return scope["scheme"], request.headers.get("host"), tuple(scope.get("server") or ()), scope.get("root_path")
 
 
 @router.get("/v1/videos/{video_id}", responses=error_responses(404, 422, *SERVICE_ERRORS))
-async def get_video(video_id: str, request: Request, metadata: MetadataStub, objects: Objects):
-    entry = await cached_video(request, metadata, video_id)
+async def get_video(video_id: str, request: Request):
+    entry = await cached_video(request, video_id)
     video = entry.video()
-    # Its thumbnail URLs are signed for the current window: rendered once per window and host.
-    key = ("get", media_grant(request, video.id), str(request.base_url))
+    objects = request.app.state.objects
+    # Its thumbnail URLs are signed for the current window: rendered once per window and origin.
+    key = ("get", media_grant(request, video.id), origin_key(request))
     return Response(entry.rendered(key, lambda: orjson.dumps(video_json(request, objects, video))),
                     media_type="application/json")
 
@@ -147,29 +153,29 @@ def expiry_json(expires: int | None, now: float) -> dict:
 
 
 @router.get("/v1/videos/{video_id}/watch", responses=error_responses(400, 403, 404, 409, 422, *SERVICE_ERRORS))
-async def watch(video_id: str, request: Request, cfg: Cfg, signer: Signer, metadata: MetadataStub, objects: Objects,
-                region: str = "", client: str = "", protocol: str = ""):
-    entry = await cached_video(request, metadata, video_id)
+async def watch(video_id: str, request: Request, region: str = "", client: str = "", protocol: str = ""):
+    state = request.app.state
+    entry = await cached_video(request, video_id)
     video = entry.video()
     if video.status != S.VIDEO_STATUS_READY:
         raise ApiError(409, "NOT_READY", f"video {video_id} is {status_name(video.status)}",
                        extra={"status": status_name(video.status)})
-    region = playback_region(region, request, cfg)
+    region = playback_region(region, request, state.config)
     client = client_platform(client, request.headers.get("user-agent", ""))
     protocol = streaming_protocol(protocol)
     grant = media_grant(request, video.id)
     # Everything but the expiry countdown and the playback id is the same for every viewer
     # of this video, window (grant), host, region, client and protocol: rendered once.
-    key = ("watch", grant, str(request.base_url), region, client, protocol)
-    body = entry.rendered(key, lambda: watch_body(request, objects, video, region, client, protocol, grant))
+    key = ("watch", grant, origin_key(request), region, client, protocol)
+    body = entry.rendered(key, lambda: watch_body(request, state.objects, video, region, client, protocol, grant))
     now = time.time()
     # View beacons name this playback: they count for this video and region, until it expires.
-    playback_id, playback = signer.issue_playback(video.id, region, now)
-    return orjson_response({
+    playback_id, playback = state.signer.issue_playback(video.id, region, now)
+    return Response(orjson.dumps({
         **body,
         "stream": {**body["stream"], **expiry_json(grant.expires if grant else None, now)},
         "playback": {"id": playback_id, "region": region, **expiry_json(playback.expires, now)},
-    })
+    }), media_type="application/json")
 
 
 def watch_body(request: Request, objects: ObjectStore, video: video_pb2.Video, region: str, client: str,
