@@ -22,39 +22,7 @@ from longtail_common.ports import TOPIC_DEAD_LETTER, Message, TopicBus
 
 log = logging.getLogger(__name__)
 
-LAG_INTERVAL_S = 10.0
-# (topic, group) -> messages behind, refreshed by each consume loop; read at scrape time.
-_lags: dict[tuple[str, str], int] = {}
-_lag_gauge: list = []
 _dead_letter_counter: list = []
-
-
-def _observe_lags(_options):
-    from opentelemetry.metrics import Observation
-
-    return [Observation(n, {"topic": t, "group": g}) for (t, g), n in list(_lags.items())]
-
-
-def _refresh_lag(consumer, topics: list[str], group_id: str) -> None:
-    if not hasattr(consumer, "lag"):
-        return
-    if not _lag_gauge:
-        _lag_gauge.append(telemetry.meter().create_observable_gauge(
-            "longtail.topic.lag", callbacks=[_observe_lags],
-            description="messages not yet committed by the consumer group, summed over its partitions"))
-    try:
-        per_partition = consumer.lag()
-    except Exception as exc:  # noqa: BLE001 - a metric must never stop the consume loop
-        log.debug("topic lag unavailable: %s", exc)
-        return
-    totals: dict[str, int] = {}
-    for (topic, _partition), n in per_partition.items():
-        totals[topic] = totals.get(topic, 0) + n
-    for topic in topics:
-        if topic in totals:
-            _lags[(topic, group_id)] = totals[topic]
-        else:  # a rebalance took its partitions: another member reports them now
-            _lags.pop((topic, group_id), None)
 
 
 def dead_letter_counter():
@@ -85,12 +53,8 @@ def run_consumer(
     producer = bus.producer()
     for topic in topics:  # a series at 0 from the start, so the first dead letter is an increase
         dead_letter_counter().add(0, {"topic": topic, "group": group_id})
-    next_lag = 0.0
     try:
         while not stopping.is_set():
-            if time.monotonic() >= next_lag:
-                _refresh_lag(consumer, topics, group_id)
-                next_lag = time.monotonic() + LAG_INTERVAL_S
             messages = consumer.poll(timeout_s=1.0, max_records=1)
             if not messages and on_idle:
                 on_idle()

@@ -222,10 +222,16 @@ METHOD_POLICIES = [
                    "longtail.upload.v1.UploadService": ["GetUpload", "CreateUpload"],
                    "longtail.placement.v1.PlacementService": ["GetPlacement", "ListRegions"],
                    "longtail.transcoder.v1.TranscoderService": ["GetWorkerStatus"],
+                   "longtail.accounts.v1.AccountService": ["GetAccount", "VerifyPassword", "ResolveToken"],
                    "grpc.health.v1.Health": ["Check"]}),
-    ("60s", True, {"longtail.metadata.v1.MetadataService": ["BatchGetVideos", "ListVideos"],
+    ("60s", True, {"longtail.metadata.v1.MetadataService": ["BatchGetVideos", "ListVideos", "ListChannels"],
+                   "longtail.accounts.v1.AccountService": ["ListAccounts", "ListTokens"],
                    "longtail.search.v1.SearchService": ["SearchVideos", "ListLatestVideos"]}),
-    ("30s", False, {"longtail.metadata.v1.MetadataService": ["CreateVideo", "UpdateVideo", "CreateChannel"]}),
+    # Writes: a retry after a lost reply would answer ALREADY_EXISTS, ABORTED (etag) or
+    # NOT_FOUND (a delete that did happen), or spend a one-time link twice.
+    ("30s", False, {"longtail.metadata.v1.MetadataService": ["CreateVideo", "UpdateVideo", "DeleteVideo", "CreateChannel"],
+                    "longtail.accounts.v1.AccountService": ["CreateAccount", "UpdateAccount", "CreatePasswordLink",
+                                                            "SetPassword", "CreateToken", "RevokeToken"]}),
     ("3600s", False, {"longtail.upload.v1.UploadService": ["AppendUpload"]}),
 ]
 RETRY_POLICY = {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "3s", "backoffMultiplier": 2,

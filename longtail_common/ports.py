@@ -350,6 +350,36 @@ class TopicConsumer(Protocol):
         """Leaves the group (partitions are reassigned at once)."""
 
 
+@dataclass(frozen=True)
+class PartitionLag:
+    """How far a consumer group is behind on one partition."""
+
+    topic: str
+    partition: int
+    committed: int  # the group's next offset to read (where it would start without a commit)
+    end: int  # the offset the partition's next message will get
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - self.committed)
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    """A consumer group's progress as seen from outside it."""
+
+    group_id: str
+    members: int  # live members now (0: nothing consumes, whatever the backlog)
+    partitions: tuple[PartitionLag, ...]
+
+    def by_topic(self) -> dict[str, int]:
+        """Messages behind per topic, summed over its partitions."""
+        totals: dict[str, int] = {}
+        for p in self.partitions:
+            totals[p.topic] = totals.get(p.topic, 0) + p.lag
+        return totals
+
+
 @runtime_checkable
 class TopicBus(Protocol):
     def ensure_topics(self, topics: dict[str, int]) -> None:
@@ -362,6 +392,12 @@ class TopicBus(Protocol):
         earliest message, or with `from_end` at the end (only what is published from now on:
         a process that wants every change from its start, never the history)."""
 
+    def group_lag(self, group_id: str, topics: list[str]) -> GroupLag:
+        """The group's committed offsets against the end offsets of every partition of
+        `topics` (a missing topic has none), read without joining the group, so it works
+        while no member runs. A partition the group never committed counts from its first
+        message, as a new member would start there."""
+
     def close(self) -> None: ...
 
 
@@ -372,6 +408,15 @@ TOPIC_VIDEO_PUBLISHED = "video.published"
 TOPIC_VIDEO_CHANGED = "video.changed"
 TOPIC_VIEWS = "views"
 TOPIC_DEAD_LETTER = "deadletter"
+
+# The platform's consumer groups and the topics each reads: what the lag exporter watches
+# (it must know a group while no member runs, so this is not learned from the members).
+CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {
+    "transcoder": (TOPIC_TRANSCODE_REQUESTS,),
+    "placement": (TOPIC_TRANSCODE_RESULTS,),
+    "placement-views": (TOPIC_VIEWS,),
+    "search": (TOPIC_VIDEO_PUBLISHED,),
+}
 
 DEFAULT_TOPICS = {
     # Whole-video jobs and chunk jobs share it: more partitions than workers lets a fleet

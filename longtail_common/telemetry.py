@@ -11,7 +11,9 @@
   embedded log alike.
 * Metrics: an OpenTelemetry MeterProvider exported for Prometheus scraping on
   `telemetry.prometheus_port` (0 = an ephemeral port written to
-  DATA_DIR/metrics/<service>-<pid>.port, so a scraper or a test can find it).
+  DATA_DIR/metrics/<service>-<pid>.port, so a scraper or a test can find it). Histogram
+  buckets carry exemplars (the trace and span of the last measurement that fell in them)
+  in the OpenMetrics exposition Prometheus asks for, so a slow bucket links to a trace.
 """
 from __future__ import annotations
 
@@ -24,7 +26,11 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+from bisect import bisect_left
+
 from opentelemetry import metrics, propagate, trace
+from opentelemetry.exporter.prometheus import PrometheusMetricReader, _CustomCollector
+from opentelemetry.sdk.metrics.export import Histogram
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -119,8 +125,60 @@ def tracing_enabled() -> bool:
     return _state.get("tracing", True)
 
 
+class _ExemplarCollector(_CustomCollector):
+    """The Prometheus exporter's collector, adding to each histogram bucket the exemplar of
+    the last sampled measurement that fell in it. The SDK hands a measurement's exemplar
+    over once (its reservoir resets at each collection), so each bucket keeps its last
+    one: every scraper sees it, not only the first to scrape after the measurement."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._last: dict[tuple, object] = {}  # (sample name, labels) -> prometheus_client Exemplar
+
+    def _translate_metric(self, metric, scope_attrs, resource_attrs, metric_family_id_metric_family) -> None:
+        families = metric_family_id_metric_family
+        before = {key: len(family.samples) for key, family in families.items()}
+        super()._translate_metric(metric, scope_attrs, resource_attrs, families)
+        if not isinstance(metric.data, Histogram):
+            return
+        for key, family in families.items():
+            if len(family.samples) != before.get(key, 0):  # the family this metric's points went to
+                self._add_exemplars(family.samples, before.get(key, 0), metric.data.data_points)
+
+    def _add_exemplars(self, samples: list, start: int, points) -> None:
+        """Points' samples follow each other from `start` in the points' order, each point's
+        buckets first (one per bound, then +Inf)."""
+        from prometheus_client.samples import Exemplar
+
+        buckets = [i for i in range(start, len(samples)) if samples[i].name.endswith("_bucket")]
+        for point in points:
+            mine, buckets = buckets[:len(point.explicit_bounds) + 1], buckets[len(point.explicit_bounds) + 1:]
+            for exemplar in point.exemplars:
+                if exemplar.trace_id:  # sampled in a span: a trace to link to
+                    sample = samples[mine[bisect_left(point.explicit_bounds, exemplar.value)]]
+                    self._last[sample.name, tuple(sorted(sample.labels.items()))] = Exemplar(
+                        {"trace_id": f"{exemplar.trace_id:032x}", "span_id": f"{exemplar.span_id:016x}"},
+                        exemplar.value, exemplar.time_unix_nano / 1e9)
+            for i in mine:
+                exemplar = self._last.get((samples[i].name, tuple(sorted(samples[i].labels.items()))))
+                if exemplar is not None:
+                    samples[i] = samples[i]._replace(exemplar=exemplar)
+
+
+class ExemplarPrometheusReader(PrometheusMetricReader):
+    """PrometheusMetricReader serving its metrics through `_ExemplarCollector`."""
+
+    def __init__(self, registry=None, **kwargs):
+        from prometheus_client import REGISTRY
+
+        super().__init__(registry=registry or REGISTRY, **kwargs)
+        self._registry.unregister(self._collector)
+        self._collector = _ExemplarCollector(disable_target_info=kwargs.get("disable_target_info", False))
+        self._registry.register(self._collector)  # collects once to learn its names: no callback yet
+        self._collector._callback = self.collect
+
+
 def _setup_metrics(resource: Resource, port: int, port_file: Path) -> None:
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from opentelemetry.sdk.metrics import MeterProvider
     from prometheus_client import start_http_server
 
@@ -133,7 +191,7 @@ def _setup_metrics(resource: Resource, port: int, port_file: Path) -> None:
     port_file.parent.mkdir(parents=True, exist_ok=True)
     port_file.write_text(str(actual))
     _state["metrics_port_file"] = port_file
-    provider = MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()])
+    provider = MeterProvider(resource=resource, metric_readers=[ExemplarPrometheusReader()])
     metrics.set_meter_provider(provider)
     _state["meter_provider"] = provider
 

@@ -141,7 +141,8 @@ def start_prometheus(dir: str | os.PathLike, targets_files: list[str], alertmana
     def once() -> PrometheusServer:
         server = PrometheusServer(name="prometheus", dir=root, port=free_port())
         server.launch([exe, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'data'}",
-                       f"--web.listen-address={HOST}:{server.port}", "--storage.tsdb.retention.time=7d"],
+                       f"--web.listen-address={HOST}:{server.port}", "--storage.tsdb.retention.time=7d",
+                       "--enable-feature=exemplar-storage"],  # the trace ids on histogram buckets
                       deadline_s)
         return server
 

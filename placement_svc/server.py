@@ -15,6 +15,7 @@ from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail.placement.v1 import placement_service_pb2 as pb
 from longtail.placement.v1 import placement_service_pb2_grpc as pb_grpc
+from longtail_common import telemetry
 from longtail_common.adapters import make_object_store, make_view_count_store
 from longtail_common.config import Config, load_config
 from longtail_common.consumer import PermanentError
@@ -34,6 +35,9 @@ from placement_svc import metrics as placement_metrics
 log = logging.getLogger("placement_svc")
 S = video_pb2.VideoStatus
 CONSUMER_GROUP = "placement"
+# Seconds from the video's creation (the upload's start) to READY: a short clip's minute to
+# a long film's hours.
+UPLOAD_TO_READY_BUCKETS_S = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800)
 
 
 def decide_for_new_video(video: video_pb2.Video, regions: list[str], model=None) -> list[video_pb2.PlacementDecision]:
@@ -72,6 +76,9 @@ class ResultHandler:
         self.objects = objects  # ObjectStore: cold-start pushes to the edges
         self.view_counts = view_counts  # ViewCountStore: the catalogue the daily job scores
         self.models = models  # modelstore.LatestModel
+        self._upload_to_ready = telemetry.meter().create_histogram(
+            "longtail.upload_to_ready_seconds", description="seconds from a video's creation to READY",
+            explicit_bucket_boundaries_advisory=UPLOAD_TO_READY_BUCKETS_S)
 
     def _push_first(self, video_id: str, placements: list) -> list:
         """Pushes the bytes of every cdn decision; a region whose push fails stays on origin
@@ -159,6 +166,9 @@ class ResultHandler:
             mpb.UpdateVideoRequest(video=patch, update_mask=field_mask_pb2.FieldMask(paths=paths)), timeout=30
         )
         log.info("video %s READY (%d renditions)", video.id, len(updated.renditions))
+        if video.HasField("create_time"):  # once: only this PROCESSING -> READY write got here
+            self._upload_to_ready.record(
+                max(0.0, (now.ToNanoseconds() - video.create_time.ToNanoseconds()) / 1e9))
         placement_metrics.record_decisions(placements, "new_video")
         span.set_attributes({"longtail.placement.decisions": [
             f"{p.region}:{'cdn' if p.served_from == video_pb2.SERVED_FROM_CDN else 'origin'}" for p in placements],

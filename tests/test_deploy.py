@@ -141,10 +141,13 @@ EXPORTED = {
     "http_server_request_duration_seconds": ("histogram", {"http_route", "http_request_method", "http_response_status_code"}),
     "rpc_server_duration_seconds": ("histogram", {"rpc_method", "rpc_grpc_status_code"}),
     "longtail_topic_lag": ("gauge", {"topic", "group"}),
+    "longtail_consumer_group_members": ("gauge", {"group"}),
     "longtail_dead_lettered_messages": ("counter", {"topic", "group"}),
     "longtail_transcode_seconds_per_video_minute": ("histogram", {"rendition", "codec"}),
+    "longtail_transcode_step_seconds": ("histogram", {"step"}),
     "longtail_placement_decisions": ("counter", {"region", "served_from", "source"}),
     "longtail_cdn_share": ("gauge", {"region"}),
+    "longtail_upload_to_ready_seconds": ("histogram", set()),
 }
 SCRAPE_LABELS = {"job", "instance"}  # added by Prometheus to every scraped series
 
@@ -401,10 +404,8 @@ def test_exported_metric_names_match_the_code(monkeypatch):
     provider = MeterProvider(metric_readers=[PrometheusMetricReader(disable_target_info=True, registry=registry)])
     monkeypatch.setattr(telemetry, "meter", lambda name="longtail": provider.get_meter(name))
     # Instruments are created once per process; start from none so ours are the ones used.
-    monkeypatch.setattr(transcoder_metrics, "_encode_histogram", [])
+    monkeypatch.setattr(transcoder_metrics, "_instruments", {})
     monkeypatch.setattr(placement_metrics, "_instruments", {})
-    monkeypatch.setattr(consumer, "_lag_gauge", [])
-    monkeypatch.setattr(consumer, "_lags", {})
     monkeypatch.setattr(consumer, "_dead_letter_counter", [])
 
     interceptor = grpc_server._MetricsInterceptor()
@@ -414,15 +415,30 @@ def test_exported_metric_names_match_the_code(monkeypatch):
     handler.unary_unary(b"", SimpleNamespace(code=lambda: grpc.StatusCode.NOT_FOUND))
     rung = SimpleNamespace(name="720p", width=1280, height=720, frame_rate=30.0)
     transcoder_metrics.record_encode_time(30.0, 60.0, [rung], ["h264"])
+    with transcoder_metrics.step("probe"):
+        pass
     placement_metrics.record_decisions([SimpleNamespace(region="eu-west", served_from=video_pb2.SERVED_FROM_CDN)], "new_video")
     summary = json.dumps({"date": "2024-01-01", "videos": 4, "on_cdn": {"eu-west": 1}}).encode()
     placement_metrics.register_cdn_share_gauge(SimpleNamespace(get_bytes=lambda bucket, key: summary))
-    consumer._refresh_lag(SimpleNamespace(lag=lambda: {("transcode.requests", 0): 3, ("transcode.requests", 1): 2}),
-                           ["transcode.requests"], "transcoders")
-    from longtail_common.ports import Message
+    from longtail_common.lag_exporter import GroupLagExporter
+    from longtail_common.ports import GroupLag, Message, PartitionLag
+
+    lagging = GroupLag("transcoders", 0, (PartitionLag("transcode.requests", 0, 2, 5),))
+    GroupLagExporter(SimpleNamespace(group_lag=lambda group, topics: lagging),
+                     {"transcoders": ("transcode.requests",)}).refresh()
 
     consumer._dead_letter(SimpleNamespace(publish=lambda *args, **kwargs: None),
                           Message("transcode.requests", 0, 7, b"v1", b"{}"), "transcoders", "boom", 3)
+    from longtail.events.v1 import events_pb2
+    from placement_svc.server import ResultHandler
+
+    processing = video_pb2.Video(id="v1", etag="e1", status=video_pb2.VIDEO_STATUS_PROCESSING)
+    processing.create_time.GetCurrentTime()
+    metadata = SimpleNamespace(GetVideo=lambda request, timeout: processing,
+                               UpdateVideo=lambda request, timeout: request.video)
+    ResultHandler(SimpleNamespace(platform=SimpleNamespace(regions=["US"])), metadata,
+                  SimpleNamespace(publish=lambda *args, **kwargs: None))(
+        Message("transcode.results", 0, 1, b"v1", events_pb2.TranscodeResult(video_id="v1", success=True).SerializeToString()))
 
     exported: dict[str, tuple[str, set[str]]] = {}
     for family in registry.collect():

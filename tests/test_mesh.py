@@ -18,6 +18,7 @@ import yaml
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from longtail.accounts.v1 import account_service_pb2
 from longtail.metadata.v1 import metadata_service_pb2 as mpb
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
@@ -100,12 +101,13 @@ def test_every_rpc_has_a_deadline_and_only_idempotent_ones_are_retried():
     configured = {f"{service}/{method}": retried for _timeout, retried, services in METHOD_POLICIES
                   for service, methods in services.items() for method in methods}
     rpcs = {f"{service.full_name}/{method.name}"
-            for module in (mpb, upload_service_pb2, search_service_pb2, placement_service_pb2, transcoder_service_pb2)
+            for module in (mpb, account_service_pb2, upload_service_pb2, search_service_pb2, placement_service_pb2, transcoder_service_pb2)
             for service in module.DESCRIPTOR.services_by_name.values() for method in service.methods}
     assert rpcs | {"grpc.health.v1.Health/Check"} == set(configured)
     retried = sorted(rpc.split("/")[1] for rpc, is_retried in configured.items() if is_retried)
-    assert retried == ["BatchGetVideos", "Check", "CreateUpload", "GetChannel", "GetPlacement", "GetUpload",
-                       "GetVideo", "GetWorkerStatus", "ListLatestVideos", "ListRegions", "ListVideos", "SearchVideos"]
+    assert retried == ["BatchGetVideos", "Check", "CreateUpload", "GetAccount", "GetChannel", "GetPlacement",
+                       "GetUpload", "GetVideo", "GetWorkerStatus", "ListAccounts", "ListChannels", "ListLatestVideos",
+                       "ListRegions", "ListTokens", "ListVideos", "ResolveToken", "SearchVideos", "VerifyPassword"]
 
 
 def _start_metadata_replica(tmp_path, name: str, tls_dir) -> tuple[subprocess.Popen, Config]:

@@ -7,8 +7,10 @@ made here from the real files, nothing else changes), alerting to Alertmanager. 
 
 * every target is up, with the job and instance labels the rules and dashboard expect;
 * after uploads and watches, every PromQL query of the provisioned Grafana dashboard returns
-  data through the HTTP API (each copy of a repeated panel too);
-* the transcoder is stopped with uploads queued: its alerts go pending, fire and reach
+  data through the HTTP API (each copy of a repeated panel too), and histogram buckets carry
+  exemplars naming traces the processes wrote;
+* the transcoder is stopped with uploads queued: its alerts (the process down, its consumer
+  group without members, the group's backlog growing) go pending, fire and reach
   Alertmanager; it is started again (on a new metrics port, found without a config change)
   and they resolve. The timeline is printed (`-s` shows it), with `longtail status`;
 * a process the supervisor restarts (new metrics port) and an added transcoder are scraped
@@ -50,11 +52,13 @@ DASHBOARD = ROOT / "deploy" / "observability" / "grafana" / "dashboards" / "long
 SCRAPE_INTERVAL_S = 1
 FOR_IN_TESTS = "5s"  # every alert's `for:` in the test copy of the rules
 TRANSCODER = "transcoder-0"
-# What stopping the transcoder raises. Its consumers export the lag of their own group, so
-# with the group's only member gone no process reports transcode.requests' lag at all:
-# TopicConsumersGone (that series vanished) fires, not TopicLagGrowing (a lag seen growing).
+# What stopping the transcoder with uploads queued raises: its process is gone, its consumer
+# group has no member, and the group's backlog (read from outside it by upload_svc) grows
+# past TopicLagGrowing's threshold of 10 messages.
 EXPECTED_ALERTS = {("ServiceDown", (("job", "transcoder"),)),
-                   ("TopicConsumersGone", (("group", "transcoder"), ("topic", "transcode.requests")))}
+                   ("TopicConsumersGone", (("group", "transcoder"),)),
+                   ("TopicLagGrowing", (("group", "transcoder"), ("topic", "transcode.requests")))}
+QUEUED_UPLOADS = 11
 
 
 def _unavailable(reason: str) -> None:
@@ -240,6 +244,24 @@ def test_every_dashboard_panel_returns_data(live, clip):
           " returned data")
 
 
+def test_histogram_exemplars_link_to_traces(live):
+    """Runs after the uploads above: Prometheus kept bucket exemplars whose trace ids are
+    traces the processes wrote (the transcode's steps, the upload's time to READY)."""
+    from longtail_common import telemetry
+
+    def exemplar_traces(metric: str) -> set[str]:
+        reply = httpx.get(f"{live.prometheus_url}/api/v1/query_exemplars",
+                          params={"query": metric, "start": live.started - 60, "end": time.time() + 60}, timeout=10).json()
+        assert reply["status"] == "success", reply
+        return {e["labels"]["trace_id"] for series in reply["data"] for e in series["exemplars"]}
+
+    for metric in ("longtail_transcode_step_seconds_bucket", "longtail_upload_to_ready_seconds_bucket"):
+        found = _eventually(lambda: exemplar_traces(metric), timeout_s=30)
+        assert found, f"no exemplar on {metric}"
+        traced = {s["trace_id"] for s in telemetry.load_spans(live.platform.cfg.data_path)}
+        assert found <= traced, f"{metric}: exemplars name traces nobody wrote: {found - traced}"
+
+
 # -- the fault -----------------------------------------------------------------------------
 
 
@@ -309,7 +331,7 @@ def test_stopped_transcoder_alerts_then_resolves(live, clip):
     timeline = Timeline(t0)
     platform.kill(TRANSCODER)
     with httpx.Client(timeout=60) as client:
-        queued = [upload_file(client, base, clip, f"queued {i}", "live") for i in range(2)]
+        queued = [upload_file(client, base, clip, f"queued {i}", "live") for i in range(QUEUED_UPLOADS)]
 
         def fired() -> bool:
             _rules, active = timeline.observe(live)
@@ -337,7 +359,7 @@ def test_stopped_transcoder_alerts_then_resolves(live, clip):
         assert cleared, f"alerts did not resolve:\n{timeline.render()}"
         assert platform.service_states()[TRANSCODER]["metrics_address"] != old_address  # found on its new port
         for video_id in queued:
-            assert wait_ready(client, base, video_id, timeout_s=120)["status"] == "READY"
+            assert wait_ready(client, base, video_id, timeout_s=180)["status"] == "READY"
     for alert in EXPECTED_ALERTS:
         # pending lasts `for:` (5 s): a slow poll on a loaded machine may miss it, never the rest.
         assert timeline.states_of(alert, "prometheus")[-2:] == ["firing", "resolved"], timeline.render()

@@ -22,6 +22,7 @@ from longtail_cli.launcher import Platform, free_port
 from longtail_common import telemetry
 from longtail_common.config import Config
 from tests.test_e2e_embedded import upload_all
+from transcoder_svc.jobs.families import codec_families
 
 pytestmark = pytest.mark.slow
 
@@ -134,16 +135,108 @@ def check_one_trace(spans: list[dict], video_id: str) -> str:
     return trace_id
 
 
-def test_upload_is_one_trace_across_every_hop(platform, clip):
+@pytest.fixture(scope="module")
+def traced_video(platform, clip) -> str:
+    """A chunked upload, READY."""
     with httpx.Client(timeout=60) as client:
         vid = upload_all(client, clip, platform.gateway_url, title="traced")
         assert wait_ready(client, platform.gateway_url, vid, timeout_s=240)["status"] == "READY"
+    return vid
+
+
+def test_upload_is_one_trace_across_every_hop(platform, traced_video):
+    vid = traced_video
     trace_id = assert_one_trace_for_the_upload(platform, vid)
 
     # JSON logs carry the trace: the split's log line names this trace id.
     lines = [json.loads(line) for i in range(2) for line in
              (platform.log_dir / f"transcoder-{i}.log").read_text().splitlines() if line.startswith("{")]
     assert any(e.get("trace_id") == trace_id and "chunk jobs" in e.get("msg", "") for e in lines)
+
+
+def children(spans: list[dict], parent: dict) -> dict[str, dict]:
+    """The steps directly under `parent` (its publishes aside), by name: each name once."""
+    under = [s for s in spans if s["parent_span_id"] == parent["span_id"] and not s["name"].startswith("publish ")]
+    out = {s["name"]: s for s in under}
+    assert len(out) == len(under), f"a step twice: {[s['name'] for s in under]}"
+    return out
+
+
+def assert_encode_per_family(spans: list[dict], encode: dict, families: list[str]) -> None:
+    """One child span per codec family over the graph's run, with the bytes it wrote."""
+    per_family = children(spans, encode)
+    assert set(per_family) == {f"{encode['name']} {f}" for f in families}, per_family
+    for family in families:
+        span = per_family[f"{encode['name']} {family}"]
+        assert span["attributes"]["longtail.codec"] == family and span["attributes"]["longtail.rungs"]
+        assert span["attributes"]["longtail.bytes"] > 0 and span["attributes"]["longtail.objects"] > 0
+        # Every family's encoders ran for the whole graph (one decode feeds them all).
+        assert encode["start_ns"] <= span["start_ns"] < span["end_ns"] <= encode["end_ns"]
+    assert len({(s["start_ns"], s["end_ns"]) for s in per_family.values()}) == 1
+    assert encode["attributes"]["longtail.bytes"] == sum(
+        per_family[f"{encode['name']} {f}"]["attributes"]["longtail.bytes"] for f in families)
+
+
+def assert_stored(span: dict) -> None:
+    assert span["attributes"]["longtail.objects"] > 0 and span["attributes"]["longtail.bytes"] > 0, span
+
+
+def test_the_transcode_is_visible_inside_in_chunks(platform, traced_video):
+    """The split probes; each chunk job downloads, encodes (per family) and stores its chunk;
+    the one that joins also downloads the chunks, joins, packages, draws the storyboard and
+    the poster and stores the video."""
+    families = codec_families(platform.cfg)
+
+    def check(spans):
+        split = [s for s in spans if s["service"] == "transcoder_svc" and s["name"] == "transcode"]
+        assert len(split) == 1
+        steps = children(spans, split[0])
+        assert {"download source", "probe"} <= set(steps), steps
+        assert_stored(steps["download source"])
+        assert steps["probe"]["attributes"]["longtail.duration_seconds"] > 11
+        chunk_jobs = [s for s in spans if s["name"].startswith("transcode chunk")]
+        assert len(chunk_jobs) == CHUNKS
+        joined = []
+        for job in chunk_jobs:
+            steps = children(spans, job)
+            assert {"download source", "encode chunk", "store chunk"} <= set(steps), steps
+            assert_encode_per_family(spans, steps["encode chunk"], families)
+            assert_stored(steps["store chunk"])
+            if "join" in steps:
+                joined.append(job)
+                assert {"download chunks", "package", "storyboard", "poster", "store",
+                        "delete chunk files"} <= set(steps), steps
+                assert_encode_per_family(spans, steps["join"], families)
+                for name in ("download chunks", "store"):
+                    assert_stored(steps[name])
+                order = sorted(steps.values(), key=lambda s: s["start_ns"])
+                names = [s["name"] for s in order]
+                assert names.index("join") < names.index("package") < names.index("store")
+        assert len(joined) == 1, [s["name"] for s in chunk_jobs]
+
+    eventually(platform, traced_video, check)
+
+
+def test_the_transcode_is_visible_inside_in_one_piece(platform, tmp_path):
+    short = tmp_path / "short.mp4"
+    make_test_clip(str(short), seconds=3, height=240)  # under chunk_min_duration_s: one job
+    with httpx.Client(timeout=60) as client:
+        vid = upload_all(client, str(short), platform.gateway_url, title="whole")
+        assert wait_ready(client, platform.gateway_url, vid, timeout_s=240)["status"] == "READY"
+    families = codec_families(platform.cfg)
+
+    def check(spans):
+        job = [s for s in spans if s["service"] == "transcoder_svc" and s["name"] == "transcode"]
+        assert len(job) == 1
+        steps = children(spans, job[0])
+        names = [s["name"] for s in sorted(steps.values(), key=lambda s: s["start_ns"])]
+        assert names == ["download source", "probe", "encode", "package", "storyboard", "poster", "store"], names
+        assert_encode_per_family(spans, steps["encode"], families)
+        assert_stored(steps["download source"])
+        assert_stored(steps["store"])
+        assert steps["storyboard"]["attributes"]["longtail.storyboard.sprite_from"] == "encode"
+
+    eventually(platform, vid, check)
 
 
 def test_failed_transcode_leaves_an_error_span_with_the_reason(platform, tmp_path):

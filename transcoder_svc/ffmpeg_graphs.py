@@ -47,6 +47,7 @@ from transcoder_svc.ladder import (
     storyboard_for,
     top_rung,
 )
+from transcoder_svc.metrics import encode_step, step
 from transcoder_svc.packaging import TranscodeOutput, add_storyboard, package_families
 from transcoder_svc.probe import MediaError, MediaInfo
 
@@ -251,12 +252,16 @@ def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], famili
     out = Path(out_dir)
     (out / "thumbs").mkdir(parents=True, exist_ok=True)
     sb = storyboard_for(info) if storyboard else None
-    run(build_command(src, out_dir, info, rungs, families, storyboard=sb), timeout_s, "transcoding")
-    result = package_families(out, info, rungs, families)
+    with encode_step("encode", out_dir, families, rungs):
+        run(build_command(src, out_dir, info, rungs, families, storyboard=sb), timeout_s, "transcoding")
+    with step("package"):
+        result = package_families(out, info, rungs, families)
     if sb and (out / "thumbs" / "storyboard.jpg").exists():
-        add_storyboard(result, out, sb)
+        with step("storyboard", **{"longtail.storyboard.sprite_from": "encode"}):  # its cues; the encode drew it
+            add_storyboard(result, out, sb)
     if poster:
-        _poster(src, out, info, result, timeout_s)
+        with step("poster"):
+            _poster(src, out, info, result, timeout_s)
     return result
 
 
@@ -299,7 +304,8 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
             options = output_options([*encoder_args(family, [r], fps, top), "-an", "-f", "mp4"])
             outputs.append(ffmpeg.output(pictures[family, j], path, **options))
             paths.setdefault(family, {})[r.name] = path
-    run(command(*outputs), timeout_s, "transcoding a chunk")
+    with encode_step("encode chunk", out_dir, families, rungs):
+        run(command(*outputs), timeout_s, "transcoding a chunk")
     return paths
 
 
@@ -329,18 +335,22 @@ def join_chunks(chunks: list[dict[str, dict[str, str]]], src: str, out_dir: str,
             listing.write_text("".join(f"file '{Path(c[family][r.name]).resolve()}'\n" for c in chunks))
             joined.append(ffmpeg.input(str(listing), f="concat", safe=0)["v:0"])
         outputs.append(_hls_output(family, rungs, joined, sound, os.path.join(out_dir, family), {"c:v": "copy"}))
-    run(command(*outputs), timeout_s, "joining chunks")
+    with encode_step("join", out_dir, families, rungs):
+        run(command(*outputs), timeout_s, "joining chunks")
     for listing in out.glob("concat_*.txt"):
         listing.unlink()
-    result = package_families(out, info, rungs, families)
+    with step("package"):
+        result = package_families(out, info, rungs, families)
     if storyboard:
-        sb = storyboard_for(info)
-        tiles = _storyboard_tiles(ffmpeg.input(src)[str(info.video_stream_index)], sb)
-        run(command(_sprite_output(tiles, str(out / "thumbs" / "storyboard.jpg"))), timeout_s,
-            "making the storyboard")
-        add_storyboard(result, out, sb)
+        with step("storyboard", **{"longtail.storyboard.sprite_from": "source"}):
+            sb = storyboard_for(info)
+            tiles = _storyboard_tiles(ffmpeg.input(src)[str(info.video_stream_index)], sb)
+            run(command(_sprite_output(tiles, str(out / "thumbs" / "storyboard.jpg"))), timeout_s,
+                "making the storyboard")
+            add_storyboard(result, out, sb)
     if poster:
-        _poster(src, out, info, result, timeout_s)
+        with step("poster"):
+            _poster(src, out, info, result, timeout_s)
     return result
 
 

@@ -17,6 +17,7 @@ from longtail.upload.v1 import upload_service_pb2 as pb
 from longtail.upload.v1 import upload_service_pb2_grpc as pb_grpc
 from longtail_common.config import Config, load_config
 from longtail_common.grpc_server import client_channel
+from longtail_common.lag_exporter import GroupLagExporter
 from longtail_common.ports import (
     RAW_BUCKET,
     TOPIC_TRANSCODE_REQUESTS,
@@ -218,8 +219,9 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
 
 def serve(cfg: Config) -> None:
     def start(backends: Backends) -> Running:
-        """The servicer, the janitor that deletes raw originals once they are transcoded, and
-        the sweeper of abandoned uploads."""
+        """The servicer, the janitor that deletes raw originals once they are transcoded, the
+        sweeper of abandoned uploads, and the consumer groups' lag exporter (this service
+        consumes nothing, so it stays up whichever consumers stop)."""
         producer = backends.bus.producer()
         metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata"))
         janitor = RawJanitor(backends.objects, metadata, cfg.platform.raw_retention_s)
@@ -231,6 +233,7 @@ def serve(cfg: Config) -> None:
                                janitor.run, interval_s=max(1, cfg.platform.raw_sweep_interval_s))),
                            Background("upload-expiry", partial(
                                expiry.run, interval_s=max(1, cfg.platform.upload_sweep_interval_s))),
+                           Background("group-lag", GroupLagExporter(backends.bus).run),
                        ],
                        close=[producer.close, backends.bus.close])
 

@@ -17,7 +17,7 @@ import logging
 import threading
 
 from longtail_common.config import KafkaConfig
-from longtail_common.ports import BackendUnavailableError, Message, PortError
+from longtail_common.ports import BackendUnavailableError, GroupLag, Message, PartitionLag, PortError
 
 log = logging.getLogger(__name__)
 
@@ -165,19 +165,6 @@ class KafkaTopicConsumer:
         """(topic, partition) pairs this member owns now. Not part of the port (tests, metrics)."""
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
-    def lag(self) -> dict[tuple[str, int], int]:
-        """Messages behind the group's committed offset, per assigned partition (metrics).
-        Called from the consume loop's thread: KafkaConsumer is not thread-safe."""
-        parts = list(self._consumer.assignment())
-        if not parts:
-            return {}
-        ends = self._consumer.end_offsets(parts)
-        out = {}
-        for tp in parts:
-            committed = self._consumer.committed(tp) or 0
-            out[(tp.topic, tp.partition)] = max(0, ends.get(tp, 0) - committed)
-        return out
-
     def close(self) -> None:
         if self._closed:
             return
@@ -259,6 +246,39 @@ class KafkaTopicBus:
         except (KafkaError, OSError) as exc:
             raise _wrap(f"describing {topic!r}", self.cfg, exc) from exc
         return 0
+
+    def group_lag(self, group_id: str, topics: list[str]) -> GroupLag:
+        """Through the admin client only (committed offsets, end offsets, the group's
+        description), so reading never joins the group nor triggers a rebalance."""
+        from kafka.admin import OffsetSpec
+        from kafka.errors import KafkaError
+        from kafka.structs import TopicPartition
+
+        admin = self._admin_client()
+        try:
+            parts = [TopicPartition(t["name"], p["partition_index"])
+                     for t in admin.describe_topics(sorted(set(topics))) if t.get("error_code", 0) == 0
+                     for p in t.get("partitions") or ()]
+            if not parts:
+                return GroupLag(group_id, self._members(admin, group_id), ())
+            committed = admin.list_group_offsets({group_id: parts}).get(group_id, {})
+            ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in parts})
+            firsts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in parts})
+            members = self._members(admin, group_id)
+        except (KafkaError, OSError) as exc:
+            raise _wrap(f"reading the lag of group {group_id!r}", self.cfg, exc) from exc
+        lags = []
+        for tp in sorted(parts):
+            mark = committed.get(tp)
+            # No commit (offset -1): a member would start at the earliest retained message.
+            start = mark.offset if mark is not None and mark.offset >= 0 else firsts[tp].offset
+            lags.append(PartitionLag(tp.topic, tp.partition, start, ends[tp].offset))
+        return GroupLag(group_id, members, tuple(lags))
+
+    @staticmethod
+    def _members(admin, group_id: str) -> int:
+        described = admin.describe_groups([group_id]).get(group_id) or {}
+        return len(described.get("members") or ())
 
     def producer(self) -> KafkaTopicProducer:
         return KafkaTopicProducer(self.cfg, self._connect_timeout_s, self._publish_timeout_s)

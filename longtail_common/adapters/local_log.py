@@ -15,7 +15,7 @@ process on the machine:
   runs beside it.
 * committed offsets per (group, topic, partition); a group with no commit starts at the
   earliest message, as `auto.offset.reset=earliest` does (or at the end, `from_end`, as
-  `latest` does).
+  `latest` does). `group_lag` reads them, and the group's live members, without joining.
 
 Messages are kept (no retention) - the embedded setup is for one machine and small data.
 """
@@ -31,7 +31,7 @@ import uuid
 import zlib
 from pathlib import Path
 
-from longtail_common.ports import Message, PortError
+from longtail_common.ports import GroupLag, Message, PartitionLag, PortError
 
 SESSION_TIMEOUT_S = 6.0
 HEARTBEAT_INTERVAL_S = 1.0
@@ -133,6 +133,27 @@ class LocalTopicBus:
         finally:
             conn.close()
         return row[0] if row else 0
+
+    def group_lag(self, group_id: str, topics: list[str]) -> GroupLag:
+        conn = _connect(self.path)
+        try:
+            live_after = _now_ms() - int(self.session_timeout_s * 1000)
+            (members,) = conn.execute("SELECT COUNT(*) FROM members WHERE group_id=? AND heartbeat_ms>=?",
+                                      (group_id, live_after)).fetchone()
+            partitions = []
+            for topic in sorted(set(topics)):
+                row = conn.execute("SELECT partitions FROM topics WHERE name=?", (topic,)).fetchone()
+                for partition in range(row[0] if row else 0):
+                    (last,) = conn.execute("SELECT MAX(offset) FROM messages WHERE topic=? AND partition=?",
+                                           (topic, partition)).fetchone()
+                    committed = conn.execute(
+                        "SELECT next_offset FROM committed WHERE group_id=? AND topic=? AND partition=?",
+                        (group_id, topic, partition)).fetchone()
+                    partitions.append(PartitionLag(topic, partition, committed[0] if committed else 0,
+                                                   last + 1 if last is not None else 0))
+        finally:
+            conn.close()
+        return GroupLag(group_id, members, tuple(partitions))
 
     def producer(self) -> "LocalTopicProducer":
         return LocalTopicProducer(self)
@@ -261,18 +282,6 @@ class LocalTopicConsumer:
     def assignment(self) -> set[tuple[str, int]]:
         """(topic, partition) pairs this member owns now. Not part of the port (tests, metrics)."""
         return set(self._positions)
-
-    def lag(self) -> dict[tuple[str, int], int]:
-        """Messages behind the group's committed offset, per owned partition (metrics)."""
-        out = {}
-        for topic, partition in sorted(self._positions):
-            end = self._conn.execute("SELECT MAX(offset) FROM messages WHERE topic=? AND partition=?",
-                                     (topic, partition)).fetchone()[0]
-            committed = self._conn.execute(
-                "SELECT next_offset FROM committed WHERE group_id=? AND topic=? AND partition=?",
-                (self.group_id, topic, partition)).fetchone()
-            out[(topic, partition)] = max(0, (end + 1 if end is not None else 0) - (committed[0] if committed else 0))
-        return out
 
     def poll(self, timeout_s: float = 1.0, max_records: int = 1) -> list[Message]:
         if self._closed.is_set():

@@ -2,7 +2,9 @@
 
 It checks the Kafka semantics the platform relies on: keyed partitions keep per-key
 order, consumer groups share partitions without overlap, committed offsets survive, and
-what a crashed (SIGKILLed) member took but never committed is redelivered to another.
+what a crashed (SIGKILLed) member took but never committed is redelivered to another,
+and a group's lag can be read from outside it (with no member running, and without
+disturbing the members that do).
 """
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ import uuid
 
 import pytest
 
-from longtail_common.ports import PortError, TopicBus
+from longtail_common.ports import PartitionLag, PortError, TopicBus
 
-BACKENDS = ["local", "kafka"]
+BACKENDS = ["local", pytest.param("kafka", marks=pytest.mark.real)]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -259,3 +261,44 @@ def test_publish_to_unknown_topic_is_an_error(bus):
             p.publish(f"missing.{_uid()}", b"x")
     finally:
         p.close()
+
+
+def _lags(bus, group: str, topics: list[str]) -> tuple[int, dict]:
+    lag = bus.group_lag(group, topics)
+    assert lag.group_id == group
+    return lag.members, {(p.topic, p.partition): p for p in lag.partitions}
+
+
+def test_group_lag_is_read_from_outside_the_group(bus):
+    topic, group = f"lag.{_uid()}", f"lagged.{_uid()}"
+    bus.ensure_topics({topic: 2})
+    producer = bus.producer()
+    for i in range(5):
+        producer.publish(topic, f"m{i}".encode(), key=b"k", partition=0 if i < 3 else 1)
+    producer.close()
+    # Before any member ran: every message is behind; a missing topic has no partitions.
+    members, before = _lags(bus, group, [topic, f"missing.{_uid()}"])
+    assert members == 0
+    assert before == {(topic, 0): PartitionLag(topic, 0, 0, 3), (topic, 1): PartitionLag(topic, 1, 0, 2)}
+    assert bus.group_lag(group, [topic]).by_topic() == {topic: 5}
+
+    consumer = bus.consumer([topic], group)
+    try:
+        got = _poll_until(consumer, 5)
+        assert len(got) == 5
+        consumer.commit(next(m for m in got if m.partition == 0 and m.offset == 1))
+        deadline = time.monotonic() + 30
+        while _lags(bus, group, [topic])[0] != 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        members, during = _lags(bus, group, [topic])
+        assert members == 1
+        assert [(p.committed, p.end, p.lag) for _, p in sorted(during.items())] == [(2, 3, 1), (0, 2, 2)]
+        # Reading joined nothing: no rebalance, so nothing uncommitted came back to the member.
+        assert consumer.poll(timeout_s=2.0, max_records=10) == []
+    finally:
+        consumer.close()
+    deadline = time.monotonic() + 30
+    while _lags(bus, group, [topic])[0] != 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    members, after = _lags(bus, group, [topic])
+    assert members == 0 and after == during

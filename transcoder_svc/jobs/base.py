@@ -1,5 +1,6 @@
 """What every transcoder job shares: the worker's context, a scratch folder per job, the
-source download, the timed ladder encode and the failed result a MediaError becomes.
+source download, the timed ladder encode and the failed result a MediaError becomes. Each
+step of a job is a child span of the job's span (transcoder_svc/metrics.step).
 
 Scratch folders live in DATA_DIR/scratch/transcoder/<worker pid>/: a worker killed in the
 middle of a job cannot remove its own, so each worker removes at start those of workers on
@@ -20,7 +21,7 @@ from longtail_common.config import Config
 from longtail_common.ports import ObjectStore, TopicProducer
 from transcoder_svc import ffmpeg_graphs, ladder, packaging, probe
 from transcoder_svc.jobs import outputs
-from transcoder_svc.metrics import record_encode_time
+from transcoder_svc.metrics import record_encode_time, step
 
 log = logging.getLogger("transcoder_svc")
 
@@ -110,7 +111,9 @@ class Job:
 
     def download_source(self, bucket: str, key: str, workdir: pathlib.Path) -> pathlib.Path:
         source = workdir / "source"
-        self.ctx.objects.download_file(bucket, key, str(source))
+        with step("download source", **{"longtail.object_key": key}) as span:
+            self.ctx.objects.download_file(bucket, key, str(source))
+            span.set_attributes({"longtail.objects": 1, "longtail.bytes": source.stat().st_size})
         return source
 
     def thumbnails(self) -> dict:

@@ -22,8 +22,9 @@ from longtail_common.config import Config
 from longtail_common.consumer import PermanentError
 from longtail_common.ports import MEDIA_BUCKET, TOPIC_TRANSCODE_REQUESTS, NotFoundError, validate_id
 from transcoder_svc import ffmpeg_graphs, ladder, probe
+from transcoder_svc.jobs import outputs
 from transcoder_svc.jobs.base import Job, Result, WorkerContext
-from transcoder_svc.metrics import record_encode_time
+from transcoder_svc.metrics import files_and_bytes, record_encode_time, step
 
 log = logging.getLogger("transcoder_svc")
 
@@ -109,6 +110,9 @@ class ChunkJob(Job):
         if self.ctx.objects.stat(MEDIA_BUCKET, f"{self._chunk_folder(self.chunk.index)}/_done") is None:
             source = self.fetch_source(workdir)
             self._encode_chunk(source, workdir, plan)
+        else:  # a redelivery after the chunk was stored: only the join may be left to do
+            trace.get_current_span().add_event("retry", {"longtail.retry.what": "chunk job redelivered",
+                                                         "longtail.retry.skipped": "encode (already stored)"})
         done = sum(1 for k in self.ctx.objects.list_keys(MEDIA_BUCKET, self.prefix + "/") if k.endswith("/_done"))
         if done < self.chunk.count:
             return None  # a later chunk's worker joins
@@ -120,8 +124,11 @@ class ChunkJob(Job):
         output = ffmpeg_graphs.join_chunks(chunks, str(source), str(out_dir), plan.info, plan.rungs, plan.families,
                                    timeout_s=self.ctx.cfg.platform.transcode_timeout_s, **self.thumbnails())
         result = self.store(out_dir, output, plan.rungs)
-        for key in list(self.ctx.objects.list_keys(MEDIA_BUCKET, self.prefix + "/")):
-            self.ctx.objects.delete(MEDIA_BUCKET, key)  # chunk files are scratch once packaged
+        with step("delete chunk files") as span:  # scratch once packaged
+            keys = list(self.ctx.objects.list_keys(MEDIA_BUCKET, self.prefix + "/"))
+            for key in keys:
+                self.ctx.objects.delete(MEDIA_BUCKET, key)
+            span.set_attribute("longtail.objects", len(keys))
         return result
 
     def _chunk_folder(self, index: int) -> str:
@@ -131,28 +138,33 @@ class ChunkJob(Job):
         """Encodes this chunk at every rung of every family, stores the files, then its _done marker."""
         chunk, info = self.chunk, plan.info
         started = time.perf_counter()
-        outputs = ffmpeg_graphs.encode_chunk(str(source), str(workdir / "chunk"), info, plan.rungs, plan.families,
+        encoded = ffmpeg_graphs.encode_chunk(str(source), str(workdir / "chunk"), info, plan.rungs, plan.families,
                                      chunk.start_seconds, chunk.duration_seconds,
                                      timeout_s=self.ctx.cfg.platform.transcode_timeout_s)
         chunk_s = chunk.duration_seconds or max(0.0, info.duration_s - chunk.start_seconds)
         record_encode_time(time.perf_counter() - started, chunk_s, plan.rungs, plan.families)
         folder = self._chunk_folder(chunk.index)
-        for family, by_rung in outputs.items():
-            for name, path in by_rung.items():
-                self.ctx.objects.put_file(MEDIA_BUCKET, f"{folder}/{family}/{name}.mp4", path)
-        self.ctx.objects.put_bytes(MEDIA_BUCKET, f"{folder}/_done", b"")
+        with step("store chunk") as span:
+            written = [outputs.put_file(self.ctx.objects, f"{folder}/{family}/{name}.mp4", path)
+                       for family, by_rung in encoded.items() for name, path in by_rung.items()]
+            outputs.with_retries(f"storing {folder}/_done",
+                                lambda: self.ctx.objects.put_bytes(MEDIA_BUCKET, f"{folder}/_done", b""))
+            span.set_attributes({"longtail.objects": len(written) + 1, "longtail.bytes": sum(written)})
 
     def _download_chunks(self, workdir: pathlib.Path, plan: ChunkPlan) -> list[dict[str, dict[str, str]]]:
         """Every chunk's files, local: per chunk, family -> rung name -> path."""
         chunks = []
-        for i in range(self.chunk.count):
-            local: dict[str, dict[str, str]] = {}
-            for family in plan.families:
-                for r in plan.rungs:
-                    path = workdir / "chunks" / f"{i:05d}" / family / f"{r.name}.mp4"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    key = f"{self._chunk_folder(i)}/{family}/{r.name}.mp4"
-                    self.ctx.objects.download_file(MEDIA_BUCKET, key, str(path))
-                    local.setdefault(family, {})[r.name] = str(path)
-            chunks.append(local)
+        with step("download chunks") as span:
+            for i in range(self.chunk.count):
+                local: dict[str, dict[str, str]] = {}
+                for family in plan.families:
+                    for r in plan.rungs:
+                        path = workdir / "chunks" / f"{i:05d}" / family / f"{r.name}.mp4"
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        key = f"{self._chunk_folder(i)}/{family}/{r.name}.mp4"
+                        self.ctx.objects.download_file(MEDIA_BUCKET, key, str(path))
+                        local.setdefault(family, {})[r.name] = str(path)
+                chunks.append(local)
+            objects, size = files_and_bytes(workdir / "chunks")
+            span.set_attributes({"longtail.objects": objects, "longtail.bytes": size})
         return chunks

@@ -2,22 +2,34 @@
 
 A video's variants live under videos/<id>/<codec>/<resolution>/..., its thumbnails under
 videos/<id>/thumbs/. Each encode writes a result marker last: its presence means every
-variant is in place, and it holds the result to publish again after a lost publish.
+variant is in place, and it holds the result to publish again after a lost publish. A write
+the store refuses while unavailable is retried a few times (a span event each) before the
+job fails and the whole encode is redone.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 import pathlib
+import time
 
 from google.protobuf import json_format
+from opentelemetry import trace
 
 from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import video_pb2
-from longtail_common.ports import MEDIA_BUCKET, NotFoundError, ObjectStore, validate_id
+from longtail_common.ports import MEDIA_BUCKET, BackendUnavailableError, NotFoundError, ObjectStore, validate_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL, THUMBNAIL_KIND
 from transcoder_svc import ladder, packaging
 from transcoder_svc.jobs.families import H264
+from transcoder_svc.metrics import step
+
+log = logging.getLogger("transcoder_svc")
+
+STORE_ATTEMPTS = 3
+STORE_RETRY_DELAY_S = 1.0  # doubling after each failed attempt
 
 
 def video_prefix(video_id: str) -> str:
@@ -63,26 +75,50 @@ def failed_result(video_id: str, reason: str, worker_id: str, added: list[str] =
                                       added_codecs=list(added))
 
 
+def put_file(objects: ObjectStore, key: str, path: str) -> int:
+    """Stores a local file in the media bucket; its size."""
+    with_retries(f"storing {key}", lambda: objects.put_file(MEDIA_BUCKET, key, path))
+    return os.path.getsize(path)
+
+
+def with_retries(what: str, write) -> None:
+    """`write()`, retried while the store is unavailable (a restart, a network blip), each
+    failed attempt a span event on the current step: one object must not cost a re-encode."""
+    for attempt in range(1, STORE_ATTEMPTS + 1):
+        try:
+            write()
+            return
+        except BackendUnavailableError as exc:
+            if attempt == STORE_ATTEMPTS:
+                raise
+            delay = STORE_RETRY_DELAY_S * 2 ** (attempt - 1)
+            trace.get_current_span().add_event("retry", {"longtail.retry.what": what, "longtail.retry.attempt": attempt,
+                                                         "longtail.retry.delay_s": delay, "error": str(exc)[:300]})
+            log.warning("%s failed (attempt %d/%d), retrying in %.0f s: %s", what, attempt, STORE_ATTEMPTS, delay, exc)
+            time.sleep(delay)
+
+
 def store_outputs(objects: ObjectStore, video_id: str, out_dir: pathlib.Path, output: packaging.TranscodeOutput,
                   rungs: list[ladder.Rung], worker_id: str, added: list[str] = ()) -> events_pb2.TranscodeResult:
     """Uploads the packaged output and returns its result; `added`: the families of a
-    codec upgrade (its result lists only those, and its marker is its own)."""
+    codec upgrade (its result lists only those, and its marker is its own). One "store"
+    step span, with the objects and bytes written."""
     base = video_prefix(video_id)
     # Segments and media playlists first, then the masters/MPDs, the result marker last:
     # a reader never finds a manifest that points at something missing. Paths under
     # out/ are already <codec>/<rung>/... and thumbs/..., the layout of the bucket.
     manifests = {p for f in output.families for p in (f.hls_path, f.dash_path)}
-    for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
-        rel = path.relative_to(out_dir).as_posix()
-        if rel not in manifests:
-            objects.put_file(MEDIA_BUCKET, f"{base}/{rel}", str(path))
-    for rel in sorted(manifests):
-        objects.put_file(MEDIA_BUCKET, f"{base}/{rel}", str(out_dir / rel))
-    if not added:
-        objects.put_bytes(MEDIA_BUCKET, ladder_key(video_id), json.dumps([dataclasses.asdict(r) for r in rungs]).encode())
-    result = success_result(video_id, output, worker_id, added)
-    marker = done_marker_key(video_id, added[0] if added else H264)
-    objects.put_bytes(MEDIA_BUCKET, marker, json_format.MessageToJson(result).encode())
+    files = [p.relative_to(out_dir).as_posix() for p in sorted(out_dir.rglob("*")) if p.is_file()]
+    with step("store") as span:
+        written = [put_file(objects, f"{base}/{rel}", str(out_dir / rel))
+                   for rel in [r for r in files if r not in manifests] + sorted(manifests)]
+        records = [] if added else [(ladder_key(video_id), json.dumps([dataclasses.asdict(r) for r in rungs]).encode())]
+        result = success_result(video_id, output, worker_id, added)
+        marker = done_marker_key(video_id, added[0] if added else H264)
+        for key, data in records + [(marker, json_format.MessageToJson(result).encode())]:
+            with_retries(f"storing {key}", lambda key=key, data=data: objects.put_bytes(MEDIA_BUCKET, key, data))
+            written.append(len(data))
+        span.set_attributes({"longtail.objects": len(written), "longtail.bytes": sum(written)})
     return result
 
 

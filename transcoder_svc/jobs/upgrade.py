@@ -19,7 +19,8 @@ from transcoder_svc import ffmpeg_graphs, ladder, probe
 from transcoder_svc.jobs import outputs
 from transcoder_svc.jobs.base import Result, WorkerContext
 from transcoder_svc.jobs.families import H264
-from transcoder_svc.jobs.whole import WholeVideoJob
+from transcoder_svc.jobs.whole import WholeVideoJob, probe_step
+from transcoder_svc.metrics import files_and_bytes, step
 
 log = logging.getLogger("transcoder_svc")
 
@@ -42,7 +43,7 @@ class CodecUpgradeJob(WholeVideoJob):
 
     def prepare(self, workdir: pathlib.Path) -> tuple[pathlib.Path, probe.MediaInfo, list[ladder.Rung]]:
         source, origin = self.source_file(workdir)
-        info = probe.probe(str(source))
+        info = probe_step(source)
         rungs = outputs.recorded_ladder(self.ctx.objects, self.video_id)
         if rungs is None:  # encoded before ladders were recorded: the source's default ladder
             rungs = ladder.ladder_for(info)
@@ -52,9 +53,10 @@ class CodecUpgradeJob(WholeVideoJob):
             # from a rendition read back: that scores against a copy, not the source.)
             from transcoder_svc import pertitle  # VMAF analysis; only loaded when enabled
 
-            rungs = pertitle.per_title_families(str(source), info, rungs, self.families,
-                                                workdir=str(workdir / "vmaf"),
-                                                timeout_s=self.ctx.cfg.platform.transcode_timeout_s)
+            with step("per-title analysis", **{"longtail.codec_families": self.families}):
+                rungs = pertitle.per_title_families(str(source), info, rungs, self.families,
+                                                    workdir=str(workdir / "vmaf"),
+                                                    timeout_s=self.ctx.cfg.platform.transcode_timeout_s)
         log.info("codec upgrade of %s to %s, from the %s", self.video_id, "+".join(self.families), origin)
         return source, info, rungs
 
@@ -70,13 +72,16 @@ class CodecUpgradeJob(WholeVideoJob):
         if not h264:
             raise probe.MediaError("neither the original upload nor an H.264 rendition is left to encode from")
         top = max(h264, key=lambda r: (r.width * r.height, r.bitrate_bps))
-        video_playlist = self._download_folder(top.object_key.rsplit("/", 1)[0], workdir)
-        if video_playlist is None:
-            raise probe.MediaError(f"the top H.264 rendition ({top.object_key}) is missing")
-        audio_playlist = self._download_folder(f"{outputs.media_prefix(video.id)}/audio", workdir)
-        source = workdir / "source.mp4"
-        ffmpeg_graphs.remux_rendition(str(video_playlist), str(audio_playlist) if audio_playlist else None, str(source),
-                              timeout_s=self.ctx.cfg.platform.transcode_timeout_s)
+        with step("read back rendition", **{"longtail.rendition": f"{top.height}p"}) as span:
+            video_playlist = self._download_folder(top.object_key.rsplit("/", 1)[0], workdir)
+            if video_playlist is None:
+                raise probe.MediaError(f"the top H.264 rendition ({top.object_key}) is missing")
+            audio_playlist = self._download_folder(f"{outputs.media_prefix(video.id)}/audio", workdir)
+            objects, size = files_and_bytes(workdir / "top")
+            span.set_attributes({"longtail.objects": objects, "longtail.bytes": size})
+            source = workdir / "source.mp4"
+            ffmpeg_graphs.remux_rendition(str(video_playlist), str(audio_playlist) if audio_playlist else None,
+                                          str(source), timeout_s=self.ctx.cfg.platform.transcode_timeout_s)
         return source, f"{top.height}p H.264 rendition"
 
     def _download_folder(self, folder: str, workdir: pathlib.Path) -> pathlib.Path | None:

@@ -11,6 +11,7 @@ from transcoder_svc import ladder, probe
 from transcoder_svc.jobs import chunked
 from transcoder_svc.jobs.base import Job, Result, WorkerContext
 from transcoder_svc.jobs.families import codec_families
+from transcoder_svc.metrics import step
 
 
 class WholeVideoJob(Job):
@@ -45,7 +46,7 @@ class WholeVideoJob(Job):
             raise probe.MediaError(f"the file is {raw.size / 1e9:.2f} GB; the limit is "
                                    f"{limits.max_source_bytes / 1e9:.2f} GB")
         source = self.download_source(self.request.raw_bucket, self.request.raw_object_key, workdir)
-        info = probe.probe(str(source))
+        info = probe_step(source)
         source_bytes = source.stat().st_size
         trace.get_current_span().set_attributes({
             "longtail.source_bytes": source_bytes, "longtail.duration_seconds": info.duration_s,
@@ -55,7 +56,18 @@ class WholeVideoJob(Job):
         if tc.per_title and rungs:
             from transcoder_svc import pertitle  # VMAF analysis; only loaded when enabled
 
-            rungs = pertitle.per_title_ladder(str(source), info, rungs, families=self.families,
-                                              workdir=str(workdir / "pertitle"),
-                                              timeout_s=self.ctx.cfg.platform.transcode_timeout_s).rungs
+            with step("per-title analysis", **{"longtail.codec_families": self.families}):
+                rungs = pertitle.per_title_ladder(str(source), info, rungs, families=self.families,
+                                                  workdir=str(workdir / "pertitle"),
+                                                  timeout_s=self.ctx.cfg.platform.transcode_timeout_s).rungs
         return source, info, rungs
+
+
+def probe_step(source: pathlib.Path) -> probe.MediaInfo:
+    """`probe.probe(source)` as the job's "probe" step, with what it found."""
+    with step("probe") as span:
+        info = probe.probe(str(source))
+        span.set_attributes({"longtail.duration_seconds": info.duration_s,
+                             "longtail.source_resolution": f"{info.width}x{info.height}",
+                             "longtail.frame_rate": info.frame_rate, "longtail.has_audio": info.has_audio})
+    return info
