@@ -28,7 +28,6 @@ from gateway.video_cache import ChangeListener, VideoCache
 async def listening_for_changes(app: FastAPI):
     """While the app serves, its video cache hears every video.changed event."""
     listener = ChangeListener(app.state.config, app.state.videos, asyncio.get_running_loop())
-    app.state.change_listener = listener
     listener.start()
     yield
     listener.stop()

@@ -118,8 +118,10 @@ class VideoCache:
         self._entries.pop(video_id, None)
         self._loading.pop(video_id, None)
 
-    def __len__(self) -> int:
-        return len(self._entries)
+    def clear(self) -> None:
+        """Forgets every video (changes may have gone unheard)."""
+        self._entries.clear()
+        self._loading.clear()
 
 
 class ChangeListener:
@@ -134,7 +136,6 @@ class ChangeListener:
         self._group = f"gateway-cache-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="video-changes", daemon=True)
-        self.ready = threading.Event()  # set once subscribed (tests wait for it)
 
     def start(self) -> None:
         self._thread.start()
@@ -156,15 +157,20 @@ class ChangeListener:
                 delay = min(delay * 2, RECONNECT_MAX_S)
 
     def _consume(self) -> None:
-        consumer = make_topic_bus(self._cfg).consumer([TOPIC_VIDEO_CHANGED], self._group, from_end=True)
+        bus = make_topic_bus(self._cfg)
         try:
-            consumer.poll(timeout_s=0)  # takes the partitions, so the end is where we are now
-            self.ready.set()
-            while not self._stopping.is_set():
-                for message in consumer.poll(timeout_s=POLL_TIMEOUT_S, max_records=500):
-                    self._on_message(message.value)
+            consumer = bus.consumer([TOPIC_VIDEO_CHANGED], self._group, from_end=True)
+            try:
+                consumer.poll(timeout_s=0)  # takes the partitions, so the end is where we are now
+                # What was cached before now may have changed unheard (a start, a reconnect).
+                self._loop.call_soon_threadsafe(self._cache.clear)
+                while not self._stopping.is_set():
+                    for message in consumer.poll(timeout_s=POLL_TIMEOUT_S, max_records=500):
+                        self._on_message(message.value)
+            finally:
+                consumer.close()
         finally:
-            consumer.close()
+            bus.close()
 
     def _on_message(self, value: bytes) -> None:
         event = events_pb2.VideoChanged()
