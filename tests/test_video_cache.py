@@ -5,6 +5,9 @@ processes of an embedded platform (`gateway_workers=2`) sharing one port."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 import time
 
 import httpx
@@ -118,3 +121,26 @@ def test_a_change_reaches_every_gateway_process_within_a_second(platform):
             for url in workers:
                 assert c.get(f"{url}/v1/videos/{vid}").status_code == 404
                 assert c.get(f"{url}/v1/videos/{vid}/watch").status_code == 404
+
+
+def test_each_gateway_process_is_supervised_and_scraped_on_its_own(platform):
+    names = platform.gateway_names()
+    _until(lambda: all(platform.service_states()[n]["metrics_address"] for n in names), 30)
+    states = platform.service_states()
+    targets = json.loads(platform.targets_file.read_text())
+    scraped = {t["labels"]["instance"]: t for t in targets if t["labels"]["job"] == "gateway"}
+    assert set(scraped) == set(names)
+    assert len({states[n]["metrics_address"] for n in names}) == len({states[n]["address"] for n in names}) == 2
+    victim = states[names[1]]
+    os.kill(victim["pid"], signal.SIGKILL)
+    with httpx.Client(timeout=10) as c:
+        # The shared port goes on answering (the other process) while the victim restarts.
+        for _ in range(20):
+            assert c.get(f"{platform.gateway_url}/healthz").status_code == 200
+
+        def back() -> bool:
+            state = platform.service_states()[names[1]]
+            return state["restarts"] == victim["restarts"] + 1 and state["state"] == "running" and state["serving"]
+
+        _until(back, 60)
+        assert c.get(f"http://{platform.service_states()[names[1]]['address']}/healthz").status_code == 200
