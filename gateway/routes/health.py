@@ -28,6 +28,11 @@ log = logging.getLogger("gateway.health")
 
 # The gRPC services the gateway's config addresses (transcoder workers are the launcher's).
 PROBED_SERVICES = ("metadata", "upload", "search", "placement")
+# The services requests through the gateway wait on. Only these make it answer 503: placement
+# and the transcoders work from topics, so a load balancer draining every gateway because a
+# transcoder died would turn a transcode backlog into a full outage. They are still reported
+# (and alerted on: README "Runbook").
+REQUEST_PATH = frozenset({"metadata", "upload", "search"})
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 router = APIRouter()
@@ -72,13 +77,13 @@ class ServiceHealth:
         answers = await asyncio.gather(*(self._ask(name) for name in self._addresses))
         services = {name: {"serving": answer == "SERVING", "health": answer}
                     for name, answer in zip(self._addresses, answers)}
-        down = {name for name, s in services.items() if not s["serving"]}
+        down = {name for name, s in services.items() if not s["serving"] and name in REQUEST_PATH}
         for name, launched in self._launcher_states().items():
             if name.split("-")[0] == "gateway":  # this process, or a sibling on the same port: it is answering
                 continue
             entry = services.setdefault(name, {"serving": bool(launched.get("serving")), "health": "LAUNCHER"})
             entry.update({k: v for k, v in launched.items() if k not in ("serving", "health")})
-            if launched.get("state") != "running":
+            if launched.get("state") != "running" and name in REQUEST_PATH:
                 down.add(name)
         return {"status": "degraded" if down else "ok", "services": services}
 
