@@ -5,7 +5,8 @@ Kept fresh by the `video.changed` topic, which metadata_svc publishes after ever
 (create, update, READY, placement change, delete): each gateway process reads all of it
 (a consumer group of its own, from the end) and drops the changed video at once. Entries
 also expire after `gateway.video_cache_ttl_s`, which bounds how long a change whose event
-was missed (the topic down, a lost publish) is served. A fetch that was in flight when its
+was missed (the topic down, a lost publish) is served; an expired video is read again, and
+if it is the same version (etag) its renderings are kept. A fetch that was in flight when its
 video changed is never stored, and requests arriving after the change fetch anew, so a
 deleted or privated video is not served from here once its event arrived.
 
@@ -22,7 +23,7 @@ import time
 import uuid
 from typing import Awaitable, Callable, Hashable, TypeVar
 
-from cachetools import TTLCache
+from cachetools import LRUCache
 
 from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import video_pb2
@@ -45,10 +46,19 @@ RECONNECT_MAX_S = 10.0
 class CachedVideo:
     """One video as metadata last answered (or its 404), with what was rendered from it."""
 
-    def __init__(self, video: video_pb2.Video | None, missing: ApiError | None = None):
+    def __init__(self, loaded_at: float, video: video_pb2.Video | None, missing: ApiError | None = None):
+        self.loaded_at = loaded_at  # monotonic time the load that answered it started
         self._video = video
         self._missing = missing
         self._renderings: dict[Hashable, object] = {}
+
+    def renewed(self, loaded_at: float, video: video_pb2.Video | None) -> "CachedVideo":
+        """This entry, good until loaded_at + the TTL, if `video` is the same version (its
+        renderings stay valid: every write gives a new etag); else a new entry."""
+        if video is not None and self._video is not None and video.etag == self._video.etag:
+            self.loaded_at = loaded_at
+            return self
+        return CachedVideo(loaded_at, video)
 
     def video(self) -> video_pb2.Video:
         if self._video is None:
@@ -68,7 +78,8 @@ class CachedVideo:
 
 class VideoCache:
     def __init__(self, ttl_s: float, max_videos: int):
-        self._entries: TTLCache = TTLCache(maxsize=max_videos, ttl=ttl_s, timer=time.monotonic)
+        self._ttl_s = ttl_s
+        self._entries: LRUCache = LRUCache(maxsize=max_videos)
         self._loading: dict[str, asyncio.Future] = {}
         # Plain counts, read at scrape time: a metric call per request would cost more than a hit.
         self.hits = self.misses = 0
@@ -85,26 +96,29 @@ class VideoCache:
         """The cached video, else load()'s answer (one load at a time per video: concurrent
         requests share it). A 404 is cached like a video; other errors are not."""
         entry = self._entries.get(video_id)
-        if entry is not None:
+        if entry is not None and time.monotonic() - entry.loaded_at < self._ttl_s:
             self.hits += 1
             return entry
         self.misses += 1
         flight = self._loading.get(video_id)
         if flight is None:
-            flight = asyncio.ensure_future(self._load(load))
+            flight = asyncio.ensure_future(self._load(entry, load))
             self._loading[video_id] = flight
             flight.add_done_callback(lambda done: self._landed(video_id, done))
         # Shielded: a client that hangs up does not cancel the load others wait for.
         return await asyncio.shield(flight)
 
     @staticmethod
-    async def _load(load: Callable[[], Awaitable[video_pb2.Video]]) -> CachedVideo:
+    async def _load(expired: CachedVideo | None, load: Callable[[], Awaitable[video_pb2.Video]]) -> CachedVideo:
+        """A fresh entry; an expired one whose video has not changed is renewed, renderings and all."""
+        started = time.monotonic()
         try:
-            return CachedVideo(await load())
+            video = await load()
         except ApiError as err:
             if err.status != 404:
                 raise
-            return CachedVideo(None, err)
+            return CachedVideo(started, None, err)
+        return expired.renewed(started, video) if expired is not None else CachedVideo(started, video)
 
     def _landed(self, video_id: str, flight: asyncio.Future) -> None:
         if self._loading.get(video_id) is not flight:

@@ -73,6 +73,24 @@ def test_a_404_is_cached_until_the_video_is_created():
     asyncio.run(scenario())
 
 
+def test_an_expired_video_is_read_again_and_keeps_its_renderings_while_unchanged():
+    async def scenario():
+        cache = VideoCache(ttl_s=0.05, max_videos=10)
+        versions = iter(["e1", "e1", "e2"])
+        renders = []
+
+        async def load():
+            return video_pb2.Video(id="v3", etag=next(versions))
+
+        for _ in range(3):  # each read after the TTL asks metadata again
+            entry = await cache.get("v3", load)
+            entry.rendered("page", lambda: renders.append(entry.video().etag))
+            await asyncio.sleep(0.06)
+        assert renders == ["e1", "e2"]  # the second read found e1 again: its rendering stood
+
+    asyncio.run(scenario())
+
+
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     cfg = Config(data_dir=str(tmp_path_factory.mktemp("longtail-cache")))
