@@ -64,7 +64,7 @@ import httpx
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from longtail_cli.cli import make_test_clip, upload_file  # noqa: E402
+from longtail_cli.cli import local_api_token, make_test_clip, upload_file  # noqa: E402
 from longtail_cli.launcher import Platform, free_port  # noqa: E402
 from longtail_common import telemetry  # noqa: E402
 from machine import cpu_model, ffmpeg_version  # noqa: E402  (bench/machine.py)
@@ -129,7 +129,8 @@ def one_run(mode: str, clip: pathlib.Path, work: pathlib.Path, run_no: int) -> d
     plat = Platform(cfg, gateway_port=free_port(), transcoder_workers=spec["workers"])
     plat.start(timeout_s=120)
     try:
-        with httpx.Client(timeout=60) as client:
+        token = local_api_token(cfg, "bench")  # uploading needs an account
+        with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
             base = plat.gateway_url
             wpids = [p.pid for n, p in plat.procs.items() if n.startswith("transcoder-")]
             cpu0 = sum(worker_cpu_s(p) for p in wpids)

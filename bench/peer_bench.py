@@ -2,7 +2,7 @@
 and the CPU each ladder costs (issue 29's peer benchmark).
 
   nice -n 10 .venv/bin/python bench/peer_bench.py [--clips a,b] [--seconds S] [--json PATH]
-      [--peertube-from-source] -> bench/results/peer.json
+      [--peertube-from-source] [--ladders a,b] [--cpu-repeats N] [--cpu-hour-usd X] -> bench/results/peer.json
   # the stored results: issue 29's three clips, 10 s each (~5 and ~9 min on the shared box)
   nice -n 10 .venv/bin/python bench/peer_bench.py --clips sintel_1080p,cockatoo_720p,car_detection_432p --seconds 10
   nice -n 10 .venv/bin/python bench/peer_bench.py --clips sintel_1080p,cockatoo_720p,car_detection_432p --seconds 10 \
@@ -47,9 +47,22 @@ PeerTube does instead of the top encode when the upload is already H.264 under i
 bitrate (canDoQuickTranscode), and audio. --peertube-from-source encodes every rung from the
 source excerpt instead (PeerTube at its best: no second generation), with the upload's bitrate.
 
-Longtail's default ladder: the transcoder as the platform runs it (ladder.ladder_for,
-ffmpeg_graphs.transcode, one ffmpeg process for all rungs, no per-title analysis), through
-`longtail_default_ladder`. `longtail_popular_ladder` is the slot for the popular-video path.
+Longtail's ladders, as the transcoder encodes them (ladder.ladder_for, ffmpeg_graphs.transcode:
+one ffmpeg process for all rungs, no per-title analysis), each rung remuxed to one MP4:
+- longtail_default: every upload's: transcoder.rate_control (constant quality: an x264 CRF
+  per rung under a bits-per-pixel cap, ladder.CONSTANT_QUALITY) at the default
+  ffmpeg_graphs.Effort (x264 veryfast, slower presets on the small rungs);
+- longtail_previous: the default before issue 29, fixed average bitrates (rate control
+  "average");
+- longtail_pertitle: per-title encoding (transcoder.per_title) with its analysis cut
+  (PER_TITLE_CUT), the analysis's CPU counted with the ladder's;
+- longtail_popular / longtail_popular_av1: the popular-video path (a codec upgrade): the same
+  rungs re-encoded in H.264 at transcoder.popular_x264_preset, and in AV1
+  (transcoder.popular_codecs). Against longtail_default: BD-rate, and what the encode buys
+  (`popular_economics`: bytes saved per view per CPU-second, break-even views at the
+  cheapest CDN price and at origin egress, codec_bench's cost model and CPU price).
+Every ladder is encoded `--cpu-repeats` times (in turn) and its least CPU kept: on the shared
+box one encode's CPU time moves by tens of % with the load.
 """
 
 import argparse
@@ -76,8 +89,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from machine import cpu_model, ffmpeg_version  # noqa: E402  (bench/machine.py)
+from codec_bench import CPU_HOUR_USD, economics  # noqa: E402
 from pertitle_bench import VMAF_SUBSAMPLE, bd_rate  # noqa: E402
-from transcoder_svc import ffmpeg_graphs, ladder  # noqa: E402
+from longtail_common.config import Config  # noqa: E402
+from transcoder_svc import ffmpeg_graphs, ladder, pertitle  # noqa: E402
 from transcoder_svc import probe as probe_module  # noqa: E402  (this file has its own probe())
 
 SHARED = ROOT.parent / "shared" / "media"
@@ -289,7 +304,8 @@ def measure(ladder: Ladder, clip: Clip, work: Path) -> dict:
                       "bitrate_bps": int(os.path.getsize(r.path) * 8 / clip.duration_s),
                       "display_vmaf": round(q, 2), **r.extra} for r, q in zip(ladder.rungs, vmaf)}
     return {"cpu_s": round(ladder.cpu_s, 2), "wall_s": round(ladder.wall_s, 1),
-            "ladder_kbps": round(sum(r["bitrate_bps"] for r in rungs.values()) / 1000), **ladder.extra,
+            "ladder_kbps": round(sum(r["bitrate_bps"] for r in rungs.values()) / 1000),
+            "ladder_bytes": sum(os.path.getsize(r.path) for r in ladder.rungs), **ladder.extra,
             "rungs": rungs}
 
 
@@ -325,28 +341,74 @@ def peertube_ladder(clip: Clip, work: Path, from_source: bool = False) -> Ladder
                    "lower_rungs_from": "source" if from_source else "top rung"})
 
 
-def longtail_default_ladder(clip: Clip, work: Path) -> Ladder:
-    """Longtail's default ladder as the platform encodes it today (no per-title analysis):
-    the ladder only, no storyboard or poster. Each rung's HLS output is remuxed to one MP4."""
+def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.Effort, rate_control: str,
+                     per_title: bool = False) -> Ladder:
+    """Longtail's ladder of `family` as the transcoder encodes it (ladder.ladder_for,
+    ffmpeg_graphs.transcode: one ffmpeg process for all rungs; `per_title`: the rungs the
+    per-title analysis chooses, as a WholeVideoJob with transcoder.per_title, its CPU
+    counted): the ladder only, no storyboard or poster. Each rung's HLS output is remuxed
+    to one MP4."""
     info = probe_module.probe(clip.source)
-    rungs = ladder.ladder_for(info)
     out = work / "hls"
     cpu0, t0 = cpu_children(), time.monotonic()
-    result = ffmpeg_graphs.transcode(clip.source, str(out), info, rungs, storyboard=False, poster=False)
+    if per_title:
+        rungs = pertitle.per_title_ladder(clip.source, info, ladder.ladder_for(info, "average"),
+                                          workdir=str(work / "analysis"), **PER_TITLE_CUT).rungs
+    else:
+        rungs = ladder.ladder_for(info, rate_control)
+    result = ffmpeg_graphs.transcode(clip.source, str(out), info, rungs, families=(family,), storyboard=False,
+                                     poster=False, effort=effort)
     cpu, wall = cpu_children() - cpu0, time.monotonic() - t0
     encoded = []
     for rendition, rung in zip(result.families[0].renditions, rungs):
         mp4 = work / f"longtail_{rendition.name}.mp4"
         ffmpeg_graphs.remux_rendition(str(out / rendition.playlist_path), None, str(mp4))
+        top = rung is rungs[-1]
+        settings = {"crf": ladder.family_crf(family, rung.crf, top), "cap_bps": rung.bitrate_for(family, top)} \
+            if rung.crf else {"target_bps": rung.bitrate_for(family, top)}
         encoded.append(Rung(rendition.name, rendition.width, rendition.height, str(mp4),
-                            {"target_bps": rung.video_bitrate_bps}))
-    return Ladder(encoded, cpu, wall)
+                            {**settings, "preset": effort.x264_preset_for(rung) if family == "h264" else
+                             effort.svtav1_preset}))
+    return Ladder(encoded, cpu, wall, {"family": family})
 
 
-def longtail_popular_ladder(clip: Clip, work: Path) -> Ladder | None:
-    """The slot for Longtail's popular-video path (issue 29: a better encode for the videos
-    placement predicts popular). None until that path exists: the bench then skips it."""
-    return None
+def longtail_default_ladder(clip: Clip, work: Path) -> Ladder:
+    """Longtail's default ladder: H.264, the default rate control (transcoder.rate_control)
+    and encoder effort, as every upload gets it."""
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), Config().transcoder.rate_control)
+
+
+def longtail_previous_ladder(clip: Clip, work: Path) -> Ladder:
+    """Longtail's default ladder before issue 29: fixed average bitrates per rung."""
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), "average")
+
+
+# Per-title encoding with its cost cut (issue 29's option b): 2 x 2 s samples, no in-between
+# sizes, no refinement rounds.
+PER_TITLE_CUT = {"samples": 2, "sample_seconds": 2.0, "in_between": False, "refine_rounds": 0}
+
+
+def longtail_pertitle_ladder(clip: Clip, work: Path) -> Ladder:
+    """The per-title ladder (transcoder.per_title) with its analysis cut (PER_TITLE_CUT)."""
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), "average", per_title=True)
+
+
+def longtail_popular_ladder(clip: Clip, work: Path) -> Ladder:
+    """Longtail's popular-video path, the H.264 every player gets: a codec upgrade
+    re-encodes the default ladder's rungs at transcoder.popular_x264_preset."""
+    preset = Config().transcoder.popular_x264_preset
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort.popular(preset), Config().transcoder.rate_control)
+
+
+def longtail_popular_av1_ladder(clip: Clip, work: Path) -> Ladder:
+    """The popular-video path's added family (transcoder.popular_codecs: AV1), the same rungs."""
+    return _longtail_ladder(clip, work, "av1", ffmpeg_graphs.Effort(), Config().transcoder.rate_control)
+
+
+LADDERS = {"peertube": None, "longtail_default": longtail_default_ladder, "longtail_previous": longtail_previous_ladder,
+           "longtail_popular": longtail_popular_ladder, "longtail_popular_av1": longtail_popular_av1_ladder,
+           "longtail_pertitle": longtail_pertitle_ladder}
+POPULAR = ("longtail_popular", "longtail_popular_av1")
 
 
 # --- comparing and reporting -----------------------------------------------------------
@@ -372,21 +434,45 @@ def compare(ladder: dict, reference: dict) -> dict:
     }
 
 
-def run_clip(clip: Clip, work: Path, from_source: bool) -> dict:
-    makers = {"peertube": lambda c, w: peertube_ladder(c, w, from_source),
-              "longtail_default": longtail_default_ladder, "longtail_popular": longtail_popular_ladder}
+def run_clip(clip: Clip, work: Path, from_source: bool, names: list[str], cpu_hour_usd: float,
+             cpu_repeats: int = 1) -> dict:
+    makers = {**LADDERS, "peertube": lambda c, w: peertube_ladder(c, w, from_source)}
     ladders = {}
-    for name, make in makers.items():
+    for name in names:
         lw = work / name
         lw.mkdir(parents=True)
-        ladder = make(clip, lw)
-        if ladder is not None:
-            ladders[name] = measure(ladder, clip, lw)
+        ladders[name] = measure(makers[name](clip, lw), clip, lw)
+    # On a shared box one encode's CPU time moves with the load (tens of %): every ladder is
+    # encoded again, in turn, and its least CPU kept (the encodes are deterministic work).
+    for repeat in range(1, cpu_repeats):
+        for name in names:
+            lw = work / f"{name}_cpu{repeat}"
+            lw.mkdir(parents=True)
+            cpu = makers[name](clip, lw).cpu_s
+            ladders[name].setdefault("cpu_s_runs", [ladders[name]["cpu_s"]]).append(round(cpu, 2))
+            ladders[name]["cpu_s"] = min(ladders[name]["cpu_s_runs"])
     out = {"source": f"{clip.width}x{clip.height} @ {float(clip.frame_rate):g} fps, {clip.duration_s:.2f} s",
            "ladders": ladders,
            "vs_peertube": {n: compare(l, ladders["peertube"]) for n, l in ladders.items() if n != "peertube"}}
-    if "longtail_popular" in ladders:
-        out["popular_vs_default"] = compare(ladders["longtail_popular"], ladders["longtail_default"])
+    default = ladders.get("longtail_default")
+    for name in (n for n in POPULAR if n in ladders and default):
+        c = compare(ladders[name], default)
+        out.setdefault("popular_vs_default", {})[name] = {**c, **popular_economics(default, ladders[name], c,
+                                                                                   clip.duration_s, cpu_hour_usd)}
+    return out
+
+
+def popular_economics(default: dict, popular: dict, c: dict, seconds: float, cpu_hour_usd: float) -> dict:
+    """What the popular path's encode (its whole CPU: the default ladder was encoded at upload)
+    buys: bytes saved per view (the cost model's share of the ladder a view takes, at
+    equal VMAF: the BD-rate) per CPU-second, and the views that repay the encode and 30 days
+    of storing the new ladder (codec_bench.economics: at the cheapest CDN price and at origin
+    egress); at that many views a day it pays for itself within the day."""
+    if c["bd_rate_pct"] is None:
+        return {}
+    out = economics(default, popular, c["bd_rate_pct"], seconds, cpu_hour_usd)
+    saved_bytes = out["gb_saved_per_view_per_source_minute"] * 1e9 * seconds / 60
+    out["bytes_saved_per_view_per_cpu_s"] = round(saved_bytes / popular["cpu_s"], 1) if popular["cpu_s"] else None
     return out
 
 
@@ -405,8 +491,23 @@ def summarize(clips: dict) -> dict:
                      "cpu_ratio": round(cpu / peer_cpu, 3),
                      "worst_rung_display_vmaf_delta": min((d for v in per.values()
                                                            for d in v["display_vmaf_delta_by_height"].values()),
-                                                          default=None)}
+                                                          default=None),
+                     "top_rung_display_vmaf_by_clip": {k: _top(clips[k]["ladders"][name])["display_vmaf"] for k in per}}
+    for name in sorted({n for c in clips.values() for n in c.get("popular_vs_default", {})}):
+        per = {k: c["popular_vs_default"][name] for k, c in clips.items() if name in c.get("popular_vs_default", {})}
+        bds = [v["bd_rate_pct"] for v in per.values() if v["bd_rate_pct"] is not None]
+        out[name]["vs_default"] = {
+            "bd_rate_pct_by_clip": {k: v["bd_rate_pct"] for k, v in per.items()},
+            "bd_rate_pct_avg": round(sum(bds) / len(bds), 2) if bds else None,
+            "cpu_ratio_by_clip": {k: v["cpu_ratio"] for k, v in per.items()},
+            "bytes_saved_per_view_per_cpu_s_by_clip": {k: v.get("bytes_saved_per_view_per_cpu_s") for k, v in per.items()},
+            "break_even_views_cdn_cheapest_by_clip": {k: v.get("break_even_views_cdn_cheapest") for k, v in per.items()},
+            "break_even_views_origin_by_clip": {k: v.get("break_even_views_origin") for k, v in per.items()}}
     return out
+
+
+def _top(measured: dict) -> dict:
+    return max(measured["rungs"].values(), key=lambda r: r["width"] * r["height"])
 
 
 def write(args, clips: dict, started: float, final: bool) -> None:
@@ -419,7 +520,12 @@ def write(args, clips: dict, started: float, final: bool) -> None:
         "settings": {"clip_seconds": args.seconds or "whole clip", "vmaf_model": "vmaf_v0.6.1",
                      "vmaf_subsample": VMAF_SUBSAMPLE, "vmaf": "display: each rung upscaled (bicubic) to the source size",
                      "peertube_lower_rungs_from": "source" if args.peertube_from_source else "top rung",
-                     "peertube_resolutions": "all enabled, up to the source", "peertube_threads": THREADS},
+                     "peertube_resolutions": "all enabled, up to the source", "peertube_threads": THREADS,
+                     "longtail_rate_control": Config().transcoder.rate_control,
+                     "longtail_constant_quality": {p: {"crf": c, "cap_bpp": b} for p, (c, b) in ladder.CONSTANT_QUALITY.items()},
+                     "longtail_effort": dataclasses.asdict(ffmpeg_graphs.Effort()),
+                     "longtail_popular_x264_preset": Config().transcoder.popular_x264_preset,
+                     "cpu_hour_usd": args.cpu_hour_usd, "cpu_repeats": args.cpu_repeats},
         "issue_29_reported_bd_rate": ISSUE_29_BD_RATE,
         "complete": final, "summary": summarize(clips), "bench_wall_s": round(time.monotonic() - started, 1),
         "clips": clips,
@@ -437,6 +543,11 @@ def print_clip(name: str, result: dict) -> None:
         print(f"   {lname} vs PeerTube: BD-rate {c['bd_rate_pct']} %, kbps x{c['kbps_ratio']}, CPU x{c['cpu_ratio']}, "
               f"dVMAF by height {c['display_vmaf_delta_by_height']} (issue 29: {ISSUE_29_BD_RATE.get(name, '-')})",
               flush=True)
+    for lname, c in result.get("popular_vs_default", {}).items():
+        print(f"   {lname} vs longtail_default: BD-rate {c['bd_rate_pct']} %, CPU x{c['cpu_ratio']}, "
+              f"{c.get('bytes_saved_per_view_per_cpu_s')} B saved per view per CPU-s, break-even views "
+              f"{c.get('break_even_views_cdn_cheapest')} (cheapest CDN) / {c.get('break_even_views_origin')} (origin)",
+              flush=True)
 
 
 def main() -> None:
@@ -446,14 +557,24 @@ def main() -> None:
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "peer.json"))
     ap.add_argument("--peertube-from-source", action="store_true",
                     help="encode PeerTube's lower rungs from the source, not from its top rung")
+    ap.add_argument("--ladders", default="peertube,longtail_default,longtail_popular,longtail_popular_av1",
+                    help=f"comma-separated, from {', '.join(LADDERS)} (peertube is always encoded)")
+    ap.add_argument("--cpu-hour-usd", type=float, default=CPU_HOUR_USD, help="price of one vCPU-hour")
+    ap.add_argument("--cpu-repeats", type=int, default=2,
+                    help="encode every ladder this many times, in turn, and keep its least CPU")
     args = ap.parse_args()
+    names = ["peertube", *(n for n in args.ladders.split(",") if n and n != "peertube")]
+    unknown = [n for n in names if n not in LADDERS]
+    if unknown:
+        ap.error(f"unknown ladders {unknown}")
     started = time.monotonic()
     clips = {}
     with tempfile.TemporaryDirectory(prefix="peer-bench-") as tmp:
         for name in args.clips.split(","):
             work = Path(tmp) / name
             work.mkdir()
-            clips[name] = run_clip(make_clip(name, work, args.seconds), work, args.peertube_from_source)
+            clips[name] = run_clip(make_clip(name, work, args.seconds), work, args.peertube_from_source, names,
+                                   args.cpu_hour_usd, args.cpu_repeats)
             print_clip(name, clips[name])
             write(args, clips, started, final=False)  # partial results survive a stop
     write(args, clips, started, final=True)

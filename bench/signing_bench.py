@@ -43,7 +43,8 @@ import httpx
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from longtail_cli.cli import make_test_clip, upload_file, wait_ready  # noqa: E402
+from longtail_cli.cli import local_api_token, make_test_clip, upload_file, wait_ready  # noqa: E402
+from longtail_common.config import Config  # noqa: E402
 from machine import cpu_model  # noqa: E402  (bench/machine.py)
 from tracing_bench import Platform  # noqa: E402  (bench/tracing_bench.py: one `longtail up` and its pids)
 
@@ -64,7 +65,8 @@ def start_platform(mode: str, work: pathlib.Path) -> Platform:
 
 
 def ready_video(p: Platform, clip: pathlib.Path) -> str:
-    with httpx.Client(timeout=60) as c:
+    token = local_api_token(Config(data_dir=str(p.data_dir)), "bench")  # uploading needs an account
+    with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"}) as c:
         vid = upload_file(c, p.base, str(clip), "signing bench", "bench")
         video = wait_ready(c, p.base, vid, timeout_s=300)
         if video["status"] != "READY":

@@ -44,7 +44,8 @@ import httpx
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from longtail_cli.cli import make_test_clip, upload_file, wait_ready  # noqa: E402
+from longtail_cli.cli import local_api_token, make_test_clip, upload_file, wait_ready  # noqa: E402
+from longtail_common.config import Config  # noqa: E402
 from machine import cpu_model  # noqa: E402  (bench/machine.py)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -286,7 +287,8 @@ def main() -> int:
               + ", ".join(f"{m} {p.base} pids {p.pids}" for m, p in plats.items()), flush=True)
         urls = {}
         for m, p in plats.items():
-            clients[m] = httpx.Client(timeout=60)
+            token = local_api_token(Config(data_dir=str(p.data_dir)), "bench")  # uploading needs an account
+            clients[m] = httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"})
             urls[m] = f"{p.base}/v1/videos/{upload_file(clients[m], p.base, str(clip), 'tracing bench', 'bench')}/watch"
         for m, p in plats.items():
             vid = urls[m].rsplit("/", 2)[-2]

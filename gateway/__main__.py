@@ -40,7 +40,9 @@ def main() -> None:
         sockets.append(listening_socket(args.host, args.own_port, reuse_port=False))
     server = uvicorn.Server(uvicorn.Config(
         create_app(cfg), log_config=None, access_log=False, timeout_graceful_shutdown=5,
-        timeout_keep_alive=cfg.http.keep_alive_timeout_s))
+        timeout_keep_alive=cfg.http.keep_alive_timeout_s,
+        # The client address is limits.trusted_proxies' business (gateway/ratelimit.py).
+        proxy_headers=False))
     server.run(sockets=sockets)
 
 

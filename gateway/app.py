@@ -1,16 +1,21 @@
 """Builds the gateway's FastAPI app: its shared state, error handlers, request limits,
-routers and instrumentation. Routes live in gateway/routes/, one module per resource.
+rate limits, routers and instrumentation. Routes live in gateway/routes/, one module per resource.
 """
 from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.staticfiles import StaticFiles
 
-from longtail_common.adapters import make_object_store
+from longtail_common.adapters import make_object_store, make_rate_limit_storage
 from longtail_common.config import Config
+from longtail_common.mesh_identity import MeshSigner, configure_client_identity, mesh_secret
+from gateway.auth.cookies import CookiePolicy, Csrf
+from gateway.auth.oidc import OidcProvider
+from gateway.auth.principal import Authenticator
+from gateway.auth.throttle import FailureWindow
 from gateway.beacons import PlaybackLedger
 from gateway.dependencies import ServiceLinks
 from gateway.errors import register_error_handlers
@@ -18,7 +23,8 @@ from gateway.house_ad import HouseAd
 from gateway.html_pages import STATIC_DIR, PageRenderer, asset_versions
 from gateway.instrumentation import instrument
 from gateway.limits import RequestLimits
-from gateway.routes import health, media, pages, uploads, videos, views
+from gateway.ratelimit import ClientAddresses, RateLimitMiddleware, RateLimits, document_rate_limits, limit_account
+from gateway.routes import account, health, media, pages, uploads, videos, views
 from gateway.routes.health import ServiceHealth
 from gateway.signing import make_signer
 from gateway.video_cache import ChangeListener, VideoCache
@@ -38,18 +44,33 @@ def create_app(cfg: Config) -> FastAPI:
     instrument(app)
     app.add_middleware(RequestLimits, idle_timeout_s=cfg.http.body_idle_timeout_s,
                        max_body_bytes=cfg.http.max_body_bytes)
+    # Added last, so it runs first: a refused request costs no body read and no route.
+    app.state.rate_limits = RateLimits(cfg.limits, make_rate_limit_storage(cfg))
+    app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits,
+                       addresses=ClientAddresses(cfg.limits), sign_in_paths=cfg.limits.sign_in_paths)
     app.state.config = cfg
     app.state.objects = make_object_store(cfg)
     app.state.links = ServiceLinks(cfg)
     app.state.health = ServiceHealth(cfg)
-    app.state.pages = PageRenderer(asset_versions())
+    app.state.cookies = CookiePolicy.from_config(cfg)
+    app.state.pages = PageRenderer(asset_versions(), app.state.cookies)
     app.state.house_ad = HouseAd(cfg.data_path / "ads" / "house-preroll.mp4")
     app.state.signer = make_signer(cfg)
     app.state.ledger = PlaybackLedger(cfg.playback.ledger_size)
     app.state.videos = VideoCache(cfg.gateway.video_cache_ttl_s, cfg.gateway.video_cache_size)
+    secret = mesh_secret(cfg)
+    # Calls to the services carry the request's account, once authenticated; none for anonymous ones.
+    configure_client_identity(MeshSigner(secret, cfg.auth.mesh_token_ttl_s), default=None)
+    oidc = OidcProvider(cfg.auth.oidc) if cfg.auth.oidc.issuer else None
+    app.state.auth = Authenticator(app.state.links.accounts, secret, Csrf(secret, app.state.cookies), oidc)
+    app.state.sign_in_failures = FailureWindow(cfg.auth.sign_in_max_failures, cfg.auth.sign_in_failure_window_s)
     register_error_handlers(app)
-    for router in (videos.router, views.router, uploads.router, media.router, health.router):
+    # Signed-in requests also count against their account's limits (not stream bytes or probes).
+    for router in (videos.router, views.router, uploads.router, account.router):
+        app.include_router(router, dependencies=[Depends(limit_account)])
+    for router in (media.router, health.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.include_router(pages.router)
+    app.include_router(pages.router, dependencies=[Depends(limit_account)])
+    document_rate_limits(app, cfg.limits.sign_in_paths)
     return app

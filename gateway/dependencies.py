@@ -1,10 +1,14 @@
 """The gateway's shared resources, handed to routes as FastAPI dependencies.
 
 create_app keeps them on app.state: the config, the object store, the service links
-(gRPC stubs and the views producer), the page renderer, the playback signer and the
-ledger of playbacks' beacons. A route names what it uses
+(gRPC stubs and the views producer), the page renderer, the playback signer, the
+ledger of playbacks' beacons and the authenticator. A route names what it uses
 with the Annotated types at the bottom (`metadata: MetadataStub`), so its signature says
 which backends it touches and a test can override any of them.
+
+`current_principal` says who the request comes from (None: anonymous) and makes the
+gRPC calls of the rest of the request carry that account; `require_principal` answers 401
+to an anonymous request.
 """
 from __future__ import annotations
 
@@ -13,16 +17,19 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from longtail.accounts.v1 import account_service_pb2_grpc as apb_grpc
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.search.v1 import search_service_pb2_grpc as spb_grpc
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.adapters import make_topic_bus
 from longtail_common.config import Config
 from longtail_common.grpc_server import aio_client_channel
+from longtail_common.mesh_identity import set_acting_as
 from longtail_common.ports import ObjectStore, TopicProducer
+from gateway.auth.principal import Authenticator, Principal, sign_in_required
 from gateway.beacons import PlaybackLedger
 from gateway.house_ad import HouseAd
-from gateway.html_pages import PageRenderer
+from gateway.html_pages import PageRenderer, Viewer
 from gateway.signing import PlaybackSigner
 
 
@@ -36,6 +43,7 @@ class ServiceLinks:
     def __init__(self, cfg: Config):
         self._cfg = cfg
         self._metadata: mpb_grpc.MetadataServiceStub | None = None
+        self._accounts: apb_grpc.AccountServiceStub | None = None
         self._upload: upb_grpc.UploadServiceStub | None = None
         self._search: spb_grpc.SearchServiceStub | None = None
         self._views_producer: TopicProducer | None = None
@@ -45,6 +53,12 @@ class ServiceLinks:
         if self._metadata is None:
             self._metadata = mpb_grpc.MetadataServiceStub(aio_client_channel(self._cfg, "metadata"))
         return self._metadata
+
+    def accounts(self) -> apb_grpc.AccountServiceStub:
+        """AccountService, served by metadata_svc."""
+        if self._accounts is None:
+            self._accounts = apb_grpc.AccountServiceStub(aio_client_channel(self._cfg, "metadata"))
+        return self._accounts
 
     def upload(self) -> upb_grpc.UploadServiceStub:
         if self._upload is None:
@@ -82,6 +96,32 @@ async def get_metadata_stub(request: Request) -> mpb_grpc.MetadataServiceStub:
     return request.app.state.links.metadata()
 
 
+async def get_accounts_stub(request: Request) -> apb_grpc.AccountServiceStub:
+    return request.app.state.links.accounts()
+
+
+async def get_authenticator(request: Request) -> Authenticator:
+    return request.app.state.auth
+
+
+async def current_principal(request: Request) -> Principal | None:
+    principal = await request.app.state.auth.authenticate(request)
+    set_acting_as(principal.mesh if principal else None)
+    return principal
+
+
+async def require_principal(principal: Annotated[Principal | None, Depends(current_principal)]) -> Principal:
+    if principal is None:
+        raise sign_in_required()
+    return principal
+
+
+async def page_viewer(request: Request, principal: Annotated[Principal | None, Depends(current_principal)]) -> Viewer:
+    """The page's visitor, for its header and forms."""
+    token, new_nonce = request.app.state.auth.csrf.token_for(request)
+    return Viewer(principal.username if principal else "", token, new_nonce)
+
+
 async def get_upload_stub(request: Request) -> upb_grpc.UploadServiceStub:
     return request.app.state.links.upload()
 
@@ -110,6 +150,11 @@ Cfg = Annotated[Config, Depends(get_config)]
 Objects = Annotated[ObjectStore, Depends(get_object_store)]
 Links = Annotated[ServiceLinks, Depends(get_service_links)]
 MetadataStub = Annotated[mpb_grpc.MetadataServiceStub, Depends(get_metadata_stub)]
+AccountsStub = Annotated[apb_grpc.AccountServiceStub, Depends(get_accounts_stub)]
+Auth = Annotated[Authenticator, Depends(get_authenticator)]
+CurrentPrincipal = Annotated[Principal | None, Depends(current_principal)]
+RequiredPrincipal = Annotated[Principal, Depends(require_principal)]
+PageViewer = Annotated[Viewer, Depends(page_viewer)]
 UploadStub = Annotated[upb_grpc.UploadServiceStub, Depends(get_upload_stub)]
 SearchStub = Annotated[spb_grpc.SearchServiceStub, Depends(get_search_stub)]
 Pages = Annotated[PageRenderer, Depends(get_page_renderer)]

@@ -1,5 +1,6 @@
-"""The server-rendered HTML of the browser pages: the frame every page shares, the video
-cards of home and search, and the bodies of the watch and upload pages.
+"""The server-rendered HTML of the browser pages: the frame every page shares (with the
+visitor's sign-in state), the video cards of home and search, and the bodies of the
+watch, upload, sign-in, password, API token and "My videos" pages.
 
 The watch and upload pages each load one bundled script (built from web/ into
 gateway/static/, no CDN), addressed by content hash so a new build gets new URLs.
@@ -9,10 +10,14 @@ from __future__ import annotations
 import hashlib
 import html
 import pathlib
+from dataclasses import dataclass
 
 from fastapi.responses import HTMLResponse
 
+from longtail.accounts.v1 import account_pb2
+from longtail.metadata.v1 import video_pb2
 from longtail.search.v1 import search_service_pb2 as spb
+from gateway.auth.cookies import CSRF_FIELD, CookiePolicy
 
 STATIC_DIR = pathlib.Path(__file__).resolve().parent / "static"
 MAX_QUERY = 200
@@ -42,18 +47,45 @@ def card(r: spb.SearchResult, poster_url: str | None) -> str:
             f"</a></li>")
 
 
+@dataclass(frozen=True)
+class Viewer:
+    """Who looks at a page: the signed-in username ("" for a visitor) and the CSRF token its
+    forms carry; `new_csrf_nonce` is set as a cookie with the page when the browser had none."""
+
+    username: str = ""
+    csrf_token: str = ""
+    new_csrf_nonce: str | None = None
+
+
+def csrf_input(viewer: Viewer) -> str:
+    return f'<input type="hidden" name="{CSRF_FIELD}" value="{esc(viewer.csrf_token)}">'
+
+
+def account_nav(viewer: Viewer) -> str:
+    if not viewer.username:
+        return '<a href="/account/sign-in">Sign in</a>'
+    return (f'<a href="/my/videos">My videos</a><a href="/account/tokens">API tokens</a>'
+            f'<form class="sign-out" action="/account/sign-out" method="post">{csrf_input(viewer)}'
+            f'<button class="link" type="submit">Sign out <span id="signed-in-as">{esc(viewer.username)}</span>'
+            f'</button></form>')
+
+
 class PageRenderer:
     """Wraps a page's body in the site frame, with the built assets' versioned URLs."""
 
-    def __init__(self, versions: dict[str, str]):
+    def __init__(self, versions: dict[str, str], cookies: CookiePolicy):
         self._versions = versions
+        self._cookies = cookies
 
     def asset(self, name: str) -> str:
         return f"/static/{name}?v={self._versions.get(name, '0')}"
 
-    def page(self, title: str, body: str, q: str = "", script: str = "", status: int = 200) -> HTMLResponse:
+    def page(self, title: str, body: str, q: str = "", script: str = "", status: int = 200,
+             viewer: Viewer = Viewer()) -> HTMLResponse:
         tag = f'<script src="{self.asset(script)}" defer></script>' if script else ""
-        return HTMLResponse(
+        if viewer.csrf_token:
+            tag += f'\n<meta name="csrf-token" content="{esc(viewer.csrf_token)}">'
+        response = HTMLResponse(
             f"""<!doctype html>
 <html lang="en">
 <head>
@@ -67,7 +99,7 @@ class PageRenderer:
 <a class="skip-link" href="#main">Skip to content</a>
 <header class="site-header">
   <a class="brand" href="/">Longtail</a>
-  <nav aria-label="Main"><a href="/">Home</a><a href="/upload">Upload</a></nav>
+  <nav aria-label="Main"><a href="/">Home</a><a href="/upload">Upload</a>{account_nav(viewer)}</nav>
   <form class="search-form" role="search" action="/" method="get">
     <input name="q" type="search" value="{esc(q)}" placeholder="Search videos" aria-label="Search videos"
       maxlength="{MAX_QUERY}">
@@ -82,6 +114,9 @@ class PageRenderer:
             status_code=status,
             headers=PAGE_HEADERS,
         )
+        if viewer.new_csrf_nonce:
+            self._cookies.set(response, self._cookies.csrf, viewer.new_csrf_nonce, max_age=None)
+        return response
 
 
 def watch_body(video_id: str) -> str:
@@ -107,12 +142,12 @@ def watch_body(video_id: str) -> str:
 </div>"""
 
 
-UPLOAD_BODY = """<h1>Upload a video</h1>
+_UPLOAD_BODY = """<h1>Upload a video</h1>
 <form id="upload-form" class="upload-form">
   <label>Title <input name="title" required maxlength="200" autocomplete="off"></label>
   <label>Description <textarea name="description" rows="4" maxlength="5000"></textarea></label>
   <label>Channel <span class="hint">letters, digits, - or _</span>
-    <input name="channel_id" required maxlength="64" pattern="[A-Za-z0-9][A-Za-z0-9_\\-]{0,63}" value="my-channel"></label>
+    <input name="channel_id" required maxlength="64" pattern="[A-Za-z0-9][A-Za-z0-9_\\-]{0,63}" value="{channel}"></label>
   <label>Video file <input name="file" type="file" accept="video/*" required></label>
   <div class="actions">
     <button id="upload-submit" type="submit">Upload</button>
@@ -125,3 +160,82 @@ UPLOAD_BODY = """<h1>Upload a video</h1>
 </div>
 <p id="status" role="status" aria-live="polite"></p>
 <p id="watch-link-area" hidden><a id="watch-link" href="/">Watch</a></p>"""
+
+
+def upload_body(channel: str) -> str:
+    """The upload form; the channel field starts at the uploader's first channel."""
+    return _UPLOAD_BODY.replace("{channel}", esc(channel))
+
+
+def sign_in_body(viewer: Viewer, next_url: str, message: str = "", username: str = "",
+                 oidc_name: str = "") -> str:
+    notice = f'<p id="sign-in-error" role="alert" data-kind="error">{esc(message)}</p>' if message else ""
+    oidc = (f'<p><a id="oidc-sign-in" class="button" href="/auth/oidc/start?next={esc(next_url)}">'
+            f"Sign in with {esc(oidc_name)}</a></p>") if oidc_name else ""
+    return f"""<h1>Sign in</h1>
+{notice}
+<form id="sign-in-form" class="upload-form" action="/account/sign-in" method="post">
+  {csrf_input(viewer)}
+  <input type="hidden" name="next" value="{esc(next_url)}">
+  <label>Username <input name="username" required maxlength="32" autocomplete="username" value="{esc(username)}"></label>
+  <label>Password <input name="password" type="password" required maxlength="256" autocomplete="current-password"></label>
+  <div class="actions"><button id="sign-in-submit" type="submit">Sign in</button></div>
+</form>
+{oidc}"""
+
+
+def set_password_body(viewer: Viewer, link_token: str, message: str = "") -> str:
+    notice = f'<p id="password-error" role="alert" data-kind="error">{esc(message)}</p>' if message else ""
+    return f"""<h1>Choose a password</h1>
+{notice}
+<form id="set-password-form" class="upload-form" action="/account/set-password" method="post">
+  {csrf_input(viewer)}
+  <input type="hidden" name="token" value="{esc(link_token)}">
+  <label>New password <input name="password" type="password" required minlength="8" maxlength="256"
+    autocomplete="new-password"></label>
+  <div class="actions"><button type="submit">Set password</button></div>
+</form>"""
+
+
+def message_body(heading: str, text: str, link: tuple[str, str] | None = None) -> str:
+    more = f'<p><a href="{esc(link[0])}">{esc(link[1])}</a></p>' if link else ""
+    return f'<h1>{esc(heading)}</h1>\n<p role="status">{esc(text)}</p>\n{more}'
+
+
+def _time(ts) -> str:
+    return ts.ToDatetime().strftime("%Y-%m-%d %H:%M UTC") if ts.seconds else "never"
+
+
+def tokens_body(viewer: Viewer, tokens: list[account_pb2.ApiToken], new_secret: str = "") -> str:
+    shown = (f'<p role="status">Your new token, shown this once: <code id="new-token">{esc(new_secret)}</code></p>'
+             if new_secret else "")
+    rows = "\n".join(
+        f'<tr><td>{esc(t.display_name) or "(no label)"}</td><td><code>{esc(t.id)}</code></td>'
+        f"<td>{_time(t.create_time)}</td><td>{_time(t.expire_time)}</td>"
+        f'<td><form action="/account/tokens/{esc(t.id)}/revoke" method="post">{csrf_input(viewer)}'
+        f'<button class="secondary" type="submit">Revoke</button></form></td></tr>' for t in tokens)
+    table = (f'<table id="tokens"><thead><tr><th>Label</th><th>Id</th><th>Created</th><th>Expires</th><th></th>'
+             f"</tr></thead><tbody>{rows}</tbody></table>") if tokens else "<p>No tokens yet.</p>"
+    return f"""<h1>Personal API tokens</h1>
+<p>Send one as <code>Authorization: Bearer &lt;token&gt;</code> to the REST API.</p>
+{shown}
+{table}
+<form id="new-token-form" class="upload-form" action="/account/tokens" method="post">
+  {csrf_input(viewer)}
+  <label>Label <input name="display_name" maxlength="64" autocomplete="off"></label>
+  <label>Expires in days <span class="hint">empty: never (or the site's limit)</span>
+    <input name="expires_days" type="number" min="1" max="3650"></label>
+  <div class="actions"><button type="submit">Create token</button></div>
+</form>"""
+
+
+def my_videos_body(videos: list[video_pb2.Video]) -> str:
+    if not videos:
+        return '<h1>My videos</h1>\n<p id="no-videos">No videos yet. <a href="/upload">Upload one</a>.</p>'
+    rows = "\n".join(
+        f'<tr data-video-id="{esc(v.id)}"><td><a href="/watch/{esc(v.id)}">{esc(v.title)}</a></td>'
+        f"<td>{esc(v.channel.name or v.channel.id)}</td>"
+        f'<td class="status">{esc(video_pb2.VideoStatus.Name(v.status).removeprefix("VIDEO_STATUS_"))}</td>'
+        f"<td>{_time(v.create_time)}</td></tr>" for v in videos)
+    return (f'<h1>My videos</h1>\n<table id="my-videos"><thead><tr><th>Title</th><th>Channel</th><th>Status</th>'
+            f"<th>Uploaded</th></tr></thead><tbody>{rows}</tbody></table>")

@@ -1,7 +1,7 @@
 """The `longtail` command.
 
   longtail up [--data-dir DIR] [--port N] [--config FILE] [--workers N]
-  longtail demo [--url URL]
+  longtail demo [--url URL] [--token T | --data-dir DIR | --config FILE]
   longtail services start|stop --dir DIR [--data-dir D]   (not in the service image)
   longtail traces VIDEO_ID [--data-dir DIR] [--config FILE] [--all]
   longtail status [--data-dir DIR] [--config FILE] [--json]
@@ -113,9 +113,36 @@ def wait_ready(client: httpx.Client, base: str, video_id: str, timeout_s: float 
     raise TimeoutError(f"video {video_id} not READY after {timeout_s}s")
 
 
+def local_api_token(cfg, username: str, days: int = 1) -> str:
+    """A new personal API token of `username` (made, password-less, if absent), written to
+    the platform's account store directly as `longtail tokens create` does."""
+    from longtail_common.adapters import make_account_store
+    from longtail_common.ports import NotFoundError
+    from metadata_svc.accounts import Accounts
+
+    store = make_account_store(cfg)
+    try:
+        accounts = Accounts(store, cfg.auth)
+        try:
+            account = accounts.by_username(username)
+        except NotFoundError:
+            account = accounts.create(username)
+        return accounts.create_token(account.account_id, display_name="demo",
+                                     expire_time_us=accounts.now_us() + days * 86_400_000_000)[1]
+    finally:
+        store.close()
+
+
 def cmd_demo(args) -> int:
     base = args.url.rstrip("/")
-    with tempfile.TemporaryDirectory() as tmp, httpx.Client(timeout=60) as client:
+    token = args.token or os.environ.get("LONGTAIL_TOKEN", "")
+    if not token:  # the platform runs on this machine: sign in as its "demo" account
+        cfg = _load_config_or_exit(args.config, "demo")
+        if args.data_dir:
+            cfg.data_dir = args.data_dir
+        token = local_api_token(cfg, "demo")
+    with tempfile.TemporaryDirectory() as tmp, \
+            httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
         clip = os.path.join(tmp, "demo.mp4")
         print("generating a 10 s 720p test clip ...", flush=True)
         make_test_clip(clip)
@@ -411,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="upload a generated clip, wait for READY, print its watch payload")
     demo.add_argument("--url", default="http://127.0.0.1:8080")
     demo.add_argument("--region", default="US")
+    demo.add_argument("--token", default="", help="personal API token (default: $LONGTAIL_TOKEN, else one made "
+                                                   "for the account `demo` in the local platform's data)")
+    demo.add_argument("--data-dir", default=None, help="the local platform's data (default ./.longtail)")
+    demo.add_argument("--config", default=None, help="the local platform's TOML config")
     demo.set_defaults(func=cmd_demo)
 
     services = sub.add_parser("services", help="start/stop local Kafka, Cassandra, S3Proxy (Java), Prometheus, Alertmanager")

@@ -1,8 +1,9 @@
 """Configuration: one TOML file plus LONGTAIL_* environment overrides.
 
 Embedded backends are the default, so `longtail up` needs no file at all. Environment
-overrides use `LONGTAIL_<SECTION>__<KEY>` (double underscore between section and key),
-e.g. `LONGTAIL_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`.
+overrides use `LONGTAIL_<SECTION>__<KEY>` (double underscore between section and key, and
+between nested sections), e.g. `LONGTAIL_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092` or
+`LONGTAIL_AUTH__OIDC__ISSUER=https://id.example.org/realms/longtail`.
 """
 from __future__ import annotations
 
@@ -135,8 +136,20 @@ class TranscoderConfig:
     # storing it even at the cheapest CDN price, with about half the players taking AV1
     # (break-even 98-561 views on bench/codec_bench.py's clips; BENCHMARKS.md).
     popular_min_daily_views: float = 1000.0
-    # Per-title bitrates (VMAF on a sample) instead of the fixed ladder.
+    # How each rung of the default ladder spends bits: "constant_quality" (an x264 CRF per
+    # rung under a peak cap from a bits-per-pixel table: easy content gets the few bits it
+    # needs; BENCHMARKS.md "Fewer bits than PeerTube") or "average" (fixed bitrates per rung).
+    rate_control: str = "constant_quality"
+    # Per-title bitrates (VMAF on a sample) instead of the default ladder: it costs an
+    # analysis per upload and, on short videos, saves less per CPU-second than constant
+    # quality (BENCHMARKS.md), so it is off by default.
     per_title: bool = False
+    # A codec upgrade (a video expected to be popular) also re-encodes H.264 at this slower
+    # x264 preset, which every player that does not take the added families gets; "" keeps
+    # the first encode's H.264. slow: 8 % fewer bits than the default ladder at equal VMAF,
+    # repaid after 1,600-3,500 views at the cheapest CDN price, 180-390 at origin prices
+    # (bench/peer_bench.py; BENCHMARKS.md "Fewer bits than PeerTube").
+    popular_x264_preset: str = "slow"
     # Sources beyond these are rejected before any work, with the reason.
     max_duration_s: int = 4 * 3600
     max_long_side: int = 4096
@@ -196,6 +209,35 @@ class LauncherConfig:
 
 
 @dataclass
+class OidcConfig:
+    """An OpenID Connect provider (Keycloak, Dex, Google, ...) to sign in with; README
+    "Plugging in an OIDC provider"."""
+
+    # The provider's issuer URL (its discovery document is ISSUER/.well-known/openid-configuration);
+    # "" = local accounts only.
+    issuer: str = ""
+    # The gateway's client at the provider: a confidential client with the standard
+    # (authorization code) flow and the redirect URI PUBLIC_URL/auth/oidc/callback.
+    client_id: str = ""
+    client_secret: str = ""
+    # Asked for at sign-in; "openid" must be among them.
+    scopes: list[str] = field(default_factory=lambda: ["openid", "profile", "email"])
+    # The REST API accepts the provider's access tokens (JWTs checked against its JWKS) whose
+    # `aud` (or `azp`) names one of these; [] = the client id.
+    audiences: list[str] = field(default_factory=list)
+    # A person whose token lists this role in the claim `roles_claim` is an admin here (the
+    # account's admin flag follows it at each sign-in); "" = admins are made with
+    # `longtail users` only.
+    admin_role: str = "admin"
+    roles_claim: str = "roles"
+    # The name of the sign-in button.
+    display_name: str = "single sign-on"
+    # How long the provider's discovery document and signing keys are kept before they are
+    # fetched again (an unknown key id fetches them at once).
+    jwks_cache_s: int = 3600
+
+
+@dataclass
 class AuthConfig:
     # Anyone may create an account from the sign-in page; off: only `longtail users add`
     # (or an admin) creates accounts.
@@ -207,6 +249,22 @@ class AuthConfig:
     # Longest life of a personal API token, in days (0 = tokens may never expire). When set,
     # a token asked for without an expiry gets this one.
     token_max_expiry_days: int = 0
+    # A browser session ends this long after sign-in (it is kept server-side, in the account
+    # store, so sign-out and disabling the account end it at once on every gateway).
+    session_ttl_s: int = 14 * 86400
+    # Failed sign-ins allowed per username, and per client address, within the window; more
+    # are refused (429) until the window has moved past them.
+    sign_in_max_failures: int = 5
+    sign_in_failure_window_s: int = 300
+    # The key that signs principals between the gateway and the services (gRPC metadata).
+    # "" = the file mesh_secret_file, else DATA_DIR/mesh.secret, made at the first start
+    # (mode 0600) and shared by every process of the machine; processes on several machines
+    # need the same one (set LONGTAIL_AUTH__MESH_SECRET, or a shared mesh_secret_file).
+    mesh_secret: str = ""
+    mesh_secret_file: str = ""
+    # How long a signed principal stays valid (a call checks it when it starts).
+    mesh_token_ttl_s: int = 120
+    oidc: OidcConfig = field(default_factory=OidcConfig)
 
 
 @dataclass
@@ -238,6 +296,37 @@ class GatewayConfig:
     video_cache_ttl_s: float = 2.0
     # Videos one process keeps (least recently used dropped first).
     video_cache_size: int = 100_000
+class LimitsConfig:
+    """Rate limits per client address and per account, shared by every gateway process (the
+    `limits` library's sliding window counter), and per-account quotas. A rate is the
+    library's notation ("50 per 10 seconds"); "" turns that limit off."""
+
+    enabled: bool = True
+    # Where the counters live: "" = beside the metadata (SQLite in DATA_DIR, shared by the
+    # gateway processes of one machine; the Scylla/Cassandra keyspace, shared by all).
+    storage: str = ""  # "" | sqlite | scylla
+    # PeerTube's API default is 50 requests per 10 s per address (rates_limit.api); reads
+    # get four times that (a page, its watch call and a few listings each).
+    reads_per_address: str = "200 per 10 seconds"
+    writes_per_address: str = "50 per 10 seconds"
+    writes_per_account: str = "50 per 10 seconds"
+    # View beacons: a player sends a few a minute; several viewers may share one address.
+    beacons_per_address: str = "100 per 10 seconds"
+    # PeerTube's login default: 15 per 5 minutes per address (rates_limit.login).
+    sign_in_per_address: str = "15 per 5 minutes"
+    # POSTs to these paths are sign-in attempts.
+    sign_in_paths: list[str] = field(default_factory=lambda: ["/account/sign-in", "/account/set-password"])
+    # Peers (addresses or CIDR networks) whose X-Forwarded-For names the client: the
+    # reverse proxies or load balancers in front of the gateway. Empty: the socket peer is
+    # the client, and X-Forwarded-For is ignored.
+    trusted_proxies: list[str] = field(default_factory=list)
+    # Client addresses (or networks) never rate limited; quotas still apply. Loopback: the
+    # machine's own tools and tests (fail2ban's ignoreip default does the same).
+    exempt_addresses: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # Per-account quotas (admins are exempt): the sum of the account's videos' source sizes
+    # (FAILED ones not counted), and videos created in the last 24 h. 0 = no quota.
+    storage_quota_bytes: int = 10 * 1024**3
+    uploads_per_day: int = 20
 
 
 @dataclass
@@ -257,6 +346,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property
     def data_path(self) -> pathlib.Path:
@@ -307,8 +397,12 @@ def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | Non
     for name, raw in env.items():
         if not name.startswith("LONGTAIL_") or "__" not in name:
             continue
-        section, _, key = name[len("LONGTAIL_"):].lower().partition("__")
-        target = getattr(cfg, section, None)
+        *sections, key = name[len("LONGTAIL_"):].lower().split("__")
+        target = cfg
+        for section in sections:  # LONGTAIL_AUTH__OIDC__ISSUER: nested sections
+            target = getattr(target, section, None)
+            if target is None or not dataclasses.is_dataclass(target):
+                break
         if target is None or not dataclasses.is_dataclass(target) or not hasattr(target, key):
             raise ValueError(f"unknown config override {name}")
         setattr(target, key, _coerce(getattr(target, key), raw))

@@ -1,6 +1,7 @@
 """gRPC plumbing: the service server (grpc.health.v1, SIGTERM/SIGINT, tracing and metrics
 interceptors, mutual TLS) and the client channels every caller uses (round robin over the
-replicas, deadlines, keepalive, retries of idempotent calls: the service config below)."""
+replicas, deadlines, keepalive, retries of idempotent calls: the service config below), whose
+calls carry this process's signed principal (mesh_identity)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, client_interceptor, intercept_channel, server_interceptor
 
-from longtail_common import telemetry
+from longtail_common import mesh_identity, telemetry
 from longtail_common.config import Config, MeshConfig
 from longtail_common.mesh_tls import MeshIdentity, load_identity
 
@@ -222,7 +223,8 @@ METHOD_POLICIES = [
                    "longtail.upload.v1.UploadService": ["GetUpload", "CreateUpload"],
                    "longtail.placement.v1.PlacementService": ["GetPlacement", "ListRegions"],
                    "longtail.transcoder.v1.TranscoderService": ["GetWorkerStatus"],
-                   "longtail.accounts.v1.AccountService": ["GetAccount", "VerifyPassword", "ResolveToken"],
+                   "longtail.accounts.v1.AccountService": ["GetAccount", "VerifyPassword", "ResolveToken",
+                                                           "ResolveSession", "DeleteSession"],
                    "grpc.health.v1.Health": ["Check"]}),
     ("60s", True, {"longtail.metadata.v1.MetadataService": ["BatchGetVideos", "ListVideos", "ListChannels"],
                    "longtail.accounts.v1.AccountService": ["ListAccounts", "ListTokens"],
@@ -231,7 +233,8 @@ METHOD_POLICIES = [
     # NOT_FOUND (a delete that did happen), or spend a one-time link twice.
     ("30s", False, {"longtail.metadata.v1.MetadataService": ["CreateVideo", "UpdateVideo", "DeleteVideo", "CreateChannel"],
                     "longtail.accounts.v1.AccountService": ["CreateAccount", "UpdateAccount", "CreatePasswordLink",
-                                                            "SetPassword", "CreateToken", "RevokeToken"]}),
+                                                            "SetPassword", "CreateToken", "RevokeToken",
+                                                            "CreateSession", "SignInExternal"]}),
     ("3600s", False, {"longtail.upload.v1.UploadService": ["AppendUpload"]}),
 ]
 RETRY_POLICY = {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "3s", "backoffMultiplier": 2,
@@ -274,12 +277,14 @@ def client_channel(cfg: Config, service: str, address: str | None = None) -> grp
     unless `address` is given) with the service config above, over mutual TLS unless
     mesh.tls is off; its calls carry trace context (and open CLIENT spans)."""
     channel = dial(address or getattr(cfg.services, service), cfg, service, client_channel_options(cfg.mesh))
+    channel = grpc.intercept_channel(channel, mesh_identity.MeshClientInterceptor())
     return intercept_channel(channel, client_interceptor()) if telemetry.tracing_enabled() else channel
 
 
 def aio_client_channel(cfg: Config, service: str) -> grpc.aio.Channel:
     """The asyncio flavour of client_channel, for the gateway."""
-    interceptors = aio_client_interceptors() if telemetry.tracing_enabled() else None
+    interceptors = [*(aio_client_interceptors() if telemetry.tracing_enabled() else []),
+                    *mesh_identity.aio_client_interceptors()]
     target = getattr(cfg.services, service)
     credentials, options = _mesh_security(cfg, service, client_channel_options(cfg.mesh))
     if credentials is None:

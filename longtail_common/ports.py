@@ -166,6 +166,16 @@ class TokenRecord:
     expire_time_us: int  # 0 = never
 
 
+@dataclass(frozen=True)
+class SessionRecord:
+    """A browser session; `session_hash` is the SHA-256 hex of the secret in its cookie."""
+
+    session_hash: str
+    account_id: str
+    create_time_us: int
+    expire_time_us: int
+
+
 @runtime_checkable
 class AccountStore(Protocol):
     def create_account(self, record: AccountRecord) -> None:
@@ -198,6 +208,22 @@ class AccountStore(Protocol):
 
     def delete_token(self, account_id: str, token_id: str) -> bool:
         """Revokes at once; False if the account has no such token."""
+
+    def create_session(self, record: SessionRecord) -> None:
+        """Insert (the hash is 256 random bits: no collision to handle); the store may drop
+        it once expired."""
+
+    def get_session(self, session_hash: str) -> SessionRecord | None: ...
+
+    def delete_session(self, session_hash: str) -> None:
+        """Ends it at once; nothing happens for an unknown one."""
+
+    def link_identity(self, issuer: str, subject: str, account_id: str) -> str:
+        """Links an external (OIDC) identity to an account unless it is linked already;
+        returns the account it is linked to: the first link wins, whoever else tried."""
+
+    def get_identity(self, issuer: str, subject: str) -> str | None:
+        """The account an external identity is linked to, if any."""
 
     def close(self) -> None: ...
 

@@ -4,7 +4,9 @@ A service hands over its gRPC registration, the backends it needs and a `start` 
 that builds its servicer (and any consumers) from them; `run_service` does the rest in the
 same order for every service:
 
-1. gRPC server (mutual TLS unless mesh.tls is off) with health up at once, NOT_SERVING (calls get UNAVAILABLE meanwhile);
+1. gRPC server (mutual TLS unless mesh.tls is off) with health up at once, NOT_SERVING (calls
+   get UNAVAILABLE meanwhile), every call checked against its RPC's declared access
+   (mesh_identity);
 2. backends connected with backoff, bucket and topics made sure of (a backend that is
    down keeps the service up and retrying, never crash-looping);
 3. `start(backends)`; its servicer bound, its consumer and background threads started;
@@ -24,6 +26,12 @@ from longtail_common.adapters import make_metadata_store, make_object_store, mak
 from longtail_common.config import Config
 from longtail_common.consumer import run_consumer
 from longtail_common.grpc_server import ServiceServer
+from longtail_common.mesh_identity import (
+    MeshIdentityInterceptor,
+    MeshPrincipal,
+    configure_client_identity,
+    make_mesh_signer,
+)
 from longtail_common.mesh_tls import load_identity
 from longtail_common.ports import DEFAULT_TOPICS, Message, MetadataStore, ObjectStore, TopicBus
 
@@ -103,7 +111,12 @@ def run_service(
     `name` is the gRPC service name that health reports; `add_servicer` is the generated
     `add_<Service>Servicer_to_server`.
     """
-    server = ServiceServer(name, address, mesh=cfg.mesh, identity=load_identity(cfg))
+    signer = make_mesh_signer(cfg)
+    # Calls in must carry a principal their RPC's access allows; calls out carry this
+    # service's own.
+    configure_client_identity(signer, MeshPrincipal(service=name))
+    server = ServiceServer(name, address, interceptors=[MeshIdentityInterceptor(signer)], mesh=cfg.mesh,
+                           identity=load_identity(cfg))
     # gRPC takes handlers only before start(), but the servicer needs the backends first.
     servicer = server.late_servicer(add_servicer)
     server.start()

@@ -1,4 +1,5 @@
-"""gRPC AccountService: the `Accounts` rules, translated to and from protobuf and status codes."""
+"""gRPC AccountService: the `Accounts` rules, translated to and from protobuf and status codes;
+an account caller acts on itself only (the RPCs' access options say who calls what)."""
 from __future__ import annotations
 
 import grpc
@@ -8,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from longtail.accounts.v1 import account_pb2 as account_pb
 from longtail.accounts.v1 import account_service_pb2 as pb
 from longtail.accounts.v1 import account_service_pb2_grpc as pb_grpc
+from longtail_common.mesh_identity import may_act_for
 from longtail_common.ports import AccountRecord, AlreadyExistsError, ConflictError, NotFoundError, TokenRecord
 from metadata_svc.accounts import Accounts, FailedPreconditionError, Principal
 
@@ -16,6 +18,7 @@ UPDATABLE_FIELDS = {"email", "admin", "disabled"}
 # One answer for every failed sign-in or token, so it tells nothing about which check failed.
 UNAUTHENTICATED_MESSAGE = "wrong username or password, or the account is disabled"
 BAD_TOKEN_MESSAGE = "the token is invalid, expired or revoked"
+BAD_SESSION_MESSAGE = "the session has ended or expired"
 
 
 def _timestamp(us: int) -> Timestamp:
@@ -74,10 +77,19 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
                             admin=account.admin, password=request.password)
         return account_message(record)
 
+    @staticmethod
+    def _require_self(context, account_id: str) -> None:
+        """An account acts on itself only (admins and services on anyone)."""
+        if not may_act_for(account_id):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "an account may only act on itself")
+
     def GetAccount(self, request, context):
         if request.WhichOneof("key") == "username":
-            return account_message(self._call(context, self.accounts.by_username, request.username))
-        return account_message(self._call(context, self.accounts.get, request.id))
+            record = self._call(context, self.accounts.by_username, request.username)
+        else:
+            record = self._call(context, self.accounts.get, request.id)
+        self._require_self(context, record.account_id)
+        return account_message(record)
 
     def ListAccounts(self, request, context):
         if request.page_size < 0:
@@ -112,18 +124,43 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         return principal_message(principal)
 
     def CreateToken(self, request, context):
+        self._require_self(context, request.account_id)
         expire_us = request.expire_time.ToMicroseconds() if request.HasField("expire_time") else 0
         record, secret = self._call(context, self.accounts.create_token, request.account_id,
                                     display_name=request.display_name, expire_time_us=expire_us)
         return pb.CreateTokenResponse(token=token_message(record), secret=secret)
 
     def ListTokens(self, request, context):
+        self._require_self(context, request.account_id)
         records = self._call(context, self.accounts.list_tokens, request.account_id)
         return pb.ListTokensResponse(tokens=[token_message(r) for r in records])
 
     def RevokeToken(self, request, context):
+        self._require_self(context, request.account_id)
         self._call(context, self.accounts.revoke_token, request.account_id, request.token_id)
         return empty_pb2.Empty()
+
+    def CreateSession(self, request, context):
+        secret, expire_us = self._call(context, self.accounts.create_session, request.account_id)
+        return pb.CreateSessionResponse(secret=secret, expire_time=_timestamp(expire_us))
+
+    def ResolveSession(self, request, context):
+        principal = self.accounts.resolve_session(request.secret)
+        if principal is None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, BAD_SESSION_MESSAGE)
+        return principal_message(principal)
+
+    def DeleteSession(self, request, context):
+        self.accounts.end_session(request.secret)
+        return empty_pb2.Empty()
+
+    def SignInExternal(self, request, context):
+        principal = self._call(context, self.accounts.sign_in_external, request.issuer, request.subject,
+                               request.preferred_username, request.email,
+                               request.admin if request.HasField("admin") else None)
+        if principal is None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+        return principal_message(principal)
 
     def ResolveToken(self, request, context):
         principal = self.accounts.resolve_token(request.token)

@@ -1,12 +1,13 @@
 """Account rules over the AccountStore port: usernames, Argon2id passwords, one-time
-password links, personal API tokens, and the principal a password or token stands for.
+password links, personal API tokens, browser sessions, accounts made at a first OIDC
+sign-in, and the principal a password, token or session stands for.
 
 Both the AccountService servicer and the `longtail users` / `longtail tokens` commands go
 through `Accounts`, so they apply the same rules. Passwords and secrets are never logged.
 
 Passwords are hashed with Argon2id (argon2-cffi's RFC 9106 low-memory profile): a person's
 password has little entropy, so each guess must be expensive. API tokens and link tokens
-are 256 random bits: no guess can succeed however fast the hash, so they are stored as
+(and session secrets) are 256 random bits: no guess can succeed however fast the hash, so they are stored as
 SHA-256 digests, which keeps resolving a token (on every API request) cheap instead of
 handing an attacker a 64 MiB Argon2 computation per request.
 """
@@ -29,8 +30,10 @@ from longtail_common.config import AuthConfig
 from longtail_common.ports import (
     AccountRecord,
     AccountStore,
+    AlreadyExistsError,
     ConflictError,
     NotFoundError,
+    SessionRecord,
     TokenRecord,
     is_valid_id,
 )
@@ -263,3 +266,72 @@ class Accounts:
         if account is None or account.disabled:
             return None
         return Principal(account.account_id, account.username, account.admin, token_id=token_id)
+
+    # -- browser sessions -----------------------------------------------------------------
+
+    def create_session(self, account_id: str) -> tuple[str, int]:
+        """(the session secret, its expiry in µs): the secret is shown once."""
+        account = self.get(account_id)
+        if account.disabled:
+            raise FailedPreconditionError(f"account {account.username} is disabled")
+        secret = secrets.token_urlsafe(32)
+        now = self.now_us()
+        record = SessionRecord(_sha256(secret), account_id, now, now + self.auth.session_ttl_s * 1_000_000)
+        self.store.create_session(record)
+        return secret, record.expire_time_us
+
+    def resolve_session(self, secret: str) -> Principal | None:
+        """The principal, or None alike for an unknown, ended or expired session or a
+        disabled account."""
+        record = self.store.get_session(_sha256(secret)) if secret else None
+        if record is None or record.expire_time_us <= self.now_us():
+            return None
+        account = self.store.get_account(record.account_id)
+        if account is None or account.disabled:
+            return None
+        return Principal(account.account_id, account.username, account.admin)
+
+    def end_session(self, secret: str) -> None:
+        if secret:
+            self.store.delete_session(_sha256(secret))
+
+    # -- external (OIDC) identities ---------------------------------------------------------
+
+    def sign_in_external(self, issuer: str, subject: str, preferred_username: str = "",
+                         email: str = "", admin: bool | None = None) -> Principal | None:
+        """The principal of the account linked to (issuer, subject), made and linked at the
+        first sign-in, its admin flag as the provider says; None if that account is disabled."""
+        if not issuer or not subject:
+            raise InvalidInputError("an external identity needs an issuer and a subject")
+        account_id = self.store.get_identity(issuer, subject)
+        if account_id is None:
+            made = self._create_external_account(preferred_username, email)
+            account_id = self.store.link_identity(issuer, subject, made.account_id)
+            if account_id != made.account_id:  # a concurrent first sign-in linked its own: retire ours
+                self.update(made.account_id, disabled=True)
+            else:
+                log.info("linked %s (%s) to new account %s", subject, issuer, made.username)
+        account = self.store.get_account(account_id)
+        if account is None or account.disabled:
+            return None
+        if admin is not None and account.admin != admin:
+            account = self.update(account.account_id, admin=admin)
+        return Principal(account.account_id, account.username, account.admin)
+
+    def _create_external_account(self, preferred_username: str, email: str) -> AccountRecord:
+        """A password-less account named after the provider's suggestion, made unique."""
+        base = re.sub(r"[^a-z0-9_-]+", "-", (preferred_username or "").lower().split("@")[0]).strip("-_")
+        base = (base if base[:1].isalpha() else f"u{base}")[:24] or "user"
+        try:
+            email = validate_email(email)
+        except InvalidInputError:
+            email = ""  # the provider's address is optional here: never a reason to refuse a sign-in
+        candidates = [base, *(f"{base}-{n}" for n in range(2, 10)), f"{base}-{secrets.token_hex(3)}"]
+        for candidate in candidates:
+            if len(candidate) < 2 or candidate in RESERVED_USERNAMES:
+                continue
+            try:
+                return self.create(candidate, email=email)
+            except AlreadyExistsError:
+                continue
+        return self.create(f"user-{secrets.token_hex(6)}", email=email)

@@ -1,4 +1,5 @@
-"""gRPC MetadataService over the MetadataStore port, served beside AccountService."""
+"""gRPC MetadataService over the MetadataStore port, served beside AccountService; an
+account changes only the channels and videos it owns."""
 from __future__ import annotations
 
 import logging
@@ -15,6 +16,7 @@ from longtail.accounts.v1 import account_service_pb2_grpc as accounts_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail_common.adapters import make_account_store
 from longtail_common.config import Config, load_config
+from longtail_common.mesh_identity import caller, may_act_for
 from longtail_common.ports import (
     AlreadyExistsError,
     ChannelRecord,
@@ -31,6 +33,7 @@ from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Needs, Running, run_service
 from metadata_svc.account_server import AccountServicer
 from metadata_svc.accounts import Accounts
+from metadata_svc.usage import account_usage
 
 log = logging.getLogger("metadata_svc")
 
@@ -63,6 +66,10 @@ UPDATABLE_FIELDS = {
     "category",
     "publish_time",
 }
+
+# What an account may change of its own videos; the rest (status, renditions, placements,
+# ...) is the services' to write.
+ACCOUNT_UPDATABLE_FIELDS = {"title", "description", "language", "category"}
 
 MAX_TITLE = 200
 MAX_DESCRIPTION = 5000
@@ -155,6 +162,12 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, f"video {video_id} not found")
         return _from_record(record)
 
+    @staticmethod
+    def _require_owner(context, video: video_pb2.Video) -> None:
+        """Only the owner of the video's channel (or an admin, or a service) changes it."""
+        if not may_act_for(video.channel.owner_account_id):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"video {video.id} belongs to another account")
+
     # -- RPCs ----------------------------------------------------------------------
     def GetVideo(self, request, context):
         return self._load(request.id, context)
@@ -199,7 +212,12 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"title longer than {MAX_TITLE} characters")
         if len(video.description) > MAX_DESCRIPTION:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"description longer than {MAX_DESCRIPTION} characters")
-        video.channel.CopyFrom(_channel_message(self._channel_for_upload(asked)))
+        if not may_act_for(asked.owner_account_id):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "a channel can only be made for the calling account")
+        channel = self._channel_for_upload(asked)
+        if not may_act_for(channel.owner_account_id):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"channel {channel.channel_id} belongs to another account")
+        video.channel.CopyFrom(_channel_message(channel))
         video.status = S.VIDEO_STATUS_UPLOADING
         now = _now()
         video.create_time.CopyFrom(now)
@@ -222,6 +240,12 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         bad = [p for p in paths if p.split(".")[0] not in UPDATABLE_FIELDS]
         if bad:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"fields not updatable: {', '.join(bad)}")
+        self._require_owner(context, current)
+        principal = caller()
+        if principal is not None and principal.is_account:
+            refused = sorted({p.split(".")[0] for p in paths} - ACCOUNT_UPDATABLE_FIELDS)
+            if refused:
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, f"only services write {', '.join(refused)}")
         if patch.etag and patch.etag != current.etag:
             context.abort(grpc.StatusCode.ABORTED, f"video {patch.id} changed since it was read (etag mismatch)")
         if "status" in paths and patch.status != current.status:
@@ -255,8 +279,10 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             return asked
         except AlreadyExistsError:  # a concurrent first upload created it: theirs stands
             return self.store.get_channel(asked.channel_id)
+
     def DeleteVideo(self, request, context):
         current = self._load(request.id, context)
+        self._require_owner(context, current)
         if request.etag and request.etag != current.etag:
             context.abort(grpc.StatusCode.ABORTED, f"video {request.id} changed since it was read (etag mismatch)")
         try:
@@ -279,6 +305,8 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             record = _validate_channel(request.channel)
             if not record.owner_account_id:
                 raise ValueError("channel.owner_account_id is required")
+            if not may_act_for(record.owner_account_id):
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, "a channel can only be made for the calling account")
             self.store.create_channel(record)
         except (InvalidKeyError, ValueError, AlreadyExistsError) as exc:
             self._abort_for(context, exc)
@@ -289,7 +317,10 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         if not request.owner_account_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "owner_account_id is required")
         records = self.store.list_owned_channels(request.owner_account_id)
-        return pb.ListChannelsResponse(channels=[_channel_message(r) for r in records])
+        response = pb.ListChannelsResponse(channels=[_channel_message(r) for r in records])
+        if request.include_usage:
+            response.usage.CopyFrom(account_usage(self.store, records))
+        return response
 
 
 class MetadataAndAccountServicer(MetadataServicer, AccountServicer):

@@ -416,6 +416,10 @@ def main(argv: list[str] | None = None, cfg=None) -> int:
 
     cfg.telemetry.prometheus_port = -1  # a batch job: nothing would scrape it
     telemetry.setup("placement_daily", cfg)
+    from longtail_common.mesh_identity import MeshPrincipal, configure_client_identity, make_mesh_signer
+
+    # It writes placements into metadata as a service of the mesh (its calls are signed).
+    configure_client_identity(make_mesh_signer(cfg), MeshPrincipal(service="longtail.placement.daily"))
     try:
         with telemetry.tracer().start_as_current_span("placement daily run", attributes={"longtail.day": day.isoformat()}) as span:
             summary = run(cfg, day, args)

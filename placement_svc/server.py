@@ -180,7 +180,8 @@ class ResultHandler:
         """A codec upgrade's result: its renditions and manifests join the READY video's. The
         new files go to every edge the video is served from first (a push copies only what an
         edge lacks), so a cdn URL never names a manifest the edge does not have; a region whose
-        push fails goes back to origin, as at cold start. Its other families are untouched."""
+        push fails goes back to origin, as at cold start. A family the video has is replaced
+        (a better re-encode, in new files); its other families are untouched."""
         added = list(result.added_codecs)
         span = trace.get_current_span()
         span.set_attribute("longtail.added_codecs", added)
@@ -192,8 +193,8 @@ class ResultHandler:
         if video.status != S.VIDEO_STATUS_READY:
             log.info("video %s is %s; ignoring its codec upgrade", video.id, S.Name(video.status))
             return
-        have = {m.codec for m in video.manifests}
-        new = [f for f in added if f not in have]
+        listed = {m.object_key for m in video.manifests}
+        new = [f for f in added if any(m.codec == f and m.object_key not in listed for m in result.manifests)]
         if not new:
             return  # a redelivery: already applied
         placements = [video_pb2.PlacementDecision() for _ in video.placements]
@@ -202,8 +203,8 @@ class ResultHandler:
         placements = self._push_first(video.id, placements)
         patch = video_pb2.Video(
             id=video.id, etag=video.etag,
-            renditions=list(video.renditions) + [r for r in result.renditions if r.codec in new],
-            manifests=list(video.manifests) + [m for m in result.manifests if m.codec in new],
+            renditions=[r for r in video.renditions if r.codec not in new] + [r for r in result.renditions if r.codec in new],
+            manifests=[m for m in video.manifests if m.codec not in new] + [m for m in result.manifests if m.codec in new],
             placements=placements,
         )
         self.metadata.UpdateVideo(mpb.UpdateVideoRequest(

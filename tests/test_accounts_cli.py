@@ -15,6 +15,7 @@ from longtail.accounts.v1 import account_service_pb2_grpc as pb_grpc
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
 from longtail_common.grpc_server import dial
+from tests.auth_helpers import service_metadata
 
 TOKEN_RE = re.compile(r"lt_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
 
@@ -98,12 +99,14 @@ def test_commands_work_while_the_platform_runs(tmp_path):
         with dial(platform.addresses["metadata"], platform.cfg, "metadata") as channel:
             stub = pb_grpc.AccountServiceStub(channel)
             stub.SetPassword(pb.SetPasswordRequest(link_token=link_token, password="a long passphrase"))
-            assert stub.VerifyPassword(pb.VerifyPasswordRequest(username="ada", password="a long passphrase")).username \
-                == "ada"
-            assert stub.ResolveToken(pb.ResolveTokenRequest(token=token)).username == "ada"
+            # Checking passwords and tokens is for services (the gateway): the test signs as one.
+            as_service = service_metadata(cfg)
+            assert stub.VerifyPassword(pb.VerifyPasswordRequest(username="ada", password="a long passphrase"),
+                                       metadata=as_service).username == "ada"
+            assert stub.ResolveToken(pb.ResolveTokenRequest(token=token), metadata=as_service).username == "ada"
             longtail("users", "disable", "ada", "--config", str(config))
             with pytest.raises(grpc.RpcError) as err:
-                stub.ResolveToken(pb.ResolveTokenRequest(token=token))
+                stub.ResolveToken(pb.ResolveTokenRequest(token=token), metadata=as_service)
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
         listed = longtail("users", "list", "--config", str(config)).stdout
         assert re.search(r"^ada\s+ada@example.org\s+no\s+yes\s+set\b", listed, re.M), listed

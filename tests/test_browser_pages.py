@@ -23,6 +23,7 @@ import pytest
 from longtail_cli.cli import make_test_clip
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
+from tests.auth_helpers import with_password
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +91,16 @@ def new_page(browser, base: str, size: dict):
     return page
 
 
+def sign_in(page, platform, username: str = "browser-uploader") -> None:
+    """Signs the page's browser in through the sign-in form (uploading needs an account)."""
+    with_password(platform.cfg, username, "browser test password")
+    page.goto("/account/sign-in?next=/upload")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "browser test password")
+    page.click("#sign-in-submit")
+    page.wait_for_url("**/upload")
+
+
 def screenshot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -131,7 +142,7 @@ def test_upload_page_uploads_and_links_to_watch(browser, platform, clip, shared)
     word = "quokka" + uuid.uuid4().hex[:8]
     title = f"Browser upload {word}"
     page = new_page(browser, base, DESKTOP)
-    page.goto("/upload")
+    sign_in(page, platform)
     page.fill("input[name=title]", title)
     page.fill("textarea[name=description]", "Uploaded by the browser test.")
     page.fill("input[name=channel_id]", "browserchan")
@@ -165,7 +176,7 @@ def test_upload_page_uploads_and_links_to_watch(browser, platform, clip, shared)
     screenshot(page, "upload-desktop")
 
     phone = new_page(browser, base, PHONE)
-    phone.goto("/upload")
+    sign_in(phone, platform)
     assert_fits(phone)
     screenshot(phone, "upload-phone")
     phone.context.close()

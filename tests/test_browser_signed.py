@@ -17,6 +17,7 @@ import pytest
 from longtail_cli.cli import make_test_clip, upload_file, wait_ready
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
+from tests.auth_helpers import bearer
 from tests.test_browser_pages import DESKTOP, READY_TIMEOUT_MS, browser, new_page, wait_player  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -38,7 +39,7 @@ def platform(tmp_path_factory, browser):  # noqa: F811
 def video(platform, tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("clips") / "signed-clip.mp4"
     make_test_clip(str(path), seconds=14, height=480)
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers=bearer(platform.cfg, "uploader")) as client:
         vid = upload_file(client, platform.gateway_url, str(path), "Signed clip", "signedchan")
         assert wait_ready(client, platform.gateway_url, vid, timeout_s=READY_TIMEOUT_MS / 1000)["status"] == "READY"
     return vid

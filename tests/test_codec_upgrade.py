@@ -26,6 +26,7 @@ from longtail_common.adapters import make_object_store, make_topic_bus
 from longtail_common.config import Config
 from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET, TOPIC_DEAD_LETTER, TOPIC_TRANSCODE_REQUESTS
 from placement_svc.daily import codec_upgrades
+from tests.auth_helpers import bearer
 from tests.test_e2e_embedded import upload_all
 from tests.test_views_e2e import run_daily, wait_counts
 
@@ -92,7 +93,7 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
     make_test_clip(str(long_clip), seconds=10, height=360)
     today = dt.datetime.now(dt.timezone.utc).date()
     with Platform(cfg, gateway_port=free_port(), transcoder_workers=2) as platform, \
-            httpx.Client(timeout=60) as client:
+            httpx.Client(timeout=60, headers=bearer(cfg, "uploader")) as client:
         base = platform.gateway_url
         hot, cold = upload_all(client, str(clip), base, title="hot"), upload_all(client, str(long_clip), base, title="cold")
         for vid in (hot, cold):
@@ -121,7 +122,11 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
         assert all(0.0 < r["vmaf"] <= 100.0 for r in av1.values()), av1
         assert [r["vmaf"] for r in av1.values()] != [h264[h]["vmaf"] for h in av1], (av1, h264)
         assert watch["stream"]["audio_codec"] == "opus"
-        assert _watch(client, base, hot, client="tv")["stream"]["codec"] == "h264"
+        tv = _watch(client, base, hot, client="tv")
+        assert tv["stream"]["codec"] == "h264"
+        # ... and a better H.264 (transcoder.popular_x264_preset), in new files, replaced the first one
+        assert f"/videos/{hot}/h264-slow/" in tv["stream"]["url"]
+        assert {r["height"] for r in tv["renditions"]} == set(h264)
         codec, seconds = _first_segment_codec(client, watch["stream"]["url"])
         assert codec == "av1" and abs(seconds - 4) <= 1 / 30 + 1e-6
         # GB serves it from its edge: the AV1 files were pushed there before the manifest was listed.
@@ -152,6 +157,8 @@ def test_daily_job_adds_av1_to_the_popular_video_only(tmp_path):
         assert {r["height"] for r in watch["renditions"] if r["codec"] == "av1"} == cold_h264
         old_client = _watch(client, base, cold, client="tv")  # still handed its H.264 ladder
         assert old_client["stream"]["codec"] == "h264" and {r["height"] for r in old_client["renditions"]} == cold_h264
+        # not re-encoded from its own rendition (that would only lose quality)
+        assert f"/videos/{cold}/h264/" in old_client["stream"]["url"]
         deadline, spans = time.monotonic() + 15, []
         while len(spans) < 3 and time.monotonic() < deadline:  # spans are written in batches
             spans = [s for s in telemetry.load_spans(cfg.data_path) if s["name"].startswith("codec upgrade chunk")
@@ -179,6 +186,30 @@ def platform_video(client, base, vid) -> dict:
     return _watch(client, base, vid)
 
 
+def test_a_reencoded_family_moves_to_its_own_folder(tmp_path):
+    from transcoder_svc import packaging
+    from transcoder_svc.jobs import outputs
+
+    (tmp_path / "h264" / "360p").mkdir(parents=True)
+    (tmp_path / "h264" / "360p" / "playlist.m3u8").write_text("#EXTM3U\n")
+    (tmp_path / "av1").mkdir()
+    rendition = packaging.RenditionOutput(codec="h264", name="360p", width=640, height=360, bitrate_bps=1,
+                                          average_bitrate_bps=1, container="fmp4",
+                                          playlist_path="h264/360p/playlist.m3u8", frame_rate=30.0, codecs="avc1")
+    output = packaging.TranscodeOutput(families=[
+        packaging.FamilyOutput(codec="h264", hls_path="h264/master.m3u8", dash_path="h264/manifest.mpd",
+                               renditions=[rendition]),
+        packaging.FamilyOutput(codec="av1", hls_path="av1/master.m3u8", dash_path="av1/manifest.mpd")])
+    folder = outputs.reencoded_folder("slow")
+    outputs.move_family(tmp_path, output, "h264", folder)
+    assert folder == "h264-slow" and (tmp_path / "h264-slow" / "360p" / "playlist.m3u8").exists()
+    assert not (tmp_path / "h264").exists() and (tmp_path / "av1").exists()
+    h264, av1 = output.families
+    assert (h264.hls_path, h264.dash_path) == ("h264-slow/master.m3u8", "h264-slow/manifest.mpd")
+    assert h264.renditions[0].playlist_path == "h264-slow/360p/playlist.m3u8"
+    assert av1.hls_path == "av1/master.m3u8"
+
+
 def test_codec_upgrade_settings_from_the_environment():
     from longtail_common.config import load_config
 
@@ -187,3 +218,6 @@ def test_codec_upgrade_settings_from_the_environment():
     assert cfg.transcoder.popular_codecs == ["av1", "vp9"]
     assert cfg.transcoder.popular_min_daily_views == 2500.5  # a number, not the string
     assert load_config(env={}).transcoder.popular_min_daily_views == 1000.0
+    assert load_config(env={"LONGTAIL_TRANSCODER__POPULAR_X264_PRESET": ""}).transcoder.popular_x264_preset == ""
+    assert load_config(env={}).transcoder.popular_x264_preset == "slow"
+    assert load_config(env={}).transcoder.rate_control == "constant_quality"

@@ -19,6 +19,7 @@ from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
 from longtail_common.grpc_server import dial
+from tests.auth_helpers import bearer
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +43,9 @@ def platform(tmp_path_factory):
 
 
 @pytest.fixture()
-def client():
-    with httpx.Client(timeout=60) as c:
+def client(platform):
+    # Signed in: creating videos needs an account (the uploads then belong to it).
+    with httpx.Client(timeout=60, headers=bearer(platform.cfg, "uploader")) as c:
         yield c
 
 
@@ -259,7 +261,8 @@ def test_bad_input_fails_with_reason(platform, client, tmp_path, make_input):
 
 def test_killed_worker_job_is_redone(tmp_path, clip_720p):
     cfg = Config(data_dir=str(tmp_path / "lt"))
-    with Platform(cfg, gateway_port=free_port(), transcoder_workers=2) as platform, httpx.Client(timeout=60) as client:
+    with Platform(cfg, gateway_port=free_port(), transcoder_workers=2) as platform, \
+            httpx.Client(timeout=60, headers=bearer(cfg, "uploader")) as client:
         base = platform.gateway_url
         vid = upload_all(client, clip_720p, base, title="kill test")
         stubs = {name: tpb_grpc.TranscoderServiceStub(dial(addr, platform.cfg, "transcoder"))

@@ -25,6 +25,7 @@ from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.grpc_server import dial
 from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET, TOPIC_VIDEO_PUBLISHED
+from tests.auth_helpers import bearer
 from tests.real_servers import make_real_object_store, make_real_topic_bus, real_config, restart_kafka
 from tests.test_e2e_embedded import create_video, upload_all
 
@@ -53,8 +54,9 @@ def real_platform(real_servers, tmp_path_factory):
 
 
 @pytest.fixture()
-def client():
-    with httpx.Client(timeout=60) as c:
+def client(real_platform):
+    # Signed in: creating videos needs an account (the uploads then belong to it).
+    with httpx.Client(timeout=60, headers=bearer(real_platform.cfg, "uploader")) as c:
         yield c
 
 

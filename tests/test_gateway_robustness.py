@@ -20,6 +20,7 @@ import pytest
 from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
+from tests.auth_helpers import bearer
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +35,7 @@ def platform(tmp_path_factory):
     cfg = Config(data_dir=str(tmp_path_factory.mktemp("robust")))
     cfg.launcher.restart_initial_delay_s = RESTART_DELAY_S
     cfg.http.body_idle_timeout_s = 300  # the stalled uploads below stay stalled the whole test
+    cfg.limits.uploads_per_day = 0  # the 100 stalled uploads below are one account's
     p = Platform(cfg, gateway_port=free_port(), transcoder_workers=1)
     p.start()
     yield p
@@ -41,8 +43,9 @@ def platform(tmp_path_factory):
 
 
 @pytest.fixture()
-def client():
-    with httpx.Client(timeout=60) as c:
+def client(platform):
+    # Signed in: creating videos needs an account (the uploads then belong to it).
+    with httpx.Client(timeout=60, headers=bearer(platform.cfg, "uploader")) as c:
         yield c
 
 

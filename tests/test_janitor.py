@@ -23,6 +23,7 @@ from longtail_cli.launcher import free_port
 from longtail_common.adapters.fs_objects import FilesystemObjectStore
 from longtail_common.adapters.sqlite_metadata import SqliteMetadataStore
 from longtail_common.config import Config
+from tests.auth_helpers import service_channel
 from longtail_common.grpc_server import wait_for_serving
 from longtail_common.ports import RAW_BUCKET
 from metadata_svc.server import MetadataServicer
@@ -100,7 +101,8 @@ def test_upload_service_sweeps_on_its_own(tmp_path):
                               stderr=subprocess.STDOUT) for m in ("metadata_svc", "upload_svc")]
     try:
         assert wait_for_serving(cfg.services.metadata, 30) and wait_for_serving(cfg.services.upload, 30)
-        with grpc.insecure_channel(cfg.services.metadata) as mch, grpc.insecure_channel(cfg.services.upload) as uch:
+        # Standing in for the gateway and the services: calls signed as a service.
+        with service_channel(cfg, "metadata") as mch, service_channel(cfg, "upload") as uch:
             meta, up = mpb_grpc.MetadataServiceStub(mch), upb_grpc.UploadServiceStub(uch)
             for vid in ("willgo", "stays"):
                 meta.CreateVideo(mpb.CreateVideoRequest(

@@ -31,6 +31,7 @@ from longtail_common.config import Config, load_config
 from longtail_common.grpc_server import METHOD_POLICIES, ServiceServer, client_channel, dial, wait_for_serving
 from longtail_common.mesh_tls import (LOCAL_IDENTITIES, MeshIdentity, MeshTLSError, ensure_local_ca, identity_paths,
                                       load_identity, tls_dir_of)
+from tests.auth_helpers import service_metadata
 
 
 def test_local_ca_is_made_once_and_keys_stay_private(tmp_path):
@@ -105,9 +106,10 @@ def test_every_rpc_has_a_deadline_and_only_idempotent_ones_are_retried():
             for service in module.DESCRIPTOR.services_by_name.values() for method in service.methods}
     assert rpcs | {"grpc.health.v1.Health/Check"} == set(configured)
     retried = sorted(rpc.split("/")[1] for rpc, is_retried in configured.items() if is_retried)
-    assert retried == ["BatchGetVideos", "Check", "CreateUpload", "GetAccount", "GetChannel", "GetPlacement",
-                       "GetUpload", "GetVideo", "GetWorkerStatus", "ListAccounts", "ListChannels", "ListLatestVideos",
-                       "ListRegions", "ListTokens", "ListVideos", "ResolveToken", "SearchVideos", "VerifyPassword"]
+    assert retried == ["BatchGetVideos", "Check", "CreateUpload", "DeleteSession", "GetAccount", "GetChannel",
+                       "GetPlacement", "GetUpload", "GetVideo", "GetWorkerStatus", "ListAccounts", "ListChannels",
+                       "ListLatestVideos", "ListRegions", "ListTokens", "ListVideos", "ResolveSession", "ResolveToken",
+                       "SearchVideos", "VerifyPassword"]
 
 
 def _start_metadata_replica(tmp_path, name: str, tls_dir) -> tuple[subprocess.Popen, Config]:
@@ -135,7 +137,8 @@ def test_calls_spread_over_replicas_and_go_on_when_one_dies(tmp_path):
             assert wait_for_serving(cfg.services.metadata, 60, cfg=client_cfg, server_name="metadata"), name
             # Each replica has its own store: the title says which one answered.
             mpb_grpc.MetadataServiceStub(client_channel(client_cfg, "metadata", cfg.services.metadata)).CreateVideo(
-                mpb.CreateVideoRequest(video=video_pb2.Video(id="v", title=name, channel=video_pb2.Channel(id="c"))))
+                mpb.CreateVideoRequest(video=video_pb2.Video(id="v", title=name, channel=video_pb2.Channel(id="c"))),
+                metadata=service_metadata(cfg))  # signed as a service with the replica's mesh key
         # One target, two replicas: a static set of addresses (a DNS name resolving to both works alike).
         both = "ipv4:" + ",".join(cfg.services.metadata for _proc, cfg in replicas.values())
         stub = mpb_grpc.MetadataServiceStub(client_channel(client_cfg, "metadata", both))

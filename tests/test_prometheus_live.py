@@ -38,6 +38,7 @@ import yaml
 from longtail_cli.cli import make_test_clip, upload_file, wait_ready
 from longtail_cli.launcher import Platform, free_port, prometheus_job
 from longtail_common.config import Config
+from tests.auth_helpers import bearer
 from longtail_testservers.prometheus import (
     PROMETHEUS_YML,
     prometheus_available,
@@ -225,7 +226,7 @@ def _traffic_round(client: httpx.Client, base: str, clip: str, platform: Platfor
 
 def test_every_dashboard_panel_returns_data(live, clip):
     base = live.platform.gateway_url
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers=bearer(live.platform.cfg, "uploader")) as client:
         # Two rounds with scrapes between: a rate needs a counter seen before it grows.
         for round_no in (1, 2):
             _traffic_round(client, base, clip, live.platform, round_no)
@@ -330,7 +331,7 @@ def test_stopped_transcoder_alerts_then_resolves(live, clip):
     t0 = time.time()
     timeline = Timeline(t0)
     platform.kill(TRANSCODER)
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers=bearer(platform.cfg, "uploader")) as client:
         queued = [upload_file(client, base, clip, f"queued {i}", "live") for i in range(QUEUED_UPLOADS)]
 
         def fired() -> bool:

@@ -21,6 +21,7 @@ from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
 from longtail_common import telemetry
 from longtail_common.config import Config
+from tests.auth_helpers import bearer
 from tests.test_e2e_embedded import upload_all
 from transcoder_svc.jobs.families import codec_families
 
@@ -138,7 +139,7 @@ def check_one_trace(spans: list[dict], video_id: str) -> str:
 @pytest.fixture(scope="module")
 def traced_video(platform, clip) -> str:
     """A chunked upload, READY."""
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers=bearer(platform.cfg, "uploader")) as client:
         vid = upload_all(client, clip, platform.gateway_url, title="traced")
         assert wait_ready(client, platform.gateway_url, vid, timeout_s=240)["status"] == "READY"
     return vid
@@ -220,7 +221,7 @@ def test_the_transcode_is_visible_inside_in_chunks(platform, traced_video):
 def test_the_transcode_is_visible_inside_in_one_piece(platform, tmp_path):
     short = tmp_path / "short.mp4"
     make_test_clip(str(short), seconds=3, height=240)  # under chunk_min_duration_s: one job
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers=bearer(platform.cfg, "uploader")) as client:
         vid = upload_all(client, str(short), platform.gateway_url, title="whole")
         assert wait_ready(client, platform.gateway_url, vid, timeout_s=240)["status"] == "READY"
     families = codec_families(platform.cfg)
@@ -242,7 +243,7 @@ def test_the_transcode_is_visible_inside_in_one_piece(platform, tmp_path):
 def test_failed_transcode_leaves_an_error_span_with_the_reason(platform, tmp_path):
     junk = tmp_path / "notes.mp4"
     junk.write_bytes(b"this is a text file, not a video\n" * 200)
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers=bearer(platform.cfg, "uploader")) as client:
         vid = upload_all(client, str(junk), platform.gateway_url, title="not a video")
         video = wait_ready(client, platform.gateway_url, vid, timeout_s=120)
     assert video["status"] == "FAILED" and video["failure_reason"]
@@ -279,7 +280,7 @@ def _series(text: str, name: str, **labels) -> list[float]:
 
 def test_prometheus_metrics_cover_routes_methods_lag_transcode_and_placement(platform, clip):
     # Runs after an upload in this module (pytest keeps file order); make one more to be sure.
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers=bearer(platform.cfg, "uploader")) as client:
         vid = upload_all(client, clip, platform.gateway_url, title="metrics")
         assert wait_ready(client, platform.gateway_url, vid, timeout_s=240)["status"] == "READY"
         assert client.get(f"{platform.gateway_url}/v1/videos/nosuch").status_code == 404
@@ -315,7 +316,7 @@ def test_upload_is_one_trace_on_the_real_engines(real_servers, clip, tmp_path):
     p = Platform(cfg, gateway_port=free_port(), transcoder_workers=2)
     p.start(timeout_s=180)  # first start creates the keyspace and buckets
     try:
-        with httpx.Client(timeout=60) as client:
+        with httpx.Client(timeout=60, headers=bearer(p.cfg, "uploader")) as client:
             vid = upload_all(client, clip, p.gateway_url, title="traced on kafka")
             assert wait_ready(client, p.gateway_url, vid, timeout_s=300)["status"] == "READY"
         trace_id = assert_one_trace_for_the_upload(p, vid)

@@ -17,6 +17,7 @@ from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
 from longtail_common import telemetry
 from longtail_common.config import Config
+from tests.auth_helpers import bearer
 from tests.test_e2e_embedded import upload_all
 
 pytestmark = pytest.mark.slow
@@ -40,7 +41,8 @@ def test_chunked_video_becomes_ready(tmp_path):
     cfg.transcoder.chunk_seconds = 4  # 12 s -> 3 chunk jobs
     cfg.transcoder.chunk_min_duration_s = 5
     cfg.transcoder.codecs = ["h264", "vp9"]
-    with Platform(cfg, gateway_port=free_port(), transcoder_workers=2) as platform, httpx.Client(timeout=60) as client:
+    with Platform(cfg, gateway_port=free_port(), transcoder_workers=2) as platform, \
+            httpx.Client(timeout=60, headers=bearer(cfg, "uploader")) as client:
         base = platform.gateway_url
         vid = upload_all(client, str(clip), base, title="chunked")
         video = wait_ready(client, base, vid, timeout_s=240)

@@ -72,6 +72,44 @@ def test_ladder_keeps_frame_rate_up_to_60_and_levels_follow():
     assert at30["720p"].codecs_for("av1") == "av01.0.05M.08"  # level 3.1
 
 
+def test_default_ladder_is_constant_quality_under_a_bits_per_pixel_cap():
+    rungs = {r.name: r for r in ladder.ladder_for(info(1920, 1080))}
+    for r in rungs.values():
+        crf, bpp = ladder.CONSTANT_QUALITY[int(r.name[:-1])]
+        assert r.crf == crf and r.video_bitrate_bps == int(r.width * r.height * 30.0 * bpp)
+    # a rung between standard sizes takes the row of the standard size under it
+    native = ladder.ladder_for(info(768, 432, frame_rate=12.5))[-1]
+    assert native.name == "432p" and native.video_bitrate_bps == int(768 * 432 * 12.5 * ladder.CONSTANT_QUALITY[360][1])
+    # "average": the fixed ladder (per-title encoding's ceilings), no CRF
+    fixed = {r.name: r for r in ladder.ladder_for(info(1920, 1080), "average")}
+    assert {n: r.video_bitrate_bps for n, r in fixed.items()} == {n: b for n, b in
+                                                                  ((f"{p}p", b) for p, b in ladder.LADDER) if n in fixed}
+    assert all(r.crf == 0 for r in fixed.values())
+    with pytest.raises(ValueError, match="unknown rate control 'vbr'"):
+        ladder.ladder_for(info(640, 360), "vbr")
+
+
+def test_encoder_args_constant_quality_per_family():
+    cq = ladder.ladder_for(info(1280, 720))[-1]
+    for family, cap in [("h264", ["-maxrate:v:0", str(cq.video_bitrate_bps)]), ("vp9", ["-b:v:0"]),
+                        ("av1", ["-maxrate:v:0"])]:
+        args = ffmpeg_graphs.encoder_args(family, [cq], 30.0)
+        assert args[args.index("-crf:v:0") + 1] == f"{ladder.family_crf(family, cq.crf, top=True):g}"
+        assert args[args.index(cap[0]) + 1] == str(cq.bitrate_for(family, top=True))
+        assert args[args.index("-force_key_frames") + 1] == "expr:gte(t,n_forced*4)"  # a keyframe every segment
+        if family != "vp9":
+            assert args[args.index("-bufsize:v:0") + 1] == str(2 * cq.bitrate_for(family, top=True))
+    h264 = ffmpeg_graphs.encoder_args("h264", [cq], 30.0)
+    assert h264[h264.index("-sc_threshold") + 1] == "0"  # no keyframe but on segment boundaries
+    fixed = ladder.ladder_for(info(1280, 720), "average")[-1]
+    assert "-crf:v:0" not in ffmpeg_graphs.encoder_args("h264", [fixed], 30.0)
+    rungs = ladder.ladder_for(info(1280, 720))
+    effort = ffmpeg_graphs.Effort(x264_preset="slow", x264_small_presets=((240, "slower"),))
+    args = ffmpeg_graphs.encoder_args("h264", rungs, 30.0, effort=effort)
+    assert [args[args.index(f"-preset:v:{i}") + 1] for i in range(len(rungs))] == ["slower", "slower", "slow",
+                                                                                    "slow", "slow"]
+
+
 def test_limits_reject_with_reason():
     limits = probe.Limits(max_duration_s=600, max_long_side=1920, max_short_side=1080, max_source_bytes=10**9)
     probe.check_limits(info(1080, 1920, duration_s=600), 10**9, limits)  # portrait 1080p fits

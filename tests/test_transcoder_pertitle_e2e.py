@@ -9,6 +9,7 @@ import pytest
 from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
+from tests.auth_helpers import bearer
 from tests.test_e2e_embedded import upload_all
 from transcoder_svc import ladder, probe
 
@@ -23,7 +24,7 @@ def test_per_title_video_becomes_ready_with_measured_vmaf(tmp_path):
     cfg.transcoder.per_title = True
     cfg.transcoder.codecs = ["vp9"]
     with Platform(cfg, gateway_port=free_port(), transcoder_workers=1) as platform, \
-            httpx.Client(timeout=60) as client:
+            httpx.Client(timeout=60, headers=bearer(cfg, "uploader")) as client:
         base = platform.gateway_url
         vid = upload_all(client, str(clip), base, title="per-title")
         video = wait_ready(client, base, vid, timeout_s=300)

@@ -14,6 +14,7 @@ import pytest
 from longtail_cli.cli import make_test_clip, upload_file, wait_ready
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
+from tests.auth_helpers import bearer
 from transcoder_svc.jobs.base import remove_dead_workers_scratch, scratch_root
 
 
@@ -53,7 +54,7 @@ def test_killed_transcode_scratch_is_cleaned_when_the_worker_restarts(tmp_path):
     make_test_clip(str(clip), seconds=10, height=720)
     cfg = Config(data_dir=str(tmp_path / "lt"))
     with Platform(cfg, gateway_port=free_port(), transcoder_workers=1) as platform, \
-            httpx.Client(timeout=60) as client:
+            httpx.Client(timeout=60, headers=bearer(cfg, "uploader")) as client:
         worker = platform.procs["transcoder-0"]
         folder = scratch_root(platform.cfg) / str(worker.pid)
         vid = upload_file(client, platform.gateway_url, str(clip), "scratch test", "testchan")

@@ -21,6 +21,7 @@ from longtail_common.adapters import make_object_store, make_topic_bus
 from longtail_common.adapters.sqlite_viewcounts import SqliteViewCountStore
 from longtail_common.config import Config
 from longtail_common.ports import MEDIA_BUCKET, TOPIC_TRANSCODE_RESULTS
+from tests.auth_helpers import bearer
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ def make_ready_video(platform) -> str:
     (variant objects + a TranscodeResult on the topic) is played by the test, so placement
     reacts exactly as it does to a worker."""
     base = platform.gateway_url
-    with httpx.Client(timeout=60) as c:
+    with httpx.Client(timeout=60, headers=bearer(platform.cfg, "views-uploader")) as c:
         created = c.post(f"{base}/v1/videos", json={"title": "views test", "channel_id": "viewschan",
                                                     "language": "en", "size_bytes": 9}).json()
         r = c.patch(created["upload_url"], content=b"notavideo", headers={
@@ -108,7 +109,8 @@ def test_views_endpoint_rejects_bad_beacons(platform, ready_video):
     with httpx.Client(timeout=30) as c:
         r = c.post(f"{base}/v1/videos/nosuchvideo/views", json={"kind": "start"})
         assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND"
-        created = c.post(f"{base}/v1/videos", json={"title": "t", "channel_id": "viewschan"}).json()
+        created = c.post(f"{base}/v1/videos", json={"title": "t", "channel_id": "viewschan"},
+                         headers=bearer(platform.cfg, "views-uploader")).json()
         r = c.post(f"{base}/v1/videos/{created['id']}/views", json={"kind": "start"})
         assert r.status_code == 409 and r.json()["error"]["status"] == "UPLOADING"
         r = c.post(f"{base}/v1/videos/{ready_video}/views", json={"kind": "pause"})

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import ffmpeg
@@ -44,6 +45,7 @@ from transcoder_svc.ladder import (
     Rung,
     Storyboard,
     even_size,
+    family_crf,
     storyboard_for,
     top_rung,
 )
@@ -116,29 +118,71 @@ def _fan_out(stream, count: int) -> list:
 # the ladder: encoder options, the cascade of scales, HLS outputs
 
 
-def encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = None) -> list[str]:
+@dataclass(frozen=True)
+class Effort:
+    """How hard each family's encoder works (speed presets): cheap for the long tail, slower
+    where many views share the saving (a codec upgrade of a video expected to be popular)."""
+    x264_preset: str = X264_PRESET
+    # Rungs with a short side up to N get x264 preset P instead, first match of (N, P): a
+    # small rung costs a fraction of the top one's CPU, so a slower preset there is cheap
+    # (BENCHMARKS.md "Fewer bits than PeerTube": -5 points of BD-rate for +5-20 % CPU).
+    x264_small_presets: tuple[tuple[int, str], ...] = ((240, "medium"), (480, "faster"))
+    # Extra x264 options ("key=value:..."). psy=0: no psycho-visual rate-distortion on the
+    # small rungs' medium preset either (x264 turns it on from subme 6; veryfast and faster
+    # never use it), so every rung makes the same trade as PeerTube's veryfast.
+    x264_params: str = "psy=0"
+    vp9_cpu_used: int = VP9_CPU_USED
+    svtav1_preset: int = SVTAV1_PRESET
+
+    def x264_preset_for(self, rung: Rung) -> str:
+        short = min(rung.width, rung.height)
+        return next((p for n, p in self.x264_small_presets if short <= n), self.x264_preset)
+
+    @classmethod
+    def popular(cls, x264_preset: str) -> Effort:
+        """A codec upgrade's: every H.264 rung at `x264_preset` (psy=0 as every rung of the
+        default ladder: with it, slow measured 8 points of BD-rate worse on VMAF)."""
+        return cls(x264_preset=x264_preset, x264_small_presets=(), x264_params="psy=0")
+
+
+def encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = None,
+                 effort: Effort = Effort()) -> list[str]:
     """Encoder options for `rungs` (stream i = rungs[i]); `top`: the ladder's top rung
     (default: the top of `rungs`)."""
     top = top or top_rung(rungs)
     gop = str(max(1, round(fps * SEGMENT_SECONDS)))  # a keyframe on every segment boundary, none between
     args: list[str] = []
     if family == "h264":
-        args += ["-c:v", "libx264", "-preset", X264_PRESET, "-profile:v", "high", "-sc_threshold", "0"]
+        args += ["-c:v", "libx264", "-profile:v", "high", "-sc_threshold", "0"]
+        if effort.x264_params:
+            args += ["-x264-params", effort.x264_params]
         for i, r in enumerate(rungs):
-            args += [f"-level:v:{i}", r.h264_level]
+            args += [f"-preset:v:{i}", effort.x264_preset_for(r), f"-level:v:{i}", r.h264_level]
     elif family == "vp9":
-        args += ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", str(VP9_CPU_USED),
+        args += ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", str(effort.vp9_cpu_used),
                  "-row-mt", "1", "-lag-in-frames", "0"]
     elif family == "av1":
-        args += ["-c:v", "libsvtav1", "-preset", str(SVTAV1_PRESET), "-svtav1-params", "scd=0"]
+        args += ["-c:v", "libsvtav1", "-preset", str(effort.svtav1_preset), "-svtav1-params", "scd=0"]
     else:
         raise ValueError(f"unknown codec family {family!r}; one of {CODEC_FAMILIES}")
     args += ["-g", gop, "-keyint_min", gop, "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_SECONDS})"]
     for i, r in enumerate(rungs):
-        b = r.bitrate_for(family, top=r == top)
-        args += [f"-b:v:{i}", str(b)]
-        if family != "av1":  # SVT-AV1 takes a peak cap only in CRF mode; its VBR stays near target
-            args += [f"-maxrate:v:{i}", str(int(b * 1.5)), f"-bufsize:v:{i}", str(b * 2)]
+        args += _rate_args(family, r, i, r == top)
+    return args
+
+
+def _rate_args(family: str, rung: Rung, i: int, top: bool) -> list[str]:
+    """Rate control of stream i: constant quality under a peak cap (`rung.crf`), or an
+    average bitrate."""
+    b = rung.bitrate_for(family, top=top)
+    if rung.crf > 0:
+        crf = family_crf(family, rung.crf, top)
+        if family == "vp9":  # libvpx's constrained quality: -b:v is the cap
+            return [f"-crf:v:{i}", f"{crf:g}", f"-b:v:{i}", str(b)]
+        return [f"-crf:v:{i}", f"{crf:g}", f"-maxrate:v:{i}", str(b), f"-bufsize:v:{i}", str(b * 2)]
+    args = [f"-b:v:{i}", str(b)]
+    if family != "av1":  # SVT-AV1 takes a peak cap only in CRF mode; its VBR stays near target
+        args += [f"-maxrate:v:{i}", str(int(b * 1.5)), f"-bufsize:v:{i}", str(b * 2)]
     return args
 
 
@@ -224,7 +268,7 @@ def _hls_output(family: str, rungs: list[Rung], video: list, audio, fam_dir: str
 
 
 def build_command(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families=("h264",),
-                  audio: bool = True, storyboard: Storyboard | None = None) -> list[str]:
+                  audio: bool = True, storyboard: Storyboard | None = None, effort: Effort = Effort()) -> list[str]:
     """One ffmpeg process: decode once, scale every rung once and hand each rung's picture
     to every family's encoder (`_ladder_pictures`), one HLS output per family
     (<out>/<family>/...); the storyboard taps the source (<out>/thumbs/storyboard.jpg)."""
@@ -235,7 +279,7 @@ def build_command(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fa
     pictures, tiles = _ladder_pictures(source[str(info.video_stream_index)], info, rungs, families, storyboard)
     sound = source[str(info.audio_stream_index)] if audio and info.has_audio else None
     outputs = [_hls_output(family, rungs, [pictures[family, j] for j in range(len(rungs))], sound,
-                           os.path.join(out_dir, family), output_options(encoder_args(family, rungs, fps)))
+                           os.path.join(out_dir, family), output_options(encoder_args(family, rungs, fps, effort=effort)))
                for family in families]
     if tiles is not None:
         outputs.append(_sprite_output(tiles, os.path.join(out_dir, "thumbs", "storyboard.jpg")))
@@ -243,7 +287,8 @@ def build_command(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fa
 
 
 def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families=("h264",),
-              timeout_s: float = 3600, storyboard: bool = True, poster: bool = True) -> TranscodeOutput:
+              timeout_s: float = 3600, storyboard: bool = True, poster: bool = True,
+              effort: Effort = Effort()) -> TranscodeOutput:
     for family in families:
         if family not in CODEC_FAMILIES:
             raise ValueError(f"unknown codec family {family!r}; one of {CODEC_FAMILIES}")
@@ -253,7 +298,7 @@ def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], famili
     (out / "thumbs").mkdir(parents=True, exist_ok=True)
     sb = storyboard_for(info) if storyboard else None
     with encode_step("encode", out_dir, families, rungs):
-        run(build_command(src, out_dir, info, rungs, families, storyboard=sb), timeout_s, "transcoding")
+        run(build_command(src, out_dir, info, rungs, families, storyboard=sb, effort=effort), timeout_s, "transcoding")
     with step("package"):
         result = package_families(out, info, rungs, families)
     if sb and (out / "thumbs" / "storyboard.jpg").exists():
@@ -282,7 +327,7 @@ def _poster(src: str, out: Path, info: MediaInfo, result: TranscodeOutput, timeo
 
 
 def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families, start_s: float,
-                 duration_s: float, timeout_s: float = 3600) -> dict[str, dict[str, str]]:
+                 duration_s: float, timeout_s: float = 3600, effort: Effort = Effort()) -> dict[str, dict[str, str]]:
     """Encodes [start, start+duration) of the video (duration 0: to the end) into one
     video-only MP4 per (family, rung), from one decode. Returns family -> rung -> path."""
     if not rungs:
@@ -301,7 +346,7 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
         os.makedirs(os.path.join(out_dir, family), exist_ok=True)
         for j, r in enumerate(rungs):
             path = os.path.join(out_dir, family, f"{r.name}.mp4")
-            options = output_options([*encoder_args(family, [r], fps, top), "-an", "-f", "mp4"])
+            options = output_options([*encoder_args(family, [r], fps, top, effort), "-an", "-f", "mp4"])
             outputs.append(ffmpeg.output(pictures[family, j], path, **options))
             paths.setdefault(family, {})[r.name] = path
     with encode_step("encode chunk", out_dir, families, rungs):

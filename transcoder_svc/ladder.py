@@ -1,7 +1,10 @@
 """What to encode: the rungs of a video's ladder and where its cuts fall.
 
 * `ladder_for` picks the rungs for a source (144p..2160p): never above the source size.
-  Rungs are plain data: per-title encoding may hand in any bitrates (and a measured VMAF).
+  By default each rung is constant quality (an x264 CRF) under a peak cap from a
+  bits-per-pixel table (`LADDER`): easy content gets the few bits it needs, hard content
+  no more than the cap. Rungs are plain data: per-title encoding hands in average bitrates
+  instead (and a measured VMAF).
 * `Rung` knows each codec family's target for itself (`FAMILY_BITRATE_FACTOR`, or a
   per-title rate) and its RFC 6381 codecs string (levels from the tables below).
 * Every rung is cut into SEGMENT_SECONDS segments; `chunk_plan` cuts a long video into
@@ -9,6 +12,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -30,7 +34,9 @@ class Rung:
     name: str  # e.g. "720p": the short side of the picture
     width: int
     height: int
-    video_bitrate_bps: int  # H.264 target; other families scale it (FAMILY_BITRATE_FACTOR) or set their own
+    # H.264's average target, or with `crf` its peak cap; other families scale it
+    # (FAMILY_BITRATE_FACTOR) or set their own
+    video_bitrate_bps: int
     frame_rate: float = 30.0
     vmaf: float = 0.0  # H.264's, measured by per-title encoding, 0 when not measured
     # Per-title encoding of the other families (pertitle.per_title_families): each one's
@@ -38,6 +44,9 @@ class Rung:
     # H.264 rate) and its VMAF measured there (a family missing: not measured).
     family_bitrate_bps: dict[str, int] = field(default_factory=dict, hash=False)
     family_vmaf: dict[str, float] = field(default_factory=dict, hash=False)
+    # > 0: constant quality, x264's CRF (other families: FAMILY_CRF) under the cap
+    # `video_bitrate_bps`; 0: an average bitrate of `video_bitrate_bps` (per-title rungs).
+    crf: float = 0.0
 
     @property
     def h264_level(self) -> str:
@@ -101,9 +110,25 @@ def _level(table, rung: Rung) -> str:
 # rungs: at equal quality it saves nothing; AV1 (SVT-AV1 preset 10) saves about a third.
 FAMILY_BITRATE_FACTOR = {"h264": (1.0, 1.0), "vp9": (1.35, 1.0), "av1": (0.75, 1.1)}
 
+# Constant-quality rungs: each family's CRF for an x264 CRF c is offset + slope * (c - 23),
+# offset (the ladder's lower rungs, its top rung): about the CRF at which the family's rung
+# scores as the default ladder's x264 rung does, set on two 6 s clips (camera and road).
+# On the main set (bench/peer_bench.py, BENCHMARKS.md "Fewer bits than PeerTube") AV1's
+# rungs score -2.5 .. +6.8 VMAF from H.264's (under on road and camera, over on film and
+# animation); VP9's were only tried on the two clips. As with the bitrate factors, the top
+# rung needs more (a lower CRF). The slope is assumed: the table's CRFs are 23-24.
+FAMILY_CRF = {"h264": (23.0, 23.0, 1.0), "vp9": (31.0, 29.0, 1.5), "av1": (32.0, 30.0, 1.5)}
+
+
+def family_crf(family: str, x264_crf: float, top: bool = False) -> float:
+    """The family's CRF (0-63 for VP9 and SVT-AV1) matching x264 CRF `x264_crf`."""
+    lower, top_offset, slope = FAMILY_CRF[family]
+    crf = (top_offset if top else lower) + slope * (x264_crf - 23.0)
+    return round(crf, 1) if family == "h264" else float(min(63, max(1, round(crf))))
+
 
 # Short side -> target average H.264 bitrate at 30 fps. Close to Apple's HLS authoring
-# ladder; per-title encoding replaces these per video.
+# ladder: the fixed ladder of rate control "average", and per-title encoding's ceilings.
 LADDER = [
     (144, 150_000),
     (240, 300_000),
@@ -116,39 +141,73 @@ LADDER = [
 ]
 HIGH_FRAME_RATE_FACTOR = 1.5  # 50/60 fps rungs get this much more than the 30 fps figure
 
+# Rate control "constant_quality" (the default): short side -> (x264 CRF, peak cap in bits
+# per pixel per frame). A rung at or between standard sizes takes the row of the largest
+# standard size not above it. The CRFs hold each rung within a VMAF point of PeerTube's
+# CRF 23 rung of the same height (bench/peer_bench.py, BENCHMARKS.md "Fewer bits than
+# PeerTube"). The caps are PeerTube's average bits-per-pixel table
+# (packages/core-utils/src/videos/bitrate.ts), which it uses as its own VBV cap: content
+# hard enough to reach one gets no fewer bits than from the peer.
+CONSTANT_QUALITY = {
+    144: (23.0, 0.19),
+    240: (24.0, 0.17),
+    360: (23.0, 0.15),
+    480: (24.0, 0.12),
+    720: (23.0, 0.11),
+    1080: (23.0, 0.10),
+    1440: (23.0, 0.09),
+    2160: (23.0, 0.08),
+}
+RATE_CONTROLS = ("constant_quality", "average")
+
 
 def even_size(x: float) -> int:
     """The even pixel count nearest `x`, at least 2 (4:2:0 pictures have even sides)."""
     return max(2, int(round(x / 2)) * 2)
 
 
-def ladder_for(info: MediaInfo) -> list[Rung]:
+def ladder_for(info: MediaInfo, rate_control: str = "constant_quality") -> list[Rung]:
     """Rungs up to the source's short side; the source itself is the top rung when it
-    falls between two standard ones, so nothing is thrown away and nothing upscaled."""
+    falls between two standard ones, so nothing is thrown away and nothing upscaled.
+    `rate_control`: "constant_quality" (a CRF under a cap per rung: `CONSTANT_QUALITY`)
+    or "average" (the fixed bitrates of `LADDER`)."""
+    if rate_control not in RATE_CONTROLS:
+        raise ValueError(f"unknown rate control {rate_control!r}; one of {RATE_CONTROLS}")
     short, long_ = min(info.width, info.height), max(info.width, info.height)
     portrait = info.height > info.width
     fps = min(info.frame_rate or 30.0, MAX_FRAME_RATE)
-    rungs: list[Rung] = []
-    for p, bitrate in LADDER:
-        if p > short:
-            break
-        rungs.append(_rung(p, short, long_, bitrate, portrait, fps))
-    top_p = int(rungs[-1].name[:-1]) if rungs else 0
-    if short > top_p * 1.1 and short < LADDER[-1][0]:
-        # e.g. 432p or 818p sources: add a rung at the source size with an interpolated bitrate
-        native = short - short % 2  # round down: an odd source size must not be upscaled
-        rungs.append(_rung(native, short, long_, _interpolate_bitrate(native), portrait, fps))
-    return rungs
+    sizes = [p for p, _ in LADDER if p <= short]
+    top_p = sizes[-1] if sizes else 0
+    # e.g. 432p or 818p sources: a rung at the source size (rounded down: an odd source size
+    # must not be upscaled)
+    native = short - short % 2 if short > top_p * 1.1 and short < LADDER[-1][0] else None
+    rungs = [_rung(p, short, long_, portrait, fps) for p in sizes]
+    if native:
+        rungs.append(_rung(native, short, long_, portrait, fps))
+    if rate_control == "average":
+        return [dataclasses.replace(r, video_bitrate_bps=_average_bitrate(int(r.name[:-1]), fps)) for r in rungs]
+    return [_constant_quality(r, fps) for r in rungs]
 
 
-def _rung(p: int, short: int, long_: int, bitrate: int, portrait: bool, fps: float) -> Rung:
+def _rung(p: int, short: int, long_: int, portrait: bool, fps: float) -> Rung:
     s = min(even_size(p), short - short % 2)
     # never wider than the source either (an odd long side would round up by one pixel)
     l_ = min(even_size(p * long_ / short), long_ - long_ % 2)
     w, h = (s, l_) if portrait else (l_, s)
-    if fps > 31:
-        bitrate = int(bitrate * HIGH_FRAME_RATE_FACTOR)
-    return Rung(name=f"{s}p", width=w, height=h, video_bitrate_bps=bitrate, frame_rate=round(fps, 3))
+    return Rung(name=f"{s}p", width=w, height=h, video_bitrate_bps=0, frame_rate=round(fps, 3))
+
+
+def _constant_quality(rung: Rung, fps: float) -> Rung:
+    short = min(rung.width, rung.height)
+    row = max((p for p in CONSTANT_QUALITY if p <= short), default=min(CONSTANT_QUALITY))
+    crf, bpp = CONSTANT_QUALITY[row]
+    return dataclasses.replace(rung, crf=crf, video_bitrate_bps=int(rung.width * rung.height * fps * bpp))
+
+
+def _average_bitrate(short_side: int, fps: float) -> int:
+    standard = dict(LADDER)
+    bitrate = standard[short_side] if short_side in standard else _interpolate_bitrate(short_side)
+    return int(bitrate * HIGH_FRAME_RATE_FACTOR) if fps > 31 else bitrate
 
 
 def _interpolate_bitrate(short_side: int) -> int:

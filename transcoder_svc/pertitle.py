@@ -474,7 +474,7 @@ def h264_sample_args(rung: Rung, bitrate: int, fps: float) -> list[str]:
     on thread timing (the same encode gives different files), while single-threaded it is
     repeatable, so a curve's points and their re-encodes agree. The analysis runs several
     encoders at once, which keeps the cores busy (same wall time on 2 cores)."""
-    one = dataclasses.replace(rung, video_bitrate_bps=bitrate)
+    one = dataclasses.replace(rung, video_bitrate_bps=bitrate, crf=0.0)
     return [*ffmpeg_graphs.encoder_args("h264", [one], fps), "-threads", "1", "-an", "-f", "h264"]
 
 
@@ -516,6 +516,7 @@ def per_title_ladder(src: str, info: MediaInfo, rungs: list[Rung], *,
     each other family's rate for every rung (`Rung.family_bitrate_bps`, `Rung.family_vmaf`)."""
     if not rungs:
         return PerTitleResult(rungs=[], vmaf_by_rung={})
+    rungs = [dataclasses.replace(r, crf=0.0) for r in rungs]  # it chooses average bitrates, under these
     started = time.monotonic()
     target_fn = target_vmaf if callable(target_vmaf) else (lambda _r, t=float(target_vmaf): t)
     with _scratch(workdir, "pertitle-") as work:

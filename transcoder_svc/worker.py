@@ -29,7 +29,8 @@ from longtail_common.ports import (
 from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Consumer, Needs, Running, run_service
 from transcoder_svc.jobs import outputs
-from transcoder_svc.jobs.base import Job, Result, WorkerContext, remove_dead_workers_scratch
+from transcoder_svc.jobs.base import (Job, Result, WorkerContext, popular_x264_preset, rate_control,
+                                      remove_dead_workers_scratch)
 from transcoder_svc.jobs.chunked import ChunkJob
 from transcoder_svc.jobs.families import H264, codec_families, known_families, popular_codecs
 from transcoder_svc.jobs.upgrade import CodecUpgradeJob
@@ -161,6 +162,8 @@ class TranscoderServicer(pb_grpc.TranscoderServiceServicer):
 def serve(cfg: Config) -> None:
     codec_families(cfg)  # a bad codec list stops the worker at start, not at the first video
     popular_codecs(cfg)
+    rate_control(cfg)
+    popular_x264_preset(cfg)
     remove_dead_workers_scratch(cfg)
     status = {"worker_id": f"{socket.gethostname()}-{os.getpid()}", "current_video_id": "", "jobs_done": 0, "jobs_failed": 0}
 

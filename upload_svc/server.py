@@ -1,5 +1,6 @@
 """gRPC UploadService: resumable appends staged in the object store (upload_svc/staging.py),
-then the hand-off to transcoding. Any replica serves any call: nothing is kept locally."""
+then the hand-off to transcoding. Any replica serves any call: nothing is kept locally.
+Only the account that owns the video's channel reaches its upload."""
 from __future__ import annotations
 
 import logging
@@ -18,6 +19,7 @@ from longtail.upload.v1 import upload_service_pb2_grpc as pb_grpc
 from longtail_common.config import Config, load_config
 from longtail_common.grpc_server import client_channel
 from longtail_common.lag_exporter import GroupLagExporter
+from longtail_common.mesh_identity import caller
 from longtail_common.ports import (
     RAW_BUCKET,
     TOPIC_TRANSCODE_REQUESTS,
@@ -67,6 +69,7 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
     # -- RPCs ----------------------------------------------------------------------
     def CreateUpload(self, request, context):
         video_id = self._valid_id(request.video_id, context)
+        self._require_owner(video_id, context)
         length = request.length if request.HasField("length") else None
         if length is not None and not 0 <= length <= self.max_bytes:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"upload length must be between 0 and {self.max_bytes} bytes")
@@ -74,7 +77,9 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
         return self._current(video_id, context)  # an empty file is complete at creation
 
     def GetUpload(self, request, context):
-        return self._current(self._valid_id(request.video_id, context), context)
+        video_id = self._valid_id(request.video_id, context)
+        self._require_owner(video_id, context)
+        return self._current(video_id, context)
 
     def AppendUpload(self, request_iterator, context):
         first = next(request_iterator, None)
@@ -82,6 +87,7 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be the header")
         header = first.header
         video_id = self._valid_id(header.video_id, context)
+        self._require_owner(video_id, context)
         try:
             lease = self._lease_for_append(video_id)
             try:
@@ -95,6 +101,21 @@ class UploadServicer(pb_grpc.UploadServiceServicer):
         return self._describe(video_id, lease.state, offset)
 
     # -- helpers -------------------------------------------------------------------
+    def _require_owner(self, video_id: str, context) -> None:
+        """An account reaches only the uploads of videos in its own channels (the account
+        that created the video); admins and services reach any."""
+        principal = caller()
+        if principal is None or principal.is_service or principal.admin:
+            return
+        try:
+            video = self.metadata.GetVideo(mpb.GetVideoRequest(id=video_id), timeout=15)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"no upload for video {video_id}")
+            raise
+        if not principal.is_account or video.channel.owner_account_id != principal.account_id:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"the upload of video {video_id} belongs to another account")
+
     def _valid_id(self, video_id: str, context) -> str:
         try:
             return validate_id(video_id, "video id")

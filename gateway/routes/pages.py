@@ -1,5 +1,6 @@
-"""The browser pages (home with latest videos and search, watch, upload), the search and
-latest-videos JSON they share with API clients, and the house ad clip.
+"""The browser pages (home with latest videos and search, watch, upload and "My videos",
+the last two for a signed-in account only), the search and latest-videos JSON they share
+with API clients, and the house ad clip.
 
 Browse and search come from search_svc over its gRPC contract, which only ever returns
 READY videos.
@@ -13,13 +14,16 @@ import grpc
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
+from longtail.metadata.v1 import metadata_service_pb2 as mpb
+from longtail.metadata.v1 import video_pb2
 from longtail.search.v1 import search_service_pb2 as spb
 from longtail.search.v1 import search_service_pb2_grpc as spb_grpc
 from longtail_common.ports import ObjectStore, is_valid_id
 from gateway.api_docs import RANGE_HEADER, html_responses, media_responses
-from gateway.dependencies import HouseAdClip, Objects, Pages, SearchStub
-from gateway.errors import GRPC_TO_HTTP, SERVICE_ERRORS, ApiError, error_responses
-from gateway.html_pages import MAX_QUERY, UPLOAD_BODY, card, esc, watch_body
+from gateway.dependencies import CurrentPrincipal, HouseAdClip, MetadataStub, Objects, PageViewer, Pages, SearchStub
+from gateway.errors import GRPC_TO_HTTP, SERVICE_ERRORS, ApiError, error_responses, grpc_call
+from gateway.html_pages import MAX_QUERY, card, esc, my_videos_body, upload_body, watch_body
+from gateway.routes.account import SIGNED_IN_PAGE, sign_in_redirect
 from gateway.media_links import media_url
 from gateway.validation import require_page_token
 
@@ -30,6 +34,7 @@ SEARCH_STATUSES = {code: GRPC_TO_HTTP[code] for code in (
     grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)}
 HOME_PAGE_SIZE = 24
+MY_VIDEOS_PER_CHANNEL = 100
 
 router = APIRouter()
 
@@ -103,8 +108,8 @@ async def house_ad(clip: HouseAdClip):
 
 
 @router.get("/", response_class=HTMLResponse, responses=html_responses(400, 404, 429, 503, 504))
-async def home(request: Request, objects: Objects, search: SearchStub, pages: Pages, q: str = "",
-               page_token: str = ""):
+async def home(request: Request, objects: Objects, search: SearchStub, pages: Pages, viewer: PageViewer,
+               q: str = "", page_token: str = ""):
     q = q.strip()[:MAX_QUERY]
     heading = f"Results for “{esc(q)}”" if q else "Latest videos"
     try:
@@ -112,7 +117,7 @@ async def home(request: Request, objects: Objects, search: SearchStub, pages: Pa
     except ApiError as err:
         message = "Type a word to search for." if err.status == 400 and q else err.message
         body = f'<h1>{heading}</h1><p role="status" data-kind="error">{esc(message)}</p>'
-        return pages.page("Search" if q else "Home", body, q=q, status=err.status)
+        return pages.page("Search" if q else "Home", body, q=q, status=err.status, viewer=viewer)
     if resp.results:
         items = "\n".join(card(r, poster_url(request, objects, r)) for r in resp.results)
         listing = f'<ul class="grid" id="results" aria-label="{"Search results" if q else "Latest videos"}">{items}</ul>'
@@ -124,16 +129,42 @@ async def home(request: Request, objects: Objects, search: SearchStub, pages: Pa
     if resp.next_page_token:
         params = urllib.parse.urlencode({k: v for k, v in (("q", q), ("page_token", resp.next_page_token)) if v})
         more = f'<p><a href="/?{esc(params)}">More videos</a></p>'
-    return pages.page(f"Search: {q}" if q else "Home", f"<h1>{heading}</h1>\n{listing}\n{more}", q=q)
+    return pages.page(f"Search: {q}" if q else "Home", f"<h1>{heading}</h1>\n{listing}\n{more}", q=q,
+                      viewer=viewer)
 
 
 @router.get("/watch/{video_id}", response_class=HTMLResponse, responses=html_responses(404))
-async def watch_page(video_id: str, pages: Pages):
+async def watch_page(video_id: str, pages: Pages, viewer: PageViewer):
     if not is_valid_id(video_id):
-        return pages.page("Not found", "<h1>Video not found</h1>", status=404)
-    return pages.page("Watch", watch_body(video_id), script="watch.js")
+        return pages.page("Not found", "<h1>Video not found</h1>", status=404, viewer=viewer)
+    return pages.page("Watch", watch_body(video_id), script="watch.js", viewer=viewer)
 
 
-@router.get("/upload", response_class=HTMLResponse)
-async def upload_page(pages: Pages):
-    return pages.page("Upload", UPLOAD_BODY, script="upload.js")
+async def owned_channels(metadata, account_id: str) -> list[video_pb2.Channel]:
+    listed = await grpc_call(metadata.ListChannels(mpb.ListChannelsRequest(owner_account_id=account_id), timeout=15))
+    return list(listed.channels)
+
+
+@router.get("/upload", responses=SIGNED_IN_PAGE)
+async def upload_page(request: Request, pages: Pages, viewer: PageViewer, principal: CurrentPrincipal,
+                      metadata: MetadataStub):
+    if principal is None:
+        return sign_in_redirect(request)
+    channels = await owned_channels(metadata, principal.account_id)
+    channel = channels[0].id if channels else principal.username
+    return pages.page("Upload", upload_body(channel), script="upload.js", viewer=viewer)
+
+
+@router.get("/my/videos", responses=SIGNED_IN_PAGE)
+async def my_videos_page(request: Request, pages: Pages, viewer: PageViewer, principal: CurrentPrincipal,
+                         metadata: MetadataStub):
+    """Every video of the signed-in account's channels, whatever its status, newest first."""
+    if principal is None:
+        return sign_in_redirect(request)
+    videos: list[video_pb2.Video] = []
+    for channel in await owned_channels(metadata, principal.account_id):
+        listed = await grpc_call(metadata.ListVideos(
+            mpb.ListVideosRequest(channel_id=channel.id, page_size=MY_VIDEOS_PER_CHANNEL), timeout=15))
+        videos.extend(listed.videos)
+    videos.sort(key=lambda v: v.create_time.ToNanoseconds(), reverse=True)
+    return pages.page("My videos", my_videos_body(videos), viewer=viewer)

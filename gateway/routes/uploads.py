@@ -1,6 +1,9 @@
 """tus 1.0.0 resumable uploads (creation, creation-defer-length), on to upload_svc, which
 keeps the offset.
 
+Every call needs a signed-in account, and upload_svc lets only the video's owner reach its
+upload.
+
 A PATCH body is buffered here and sent on in `http.upload_chunk_bytes` pieces, each its
 own short AppendUpload call at its offset: an upload_svc thread is held only while bytes
 move, so clients that stall mid-body (until `http.body_idle_timeout_s` answers them 408)
@@ -25,10 +28,11 @@ from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.config import Config
 from gateway.api_docs import CREATED_VIDEO_LINKS
-from gateway.dependencies import Cfg, MetadataStub, UploadStub
+from gateway.dependencies import Cfg, MetadataStub, RequiredPrincipal, UploadStub
 from gateway.errors import GRPC_TO_HTTP, SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.routes.videos import TUS_VERSION, CreateVideoBody, create_video_with_upload
 from gateway.limits import lift_body_cap
+from gateway.quotas import reserve_deferred_patch
 from gateway.validation import parse_count, require_video_id
 
 log = logging.getLogger("gateway")
@@ -116,10 +120,10 @@ async def tus_options_upload(video_id: str, cfg: Cfg):
     201: {"description": "Video created; PATCH its bytes to `Location`.",
           "headers": {"Location": {"schema": {"type": "string"}, "required": True}, **TUS_RESPONSE_HEADERS},
           "links": CREATED_VIDEO_LINKS},
-    **error_responses(400, 409, 412, 413, 422, *SERVICE_ERRORS)})
+    **error_responses(400, 401, 403, 409, 412, 413, 422, *SERVICE_ERRORS)})
 async def tus_create(request: Request, cfg: Cfg, metadata: MetadataStub, upload: UploadStub,
-                     tus_resumable: TusResumable = None, upload_metadata: UploadMetadata = None,
-                     _upload_length: UploadLength = None):
+                     principal: RequiredPrincipal, tus_resumable: TusResumable = None,
+                     upload_metadata: UploadMetadata = None, _upload_length: UploadLength = None):
     """tus creation: Upload-Metadata carries title, channel_id (and description);
     Upload-Length the size (or it is deferred to a PATCH)."""
     check_tus(tus_resumable)
@@ -129,7 +133,7 @@ async def tus_create(request: Request, cfg: Cfg, metadata: MetadataStub, upload:
                                channel_id=meta.get("channel_id", ""))
     except Exception as exc:  # noqa: BLE001 - pydantic says what is wrong
         raise ApiError(400, "INVALID_ARGUMENT", f"Upload-Metadata: {exc}") from None
-    response = await create_video_with_upload(body, request, cfg, metadata, upload)
+    response = await create_video_with_upload(body, request, cfg, metadata, upload, principal)
     response.headers.update({"Tus-Resumable": TUS_VERSION})
     return response
 
@@ -137,8 +141,9 @@ async def tus_create(request: Request, cfg: Cfg, metadata: MetadataStub, upload:
 @router.head("/v1/uploads/{video_id}", name="tus_upload_head", responses={
     200: {"description": "The upload's offset (and length, or Upload-Defer-Length: 1).",
           "headers": {**OFFSET_HEADER, **TUS_RESPONSE_HEADERS}},
-    **error_responses(400, 404, 412, *SERVICE_ERRORS)})
-async def tus_head(video_id: str, upload: UploadStub, tus_resumable: TusResumable = None):
+    **error_responses(400, 401, 403, 404, 412, *SERVICE_ERRORS)})
+async def tus_head(video_id: str, upload: UploadStub, _principal: RequiredPrincipal,
+                   tus_resumable: TusResumable = None):
     check_tus(tus_resumable)
     require_video_id(video_id)
     in_flight = patches_in_flight.get(video_id)
@@ -228,10 +233,10 @@ async def forward_body(request: Request, upload: upb_grpc.UploadServiceStub,
               openapi_extra={"requestBody": {"required": True, "content": {
                   PATCH_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
               responses={204: {"description": "Bytes appended.", "headers": {**OFFSET_HEADER, **TUS_RESPONSE_HEADERS}},
-                         **error_responses(400, 404, 408, 409, 412, 413, 415, *SERVICE_ERRORS)})
-async def tus_patch(video_id: str, request: Request, cfg: Cfg, upload: UploadStub,
-                    tus_resumable: TusResumable = None, upload_offset: UploadOffset = None,
-                    upload_length: UploadLength = None):
+                         **error_responses(400, 401, 403, 404, 408, 409, 412, 413, 415, *SERVICE_ERRORS)})
+async def tus_patch(video_id: str, request: Request, cfg: Cfg, metadata: MetadataStub, upload: UploadStub,
+                    principal: RequiredPrincipal, tus_resumable: TusResumable = None,
+                    upload_offset: UploadOffset = None, upload_length: UploadLength = None):
     """Appends the body at Upload-Offset (which must be the upload's offset)."""
     check_tus(tus_resumable)
     require_video_id(video_id)
@@ -247,6 +252,9 @@ async def tus_patch(video_id: str, request: Request, cfg: Cfg, upload: UploadStu
         if current.offset != header.offset:
             raise ApiError(409, "CONFLICT", f"offset mismatch: upload is at {current.offset}, request at {header.offset}",
                            headers=TUS_HEADERS)
+        if not current.HasField("length"):  # a deferred size: the quota is checked before any byte is stored
+            await reserve_deferred_patch(metadata, cfg.limits, principal.account_id, principal.admin, header,
+                                         request.headers.get("content-length"))
         lift_body_cap(request)  # the upload's own length bounds this body (upload_svc refuses more)
         appended = await forward_body(request, upload, header, cfg.http.upload_chunk_bytes)
     finally:

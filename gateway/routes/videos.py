@@ -1,4 +1,5 @@
-"""Video resources: create one (with its upload), read one, list a channel's, and the
+"""Video resources: create one (with its upload; signed-in accounts, in their own
+channels), read one, list a channel's, and the
 watch payload a player starts from (signed stream URLs and a playback id for its beacons).
 """
 from __future__ import annotations
@@ -22,9 +23,11 @@ from longtail_common.config import Config
 from longtail_common.ports import ID_PATTERN, ObjectStore, is_valid_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
 from gateway.api_docs import CREATED_VIDEO_LINKS, UPLOAD_LENGTH_HEADER
-from gateway.dependencies import Cfg, MetadataStub, Objects, UploadStub
+from gateway.auth.principal import Principal
+from gateway.dependencies import Cfg, MetadataStub, Objects, RequiredPrincipal, UploadStub
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.media_links import edge_url, media_grant, media_url
+from gateway.quotas import check_creation
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
 from gateway.signing import MediaGrant
 from gateway.validation import require_page_token, require_video_id, upload_length, viewer_region
@@ -56,15 +59,23 @@ def new_video_id() -> str:
 
 async def create_video_with_upload(body: CreateVideoBody, request: Request, cfg: Config,
                                    metadata: mpb_grpc.MetadataServiceStub,
-                                   upload: upb_grpc.UploadServiceStub) -> JSONResponse:
-    """Records the video, opens its upload, and answers where to send the bytes (tus)."""
+                                   upload: upb_grpc.UploadServiceStub, principal: Principal) -> JSONResponse:
+    """Records the video in the uploader's channel (made, theirs, on its first video), opens
+    its upload, and answers where to send the bytes (tus)."""
     length = upload_length(request, cfg, default=body.size_bytes)
+    # Before anything is created: a refused upload leaves no video behind.
+    await check_creation(metadata, cfg.limits, principal.account_id, principal.admin, length)
     video_id = new_video_id()
     video = video_pb2.Video(
         id=video_id, title=body.title, description=body.description,
-        channel=video_pb2.Channel(id=body.channel_id), language=body.language, category=body.category,
+        channel=video_pb2.Channel(id=body.channel_id, owner_account_id=principal.account_id),
+        language=body.language, category=body.category,
+        size_bytes=length or 0,  # what the account's quota counts for it until the bytes are in
     )
     created = await grpc_call(metadata.CreateVideo(mpb.CreateVideoRequest(video=video), timeout=15))
+    if created.channel.owner_account_id != principal.account_id and not principal.admin:
+        # metadata_svc refuses this itself; checked here too, so no upload opens for it.
+        raise ApiError(403, "PERMISSION_DENIED", f"channel {body.channel_id} belongs to another account")
     create = upb.CreateUploadRequest(video_id=video_id)
     if length is not None:
         create.length = length
@@ -85,10 +96,10 @@ async def load_video(metadata: mpb_grpc.MetadataServiceStub, video_id: str) -> v
 @router.post("/v1/videos", status_code=201, openapi_extra=UPLOAD_LENGTH_HEADER, responses={
     201: {"description": "Video created; send its bytes to `upload_url` (tus).",
           "headers": {"Location": {"schema": {"type": "string"}, "required": True}}, "links": CREATED_VIDEO_LINKS},
-    **error_responses(400, 408, 409, 413, 422, *SERVICE_ERRORS)})
+    **error_responses(400, 401, 403, 408, 409, 413, 422, *SERVICE_ERRORS)})
 async def create_video(body: CreateVideoBody, request: Request, cfg: Cfg, metadata: MetadataStub,
-                       upload: UploadStub):
-    return await create_video_with_upload(body, request, cfg, metadata, upload)
+                       upload: UploadStub, principal: RequiredPrincipal):
+    return await create_video_with_upload(body, request, cfg, metadata, upload, principal)
 
 
 # The get and watch routes read the app's shared state (gateway/dependencies.py) directly:

@@ -44,6 +44,21 @@ def make_view_count_store(cfg: Config) -> ViewCountStore:
     raise ValueError(f"unknown metadata backend {kind!r} for view counts (sqlite | scylla)")
 
 
+def make_rate_limit_storage(cfg: Config):
+    """The rate limiter's counters (a `limits` storage), shared by every gateway process:
+    beside the metadata unless `limits.storage` names a backend."""
+    kind = cfg.limits.storage or cfg.backends.metadata
+    if kind == "sqlite":
+        from longtail_common.adapters.sqlite_ratelimit import SqliteRateLimitStorage
+
+        return SqliteRateLimitStorage(cfg.data_path / "ratelimit.sqlite3")
+    if kind == "scylla":
+        from longtail_common.adapters.scylla_ratelimit import ScyllaRateLimitStorage
+
+        return ScyllaRateLimitStorage(cfg.scylla)
+    raise ValueError(f"unknown rate limit storage {kind!r} (sqlite | scylla)")
+
+
 def make_object_store(cfg: Config) -> ObjectStore:
     kind = cfg.backends.objects
     if kind == "fs":

@@ -1,5 +1,5 @@
-"""Real account backend: accounts, password links and API tokens in the metadata's
-ScyllaDB (or Cassandra) keyspace, through scylla-driver.
+"""Real account backend: accounts, password links, API tokens, sessions and OIDC identity
+links in the metadata's ScyllaDB (or Cassandra) keyspace, through scylla-driver.
 
 The tables are part of the keyspace's versioned schema (`scylla_metadata.MIGRATIONS`):
 
@@ -13,6 +13,9 @@ The tables are part of the keyspace's versioned schema (`scylla_metadata.MIGRATI
   `api_tokens_by_account` (what the owner lists). A token is listed before it works and
   stops working before it is unlisted, so a writer that dies in between never leaves a
   working token its owner cannot see and revoke.
+* `sessions`, partition `session_hash`, written with a TTL of the session's life.
+* `external_identities`, partition (issuer, subject): `INSERT ... IF NOT EXISTS`, so the
+  first link of an OIDC identity wins.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from longtail_common.ports import (
     AlreadyExistsError,
     ConflictError,
     NotFoundError,
+    SessionRecord,
     TokenRecord,
     validate_id,
 )
@@ -101,6 +105,15 @@ class ScyllaAccountStore:
                                    "WHERE account_id = ? AND token_id = ?")
             self._unlist_token = p(f"DELETE FROM {ks}.api_tokens_by_account WHERE account_id = ? AND token_id = ?")
             self._list_tokens = p(f"SELECT {_TOKEN_COLUMNS} FROM {ks}.api_tokens_by_account WHERE account_id = ?")
+            self._insert_session = p(f"INSERT INTO {ks}.sessions (session_hash, account_id, create_time_us, "
+                                     "expire_time_us) VALUES (?, ?, ?, ?) USING TTL ?")
+            self._select_session = p(f"SELECT session_hash, account_id, create_time_us, expire_time_us "
+                                     f"FROM {ks}.sessions WHERE session_hash = ?")
+            self._delete_session = p(f"DELETE FROM {ks}.sessions WHERE session_hash = ?")
+            self._insert_identity = p(f"INSERT INTO {ks}.external_identities (issuer, subject, account_id) "
+                                      "VALUES (?, ?, ?) IF NOT EXISTS")
+            self._select_identity = p(f"SELECT account_id FROM {ks}.external_identities "
+                                      "WHERE issuer = ? AND subject = ?")
         except unavailable_errors() as exc:
             raise wrap_error("preparing statements", self.cfg, exc) from exc
 
@@ -202,6 +215,31 @@ class ScyllaAccountStore:
             self._execute(f"unlisting token {token_id}", self._unlist_token, (account_id, token_id))
             deleted = True
         return deleted
+
+    # -- sessions and external identities ------------------------------------------------
+
+    def create_session(self, record: SessionRecord) -> None:
+        ttl_s = max(1, math.ceil((record.expire_time_us - record.create_time_us) / 1e6))  # gone once expired
+        self._execute("starting a session", self._insert_session, (
+            record.session_hash, record.account_id, record.create_time_us, record.expire_time_us, ttl_s))
+
+    def get_session(self, session_hash: str) -> SessionRecord | None:
+        row = self._execute("reading a session", self._select_session, (session_hash,)).one()
+        if row is None:
+            return None
+        return SessionRecord(row.session_hash, row.account_id, int(row.create_time_us or 0),
+                             int(row.expire_time_us or 0))
+
+    def delete_session(self, session_hash: str) -> None:
+        self._execute("ending a session", self._delete_session, (session_hash,))
+
+    def link_identity(self, issuer: str, subject: str, account_id: str) -> str:
+        result = self._execute("linking an external identity", self._insert_identity, (issuer, subject, account_id))
+        return account_id if result.was_applied else result.one().account_id
+
+    def get_identity(self, issuer: str, subject: str) -> str | None:
+        row = self._execute("reading an external identity", self._select_identity, (issuer, subject)).one()
+        return row.account_id if row else None
 
     def close(self) -> None:
         if not self._closed:

@@ -10,7 +10,8 @@ Tables (keyspace from config, created by `migrate`):
   secondary index, no ALLOW FILTERING).
 * `channels`: channel names and owners; `channels_by_owner` lists an account's channels.
 * the account tables (`accounts`, `accounts_by_id`, `password_links`, `api_tokens`,
-  `api_tokens_by_account`), used by `scylla_accounts`: one keyspace, one versioned schema.
+  `api_tokens_by_account`, `sessions`, `external_identities`), used by `scylla_accounts`:
+  one keyspace, one versioned schema.
 * `schema_migrations`: which versions of the schema were applied.
 
 Writes: `create_video` is `INSERT ... IF NOT EXISTS`, `replace_video` is
@@ -113,6 +114,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             create_time_us bigint,
             expire_time_us bigint,
             PRIMARY KEY ((account_id), token_id))""",
+    ]),
+    (3, "browser sessions; external (OIDC) identities", [
+        """CREATE TABLE IF NOT EXISTS {ks}.sessions (
+            session_hash text PRIMARY KEY,
+            account_id text,
+            create_time_us bigint,
+            expire_time_us bigint)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.external_identities (
+            issuer text,
+            subject text,
+            account_id text,
+            PRIMARY KEY ((issuer, subject)))""",
     ]),
 ]
 

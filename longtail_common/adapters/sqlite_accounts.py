@@ -1,5 +1,5 @@
-"""Embedded account backend: accounts, password links and API tokens in the metadata's
-SQLite file (WAL mode), so `longtail users ...` can write while the platform runs.
+"""Embedded account backend: accounts, password links, API tokens, browser sessions and
+external identities in the metadata's SQLite file (WAL mode), so `longtail users ...` can write while the platform runs.
 
 Secrets arrive hashed (see the AccountStore port); the username is UNIQUE in `accounts`.
 """
@@ -15,6 +15,7 @@ from longtail_common.ports import (
     AlreadyExistsError,
     ConflictError,
     NotFoundError,
+    SessionRecord,
     TokenRecord,
     validate_id,
 )
@@ -45,6 +46,19 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     expire_time_us INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS api_tokens_by_account ON api_tokens (account_id, create_time_us);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_hash TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    create_time_us INTEGER NOT NULL,
+    expire_time_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expire_time_us);
+CREATE TABLE IF NOT EXISTS external_identities (
+    issuer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    PRIMARY KEY (issuer, subject)
+);
 """
 
 _ACCOUNT_COLUMNS = ("account_id, username, email, password_hash, admin, disabled, create_time_us, "
@@ -154,6 +168,33 @@ class SqliteAccountStore:
         cursor = self._conn().execute("DELETE FROM api_tokens WHERE token_id=? AND account_id=?",
                                       (token_id, account_id))
         return cursor.rowcount > 0
+
+    def create_session(self, record: SessionRecord) -> None:
+        with self._connections.write() as conn:
+            # Expired sessions go as new ones come: the table holds about the live ones.
+            conn.execute("DELETE FROM sessions WHERE expire_time_us <= ?", (record.create_time_us,))
+            conn.execute("INSERT INTO sessions VALUES (?,?,?,?)",
+                         (record.session_hash, record.account_id, record.create_time_us, record.expire_time_us))
+
+    def get_session(self, session_hash: str) -> SessionRecord | None:
+        row = self._conn().execute(
+            "SELECT session_hash, account_id, create_time_us, expire_time_us FROM sessions WHERE session_hash=?",
+            (session_hash,)).fetchone()
+        return SessionRecord(*row) if row else None
+
+    def delete_session(self, session_hash: str) -> None:
+        self._conn().execute("DELETE FROM sessions WHERE session_hash=?", (session_hash,))
+
+    def link_identity(self, issuer: str, subject: str, account_id: str) -> str:
+        with self._connections.write() as conn:
+            conn.execute("INSERT OR IGNORE INTO external_identities VALUES (?,?,?)", (issuer, subject, account_id))
+            return conn.execute("SELECT account_id FROM external_identities WHERE issuer=? AND subject=?",
+                                (issuer, subject)).fetchone()[0]
+
+    def get_identity(self, issuer: str, subject: str) -> str | None:
+        row = self._conn().execute("SELECT account_id FROM external_identities WHERE issuer=? AND subject=?",
+                                   (issuer, subject)).fetchone()
+        return row[0] if row else None
 
     def close(self) -> None:
         self._connections.close()

@@ -7,7 +7,14 @@ import uuid
 
 import pytest
 
-from longtail_common.ports import AccountRecord, AlreadyExistsError, ConflictError, NotFoundError, TokenRecord
+from longtail_common.ports import (
+    AccountRecord,
+    AlreadyExistsError,
+    ConflictError,
+    NotFoundError,
+    SessionRecord,
+    TokenRecord,
+)
 
 BACKENDS = ["sqlite", pytest.param("scylla", marks=pytest.mark.real)]
 
@@ -128,6 +135,29 @@ def test_tokens_created_listed_newest_first_and_deleted_by_their_owner(store):
 
 
 @pytest.mark.real
+def test_sessions_are_read_by_hash_and_ended_at_once(store):
+    account = _account()
+    store.create_account(account)
+    now_us = int(time.time() * 1e6)
+    session = SessionRecord(uuid.uuid4().hex * 2, account.account_id, now_us, now_us + 3_600_000_000)
+    store.create_session(session)
+    assert store.get_session(session.session_hash) == session
+    assert store.get_session("0" * 64) is None
+    store.delete_session(session.session_hash)
+    assert store.get_session(session.session_hash) is None
+    store.delete_session(session.session_hash)  # ending it twice is no error
+
+
+def test_the_first_link_of_an_external_identity_wins(store):
+    issuer, subject = f"https://id.example.org/{_uid()}", _uid()
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    assert store.get_identity(issuer, subject) is None
+    assert store.link_identity(issuer, subject, first) == first
+    assert store.link_identity(issuer, subject, second) == first
+    assert store.get_identity(issuer, subject) == first
+    assert store.get_identity(issuer, subject + "x") is None
+
+
 def test_scylla_schema_version_2_reruns_after_a_half_applied_run(real_servers):
     """A migrator that died inside version 2 (its ALTER done, the version not recorded):
     the next run applies version 2 again without tripping over the existing column."""

@@ -21,6 +21,7 @@ from longtail_common.config import Config
 from longtail_common.ports import ObjectStore, TopicProducer
 from transcoder_svc import ffmpeg_graphs, ladder, packaging, probe
 from transcoder_svc.jobs import outputs
+from transcoder_svc.jobs.families import H264
 from transcoder_svc.metrics import record_encode_time, step
 
 log = logging.getLogger("transcoder_svc")
@@ -43,6 +44,26 @@ class WorkerContext:
     def scratch(self) -> pathlib.Path:
         """This worker's scratch folder (its jobs' folders are made inside)."""
         return scratch_root(self.cfg) / str(os.getpid())
+
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+
+
+def rate_control(cfg: Config) -> str:
+    """transcoder.rate_control, validated (ValueError naming the setting)."""
+    if cfg.transcoder.rate_control not in ladder.RATE_CONTROLS:
+        raise ValueError(f"transcoder.rate_control: {cfg.transcoder.rate_control!r} is not one of "
+                         f"{list(ladder.RATE_CONTROLS)}")
+    return cfg.transcoder.rate_control
+
+
+def popular_x264_preset(cfg: Config) -> str:
+    """transcoder.popular_x264_preset, validated: "" (no H.264 re-encode) or an x264 preset."""
+    preset = cfg.transcoder.popular_x264_preset
+    if preset and preset not in X264_PRESETS:
+        raise ValueError(f"transcoder.popular_x264_preset: {preset!r} is not one of {list(X264_PRESETS)}")
+    return preset
 
 
 def scratch_root(cfg: Config) -> pathlib.Path:
@@ -120,15 +141,27 @@ class Job:
         """An upgrade keeps the video's poster and storyboard: only a first encode makes them."""
         return {"storyboard": self.ctx.cfg.transcoder.storyboard and not self.added, "poster": not self.added}
 
+    def effort(self) -> ffmpeg_graphs.Effort:
+        """How hard the encoders work: a codec upgrade (placement expects the video to be
+        popular, so many views share each byte saved) re-encodes H.264 at the slower preset."""
+        if self.added and H264 in self.added:
+            return ffmpeg_graphs.Effort.popular(popular_x264_preset(self.ctx.cfg))
+        return ffmpeg_graphs.Effort()
+
     def encode_ladder(self, source: pathlib.Path, out_dir: pathlib.Path, info: probe.MediaInfo,
                       rungs: list[ladder.Rung], families: list[str]) -> packaging.TranscodeOutput:
         """Every rung of every family from one ffmpeg run, timed into the encode metric."""
         started = time.perf_counter()
         output = ffmpeg_graphs.transcode(str(source), str(out_dir), info, rungs, families=families,
-                                 timeout_s=self.ctx.cfg.platform.transcode_timeout_s, **self.thumbnails())
+                                         timeout_s=self.ctx.cfg.platform.transcode_timeout_s, effort=self.effort(),
+                                         **self.thumbnails())
         record_encode_time(time.perf_counter() - started, info.duration_s, rungs, families)
         return output
 
     def store(self, out_dir: pathlib.Path, output: packaging.TranscodeOutput, rungs: list[ladder.Rung]) -> Result:
+        if self.added and H264 in self.added:
+            # A re-encode of the family the video has: new files beside the ones players
+            # and edges hold now, which the result replaces in the video's listing.
+            outputs.move_family(out_dir, output, H264, outputs.reencoded_folder(popular_x264_preset(self.ctx.cfg)))
         return outputs.store_outputs(self.ctx.objects, self.video_id, out_dir, output, rungs, self.ctx.worker_id,
                                      added=self.added)

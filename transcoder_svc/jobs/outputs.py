@@ -41,6 +41,24 @@ def media_prefix(video_id: str, codec: str = H264) -> str:
     return f"{video_prefix(video_id)}/{codec}"
 
 
+def reencoded_folder(x264_preset: str) -> str:
+    """The folder (beside videos/<id>/h264/) of an H.264 re-encode at `x264_preset`: a
+    new folder, because players mid-video and edges hold the files of the first encode."""
+    return f"{H264}-{x264_preset}"
+
+
+def move_family(out_dir: pathlib.Path, output: packaging.TranscodeOutput, family: str, folder: str) -> None:
+    """Moves `family`'s packaged files from out_dir/<family>/ to out_dir/<folder>/ and
+    points `output` there (manifests and playlists name their files relative to themselves)."""
+    (out_dir / family).rename(out_dir / folder)
+    for fam in output.families:
+        if fam.codec != family:
+            continue
+        fam.hls_path, fam.dash_path = (f"{folder}/{p.split('/', 1)[1]}" for p in (fam.hls_path, fam.dash_path))
+        for r in fam.renditions:
+            r.playlist_path = f"{folder}/{r.playlist_path.split('/', 1)[1]}"
+
+
 def ladder_key(video_id: str) -> str:
     # The rungs (sizes, H.264 target bitrates, per-title VMAF) the video was encoded at: a
     # codec upgrade encodes the same ladder. Named with a leading "_": not pushed to edges.

@@ -1,5 +1,7 @@
 """A codec upgrade: a READY video gains families (e.g. AV1 once placement expects it to be
-popular), encoded at the ladder it was first encoded at.
+popular), encoded at the ladder it was first encoded at, and a better H.264 (the slower
+transcoder.popular_x264_preset) under videos/<id>/h264-<preset>/, which replaces the first
+H.264 in the video's listing (the first encode's files stay: players mid-video use them).
 
 It encodes from the original upload while it is kept, else from the top H.264 rendition.
 Its result is applied by placement, which pushes the new files to the video's edges before
@@ -17,7 +19,7 @@ from longtail.metadata.v1 import video_pb2
 from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET
 from transcoder_svc import ffmpeg_graphs, ladder, probe
 from transcoder_svc.jobs import outputs
-from transcoder_svc.jobs.base import Result, WorkerContext
+from transcoder_svc.jobs.base import Result, WorkerContext, popular_x264_preset, rate_control
 from transcoder_svc.jobs.families import H264
 from transcoder_svc.jobs.whole import WholeVideoJob, probe_step
 from transcoder_svc.metrics import files_and_bytes, step
@@ -35,6 +37,13 @@ class CodecUpgradeJob(WholeVideoJob):
                  families: list[str]):
         super().__init__(ctx, request)
         self.video = video
+        # A video expected to be popular also gets a better H.264 (a slower preset), unless
+        # it has it already: every player that does not take the added families plays H.264.
+        # (Only from the original upload: `prepare`.)
+        preset = popular_x264_preset(ctx.cfg)
+        folder = f"/{outputs.reencoded_folder(preset)}/"
+        if preset and not any(m.codec == H264 and folder in m.object_key for m in video.manifests):
+            families = [*families, H264]
         self.families = self.added = families
 
     def run(self) -> Result | None:
@@ -43,14 +52,18 @@ class CodecUpgradeJob(WholeVideoJob):
 
     def prepare(self, workdir: pathlib.Path) -> tuple[pathlib.Path, probe.MediaInfo, list[ladder.Rung]]:
         source, origin = self.source_file(workdir)
+        if origin != ORIGINAL_UPLOAD and H264 in self.families and len(self.families) > 1:
+            # H.264 from its own rendition would only lose quality: the added families only.
+            self.families = self.added = [f for f in self.families if f != H264]
         info = probe_step(source)
         rungs = outputs.recorded_ladder(self.ctx.objects, self.video_id)
         if rungs is None:  # encoded before ladders were recorded: the source's default ladder
-            rungs = ladder.ladder_for(info)
+            rungs = ladder.ladder_for(info, rate_control(self.ctx.cfg))
         trace.get_current_span().set_attribute("longtail.upgrade_source", origin)
-        if self.ctx.cfg.transcoder.per_title and rungs and origin == ORIGINAL_UPLOAD:
+        if self.ctx.cfg.transcoder.per_title and rungs and origin == ORIGINAL_UPLOAD and not any(r.crf for r in rungs):
             # The new families' rates and VMAF, as the first encode chose the others'. (Not
-            # from a rendition read back: that scores against a copy, not the source.)
+            # from a rendition read back: that scores against a copy, not the source. Not for
+            # constant-quality rungs: each family has its CRF, ladder.FAMILY_CRF.)
             from transcoder_svc import pertitle  # VMAF analysis; only loaded when enabled
 
             with step("per-title analysis", **{"longtail.codec_families": self.families}):

@@ -9,7 +9,7 @@ from opentelemetry import trace
 from longtail.events.v1 import events_pb2
 from transcoder_svc import ladder, probe
 from transcoder_svc.jobs import chunked
-from transcoder_svc.jobs.base import Job, Result, WorkerContext
+from transcoder_svc.jobs.base import Job, Result, WorkerContext, rate_control
 from transcoder_svc.jobs.families import codec_families
 from transcoder_svc.metrics import step
 
@@ -36,7 +36,8 @@ class WholeVideoJob(Job):
 
     def prepare(self, workdir: pathlib.Path) -> tuple[pathlib.Path, probe.MediaInfo, list[ladder.Rung]]:
         """(local source, its probe, the rungs to encode): the raw upload within the limits,
-        at its default ladder or, with per-title on, the ladder its VMAF analysis chose."""
+        at its default ladder (transcoder.rate_control) or, with per-title on, the ladder its
+        VMAF analysis chose."""
         tc = self.ctx.cfg.transcoder
         limits = probe.Limits(max_duration_s=tc.max_duration_s, max_long_side=tc.max_long_side,
                               max_short_side=tc.max_short_side, max_source_bytes=tc.max_source_bytes)
@@ -52,7 +53,8 @@ class WholeVideoJob(Job):
             "longtail.source_bytes": source_bytes, "longtail.duration_seconds": info.duration_s,
             "longtail.source_resolution": f"{info.width}x{info.height}"})
         probe.check_limits(info, source_bytes, limits)
-        rungs = ladder.ladder_for(info)
+        # Per-title analysis chooses average bitrates under the fixed ladder's (its ceilings).
+        rungs = ladder.ladder_for(info, "average" if tc.per_title else rate_control(self.ctx.cfg))
         if tc.per_title and rungs:
             from transcoder_svc import pertitle  # VMAF analysis; only loaded when enabled
 

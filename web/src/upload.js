@@ -5,7 +5,8 @@ import * as tus from "tus-js-client";
 import { $, errorMessage, getJson, setStatus, sleep } from "./util.js";
 
 const CHUNK_BYTES = 4 * 1024 * 1024; // each chunk is committed server-side: a resume loses at most one
-const CHANNEL_KEY = "longtail.channel";
+// The gateway refuses a state-changing call on a session without the page's CSRF token.
+const CSRF_TOKEN = document.querySelector('meta[name="csrf-token"]')?.content || "";
 
 const form = $("#upload-form");
 const submit = $("#upload-submit");
@@ -20,8 +21,6 @@ const channelInput = form.elements.channel_id;
 
 const state = { upload: null, videoId: null, phase: "idle" };
 window.longtailUpload = state;
-
-channelInput.value = localStorage.getItem(CHANNEL_KEY) || channelInput.value;
 
 function setPhase(phase) {
   state.phase = phase;
@@ -71,12 +70,12 @@ form.addEventListener("submit", async (event) => {
   const file = form.elements.file.files[0];
   const title = form.elements.title.value.trim();
   const channel = channelInput.value.trim();
-  localStorage.setItem(CHANNEL_KEY, channel);
   const upload = new tus.Upload(file, {
     endpoint: "/v1/uploads",
     chunkSize: CHUNK_BYTES,
     retryDelays: [0, 1000, 3000, 5000, 10000],
     removeFingerprintOnSuccess: true,
+    headers: { "X-CSRF-Token": CSRF_TOKEN },
     metadata: {
       title,
       description: form.elements.description.value,

@@ -26,43 +26,84 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from longtail.accounts.v1 import account_pb2 as longtail_dot_accounts_dot_v1_dot_account__pb2
+from longtail.auth.v1 import access_pb2 as longtail_dot_auth_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*longtail/accounts/v1/account_service.proto\x12\x14longtail.accounts.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"longtail/accounts/v1/account.proto\"X\n\x14\x43reateAccountRequest\x12.\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1d.longtail.accounts.v1.Account\x12\x10\n\x08password\x18\x02 \x01(\t\"<\n\x11GetAccountRequest\x12\x0c\n\x02id\x18\x01 \x01(\tH\x00\x12\x12\n\x08username\x18\x02 \x01(\tH\x00\x42\x05\n\x03key\"<\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x14ListAccountsResponse\x12/\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1d.longtail.accounts.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x14UpdateAccountRequest\x12.\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1d.longtail.accounts.v1.Account\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"/\n\x19\x43reatePasswordLinkRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\":\n\x12SetPasswordRequest\x12\x12\n\nlink_token\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\";\n\x15VerifyPasswordRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"o\n\x12\x43reateTokenRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x13\x43reateTokenResponse\x12-\n\x05token\x18\x01 \x01(\x0b\x32\x1e.longtail.accounts.v1.ApiToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\'\n\x11ListTokensRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"D\n\x12ListTokensResponse\x12.\n\x06tokens\x18\x01 \x03(\x0b\x32\x1e.longtail.accounts.v1.ApiToken\":\n\x12RevokeTokenRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\"$\n\x13ResolveTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t2\x9a\x08\n\x0e\x41\x63\x63ountService\x12Z\n\rCreateAccount\x12*.longtail.accounts.v1.CreateAccountRequest\x1a\x1d.longtail.accounts.v1.Account\x12T\n\nGetAccount\x12\'.longtail.accounts.v1.GetAccountRequest\x1a\x1d.longtail.accounts.v1.Account\x12\x65\n\x0cListAccounts\x12).longtail.accounts.v1.ListAccountsRequest\x1a*.longtail.accounts.v1.ListAccountsResponse\x12Z\n\rUpdateAccount\x12*.longtail.accounts.v1.UpdateAccountRequest\x1a\x1d.longtail.accounts.v1.Account\x12i\n\x12\x43reatePasswordLink\x12/.longtail.accounts.v1.CreatePasswordLinkRequest\x1a\".longtail.accounts.v1.PasswordLink\x12V\n\x0bSetPassword\x12(.longtail.accounts.v1.SetPasswordRequest\x1a\x1d.longtail.accounts.v1.Account\x12^\n\x0eVerifyPassword\x12+.longtail.accounts.v1.VerifyPasswordRequest\x1a\x1f.longtail.accounts.v1.Principal\x12\x62\n\x0b\x43reateToken\x12(.longtail.accounts.v1.CreateTokenRequest\x1a).longtail.accounts.v1.CreateTokenResponse\x12_\n\nListTokens\x12\'.longtail.accounts.v1.ListTokensRequest\x1a(.longtail.accounts.v1.ListTokensResponse\x12O\n\x0bRevokeToken\x12(.longtail.accounts.v1.RevokeTokenRequest\x1a\x16.google.protobuf.Empty\x12Z\n\x0cResolveToken\x12).longtail.accounts.v1.ResolveTokenRequest\x1a\x1f.longtail.accounts.v1.Principalb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*longtail/accounts/v1/account_service.proto\x12\x14longtail.accounts.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"longtail/accounts/v1/account.proto\x1a\x1dlongtail/auth/v1/access.proto\"X\n\x14\x43reateAccountRequest\x12.\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1d.longtail.accounts.v1.Account\x12\x10\n\x08password\x18\x02 \x01(\t\"<\n\x11GetAccountRequest\x12\x0c\n\x02id\x18\x01 \x01(\tH\x00\x12\x12\n\x08username\x18\x02 \x01(\tH\x00\x42\x05\n\x03key\"<\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x14ListAccountsResponse\x12/\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1d.longtail.accounts.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x14UpdateAccountRequest\x12.\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1d.longtail.accounts.v1.Account\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"/\n\x19\x43reatePasswordLinkRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\":\n\x12SetPasswordRequest\x12\x12\n\nlink_token\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\";\n\x15VerifyPasswordRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"o\n\x12\x43reateTokenRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x13\x43reateTokenResponse\x12-\n\x05token\x18\x01 \x01(\x0b\x32\x1e.longtail.accounts.v1.ApiToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\'\n\x11ListTokensRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"D\n\x12ListTokensResponse\x12.\n\x06tokens\x18\x01 \x03(\x0b\x32\x1e.longtail.accounts.v1.ApiToken\":\n\x12RevokeTokenRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\"$\n\x13ResolveTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"*\n\x14\x43reateSessionRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"X\n\x15\x43reateSessionResponse\x12\x0e\n\x06secret\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x15ResolveSessionRequest\x12\x0e\n\x06secret\x18\x01 \x01(\t\"&\n\x14\x44\x65leteSessionRequest\x12\x0e\n\x06secret\x18\x01 \x01(\t\"\x81\x01\n\x15SignInExternalRequest\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x1a\n\x12preferred_username\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x12\n\x05\x61\x64min\x18\x05 \x01(\x08H\x00\x88\x01\x01\x42\x08\n\x06_admin2\xf3\x0b\n\x0e\x41\x63\x63ountService\x12`\n\rCreateAccount\x12*.longtail.accounts.v1.CreateAccountRequest\x1a\x1d.longtail.accounts.v1.Account\"\x04\xc8\xf3\x18\x03\x12Z\n\nGetAccount\x12\'.longtail.accounts.v1.GetAccountRequest\x1a\x1d.longtail.accounts.v1.Account\"\x04\xc8\xf3\x18\x02\x12k\n\x0cListAccounts\x12).longtail.accounts.v1.ListAccountsRequest\x1a*.longtail.accounts.v1.ListAccountsResponse\"\x04\xc8\xf3\x18\x03\x12`\n\rUpdateAccount\x12*.longtail.accounts.v1.UpdateAccountRequest\x1a\x1d.longtail.accounts.v1.Account\"\x04\xc8\xf3\x18\x03\x12o\n\x12\x43reatePasswordLink\x12/.longtail.accounts.v1.CreatePasswordLinkRequest\x1a\".longtail.accounts.v1.PasswordLink\"\x04\xc8\xf3\x18\x03\x12\\\n\x0bSetPassword\x12(.longtail.accounts.v1.SetPasswordRequest\x1a\x1d.longtail.accounts.v1.Account\"\x04\xc8\xf3\x18\x01\x12\x64\n\x0eVerifyPassword\x12+.longtail.accounts.v1.VerifyPasswordRequest\x1a\x1f.longtail.accounts.v1.Principal\"\x04\xc8\xf3\x18\x04\x12h\n\x0b\x43reateToken\x12(.longtail.accounts.v1.CreateTokenRequest\x1a).longtail.accounts.v1.CreateTokenResponse\"\x04\xc8\xf3\x18\x02\x12\x65\n\nListTokens\x12\'.longtail.accounts.v1.ListTokensRequest\x1a(.longtail.accounts.v1.ListTokensResponse\"\x04\xc8\xf3\x18\x02\x12U\n\x0bRevokeToken\x12(.longtail.accounts.v1.RevokeTokenRequest\x1a\x16.google.protobuf.Empty\"\x04\xc8\xf3\x18\x02\x12`\n\x0cResolveToken\x12).longtail.accounts.v1.ResolveTokenRequest\x1a\x1f.longtail.accounts.v1.Principal\"\x04\xc8\xf3\x18\x04\x12n\n\rCreateSession\x12*.longtail.accounts.v1.CreateSessionRequest\x1a+.longtail.accounts.v1.CreateSessionResponse\"\x04\xc8\xf3\x18\x04\x12\x64\n\x0eResolveSession\x12+.longtail.accounts.v1.ResolveSessionRequest\x1a\x1f.longtail.accounts.v1.Principal\"\x04\xc8\xf3\x18\x04\x12Y\n\rDeleteSession\x12*.longtail.accounts.v1.DeleteSessionRequest\x1a\x16.google.protobuf.Empty\"\x04\xc8\xf3\x18\x04\x12\x64\n\x0eSignInExternal\x12+.longtail.accounts.v1.SignInExternalRequest\x1a\x1f.longtail.accounts.v1.Principal\"\x04\xc8\xf3\x18\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'longtail.accounts.v1.account_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEACCOUNTREQUEST']._serialized_start=200
-  _globals['_CREATEACCOUNTREQUEST']._serialized_end=288
-  _globals['_GETACCOUNTREQUEST']._serialized_start=290
-  _globals['_GETACCOUNTREQUEST']._serialized_end=350
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=352
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=412
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=414
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=510
-  _globals['_UPDATEACCOUNTREQUEST']._serialized_start=512
-  _globals['_UPDATEACCOUNTREQUEST']._serialized_end=631
-  _globals['_CREATEPASSWORDLINKREQUEST']._serialized_start=633
-  _globals['_CREATEPASSWORDLINKREQUEST']._serialized_end=680
-  _globals['_SETPASSWORDREQUEST']._serialized_start=682
-  _globals['_SETPASSWORDREQUEST']._serialized_end=740
-  _globals['_VERIFYPASSWORDREQUEST']._serialized_start=742
-  _globals['_VERIFYPASSWORDREQUEST']._serialized_end=801
-  _globals['_CREATETOKENREQUEST']._serialized_start=803
-  _globals['_CREATETOKENREQUEST']._serialized_end=914
-  _globals['_CREATETOKENRESPONSE']._serialized_start=916
-  _globals['_CREATETOKENRESPONSE']._serialized_end=1000
-  _globals['_LISTTOKENSREQUEST']._serialized_start=1002
-  _globals['_LISTTOKENSREQUEST']._serialized_end=1041
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=1043
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=1111
-  _globals['_REVOKETOKENREQUEST']._serialized_start=1113
-  _globals['_REVOKETOKENREQUEST']._serialized_end=1171
-  _globals['_RESOLVETOKENREQUEST']._serialized_start=1173
-  _globals['_RESOLVETOKENREQUEST']._serialized_end=1209
-  _globals['_ACCOUNTSERVICE']._serialized_start=1212
-  _globals['_ACCOUNTSERVICE']._serialized_end=2262
+  _globals['_ACCOUNTSERVICE'].methods_by_name['CreateAccount']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['CreateAccount']._serialized_options = b'\310\363\030\003'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['GetAccount']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['GetAccount']._serialized_options = b'\310\363\030\002'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['ListAccounts']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['ListAccounts']._serialized_options = b'\310\363\030\003'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['UpdateAccount']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['UpdateAccount']._serialized_options = b'\310\363\030\003'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['CreatePasswordLink']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['CreatePasswordLink']._serialized_options = b'\310\363\030\003'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['SetPassword']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['SetPassword']._serialized_options = b'\310\363\030\001'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['VerifyPassword']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['VerifyPassword']._serialized_options = b'\310\363\030\004'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['CreateToken']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['CreateToken']._serialized_options = b'\310\363\030\002'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['ListTokens']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['ListTokens']._serialized_options = b'\310\363\030\002'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['RevokeToken']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['RevokeToken']._serialized_options = b'\310\363\030\002'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['ResolveToken']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['ResolveToken']._serialized_options = b'\310\363\030\004'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['CreateSession']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['CreateSession']._serialized_options = b'\310\363\030\004'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['ResolveSession']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['ResolveSession']._serialized_options = b'\310\363\030\004'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['DeleteSession']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['DeleteSession']._serialized_options = b'\310\363\030\004'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['SignInExternal']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['SignInExternal']._serialized_options = b'\310\363\030\004'
+  _globals['_CREATEACCOUNTREQUEST']._serialized_start=231
+  _globals['_CREATEACCOUNTREQUEST']._serialized_end=319
+  _globals['_GETACCOUNTREQUEST']._serialized_start=321
+  _globals['_GETACCOUNTREQUEST']._serialized_end=381
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=383
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=443
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=445
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=541
+  _globals['_UPDATEACCOUNTREQUEST']._serialized_start=543
+  _globals['_UPDATEACCOUNTREQUEST']._serialized_end=662
+  _globals['_CREATEPASSWORDLINKREQUEST']._serialized_start=664
+  _globals['_CREATEPASSWORDLINKREQUEST']._serialized_end=711
+  _globals['_SETPASSWORDREQUEST']._serialized_start=713
+  _globals['_SETPASSWORDREQUEST']._serialized_end=771
+  _globals['_VERIFYPASSWORDREQUEST']._serialized_start=773
+  _globals['_VERIFYPASSWORDREQUEST']._serialized_end=832
+  _globals['_CREATETOKENREQUEST']._serialized_start=834
+  _globals['_CREATETOKENREQUEST']._serialized_end=945
+  _globals['_CREATETOKENRESPONSE']._serialized_start=947
+  _globals['_CREATETOKENRESPONSE']._serialized_end=1031
+  _globals['_LISTTOKENSREQUEST']._serialized_start=1033
+  _globals['_LISTTOKENSREQUEST']._serialized_end=1072
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=1074
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=1142
+  _globals['_REVOKETOKENREQUEST']._serialized_start=1144
+  _globals['_REVOKETOKENREQUEST']._serialized_end=1202
+  _globals['_RESOLVETOKENREQUEST']._serialized_start=1204
+  _globals['_RESOLVETOKENREQUEST']._serialized_end=1240
+  _globals['_CREATESESSIONREQUEST']._serialized_start=1242
+  _globals['_CREATESESSIONREQUEST']._serialized_end=1284
+  _globals['_CREATESESSIONRESPONSE']._serialized_start=1286
+  _globals['_CREATESESSIONRESPONSE']._serialized_end=1374
+  _globals['_RESOLVESESSIONREQUEST']._serialized_start=1376
+  _globals['_RESOLVESESSIONREQUEST']._serialized_end=1415
+  _globals['_DELETESESSIONREQUEST']._serialized_start=1417
+  _globals['_DELETESESSIONREQUEST']._serialized_end=1455
+  _globals['_SIGNINEXTERNALREQUEST']._serialized_start=1458
+  _globals['_SIGNINEXTERNALREQUEST']._serialized_end=1587
+  _globals['_ACCOUNTSERVICE']._serialized_start=1590
+  _globals['_ACCOUNTSERVICE']._serialized_end=3113
 # @@protoc_insertion_point(module_scope)

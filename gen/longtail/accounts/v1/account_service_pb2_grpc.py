@@ -33,8 +33,9 @@ class AccountServiceStub:
 
     Callers: the gateway (sign-in, tokens, account pages) and, for administration, the
     `longtail users` / `longtail tokens` commands, which use the same rules on the store
-    directly. No RPC checks a principal today: the gateway decides who may call what (an
-    account manages its own tokens; admins manage accounts).
+    directly. Each RPC's `access` option says who may call it (longtail/auth/v1/access.proto);
+    for ACCESS_ACCOUNT RPCs the service checks that an account acts on itself (an admin
+    on anyone).
     """
 
     def __init__(self, channel):
@@ -98,6 +99,26 @@ class AccountServiceStub:
                 request_serializer=longtail_dot_accounts_dot_v1_dot_account__service__pb2.ResolveTokenRequest.SerializeToString,
                 response_deserializer=longtail_dot_accounts_dot_v1_dot_account__pb2.Principal.FromString,
                 _registered_method=True)
+        self.CreateSession = channel.unary_unary(
+                '/longtail.accounts.v1.AccountService/CreateSession',
+                request_serializer=longtail_dot_accounts_dot_v1_dot_account__service__pb2.CreateSessionRequest.SerializeToString,
+                response_deserializer=longtail_dot_accounts_dot_v1_dot_account__service__pb2.CreateSessionResponse.FromString,
+                _registered_method=True)
+        self.ResolveSession = channel.unary_unary(
+                '/longtail.accounts.v1.AccountService/ResolveSession',
+                request_serializer=longtail_dot_accounts_dot_v1_dot_account__service__pb2.ResolveSessionRequest.SerializeToString,
+                response_deserializer=longtail_dot_accounts_dot_v1_dot_account__pb2.Principal.FromString,
+                _registered_method=True)
+        self.DeleteSession = channel.unary_unary(
+                '/longtail.accounts.v1.AccountService/DeleteSession',
+                request_serializer=longtail_dot_accounts_dot_v1_dot_account__service__pb2.DeleteSessionRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SignInExternal = channel.unary_unary(
+                '/longtail.accounts.v1.AccountService/SignInExternal',
+                request_serializer=longtail_dot_accounts_dot_v1_dot_account__service__pb2.SignInExternalRequest.SerializeToString,
+                response_deserializer=longtail_dot_accounts_dot_v1_dot_account__pb2.Principal.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -106,8 +127,9 @@ class AccountServiceServicer:
 
     Callers: the gateway (sign-in, tokens, account pages) and, for administration, the
     `longtail users` / `longtail tokens` commands, which use the same rules on the store
-    directly. No RPC checks a principal today: the gateway decides who may call what (an
-    account manages its own tokens; admins manage accounts).
+    directly. Each RPC's `access` option says who may call it (longtail/auth/v1/access.proto);
+    for ACCESS_ACCOUNT RPCs the service checks that an account acts on itself (an admin
+    on anyone).
     """
 
     def CreateAccount(self, request, context):
@@ -199,6 +221,42 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSession(self, request, context):
+        """Starts a browser session for an account that has just proved who it is (a password
+        or an OIDC sign-in) and returns its secret, once: the gateway puts it in a cookie.
+        Sessions live in the store, so every gateway process sees them (FAILED_PRECONDITION
+        for a disabled account).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveSession(self, request, context):
+        """The principal a session secret stands for, or UNAUTHENTICATED when it is unknown,
+        ended, expired or its account is disabled (one message for all). Called by the
+        gateway on every request that carries a session cookie.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSession(self, request, context):
+        """Ends a session at once (sign-out); ending an unknown or ended session is not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignInExternal(self, request, context):
+        """The principal of the account linked to an OpenID Connect identity (issuer and
+        subject); a first sign-in creates the account, named after `preferred_username` (made
+        unique) and links it; its admin flag follows `admin`. UNAUTHENTICATED if the linked
+        account is disabled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -257,6 +315,26 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     request_deserializer=longtail_dot_accounts_dot_v1_dot_account__service__pb2.ResolveTokenRequest.FromString,
                     response_serializer=longtail_dot_accounts_dot_v1_dot_account__pb2.Principal.SerializeToString,
             ),
+            'CreateSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSession,
+                    request_deserializer=longtail_dot_accounts_dot_v1_dot_account__service__pb2.CreateSessionRequest.FromString,
+                    response_serializer=longtail_dot_accounts_dot_v1_dot_account__service__pb2.CreateSessionResponse.SerializeToString,
+            ),
+            'ResolveSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveSession,
+                    request_deserializer=longtail_dot_accounts_dot_v1_dot_account__service__pb2.ResolveSessionRequest.FromString,
+                    response_serializer=longtail_dot_accounts_dot_v1_dot_account__pb2.Principal.SerializeToString,
+            ),
+            'DeleteSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSession,
+                    request_deserializer=longtail_dot_accounts_dot_v1_dot_account__service__pb2.DeleteSessionRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'SignInExternal': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignInExternal,
+                    request_deserializer=longtail_dot_accounts_dot_v1_dot_account__service__pb2.SignInExternalRequest.FromString,
+                    response_serializer=longtail_dot_accounts_dot_v1_dot_account__pb2.Principal.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'longtail.accounts.v1.AccountService', rpc_method_handlers)
@@ -271,8 +349,9 @@ class AccountService:
 
     Callers: the gateway (sign-in, tokens, account pages) and, for administration, the
     `longtail users` / `longtail tokens` commands, which use the same rules on the store
-    directly. No RPC checks a principal today: the gateway decides who may call what (an
-    account manages its own tokens; admins manage accounts).
+    directly. Each RPC's `access` option says who may call it (longtail/auth/v1/access.proto);
+    for ACCESS_ACCOUNT RPCs the service checks that an account acts on itself (an admin
+    on anyone).
     """
 
     @staticmethod
@@ -561,6 +640,114 @@ class AccountService:
             target,
             '/longtail.accounts.v1.AccountService/ResolveToken',
             longtail_dot_accounts_dot_v1_dot_account__service__pb2.ResolveTokenRequest.SerializeToString,
+            longtail_dot_accounts_dot_v1_dot_account__pb2.Principal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.accounts.v1.AccountService/CreateSession',
+            longtail_dot_accounts_dot_v1_dot_account__service__pb2.CreateSessionRequest.SerializeToString,
+            longtail_dot_accounts_dot_v1_dot_account__service__pb2.CreateSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.accounts.v1.AccountService/ResolveSession',
+            longtail_dot_accounts_dot_v1_dot_account__service__pb2.ResolveSessionRequest.SerializeToString,
+            longtail_dot_accounts_dot_v1_dot_account__pb2.Principal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.accounts.v1.AccountService/DeleteSession',
+            longtail_dot_accounts_dot_v1_dot_account__service__pb2.DeleteSessionRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignInExternal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.accounts.v1.AccountService/SignInExternal',
+            longtail_dot_accounts_dot_v1_dot_account__service__pb2.SignInExternalRequest.SerializeToString,
             longtail_dot_accounts_dot_v1_dot_account__pb2.Principal.FromString,
             options,
             channel_credentials,

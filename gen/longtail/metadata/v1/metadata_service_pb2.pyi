@@ -1,5 +1,6 @@
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
+from longtail.auth.v1 import access_pb2 as _access_pb2
 from longtail.metadata.v1 import video_pb2 as _video_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -82,13 +83,25 @@ class CreateChannelRequest(_message.Message):
     def __init__(self, channel: _Optional[_Union[_video_pb2.Channel, _Mapping]] = ...) -> None: ...
 
 class ListChannelsRequest(_message.Message):
-    __slots__ = ("owner_account_id",)
+    __slots__ = ("owner_account_id", "include_usage")
     OWNER_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_USAGE_FIELD_NUMBER: _ClassVar[int]
     owner_account_id: str
-    def __init__(self, owner_account_id: _Optional[str] = ...) -> None: ...
+    include_usage: bool
+    def __init__(self, owner_account_id: _Optional[str] = ..., include_usage: _Optional[bool] = ...) -> None: ...
 
 class ListChannelsResponse(_message.Message):
-    __slots__ = ("channels",)
+    __slots__ = ("channels", "usage")
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     channels: _containers.RepeatedCompositeFieldContainer[_video_pb2.Channel]
-    def __init__(self, channels: _Optional[_Iterable[_Union[_video_pb2.Channel, _Mapping]]] = ...) -> None: ...
+    usage: AccountUsage
+    def __init__(self, channels: _Optional[_Iterable[_Union[_video_pb2.Channel, _Mapping]]] = ..., usage: _Optional[_Union[AccountUsage, _Mapping]] = ...) -> None: ...
+
+class AccountUsage(_message.Message):
+    __slots__ = ("stored_bytes", "uploads_last_day")
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    UPLOADS_LAST_DAY_FIELD_NUMBER: _ClassVar[int]
+    stored_bytes: int
+    uploads_last_day: int
+    def __init__(self, stored_bytes: _Optional[int] = ..., uploads_last_day: _Optional[int] = ...) -> None: ...

@@ -31,8 +31,8 @@ class MetadataServiceStub:
     """The source of truth for videos and channels (metadata_svc).
 
     Callers: the gateway and the other services, over the deployment's internal network.
-    No RPC checks a principal or role today: every caller is trusted, and viewers and
-    uploaders reach this service only through the gateway's REST API.
+    Each RPC's `access` option says who may call it (longtail/auth/v1/access.proto); the
+    service itself checks that an account owns the channel or video a call changes.
     """
 
     def __init__(self, channel):
@@ -92,8 +92,8 @@ class MetadataServiceServicer:
     """The source of truth for videos and channels (metadata_svc).
 
     Callers: the gateway and the other services, over the deployment's internal network.
-    No RPC checks a principal or role today: every caller is trusted, and viewers and
-    uploaders reach this service only through the gateway's REST API.
+    Each RPC's `access` option says who may call it (longtail/auth/v1/access.proto); the
+    service itself checks that an account owns the channel or video a call changes.
     """
 
     def GetVideo(self, request, context):
@@ -166,7 +166,8 @@ class MetadataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListChannels(self, request, context):
-        """The channels one account owns, by id. For the gateway's "My videos" page.
+        """The channels one account owns, by id, and optionally what its videos take. For the
+        gateway's "My videos" page and its upload quotas.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -232,8 +233,8 @@ class MetadataService:
     """The source of truth for videos and channels (metadata_svc).
 
     Callers: the gateway and the other services, over the deployment's internal network.
-    No RPC checks a principal or role today: every caller is trusted, and viewers and
-    uploaders reach this service only through the gateway's REST API.
+    Each RPC's `access` option says who may call it (longtail/auth/v1/access.proto); the
+    service itself checks that an account owns the channel or video a call changes.
     """
 
     @staticmethod

@@ -22,22 +22,27 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from longtail.auth.v1 import access_pb2 as longtail_dot_auth_dot_v1_dot_access__pb2
 from longtail.metadata.v1 import video_pb2 as longtail_dot_metadata_dot_v1_dot_video__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-longtail/placement/v1/placement_service.proto\x12\x15longtail.placement.v1\x1a longtail/metadata/v1/video.proto\"7\n\x13GetPlacementRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\"\x14\n\x12ListRegionsRequest\"&\n\x13ListRegionsResponse\x12\x0f\n\x07regions\x18\x01 \x03(\t2\xdd\x01\n\x10PlacementService\x12\x63\n\x0cGetPlacement\x12*.longtail.placement.v1.GetPlacementRequest\x1a\'.longtail.metadata.v1.PlacementDecision\x12\x64\n\x0bListRegions\x12).longtail.placement.v1.ListRegionsRequest\x1a*.longtail.placement.v1.ListRegionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-longtail/placement/v1/placement_service.proto\x12\x15longtail.placement.v1\x1a\x1dlongtail/auth/v1/access.proto\x1a longtail/metadata/v1/video.proto\"7\n\x13GetPlacementRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\"\x14\n\x12ListRegionsRequest\"&\n\x13ListRegionsResponse\x12\x0f\n\x07regions\x18\x01 \x03(\t2\xe9\x01\n\x10PlacementService\x12i\n\x0cGetPlacement\x12*.longtail.placement.v1.GetPlacementRequest\x1a\'.longtail.metadata.v1.PlacementDecision\"\x04\xc8\xf3\x18\x01\x12j\n\x0bListRegions\x12).longtail.placement.v1.ListRegionsRequest\x1a*.longtail.placement.v1.ListRegionsResponse\"\x04\xc8\xf3\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'longtail.placement.v1.placement_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETPLACEMENTREQUEST']._serialized_start=106
-  _globals['_GETPLACEMENTREQUEST']._serialized_end=161
-  _globals['_LISTREGIONSREQUEST']._serialized_start=163
-  _globals['_LISTREGIONSREQUEST']._serialized_end=183
-  _globals['_LISTREGIONSRESPONSE']._serialized_start=185
-  _globals['_LISTREGIONSRESPONSE']._serialized_end=223
-  _globals['_PLACEMENTSERVICE']._serialized_start=226
-  _globals['_PLACEMENTSERVICE']._serialized_end=447
+  _globals['_PLACEMENTSERVICE'].methods_by_name['GetPlacement']._loaded_options = None
+  _globals['_PLACEMENTSERVICE'].methods_by_name['GetPlacement']._serialized_options = b'\310\363\030\001'
+  _globals['_PLACEMENTSERVICE'].methods_by_name['ListRegions']._loaded_options = None
+  _globals['_PLACEMENTSERVICE'].methods_by_name['ListRegions']._serialized_options = b'\310\363\030\001'
+  _globals['_GETPLACEMENTREQUEST']._serialized_start=137
+  _globals['_GETPLACEMENTREQUEST']._serialized_end=192
+  _globals['_LISTREGIONSREQUEST']._serialized_start=194
+  _globals['_LISTREGIONSREQUEST']._serialized_end=214
+  _globals['_LISTREGIONSRESPONSE']._serialized_start=216
+  _globals['_LISTREGIONSRESPONSE']._serialized_end=254
+  _globals['_PLACEMENTSERVICE']._serialized_start=257
+  _globals['_PLACEMENTSERVICE']._serialized_end=490
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from longtail.auth.v1 import access_pb2 as _access_pb2
 from longtail.metadata.v1 import video_pb2 as _video_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor

@@ -32,7 +32,7 @@ class PlacementServiceStub:
     the gateway reads them; this service answers questions about them.
 
     Callers: none in the tree today (operators and tests), over the deployment's
-    internal network. No RPC checks a principal or role today.
+    internal network. Each RPC's `access` option says who may call it.
     """
 
     def __init__(self, channel):
@@ -59,7 +59,7 @@ class PlacementServiceServicer:
     the gateway reads them; this service answers questions about them.
 
     Callers: none in the tree today (operators and tests), over the deployment's
-    internal network. No RPC checks a principal or role today.
+    internal network. Each RPC's `access` option says who may call it.
     """
 
     def GetPlacement(self, request, context):
@@ -103,7 +103,7 @@ class PlacementService:
     the gateway reads them; this service answers questions about them.
 
     Callers: none in the tree today (operators and tests), over the deployment's
-    internal network. No RPC checks a principal or role today.
+    internal network. Each RPC's `access` option says who may call it.
     """
 
     @staticmethod

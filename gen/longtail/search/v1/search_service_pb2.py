@@ -23,25 +23,30 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from longtail.auth.v1 import access_pb2 as longtail_dot_auth_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'longtail/search/v1/search_service.proto\x12\x12longtail.search.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x01\n\x0cSearchResult\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\nchannel_id\x18\x04 \x01(\t\x12\x14\n\x0c\x63hannel_name\x18\x05 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x06 \x01(\x01\x12\x30\n\x0cpublish_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11poster_object_key\x18\x08 \x01(\t\"K\n\x13SearchVideosRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x14SearchVideosResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .longtail.search.v1.SearchResult\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"@\n\x17ListLatestVideosRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"f\n\x18ListLatestVideosResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .longtail.search.v1.SearchResult\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe1\x01\n\rSearchService\x12\x61\n\x0cSearchVideos\x12\'.longtail.search.v1.SearchVideosRequest\x1a(.longtail.search.v1.SearchVideosResponse\x12m\n\x10ListLatestVideos\x12+.longtail.search.v1.ListLatestVideosRequest\x1a,.longtail.search.v1.ListLatestVideosResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'longtail/search/v1/search_service.proto\x12\x12longtail.search.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dlongtail/auth/v1/access.proto\"\xd5\x01\n\x0cSearchResult\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\nchannel_id\x18\x04 \x01(\t\x12\x14\n\x0c\x63hannel_name\x18\x05 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x06 \x01(\x01\x12\x30\n\x0cpublish_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11poster_object_key\x18\x08 \x01(\t\"K\n\x13SearchVideosRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x14SearchVideosResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .longtail.search.v1.SearchResult\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"@\n\x17ListLatestVideosRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"f\n\x18ListLatestVideosResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .longtail.search.v1.SearchResult\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xed\x01\n\rSearchService\x12g\n\x0cSearchVideos\x12\'.longtail.search.v1.SearchVideosRequest\x1a(.longtail.search.v1.SearchVideosResponse\"\x04\xc8\xf3\x18\x01\x12s\n\x10ListLatestVideos\x12+.longtail.search.v1.ListLatestVideosRequest\x1a,.longtail.search.v1.ListLatestVideosResponse\"\x04\xc8\xf3\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'longtail.search.v1.search_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEARCHRESULT']._serialized_start=97
-  _globals['_SEARCHRESULT']._serialized_end=310
-  _globals['_SEARCHVIDEOSREQUEST']._serialized_start=312
-  _globals['_SEARCHVIDEOSREQUEST']._serialized_end=387
-  _globals['_SEARCHVIDEOSRESPONSE']._serialized_start=389
-  _globals['_SEARCHVIDEOSRESPONSE']._serialized_end=487
-  _globals['_LISTLATESTVIDEOSREQUEST']._serialized_start=489
-  _globals['_LISTLATESTVIDEOSREQUEST']._serialized_end=553
-  _globals['_LISTLATESTVIDEOSRESPONSE']._serialized_start=555
-  _globals['_LISTLATESTVIDEOSRESPONSE']._serialized_end=657
-  _globals['_SEARCHSERVICE']._serialized_start=660
-  _globals['_SEARCHSERVICE']._serialized_end=885
+  _globals['_SEARCHSERVICE'].methods_by_name['SearchVideos']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['SearchVideos']._serialized_options = b'\310\363\030\001'
+  _globals['_SEARCHSERVICE'].methods_by_name['ListLatestVideos']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['ListLatestVideos']._serialized_options = b'\310\363\030\001'
+  _globals['_SEARCHRESULT']._serialized_start=128
+  _globals['_SEARCHRESULT']._serialized_end=341
+  _globals['_SEARCHVIDEOSREQUEST']._serialized_start=343
+  _globals['_SEARCHVIDEOSREQUEST']._serialized_end=418
+  _globals['_SEARCHVIDEOSRESPONSE']._serialized_start=420
+  _globals['_SEARCHVIDEOSRESPONSE']._serialized_end=518
+  _globals['_LISTLATESTVIDEOSREQUEST']._serialized_start=520
+  _globals['_LISTLATESTVIDEOSREQUEST']._serialized_end=584
+  _globals['_LISTLATESTVIDEOSRESPONSE']._serialized_start=586
+  _globals['_LISTLATESTVIDEOSRESPONSE']._serialized_end=688
+  _globals['_SEARCHSERVICE']._serialized_start=691
+  _globals['_SEARCHSERVICE']._serialized_end=928
 # @@protoc_insertion_point(module_scope)

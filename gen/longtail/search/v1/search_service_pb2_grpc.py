@@ -31,7 +31,7 @@ class SearchServiceStub:
     returned.
 
     Callers: only the gateway (its search and latest-videos routes, JSON and HTML), over
-    the deployment's internal network. No RPC checks a principal or role today: every result is public.
+    the deployment's internal network. Each RPC's `access` option says who may call it: every result is public.
     """
 
     def __init__(self, channel):
@@ -58,7 +58,7 @@ class SearchServiceServicer:
     returned.
 
     Callers: only the gateway (its search and latest-videos routes, JSON and HTML), over
-    the deployment's internal network. No RPC checks a principal or role today: every result is public.
+    the deployment's internal network. Each RPC's `access` option says who may call it: every result is public.
     """
 
     def SearchVideos(self, request, context):
@@ -104,7 +104,7 @@ class SearchService:
     returned.
 
     Callers: only the gateway (its search and latest-videos routes, JSON and HTML), over
-    the deployment's internal network. No RPC checks a principal or role today: every result is public.
+    the deployment's internal network. Each RPC's `access` option says who may call it: every result is public.
     """
 
     @staticmethod

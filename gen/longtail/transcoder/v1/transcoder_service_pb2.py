@@ -22,19 +22,22 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from longtail.auth.v1 import access_pb2 as longtail_dot_auth_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/longtail/transcoder/v1/transcoder_service.proto\x12\x16longtail.transcoder.v1\"\x18\n\x16GetWorkerStatusRequest\"c\n\x0cWorkerStatus\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x18\n\x10\x63urrent_video_id\x18\x02 \x01(\t\x12\x11\n\tjobs_done\x18\x03 \x01(\x03\x12\x13\n\x0bjobs_failed\x18\x04 \x01(\x03\x32|\n\x11TranscoderService\x12g\n\x0fGetWorkerStatus\x12..longtail.transcoder.v1.GetWorkerStatusRequest\x1a$.longtail.transcoder.v1.WorkerStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/longtail/transcoder/v1/transcoder_service.proto\x12\x16longtail.transcoder.v1\x1a\x1dlongtail/auth/v1/access.proto\"\x18\n\x16GetWorkerStatusRequest\"c\n\x0cWorkerStatus\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x18\n\x10\x63urrent_video_id\x18\x02 \x01(\t\x12\x11\n\tjobs_done\x18\x03 \x01(\x03\x12\x13\n\x0bjobs_failed\x18\x04 \x01(\x03\x32\x82\x01\n\x11TranscoderService\x12m\n\x0fGetWorkerStatus\x12..longtail.transcoder.v1.GetWorkerStatusRequest\x1a$.longtail.transcoder.v1.WorkerStatus\"\x04\xc8\xf3\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'longtail.transcoder.v1.transcoder_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETWORKERSTATUSREQUEST']._serialized_start=75
-  _globals['_GETWORKERSTATUSREQUEST']._serialized_end=99
-  _globals['_WORKERSTATUS']._serialized_start=101
-  _globals['_WORKERSTATUS']._serialized_end=200
-  _globals['_TRANSCODERSERVICE']._serialized_start=202
-  _globals['_TRANSCODERSERVICE']._serialized_end=326
+  _globals['_TRANSCODERSERVICE'].methods_by_name['GetWorkerStatus']._loaded_options = None
+  _globals['_TRANSCODERSERVICE'].methods_by_name['GetWorkerStatus']._serialized_options = b'\310\363\030\001'
+  _globals['_GETWORKERSTATUSREQUEST']._serialized_start=106
+  _globals['_GETWORKERSTATUSREQUEST']._serialized_end=130
+  _globals['_WORKERSTATUS']._serialized_start=132
+  _globals['_WORKERSTATUS']._serialized_end=231
+  _globals['_TRANSCODERSERVICE']._serialized_start=234
+  _globals['_TRANSCODERSERVICE']._serialized_end=364
 # @@protoc_insertion_point(module_scope)

@@ -29,7 +29,7 @@ class TranscoderServiceStub:
     """A transcoder worker consumes `transcode.requests`; this service only reports on it.
 
     Callers: no service; the end-to-end tests and operators inspecting a worker, over the
-    deployment's internal network. No RPC checks a principal or role today.
+    deployment's internal network. Each RPC's `access` option says who may call it.
     """
 
     def __init__(self, channel):
@@ -49,7 +49,7 @@ class TranscoderServiceServicer:
     """A transcoder worker consumes `transcode.requests`; this service only reports on it.
 
     Callers: no service; the end-to-end tests and operators inspecting a worker, over the
-    deployment's internal network. No RPC checks a principal or role today.
+    deployment's internal network. Each RPC's `access` option says who may call it.
     """
 
     def GetWorkerStatus(self, request, context):
@@ -79,7 +79,7 @@ class TranscoderService:
     """A transcoder worker consumes `transcode.requests`; this service only reports on it.
 
     Callers: no service; the end-to-end tests and operators inspecting a worker, over the
-    deployment's internal network. No RPC checks a principal or role today.
+    deployment's internal network. Each RPC's `access` option says who may call it.
     """
 
     @staticmethod

@@ -23,25 +23,32 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from longtail.auth.v1 import access_pb2 as longtail_dot_auth_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'longtail/upload/v1/upload_service.proto\x12\x12longtail.upload.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n\x06Upload\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x06length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08\x63omplete\x18\x04 \x01(\x08\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\t\n\x07_length\"G\n\x13\x43reateUploadRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x13\n\x06length\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\t\n\x07_length\"$\n\x10GetUploadRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\"\xbb\x01\n\x13\x41ppendUploadRequest\x12@\n\x06header\x18\x01 \x01(\x0b\x32..longtail.upload.v1.AppendUploadRequest.HeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x1aJ\n\x06Header\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x06length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\t\n\x07_lengthB\x06\n\x04part2\x8a\x02\n\rUploadService\x12S\n\x0c\x43reateUpload\x12\'.longtail.upload.v1.CreateUploadRequest\x1a\x1a.longtail.upload.v1.Upload\x12M\n\tGetUpload\x12$.longtail.upload.v1.GetUploadRequest\x1a\x1a.longtail.upload.v1.Upload\x12U\n\x0c\x41ppendUpload\x12\'.longtail.upload.v1.AppendUploadRequest\x1a\x1a.longtail.upload.v1.Upload(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'longtail/upload/v1/upload_service.proto\x12\x12longtail.upload.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dlongtail/auth/v1/access.proto\"\x8d\x01\n\x06Upload\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x06length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08\x63omplete\x18\x04 \x01(\x08\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\t\n\x07_length\"G\n\x13\x43reateUploadRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x13\n\x06length\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\t\n\x07_length\"$\n\x10GetUploadRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\"\xbb\x01\n\x13\x41ppendUploadRequest\x12@\n\x06header\x18\x01 \x01(\x0b\x32..longtail.upload.v1.AppendUploadRequest.HeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x1aJ\n\x06Header\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x13\n\x06length\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\t\n\x07_lengthB\x06\n\x04part2\x9c\x02\n\rUploadService\x12Y\n\x0c\x43reateUpload\x12\'.longtail.upload.v1.CreateUploadRequest\x1a\x1a.longtail.upload.v1.Upload\"\x04\xc8\xf3\x18\x02\x12S\n\tGetUpload\x12$.longtail.upload.v1.GetUploadRequest\x1a\x1a.longtail.upload.v1.Upload\"\x04\xc8\xf3\x18\x02\x12[\n\x0c\x41ppendUpload\x12\'.longtail.upload.v1.AppendUploadRequest\x1a\x1a.longtail.upload.v1.Upload\"\x04\xc8\xf3\x18\x02(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'longtail.upload.v1.upload_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_UPLOAD']._serialized_start=97
-  _globals['_UPLOAD']._serialized_end=238
-  _globals['_CREATEUPLOADREQUEST']._serialized_start=240
-  _globals['_CREATEUPLOADREQUEST']._serialized_end=311
-  _globals['_GETUPLOADREQUEST']._serialized_start=313
-  _globals['_GETUPLOADREQUEST']._serialized_end=349
-  _globals['_APPENDUPLOADREQUEST']._serialized_start=352
-  _globals['_APPENDUPLOADREQUEST']._serialized_end=539
-  _globals['_APPENDUPLOADREQUEST_HEADER']._serialized_start=457
-  _globals['_APPENDUPLOADREQUEST_HEADER']._serialized_end=531
-  _globals['_UPLOADSERVICE']._serialized_start=542
-  _globals['_UPLOADSERVICE']._serialized_end=808
+  _globals['_UPLOADSERVICE'].methods_by_name['CreateUpload']._loaded_options = None
+  _globals['_UPLOADSERVICE'].methods_by_name['CreateUpload']._serialized_options = b'\310\363\030\002'
+  _globals['_UPLOADSERVICE'].methods_by_name['GetUpload']._loaded_options = None
+  _globals['_UPLOADSERVICE'].methods_by_name['GetUpload']._serialized_options = b'\310\363\030\002'
+  _globals['_UPLOADSERVICE'].methods_by_name['AppendUpload']._loaded_options = None
+  _globals['_UPLOADSERVICE'].methods_by_name['AppendUpload']._serialized_options = b'\310\363\030\002'
+  _globals['_UPLOAD']._serialized_start=128
+  _globals['_UPLOAD']._serialized_end=269
+  _globals['_CREATEUPLOADREQUEST']._serialized_start=271
+  _globals['_CREATEUPLOADREQUEST']._serialized_end=342
+  _globals['_GETUPLOADREQUEST']._serialized_start=344
+  _globals['_GETUPLOADREQUEST']._serialized_end=380
+  _globals['_APPENDUPLOADREQUEST']._serialized_start=383
+  _globals['_APPENDUPLOADREQUEST']._serialized_end=570
+  _globals['_APPENDUPLOADREQUEST_HEADER']._serialized_start=488
+  _globals['_APPENDUPLOADREQUEST_HEADER']._serialized_end=562
+  _globals['_UPLOADSERVICE']._serialized_start=573
+  _globals['_UPLOADSERVICE']._serialized_end=857
 # @@protoc_insertion_point(module_scope)

@@ -31,7 +31,8 @@ class UploadServiceStub:
     transcode request is published.
 
     Callers: only the gateway, which speaks tus 1.0.0 to clients and maps it onto these
-    RPCs, over the deployment's internal network. No RPC checks a principal or role today.
+    RPCs, over the deployment's internal network. Each RPC's `access` option says who may
+    call it; the service checks that the calling account owns the video's channel.
     """
 
     def __init__(self, channel):
@@ -63,7 +64,8 @@ class UploadServiceServicer:
     transcode request is published.
 
     Callers: only the gateway, which speaks tus 1.0.0 to clients and maps it onto these
-    RPCs, over the deployment's internal network. No RPC checks a principal or role today.
+    RPCs, over the deployment's internal network. Each RPC's `access` option says who may
+    call it; the service checks that the calling account owns the video's channel.
     """
 
     def CreateUpload(self, request, context):
@@ -124,7 +126,8 @@ class UploadService:
     transcode request is published.
 
     Callers: only the gateway, which speaks tus 1.0.0 to clients and maps it onto these
-    RPCs, over the deployment's internal network. No RPC checks a principal or role today.
+    RPCs, over the deployment's internal network. Each RPC's `access` option says who may
+    call it; the service checks that the calling account owns the video's channel.
     """
 
     @staticmethod
