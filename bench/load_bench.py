@@ -51,10 +51,11 @@ sys.path.insert(0, str(ROOT))
 from longtail.events.v1 import events_pb2  # noqa: E402
 from longtail.metadata.v1 import video_pb2  # noqa: E402
 from longtail_cli.launcher import Platform, free_port  # noqa: E402
-from longtail_common.adapters import make_object_store, make_topic_bus  # noqa: E402
+from longtail_common.adapters import make_account_store, make_object_store, make_topic_bus  # noqa: E402
 from longtail_common.config import Config  # noqa: E402
 from longtail_common.ports import MEDIA_BUCKET, TOPIC_TRANSCODE_RESULTS  # noqa: E402
 from machine import cpu_model  # noqa: E402  (bench/machine.py)
+from metadata_svc.accounts import Accounts  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SEGMENT_BYTES = 176_000  # the issue's segment
@@ -138,6 +139,18 @@ def put_media(objects, vid: str) -> events_pb2.TranscodeResult:
         thumbnails=[video_pb2.Thumbnail(object_key=f"{prefix}/thumb.jpg", width=320, height=180)])
 
 
+def admin_headers(cfg: Config) -> dict[str, str]:
+    """An admin's API token (admins have no upload quota), written to the account store as
+    `longtail users add --admin` and `longtail tokens create` do."""
+    store = make_account_store(cfg)
+    try:
+        accounts = Accounts(store, cfg.auth)
+        account = accounts.create("loadbench", email="loadbench@example.org", admin=True)
+        return {"Authorization": f"Bearer {accounts.create_token(account.account_id)[1]}"}
+    finally:
+        store.close()
+
+
 def make_catalogue(platform: Platform, n: int) -> list[str]:
     """n READY videos: uploaded through the gateway, 'transcoded' by this process."""
     objects = make_object_store(platform.cfg)
@@ -145,7 +158,7 @@ def make_catalogue(platform: Platform, n: int) -> list[str]:
     bus = make_topic_bus(platform.cfg)
     producer = bus.producer()
     ids = []
-    with httpx.Client(base_url=platform.gateway_url, timeout=60) as c:
+    with httpx.Client(base_url=platform.gateway_url, timeout=60, headers=admin_headers(platform.cfg)) as c:
         for i in range(n):
             created = c.post("/v1/videos", json={"title": f"load bench {i}", "channel_id": "loadbench",
                                                  "language": "en", "size_bytes": 9})

@@ -296,6 +296,9 @@ class GatewayConfig:
     video_cache_ttl_s: float = 2.0
     # Videos one process keeps (least recently used dropped first).
     video_cache_size: int = 100_000
+
+
+@dataclass
 class LimitsConfig:
     """Rate limits per client address and per account, shared by every gateway process (the
     `limits` library's sliding window counter), and per-account quotas. A rate is the

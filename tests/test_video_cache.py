@@ -22,6 +22,7 @@ from longtail_common.config import Config
 from longtail_common.grpc_server import dial
 from gateway.errors import ApiError
 from gateway.video_cache import VideoCache
+from tests.auth_helpers import bearer, service_metadata
 
 
 def test_a_load_in_flight_when_its_video_changes_is_not_kept():
@@ -118,18 +119,20 @@ def test_a_change_reaches_every_gateway_process_within_a_second(platform):
     workers = _worker_urls(platform)
     assert len(workers) == 2
     with httpx.Client(timeout=30) as c:
-        created = c.post(f"{platform.gateway_url}/v1/videos", json={"title": "cached", "channel_id": "cachechan"})
+        created = c.post(f"{platform.gateway_url}/v1/videos", json={"title": "cached", "channel_id": "cachechan"},
+                         headers=bearer(platform.cfg, "cache-uploader"))
         vid = created.json()["id"]
         for url in workers:  # each process caches it
             assert c.get(f"{url}/v1/videos/{vid}").json()["title"] == "cached"
         with dial(platform.addresses["metadata"], platform.cfg, "metadata") as channel:
             stub = mpb_grpc.MetadataServiceStub(channel)
             stub.UpdateVideo(mpb.UpdateVideoRequest(video=video_pb2.Video(id=vid, title="renamed"),
-                                                    update_mask=field_mask_pb2.FieldMask(paths=["title"])))
+                                                    update_mask=field_mask_pb2.FieldMask(paths=["title"])),
+                             metadata=service_metadata(platform.cfg))
             for url in workers:
                 seen = _until(lambda: c.get(f"{url}/v1/videos/{vid}").json()["title"] == "renamed", 1.0)
                 assert seen < 1.0
-            stub.DeleteVideo(mpb.DeleteVideoRequest(id=vid))
+            stub.DeleteVideo(mpb.DeleteVideoRequest(id=vid), metadata=service_metadata(platform.cfg))
         gone_at = {}
         for url in workers:
             gone_at[url] = _until(lambda: c.get(f"{url}/v1/videos/{vid}").status_code == 404, 1.0)
