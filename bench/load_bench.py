@@ -36,6 +36,7 @@ import pathlib
 import platform as host
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -391,7 +392,8 @@ def tool_version(cmd: list[str]) -> str:
     return (out.stdout or out.stderr).strip().splitlines()[0]
 
 
-def measure(args, work: pathlib.Path) -> dict:
+def measure(args, work: pathlib.Path, started: tuple) -> None:
+    """Runs every round; the report is written after each (a cut-short run keeps what it measured)."""
     cfg = Config(data_dir=str(work / "platform"))
     cfg.platform.regions = list(REGIONS)
     cfg.telemetry.tracing = args.tracing == "on"
@@ -410,13 +412,34 @@ def measure(args, work: pathlib.Path) -> dict:
                 print(f"round {r + 1}/{args.rounds}", flush=True)
                 for phase in (phases if r % 2 == 0 else phases[::-1]):
                     phase.run(args.duration)
+                write_report(args, phases, started, rounds=r + 1)
         finally:
             for server in nginxes.values():
                 server.stop()
+
+
+def write_report(args, phases: list[Phase], started: tuple, rounds: int) -> None:
     results: dict[str, dict] = {}
     for phase in phases:
         results.setdefault(phase.server, {})[phase.name] = phase.summary(int(phase.server[-1]))
-    return results
+    report = {
+        "benchmark": "bench/load_bench.py",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": host.python_version(),
+                    "wrk": tool_version(["wrk", "-v"]), "nginx": tool_version(["nginx", "-v"]),
+                    "load_average_start": [round(x, 2) for x in started],
+                    "load_average_end": [round(x, 2) for x in os.getloadavg()],
+                    "note": "shared machine: other tenants' load is in load_average; wrk pinned to CPU 0, "
+                            "servers unpinned"},
+        "settings": {"videos": args.videos, "zipf_s": 1.0, "duration_s": args.duration, "rounds": rounds,
+                     "tracing": args.tracing, "segment_bytes": SEGMENT_BYTES, "range": RANGE,
+                     "connections": {"default": 32, **CONNECTIONS}},
+        "results": results,
+        "ratios": ratios(results),
+        "targets": TARGETS,
+    }
+    pathlib.Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report["ratios"], indent=1), flush=True)
 
 
 def main() -> None:
@@ -431,31 +454,14 @@ def main() -> None:
     args = parser.parse_args()
     for tool in ("wrk", "nginx", "taskset"):
         if shutil.which(tool) is None:
-            sys.exit(f"load_bench: {tool} is needed (Debian: apt-get install wrk nginx)")
-    started = os.getloadavg()
+            sys.exit(f"load_bench: {tool} is needed (Debian: apt-get install wrk nginx; make bench-tools)")
+    # Stopped from outside: nginx and the platform are stopped, the work dir removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = pathlib.Path(tempfile.mkdtemp(prefix="load-bench-"))
     try:
-        results = measure(args, work)
+        measure(args, work, os.getloadavg())
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report = {
-        "benchmark": "bench/load_bench.py",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": host.python_version(),
-                    "wrk": tool_version(["wrk", "-v"]), "nginx": tool_version(["nginx", "-v"]),
-                    "load_average_start": [round(x, 2) for x in started],
-                    "load_average_end": [round(x, 2) for x in os.getloadavg()],
-                    "note": "shared machine: other tenants' load is in load_average; wrk pinned to CPU 0, "
-                            "servers unpinned"},
-        "settings": {"videos": args.videos, "zipf_s": 1.0, "duration_s": args.duration, "rounds": args.rounds,
-                     "tracing": args.tracing, "segment_bytes": SEGMENT_BYTES, "range": RANGE,
-                     "connections": {"default": 32, **CONNECTIONS}},
-        "results": results,
-        "ratios": ratios(results),
-        "targets": TARGETS,
-    }
-    pathlib.Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report["ratios"], indent=1))
 
 
 if __name__ == "__main__":
