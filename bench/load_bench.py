@@ -1,8 +1,8 @@
 """Load on the gateway's hot paths, with nginx serving the same bytes as the ceiling, in one run.
 
 Run from the repo root:  .venv/bin/python bench/load_bench.py [--videos 100 --duration 10 --rounds 2]
-Writes bench/results/load.json (`--tracing off --out bench/results/load_tracing_off.json`:
-the same with no spans made). Needs wrk and nginx (Debian packages `wrk`, `nginx`).
+Writes bench/results/load.json (`--tracing off`: the same with no spans made). Needs wrk
+and nginx (Debian packages `wrk`, `nginx`; `make load-bench` installs them).
 
 One embedded platform (longtail_cli.launcher.Platform, no transcoder) with two gateway
 processes sharing its port; a catalogue of READY videos made without ffmpeg (a real
