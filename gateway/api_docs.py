@@ -45,4 +45,6 @@ CREATED_VIDEO_LINKS = {name: {"operationId": operation, "parameters": {"video_id
                            ("Watch", "watch_v1_videos__video_id__watch_get"),
                            ("PostView", "post_view_v1_videos__video_id__views_post"),
                            ("UploadOffset", "tus_upload_head_v1_uploads__video_id__head"),
-                           ("UploadBytes", "tus_upload_v1_uploads__video_id__patch"))}
+                           ("UploadBytes", "tus_upload_v1_uploads__video_id__patch"),
+                           ("EditVideo", "edit_video_v1_videos__video_id__patch"),
+                           ("DeleteVideo", "delete_video_v1_videos__video_id__delete"))}

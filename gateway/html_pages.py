@@ -1,6 +1,6 @@
 """The server-rendered HTML of the browser pages: the frame every page shares (with the
 visitor's sign-in state), the video cards of home and search, and the bodies of the
-watch, upload, sign-in, password, API token and "My videos" pages.
+watch (or private video), upload, sign-in, password, API token and "My videos" pages.
 
 The watch and upload pages each load one bundled script (built from web/ into
 gateway/static/, no CDN), addressed by content hash so a new build gets new URLs.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import html
 import pathlib
+import urllib.parse
 from dataclasses import dataclass
 
 from fastapi.responses import HTMLResponse
@@ -139,6 +140,17 @@ def watch_body(video_id: str) -> str:
   <p class="muted">Channel: <span id="channel" hidden></span></p>
   <p id="description" class="description"></p>
   <p id="status" role="status" aria-live="polite"></p>
+</div>"""
+
+
+def private_video_body(video_id: str) -> str:
+    """What an anonymous visitor of a private video's page sees: an invitation to sign in
+    (its owner, or an admin, may watch it once signed in)."""
+    back = urllib.parse.urlencode({"next": f"/watch/{video_id}"})
+    return f"""<div id="private-video" data-video-id="{esc(video_id)}">
+  <h1>This video is private</h1>
+  <p>Only its owner can watch it. <a id="sign-in-link" href="/account/sign-in?{esc(back)}">Sign in</a> to watch it
+  if it is yours.</p>
 </div>"""
 
 

@@ -24,7 +24,6 @@ from fastapi import FastAPI, Request
 from limits import RateLimitItem, parse
 from limits.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
-from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 

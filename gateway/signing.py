@@ -85,6 +85,11 @@ class PlaybackSigner:
     def _sign_media(self, grant: MediaGrant) -> str:
         return self._media.dumps(grant.claims())
 
+    def media_grant_of(self, token: str) -> MediaGrant:
+        """The grant a genuine token carries (TokenRefused if it is not), before any check of
+        key, time or account: whom to ask for is read from it."""
+        return self._verified_media(token)
+
     def check_media(self, token: str, key: str, account: str | None = None, now: float | None = None) -> MediaGrant:
         """The grant the token carries, if it covers `key` for `account` now; else TokenRefused."""
         grant = self._verified_media(token)

@@ -7,6 +7,7 @@ from longtail.metadata.v1 import video_pb2
 from longtail_common.ports import ObjectStore
 from longtail_common.proto_enums import THUMBNAIL_KIND
 from gateway.media_links import media_url
+from gateway.video_access import privacy_name
 
 S = video_pb2.VideoStatus
 
@@ -15,24 +16,28 @@ def status_name(value: int) -> str:
     return S.Name(value).removeprefix("VIDEO_STATUS_")
 
 
-def video_json(request: Request, objects: ObjectStore, video: video_pb2.Video) -> dict:
+def video_json(request: Request, objects: ObjectStore, video: video_pb2.Video, account: str | None = None) -> dict:
+    """The video as the API shows it; a private video's image URLs are for `account` only."""
     body = {
         "id": video.id,
         "title": video.title,
         "description": video.description,
         "channel": {"id": video.channel.id, "name": video.channel.name},
         "status": status_name(video.status),
+        "privacy": privacy_name(video),
         "duration_seconds": round(video.duration_seconds, 3),
         "language": video.language,
         "category": video.category,
         "create_time": video.create_time.ToJsonString() if video.HasField("create_time") else None,
+        "etag": video.etag,
     }
     if video.status == S.VIDEO_STATUS_FAILED:
         body["failure_reason"] = video.failure_reason
     if video.status == S.VIDEO_STATUS_READY:
         body["publish_time"] = video.publish_time.ToJsonString()
         body["thumbnails"] = [
-            {"kind": THUMBNAIL_KIND.text(t), "url": media_url(request, objects, t.object_key), "width": t.width, "height": t.height}
+            {"kind": THUMBNAIL_KIND.text(t), "url": media_url(request, objects, t.object_key, account),
+             "width": t.width, "height": t.height}
             for t in video.thumbnails
         ]
     return body

@@ -327,6 +327,10 @@ class ObjectStore(Protocol):
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         """Drops the upload and its parts. Idempotent."""
 
+    def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[tuple[str, str]]:
+        """(key, upload id) of the unfinished multipart uploads of keys under `prefix`, so a
+        caller that never learnt an upload's id (a video's deleter) can still abort it."""
+
 
 # ---------------------------------------------------------------------------------------
 # Topic port: Kafka's semantics that matter here
@@ -431,8 +435,9 @@ class TopicBus(Protocol):
 TOPIC_TRANSCODE_REQUESTS = "transcode.requests"
 TOPIC_TRANSCODE_RESULTS = "transcode.results"
 TOPIC_VIDEO_PUBLISHED = "video.published"
-TOPIC_VIDEO_CHANGED = "video.changed"
 TOPIC_VIEWS = "views"
+TOPIC_VIDEO_CHANGED = "video.changed"
+TOPIC_VIDEO_DELETED = "video.deleted"
 TOPIC_DEAD_LETTER = "deadletter"
 
 # The platform's consumer groups and the topics each reads: what the lag exporter watches
@@ -450,9 +455,11 @@ DEFAULT_TOPICS = {
     TOPIC_TRANSCODE_REQUESTS: 12,
     TOPIC_TRANSCODE_RESULTS: 4,
     TOPIC_VIDEO_PUBLISHED: 2,
-    # Read whole by every gateway process (cache invalidation), never shared among members.
-    TOPIC_VIDEO_CHANGED: 4,
     TOPIC_VIEWS: 4,
+    # Every write of a video record (metadata_svc): read by search, and whole by every
+    # gateway process (its cache, a group of its own).
+    TOPIC_VIDEO_CHANGED: 4,
+    TOPIC_VIDEO_DELETED: 2,
     TOPIC_DEAD_LETTER: 1,
 }
 
@@ -495,5 +502,8 @@ class ViewCountStore(Protocol):
         """Insert or replace a catalogue entry."""
 
     def list_videos(self) -> list[CatalogEntry]: ...
+
+    def delete_video(self, video_id: str) -> None:
+        """Forgets a deleted video: its daily counts and its catalogue entry. Idempotent."""
 
     def close(self) -> None: ...

@@ -65,15 +65,23 @@ UPDATABLE_FIELDS = {
     "language",
     "category",
     "publish_time",
+    "privacy",
 }
 
+P = video_pb2.Privacy
+# Videos stored before privacy existed carry UNSPECIFIED: they were public.
+LISTED_PRIVACY = {P.PRIVACY_UNSPECIFIED, P.PRIVACY_PUBLIC}
+SETTABLE_PRIVACY = {P.PRIVACY_PUBLIC, P.PRIVACY_UNLISTED, P.PRIVACY_PRIVATE}
 # What an account may change of its own videos; the rest (status, renditions, placements,
 # ...) is the services' to write.
-ACCOUNT_UPDATABLE_FIELDS = {"title", "description", "language", "category"}
+ACCOUNT_UPDATABLE_FIELDS = {"title", "description", "language", "category", "privacy"}
 
 MAX_TITLE = 200
 MAX_DESCRIPTION = 5000
 MAX_PAGE_SIZE = 100
+# A public-only listing skips the channel's other videos; it reads at most this many per
+# call, then answers a short page with a token to go on from.
+MAX_LISTING_SCAN = 2000
 
 
 def _now() -> Timestamp:
@@ -101,6 +109,29 @@ def _from_record(record: VideoRecord) -> video_pb2.Video:
     video = video_pb2.Video()
     video.ParseFromString(record.payload)
     return video
+
+
+def is_listed(video: video_pb2.Video) -> bool:
+    """Whether listings, search and the latest videos may show it (PUBLIC)."""
+    return video.privacy in LISTED_PRIVACY
+
+
+def _visible(video: video_pb2.Video) -> bool:
+    """A private video exists only for its channel's owner, admins and services."""
+    return video.privacy != P.PRIVACY_PRIVATE or may_act_for(video.channel.owner_account_id)
+
+
+def _text_problem(video: video_pb2.Video, fields) -> str | None:
+    """What is wrong with the title, description or privacy among `fields`, if anything."""
+    if "title" in fields and not video.title.strip():
+        return "title is required"
+    if "title" in fields and len(video.title) > MAX_TITLE:
+        return f"title longer than {MAX_TITLE} characters"
+    if "description" in fields and len(video.description) > MAX_DESCRIPTION:
+        return f"description longer than {MAX_DESCRIPTION} characters"
+    if "privacy" in fields and video.privacy not in SETTABLE_PRIVACY:
+        return "privacy must be PUBLIC, UNLISTED or PRIVATE"
+    return None
 
 
 def _channel_message(record: ChannelRecord) -> video_pb2.Channel:
@@ -158,9 +189,10 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         except InvalidKeyError as exc:
             self._abort_for(context, exc)
         record = self.store.get_video(video_id)
-        if record is None:
+        video = _from_record(record) if record is not None else None
+        if video is None or not _visible(video):
             context.abort(grpc.StatusCode.NOT_FOUND, f"video {video_id} not found")
-        return _from_record(record)
+        return video
 
     @staticmethod
     def _require_owner(context, video: video_pb2.Video) -> None:
@@ -181,7 +213,8 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
                 validate_id(i, "video id")
         except InvalidKeyError as exc:
             self._abort_for(context, exc)
-        return pb.BatchGetVideosResponse(videos=[_from_record(r) for r in self.store.get_videos(ids)])
+        videos = [v for v in map(_from_record, self.store.get_videos(ids)) if _visible(v)]
+        return pb.BatchGetVideosResponse(videos=videos)
 
     def ListVideos(self, request, context):
         if not request.channel_id:
@@ -190,13 +223,28 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         if page_size < 0:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_size must be positive")
         page_size = min(page_size, MAX_PAGE_SIZE)
+        channel = self.store.get_channel(request.channel_id) if request.include_non_public else None
+        if channel is not None and not may_act_for(channel.owner_account_id):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"only its owner lists channel {channel.channel_id} in full")
         try:
-            records, cursor = self.store.list_channel_videos(
-                request.channel_id, page_size, request.page_token or None, request.status or None
-            )
+            videos, cursor = self._list_page(request, page_size)
         except Exception as exc:  # noqa: BLE001
             self._abort_for(context, exc)
-        return pb.ListVideosResponse(videos=[_from_record(r) for r in records], next_page_token=cursor or "")
+        return pb.ListVideosResponse(videos=videos, next_page_token=cursor or "")
+
+    def _list_page(self, request, page_size: int) -> tuple[list[video_pb2.Video], str | None]:
+        """Up to page_size videos and the cursor after the last one read. Privacy lives in
+        the payload, not the index: a public-only listing reads on past the others, asking
+        the store for exactly the rows still wanted, so its cursor never skips one."""
+        videos: list[video_pb2.Video] = []
+        cursor, scanned = request.page_token or None, 0
+        while True:
+            want = page_size - len(videos)
+            records, cursor = self.store.list_channel_videos(request.channel_id, want, cursor, request.status or None)
+            scanned += want
+            videos += [v for v in map(_from_record, records) if request.include_non_public or is_listed(v)]
+            if cursor is None or len(videos) >= page_size or scanned >= MAX_LISTING_SCAN:
+                return videos, cursor
 
     def CreateVideo(self, request, context):
         video = video_pb2.Video()
@@ -206,12 +254,11 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             asked = _validate_channel(video.channel)
         except InvalidKeyError as exc:
             self._abort_for(context, exc)
-        if not video.title.strip():
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "title is required")
-        if len(video.title) > MAX_TITLE:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"title longer than {MAX_TITLE} characters")
-        if len(video.description) > MAX_DESCRIPTION:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"description longer than {MAX_DESCRIPTION} characters")
+        if video.privacy == P.PRIVACY_UNSPECIFIED:
+            video.privacy = P.PRIVACY_PUBLIC
+        problem = _text_problem(video, ("title", "description", "privacy"))
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         if not may_act_for(asked.owner_account_id):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "a channel can only be made for the calling account")
         channel = self._channel_for_upload(asked)
@@ -240,6 +287,9 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         bad = [p for p in paths if p.split(".")[0] not in UPDATABLE_FIELDS]
         if bad:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"fields not updatable: {', '.join(bad)}")
+        problem = _text_problem(patch, paths)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         self._require_owner(context, current)
         principal = caller()
         if principal is not None and principal.is_account:

@@ -1,4 +1,5 @@
-"""placement_svc process: the transcode-results consumer plus the PlacementService API."""
+"""placement_svc process: the transcode-results consumer plus the PlacementService API,
+beside the views counter and the deleter of deleted videos."""
 from __future__ import annotations
 
 import datetime
@@ -22,6 +23,7 @@ from longtail_common.consumer import PermanentError
 from longtail_common.grpc_server import client_channel
 from longtail_common.ports import (
     TOPIC_TRANSCODE_RESULTS,
+    TOPIC_VIDEO_DELETED,
     TOPIC_VIDEO_PUBLISHED,
     TOPIC_VIEWS,
     CatalogEntry,
@@ -29,7 +31,7 @@ from longtail_common.ports import (
 )
 from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Consumer, Needs, Running, run_service
-from placement_svc import edge, modelstore, views
+from placement_svc import deleter, edge, modelstore, views
 from placement_svc import metrics as placement_metrics
 
 log = logging.getLogger("placement_svc")
@@ -121,9 +123,20 @@ class ResultHandler:
                 if exc.code() == grpc.StatusCode.ABORTED:
                     continue  # someone wrote in between: re-read and decide again
                 if exc.code() == grpc.StatusCode.NOT_FOUND:
-                    raise PermanentError(f"video {result.video_id} does not exist") from exc
+                    self._drop_late_result(result.video_id)
+                    return
                 raise
         raise RuntimeError(f"video {result.video_id}: too many concurrent updates")
+
+    def _drop_late_result(self, video_id: str) -> None:
+        """The video was deleted (before the result was read, or while it was being applied:
+        the READY write is a compare-and-set, which fails on a record that is gone). Delete
+        wins: nothing is published, and what the transcode wrote after the deleter ran, and
+        any copy pushed to an edge meanwhile, is removed."""
+        if self.objects is not None:
+            removed = deleter.purge_media(self.objects, video_id, self.cfg.platform.regions)
+            log.info("video %s was deleted; its late transcode result is dropped (%d objects removed)",
+                     video_id, removed)
 
     def _apply(self, result: events_pb2.TranscodeResult) -> None:
         video = self.metadata.GetVideo(mpb.GetVideoRequest(id=result.video_id), timeout=30)
@@ -259,6 +272,9 @@ def serve(cfg: Config) -> None:
                      max_attempts=5, join_timeout_s=30),
             Consumer("views-consumer", backends.bus, [TOPIC_VIEWS], views.CONSUMER_GROUP,
                      views.ViewCounter(view_counts), max_attempts=5, join_timeout_s=30),
+            Consumer("deleter-consumer", backends.bus, [TOPIC_VIDEO_DELETED], deleter.CONSUMER_GROUP,
+                     deleter.VideoDeleter(metadata, objects, view_counts, cfg.platform.regions),
+                     max_attempts=deleter.MAX_ATTEMPTS, join_timeout_s=30),
         ]
         return Running(PlacementServicer(cfg, metadata), consumers=consumers,
                        close=[producer.close, backends.bus.close])

@@ -1,10 +1,19 @@
-"""search_svc process: the `video.published` consumer plus the SearchService API."""
+"""search_svc process: the consumers that keep the index (`video.published`,
+`video.changed`, `video.deleted`) plus the SearchService API.
+
+Only READY and PUBLIC videos are indexed or returned: unlisted and private ones play by
+link or for their owner, never through search or the latest videos. Every event is
+handled by re-reading the video from metadata (events may be redelivered, stale or out of
+order), and every answer is checked against metadata again, so an edit or a delete takes
+effect in answers at once and in the index as soon as its event is read.
+"""
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
 import logging
+import threading
 
 import grpc
 
@@ -17,7 +26,7 @@ from longtail.search.v1 import search_service_pb2_grpc as pb_grpc
 from longtail_common.config import Config, load_config
 from longtail_common.consumer import PermanentError
 from longtail_common.grpc_server import client_channel
-from longtail_common.ports import TOPIC_VIDEO_PUBLISHED, Message
+from longtail_common.ports import TOPIC_VIDEO_CHANGED, TOPIC_VIDEO_DELETED, TOPIC_VIDEO_PUBLISHED, Message
 from longtail_common.proto_enums import THUMBNAIL_KIND
 from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Consumer, Needs, Running, run_service
@@ -25,7 +34,9 @@ from search_svc.index import BadQueryError, Entry, SearchIndex
 
 log = logging.getLogger("search_svc")
 S = video_pb2.VideoStatus
+P = video_pb2.Privacy
 CONSUMER_GROUP = "search"
+DELETED_GROUP = "search-deleted"
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_QUERY_CHARS = 200
@@ -43,35 +54,83 @@ def entry_from_video(video: video_pb2.Video) -> Entry:
     )
 
 
-class PublishedHandler:
-    """Indexes a published video, but only as metadata says it is now: the event may be
-    a redelivery, stale, or about a video that was unpublished or deleted since."""
+def is_searchable(video: video_pb2.Video) -> bool:
+    """READY and PUBLIC (UNSPECIFIED: stored before privacy existed, when all were public)."""
+    return video.status == S.VIDEO_STATUS_READY and video.privacy in (P.PRIVACY_UNSPECIFIED, P.PRIVACY_PUBLIC)
 
-    def __init__(self, index: SearchIndex, metadata: mpb_grpc.MetadataServiceStub):
+
+class PublishedHandler:
+    """Indexes a published or edited video (`video.published`, `video.changed`), but only
+    as metadata says it is now: the event may be a redelivery, stale, or about a video that
+    was unpublished, made unlisted or private, or deleted since."""
+
+    def __init__(self, index: SearchIndex, metadata: mpb_grpc.MetadataServiceStub, lock: threading.Lock | None = None):
         self.index = index
         self.metadata = metadata
+        # Read-then-write under one lock shared with the delete handler: a delete seen after
+        # this read cannot be undone by this write.
+        self.lock = lock or threading.Lock()
 
     def __call__(self, message: Message) -> None:
-        event = events_pb2.VideoPublished()
+        event = events_pb2.VideoChanged() if message.topic == TOPIC_VIDEO_CHANGED else events_pb2.VideoPublished()
         try:
             event.ParseFromString(message.value)
         except Exception as exc:  # noqa: BLE001
-            raise PermanentError(f"undecodable VideoPublished: {exc}") from exc
+            raise PermanentError(f"undecodable {type(event).__name__}: {exc}") from exc
         if not event.video_id:
-            raise PermanentError("VideoPublished without video_id")
+            raise PermanentError(f"{type(event).__name__} without video_id")
+        with self.lock:
+            self._reconcile(event.video_id)
+
+    def _reconcile(self, video_id: str) -> None:
         try:
-            video = self.metadata.GetVideo(mpb.GetVideoRequest(id=event.video_id), timeout=15)
+            video = self.metadata.GetVideo(mpb.GetVideoRequest(id=video_id), timeout=15)
         except grpc.RpcError as exc:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                self.index.remove(event.video_id)
-                log.info("video %s is gone; removed from the index", event.video_id)
+                self.index.remove(video_id)
+                log.info("video %s is gone; removed from the index", video_id)
                 return
             raise  # retried by the consume loop
-        if video.status == S.VIDEO_STATUS_READY:
+        if is_searchable(video):
             self.index.upsert(entry_from_video(video))
             log.info("indexed video %s", video.id)
         elif self.index.remove(video.id):
-            log.info("video %s is %s; removed from the index", video.id, S.Name(video.status))
+            log.info("video %s is %s, %s; removed from the index", video.id, S.Name(video.status),
+                     P.Name(video.privacy))
+
+
+class RecordStillThere(Exception):
+    """A deleted video's record is not gone yet (its deleter has not got to it): retry."""
+
+
+class DeletedHandler:
+    """Takes a deleted video out of the index (`video.deleted`), once its record is gone:
+    removing it while the record still says READY would let a redelivered
+    `video.published` put it back."""
+
+    def __init__(self, index: SearchIndex, metadata: mpb_grpc.MetadataServiceStub, lock: threading.Lock):
+        self.index = index
+        self.metadata = metadata
+        self.lock = lock
+
+    def __call__(self, message: Message) -> None:
+        event = events_pb2.VideoDeleted()
+        try:
+            event.ParseFromString(message.value)
+        except Exception as exc:  # noqa: BLE001
+            raise PermanentError(f"undecodable VideoDeleted: {exc}") from exc
+        if not event.video_id:
+            raise PermanentError("VideoDeleted without video_id")
+        with self.lock:
+            try:
+                self.metadata.GetVideo(mpb.GetVideoRequest(id=event.video_id), timeout=15)
+            except grpc.RpcError as exc:
+                if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                    raise
+                self.index.remove(event.video_id)
+                log.info("video %s deleted; removed from the index", event.video_id)
+                return
+        raise RecordStillThere(f"video {event.video_id} is deleted but its record is still there")
 
 
 def encode_token(kind: str, offset: int) -> str:
@@ -108,12 +167,12 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
         return page_size or DEFAULT_PAGE_SIZE, offset
 
     def _ready_only(self, entries: list[Entry]) -> list[pb.SearchResult]:
-        """Re-checks the page against metadata: what is no longer READY (or gone) is
-        dropped from the answer and from the index, so unpublishing needs no event."""
+        """Re-checks the page against metadata: what is no longer READY and PUBLIC (or gone)
+        is dropped from the answer and from the index, so no answer waits for an event."""
         if not entries:
             return []
         found = self.metadata.BatchGetVideos(mpb.BatchGetVideosRequest(ids=[e.video_id for e in entries]), timeout=15)
-        ready = {v.id: v for v in found.videos if v.status == S.VIDEO_STATUS_READY}
+        ready = {v.id: v for v in found.videos if is_searchable(v)}
         out = []
         for entry in entries:
             video = ready.get(entry.video_id)
@@ -161,12 +220,17 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
 
 def serve(cfg: Config) -> None:
     def start(backends: Backends) -> Running:
-        """The servicer, and the `video.published` consumer that keeps the index."""
+        """The servicer, and the consumers that keep the index."""
         index = SearchIndex(cfg.data_path / "search" / "index.sqlite3")
         metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata"))
-        published = Consumer("published-consumer", backends.bus, [TOPIC_VIDEO_PUBLISHED], CONSUMER_GROUP,
-                             PublishedHandler(index, metadata), max_attempts=5, join_timeout_s=30)
-        return Running(SearchServicer(index, metadata), consumers=[published],
+        lock = threading.Lock()
+        published = Consumer("published-consumer", backends.bus, [TOPIC_VIDEO_PUBLISHED, TOPIC_VIDEO_CHANGED],
+                             CONSUMER_GROUP, PublishedHandler(index, metadata, lock), max_attempts=5,
+                             join_timeout_s=30)
+        # A group of its own: a delete waiting for its record to go holds up no publishing.
+        deleted = Consumer("deleted-consumer", backends.bus, [TOPIC_VIDEO_DELETED], DELETED_GROUP,
+                           DeletedHandler(index, metadata, lock), max_attempts=9, join_timeout_s=30)
+        return Running(SearchServicer(index, metadata), consumers=[published, deleted],
                        close=[backends.bus.close, index.close])
 
     run_service(cfg, name="longtail.search.v1.SearchService", address=cfg.services.search,

@@ -1,8 +1,9 @@
 """Stream bytes: origin objects (with HLS playlists' segments presigned when the store
 presigns) and each region's edge copy (the embedded CDN stand-in), with HTTP Range support.
 
-Every route refuses (403) a request whose path token is missing, tampered with, expired or
-for another video, before it looks at the object: the same check a CDN's edge makes on
+Every route refuses (403) a request whose path token is missing, tampered with, expired,
+for another video, or (a private video's) issued to another account than the request is
+signed in as, before it looks at the object: the same check a CDN's edge makes on
 the same token (README, "Signed playback"). With playback.signed off, unsigned paths are
 served as before (the signing benchmark's baseline).
 """
@@ -83,11 +84,16 @@ def refuse_unsigned(cfg: Config) -> None:
                        "media URLs must be signed: take them from GET /v1/videos/{id}/watch")
 
 
-def check_token(signer: PlaybackSigner, token: str, key: str) -> MediaGrant:
-    """The grant of a signed media URL; 403 unless it covers this key now. No account is
-    passed: none exists yet, so a token naming one (a private video's) never passes."""
+async def check_token(signer: PlaybackSigner, token: str, key: str, request: Request) -> MediaGrant:
+    """The grant of a signed media URL; 403 unless it covers this key now. A private video's
+    grant names an account: only a request signed in as it passes (the others' is resolved
+    only then, so public videos' segments cost no sign-in lookup)."""
     try:
-        return signer.check_media(token, key)
+        account = None
+        if signer.media_grant_of(token).account is not None:
+            principal = await request.app.state.auth.authenticate(request)
+            account = principal.account_id if principal else None
+        return signer.check_media(token, key, account=account)
     except TokenRefused as refused:
         raise ApiError(403, "SIGNATURE_INVALID", refused.message, extra={"reason": refused.reason}) from None
 
@@ -109,7 +115,7 @@ def origin_response(objects: ObjectStore, signer: PlaybackSigner, key: str, requ
                   openapi_extra=RANGE_HEADER,
                   responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def signed_origin_object(token: str, key: str, request: Request, objects: Objects, signer: Signer):
-    grant = check_token(signer, token, key)
+    grant = await check_token(signer, token, key, request)
     return origin_response(objects, signer, key, request, grant)
 
 
@@ -132,7 +138,7 @@ def edge_bucket(region: str) -> str:
                   responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def signed_edge_object(region: str, token: str, key: str, request: Request, objects: Objects, signer: Signer):
     bucket = edge_bucket(region)
-    grant = check_token(signer, token, key)
+    grant = await check_token(signer, token, key, request)
     return serve_object(objects, bucket, key, request, grant)
 
 

@@ -18,12 +18,15 @@ from longtail.metadata.v1 import metadata_service_pb2 as mpb
 from longtail.metadata.v1 import video_pb2
 from longtail.search.v1 import search_service_pb2 as spb
 from longtail.search.v1 import search_service_pb2_grpc as spb_grpc
+from longtail_common.mesh_identity import acting_as
 from longtail_common.ports import ObjectStore, is_valid_id
 from gateway.api_docs import RANGE_HEADER, html_responses, media_responses
+from gateway.auth.principal import GATEWAY
 from gateway.dependencies import CurrentPrincipal, HouseAdClip, MetadataStub, Objects, PageViewer, Pages, SearchStub
 from gateway.errors import GRPC_TO_HTTP, SERVICE_ERRORS, ApiError, error_responses, grpc_call
-from gateway.html_pages import MAX_QUERY, card, esc, my_videos_body, upload_body, watch_body
+from gateway.html_pages import MAX_QUERY, card, esc, my_videos_body, private_video_body, upload_body, watch_body
 from gateway.routes.account import SIGNED_IN_PAGE, sign_in_redirect
+from gateway.video_access import is_private, owns_channel
 from gateway.media_links import media_url
 from gateway.validation import require_page_token
 
@@ -133,9 +136,22 @@ async def home(request: Request, objects: Objects, search: SearchStub, pages: Pa
                       viewer=viewer)
 
 
-@router.get("/watch/{video_id}", response_class=HTMLResponse, responses=html_responses(404))
-async def watch_page(video_id: str, pages: Pages, viewer: PageViewer):
+@router.get("/watch/{video_id}", response_class=HTMLResponse, responses=html_responses(401, 404))
+async def watch_page(video_id: str, pages: Pages, viewer: PageViewer, metadata: MetadataStub,
+                     principal: CurrentPrincipal):
+    """The player; for a private video, a sign-in invitation to an anonymous visitor (401)
+    and "not found" to other accounts. Any other outcome (a missing video, metadata away) is
+    left to the player, which asks the watch call and says what it answers."""
     if not is_valid_id(video_id):
+        return pages.page("Not found", "<h1>Video not found</h1>", status=404, viewer=viewer)
+    try:
+        with acting_as(GATEWAY):  # as itself: metadata hides a private video from the visitor
+            video = await metadata.GetVideo(mpb.GetVideoRequest(id=video_id), timeout=15)
+    except grpc.aio.AioRpcError:
+        video = None
+    if video is not None and is_private(video) and not owns_channel(principal, video.channel):
+        if principal is None:
+            return pages.page("Private video", private_video_body(video_id), status=401, viewer=viewer)
         return pages.page("Not found", "<h1>Video not found</h1>", status=404, viewer=viewer)
     return pages.page("Watch", watch_body(video_id), script="watch.js", viewer=viewer)
 
@@ -164,7 +180,8 @@ async def my_videos_page(request: Request, pages: Pages, viewer: PageViewer, pri
     videos: list[video_pb2.Video] = []
     for channel in await owned_channels(metadata, principal.account_id):
         listed = await grpc_call(metadata.ListVideos(
-            mpb.ListVideosRequest(channel_id=channel.id, page_size=MY_VIDEOS_PER_CHANNEL), timeout=15))
+            mpb.ListVideosRequest(channel_id=channel.id, page_size=MY_VIDEOS_PER_CHANNEL, include_non_public=True),
+            timeout=15))
         videos.extend(listed.videos)
     videos.sort(key=lambda v: v.create_time.ToNanoseconds(), reverse=True)
     return pages.page("My videos", my_videos_body(videos), viewer=viewer)

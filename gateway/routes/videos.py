@@ -1,6 +1,10 @@
 """Video resources: create one (with its upload; signed-in accounts, in their own
-channels), read one, list a channel's, and the
-watch payload a player starts from (signed stream URLs and a playback id for its beacons).
+channels), read one, list a channel's, edit one (AIP-134 update mask, AIP-154 etag) or
+delete it (AIP-135), and the watch payload a player starts from (signed stream URLs and a
+playback id for its beacons).
+
+Privacy and ownership (gateway.video_access): a private video is its owner's and the admins'
+only (404 to anyone else); listings show public videos unless the channel's owner asks for all.
 """
 from __future__ import annotations
 
@@ -9,9 +13,12 @@ import datetime as dt
 import time
 import uuid
 
+from typing import Annotated, Literal
+
 import orjson
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
+from google.protobuf import field_mask_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
 from longtail.metadata.v1 import metadata_service_pb2 as mpb
@@ -23,15 +30,23 @@ from longtail_common.config import Config
 from longtail_common.ports import ID_PATTERN, ObjectStore, is_valid_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
 from gateway.api_docs import CREATED_VIDEO_LINKS, UPLOAD_LENGTH_HEADER
-from gateway.auth.principal import Principal
-from gateway.dependencies import Cfg, MetadataStub, Objects, RequiredPrincipal, UploadStub
+from gateway.auth.principal import Principal, sign_in_required
+from gateway.dependencies import Cfg, CurrentPrincipal, Links, MetadataStub, Objects, RequiredPrincipal, UploadStub
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.media_links import edge_url, media_grant, media_url
 from gateway.quotas import check_creation
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
 from gateway.signing import MediaGrant
 from gateway.validation import require_page_token, require_video_id, upload_length, viewer_region
+from gateway.video_access import (
+    PRIVACY_VALUES,
+    media_account,
+    owns_channel,
+    require_owner,
+    require_visible,
+)
 from gateway.video_cache import CachedVideo
+from gateway.video_changes import start_delete
 from gateway.video_json import S, ad_breaks_json, status_name, video_json
 
 TUS_VERSION = "1.0.0"
@@ -50,6 +65,21 @@ class CreateVideoBody(BaseModel):
     category: str = Field(default="", max_length=64)
     # Total size of the file to come, if known now (tus Upload-Length may say it instead).
     size_bytes: int | None = Field(default=None, ge=0)
+    privacy: Literal["public", "unlisted", "private"] = "public"
+
+
+class EditVideoBody(BaseModel):
+    """PATCH body: the fields to change (those named by `update_mask`, or else those given)
+    and optionally the `etag` the video was read at (or an `If-Match` header)."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(default=None, min_length=1, max_length=MAX_TITLE)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+    privacy: Literal["public", "unlisted", "private"] | None = None
+    etag: str | None = Field(default=None, max_length=64)
+
+
+EDITABLE_FIELDS = ("title", "description", "privacy")
 
 
 def new_video_id() -> str:
@@ -69,7 +99,7 @@ async def create_video_with_upload(body: CreateVideoBody, request: Request, cfg:
     video = video_pb2.Video(
         id=video_id, title=body.title, description=body.description,
         channel=video_pb2.Channel(id=body.channel_id, owner_account_id=principal.account_id),
-        language=body.language, category=body.category,
+        language=body.language, category=body.category, privacy=PRIVACY_VALUES[body.privacy],
         size_bytes=length or 0,  # what the account's quota counts for it until the bytes are in
     )
     created = await grpc_call(metadata.CreateVideo(mpb.CreateVideoRequest(video=video), timeout=15))
@@ -118,33 +148,111 @@ def origin_key(request: Request) -> tuple:
 
 
 @router.get("/v1/videos/{video_id}", responses=error_responses(404, 422, *SERVICE_ERRORS))
-async def get_video(video_id: str, request: Request):
+async def get_video(video_id: str, request: Request, principal: CurrentPrincipal):
     entry = await cached_video(request, video_id)
-    video = entry.video()
+    video = require_visible(entry.video(), principal)
+    account = media_account(video, principal)
     objects = request.app.state.objects
-    # Its thumbnail URLs are signed for the current window: rendered once per window and origin.
-    key = ("get", media_grant(request, video.id), origin_key(request))
-    return Response(entry.rendered(key, lambda: orjson.dumps(video_json(request, objects, video))),
+    # Its thumbnail URLs are signed for the current window (and a private video's viewer):
+    # rendered once per grant and origin.
+    key = ("get", media_grant(request, video.id, account), origin_key(request))
+    return Response(entry.rendered(key, lambda: orjson.dumps(video_json(request, objects, video, account))),
                     media_type="application/json")
 
 
-@router.get("/v1/videos", responses=error_responses(400, 422, *SERVICE_ERRORS))
-async def list_videos(request: Request, metadata: MetadataStub, objects: Objects, channel_id: str,
-                      page_token: str = "", page_size: int = 20):
+@router.get("/v1/videos", responses=error_responses(400, 401, 403, 422, *SERVICE_ERRORS))
+async def list_videos(request: Request, metadata: MetadataStub, objects: Objects, principal: CurrentPrincipal,
+                      channel_id: str, page_token: str = "", page_size: int = 20, include_non_public: bool = False):
+    """A channel's READY videos, newest first: public ones, or all of them for its owner
+    (or an admin) with `include_non_public=true`."""
     if not is_valid_id(channel_id):
         raise ApiError(400, "INVALID_ARGUMENT", "invalid channel_id")
     if not 1 <= page_size <= 100:
         raise ApiError(400, "INVALID_ARGUMENT", "page_size must be between 1 and 100")
     require_page_token(page_token)
+    if include_non_public:
+        await require_channel_owner(metadata, channel_id, principal)
     resp = await grpc_call(
         metadata.ListVideos(
             mpb.ListVideosRequest(channel_id=channel_id, page_size=page_size, page_token=page_token,
-                                  status=S.VIDEO_STATUS_READY),
+                                  status=S.VIDEO_STATUS_READY, include_non_public=include_non_public),
             timeout=15,
         )
     )
-    return {"videos": [video_json(request, objects, v) for v in resp.videos],
+    return {"videos": [video_json(request, objects, v, media_account(v, principal)) for v in resp.videos],
             "next_page_token": resp.next_page_token}
+
+
+async def require_channel_owner(metadata: mpb_grpc.MetadataServiceStub, channel_id: str, principal) -> None:
+    if principal is None:
+        raise sign_in_required()
+    channel = await grpc_call(metadata.GetChannel(mpb.GetChannelRequest(id=channel_id), timeout=15))
+    if not owns_channel(principal, channel):
+        raise ApiError(403, "PERMISSION_DENIED", f"channel {channel_id} belongs to another account")
+
+
+def edit_mask(body: EditVideoBody, update_mask: str) -> list[str]:
+    """The fields to write: those `update_mask` names (comma-separated, AIP-134), or, without
+    one, those the body sets; "*" names every editable field."""
+    if not update_mask:
+        paths = [f for f in EDITABLE_FIELDS if getattr(body, f) is not None]
+    elif update_mask.strip() == "*":
+        paths = list(EDITABLE_FIELDS)
+    else:
+        paths = [p.strip() for p in update_mask.split(",") if p.strip()]
+    unknown = [p for p in paths if p not in EDITABLE_FIELDS]
+    if unknown:
+        raise ApiError(400, "INVALID_ARGUMENT", f"not editable: {', '.join(unknown)} (one of {', '.join(EDITABLE_FIELDS)})")
+    if not paths:
+        raise ApiError(400, "INVALID_ARGUMENT", "nothing to change: give title, description or privacy")
+    missing = [p for p in paths if p != "description" and getattr(body, p) is None]
+    if missing:
+        raise ApiError(400, "INVALID_ARGUMENT", f"update_mask names {', '.join(missing)} but the body has no value")
+    return paths
+
+
+def require_fresh(video: video_pb2.Video, etag: str | None) -> None:
+    """AIP-154: an etag the video no longer has is a conflict (409): read it again."""
+    if etag and etag.strip('"') != video.etag:
+        raise ApiError(409, "ABORTED", f"video {video.id} changed since it was read (etag mismatch)",
+                       extra={"etag": video.etag})
+
+
+@router.patch("/v1/videos/{video_id}", responses=error_responses(400, 401, 403, 404, 409, 422, *SERVICE_ERRORS))
+async def edit_video(video_id: str, body: EditVideoBody, request: Request, metadata: MetadataStub, objects: Objects,
+                     principal: RequiredPrincipal, update_mask: str = "",
+                     if_match: Annotated[str | None, Header(max_length=66)] = None):
+    """Changes title, description or privacy (its owner or an admin); answers the video
+    with its new etag. A stale etag (body `etag` or `If-Match`) answers 409."""
+    video = await load_video(metadata, video_id)
+    require_owner(video, principal)
+    paths = edit_mask(body, update_mask)
+    require_fresh(video, body.etag or if_match)
+    patch = video_pb2.Video(id=video.id, etag=video.etag, title=body.title or "", description=body.description or "",
+                            privacy=PRIVACY_VALUES[body.privacy] if body.privacy else 0)
+    updated = await grpc_call(metadata.UpdateVideo(
+        mpb.UpdateVideoRequest(video=patch, update_mask=field_mask_pb2.FieldMask(paths=paths)), timeout=15))
+    # metadata_svc announces the change (video.changed) to search and every gateway; this
+    # process forgets its copy now, so the editor reads the edit back at once.
+    request.app.state.videos.invalidate(video.id)
+    return video_json(request, objects, updated, media_account(updated, principal))
+
+
+@router.delete("/v1/videos/{video_id}", status_code=204, response_class=Response, responses={
+    202: {"description": "Deleting: the video's record could not be removed at once; the deleter finishes."},
+    **error_responses(401, 403, 404, 409, 422, *SERVICE_ERRORS)})
+async def delete_video(video_id: str, request: Request, metadata: MetadataStub, links: Links,
+                       principal: RequiredPrincipal, etag: str = "",
+                       if_match: Annotated[str | None, Header(max_length=66)] = None):
+    """Deletes the video and everything of it (its owner or an admin): 204 once it is gone
+    from every answer; its files, edge copies, search entry and view counts follow within
+    seconds. A stale etag (`etag` or `If-Match`) answers 409."""
+    video = await load_video(metadata, video_id)
+    require_owner(video, principal)
+    require_fresh(video, etag or if_match)
+    gone = await start_delete(links, metadata, video)
+    request.app.state.videos.invalidate(video.id)  # the others hear video.changed
+    return Response(status_code=204 if gone else 202)
 
 
 def playback_region(given: str, request: Request, cfg: Config) -> str:
@@ -164,21 +272,25 @@ def expiry_json(expires: int | None, now: float) -> dict:
 
 
 @router.get("/v1/videos/{video_id}/watch", responses=error_responses(400, 403, 404, 409, 422, *SERVICE_ERRORS))
-async def watch(video_id: str, request: Request, region: str = "", client: str = "", protocol: str = ""):
+async def watch(video_id: str, request: Request, principal: CurrentPrincipal, region: str = "", client: str = "",
+                protocol: str = ""):
     state = request.app.state
     entry = await cached_video(request, video_id)
-    video = entry.video()
+    video = require_visible(entry.video(), principal)
     if video.status != S.VIDEO_STATUS_READY:
         raise ApiError(409, "NOT_READY", f"video {video_id} is {status_name(video.status)}",
                        extra={"status": status_name(video.status)})
     region = playback_region(region, request, state.config)
     client = client_platform(client, request.headers.get("user-agent", ""))
     protocol = streaming_protocol(protocol)
-    grant = media_grant(request, video.id)
+    account = media_account(video, principal)
+    grant = media_grant(request, video.id, account)
     # Everything but the expiry countdown and the playback id is the same for every viewer
-    # of this video, window (grant), host, region, client and protocol: rendered once.
+    # of this video, grant (window; a private video's account), origin, region, client and
+    # protocol: rendered once.
     key = ("watch", grant, origin_key(request), region, client, protocol)
-    body = entry.rendered(key, lambda: watch_body(request, state.objects, video, region, client, protocol, grant))
+    body = entry.rendered(key, lambda: watch_body(request, state.objects, video, region, client, protocol,
+                                                  account, grant))
     now = time.time()
     # View beacons name this playback: they count for this video and region, until it expires.
     playback_id, playback = state.signer.issue_playback(video.id, region, now)
@@ -190,16 +302,16 @@ async def watch(video_id: str, request: Request, region: str = "", client: str =
 
 
 def watch_body(request: Request, objects: ObjectStore, video: video_pb2.Video, region: str, client: str,
-               protocol: str, grant: MediaGrant | None) -> dict:
+               protocol: str, account: str | None, grant: MediaGrant | None) -> dict:
     """The watch payload without its per-call part (the expiry countdown, the playback)."""
     choice = choose_stream(video, client, protocol)
     decision = next((p for p in video.placements if p.region == region), None)
     on_cdn = decision is not None and decision.served_from == video_pb2.SERVED_FROM_CDN
 
     def stream_url(key: str) -> str:
-        return edge_url(request, region, key) if on_cdn else media_url(request, objects, key)
+        return edge_url(request, region, key, account) if on_cdn else media_url(request, objects, key, account)
 
-    body = video_json(request, objects, video)
+    body = video_json(request, objects, video, account)
     body.pop("status", None)
     body["ad_breaks"] = ad_breaks_json(video)
     body["renditions"] = [

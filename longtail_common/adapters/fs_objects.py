@@ -249,3 +249,15 @@ class FilesystemObjectStore:
         except NotFoundError:
             return
         shutil.rmtree(directory, ignore_errors=True)
+
+    def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[tuple[str, str]]:
+        self._bucket_dir(bucket)  # validates the bucket name
+        found = []
+        for target_file in sorted((self.root / ".multipart").glob("*/target.json")):
+            try:
+                target = json.loads(target_file.read_text())
+            except (FileNotFoundError, ValueError):
+                continue  # completed or aborted while listed, or half made
+            if target[0] == bucket and target[1].startswith(prefix):
+                found.append((target[1], target_file.parent.name))
+        return found

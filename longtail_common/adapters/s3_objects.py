@@ -384,3 +384,18 @@ class S3ObjectStore:
                 name, key, upload_id), missing="gone")
         except NotFoundError:
             pass  # idempotent
+
+    def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[tuple[str, str]]:
+        name = self.bucket_name(bucket)
+        found, key_marker, id_marker = [], None, None
+        while True:
+            try:
+                page = self._call(f"listing the uploads of {bucket}/{prefix}", lambda: (
+                    self._client._list_multipart_uploads(name, prefix=prefix or None, key_marker=key_marker,
+                                                         upload_id_marker=id_marker)), missing="no bucket")
+            except NotFoundError:
+                return found  # no bucket, no uploads
+            found += [(u.object_name, u.upload_id) for u in page.uploads]
+            if not page.is_truncated:
+                return found
+            key_marker, id_marker = page.next_key_marker, page.next_upload_id_marker

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS daily_views (
     video_id TEXT NOT NULL, region TEXT NOT NULL, day TEXT NOT NULL,
     views INTEGER NOT NULL, bytes INTEGER NOT NULL,
     PRIMARY KEY (day, video_id, region)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS daily_views_by_video ON daily_views (video_id);
 CREATE TABLE IF NOT EXISTS applied (source TEXT PRIMARY KEY, last_offset INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS catalog (
     video_id TEXT PRIMARY KEY, channel_id TEXT NOT NULL, language TEXT NOT NULL, category TEXT NOT NULL,
@@ -85,6 +86,17 @@ class SqliteViewCountStore:
             "SELECT video_id, channel_id, language, category, publish_day, size_bytes FROM catalog ORDER BY video_id"
         ).fetchall()
         return [CatalogEntry(*r) for r in rows]
+
+    def delete_video(self, video_id: str) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")  # counts and entry go together
+        try:
+            conn.execute("DELETE FROM daily_views WHERE video_id = ?", (video_id,))
+            conn.execute("DELETE FROM catalog WHERE video_id = ?", (video_id,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -133,3 +133,16 @@ def _ended(objects, key: str, upload_id: str) -> bool:
         return objects.list_parts("media", key, upload_id) == []
     except NotFoundError:
         return True
+
+
+def test_unfinished_multipart_uploads_are_listed_by_prefix(objects):
+    prefix = _prefix()
+    key = prefix + "/original"
+    upload_id = objects.create_multipart("media", key)
+    objects.upload_part("media", key, upload_id, 1, b"abc")
+    other = objects.create_multipart("media", _prefix() + "/original")
+    assert objects.list_multipart_uploads("media", prefix + "/") == [(key, upload_id)]
+    objects.abort_multipart("media", key, upload_id)
+    assert objects.list_multipart_uploads("media", prefix + "/") == []
+    assert objects.list_multipart_uploads("no-such-bucket-" + uuid.uuid4().hex[:8], prefix) == []
+    objects.abort_multipart("media", _prefix(), other)

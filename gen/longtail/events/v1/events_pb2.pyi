@@ -96,16 +96,30 @@ class VideoPublished(_message.Message):
     def __init__(self, video_id: _Optional[str] = ..., channel_id: _Optional[str] = ..., title: _Optional[str] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class VideoChanged(_message.Message):
-    __slots__ = ("video_id", "change", "etag", "change_time")
+    __slots__ = ("video_id", "change_time", "change", "etag")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
-    CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
     video_id: str
+    change_time: _timestamp_pb2.Timestamp
     change: VideoChange
     etag: str
-    change_time: _timestamp_pb2.Timestamp
-    def __init__(self, video_id: _Optional[str] = ..., change: _Optional[_Union[VideoChange, str]] = ..., etag: _Optional[str] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, video_id: _Optional[str] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., change: _Optional[_Union[VideoChange, str]] = ..., etag: _Optional[str] = ...) -> None: ...
+
+class VideoDeleted(_message.Message):
+    __slots__ = ("video_id", "channel_id", "raw_object_key", "regions", "delete_time")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    RAW_OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_TIME_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    channel_id: str
+    raw_object_key: str
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    delete_time: _timestamp_pb2.Timestamp
+    def __init__(self, video_id: _Optional[str] = ..., channel_id: _Optional[str] = ..., raw_object_key: _Optional[str] = ..., regions: _Optional[_Iterable[str]] = ..., delete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ViewEvent(_message.Message):
     __slots__ = ("video_id", "region", "kind", "bytes_watched", "event_time", "view_kind")

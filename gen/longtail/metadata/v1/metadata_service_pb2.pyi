@@ -29,16 +29,18 @@ class BatchGetVideosResponse(_message.Message):
     def __init__(self, videos: _Optional[_Iterable[_Union[_video_pb2.Video, _Mapping]]] = ...) -> None: ...
 
 class ListVideosRequest(_message.Message):
-    __slots__ = ("channel_id", "page_size", "page_token", "status")
+    __slots__ = ("channel_id", "page_size", "page_token", "status", "include_non_public")
     CHANNEL_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_NON_PUBLIC_FIELD_NUMBER: _ClassVar[int]
     channel_id: str
     page_size: int
     page_token: str
     status: _video_pb2.VideoStatus
-    def __init__(self, channel_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., status: _Optional[_Union[_video_pb2.VideoStatus, str]] = ...) -> None: ...
+    include_non_public: bool
+    def __init__(self, channel_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., status: _Optional[_Union[_video_pb2.VideoStatus, str]] = ..., include_non_public: _Optional[bool] = ...) -> None: ...
 
 class ListVideosResponse(_message.Message):
     __slots__ = ("videos", "next_page_token")

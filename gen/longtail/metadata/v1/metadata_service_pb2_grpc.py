@@ -97,7 +97,8 @@ class MetadataServiceServicer:
     """
 
     def GetVideo(self, request, context):
-        """One video by id (NOT_FOUND if absent). Called by the gateway (video and watch
+        """One video by id (NOT_FOUND if absent, or PRIVATE and the caller is neither its
+        channel's owner, an admin nor a service). Called by the gateway (video and watch
         pages), upload_svc, the transcoder, placement_svc and search_svc.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -105,15 +106,18 @@ class MetadataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BatchGetVideos(self, request, context):
-        """Several videos by id in one call, at most 1000. Called by the gateway (view
-        beacons), the upload janitor, placement's daily job and search_svc.
+        """Several videos by id in one call, at most 1000; PRIVATE ones are skipped as GetVideo
+        hides them. Called by the gateway (view beacons), the upload janitor, placement's
+        daily job and search_svc.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListVideos(self, request, context):
-        """Lists a channel's videos, newest first. Called by the gateway.
+        """Lists a channel's videos, newest first: its PUBLIC ones only, unless
+        `include_non_public` asks for all (the channel's owner, an admin or a service only:
+        PERMISSION_DENIED for anyone else). Called by the gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,7 +137,9 @@ class MetadataServiceServicer:
         """Updates the fields named in `update_mask`. When `video.etag` is set the write only
         happens if it matches the stored etag (ABORTED otherwise): this is how status
         transitions such as PROCESSING -> READY happen exactly once. Called by upload_svc
-        (PROCESSING), the transcoder (FAILED) and placement_svc (READY, placements).
+        (PROCESSING), the transcoder (FAILED), placement_svc (READY, placements) and the
+        gateway for an owner's edit (title, description, language, category, privacy only;
+        PERMISSION_DENIED for another account's video, NOT_FOUND if it is also PRIVATE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,7 +149,8 @@ class MetadataServiceServicer:
         """Deletes a video (AIP-135): its record and its channel-listing entry; NOT_FOUND if
         absent, ABORTED if `etag` is set and no longer matches. Its objects (raw upload,
         renditions) are the caller's to remove. Called by upload_svc's sweeper of
-        abandoned uploads.
+        abandoned uploads, and by the gateway and placement's deleter for `video.deleted`
+        (which remove the objects, edge copies, search entry and view counts).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -18,6 +18,13 @@ class VideoStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VIDEO_STATUS_READY: _ClassVar[VideoStatus]
     VIDEO_STATUS_FAILED: _ClassVar[VideoStatus]
 
+class Privacy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRIVACY_UNSPECIFIED: _ClassVar[Privacy]
+    PRIVACY_PUBLIC: _ClassVar[Privacy]
+    PRIVACY_UNLISTED: _ClassVar[Privacy]
+    PRIVACY_PRIVATE: _ClassVar[Privacy]
+
 class ServedFrom(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SERVED_FROM_UNSPECIFIED: _ClassVar[ServedFrom]
@@ -65,6 +72,10 @@ VIDEO_STATUS_UPLOADING: VideoStatus
 VIDEO_STATUS_PROCESSING: VideoStatus
 VIDEO_STATUS_READY: VideoStatus
 VIDEO_STATUS_FAILED: VideoStatus
+PRIVACY_UNSPECIFIED: Privacy
+PRIVACY_PUBLIC: Privacy
+PRIVACY_UNLISTED: Privacy
+PRIVACY_PRIVATE: Privacy
 SERVED_FROM_UNSPECIFIED: ServedFrom
 SERVED_FROM_ORIGIN: ServedFrom
 SERVED_FROM_CDN: ServedFrom
@@ -182,7 +193,7 @@ class StreamManifest(_message.Message):
     def __init__(self, codec: _Optional[str] = ..., protocol: _Optional[str] = ..., object_key: _Optional[str] = ..., stream_protocol: _Optional[_Union[StreamProtocol, str]] = ...) -> None: ...
 
 class Video(_message.Message):
-    __slots__ = ("id", "title", "description", "channel", "thumbnails", "ad_breaks", "duration_seconds", "status", "failure_reason", "renditions", "placements", "manifests", "raw_object_key", "size_bytes", "language", "category", "create_time", "update_time", "publish_time", "etag")
+    __slots__ = ("id", "title", "description", "channel", "thumbnails", "ad_breaks", "duration_seconds", "status", "failure_reason", "renditions", "placements", "manifests", "raw_object_key", "size_bytes", "language", "category", "create_time", "update_time", "publish_time", "etag", "privacy")
     ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +214,7 @@ class Video(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_TIME_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_FIELD_NUMBER: _ClassVar[int]
     id: str
     title: str
     description: str
@@ -223,4 +235,5 @@ class Video(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     publish_time: _timestamp_pb2.Timestamp
     etag: str
-    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., channel: _Optional[_Union[Channel, _Mapping]] = ..., thumbnails: _Optional[_Iterable[_Union[Thumbnail, _Mapping]]] = ..., ad_breaks: _Optional[_Iterable[_Union[AdBreak, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., failure_reason: _Optional[str] = ..., renditions: _Optional[_Iterable[_Union[Rendition, _Mapping]]] = ..., placements: _Optional[_Iterable[_Union[PlacementDecision, _Mapping]]] = ..., manifests: _Optional[_Iterable[_Union[StreamManifest, _Mapping]]] = ..., raw_object_key: _Optional[str] = ..., size_bytes: _Optional[int] = ..., language: _Optional[str] = ..., category: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
+    privacy: Privacy
+    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., channel: _Optional[_Union[Channel, _Mapping]] = ..., thumbnails: _Optional[_Iterable[_Union[Thumbnail, _Mapping]]] = ..., ad_breaks: _Optional[_Iterable[_Union[AdBreak, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., failure_reason: _Optional[str] = ..., renditions: _Optional[_Iterable[_Union[Rendition, _Mapping]]] = ..., placements: _Optional[_Iterable[_Union[PlacementDecision, _Mapping]]] = ..., manifests: _Optional[_Iterable[_Union[StreamManifest, _Mapping]]] = ..., raw_object_key: _Optional[str] = ..., size_bytes: _Optional[int] = ..., language: _Optional[str] = ..., category: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., privacy: _Optional[_Union[Privacy, str]] = ...) -> None: ...

@@ -1,0 +1,135 @@
+"""The expected answer of every gateway route to each kind of caller (issue 22's
+authorization matrix), read by tests/test_authz_matrix.py.
+
+A row is keyed by the route's name and method, as FastAPI's route table has them; the test
+fails for a route of the app that has no row here, so a new route needs one. Callers:
+anonymous (no credentials), other (a signed-in account that owns nothing here), owner (the
+account whose channel holds the video) and admin. A row's path and request are built from
+`Subject`: the owner's READY video and what the test made around it. A route that acts on
+a video is also asked about the owner's READY *private* video (`Row.private`): another
+account gets 404 for it, as for no video at all (403 for a public one), anonymous 401 for
+an edit and 404 for a read."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+CALLERS = ("anonymous", "other", "owner", "admin")
+
+# Routes that are not the product's API: served files and the API's own documentation.
+SKIPPED_ROUTE_NAMES = frozenset({"static", "openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"})
+
+
+@dataclasses.dataclass
+class Subject:
+    """What a row's request acts on, made once by the test (one per caller where a call uses
+    something up: a fresh upload, a fresh token)."""
+    video_id: str
+    channel_id: str
+    new_video_id: Callable[[], str]  # a fresh video of the owner's (created, no bytes), to delete
+    master_path: str  # the signed origin path of the video's manifest, from the owner's watch call
+    master_key: str  # its object key
+    new_upload_path: Callable[[], str]  # a fresh upload of the owner's, 4 bytes long
+    new_owner_token_id: Callable[[], str]  # a fresh API token of the owner's
+
+
+@dataclasses.dataclass
+class Row:
+    expect: dict[str, int]  # caller -> status
+    path: Callable[[Subject], str]
+    request: Callable[[Subject], dict] = lambda s: {}  # httpx keyword arguments (json, headers, ...)
+    private: dict[str, int] | None = None  # caller -> status on the owner's private video
+
+
+def each(status: int) -> dict[str, int]:
+    return dict.fromkeys(CALLERS, status)
+
+
+def signed_in(anonymous: int, other: int, owner: int, admin: int) -> dict[str, int]:
+    return {"anonymous": anonymous, "other": other, "owner": owner, "admin": admin}
+
+
+TUS = {"Tus-Resumable": "1.0.0"}
+PATCH_UPLOAD = {**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+ROWS: dict[tuple[str, str], Row] = {
+    # The REST API on videos.
+    ("create_video", "POST"): Row(signed_in(401, 403, 201, 201), lambda s: "/v1/videos",
+                                  lambda s: {"json": {"title": "t", "channel_id": s.channel_id, "size_bytes": 4}}),
+    ("get_video", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}", private=signed_in(404, 404, 200, 200)),
+    ("edit_video", "PATCH"): Row(signed_in(401, 403, 200, 200), lambda s: f"/v1/videos/{s.video_id}",
+                                 lambda s: {"json": {"description": "edited by the matrix"}},
+                                 private=signed_in(401, 404, 200, 200)),
+    # Owner and admin delete a fresh video of the owner's, so the READY one stays for the rest.
+    ("delete_video", "DELETE"): Row(signed_in(401, 403, 204, 204), lambda s: f"/v1/videos/{s.new_video_id()}",
+                                    private=signed_in(401, 404, 204, 204)),
+    ("list_videos", "GET"): Row(each(200), lambda s: f"/v1/videos?channel_id={s.channel_id}"),
+    ("watch", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/watch",
+                          private=signed_in(404, 404, 200, 200)),
+    # Beacons need the playback id of a watch call: without one they are refused, whoever sends them.
+    ("post_view", "POST"): Row(each(403), lambda s: f"/v1/videos/{s.video_id}/views",
+                               lambda s: {"json": {"kind": "start"}}),
+    ("post_views", "POST"): Row(each(422), lambda s: "/v1/views", lambda s: {"json": {"events": []}}),
+    ("search_videos", "GET"): Row(each(200), lambda s: "/v1/search?q=matrix"),
+    ("latest_videos", "GET"): Row(each(200), lambda s: "/v1/latest"),
+    # Uploads (tus): only the owner of the channel creates, only the creator sends bytes.
+    ("tus_options", "OPTIONS"): Row(each(204), lambda s: "/v1/uploads", lambda s: {"headers": TUS}),
+    ("tus_options_upload", "OPTIONS"): Row(each(204), lambda s: s.new_upload_path(), lambda s: {"headers": TUS}),
+    ("tus_create", "POST"): Row(signed_in(401, 403, 201, 201), lambda s: "/v1/uploads", lambda s: {"headers": {
+        **TUS, "Upload-Length": "4", "Upload-Metadata": f"title {_b64('t')},channel_id {_b64(s.channel_id)}"}}),
+    ("tus_upload_head", "HEAD"): Row(signed_in(401, 403, 200, 200), lambda s: s.new_upload_path(),
+                                     lambda s: {"headers": TUS}),
+    ("tus_upload", "PATCH"): Row(signed_in(401, 403, 204, 204), lambda s: s.new_upload_path(),
+                                 lambda s: {"headers": PATCH_UPLOAD, "content": b"mine"}),
+    # Media: a signed URL plays for whoever holds it; unsigned paths are refused.
+    # A private video's signed URLs play only for the account they were issued to (the owner).
+    ("signed_origin_object", "GET"): Row(each(200), lambda s: s.master_path, private=signed_in(403, 403, 200, 403)),
+    ("signed_origin_object", "HEAD"): Row(each(200), lambda s: s.master_path, private=signed_in(403, 403, 200, 403)),
+    ("origin_object", "GET"): Row(each(403), lambda s: f"/origin/{s.master_key}"),
+    ("origin_object", "HEAD"): Row(each(403), lambda s: f"/origin/{s.master_key}"),
+    ("signed_edge_object", "GET"): Row(each(403), lambda s: f"/edge/US/t/not-a-token/{s.master_key}"),
+    ("signed_edge_object", "HEAD"): Row(each(403), lambda s: f"/edge/US/t/not-a-token/{s.master_key}"),
+    ("edge_object", "GET"): Row(each(403), lambda s: f"/edge/US/{s.master_key}"),
+    ("edge_object", "HEAD"): Row(each(403), lambda s: f"/edge/US/{s.master_key}"),
+    ("house_ad", "GET"): Row(each(200), lambda s: "/ads/house-preroll.mp4"),
+    ("house_ad", "HEAD"): Row(each(200), lambda s: "/ads/house-preroll.mp4"),
+    ("healthz", "GET"): Row(each(200), lambda s: "/healthz"),
+    # Accounts: sign-in forms (a post without the form's CSRF token is refused for everyone).
+    ("sign_in_page", "GET"): Row(each(200), lambda s: "/account/sign-in"),
+    ("sign_in", "POST"): Row(each(403), lambda s: "/account/sign-in",
+                             lambda s: {"data": {"username": "x", "password": "y"}}),
+    ("sign_out", "POST"): Row(each(403), lambda s: "/account/sign-out"),
+    ("oidc_start", "GET"): Row(each(404), lambda s: "/auth/oidc/start"),  # no OIDC issuer configured here
+    ("oidc_callback", "GET"): Row(each(404), lambda s: "/auth/oidc/callback?code=x&state=y"),
+    # The set-password form opens for anyone; its post checks the link.
+    ("set_password_page", "GET"): Row(each(200), lambda s: "/account/set-password?token=bogus"),
+    ("set_password", "POST"): Row(each(403), lambda s: "/account/set-password",
+                                  lambda s: {"data": {"token": "bogus", "password": "a long enough password"}}),
+    # Accounts: the API (bearer tokens), one's own tokens only.
+    ("me", "GET"): Row(signed_in(401, 200, 200, 200), lambda s: "/v1/me"),
+    ("list_tokens_api", "GET"): Row(signed_in(401, 200, 200, 200), lambda s: "/v1/tokens"),
+    ("create_token_api", "POST"): Row(signed_in(401, 201, 201, 201), lambda s: "/v1/tokens",
+                                      lambda s: {"json": {"display_name": "matrix"}}),
+    ("revoke_token_api", "DELETE"): Row(signed_in(401, 404, 204, 404),
+                                        lambda s: f"/v1/tokens/{s.new_owner_token_id()}"),
+    # Account pages: CSRF guards a browser session's posts; a bearer token is no ambient
+    # credential, so its posts need none.
+    ("tokens_page", "GET"): Row(signed_in(303, 200, 200, 200), lambda s: "/account/tokens"),
+    ("create_token_page", "POST"): Row(signed_in(401, 201, 201, 201), lambda s: "/account/tokens",
+                                       lambda s: {"data": {"display_name": "x"}}),
+    ("revoke_token_page", "POST"): Row(signed_in(401, 404, 303, 404),
+                                       lambda s: f"/account/tokens/{s.new_owner_token_id()}/revoke"),
+    # Pages.
+    ("home", "GET"): Row(each(200), lambda s: "/"),
+    # A private video's page asks an anonymous visitor to sign in (401), is none for others.
+    ("watch_page", "GET"): Row(each(200), lambda s: f"/watch/{s.video_id}", private=signed_in(401, 404, 200, 200)),
+    ("upload_page", "GET"): Row(signed_in(303, 200, 200, 200), lambda s: "/upload"),
+    ("my_videos_page", "GET"): Row(signed_in(303, 200, 200, 200), lambda s: "/my/videos"),
+}

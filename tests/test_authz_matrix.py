@@ -1,0 +1,130 @@
+"""Issue 22's authorization matrix: every route of the gateway (every method; only served
+files and the API docs are left out) x {anonymous, another account, owner, admin}, each
+call checked against its expected status in tests/authz_table.py, on a running platform
+(embedded backends) where the owner has a READY public video and a READY private one
+(for the routes that act on a video). The cases come from the app's route
+table, so a route without a row in the table fails here."""
+from __future__ import annotations
+
+import tempfile
+
+import httpx
+import pytest
+from fastapi.routing import iter_route_contexts
+
+from gateway.app import create_app
+from longtail_cli.cli import make_test_clip, upload_file, wait_ready
+from longtail_cli.launcher import Platform, free_port
+from longtail_common.config import Config
+from tests.auth_helpers import bearer
+from tests.authz_table import CALLERS, ROWS, SKIPPED_ROUTE_NAMES, Subject
+
+pytestmark = pytest.mark.slow
+
+READY_TIMEOUT_S = 300  # an upper bound for a short clip on a busy 2-core machine
+OWNER, OTHER, ADMIN = "matrix-owner", "matrix-other", "matrix-admin"
+CHANNEL = "matrix-channel"
+
+
+def gateway_routes() -> list[tuple[str, str, str]]:
+    """(name, method, path) of every route of the app, as its route table has them."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        app = create_app(Config(data_dir=data_dir))
+    routes = []
+    for context in iter_route_contexts(app.routes):
+        if context.name in SKIPPED_ROUTE_NAMES:
+            continue
+        for method in sorted(context.methods or {"(none)"}):
+            routes.append((context.name, method, context.path))
+    return routes
+
+
+ROUTES = gateway_routes()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    cfg = Config(data_dir=str(tmp_path_factory.mktemp("authz")))
+    cfg.limits.uploads_per_day = 0  # the rows create two dozen videos of the owner's; quotas have their own test
+    with Platform(cfg, gateway_port=free_port(), transcoder_workers=1) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def headers(platform) -> dict[str, dict[str, str]]:
+    cfg = platform.cfg
+    return {"anonymous": {}, "other": bearer(cfg, OTHER), "owner": bearer(cfg, OWNER),
+            "admin": bearer(cfg, ADMIN, admin=True)}
+
+
+def ready_video(client: httpx.Client, base: str, clip: str, privacy: str) -> tuple[str, str]:
+    """A READY video of the client's account at this privacy, and its signed manifest path."""
+    video_id = upload_file(client, base, clip, f"Matrix clip ({privacy})", CHANNEL)
+    assert wait_ready(client, base, video_id, timeout_s=READY_TIMEOUT_S)["status"] == "READY"
+    if privacy != "public":
+        edited = client.patch(f"{base}/v1/videos/{video_id}", json={"privacy": privacy})
+        assert edited.status_code == 200, edited.text
+    watched = client.get(f"{base}/v1/videos/{video_id}/watch")
+    assert watched.status_code == 200, watched.text
+    return video_id, httpx.URL(watched.json()["stream"]["url"]).raw_path.decode()
+
+
+@pytest.fixture(scope="module")
+def subjects(platform, headers, tmp_path_factory) -> dict[str, Subject]:
+    """The owner's READY public and private videos, and what the rows make around them."""
+    base, owner = platform.gateway_url, headers["owner"]
+    clip = tmp_path_factory.mktemp("clip") / "matrix.mp4"
+    make_test_clip(str(clip), seconds=2, height=240)
+
+    def new_upload_path() -> str:
+        created = httpx.post(f"{base}/v1/videos", json={"title": "t", "channel_id": CHANNEL, "size_bytes": 4},
+                             headers=owner, timeout=30)
+        assert created.status_code == 201, created.text
+        return httpx.URL(created.json()["upload_url"]).raw_path.decode()
+
+    def new_owner_token_id() -> str:
+        created = httpx.post(f"{base}/v1/tokens", json={"display_name": "to revoke"}, headers=owner, timeout=30)
+        assert created.status_code == 201, created.text
+        return created.json()["id"]
+
+    def video_maker(privacy: str):
+        def new_video_id() -> str:
+            created = httpx.post(f"{base}/v1/videos", headers=owner, timeout=30, json={
+                "title": "to delete", "channel_id": CHANNEL, "size_bytes": 4, "privacy": privacy})
+            assert created.status_code == 201, created.text
+            return created.json()["id"]
+        return new_video_id
+
+    made = {}
+    with httpx.Client(headers=owner, timeout=60) as client:
+        for privacy in ("public", "private"):
+            video_id, master_path = ready_video(client, base, str(clip), privacy)
+            master_key = master_path.split("/t/", 1)[1].split("/", 1)[1]  # /origin|edge/REGION, /t/TOKEN/, key
+            made[privacy] = Subject(video_id=video_id, channel_id=CHANNEL, new_video_id=video_maker(privacy),
+                                    master_path=master_path, master_key=master_key, new_upload_path=new_upload_path,
+                                    new_owner_token_id=new_owner_token_id)
+    return made
+
+
+def test_every_row_names_a_route():
+    """A row left behind by a removed route is a stale expectation."""
+    assert set(ROWS) - {(name, method) for name, method, _ in ROUTES} == set()
+
+
+CASES = [(name, method, path, privacy) for name, method, path in ROUTES for privacy in ("public", "private")
+         if privacy == "public" or (ROWS.get((name, method)) and ROWS[name, method].private)]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize(("name", "method", "path", "privacy"), CASES,
+                         ids=[f"{m} {p} ({n}, {v})" for n, m, p, v in CASES])
+def test_route_answers_each_caller(platform, headers, subjects, name, method, path, privacy, caller):
+    row = ROWS.get((name, method))
+    assert row is not None, f"route {name} ({method} {path}) has no row in tests/authz_table.py"
+    subject = subjects[privacy]
+    expected = row.private if privacy == "private" else row.expect
+    request = row.request(subject)
+    with httpx.Client(base_url=platform.gateway_url, timeout=60, follow_redirects=False) as client:
+        response = client.request(method, row.path(subject), **{
+            **request, "headers": {**request.get("headers", {}), **headers[caller]}})
+    assert response.status_code == expected[caller], (caller, method, path, response.text[:300])
