@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium prometheus web web-check
+.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium prometheus web web-check bench-tools load-bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -57,6 +57,16 @@ prometheus:
 		echo "installing prometheus and prometheus-alertmanager (Debian packages) for the alert rule tests"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus prometheus-alertmanager; \
 	else echo "promtool/amtool are not installed and apt-get is not usable: alert rule tests will not run"; fi
+
+# wrk and nginx (Debian's packages) for bench/load_bench.py (`make load-bench`).
+bench-tools:
+	@if command -v wrk >/dev/null 2>&1 && command -v nginx >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx; \
+	else echo "wrk/nginx are not installed and apt-get is not usable: the load benchmark cannot run"; fi
+
+load-bench: $(STAMP) bench-tools
+	$(BIN)/python bench/load_bench.py $(ARGS)
 
 up: $(STAMP)
 	$(BIN)/longtail up $(ARGS)

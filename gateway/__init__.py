@@ -11,6 +11,8 @@ edges). Layout:
 - validation.py: id and region checks (patterns from longtail_common.ports)
 - playback.py: which codec, protocol and audio a client is handed
 - video_json.py, media_links.py: a video's JSON; presigned/origin URLs, signed playlists
+- video_cache.py: this process's cache of videos and their rendered payloads, kept fresh
+  by the video.changed topic
 - html_pages.py, house_ad.py: the pages' HTML; the generated house ad clip
 - instrumentation.py: OpenTelemetry for the HTTP side
 - static/: the built web assets (generated from web/ by `make web`)

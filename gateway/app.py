@@ -3,6 +3,9 @@ rate limits, routers and instrumentation. Routes live in gateway/routes/, one mo
 """
 from __future__ import annotations
 
+import asyncio
+from contextlib import asynccontextmanager
+
 from fastapi import Depends, FastAPI
 from starlette.staticfiles import StaticFiles
 
@@ -24,10 +27,20 @@ from gateway.ratelimit import ClientAddresses, RateLimitMiddleware, RateLimits, 
 from gateway.routes import account, health, media, pages, uploads, videos, views
 from gateway.routes.health import ServiceHealth
 from gateway.signing import make_signer
+from gateway.video_cache import ChangeListener, VideoCache
+
+
+@asynccontextmanager
+async def listening_for_changes(app: FastAPI):
+    """While the app serves, its video cache hears every video.changed event."""
+    listener = ChangeListener(app.state.config, app.state.videos, asyncio.get_running_loop())
+    listener.start()
+    yield
+    listener.stop()
 
 
 def create_app(cfg: Config) -> FastAPI:
-    app = FastAPI(title="Longtail gateway", version="1")
+    app = FastAPI(title="Longtail gateway", version="1", lifespan=listening_for_changes)
     instrument(app)
     app.add_middleware(RequestLimits, idle_timeout_s=cfg.http.body_idle_timeout_s,
                        max_body_bytes=cfg.http.max_body_bytes)
@@ -44,6 +57,7 @@ def create_app(cfg: Config) -> FastAPI:
     app.state.house_ad = HouseAd(cfg.data_path / "ads" / "house-preroll.mp4")
     app.state.signer = make_signer(cfg)
     app.state.ledger = PlaybackLedger(cfg.playback.ledger_size)
+    app.state.videos = VideoCache(cfg.gateway.video_cache_ttl_s, cfg.gateway.video_cache_size)
     secret = mesh_secret(cfg)
     # Calls to the services carry the request's account, once authenticated; none for anonymous ones.
     configure_client_identity(MeshSigner(secret, cfg.auth.mesh_token_ttl_s), default=None)

@@ -1,10 +1,8 @@
-"""Tells the platform that a video was edited or deleted, and makes a delete's first moves.
+"""Makes a delete's first moves. (Edits need nothing here: metadata_svc announces every
+write of a video on `video.changed`, which search_svc and every gateway process read.)
 
-One job. After an edit, the `video.changed` event: search_svc re-reads the video and indexes
-or drops it (its answers re-check every result against metadata anyway, so a lost event
-leaves nothing visible that should not be). A delete first publishes `video.deleted`, so
-the intent is durable before anything is removed, then deletes the metadata record, so the
-video is gone from every answer when DELETE returns. The rest (raw upload, staged parts,
+One job. A delete first publishes `video.deleted`, so the intent is durable before
+anything is removed, then deletes the metadata record, so the video is gone from every answer when DELETE returns. The rest (raw upload, staged parts,
 media, edge copies, view counts, search entry) is done by that event's consumers,
 placement_svc's deleter and search_svc, each step idempotent and retried; the deleter
 deletes the record too, so a gateway that dies between the two moves loses nothing.
@@ -20,7 +18,7 @@ from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import metadata_service_pb2 as mpb
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
-from longtail_common.ports import TOPIC_VIDEO_CHANGED, TOPIC_VIDEO_DELETED
+from longtail_common.ports import TOPIC_VIDEO_DELETED
 from gateway.dependencies import ServiceLinks
 from gateway.errors import ApiError
 
@@ -39,16 +37,6 @@ async def _publish(links: ServiceLinks, topic: str, event, video_id: str) -> Non
     except Exception as exc:  # noqa: BLE001 - the topic backend is away: the client may retry
         log.warning("publishing %s for %s failed: %s", topic, video_id, exc)
         raise ApiError(503, "UNAVAILABLE", "the event bus is unavailable; retry later") from None
-
-
-async def announce_change(links: ServiceLinks, video_id: str) -> None:
-    """`video.changed` for an edit that is already stored; a failure is only logged."""
-    event = events_pb2.VideoChanged(video_id=video_id)
-    event.change_time.GetCurrentTime()
-    try:
-        await _publish(links, TOPIC_VIDEO_CHANGED, event, video_id)
-    except ApiError:
-        pass  # search's answers re-check metadata; the index catches up on the next event
 
 
 async def start_delete(links: ServiceLinks, metadata: mpb_grpc.MetadataServiceStub, video: video_pb2.Video) -> bool:

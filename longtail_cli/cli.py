@@ -50,7 +50,8 @@ def cmd_up(args) -> int:
     if args.data_dir:
         cfg.data_dir = args.data_dir
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    platform = Platform(cfg, gateway_port=args.port, transcoder_workers=args.workers)
+    platform = Platform(cfg, gateway_port=args.port, transcoder_workers=args.workers,
+                        gateway_workers=args.gateway_workers or len(os.sched_getaffinity(0)))
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -430,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
     up.add_argument("--config", default=None, help="TOML config file (default: embedded backends)")
     up.add_argument("--workers", type=int, default=1, help="transcoder workers (default 1)")
+    up.add_argument("--gateway-workers", type=int, default=0,
+                    help="gateway processes sharing the port, each with its own cache (default: the core count)")
     up.set_defaults(func=cmd_up)
 
     demo = sub.add_parser("demo", help="upload a generated clip, wait for READY, print its watch payload")

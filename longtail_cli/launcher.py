@@ -16,7 +16,7 @@ atomically (temporary file + rename) on every change, to DATA_DIR/run/services.j
         "state": "running",          # running | restarting (waiting to respawn) | down (stopped, not restarted)
         "since": 1718000000.1,       # epoch seconds this state was entered
         "pid": 4250,                 # the current (or last) process
-        "address": "127.0.0.1:21234",  # gRPC host:port (the gateway: its HTTP one)
+        "address": "127.0.0.1:21234",  # gRPC host:port (the gateway: its HTTP one; see below)
         "serving": true,             # the last health probe answered SERVING
         "restarts": 7,               # respawns since the launcher started
         "last_exit_code": -9,        # Popen returncode of the last exit (negative: signal); null if none
@@ -39,6 +39,11 @@ new process_start_time_seconds, not as a new target). A process stays listed whi
 or restarting: its failed scrape (`up` 0) is what says it is down. A process serving metrics
 on an ephemeral port (telemetry.prometheus_port 0) writes it to DATA_DIR/metrics/
 <service>-<pid>.port, where the supervisor picks it up.
+
+The gateway runs as `gateway_workers` processes (`longtail up --gateway-workers N`, default
+the core count): one is "gateway"; several are "gateway-0", "gateway-1", ..., sharing the
+platform's HTTP port (SO_REUSEPORT), each also serving alone on a port of its own (its
+`address`), where the supervisor probes it; each has its own cache, consumer and metrics.
 """
 from __future__ import annotations
 
@@ -206,10 +211,14 @@ class _HealthProbe:
 
 
 class Platform:
-    def __init__(self, cfg: Config, gateway_port: int = 8080, transcoder_workers: int = 1, log_dir: str | None = None):
+    def __init__(self, cfg: Config, gateway_port: int = 8080, transcoder_workers: int = 1, log_dir: str | None = None,
+                 gateway_workers: int = 1):
+        if gateway_workers < 1:
+            raise ValueError("gateway_workers must be at least 1")
         self.cfg = copy.deepcopy(cfg)
         self.gateway_port = gateway_port
         self.transcoder_workers = transcoder_workers
+        self.gateway_workers = gateway_workers
         self.procs: dict[str, subprocess.Popen] = {}
         self.addresses: dict[str, str] = {}
         self.log_dir = pathlib.Path(log_dir) if log_dir else self.cfg.data_path / "logs"
@@ -226,6 +235,35 @@ class Platform:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
+
+    def gateway_names(self) -> list[str]:
+        """The gateway processes' names: "gateway" alone, else gateway-0, gateway-1, ..."""
+        if self.gateway_workers == 1:
+            return ["gateway"]
+        return [f"gateway-{i}" for i in range(self.gateway_workers)]
+
+    def _start_gateways(self) -> None:
+        shared = ["-m", "gateway", "--port", str(self.gateway_port)]
+        if self.gateway_workers == 1:
+            self._spawn("gateway", shared, address=f"127.0.0.1:{self.gateway_port}")
+            return
+        for name in self.gateway_names():
+            own_port = free_port()
+            self._spawn(name, [*shared, "--reuse-port", "--own-port", str(own_port)], address=f"127.0.0.1:{own_port}")
+
+    def _wait_for_gateways(self, deadline: float) -> None:
+        """Until each gateway process answers /healthz on its own address."""
+        for name in self.gateway_names():
+            url = f"http://{self._states[name].address}/healthz"
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(url, timeout=2):
+                        break
+                except OSError:
+                    time.sleep(0.2)
+            else:
+                self.stop()
+                raise RuntimeError(f"{name} did not answer on {url}; see {self.log_dir / (name + '.log')}")
 
     @property
     def state_file(self) -> pathlib.Path:
@@ -315,23 +353,14 @@ class Platform:
             self._spawn(name, ["-m", f"{name}_svc"])
         for i in range(self.transcoder_workers):
             self.start_transcoder(i)
-        self._spawn("gateway", ["-m", "gateway", "--port", str(self.gateway_port)],
-                    address=f"127.0.0.1:{self.gateway_port}")
+        self._start_gateways()
         deadline = time.monotonic() + timeout_s
         for name, addr in self.addresses.items():
             if not wait_for_serving(addr, max(1.0, deadline - time.monotonic()), cfg=self.cfg,
                                     server_name=_server_name(name)):
                 self.stop()
                 raise RuntimeError(f"{name} did not become SERVING at {addr}; see {self.log_dir / (name + '.log')}")
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.gateway_url + "/healthz", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            self.stop()
-            raise RuntimeError(f"gateway did not answer on {self.gateway_url}; see {self.log_dir / 'gateway.log'}")
+        self._wait_for_gateways(deadline)
         self._supervising = True
         for name in self.procs:
             self._supervise_in_background(name)
@@ -356,7 +385,7 @@ class Platform:
         """Keeps `name` running until the platform stops or `kill()`s it: restarts it after
         each exit, with the backoff the module docstring describes, forever."""
         backoff = RestartBackoff(self.cfg.launcher.restart_initial_delay_s, self.cfg.launcher.restart_max_delay_s)
-        probe = _HealthProbe(self._states[name].address, grpc_health=name != "gateway", cfg=self.cfg,
+        probe = _HealthProbe(self._states[name].address, grpc_health=_server_name(name) != "gateway", cfg=self.cfg,
                              server_name=_server_name(name))
         try:
             while True:
@@ -419,7 +448,8 @@ class Platform:
         with self._spawn_lock:
             self._stopping.set()
         # Gateway first (no new work), then workers, metadata last (others call it on the way out).
-        order = ["gateway"] + [n for n in self.procs if n.startswith("transcoder-")] + ["upload", "placement", "search", "metadata"]
+        order = (self.gateway_names() + [n for n in self.procs if n.startswith("transcoder-")]
+                 + ["upload", "placement", "search", "metadata"])
         for name in order:
             proc = self.procs.get(name)
             if proc and proc.poll() is None:

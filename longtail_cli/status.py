@@ -34,7 +34,7 @@ _VIDEO_ID = re.compile(r'"longtail\.video_id":"([^"]+)"')
 
 def _healthy(name: str, address: str, cfg: Config) -> bool:
     """Whether the process answers its health check now."""
-    if name == "gateway":
+    if name.split("-")[0] == "gateway":  # a gateway process: HTTP on its own address
         try:
             with urllib.request.urlopen(f"http://{address}/healthz", timeout=TIMEOUT_S) as reply:
                 return reply.status == 200

@@ -288,6 +288,17 @@ class HttpConfig:
 
 
 @dataclass
+class GatewayConfig:
+    """Each gateway process's cache of the videos it serves (gateway/video_cache.py)."""
+
+    # A cached video is dropped at once when metadata publishes its change (video.changed);
+    # this is the safety net: how long a change whose event was missed can go unseen.
+    video_cache_ttl_s: float = 2.0
+    # Videos one process keeps (least recently used dropped first).
+    video_cache_size: int = 100_000
+
+
+@dataclass
 class LimitsConfig:
     """Rate limits per client address and per account, shared by every gateway process (the
     `limits` library's sliding window counter), and per-account quotas. A rate is the
@@ -337,6 +348,7 @@ class Config:
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property

@@ -417,7 +417,10 @@ class TopicBus(Protocol):
 
     def producer(self) -> TopicProducer: ...
 
-    def consumer(self, topics: list[str], group_id: str) -> TopicConsumer: ...
+    def consumer(self, topics: list[str], group_id: str, from_end: bool = False) -> TopicConsumer:
+        """A member of `group_id`. Where the group has committed nothing it starts at the
+        earliest message, or with `from_end` at the end (only what is published from now on:
+        a process that wants every change from its start, never the history)."""
 
     def group_lag(self, group_id: str, topics: list[str]) -> GroupLag:
         """The group's committed offsets against the end offsets of every partition of
@@ -453,7 +456,9 @@ DEFAULT_TOPICS = {
     TOPIC_TRANSCODE_RESULTS: 4,
     TOPIC_VIDEO_PUBLISHED: 2,
     TOPIC_VIEWS: 4,
-    TOPIC_VIDEO_CHANGED: 2,
+    # Every write of a video record (metadata_svc): read by search, and whole by every
+    # gateway process (its cache, a group of its own).
+    TOPIC_VIDEO_CHANGED: 4,
     TOPIC_VIDEO_DELETED: 2,
     TOPIC_DEAD_LETTER: 1,
 }

@@ -9,6 +9,7 @@ import grpc
 from google.protobuf import empty_pb2, field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import metadata_service_pb2 as pb
 from longtail.metadata.v1 import metadata_service_pb2_grpc as pb_grpc
 from longtail.accounts.v1 import account_service_pb2_grpc as accounts_grpc
@@ -23,6 +24,8 @@ from longtail_common.ports import (
     InvalidKeyError,
     MetadataStore,
     NotFoundError,
+    TOPIC_VIDEO_CHANGED,
+    TopicProducer,
     VideoRecord,
     validate_id,
 )
@@ -142,9 +145,30 @@ def _validate_channel(channel: video_pb2.Channel) -> ChannelRecord:
     return ChannelRecord(channel.id, channel.name or channel.id, channel.owner_account_id)
 
 
+class ChangeFeed:
+    """Publishes `video.changed` after each successful write of a video record.
+
+    The write has happened whatever the topic does: a failed publish is logged, not
+    turned into an error the caller would retry (the gateways' cache TTL bounds how long
+    they miss it)."""
+
+    def __init__(self, producer: TopicProducer | None):
+        self._producer = producer
+
+    def publish(self, video_id: str, change: int, etag: str = "") -> None:
+        if self._producer is None:
+            return
+        event = events_pb2.VideoChanged(video_id=video_id, change=change, etag=etag, change_time=_now())
+        try:
+            self._producer.publish(TOPIC_VIDEO_CHANGED, event.SerializeToString(), key=video_id.encode())
+        except Exception:  # noqa: BLE001 - see the class docstring
+            log.exception("could not publish the change of video %s", video_id)
+
+
 class MetadataServicer(pb_grpc.MetadataServiceServicer):
-    def __init__(self, store: MetadataStore):
+    def __init__(self, store: MetadataStore, changes: ChangeFeed | None = None):
         self.store = store
+        self.changes = changes or ChangeFeed(None)
 
     # -- helpers -------------------------------------------------------------------
     @staticmethod
@@ -250,6 +274,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             self.store.create_video(_to_record(video))
         except Exception as exc:  # noqa: BLE001
             self._abort_for(context, exc)
+        self.changes.publish(video.id, events_pb2.VIDEO_CHANGE_CREATED, video.etag)
         log.info("created video %s", video.id)
         return video
 
@@ -290,6 +315,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             self.store.replace_video(_to_record(updated), expected_etag=current.etag)
         except Exception as exc:  # noqa: BLE001
             self._abort_for(context, exc)
+        self.changes.publish(updated.id, events_pb2.VIDEO_CHANGE_UPDATED, updated.etag)
         return updated
 
     def _channel_for_upload(self, asked: ChannelRecord) -> ChannelRecord:
@@ -314,6 +340,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             self.store.delete_video(request.id, expected_etag=current.etag)
         except Exception as exc:  # noqa: BLE001
             self._abort_for(context, exc)
+        self.changes.publish(request.id, events_pb2.VIDEO_CHANGE_DELETED)
         log.info("deleted video %s (%s)", request.id, S.Name(current.status))
         return empty_pb2.Empty()
 
@@ -350,8 +377,8 @@ class MetadataAndAccountServicer(MetadataServicer, AccountServicer):
     """Both services of metadata_svc in one object: the service skeleton binds one servicer,
     and their RPC names do not overlap."""
 
-    def __init__(self, store: MetadataStore, accounts: Accounts):
-        MetadataServicer.__init__(self, store)
+    def __init__(self, store: MetadataStore, accounts: Accounts, changes: ChangeFeed | None = None):
+        MetadataServicer.__init__(self, store, changes)
         AccountServicer.__init__(self, accounts)
 
 
@@ -364,11 +391,13 @@ def serve(cfg: Config) -> None:
     def start(backends: Backends) -> Running:
         # Opened once the metadata store answers, so its backend is up (same file or keyspace).
         account_store = make_account_store(cfg)
-        servicer = MetadataAndAccountServicer(backends.metadata_store, Accounts(account_store, cfg.auth))
-        return Running(servicer, close=[backends.metadata_store.close, account_store.close])
+        producer = backends.bus.producer()
+        servicer = MetadataAndAccountServicer(backends.metadata_store, Accounts(account_store, cfg.auth),
+                                              ChangeFeed(producer))
+        return Running(servicer, close=[backends.metadata_store.close, account_store.close, producer.close])
 
     run_service(cfg, name="longtail.metadata.v1.MetadataService", address=cfg.services.metadata,
-                add_servicer=_add_servicers, needs=Needs(metadata_store=True), start=start)
+                add_servicer=_add_servicers, needs=Needs(metadata_store=True, topics=True), start=start)
 
 
 def main() -> None:

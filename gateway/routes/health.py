@@ -79,7 +79,7 @@ class ServiceHealth:
                     for name, answer in zip(self._addresses, answers)}
         down = {name for name, s in services.items() if not s["serving"] and name in REQUEST_PATH}
         for name, launched in self._launcher_states().items():
-            if name == "gateway":  # this process: it is answering
+            if name.split("-")[0] == "gateway":  # this process, or a sibling on the same port: it is answering
                 continue
             entry = services.setdefault(name, {"serving": bool(launched.get("serving")), "health": "LAUNCHER"})
             entry.update({k: v for k, v in launched.items() if k not in ("serving", "health")})

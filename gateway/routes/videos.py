@@ -15,6 +15,7 @@ import uuid
 
 from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from google.protobuf import field_mask_pb2
@@ -26,15 +27,16 @@ from longtail.metadata.v1 import video_pb2
 from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.config import Config
-from longtail_common.ports import ID_PATTERN, is_valid_id
+from longtail_common.ports import ID_PATTERN, ObjectStore, is_valid_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
 from gateway.api_docs import CREATED_VIDEO_LINKS, UPLOAD_LENGTH_HEADER
 from gateway.auth.principal import Principal, sign_in_required
-from gateway.dependencies import Cfg, CurrentPrincipal, Links, MetadataStub, Objects, RequiredPrincipal, Signer, UploadStub
+from gateway.dependencies import Cfg, CurrentPrincipal, Links, MetadataStub, Objects, RequiredPrincipal, UploadStub
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.media_links import edge_url, media_grant, media_url
 from gateway.quotas import check_creation
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
+from gateway.signing import MediaGrant
 from gateway.validation import require_page_token, require_video_id, upload_length, viewer_region
 from gateway.video_access import (
     PRIVACY_VALUES,
@@ -43,7 +45,8 @@ from gateway.video_access import (
     require_owner,
     require_visible,
 )
-from gateway.video_changes import announce_change, start_delete
+from gateway.video_cache import CachedVideo
+from gateway.video_changes import start_delete
 from gateway.video_json import S, ad_breaks_json, status_name, video_json
 
 TUS_VERSION = "1.0.0"
@@ -129,11 +132,32 @@ async def create_video(body: CreateVideoBody, request: Request, cfg: Cfg, metada
     return await create_video_with_upload(body, request, cfg, metadata, upload, principal)
 
 
+# The get and watch routes read the app's shared state (gateway/dependencies.py) directly:
+# on a cache hit FastAPI's dependency solving would cost them more than all they do.
+async def cached_video(request: Request, video_id: str) -> CachedVideo:
+    """The video from this process's cache (gateway/video_cache.py), loaded on a miss."""
+    require_video_id(video_id)
+    metadata = request.app.state.links.metadata()
+    return await request.app.state.videos.get(video_id, lambda: load_video(metadata, video_id))
+
+
+def origin_key(request: Request) -> tuple:
+    """What the URLs a route renders depend on besides the video: where the client reached us."""
+    scope = request.scope
+    return scope["scheme"], request.headers.get("host"), tuple(scope.get("server") or ()), scope.get("root_path")
+
+
 @router.get("/v1/videos/{video_id}", responses=error_responses(404, 422, *SERVICE_ERRORS))
-async def get_video(video_id: str, request: Request, metadata: MetadataStub, objects: Objects,
-                    principal: CurrentPrincipal):
-    video = require_visible(await load_video(metadata, video_id), principal)
-    return video_json(request, objects, video, media_account(video, principal))
+async def get_video(video_id: str, request: Request, principal: CurrentPrincipal):
+    entry = await cached_video(request, video_id)
+    video = require_visible(entry.video(), principal)
+    account = media_account(video, principal)
+    objects = request.app.state.objects
+    # Its thumbnail URLs are signed for the current window (and a private video's viewer):
+    # rendered once per grant and origin.
+    key = ("get", media_grant(request, video.id, account), origin_key(request))
+    return Response(entry.rendered(key, lambda: orjson.dumps(video_json(request, objects, video, account))),
+                    media_type="application/json")
 
 
 @router.get("/v1/videos", responses=error_responses(400, 401, 403, 422, *SERVICE_ERRORS))
@@ -196,7 +220,7 @@ def require_fresh(video: video_pb2.Video, etag: str | None) -> None:
 
 @router.patch("/v1/videos/{video_id}", responses=error_responses(400, 401, 403, 404, 409, 422, *SERVICE_ERRORS))
 async def edit_video(video_id: str, body: EditVideoBody, request: Request, metadata: MetadataStub, objects: Objects,
-                     links: Links, principal: RequiredPrincipal, update_mask: str = "",
+                     principal: RequiredPrincipal, update_mask: str = "",
                      if_match: Annotated[str | None, Header(max_length=66)] = None):
     """Changes title, description or privacy (its owner or an admin); answers the video
     with its new etag. A stale etag (body `etag` or `If-Match`) answers 409."""
@@ -208,15 +232,18 @@ async def edit_video(video_id: str, body: EditVideoBody, request: Request, metad
                             privacy=PRIVACY_VALUES[body.privacy] if body.privacy else 0)
     updated = await grpc_call(metadata.UpdateVideo(
         mpb.UpdateVideoRequest(video=patch, update_mask=field_mask_pb2.FieldMask(paths=paths)), timeout=15))
-    await announce_change(links, video.id)
+    # metadata_svc announces the change (video.changed) to search and every gateway; this
+    # process forgets its copy now, so the editor reads the edit back at once.
+    request.app.state.videos.invalidate(video.id)
     return video_json(request, objects, updated, media_account(updated, principal))
 
 
 @router.delete("/v1/videos/{video_id}", status_code=204, response_class=Response, responses={
     202: {"description": "Deleting: the video's record could not be removed at once; the deleter finishes."},
     **error_responses(401, 403, 404, 409, 422, *SERVICE_ERRORS)})
-async def delete_video(video_id: str, metadata: MetadataStub, links: Links, principal: RequiredPrincipal,
-                       etag: str = "", if_match: Annotated[str | None, Header(max_length=66)] = None):
+async def delete_video(video_id: str, request: Request, metadata: MetadataStub, links: Links,
+                       principal: RequiredPrincipal, etag: str = "",
+                       if_match: Annotated[str | None, Header(max_length=66)] = None):
     """Deletes the video and everything of it (its owner or an admin): 204 once it is gone
     from every answer; its files, edge copies, search entry and view counts follow within
     seconds. A stale etag (`etag` or `If-Match`) answers 409."""
@@ -224,6 +251,7 @@ async def delete_video(video_id: str, metadata: MetadataStub, links: Links, prin
     require_owner(video, principal)
     require_fresh(video, etag or if_match)
     gone = await start_delete(links, metadata, video)
+    request.app.state.videos.invalidate(video.id)  # the others hear video.changed
     return Response(status_code=204 if gone else 202)
 
 
@@ -244,19 +272,41 @@ def expiry_json(expires: int | None, now: float) -> dict:
 
 
 @router.get("/v1/videos/{video_id}/watch", responses=error_responses(400, 403, 404, 409, 422, *SERVICE_ERRORS))
-async def watch(video_id: str, request: Request, cfg: Cfg, signer: Signer, metadata: MetadataStub, objects: Objects,
-                principal: CurrentPrincipal, region: str = "", client: str = "", protocol: str = ""):
-    video = require_visible(await load_video(metadata, video_id), principal)
+async def watch(video_id: str, request: Request, principal: CurrentPrincipal, region: str = "", client: str = "",
+                protocol: str = ""):
+    state = request.app.state
+    entry = await cached_video(request, video_id)
+    video = require_visible(entry.video(), principal)
     if video.status != S.VIDEO_STATUS_READY:
         raise ApiError(409, "NOT_READY", f"video {video_id} is {status_name(video.status)}",
                        extra={"status": status_name(video.status)})
-    region = playback_region(region, request, cfg)
+    region = playback_region(region, request, state.config)
     client = client_platform(client, request.headers.get("user-agent", ""))
-    choice = choose_stream(video, client, streaming_protocol(protocol))
+    protocol = streaming_protocol(protocol)
+    account = media_account(video, principal)
+    grant = media_grant(request, video.id, account)
+    # Everything but the expiry countdown and the playback id is the same for every viewer
+    # of this video, grant (window; a private video's account), origin, region, client and
+    # protocol: rendered once.
+    key = ("watch", grant, origin_key(request), region, client, protocol)
+    body = entry.rendered(key, lambda: watch_body(request, state.objects, video, region, client, protocol,
+                                                  account, grant))
+    now = time.time()
+    # View beacons name this playback: they count for this video and region, until it expires.
+    playback_id, playback = state.signer.issue_playback(video.id, region, now)
+    return Response(orjson.dumps({
+        **body,
+        "stream": {**body["stream"], **expiry_json(grant.expires if grant else None, now)},
+        "playback": {"id": playback_id, "region": region, **expiry_json(playback.expires, now)},
+    }), media_type="application/json")
+
+
+def watch_body(request: Request, objects: ObjectStore, video: video_pb2.Video, region: str, client: str,
+               protocol: str, account: str | None, grant: MediaGrant | None) -> dict:
+    """The watch payload without its per-call part (the expiry countdown, the playback)."""
+    choice = choose_stream(video, client, protocol)
     decision = next((p for p in video.placements if p.region == region), None)
     on_cdn = decision is not None and decision.served_from == video_pb2.SERVED_FROM_CDN
-
-    account = media_account(video, principal)
 
     def stream_url(key: str) -> str:
         return edge_url(request, region, key, account) if on_cdn else media_url(request, objects, key, account)
@@ -272,8 +322,6 @@ async def watch(video_id: str, request: Request, cfg: Cfg, signer: Signer, metad
     body["codecs"] = choice.encoded  # every family the video exists in; stream.codec is the one handed out
     # The handed-out manifests' audio (AAC with H.264, Opus with VP9/AV1); None: no sound.
     audio_codec = next((a for a in (audio_codec_of(r["codecs"]) for r in body["renditions"]) if a), None)
-    now = time.time()
-    grant = media_grant(request, video.id, account)
     body["stream"] = {
         "url": stream_url(choice.manifest.object_key),
         "protocol": STREAM_PROTOCOL.text(choice.manifest),
@@ -282,9 +330,6 @@ async def watch(video_id: str, request: Request, cfg: Cfg, signer: Signer, metad
         "manifests": {p: stream_url(m.object_key) for p, m in sorted(choice.manifests.items())},
         "served_from": "cdn" if on_cdn else "origin",
         "region": region,
-        **expiry_json(grant.expires if grant else None, now),
+        **expiry_json(grant.expires if grant else None, time.time()),
     }
-    # View beacons name this playback: they count for this video and region, until it expires.
-    playback_id, playback = signer.issue_playback(video.id, region, now)
-    body["playback"] = {"id": playback_id, "region": region, **expiry_json(playback.expires, now)}
     return body

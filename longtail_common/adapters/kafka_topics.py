@@ -94,7 +94,7 @@ class KafkaTopicProducer:
 
 class KafkaTopicConsumer:
     def __init__(self, cfg: KafkaConfig, topics: list[str], group_id: str, connect_timeout_s: float,
-                 session_timeout_s: float, max_poll_interval_s: float):
+                 session_timeout_s: float, max_poll_interval_s: float, from_end: bool = False):
         from kafka import KafkaConsumer
         from kafka.errors import KafkaError
 
@@ -108,7 +108,7 @@ class KafkaTopicConsumer:
                 client_id=f"longtail-{group_id}",
                 group_id=group_id,
                 enable_auto_commit=False,
-                auto_offset_reset="earliest",
+                auto_offset_reset="latest" if from_end else "earliest",
                 allow_auto_create_topics=False,
                 session_timeout_ms=int(session_timeout_s * 1000),
                 heartbeat_interval_ms=int(max(500, session_timeout_s * 1000 / 4)),
@@ -283,9 +283,9 @@ class KafkaTopicBus:
     def producer(self) -> KafkaTopicProducer:
         return KafkaTopicProducer(self.cfg, self._connect_timeout_s, self._publish_timeout_s)
 
-    def consumer(self, topics: list[str], group_id: str) -> KafkaTopicConsumer:
+    def consumer(self, topics: list[str], group_id: str, from_end: bool = False) -> KafkaTopicConsumer:
         return KafkaTopicConsumer(self.cfg, list(topics), group_id, self._connect_timeout_s,
-                                  self._session_timeout_s, self._max_poll_interval_s)
+                                  self._session_timeout_s, self._max_poll_interval_s, from_end)
 
     def close(self) -> None:
         with self._lock:

@@ -14,8 +14,8 @@ process on the machine:
   (at least once). A long handler (a transcode) keeps its lease because the heartbeat
   runs beside it.
 * committed offsets per (group, topic, partition); a group with no commit starts at the
-  earliest message, as `auto.offset.reset=earliest` does. `group_lag` reads them, and the
-  group's live members, without joining.
+  earliest message, as `auto.offset.reset=earliest` does (or at the end, `from_end`, as
+  `latest` does). `group_lag` reads them, and the group's live members, without joining.
 
 Messages are kept (no retention) - the embedded setup is for one machine and small data.
 """
@@ -158,8 +158,8 @@ class LocalTopicBus:
     def producer(self) -> "LocalTopicProducer":
         return LocalTopicProducer(self)
 
-    def consumer(self, topics: list[str], group_id: str) -> "LocalTopicConsumer":
-        return LocalTopicConsumer(self, topics, group_id)
+    def consumer(self, topics: list[str], group_id: str, from_end: bool = False) -> "LocalTopicConsumer":
+        return LocalTopicConsumer(self, topics, group_id, from_end)
 
     def close(self) -> None:
         pass
@@ -194,9 +194,10 @@ class LocalTopicProducer:
 
 
 class LocalTopicConsumer:
-    def __init__(self, bus: LocalTopicBus, topics: list[str], group_id: str):
+    def __init__(self, bus: LocalTopicBus, topics: list[str], group_id: str, from_end: bool = False):
         self._bus = bus
         self.group_id = group_id
+        self._from_end = from_end
         self.topics = sorted(set(topics))
         self.member_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._conn = _connect(bus.path)
@@ -266,7 +267,15 @@ class LocalTopicConsumer:
                 committed = conn.execute(
                     "SELECT next_offset FROM committed WHERE group_id=? AND topic=? AND partition=?",
                     (self.group_id, tp[0], tp[1])).fetchone()
-                self._positions[tp] = committed[0] if committed else 0
+                self._positions[tp] = committed[0] if committed else self._start_offset(conn, tp)
+
+    def _start_offset(self, conn: sqlite3.Connection, tp: tuple[str, int]) -> int:
+        """Where a partition the group never committed on is read from."""
+        if not self._from_end:
+            return 0
+        (last,) = conn.execute("SELECT COALESCE(MAX(offset), -1) FROM messages WHERE topic=? AND partition=?",
+                               tp).fetchone()
+        return last + 1
 
     # -- consuming --------------------------------------------------------------------
 

@@ -151,6 +151,26 @@ def test_groups_are_independent(bus):
             c.close()
 
 
+def test_a_group_from_the_end_sees_only_what_comes_after_it(bus):
+    """What every gateway process's cache listener relies on: its own group, no history."""
+    topic = f"changes.{_uid()}"
+    bus.ensure_topics({topic: 2})
+    p = bus.producer()
+    for i in range(4):
+        p.publish(topic, b"old%d" % i, key=str(i).encode())
+    c = bus.consumer([topic], f"cache.{_uid()}", from_end=True)
+    try:
+        deadline = time.monotonic() + 40
+        while len(c.assignment()) < 2 and time.monotonic() < deadline:  # joined: its start is fixed
+            assert c.poll(timeout_s=0.5, max_records=10) == []
+        for i in range(2):
+            p.publish(topic, b"new%d" % i, key=str(i).encode())
+        assert sorted(m.value for m in _poll_until(c, 2)) == [b"new0", b"new1"]
+    finally:
+        c.close()
+        p.close()
+
+
 def test_members_share_partitions_without_overlap(bus):
     topic = f"shared.{_uid()}"
     bus.ensure_topics({topic: 4})

@@ -17,10 +17,21 @@ class ViewKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VIEW_KIND_START: _ClassVar[ViewKind]
     VIEW_KIND_PROGRESS: _ClassVar[ViewKind]
     VIEW_KIND_COMPLETE: _ClassVar[ViewKind]
+
+class VideoChange(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIDEO_CHANGE_UNSPECIFIED: _ClassVar[VideoChange]
+    VIDEO_CHANGE_CREATED: _ClassVar[VideoChange]
+    VIDEO_CHANGE_UPDATED: _ClassVar[VideoChange]
+    VIDEO_CHANGE_DELETED: _ClassVar[VideoChange]
 VIEW_KIND_UNSPECIFIED: ViewKind
 VIEW_KIND_START: ViewKind
 VIEW_KIND_PROGRESS: ViewKind
 VIEW_KIND_COMPLETE: ViewKind
+VIDEO_CHANGE_UNSPECIFIED: VideoChange
+VIDEO_CHANGE_CREATED: VideoChange
+VIDEO_CHANGE_UPDATED: VideoChange
+VIDEO_CHANGE_DELETED: VideoChange
 
 class TranscodeRequest(_message.Message):
     __slots__ = ("video_id", "raw_bucket", "raw_object_key", "request_time", "chunk", "add_codecs")
@@ -85,12 +96,16 @@ class VideoPublished(_message.Message):
     def __init__(self, video_id: _Optional[str] = ..., channel_id: _Optional[str] = ..., title: _Optional[str] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class VideoChanged(_message.Message):
-    __slots__ = ("video_id", "change_time")
+    __slots__ = ("video_id", "change_time", "change", "etag")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     change_time: _timestamp_pb2.Timestamp
-    def __init__(self, video_id: _Optional[str] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    change: VideoChange
+    etag: str
+    def __init__(self, video_id: _Optional[str] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., change: _Optional[_Union[VideoChange, str]] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class VideoDeleted(_message.Message):
     __slots__ = ("video_id", "channel_id", "raw_object_key", "regions", "delete_time")
