@@ -42,6 +42,11 @@ class S3Config:
     secure: bool = False
     region: str = "us-east-1"
     bucket_prefix: str = "longtail-"
+    # Where browsers reach the store, for the presigned URLs of segments and posters
+    # (scheme://host[:port], no path): e.g. the fleet's load balancer, which routes the
+    # media bucket's path to the store with the Host header kept (the signature covers it).
+    # "" = endpoint itself.
+    public_url: str = ""
 
 
 @dataclass
