@@ -3,6 +3,7 @@ every service is runnable, what it mounts exists, the Longtail config it mounts 
 points at the compose services, and ports and environment values are well-formed."""
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import pathlib
@@ -207,6 +208,51 @@ def test_upload_keeps_no_state_and_gateways_share_one_signing_secret(services, c
 @pytest.fixture(scope="module")
 def envoy() -> dict:
     return yaml.safe_load(ENVOY.read_text())
+
+
+def _deprecated_fields(message, path: str = "") -> list[str]:
+    """Fields set in `message` (Any payloads included) that Envoy's API marks deprecated."""
+    from google.protobuf import any_pb2, symbol_database
+
+    if isinstance(message, any_pb2.Any):
+        inner = symbol_database.Default().GetSymbol(message.TypeName())()
+        message.Unpack(inner)
+        return _deprecated_fields(inner, path)
+    found = []
+    for field, value in message.ListFields():
+        where = f"{path}.{field.name}"
+        if field.GetOptions().deprecated:
+            found.append(where)
+        if field.message_type is not None and not field.message_type.GetOptions().map_entry:
+            for item in (value if field.is_repeated else [value]):
+                found += _deprecated_fields(item, where)
+    return found
+
+
+ENVOY_PAYLOAD_MODULES = ("envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2",
+                         "envoy.extensions.filters.http.router.v3.router_pb2",
+                         "envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2")
+
+
+def test_envoy_config_is_a_valid_envoy_bootstrap(envoy):
+    """Parsed into Envoy's own API messages (xds-protos: the data-plane API as gRPC ships it),
+    typed_config payloads included: what `envoy --mode validate` would refuse fails here."""
+    import importlib
+
+    from google.protobuf import json_format
+
+    from envoy.config.bootstrap.v3 import bootstrap_pb2
+
+    # The typed_config payloads the file uses; ParseDict refuses an Any whose type is unknown.
+    for module in ENVOY_PAYLOAD_MODULES:
+        importlib.import_module(module)
+    bootstrap = json_format.ParseDict(envoy, bootstrap_pb2.Bootstrap())
+    assert len(bootstrap.static_resources.clusters) == 2
+    assert _deprecated_fields(bootstrap) == []
+    broken = copy.deepcopy(envoy)
+    broken["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["use_remote_adress"] = True
+    with pytest.raises(json_format.ParseError):
+        json_format.ParseDict(broken, bootstrap_pb2.Bootstrap())
 
 
 def _envoy_clusters(envoy: dict) -> dict[str, dict]:
