@@ -171,6 +171,7 @@ def test_gateway_probes_service_and_ingress(objects, cfg):
     (rule,) = ingress["rules"]
     public = urllib.parse.urlsplit(cfg.s3.public_url)
     assert public.hostname == rule["host"] and public.scheme == "https" and rule["host"] in ingress["tls"][0]["hosts"]
+    assert urllib.parse.urlsplit(cfg.platform.public_url)[:2] == ("https", rule["host"])
     paths = {p["path"]: p["backend"]["service"] for p in rule["http"]["paths"]}
     assert paths["/"] == {"name": "gateway", "port": {"name": "http"}}
     # Origin bytes: presigned URLs of the media bucket, on this host, go to the object store.
