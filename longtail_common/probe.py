@@ -19,12 +19,22 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from longtail_common.config import Config, load_config
-from longtail_common.grpc_server import dial
+from longtail_common.mesh_tls import load_identity
+
+
+def _channel(cfg: Config, service: str, address: str) -> grpc.Channel:
+    # grpc_server.dial's channel without importing grpc_server (and OpenTelemetry with it):
+    # probes run every few seconds in every pod, so their start-up CPU counts.
+    identity = load_identity(cfg)
+    if identity is None:
+        return grpc.insecure_channel(address)
+    return grpc.secure_channel(address, identity.channel_credentials(),
+                               options=[("grpc.ssl_target_name_override", service)])
 
 
 def probe(cfg: Config, service: str, address: str, live: bool = False, timeout_s: float = 3.0) -> bool:
     """One health Check of `address` (its certificate must name `service`)."""
-    with dial(address, cfg, service) as channel:
+    with _channel(cfg, service, address) as channel:
         try:
             answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
         except grpc.RpcError:
