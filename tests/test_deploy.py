@@ -234,7 +234,7 @@ ENVOY_PAYLOAD_MODULES = ("envoy.extensions.filters.network.http_connection_manag
                          "envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2")
 
 
-def test_envoy_config_is_a_valid_envoy_bootstrap(envoy):
+def test_envoy_config_is_a_valid_envoy_bootstrap(envoy, services):
     """Parsed into Envoy's own API messages (xds-protos: the data-plane API as gRPC ships it),
     typed_config payloads included: what `envoy --mode validate` would refuse fails here."""
     import importlib
@@ -248,6 +248,10 @@ def test_envoy_config_is_a_valid_envoy_bootstrap(envoy):
         importlib.import_module(module)
     bootstrap = json_format.ParseDict(envoy, bootstrap_pb2.Bootstrap())
     assert len(bootstrap.static_resources.clusters) == 2
+    # The admin interface (it can stop Envoy) answers the container's own health check only.
+    assert bootstrap.admin.address.socket_address.address == "127.0.0.1"
+    edge = services[_service_by_image(services, "envoyproxy/envoy:")]
+    assert f"/dev/tcp/127.0.0.1/{bootstrap.admin.address.socket_address.port_value} " in edge["healthcheck"]["test"][1]
     assert _deprecated_fields(bootstrap) == []
     broken = copy.deepcopy(envoy)
     broken["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["use_remote_adress"] = True
