@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium prometheus web web-check bench-tools load-bench
+.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium prometheus web web-check bench-tools load-bench deploy-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -86,10 +86,19 @@ breaking: node_modules/.installed
 check-gen: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py --check
 
+# The fleet's deploy files against maintained schemas, offline (both tools are dev
+# dependencies in .venv, their schemas inside the packages): deploy/compose.yaml against the
+# compose-spec (vendored by check-jsonschema), deploy/k8s/ against Kubernetes 1.34's schemas
+# (kubernetes-validate, strict: unknown fields fail). cert-manager's kinds have no schema
+# there (--no-warn hides that); tests/test_deploy_k8s.py checks them and how every object fits together.
+deploy-check: $(STAMP)
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
+	$(BIN)/kubernetes-validate --kubernetes-version 1.34 --strict --quiet --no-warn deploy/k8s/*.yaml
+
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: setup lint breaking check-gen web-check pytest
+test: setup lint breaking check-gen web-check deploy-check pytest
 
 clean:
 	rm -rf $(VENV) node_modules web/node_modules .pytest_cache

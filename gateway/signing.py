@@ -12,6 +12,7 @@ import functools
 import hashlib
 import math
 import os
+import pathlib
 import secrets
 import tempfile
 import time
@@ -140,7 +141,8 @@ class PlaybackSigner:
 
 
 def playback_secret(cfg: Config) -> bytes:
-    """The configured secret, else this data dir's own: read, or made once (0600) if absent.
+    """The configured secret, else the secret file's (playback.secret_file, by default this
+    data dir's): read, or made once (0600) if absent.
 
     Made under a temporary name and hard-linked into place, so gateways starting together
     all end up with the one secret that won the link."""
@@ -148,7 +150,7 @@ def playback_secret(cfg: Config) -> bytes:
         if len(cfg.playback.secret) < 32:
             raise ValueError("playback.secret must be at least 32 characters")
         return cfg.playback.secret.encode()
-    path = cfg.data_path / SECRET_FILE
+    path = pathlib.Path(cfg.playback.secret_file) if cfg.playback.secret_file else cfg.data_path / SECRET_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".playback-secret-")  # mode 0600

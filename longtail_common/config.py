@@ -42,6 +42,11 @@ class S3Config:
     secure: bool = False
     region: str = "us-east-1"
     bucket_prefix: str = "longtail-"
+    # Where browsers reach the store, for the presigned URLs of segments and posters
+    # (scheme://host[:port], no path): e.g. the fleet's load balancer, which routes the
+    # media bucket's path to the store with the Host header kept (the signature covers it).
+    # "" = endpoint itself.
+    public_url: str = ""
 
 
 @dataclass
@@ -167,10 +172,12 @@ class TranscoderConfig:
 class PlaybackConfig:
     """Signed playback: stream URLs and playback ids carry an HMAC-SHA256 signature (itsdangerous)."""
 
-    # The signing secret. "" = DATA_DIR/playback.secret, made at the first start (mode 0600) and
-    # shared by every gateway process of the machine; gateways on several machines need the
-    # same one (set LONGTAIL_PLAYBACK__SECRET on each).
+    # The signing secret. "" = the file secret_file, else DATA_DIR/playback.secret, made at the
+    # first start (mode 0600) and shared by every gateway process that reads the same file;
+    # gateways on several machines need the same one (LONGTAIL_PLAYBACK__SECRET on each, or
+    # a secret_file on a volume they share).
     secret: str = ""
+    secret_file: str = ""
     # How long a watch payload's stream URLs and playback id stay valid; players refresh the
     # payload before then.
     ttl_s: int = 4 * 3600

@@ -3,6 +3,7 @@ every service is runnable, what it mounts exists, the Longtail config it mounts 
 points at the compose services, and ports and environment values are well-formed."""
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import pathlib
@@ -109,12 +110,6 @@ def test_longtail_config_loads_and_points_at_the_compose_services(services):
     for field in ("metadata", "upload", "placement", "search"):
         host, _port = host_port(getattr(cfg.services, field))
         assert host == field and host in services, f"services.{field} must name its compose service"
-    for name, svc in services.items():
-        if "build" in svc and svc.get("healthcheck", {}).get("test"):
-            check = " ".join(svc["healthcheck"]["test"])
-            address = re.search(r"wait_for_serving\('([^']+)'", check)
-            if address:
-                assert address.group(1) == getattr(cfg.services, name), f"{name} health check address"
 
 
 def test_services_wait_for_schema_and_backends(services):
@@ -125,6 +120,225 @@ def test_services_wait_for_schema_and_backends(services):
         assert deps["migrate"]["condition"] == "service_completed_successfully", name
         assert {"kafka", "minio"} <= set(deps), name
     assert services["gateway"]["command"][-4:] == ["--host", "0.0.0.0", "--port", "8080"]
+
+
+# -- the fleet: replicas, health checks, the load balancer --------------------------------
+
+GRPC_TIERS = ("metadata", "upload", "transcoder", "placement", "search")
+REPLICATED = ("gateway", "metadata", "upload", "transcoder", "placement")
+# Long-running services without a healthcheck, each for a reason the compose file states.
+NO_HEALTHCHECK = {"otel-collector": "otel/opentelemetry-collector-contrib:"}  # FROM scratch: nothing to probe with
+ENVOY = DEPLOY / "envoy" / "envoy.yaml"
+
+
+def _compose_spec_validator():
+    """The compose-spec JSON schema as check-jsonschema vendors it (no download at test time)."""
+    import importlib.resources
+
+    import jsonschema
+
+    schema = json.loads(importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+                        .joinpath("compose-spec.json").read_text())
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def test_compose_file_matches_the_compose_spec(compose):
+    validator = _compose_spec_validator()
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(compose)]
+    assert errors == []
+    # The schema really checks: a misspelt key and a wrong type are caught.
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["gateway"]["restartt"] = "always"
+    broken["services"]["metadata"]["healthcheck"]["retries"] = [6]
+    assert len(list(validator.iter_errors(broken))) >= 2
+
+
+def test_every_long_running_service_has_a_healthcheck(services):
+    for name, svc in services.items():
+        if svc.get("restart") == "no":  # one-shot jobs: their exit status is their health
+            assert svc.get("command") and "healthcheck" not in svc, name
+            continue
+        if name in NO_HEALTHCHECK:
+            assert svc["image"].startswith(NO_HEALTHCHECK[name]) and "healthcheck" not in svc, name
+            continue
+        check = svc.get("healthcheck") or {}
+        assert check.get("test") and check["test"][0] in ("CMD", "CMD-SHELL") and not check.get("disable"), name
+        assert check.get("interval") and check.get("timeout") and check.get("retries", 0) >= 3, name
+
+
+def test_every_replicated_tier_runs_two_or_more_replicas(services):
+    for name in REPLICATED:
+        svc = services[name]
+        replicas = svc.get("deploy", {}).get("replicas")
+        assert isinstance(replicas, int) and replicas >= 2, f"{name}: deploy.replicas {replicas!r}"
+        # Replicas cannot share a container name or a published host port.
+        assert "container_name" not in svc and not svc.get("ports"), name
+    # search: one on purpose (its index is one consumer group's; see the compose comment).
+    assert services["search"]["deploy"]["replicas"] == 1
+
+
+def test_grpc_replicas_bind_every_interface_and_probe_themselves(services):
+    config_path = {_config_path(svc) for svc in _longtail_services(services).values()}.pop()
+    cfg = load_config(config_path, env={})
+    for name in GRPC_TIERS:
+        svc = services[name]
+        host, port = _host_port(getattr(cfg.services, name)) if name != "transcoder" else ("transcoder", 50053)
+        # Everyone else dials the compose name (every replica); the service binds 0.0.0.0.
+        assert host == name
+        assert svc["environment"][f"LONGTAIL_SERVICES__{name.upper()}"] == f"0.0.0.0:{port}", name
+        assert svc["environment"]["LONGTAIL_MESH__IDENTITY"] == name
+        # Its own server, with its own certificate, through grpc.health.v1: not the fleet's.
+        assert svc["healthcheck"]["test"] == ["CMD", "python", "-m", "longtail_common.probe", name, f"127.0.0.1:{port}"]
+    assert importlib.util.find_spec("longtail_common.probe") is not None
+    assert "COPY longtail_common/ longtail_common/" in (DEPLOY / "Dockerfile").read_text()
+
+
+def test_upload_keeps_no_state_and_gateways_share_one_signing_secret(services, compose):
+    # tus bytes are staged in the object store: no volume at the upload containers' data dir.
+    data_dir = services["upload"]["environment"]["LONGTAIL_DATA_DIR"]
+    assert not any(v.split(":")[1] == data_dir for v in services["upload"]["volumes"])
+    secret_file = services["gateway"]["environment"]["LONGTAIL_PLAYBACK__SECRET_FILE"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in services["gateway"]["volumes"]}
+    volume = mounts[str(pathlib.PurePosixPath(secret_file).parent)]
+    assert volume in compose["volumes"], "the secret must live on a named volume every gateway replica mounts"
+    others = [n for n, svc in services.items() if n != "gateway" and any(v.startswith(volume + ":") for v in svc.get("volumes", []))]
+    assert others == [], f"only gateways read the playback secret, not {others}"
+
+
+@pytest.fixture(scope="module")
+def envoy() -> dict:
+    return yaml.safe_load(ENVOY.read_text())
+
+
+def _deprecated_fields(message, path: str = "") -> list[str]:
+    """Fields set in `message` (Any payloads included) that Envoy's API marks deprecated."""
+    from google.protobuf import any_pb2, symbol_database
+
+    if isinstance(message, any_pb2.Any):
+        inner = symbol_database.Default().GetSymbol(message.TypeName())()
+        message.Unpack(inner)
+        return _deprecated_fields(inner, path)
+    found = []
+    for field, value in message.ListFields():
+        where = f"{path}.{field.name}"
+        if field.GetOptions().deprecated:
+            found.append(where)
+        if field.message_type is not None and not field.message_type.GetOptions().map_entry:
+            for item in (value if field.is_repeated else [value]):
+                found += _deprecated_fields(item, where)
+    return found
+
+
+ENVOY_PAYLOAD_MODULES = ("envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2",
+                         "envoy.extensions.filters.http.router.v3.router_pb2",
+                         "envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2")
+
+
+def test_envoy_config_is_a_valid_envoy_bootstrap(envoy, services):
+    """Parsed into Envoy's own API messages (xds-protos: the data-plane API as gRPC ships it),
+    typed_config payloads included: what `envoy --mode validate` would refuse fails here."""
+    import importlib
+
+    from google.protobuf import json_format
+
+    from envoy.config.bootstrap.v3 import bootstrap_pb2
+
+    # The typed_config payloads the file uses; ParseDict refuses an Any whose type is unknown.
+    for module in ENVOY_PAYLOAD_MODULES:
+        importlib.import_module(module)
+    bootstrap = json_format.ParseDict(envoy, bootstrap_pb2.Bootstrap())
+    assert len(bootstrap.static_resources.clusters) == 2
+    # The admin interface (it can stop Envoy) answers the container's own health check only.
+    assert bootstrap.admin.address.socket_address.address == "127.0.0.1"
+    edge = services[_service_by_image(services, "envoyproxy/envoy:")]
+    assert f"/dev/tcp/127.0.0.1/{bootstrap.admin.address.socket_address.port_value} " in edge["healthcheck"]["test"][1]
+    assert _deprecated_fields(bootstrap) == []
+    broken = copy.deepcopy(envoy)
+    broken["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["use_remote_adress"] = True
+    with pytest.raises(json_format.ParseError):
+        json_format.ParseDict(broken, bootstrap_pb2.Bootstrap())
+
+
+def _envoy_clusters(envoy: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in envoy["static_resources"]["clusters"]}
+
+
+def _envoy_routes(envoy: dict) -> list[dict]:
+    (listener,) = envoy["static_resources"]["listeners"]
+    (chain,) = listener["filter_chains"]
+    (hcm,) = chain["filters"]
+    return [r for vh in hcm["typed_config"]["route_config"]["virtual_hosts"] for r in vh["routes"]]
+
+
+def test_load_balancer_names_every_replicated_upstream_and_checks_its_health(services, envoy):
+    edge = _service_by_image(services, "envoyproxy/envoy:")
+    assert _host_path(services[edge], services[edge]["command"][services[edge]["command"].index("-c") + 1]) == ENVOY.resolve()
+    clusters = _envoy_clusters(envoy)
+    for name, cluster in clusters.items():
+        # STRICT_DNS: every address the compose name resolves to (every replica) is a host.
+        assert cluster["type"] == "STRICT_DNS" and cluster["load_assignment"]["cluster_name"] == name
+        hosts = [e["endpoint"]["address"]["socket_address"]
+                 for group in cluster["load_assignment"]["endpoints"] for e in group["lb_endpoints"]]
+        for host in hosts:
+            assert host["address"] in services, f"cluster {name}: {host['address']} is no compose service"
+            assert host["address"] in services[edge]["depends_on"], f"{edge} must start after {host['address']}"
+        (check,) = cluster["health_checks"]
+        assert check["http_health_check"]["path"].startswith("/") and check["unhealthy_threshold"] >= 1, name
+    gateway = clusters["gateway"]
+    (host,) = [e["endpoint"]["address"]["socket_address"] for g in gateway["load_assignment"]["endpoints"] for e in g["lb_endpoints"]]
+    command = services["gateway"]["command"]
+    assert (host["address"], host["port_value"]) == ("gateway", int(command[command.index("--port") + 1]))
+    # The balancer asks each replica the same health endpoint its own container check asks.
+    assert gateway["health_checks"][0]["http_health_check"]["path"] == "/healthz"
+    assert "/healthz" in " ".join(services["gateway"]["healthcheck"]["test"])
+    assert "outlier_detection" in gateway
+    routes = _envoy_routes(envoy)
+    assert {r["route"]["cluster"] for r in routes if "route" in r} == set(clusters), "a cluster no route uses, or a route to none"
+    assert routes[-1]["match"] == {"prefix": "/"} and routes[-1]["route"]["cluster"] == "gateway"
+    # The listener is what the edge publishes; nothing else publishes the gateways' port.
+    (listener,) = envoy["static_resources"]["listeners"]
+    assert f"8080:{listener['address']['socket_address']['port_value']}" in services[edge]["ports"]
+
+
+def test_origin_bytes_go_from_the_object_store_through_the_balancer(services, envoy):
+    """Presigned segment URLs name the balancer; it routes exactly the media bucket's reads
+    to MinIO (keeping the Host the signature covers) and refuses anything else there."""
+    from longtail_common.adapters.s3_objects import S3ObjectStore
+    from longtail_common.ports import MEDIA_BUCKET
+
+    cfg = load_config(_config_path(services["gateway"]), env={})
+    store = S3ObjectStore(cfg.s3)
+    url = urllib.parse.urlsplit(store.presigned_get_url(MEDIA_BUCKET, "videos/v1/h264/720p/seg_00001.m4s", 600))
+    edge = _service_by_image(services, "envoyproxy/envoy:")
+    assert (url.hostname, url.port) == ("localhost", 8080) and "8080:8080" in services[edge]["ports"]
+    assert "X-Amz-Signature=" in url.query and "X-Amz-SignedHeaders=host" in url.query
+    prefix = f"/{store.bucket_name(MEDIA_BUCKET)}/"
+    assert url.path.startswith(prefix)
+    routes = _envoy_routes(envoy)
+    media = [r for r in routes if r["match"].get("prefix") == prefix]
+    assert [("route" in r, "direct_response" in r) for r in media] == [(True, False), (False, True)]
+    read, other = media
+    assert read["route"]["cluster"] == "minio" and "host_rewrite_literal" not in read["route"]
+    assert read["match"]["headers"][0]["string_match"]["safe_regex"]["regex"] == "GET|HEAD"
+    assert other["direct_response"]["status"] == 403
+    assert routes.index(read) < routes.index(other) < len(routes) - 1, "media routes come before the catch-all"
+    (endpoint,) = _envoy_clusters(envoy)["minio"]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    address = endpoint["endpoint"]["address"]["socket_address"]
+    assert f"{address['address']}:{address['port_value']}" == cfg.s3.endpoint
+
+
+def test_gateways_trust_only_the_balancer_for_client_addresses(services, compose, envoy):
+    import ipaddress
+
+    cfg = load_config(_config_path(services["gateway"]), env={})
+    edge = _service_by_image(services, "envoyproxy/envoy:")
+    address = services[edge]["networks"]["default"]["ipv4_address"]
+    assert cfg.limits.trusted_proxies == [address]
+    (subnet,) = [c["subnet"] for c in compose["networks"]["default"]["ipam"]["config"]]
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+    (listener,) = envoy["static_resources"]["listeners"]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["use_remote_address"] is True and hcm.get("xff_num_trusted_hops", 0) == 0
 
 
 # -- observability: collector, Jaeger, Prometheus, Grafana -------------------------------

@@ -107,6 +107,17 @@ def test_the_data_dir_secret_is_made_once_private_and_shared(tmp_path):
         playback_secret(cfg)
 
 
+def test_a_shared_secret_file_serves_gateways_with_their_own_data_dirs(tmp_path):
+    # The fleet: gateway containers with data dirs of their own, one file on a shared volume.
+    shared = tmp_path / "shared" / "playback.secret"
+    one, two = (Config(data_dir=str(tmp_path / name)) for name in ("one", "two"))
+    for cfg in (one, two):
+        cfg.playback.secret_file = str(shared)
+    assert playback_secret(one) == playback_secret(two) == shared.read_bytes().strip()
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o600
+    assert not (tmp_path / "one").exists() and not (tmp_path / "two").exists()
+
+
 def test_beacon_ledger_counts_one_start_and_bounded_bytes():
     s = signer()
     video = video_pb2.Video(id=VID, duration_seconds=10.0, renditions=[

@@ -25,6 +25,7 @@ import mimetypes
 import os
 import re
 import threading
+import urllib.parse
 from typing import Iterator
 
 from longtail_common.config import S3Config
@@ -78,6 +79,20 @@ def _is_missing(exc) -> bool:
     return False
 
 
+def _presigning_client(cfg: S3Config):
+    """A client that only signs URLs for browsers at `cfg.public_url` (None when unset).
+    Signing is local: with the region given, the client never calls that address."""
+    if not cfg.public_url:
+        return None
+    from minio import Minio
+
+    url = urllib.parse.urlsplit(cfg.public_url)
+    if url.scheme not in ("http", "https") or not url.netloc or url.path not in ("", "/") or url.query:
+        raise ValueError(f"s3.public_url must be scheme://host[:port] with no path, not {cfg.public_url!r}")
+    return Minio(url.netloc, access_key=cfg.access_key or None, secret_key=cfg.secret_key or None,
+                 secure=url.scheme == "https", region=cfg.region or "us-east-1")
+
+
 class S3ObjectStore:
     def __init__(self, cfg: S3Config, part_size: int = PART_SIZE):
         import urllib3
@@ -92,6 +107,7 @@ class S3ObjectStore:
         )
         self._client = Minio(cfg.endpoint, access_key=cfg.access_key or None, secret_key=cfg.secret_key or None,
                              secure=cfg.secure, region=cfg.region or "us-east-1", http_client=http)
+        self._presigner = _presigning_client(cfg) or self._client
         self._buckets: set[str] = set()
         self._lock = threading.Lock()
 
@@ -281,7 +297,7 @@ class S3ObjectStore:
         name = self.bucket_name(bucket)
         expires = datetime.timedelta(seconds=max(1, min(int(expires_s), 7 * 24 * 3600)))
         try:
-            return self._client.presigned_get_object(name, key, expires=expires)
+            return self._presigner.presigned_get_object(name, key, expires=expires)
         except self._errors() as exc:
             raise self._fail(f"signing a URL for {bucket}/{key}", exc) from exc
 
