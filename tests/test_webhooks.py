@@ -209,7 +209,7 @@ class Receiver:
     """A loopback HTTP receiver that answers `fail_first` requests with 500, then 204, and
     keeps every request it got (headers, body, the status it answered)."""
 
-    def __init__(self, fail_first: int = 0):
+    def __init__(self, fail_first: int = 0, port: int = 0):
         self.fail_first = fail_first
         self.requests: list[tuple[dict, bytes, int]] = []
         self.lock = threading.Lock()
@@ -228,7 +228,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
