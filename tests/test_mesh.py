@@ -218,7 +218,7 @@ def test_compose_gives_every_service_its_own_certificate_from_the_volume():
     deploy = pathlib.Path(__file__).resolve().parents[1] / "deploy"
     services = yaml.safe_load((deploy / "compose.yaml").read_text())["services"]
     assert services["certs"]["command"] == ["longtail", "certs"]
-    for name in ("metadata", "upload", "transcoder", "placement", "search", "gateway"):
+    for name in ("metadata", "upload", "transcoder", "placement", "search", "webhook", "gateway"):
         svc = services[name]
         assert "mesh-certs:/etc/longtail/tls:ro" in svc["volumes"], name
         assert svc["depends_on"]["certs"]["condition"] == "service_completed_successfully", name
