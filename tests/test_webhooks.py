@@ -289,8 +289,8 @@ def test_a_failing_receiver_gets_every_event_once_signed_across_a_restart(tmp_pa
     clock = Clock()
     _queue(store, clock)
     deliverer = Deliverer(store, box, cfg.webhooks, clock=clock)
-    assert deliverer.send_due() == 3  # every first attempt fails (three 500s)
-    assert deliverer.send_due() == 0  # backing off
+    assert deliverer.send_due(wait=True) == 3  # every first attempt fails (three 500s)
+    assert deliverer.send_due(wait=True) == 0  # backing off
     assert [d.state for d in store.due_deliveries(10**18, 10)] == [DELIVERY_PENDING] * 3
     deliverer.close()
     store.close()
@@ -298,8 +298,8 @@ def test_a_failing_receiver_gets_every_event_once_signed_across_a_restart(tmp_pa
     clock.now += 60
     store = SqliteWebhookStore(tmp_path / "webhooks.sqlite3")
     deliverer = Deliverer(store, SecretBox.from_config(cfg), cfg.webhooks, clock=clock)
-    assert deliverer.send_due() == 3
-    assert deliverer.send_due() == 0 and store.due_deliveries(10**18, 10) == []
+    assert deliverer.send_due(wait=True) == 3
+    assert deliverer.send_due(wait=True) == 0 and store.due_deliveries(10**18, 10) == []
     kept = receiver.accepted()
     assert len(receiver.requests) == 6 and len(kept) == 3
     assert sorted(json.loads(body)["type"] for _, body in kept.values()) == ["video.deleted", "video.ready",
@@ -324,7 +324,7 @@ def test_a_loopback_receiver_is_refused_when_not_allowed(tmp_path, receiver):
     clock = Clock()
     _queue(store, clock, kinds=("video.ready",))
     deliverer = Deliverer(store, box, cfg.webhooks, clock=clock)
-    assert deliverer.send_due() == 1
+    assert deliverer.send_due(wait=True) == 1
     (pending,) = store.due_deliveries(10**18, 10)
     (attempt,) = json.loads(pending.attempts_json)
     assert attempt["status"] == 0 and "not a public address" in attempt["error"]
@@ -339,7 +339,7 @@ def test_a_deleted_endpoint_fails_its_pending_deliveries(tmp_path, receiver):
     _queue(store, clock, kinds=("video.ready",))
     store.delete_endpoint("wh_1")
     deliverer = Deliverer(store, box, cfg.webhooks, clock=clock)
-    deliverer.send_due()
+    deliverer.send_due(wait=True)
     (done,) = store.list_deliveries("wh_1", 10, None)[0]
     assert done.state == DELIVERY_FAILED and receiver.requests == []
     deliverer.close()

@@ -26,6 +26,7 @@ from typing import Callable
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from longtail_common import telemetry
 from longtail_common.config import WebhooksConfig
 from longtail_common.ports import (
     DELIVERY_FAILED,
@@ -43,6 +44,17 @@ KEPT_ATTEMPTS = 20
 MAX_ANSWER_BYTES = 4096
 LEASE_SLACK_S = 30.0
 USER_AGENT = "Longtail-Webhooks/1"
+_attempts_counter: list = []
+_counter_lock = threading.Lock()
+
+
+def count_attempt(event_type: str, outcome: str) -> None:
+    """longtail.webhook.attempts{event_type, outcome}: outcome is succeeded, retrying or failed."""
+    with _counter_lock:
+        if not _attempts_counter:
+            _attempts_counter.append(telemetry.meter().create_counter(
+                "longtail.webhook.attempts", description="webhook delivery attempts by event type and outcome"))
+    _attempts_counter[0].add(1, {"event_type": event_type, "outcome": outcome})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +108,10 @@ class Deliverer:
         self.clock = clock
         self.client = httpx.Client(transport=GuardedTransport(parse_networks(cfg.allow_networks)),
                                    timeout=cfg.timeout_s, follow_redirects=False, trust_env=False)
-        self.pool = concurrent.futures.ThreadPoolExecutor(max(1, cfg.concurrency), thread_name_prefix="deliver")
+        self.slots = max(1, cfg.concurrency)
+        self.pool = concurrent.futures.ThreadPoolExecutor(self.slots, thread_name_prefix="deliver")
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
 
     def _now_us(self) -> int:
         return int(self.clock() * 1_000_000)
@@ -113,11 +128,33 @@ class Deliverer:
             if not sent:
                 stopping.wait(self.cfg.poll_interval_s)
 
-    def send_due(self) -> int:
-        """Makes one attempt at each due delivery (up to a batch); how many were due."""
-        due = self.store.due_deliveries(self._now_us(), max(1, self.cfg.concurrency) * 4)
-        list(self.pool.map(self.attempt, due))
-        return len(due)
+    def send_due(self, wait: bool = False) -> int:
+        """Starts an attempt at each due delivery while attempts are free (`concurrency`), and
+        returns how many it started; with `wait`, once they are done. A slow receiver holds
+        one slot, not the others' deliveries."""
+        with self._lock:
+            free = self.slots - len(self._in_flight)
+        if free <= 0:
+            return 0
+        due = [d for d in self.store.due_deliveries(self._now_us(), self.slots * 2)
+               if d.delivery_id not in self._in_flight][:free]
+        started = []
+        for delivery in due:
+            with self._lock:
+                self._in_flight.add(delivery.delivery_id)
+            started.append(self.pool.submit(self._attempt_in_slot, delivery))
+        if wait:
+            concurrent.futures.wait(started)
+        return len(started)
+
+    def _attempt_in_slot(self, delivery: DeliveryRecord) -> None:
+        try:
+            self.attempt(delivery)
+        except Exception:  # noqa: BLE001 - a store hiccup: the delivery is due again after its lease
+            log.exception("attempt at delivery %s failed", delivery.delivery_id)
+        finally:
+            with self._lock:
+                self._in_flight.discard(delivery.delivery_id)
 
     def attempt(self, delivery: DeliveryRecord) -> DeliveryRecord | None:
         """One attempt, if this deliverer wins the claim; the delivery as recorded after it."""
@@ -137,6 +174,7 @@ class Deliverer:
         if not self.store.update_delivery(done, claimed.version):
             log.warning("delivery %s changed during its attempt; this attempt is not recorded", delivery.delivery_id)
             return None
+        count_attempt(delivery.event_type, "retrying" if done.state == DELIVERY_PENDING else done.state)
         log.info("delivery %s (%s) to webhook %s: %s", delivery.delivery_id, delivery.event_type,
                  delivery.webhook_id, done.state if outcome.ok else f"{outcome.status or outcome.error}; {done.state}")
         return done
