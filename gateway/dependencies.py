@@ -21,6 +21,7 @@ from longtail.accounts.v1 import account_service_pb2_grpc as apb_grpc
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.search.v1 import search_service_pb2_grpc as spb_grpc
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
+from longtail.webhook.v1 import webhook_service_pb2_grpc as wpb_grpc
 from longtail_common.adapters import make_topic_bus
 from longtail_common.config import Config
 from longtail_common.grpc_server import aio_client_channel
@@ -46,6 +47,7 @@ class ServiceLinks:
         self._accounts: apb_grpc.AccountServiceStub | None = None
         self._upload: upb_grpc.UploadServiceStub | None = None
         self._search: spb_grpc.SearchServiceStub | None = None
+        self._webhook: wpb_grpc.WebhookServiceStub | None = None
         self._views_producer: TopicProducer | None = None
         self._producer_lock = threading.Lock()
 
@@ -69,6 +71,11 @@ class ServiceLinks:
         if self._search is None:
             self._search = spb_grpc.SearchServiceStub(aio_client_channel(self._cfg, "search"))
         return self._search
+
+    def webhook(self) -> wpb_grpc.WebhookServiceStub:
+        if self._webhook is None:
+            self._webhook = wpb_grpc.WebhookServiceStub(aio_client_channel(self._cfg, "webhook"))
+        return self._webhook
 
     def views_producer(self) -> TopicProducer:
         """Blocking: call from a worker thread."""
@@ -130,6 +137,10 @@ async def get_search_stub(request: Request) -> spb_grpc.SearchServiceStub:
     return request.app.state.links.search()
 
 
+async def get_webhook_stub(request: Request) -> wpb_grpc.WebhookServiceStub:
+    return request.app.state.links.webhook()
+
+
 async def get_page_renderer(request: Request) -> PageRenderer:
     return request.app.state.pages
 
@@ -157,6 +168,7 @@ RequiredPrincipal = Annotated[Principal, Depends(require_principal)]
 PageViewer = Annotated[Viewer, Depends(page_viewer)]
 UploadStub = Annotated[upb_grpc.UploadServiceStub, Depends(get_upload_stub)]
 SearchStub = Annotated[spb_grpc.SearchServiceStub, Depends(get_search_stub)]
+WebhookStub = Annotated[wpb_grpc.WebhookServiceStub, Depends(get_webhook_stub)]
 Pages = Annotated[PageRenderer, Depends(get_page_renderer)]
 HouseAdClip = Annotated[HouseAd, Depends(get_house_ad)]
 Signer = Annotated[PlaybackSigner, Depends(get_signer)]

@@ -72,7 +72,7 @@ from longtail_common.runtime import PARENT_PID_ENV
 
 log = logging.getLogger("longtail.launcher")
 
-GRPC_SERVICES = ["metadata", "upload", "placement", "search"]
+GRPC_SERVICES = ["metadata", "upload", "placement", "search", "webhook"]
 
 
 # Ports are handed out below the kernel's ephemeral range (32768-60999 on Linux): a port is
@@ -449,7 +449,7 @@ class Platform:
             self._stopping.set()
         # Gateway first (no new work), then workers, metadata last (others call it on the way out).
         order = (self.gateway_names() + [n for n in self.procs if n.startswith("transcoder-")]
-                 + ["upload", "placement", "search", "metadata"])
+                 + ["upload", "placement", "search", "webhook", "metadata"])
         for name in order:
             proc = self.procs.get(name)
             if proc and proc.poll() is None:

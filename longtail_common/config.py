@@ -70,6 +70,7 @@ class ServicesConfig:
     transcoder: str = "127.0.0.1:50053"
     placement: str = "127.0.0.1:50054"
     search: str = "127.0.0.1:50055"
+    webhook: str = "127.0.0.1:50056"
 
 
 @dataclass
@@ -340,6 +341,30 @@ class LimitsConfig:
 
 
 @dataclass
+class WebhooksConfig:
+    """Creators' webhooks (webhook_svc): delivery, retries and which receivers are allowed."""
+
+    # Fernet keys (URL-safe base64 of 32 bytes) that encrypt the stored signing secrets; the
+    # first encrypts, all decrypt (rotation). Empty: one key derived from DATA_DIR/webhook.key,
+    # made at the first start (0600). Better: LONGTAIL_WEBHOOKS__ENCRYPTION_KEYS.
+    encryption_keys: list[str] = field(default_factory=list)
+    # Receivers whose address is private, loopback, link-local or otherwise not global are
+    # refused (SSRF), unless inside one of these networks (CIDRs).
+    allow_networks: list[str] = field(default_factory=list)
+    # The first retry waits retry_initial_s, each next one twice as long up to
+    # retry_max_interval_s; none starts later than retry_for_s after the first attempt.
+    retry_initial_s: float = 5.0
+    retry_max_interval_s: float = 3600.0
+    retry_for_s: float = 86400.0
+    # One attempt's limit (connect + answer); the answer is read up to 4 KiB.
+    timeout_s: float = 15.0
+    # How often the deliverer looks for due deliveries, and how many it sends at once.
+    poll_interval_s: float = 0.5
+    concurrency: int = 8
+    max_endpoints_per_account: int = 20
+
+
+@dataclass
 class Config:
     data_dir: str = ".longtail"
     backends: BackendsConfig = field(default_factory=BackendsConfig)
@@ -357,6 +382,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
 
     @property
     def data_path(self) -> pathlib.Path:

@@ -228,13 +228,15 @@ METHOD_POLICIES = [
                    "grpc.health.v1.Health": ["Check"]}),
     ("60s", True, {"longtail.metadata.v1.MetadataService": ["BatchGetVideos", "ListVideos", "ListChannels"],
                    "longtail.accounts.v1.AccountService": ["ListAccounts", "ListTokens"],
-                   "longtail.search.v1.SearchService": ["SearchVideos", "ListLatestVideos"]}),
+                   "longtail.search.v1.SearchService": ["SearchVideos", "ListLatestVideos"],
+                   "longtail.webhook.v1.WebhookService": ["GetWebhook", "ListWebhooks", "ListDeliveries"]}),
     # Writes: a retry after a lost reply would answer ALREADY_EXISTS, ABORTED (etag) or
     # NOT_FOUND (a delete that did happen), or spend a one-time link twice.
     ("30s", False, {"longtail.metadata.v1.MetadataService": ["CreateVideo", "UpdateVideo", "DeleteVideo", "CreateChannel"],
                     "longtail.accounts.v1.AccountService": ["CreateAccount", "UpdateAccount", "CreatePasswordLink",
                                                             "SetPassword", "CreateToken", "RevokeToken",
-                                                            "CreateSession", "SignInExternal"]}),
+                                                            "CreateSession", "SignInExternal"],
+                    "longtail.webhook.v1.WebhookService": ["CreateWebhook", "DeleteWebhook", "RedeliverDelivery"]}),
     ("3600s", False, {"longtail.upload.v1.UploadService": ["AppendUpload"]}),
 ]
 RETRY_POLICY = {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "3s", "backoffMultiplier": 2,

@@ -24,7 +24,7 @@ from longtail_common.config import Config
 
 # The identities of one machine's platform: a certificate each ("admin" is the operator's:
 # CLI jobs, the launcher's health probes, tests).
-LOCAL_IDENTITIES = ("metadata", "upload", "placement", "search", "transcoder", "gateway", "admin")
+LOCAL_IDENTITIES = ("metadata", "upload", "placement", "search", "webhook", "transcoder", "gateway", "admin")
 CA_VALIDITY = dt.timedelta(days=3650)
 LEAF_VALIDITY = dt.timedelta(days=397)
 # A certificate closer than this to its end is issued again when the platform starts.

@@ -439,6 +439,8 @@ TOPIC_VIEWS = "views"
 TOPIC_VIDEO_CHANGED = "video.changed"
 TOPIC_VIDEO_DELETED = "video.deleted"
 TOPIC_DEAD_LETTER = "deadletter"
+# A caption track became available (events.v1.CaptionsReady); read by webhook_svc.
+TOPIC_CAPTIONS_READY = "captions.ready"
 
 # The platform's consumer groups and the topics each reads: what the lag exporter watches
 # (it must know a group while no member runs, so this is not learned from the members).
@@ -447,6 +449,8 @@ CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {
     "placement": (TOPIC_TRANSCODE_RESULTS,),
     "placement-views": (TOPIC_VIEWS,),
     "search": (TOPIC_VIDEO_PUBLISHED,),
+    "webhook": (TOPIC_TRANSCODE_REQUESTS, TOPIC_VIDEO_PUBLISHED, TOPIC_VIDEO_CHANGED, TOPIC_VIDEO_DELETED,
+                TOPIC_CAPTIONS_READY),
 }
 
 DEFAULT_TOPICS = {
@@ -461,6 +465,7 @@ DEFAULT_TOPICS = {
     TOPIC_VIDEO_CHANGED: 4,
     TOPIC_VIDEO_DELETED: 2,
     TOPIC_DEAD_LETTER: 1,
+    TOPIC_CAPTIONS_READY: 2,
 }
 
 
@@ -505,5 +510,77 @@ class ViewCountStore(Protocol):
 
     def delete_video(self, video_id: str) -> None:
         """Forgets a deleted video: its daily counts and its catalogue entry. Idempotent."""
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------
+# Webhook port: creators' endpoints and the deliveries of events to them (webhook_svc).
+# The delivery row is the truth; each backend keeps an index of pending deliveries by due
+# time (`due_deliveries`) in step with it.
+
+DELIVERY_PENDING = "pending"
+DELIVERY_SUCCEEDED = "succeeded"
+DELIVERY_FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class WebhookEndpointRecord:
+    webhook_id: str
+    account_id: str
+    url: str
+    secret_ciphertext: bytes  # the signing secret, encrypted (webhook_svc/secrets.py)
+    event_types: tuple[str, ...]  # empty = every event type
+    description: str
+    create_time_us: int
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    delivery_id: str  # derived from (webhook id, event id): one delivery per event per endpoint
+    webhook_id: str
+    account_id: str
+    event_id: str
+    event_type: str
+    payload: str  # the JSON body
+    create_time_us: int
+    state: str  # DELIVERY_PENDING | DELIVERY_SUCCEEDED | DELIVERY_FAILED
+    next_attempt_us: int  # when a pending delivery is due
+    first_attempt_us: int  # 0 before the first attempt; retries stop retry_for_s after it
+    attempt_count: int
+    attempts_json: str  # the last attempts: [{"t": us, "status": int, "error": str, "ms": int}, ...]
+    version: int  # bumped by every update: the compare-and-set token
+
+
+@runtime_checkable
+class WebhookStore(Protocol):
+    def create_endpoint(self, record: WebhookEndpointRecord) -> None:
+        """Insert; AlreadyExistsError if the id exists."""
+
+    def get_endpoint(self, webhook_id: str) -> WebhookEndpointRecord | None: ...
+
+    def list_endpoints(self, account_id: str) -> list[WebhookEndpointRecord]:
+        """The account's endpoints, newest first."""
+
+    def delete_endpoint(self, webhook_id: str) -> bool:
+        """False if there was none. Its deliveries stay (the deliverer fails pending ones)."""
+
+    def add_delivery(self, record: DeliveryRecord) -> bool:
+        """Insert unless a delivery of that id exists (a redelivered topic message): False then."""
+
+    def get_delivery(self, delivery_id: str) -> DeliveryRecord | None: ...
+
+    def list_deliveries(self, webhook_id: str, page_size: int, cursor: str | None
+                        ) -> tuple[list[DeliveryRecord], str | None]:
+        """An endpoint's deliveries, newest first; `cursor` is opaque (ValueError if malformed)."""
+
+    def update_delivery(self, record: DeliveryRecord, expected_version: int) -> bool:
+        """Replaces the delivery if its stored version is `expected_version` (record.version
+        must be expected_version + 1); False if another writer got there first. Keeps the
+        due index in step: pending deliveries are found by `due_deliveries` from
+        `next_attempt_us` on."""
+
+    def due_deliveries(self, now_us: int, limit: int) -> list[DeliveryRecord]:
+        """Pending deliveries with next_attempt_us <= now_us, earliest first (at most `limit`)."""
 
     def close(self) -> None: ...

@@ -31,6 +31,9 @@ class Subject:
     master_key: str  # its object key
     new_upload_path: Callable[[], str]  # a fresh upload of the owner's, 4 bytes long
     new_owner_token_id: Callable[[], str]  # a fresh API token of the owner's
+    webhook_id: str = ""  # the owner's webhook endpoint (registered before the uploads)
+    delivery_id: str = ""  # one of its deliveries
+    new_owner_webhook_id: Callable[[], str] = lambda: ""  # a fresh webhook of the owner's, to delete
 
 
 @dataclasses.dataclass
@@ -126,6 +129,17 @@ ROWS: dict[tuple[str, str], Row] = {
                                        lambda s: {"data": {"display_name": "x"}}),
     ("revoke_token_page", "POST"): Row(signed_in(401, 404, 303, 404),
                                        lambda s: f"/account/tokens/{s.new_owner_token_id()}/revoke"),
+    # Webhooks: one's own endpoints; another account's is 404 as if there were none.
+    ("create_webhook", "POST"): Row(signed_in(401, 201, 201, 201), lambda s: "/v1/webhooks",
+                                    lambda s: {"json": {"url": "http://127.0.0.1:9/matrix"}}),
+    ("list_webhooks", "GET"): Row(signed_in(401, 200, 200, 200), lambda s: "/v1/webhooks"),
+    ("get_webhook", "GET"): Row(signed_in(401, 404, 200, 200), lambda s: f"/v1/webhooks/{s.webhook_id}"),
+    ("delete_webhook", "DELETE"): Row(signed_in(401, 404, 204, 204),
+                                      lambda s: f"/v1/webhooks/{s.new_owner_webhook_id()}"),
+    ("list_deliveries", "GET"): Row(signed_in(401, 404, 200, 200),
+                                    lambda s: f"/v1/webhooks/{s.webhook_id}/deliveries"),
+    ("redeliver", "POST"): Row(signed_in(401, 404, 202, 202),
+                               lambda s: f"/v1/webhooks/{s.webhook_id}/deliveries/{s.delivery_id}:redeliver"),
     # Pages.
     ("home", "GET"): Row(each(200), lambda s: "/"),
     # A private video's page asks an anonymous visitor to sign in (401), is none for others.

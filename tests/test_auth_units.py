@@ -64,10 +64,12 @@ def test_every_rpc_declares_its_access_and_the_rules_hold():
     import longtail.search.v1.search_service_pb2  # noqa: F401
     import longtail.transcoder.v1.transcoder_service_pb2  # noqa: F401
     import longtail.upload.v1.upload_service_pb2  # noqa: F401
+    import longtail.webhook.v1.webhook_service_pb2  # noqa: F401
 
     pool = descriptor_pool.Default()
     for name in ("metadata.v1.MetadataService", "accounts.v1.AccountService", "upload.v1.UploadService",
-                 "search.v1.SearchService", "placement.v1.PlacementService", "transcoder.v1.TranscoderService"):
+                 "search.v1.SearchService", "placement.v1.PlacementService", "transcoder.v1.TranscoderService",
+                 "webhook.v1.WebhookService"):
         service = pool.FindServiceByName(f"longtail.{name}")
         undeclared = [m.name for m in service.methods if access_of(f"/{service.full_name}/{m.name}") == 0]
         assert not undeclared, f"{name}: {undeclared} declare no access"

@@ -46,6 +46,7 @@ ROUTES = gateway_routes()
 def platform(tmp_path_factory):
     cfg = Config(data_dir=str(tmp_path_factory.mktemp("authz")))
     cfg.limits.uploads_per_day = 0  # the rows create two dozen videos of the owner's; quotas have their own test
+    cfg.webhooks.allow_networks = ["127.0.0.1/32"]  # the owner's webhook is on loopback (nothing listens)
     with Platform(cfg, gateway_port=free_port(), transcoder_workers=1) as p:
         yield p
 
@@ -95,14 +96,26 @@ def subjects(platform, headers, tmp_path_factory) -> dict[str, Subject]:
             return created.json()["id"]
         return new_video_id
 
+    def new_owner_webhook_id() -> str:
+        created = httpx.post(f"{base}/v1/webhooks", json={"url": "http://127.0.0.1:9/to-delete"}, headers=owner,
+                             timeout=30)
+        assert created.status_code == 201, created.text
+        return created.json()["id"]
+
     made = {}
     with httpx.Client(headers=owner, timeout=60) as client:
+        webhook_id = new_owner_webhook_id()  # before the uploads, so their events make deliveries
         for privacy in ("public", "private"):
             video_id, master_path = ready_video(client, base, str(clip), privacy)
             master_key = master_path.split("/t/", 1)[1].split("/", 1)[1]  # /origin|edge/REGION, /t/TOKEN/, key
             made[privacy] = Subject(video_id=video_id, channel_id=CHANNEL, new_video_id=video_maker(privacy),
                                     master_path=master_path, master_key=master_key, new_upload_path=new_upload_path,
-                                    new_owner_token_id=new_owner_token_id)
+                                    new_owner_token_id=new_owner_token_id, webhook_id=webhook_id,
+                                    new_owner_webhook_id=new_owner_webhook_id)
+        deliveries = client.get(f"{base}/v1/webhooks/{webhook_id}/deliveries").json()["deliveries"]
+        assert deliveries, "the uploads made no webhook deliveries"
+        for subject in made.values():
+            subject.delivery_id = deliveries[0]["id"]
     return made
 
 

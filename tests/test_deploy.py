@@ -107,7 +107,7 @@ def test_longtail_config_loads_and_points_at_the_compose_services(services):
     assert host_port(cfg.s3.endpoint) == ("minio", 9000)
     assert cfg.s3.access_key == services["minio"]["environment"]["MINIO_ROOT_USER"]
     assert cfg.s3.secret_key == services["minio"]["environment"]["MINIO_ROOT_PASSWORD"]
-    for field in ("metadata", "upload", "placement", "search"):
+    for field in ("metadata", "upload", "placement", "search", "webhook"):
         host, _port = host_port(getattr(cfg.services, field))
         assert host == field and host in services, f"services.{field} must name its compose service"
 
@@ -512,7 +512,7 @@ def test_prometheus_scrapes_every_longtail_service(services, collector, promethe
             assert dns.get("type", "SRV") == "A", "Docker's DNS serves A records; SRV needs no port"
             targets |= {f"{n}:{dns['port']}" for n in dns["names"]}
     longtail = _longtail_services(services)
-    assert {"gateway", "metadata", "upload", "transcoder", "placement", "search"} <= set(longtail)
+    assert {"gateway", "metadata", "upload", "transcoder", "placement", "search", "webhook"} <= set(longtail)
     for name, svc in longtail.items():
         # The port this container actually serves: its config plus its env overrides.
         port = load_config(_config_path(svc), env=svc.get("environment", {})).telemetry.prometheus_port

@@ -19,7 +19,7 @@ from longtail_common.ports import CONSUMER_GROUPS, DEFAULT_TOPICS, MEDIA_BUCKET,
 K8S = pathlib.Path(__file__).resolve().parents[1] / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.34"  # the oldest minor the manifests promise to fit (also in the Makefile)
 NAMESPACE = "longtail"
-GRPC_TIERS = {"metadata": 50051, "upload": 50052, "transcoder": 50053, "placement": 50054, "search": 50055}
+GRPC_TIERS = {"metadata": 50051, "upload": 50052, "transcoder": 50053, "placement": 50054, "search": 50055, "webhook": 50056}
 REPLICATED = ("gateway", "metadata", "upload", "transcoder", "placement")
 CRD_GROUPS = ("cert-manager.io/",)  # kinds the schemas lack; checked by hand below
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import re
 import time
 import urllib.parse
@@ -47,6 +48,8 @@ def real_platform(real_servers, tmp_path_factory):
     cfg.data_dir = str(tmp_path_factory.mktemp("longtail-real"))
     cfg.scylla.keyspace = f"longtail_e2e_{tag}"
     cfg.s3.bucket_prefix = f"e2e{tag}-"
+    cfg.webhooks.allow_networks = ["127.0.0.1/32"]  # the webhook test's loopback receiver
+    cfg.webhooks.retry_initial_s, cfg.webhooks.poll_interval_s = 0.5, 0.2
     p = Platform(cfg, gateway_port=free_port(), transcoder_workers=1)
     p.start(timeout_s=180)  # first start creates the keyspace (schema agreement) and the topics
     yield p
@@ -188,3 +191,35 @@ def test_kafka_restart_mid_transcode_ready_exactly_once(real_servers, real_platf
     # Every service survived the outage.
     assert all(p.poll() is None for p in real_platform.procs.values()), {
         n: p.returncode for n, p in real_platform.procs.items()}
+
+
+def test_webhooks_on_real_engines(real_platform, client, clip):
+    """The webhook flow on Kafka and Cassandra: a receiver failing its first three
+    deliveries gets uploaded, ready and deleted once each (by webhook-id), validly signed,
+    and the delivery log (in the keyspace) says so."""
+    from standardwebhooks.webhooks import Webhook
+
+    from tests.test_webhooks import Receiver
+
+    base = real_platform.gateway_url
+    receiver = Receiver(fail_first=3)
+    try:
+        created = client.post(f"{base}/v1/webhooks", json={"url": receiver.url})
+        assert created.status_code == 201, created.text
+        hook = created.json()
+        vid = upload_all(client, clip, base, title="Hooked on real engines", channel="realchan")
+        assert wait_ready(client, base, vid, timeout_s=300)["status"] == "READY"
+        assert client.delete(f"{base}/v1/videos/{vid}").status_code in (202, 204)
+        deadline = time.monotonic() + 120
+        while len(receiver.accepted()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        kept = receiver.accepted()
+        types = sorted(json.loads(body)["type"] for _, body in kept.values())
+        assert types == ["video.deleted", "video.ready", "video.uploaded"]
+        for headers, body in kept.values():
+            Webhook(hook["secret"]).verify(body, headers)
+        log = client.get(f"{base}/v1/webhooks/{hook['id']}/deliveries").json()["deliveries"]
+        assert {d["state"] for d in log} == {"succeeded"} and len(log) == 3
+        assert sum(a["status_code"] == 500 for d in log for a in d["attempts"]) == 3
+    finally:
+        receiver.close()

@@ -38,7 +38,7 @@ def test_killed_launcher_leaves_no_service_running(tmp_path):
                                 text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
         pids = [int(p) for p in launcher.stdout.readline().split()]
-        assert len(pids) == 6, pids  # metadata, upload, placement, search, 1 transcoder worker, the gateway
+        assert len(pids) == 7, pids  # metadata, upload, placement, search, webhook, 1 transcoder worker, the gateway
         assert all(_alive(p) for p in pids)
     finally:
         launcher.kill()

@@ -26,6 +26,7 @@ from longtail.placement.v1 import placement_service_pb2
 from longtail.search.v1 import search_service_pb2
 from longtail.transcoder.v1 import transcoder_service_pb2
 from longtail.upload.v1 import upload_service_pb2
+from longtail.webhook.v1 import webhook_service_pb2
 from longtail_cli.launcher import free_port
 from longtail_common.config import Config, load_config
 from longtail_common.grpc_server import METHOD_POLICIES, ServiceServer, client_channel, dial, wait_for_serving
@@ -102,14 +103,15 @@ def test_every_rpc_has_a_deadline_and_only_idempotent_ones_are_retried():
     configured = {f"{service}/{method}": retried for _timeout, retried, services in METHOD_POLICIES
                   for service, methods in services.items() for method in methods}
     rpcs = {f"{service.full_name}/{method.name}"
-            for module in (mpb, account_service_pb2, upload_service_pb2, search_service_pb2, placement_service_pb2, transcoder_service_pb2)
+            for module in (mpb, account_service_pb2, upload_service_pb2, search_service_pb2, placement_service_pb2,
+                           transcoder_service_pb2, webhook_service_pb2)
             for service in module.DESCRIPTOR.services_by_name.values() for method in service.methods}
     assert rpcs | {"grpc.health.v1.Health/Check"} == set(configured)
     retried = sorted(rpc.split("/")[1] for rpc, is_retried in configured.items() if is_retried)
     assert retried == ["BatchGetVideos", "Check", "CreateUpload", "DeleteSession", "GetAccount", "GetChannel",
-                       "GetPlacement", "GetUpload", "GetVideo", "GetWorkerStatus", "ListAccounts", "ListChannels",
-                       "ListLatestVideos", "ListRegions", "ListTokens", "ListVideos", "ResolveSession", "ResolveToken",
-                       "SearchVideos", "VerifyPassword"]
+                       "GetPlacement", "GetUpload", "GetVideo", "GetWebhook", "GetWorkerStatus", "ListAccounts",
+                       "ListChannels", "ListDeliveries", "ListLatestVideos", "ListRegions", "ListTokens", "ListVideos",
+                       "ListWebhooks", "ResolveSession", "ResolveToken", "SearchVideos", "VerifyPassword"]
 
 
 def _start_metadata_replica(tmp_path, name: str, tls_dir) -> tuple[subprocess.Popen, Config]:
@@ -216,7 +218,7 @@ def test_compose_gives_every_service_its_own_certificate_from_the_volume():
     deploy = pathlib.Path(__file__).resolve().parents[1] / "deploy"
     services = yaml.safe_load((deploy / "compose.yaml").read_text())["services"]
     assert services["certs"]["command"] == ["longtail", "certs"]
-    for name in ("metadata", "upload", "transcoder", "placement", "search", "gateway"):
+    for name in ("metadata", "upload", "transcoder", "placement", "search", "webhook", "gateway"):
         svc = services[name]
         assert "mesh-certs:/etc/longtail/tls:ro" in svc["volumes"], name
         assert svc["depends_on"]["certs"]["condition"] == "service_completed_successfully", name

@@ -27,9 +27,9 @@ from longtail_common.grpc_server import aio_client_channel
 log = logging.getLogger("gateway.health")
 
 # The gRPC services the gateway's config addresses (transcoder workers are the launcher's).
-PROBED_SERVICES = ("metadata", "upload", "search", "placement")
+PROBED_SERVICES = ("metadata", "upload", "search", "placement", "webhook")
 # The services requests through the gateway wait on. Only these make it answer 503: placement
-# and the transcoders work from topics, so a load balancer draining every gateway because a
+# and the transcoders work from topics (webhook_svc too, but for its own /v1/webhooks routes), so a load balancer draining every gateway because a
 # transcoder died would turn a transcode backlog into a full outage. They are still reported
 # (and alerted on: README "Runbook").
 REQUEST_PATH = frozenset({"metadata", "upload", "search"})

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from longtail_common.config import Config
-from longtail_common.ports import AccountStore, MetadataStore, ObjectStore, TopicBus, ViewCountStore
+from longtail_common.ports import AccountStore, MetadataStore, ObjectStore, TopicBus, ViewCountStore, WebhookStore
 
 
 def make_metadata_store(cfg: Config) -> MetadataStore:
@@ -29,6 +29,21 @@ def make_account_store(cfg: Config) -> AccountStore:
         from longtail_common.adapters.scylla_accounts import ScyllaAccountStore
 
         return ScyllaAccountStore(cfg.scylla)
+    raise ValueError(f"unknown metadata backend {kind!r} (sqlite | scylla)")
+
+
+def make_webhook_store(cfg: Config) -> WebhookStore:
+    """Webhook endpoints and deliveries live beside the metadata: their own SQLite file, or
+    the same Scylla keyspace."""
+    kind = cfg.backends.metadata
+    if kind == "sqlite":
+        from longtail_common.adapters.sqlite_webhooks import SqliteWebhookStore
+
+        return SqliteWebhookStore(cfg.data_path / "webhooks.sqlite3")
+    if kind == "scylla":
+        from longtail_common.adapters.scylla_webhooks import ScyllaWebhookStore
+
+        return ScyllaWebhookStore(cfg.scylla)
     raise ValueError(f"unknown metadata backend {kind!r} (sqlite | scylla)")
 
 

@@ -12,6 +12,9 @@ Tables (keyspace from config, created by `migrate`):
 * the account tables (`accounts`, `accounts_by_id`, `password_links`, `api_tokens`,
   `api_tokens_by_account`, `sessions`, `external_identities`), used by `scylla_accounts`:
   one keyspace, one versioned schema.
+* the webhook tables (`webhook_endpoints`, `webhook_endpoints_by_account`,
+  `webhook_deliveries`, `webhook_deliveries_by_webhook`, `webhook_due`), used by
+  `scylla_webhooks`.
 * `schema_migrations`: which versions of the schema were applied.
 
 Writes: `create_video` is `INSERT ... IF NOT EXISTS`, `replace_video` is
@@ -126,6 +129,47 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             subject text,
             account_id text,
             PRIMARY KEY ((issuer, subject)))""",
+    ]),
+    (4, "webhook endpoints and deliveries (scylla_webhooks)", [
+        """CREATE TABLE IF NOT EXISTS {ks}.webhook_endpoints (
+            webhook_id text PRIMARY KEY,
+            account_id text,
+            url text,
+            secret_ciphertext blob,
+            event_types text,
+            description text,
+            create_time_us bigint)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.webhook_endpoints_by_account (
+            account_id text,
+            create_time_us bigint,
+            webhook_id text,
+            PRIMARY KEY ((account_id), create_time_us, webhook_id))
+            WITH CLUSTERING ORDER BY (create_time_us DESC, webhook_id DESC)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.webhook_deliveries (
+            delivery_id text PRIMARY KEY,
+            webhook_id text,
+            account_id text,
+            event_id text,
+            event_type text,
+            payload text,
+            create_time_us bigint,
+            state text,
+            next_attempt_us bigint,
+            first_attempt_us bigint,
+            attempt_count int,
+            attempts_json text,
+            version int)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.webhook_deliveries_by_webhook (
+            webhook_id text,
+            create_time_us bigint,
+            delivery_id text,
+            PRIMARY KEY ((webhook_id), create_time_us, delivery_id))
+            WITH CLUSTERING ORDER BY (create_time_us DESC, delivery_id DESC)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.webhook_due (
+            shard int,
+            next_attempt_us bigint,
+            delivery_id text,
+            PRIMARY KEY ((shard), next_attempt_us, delivery_id))""",
     ]),
 ]
 

@@ -136,3 +136,21 @@ class ViewEvent(_message.Message):
     event_time: _timestamp_pb2.Timestamp
     view_kind: ViewKind
     def __init__(self, video_id: _Optional[str] = ..., region: _Optional[str] = ..., kind: _Optional[str] = ..., bytes_watched: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., view_kind: _Optional[_Union[ViewKind, str]] = ...) -> None: ...
+
+class CaptionsReady(_message.Message):
+    __slots__ = ("video_id", "language", "kind", "label", "caption_id", "automatic", "ready_time")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTOMATIC_FIELD_NUMBER: _ClassVar[int]
+    READY_TIME_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    language: str
+    kind: str
+    label: str
+    caption_id: str
+    automatic: bool
+    ready_time: _timestamp_pb2.Timestamp
+    def __init__(self, video_id: _Optional[str] = ..., language: _Optional[str] = ..., kind: _Optional[str] = ..., label: _Optional[str] = ..., caption_id: _Optional[str] = ..., automatic: _Optional[bool] = ..., ready_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

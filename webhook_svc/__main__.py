@@ -1,0 +1,3 @@
+from webhook_svc.server import main
+
+main()
