@@ -38,8 +38,9 @@ from gateway.video_json import video_json
 
 router = APIRouter()
 
-TIME = re.compile(r"[0-9]{1,6}(\.[0-9]{1,3})?")  # seconds, ASCII digits, at most milliseconds
-WIDTH = re.compile(r"[0-9]{1,4}")
+# Seconds in ASCII digits (no sign, exponent or leading zero), at most to the millisecond.
+TIME = re.compile(r"(0|[1-9][0-9]{0,5})(\.[0-9]{1,3})?")
+WIDTH = re.compile(r"[1-9][0-9]{0,3}")
 POSTER_MAX_HEIGHT = 720  # as the transcode's own poster
 POSTER_TYPES = ("image/jpeg", "image/png")
 UPDATE_ROUNDS = 5
