@@ -59,7 +59,8 @@ def create_app(cfg: Config) -> FastAPI:
     app.state.signer = make_signer(cfg)
     app.state.ledger = PlaybackLedger(cfg.playback.ledger_size)
     app.state.videos = VideoCache(cfg.gateway.video_cache_ttl_s, cfg.gateway.video_cache_size)
-    app.state.frames = FrameMaker(app.state.objects, cfg.thumbnails.max_concurrent_frames, cfg.thumbnails.frame_timeout_s)
+    app.state.frames = FrameMaker(app.state.objects, cfg.thumbnails.max_concurrent_frames,
+                                  cfg.thumbnails.frame_timeout_s)
     app.state.thumbnails = thumbnails.ThumbnailCache(app.state.objects, app.state.frames)
     secret = mesh_secret(cfg)
     # Calls to the services carry the request's account, once authenticated; none for anonymous ones.

@@ -12,6 +12,7 @@ from PIL import Image
 
 from longtail.metadata.v1 import video_pb2
 from longtail_common.config import Config
+from longtail_common.ports import is_origin_only_media_key
 from gateway.downloads import downloads_enabled, may_download
 from gateway.errors import ApiError
 from gateway.frames import pick_rendition as frame_rendition
@@ -66,6 +67,9 @@ def test_a_stream_token_never_opens_a_download_and_a_private_one_names_its_accou
         assert refused.value.reason == "wrong_account"
     assert is_download_key(KEY) and not is_download_key(f"videos/{VID}/h264/master.m3u8")
     assert not is_download_key("videos/downloads/x")
+    assert is_origin_only_media_key(KEY) and is_origin_only_media_key(f"videos/{VID}/thumbs/at/320/1000.jpg")
+    assert not is_origin_only_media_key(f"videos/{VID}/thumbs/poster.jpg")
+    assert not is_origin_only_media_key(f"videos/{VID}/h264/downloads/x.m4s")
 
 
 def test_downloads_follow_the_owner_then_the_platform_default():
@@ -180,3 +184,16 @@ def test_uploaded_posters_are_decoded_and_stored_as_jpeg():
         with pytest.raises(ApiError) as err:
             poster_from_upload(data, 4096)
         assert err.value.status == 400, what
+
+
+def test_download_files_and_cut_thumbnails_stay_at_the_origin(tmp_path):
+    from longtail_common.adapters import make_object_store
+    from longtail_common.ports import MEDIA_BUCKET
+    from placement_svc import edge
+
+    objects = make_object_store(Config(data_dir=str(tmp_path)))
+    objects.ensure_bucket(MEDIA_BUCKET)
+    kept = [f"videos/{VID}/h264/master.m3u8", f"videos/{VID}/thumbs/poster.jpg", f"videos/{VID}/thumbs/preview.webp"]
+    for key in kept + [KEY, f"videos/{VID}/thumbs/at/160/1000.jpg", f"videos/{VID}/_ladder.json"]:
+        objects.put_bytes(MEDIA_BUCKET, key, b"x")
+    assert edge.video_keys(objects, VID) == sorted(kept)  # what an edge push copies and the CDN cost counts

@@ -144,7 +144,8 @@ def poster_from_upload(data: bytes, max_side: int) -> tuple[bytes, int, int]:
             image.load()  # decodes every byte: a truncated or corrupt file fails here
             picture = image.convert("RGB")
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        raise ApiError(400, "INVALID_ARGUMENT", f"the poster is not a readable JPEG or PNG image: {exc}"[:300]) from None
+        reason = f"the poster is not a readable JPEG or PNG image: {exc}"[:300]
+        raise ApiError(400, "INVALID_ARGUMENT", reason) from None
     picture.thumbnail((1280, 1280))
     out = io.BytesIO()
     picture.save(out, "JPEG", quality=85)
