@@ -101,6 +101,7 @@ class TranscodeJob:
             log.info("video %s is %s: nothing to do (duplicate delivery)", video.id, S.Name(video.status))
             return
         if self._republished(video.id, H264):
+            self._ask_auto_downloads(video.id)  # in case the first delivery died before asking (idempotent)
             return
         job = ChunkJob(self.ctx, request) if request.HasField("chunk") else WholeVideoJob(self.ctx, request)
         result = self._run("transcode", video.id, {}, job)
