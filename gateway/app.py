@@ -24,7 +24,8 @@ from gateway.html_pages import STATIC_DIR, PageRenderer, asset_versions
 from gateway.instrumentation import instrument
 from gateway.limits import RequestLimits
 from gateway.ratelimit import ClientAddresses, RateLimitMiddleware, RateLimits, document_rate_limits, limit_account
-from gateway.routes import account, health, media, pages, uploads, videos, views, webhooks
+from gateway.frames import FrameMaker
+from gateway.routes import account, downloads, health, media, pages, thumbnails, uploads, videos, views, webhooks
 from gateway.routes.health import ServiceHealth
 from gateway.signing import make_signer
 from gateway.video_cache import ChangeListener, VideoCache
@@ -58,6 +59,9 @@ def create_app(cfg: Config) -> FastAPI:
     app.state.signer = make_signer(cfg)
     app.state.ledger = PlaybackLedger(cfg.playback.ledger_size)
     app.state.videos = VideoCache(cfg.gateway.video_cache_ttl_s, cfg.gateway.video_cache_size)
+    app.state.frames = FrameMaker(app.state.objects, cfg.thumbnails.max_concurrent_frames,
+                                  cfg.thumbnails.frame_timeout_s)
+    app.state.thumbnails = thumbnails.ThumbnailCache(app.state.objects, app.state.frames)
     secret = mesh_secret(cfg)
     # Calls to the services carry the request's account, once authenticated; none for anonymous ones.
     configure_client_identity(MeshSigner(secret, cfg.auth.mesh_token_ttl_s), default=None)
@@ -66,7 +70,8 @@ def create_app(cfg: Config) -> FastAPI:
     app.state.sign_in_failures = FailureWindow(cfg.auth.sign_in_max_failures, cfg.auth.sign_in_failure_window_s)
     register_error_handlers(app)
     # Signed-in requests also count against their account's limits (not stream bytes or probes).
-    for router in (videos.router, views.router, uploads.router, account.router, webhooks.router):
+    for router in (videos.router, downloads.router, thumbnails.router, views.router, uploads.router, account.router,
+                   webhooks.router):
         app.include_router(router, dependencies=[Depends(limit_account)])
     for router in (media.router, health.router):
         app.include_router(router)

@@ -42,7 +42,9 @@ def duration_text(seconds: float) -> str:
 def card(r: spb.SearchResult, poster_url: str | None) -> str:
     poster = (f'<img src="{esc(poster_url)}" alt="" loading="lazy">'
               if poster_url else '<span class="noposter"></span>')
-    return (f'<li class="card"><a href="/watch/{esc(r.video_id)}">{poster}'
+    # The hover preview (web/src/home.js) is fetched only when the card is hovered or focused.
+    preview = f"/v1/videos/{r.video_id}/preview.webp"
+    return (f'<li class="card" data-preview="{esc(preview)}"><a href="/watch/{esc(r.video_id)}">{poster}'
             f'<span class="title">{esc(r.title)}</span>'
             f'<span class="meta">{esc(r.channel_name or r.channel_id)} · {duration_text(r.duration_seconds)}</span>'
             f"</a></li>")

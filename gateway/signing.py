@@ -1,6 +1,8 @@
-"""Signs and checks the two tokens the watch call hands out: the media token inside stream
-URLs (which video, until when, and for a private video which account) and the playback id
-view beacons must name (which video, region, until when, and a nonce of its own).
+"""Signs and checks the tokens the watch call hands out: the media token inside stream
+URLs (which video, until when, and for a private video which account), the playback id
+view beacons must name (which video, region, until when, and a nonce of its own), and the
+download token of one download file (the media grant's claims plus that file's key: a
+stream URL's token never opens a download, which a video's owner may have disabled).
 
 Both are itsdangerous URL-safe tokens, base64url(compact JSON) "." base64url(HMAC-SHA256),
 each kind under its own salt (itsdangerous derives one key per salt from the secret), so
@@ -24,6 +26,7 @@ from longtail_common.config import Config
 
 MEDIA_SALT = "longtail.media"
 PLAYBACK_SALT = "longtail.playback"
+DOWNLOAD_SALT = "longtail.download"
 SECRET_FILE = "playback.secret"
 
 
@@ -70,6 +73,8 @@ class PlaybackSigner:
         sha256 = {"digest_method": hashlib.sha256}
         self._media = URLSafeSerializer(secret, salt=MEDIA_SALT, signer_kwargs=sha256)
         self._playback = URLSafeSerializer(secret, salt=PLAYBACK_SALT, signer_kwargs=sha256)
+        self._download = URLSafeSerializer(secret, salt=DOWNLOAD_SALT, signer_kwargs=sha256)
+        self.download_token = functools.lru_cache(maxsize=4096)(self._sign_download)
         # One signature per grant: a watch payload's URLs and every viewer of a public video
         # in the same window share it.
         self.media_token = functools.lru_cache(maxsize=4096)(self._sign_media)
@@ -98,6 +103,8 @@ class PlaybackSigner:
             raise TokenRefused("expired", "the stream URL has expired; ask the watch call for a new one")
         if not key.startswith(f"videos/{grant.video_id}/"):
             raise TokenRefused("wrong_video", "the stream URL's signature is for another video")
+        if is_download_key(key):
+            raise TokenRefused("wrong_kind", "download files take their own URL, from the watch call")
         if grant.account is not None and grant.account != account:
             raise TokenRefused("wrong_account", "the stream URL was issued to another account")
         return grant
@@ -107,6 +114,24 @@ class PlaybackSigner:
         video_id, expires, owner = claims.get("v"), claims.get("e"), claims.get("a")
         if not isinstance(video_id, str) or not isinstance(expires, int) or not isinstance(owner, (str, type(None))):
             raise TokenRefused("invalid", "malformed media token")
+        return MediaGrant(video_id, expires, owner)
+
+    def _sign_download(self, grant: MediaGrant, key: str) -> str:
+        return self._download.dumps({**grant.claims(), "k": key})
+
+    def check_download(self, token: str, key: str, account: str | None = None, now: float | None = None) -> MediaGrant:
+        """The grant of a download URL, if it was signed for exactly `key`, for `account`,
+        and has not expired; else TokenRefused."""
+        claims = self._load(self._download, token)
+        video_id, expires, owner, signed_key = claims.get("v"), claims.get("e"), claims.get("a"), claims.get("k")
+        if not isinstance(video_id, str) or not isinstance(expires, int) or not isinstance(owner, (str, type(None))):
+            raise TokenRefused("invalid", "malformed download token")
+        if signed_key != key:
+            raise TokenRefused("wrong_key", "the download URL's signature is for another file")
+        if (time.time() if now is None else now) >= expires:
+            raise TokenRefused("expired", "the download URL has expired; ask the watch call for a new one")
+        if owner is not None and owner != account:
+            raise TokenRefused("wrong_account", "the download URL was issued to another account")
         return MediaGrant(video_id, expires, owner)
 
     def issue_playback(self, video_id: str, region: str, now: float | None = None) -> tuple[str, Playback]:
@@ -138,6 +163,12 @@ class PlaybackSigner:
         if not isinstance(claims, dict):
             raise TokenRefused("invalid", "malformed token")
         return claims
+
+
+def is_download_key(key: str) -> bool:
+    """Whether `key` is a download file's: videos/<id>/downloads/..."""
+    parts = key.split("/", 3)
+    return len(parts) == 4 and parts[0] == "videos" and parts[2] == "downloads"
 
 
 def playback_secret(cfg: Config) -> bytes:

@@ -6,6 +6,7 @@ from fastapi import Request
 from longtail.metadata.v1 import video_pb2
 from longtail_common.ports import ObjectStore
 from longtail_common.proto_enums import THUMBNAIL_KIND
+from gateway.downloads import downloads_enabled
 from gateway.media_links import media_url
 from gateway.video_access import privacy_name
 
@@ -30,6 +31,7 @@ def video_json(request: Request, objects: ObjectStore, video: video_pb2.Video, a
         "category": video.category,
         "create_time": video.create_time.ToJsonString() if video.HasField("create_time") else None,
         "etag": video.etag,
+        "downloads_enabled": downloads_enabled(video, request.app.state.config),
     }
     if video.status == S.VIDEO_STATUS_FAILED:
         body["failure_reason"] = video.failure_reason

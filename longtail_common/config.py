@@ -296,6 +296,39 @@ class HttpConfig:
 
 
 @dataclass
+class DownloadsConfig:
+    """Download files (progressive MP4 of a rung, audio-only M4A), remuxed from the stored
+    renditions by the transcoder: on the owner's request, or for every video (Mux's
+    static renditions)."""
+
+    # Whether viewers may download a video whose owner has not said (its download_policy).
+    allowed_by_default: bool = True
+    # Made for every video after its first encode: MP4s of the H.264 rungs of these heights
+    # (0 = the top rung; a height the video lacks takes the largest rung below it), and an
+    # M4A when auto_m4a. Empty and false: only on request.
+    auto_mp4_heights: list[int] = field(default_factory=list)
+    auto_m4a: bool = False
+
+
+@dataclass
+class ThumbnailsConfig:
+    """Posters chosen by their owner and thumbnails of any moment (gateway/frames.py)."""
+
+    # Thumbnail-at-time requests are rounded to this step (seconds) and cached per (time,
+    # width) in the media bucket: at most duration / step x len(widths) images per video.
+    time_step_s: float = 0.5
+    # The widths a thumbnail may be asked at (anything else is a 400).
+    widths: list[int] = field(default_factory=lambda: [80, 120, 160, 240, 320, 480, 640, 960, 1280])
+    # An uploaded poster (JPEG or PNG): at most this many bytes (also capped by
+    # http.max_body_bytes) and pixels per side; stored re-encoded as JPEG (metadata dropped).
+    max_poster_bytes: int = 1024**2
+    max_poster_side: int = 4096
+    # ffmpeg runs at once per gateway process for thumbnails and posters, and each one's limit.
+    max_concurrent_frames: int = 2
+    frame_timeout_s: float = 20.0
+
+
+@dataclass
 class GatewayConfig:
     """Each gateway process's cache of the videos it serves (gateway/video_cache.py)."""
 
@@ -383,6 +416,8 @@ class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    downloads: DownloadsConfig = field(default_factory=DownloadsConfig)
+    thumbnails: ThumbnailsConfig = field(default_factory=ThumbnailsConfig)
 
     @property
     def data_path(self) -> pathlib.Path:

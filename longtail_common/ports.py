@@ -267,6 +267,18 @@ def is_private_media_key(key: str) -> bool:
     return key.rsplit("/", 1)[-1].startswith("_")
 
 
+# Folders of a video's media that stay at the origin: download files (served only under
+# their own token, from the origin) and the thumbnails cut at a time (served by the gateway).
+ORIGIN_ONLY_FOLDERS = ("downloads", "thumbs/at")
+
+
+def is_origin_only_media_key(key: str) -> bool:
+    """A media key (videos/<id>/...) never pushed to a CDN edge nor counted in its cost."""
+    parts = key.split("/", 2)
+    return len(parts) == 3 and parts[0] == "videos" and parts[2].startswith(
+        tuple(f"{folder}/" for folder in ORIGIN_ONLY_FOLDERS))
+
+
 @runtime_checkable
 class ObjectStore(Protocol):
     def ensure_bucket(self, bucket: str) -> None: ...

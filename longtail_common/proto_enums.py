@@ -51,7 +51,11 @@ THUMBNAIL_KIND = DualField(video_pb2.Thumbnail, "kind", "thumbnail_kind", {
     "poster": video_pb2.THUMBNAIL_KIND_POSTER,
     "storyboard": video_pb2.THUMBNAIL_KIND_STORYBOARD,
     "storyboard_vtt": video_pb2.THUMBNAIL_KIND_STORYBOARD_VTT,
+    "preview": video_pb2.THUMBNAIL_KIND_PREVIEW,
 })
+# Download kinds (an enum only: no string field beside it) and their API spellings.
+DOWNLOAD_KINDS = {"mp4": video_pb2.DOWNLOAD_KIND_MP4, "m4a": video_pb2.DOWNLOAD_KIND_M4A}
+DOWNLOAD_KIND_NAMES = {number: text for text, number in DOWNLOAD_KINDS.items()}
 CONTAINER_FORMAT = DualField(video_pb2.Rendition, "container", "container_format", {
     "mpegts": video_pb2.CONTAINER_FORMAT_MPEGTS,
     "fmp4": video_pb2.CONTAINER_FORMAT_FMP4,

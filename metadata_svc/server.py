@@ -66,6 +66,8 @@ UPDATABLE_FIELDS = {
     "category",
     "publish_time",
     "privacy",
+    "downloads",
+    "download_policy",
 }
 
 P = video_pb2.Privacy
@@ -74,7 +76,7 @@ LISTED_PRIVACY = {P.PRIVACY_UNSPECIFIED, P.PRIVACY_PUBLIC}
 SETTABLE_PRIVACY = {P.PRIVACY_PUBLIC, P.PRIVACY_UNLISTED, P.PRIVACY_PRIVATE}
 # What an account may change of its own videos; the rest (status, renditions, placements,
 # ...) is the services' to write.
-ACCOUNT_UPDATABLE_FIELDS = {"title", "description", "language", "category", "privacy"}
+ACCOUNT_UPDATABLE_FIELDS = {"title", "description", "language", "category", "privacy", "download_policy"}
 
 MAX_TITLE = 200
 MAX_DESCRIPTION = 5000

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import tempfile
 
-from longtail_common.ports import EDGE_BUCKET_PREFIX, MEDIA_BUCKET, ObjectStore, is_private_media_key, validate_id
+from longtail_common.ports import (EDGE_BUCKET_PREFIX, MEDIA_BUCKET, ObjectStore, is_origin_only_media_key,
+                                   is_private_media_key, validate_id)
 
 
 def edge_bucket(region: str) -> str:
@@ -20,7 +21,8 @@ def edge_bucket(region: str) -> str:
 
 def video_keys(objects: ObjectStore, video_id: str) -> list[str]:
     prefix = f"videos/{validate_id(video_id, 'video id')}/"
-    return sorted(k for k in objects.list_keys(MEDIA_BUCKET, prefix) if not is_private_media_key(k))
+    return sorted(k for k in objects.list_keys(MEDIA_BUCKET, prefix)
+                  if not is_private_media_key(k) and not is_origin_only_media_key(k))
 
 
 def video_size_bytes(objects: ObjectStore, video_id: str) -> int:

@@ -76,6 +76,25 @@ ROWS: dict[tuple[str, str], Row] = {
     ("list_videos", "GET"): Row(each(200), lambda s: f"/v1/videos?channel_id={s.channel_id}"),
     ("watch", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/watch",
                           private=signed_in(404, 404, 200, 200)),
+    # Downloads: the owner (or an admin) asks for one; a height the video lacks is a 400 after
+    # the access check (a real request would race the transcoder between owner and admin).
+    ("create_download", "POST"): Row(signed_in(401, 403, 400, 400), lambda s: f"/v1/videos/{s.video_id}/downloads",
+                                     lambda s: {"json": {"kind": "mp4", "height": 4320}},
+                                     private=signed_in(401, 404, 400, 400)),
+    ("list_downloads", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/downloads",
+                                   private=signed_in(404, 404, 200, 200)),
+    # A download file is served under its own signed URL only.
+    ("signed_download", "GET"): Row(each(403), lambda s: f"/dl/t/not-a-token/videos/{s.video_id}/downloads/audio.m4a"),
+    ("signed_download", "HEAD"): Row(each(403), lambda s: f"/dl/t/not-a-token/videos/{s.video_id}/downloads/audio.m4a"),
+    # Thumbnails: any moment for whoever may watch; the poster is the owner's (or an admin's).
+    ("thumbnail_at", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/thumbnail.jpg?time=1&width=160",
+                                 private=signed_in(404, 404, 200, 200)),
+    ("set_poster", "PUT"): Row(signed_in(401, 403, 200, 200), lambda s: f"/v1/videos/{s.video_id}/poster?time=0.5",
+                               private=signed_in(401, 404, 200, 200)),
+    ("set_poster", "POST"): Row(signed_in(401, 403, 200, 200), lambda s: f"/v1/videos/{s.video_id}/poster?time=1",
+                                private=signed_in(401, 404, 200, 200)),
+    ("preview", "GET"): Row(each(302), lambda s: f"/v1/videos/{s.video_id}/preview.webp",
+                            private=signed_in(404, 404, 302, 302)),
     # Beacons need the playback id of a watch call: without one they are refused, whoever sends them.
     ("post_view", "POST"): Row(each(403), lambda s: f"/v1/videos/{s.video_id}/views",
                                lambda s: {"json": {"kind": "start"}}),

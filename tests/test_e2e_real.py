@@ -223,3 +223,35 @@ def test_webhooks_on_real_engines(real_platform, client, clip):
         assert sum(a["status_code"] == 500 for d in log for a in d["attempts"]) == 3
     finally:
         receiver.close()
+
+
+def test_downloads_and_thumbnails_on_real_engines(real_platform, client, clip):
+    """Issue 27's downloads and thumbnails on S3, Kafka and Cassandra: an MP4 asked for and
+    remuxed by the transcoder (served as an attachment through the gateway), a thumbnail at a
+    time cut once and kept in S3, the preview and a picked poster as presigned S3 URLs."""
+    base = real_platform.gateway_url
+    vid = upload_all(client, clip, base, title="Real downloads", channel="realchan")
+    assert wait_ready(client, base, vid, timeout_s=300)["status"] == "READY"
+    asked = client.post(f"{base}/v1/videos/{vid}/downloads", json={"kind": "mp4"})
+    assert asked.status_code == 202 and asked.json()["height"] == 360, asked.text
+    deadline = time.monotonic() + 180
+    while not (listed := client.get(f"{base}/v1/videos/{vid}/watch").json()["downloads"]):
+        assert time.monotonic() < deadline, "no download listed"
+        time.sleep(0.5)
+    assert [(d["kind"], d["height"]) for d in listed] == [("mp4", 360)]
+    got = httpx.get(listed[0]["url"], timeout=60)
+    assert got.status_code == 200 and got.headers["content-disposition"].startswith("attachment;")
+    with av.open(io.BytesIO(got.content)) as container:
+        assert abs(container.duration / 1e6 - 6) < 0.5 and container.streams.video[0].codec_context.height == 360
+    assert httpx.get(listed[0]["url"].replace("/dl/t/", "/dl/t/x"), timeout=30).status_code == 403
+
+    thumb = client.get(f"{base}/v1/videos/{vid}/thumbnail.jpg", params={"time": "2", "width": "320"})
+    assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
+    assert _objects(real_platform).get_bytes(MEDIA_BUCKET, f"videos/{vid}/thumbs/at/320/2000.jpg") == thumb.content
+    preview = client.get(f"{base}/v1/videos/{vid}/preview.webp")
+    assert preview.status_code == 302 and real_platform.cfg.s3.endpoint in preview.headers["location"]
+    assert httpx.get(preview.headers["location"], timeout=30).content[8:12] == b"WEBP"
+    picked = client.put(f"{base}/v1/videos/{vid}/poster", params={"time": "4"})
+    assert picked.status_code == 200, picked.text
+    poster = next(t for t in picked.json()["thumbnails"] if t["kind"] == "poster")
+    assert "/thumbs/poster-" in poster["url"] and httpx.get(poster["url"], timeout=30).content[:2] == b"\xff\xd8"

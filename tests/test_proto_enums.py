@@ -59,7 +59,7 @@ def test_a_string_outside_the_set_leaves_the_enum_unspecified():
 def test_the_strings_in_use_today():
     assert set(VIEW_KIND.numbers) == {"start", "progress", "complete"}
     assert set(STREAM_PROTOCOL.numbers) == {"hls", "dash"}
-    assert set(THUMBNAIL_KIND.numbers) == {"poster", "storyboard", "storyboard_vtt"}
+    assert set(THUMBNAIL_KIND.numbers) == {"poster", "storyboard", "storyboard_vtt", "preview"}
     assert set(CONTAINER_FORMAT.numbers) == {"mpegts", "fmp4", "webm"}
     # placement_svc writes "cold-start-<family>" and "model-<family>" for its model families.
     families = {f"{policy}-{family}" for policy in ("cold-start", "model") for family in ("mlp", "gbm")}

@@ -10,7 +10,9 @@ that runs them: the only module that starts ffmpeg.
 * Chunks: `encode_chunk` encodes a time range of every rung (the same cascade);
   `join_chunks` concatenates the chunks without re-encoding, adds the audio and packages
   exactly like `transcode`.
-* `remux_rendition`: a packaged rendition back into one MP4 (a codec upgrade's source).
+* `remux_rendition`: a packaged rendition back into one MP4 (a codec upgrade's source, and
+  a download's progressive MP4); `remux_audio`: the audio alone into an M4A.
+* `_preview`: the short looping animated WebP of the video cards, beside the poster.
 * Per-title analysis (pertitle.py decides, these encode and score): `encode_excerpts`,
   `encode_pictures`, `vmaf_many`.
 
@@ -314,7 +316,30 @@ def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], famili
     if poster:
         with step("poster"):
             _poster(src, out, info, result, timeout_s)
+        with step("preview"):
+            _preview(src, out, info, result, timeout_s)
     return result
+
+
+# The hover preview of the video cards: a few silent seconds from a little into the video,
+# small and at a low frame rate (an animated WebP of 3 s at 320 px is ~50-100 kB).
+PREVIEW_SECONDS = 3.0
+PREVIEW_WIDTH = 320
+PREVIEW_FPS = 10
+
+
+def _preview(src: str, out: Path, info: MediaInfo, result: TranscodeOutput, timeout_s: float) -> None:
+    at = min(info.duration_s * 0.1, 5.0)
+    length = max(0.5, min(PREVIEW_SECONDS, info.duration_s - at))
+    width = min(PREVIEW_WIDTH, even_size(info.width))
+    height = even_size(width * info.height / info.width)
+    picture = (ffmpeg.input(src, ss=f"{at:.3f}", t=f"{length:.3f}")[str(info.video_stream_index)]
+               .filter("fps", PREVIEW_FPS).filter("scale", width, height))
+    path = out / "thumbs" / "preview.webp"
+    run(command(picture.output(str(path), **{"c:v": "libwebp_anim", "loop": 0, "q:v": 50, "an": None})),
+        min(timeout_s, 120), "making the preview")
+    if path.exists():
+        result.preview_path, result.preview_width, result.preview_height = "thumbs/preview.webp", width, height
 
 
 def _poster(src: str, out: Path, info: MediaInfo, result: TranscodeOutput, timeout_s: float) -> None:
@@ -371,6 +396,13 @@ def remux_rendition(video_playlist: str, audio_playlist: str | None, out: str, t
         "reading the top rendition back")
 
 
+def remux_audio(audio_playlist: str, out: str, timeout_s: float = 3600) -> None:
+    """The family's packaged audio (its CMAF media playlist) as one M4A, copied, moov first."""
+    sound = ffmpeg.input(audio_playlist)["a:0"]
+    run(command(ffmpeg.output(sound, out, c="copy", movflags="+faststart", format="ipod")), timeout_s,
+        "reading the audio back")
+
+
 def join_chunks(chunks: list[dict[str, dict[str, str]]], src: str, out_dir: str, info: MediaInfo,
                 rungs: list[Rung], families, timeout_s: float = 3600, storyboard: bool = True,
                 poster: bool = True) -> TranscodeOutput:
@@ -403,6 +435,8 @@ def join_chunks(chunks: list[dict[str, dict[str, str]]], src: str, out_dir: str,
     if poster:
         with step("poster"):
             _poster(src, out, info, result, timeout_s)
+        with step("preview"):
+            _preview(src, out, info, result, timeout_s)
     return result
 
 

@@ -59,6 +59,9 @@ class TranscodeOutput:
     storyboard_vtt_path: str = ""  # WebVTT cues pointing into the sprite with #xywh
     storyboard_width: int = 0
     storyboard_height: int = 0
+    preview_path: str = ""  # the cards' looping animated WebP
+    preview_width: int = 0
+    preview_height: int = 0
     duration_s: float = 0.0
 
     @property

@@ -1,5 +1,6 @@
 """The transcoder worker process: consume transcode requests, run each as the job it asks
-for (jobs/), publish its result; serve GetWorkerStatus."""
+for (jobs/: an encode, a codec upgrade, download files), publish its result; serve
+GetWorkerStatus."""
 from __future__ import annotations
 
 import logging
@@ -32,6 +33,7 @@ from transcoder_svc.jobs import outputs
 from transcoder_svc.jobs.base import (Job, Result, WorkerContext, popular_x264_preset, rate_control,
                                       remove_dead_workers_scratch)
 from transcoder_svc.jobs.chunked import ChunkJob
+from transcoder_svc.jobs.downloads import DownloadsJob, auto_downloads
 from transcoder_svc.jobs.families import H264, codec_families, known_families, popular_codecs
 from transcoder_svc.jobs.upgrade import CodecUpgradeJob
 from transcoder_svc.jobs.whole import WholeVideoJob
@@ -66,16 +68,40 @@ class TranscodeJob:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise PermanentError(f"video {request.video_id} does not exist") from exc
             raise
-        if request.add_codecs:
+        if request.make_downloads:
+            self._downloads(request, video)
+        elif request.add_codecs:
             self._upgrade(request, video)
         else:
             self._transcode(request, video)
+
+    def _downloads(self, request: events_pb2.TranscodeRequest, video: video_pb2.Video) -> None:
+        if video.status not in (S.VIDEO_STATUS_PROCESSING, S.VIDEO_STATUS_READY):
+            log.info("downloads of %s skipped: it is %s", video.id, S.Name(video.status))
+            return
+        self.status["current_video_id"] = video.id
+        try:
+            with telemetry.tracer().start_as_current_span("downloads", attributes={
+                    telemetry.VIDEO_ID: video.id, "longtail.worker_id": self.ctx.worker_id}) as span:
+                made = DownloadsJob(self.ctx, self.metadata, video, list(request.make_downloads)).run()
+                span.set_attribute("longtail.downloads", [d.object_key.rsplit("/", 1)[-1] for d in made])
+        finally:
+            self.status["current_video_id"] = ""
+
+    def _ask_auto_downloads(self, video_id: str) -> None:
+        """After a first encode, the download files downloads.auto_* make for every video."""
+        asked = auto_downloads(self.ctx.cfg)
+        if asked:
+            follow_up = events_pb2.TranscodeRequest(video_id=video_id, make_downloads=asked)
+            follow_up.request_time.GetCurrentTime()
+            self.ctx.producer.publish(TOPIC_TRANSCODE_REQUESTS, follow_up.SerializeToString(), key=video_id.encode())
 
     def _transcode(self, request: events_pb2.TranscodeRequest, video: video_pb2.Video) -> None:
         if video.status != S.VIDEO_STATUS_PROCESSING:
             log.info("video %s is %s: nothing to do (duplicate delivery)", video.id, S.Name(video.status))
             return
         if self._republished(video.id, H264):
+            self._ask_auto_downloads(video.id)  # in case the first delivery died before asking (idempotent)
             return
         job = ChunkJob(self.ctx, request) if request.HasField("chunk") else WholeVideoJob(self.ctx, request)
         result = self._run("transcode", video.id, {}, job)
@@ -84,6 +110,8 @@ class TranscodeJob:
         if not result.success:
             self._mark_failed(video, result.failure_reason)
         self._publish(result)
+        if result.success:
+            self._ask_auto_downloads(video.id)
 
     def _upgrade(self, request: events_pb2.TranscodeRequest, video: video_pb2.Video) -> None:
         try:

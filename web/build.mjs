@@ -13,6 +13,7 @@ await build({
   entryPoints: {
     watch: "src/watch.js",
     upload: "src/upload.js",
+    home: "src/home.js",
     app: "src/app.css",
   },
   outdir,

@@ -132,7 +132,7 @@ async def home(request: Request, objects: Objects, search: SearchStub, pages: Pa
     if resp.next_page_token:
         params = urllib.parse.urlencode({k: v for k, v in (("q", q), ("page_token", resp.next_page_token)) if v})
         more = f'<p><a href="/?{esc(params)}">More videos</a></p>'
-    return pages.page(f"Search: {q}" if q else "Home", f"<h1>{heading}</h1>\n{listing}\n{more}", q=q,
+    return pages.page(f"Search: {q}" if q else "Home", f"<h1>{heading}</h1>\n{listing}\n{more}", q=q, script="home.js",
                       viewer=viewer)
 
 

@@ -33,6 +33,7 @@ from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
 from gateway.api_docs import CREATED_VIDEO_LINKS, UPLOAD_LENGTH_HEADER
 from gateway.auth.principal import GATEWAY, Principal, sign_in_required
 from gateway.dependencies import Cfg, CurrentPrincipal, Links, MetadataStub, Objects, RequiredPrincipal, UploadStub
+from gateway.downloads import downloads_json, may_download
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.media_links import edge_url, media_grant, media_url
 from gateway.quotas import check_creation
@@ -77,10 +78,15 @@ class EditVideoBody(BaseModel):
     title: str | None = Field(default=None, min_length=1, max_length=MAX_TITLE)
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
     privacy: Literal["public", "unlisted", "private"] | None = None
+    # Whether viewers may download it (gateway/downloads.py); its owner and admins always may.
+    downloads_enabled: bool | None = None
     etag: str | None = Field(default=None, max_length=64)
 
 
-EDITABLE_FIELDS = ("title", "description", "privacy")
+EDITABLE_FIELDS = ("title", "description", "privacy", "downloads_enabled")
+# The record's field each editable field writes, where the names differ.
+RECORD_FIELDS = {"downloads_enabled": "download_policy"}
+DOWNLOAD_POLICIES = {True: video_pb2.DOWNLOAD_POLICY_ALLOWED, False: video_pb2.DOWNLOAD_POLICY_DISABLED}
 
 
 def new_video_id() -> str:
@@ -213,7 +219,8 @@ def edit_mask(body: EditVideoBody, update_mask: str) -> list[str]:
     if unknown:
         raise ApiError(400, "INVALID_ARGUMENT", f"not editable: {', '.join(unknown)} (one of {', '.join(EDITABLE_FIELDS)})")
     if not paths:
-        raise ApiError(400, "INVALID_ARGUMENT", "nothing to change: give title, description or privacy")
+        raise ApiError(400, "INVALID_ARGUMENT", "nothing to change: give title, description, privacy or "
+                       "downloads_enabled")
     missing = [p for p in paths if p != "description" and getattr(body, p) is None]
     if missing:
         raise ApiError(400, "INVALID_ARGUMENT", f"update_mask names {', '.join(missing)} but the body has no value")
@@ -231,16 +238,18 @@ def require_fresh(video: video_pb2.Video, etag: str | None) -> None:
 async def edit_video(video_id: str, body: EditVideoBody, request: Request, metadata: MetadataStub, objects: Objects,
                      principal: RequiredPrincipal, update_mask: str = "",
                      if_match: Annotated[str | None, Header(max_length=66)] = None):
-    """Changes title, description or privacy (its owner or an admin); answers the video
-    with its new etag. A stale etag (body `etag` or `If-Match`) answers 409."""
+    """Changes title, description, privacy or downloads_enabled (its owner or an admin);
+    answers the video with its new etag. A stale etag (body `etag` or `If-Match`) answers 409."""
     video = await load_video(metadata, video_id)
     require_owner(video, principal)
     paths = edit_mask(body, update_mask)
     require_fresh(video, body.etag or if_match)
     patch = video_pb2.Video(id=video.id, etag=video.etag, title=body.title or "", description=body.description or "",
-                            privacy=PRIVACY_VALUES[body.privacy] if body.privacy else 0)
+                            privacy=PRIVACY_VALUES[body.privacy] if body.privacy else 0,
+                            download_policy=DOWNLOAD_POLICIES.get(body.downloads_enabled, 0))
+    record_paths = [RECORD_FIELDS.get(p, p) for p in paths]
     updated = await grpc_call(metadata.UpdateVideo(
-        mpb.UpdateVideoRequest(video=patch, update_mask=field_mask_pb2.FieldMask(paths=paths)), timeout=15))
+        mpb.UpdateVideoRequest(video=patch, update_mask=field_mask_pb2.FieldMask(paths=record_paths)), timeout=15))
     # metadata_svc announces the change (video.changed) to search and every gateway; this
     # process forgets its copy now, so the editor reads the edit back at once.
     request.app.state.videos.invalidate(video.id)
@@ -294,12 +303,14 @@ async def watch(video_id: str, request: Request, principal: CurrentPrincipal, re
     protocol = streaming_protocol(protocol)
     account = media_account(video, principal)
     grant = media_grant(request, video.id, account)
+    downloads = may_download(video, principal, state.config)
     # Everything but the expiry countdown and the playback id is the same for every viewer
-    # of this video, grant (window; a private video's account), origin, region, client and
-    # protocol: rendered once.
-    key = ("watch", grant, origin_key(request), region, client, protocol)
-    body = entry.rendered(key, lambda: watch_body(request, state.objects, video, region, client, protocol,
-                                                  account, grant))
+    # of this video, grant (window; a private video's account), origin, region, client,
+    # protocol and whether they may download it: rendered once.
+    key = ("watch", grant, origin_key(request), region, client, protocol, downloads)
+    body = entry.rendered(key, lambda: {**watch_body(request, state.objects, video, region, client, protocol,
+                                                     account, grant),
+                                        "downloads": downloads_json(request, video, account, downloads)})
     now = time.time()
     # View beacons name this playback: they count for this video and region, until it expires.
     playback_id, playback = state.signer.issue_playback(video.id, region, now)

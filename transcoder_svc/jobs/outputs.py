@@ -59,6 +59,19 @@ def move_family(out_dir: pathlib.Path, output: packaging.TranscodeOutput, family
             r.playlist_path = f"{folder}/{r.playlist_path.split('/', 1)[1]}"
 
 
+def download_folder(objects: ObjectStore, video_id: str, folder: str, workdir: pathlib.Path) -> pathlib.Path | None:
+    """Downloads a packaged folder of the video (a rendition's or the audio's) under
+    workdir/top/; its playlist's local path (None: no such folder)."""
+    base = f"{video_prefix(video_id)}/"
+    playlist = None
+    for key in objects.list_keys(MEDIA_BUCKET, folder + "/"):
+        path = workdir / "top" / key[len(base):]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        objects.download_file(MEDIA_BUCKET, key, str(path))
+        playlist = path if path.name == "playlist.m3u8" else playlist
+    return playlist
+
+
 def ladder_key(video_id: str) -> str:
     # The rungs (sizes, H.264 target bitrates, per-title VMAF) the video was encoded at: a
     # codec upgrade encodes the same ladder. Named with a leading "_": not pushed to edges.
@@ -161,7 +174,8 @@ def success_result(video_id: str, output: packaging.TranscodeOutput, worker_id: 
         result.manifests.append(video_pb2.StreamManifest(codec=f.codec, **STREAM_PROTOCOL.fields("dash"), object_key=f"{base}/{f.dash_path}"))
     thumbs = [("poster", output.poster_path, output.poster_width, output.poster_height),
               ("storyboard", output.storyboard_path, output.storyboard_width, output.storyboard_height),
-              ("storyboard_vtt", output.storyboard_vtt_path, 0, 0)]
+              ("storyboard_vtt", output.storyboard_vtt_path, 0, 0),
+              ("preview", output.preview_path, output.preview_width, output.preview_height)]
     for kind, rel, width, height in thumbs:
         if rel:
             result.thumbnails.append(video_pb2.Thumbnail(**THUMBNAIL_KIND.fields(kind), object_key=f"{base}/{rel}", width=width, height=height))

@@ -86,25 +86,15 @@ class CodecUpgradeJob(WholeVideoJob):
             raise probe.MediaError("neither the original upload nor an H.264 rendition is left to encode from")
         top = max(h264, key=lambda r: (r.width * r.height, r.bitrate_bps))
         with step("read back rendition", **{"longtail.rendition": f"{top.height}p"}) as span:
-            video_playlist = self._download_folder(top.object_key.rsplit("/", 1)[0], workdir)
+            video_playlist = outputs.download_folder(self.ctx.objects, video.id, top.object_key.rsplit("/", 1)[0],
+                                                     workdir)
             if video_playlist is None:
                 raise probe.MediaError(f"the top H.264 rendition ({top.object_key}) is missing")
-            audio_playlist = self._download_folder(f"{outputs.media_prefix(video.id)}/audio", workdir)
+            audio_playlist = outputs.download_folder(self.ctx.objects, video.id,
+                                                     f"{outputs.media_prefix(video.id)}/audio", workdir)
             objects, size = files_and_bytes(workdir / "top")
             span.set_attributes({"longtail.objects": objects, "longtail.bytes": size})
             source = workdir / "source.mp4"
             ffmpeg_graphs.remux_rendition(str(video_playlist), str(audio_playlist) if audio_playlist else None,
                                           str(source), timeout_s=self.ctx.cfg.platform.transcode_timeout_s)
         return source, f"{top.height}p H.264 rendition"
-
-    def _download_folder(self, folder: str, workdir: pathlib.Path) -> pathlib.Path | None:
-        """Downloads a packaged folder of the video under workdir/top/; its playlist's local
-        path (None: no such folder)."""
-        base = f"videos/{self.video.id}/"
-        playlist = None
-        for key in self.ctx.objects.list_keys(MEDIA_BUCKET, folder + "/"):
-            path = workdir / "top" / key[len(base):]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.ctx.objects.download_file(MEDIA_BUCKET, key, str(path))
-            playlist = path if path.name == "playlist.m3u8" else playlist
-        return playlist

@@ -44,6 +44,19 @@ class ThumbnailKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     THUMBNAIL_KIND_POSTER: _ClassVar[ThumbnailKind]
     THUMBNAIL_KIND_STORYBOARD: _ClassVar[ThumbnailKind]
     THUMBNAIL_KIND_STORYBOARD_VTT: _ClassVar[ThumbnailKind]
+    THUMBNAIL_KIND_PREVIEW: _ClassVar[ThumbnailKind]
+
+class DownloadKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DOWNLOAD_KIND_UNSPECIFIED: _ClassVar[DownloadKind]
+    DOWNLOAD_KIND_MP4: _ClassVar[DownloadKind]
+    DOWNLOAD_KIND_M4A: _ClassVar[DownloadKind]
+
+class DownloadPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DOWNLOAD_POLICY_UNSPECIFIED: _ClassVar[DownloadPolicy]
+    DOWNLOAD_POLICY_ALLOWED: _ClassVar[DownloadPolicy]
+    DOWNLOAD_POLICY_DISABLED: _ClassVar[DownloadPolicy]
 
 class ContainerFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -87,6 +100,13 @@ THUMBNAIL_KIND_UNSPECIFIED: ThumbnailKind
 THUMBNAIL_KIND_POSTER: ThumbnailKind
 THUMBNAIL_KIND_STORYBOARD: ThumbnailKind
 THUMBNAIL_KIND_STORYBOARD_VTT: ThumbnailKind
+THUMBNAIL_KIND_PREVIEW: ThumbnailKind
+DOWNLOAD_KIND_UNSPECIFIED: DownloadKind
+DOWNLOAD_KIND_MP4: DownloadKind
+DOWNLOAD_KIND_M4A: DownloadKind
+DOWNLOAD_POLICY_UNSPECIFIED: DownloadPolicy
+DOWNLOAD_POLICY_ALLOWED: DownloadPolicy
+DOWNLOAD_POLICY_DISABLED: DownloadPolicy
 CONTAINER_FORMAT_UNSPECIFIED: ContainerFormat
 CONTAINER_FORMAT_MPEGTS: ContainerFormat
 CONTAINER_FORMAT_FMP4: ContainerFormat
@@ -164,6 +184,18 @@ class Rendition(_message.Message):
     container_format: ContainerFormat
     def __init__(self, codec: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., bitrate_bps: _Optional[int] = ..., container: _Optional[str] = ..., object_key: _Optional[str] = ..., frame_rate: _Optional[float] = ..., codecs: _Optional[str] = ..., vmaf: _Optional[float] = ..., container_format: _Optional[_Union[ContainerFormat, str]] = ...) -> None: ...
 
+class Download(_message.Message):
+    __slots__ = ("kind", "height", "size_bytes", "object_key")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    kind: DownloadKind
+    height: int
+    size_bytes: int
+    object_key: str
+    def __init__(self, kind: _Optional[_Union[DownloadKind, str]] = ..., height: _Optional[int] = ..., size_bytes: _Optional[int] = ..., object_key: _Optional[str] = ...) -> None: ...
+
 class PlacementDecision(_message.Message):
     __slots__ = ("region", "served_from", "policy", "predicted_views", "decide_time", "placement_policy")
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -193,7 +225,7 @@ class StreamManifest(_message.Message):
     def __init__(self, codec: _Optional[str] = ..., protocol: _Optional[str] = ..., object_key: _Optional[str] = ..., stream_protocol: _Optional[_Union[StreamProtocol, str]] = ...) -> None: ...
 
 class Video(_message.Message):
-    __slots__ = ("id", "title", "description", "channel", "thumbnails", "ad_breaks", "duration_seconds", "status", "failure_reason", "renditions", "placements", "manifests", "raw_object_key", "size_bytes", "language", "category", "create_time", "update_time", "publish_time", "etag", "privacy")
+    __slots__ = ("id", "title", "description", "channel", "thumbnails", "ad_breaks", "duration_seconds", "status", "failure_reason", "renditions", "placements", "manifests", "raw_object_key", "size_bytes", "language", "category", "create_time", "update_time", "publish_time", "etag", "privacy", "downloads", "download_policy")
     ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -215,6 +247,8 @@ class Video(_message.Message):
     PUBLISH_TIME_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOAD_POLICY_FIELD_NUMBER: _ClassVar[int]
     id: str
     title: str
     description: str
@@ -236,4 +270,6 @@ class Video(_message.Message):
     publish_time: _timestamp_pb2.Timestamp
     etag: str
     privacy: Privacy
-    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., channel: _Optional[_Union[Channel, _Mapping]] = ..., thumbnails: _Optional[_Iterable[_Union[Thumbnail, _Mapping]]] = ..., ad_breaks: _Optional[_Iterable[_Union[AdBreak, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., failure_reason: _Optional[str] = ..., renditions: _Optional[_Iterable[_Union[Rendition, _Mapping]]] = ..., placements: _Optional[_Iterable[_Union[PlacementDecision, _Mapping]]] = ..., manifests: _Optional[_Iterable[_Union[StreamManifest, _Mapping]]] = ..., raw_object_key: _Optional[str] = ..., size_bytes: _Optional[int] = ..., language: _Optional[str] = ..., category: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., privacy: _Optional[_Union[Privacy, str]] = ...) -> None: ...
+    downloads: _containers.RepeatedCompositeFieldContainer[Download]
+    download_policy: DownloadPolicy
+    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., channel: _Optional[_Union[Channel, _Mapping]] = ..., thumbnails: _Optional[_Iterable[_Union[Thumbnail, _Mapping]]] = ..., ad_breaks: _Optional[_Iterable[_Union[AdBreak, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., failure_reason: _Optional[str] = ..., renditions: _Optional[_Iterable[_Union[Rendition, _Mapping]]] = ..., placements: _Optional[_Iterable[_Union[PlacementDecision, _Mapping]]] = ..., manifests: _Optional[_Iterable[_Union[StreamManifest, _Mapping]]] = ..., raw_object_key: _Optional[str] = ..., size_bytes: _Optional[int] = ..., language: _Optional[str] = ..., category: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., privacy: _Optional[_Union[Privacy, str]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., download_policy: _Optional[_Union[DownloadPolicy, str]] = ...) -> None: ...
