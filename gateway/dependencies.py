@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 
 from longtail.accounts.v1 import account_service_pb2_grpc as apb_grpc
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
+from longtail.placement.v1 import placement_service_pb2_grpc as ppb_grpc
 from longtail.search.v1 import search_service_pb2_grpc as spb_grpc
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.adapters import make_topic_bus
@@ -46,6 +47,7 @@ class ServiceLinks:
         self._accounts: apb_grpc.AccountServiceStub | None = None
         self._upload: upb_grpc.UploadServiceStub | None = None
         self._search: spb_grpc.SearchServiceStub | None = None
+        self._placement: ppb_grpc.PlacementServiceStub | None = None
         self._views_producer: TopicProducer | None = None
         self._producer_lock = threading.Lock()
 
@@ -69,6 +71,12 @@ class ServiceLinks:
         if self._search is None:
             self._search = spb_grpc.SearchServiceStub(aio_client_channel(self._cfg, "search"))
         return self._search
+
+    def placement(self) -> ppb_grpc.PlacementServiceStub:
+        """PlacementService, which keeps the view counts."""
+        if self._placement is None:
+            self._placement = ppb_grpc.PlacementServiceStub(aio_client_channel(self._cfg, "placement"))
+        return self._placement
 
     def views_producer(self) -> TopicProducer:
         """Blocking: call from a worker thread."""
@@ -130,6 +138,10 @@ async def get_search_stub(request: Request) -> spb_grpc.SearchServiceStub:
     return request.app.state.links.search()
 
 
+async def get_placement_stub(request: Request) -> ppb_grpc.PlacementServiceStub:
+    return request.app.state.links.placement()
+
+
 async def get_page_renderer(request: Request) -> PageRenderer:
     return request.app.state.pages
 
@@ -157,6 +169,7 @@ RequiredPrincipal = Annotated[Principal, Depends(require_principal)]
 PageViewer = Annotated[Viewer, Depends(page_viewer)]
 UploadStub = Annotated[upb_grpc.UploadServiceStub, Depends(get_upload_stub)]
 SearchStub = Annotated[spb_grpc.SearchServiceStub, Depends(get_search_stub)]
+PlacementStub = Annotated[ppb_grpc.PlacementServiceStub, Depends(get_placement_stub)]
 Pages = Annotated[PageRenderer, Depends(get_page_renderer)]
 HouseAdClip = Annotated[HouseAd, Depends(get_house_ad)]
 Signer = Annotated[PlaybackSigner, Depends(get_signer)]

@@ -73,6 +73,8 @@ ROWS: dict[tuple[str, str], Row] = {
     ("list_videos", "GET"): Row(each(200), lambda s: f"/v1/videos?channel_id={s.channel_id}"),
     ("watch", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/watch",
                           private=signed_in(404, 404, 200, 200)),
+    ("video_stats", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/stats",
+                                private=signed_in(404, 404, 200, 200)),
     # Beacons need the playback id of a watch call: without one they are refused, whoever sends them.
     ("post_view", "POST"): Row(each(403), lambda s: f"/v1/videos/{s.video_id}/views",
                                lambda s: {"json": {"kind": "start"}}),
