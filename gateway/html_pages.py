@@ -147,8 +147,8 @@ def watch_body(video_id: str) -> str:
       </div>
     </div>
     <div class="control-row">
-      <button id="play-pause" class="icon" type="button" aria-label="Play (k)">▶</button>
-      <button id="mute" class="icon" type="button" aria-label="Mute (m)">🔊</button>
+      <button id="play-pause" class="icon" type="button" aria-label="Play (k)"></button>
+      <button id="mute" class="icon" type="button" aria-label="Mute (m)"></button>
       <input id="volume" class="volume" type="range" min="0" max="1" step="0.05" value="1" aria-label="Volume">
       <span id="time" class="time">0:00 / 0:00</span>
       <span id="chapter-now" class="chapter-now muted"></span>
@@ -158,7 +158,7 @@ def watch_body(video_id: str) -> str:
       <label id="audio-box" class="menu" hidden>Audio <select id="audio"></select></label>
       <label class="menu" for="quality">Quality</label>
       <select id="quality" disabled><option value="-1">Auto</option></select>
-      <button id="fullscreen" class="icon" type="button" aria-label="Full screen (f)">⛶</button>
+      <button id="fullscreen" class="icon" type="button" aria-label="Full screen (f)"></button>
     </div>
   </div>
   </div>

@@ -464,10 +464,11 @@ function setupPlayerUi(payload) {
   };
   state.chapters = parseChapters(payload.description, durationS);
   renderChapters(state.chapters, durationS, chapterEls, seek);
-  content.addEventListener("timeupdate", () => {
+  const showChapter = () => {
     const current = highlightChapter(state.chapters, content.currentTime, chapterEls.list);
     chapterNow.textContent = current ? current.title : "";
-  });
+  };
+  for (const event of ["timeupdate", "seeking", "seeked"]) content.addEventListener(event, showChapter);
   $("#start-over").addEventListener("click", () => {
     resumeNotice.hidden = true;
     seek(0);

@@ -27,10 +27,23 @@ function rememberSpeed(rate) {
   }
 }
 
-function setLabel(button, text, glyph) {
+// Icons drawn here (no icon font: a system without emoji fonts would show boxes).
+const SPEAKER = '<path d="M3 9v6h4l5 5V4L7 9z" fill="currentColor"/>';
+const ICONS = {
+  play: '<path d="M8 5v14l11-7z" fill="currentColor"/>',
+  pause: '<path d="M6 5h4v14H6zM14 5h4v14h-4z" fill="currentColor"/>',
+  volume: `${SPEAKER}<path d="M15.5 9a4 4 0 0 1 0 6M18 6.5a8 8 0 0 1 0 11" fill="none" stroke="currentColor" stroke-width="2"/>`,
+  muted: `${SPEAKER}<path d="M16 9l6 6M22 9l-6 6" fill="none" stroke="currentColor" stroke-width="2"/>`,
+  fullscreen: '<path d="M4 9V4h5M15 4h5v5M20 15v5h-5M9 20H4v-5" fill="none" stroke="currentColor" stroke-width="2"/>',
+  exitFullscreen: '<path d="M9 4v5H4M20 9h-5V4M15 20v-5h5M4 15h5v5" fill="none" stroke="currentColor" stroke-width="2"/>',
+};
+
+function setLabel(button, text, icon) {
+  if (button.getAttribute("aria-label") === text && button.dataset.icon === icon) return;
   button.setAttribute("aria-label", text);
   button.title = text;
-  button.textContent = glyph;
+  button.dataset.icon = icon;
+  button.innerHTML = `<svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" focusable="false">${ICONS[icon]}</svg>`;
 }
 
 export class Controls {
@@ -146,12 +159,12 @@ export class Controls {
     const t = this.video.currentTime || 0;
     const total = this.total;
     const playing = !this.video.paused && !this.video.ended;
-    setLabel(playPause, playing ? "Pause (k)" : "Play (k)", playing ? "❚❚" : "▶");
+    setLabel(playPause, playing ? "Pause (k)" : "Play (k)", playing ? "pause" : "play");
     const muted = this.video.muted || this.video.volume === 0;
-    setLabel(mute, muted ? "Unmute (m)" : "Mute (m)", muted ? "🔇" : "🔊");
+    setLabel(mute, muted ? "Unmute (m)" : "Mute (m)", muted ? "muted" : "volume");
     volume.value = String(muted ? 0 : this.video.volume);
     const full = Boolean(document.fullscreenElement);
-    setLabel(fullscreen, full ? "Exit full screen (f)" : "Full screen (f)", full ? "⤡" : "⛶");
+    setLabel(fullscreen, full ? "Exit full screen (f)" : "Full screen (f)", full ? "exitFullscreen" : "fullscreen");
     seek.max = String(total || 0);
     if (!this.dragging) seek.value = String(t);
     seek.setAttribute("aria-valuetext", `${formatTime(t)} of ${formatTime(total)}`);

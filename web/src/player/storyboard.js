@@ -36,7 +36,7 @@ export function showPreview({ box, image, time, chapter }, spriteUrl, cues, t, f
     image.style.width = `${tile.w}px`;
     image.style.height = `${tile.h}px`;
     image.style.backgroundImage = `url("${spriteUrl}")`;
-    image.style.backgroundPosition = `-${tile.x}px -${tile.y}px`;
+    image.style.backgroundPosition = `${-tile.x}px ${-tile.y}px`;
   }
   time.textContent = formatTime(t);
   chapter.textContent = chapterTitle || "";

@@ -5,11 +5,10 @@ import Hls from "hls.js";
 
 const CAPTIONS_PREF = "longtail:captions-lang";
 
+// The transcoder names the upload's own audio "default": to a viewer it is the original.
 function trackLabel(track, index) {
-  const name = track.name && track.name !== "default" ? track.name : "";
-  const lang = track.lang || "";
-  if (name && lang && !name.toLowerCase().includes(lang.toLowerCase())) return `${name} (${lang})`;
-  return name || lang || `Track ${index + 1}`;
+  const name = track.name === "default" ? "Original" : track.name;
+  return name || track.lang || `Track ${index + 1}`;
 }
 
 function fill(select, tracks, offLabel) {
