@@ -172,13 +172,17 @@ def test_keyboard_speed_and_resume_after_reload(browser, platform, videos):  # n
     page.keyboard.press("k")
     page.wait_for_function("document.querySelector('#content').paused")
     assert current_time(page) < 5
-    assert page.evaluate(f"localStorage.getItem('longtail:resume:{videos['main']}')") is None
+    # (saved on the element's seeked and pause events, which follow the call that caused them)
+    wait_player(page, f"localStorage.getItem('longtail:resume:{videos['main']}') === null", timeout=10_000)
     assert not page.errors
     page.context.close()
 
 
 def test_chapter_marks_and_list_seek(browser, platform, videos):  # noqa: F811
-    page = open_watch(browser, platform, videos["main"])
+    page = open_watch(browser, platform, videos["main"], start=False)
+    page.keyboard.press("k")  # starts it (pre-roll, then the content) like the play button
+    wait_player(page, "window.longtailPlayer.phase === 'content' && !document.querySelector('#content').paused",
+                timeout=90_000)
     page.keyboard.press("k")
     page.click(".chapter-mark[data-start='14']")
     page.wait_for_function("Math.abs(document.querySelector('#content').currentTime - 14) < 0.5")
@@ -187,6 +191,12 @@ def test_chapter_marks_and_list_seek(browser, platform, videos):  # noqa: F811
     page.click("#chapters button[data-start='6']")
     page.wait_for_function("Math.abs(document.querySelector('#content').currentTime - 6) < 0.5")
     page.wait_for_function("document.querySelector('#chapter-now').textContent === 'Middle part'")
+    # f: the player's frame (picture and controls) goes full screen, and back.
+    page.keyboard.press("f")
+    page.wait_for_function("document.fullscreenElement && document.fullscreenElement.id === 'player-frame'")
+    assert page.get_attribute("#fullscreen", "aria-label") == "Exit full screen (f)"
+    page.keyboard.press("f")
+    page.wait_for_function("document.fullscreenElement === null")
     assert not page.errors
     page.context.close()
 

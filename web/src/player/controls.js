@@ -79,7 +79,7 @@ export class Controls {
   }
 
   seekTo(t) {
-    if (!this.hooks.canControl()) return;
+    if (!this.hooks.canControl()) return this.render(); // before the start or during an ad: the bar snaps back
     const end = this.total;
     this.video.currentTime = Math.max(0, end ? Math.min(t, end - 0.1) : t);
     this.render();
