@@ -77,7 +77,7 @@ def current_time(page) -> float:
     return page.evaluate("document.querySelector('#content').currentTime")
 
 
-def test_details_chapters_views_and_more_from_channel(browser, platform, videos):  # noqa: F811
+def test_details_chapters_views_and_more_from_channel(browser, platform, owner, videos):  # noqa: F811
     page = open_watch(browser, platform, videos["main"], start=False)
     assert page.inner_text("#title") == "Player main"
     page.wait_for_selector("#views:not([hidden])")
@@ -92,6 +92,15 @@ def test_details_chapters_views_and_more_from_channel(browser, platform, videos)
     assert "Player other" in link.inner_text()
     assert not page.errors
     page.context.close()
+
+    # Timestamps that do not start at 0:00 are not chapters (nor is a single one).
+    for text in ("0:02 Late start\n0:03 More", "0:00 Only one"):
+        assert owner.patch(f"/v1/videos/{videos['other']}", json={"description": text}).status_code == 200
+        page = open_watch(browser, platform, videos["other"], start=False)
+        page.wait_for_function(f"document.querySelector('#description').textContent === {text!r}")
+        assert page.evaluate("window.longtailPlayer.chapters") == []
+        assert page.is_hidden("#chapters-section") and page.locator(".chapter-mark").count() == 0
+        page.context.close()
 
 
 def test_storyboard_preview_on_seek_bar_hover(browser, platform, videos):  # noqa: F811

@@ -106,14 +106,18 @@ export class Controls {
   setVolume(v) {
     this.video.volume = Math.min(1, Math.max(0, v));
     this.video.muted = this.video.volume === 0;
+    this.render(); // now, not at the volumechange event that follows
+  }
+
+  toggleMute() {
+    this.video.muted = !this.video.muted;
+    this.render();
   }
 
   wireButtons() {
     const { playPause, mute, volume, speed, fullscreen } = this.els;
     playPause.addEventListener("click", () => this.togglePlay());
-    mute.addEventListener("click", () => {
-      this.video.muted = !this.video.muted;
-    });
+    mute.addEventListener("click", () => this.toggleMute());
     volume.addEventListener("input", () => this.setVolume(Number(volume.value)));
     speed.addEventListener("change", () => {
       this.setSpeed(Number(speed.value));
@@ -201,9 +205,7 @@ export class Controls {
       Home: () => this.seekTo(0),
       End: () => this.seekTo(this.total),
       f: () => this.toggleFullscreen(),
-      m: () => {
-        v.muted = !v.muted;
-      },
+      m: () => this.toggleMute(),
       c: () => this.hooks.toggleCaptions(),
       ">": () => this.stepSpeed(1),
       "<": () => this.stepSpeed(-1),
