@@ -203,7 +203,7 @@ def test_chapter_marks_and_list_seek(browser, platform, videos):  # noqa: F811
     # f: the player's frame (picture and controls) goes full screen, and back.
     page.keyboard.press("f")
     page.wait_for_function("document.fullscreenElement && document.fullscreenElement.id === 'player-frame'")
-    assert page.get_attribute("#fullscreen", "aria-label") == "Exit full screen (f)"
+    page.wait_for_function("document.querySelector('#fullscreen').getAttribute('aria-label') === 'Exit full screen (f)'")
     page.keyboard.press("f")
     page.wait_for_function("document.fullscreenElement === null")
     assert not page.errors
