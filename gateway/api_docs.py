@@ -44,6 +44,7 @@ CREATED_VIDEO_LINKS = {name: {"operationId": operation, "parameters": {"video_id
                            ("GetVideo", "get_video_v1_videos__video_id__get"),
                            ("Watch", "watch_v1_videos__video_id__watch_get"),
                            ("PostView", "post_view_v1_videos__video_id__views_post"),
+                           ("VideoStats", "video_stats_v1_videos__video_id__stats_get"),
                            ("UploadOffset", "tus_upload_head_v1_uploads__video_id__head"),
                            ("UploadBytes", "tus_upload_v1_uploads__video_id__patch"),
                            ("EditVideo", "edit_video_v1_videos__video_id__patch"),

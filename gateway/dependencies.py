@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 
 from longtail.accounts.v1 import account_service_pb2_grpc as apb_grpc
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
+from longtail.placement.v1 import placement_service_pb2_grpc as ppb_grpc
 from longtail.search.v1 import search_service_pb2_grpc as spb_grpc
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail.webhook.v1 import webhook_service_pb2_grpc as wpb_grpc
@@ -48,6 +49,7 @@ class ServiceLinks:
         self._upload: upb_grpc.UploadServiceStub | None = None
         self._search: spb_grpc.SearchServiceStub | None = None
         self._webhook: wpb_grpc.WebhookServiceStub | None = None
+        self._placement: ppb_grpc.PlacementServiceStub | None = None
         self._views_producer: TopicProducer | None = None
         self._producer_lock = threading.Lock()
 
@@ -76,6 +78,11 @@ class ServiceLinks:
         if self._webhook is None:
             self._webhook = wpb_grpc.WebhookServiceStub(aio_client_channel(self._cfg, "webhook"))
         return self._webhook
+    def placement(self) -> ppb_grpc.PlacementServiceStub:
+        """PlacementService, which keeps the view counts."""
+        if self._placement is None:
+            self._placement = ppb_grpc.PlacementServiceStub(aio_client_channel(self._cfg, "placement"))
+        return self._placement
 
     def views_producer(self) -> TopicProducer:
         """Blocking: call from a worker thread."""
@@ -139,6 +146,8 @@ async def get_search_stub(request: Request) -> spb_grpc.SearchServiceStub:
 
 async def get_webhook_stub(request: Request) -> wpb_grpc.WebhookServiceStub:
     return request.app.state.links.webhook()
+async def get_placement_stub(request: Request) -> ppb_grpc.PlacementServiceStub:
+    return request.app.state.links.placement()
 
 
 async def get_page_renderer(request: Request) -> PageRenderer:
@@ -169,6 +178,7 @@ PageViewer = Annotated[Viewer, Depends(page_viewer)]
 UploadStub = Annotated[upb_grpc.UploadServiceStub, Depends(get_upload_stub)]
 SearchStub = Annotated[spb_grpc.SearchServiceStub, Depends(get_search_stub)]
 WebhookStub = Annotated[wpb_grpc.WebhookServiceStub, Depends(get_webhook_stub)]
+PlacementStub = Annotated[ppb_grpc.PlacementServiceStub, Depends(get_placement_stub)]
 Pages = Annotated[PageRenderer, Depends(get_page_renderer)]
 HouseAdClip = Annotated[HouseAd, Depends(get_house_ad)]
 Signer = Annotated[PlaybackSigner, Depends(get_signer)]

@@ -123,25 +123,64 @@ class PageRenderer:
 
 
 def watch_body(video_id: str) -> str:
-    # The script fills in title, channel, poster and stream from the watch payload (the
-    # one call every player makes), and waits there while a video is still processing.
-    return f"""<div id="watch" data-video-id="{esc(video_id)}" data-phase="loading">
+    # The script fills in title, channel, poster, stream, chapters, views and the channel's
+    # other videos from the watch payload (the one call every player makes) and the list
+    # API, and waits there while a video is still processing. The frame (picture and
+    # controls) is what goes full screen.
+    return f"""<div id="watch" class="watch-layout" data-video-id="{esc(video_id)}" data-phase="loading">
+<div class="watch-main">
+  <div id="player-frame" class="player-frame">
   <div class="player">
-    <video id="content" playsinline preload="none" aria-label="Video"></video>
+    <video id="content" playsinline preload="none" aria-label="Video" tabindex="-1"></video>
     <video id="ad" playsinline preload="none" hidden aria-label="Advertisement"></video>
     <span id="ad-badge" class="ad-badge" hidden>Ad · <span id="ad-remaining"></span></span>
     <button id="skip-ad" class="secondary" type="button" hidden>Skip ad</button>
     <button id="start" class="big-play" type="button" disabled>▶ Play</button>
+    <p id="resume-notice" class="resume-notice" role="status" hidden>Resumed at <span id="resume-at"></span>.
+      <button id="start-over" class="link" type="button">Start over</button></p>
   </div>
-  <div class="player-bar">
-    <label for="quality">Quality</label>
-    <select id="quality" disabled><option value="-1">Auto</option></select>
-    <span id="level-now" class="muted" aria-live="polite"></span>
+  <div id="controls" class="controls" role="group" aria-label="Player controls">
+    <div id="seek-area" class="seek-area">
+      <input id="seek" class="seek" type="range" min="0" max="0" step="0.1" value="0" aria-label="Seek">
+      <div id="chapter-marks" class="chapter-marks"></div>
+      <div id="preview" class="preview" hidden aria-hidden="true">
+        <div id="preview-image" class="preview-image"></div>
+        <span id="preview-chapter" class="preview-chapter"></span><span id="preview-time"></span>
+      </div>
+    </div>
+    <div class="control-row">
+      <button id="play-pause" class="icon" type="button" aria-label="Play (k)"></button>
+      <button id="mute" class="icon" type="button" aria-label="Mute (m)"></button>
+      <input id="volume" class="volume" type="range" min="0" max="1" step="0.05" value="1" aria-label="Volume">
+      <span id="time" class="time">0:00 / 0:00</span>
+      <span id="chapter-now" class="chapter-now muted"></span>
+      <span class="spacer"></span>
+      <label class="menu">Speed <select id="speed"><option value="1">Normal</option></select></label>
+      <label id="captions-box" class="menu" hidden>Captions <select id="captions"></select></label>
+      <label id="audio-box" class="menu" hidden>Audio <select id="audio"></select></label>
+      <label class="menu" for="quality">Quality</label>
+      <select id="quality" disabled><option value="-1">Auto</option></select>
+      <button id="fullscreen" class="icon" type="button" aria-label="Full screen (f)"></button>
+    </div>
   </div>
+  </div>
+  <p id="level-now" class="muted level-now" aria-live="polite"></p>
   <h1 id="title">Loading…</h1>
-  <p class="muted">Channel: <span id="channel" hidden></span></p>
+  <p class="muted video-meta">Channel: <span id="channel" hidden></span> <span id="views" hidden></span></p>
   <p id="description" class="description"></p>
+  <section id="chapters-section" class="chapters" hidden aria-labelledby="chapters-heading">
+    <h2 id="chapters-heading">Chapters</h2>
+    <ol id="chapters"></ol>
+  </section>
   <p id="status" role="status" aria-live="polite"></p>
+  <details class="shortcuts"><summary>Keyboard shortcuts</summary>
+    <p>Space or k play/pause · j / l back/forward 10 s · ← / → 5 s · ↑ / ↓ volume · 0–9 jump to 0–90 % ·
+    f full screen · m mute · c captions · &lt; / &gt; speed</p></details>
+</div>
+<aside id="more-section" class="more" hidden aria-labelledby="more-heading">
+  <h2 id="more-heading">More from this channel</h2>
+  <ul id="more" class="more-list"></ul>
+</aside>
 </div>"""
 
 

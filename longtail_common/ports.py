@@ -515,6 +515,9 @@ class ViewCountStore(Protocol):
     def daily_views(self, first_day: str | None = None, last_day: str | None = None) -> list[DailyViews]:
         """Counts of days in [first_day, last_day] (inclusive; None = open)."""
 
+    def total_views(self, video_id: str) -> int:
+        """The video's views ("start" beacons) over every day and region; 0 when none."""
+
     def put_video(self, entry: CatalogEntry) -> None:
         """Insert or replace a catalogue entry."""
 

@@ -28,6 +28,8 @@ from longtail_common.ports import (
     TOPIC_VIEWS,
     CatalogEntry,
     Message,
+    ViewCountStore,
+    is_valid_id,
 )
 from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Consumer, Needs, Running, run_service
@@ -239,9 +241,10 @@ class ResultHandler:
 
 
 class PlacementServicer(pb_grpc.PlacementServiceServicer):
-    def __init__(self, cfg: Config, metadata: mpb_grpc.MetadataServiceStub):
+    def __init__(self, cfg: Config, metadata: mpb_grpc.MetadataServiceStub, view_counts: ViewCountStore | None = None):
         self.cfg = cfg
         self.metadata = metadata
+        self.view_counts = view_counts
 
     def GetPlacement(self, request, context):
         try:
@@ -255,6 +258,13 @@ class PlacementServicer(pb_grpc.PlacementServiceServicer):
 
     def ListRegions(self, request, context):
         return pb.ListRegionsResponse(regions=self.cfg.platform.regions)
+
+    def GetViewCount(self, request, context):
+        if not is_valid_id(request.video_id):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid video_id")
+        if self.view_counts is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "view counts are not kept here")
+        return pb.ViewCount(video_id=request.video_id, views=self.view_counts.total_views(request.video_id))
 
 
 def serve(cfg: Config) -> None:
@@ -276,7 +286,7 @@ def serve(cfg: Config) -> None:
                      deleter.VideoDeleter(metadata, objects, view_counts, cfg.platform.regions),
                      max_attempts=deleter.MAX_ATTEMPTS, join_timeout_s=30),
         ]
-        return Running(PlacementServicer(cfg, metadata), consumers=consumers,
+        return Running(PlacementServicer(cfg, metadata, view_counts), consumers=consumers,
                        close=[producer.close, backends.bus.close])
 
     run_service(cfg, name="longtail.placement.v1.PlacementService", address=cfg.services.placement,

@@ -95,6 +95,8 @@ ROWS: dict[tuple[str, str], Row] = {
                                 private=signed_in(401, 404, 200, 200)),
     ("preview", "GET"): Row(each(302), lambda s: f"/v1/videos/{s.video_id}/preview.webp",
                             private=signed_in(404, 404, 302, 302)),
+    ("video_stats", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/stats",
+                                private=signed_in(404, 404, 200, 200)),
     # Beacons need the playback id of a watch call: without one they are refused, whoever sends them.
     ("post_view", "POST"): Row(each(403), lambda s: f"/v1/videos/{s.video_id}/views",
                                lambda s: {"json": {"kind": "start"}}),

@@ -46,6 +46,9 @@ def test_start_counts_a_view_other_kinds_add_bytes_and_redelivery_is_ignored(sto
     assert rows == {("GB", "2024-05-01"): (1, 1110), ("JP", "2024-05-01"): (1, 0), ("GB", "2024-05-02"): (1, 0)}
     assert [r.day for r in store.daily_views("2024-05-02", None)] == ["2024-05-02"]
     assert {r.day for r in store.daily_views(None, "2024-05-01")} == {"2024-05-01"}
+    # The watch page's count: every region and day, this video only.
+    counter(view_msg(4, "start", video="vidB"))
+    assert (store.total_views("vidA"), store.total_views("vidB"), store.total_views("nosuch")) == (3, 1, 0)
 
 
 @pytest.mark.parametrize("kw,needle", [({"kind": "pause"}, "kind"), ({"region": "gbr"}, "region"),

@@ -1,7 +1,7 @@
 """Video resources: create one (with its upload; signed-in accounts, in their own
 channels), read one, list a channel's, edit one (AIP-134 update mask, AIP-154 etag) or
-delete it (AIP-135), and the watch payload a player starts from (signed stream URLs and a
-playback id for its beacons).
+delete it (AIP-135), the watch payload a player starts from (signed stream URLs and a
+playback id for its beacons) and its stats (views, counted by placement_svc).
 
 Privacy and ownership (gateway.video_access): a private video is its owner's and the admins'
 only (404 to anyone else); listings show public videos unless the channel's owner asks for all.
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from longtail.metadata.v1 import metadata_service_pb2 as mpb
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
+from longtail.placement.v1 import placement_service_pb2 as ppb
 from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.config import Config
@@ -32,7 +33,16 @@ from longtail_common.ports import ID_PATTERN, ObjectStore, is_valid_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
 from gateway.api_docs import CREATED_VIDEO_LINKS, UPLOAD_LENGTH_HEADER
 from gateway.auth.principal import GATEWAY, Principal, sign_in_required
-from gateway.dependencies import Cfg, CurrentPrincipal, Links, MetadataStub, Objects, RequiredPrincipal, UploadStub
+from gateway.dependencies import (
+    Cfg,
+    CurrentPrincipal,
+    Links,
+    MetadataStub,
+    Objects,
+    PlacementStub,
+    RequiredPrincipal,
+    UploadStub,
+)
 from gateway.downloads import downloads_json, may_download
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.media_links import edge_url, media_grant, media_url
@@ -173,6 +183,16 @@ async def get_video(video_id: str, request: Request, principal: CurrentPrincipal
     key = ("get", media_grant(request, video.id, account), origin_key(request))
     return Response(entry.rendered(key, lambda: orjson.dumps(video_json(request, objects, video, account))),
                     media_type="application/json")
+
+
+@router.get("/v1/videos/{video_id}/stats", responses=error_responses(404, 422, *SERVICE_ERRORS))
+async def video_stats(video_id: str, request: Request, principal: CurrentPrincipal, placement: PlacementStub):
+    """How many times the video was watched (playbacks started, every region), for those who
+    may see it. Counted from the view beacons as they arrive: a view shows within seconds."""
+    entry = await cached_video(request, video_id)
+    video = require_visible(entry.video(), principal)
+    count = await grpc_call(placement.GetViewCount(ppb.GetViewCountRequest(video_id=video.id), timeout=10))
+    return {"video_id": video.id, "views": count.views}
 
 
 @router.get("/v1/videos", responses=error_responses(400, 401, 403, 422, *SERVICE_ERRORS))

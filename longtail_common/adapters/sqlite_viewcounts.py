@@ -73,6 +73,11 @@ class SqliteViewCountStore:
         ).fetchall()
         return [DailyViews(*r) for r in rows]
 
+    def total_views(self, video_id: str) -> int:
+        row = self._conn().execute("SELECT COALESCE(SUM(views), 0) FROM daily_views WHERE video_id = ?",
+                                   (video_id,)).fetchone()
+        return int(row[0])
+
     def put_video(self, entry: CatalogEntry) -> None:
         self._conn().execute(
             "INSERT OR REPLACE INTO catalog (video_id, channel_id, language, category, publish_day, size_bytes) "

@@ -1,10 +1,20 @@
 // The watch page: loads the watch payload, plays the pre-roll (and any mid/post-roll) ad,
 // then the adaptive stream with hls.js (native HLS where hls.js cannot run, e.g. iOS),
-// offers a quality choice, and sends view beacons with the bytes fetched for playback.
+// with the player's controls (player/controls.js: seek bar with storyboard previews and
+// chapter marks, speed, captions and audio menus from hls.js's tracks, quality, fullscreen,
+// keyboard shortcuts), resumes where the viewer left off, shows the views count and more
+// from the channel, and sends view beacons with the bytes fetched for playback.
 // Stream URLs are signed and expire: the page fetches a fresh watch payload before they
 // do, and every later request (playlists, segments, beacons) uses the fresh signature.
 import Hls from "hls.js";
 import { $, errorMessage, getJson, setStatus, sleep } from "./util.js";
+import { chapterAt, highlightChapter, parseChapters, renderChapters } from "./player/chapters.js";
+import { showMoreFromChannel, showViews } from "./player/channel.js";
+import { Controls } from "./player/controls.js";
+import { formatTime } from "./player/format.js";
+import { savedPosition, trackPosition } from "./player/resume.js";
+import { loadStoryboard, showPreview } from "./player/storyboard.js";
+import { preferredCaptionsLanguage, setupTrackMenus } from "./player/tracks.js";
 
 // The gateway's built-in house ad, used when an ad break has no creative of its own.
 const HOUSE_AD_URL = "/ads/house-preroll.mp4";
@@ -25,9 +35,19 @@ const statusEl = $("#status");
 const adBadge = $("#ad-badge");
 const adRemaining = $("#ad-remaining");
 const skipButton = $("#skip-ad");
+const frame = $("#player-frame");
+const seekArea = $("#seek-area");
+const chapterNow = $("#chapter-now");
+const chapterEls = { list: $("#chapters"), marks: $("#chapter-marks"), section: $("#chapters-section") };
+const previewEls = { box: $("#preview"), image: $("#preview-image"), time: $("#preview-time"), chapter: $("#preview-chapter") };
+const trackEls = { captions: $("#captions"), captionsBox: $("#captions-box"), audio: $("#audio"), audioBox: $("#audio-box") };
+const resumeNotice = $("#resume-notice");
 
 // A timeline of what the player did, readable from the console (and by the browser tests).
-const state = { log: [], beacons: [], bytesLoaded: 0, bytesReported: 0, hls: null, phase: "loading", payload: null };
+const state = {
+  log: [], beacons: [], bytesLoaded: 0, bytesReported: 0, hls: null, phase: "loading", payload: null,
+  chapters: [], storyboardCues: [], resumedFrom: null, more: [], toggleCaptions: () => {}, controls: null,
+};
 window.longtailPlayer = state;
 
 function note(event, detail = {}) {
@@ -59,6 +79,10 @@ async function loadPayload() {
   }
 }
 
+function thumbnail(payload, kind) {
+  return (payload.thumbnails || []).find((t) => t.kind === kind);
+}
+
 function showDetails(payload) {
   $("#title").textContent = payload.title;
   document.title = `${payload.title} · Longtail`;
@@ -66,8 +90,14 @@ function showDetails(payload) {
   channel.textContent = payload.channel.name || payload.channel.id;
   channel.hidden = false;
   $("#description").textContent = payload.description;
-  const poster = (payload.thumbnails || []).find((t) => t.kind === "poster");
+  const poster = thumbnail(payload, "poster");
   if (poster) content.poster = poster.url;
+  showViews(videoId, $("#views"));
+  showMoreFromChannel(videoId, payload.channel.id, { section: $("#more-section"), list: $("#more") })
+    .then((ids) => {
+      state.more = ids;
+      note("more-from-channel", { ids });
+    });
 }
 
 // -- signatures -------------------------------------------------------------------------
@@ -144,8 +174,11 @@ function setupStream(payload) {
   if (Hls.isSupported()) {
     // Nothing is fetched until the viewer presses play; then the stream buffers while the
     // pre-roll runs, so the content starts without a wait.
+    const captionsLang = preferredCaptionsLanguage();
     const hls = new Hls({
       autoStartLoad: false,
+      // The viewer's last captions language, chosen by hls.js when the stream has it.
+      ...(captionsLang ? { subtitlePreference: { lang: captionsLang } } : {}),
       // Signed URLs expire: a request resolved from an older payload goes out with the newest signature.
       xhrSetup: (xhr, requested) => {
         const fresh = rebased(requested);
@@ -153,6 +186,7 @@ function setupStream(payload) {
       },
     });
     state.hls = hls;
+    state.toggleCaptions = setupTrackMenus(hls, trackEls, note);
     hls.on(Hls.Events.MANIFEST_PARSED, () => fillQuality(hls.levels));
     hls.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => {
       const level = hls.levels[data.level];
@@ -250,9 +284,7 @@ function playAd(ad) {
 async function playBreaks(breaks) {
   const wasPlaying = !content.paused;
   content.pause();
-  content.controls = false;
   for (const ad of breaks) await playAd(ad);
-  content.controls = true;
   setPhase("content");
   return wasPlaying;
 }
@@ -365,25 +397,109 @@ async function main() {
     setPhase("ended");
   });
 
+  setupPlayerUi(payload);
   startButton.disabled = false;
   setPhase("ready");
-  startButton.addEventListener("click", async () => {
-    startButton.hidden = true;
-    // Phones (and stricter autoplay policies) let an element play only after a play() made
-    // during the viewer's gesture: unlock the content element now so it can start after the ad.
-    const unlock = content.play();
-    if (unlock) unlock.catch(() => {});
-    content.pause();
-    if (state.hls) state.hls.startLoad(-1);
-    await playBreaks(breaks.filter((b) => b.position === "pre_roll"));
-    content.hidden = false;
-    content.focus();
-    try {
-      await content.play();
-    } catch (err) {
-      note("play-rejected", { message: String(err) });
-      setStatus(statusEl, "Press play to start the video.");
-    }
+  startButton.addEventListener("click", () => startPlayback(breaks.filter((b) => b.position === "pre_roll")));
+}
+
+async function startPlayback(preRolls) {
+  if (state.phase !== "ready") return;
+  startButton.hidden = true;
+  // Phones (and stricter autoplay policies) let an element play only after a play() made
+  // during the viewer's gesture: unlock the content element now so it can start after the ad.
+  const unlock = content.play();
+  if (unlock) unlock.catch(() => {});
+  content.pause();
+  const resumeAt = savedPosition(videoId, state.payload.duration_seconds);
+  if (resumeAt !== null) {
+    state.resumedFrom = resumeAt;
+    note("resume", { at: resumeAt });
+  }
+  // hls.js starts loading at the resume position and puts the element there itself.
+  if (state.hls) state.hls.startLoad(resumeAt === null ? -1 : resumeAt);
+  else if (resumeAt !== null) seekWhenLoaded(resumeAt);
+  await playBreaks(preRolls);
+  content.hidden = false;
+  content.focus();
+  if (resumeAt !== null) showResumeNotice(resumeAt);
+  try {
+    await content.play();
+  } catch (err) {
+    note("play-rejected", { message: String(err) });
+    setStatus(statusEl, "Press play to start the video.");
+  }
+}
+
+function seekWhenLoaded(t) {
+  if (content.readyState >= 1) content.currentTime = t;
+  else content.addEventListener("loadedmetadata", () => { content.currentTime = t; }, { once: true });
+}
+
+function showResumeNotice(t) {
+  $("#resume-at").textContent = formatTime(t);
+  resumeNotice.hidden = false;
+  setTimeout(() => { resumeNotice.hidden = true; }, 8000);
+}
+
+// -- the player's controls, chapters, storyboard ------------------------------------------
+
+function setupPlayerUi(payload) {
+  const durationS = payload.duration_seconds || 0;
+  const canControl = () => state.phase === "content" || state.phase === "ended";
+  const controls = new Controls(content, frame, {
+    playPause: $("#play-pause"), seek: $("#seek"), time: $("#time"), mute: $("#mute"), volume: $("#volume"),
+    speed: $("#speed"), fullscreen: $("#fullscreen"),
+  }, {
+    canControl,
+    start: () => startButton.click(),
+    toggleCaptions: () => state.toggleCaptions(),
+    onSeekDisplay: (t) => previewAt(t, durationS ? t / durationS : 0),
+  });
+  state.controls = controls;
+  controls.init(durationS);
+  const seek = (t) => {
+    controls.seekTo(t);
+    note("seek", { to: t });
+  };
+  state.chapters = parseChapters(payload.description, durationS);
+  renderChapters(state.chapters, durationS, chapterEls, seek);
+  const showChapter = () => {
+    const current = highlightChapter(state.chapters, content.currentTime, chapterEls.list);
+    chapterNow.textContent = current ? current.title : "";
+  };
+  for (const event of ["timeupdate", "seeking", "seeked"]) content.addEventListener(event, showChapter);
+  $("#start-over").addEventListener("click", () => {
+    resumeNotice.hidden = true;
+    seek(0);
+  });
+  trackPosition(content, videoId, durationS, canControl);
+  setupPreview(payload, durationS);
+}
+
+function previewAt(t, fraction) {
+  const sprite = state.payload && thumbnail(state.payload, "storyboard");
+  const chapter = chapterAt(state.chapters, t);
+  showPreview(previewEls, sprite ? sprite.url : "", state.storyboardCues, t, fraction, chapter && chapter.title);
+}
+
+function setupPreview(payload, durationS) {
+  const vtt = thumbnail(payload, "storyboard_vtt");
+  loadStoryboard(content, vtt && vtt.url).then((cues) => {
+    state.storyboardCues = cues;
+    note("storyboard", { cues: cues.length });
+  });
+  seekArea.addEventListener("pointermove", (e) => {
+    const rect = seekArea.getBoundingClientRect();
+    const fraction = Math.min(1, Math.max(0, (e.clientX - rect.left) / rect.width));
+    const total = content.duration || durationS;
+    if (total > 0) previewAt(fraction * total, fraction);
+  });
+  seekArea.addEventListener("pointerleave", () => {
+    previewEls.box.hidden = true;
+  });
+  $("#seek").addEventListener("blur", () => {
+    previewEls.box.hidden = true;
   });
 }
 

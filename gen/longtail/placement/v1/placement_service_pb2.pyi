@@ -25,3 +25,17 @@ class ListRegionsResponse(_message.Message):
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     regions: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, regions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetViewCountRequest(_message.Message):
+    __slots__ = ("video_id",)
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    def __init__(self, video_id: _Optional[str] = ...) -> None: ...
+
+class ViewCount(_message.Message):
+    __slots__ = ("video_id", "views")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    VIEWS_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    views: int
+    def __init__(self, video_id: _Optional[str] = ..., views: _Optional[int] = ...) -> None: ...

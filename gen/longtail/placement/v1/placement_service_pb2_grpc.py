@@ -31,8 +31,9 @@ class PlacementServiceStub:
     decisions themselves are written into the video (Video.placements), which is where
     the gateway reads them; this service answers questions about them.
 
-    Callers: none in the tree today (operators and tests), over the deployment's
-    internal network. Each RPC's `access` option says who may call it.
+    Callers: the gateway (GetViewCount, for the watch page's views count, asked only for a
+    video its caller may see), operators and tests, over the deployment's internal network.
+    Each RPC's `access` option says who may call it.
     """
 
     def __init__(self, channel):
@@ -51,6 +52,11 @@ class PlacementServiceStub:
                 request_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsRequest.SerializeToString,
                 response_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsResponse.FromString,
                 _registered_method=True)
+        self.GetViewCount = channel.unary_unary(
+                '/longtail.placement.v1.PlacementService/GetViewCount',
+                request_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.GetViewCountRequest.SerializeToString,
+                response_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ViewCount.FromString,
+                _registered_method=True)
 
 
 class PlacementServiceServicer:
@@ -58,8 +64,9 @@ class PlacementServiceServicer:
     decisions themselves are written into the video (Video.placements), which is where
     the gateway reads them; this service answers questions about them.
 
-    Callers: none in the tree today (operators and tests), over the deployment's
-    internal network. Each RPC's `access` option says who may call it.
+    Callers: the gateway (GetViewCount, for the watch page's views count, asked only for a
+    video its caller may see), operators and tests, over the deployment's internal network.
+    Each RPC's `access` option says who may call it.
     """
 
     def GetPlacement(self, request, context):
@@ -71,6 +78,14 @@ class PlacementServiceServicer:
 
     def ListRegions(self, request, context):
         """The regions this deployment places into.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetViewCount(self, request, context):
+        """How many times a video was watched: the "start" beacons counted from the `views`
+        topic, every region and day (0 for a video never watched or unknown).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,6 +104,11 @@ def add_PlacementServiceServicer_to_server(servicer, server):
                     request_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsRequest.FromString,
                     response_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsResponse.SerializeToString,
             ),
+            'GetViewCount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetViewCount,
+                    request_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.GetViewCountRequest.FromString,
+                    response_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ViewCount.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'longtail.placement.v1.PlacementService', rpc_method_handlers)
@@ -102,8 +122,9 @@ class PlacementService:
     decisions themselves are written into the video (Video.placements), which is where
     the gateway reads them; this service answers questions about them.
 
-    Callers: none in the tree today (operators and tests), over the deployment's
-    internal network. Each RPC's `access` option says who may call it.
+    Callers: the gateway (GetViewCount, for the watch page's views count, asked only for a
+    video its caller may see), operators and tests, over the deployment's internal network.
+    Each RPC's `access` option says who may call it.
     """
 
     @staticmethod
@@ -150,6 +171,33 @@ class PlacementService:
             '/longtail.placement.v1.PlacementService/ListRegions',
             longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsRequest.SerializeToString,
             longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetViewCount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.placement.v1.PlacementService/GetViewCount',
+            longtail_dot_placement_dot_v1_dot_placement__service__pb2.GetViewCountRequest.SerializeToString,
+            longtail_dot_placement_dot_v1_dot_placement__service__pb2.ViewCount.FromString,
             options,
             channel_credentials,
             insecure,
