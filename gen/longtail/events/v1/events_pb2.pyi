@@ -34,20 +34,22 @@ VIDEO_CHANGE_UPDATED: VideoChange
 VIDEO_CHANGE_DELETED: VideoChange
 
 class TranscodeRequest(_message.Message):
-    __slots__ = ("video_id", "raw_bucket", "raw_object_key", "request_time", "chunk", "add_codecs")
+    __slots__ = ("video_id", "raw_bucket", "raw_object_key", "request_time", "chunk", "add_codecs", "automatic_captions")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     RAW_BUCKET_FIELD_NUMBER: _ClassVar[int]
     RAW_OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_TIME_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     ADD_CODECS_FIELD_NUMBER: _ClassVar[int]
+    AUTOMATIC_CAPTIONS_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     raw_bucket: str
     raw_object_key: str
     request_time: _timestamp_pb2.Timestamp
     chunk: TranscodeChunk
     add_codecs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, video_id: _Optional[str] = ..., raw_bucket: _Optional[str] = ..., raw_object_key: _Optional[str] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk: _Optional[_Union[TranscodeChunk, _Mapping]] = ..., add_codecs: _Optional[_Iterable[str]] = ...) -> None: ...
+    automatic_captions: bool
+    def __init__(self, video_id: _Optional[str] = ..., raw_bucket: _Optional[str] = ..., raw_object_key: _Optional[str] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk: _Optional[_Union[TranscodeChunk, _Mapping]] = ..., add_codecs: _Optional[_Iterable[str]] = ..., automatic_captions: _Optional[bool] = ...) -> None: ...
 
 class TranscodeChunk(_message.Message):
     __slots__ = ("index", "count", "start_seconds", "duration_seconds")
