@@ -31,6 +31,7 @@ from longtail_common.service import Backends, Consumer, Needs, Running, run_serv
 from transcoder_svc.jobs import outputs
 from transcoder_svc.jobs.base import (Job, Result, WorkerContext, popular_x264_preset, rate_control,
                                       remove_dead_workers_scratch)
+from transcoder_svc.jobs.captions import automatic_caption
 from transcoder_svc.jobs.chunked import ChunkJob
 from transcoder_svc.jobs.families import H264, codec_families, known_families, popular_codecs
 from transcoder_svc.jobs.upgrade import CodecUpgradeJob
@@ -66,7 +67,9 @@ class TranscodeJob:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise PermanentError(f"video {request.video_id} does not exist") from exc
             raise
-        if request.add_codecs:
+        if request.automatic_captions:
+            automatic_caption(self.ctx, self.metadata, request, video)
+        elif request.add_codecs:
             self._upgrade(request, video)
         else:
             self._transcode(request, video)
