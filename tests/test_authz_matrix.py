@@ -95,6 +95,18 @@ def subjects(platform, headers, tmp_path_factory) -> dict[str, Subject]:
             return created.json()["id"]
         return new_video_id
 
+    def caption_maker(video_id: str):
+        languages = iter(["de", "fr", "es", "it", "nl", "pt", "sv", "da", "fi", "pl", "cs", "hu"])
+
+        def new_caption() -> str:
+            language = next(languages)
+            created = httpx.post(f"{base}/v1/videos/{video_id}/captions", params={"language": language},
+                                 content=b"WEBVTT\n\n00:00.500 --> 00:01.500\nTo delete\n",
+                                 headers={**owner, "Content-Type": "text/vtt"}, timeout=30)
+            assert created.status_code == 201, created.text
+            return language
+        return new_caption
+
     made = {}
     with httpx.Client(headers=owner, timeout=60) as client:
         for privacy in ("public", "private"):
@@ -102,7 +114,7 @@ def subjects(platform, headers, tmp_path_factory) -> dict[str, Subject]:
             master_key = master_path.split("/t/", 1)[1].split("/", 1)[1]  # /origin|edge/REGION, /t/TOKEN/, key
             made[privacy] = Subject(video_id=video_id, channel_id=CHANNEL, new_video_id=video_maker(privacy),
                                     master_path=master_path, master_key=master_key, new_upload_path=new_upload_path,
-                                    new_owner_token_id=new_owner_token_id)
+                                    new_owner_token_id=new_owner_token_id, new_caption=caption_maker(video_id))
     return made
 
 
