@@ -11,7 +11,9 @@ punctuation on both sides. Needs espeak-ng (Debian package `espeak-ng`).
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -66,6 +68,7 @@ def wer(reference: str, hypothesis: str) -> float:
 
 def run(engine_name: str) -> dict:
     engine = asr.make_engine(engine_name)
+    load_before = os.getloadavg()[0]
     clips = []
     with tempfile.TemporaryDirectory(prefix="asr-bench-") as tmp:
         for voice, rate in VOICES:
@@ -77,7 +80,10 @@ def run(engine_name: str) -> dict:
     if FRIDAY.exists():
         clips.append({"set": "real speech", "clip": FRIDAY.name, "reference": FRIDAY_REFERENCE,
                       **_measure(engine, FRIDAY, FRIDAY_REFERENCE)})
-    return {"engine": engine.name, "machine": {"cpu": cpu_model(), "python": platform.python_version()},
+    return {"engine": engine.name,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+                        "load_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)]},
             "espeak_ng": shutil.which("espeak-ng") and subprocess.run(
                 ["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip(),
             "summary": _summary(clips), "clips": clips}

@@ -55,7 +55,8 @@ class PocketSphinxEngine:
             decoder.end_utt()
             for seg in decoder.seg():
                 word = seg.word.split("(")[0]  # "read(2)": an alternative pronunciation
-                if word not in self._FILLERS and not word.startswith("++"):
+                # Fillers and noise: "<sil>", "[NOISE]", "[SPEECH]", "++garbage++".
+                if word not in self._FILLERS and not word.startswith(("++", "[", "<")):
                     words.append((word, speech.start_time + seg.start_frame * frame_s,
                                   speech.start_time + (seg.end_frame + 1) * frame_s))
         return words
