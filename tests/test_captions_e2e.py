@@ -4,7 +4,8 @@ payload lists, the HLS master and the DASH MPD carry as subtitle tracks (read ba
 m3u8 and mpegdash, every URI fetched under the same signed token), and search finds by a
 word of it; bad files answer 400 naming the line; only the owner (or an admin) adds or
 removes one. With `transcoder.automatic_captions` on, the transcoders' speech to text
-adds an automatic English caption, whose words search finds too."""
+adds an automatic English caption, whose words search finds too. And Chromium with hls.js
+shows a caption's cue at its time."""
 from __future__ import annotations
 
 import pathlib
@@ -168,3 +169,73 @@ def test_automatic_captions_transcribe_the_speech(platform, who, video_id):
     found = eventually(lambda: video_id in [v["id"] for v in viewer.get(f"{base}/v1/search", params={"q": word})
                                             .json()["videos"]], what=f"search by the heard word {word!r}")
     assert found
+
+
+HLS_JS = pathlib.Path(__file__).resolve().parents[1] / "web" / "node_modules" / "hls.js" / "dist" / "hls.min.js"
+PLAYER = """<!doctype html><html><body><video id="v" muted playsinline width="426" height="240"></video>
+<button id="go">play</button><script src="/captest/hls.min.js"></script><script>
+const video = document.getElementById('v');
+window.hls = new Hls({renderTextTracksNatively: true});
+hls.loadSource(MASTER);
+hls.attachMedia(video);
+hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, (_e, data) => {
+  window.subtitleTracks = data.subtitleTracks.map(t => t.lang);
+});
+hls.on(Hls.Events.ERROR, (_e, data) => (window.hlsErrors = window.hlsErrors || []).push(data.details));
+document.getElementById('go').onclick = () => {
+  hls.subtitleDisplay = true;
+  hls.subtitleTrack = hls.subtitleTracks.findIndex(t => t.lang === 'es');  // as a captions menu does
+  video.play();
+};
+</script></body></html>"""
+
+
+def test_hls_js_shows_a_caption_added_after_ready_at_its_time(platform, who, video_id):
+    """Chromium with hls.js (the player library the pages use) finds the subtitle track in
+    the master, and its cue is timed where the file says: the segmenting and the
+    X-TIMESTAMP-MAP line the media timeline up with the cues."""
+    if not HLS_JS.exists():
+        pytest.skip("web/node_modules is not installed (make setup)")
+    base = platform.gateway_url
+    vtt = b"WEBVTT\n\n00:00:01.500 --> 00:00:03.000\nHola carambola\n"
+    assert post_caption(who["owner"], base, video_id, vtt, language="es", media_type="text/vtt").status_code == 201
+    master = eventually(lambda: (w := who["anonymous"].get(f"{base}/v1/videos/{video_id}/watch").json())
+                        and any(c["language"] == "es" for c in w.get("captions", [])) and w["stream"]["manifests"]["hls"],
+                        what="the es caption in the watch payload")
+    playwright = pytest.importorskip("playwright.sync_api")
+    from tests.test_browser_pages import _chromium_path
+
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium_path())
+        try:
+            page = browser.new_page(base_url=base)
+            page.route("**/captest/hls.min.js", lambda route: route.fulfill(body=HLS_JS.read_bytes(),
+                                                                             content_type="text/javascript"))
+            page.route("**/captest/player.html", lambda route: route.fulfill(
+                body=PLAYER.replace("MASTER", repr(master)), content_type="text/html"))
+            page.goto("/captest/player.html")
+            state = ("() => ({tracks: window.subtitleTracks, errors: window.hlsErrors, time: "
+                     "document.getElementById('v').currentTime, text: [...document.getElementById('v').textTracks]"
+                     ".map(t => [t.language, t.mode, t.cues ? t.cues.length : null])})")
+            wait_in(page, "window.subtitleTracks && window.subtitleTracks.includes('es')", state)
+            page.click("#go")
+            cue = ("() => { const t = [...document.getElementById('v').textTracks].find(t => t.language === 'es');"
+                   " return t && t.cues && [...t.cues].map(c => [c.startTime, c.endTime, c.text]); }")
+            wait_in(page, f"({cue})() && ({cue})().length > 0", state)
+            [(start, end, text)] = page.evaluate(cue)
+            assert text == "Hola carambola" and abs(start - 1.5) < 0.1 and abs(end - 3.0) < 0.1, (start, end, text)
+            wait_in(page, "(() => { const t = [...document.getElementById('v').textTracks]"
+                          ".find(t => t.language === 'es'); return t.activeCues && t.activeCues.length"
+                          " && t.activeCues[0].text === 'Hola carambola'; })()", state)
+        finally:
+            browser.close()
+
+
+def wait_in(page, expression: str, state: str, timeout: float = 60_000) -> None:
+    """wait_for_function that, on timeout, says what the page's player was doing."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(expression, timeout=timeout)
+    except PlaywrightTimeout:
+        pytest.fail(f"timed out waiting for {expression!r}; player: {page.evaluate(state)}")
