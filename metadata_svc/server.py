@@ -161,10 +161,12 @@ class ChangeFeed:
     def __init__(self, producer: TopicProducer | None):
         self._producer = producer
 
-    def publish(self, video_id: str, change: int, etag: str = "") -> None:
+    def publish(self, video_id: str, change: int, etag: str = "",
+                caption: events_pb2.CaptionChanged | None = None) -> None:
         if self._producer is None:
             return
-        event = events_pb2.VideoChanged(video_id=video_id, change=change, etag=etag, change_time=_now())
+        event = events_pb2.VideoChanged(video_id=video_id, change=change, etag=etag, change_time=_now(),
+                                        caption=caption)
         try:
             self._producer.publish(TOPIC_VIDEO_CHANGED, event.SerializeToString(), key=video_id.encode())
         except Exception:  # noqa: BLE001 - see the class docstring
@@ -364,7 +366,8 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         except Exception as exc:  # noqa: BLE001
             self._abort_for(context, exc)
         # The video's record is unchanged (its etag too): the event tells players and search.
-        self.changes.publish(video.id, events_pb2.VIDEO_CHANGE_UPDATED, video.etag)
+        self.changes.publish(video.id, events_pb2.VIDEO_CHANGE_UPDATED, video.etag, events_pb2.CaptionChanged(
+            language=caption.language, automatic=caption.automatic))
         log.info("caption %s of video %s recorded (automatic: %s)", caption.language, video.id, caption.automatic)
         return caption
 
@@ -382,7 +385,8 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
             self.store.delete_caption(video.id, caption.language)
         except Exception as exc:  # noqa: BLE001
             self._abort_for(context, exc)
-        self.changes.publish(video.id, events_pb2.VIDEO_CHANGE_UPDATED, video.etag)
+        self.changes.publish(video.id, events_pb2.VIDEO_CHANGE_UPDATED, video.etag, events_pb2.CaptionChanged(
+            language=caption.language, automatic=caption.automatic, deleted=True))
         return caption
 
     def GetChannel(self, request, context):

@@ -119,3 +119,47 @@ def test_engines_are_named_or_imported():
         asr.make_engine("whisper")
     with pytest.raises(ValueError, match="no fr model"):
         asr.PocketSphinxEngine().transcribe(b"\0" * 3200, "fr")
+
+
+def test_caption_writes_announce_which_caption_on_video_changed(tmp_path):
+    """Gateways and search re-read the video on `video.changed`; a webhook consumer tells
+    `captions.ready` from its `caption` part (the local durable log, the embedded bus)."""
+    from longtail_common.adapters import make_topic_bus
+    from longtail_common.config import Config
+    from longtail_common.ports import TOPIC_VIDEO_CHANGED
+    from longtail.events.v1 import events_pb2
+    from metadata_svc.server import ChangeFeed
+
+    bus = make_topic_bus(Config(data_dir=str(tmp_path)))
+    bus.ensure_topics({TOPIC_VIDEO_CHANGED: 1})
+    consumer = bus.consumer([TOPIC_VIDEO_CHANGED], "check")
+    producer = bus.producer()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    mpb_grpc.add_MetadataServiceServicer_to_server(
+        MetadataServicer(SqliteMetadataStore(tmp_path / "m.sqlite3"), ChangeFeed(producer)), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = mpb_grpc.MetadataServiceStub(channel)
+            stub.CreateVideo(mpb.CreateVideoRequest(video=video_pb2.Video(id="v1", title="t",
+                                                                          channel=video_pb2.Channel(id="c"))))
+            etag = stub.GetVideo(mpb.GetVideoRequest(id="v1")).etag
+            create(stub, caption("en", automatic=True))
+            stub.DeleteCaption(mpb.DeleteCaptionRequest(video_id="v1", language="en"))
+        events = []
+        for _ in range(20):
+            for message in consumer.poll(timeout_s=0.5, max_records=10):
+                event = events_pb2.VideoChanged()
+                event.ParseFromString(message.value)
+                events.append(event)
+            if len(events) >= 3:
+                break
+        consumer.close()
+    finally:
+        server.stop(0)
+        producer.close()
+        bus.close()
+    assert [e.HasField("caption") for e in events] == [False, True, True]
+    assert [(e.caption.language, e.caption.automatic, e.caption.deleted, e.etag) for e in events[1:]] == [
+        ("en", True, False, etag), ("en", True, True, etag)]

@@ -98,16 +98,28 @@ class VideoPublished(_message.Message):
     def __init__(self, video_id: _Optional[str] = ..., channel_id: _Optional[str] = ..., title: _Optional[str] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class VideoChanged(_message.Message):
-    __slots__ = ("video_id", "change_time", "change", "etag")
+    __slots__ = ("video_id", "change_time", "change", "etag", "caption")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     change_time: _timestamp_pb2.Timestamp
     change: VideoChange
     etag: str
-    def __init__(self, video_id: _Optional[str] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., change: _Optional[_Union[VideoChange, str]] = ..., etag: _Optional[str] = ...) -> None: ...
+    caption: CaptionChanged
+    def __init__(self, video_id: _Optional[str] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., change: _Optional[_Union[VideoChange, str]] = ..., etag: _Optional[str] = ..., caption: _Optional[_Union[CaptionChanged, _Mapping]] = ...) -> None: ...
+
+class CaptionChanged(_message.Message):
+    __slots__ = ("language", "automatic", "deleted")
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    AUTOMATIC_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    language: str
+    automatic: bool
+    deleted: bool
+    def __init__(self, language: _Optional[str] = ..., automatic: _Optional[bool] = ..., deleted: _Optional[bool] = ...) -> None: ...
 
 class VideoDeleted(_message.Message):
     __slots__ = ("video_id", "channel_id", "raw_object_key", "regions", "delete_time")
