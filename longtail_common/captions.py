@@ -1,12 +1,13 @@
 """Caption files: checking an uploaded WebVTT or SRT file line by line, converting it to
 WebVTT (webvtt-py), and the objects a caption is stored as (the whole file, and the
-segmented WebVTT media playlist HLS players read). Used by the gateway (uploads) and the
+segmented WebVTT media playlist HLS players read), written to the object store. Used by the gateway (uploads) and the
 transcoder (automatic captions), so both store captions the same way.
 """
 from __future__ import annotations
 
 import io
 import math
+from concurrent.futures import ThreadPoolExecutor
 import re
 import tempfile
 from dataclasses import dataclass
@@ -20,7 +21,10 @@ MAX_CAPTION_BYTES = 512 * 1024  # a 3-hour film's subtitles take ~200 KB
 MAX_CUES = 20_000
 MAX_LINE_CHARS = 1_000
 MAX_LANGUAGE_CHARS = 35  # RFC 5646's advice for a buffer holding a tag
-SEGMENT_SECONDS = 10  # WebVTT segment length in the HLS subtitle playlist
+# WebVTT segment length in the HLS subtitle playlist: text is tiny, so long segments (a
+# 3-hour film is 360 objects to write, not 1,080), which players fetch ahead anyway.
+SEGMENT_SECONDS = 30
+STORE_THREADS = 8
 MAX_LABEL_CHARS = 64
 # "undetermined" and "no linguistic content" name no language a viewer could pick.
 REFUSED_LANGUAGES = {"und", "zxx", "mis", "mul"}
@@ -179,14 +183,14 @@ def _ts(seconds: float) -> str:
     return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
-def caption_objects(vtt: str, duration_s: float) -> dict[str, bytes]:
+def caption_objects(vtt: str, duration_s: float, segment_s: int = SEGMENT_SECONDS) -> dict[str, bytes]:
     """The files a caption is stored as, by name: `captions.vtt` (the whole file, for the
     DASH text track and the watch payload), `playlist.m3u8` and its `seg_NNNNN.vtt`
     segments (HLS subtitles), spanning `duration_s` (the video's; at least the cues')."""
     parsed = webvtt.from_buffer(io.StringIO(vtt))
     total = max([duration_s] + [c.end_time.in_milliseconds() / 1000 for c in parsed.captions])
-    count = max(1, math.ceil(total / SEGMENT_SECONDS))
-    segments = segmenter.slice_segments(parsed.captions, SEGMENT_SECONDS)
+    count = max(1, math.ceil(total / segment_s))
+    segments = segmenter.slice_segments(parsed.captions, segment_s)
     segments = (segments + [[] for _ in range(count)])[:count]
     files = {"captions.vtt": vtt.encode()}
     with tempfile.TemporaryDirectory(prefix="captions-") as tmp:
@@ -194,10 +198,22 @@ def caption_objects(vtt: str, duration_s: float) -> dict[str, bytes]:
         segmenter.write_segments(Path(tmp), segments, 0, styles=parsed.styles, regions=parsed.regions)
         for i in range(count):
             files[f"seg_{i:05d}.vtt"] = (Path(tmp) / f"fileSequence{i}.webvtt").read_bytes()
-    lines = ["#EXTM3U", f"#EXT-X-TARGETDURATION:{SEGMENT_SECONDS}", "#EXT-X-VERSION:3",
+    lines = ["#EXTM3U", f"#EXT-X-TARGETDURATION:{segment_s}", "#EXT-X-VERSION:3",
              "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-MEDIA-SEQUENCE:0"]
     for i in range(count):
-        seconds = max(0.001, min(SEGMENT_SECONDS, total - i * SEGMENT_SECONDS))
+        seconds = max(0.001, min(segment_s, total - i * segment_s))
         lines += [f"#EXTINF:{seconds:.3f},", f"seg_{i:05d}.vtt"]
     files["playlist.m3u8"] = ("\n".join(lines + ["#EXT-X-ENDLIST"]) + "\n").encode()
     return files
+
+
+def store_caption_files(objects, bucket: str, prefix: str, files: dict[str, bytes]) -> None:
+    """Writes a caption's files under `prefix` (several at a time), the playlist last:
+    until it is there nothing names the segments."""
+    def put(name: str) -> None:
+        content_type = "application/vnd.apple.mpegurl" if name.endswith(".m3u8") else "text/vtt"
+        objects.put_bytes(bucket, prefix + name, files[name], content_type=content_type)
+
+    with ThreadPoolExecutor(max_workers=STORE_THREADS) as pool:
+        list(pool.map(put, [n for n in files if n != "playlist.m3u8"]))
+    put("playlist.m3u8")

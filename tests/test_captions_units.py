@@ -106,7 +106,7 @@ def test_labels_name_the_language_in_itself():
 
 
 def test_segmented_playlist_spans_the_video_and_repeats_straddling_cues():
-    files = caption_objects(parse_caption_file(SRT, "srt").vtt, duration_s=25.2)
+    files = caption_objects(parse_caption_file(SRT, "srt").vtt, duration_s=25.2, segment_s=10)
     playlist = m3u8.loads(files["playlist.m3u8"].decode())
     assert playlist.is_endlist and playlist.playlist_type == "vod" and playlist.target_duration == 10
     assert [s.uri for s in playlist.segments] == ["seg_00000.vtt", "seg_00001.vtt", "seg_00002.vtt"]
@@ -195,3 +195,17 @@ def test_search_finds_a_word_of_the_captions_and_migrates_an_old_index(tmp_path)
         assert index.search("zucchini", 10) == []
     finally:
         index.close()
+
+
+def test_a_caption_is_stored_whole_with_its_playlist_and_segments(tmp_path):
+    from longtail_common.adapters.fs_objects import FilesystemObjectStore
+    from longtail_common.captions import store_caption_files
+
+    objects = FilesystemObjectStore(tmp_path)
+    objects.ensure_bucket("media")
+    files = caption_objects(parse_caption_file(SRT, "srt").vtt, duration_s=95.0)
+    store_caption_files(objects, "media", "videos/v/captions/en/abc/", files)
+    stored = sorted(k.rsplit("/", 1)[1] for k in objects.list_keys("media", "videos/v/captions/en/abc/"))
+    assert stored == sorted(files) == ["captions.vtt", "playlist.m3u8"] + [f"seg_0000{i}.vtt" for i in range(4)]
+    assert objects.stat("media", "videos/v/captions/en/abc/playlist.m3u8").content_type.startswith(
+        "application/vnd.apple.mpegurl")

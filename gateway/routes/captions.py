@@ -28,6 +28,7 @@ from longtail_common.captions import (
     caption_objects,
     canonical_language,
     parse_caption_file,
+    store_caption_files,
 )
 from longtail_common.ports import MEDIA_BUCKET, ObjectStore
 from gateway.dependencies import CurrentPrincipal, MetadataStub, Objects, RequiredPrincipal
@@ -58,13 +59,6 @@ def language_param(language: str) -> str:
         return canonical_language(language)
     except ValueError as exc:
         raise ApiError(400, "INVALID_ARGUMENT", str(exc)) from None
-
-
-def store_files(objects: ObjectStore, prefix: str, files: dict[str, bytes]) -> None:
-    # The playlist last: until it is there nothing names the segments.
-    for name in sorted(files, key=lambda n: n == "playlist.m3u8"):
-        content_type = "application/vnd.apple.mpegurl" if name.endswith(".m3u8") else "text/vtt"
-        objects.put_bytes(MEDIA_BUCKET, prefix + name, files[name], content_type=content_type)
 
 
 def remove_files(objects: ObjectStore, object_key: str) -> None:
@@ -98,7 +92,7 @@ async def create_caption(video_id: str, request: Request, metadata: MetadataStub
     previous = next((c for c in video.captions if c.language == language), None)
     prefix = f"videos/{video.id}/captions/{language}/{uuid.uuid4().hex[:10]}/"
     files = caption_objects(parsed.vtt, video.duration_seconds)
-    await run_in_threadpool(store_files, objects, prefix, files)
+    await run_in_threadpool(store_caption_files, objects, MEDIA_BUCKET, prefix, files)
     asked = caption_pb2.Caption(language=language, label=label.strip(), kind=KINDS[kind], automatic=False,
                                 object_key=prefix + "captions.vtt", playlist_object_key=prefix + "playlist.m3u8",
                                 cue_count=len(parsed.cues), size_bytes=len(files["captions.vtt"]))

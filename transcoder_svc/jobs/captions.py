@@ -21,7 +21,7 @@ from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import caption_pb2
 from longtail.metadata.v1 import metadata_service_pb2 as mpb
 from longtail.metadata.v1 import video_pb2
-from longtail_common.captions import caption_objects, cues_to_vtt
+from longtail_common.captions import caption_objects, cues_to_vtt, store_caption_files
 from longtail_common.ports import MEDIA_BUCKET
 from transcoder_svc import asr, probe
 from transcoder_svc.jobs.base import WorkerContext
@@ -69,9 +69,7 @@ def _record(ctx: WorkerContext, metadata, video: video_pb2.Video, language: str,
     vtt = cues_to_vtt(cues)
     prefix = f"videos/{video.id}/captions/{language}/{uuid.uuid4().hex[:10]}/"
     files = caption_objects(vtt, video.duration_seconds)
-    for name in sorted(files, key=lambda n: n == "playlist.m3u8"):
-        ctx.objects.put_bytes(MEDIA_BUCKET, prefix + name, files[name],
-                              content_type="application/vnd.apple.mpegurl" if name.endswith(".m3u8") else "text/vtt")
+    store_caption_files(ctx.objects, MEDIA_BUCKET, prefix, files)
     asked = caption_pb2.Caption(language=language, kind=caption_pb2.CAPTION_KIND_SUBTITLES, automatic=True,
                                 object_key=prefix + "captions.vtt", playlist_object_key=prefix + "playlist.m3u8",
                                 cue_count=len(cues), size_bytes=len(files["captions.vtt"]), engine=engine)
