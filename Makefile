@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium prometheus web web-check bench-tools load-bench deploy-check
+.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium prometheus web web-check bench-tools load-bench deploy-check asr-bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -67,6 +67,11 @@ bench-tools:
 
 load-bench: $(STAMP) bench-tools
 	$(BIN)/python bench/load_bench.py $(ARGS)
+
+# bench/asr_bench.py speaks its test sentences with Debian's espeak-ng.
+asr-bench: $(STAMP)
+	@command -v espeak-ng >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng; }
+	$(BIN)/python bench/asr_bench.py $(ARGS)
 
 up: $(STAMP)
 	$(BIN)/longtail up $(ARGS)

@@ -55,7 +55,9 @@ class CachedVideo:
     def renewed(self, loaded_at: float, video: video_pb2.Video | None) -> "CachedVideo":
         """This entry, good until loaded_at + the TTL, if `video` is the same version (its
         renderings stay valid: every write gives a new etag); else a new entry."""
-        if video is not None and self._video is not None and video.etag == self._video.etag:
+        # Captions live beside the record (they leave its etag alone): compared too.
+        if (video is not None and self._video is not None and video.etag == self._video.etag
+                and video.captions == self._video.captions):
             self.loaded_at = loaded_at
             return self
         return CachedVideo(loaded_at, video)

@@ -1,9 +1,9 @@
-"""The JSON shape of a video as the API answers it, with its ad breaks."""
+"""The JSON shape of a video as the API answers it, with its ad breaks and captions."""
 from __future__ import annotations
 
 from fastapi import Request
 
-from longtail.metadata.v1 import video_pb2
+from longtail.metadata.v1 import caption_pb2, video_pb2
 from longtail_common.ports import ObjectStore
 from longtail_common.proto_enums import THUMBNAIL_KIND
 from gateway.downloads import downloads_enabled
@@ -11,6 +11,7 @@ from gateway.media_links import media_url
 from gateway.video_access import privacy_name
 
 S = video_pb2.VideoStatus
+CAPTION_KIND_NAMES = {caption_pb2.CAPTION_KIND_SUBTITLES: "subtitles", caption_pb2.CAPTION_KIND_CAPTIONS: "captions"}
 
 
 def status_name(value: int) -> str:
@@ -61,3 +62,13 @@ def ad_breaks_json(video: video_pb2.Video) -> list[dict]:
         }
         for b in breaks
     ]
+
+
+def caption_json(request: Request, objects: ObjectStore, caption: caption_pb2.Caption, account: str | None) -> dict:
+    """A caption as the API shows it (the watch payload lists the same); `url`, its WebVTT
+    file, is signed like the video's other media."""
+    return {"language": caption.language, "label": caption.label,
+            "kind": CAPTION_KIND_NAMES.get(caption.kind, "subtitles"), "automatic": caption.automatic,
+            "url": media_url(request, objects, caption.object_key, account), "cue_count": caption.cue_count,
+            "size_bytes": caption.size_bytes,
+            "create_time": caption.create_time.ToJsonString() if caption.HasField("create_time") else None}

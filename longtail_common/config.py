@@ -156,6 +156,15 @@ class TranscoderConfig:
     # repaid after 1,600-3,500 views at the cheapest CDN price, 180-390 at origin prices
     # (bench/peer_bench.py; BENCHMARKS.md "Fewer bits than PeerTube").
     popular_x264_preset: str = "slow"
+    # Automatic captions: once a video with sound is READY, placement asks the transcoders
+    # (a job on transcode.requests) to transcribe its speech into a caption marked
+    # automatic, in asr_language. Off by default: the offline engine's English model is far
+    # less accurate than Whisper (BENCHMARKS.md "Automatic captions").
+    automatic_captions: bool = False
+    # "pocketsphinx" (its wheel ships the English model: nothing is downloaded), or
+    # "package.module:Class" for a stronger engine (transcoder_svc/asr.py SpeechEngine).
+    asr_engine: str = "pocketsphinx"
+    asr_language: str = "en"
     # Sources beyond these are rejected before any work, with the reason.
     max_duration_s: int = 4 * 3600
     max_long_side: int = 4096

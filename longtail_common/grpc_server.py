@@ -226,13 +226,15 @@ METHOD_POLICIES = [
                    "longtail.accounts.v1.AccountService": ["GetAccount", "VerifyPassword", "ResolveToken",
                                                            "ResolveSession", "DeleteSession"],
                    "grpc.health.v1.Health": ["Check"]}),
-    ("60s", True, {"longtail.metadata.v1.MetadataService": ["BatchGetVideos", "ListVideos", "ListChannels"],
+    ("60s", True, {"longtail.metadata.v1.MetadataService": ["BatchGetVideos", "ListVideos", "ListChannels",
+                                                           "ListCaptions"],
                    "longtail.accounts.v1.AccountService": ["ListAccounts", "ListTokens"],
                    "longtail.search.v1.SearchService": ["SearchVideos", "ListLatestVideos"],
                    "longtail.webhook.v1.WebhookService": ["GetWebhook", "ListWebhooks", "ListDeliveries"]}),
     # Writes: a retry after a lost reply would answer ALREADY_EXISTS, ABORTED (etag) or
     # NOT_FOUND (a delete that did happen), or spend a one-time link twice.
-    ("30s", False, {"longtail.metadata.v1.MetadataService": ["CreateVideo", "UpdateVideo", "DeleteVideo", "CreateChannel"],
+    ("30s", False, {"longtail.metadata.v1.MetadataService": ["CreateVideo", "UpdateVideo", "DeleteVideo", "CreateChannel",
+                                                            "CreateCaption", "DeleteCaption"],
                     "longtail.accounts.v1.AccountService": ["CreateAccount", "UpdateAccount", "CreatePasswordLink",
                                                             "SetPassword", "CreateToken", "RevokeToken",
                                                             "CreateSession", "SignInExternal"],

@@ -96,6 +96,16 @@ class VideoRecord:
 
 
 @dataclass(frozen=True)
+class CaptionRecord:
+    """A video's caption track in one language. `payload` is a serialized
+    longtail.metadata.v1.Caption; the file itself is in the media bucket."""
+
+    video_id: str
+    language: str  # BCP-47 tag: one caption per language and video
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class ChannelRecord:
     channel_id: str
     name: str
@@ -132,6 +142,16 @@ class MetadataStore(Protocol):
 
     def list_owned_channels(self, owner_account_id: str) -> list[ChannelRecord]:
         """The channels an account owns, by id."""
+
+    def put_caption(self, record: CaptionRecord) -> None:
+        """Insert or replace the video's caption in that language."""
+
+    def list_captions(self, video_id: str) -> list[CaptionRecord]:
+        """The video's captions, by language."""
+
+    def delete_caption(self, video_id: str, language: str) -> None:
+        """Removes one caption; raises NotFoundError if there is none in that language.
+        (delete_video removes all of a video's captions.)"""
 
     def close(self) -> None: ...
 

@@ -32,6 +32,7 @@ from longtail_common.ports import (
 from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Needs, Running, run_service
 from metadata_svc.account_server import AccountServicer
+from metadata_svc.captions import CaptionRefused, checked_caption, to_record, video_captions
 from metadata_svc.accounts import Accounts
 from metadata_svc.usage import account_usage
 
@@ -97,6 +98,11 @@ def _new_etag() -> str:
 
 
 def _to_record(video: video_pb2.Video) -> VideoRecord:
+    if video.captions:  # output only: captions are kept in their own table
+        stored = video_pb2.Video()
+        stored.CopyFrom(video)
+        del stored.captions[:]
+        video = stored
     return VideoRecord(
         video_id=video.id,
         channel_id=video.channel.id,
@@ -157,10 +163,12 @@ class ChangeFeed:
     def __init__(self, producer: TopicProducer | None):
         self._producer = producer
 
-    def publish(self, video_id: str, change: int, etag: str = "") -> None:
+    def publish(self, video_id: str, change: int, etag: str = "",
+                caption: events_pb2.CaptionChanged | None = None) -> None:
         if self._producer is None:
             return
-        event = events_pb2.VideoChanged(video_id=video_id, change=change, etag=etag, change_time=_now())
+        event = events_pb2.VideoChanged(video_id=video_id, change=change, etag=etag, change_time=_now(),
+                                        caption=caption)
         try:
             self._producer.publish(TOPIC_VIDEO_CHANGED, event.SerializeToString(), key=video_id.encode())
         except Exception:  # noqa: BLE001 - see the class docstring
@@ -204,7 +212,9 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
 
     # -- RPCs ----------------------------------------------------------------------
     def GetVideo(self, request, context):
-        return self._load(request.id, context)
+        video = self._load(request.id, context)
+        video.captions.extend(video_captions(self.store, video.id))
+        return video
 
     def BatchGetVideos(self, request, context):
         if len(request.ids) > 1000:
@@ -345,6 +355,41 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         self.changes.publish(request.id, events_pb2.VIDEO_CHANGE_DELETED)
         log.info("deleted video %s (%s)", request.id, S.Name(current.status))
         return empty_pb2.Empty()
+
+    def CreateCaption(self, request, context):
+        video = self._load(request.video_id, context)
+        self._require_owner(context, video)
+        try:
+            caption = checked_caption(self.store, video.id, request.caption)
+        except CaptionRefused as refused:
+            context.abort(getattr(grpc.StatusCode, refused.code), str(refused))
+        try:
+            self.store.put_caption(to_record(caption))
+        except Exception as exc:  # noqa: BLE001
+            self._abort_for(context, exc)
+        # The video's record is unchanged (its etag too): the event tells players and search.
+        self.changes.publish(video.id, events_pb2.VIDEO_CHANGE_UPDATED, video.etag, events_pb2.CaptionChanged(
+            language=caption.language, automatic=caption.automatic))
+        log.info("caption %s of video %s recorded (automatic: %s)", caption.language, video.id, caption.automatic)
+        return caption
+
+    def ListCaptions(self, request, context):
+        video = self._load(request.video_id, context)
+        return pb.ListCaptionsResponse(captions=video_captions(self.store, video.id))
+
+    def DeleteCaption(self, request, context):
+        video = self._load(request.video_id, context)
+        self._require_owner(context, video)
+        caption = next((c for c in video_captions(self.store, video.id) if c.language == request.language), None)
+        if caption is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"video {video.id} has no caption in {request.language!r}")
+        try:
+            self.store.delete_caption(video.id, caption.language)
+        except Exception as exc:  # noqa: BLE001
+            self._abort_for(context, exc)
+        self.changes.publish(video.id, events_pb2.VIDEO_CHANGE_UPDATED, video.etag, events_pb2.CaptionChanged(
+            language=caption.language, automatic=caption.automatic, deleted=True))
+        return caption
 
     def GetChannel(self, request, context):
         record = self.store.get_channel(request.id)

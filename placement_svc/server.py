@@ -22,6 +22,7 @@ from longtail_common.config import Config, load_config
 from longtail_common.consumer import PermanentError
 from longtail_common.grpc_server import client_channel
 from longtail_common.ports import (
+    TOPIC_TRANSCODE_REQUESTS,
     TOPIC_TRANSCODE_RESULTS,
     TOPIC_VIDEO_DELETED,
     TOPIC_VIDEO_PUBLISHED,
@@ -42,6 +43,14 @@ CONSUMER_GROUP = "placement"
 # Seconds from the video's creation (the upload's start) to READY: a short clip's minute to
 # a long film's hours.
 UPLOAD_TO_READY_BUCKETS_S = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800)
+
+
+AUDIO_SAMPLE_ENTRIES = ("mp4a", "opus", "ac-3", "ec-3", "flac")
+
+
+def has_sound(codecs: str) -> bool:
+    """Whether a rendition's RFC 6381 codecs string names an audio codec."""
+    return any(entry.strip().lower().split(".")[0] in AUDIO_SAMPLE_ENTRIES for entry in codecs.split(","))
 
 
 def decide_for_new_video(video: video_pb2.Video, regions: list[str], model=None) -> list[video_pb2.PlacementDecision]:
@@ -150,6 +159,7 @@ class ResultHandler:
             # covers a crash between marking READY and publishing.
             self._record(video)
             self._publish(video)
+            self._ask_captions(video)
             return
         if video.status != S.VIDEO_STATUS_PROCESSING:
             log.info("video %s is %s; ignoring result", video.id, S.Name(video.status))
@@ -190,6 +200,7 @@ class ResultHandler:
             "longtail.placement.model": "learned" if model is not None else "rule"})
         self._record(updated)
         self._publish(updated)
+        self._ask_captions(updated)
 
     def _apply_upgrade(self, result: events_pb2.TranscodeResult, video: video_pb2.Video) -> None:
         """A codec upgrade's result: its renditions and manifests join the READY video's. The
@@ -232,6 +243,16 @@ class ResultHandler:
         self.metadata.UpdateVideo(
             mpb.UpdateVideoRequest(video=patch, update_mask=field_mask_pb2.FieldMask(paths=list(fields))), timeout=30
         )
+
+    def _ask_captions(self, video: video_pb2.Video) -> None:
+        """The automatic captions job of a READY video with sound (transcoder.automatic_captions);
+        idempotent there, so a redelivered result asking again is harmless."""
+        if not self.cfg.transcoder.automatic_captions or not any(has_sound(r.codecs) for r in video.renditions):
+            return
+        request = events_pb2.TranscodeRequest(video_id=video.id, raw_object_key=video.raw_object_key,
+                                              automatic_captions=True)
+        request.request_time.GetCurrentTime()
+        self.producer.publish(TOPIC_TRANSCODE_REQUESTS, request.SerializeToString(), key=video.id.encode())
 
     def _publish(self, video: video_pb2.Video) -> None:
         event = events_pb2.VideoPublished(

@@ -27,10 +27,12 @@ class Entry:
     duration_seconds: float = 0.0
     publish_time_us: int = 0
     poster_object_key: str = ""
+    captions: str = ""  # the words of its captions, every language
 
 
 _COLUMNS = ("video_id", "title", "description", "channel_id", "channel_name", "duration_seconds",
-            "publish_time_us", "poster_object_key")
+            "publish_time_us", "poster_object_key", "captions")
+_FTS_COLUMNS = ("title", "description", "channel_name", "captions")
 
 
 def fts_query(query: str) -> str:
@@ -52,14 +54,35 @@ class SearchIndex:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS videos (video_id TEXT PRIMARY KEY, title TEXT NOT NULL,"
             " description TEXT NOT NULL, channel_id TEXT NOT NULL, channel_name TEXT NOT NULL,"
-            " duration_seconds REAL NOT NULL, publish_time_us INTEGER NOT NULL, poster_object_key TEXT NOT NULL)"
+            " duration_seconds REAL NOT NULL, publish_time_us INTEGER NOT NULL, poster_object_key TEXT NOT NULL,"
+            " captions TEXT NOT NULL DEFAULT '')"
         )
+        self._add_captions_column()
         self._db.execute("CREATE INDEX IF NOT EXISTS videos_latest ON videos (publish_time_us DESC, video_id DESC)")
         # External-content FTS table over `videos`: the text lives once, rowids tie them.
         self._db.execute(
-            "CREATE VIRTUAL TABLE IF NOT EXISTS videos_fts USING fts5(title, description, channel_name,"
+            "CREATE VIRTUAL TABLE IF NOT EXISTS videos_fts USING fts5(title, description, channel_name, captions,"
             " content='videos', content_rowid='rowid', tokenize='unicode61 remove_diacritics 2')"
         )
+
+    def _add_captions_column(self) -> None:
+        """An index made before captions were searched gets the column, and its FTS table
+        is rebuilt from the rows it has (external content: nothing is lost)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(videos)")}
+        if "captions" in columns:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("ALTER TABLE videos ADD COLUMN captions TEXT NOT NULL DEFAULT ''")
+            self._db.execute("DROP TABLE IF EXISTS videos_fts")
+            self._db.execute(
+                "CREATE VIRTUAL TABLE videos_fts USING fts5(title, description, channel_name, captions,"
+                " content='videos', content_rowid='rowid', tokenize='unicode61 remove_diacritics 2')")
+            self._db.execute("INSERT INTO videos_fts (videos_fts) VALUES ('rebuild')")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def upsert(self, entry: Entry) -> None:
         values = tuple(getattr(entry, c) for c in _COLUMNS)
@@ -67,10 +90,11 @@ class SearchIndex:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._delete_locked(entry.video_id)
-                cur = self._db.execute(f"INSERT INTO videos ({', '.join(_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)", values)
+                cur = self._db.execute(f"INSERT INTO videos ({', '.join(_COLUMNS)}) VALUES "
+                                       f"({','.join('?' * len(_COLUMNS))})", values)
                 self._db.execute(
-                    "INSERT INTO videos_fts (rowid, title, description, channel_name) VALUES (?,?,?,?)",
-                    (cur.lastrowid, entry.title, entry.description, entry.channel_name),
+                    f"INSERT INTO videos_fts (rowid, {', '.join(_FTS_COLUMNS)}) VALUES (?,?,?,?,?)",
+                    (cur.lastrowid, *(getattr(entry, c) for c in _FTS_COLUMNS)),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -90,13 +114,13 @@ class SearchIndex:
 
     def _delete_locked(self, video_id: str) -> bool:
         row = self._db.execute(
-            "SELECT rowid, title, description, channel_name FROM videos WHERE video_id = ?", (video_id,)
+            f"SELECT rowid, {', '.join(_FTS_COLUMNS)} FROM videos WHERE video_id = ?", (video_id,)
         ).fetchone()
         if row is None:
             return False
         # External-content tables are told what to forget with the 'delete' command.
         self._db.execute(
-            "INSERT INTO videos_fts (videos_fts, rowid, title, description, channel_name) VALUES ('delete',?,?,?,?)",
+            f"INSERT INTO videos_fts (videos_fts, rowid, {', '.join(_FTS_COLUMNS)}) VALUES ('delete',?,?,?,?,?)",
             row,
         )
         self._db.execute("DELETE FROM videos WHERE rowid = ?", (row[0],))
@@ -114,7 +138,7 @@ class SearchIndex:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {cols} FROM videos_fts JOIN videos v ON v.rowid = videos_fts.rowid"
-                " WHERE videos_fts MATCH ? ORDER BY bm25(videos_fts, 10.0, 1.0, 3.0), v.publish_time_us DESC"
+                " WHERE videos_fts MATCH ? ORDER BY bm25(videos_fts, 10.0, 1.0, 3.0, 0.5), v.publish_time_us DESC"
                 " LIMIT ? OFFSET ?",
                 (match, limit, offset),
             ).fetchall()

@@ -26,7 +26,16 @@ from longtail.search.v1 import search_service_pb2_grpc as pb_grpc
 from longtail_common.config import Config, load_config
 from longtail_common.consumer import PermanentError
 from longtail_common.grpc_server import client_channel
-from longtail_common.ports import TOPIC_VIDEO_CHANGED, TOPIC_VIDEO_DELETED, TOPIC_VIDEO_PUBLISHED, Message
+from longtail_common.captions import vtt_words
+from longtail_common.ports import (
+    MEDIA_BUCKET,
+    TOPIC_VIDEO_CHANGED,
+    TOPIC_VIDEO_DELETED,
+    TOPIC_VIDEO_PUBLISHED,
+    Message,
+    NotFoundError,
+    ObjectStore,
+)
 from longtail_common.proto_enums import THUMBNAIL_KIND
 from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Consumer, Needs, Running, run_service
@@ -40,6 +49,8 @@ DELETED_GROUP = "search-deleted"
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_QUERY_CHARS = 200
+# Caption words indexed per video: a feature film's dialogue is ~100 KB of text.
+MAX_CAPTION_CHARS = 256 * 1024
 
 
 def entry_from_video(video: video_pb2.Video) -> Entry:
@@ -54,6 +65,20 @@ def entry_from_video(video: video_pb2.Video) -> Entry:
     )
 
 
+def caption_words(objects: ObjectStore | None, video: video_pb2.Video) -> str:
+    """The words of every caption of the video (read from the media bucket), so a word
+    spoken or written in a caption finds it."""
+    if objects is None:
+        return ""
+    words = []
+    for caption in video.captions:
+        try:
+            words.append(vtt_words(objects.get_bytes(MEDIA_BUCKET, caption.object_key).decode("utf-8")))
+        except (NotFoundError, UnicodeDecodeError, ValueError):
+            log.warning("caption %s of video %s is unreadable; not indexed", caption.language, video.id)
+    return " ".join(words)[:MAX_CAPTION_CHARS]
+
+
 def is_searchable(video: video_pb2.Video) -> bool:
     """READY and PUBLIC (UNSPECIFIED: stored before privacy existed, when all were public)."""
     return video.status == S.VIDEO_STATUS_READY and video.privacy in (P.PRIVACY_UNSPECIFIED, P.PRIVACY_PUBLIC)
@@ -64,9 +89,11 @@ class PublishedHandler:
     as metadata says it is now: the event may be a redelivery, stale, or about a video that
     was unpublished, made unlisted or private, or deleted since."""
 
-    def __init__(self, index: SearchIndex, metadata: mpb_grpc.MetadataServiceStub, lock: threading.Lock | None = None):
+    def __init__(self, index: SearchIndex, metadata: mpb_grpc.MetadataServiceStub, lock: threading.Lock | None = None,
+                 objects: ObjectStore | None = None):
         self.index = index
         self.metadata = metadata
+        self.objects = objects  # where caption files are read from (None: captions not indexed)
         # Read-then-write under one lock shared with the delete handler: a delete seen after
         # this read cannot be undone by this write.
         self.lock = lock or threading.Lock()
@@ -92,7 +119,9 @@ class PublishedHandler:
                 return
             raise  # retried by the consume loop
         if is_searchable(video):
-            self.index.upsert(entry_from_video(video))
+            entry = entry_from_video(video)
+            entry.captions = caption_words(self.objects, video)
+            self.index.upsert(entry)
             log.info("indexed video %s", video.id)
         elif self.index.remove(video.id):
             log.info("video %s is %s, %s; removed from the index", video.id, S.Name(video.status),
@@ -225,7 +254,8 @@ def serve(cfg: Config) -> None:
         metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata"))
         lock = threading.Lock()
         published = Consumer("published-consumer", backends.bus, [TOPIC_VIDEO_PUBLISHED, TOPIC_VIDEO_CHANGED],
-                             CONSUMER_GROUP, PublishedHandler(index, metadata, lock), max_attempts=5,
+                             CONSUMER_GROUP, PublishedHandler(index, metadata, lock, backends.objects),
+                             max_attempts=5,
                              join_timeout_s=30)
         # A group of its own: a delete waiting for its record to go holds up no publishing.
         deleted = Consumer("deleted-consumer", backends.bus, [TOPIC_VIDEO_DELETED], DELETED_GROUP,
@@ -234,7 +264,8 @@ def serve(cfg: Config) -> None:
                        close=[backends.bus.close, index.close])
 
     run_service(cfg, name="longtail.search.v1.SearchService", address=cfg.services.search,
-                add_servicer=pb_grpc.add_SearchServiceServicer_to_server, needs=Needs(topics=True), start=start)
+                add_servicer=pb_grpc.add_SearchServiceServicer_to_server,
+                needs=Needs(topics=True, bucket=MEDIA_BUCKET), start=start)
 
 
 def main() -> None:

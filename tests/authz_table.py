@@ -34,6 +34,7 @@ class Subject:
     webhook_id: str = ""  # the owner's webhook endpoint (registered before the uploads)
     delivery_id: str = ""  # one of its deliveries
     new_owner_webhook_id: Callable[[], str] = lambda: ""  # a fresh webhook of the owner's, to delete
+    new_caption: Callable[[], str] = lambda: "de"  # a fresh caption of the video's (its language), to delete
 
 
 @dataclasses.dataclass
@@ -53,6 +54,7 @@ def signed_in(anonymous: int, other: int, owner: int, admin: int) -> dict[str, i
 
 
 TUS = {"Tus-Resumable": "1.0.0"}
+CAPTION = b"WEBVTT\n\n00:00.500 --> 00:01.500\nMatrix caption\n"
 PATCH_UPLOAD = {**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
 
 
@@ -103,6 +105,15 @@ ROWS: dict[tuple[str, str], Row] = {
     ("post_views", "POST"): Row(each(422), lambda s: "/v1/views", lambda s: {"json": {"events": []}}),
     ("search_videos", "GET"): Row(each(200), lambda s: "/v1/search?q=matrix"),
     ("latest_videos", "GET"): Row(each(200), lambda s: "/v1/latest"),
+    # Captions: anyone who may watch the video lists them; its owner or an admin adds and removes them.
+    ("create_caption", "POST"): Row(signed_in(401, 403, 201, 201), lambda s: f"/v1/videos/{s.video_id}/captions?language=en",
+                                    lambda s: {"content": CAPTION, "headers": {"Content-Type": "text/vtt"}},
+                                    private=signed_in(401, 404, 201, 201)),
+    ("list_captions", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/captions",
+                                  private=signed_in(404, 404, 200, 200)),
+    ("delete_caption", "DELETE"): Row(signed_in(401, 403, 204, 204),
+                                      lambda s: f"/v1/videos/{s.video_id}/captions/{s.new_caption()}",
+                                      private=signed_in(401, 404, 204, 204)),
     # Uploads (tus): only the owner of the channel creates, only the creator sends bytes.
     ("tus_options", "OPTIONS"): Row(each(204), lambda s: "/v1/uploads", lambda s: {"headers": TUS}),
     ("tus_options_upload", "OPTIONS"): Row(each(204), lambda s: s.new_upload_path(), lambda s: {"headers": TUS}),

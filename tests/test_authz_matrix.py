@@ -102,6 +102,18 @@ def subjects(platform, headers, tmp_path_factory) -> dict[str, Subject]:
         assert created.status_code == 201, created.text
         return created.json()["id"]
 
+    def caption_maker(video_id: str):
+        languages = iter(["de", "fr", "es", "it", "nl", "pt", "sv", "da", "fi", "pl", "cs", "hu"])
+
+        def new_caption() -> str:
+            language = next(languages)
+            created = httpx.post(f"{base}/v1/videos/{video_id}/captions", params={"language": language},
+                                 content=b"WEBVTT\n\n00:00.500 --> 00:01.500\nTo delete\n",
+                                 headers={**owner, "Content-Type": "text/vtt"}, timeout=30)
+            assert created.status_code == 201, created.text
+            return language
+        return new_caption
+
     made = {}
     with httpx.Client(headers=owner, timeout=60) as client:
         webhook_id = new_owner_webhook_id()  # before the uploads, so their events make deliveries
@@ -111,7 +123,8 @@ def subjects(platform, headers, tmp_path_factory) -> dict[str, Subject]:
             made[privacy] = Subject(video_id=video_id, channel_id=CHANNEL, new_video_id=video_maker(privacy),
                                     master_path=master_path, master_key=master_key, new_upload_path=new_upload_path,
                                     new_owner_token_id=new_owner_token_id, webhook_id=webhook_id,
-                                    new_owner_webhook_id=new_owner_webhook_id)
+                                    new_owner_webhook_id=new_owner_webhook_id,
+                                    new_caption=caption_maker(video_id))
         deliveries = client.get(f"{base}/v1/webhooks/{webhook_id}/deliveries").json()["deliveries"]
         assert deliveries, "the uploads made no webhook deliveries"
         for subject in made.values():

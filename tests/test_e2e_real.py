@@ -255,3 +255,32 @@ def test_downloads_and_thumbnails_on_real_engines(real_platform, client, clip):
     assert picked.status_code == 200, picked.text
     poster = next(t for t in picked.json()["thumbnails"] if t["kind"] == "poster")
     assert "/thumbs/poster-" in poster["url"] and httpx.get(poster["url"], timeout=30).content[:2] == b"\xff\xd8"
+
+
+def test_captions_on_real_engines(real_platform, client, clip):
+    """A caption added after READY on Cassandra + S3 + Kafka: recorded in the keyspace, its
+    files in the bucket, the master names it, its segments are presigned S3 URLs, and
+    search (reading the file from S3 after `video.changed` on Kafka) finds its words."""
+    base = real_platform.gateway_url
+    vid = upload_all(client, clip, base, title="Real captions", channel="realchan")
+    assert wait_ready(client, base, vid, timeout_s=300)["status"] == "READY"
+    srt = b"1\n00:00:01,000 --> 00:00:03,000\nQuokkaword on real engines\n"
+    made = client.post(f"{base}/v1/videos/{vid}/captions", params={"language": "en"}, content=srt,
+                       headers={"Content-Type": "application/x-subrip"})
+    assert made.status_code == 201, made.text
+    assert "X-Amz-Signature=" in made.json()["url"] and "Quokkaword" in client.get(made.json()["url"]).text
+    watch = client.get(f"{base}/v1/videos/{vid}/watch").json()
+    assert [c["language"] for c in watch["captions"]] == ["en"]
+    master_url = watch["stream"]["url"]
+    master = client.get(master_url).text
+    uri = re.search(r'#EXT-X-MEDIA:TYPE=SUBTITLES,[^\n]*URI="([^"]+)"', master).group(1)
+    playlist = client.get(urllib.parse.urljoin(master_url, uri))
+    assert playlist.status_code == 200, playlist.text[:300]
+    segments = [line for line in playlist.text.splitlines() if line and not line.startswith("#")]
+    assert segments and all("X-Amz-Signature=" in s for s in segments)
+    assert "Quokkaword" in client.get(segments[0]).text
+    assert any(k.endswith("/captions.vtt") for k in _objects(real_platform).list_keys(MEDIA_BUCKET, f"videos/{vid}/"))
+    deadline = time.monotonic() + 60
+    while vid not in [v["id"] for v in client.get(f"{base}/v1/search", params={"q": "quokkaword"}).json()["videos"]]:
+        assert time.monotonic() < deadline, "search never found the caption's word"
+        time.sleep(0.5)

@@ -110,8 +110,9 @@ def test_every_rpc_has_a_deadline_and_only_idempotent_ones_are_retried():
     retried = sorted(rpc.split("/")[1] for rpc, is_retried in configured.items() if is_retried)
     assert retried == ["BatchGetVideos", "Check", "CreateUpload", "DeleteSession", "GetAccount", "GetChannel",
                        "GetPlacement", "GetUpload", "GetVideo", "GetViewCount", "GetWebhook", "GetWorkerStatus",
-                       "ListAccounts", "ListChannels", "ListDeliveries", "ListLatestVideos", "ListRegions", "ListTokens",
-                       "ListVideos", "ListWebhooks", "ResolveSession", "ResolveToken", "SearchVideos", "VerifyPassword"]
+                       "ListAccounts", "ListCaptions", "ListChannels", "ListDeliveries", "ListLatestVideos", "ListRegions",
+                       "ListTokens", "ListVideos", "ListWebhooks", "ResolveSession", "ResolveToken", "SearchVideos",
+                       "VerifyPassword"]
 
 
 def _start_metadata_replica(tmp_path, name: str, tls_dir) -> tuple[subprocess.Popen, Config]:

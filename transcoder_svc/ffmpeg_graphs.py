@@ -103,6 +103,25 @@ def run(args: list[str], timeout_s: float, what: str) -> None:
         raise MediaError(f"{what} failed: {detail}")
 
 
+def run_capture(args: list[str], timeout_s: float, what: str) -> bytes:
+    """Runs one ffmpeg command line writing to its standard output ("pipe:") and returns
+    what it wrote; failures as `run`."""
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=die_with_parent)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise MediaError(f"{what} took longer than {timeout_s:.0f} s and was stopped")
+    if proc.returncode < 0:
+        raise EncoderKilled(f"{what}: ffmpeg was killed by signal {-proc.returncode}")
+    if proc.returncode != 0:
+        lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
+        raise MediaError(f"{what} failed: {'; '.join(lines[-3:])[:500] or f'exit code {proc.returncode}'}")
+    return stdout
+
+
 def output_options(args: list[str]) -> dict[str, str | None]:
     """Output options in command-line form (["-c:v", "libx264", "-an"]) as ffmpeg-python
     keyword arguments ({"c:v": "libx264", "an": None})."""

@@ -32,6 +32,7 @@ from longtail_common.service import Backends, Consumer, Needs, Running, run_serv
 from transcoder_svc.jobs import outputs
 from transcoder_svc.jobs.base import (Job, Result, WorkerContext, popular_x264_preset, rate_control,
                                       remove_dead_workers_scratch)
+from transcoder_svc.jobs.captions import automatic_caption
 from transcoder_svc.jobs.chunked import ChunkJob
 from transcoder_svc.jobs.downloads import DownloadsJob, auto_downloads
 from transcoder_svc.jobs.families import H264, codec_families, known_families, popular_codecs
@@ -70,6 +71,8 @@ class TranscodeJob:
             raise
         if request.make_downloads:
             self._downloads(request, video)
+        elif request.automatic_captions:
+            automatic_caption(self.ctx, self.metadata, request, video)
         elif request.add_codecs:
             self._upgrade(request, video)
         else:

@@ -9,6 +9,8 @@ served as before (the signing benchmark's baseline).
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 
 from fastapi import APIRouter, Request
@@ -26,12 +28,20 @@ from longtail_common.ports import (
     validate_object_key,
 )
 from gateway.api_docs import MEDIA_TYPES, RANGE_HEADER, media_responses
+from gateway.caption_tracks import is_caption_key, manifest_video, with_captions
 from gateway.dependencies import Cfg, Objects, Signer
 from gateway.errors import ApiError, error_responses
 from gateway.media_links import presign_seconds, signed_playlist
+from gateway.routes.videos import cached_video
 from gateway.signing import MediaGrant, PlaybackSigner, TokenRefused
 
+log = logging.getLogger("gateway.media")
 router = APIRouter()
+# A manifest with captions added is made per request from the stored one: caches keep it
+# briefly, so a caption added or removed reaches players within a minute.
+CAPTIONED_MANIFEST_MAX_AGE_S = 60
+CAPTIONS_LOOKUP_TIMEOUT_S = 2.0
+MANIFEST_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".mpd": "application/dash+xml"}
 
 
 def byte_range(range_header: str, size: int) -> tuple[int, int]:
@@ -78,6 +88,32 @@ def serve_object(objects: ObjectStore, bucket: str, key: str, request: Request, 
     return StreamingResponse(stream, status_code=status, headers=headers, media_type=info.content_type)
 
 
+async def captioned_manifest(request: Request, objects: ObjectStore, bucket: str, key: str,
+                             grant: MediaGrant | None) -> Response | None:
+    """A master playlist or MPD with the video's captions added (gateway/caption_tracks.py);
+    None when `key` is no manifest or the video has no captions (served as stored)."""
+    video_id = manifest_video(key)
+    if video_id is None:
+        return None
+    try:
+        # The token was checked: the video's captions are the grant's to see. Bounded: with
+        # metadata slow or away, players get the stored manifest (no captions), not a stall.
+        entry = await asyncio.wait_for(cached_video(request, video_id), CAPTIONS_LOOKUP_TIMEOUT_S)
+        video = entry.video()
+        if not video.captions:
+            return None
+        body = entry.rendered(("manifest", bucket, key),
+                              lambda: with_captions(key, objects.get_bytes(bucket, key), video))
+    except (ApiError, NotFoundError, InvalidKeyError):
+        return None  # no record or no stored manifest: served (or refused) as stored
+    except Exception as exc:  # noqa: BLE001 - metadata unreachable: the stored manifest still plays
+        log.warning("captions of video %s unavailable (%s); manifest served as stored", video_id, exc)
+        return None
+    cache = "private" if grant is not None and grant.account else "public"
+    return Response(body, media_type=MANIFEST_TYPES[key[key.rindex("."):]], headers={
+        "Cache-Control": f"{cache}, max-age={CAPTIONED_MANIFEST_MAX_AGE_S}", "Access-Control-Allow-Origin": "*"})
+
+
 def refuse_unsigned(cfg: Config) -> None:
     if cfg.playback.signed:
         raise ApiError(403, "SIGNATURE_REQUIRED",
@@ -116,7 +152,8 @@ def origin_response(objects: ObjectStore, signer: PlaybackSigner, key: str, requ
                   responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def signed_origin_object(token: str, key: str, request: Request, objects: Objects, signer: Signer):
     grant = await check_token(signer, token, key, request)
-    return origin_response(objects, signer, key, request, grant)
+    captioned = await captioned_manifest(request, objects, MEDIA_BUCKET, key, grant)
+    return captioned or origin_response(objects, signer, key, request, grant)
 
 
 @router.api_route("/origin/{key:path}", methods=["GET", "HEAD"], name="origin_object",
@@ -124,7 +161,8 @@ async def signed_origin_object(token: str, key: str, request: Request, objects: 
                   responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def origin_object(key: str, request: Request, cfg: Cfg, objects: Objects, signer: Signer):
     refuse_unsigned(cfg)
-    return origin_response(objects, signer, key, request, None)
+    captioned = await captioned_manifest(request, objects, MEDIA_BUCKET, key, None)
+    return captioned or origin_response(objects, signer, key, request, None)
 
 
 def edge_bucket(region: str) -> str:
@@ -133,13 +171,22 @@ def edge_bucket(region: str) -> str:
     return f"{EDGE_BUCKET_PREFIX}{region.lower()}"
 
 
+def edge_source(objects: ObjectStore, bucket: str, key: str) -> str:
+    """Where the edge stand-in reads `key` from: its own bucket, or for a caption added
+    after the video was pushed there, the origin's (a CDN fetches a miss from origin)."""
+    if is_caption_key(key) and objects.stat(bucket, key) is None:
+        return MEDIA_BUCKET
+    return bucket
+
+
 @router.api_route("/edge/{region}/t/{token}/{key:path}", methods=["GET", "HEAD"], name="signed_edge_object",
                   openapi_extra=RANGE_HEADER,
                   responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def signed_edge_object(region: str, token: str, key: str, request: Request, objects: Objects, signer: Signer):
     bucket = edge_bucket(region)
     grant = await check_token(signer, token, key, request)
-    return serve_object(objects, bucket, key, request, grant)
+    captioned = await captioned_manifest(request, objects, bucket, key, grant)
+    return captioned or serve_object(objects, edge_source(objects, bucket, key), key, request, grant)
 
 
 @router.api_route("/edge/{region}/{key:path}", methods=["GET", "HEAD"], name="edge_object",
@@ -148,4 +195,5 @@ async def signed_edge_object(region: str, token: str, key: str, request: Request
 async def edge_object(region: str, key: str, request: Request, cfg: Cfg, objects: Objects):
     bucket = edge_bucket(region)
     refuse_unsigned(cfg)
-    return serve_object(objects, bucket, key, request, None)
+    captioned = await captioned_manifest(request, objects, bucket, key, None)
+    return captioned or serve_object(objects, edge_source(objects, bucket, key), key, request, None)

@@ -59,7 +59,7 @@ from gateway.video_access import (
 )
 from gateway.video_cache import CachedVideo
 from gateway.video_changes import start_delete
-from gateway.video_json import S, ad_breaks_json, status_name, video_json
+from gateway.video_json import S, ad_breaks_json, caption_json, status_name, video_json
 
 TUS_VERSION = "1.0.0"
 MAX_TITLE = 200
@@ -360,6 +360,9 @@ def watch_body(request: Request, objects: ObjectStore, video: video_pb2.Video, r
         for r in video.renditions if r.codec == choice.codec
     ]
     body["codecs"] = choice.encoded  # every family the video exists in; stream.codec is the one handed out
+    # Also in the HLS master and DASH MPD as subtitle tracks (gateway/caption_tracks.py).
+    body["captions"] = [{**caption_json(request, objects, c, account), "url": stream_url(c.object_key)}
+                        for c in video.captions]
     # The handed-out manifests' audio (AAC with H.264, Opus with VP9/AV1); None: no sound.
     audio_codec = next((a for a in (audio_codec_of(r["codecs"]) for r in body["renditions"]) if a), None)
     body["stream"] = {

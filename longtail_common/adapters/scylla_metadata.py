@@ -15,6 +15,7 @@ Tables (keyspace from config, created by `migrate`):
 * the webhook tables (`webhook_endpoints`, `webhook_endpoints_by_account`,
   `webhook_deliveries`, `webhook_deliveries_by_webhook`, `webhook_due`), used by
   `scylla_webhooks`.
+* `captions`: a video's caption tracks, partition `video_id`, clustered by language.
 * `schema_migrations`: which versions of the schema were applied.
 
 Writes: `create_video` is `INSERT ... IF NOT EXISTS`, `replace_video` is
@@ -38,6 +39,7 @@ from longtail_common.config import ScyllaConfig
 from longtail_common.ports import (
     AlreadyExistsError,
     BackendUnavailableError,
+    CaptionRecord,
     ChannelRecord,
     ConflictError,
     NotFoundError,
@@ -170,6 +172,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             next_attempt_us bigint,
             delivery_id text,
             PRIMARY KEY ((shard), next_attempt_us, delivery_id))""",
+    (5, "captions", [
+        """CREATE TABLE IF NOT EXISTS {ks}.captions (
+            video_id text,
+            language text,
+            payload blob,
+            PRIMARY KEY ((video_id), language))""",
     ]),
 ]
 
@@ -357,6 +365,10 @@ class ScyllaMetadataStore:
                                     "VALUES (?, ?, ?)")
             self._list_owned = p(f"SELECT channel_id, name, owner_account_id FROM {ks}.channels_by_owner "
                                  "WHERE owner_account_id = ?")
+            self._put_caption = p(f"INSERT INTO {ks}.captions (video_id, language, payload) VALUES (?, ?, ?)")
+            self._list_captions = p(f"SELECT video_id, language, payload FROM {ks}.captions WHERE video_id = ?")
+            self._delete_caption = p(f"DELETE FROM {ks}.captions WHERE video_id = ? AND language = ? IF EXISTS")
+            self._delete_captions = p(f"DELETE FROM {ks}.captions WHERE video_id = ?")
         except unavailable_errors() as exc:
             raise wrap_error("preparing statements", self.cfg, exc) from exc
 
@@ -452,6 +464,7 @@ class ScyllaMetadataStore:
         stamp = max(int(before.wt) + 1, int(time.time() * 1_000_000))
         self._execute(f"un-indexing {video_id}", self._delete_index,
                       (stamp, before.channel_id, before.create_time_us, video_id))
+        self._execute(f"deleting the captions of {video_id}", self._delete_captions, (video_id,))
 
     def list_channel_videos(
         self, channel_id: str, page_size: int, cursor: str | None, status: int | None
@@ -518,6 +531,20 @@ class ScyllaMetadataStore:
             return []
         rows = self._execute(f"listing channels of {owner_account_id}", self._list_owned, (owner_account_id,))
         return [self._channel(row) for row in rows]
+
+    def put_caption(self, record: CaptionRecord) -> None:
+        validate_id(record.video_id, "video id")
+        self._execute(f"writing a caption of {record.video_id}", self._put_caption,
+                      (record.video_id, record.language, bytes(record.payload)))
+
+    def list_captions(self, video_id: str) -> list[CaptionRecord]:
+        rows = self._execute(f"listing the captions of {video_id}", self._list_captions, (video_id,))
+        return [CaptionRecord(r.video_id, r.language, bytes(r.payload or b"")) for r in rows]
+
+    def delete_caption(self, video_id: str, language: str) -> None:
+        result = self._execute(f"deleting a caption of {video_id}", self._delete_caption, (video_id, language))
+        if not result.was_applied:
+            raise NotFoundError(f"video {video_id} has no caption in {language}")
 
     def close(self) -> None:
         if not self._closed.is_set():

@@ -17,6 +17,7 @@ from typing import Iterator
 
 from longtail_common.ports import (
     AlreadyExistsError,
+    CaptionRecord,
     ChannelRecord,
     ConflictError,
     NotFoundError,
@@ -39,6 +40,12 @@ CREATE TABLE IF NOT EXISTS videos_by_channel (
     video_id TEXT NOT NULL,
     status INTEGER NOT NULL,
     PRIMARY KEY (channel_id, create_time_us, video_id)
+);
+CREATE TABLE IF NOT EXISTS captions (
+    video_id TEXT NOT NULL,
+    language TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (video_id, language)
 );
 CREATE TABLE IF NOT EXISTS channels (
     channel_id TEXT PRIMARY KEY,
@@ -192,6 +199,7 @@ class SqliteMetadataStore:
             if row[0] != expected_etag:
                 raise ConflictError(f"video {video_id} changed concurrently (etag {row[0]} != {expected_etag})")
             conn.execute("DELETE FROM videos WHERE video_id=?", (video_id,))
+            conn.execute("DELETE FROM captions WHERE video_id=?", (video_id,))
             conn.execute("DELETE FROM videos_by_channel WHERE channel_id=? AND create_time_us=? AND video_id=?",
                          (row[1], row[2], video_id))
             conn.execute("COMMIT")
@@ -239,6 +247,21 @@ class SqliteMetadataStore:
             "SELECT channel_id, name, owner_account_id FROM channels WHERE owner_account_id=? ORDER BY channel_id",
             (owner_account_id,)).fetchall()
         return [ChannelRecord(*row) for row in rows] if owner_account_id else []
+
+    def put_caption(self, record: CaptionRecord) -> None:
+        validate_id(record.video_id, "video id")
+        self._conn().execute("INSERT OR REPLACE INTO captions (video_id, language, payload) VALUES (?,?,?)",
+                             (record.video_id, record.language, record.payload))
+
+    def list_captions(self, video_id: str) -> list[CaptionRecord]:
+        rows = self._conn().execute("SELECT video_id, language, payload FROM captions WHERE video_id=? "
+                                    "ORDER BY language", (video_id,)).fetchall()
+        return [CaptionRecord(r[0], r[1], bytes(r[2])) for r in rows]
+
+    def delete_caption(self, video_id: str, language: str) -> None:
+        cur = self._conn().execute("DELETE FROM captions WHERE video_id=? AND language=?", (video_id, language))
+        if cur.rowcount == 0:
+            raise NotFoundError(f"video {video_id} has no caption in {language}")
 
     def close(self) -> None:
         self._connections.close()

@@ -7,6 +7,7 @@ import pytest
 
 from longtail_common.ports import (
     AlreadyExistsError,
+    CaptionRecord,
     ChannelRecord,
     ConflictError,
     InvalidKeyError,
@@ -132,3 +133,25 @@ def test_delete_is_compare_and_set_and_leaves_the_listing(store):
         store.delete_video(vid, expected_etag="v2")
     store.create_video(_rec(vid, channel=channel, ts=30, etag="n1"))  # the id can be used again
     assert [r.video_id for r in store.list_channel_videos(channel, 10, None, None)[0]] == [vid, other]
+
+
+def test_captions_put_list_replace_delete(store):
+    vid, other = _uid(), _uid()
+    store.create_video(_rec(vid, etag="v1"))
+    store.create_video(_rec(other, etag="o1"))
+    assert store.list_captions(vid) == []
+    store.put_caption(CaptionRecord(vid, "fr", b"\x00fr"))
+    store.put_caption(CaptionRecord(vid, "en", b"en-1"))
+    store.put_caption(CaptionRecord(other, "en", b"other"))
+    store.put_caption(CaptionRecord(vid, "en", b"en-2"))  # one per language: replaced
+    assert store.list_captions(vid) == [CaptionRecord(vid, "en", b"en-2"), CaptionRecord(vid, "fr", b"\x00fr")]
+    store.delete_caption(vid, "fr")
+    assert [c.language for c in store.list_captions(vid)] == ["en"]
+    with pytest.raises(NotFoundError):
+        store.delete_caption(vid, "fr")
+    with pytest.raises(InvalidKeyError):
+        store.put_caption(CaptionRecord("../x", "en", b""))
+    # deleting the video takes its captions along, and only its own
+    store.delete_video(vid, expected_etag="v1")
+    assert store.list_captions(vid) == []
+    assert store.list_captions(other) == [CaptionRecord(other, "en", b"other")]

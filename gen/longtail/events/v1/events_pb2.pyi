@@ -34,7 +34,7 @@ VIDEO_CHANGE_UPDATED: VideoChange
 VIDEO_CHANGE_DELETED: VideoChange
 
 class TranscodeRequest(_message.Message):
-    __slots__ = ("video_id", "raw_bucket", "raw_object_key", "request_time", "chunk", "add_codecs", "make_downloads")
+    __slots__ = ("video_id", "raw_bucket", "raw_object_key", "request_time", "chunk", "add_codecs", "make_downloads", "automatic_captions")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     RAW_BUCKET_FIELD_NUMBER: _ClassVar[int]
     RAW_OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class TranscodeRequest(_message.Message):
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     ADD_CODECS_FIELD_NUMBER: _ClassVar[int]
     MAKE_DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
+    AUTOMATIC_CAPTIONS_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     raw_bucket: str
     raw_object_key: str
@@ -49,7 +50,8 @@ class TranscodeRequest(_message.Message):
     chunk: TranscodeChunk
     add_codecs: _containers.RepeatedScalarFieldContainer[str]
     make_downloads: _containers.RepeatedCompositeFieldContainer[_video_pb2.Download]
-    def __init__(self, video_id: _Optional[str] = ..., raw_bucket: _Optional[str] = ..., raw_object_key: _Optional[str] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk: _Optional[_Union[TranscodeChunk, _Mapping]] = ..., add_codecs: _Optional[_Iterable[str]] = ..., make_downloads: _Optional[_Iterable[_Union[_video_pb2.Download, _Mapping]]] = ...) -> None: ...
+    automatic_captions: bool
+    def __init__(self, video_id: _Optional[str] = ..., raw_bucket: _Optional[str] = ..., raw_object_key: _Optional[str] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk: _Optional[_Union[TranscodeChunk, _Mapping]] = ..., add_codecs: _Optional[_Iterable[str]] = ..., make_downloads: _Optional[_Iterable[_Union[_video_pb2.Download, _Mapping]]] = ..., automatic_captions: _Optional[bool] = ...) -> None: ...
 
 class TranscodeChunk(_message.Message):
     __slots__ = ("index", "count", "start_seconds", "duration_seconds")
@@ -98,16 +100,28 @@ class VideoPublished(_message.Message):
     def __init__(self, video_id: _Optional[str] = ..., channel_id: _Optional[str] = ..., title: _Optional[str] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class VideoChanged(_message.Message):
-    __slots__ = ("video_id", "change_time", "change", "etag")
+    __slots__ = ("video_id", "change_time", "change", "etag", "caption")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     change_time: _timestamp_pb2.Timestamp
     change: VideoChange
     etag: str
-    def __init__(self, video_id: _Optional[str] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., change: _Optional[_Union[VideoChange, str]] = ..., etag: _Optional[str] = ...) -> None: ...
+    caption: CaptionChanged
+    def __init__(self, video_id: _Optional[str] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., change: _Optional[_Union[VideoChange, str]] = ..., etag: _Optional[str] = ..., caption: _Optional[_Union[CaptionChanged, _Mapping]] = ...) -> None: ...
+
+class CaptionChanged(_message.Message):
+    __slots__ = ("language", "automatic", "deleted")
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    AUTOMATIC_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    language: str
+    automatic: bool
+    deleted: bool
+    def __init__(self, language: _Optional[str] = ..., automatic: _Optional[bool] = ..., deleted: _Optional[bool] = ...) -> None: ...
 
 class VideoDeleted(_message.Message):
     __slots__ = ("video_id", "channel_id", "raw_object_key", "regions", "delete_time")

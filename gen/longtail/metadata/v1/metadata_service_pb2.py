@@ -25,10 +25,11 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from longtail.auth.v1 import access_pb2 as longtail_dot_auth_dot_v1_dot_access__pb2
+from longtail.metadata.v1 import caption_pb2 as longtail_dot_metadata_dot_v1_dot_caption__pb2
 from longtail.metadata.v1 import video_pb2 as longtail_dot_metadata_dot_v1_dot_video__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+longtail/metadata/v1/metadata_service.proto\x12\x14longtail.metadata.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1dlongtail/auth/v1/access.proto\x1a longtail/metadata/v1/video.proto\"\x1d\n\x0fGetVideoRequest\x12\n\n\x02id\x18\x01 \x01(\t\"$\n\x15\x42\x61tchGetVideosRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"E\n\x16\x42\x61tchGetVideosResponse\x12+\n\x06videos\x18\x01 \x03(\x0b\x32\x1b.longtail.metadata.v1.Video\"\x9d\x01\n\x11ListVideosRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32!.longtail.metadata.v1.VideoStatus\x12\x1a\n\x12include_non_public\x18\x05 \x01(\x08\"Z\n\x12ListVideosResponse\x12+\n\x06videos\x18\x01 \x03(\x0b\x32\x1b.longtail.metadata.v1.Video\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"@\n\x12\x43reateVideoRequest\x12*\n\x05video\x18\x01 \x01(\x0b\x32\x1b.longtail.metadata.v1.Video\"q\n\x12UpdateVideoRequest\x12*\n\x05video\x18\x01 \x01(\x0b\x32\x1b.longtail.metadata.v1.Video\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\".\n\x12\x44\x65leteVideoRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\x1f\n\x11GetChannelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x14\x43reateChannelRequest\x12.\n\x07\x63hannel\x18\x01 \x01(\x0b\x32\x1d.longtail.metadata.v1.Channel\"F\n\x13ListChannelsRequest\x12\x18\n\x10owner_account_id\x18\x01 \x01(\t\x12\x15\n\rinclude_usage\x18\x02 \x01(\x08\"z\n\x14ListChannelsResponse\x12/\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\x1d.longtail.metadata.v1.Channel\x12\x31\n\x05usage\x18\x02 \x01(\x0b\x32\".longtail.metadata.v1.AccountUsage\">\n\x0c\x41\x63\x63ountUsage\x12\x14\n\x0cstored_bytes\x18\x01 \x01(\x03\x12\x18\n\x10uploads_last_day\x18\x02 \x01(\x05\x32\xfb\x06\n\x0fMetadataService\x12T\n\x08GetVideo\x12%.longtail.metadata.v1.GetVideoRequest\x1a\x1b.longtail.metadata.v1.Video\"\x04\xc8\xf3\x18\x01\x12q\n\x0e\x42\x61tchGetVideos\x12+.longtail.metadata.v1.BatchGetVideosRequest\x1a,.longtail.metadata.v1.BatchGetVideosResponse\"\x04\xc8\xf3\x18\x01\x12\x65\n\nListVideos\x12\'.longtail.metadata.v1.ListVideosRequest\x1a(.longtail.metadata.v1.ListVideosResponse\"\x04\xc8\xf3\x18\x01\x12Z\n\x0b\x43reateVideo\x12(.longtail.metadata.v1.CreateVideoRequest\x1a\x1b.longtail.metadata.v1.Video\"\x04\xc8\xf3\x18\x02\x12Z\n\x0bUpdateVideo\x12(.longtail.metadata.v1.UpdateVideoRequest\x1a\x1b.longtail.metadata.v1.Video\"\x04\xc8\xf3\x18\x02\x12U\n\x0b\x44\x65leteVideo\x12(.longtail.metadata.v1.DeleteVideoRequest\x1a\x16.google.protobuf.Empty\"\x04\xc8\xf3\x18\x02\x12Z\n\nGetChannel\x12\'.longtail.metadata.v1.GetChannelRequest\x1a\x1d.longtail.metadata.v1.Channel\"\x04\xc8\xf3\x18\x01\x12`\n\rCreateChannel\x12*.longtail.metadata.v1.CreateChannelRequest\x1a\x1d.longtail.metadata.v1.Channel\"\x04\xc8\xf3\x18\x02\x12k\n\x0cListChannels\x12).longtail.metadata.v1.ListChannelsRequest\x1a*.longtail.metadata.v1.ListChannelsResponse\"\x04\xc8\xf3\x18\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+longtail/metadata/v1/metadata_service.proto\x12\x14longtail.metadata.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1dlongtail/auth/v1/access.proto\x1a\"longtail/metadata/v1/caption.proto\x1a longtail/metadata/v1/video.proto\"X\n\x14\x43reateCaptionRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12.\n\x07\x63\x61ption\x18\x02 \x01(\x0b\x32\x1d.longtail.metadata.v1.Caption\"\'\n\x13ListCaptionsRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\"G\n\x14ListCaptionsResponse\x12/\n\x08\x63\x61ptions\x18\x01 \x03(\x0b\x32\x1d.longtail.metadata.v1.Caption\":\n\x14\x44\x65leteCaptionRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\"\x1d\n\x0fGetVideoRequest\x12\n\n\x02id\x18\x01 \x01(\t\"$\n\x15\x42\x61tchGetVideosRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"E\n\x16\x42\x61tchGetVideosResponse\x12+\n\x06videos\x18\x01 \x03(\x0b\x32\x1b.longtail.metadata.v1.Video\"\x9d\x01\n\x11ListVideosRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32!.longtail.metadata.v1.VideoStatus\x12\x1a\n\x12include_non_public\x18\x05 \x01(\x08\"Z\n\x12ListVideosResponse\x12+\n\x06videos\x18\x01 \x03(\x0b\x32\x1b.longtail.metadata.v1.Video\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"@\n\x12\x43reateVideoRequest\x12*\n\x05video\x18\x01 \x01(\x0b\x32\x1b.longtail.metadata.v1.Video\"q\n\x12UpdateVideoRequest\x12*\n\x05video\x18\x01 \x01(\x0b\x32\x1b.longtail.metadata.v1.Video\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\".\n\x12\x44\x65leteVideoRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\x1f\n\x11GetChannelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x14\x43reateChannelRequest\x12.\n\x07\x63hannel\x18\x01 \x01(\x0b\x32\x1d.longtail.metadata.v1.Channel\"F\n\x13ListChannelsRequest\x12\x18\n\x10owner_account_id\x18\x01 \x01(\t\x12\x15\n\rinclude_usage\x18\x02 \x01(\x08\"z\n\x14ListChannelsResponse\x12/\n\x08\x63hannels\x18\x01 \x03(\x0b\x32\x1d.longtail.metadata.v1.Channel\x12\x31\n\x05usage\x18\x02 \x01(\x0b\x32\".longtail.metadata.v1.AccountUsage\">\n\x0c\x41\x63\x63ountUsage\x12\x14\n\x0cstored_bytes\x18\x01 \x01(\x03\x12\x18\n\x10uploads_last_day\x18\x02 \x01(\x05\x32\xac\t\n\x0fMetadataService\x12T\n\x08GetVideo\x12%.longtail.metadata.v1.GetVideoRequest\x1a\x1b.longtail.metadata.v1.Video\"\x04\xc8\xf3\x18\x01\x12q\n\x0e\x42\x61tchGetVideos\x12+.longtail.metadata.v1.BatchGetVideosRequest\x1a,.longtail.metadata.v1.BatchGetVideosResponse\"\x04\xc8\xf3\x18\x01\x12\x65\n\nListVideos\x12\'.longtail.metadata.v1.ListVideosRequest\x1a(.longtail.metadata.v1.ListVideosResponse\"\x04\xc8\xf3\x18\x01\x12Z\n\x0b\x43reateVideo\x12(.longtail.metadata.v1.CreateVideoRequest\x1a\x1b.longtail.metadata.v1.Video\"\x04\xc8\xf3\x18\x02\x12Z\n\x0bUpdateVideo\x12(.longtail.metadata.v1.UpdateVideoRequest\x1a\x1b.longtail.metadata.v1.Video\"\x04\xc8\xf3\x18\x02\x12U\n\x0b\x44\x65leteVideo\x12(.longtail.metadata.v1.DeleteVideoRequest\x1a\x16.google.protobuf.Empty\"\x04\xc8\xf3\x18\x02\x12Z\n\nGetChannel\x12\'.longtail.metadata.v1.GetChannelRequest\x1a\x1d.longtail.metadata.v1.Channel\"\x04\xc8\xf3\x18\x01\x12`\n\rCreateChannel\x12*.longtail.metadata.v1.CreateChannelRequest\x1a\x1d.longtail.metadata.v1.Channel\"\x04\xc8\xf3\x18\x02\x12k\n\x0cListChannels\x12).longtail.metadata.v1.ListChannelsRequest\x1a*.longtail.metadata.v1.ListChannelsResponse\"\x04\xc8\xf3\x18\x01\x12`\n\rCreateCaption\x12*.longtail.metadata.v1.CreateCaptionRequest\x1a\x1d.longtail.metadata.v1.Caption\"\x04\xc8\xf3\x18\x02\x12k\n\x0cListCaptions\x12).longtail.metadata.v1.ListCaptionsRequest\x1a*.longtail.metadata.v1.ListCaptionsResponse\"\x04\xc8\xf3\x18\x01\x12`\n\rDeleteCaption\x12*.longtail.metadata.v1.DeleteCaptionRequest\x1a\x1d.longtail.metadata.v1.Caption\"\x04\xc8\xf3\x18\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,32 +54,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METADATASERVICE'].methods_by_name['CreateChannel']._serialized_options = b'\310\363\030\002'
   _globals['_METADATASERVICE'].methods_by_name['ListChannels']._loaded_options = None
   _globals['_METADATASERVICE'].methods_by_name['ListChannels']._serialized_options = b'\310\363\030\001'
-  _globals['_GETVIDEOREQUEST']._serialized_start=197
-  _globals['_GETVIDEOREQUEST']._serialized_end=226
-  _globals['_BATCHGETVIDEOSREQUEST']._serialized_start=228
-  _globals['_BATCHGETVIDEOSREQUEST']._serialized_end=264
-  _globals['_BATCHGETVIDEOSRESPONSE']._serialized_start=266
-  _globals['_BATCHGETVIDEOSRESPONSE']._serialized_end=335
-  _globals['_LISTVIDEOSREQUEST']._serialized_start=338
-  _globals['_LISTVIDEOSREQUEST']._serialized_end=495
-  _globals['_LISTVIDEOSRESPONSE']._serialized_start=497
-  _globals['_LISTVIDEOSRESPONSE']._serialized_end=587
-  _globals['_CREATEVIDEOREQUEST']._serialized_start=589
-  _globals['_CREATEVIDEOREQUEST']._serialized_end=653
-  _globals['_UPDATEVIDEOREQUEST']._serialized_start=655
-  _globals['_UPDATEVIDEOREQUEST']._serialized_end=768
-  _globals['_DELETEVIDEOREQUEST']._serialized_start=770
-  _globals['_DELETEVIDEOREQUEST']._serialized_end=816
-  _globals['_GETCHANNELREQUEST']._serialized_start=818
-  _globals['_GETCHANNELREQUEST']._serialized_end=849
-  _globals['_CREATECHANNELREQUEST']._serialized_start=851
-  _globals['_CREATECHANNELREQUEST']._serialized_end=921
-  _globals['_LISTCHANNELSREQUEST']._serialized_start=923
-  _globals['_LISTCHANNELSREQUEST']._serialized_end=993
-  _globals['_LISTCHANNELSRESPONSE']._serialized_start=995
-  _globals['_LISTCHANNELSRESPONSE']._serialized_end=1117
-  _globals['_ACCOUNTUSAGE']._serialized_start=1119
-  _globals['_ACCOUNTUSAGE']._serialized_end=1181
-  _globals['_METADATASERVICE']._serialized_start=1184
-  _globals['_METADATASERVICE']._serialized_end=2075
+  _globals['_METADATASERVICE'].methods_by_name['CreateCaption']._loaded_options = None
+  _globals['_METADATASERVICE'].methods_by_name['CreateCaption']._serialized_options = b'\310\363\030\002'
+  _globals['_METADATASERVICE'].methods_by_name['ListCaptions']._loaded_options = None
+  _globals['_METADATASERVICE'].methods_by_name['ListCaptions']._serialized_options = b'\310\363\030\001'
+  _globals['_METADATASERVICE'].methods_by_name['DeleteCaption']._loaded_options = None
+  _globals['_METADATASERVICE'].methods_by_name['DeleteCaption']._serialized_options = b'\310\363\030\002'
+  _globals['_CREATECAPTIONREQUEST']._serialized_start=233
+  _globals['_CREATECAPTIONREQUEST']._serialized_end=321
+  _globals['_LISTCAPTIONSREQUEST']._serialized_start=323
+  _globals['_LISTCAPTIONSREQUEST']._serialized_end=362
+  _globals['_LISTCAPTIONSRESPONSE']._serialized_start=364
+  _globals['_LISTCAPTIONSRESPONSE']._serialized_end=435
+  _globals['_DELETECAPTIONREQUEST']._serialized_start=437
+  _globals['_DELETECAPTIONREQUEST']._serialized_end=495
+  _globals['_GETVIDEOREQUEST']._serialized_start=497
+  _globals['_GETVIDEOREQUEST']._serialized_end=526
+  _globals['_BATCHGETVIDEOSREQUEST']._serialized_start=528
+  _globals['_BATCHGETVIDEOSREQUEST']._serialized_end=564
+  _globals['_BATCHGETVIDEOSRESPONSE']._serialized_start=566
+  _globals['_BATCHGETVIDEOSRESPONSE']._serialized_end=635
+  _globals['_LISTVIDEOSREQUEST']._serialized_start=638
+  _globals['_LISTVIDEOSREQUEST']._serialized_end=795
+  _globals['_LISTVIDEOSRESPONSE']._serialized_start=797
+  _globals['_LISTVIDEOSRESPONSE']._serialized_end=887
+  _globals['_CREATEVIDEOREQUEST']._serialized_start=889
+  _globals['_CREATEVIDEOREQUEST']._serialized_end=953
+  _globals['_UPDATEVIDEOREQUEST']._serialized_start=955
+  _globals['_UPDATEVIDEOREQUEST']._serialized_end=1068
+  _globals['_DELETEVIDEOREQUEST']._serialized_start=1070
+  _globals['_DELETEVIDEOREQUEST']._serialized_end=1116
+  _globals['_GETCHANNELREQUEST']._serialized_start=1118
+  _globals['_GETCHANNELREQUEST']._serialized_end=1149
+  _globals['_CREATECHANNELREQUEST']._serialized_start=1151
+  _globals['_CREATECHANNELREQUEST']._serialized_end=1221
+  _globals['_LISTCHANNELSREQUEST']._serialized_start=1223
+  _globals['_LISTCHANNELSREQUEST']._serialized_end=1293
+  _globals['_LISTCHANNELSRESPONSE']._serialized_start=1295
+  _globals['_LISTCHANNELSRESPONSE']._serialized_end=1417
+  _globals['_ACCOUNTUSAGE']._serialized_start=1419
+  _globals['_ACCOUNTUSAGE']._serialized_end=1481
+  _globals['_METADATASERVICE']._serialized_start=1484
+  _globals['_METADATASERVICE']._serialized_end=2680
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from longtail.auth.v1 import access_pb2 as _access_pb2
+from longtail.metadata.v1 import caption_pb2 as _caption_pb2
 from longtail.metadata.v1 import video_pb2 as _video_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -9,6 +10,34 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateCaptionRequest(_message.Message):
+    __slots__ = ("video_id", "caption")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    caption: _caption_pb2.Caption
+    def __init__(self, video_id: _Optional[str] = ..., caption: _Optional[_Union[_caption_pb2.Caption, _Mapping]] = ...) -> None: ...
+
+class ListCaptionsRequest(_message.Message):
+    __slots__ = ("video_id",)
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    def __init__(self, video_id: _Optional[str] = ...) -> None: ...
+
+class ListCaptionsResponse(_message.Message):
+    __slots__ = ("captions",)
+    CAPTIONS_FIELD_NUMBER: _ClassVar[int]
+    captions: _containers.RepeatedCompositeFieldContainer[_caption_pb2.Caption]
+    def __init__(self, captions: _Optional[_Iterable[_Union[_caption_pb2.Caption, _Mapping]]] = ...) -> None: ...
+
+class DeleteCaptionRequest(_message.Message):
+    __slots__ = ("video_id", "language")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    language: str
+    def __init__(self, video_id: _Optional[str] = ..., language: _Optional[str] = ...) -> None: ...
 
 class GetVideoRequest(_message.Message):
     __slots__ = ("id",)

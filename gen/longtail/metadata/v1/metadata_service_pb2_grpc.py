@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from longtail.metadata.v1 import caption_pb2 as longtail_dot_metadata_dot_v1_dot_caption__pb2
 from longtail.metadata.v1 import metadata_service_pb2 as longtail_dot_metadata_dot_v1_dot_metadata__service__pb2
 from longtail.metadata.v1 import video_pb2 as longtail_dot_metadata_dot_v1_dot_video__pb2
 
@@ -85,6 +86,21 @@ class MetadataServiceStub:
                 '/longtail.metadata.v1.MetadataService/ListChannels',
                 request_serializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListChannelsRequest.SerializeToString,
                 response_deserializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListChannelsResponse.FromString,
+                _registered_method=True)
+        self.CreateCaption = channel.unary_unary(
+                '/longtail.metadata.v1.MetadataService/CreateCaption',
+                request_serializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.CreateCaptionRequest.SerializeToString,
+                response_deserializer=longtail_dot_metadata_dot_v1_dot_caption__pb2.Caption.FromString,
+                _registered_method=True)
+        self.ListCaptions = channel.unary_unary(
+                '/longtail.metadata.v1.MetadataService/ListCaptions',
+                request_serializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListCaptionsRequest.SerializeToString,
+                response_deserializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListCaptionsResponse.FromString,
+                _registered_method=True)
+        self.DeleteCaption = channel.unary_unary(
+                '/longtail.metadata.v1.MetadataService/DeleteCaption',
+                request_serializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.DeleteCaptionRequest.SerializeToString,
+                response_deserializer=longtail_dot_metadata_dot_v1_dot_caption__pb2.Caption.FromString,
                 _registered_method=True)
 
 
@@ -180,6 +196,34 @@ class MetadataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateCaption(self, request, context):
+        """Records a caption of a video (its files already stored by the caller), replacing the
+        one in the same language: the video's owner, an admin or a service (the automatic
+        captions job); ALREADY_EXISTS for an automatic caption where an uploaded one is.
+        Publishes `video.changed`, so players and search see it at once. Called by the
+        gateway (uploads) and the transcoder (automatic captions).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCaptions(self, request, context):
+        """A video's captions, by language (NOT_FOUND as GetVideo for a video the caller may
+        not see). GetVideo answers them too, in `Video.captions`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCaption(self, request, context):
+        """Removes a video's caption in one language and answers it (its files are the
+        caller's to remove): the video's owner, an admin or a service. NOT_FOUND if there is
+        none. Publishes `video.changed`. Called by the gateway.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -227,6 +271,21 @@ def add_MetadataServiceServicer_to_server(servicer, server):
                     servicer.ListChannels,
                     request_deserializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListChannelsRequest.FromString,
                     response_serializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListChannelsResponse.SerializeToString,
+            ),
+            'CreateCaption': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCaption,
+                    request_deserializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.CreateCaptionRequest.FromString,
+                    response_serializer=longtail_dot_metadata_dot_v1_dot_caption__pb2.Caption.SerializeToString,
+            ),
+            'ListCaptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCaptions,
+                    request_deserializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListCaptionsRequest.FromString,
+                    response_serializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListCaptionsResponse.SerializeToString,
+            ),
+            'DeleteCaption': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCaption,
+                    request_deserializer=longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.DeleteCaptionRequest.FromString,
+                    response_serializer=longtail_dot_metadata_dot_v1_dot_caption__pb2.Caption.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -477,6 +536,87 @@ class MetadataService:
             '/longtail.metadata.v1.MetadataService/ListChannels',
             longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListChannelsRequest.SerializeToString,
             longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListChannelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCaption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.metadata.v1.MetadataService/CreateCaption',
+            longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.CreateCaptionRequest.SerializeToString,
+            longtail_dot_metadata_dot_v1_dot_caption__pb2.Caption.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCaptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.metadata.v1.MetadataService/ListCaptions',
+            longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListCaptionsRequest.SerializeToString,
+            longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.ListCaptionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCaption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.metadata.v1.MetadataService/DeleteCaption',
+            longtail_dot_metadata_dot_v1_dot_metadata__service__pb2.DeleteCaptionRequest.SerializeToString,
+            longtail_dot_metadata_dot_v1_dot_caption__pb2.Caption.FromString,
             options,
             channel_credentials,
             insecure,

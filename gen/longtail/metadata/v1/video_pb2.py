@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from longtail.metadata.v1 import caption_pb2 as longtail_dot_metadata_dot_v1_dot_caption__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n longtail/metadata/v1/video.proto\x12\x14longtail.metadata.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n\x07\x43hannel\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10owner_account_id\x18\x03 \x01(\t\"\x8d\x01\n\tThumbnail\x12\x10\n\x04kind\x18\x01 \x01(\tB\x02\x18\x01\x12\x12\n\nobject_key\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12;\n\x0ethumbnail_kind\x18\x05 \x01(\x0e\x32#.longtail.metadata.v1.ThumbnailKind\"\x94\x01\n\x07\x41\x64\x42reak\x12\x32\n\x08position\x18\x01 \x01(\x0e\x32 .longtail.metadata.v1.AdPosition\x12\x16\n\x0eoffset_seconds\x18\x02 \x01(\x01\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\x12\x14\n\x0c\x63reative_url\x18\x04 \x01(\t\x12\r\n\x05\x61\x64_id\x18\x05 \x01(\t\"\xec\x01\n\tRendition\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x13\n\x0b\x62itrate_bps\x18\x04 \x01(\x03\x12\x15\n\tcontainer\x18\x05 \x01(\tB\x02\x18\x01\x12\x12\n\nobject_key\x18\x06 \x01(\t\x12\x12\n\nframe_rate\x18\x07 \x01(\x01\x12\x0e\n\x06\x63odecs\x18\x08 \x01(\t\x12\x0c\n\x04vmaf\x18\t \x01(\x01\x12?\n\x10\x63ontainer_format\x18\n \x01(\x0e\x32%.longtail.metadata.v1.ContainerFormat\"t\n\x08\x44ownload\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".longtail.metadata.v1.DownloadKind\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x12\n\nobject_key\x18\x04 \x01(\t\"\xf9\x01\n\x11PlacementDecision\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x35\n\x0bserved_from\x18\x02 \x01(\x0e\x32 .longtail.metadata.v1.ServedFrom\x12\x12\n\x06policy\x18\x03 \x01(\tB\x02\x18\x01\x12\x17\n\x0fpredicted_views\x18\x04 \x01(\x01\x12/\n\x0b\x64\x65\x63ide_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x10placement_policy\x18\x06 \x01(\x0e\x32%.longtail.metadata.v1.PlacementPolicy\"\x88\x01\n\x0eStreamManifest\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x14\n\x08protocol\x18\x02 \x01(\tB\x02\x18\x01\x12\x12\n\nobject_key\x18\x03 \x01(\t\x12=\n\x0fstream_protocol\x18\x04 \x01(\x0e\x32$.longtail.metadata.v1.StreamProtocol\"\xf2\x06\n\x05Video\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\x07\x63hannel\x18\x04 \x01(\x0b\x32\x1d.longtail.metadata.v1.Channel\x12\x33\n\nthumbnails\x18\x05 \x03(\x0b\x32\x1f.longtail.metadata.v1.Thumbnail\x12\x30\n\tad_breaks\x18\x06 \x03(\x0b\x32\x1d.longtail.metadata.v1.AdBreak\x12\x18\n\x10\x64uration_seconds\x18\x07 \x01(\x01\x12\x31\n\x06status\x18\x08 \x01(\x0e\x32!.longtail.metadata.v1.VideoStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\t \x01(\t\x12\x33\n\nrenditions\x18\n \x03(\x0b\x32\x1f.longtail.metadata.v1.Rendition\x12;\n\nplacements\x18\x0b \x03(\x0b\x32\'.longtail.metadata.v1.PlacementDecision\x12\x37\n\tmanifests\x18\x0c \x03(\x0b\x32$.longtail.metadata.v1.StreamManifest\x12\x16\n\x0eraw_object_key\x18\r \x01(\t\x12\x12\n\nsize_bytes\x18\x0e \x01(\x03\x12\x10\n\x08language\x18\x0f \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x10 \x01(\t\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpublish_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x14 \x01(\t\x12.\n\x07privacy\x18\x15 \x01(\x0e\x32\x1d.longtail.metadata.v1.Privacy\x12\x31\n\tdownloads\x18( \x03(\x0b\x32\x1e.longtail.metadata.v1.Download\x12=\n\x0f\x64ownload_policy\x18) \x01(\x0e\x32$.longtail.metadata.v1.DownloadPolicy*\x95\x01\n\x0bVideoStatus\x12\x1c\n\x18VIDEO_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16VIDEO_STATUS_UPLOADING\x10\x01\x12\x1b\n\x17VIDEO_STATUS_PROCESSING\x10\x02\x12\x16\n\x12VIDEO_STATUS_READY\x10\x03\x12\x17\n\x13VIDEO_STATUS_FAILED\x10\x04*a\n\x07Privacy\x12\x17\n\x13PRIVACY_UNSPECIFIED\x10\x00\x12\x12\n\x0ePRIVACY_PUBLIC\x10\x01\x12\x14\n\x10PRIVACY_UNLISTED\x10\x02\x12\x13\n\x0fPRIVACY_PRIVATE\x10\x03*V\n\nServedFrom\x12\x1b\n\x17SERVED_FROM_UNSPECIFIED\x10\x00\x12\x16\n\x12SERVED_FROM_ORIGIN\x10\x01\x12\x13\n\x0fSERVED_FROM_CDN\x10\x02*x\n\nAdPosition\x12\x1b\n\x17\x41\x44_POSITION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41\x44_POSITION_PRE_ROLL\x10\x01\x12\x18\n\x14\x41\x44_POSITION_MID_ROLL\x10\x02\x12\x19\n\x15\x41\x44_POSITION_POST_ROLL\x10\x03*\xa8\x01\n\rThumbnailKind\x12\x1e\n\x1aTHUMBNAIL_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15THUMBNAIL_KIND_POSTER\x10\x01\x12\x1d\n\x19THUMBNAIL_KIND_STORYBOARD\x10\x02\x12!\n\x1dTHUMBNAIL_KIND_STORYBOARD_VTT\x10\x03\x12\x1a\n\x16THUMBNAIL_KIND_PREVIEW\x10\x04*[\n\x0c\x44ownloadKind\x12\x1d\n\x19\x44OWNLOAD_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44OWNLOAD_KIND_MP4\x10\x01\x12\x15\n\x11\x44OWNLOAD_KIND_M4A\x10\x02*l\n\x0e\x44ownloadPolicy\x12\x1f\n\x1b\x44OWNLOAD_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44OWNLOAD_POLICY_ALLOWED\x10\x01\x12\x1c\n\x18\x44OWNLOAD_POLICY_DISABLED\x10\x02*\x86\x01\n\x0f\x43ontainerFormat\x12 \n\x1c\x43ONTAINER_FORMAT_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONTAINER_FORMAT_MPEGTS\x10\x01\x12\x19\n\x15\x43ONTAINER_FORMAT_FMP4\x10\x02\x12\x19\n\x15\x43ONTAINER_FORMAT_WEBM\x10\x03*d\n\x0eStreamProtocol\x12\x1f\n\x1bSTREAM_PROTOCOL_UNSPECIFIED\x10\x00\x12\x17\n\x13STREAM_PROTOCOL_HLS\x10\x01\x12\x18\n\x14STREAM_PROTOCOL_DASH\x10\x02*\x89\x02\n\x0fPlacementPolicy\x12 \n\x1cPLACEMENT_POLICY_UNSPECIFIED\x10\x00\x12%\n!PLACEMENT_POLICY_NEW_VIDEO_ORIGIN\x10\x01\x12#\n\x1fPLACEMENT_POLICY_COLD_START_MLP\x10\x02\x12#\n\x1fPLACEMENT_POLICY_COLD_START_GBM\x10\x03\x12\x1e\n\x1aPLACEMENT_POLICY_MODEL_MLP\x10\x04\x12\x1e\n\x1aPLACEMENT_POLICY_MODEL_GBM\x10\x05\x12#\n\x1fPLACEMENT_POLICY_RULE_YESTERDAY\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n longtail/metadata/v1/video.proto\x12\x14longtail.metadata.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"longtail/metadata/v1/caption.proto\"=\n\x07\x43hannel\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10owner_account_id\x18\x03 \x01(\t\"\x8d\x01\n\tThumbnail\x12\x10\n\x04kind\x18\x01 \x01(\tB\x02\x18\x01\x12\x12\n\nobject_key\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12;\n\x0ethumbnail_kind\x18\x05 \x01(\x0e\x32#.longtail.metadata.v1.ThumbnailKind\"\x94\x01\n\x07\x41\x64\x42reak\x12\x32\n\x08position\x18\x01 \x01(\x0e\x32 .longtail.metadata.v1.AdPosition\x12\x16\n\x0eoffset_seconds\x18\x02 \x01(\x01\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\x12\x14\n\x0c\x63reative_url\x18\x04 \x01(\t\x12\r\n\x05\x61\x64_id\x18\x05 \x01(\t\"\xec\x01\n\tRendition\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x13\n\x0b\x62itrate_bps\x18\x04 \x01(\x03\x12\x15\n\tcontainer\x18\x05 \x01(\tB\x02\x18\x01\x12\x12\n\nobject_key\x18\x06 \x01(\t\x12\x12\n\nframe_rate\x18\x07 \x01(\x01\x12\x0e\n\x06\x63odecs\x18\x08 \x01(\t\x12\x0c\n\x04vmaf\x18\t \x01(\x01\x12?\n\x10\x63ontainer_format\x18\n \x01(\x0e\x32%.longtail.metadata.v1.ContainerFormat\"t\n\x08\x44ownload\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".longtail.metadata.v1.DownloadKind\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x12\n\nobject_key\x18\x04 \x01(\t\"\xf9\x01\n\x11PlacementDecision\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x35\n\x0bserved_from\x18\x02 \x01(\x0e\x32 .longtail.metadata.v1.ServedFrom\x12\x12\n\x06policy\x18\x03 \x01(\tB\x02\x18\x01\x12\x17\n\x0fpredicted_views\x18\x04 \x01(\x01\x12/\n\x0b\x64\x65\x63ide_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x10placement_policy\x18\x06 \x01(\x0e\x32%.longtail.metadata.v1.PlacementPolicy\"\x88\x01\n\x0eStreamManifest\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x14\n\x08protocol\x18\x02 \x01(\tB\x02\x18\x01\x12\x12\n\nobject_key\x18\x03 \x01(\t\x12=\n\x0fstream_protocol\x18\x04 \x01(\x0e\x32$.longtail.metadata.v1.StreamProtocol\"\xa3\x07\n\x05Video\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12.\n\x07\x63hannel\x18\x04 \x01(\x0b\x32\x1d.longtail.metadata.v1.Channel\x12\x33\n\nthumbnails\x18\x05 \x03(\x0b\x32\x1f.longtail.metadata.v1.Thumbnail\x12\x30\n\tad_breaks\x18\x06 \x03(\x0b\x32\x1d.longtail.metadata.v1.AdBreak\x12\x18\n\x10\x64uration_seconds\x18\x07 \x01(\x01\x12\x31\n\x06status\x18\x08 \x01(\x0e\x32!.longtail.metadata.v1.VideoStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\t \x01(\t\x12\x33\n\nrenditions\x18\n \x03(\x0b\x32\x1f.longtail.metadata.v1.Rendition\x12;\n\nplacements\x18\x0b \x03(\x0b\x32\'.longtail.metadata.v1.PlacementDecision\x12\x37\n\tmanifests\x18\x0c \x03(\x0b\x32$.longtail.metadata.v1.StreamManifest\x12\x16\n\x0eraw_object_key\x18\r \x01(\t\x12\x12\n\nsize_bytes\x18\x0e \x01(\x03\x12\x10\n\x08language\x18\x0f \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x10 \x01(\t\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpublish_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x14 \x01(\t\x12.\n\x07privacy\x18\x15 \x01(\x0e\x32\x1d.longtail.metadata.v1.Privacy\x12\x31\n\tdownloads\x18( \x03(\x0b\x32\x1e.longtail.metadata.v1.Download\x12=\n\x0f\x64ownload_policy\x18) \x01(\x0e\x32$.longtail.metadata.v1.DownloadPolicy\x12/\n\x08\x63\x61ptions\x18\x16 \x03(\x0b\x32\x1d.longtail.metadata.v1.Caption*\x95\x01\n\x0bVideoStatus\x12\x1c\n\x18VIDEO_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16VIDEO_STATUS_UPLOADING\x10\x01\x12\x1b\n\x17VIDEO_STATUS_PROCESSING\x10\x02\x12\x16\n\x12VIDEO_STATUS_READY\x10\x03\x12\x17\n\x13VIDEO_STATUS_FAILED\x10\x04*a\n\x07Privacy\x12\x17\n\x13PRIVACY_UNSPECIFIED\x10\x00\x12\x12\n\x0ePRIVACY_PUBLIC\x10\x01\x12\x14\n\x10PRIVACY_UNLISTED\x10\x02\x12\x13\n\x0fPRIVACY_PRIVATE\x10\x03*V\n\nServedFrom\x12\x1b\n\x17SERVED_FROM_UNSPECIFIED\x10\x00\x12\x16\n\x12SERVED_FROM_ORIGIN\x10\x01\x12\x13\n\x0fSERVED_FROM_CDN\x10\x02*x\n\nAdPosition\x12\x1b\n\x17\x41\x44_POSITION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41\x44_POSITION_PRE_ROLL\x10\x01\x12\x18\n\x14\x41\x44_POSITION_MID_ROLL\x10\x02\x12\x19\n\x15\x41\x44_POSITION_POST_ROLL\x10\x03*\xa8\x01\n\rThumbnailKind\x12\x1e\n\x1aTHUMBNAIL_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15THUMBNAIL_KIND_POSTER\x10\x01\x12\x1d\n\x19THUMBNAIL_KIND_STORYBOARD\x10\x02\x12!\n\x1dTHUMBNAIL_KIND_STORYBOARD_VTT\x10\x03\x12\x1a\n\x16THUMBNAIL_KIND_PREVIEW\x10\x04*[\n\x0c\x44ownloadKind\x12\x1d\n\x19\x44OWNLOAD_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44OWNLOAD_KIND_MP4\x10\x01\x12\x15\n\x11\x44OWNLOAD_KIND_M4A\x10\x02*l\n\x0e\x44ownloadPolicy\x12\x1f\n\x1b\x44OWNLOAD_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44OWNLOAD_POLICY_ALLOWED\x10\x01\x12\x1c\n\x18\x44OWNLOAD_POLICY_DISABLED\x10\x02*\x86\x01\n\x0f\x43ontainerFormat\x12 \n\x1c\x43ONTAINER_FORMAT_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONTAINER_FORMAT_MPEGTS\x10\x01\x12\x19\n\x15\x43ONTAINER_FORMAT_FMP4\x10\x02\x12\x19\n\x15\x43ONTAINER_FORMAT_WEBM\x10\x03*d\n\x0eStreamProtocol\x12\x1f\n\x1bSTREAM_PROTOCOL_UNSPECIFIED\x10\x00\x12\x17\n\x13STREAM_PROTOCOL_HLS\x10\x01\x12\x18\n\x14STREAM_PROTOCOL_DASH\x10\x02*\x89\x02\n\x0fPlacementPolicy\x12 \n\x1cPLACEMENT_POLICY_UNSPECIFIED\x10\x00\x12%\n!PLACEMENT_POLICY_NEW_VIDEO_ORIGIN\x10\x01\x12#\n\x1fPLACEMENT_POLICY_COLD_START_MLP\x10\x02\x12#\n\x1fPLACEMENT_POLICY_COLD_START_GBM\x10\x03\x12\x1e\n\x1aPLACEMENT_POLICY_MODEL_MLP\x10\x04\x12\x1e\n\x1aPLACEMENT_POLICY_MODEL_GBM\x10\x05\x12#\n\x1fPLACEMENT_POLICY_RULE_YESTERDAY\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,40 +41,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLACEMENTDECISION'].fields_by_name['policy']._serialized_options = b'\030\001'
   _globals['_STREAMMANIFEST'].fields_by_name['protocol']._loaded_options = None
   _globals['_STREAMMANIFEST'].fields_by_name['protocol']._serialized_options = b'\030\001'
-  _globals['_VIDEOSTATUS']._serialized_start=2083
-  _globals['_VIDEOSTATUS']._serialized_end=2232
-  _globals['_PRIVACY']._serialized_start=2234
-  _globals['_PRIVACY']._serialized_end=2331
-  _globals['_SERVEDFROM']._serialized_start=2333
-  _globals['_SERVEDFROM']._serialized_end=2419
-  _globals['_ADPOSITION']._serialized_start=2421
-  _globals['_ADPOSITION']._serialized_end=2541
-  _globals['_THUMBNAILKIND']._serialized_start=2544
-  _globals['_THUMBNAILKIND']._serialized_end=2712
-  _globals['_DOWNLOADKIND']._serialized_start=2714
-  _globals['_DOWNLOADKIND']._serialized_end=2805
-  _globals['_DOWNLOADPOLICY']._serialized_start=2807
-  _globals['_DOWNLOADPOLICY']._serialized_end=2915
-  _globals['_CONTAINERFORMAT']._serialized_start=2918
-  _globals['_CONTAINERFORMAT']._serialized_end=3052
-  _globals['_STREAMPROTOCOL']._serialized_start=3054
-  _globals['_STREAMPROTOCOL']._serialized_end=3154
-  _globals['_PLACEMENTPOLICY']._serialized_start=3157
-  _globals['_PLACEMENTPOLICY']._serialized_end=3422
-  _globals['_CHANNEL']._serialized_start=91
-  _globals['_CHANNEL']._serialized_end=152
-  _globals['_THUMBNAIL']._serialized_start=155
-  _globals['_THUMBNAIL']._serialized_end=296
-  _globals['_ADBREAK']._serialized_start=299
-  _globals['_ADBREAK']._serialized_end=447
-  _globals['_RENDITION']._serialized_start=450
-  _globals['_RENDITION']._serialized_end=686
-  _globals['_DOWNLOAD']._serialized_start=688
-  _globals['_DOWNLOAD']._serialized_end=804
-  _globals['_PLACEMENTDECISION']._serialized_start=807
-  _globals['_PLACEMENTDECISION']._serialized_end=1056
-  _globals['_STREAMMANIFEST']._serialized_start=1059
-  _globals['_STREAMMANIFEST']._serialized_end=1195
-  _globals['_VIDEO']._serialized_start=1198
-  _globals['_VIDEO']._serialized_end=2080
+  _globals['_VIDEOSTATUS']._serialized_start=2168
+  _globals['_VIDEOSTATUS']._serialized_end=2317
+  _globals['_PRIVACY']._serialized_start=2319
+  _globals['_PRIVACY']._serialized_end=2416
+  _globals['_SERVEDFROM']._serialized_start=2418
+  _globals['_SERVEDFROM']._serialized_end=2504
+  _globals['_ADPOSITION']._serialized_start=2506
+  _globals['_ADPOSITION']._serialized_end=2626
+  _globals['_THUMBNAILKIND']._serialized_start=2629
+  _globals['_THUMBNAILKIND']._serialized_end=2797
+  _globals['_DOWNLOADKIND']._serialized_start=2799
+  _globals['_DOWNLOADKIND']._serialized_end=2890
+  _globals['_DOWNLOADPOLICY']._serialized_start=2892
+  _globals['_DOWNLOADPOLICY']._serialized_end=3000
+  _globals['_CONTAINERFORMAT']._serialized_start=3003
+  _globals['_CONTAINERFORMAT']._serialized_end=3137
+  _globals['_STREAMPROTOCOL']._serialized_start=3139
+  _globals['_STREAMPROTOCOL']._serialized_end=3239
+  _globals['_PLACEMENTPOLICY']._serialized_start=3242
+  _globals['_PLACEMENTPOLICY']._serialized_end=3507
+  _globals['_CHANNEL']._serialized_start=127
+  _globals['_CHANNEL']._serialized_end=188
+  _globals['_THUMBNAIL']._serialized_start=191
+  _globals['_THUMBNAIL']._serialized_end=332
+  _globals['_ADBREAK']._serialized_start=335
+  _globals['_ADBREAK']._serialized_end=483
+  _globals['_RENDITION']._serialized_start=486
+  _globals['_RENDITION']._serialized_end=722
+  _globals['_DOWNLOAD']._serialized_start=724
+  _globals['_DOWNLOAD']._serialized_end=840
+  _globals['_PLACEMENTDECISION']._serialized_start=843
+  _globals['_PLACEMENTDECISION']._serialized_end=1092
+  _globals['_STREAMMANIFEST']._serialized_start=1095
+  _globals['_STREAMMANIFEST']._serialized_end=1231
+  _globals['_VIDEO']._serialized_start=1234
+  _globals['_VIDEO']._serialized_end=2165
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from longtail.metadata.v1 import caption_pb2 as _caption_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -225,7 +226,7 @@ class StreamManifest(_message.Message):
     def __init__(self, codec: _Optional[str] = ..., protocol: _Optional[str] = ..., object_key: _Optional[str] = ..., stream_protocol: _Optional[_Union[StreamProtocol, str]] = ...) -> None: ...
 
 class Video(_message.Message):
-    __slots__ = ("id", "title", "description", "channel", "thumbnails", "ad_breaks", "duration_seconds", "status", "failure_reason", "renditions", "placements", "manifests", "raw_object_key", "size_bytes", "language", "category", "create_time", "update_time", "publish_time", "etag", "privacy", "downloads", "download_policy")
+    __slots__ = ("id", "title", "description", "channel", "thumbnails", "ad_breaks", "duration_seconds", "status", "failure_reason", "renditions", "placements", "manifests", "raw_object_key", "size_bytes", "language", "category", "create_time", "update_time", "publish_time", "etag", "privacy", "downloads", "download_policy", "captions")
     ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +250,7 @@ class Video(_message.Message):
     PRIVACY_FIELD_NUMBER: _ClassVar[int]
     DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
     DOWNLOAD_POLICY_FIELD_NUMBER: _ClassVar[int]
+    CAPTIONS_FIELD_NUMBER: _ClassVar[int]
     id: str
     title: str
     description: str
@@ -272,4 +274,5 @@ class Video(_message.Message):
     privacy: Privacy
     downloads: _containers.RepeatedCompositeFieldContainer[Download]
     download_policy: DownloadPolicy
-    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., channel: _Optional[_Union[Channel, _Mapping]] = ..., thumbnails: _Optional[_Iterable[_Union[Thumbnail, _Mapping]]] = ..., ad_breaks: _Optional[_Iterable[_Union[AdBreak, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., failure_reason: _Optional[str] = ..., renditions: _Optional[_Iterable[_Union[Rendition, _Mapping]]] = ..., placements: _Optional[_Iterable[_Union[PlacementDecision, _Mapping]]] = ..., manifests: _Optional[_Iterable[_Union[StreamManifest, _Mapping]]] = ..., raw_object_key: _Optional[str] = ..., size_bytes: _Optional[int] = ..., language: _Optional[str] = ..., category: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., privacy: _Optional[_Union[Privacy, str]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., download_policy: _Optional[_Union[DownloadPolicy, str]] = ...) -> None: ...
+    captions: _containers.RepeatedCompositeFieldContainer[_caption_pb2.Caption]
+    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., channel: _Optional[_Union[Channel, _Mapping]] = ..., thumbnails: _Optional[_Iterable[_Union[Thumbnail, _Mapping]]] = ..., ad_breaks: _Optional[_Iterable[_Union[AdBreak, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., failure_reason: _Optional[str] = ..., renditions: _Optional[_Iterable[_Union[Rendition, _Mapping]]] = ..., placements: _Optional[_Iterable[_Union[PlacementDecision, _Mapping]]] = ..., manifests: _Optional[_Iterable[_Union[StreamManifest, _Mapping]]] = ..., raw_object_key: _Optional[str] = ..., size_bytes: _Optional[int] = ..., language: _Optional[str] = ..., category: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., privacy: _Optional[_Union[Privacy, str]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., download_policy: _Optional[_Union[DownloadPolicy, str]] = ..., captions: _Optional[_Iterable[_Union[_caption_pb2.Caption, _Mapping]]] = ...) -> None: ...
