@@ -172,6 +172,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             next_attempt_us bigint,
             delivery_id text,
             PRIMARY KEY ((shard), next_attempt_us, delivery_id))""",
+    ]),
     (5, "captions", [
         """CREATE TABLE IF NOT EXISTS {ks}.captions (
             video_id text,
