@@ -24,7 +24,7 @@ from gateway.html_pages import STATIC_DIR, PageRenderer, asset_versions
 from gateway.instrumentation import instrument
 from gateway.limits import RequestLimits
 from gateway.ratelimit import ClientAddresses, RateLimitMiddleware, RateLimits, document_rate_limits, limit_account
-from gateway.routes import account, health, media, pages, uploads, videos, views
+from gateway.routes import account, health, media, my_videos, pages, uploads, videos, views
 from gateway.routes.health import ServiceHealth
 from gateway.signing import make_signer
 from gateway.video_cache import ChangeListener, VideoCache
@@ -71,6 +71,7 @@ def create_app(cfg: Config) -> FastAPI:
     for router in (media.router, health.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.include_router(pages.router, dependencies=[Depends(limit_account)])
+    for router in (pages.router, my_videos.router):
+        app.include_router(router, dependencies=[Depends(limit_account)])
     document_rate_limits(app, cfg.limits.sign_in_paths)
     return app

@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 
 from longtail.accounts.v1 import account_service_pb2_grpc as apb_grpc
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
+from longtail.placement.v1 import placement_service_pb2_grpc as ppb_grpc
 from longtail.search.v1 import search_service_pb2_grpc as spb_grpc
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.adapters import make_topic_bus
@@ -46,6 +47,7 @@ class ServiceLinks:
         self._accounts: apb_grpc.AccountServiceStub | None = None
         self._upload: upb_grpc.UploadServiceStub | None = None
         self._search: spb_grpc.SearchServiceStub | None = None
+        self._placement: ppb_grpc.PlacementServiceStub | None = None
         self._views_producer: TopicProducer | None = None
         self._producer_lock = threading.Lock()
 
@@ -69,6 +71,12 @@ class ServiceLinks:
         if self._search is None:
             self._search = spb_grpc.SearchServiceStub(aio_client_channel(self._cfg, "search"))
         return self._search
+
+    def placement(self) -> ppb_grpc.PlacementServiceStub:
+        """PlacementService: the view counts its views consumer keeps."""
+        if self._placement is None:
+            self._placement = ppb_grpc.PlacementServiceStub(aio_client_channel(self._cfg, "placement"))
+        return self._placement
 
     def views_producer(self) -> TopicProducer:
         """Blocking: call from a worker thread."""

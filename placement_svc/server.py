@@ -28,6 +28,7 @@ from longtail_common.ports import (
     TOPIC_VIEWS,
     CatalogEntry,
     Message,
+    is_valid_id,
 )
 from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Consumer, Needs, Running, run_service
@@ -238,10 +239,14 @@ class ResultHandler:
         self.producer.publish(TOPIC_VIDEO_PUBLISHED, event.SerializeToString(), key=video.id.encode())
 
 
+MAX_VIEW_COUNT_IDS = 1000
+
+
 class PlacementServicer(pb_grpc.PlacementServiceServicer):
-    def __init__(self, cfg: Config, metadata: mpb_grpc.MetadataServiceStub):
+    def __init__(self, cfg: Config, metadata: mpb_grpc.MetadataServiceStub, view_counts=None):
         self.cfg = cfg
         self.metadata = metadata
+        self.view_counts = view_counts  # ViewCountStore, filled by the views consumer
 
     def GetPlacement(self, request, context):
         try:
@@ -255,6 +260,16 @@ class PlacementServicer(pb_grpc.PlacementServiceServicer):
 
     def ListRegions(self, request, context):
         return pb.ListRegionsResponse(regions=self.cfg.platform.regions)
+
+    def BatchGetViewCounts(self, request, context):
+        ids = list(request.video_ids)
+        if len(ids) > MAX_VIEW_COUNT_IDS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_VIEW_COUNT_IDS} video ids")
+        if not all(is_valid_id(i) for i in ids):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid video id")
+        if self.view_counts is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "no view counts here")
+        return pb.BatchGetViewCountsResponse(views=self.view_counts.total_views(ids))
 
 
 def serve(cfg: Config) -> None:
@@ -276,7 +291,7 @@ def serve(cfg: Config) -> None:
                      deleter.VideoDeleter(metadata, objects, view_counts, cfg.platform.regions),
                      max_attempts=deleter.MAX_ATTEMPTS, join_timeout_s=30),
         ]
-        return Running(PlacementServicer(cfg, metadata), consumers=consumers,
+        return Running(PlacementServicer(cfg, metadata, view_counts), consumers=consumers,
                        close=[producer.close, backends.bus.close])
 
     run_service(cfg, name="longtail.placement.v1.PlacementService", address=cfg.services.placement,

@@ -31,6 +31,7 @@ class Subject:
     master_key: str  # its object key
     new_upload_path: Callable[[], str]  # a fresh upload of the owner's, 4 bytes long
     new_owner_token_id: Callable[[], str]  # a fresh API token of the owner's
+    privacy: str = "public"  # the video's
 
 
 @dataclasses.dataclass
@@ -132,4 +133,22 @@ ROWS: dict[tuple[str, str], Row] = {
     ("watch_page", "GET"): Row(each(200), lambda s: f"/watch/{s.video_id}", private=signed_in(401, 404, 200, 200)),
     ("upload_page", "GET"): Row(signed_in(303, 200, 200, 200), lambda s: "/upload"),
     ("my_videos_page", "GET"): Row(signed_in(303, 200, 200, 200), lambda s: "/my/videos"),
+    # "My videos": the owner's edit form and delete confirmation; their posts are forms, so a
+    # bearer token needs no CSRF token. Another account: 403, or 404 for a private video.
+    ("edit_video_page", "GET"): Row(signed_in(303, 403, 200, 200), lambda s: f"/my/videos/{s.video_id}/edit",
+                                    private=signed_in(303, 404, 200, 200)),
+    ("edit_video_form", "POST"): Row(signed_in(401, 403, 303, 303), lambda s: f"/my/videos/{s.video_id}/edit",
+                                     lambda s: {"data": {"title": "Matrix clip", "description": "edited by a form",
+                                                         "privacy": s.privacy}},
+                                     private=signed_in(401, 404, 303, 303)),
+    ("delete_video_page", "GET"): Row(signed_in(303, 403, 200, 200), lambda s: f"/my/videos/{s.video_id}/delete",
+                                      private=signed_in(303, 404, 200, 200)),
+    ("delete_video_form", "POST"): Row(signed_in(401, 403, 303, 303),
+                                       lambda s: f"/my/videos/{s.new_video_id()}/delete",
+                                       private=signed_in(401, 404, 303, 303)),
+    # Open sign-up is off by default: the routes do not exist.
+    ("sign_up_page", "GET"): Row(each(404), lambda s: "/account/sign-up"),
+    ("sign_up", "POST"): Row(each(404), lambda s: "/account/sign-up",
+                             lambda s: {"data": {"username": "matrix-new", "email": "m@example.org",
+                                                 "password": "a long enough password"}}),
 }

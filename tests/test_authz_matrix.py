@@ -102,7 +102,7 @@ def subjects(platform, headers, tmp_path_factory) -> dict[str, Subject]:
             master_key = master_path.split("/t/", 1)[1].split("/", 1)[1]  # /origin|edge/REGION, /t/TOKEN/, key
             made[privacy] = Subject(video_id=video_id, channel_id=CHANNEL, new_video_id=video_maker(privacy),
                                     master_path=master_path, master_key=master_key, new_upload_path=new_upload_path,
-                                    new_owner_token_id=new_owner_token_id)
+                                    new_owner_token_id=new_owner_token_id, privacy=privacy)
     return made
 
 

@@ -227,7 +227,15 @@ async def edit_video(video_id: str, body: EditVideoBody, request: Request, metad
     video = await load_video(metadata, video_id)
     require_owner(video, principal)
     paths = edit_mask(body, update_mask)
-    require_fresh(video, body.etag or if_match)
+    updated = await update_video(request, metadata, video, body, paths, body.etag or if_match)
+    return video_json(request, objects, updated, media_account(updated, principal))
+
+
+async def update_video(request: Request, metadata: mpb_grpc.MetadataServiceStub, video: video_pb2.Video,
+                       body: EditVideoBody, paths: list[str], etag: str | None) -> video_pb2.Video:
+    """Writes `paths` of `body` into the video (its owner's call, checked before); 409 when
+    `etag` is stale. Shared by the API and the "My videos" page."""
+    require_fresh(video, etag)
     patch = video_pb2.Video(id=video.id, etag=video.etag, title=body.title or "", description=body.description or "",
                             privacy=PRIVACY_VALUES[body.privacy] if body.privacy else 0)
     updated = await grpc_call(metadata.UpdateVideo(
@@ -235,7 +243,7 @@ async def edit_video(video_id: str, body: EditVideoBody, request: Request, metad
     # metadata_svc announces the change (video.changed) to search and every gateway; this
     # process forgets its copy now, so the editor reads the edit back at once.
     request.app.state.videos.invalidate(video.id)
-    return video_json(request, objects, updated, media_account(updated, principal))
+    return updated
 
 
 @router.delete("/v1/videos/{video_id}", status_code=204, response_class=Response, responses={
@@ -249,10 +257,18 @@ async def delete_video(video_id: str, request: Request, metadata: MetadataStub, 
     seconds. A stale etag (`etag` or `If-Match`) answers 409."""
     video = await load_video(metadata, video_id)
     require_owner(video, principal)
-    require_fresh(video, etag or if_match)
+    gone = await remove_video(request, links, metadata, video, etag or if_match)
+    return Response(status_code=204 if gone else 202)
+
+
+async def remove_video(request: Request, links, metadata: mpb_grpc.MetadataServiceStub, video: video_pb2.Video,
+                       etag: str | None) -> bool:
+    """Deletes the video (its owner's call, checked before); 409 when `etag` is stale. True
+    when its record is gone at once (else the deleter finishes). Shared by the API and the page."""
+    require_fresh(video, etag)
     gone = await start_delete(links, metadata, video)
     request.app.state.videos.invalidate(video.id)  # the others hear video.changed
-    return Response(status_code=204 if gone else 202)
+    return gone
 
 
 def playback_region(given: str, request: Request, cfg: Config) -> str:

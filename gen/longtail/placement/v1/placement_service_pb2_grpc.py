@@ -31,8 +31,8 @@ class PlacementServiceStub:
     decisions themselves are written into the video (Video.placements), which is where
     the gateway reads them; this service answers questions about them.
 
-    Callers: none in the tree today (operators and tests), over the deployment's
-    internal network. Each RPC's `access` option says who may call it.
+    Callers: the gateway (view counts for the "My videos" page), operators and tests, over
+    the deployment's internal network. Each RPC's `access` option says who may call it.
     """
 
     def __init__(self, channel):
@@ -51,6 +51,11 @@ class PlacementServiceStub:
                 request_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsRequest.SerializeToString,
                 response_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsResponse.FromString,
                 _registered_method=True)
+        self.BatchGetViewCounts = channel.unary_unary(
+                '/longtail.placement.v1.PlacementService/BatchGetViewCounts',
+                request_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.BatchGetViewCountsRequest.SerializeToString,
+                response_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.BatchGetViewCountsResponse.FromString,
+                _registered_method=True)
 
 
 class PlacementServiceServicer:
@@ -58,8 +63,8 @@ class PlacementServiceServicer:
     decisions themselves are written into the video (Video.placements), which is where
     the gateway reads them; this service answers questions about them.
 
-    Callers: none in the tree today (operators and tests), over the deployment's
-    internal network. Each RPC's `access` option says who may call it.
+    Callers: the gateway (view counts for the "My videos" page), operators and tests, over
+    the deployment's internal network. Each RPC's `access` option says who may call it.
     """
 
     def GetPlacement(self, request, context):
@@ -71,6 +76,15 @@ class PlacementServiceServicer:
 
     def ListRegions(self, request, context):
         """The regions this deployment places into.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetViewCounts(self, request, context):
+        """The views counted so far (accepted "start" beacons, every region and day) of each
+        video asked for; a video with none, or unknown, counts 0. The gateway asks, as itself,
+        for videos it has already checked the account may see.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,6 +103,11 @@ def add_PlacementServiceServicer_to_server(servicer, server):
                     request_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsRequest.FromString,
                     response_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsResponse.SerializeToString,
             ),
+            'BatchGetViewCounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetViewCounts,
+                    request_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.BatchGetViewCountsRequest.FromString,
+                    response_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.BatchGetViewCountsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'longtail.placement.v1.PlacementService', rpc_method_handlers)
@@ -102,8 +121,8 @@ class PlacementService:
     decisions themselves are written into the video (Video.placements), which is where
     the gateway reads them; this service answers questions about them.
 
-    Callers: none in the tree today (operators and tests), over the deployment's
-    internal network. Each RPC's `access` option says who may call it.
+    Callers: the gateway (view counts for the "My videos" page), operators and tests, over
+    the deployment's internal network. Each RPC's `access` option says who may call it.
     """
 
     @staticmethod
@@ -150,6 +169,33 @@ class PlacementService:
             '/longtail.placement.v1.PlacementService/ListRegions',
             longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsRequest.SerializeToString,
             longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetViewCounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.placement.v1.PlacementService/BatchGetViewCounts',
+            longtail_dot_placement_dot_v1_dot_placement__service__pb2.BatchGetViewCountsRequest.SerializeToString,
+            longtail_dot_placement_dot_v1_dot_placement__service__pb2.BatchGetViewCountsResponse.FromString,
             options,
             channel_credentials,
             insecure,
