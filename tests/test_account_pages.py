@@ -136,6 +136,11 @@ def test_watch_page_of_deleted_unknown_and_private_videos(platform):
         hidden = other.get(f"/watch/{private}")
         assert hidden.status_code == 404 and "only mine" not in hidden.text
         assert owner.get(f"/watch/{private}").status_code == 200
+        # The gateway's video cache serves every caller: what an anonymous read got (404) is
+        # not what the owner gets, nor the other way round.
+        assert anonymous.get(f"/v1/videos/{private}").status_code == 404
+        assert owner.get(f"/v1/videos/{private}").status_code == 200
+        assert other.get(f"/v1/videos/{private}").status_code == 404
 
 
 def test_my_videos_lists_status_privacy_and_views(platform):
