@@ -219,3 +219,15 @@ def test_edit_form_checks_csrf_etag_and_input(platform):
     assert creator.get(f"/my/videos/{vid}/edit").status_code == 404
     for client in (creator, other):
         client.close()
+
+
+def test_a_clients_host_header_stays_out_of_upload_urls(platform):
+    headers = {**bearer(platform.cfg, "host-tester"), "Host": "evil.example"}
+    for path, kwargs in (("/v1/videos", {"json": {"title": "t", "channel_id": "host-chan", "size_bytes": 4}}),
+                         ("/v1/uploads", {"headers": {"Tus-Resumable": "1.0.0", "Upload-Length": "4",
+                                                      "Upload-Metadata": "title dA==,channel_id aG9zdC1jaGFu"}})):
+        made = httpx.post(f"{platform.gateway_url}{path}", **{**kwargs, "headers": {**headers, **kwargs.get("headers", {})}},
+                          timeout=30)
+        assert made.status_code == 201, made.text
+        assert made.headers["Location"].startswith(f"{platform.gateway_url}/v1/uploads/"), made.headers["Location"]
+        assert "evil" not in made.text

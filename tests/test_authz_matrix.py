@@ -3,7 +3,8 @@ files and the API docs are left out) x {anonymous, another account, owner, admin
 call checked against its expected status in tests/authz_table.py, on a running platform
 (embedded backends) where the owner has a READY public video and a READY private one
 (for the routes that act on a video). The cases come from the app's route
-table, so a route without a row in the table fails here."""
+table, so a route without a row in the table fails here. The same platform also shows that a
+client's Host header stays out of the URLs the gateway hands out."""
 from __future__ import annotations
 
 import tempfile
@@ -128,3 +129,19 @@ def test_route_answers_each_caller(platform, headers, subjects, name, method, pa
         response = client.request(method, row.path(subject), **{
             **request, "headers": {**request.get("headers", {}), **headers[caller]}})
     assert response.status_code == expected[caller], (caller, method, path, response.text[:300])
+
+
+def test_a_clients_host_header_stays_out_of_stream_urls(platform, headers, subjects):
+    """Issue 22: a Host header that is not the gateway's ended up inside the stream URLs
+    the watch call returns (and in the renderings cached for everyone after it)."""
+    base = platform.gateway_url
+    for privacy, caller in (("public", "anonymous"), ("private", "owner")):
+        vid = subjects[privacy].video_id
+        for path in (f"/v1/videos/{vid}/watch", f"/v1/videos/{vid}", "/v1/latest"):
+            answer = httpx.get(f"{base}{path}", headers={**headers[caller], "Host": "evil.example"}, timeout=30)
+            assert answer.status_code == 200 and "evil" not in answer.text, (path, answer.text[:300])
+        watched = httpx.get(f"{base}/v1/videos/{vid}/watch", headers={**headers[caller], "Host": "evil.example"},
+                            timeout=30).json()
+        urls = [watched["stream"]["url"], *watched["stream"]["manifests"].values()]
+        assert all(u.startswith(f"{base}/") for u in urls), urls
+        assert httpx.get(watched["stream"]["url"], headers=headers[caller], timeout=30).status_code == 200

@@ -34,7 +34,8 @@ from gateway.api_docs import CREATED_VIDEO_LINKS, UPLOAD_LENGTH_HEADER
 from gateway.auth.principal import GATEWAY, Principal, sign_in_required
 from gateway.dependencies import Cfg, CurrentPrincipal, Links, MetadataStub, Objects, RequiredPrincipal, UploadStub
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
-from gateway.media_links import edge_url, media_grant, media_url
+from gateway import media_links
+from gateway.media_links import edge_url, media_grant, media_url, public_url_for
 from gateway.quotas import check_creation
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
 from gateway.signing import MediaGrant
@@ -111,7 +112,7 @@ async def create_video_with_upload(body: CreateVideoBody, request: Request, cfg:
     if length is not None:
         create.length = length
     await grpc_call(upload.CreateUpload(create, timeout=15))
-    upload_url = str(request.url_for("tus_upload", video_id=video_id))
+    upload_url = public_url_for(request, "tus_upload", video_id=video_id)
     return JSONResponse(
         {"id": created.id, "status": status_name(created.status), "upload_url": upload_url},
         status_code=201,
@@ -151,9 +152,9 @@ async def cached_video(request: Request, video_id: str) -> CachedVideo:
 
 
 def origin_key(request: Request) -> tuple:
-    """What the URLs a route renders depend on besides the video: where the client reached us."""
-    scope = request.scope
-    return scope["scheme"], request.headers.get("host"), tuple(scope.get("server") or ()), scope.get("root_path")
+    """What the URLs a route renders depend on besides the video: where the client reached us
+    (media_links.public_base; not the Host header, so no client adds renderings at will)."""
+    return (media_links.public_base(request),)
 
 
 @router.get("/v1/videos/{video_id}", responses=error_responses(404, 422, *SERVICE_ERRORS))
