@@ -24,7 +24,7 @@ from gateway.html_pages import STATIC_DIR, PageRenderer, asset_versions
 from gateway.instrumentation import instrument
 from gateway.limits import RequestLimits
 from gateway.ratelimit import ClientAddresses, RateLimitMiddleware, RateLimits, document_rate_limits, limit_account
-from gateway.routes import account, health, media, my_videos, pages, uploads, videos, views
+from gateway.routes import account, channels, health, media, my_videos, pages, uploads, videos, views
 from gateway.routes.health import ServiceHealth
 from gateway.signing import make_signer
 from gateway.video_cache import ChangeListener, VideoCache
@@ -66,7 +66,7 @@ def create_app(cfg: Config) -> FastAPI:
     app.state.sign_in_failures = FailureWindow(cfg.auth.sign_in_max_failures, cfg.auth.sign_in_failure_window_s)
     register_error_handlers(app)
     # Signed-in requests also count against their account's limits (not stream bytes or probes).
-    for router in (videos.router, views.router, uploads.router, account.router):
+    for router in (videos.router, channels.router, views.router, uploads.router, account.router):
         app.include_router(router, dependencies=[Depends(limit_account)])
     for router in (media.router, health.router):
         app.include_router(router)

@@ -40,13 +40,29 @@ def duration_text(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def card(r: spb.SearchResult, poster_url: str | None) -> str:
+def _card(video_id: str, title: str, channel: str, duration_s: float, poster_url: str | None) -> str:
     poster = (f'<img src="{esc(poster_url)}" alt="" loading="lazy">'
               if poster_url else '<span class="noposter"></span>')
-    return (f'<li class="card"><a href="/watch/{esc(r.video_id)}">{poster}'
-            f'<span class="title">{esc(r.title)}</span>'
-            f'<span class="meta">{esc(r.channel_name or r.channel_id)} · {duration_text(r.duration_seconds)}</span>'
+    return (f'<li class="card"><a href="/watch/{esc(video_id)}">{poster}'
+            f'<span class="title">{esc(title)}</span>'
+            f'<span class="meta">{esc(channel)} · {duration_text(duration_s)}</span>'
             f"</a></li>")
+
+
+def card(r: spb.SearchResult, poster_url: str | None) -> str:
+    """A search or latest-videos result."""
+    return _card(r.video_id, r.title, r.channel_name or r.channel_id, r.duration_seconds, poster_url)
+
+
+def channel_body(channel: video_pb2.Channel, videos: list[tuple[video_pb2.Video, str | None]],
+                 more_url: str = "") -> str:
+    """A channel's page: its public READY videos (each with its poster URL), newest first."""
+    name = channel.name or channel.id
+    items = "\n".join(_card(v.id, v.title, name, v.duration_seconds, poster) for v, poster in videos)
+    listing = (f'<ul class="grid" id="channel-videos" aria-label="Videos">{items}</ul>' if videos
+               else '<p id="no-videos">No public videos yet.</p>')
+    more = f'<p><a href="{esc(more_url)}">More videos</a></p>' if more_url else ""
+    return f'<h1 id="channel-name">{esc(name)}</h1>\n<p class="muted">Channel {esc(channel.id)}</p>\n{listing}\n{more}'
 
 
 @dataclass(frozen=True)
@@ -276,7 +292,7 @@ def my_videos_body(videos: list[video_pb2.Video], views: dict[str, int] | None, 
     def row(v: video_pb2.Video) -> str:
         vid, count = esc(v.id), (views or {}).get(v.id)
         return (f'<tr data-video-id="{vid}"><td class="title"><a href="/watch/{vid}">{esc(v.title)}</a></td>'
-                f"<td>{esc(v.channel.name or v.channel.id)}</td>"
+                f'<td><a href="/channel/{esc(v.channel.id)}">{esc(v.channel.name or v.channel.id)}</a></td>'
                 f'<td class="status">{esc(_status_text(v))}</td><td class="privacy">{esc(privacy_name(v))}</td>'
                 f'<td class="views">{count if count is not None else "–"}</td><td>{_time(v.create_time)}</td>'
                 f'<td class="actions"><a class="edit" href="/my/videos/{vid}/edit">Edit</a> '

@@ -12,6 +12,7 @@ an edit and 404 for a read."""
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Callable
 
 CALLERS = ("anonymous", "other", "owner", "admin")
@@ -72,6 +73,12 @@ ROWS: dict[tuple[str, str], Row] = {
     ("delete_video", "DELETE"): Row(signed_in(401, 403, 204, 204), lambda s: f"/v1/videos/{s.new_video_id()}",
                                     private=signed_in(401, 404, 204, 204)),
     ("list_videos", "GET"): Row(each(200), lambda s: f"/v1/videos?channel_id={s.channel_id}"),
+    # Channels: anyone signed in makes one of their own (a fresh id each time); the owner's
+    # channel id is taken (409), whoever asks.
+    ("create_channel", "POST"): Row(signed_in(401, 201, 201, 201), lambda s: "/v1/channels",
+                                    lambda s: {"json": {"id": f"made-{uuid.uuid4().hex[:12]}"}}),
+    ("get_channel", "GET"): Row(each(200), lambda s: f"/v1/channels/{s.channel_id}"),
+    ("channel_page", "GET"): Row(each(200), lambda s: f"/channel/{s.channel_id}"),
     ("watch", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/watch",
                           private=signed_in(404, 404, 200, 200)),
     # Beacons need the playback id of a watch call: without one they are refused, whoever sends them.

@@ -231,3 +231,30 @@ def test_a_clients_host_header_stays_out_of_upload_urls(platform):
         assert made.status_code == 201, made.text
         assert made.headers["Location"].startswith(f"{platform.gateway_url}/v1/uploads/"), made.headers["Location"]
         assert "evil" not in made.text
+
+
+def test_channels_are_made_by_their_owner(platform):
+    base = platform.gateway_url
+    mine, theirs = bearer(platform.cfg, "chan-owner"), bearer(platform.cfg, "chan-other")
+    with httpx.Client(base_url=base, timeout=30) as client:
+        assert client.post("/v1/channels", json={"id": "made-by-api"}).status_code == 401
+        made = client.post("/v1/channels", json={"id": "made-by-api", "name": "Made by the API"}, headers=mine)
+        assert made.status_code == 201 and made.json() == {"id": "made-by-api", "name": "Made by the API",
+                                                           "page_url": "/channel/made-by-api"}
+        assert client.post("/v1/channels", json={"id": "made-by-api"}, headers=theirs).status_code == 409
+        assert client.get("/v1/channels/made-by-api").json()["name"] == "Made by the API"
+        refused = client.post("/v1/videos", json={"title": "t", "channel_id": "made-by-api"}, headers=theirs)
+        assert refused.status_code == 403
+        assert client.post("/v1/videos", json={"title": "t", "channel_id": "made-by-api"}, headers=mine).status_code \
+            == 201
+        page = client.get("/channel/made-by-api")  # its video is not READY: listed nowhere yet
+        assert page.status_code == 200 and 'id="no-videos"' in page.text and "Made by the API" in page.text
+        assert client.get("/channel/no-such-channel").status_code == 404
+        # Ids are matched whole: a trailing newline is not a valid end (issue 22: `$` let it pass).
+        for bad in ("made-by-api\n", "x%0a"):
+            assert client.post("/v1/channels", json={"id": bad}, headers=mine).status_code == 422
+        assert client.get("/v1/videos", params={"channel_id": "made-by-api\n"}).status_code == 400
+        assert client.get("/v1/channels/made-by-api%0A").status_code == 404
+        assert client.get("/v1/videos/abc%0A").status_code == 404
+        assert client.post("/v1/videos", json={"title": "t", "channel_id": "made-by-api\n"},
+                           headers=mine).status_code == 422

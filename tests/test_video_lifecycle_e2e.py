@@ -100,8 +100,10 @@ def visible_in(client: httpx.Client, base: str, vid: str, title_word: str) -> di
     latest = client.get(f"{base}/v1/latest", params={"page_size": 100}).json()["videos"]
     found = client.get(f"{base}/v1/search", params={"q": title_word}).json()["videos"]
     listed = client.get(f"{base}/v1/videos", params={"channel_id": "owned", "page_size": 100}).json()["videos"]
+    page = client.get(f"{base}/channel/owned")
+    assert page.status_code == 200
     return {"latest": any(v["id"] == vid for v in latest), "search": any(v["id"] == vid for v in found),
-            "channel": any(v["id"] == vid for v in listed)}
+            "channel": any(v["id"] == vid for v in listed), "channel_page": f'href="/watch/{vid}"' in page.text}
 
 
 def edit(client: httpx.Client, base: str, vid: str, etag: str | None = None, **fields) -> httpx.Response:
@@ -125,7 +127,8 @@ def test_privacy_levels_and_edits(platform, who, clips):
     assert resp.status_code == 200, resp.text
     assert resp.json()["privacy"] == "unlisted" and resp.json()["etag"] != video["etag"]
     # Unlisted: plays by link for anyone, listed and searched nowhere, from now on.
-    assert visible_in(anon, base, vid, "quokka") == {"latest": False, "search": False, "channel": False}
+    assert visible_in(anon, base, vid, "quokka") == {"latest": False, "search": False, "channel": False,
+                                                     "channel_page": False}
     eventually(lambda: not indexed(platform, vid), what="the index entry to go")
     assert anon.get(f"{base}/v1/videos/{vid}").status_code == 200
     assert anon.get(f"{base}/v1/videos/{vid}/watch").status_code == 200
@@ -181,7 +184,8 @@ def test_delete_removes_everything(platform, who, clips):
     resp = owner.delete(f"{base}/v1/videos/{vid}", headers={"If-Match": f'"{video["etag"]}"'})
     assert resp.status_code == 204, resp.text
     assert owner.get(f"{base}/v1/videos/{vid}").status_code == 404  # gone at once
-    assert visible_in(anon, base, vid, "wombat") == {"latest": False, "search": False, "channel": False}
+    assert not any(visible_in(anon, base, vid, "wombat").values())
+    assert anon.get(f"{base}/watch/{vid}").status_code == 404
     eventually(lambda: not leftovers(platform, vid) and not indexed(platform, vid) and not counted(platform, vid),
                what="every trace to go")
     assert owner.delete(f"{base}/v1/videos/{vid}").status_code == 404
