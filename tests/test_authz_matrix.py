@@ -1,13 +1,15 @@
 """Issue 22's authorization matrix: every route of the gateway (every method; only served
 files and the API docs are left out) x {anonymous, another account, owner, admin}, each
 call checked against its expected status in tests/authz_table.py, on a running platform
-(embedded backends) where the owner has a READY public video and a READY private one
+(embedded backends; and Kafka, Cassandra and S3Proxy, marked `real`) where the owner has a READY public video and a READY private one
 (for the routes that act on a video). The cases come from the app's route
 table, so a route without a row in the table fails here. The same platform also shows that a
 client's Host header stays out of the URLs the gateway hands out."""
 from __future__ import annotations
 
+import copy
 import tempfile
+import uuid
 
 import httpx
 import pytest
@@ -19,6 +21,7 @@ from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
 from tests.auth_helpers import bearer
 from tests.authz_table import CALLERS, ROWS, SKIPPED_ROUTE_NAMES, Subject
+from tests.real_servers import real_config
 
 pytestmark = pytest.mark.slow
 
@@ -43,12 +46,23 @@ def gateway_routes() -> list[tuple[str, str, str]]:
 ROUTES = gateway_routes()
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    cfg = Config(data_dir=str(tmp_path_factory.mktemp("authz")))
+@pytest.fixture(scope="module", params=["embedded", pytest.param("real", marks=pytest.mark.real)])
+def platform(request, tmp_path_factory):
+    """The platform on the embedded backends, and on Kafka, Cassandra and S3Proxy (`real`)."""
+    data_dir = str(tmp_path_factory.mktemp("authz"))
+    if request.param == "real":
+        cfg = copy.deepcopy(real_config(request.getfixturevalue("real_servers")))
+        tag = uuid.uuid4().hex[:8]
+        cfg.data_dir, cfg.scylla.keyspace, cfg.s3.bucket_prefix = data_dir, f"longtail_authz_{tag}", f"authz{tag}-"
+    else:
+        cfg = Config(data_dir=data_dir)
     cfg.limits.uploads_per_day = 0  # the rows create two dozen videos of the owner's; quotas have their own test
-    with Platform(cfg, gateway_port=free_port(), transcoder_workers=1) as p:
+    p = Platform(cfg, gateway_port=free_port(), transcoder_workers=1)
+    p.start(timeout_s=180)  # on Cassandra, the first start creates the keyspace and the topics
+    try:
         yield p
+    finally:
+        p.stop()
 
 
 @pytest.fixture(scope="module")
