@@ -144,7 +144,6 @@ def test_watch_page_of_deleted_unknown_and_private_videos(platform):
 
 
 def test_my_videos_lists_status_privacy_and_views(platform):
-    base = platform.gateway_url
     creator = signed_in_browser(platform, "pages-creator")
     other = signed_in_browser(platform, "pages-other")
     header = {"X-CSRF-Token": csrf_of(creator.get("/my/videos"))}
