@@ -98,8 +98,10 @@ class MeshConfig:
 
 @dataclass
 class PlatformConfig:
-    # The address viewers reach the gateway at (e.g. https://video.example.org), used to build
-    # links handed out of band (password links); "" = http://127.0.0.1:<gateway port>.
+    # The address viewers reach the gateway at (e.g. https://video.example.org): every absolute
+    # URL the gateway hands out (stream, poster and upload URLs) and the links handed out of
+    # band (password links) start with it, never with a client's Host header. "" (development)
+    # = the address of the socket a client reached (http://127.0.0.1:<gateway port> for links).
     public_url: str = ""
     # CDN regions placement decides for.
     regions: list[str] = field(default_factory=lambda: ["US", "GB", "DE", "JP", "BR", "IN"])
