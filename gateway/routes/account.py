@@ -120,7 +120,8 @@ async def sign_in(request: Request, pages: Pages, auth: Auth):
     return await open_session(request, auth, principal.account_id, next_url)
 
 
-@router.post("/account/sign-out", status_code=303, responses={**REDIRECT, **error_responses(403, *SERVICE_ERRORS)})
+@router.post("/account/sign-out", status_code=303, response_class=RedirectResponse,
+             responses={**REDIRECT, **error_responses(403, *SERVICE_ERRORS)})
 async def sign_out(request: Request, auth: Auth):
     cookies = auth.csrf.cookies
     if not await auth.csrf.check(request):
@@ -153,7 +154,7 @@ def sign_up_refusal(err: ApiError, username: str) -> str:
     return err.message[:1].upper() + err.message[1:]
 
 
-@router.post("/account/sign-up",
+@router.post("/account/sign-up", status_code=303, response_class=RedirectResponse,
              responses={**REDIRECT, **html_responses(400, 403, 404, 409, 429), **error_responses(*SERVICE_ERRORS)})
 async def sign_up(request: Request, pages: Pages, auth: Auth, accounts: AccountsStub):
     """Makes an account (Argon2id, through AccountService) and signs the browser in. Failed
@@ -351,7 +352,7 @@ async def create_token_page(request: Request, pages: Pages, viewer: PageViewer, 
     return pages.page("API tokens", body_html, status=201, viewer=viewer)
 
 
-@router.post("/account/tokens/{token_id}/revoke", status_code=303,
+@router.post("/account/tokens/{token_id}/revoke", status_code=303, response_class=RedirectResponse,
              responses={**REDIRECT, **ACCOUNT_API, **error_responses(404)})
 async def revoke_token_page(token_id: str, principal: RequiredPrincipal, accounts: AccountsStub):
     await grpc_call(accounts.RevokeToken(apb.RevokeTokenRequest(account_id=principal.account_id, token_id=token_id),

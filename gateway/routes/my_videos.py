@@ -24,11 +24,18 @@ from longtail_common.mesh_identity import acting_as
 from gateway.api_docs import html_responses
 from gateway.auth.principal import GATEWAY, Principal
 from gateway.dependencies import CurrentPrincipal, Links, MetadataStub, PageViewer, Pages, RequiredPrincipal
-from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
+from gateway.errors import ERROR_DESCRIPTIONS, SERVICE_ERRORS, ApiError, ErrorBody, error_responses, grpc_call
 from gateway.html_pages import Viewer, delete_video_body, edit_video_body, message_body, my_videos_body
 from gateway.routes.account import REDIRECT, SIGNED_IN_PAGE, field, sign_in_redirect
 from gateway.routes.pages import owned_channels
-from gateway.routes.videos import EDITABLE_FIELDS, MAX_DESCRIPTION, EditVideoBody, load_video, remove_video, update_video
+from gateway.routes.videos import (
+    EDITABLE_FIELDS,
+    MAX_DESCRIPTION,
+    EditVideoBody,
+    load_video,
+    remove_video,
+    update_video,
+)
 from gateway.video_access import require_owner
 
 log = logging.getLogger("gateway.my_videos")
@@ -37,7 +44,10 @@ MY_VIDEOS_PER_CHANNEL = 100
 NOTICES = {"saved": "Saved.", "deleted": "Deleted: its files and counts go within seconds."}
 # An owner's page or form: 303 to sign in, 403/404 for another account's video.
 VIDEO_PAGE = {**SIGNED_IN_PAGE, **html_responses(403, 404)}
-FORM_POST = {**REDIRECT, **html_responses(400, 403, 404, 409), **error_responses(401, 422, *SERVICE_ERRORS)}
+FORM_POST = {**REDIRECT, **html_responses(400, 404, 409), **error_responses(401, 422, *SERVICE_ERRORS),
+             # Another account's video (a page), or a session's post without its CSRF token (JSON).
+             403: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[403],
+                   "content": {"text/html": {"schema": {"type": "string"}}}}}
 
 router = APIRouter()
 
@@ -100,7 +110,7 @@ async def edit_video_page(video_id: str, request: Request, pages: Pages, viewer:
     return pages.page("Edit video", edit_video_body(viewer, video), viewer=viewer)
 
 
-@router.post("/my/videos/{video_id}/edit", status_code=303, responses=FORM_POST)
+@router.post("/my/videos/{video_id}/edit", status_code=303, response_class=RedirectResponse, responses=FORM_POST)
 async def edit_video_form(video_id: str, request: Request, pages: Pages, viewer: PageViewer,
                           principal: RequiredPrincipal, metadata: MetadataStub):
     """Saves title, description and privacy; back to "My videos" (303), or the form again
@@ -147,7 +157,8 @@ async def delete_video_page(video_id: str, request: Request, pages: Pages, viewe
     return pages.page("Delete video", delete_video_body(viewer, video), viewer=viewer)
 
 
-@router.post("/my/videos/{video_id}/delete", status_code=303, responses=FORM_POST)
+@router.post("/my/videos/{video_id}/delete", status_code=303, response_class=RedirectResponse,
+             responses=FORM_POST)
 async def delete_video_form(video_id: str, request: Request, pages: Pages, viewer: PageViewer,
                             principal: RequiredPrincipal, metadata: MetadataStub, links: Links):
     form = await request.form()
