@@ -257,3 +257,12 @@ def test_channels_are_made_by_their_owner(platform):
         assert client.get("/v1/videos/abc%0A").status_code == 404
         assert client.post("/v1/videos", json={"title": "t", "channel_id": "made-by-api\n"},
                            headers=mine).status_code == 422
+
+
+def test_no_password_reaches_a_log_or_a_trace(platform):
+    """Last in the file: the passwords this module typed, in no process's log or trace."""
+    written = [*platform.log_dir.glob("*.log"), *(platform.cfg.data_path / "traces").glob("*.jsonl")]
+    text = "".join(path.read_text(errors="replace") for path in written)
+    assert "created account newbie" in text  # the sign-up's own line: these are the right files
+    for password in (PASSWORD, "password123", "weakling2026"):
+        assert password not in text
