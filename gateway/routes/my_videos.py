@@ -85,8 +85,11 @@ async def my_videos_page(request: Request, pages: Pages, viewer: PageViewer, pri
 
 
 def refusal_page(pages, viewer: Viewer, err: ApiError) -> Response:
-    """A page for an error on an owner's page: not found, forbidden, or what the service said."""
-    heading = {403: "Not your video", 404: "Video not found"}.get(err.status, "Something went wrong")
+    """The page for another account's video (403) or none (404); other errors (a service
+    away) keep their JSON answer."""
+    if err.status not in (403, 404):
+        raise err
+    heading = "Not your video" if err.status == 403 else "Video not found"
     return pages.page(heading, message_body(heading, err.message, ("/my/videos", "My videos")), status=err.status,
                       viewer=viewer)
 
@@ -136,8 +139,10 @@ async def edit_video_form(video_id: str, request: Request, pages: Pages, viewer:
     try:
         await update_video(request, metadata, video, body, list(EDITABLE_FIELDS), field(form, "etag"))
     except ApiError as err:
+        if err.status == 400:
+            return again(f"Not saved: {err.message}.", 400)
         if err.status != 409:
-            return again(f"Not saved: {err.message}.", err.status)
+            raise
         current = await load_video(metadata, video_id)
         return again("Not saved: the video was changed elsewhere since this form was opened. "
                      "Here it is as it is now.", 409, current, keep_typed=False)
