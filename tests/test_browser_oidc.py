@@ -6,9 +6,11 @@ context signed in as another account gets no such video and an anonymous one is 
 sign in; public again, search finds it; deleted from "My videos" after its confirmation,
 nothing of it is left in any bucket, edge, index or count.
 
-Needs the Keycloak test server (`real`) and Chromium; skipped locally without them."""
+Run on the embedded backends and on Kafka, Cassandra and S3Proxy. Needs the Keycloak test
+server (`real`), Java for the others, and Chromium; skipped locally without them."""
 from __future__ import annotations
 
+import copy
 import re
 import time
 import uuid
@@ -19,6 +21,7 @@ import pytest
 from longtail_cli.cli import make_test_clip
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
+from tests.real_servers import real_config
 from tests.test_browser_pages import browser, new_page  # noqa: F401 (the browser fixture)
 from tests.test_video_lifecycle_e2e import counted, indexed, leftovers
 
@@ -28,15 +31,26 @@ DESKTOP = {"width": 1280, "height": 800}
 READY_TIMEOUT_MS = 300_000  # an upper bound for transcoding on a busy 2-core machine, not a target
 
 
-@pytest.fixture(scope="module")
-def platform(keycloak_server, browser, tmp_path_factory):  # noqa: F811
-    cfg = Config(data_dir=str(tmp_path_factory.mktemp("browser-oidc")))
+@pytest.fixture(scope="module", params=["embedded", "kafka-cassandra-s3"])
+def platform(request, keycloak_server, browser, tmp_path_factory):  # noqa: F811
+    """The platform on the embedded backends, and on Kafka, Cassandra and S3Proxy."""
+    data_dir = str(tmp_path_factory.mktemp("browser-oidc"))
+    if request.param == "embedded":
+        cfg = Config(data_dir=data_dir)
+    else:
+        cfg = copy.deepcopy(real_config(request.getfixturevalue("real_servers")))
+        tag = uuid.uuid4().hex[:8]
+        cfg.data_dir, cfg.scylla.keyspace, cfg.s3.bucket_prefix = data_dir, f"longtail_oidc_{tag}", f"oidc{tag}-"
     cfg.auth.oidc.issuer = keycloak_server.issuer
     cfg.auth.oidc.client_id = keycloak_server.client_id
     cfg.auth.oidc.client_secret = keycloak_server.client_secret
     cfg.auth.oidc.display_name = "Keycloak"
-    with Platform(cfg, gateway_port=free_port(), transcoder_workers=1) as p:
+    p = Platform(cfg, gateway_port=free_port(), transcoder_workers=1)
+    p.start(timeout_s=180)  # on Cassandra, the first start creates the keyspace and the topics
+    try:
         yield p
+    finally:
+        p.stop()
 
 
 @pytest.fixture(scope="module")

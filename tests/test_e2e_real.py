@@ -24,8 +24,7 @@ from longtail.transcoder.v1 import transcoder_service_pb2_grpc as tpb_grpc
 from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.grpc_server import dial
-from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET, STAGING_BUCKET, TOPIC_VIDEO_PUBLISHED
-from placement_svc import edge
+from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET, TOPIC_VIDEO_PUBLISHED
 from tests.auth_helpers import bearer
 from tests.real_servers import (
     make_real_metadata_store,
@@ -214,7 +213,7 @@ def test_privacy_edit_and_delete_on_real_engines(real_platform, client, clip):
     """Issue 22 on Kafka, Cassandra and S3Proxy: a private video is nobody else's (404) and
     out of search at once; an edit at a stale etag is refused; a delete leaves nothing in any
     S3 bucket, in the keyspace, in the search index or in the view counts."""
-    from tests.test_video_lifecycle_e2e import counted, indexed
+    from tests.test_video_lifecycle_e2e import counted, indexed, leftovers
 
     base = real_platform.gateway_url
     word = "numbat" + uuid.uuid4().hex[:6]
@@ -244,13 +243,8 @@ def test_privacy_edit_and_delete_on_real_engines(real_platform, client, clip):
     assert client.get(f"{base}/v1/videos/{vid}").status_code == 404
     assert client.get(f"{base}/watch/{vid}").status_code == 404
 
-    def leftovers() -> list[str]:
-        found = [f"{b}/{k}" for b in (RAW_BUCKET, STAGING_BUCKET) for k in objects.list_keys(b, f"{vid}/")]
-        buckets = [MEDIA_BUCKET, *(edge.edge_bucket(r) for r in real_platform.cfg.platform.regions)]
-        return found + [f"{b}/{k}" for b in buckets for k in objects.list_keys(b, f"videos/{vid}/")]
-
-    _eventually(lambda: not leftovers() and not indexed(real_platform, vid) and not counted(real_platform, vid),
-                "every trace of the video to go")
+    _eventually(lambda: not leftovers(real_platform, vid) and not indexed(real_platform, vid)
+                and not counted(real_platform, vid), "every trace of the video to go")
     store = make_real_metadata_store({"config": real_platform.cfg}, keyspace=real_platform.cfg.scylla.keyspace)
     try:
         assert store.get_video(vid) is None

@@ -15,6 +15,7 @@ from longtail.transcoder.v1 import transcoder_service_pb2 as tpb
 from longtail.transcoder.v1 import transcoder_service_pb2_grpc as tpb_grpc
 from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
+from longtail_common.adapters import make_object_store
 from longtail_common.adapters.fs_objects import FilesystemObjectStore
 from longtail_common.config import Config
 from longtail_common.grpc_server import dial
@@ -86,10 +87,14 @@ def counted(platform, vid: str) -> bool:
 
 
 def leftovers(platform, vid: str) -> list[str]:
-    """Every object anywhere that belongs to the video: raw, staging, media, every edge."""
-    objects = FilesystemObjectStore(platform.cfg.data_path / "objects")
-    buckets = [p.name for p in (platform.cfg.data_path / "objects").iterdir() if not p.name.startswith(".")]
-    assert {RAW_BUCKET, STAGING_BUCKET, MEDIA_BUCKET} <= set(buckets)
+    """Every object anywhere that belongs to the video: raw, staging, media, every region's
+    edge (on the platform's own object store: the filesystem or S3)."""
+    objects = make_object_store(platform.cfg)
+    if isinstance(objects, FilesystemObjectStore):  # every bucket there is, edges included
+        buckets = [p.name for p in (platform.cfg.data_path / "objects").iterdir() if not p.name.startswith(".")]
+        assert {RAW_BUCKET, STAGING_BUCKET, MEDIA_BUCKET} <= set(buckets)
+    else:
+        buckets = [MEDIA_BUCKET, *(edge.edge_bucket(r) for r in platform.cfg.platform.regions)]
     found = [f"{b}/{k}" for b in (RAW_BUCKET, STAGING_BUCKET) for k in objects.list_keys(b, f"{vid}/")]
     found += [f"{b}/{k}" for b in buckets if b == MEDIA_BUCKET or b.startswith(EDGE_BUCKET_PREFIX)
               for k in objects.list_keys(b, f"videos/{vid}/")]
