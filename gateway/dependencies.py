@@ -78,8 +78,9 @@ class ServiceLinks:
         if self._webhook is None:
             self._webhook = wpb_grpc.WebhookServiceStub(aio_client_channel(self._cfg, "webhook"))
         return self._webhook
+
     def placement(self) -> ppb_grpc.PlacementServiceStub:
-        """PlacementService, which keeps the view counts."""
+        """PlacementService: the view counts its views consumer keeps."""
         if self._placement is None:
             self._placement = ppb_grpc.PlacementServiceStub(aio_client_channel(self._cfg, "placement"))
         return self._placement

@@ -19,6 +19,7 @@ from longtail.accounts.v1 import account_pb2
 from longtail.metadata.v1 import video_pb2
 from longtail.search.v1 import search_service_pb2 as spb
 from gateway.auth.cookies import CSRF_FIELD, CookiePolicy
+from gateway.video_access import privacy_name
 
 STATIC_DIR = pathlib.Path(__file__).resolve().parent / "static"
 MAX_QUERY = 200
@@ -39,15 +40,31 @@ def duration_text(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def card(r: spb.SearchResult, poster_url: str | None) -> str:
+def _card(video_id: str, title: str, channel: str, duration_s: float, poster_url: str | None) -> str:
     poster = (f'<img src="{esc(poster_url)}" alt="" loading="lazy">'
               if poster_url else '<span class="noposter"></span>')
     # The hover preview (web/src/home.js) is fetched only when the card is hovered or focused.
-    preview = f"/v1/videos/{r.video_id}/preview.webp"
-    return (f'<li class="card" data-preview="{esc(preview)}"><a href="/watch/{esc(r.video_id)}">{poster}'
-            f'<span class="title">{esc(r.title)}</span>'
-            f'<span class="meta">{esc(r.channel_name or r.channel_id)} · {duration_text(r.duration_seconds)}</span>'
+    preview = f"/v1/videos/{video_id}/preview.webp"
+    return (f'<li class="card" data-preview="{esc(preview)}"><a href="/watch/{esc(video_id)}">{poster}'
+            f'<span class="title">{esc(title)}</span>'
+            f'<span class="meta">{esc(channel)} · {duration_text(duration_s)}</span>'
             f"</a></li>")
+
+
+def card(r: spb.SearchResult, poster_url: str | None) -> str:
+    """A search or latest-videos result."""
+    return _card(r.video_id, r.title, r.channel_name or r.channel_id, r.duration_seconds, poster_url)
+
+
+def channel_body(channel: video_pb2.Channel, videos: list[tuple[video_pb2.Video, str | None]],
+                 more_url: str = "") -> str:
+    """A channel's page: its public READY videos (each with its poster URL), newest first."""
+    name = channel.name or channel.id
+    items = "\n".join(_card(v.id, v.title, name, v.duration_seconds, poster) for v, poster in videos)
+    listing = (f'<ul class="grid" id="channel-videos" aria-label="Videos">{items}</ul>' if videos
+               else '<p id="no-videos">No public videos yet.</p>')
+    more = f'<p><a href="{esc(more_url)}">More videos</a></p>' if more_url else ""
+    return f'<h1 id="channel-name">{esc(name)}</h1>\n<p class="muted">Channel {esc(channel.id)}</p>\n{listing}\n{more}'
 
 
 @dataclass(frozen=True)
@@ -221,10 +238,13 @@ def upload_body(channel: str) -> str:
 
 
 def sign_in_body(viewer: Viewer, next_url: str, message: str = "", username: str = "",
-                 oidc_name: str = "") -> str:
+                 oidc_name: str = "", sign_up: bool = False) -> str:
     notice = f'<p id="sign-in-error" role="alert" data-kind="error">{esc(message)}</p>' if message else ""
     oidc = (f'<p><a id="oidc-sign-in" class="button" href="/auth/oidc/start?next={esc(next_url)}">'
             f"Sign in with {esc(oidc_name)}</a></p>") if oidc_name else ""
+    if sign_up:  # only when open sign-up is on: otherwise there is no such page to link to
+        oidc += (f'<p>No account yet? <a id="sign-up-link" href="/account/sign-up?'
+                 f'{esc(urllib.parse.urlencode({"next": next_url}))}">Sign up</a></p>')
     return f"""<h1>Sign in</h1>
 {notice}
 <form id="sign-in-form" class="upload-form" action="/account/sign-in" method="post">
@@ -235,6 +255,23 @@ def sign_in_body(viewer: Viewer, next_url: str, message: str = "", username: str
   <div class="actions"><button id="sign-in-submit" type="submit">Sign in</button></div>
 </form>
 {oidc}"""
+
+
+def sign_up_body(viewer: Viewer, next_url: str, message: str = "", username: str = "", email: str = "") -> str:
+    notice = f'<p id="sign-up-error" role="alert" data-kind="error">{esc(message)}</p>' if message else ""
+    return f"""<h1>Create an account</h1>
+{notice}
+<form id="sign-up-form" class="upload-form" action="/account/sign-up" method="post">
+  {csrf_input(viewer)}
+  <input type="hidden" name="next" value="{esc(next_url)}">
+  <label>Username <span class="hint">2-32 lower-case letters, digits, - or _, starting with a letter</span>
+    <input name="username" required minlength="2" maxlength="32" autocomplete="username" value="{esc(username)}"></label>
+  <label>Email <input name="email" type="email" required maxlength="254" autocomplete="email" value="{esc(email)}"></label>
+  <label>Password <span class="hint">at least 8 characters and hard to guess: a few uncommon words do well</span>
+    <input name="password" type="password" required minlength="8" maxlength="256" autocomplete="new-password"></label>
+  <div class="actions"><button id="sign-up-submit" type="submit">Create account</button></div>
+</form>
+<p>Have an account? <a href="/account/sign-in?{esc(urllib.parse.urlencode({"next": next_url}))}">Sign in</a></p>"""
 
 
 def set_password_body(viewer: Viewer, link_token: str, message: str = "") -> str:
@@ -282,13 +319,68 @@ def tokens_body(viewer: Viewer, tokens: list[account_pb2.ApiToken], new_secret: 
 </form>"""
 
 
-def my_videos_body(videos: list[video_pb2.Video]) -> str:
+def _status_text(video: video_pb2.Video) -> str:
+    return video_pb2.VideoStatus.Name(video.status).removeprefix("VIDEO_STATUS_")
+
+
+def my_videos_body(videos: list[video_pb2.Video], views: dict[str, int] | None, notice: str = "") -> str:
+    """The signed-in account's videos: status, privacy, views (None: the counts are not
+    available now) and the links to edit or delete each."""
+    shown = f'<p id="my-videos-notice" role="status">{esc(notice)}</p>' if notice else ""
     if not videos:
-        return '<h1>My videos</h1>\n<p id="no-videos">No videos yet. <a href="/upload">Upload one</a>.</p>'
-    rows = "\n".join(
-        f'<tr data-video-id="{esc(v.id)}"><td><a href="/watch/{esc(v.id)}">{esc(v.title)}</a></td>'
-        f"<td>{esc(v.channel.name or v.channel.id)}</td>"
-        f'<td class="status">{esc(video_pb2.VideoStatus.Name(v.status).removeprefix("VIDEO_STATUS_"))}</td>'
-        f"<td>{_time(v.create_time)}</td></tr>" for v in videos)
-    return (f'<h1>My videos</h1>\n<table id="my-videos"><thead><tr><th>Title</th><th>Channel</th><th>Status</th>'
-            f"<th>Uploaded</th></tr></thead><tbody>{rows}</tbody></table>")
+        return f'<h1>My videos</h1>\n{shown}\n<p id="no-videos">No videos yet. <a href="/upload">Upload one</a>.</p>'
+
+    def row(v: video_pb2.Video) -> str:
+        vid, count = esc(v.id), (views or {}).get(v.id)
+        return (f'<tr data-video-id="{vid}"><td class="title"><a href="/watch/{vid}">{esc(v.title)}</a></td>'
+                f'<td><a href="/channel/{esc(v.channel.id)}">{esc(v.channel.name or v.channel.id)}</a></td>'
+                f'<td class="status">{esc(_status_text(v))}</td><td class="privacy">{esc(privacy_name(v))}</td>'
+                f'<td class="views">{count if count is not None else "–"}</td><td>{_time(v.create_time)}</td>'
+                f'<td class="actions"><a class="edit" href="/my/videos/{vid}/edit">Edit</a> '
+                f'<a class="delete" href="/my/videos/{vid}/delete">Delete</a></td></tr>')
+
+    rows = "\n".join(row(v) for v in videos)
+    return (f"<h1>My videos</h1>\n{shown}\n<table id=\"my-videos\"><thead><tr><th>Title</th><th>Channel</th>"
+            f"<th>Status</th><th>Privacy</th><th>Views</th><th>Uploaded</th><th></th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
+
+
+def edit_video_body(viewer: Viewer, video: video_pb2.Video, message: str = "", title: str | None = None,
+                    description: str | None = None, privacy: str | None = None) -> str:
+    """The edit form of one video, at its current etag (a save over a newer edit is refused);
+    `title`/`description`/`privacy` keep what was typed when a save is refused."""
+    notice = f'<p id="edit-error" role="alert" data-kind="error">{esc(message)}</p>' if message else ""
+    chosen = privacy or privacy_name(video)
+    options = "".join(f'<option value="{p}"{" selected" if p == chosen else ""}>{label}</option>' for p, label in (
+        ("public", "Public: listed and searchable"), ("unlisted", "Unlisted: plays for anyone with the link"),
+        ("private", "Private: only you")))
+    vid = esc(video.id)
+    return f"""<h1>Edit “{esc(video.title)}”</h1>
+{notice}
+<form id="edit-video-form" class="upload-form" action="/my/videos/{vid}/edit" method="post">
+  {csrf_input(viewer)}
+  <input type="hidden" name="etag" value="{esc(video.etag)}">
+  <label>Title <input name="title" required maxlength="200" autocomplete="off"
+    value="{esc(video.title if title is None else title)}"></label>
+  <label>Description <textarea name="description" rows="4" maxlength="5000">{
+      esc(video.description if description is None else description)}</textarea></label>
+  <label>Privacy <select name="privacy">{options}</select></label>
+  <div class="actions"><button id="edit-save" type="submit">Save</button>
+    <a class="button secondary" href="/my/videos">Cancel</a></div>
+</form>
+<p><a id="delete-link" href="/my/videos/{vid}/delete">Delete this video…</a></p>"""
+
+
+def delete_video_body(viewer: Viewer, video: video_pb2.Video, message: str = "") -> str:
+    """The confirmation a delete asks for: nothing is removed until it is posted."""
+    notice = f'<p id="delete-error" role="alert" data-kind="error">{esc(message)}</p>' if message else ""
+    vid = esc(video.id)
+    return f"""<h1>Delete “{esc(video.title)}”?</h1>
+{notice}
+<p>The video, its files and its view counts are removed for good. This cannot be undone.</p>
+<form id="delete-video-form" action="/my/videos/{vid}/delete" method="post">
+  {csrf_input(viewer)}
+  <input type="hidden" name="etag" value="{esc(video.etag)}">
+  <div class="actions"><button id="delete-confirm" class="danger" type="submit">Delete for good</button>
+    <a id="delete-cancel" class="button secondary" href="/my/videos">Keep it</a></div>
+</form>"""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.parse
 from typing import Callable
 
 from fastapi import Request
@@ -21,6 +22,7 @@ from gateway.signing import MediaGrant
 PLAYLIST_SUFFIXES = (".m3u8", ".mpd")
 UNSIGNED_PRESIGN_S = 3600
 _URI_ATTR = re.compile(r'URI="([^"]+)"')
+HOST_RE = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 def video_of_key(key: str) -> str:
@@ -36,12 +38,45 @@ def media_grant(request: Request, video_id: str, account: str | None = None) -> 
     return request.app.state.signer.media_grant(video_id, account)
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def public_base(request: Request) -> str:
+    """What every absolute URL the gateway hands out starts with: `platform.public_url`; else
+    (development) the Host header only when it names the very socket the client reached, or
+    loopback on its port (so a page at http://localhost:8080 keeps its own origin), and that
+    socket's address otherwise. Never an arbitrary Host header: the client chooses it, and it
+    would end up inside stream URLs and the renderings cached for everyone."""
+    configured = request.app.state.config.platform.public_url
+    if configured:
+        return configured.rstrip("/")
+    scheme = request.scope.get("scheme", "http")
+    server_host, server_port = request.scope.get("server") or ("127.0.0.1", 8080)
+    given = request.headers.get("host", "")
+    try:
+        parts = urllib.parse.urlsplit(f"//{given}")
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        parts, port = None, None
+    if parts is not None and port == server_port and parts.hostname in LOOPBACK_NAMES | {server_host.lower()} \
+            and HOST_RE.fullmatch(given):
+        return f"{scheme}://{given}"
+    host = f"[{server_host}]" if ":" in server_host else server_host
+    return f"{scheme}://{host}:{server_port}"
+
+
+def public_url_for(request: Request, name: str, **params: str) -> str:
+    """The absolute URL of route `name` (see public_base)."""
+    return public_base(request) + str(request.app.url_path_for(name, **params))
+
+
 def object_url(request: Request, route: str, key: str, grant: MediaGrant | None, **params: str) -> str:
     """The gateway URL of `key` on `route` ("origin_object" or "edge_object"), signed by grant."""
     if grant is None:
-        return str(request.url_for(route, key=key, **params))
+        return public_url_for(request, route, key=key, **params)
     token = request.app.state.signer.media_token(grant)
-    return str(request.url_for(f"signed_{route}", token=token, key=key, **params))
+    return public_url_for(request, f"signed_{route}", token=token, key=key, **params)
 
 
 def presign_seconds(grant: MediaGrant | None, extra_s: int = 0) -> int:

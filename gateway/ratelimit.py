@@ -59,7 +59,7 @@ def category_of(method: str, path: str, sign_in_paths: list[str] | tuple[str, ..
         return READS
     if method == "POST" and path in sign_in_paths:
         return SIGN_IN
-    if method == "POST" and BEACON_PATH.match(path):
+    if method == "POST" and BEACON_PATH.fullmatch(path):
         return BEACONS
     return WRITES
 

@@ -104,8 +104,10 @@ class MeshConfig:
 
 @dataclass
 class PlatformConfig:
-    # The address viewers reach the gateway at (e.g. https://video.example.org), used to build
-    # links handed out of band (password links); "" = http://127.0.0.1:<gateway port>.
+    # The address viewers reach the gateway at (e.g. https://video.example.org): every absolute
+    # URL the gateway hands out (stream, poster and upload URLs) and the links handed out of
+    # band (password links) start with it, never with a client's Host header. "" (development)
+    # = the address of the socket a client reached (http://127.0.0.1:<gateway port> for links).
     public_url: str = ""
     # CDN regions placement decides for.
     regions: list[str] = field(default_factory=lambda: ["US", "GB", "DE", "JP", "BR", "IN"])
@@ -263,6 +265,10 @@ class AuthConfig:
     password_link_ttl_s: int = 7 * 86400
     # Shortest password accepted (NIST SP 800-63B: at least 8; no composition rules).
     min_password_length: int = 8
+    # Weakest password accepted, as zxcvbn scores guessability: 0 (any), 1, 2 (the default:
+    # not among the ~10^8 likeliest guesses: common passwords, words, names, dates, keyboard
+    # walks, the username), 3, 4. A refused password's error says why.
+    min_password_strength: int = 2
     # Longest life of a personal API token, in days (0 = tokens may never expire). When set,
     # a token asked for without an expiry gets this one.
     token_max_expiry_days: int = 0
@@ -368,7 +374,8 @@ class LimitsConfig:
     # PeerTube's login default: 15 per 5 minutes per address (rates_limit.login).
     sign_in_per_address: str = "15 per 5 minutes"
     # POSTs to these paths are sign-in attempts.
-    sign_in_paths: list[str] = field(default_factory=lambda: ["/account/sign-in", "/account/set-password"])
+    sign_in_paths: list[str] = field(default_factory=lambda: ["/account/sign-in", "/account/sign-up",
+                                                              "/account/set-password"])
     # Peers (addresses or CIDR networks) whose X-Forwarded-For names the client: the
     # reverse proxies or load balancers in front of the gateway. Empty: the socket peer is
     # the client, and X-Forwarded-For is ignored.

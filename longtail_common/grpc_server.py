@@ -221,7 +221,7 @@ def wait_for_serving(address: str, timeout_s: float = 30.0, service: str = "", c
 METHOD_POLICIES = [
     ("30s", True, {"longtail.metadata.v1.MetadataService": ["GetVideo", "GetChannel"],
                    "longtail.upload.v1.UploadService": ["GetUpload", "CreateUpload"],
-                   "longtail.placement.v1.PlacementService": ["GetPlacement", "ListRegions", "GetViewCount"],
+                   "longtail.placement.v1.PlacementService": ["GetPlacement", "ListRegions", "BatchGetViewCounts"],
                    "longtail.transcoder.v1.TranscoderService": ["GetWorkerStatus"],
                    "longtail.accounts.v1.AccountService": ["GetAccount", "VerifyPassword", "ResolveToken",
                                                            "ResolveSession", "DeleteSession"],

@@ -70,7 +70,7 @@ def validate_object_key(key: str) -> str:
     if not key or key.startswith("/") or key.endswith("/"):
         raise InvalidKeyError(f"invalid object key {key!r}")
     for segment in key.split("/"):
-        if segment in ("", ".", "..") or not _KEY_SEGMENT_RE.match(segment):
+        if segment in ("", ".", "..") or not _KEY_SEGMENT_RE.fullmatch(segment):
             raise InvalidKeyError(f"invalid object key {key!r}")
     return key
 
@@ -535,8 +535,8 @@ class ViewCountStore(Protocol):
     def daily_views(self, first_day: str | None = None, last_day: str | None = None) -> list[DailyViews]:
         """Counts of days in [first_day, last_day] (inclusive; None = open)."""
 
-    def total_views(self, video_id: str) -> int:
-        """The video's views ("start" beacons) over every day and region; 0 when none."""
+    def total_views(self, video_ids: list[str]) -> dict[str, int]:
+        """Views of each video over every region and day (0 for a video without any)."""
 
     def put_video(self, entry: CatalogEntry) -> None:
         """Insert or replace a catalogue entry."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import argon2
+from zxcvbn import zxcvbn
 
 from longtail_common.config import AuthConfig
 from longtail_common.ports import (
@@ -47,6 +48,7 @@ RESERVED_USERNAMES = frozenset({"me", "new", "anonymous", "system"})
 EMAIL_RE = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
 MAX_EMAIL = 254
 MAX_PASSWORD = 256
+ZXCVBN_MAX = 72  # zxcvbn refuses longer input; the first 72 characters decide
 MAX_DISPLAY_NAME = 64
 MAX_TOKENS_PER_ACCOUNT = 100
 TOKEN_PREFIX = "lt_"
@@ -119,7 +121,8 @@ class Accounts:
         validate_email(email)
         now = self.now_us()
         record = AccountRecord(account_id=uuid.uuid4().hex, username=username, email=email,
-                               password_hash=self._hash_password(password) if password else "", admin=admin,
+                               password_hash=self._hash_password(password, (username, email)) if password else "",
+                               admin=admin,
                                disabled=False, create_time_us=now, update_time_us=now, etag=_new_etag())
         self.store.create_account(record)
         log.info("created account %s (%s)%s", username, record.account_id, " as admin" if admin else "")
@@ -168,10 +171,22 @@ class Accounts:
 
     # -- passwords ------------------------------------------------------------------------
 
-    def _hash_password(self, password: str) -> str:
+    def check_password(self, password: str, user_inputs: tuple[str, ...] = ()) -> None:
+        """InvalidInputError, saying why, for a password the policy refuses: its length, and
+        (NIST SP 800-63B's blocklist) a guessability score under `auth.min_password_strength`
+        by zxcvbn (common passwords, words, names, dates, keyboard walks, the username)."""
         if not isinstance(password, str) or not self.auth.min_password_length <= len(password) <= MAX_PASSWORD:
             raise InvalidInputError(
                 f"a password needs {self.auth.min_password_length} to {MAX_PASSWORD} characters")
+        if self.auth.min_password_strength > 0:
+            result = zxcvbn(password[:ZXCVBN_MAX], user_inputs=[u for u in user_inputs if u])
+            if result["score"] < self.auth.min_password_strength:
+                feedback = result["feedback"]
+                why = " ".join([feedback.get("warning") or "It is easy to guess.", *feedback.get("suggestions", [])])
+                raise InvalidInputError(f"this password is too weak. {why}")
+
+    def _hash_password(self, password: str, user_inputs: tuple[str, ...] = ()) -> str:
+        self.check_password(password, user_inputs)
         return self._hasher.hash(password)
 
     def create_password_link(self, account_id: str) -> tuple[str, int]:

@@ -29,7 +29,6 @@ from longtail_common.ports import (
     TOPIC_VIEWS,
     CatalogEntry,
     Message,
-    ViewCountStore,
     is_valid_id,
 )
 from longtail_common.runtime import setup_logging
@@ -261,11 +260,14 @@ class ResultHandler:
         self.producer.publish(TOPIC_VIDEO_PUBLISHED, event.SerializeToString(), key=video.id.encode())
 
 
+MAX_VIEW_COUNT_IDS = 1000
+
+
 class PlacementServicer(pb_grpc.PlacementServiceServicer):
-    def __init__(self, cfg: Config, metadata: mpb_grpc.MetadataServiceStub, view_counts: ViewCountStore | None = None):
+    def __init__(self, cfg: Config, metadata: mpb_grpc.MetadataServiceStub, view_counts=None):
         self.cfg = cfg
         self.metadata = metadata
-        self.view_counts = view_counts
+        self.view_counts = view_counts  # ViewCountStore, filled by the views consumer
 
     def GetPlacement(self, request, context):
         try:
@@ -280,12 +282,15 @@ class PlacementServicer(pb_grpc.PlacementServiceServicer):
     def ListRegions(self, request, context):
         return pb.ListRegionsResponse(regions=self.cfg.platform.regions)
 
-    def GetViewCount(self, request, context):
-        if not is_valid_id(request.video_id):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid video_id")
+    def BatchGetViewCounts(self, request, context):
+        ids = list(request.video_ids)
+        if len(ids) > MAX_VIEW_COUNT_IDS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_VIEW_COUNT_IDS} video ids")
+        if not all(is_valid_id(i) for i in ids):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid video id")
         if self.view_counts is None:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "view counts are not kept here")
-        return pb.ViewCount(video_id=request.video_id, views=self.view_counts.total_views(request.video_id))
+            context.abort(grpc.StatusCode.UNAVAILABLE, "no view counts here")
+        return pb.BatchGetViewCountsResponse(views=self.view_counts.total_views(ids))
 
 
 def serve(cfg: Config) -> None:

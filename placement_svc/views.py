@@ -23,9 +23,9 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 def event_to_row(event: events_pb2.ViewEvent) -> DailyViews:
     """Checks one beacon and turns it into a count row (PermanentError if malformed)."""
-    if not _ID_RE.match(event.video_id):
+    if not _ID_RE.fullmatch(event.video_id):
         raise PermanentError(f"ViewEvent with invalid video_id {event.video_id!r}")
-    if not _REGION_RE.match(event.region):
+    if not _REGION_RE.fullmatch(event.region):
         raise PermanentError(f"ViewEvent with invalid region {event.region!r}")
     if event.kind not in VIEW_KINDS:
         raise PermanentError(f"ViewEvent with unknown kind {event.kind!r}")

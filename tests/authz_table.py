@@ -12,6 +12,7 @@ an edit and 404 for a read."""
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Callable
 
 CALLERS = ("anonymous", "other", "owner", "admin")
@@ -35,6 +36,7 @@ class Subject:
     delivery_id: str = ""  # one of its deliveries
     new_owner_webhook_id: Callable[[], str] = lambda: ""  # a fresh webhook of the owner's, to delete
     new_caption: Callable[[], str] = lambda: "de"  # a fresh caption of the video's (its language), to delete
+    privacy: str = "public"  # the video's
 
 
 @dataclasses.dataclass
@@ -76,6 +78,12 @@ ROWS: dict[tuple[str, str], Row] = {
     ("delete_video", "DELETE"): Row(signed_in(401, 403, 204, 204), lambda s: f"/v1/videos/{s.new_video_id()}",
                                     private=signed_in(401, 404, 204, 204)),
     ("list_videos", "GET"): Row(each(200), lambda s: f"/v1/videos?channel_id={s.channel_id}"),
+    # Channels: anyone signed in makes one of their own (a fresh id each time); the owner's
+    # channel id is taken (409), whoever asks.
+    ("create_channel", "POST"): Row(signed_in(401, 201, 201, 201), lambda s: "/v1/channels",
+                                    lambda s: {"json": {"id": f"made-{uuid.uuid4().hex[:12]}"}}),
+    ("get_channel", "GET"): Row(each(200), lambda s: f"/v1/channels/{s.channel_id}"),
+    ("channel_page", "GET"): Row(each(200), lambda s: f"/channel/{s.channel_id}"),
     ("watch", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/watch",
                           private=signed_in(404, 404, 200, 200)),
     # Downloads: the owner (or an admin) asks for one; a height the video lacks is a 400 after
@@ -178,4 +186,22 @@ ROWS: dict[tuple[str, str], Row] = {
     ("watch_page", "GET"): Row(each(200), lambda s: f"/watch/{s.video_id}", private=signed_in(401, 404, 200, 200)),
     ("upload_page", "GET"): Row(signed_in(303, 200, 200, 200), lambda s: "/upload"),
     ("my_videos_page", "GET"): Row(signed_in(303, 200, 200, 200), lambda s: "/my/videos"),
+    # "My videos": the owner's edit form and delete confirmation; their posts are forms, so a
+    # bearer token needs no CSRF token. Another account: 403, or 404 for a private video.
+    ("edit_video_page", "GET"): Row(signed_in(303, 403, 200, 200), lambda s: f"/my/videos/{s.video_id}/edit",
+                                    private=signed_in(303, 404, 200, 200)),
+    ("edit_video_form", "POST"): Row(signed_in(401, 403, 303, 303), lambda s: f"/my/videos/{s.video_id}/edit",
+                                     lambda s: {"data": {"title": "Matrix clip", "description": "edited by a form",
+                                                         "privacy": s.privacy}},
+                                     private=signed_in(401, 404, 303, 303)),
+    ("delete_video_page", "GET"): Row(signed_in(303, 403, 200, 200), lambda s: f"/my/videos/{s.video_id}/delete",
+                                      private=signed_in(303, 404, 200, 200)),
+    ("delete_video_form", "POST"): Row(signed_in(401, 403, 303, 303),
+                                       lambda s: f"/my/videos/{s.new_video_id()}/delete",
+                                       private=signed_in(401, 404, 303, 303)),
+    # Open sign-up is off by default: the routes do not exist.
+    ("sign_up_page", "GET"): Row(each(404), lambda s: "/account/sign-up"),
+    ("sign_up", "POST"): Row(each(404), lambda s: "/account/sign-up",
+                             lambda s: {"data": {"username": "matrix-new", "email": "m@example.org",
+                                                 "password": "a long enough password"}}),
 }

@@ -107,6 +107,13 @@ def test_password_link_sets_the_password_once(svc):
     link = stub.CreatePasswordLink(pb.CreatePasswordLinkRequest(account_id=ada.id))
     assert _code(lambda: stub.SetPassword(pb.SetPasswordRequest(link_token=link.token, password="short"))) \
         == grpc.StatusCode.INVALID_ARGUMENT  # refused: the link is kept
+    for weak in ("password123", "qwertyuiop", "aaaaaaaaaaaa"):  # long enough, but among the first guesses
+        with pytest.raises(grpc.RpcError) as err:
+            stub.SetPassword(pb.SetPasswordRequest(link_token=link.token, password=weak))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "too weak" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:  # the username is among the guesses too (3 without it)
+        stub.CreateAccount(pb.CreateAccountRequest(account=apb.Account(username="zephyrquill"), password="zephyrquill7"))
+    assert "too weak" in err.value.details()
     assert stub.SetPassword(pb.SetPasswordRequest(link_token=link.token, password=PASSWORD)).password_set
     assert _code(lambda: stub.SetPassword(pb.SetPasswordRequest(link_token=link.token, password=PASSWORD))) \
         == grpc.StatusCode.NOT_FOUND

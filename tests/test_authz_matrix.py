@@ -1,12 +1,15 @@
 """Issue 22's authorization matrix: every route of the gateway (every method; only served
 files and the API docs are left out) x {anonymous, another account, owner, admin}, each
 call checked against its expected status in tests/authz_table.py, on a running platform
-(embedded backends) where the owner has a READY public video and a READY private one
+(embedded backends; and Kafka, Cassandra and S3Proxy, marked `real`) where the owner has a READY public video and a READY private one
 (for the routes that act on a video). The cases come from the app's route
-table, so a route without a row in the table fails here."""
+table, so a route without a row in the table fails here. The same platform also shows that a
+client's Host header stays out of the URLs the gateway hands out."""
 from __future__ import annotations
 
+import copy
 import tempfile
+import uuid
 
 import httpx
 import pytest
@@ -18,6 +21,7 @@ from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
 from tests.auth_helpers import bearer
 from tests.authz_table import CALLERS, ROWS, SKIPPED_ROUTE_NAMES, Subject
+from tests.real_servers import real_config
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +46,24 @@ def gateway_routes() -> list[tuple[str, str, str]]:
 ROUTES = gateway_routes()
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    cfg = Config(data_dir=str(tmp_path_factory.mktemp("authz")))
+@pytest.fixture(scope="module", params=["embedded", pytest.param("real", marks=pytest.mark.real)])
+def platform(request, tmp_path_factory):
+    """The platform on the embedded backends, and on Kafka, Cassandra and S3Proxy (`real`)."""
+    data_dir = str(tmp_path_factory.mktemp("authz"))
+    if request.param == "real":
+        cfg = copy.deepcopy(real_config(request.getfixturevalue("real_servers")))
+        tag = uuid.uuid4().hex[:8]
+        cfg.data_dir, cfg.scylla.keyspace, cfg.s3.bucket_prefix = data_dir, f"longtail_authz_{tag}", f"authz{tag}-"
+    else:
+        cfg = Config(data_dir=data_dir)
     cfg.limits.uploads_per_day = 0  # the rows create two dozen videos of the owner's; quotas have their own test
     cfg.webhooks.allow_networks = ["127.0.0.1/32"]  # the owner's webhook is on loopback (nothing listens)
-    with Platform(cfg, gateway_port=free_port(), transcoder_workers=1) as p:
+    p = Platform(cfg, gateway_port=free_port(), transcoder_workers=1)
+    p.start(timeout_s=180)  # on Cassandra, the first start creates the keyspace and the topics
+    try:
         yield p
+    finally:
+        p.stop()
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +139,7 @@ def subjects(platform, headers, tmp_path_factory) -> dict[str, Subject]:
                                     master_path=master_path, master_key=master_key, new_upload_path=new_upload_path,
                                     new_owner_token_id=new_owner_token_id, webhook_id=webhook_id,
                                     new_owner_webhook_id=new_owner_webhook_id,
-                                    new_caption=caption_maker(video_id))
+                                    new_caption=caption_maker(video_id), privacy=privacy)
         deliveries = client.get(f"{base}/v1/webhooks/{webhook_id}/deliveries").json()["deliveries"]
         assert deliveries, "the uploads made no webhook deliveries"
         for subject in made.values():
@@ -154,3 +169,19 @@ def test_route_answers_each_caller(platform, headers, subjects, name, method, pa
         response = client.request(method, row.path(subject), **{
             **request, "headers": {**request.get("headers", {}), **headers[caller]}})
     assert response.status_code == expected[caller], (caller, method, path, response.text[:300])
+
+
+def test_a_clients_host_header_stays_out_of_stream_urls(platform, headers, subjects):
+    """Issue 22: a Host header that is not the gateway's ended up inside the stream URLs
+    the watch call returns (and in the renderings cached for everyone after it)."""
+    base = platform.gateway_url
+    for privacy, caller in (("public", "anonymous"), ("private", "owner")):
+        vid = subjects[privacy].video_id
+        for path in (f"/v1/videos/{vid}/watch", f"/v1/videos/{vid}", "/v1/latest"):
+            answer = httpx.get(f"{base}{path}", headers={**headers[caller], "Host": "evil.example"}, timeout=30)
+            assert answer.status_code == 200 and "evil" not in answer.text, (path, answer.text[:300])
+        watched = httpx.get(f"{base}/v1/videos/{vid}/watch", headers={**headers[caller], "Host": "evil.example"},
+                            timeout=30).json()
+        urls = [watched["stream"]["url"], *watched["stream"]["manifests"].values()]
+        assert all(u.startswith(f"{base}/") for u in urls), urls
+        assert httpx.get(watched["stream"]["url"], headers=headers[caller], timeout=30).status_code == 200

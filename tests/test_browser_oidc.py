@@ -1,13 +1,16 @@
 """Issue 22 end to end in headless Chromium (Playwright with the system executable, as
 tests/test_browser_pages.py): the gateway signs in through a real Keycloak (the realm of
 deploy/keycloak/), the signed-in browser uploads a clip from the upload page, the video
-becomes READY and its watch page offers it; set private, a second browser context signed in
-as another account gets no such video and an anonymous one is asked to sign in; public
-again, search finds it; deleted, nothing of it is left in any bucket, edge, index or count.
+becomes READY and its watch page offers it; set private from "My videos", a second browser
+context signed in as another account gets no such video and an anonymous one is asked to
+sign in; public again, search finds it; deleted from "My videos" after its confirmation,
+nothing of it is left in any bucket, edge, index or count.
 
-Needs the Keycloak test server (`real`) and Chromium; skipped locally without them."""
+Run on the embedded backends and on Kafka, Cassandra and S3Proxy. Needs the Keycloak test
+server (`real`), Java for the others, and Chromium; skipped locally without them."""
 from __future__ import annotations
 
+import copy
 import re
 import time
 import uuid
@@ -18,6 +21,7 @@ import pytest
 from longtail_cli.cli import make_test_clip
 from longtail_cli.launcher import Platform, free_port
 from longtail_common.config import Config
+from tests.real_servers import real_config
 from tests.test_browser_pages import browser, new_page  # noqa: F401 (the browser fixture)
 from tests.test_video_lifecycle_e2e import counted, indexed, leftovers
 
@@ -27,15 +31,26 @@ DESKTOP = {"width": 1280, "height": 800}
 READY_TIMEOUT_MS = 300_000  # an upper bound for transcoding on a busy 2-core machine, not a target
 
 
-@pytest.fixture(scope="module")
-def platform(keycloak_server, browser, tmp_path_factory):  # noqa: F811
-    cfg = Config(data_dir=str(tmp_path_factory.mktemp("browser-oidc")))
+@pytest.fixture(scope="module", params=["embedded", "kafka-cassandra-s3"])
+def platform(request, keycloak_server, browser, tmp_path_factory):  # noqa: F811
+    """The platform on the embedded backends, and on Kafka, Cassandra and S3Proxy."""
+    data_dir = str(tmp_path_factory.mktemp("browser-oidc"))
+    if request.param == "embedded":
+        cfg = Config(data_dir=data_dir)
+    else:
+        cfg = copy.deepcopy(real_config(request.getfixturevalue("real_servers")))
+        tag = uuid.uuid4().hex[:8]
+        cfg.data_dir, cfg.scylla.keyspace, cfg.s3.bucket_prefix = data_dir, f"longtail_oidc_{tag}", f"oidc{tag}-"
     cfg.auth.oidc.issuer = keycloak_server.issuer
     cfg.auth.oidc.client_id = keycloak_server.client_id
     cfg.auth.oidc.client_secret = keycloak_server.client_secret
     cfg.auth.oidc.display_name = "Keycloak"
-    with Platform(cfg, gateway_port=free_port(), transcoder_workers=1) as p:
+    p = Platform(cfg, gateway_port=free_port(), transcoder_workers=1)
+    p.start(timeout_s=180)  # on Cassandra, the first start creates the keyspace and the topics
+    try:
         yield p
+    finally:
+        p.stop()
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +86,15 @@ def eventually(check, what: str, timeout_s: float = 60):
 
 
 def set_privacy(page, video_id: str, privacy: str) -> None:
-    """What the signed-in page's script does: a PATCH on the session, with the page's CSRF token."""
-    csrf = page.get_attribute("input[name=csrf_token]", "value")
-    edited = page.request.patch(f"/v1/videos/{video_id}", data={"privacy": privacy}, headers={"X-CSRF-Token": csrf})
-    assert edited.status == 200, edited.text()
-    assert edited.json()["privacy"] == privacy
+    """From the "My videos" page: Edit, choose the privacy, Save."""
+    page.goto("/my/videos")
+    page.click(f"#my-videos tr[data-video-id='{video_id}'] a.edit")
+    page.wait_for_url(f"**/my/videos/{video_id}/edit")
+    page.select_option("select[name=privacy]", privacy)
+    page.click("#edit-save")
+    page.wait_for_url("**/my/videos?done=saved")
+    assert page.inner_text(f"#my-videos tr[data-video-id='{video_id}'] .privacy") == privacy
+    assert page.request.get(f"/v1/videos/{video_id}").json()["privacy"] == privacy
 
 
 def test_keycloak_sign_in_upload_private_public_delete(browser, platform, keycloak_server, clip):  # noqa: F811
@@ -127,14 +146,17 @@ def test_keycloak_sign_in_upload_private_public_delete(browser, platform, keyclo
     assert anonymous.goto(f"/watch/{video_id}").status == 200
     assert bob.goto(f"/watch/{video_id}").status == 200
 
-    # Deleted: gone at once from every answer, and every trace of it soon after.
-    csrf = page.get_attribute("input[name=csrf_token]", "value")
+    # Deleted from "My videos", after its confirmation: gone at once from every answer, and
+    # every trace of it soon after. Another account may not delete it.
     assert bob.request.delete(f"/v1/videos/{video_id}", headers={
         "X-CSRF-Token": bob.get_attribute("input[name=csrf_token]", "value")}).status == 403
-    assert page.request.delete(f"/v1/videos/{video_id}", headers={"X-CSRF-Token": csrf}).status == 204
+    page.goto("/my/videos")
+    page.click(f"#my-videos tr[data-video-id='{video_id}'] a.delete")
+    page.click("#delete-confirm")
+    page.wait_for_url("**/my/videos?done=deleted")
+    assert page.locator(f"#my-videos tr[data-video-id='{video_id}']").count() == 0
     assert page.request.get(f"/v1/videos/{video_id}").status == 404
-    anonymous.goto(f"/watch/{video_id}")  # a missing video's page is the player's: it says so
-    anonymous.wait_for_function("window.longtailPlayer && window.longtailPlayer.phase === 'error'")
+    assert anonymous.goto(f"/watch/{video_id}").status == 404 and anonymous.is_visible("#not-found")
     assert anonymous.request.get(f"/v1/videos/{video_id}/watch").status == 404
     eventually(lambda: not leftovers(platform, video_id) and not indexed(platform, video_id)
                and not counted(platform, video_id), "every trace of the video to go")

@@ -2,7 +2,7 @@
 the system executable: no browser download).
 
 One platform and one short generated clip serve every test here; the tests run in file
-order and share what the upload test made. Screenshots of each page at desktop and phone
+order and share what the upload test made (the last one, "My videos", deletes it). Screenshots of each page at desktop and phone
 width go to tests/artifacts/.
 
 Without chromium (or the playwright package) these tests are skipped locally with the
@@ -351,3 +351,78 @@ def test_page_and_search_errors(platform):
     assert resp.status_code == 206 and resp.content[4:8] == b"ftyp"
     resp = httpx.get(f"{base}/", params={"q": "?!"}, timeout=30)
     assert resp.status_code == 400 and "Type a word" in resp.text
+
+
+def my_videos_row(page, vid: str):
+    return page.locator(f"#my-videos tr[data-video-id='{vid}']")
+
+
+def test_my_videos_edits_title_and_privacy_then_deletes(browser, platform, shared):
+    """Last in the file: it deletes the shared video. The creator's "My videos" shows it with
+    its status, privacy and views (the watch test's start beacon, counted by placement);
+    edits its title and privacy from the page; another account never sees it; deleted after
+    a confirmation, it is gone from every page."""
+    vid = shared.get("video_id") or pytest.fail("the upload test did not produce a video")
+    base = platform.gateway_url
+    page = new_page(browser, base, DESKTOP)
+    sign_in(page, platform)
+    page.goto("/my/videos")
+    row = my_videos_row(page, vid)
+    assert row.locator(".status").inner_text() == "READY" and row.locator(".privacy").inner_text() == "public"
+    for _ in range(120):  # placement's views consumer counts the beacon within seconds
+        if row.locator(".views").inner_text() not in ("0", "–"):
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    assert int(row.locator(".views").inner_text()) >= 1
+    screenshot(page, "my-videos-desktop")
+    phone = new_page(browser, base, PHONE)
+    sign_in(phone, platform)
+    phone.goto("/my/videos")
+    assert my_videos_row(phone, vid).count() == 1
+    assert_fits(phone)
+    screenshot(phone, "my-videos-phone")
+    phone.context.close()
+
+    new_title = f"Renamed {shared['word']}"
+    row.locator("a.edit").click()
+    page.wait_for_url(f"**/my/videos/{vid}/edit")
+    assert page.input_value("input[name=title]") == shared["title"]
+    page.fill("input[name=title]", new_title)
+    page.select_option("select[name=privacy]", "private")
+    page.click("#edit-save")
+    page.wait_for_url("**/my/videos?done=saved")
+    assert page.inner_text("#my-videos-notice") == "Saved."
+    assert row.locator(".title").inner_text() == new_title and row.locator(".privacy").inner_text() == "private"
+    assert page.request.get(f"/v1/videos/{vid}").json()["title"] == new_title
+    assert search_ids(base, shared["word"]) == []  # private: out of search at once
+
+    # Another account: no row, no watch page, no edit form; an anonymous visitor is asked to sign in.
+    other = new_page(browser, base, DESKTOP)
+    sign_in(other, platform, "browser-other")
+    other.goto("/my/videos")
+    assert my_videos_row(other, vid).count() == 0 and new_title not in other.content()
+    assert other.goto(f"/watch/{vid}").status == 404
+    assert other.goto(f"/my/videos/{vid}/edit").status == 404
+    anonymous = new_page(browser, base, DESKTOP)
+    assert anonymous.goto(f"/watch/{vid}").status == 401 and anonymous.is_visible("#private-video")
+    assert page.goto(f"/watch/{vid}").status == 200  # the owner still watches it
+
+    # Delete: "Keep it" keeps it; confirmed, it is gone.
+    page.goto("/my/videos")
+    row.locator("a.delete").click()
+    page.wait_for_url(f"**/my/videos/{vid}/delete")
+    screenshot(page, "delete-confirm-desktop")
+    page.click("#delete-cancel")
+    page.wait_for_url("**/my/videos")
+    assert row.count() == 1
+    row.locator("a.delete").click()
+    page.click("#delete-confirm")
+    page.wait_for_url("**/my/videos?done=deleted")
+    assert row.count() == 0
+    assert page.goto(f"/watch/{vid}").status == 404 and page.is_visible("#not-found")
+    assert anonymous.goto(f"/watch/{vid}").status == 404
+    assert page.request.get(f"/v1/videos/{vid}").status == 404
+    assert not page.errors and not other.errors
+    for each in (page, other, anonymous):
+        each.context.close()

@@ -27,7 +27,13 @@ from longtail_cli.launcher import Platform, free_port
 from longtail_common.grpc_server import dial
 from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET, TOPIC_VIDEO_PUBLISHED
 from tests.auth_helpers import bearer
-from tests.real_servers import make_real_object_store, make_real_topic_bus, real_config, restart_kafka
+from tests.real_servers import (
+    make_real_metadata_store,
+    make_real_object_store,
+    make_real_topic_bus,
+    real_config,
+    restart_kafka,
+)
 from tests.test_e2e_embedded import create_video, upload_all
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
@@ -284,3 +290,59 @@ def test_captions_on_real_engines(real_platform, client, clip):
     while vid not in [v["id"] for v in client.get(f"{base}/v1/search", params={"q": "quokkaword"}).json()["videos"]]:
         assert time.monotonic() < deadline, "search never found the caption's word"
         time.sleep(0.5)
+
+
+def _search_ids(base: str, q: str) -> list[str]:
+    found = httpx.get(f"{base}/v1/search", params={"q": q}, timeout=30)
+    assert found.status_code == 200, found.text
+    return [v["id"] for v in found.json()["videos"]]
+
+
+def _eventually(check, what: str, timeout_s: float = 120):
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_privacy_edit_and_delete_on_real_engines(real_platform, client, clip):
+    """Issue 22 on Kafka, Cassandra and S3Proxy: a private video is nobody else's (404) and
+    out of search at once; an edit at a stale etag is refused; a delete leaves nothing in any
+    S3 bucket, in the keyspace, in the search index or in the view counts."""
+    from tests.test_video_lifecycle_e2e import counted, indexed, leftovers
+
+    base = real_platform.gateway_url
+    word = "numbat" + uuid.uuid4().hex[:6]
+    vid = upload_all(client, clip, base, title=f"Real {word}", channel="realchan")
+    video = wait_ready(client, base, vid, timeout_s=300)
+    assert video["status"] == "READY", video
+    _eventually(lambda: vid in _search_ids(base, word), "search to find it")
+
+    stale = client.patch(f"{base}/v1/videos/{vid}", json={"privacy": "private", "etag": "0" * 16})
+    assert stale.status_code == 409
+    private = client.patch(f"{base}/v1/videos/{vid}", json={"privacy": "private", "etag": video["etag"]})
+    assert private.status_code == 200 and private.json()["privacy"] == "private"
+    with httpx.Client(timeout=60, headers=bearer(real_platform.cfg, "stranger")) as stranger, \
+            httpx.Client(timeout=60) as anonymous:
+        for other in (stranger, anonymous):
+            assert other.get(f"{base}/v1/videos/{vid}").status_code == 404
+            assert other.get(f"{base}/v1/videos/{vid}/watch").status_code == 404
+        assert stranger.get(f"{base}/watch/{vid}").status_code == 404
+        assert anonymous.get(f"{base}/watch/{vid}").status_code == 401
+        assert stranger.delete(f"{base}/v1/videos/{vid}").status_code == 404
+    assert vid not in _search_ids(base, word)
+    assert client.get(f"{base}/v1/videos/{vid}/watch").status_code == 200
+
+    objects = _objects(real_platform)
+    assert list(objects.list_keys(MEDIA_BUCKET, f"videos/{vid}/")) and objects.stat(RAW_BUCKET, f"{vid}/original")
+    assert client.delete(f"{base}/v1/videos/{vid}").status_code == 204
+    assert client.get(f"{base}/v1/videos/{vid}").status_code == 404
+    assert client.get(f"{base}/watch/{vid}").status_code == 404
+
+    _eventually(lambda: not leftovers(real_platform, vid) and not indexed(real_platform, vid)
+                and not counted(real_platform, vid), "every trace of the video to go")
+    store = make_real_metadata_store({"config": real_platform.cfg}, keyspace=real_platform.cfg.scylla.keyspace)
+    try:
+        assert store.get_video(vid) is None
+    finally:
+        store.close()

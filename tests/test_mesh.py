@@ -108,8 +108,8 @@ def test_every_rpc_has_a_deadline_and_only_idempotent_ones_are_retried():
             for service in module.DESCRIPTOR.services_by_name.values() for method in service.methods}
     assert rpcs | {"grpc.health.v1.Health/Check"} == set(configured)
     retried = sorted(rpc.split("/")[1] for rpc, is_retried in configured.items() if is_retried)
-    assert retried == ["BatchGetVideos", "Check", "CreateUpload", "DeleteSession", "GetAccount", "GetChannel",
-                       "GetPlacement", "GetUpload", "GetVideo", "GetViewCount", "GetWebhook", "GetWorkerStatus",
+    assert retried == ["BatchGetVideos", "BatchGetViewCounts", "Check", "CreateUpload", "DeleteSession", "GetAccount",
+                       "GetChannel", "GetPlacement", "GetUpload", "GetVideo", "GetWebhook", "GetWorkerStatus",
                        "ListAccounts", "ListCaptions", "ListChannels", "ListDeliveries", "ListLatestVideos", "ListRegions",
                        "ListTokens", "ListVideos", "ListWebhooks", "ResolveSession", "ResolveToken", "SearchVideos",
                        "VerifyPassword"]

@@ -15,6 +15,7 @@ from longtail.transcoder.v1 import transcoder_service_pb2 as tpb
 from longtail.transcoder.v1 import transcoder_service_pb2_grpc as tpb_grpc
 from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
+from longtail_common.adapters import make_object_store
 from longtail_common.adapters.fs_objects import FilesystemObjectStore
 from longtail_common.config import Config
 from longtail_common.grpc_server import dial
@@ -86,10 +87,14 @@ def counted(platform, vid: str) -> bool:
 
 
 def leftovers(platform, vid: str) -> list[str]:
-    """Every object anywhere that belongs to the video: raw, staging, media, every edge."""
-    objects = FilesystemObjectStore(platform.cfg.data_path / "objects")
-    buckets = [p.name for p in (platform.cfg.data_path / "objects").iterdir() if not p.name.startswith(".")]
-    assert {RAW_BUCKET, STAGING_BUCKET, MEDIA_BUCKET} <= set(buckets)
+    """Every object anywhere that belongs to the video: raw, staging, media, every region's
+    edge (on the platform's own object store: the filesystem or S3)."""
+    objects = make_object_store(platform.cfg)
+    if isinstance(objects, FilesystemObjectStore):  # every bucket there is, edges included
+        buckets = [p.name for p in (platform.cfg.data_path / "objects").iterdir() if not p.name.startswith(".")]
+        assert {RAW_BUCKET, STAGING_BUCKET, MEDIA_BUCKET} <= set(buckets)
+    else:
+        buckets = [MEDIA_BUCKET, *(edge.edge_bucket(r) for r in platform.cfg.platform.regions)]
     found = [f"{b}/{k}" for b in (RAW_BUCKET, STAGING_BUCKET) for k in objects.list_keys(b, f"{vid}/")]
     found += [f"{b}/{k}" for b in buckets if b == MEDIA_BUCKET or b.startswith(EDGE_BUCKET_PREFIX)
               for k in objects.list_keys(b, f"videos/{vid}/")]
@@ -100,8 +105,10 @@ def visible_in(client: httpx.Client, base: str, vid: str, title_word: str) -> di
     latest = client.get(f"{base}/v1/latest", params={"page_size": 100}).json()["videos"]
     found = client.get(f"{base}/v1/search", params={"q": title_word}).json()["videos"]
     listed = client.get(f"{base}/v1/videos", params={"channel_id": "owned", "page_size": 100}).json()["videos"]
+    page = client.get(f"{base}/channel/owned")
+    assert page.status_code == 200
     return {"latest": any(v["id"] == vid for v in latest), "search": any(v["id"] == vid for v in found),
-            "channel": any(v["id"] == vid for v in listed)}
+            "channel": any(v["id"] == vid for v in listed), "channel_page": f'href="/watch/{vid}"' in page.text}
 
 
 def edit(client: httpx.Client, base: str, vid: str, etag: str | None = None, **fields) -> httpx.Response:
@@ -125,7 +132,8 @@ def test_privacy_levels_and_edits(platform, who, clips):
     assert resp.status_code == 200, resp.text
     assert resp.json()["privacy"] == "unlisted" and resp.json()["etag"] != video["etag"]
     # Unlisted: plays by link for anyone, listed and searched nowhere, from now on.
-    assert visible_in(anon, base, vid, "quokka") == {"latest": False, "search": False, "channel": False}
+    assert visible_in(anon, base, vid, "quokka") == {"latest": False, "search": False, "channel": False,
+                                                     "channel_page": False}
     eventually(lambda: not indexed(platform, vid), what="the index entry to go")
     assert anon.get(f"{base}/v1/videos/{vid}").status_code == 200
     assert anon.get(f"{base}/v1/videos/{vid}/watch").status_code == 200
@@ -181,7 +189,8 @@ def test_delete_removes_everything(platform, who, clips):
     resp = owner.delete(f"{base}/v1/videos/{vid}", headers={"If-Match": f'"{video["etag"]}"'})
     assert resp.status_code == 204, resp.text
     assert owner.get(f"{base}/v1/videos/{vid}").status_code == 404  # gone at once
-    assert visible_in(anon, base, vid, "wombat") == {"latest": False, "search": False, "channel": False}
+    assert not any(visible_in(anon, base, vid, "wombat").values())
+    assert anon.get(f"{base}/watch/{vid}").status_code == 404
     eventually(lambda: not leftovers(platform, vid) and not indexed(platform, vid) and not counted(platform, vid),
                what="every trace to go")
     assert owner.delete(f"{base}/v1/videos/{vid}").status_code == 404

@@ -2,11 +2,14 @@
 import datetime as dt
 from argparse import Namespace
 
+import grpc
 import numpy as np
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from longtail.events.v1 import events_pb2
+from longtail.placement.v1 import placement_service_pb2 as ppb
+from longtail_common.config import Config
 from longtail.metadata.v1 import video_pb2
 from longtail_common.adapters.fs_objects import FilesystemObjectStore
 from longtail_common.adapters.sqlite_viewcounts import SqliteViewCountStore
@@ -15,7 +18,7 @@ from longtail_common.ports import MEDIA_BUCKET, CatalogEntry, DailyViews, Messag
 from placement_svc import daily, edge
 from placement_svc.model.costs import CostModel
 from placement_svc.views import ViewCounter
-from placement_svc.server import ResultHandler
+from placement_svc.server import PlacementServicer, ResultHandler
 
 REGIONS = ["US", "GB", "JP"]
 
@@ -48,11 +51,41 @@ def test_start_counts_a_view_other_kinds_add_bytes_and_redelivery_is_ignored(sto
     assert {r.day for r in store.daily_views(None, "2024-05-01")} == {"2024-05-01"}
     # The watch page's count: every region and day, this video only.
     counter(view_msg(4, "start", video="vidB"))
-    assert (store.total_views("vidA"), store.total_views("vidB"), store.total_views("nosuch")) == (3, 1, 0)
+    assert store.total_views(["vidA", "vidB", "nosuch"]) == {"vidA": 3, "vidB": 1, "nosuch": 0}
+
+
+def test_total_views_per_video_over_regions_and_days(store, tmp_path):
+    counter = ViewCounter(store)
+    for offset, (video, region, day) in enumerate([("vidA", "GB", 1), ("vidA", "JP", 1), ("vidA", "GB", 2),
+                                                    ("vidB", "US", 1)]):
+        counter(view_msg(offset, video=video, region=region, when=dt.datetime(2024, 5, day, 12)))
+    counter(view_msg(9, "progress", video="vidB", nbytes=5))  # bytes, not a view
+    assert store.total_views(["vidA", "vidB", "vidC"]) == {"vidA": 3, "vidB": 1, "vidC": 0}
+    assert store.total_views([]) == {}
+    many = [f"v{i}" for i in range(1200)]  # more ids than one SQLite statement takes
+    assert store.total_views([*many, "vidA"])["vidA"] == 3
+
+    # PlacementService answers them to the gateway; malformed or too many ids are refused.
+    servicer = PlacementServicer(Config(data_dir=str(tmp_path)), metadata=None, view_counts=store)
+
+    class Aborted(Exception):
+        pass
+
+    class Context:
+        def abort(self, code, details):
+            raise Aborted(code, details)
+
+    answer = servicer.BatchGetViewCounts(ppb.BatchGetViewCountsRequest(video_ids=["vidA", "vidC"]), Context())
+    assert dict(answer.views) == {"vidA": 3, "vidC": 0}
+    for ids in (["vidA\n"], ["../x"], [f"v{i}" for i in range(1001)]):
+        with pytest.raises(Aborted) as refused:
+            servicer.BatchGetViewCounts(ppb.BatchGetViewCountsRequest(video_ids=ids), Context())
+        assert refused.value.args[0] == grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.mark.parametrize("kw,needle", [({"kind": "pause"}, "kind"), ({"region": "gbr"}, "region"),
-                                       ({"video": "../x"}, "video_id"), ({"nbytes": -5}, "negative")])
+                                       ({"video": "../x"}, "video_id"), ({"video": "vidA\n"}, "video_id"),
+                                       ({"region": "GB\n"}, "region"), ({"nbytes": -5}, "negative")])
 def test_malformed_view_events_are_permanent_errors(store, kw, needle):
     with pytest.raises(PermanentError, match=needle):
         ViewCounter(store)(view_msg(0, **kw))

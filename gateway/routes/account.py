@@ -1,5 +1,6 @@
-"""Signing in and out (password or OIDC), setting a password from a one-time link, and
-personal API tokens: the pages, and the `/v1/tokens` and `/v1/me` API.
+"""Signing in and out (password or OIDC), open sign-up (when `auth.open_signup` is on),
+setting a password from a one-time link, and personal API tokens: the pages, and the
+`/v1/tokens` and `/v1/me` API.
 
 A sign-in starts a new session (a new secret; the browser's previous one is ended, so a
 session id planted before sign-in is worthless) and a new CSRF nonce. Failed password
@@ -20,13 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from longtail.accounts.v1 import account_pb2
 from longtail.accounts.v1 import account_service_pb2 as apb
+from longtail_common.mesh_identity import acting_as
 from gateway.api_docs import html_responses
 from gateway.auth.cookies import CSRF_FIELD
 from gateway.auth.oidc import OidcError
-from gateway.auth.principal import Authenticator
+from gateway.auth.principal import GATEWAY, Authenticator
 from gateway.dependencies import AccountsStub, Auth, PageViewer, Pages, RequiredPrincipal
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
-from gateway.html_pages import Viewer, message_body, set_password_body, sign_in_body, tokens_body
+from gateway.html_pages import Viewer, message_body, set_password_body, sign_in_body, sign_up_body, tokens_body
 
 OIDC_PENDING_S = 600  # a sign-in at the provider must come back within this long
 MAX_FORM_FIELD = 256
@@ -77,10 +79,15 @@ async def open_session(request: Request, auth: Authenticator, account_id: str, n
 
 # -- password sign-in and sign-out ---------------------------------------------------------
 
+def open_signup(request: Request) -> bool:
+    return request.app.state.config.auth.open_signup
+
+
 @router.get("/account/sign-in", responses={**html_responses(200), **error_responses(401, *SERVICE_ERRORS)})
-async def sign_in_page(pages: Pages, viewer: PageViewer, auth: Auth, next: str = "/"):
+async def sign_in_page(request: Request, pages: Pages, viewer: PageViewer, auth: Auth, next: str = "/"):
     oidc_name = auth.oidc.cfg.display_name if auth.oidc else ""
-    return pages.page("Sign in", sign_in_body(viewer, safe_next(next), oidc_name=oidc_name), viewer=viewer)
+    body = sign_in_body(viewer, safe_next(next), oidc_name=oidc_name, sign_up=open_signup(request))
+    return pages.page("Sign in", body, viewer=viewer)
 
 
 @router.post("/account/sign-in",
@@ -92,8 +99,8 @@ async def sign_in(request: Request, pages: Pages, auth: Auth):
     oidc_name = auth.oidc.cfg.display_name if auth.oidc else ""
 
     def again(message: str, status: int, headers: dict | None = None) -> Response:
-        response = pages.page("Sign in", sign_in_body(viewer, next_url, message, username, oidc_name),
-                              status=status, viewer=viewer)
+        response = pages.page("Sign in", sign_in_body(viewer, next_url, message, username, oidc_name,
+                                                      open_signup(request)), status=status, viewer=viewer)
         response.headers.update(headers or {})
         return response
 
@@ -113,7 +120,8 @@ async def sign_in(request: Request, pages: Pages, auth: Auth):
     return await open_session(request, auth, principal.account_id, next_url)
 
 
-@router.post("/account/sign-out", status_code=303, responses={**REDIRECT, **error_responses(403, *SERVICE_ERRORS)})
+@router.post("/account/sign-out", status_code=303, response_class=RedirectResponse,
+             responses={**REDIRECT, **error_responses(403, *SERVICE_ERRORS)})
 async def sign_out(request: Request, auth: Auth):
     cookies = auth.csrf.cookies
     if not await auth.csrf.check(request):
@@ -123,6 +131,67 @@ async def sign_out(request: Request, auth: Auth):
     cookies.clear(response, cookies.session)
     cookies.clear(response, cookies.csrf)
     return response
+
+
+# -- open sign-up (auth.open_signup) ---------------------------------------------------------
+
+def no_such_page(pages, viewer: Viewer) -> Response:
+    """Open sign-up is off: the sign-up routes do not exist (404), and no page links to them."""
+    return pages.page("Not found", message_body("Page not found", "There is no such page here."), status=404,
+                      viewer=viewer)
+
+
+@router.get("/account/sign-up", responses={**html_responses(200, 404), **error_responses(401, *SERVICE_ERRORS)})
+async def sign_up_page(request: Request, pages: Pages, viewer: PageViewer, next: str = "/"):
+    if not open_signup(request):
+        return no_such_page(pages, viewer)
+    return pages.page("Sign up", sign_up_body(viewer, safe_next(next)), viewer=viewer)
+
+
+def sign_up_refusal(err: ApiError, username: str) -> str:
+    if err.status == 409:
+        return f"The username “{username}” is taken: please choose another."
+    return err.message[:1].upper() + err.message[1:]
+
+
+@router.post("/account/sign-up", status_code=303, response_class=RedirectResponse,
+             responses={**REDIRECT, **html_responses(400, 403, 404, 409, 429), **error_responses(*SERVICE_ERRORS)})
+async def sign_up(request: Request, pages: Pages, auth: Auth, accounts: AccountsStub):
+    """Makes an account (Argon2id, through AccountService) and signs the browser in. Failed
+    attempts count against the client address as failed sign-ins do (FailureWindow)."""
+    viewer = fresh_viewer(request)
+    if not open_signup(request):
+        return no_such_page(pages, viewer)
+    form = await request.form()
+    username, email = field(form, "username").strip().lower(), field(form, "email").strip()
+    next_url = safe_next(form.get("next"))
+
+    def again(message: str, status: int, headers: dict | None = None) -> Response:
+        response = pages.page("Sign up", sign_up_body(viewer, next_url, message, username, email), status=status,
+                              viewer=viewer)
+        response.headers.update(headers or {})
+        return response
+
+    if not auth.csrf.valid(request, form.get(CSRF_FIELD)):
+        return again("This form has expired. Please try again.", 403)
+    failures = request.app.state.sign_in_failures
+    key = f"sign-up:{request.client.host if request.client else 'unknown'}"
+    wait = failures.retry_after(key)
+    if wait:
+        return again(f"Too many failed attempts. Try again in {wait} seconds.", 429, {"Retry-After": str(wait)})
+    try:
+        if not email:
+            raise ApiError(400, "INVALID_ARGUMENT", "an email address is needed")
+        with acting_as(GATEWAY):
+            created = await grpc_call(accounts.CreateAccount(apb.CreateAccountRequest(
+                account=account_pb2.Account(username=username, email=email), password=field(form, "password")),
+                timeout=15))
+    except ApiError as err:
+        if err.status not in (400, 409):
+            raise
+        failures.fail(key)
+        return again(sign_up_refusal(err, username), err.status)
+    return await open_session(request, auth, created.id, next_url)
 
 
 # -- OpenID Connect ---------------------------------------------------------------------------
@@ -283,7 +352,7 @@ async def create_token_page(request: Request, pages: Pages, viewer: PageViewer, 
     return pages.page("API tokens", body_html, status=201, viewer=viewer)
 
 
-@router.post("/account/tokens/{token_id}/revoke", status_code=303,
+@router.post("/account/tokens/{token_id}/revoke", status_code=303, response_class=RedirectResponse,
              responses={**REDIRECT, **ACCOUNT_API, **error_responses(404)})
 async def revoke_token_page(token_id: str, principal: RequiredPrincipal, accounts: AccountsStub):
     await grpc_call(accounts.RevokeToken(apb.RevokeTokenRequest(account_id=principal.account_id, token_id=token_id),

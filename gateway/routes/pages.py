@@ -1,5 +1,5 @@
-"""The browser pages (home with latest videos and search, watch, upload and "My videos",
-the last two for a signed-in account only), the search and latest-videos JSON they share
+"""The browser pages (home with latest videos and search, watch, and upload, the last for
+a signed-in account only; "My videos" is in my_videos.py), the search and latest-videos JSON they share
 with API clients, and the house ad clip.
 
 Browse and search come from search_svc over its gRPC contract, which only ever returns
@@ -24,7 +24,7 @@ from gateway.api_docs import RANGE_HEADER, html_responses, media_responses
 from gateway.auth.principal import GATEWAY
 from gateway.dependencies import CurrentPrincipal, HouseAdClip, MetadataStub, Objects, PageViewer, Pages, SearchStub
 from gateway.errors import GRPC_TO_HTTP, SERVICE_ERRORS, ApiError, error_responses, grpc_call
-from gateway.html_pages import MAX_QUERY, card, esc, my_videos_body, private_video_body, upload_body, watch_body
+from gateway.html_pages import MAX_QUERY, card, esc, private_video_body, upload_body, watch_body
 from gateway.routes.account import SIGNED_IN_PAGE, sign_in_redirect
 from gateway.video_access import is_private, owns_channel
 from gateway.media_links import media_url
@@ -37,7 +37,6 @@ SEARCH_STATUSES = {code: GRPC_TO_HTTP[code] for code in (
     grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)}
 HOME_PAGE_SIZE = 24
-MY_VIDEOS_PER_CHANNEL = 100
 
 router = APIRouter()
 
@@ -139,21 +138,29 @@ async def home(request: Request, objects: Objects, search: SearchStub, pages: Pa
 @router.get("/watch/{video_id}", response_class=HTMLResponse, responses=html_responses(401, 404))
 async def watch_page(video_id: str, pages: Pages, viewer: PageViewer, metadata: MetadataStub,
                      principal: CurrentPrincipal):
-    """The player; for a private video, a sign-in invitation to an anonymous visitor (401)
-    and "not found" to other accounts. Any other outcome (a missing video, metadata away) is
-    left to the player, which asks the watch call and says what it answers."""
+    """The player; "not found" (404) for a video that does not exist (or no longer: a
+    deleted one), and for a private video, a sign-in invitation to an anonymous visitor (401)
+    and "not found" to other accounts. Any other outcome (metadata away) is left to the
+    player, which asks the watch call and says what it answers."""
     if not is_valid_id(video_id):
-        return pages.page("Not found", "<h1>Video not found</h1>", status=404, viewer=viewer)
+        return not_found_page(pages, viewer)
     try:
         with acting_as(GATEWAY):  # as itself: metadata hides a private video from the visitor
             video = await metadata.GetVideo(mpb.GetVideoRequest(id=video_id), timeout=15)
-    except grpc.aio.AioRpcError:
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return not_found_page(pages, viewer)
         video = None
     if video is not None and is_private(video) and not owns_channel(principal, video.channel):
         if principal is None:
             return pages.page("Private video", private_video_body(video_id), status=401, viewer=viewer)
-        return pages.page("Not found", "<h1>Video not found</h1>", status=404, viewer=viewer)
+        return not_found_page(pages, viewer)
     return pages.page("Watch", watch_body(video_id), script="watch.js", viewer=viewer)
+
+
+def not_found_page(pages, viewer) -> HTMLResponse:
+    return pages.page("Not found", '<h1 id="not-found">Video not found</h1>\n<p>It does not exist, or no longer: '
+                      '<a href="/">see the latest videos</a>.</p>', status=404, viewer=viewer)
 
 
 async def owned_channels(metadata, account_id: str) -> list[video_pb2.Channel]:
@@ -169,19 +176,3 @@ async def upload_page(request: Request, pages: Pages, viewer: PageViewer, princi
     channels = await owned_channels(metadata, principal.account_id)
     channel = channels[0].id if channels else principal.username
     return pages.page("Upload", upload_body(channel), script="upload.js", viewer=viewer)
-
-
-@router.get("/my/videos", responses=SIGNED_IN_PAGE)
-async def my_videos_page(request: Request, pages: Pages, viewer: PageViewer, principal: CurrentPrincipal,
-                         metadata: MetadataStub):
-    """Every video of the signed-in account's channels, whatever its status, newest first."""
-    if principal is None:
-        return sign_in_redirect(request)
-    videos: list[video_pb2.Video] = []
-    for channel in await owned_channels(metadata, principal.account_id):
-        listed = await grpc_call(metadata.ListVideos(
-            mpb.ListVideosRequest(channel_id=channel.id, page_size=MY_VIDEOS_PER_CHANNEL, include_non_public=True),
-            timeout=15))
-        videos.extend(listed.videos)
-    videos.sort(key=lambda v: v.create_time.ToNanoseconds(), reverse=True)
-    return pages.page("My videos", my_videos_body(videos), viewer=viewer)

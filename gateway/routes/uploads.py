@@ -151,7 +151,7 @@ async def tus_create(request: Request, cfg: Cfg, metadata: MetadataStub, upload:
     return response
 
 
-@router.head("/v1/uploads/{video_id}", name="tus_upload_head", responses={
+@router.head("/v1/uploads/{video_id}", name="tus_upload_head", response_class=Response, responses={
     200: {"description": "The upload's offset (and length, or Upload-Defer-Length: 1).",
           "headers": {**OFFSET_HEADER, **EXPIRES_HEADER, **TUS_RESPONSE_HEADERS}},
     **error_responses(400, 401, 403, 404, 412, *SERVICE_ERRORS)})

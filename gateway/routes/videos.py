@@ -45,7 +45,8 @@ from gateway.dependencies import (
 )
 from gateway.downloads import downloads_json, may_download
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
-from gateway.media_links import edge_url, media_grant, media_url
+from gateway import media_links
+from gateway.media_links import edge_url, media_grant, media_url, public_url_for
 from gateway.quotas import check_creation
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
 from gateway.signing import MediaGrant
@@ -127,7 +128,7 @@ async def create_video_with_upload(body: CreateVideoBody, request: Request, cfg:
     if length is not None:
         create.length = length
     await grpc_call(upload.CreateUpload(create, timeout=15))
-    upload_url = str(request.url_for("tus_upload", video_id=video_id))
+    upload_url = public_url_for(request, "tus_upload", video_id=video_id)
     return JSONResponse(
         {"id": created.id, "status": status_name(created.status), "upload_url": upload_url},
         status_code=201,
@@ -167,9 +168,9 @@ async def load_as_gateway(metadata: mpb_grpc.MetadataServiceStub, video_id: str)
 
 
 def origin_key(request: Request) -> tuple:
-    """What the URLs a route renders depend on besides the video: where the client reached us."""
-    scope = request.scope
-    return scope["scheme"], request.headers.get("host"), tuple(scope.get("server") or ()), scope.get("root_path")
+    """What the URLs a route renders depend on besides the video: where the client reached us
+    (media_links.public_base; not the Host header, so no client adds renderings at will)."""
+    return (media_links.public_base(request),)
 
 
 @router.get("/v1/videos/{video_id}", responses=error_responses(404, 422, *SERVICE_ERRORS))
@@ -191,8 +192,10 @@ async def video_stats(video_id: str, request: Request, principal: CurrentPrincip
     may see it. Counted from the view beacons as they arrive: a view shows within seconds."""
     entry = await cached_video(request, video_id)
     video = require_visible(entry.video(), principal)
-    count = await grpc_call(placement.GetViewCount(ppb.GetViewCountRequest(video_id=video.id), timeout=10))
-    return {"video_id": video.id, "views": count.views}
+    with acting_as(GATEWAY):  # counts are asked as the gateway, for a video checked visible above
+        counted = await grpc_call(placement.BatchGetViewCounts(
+            ppb.BatchGetViewCountsRequest(video_ids=[video.id]), timeout=10))
+    return {"video_id": video.id, "views": counted.views.get(video.id, 0)}
 
 
 @router.get("/v1/videos", responses=error_responses(400, 401, 403, 422, *SERVICE_ERRORS))
@@ -263,7 +266,15 @@ async def edit_video(video_id: str, body: EditVideoBody, request: Request, metad
     video = await load_video(metadata, video_id)
     require_owner(video, principal)
     paths = edit_mask(body, update_mask)
-    require_fresh(video, body.etag or if_match)
+    updated = await update_video(request, metadata, video, body, paths, body.etag or if_match)
+    return video_json(request, objects, updated, media_account(updated, principal))
+
+
+async def update_video(request: Request, metadata: mpb_grpc.MetadataServiceStub, video: video_pb2.Video,
+                       body: EditVideoBody, paths: list[str], etag: str | None) -> video_pb2.Video:
+    """Writes `paths` of `body` into the video (its owner's call, checked before); 409 when
+    `etag` is stale. Shared by the API and the "My videos" page."""
+    require_fresh(video, etag)
     patch = video_pb2.Video(id=video.id, etag=video.etag, title=body.title or "", description=body.description or "",
                             privacy=PRIVACY_VALUES[body.privacy] if body.privacy else 0,
                             download_policy=DOWNLOAD_POLICIES.get(body.downloads_enabled, 0))
@@ -273,7 +284,7 @@ async def edit_video(video_id: str, body: EditVideoBody, request: Request, metad
     # metadata_svc announces the change (video.changed) to search and every gateway; this
     # process forgets its copy now, so the editor reads the edit back at once.
     request.app.state.videos.invalidate(video.id)
-    return video_json(request, objects, updated, media_account(updated, principal))
+    return updated
 
 
 @router.delete("/v1/videos/{video_id}", status_code=204, response_class=Response, responses={
@@ -287,10 +298,18 @@ async def delete_video(video_id: str, request: Request, metadata: MetadataStub, 
     seconds. A stale etag (`etag` or `If-Match`) answers 409."""
     video = await load_video(metadata, video_id)
     require_owner(video, principal)
-    require_fresh(video, etag or if_match)
+    gone = await remove_video(request, links, metadata, video, etag or if_match)
+    return Response(status_code=204 if gone else 202)
+
+
+async def remove_video(request: Request, links, metadata: mpb_grpc.MetadataServiceStub, video: video_pb2.Video,
+                       etag: str | None) -> bool:
+    """Deletes the video (its owner's call, checked before); 409 when `etag` is stale. True
+    when its record is gone at once (else the deleter finishes). Shared by the API and the page."""
+    require_fresh(video, etag)
     gone = await start_delete(links, metadata, video)
     request.app.state.videos.invalidate(video.id)  # the others hear video.changed
-    return Response(status_code=204 if gone else 202)
+    return gone
 
 
 def playback_region(given: str, request: Request, cfg: Config) -> str:

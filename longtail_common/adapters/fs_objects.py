@@ -192,7 +192,7 @@ class FilesystemObjectStore:
         """The upload's part folder; NotFoundError unless it exists and was made for bucket/key."""
         validate_object_key(key)
         directory = self.root / ".multipart" / upload_id
-        if not _UPLOAD_ID_RE.match(upload_id or ""):
+        if not _UPLOAD_ID_RE.fullmatch(upload_id or ""):
             raise NotFoundError(f"no multipart upload {upload_id!r}")
         try:
             target = json.loads((directory / "target.json").read_text())

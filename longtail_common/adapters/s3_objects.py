@@ -119,7 +119,7 @@ class S3ObjectStore:
             raise InvalidKeyError(f"invalid bucket {bucket!r}")
         validate_object_key(bucket)
         name = (self.cfg.bucket_prefix + bucket).lower().replace("_", "-")
-        if not _BUCKET_RE.match(name) or ".." in name:
+        if not _BUCKET_RE.fullmatch(name) or ".." in name:
             raise InvalidKeyError(f"bucket {bucket!r} maps to {name!r}, which is not a valid S3 bucket name")
         return name
 

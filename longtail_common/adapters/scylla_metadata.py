@@ -186,7 +186,7 @@ _KEYSPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
 
 def keyspace_name(cfg: ScyllaConfig) -> str:
-    if not _KEYSPACE_RE.match(cfg.keyspace or ""):
+    if not _KEYSPACE_RE.fullmatch(cfg.keyspace or ""):
         raise ValueError(f"invalid keyspace name {cfg.keyspace!r}")
     return cfg.keyspace
 

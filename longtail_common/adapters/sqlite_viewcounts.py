@@ -73,10 +73,16 @@ class SqliteViewCountStore:
         ).fetchall()
         return [DailyViews(*r) for r in rows]
 
-    def total_views(self, video_id: str) -> int:
-        row = self._conn().execute("SELECT COALESCE(SUM(views), 0) FROM daily_views WHERE video_id = ?",
-                                   (video_id,)).fetchone()
-        return int(row[0])
+    def total_views(self, video_ids: list[str]) -> dict[str, int]:
+        totals = dict.fromkeys(video_ids, 0)
+        ids = list(totals)
+        for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+            chunk = ids[start:start + 500]
+            rows = self._conn().execute(
+                f"SELECT video_id, SUM(views) FROM daily_views WHERE video_id IN ({','.join('?' * len(chunk))}) "
+                "GROUP BY video_id", chunk).fetchall()
+            totals.update((video_id, int(views)) for video_id, views in rows)
+        return totals
 
     def put_video(self, entry: CatalogEntry) -> None:
         self._conn().execute(

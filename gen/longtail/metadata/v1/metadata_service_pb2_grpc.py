@@ -173,7 +173,8 @@ class MetadataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetChannel(self, request, context):
-        """One channel by id, with its owner (NOT_FOUND if absent). No caller in the tree today.
+        """One channel by id, with its owner (NOT_FOUND if absent): the gateway's channel API and
+        page, and its owner checks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

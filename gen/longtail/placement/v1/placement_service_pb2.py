@@ -26,29 +26,33 @@ from longtail.auth.v1 import access_pb2 as longtail_dot_auth_dot_v1_dot_access__
 from longtail.metadata.v1 import video_pb2 as longtail_dot_metadata_dot_v1_dot_video__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-longtail/placement/v1/placement_service.proto\x12\x15longtail.placement.v1\x1a\x1dlongtail/auth/v1/access.proto\x1a longtail/metadata/v1/video.proto\"7\n\x13GetPlacementRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\"\x14\n\x12ListRegionsRequest\"&\n\x13ListRegionsResponse\x12\x0f\n\x07regions\x18\x01 \x03(\t\"\'\n\x13GetViewCountRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\",\n\tViewCount\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x01(\x03\x32\xcd\x02\n\x10PlacementService\x12i\n\x0cGetPlacement\x12*.longtail.placement.v1.GetPlacementRequest\x1a\'.longtail.metadata.v1.PlacementDecision\"\x04\xc8\xf3\x18\x01\x12j\n\x0bListRegions\x12).longtail.placement.v1.ListRegionsRequest\x1a*.longtail.placement.v1.ListRegionsResponse\"\x04\xc8\xf3\x18\x01\x12\x62\n\x0cGetViewCount\x12*.longtail.placement.v1.GetViewCountRequest\x1a .longtail.placement.v1.ViewCount\"\x04\xc8\xf3\x18\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-longtail/placement/v1/placement_service.proto\x12\x15longtail.placement.v1\x1a\x1dlongtail/auth/v1/access.proto\x1a longtail/metadata/v1/video.proto\"7\n\x13GetPlacementRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\"\x14\n\x12ListRegionsRequest\"&\n\x13ListRegionsResponse\x12\x0f\n\x07regions\x18\x01 \x03(\t\".\n\x19\x42\x61tchGetViewCountsRequest\x12\x11\n\tvideo_ids\x18\x01 \x03(\t\"\x97\x01\n\x1a\x42\x61tchGetViewCountsResponse\x12K\n\x05views\x18\x01 \x03(\x0b\x32<.longtail.placement.v1.BatchGetViewCountsResponse.ViewsEntry\x1a,\n\nViewsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\xea\x02\n\x10PlacementService\x12i\n\x0cGetPlacement\x12*.longtail.placement.v1.GetPlacementRequest\x1a\'.longtail.metadata.v1.PlacementDecision\"\x04\xc8\xf3\x18\x01\x12j\n\x0bListRegions\x12).longtail.placement.v1.ListRegionsRequest\x1a*.longtail.placement.v1.ListRegionsResponse\"\x04\xc8\xf3\x18\x01\x12\x7f\n\x12\x42\x61tchGetViewCounts\x12\x30.longtail.placement.v1.BatchGetViewCountsRequest\x1a\x31.longtail.placement.v1.BatchGetViewCountsResponse\"\x04\xc8\xf3\x18\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'longtail.placement.v1.placement_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_BATCHGETVIEWCOUNTSRESPONSE_VIEWSENTRY']._loaded_options = None
+  _globals['_BATCHGETVIEWCOUNTSRESPONSE_VIEWSENTRY']._serialized_options = b'8\001'
   _globals['_PLACEMENTSERVICE'].methods_by_name['GetPlacement']._loaded_options = None
   _globals['_PLACEMENTSERVICE'].methods_by_name['GetPlacement']._serialized_options = b'\310\363\030\001'
   _globals['_PLACEMENTSERVICE'].methods_by_name['ListRegions']._loaded_options = None
   _globals['_PLACEMENTSERVICE'].methods_by_name['ListRegions']._serialized_options = b'\310\363\030\001'
-  _globals['_PLACEMENTSERVICE'].methods_by_name['GetViewCount']._loaded_options = None
-  _globals['_PLACEMENTSERVICE'].methods_by_name['GetViewCount']._serialized_options = b'\310\363\030\001'
+  _globals['_PLACEMENTSERVICE'].methods_by_name['BatchGetViewCounts']._loaded_options = None
+  _globals['_PLACEMENTSERVICE'].methods_by_name['BatchGetViewCounts']._serialized_options = b'\310\363\030\004'
   _globals['_GETPLACEMENTREQUEST']._serialized_start=137
   _globals['_GETPLACEMENTREQUEST']._serialized_end=192
   _globals['_LISTREGIONSREQUEST']._serialized_start=194
   _globals['_LISTREGIONSREQUEST']._serialized_end=214
   _globals['_LISTREGIONSRESPONSE']._serialized_start=216
   _globals['_LISTREGIONSRESPONSE']._serialized_end=254
-  _globals['_GETVIEWCOUNTREQUEST']._serialized_start=256
-  _globals['_GETVIEWCOUNTREQUEST']._serialized_end=295
-  _globals['_VIEWCOUNT']._serialized_start=297
-  _globals['_VIEWCOUNT']._serialized_end=341
-  _globals['_PLACEMENTSERVICE']._serialized_start=344
-  _globals['_PLACEMENTSERVICE']._serialized_end=677
+  _globals['_BATCHGETVIEWCOUNTSREQUEST']._serialized_start=256
+  _globals['_BATCHGETVIEWCOUNTSREQUEST']._serialized_end=302
+  _globals['_BATCHGETVIEWCOUNTSRESPONSE']._serialized_start=305
+  _globals['_BATCHGETVIEWCOUNTSRESPONSE']._serialized_end=456
+  _globals['_BATCHGETVIEWCOUNTSRESPONSE_VIEWSENTRY']._serialized_start=412
+  _globals['_BATCHGETVIEWCOUNTSRESPONSE_VIEWSENTRY']._serialized_end=456
+  _globals['_PLACEMENTSERVICE']._serialized_start=459
+  _globals['_PLACEMENTSERVICE']._serialized_end=821
 # @@protoc_insertion_point(module_scope)

@@ -31,9 +31,8 @@ class PlacementServiceStub:
     decisions themselves are written into the video (Video.placements), which is where
     the gateway reads them; this service answers questions about them.
 
-    Callers: the gateway (GetViewCount, for the watch page's views count, asked only for a
-    video its caller may see), operators and tests, over the deployment's internal network.
-    Each RPC's `access` option says who may call it.
+    Callers: the gateway (view counts for the "My videos" page and the watch page), operators and tests, over
+    the deployment's internal network. Each RPC's `access` option says who may call it.
     """
 
     def __init__(self, channel):
@@ -52,10 +51,10 @@ class PlacementServiceStub:
                 request_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsRequest.SerializeToString,
                 response_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsResponse.FromString,
                 _registered_method=True)
-        self.GetViewCount = channel.unary_unary(
-                '/longtail.placement.v1.PlacementService/GetViewCount',
-                request_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.GetViewCountRequest.SerializeToString,
-                response_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ViewCount.FromString,
+        self.BatchGetViewCounts = channel.unary_unary(
+                '/longtail.placement.v1.PlacementService/BatchGetViewCounts',
+                request_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.BatchGetViewCountsRequest.SerializeToString,
+                response_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.BatchGetViewCountsResponse.FromString,
                 _registered_method=True)
 
 
@@ -64,9 +63,8 @@ class PlacementServiceServicer:
     decisions themselves are written into the video (Video.placements), which is where
     the gateway reads them; this service answers questions about them.
 
-    Callers: the gateway (GetViewCount, for the watch page's views count, asked only for a
-    video its caller may see), operators and tests, over the deployment's internal network.
-    Each RPC's `access` option says who may call it.
+    Callers: the gateway (view counts for the "My videos" page and the watch page), operators and tests, over
+    the deployment's internal network. Each RPC's `access` option says who may call it.
     """
 
     def GetPlacement(self, request, context):
@@ -83,9 +81,10 @@ class PlacementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetViewCount(self, request, context):
-        """How many times a video was watched: the "start" beacons counted from the `views`
-        topic, every region and day (0 for a video never watched or unknown).
+    def BatchGetViewCounts(self, request, context):
+        """The views counted so far (accepted "start" beacons, every region and day) of each
+        video asked for; a video with none, or unknown, counts 0. The gateway asks, as itself,
+        for videos it has already checked the account may see.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,10 +103,10 @@ def add_PlacementServiceServicer_to_server(servicer, server):
                     request_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsRequest.FromString,
                     response_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ListRegionsResponse.SerializeToString,
             ),
-            'GetViewCount': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetViewCount,
-                    request_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.GetViewCountRequest.FromString,
-                    response_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.ViewCount.SerializeToString,
+            'BatchGetViewCounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetViewCounts,
+                    request_deserializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.BatchGetViewCountsRequest.FromString,
+                    response_serializer=longtail_dot_placement_dot_v1_dot_placement__service__pb2.BatchGetViewCountsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -122,9 +121,8 @@ class PlacementService:
     decisions themselves are written into the video (Video.placements), which is where
     the gateway reads them; this service answers questions about them.
 
-    Callers: the gateway (GetViewCount, for the watch page's views count, asked only for a
-    video its caller may see), operators and tests, over the deployment's internal network.
-    Each RPC's `access` option says who may call it.
+    Callers: the gateway (view counts for the "My videos" page and the watch page), operators and tests, over
+    the deployment's internal network. Each RPC's `access` option says who may call it.
     """
 
     @staticmethod
@@ -182,7 +180,7 @@ class PlacementService:
             _registered_method=True)
 
     @staticmethod
-    def GetViewCount(request,
+    def BatchGetViewCounts(request,
             target,
             options=(),
             channel_credentials=None,
@@ -195,9 +193,9 @@ class PlacementService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/longtail.placement.v1.PlacementService/GetViewCount',
-            longtail_dot_placement_dot_v1_dot_placement__service__pb2.GetViewCountRequest.SerializeToString,
-            longtail_dot_placement_dot_v1_dot_placement__service__pb2.ViewCount.FromString,
+            '/longtail.placement.v1.PlacementService/BatchGetViewCounts',
+            longtail_dot_placement_dot_v1_dot_placement__service__pb2.BatchGetViewCountsRequest.SerializeToString,
+            longtail_dot_placement_dot_v1_dot_placement__service__pb2.BatchGetViewCountsResponse.FromString,
             options,
             channel_credentials,
             insecure,
