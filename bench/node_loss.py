@@ -62,10 +62,10 @@ class Params:
     patch_bytes: int = 24 * 1024  # one PATCH's body ...
     patch_s: float = 0.4  # ... sent over this long (a slow client: a PATCH is in flight most of the time)
     upload_gap_s: float = 2.0  # an uploader's pause between uploads
-    before_s: float = 4.0  # load before the kill (at least)
-    after_s: float = 6.0  # load after recovery
-    victim: str = "node-a"
-    kill_wait_s: float = 90.0  # for a moment with an upload and a transcode under way on the victim
+    before_s: float = 3.0  # load before the kill (at least)
+    after_s: float = 5.0  # load after recovery
+    victim: str = ""  # the node to kill ("" = whichever first has an upload and a transcode under way)
+    kill_wait_s: float = 90.0  # for that moment
     recover_wait_s: float = 120.0
     ready_wait_s: float = 240.0
 
@@ -157,6 +157,7 @@ class Watcher(threading.Thread):
 class Upload:
     video_id: str
     created: float
+    tag: str  # a word of its title only it has, to find it by search
     acked: int = 0  # bytes the last 204 acknowledged
     sending: bool = False  # a PATCH is in flight
     done: float | None = None
@@ -175,21 +176,26 @@ class Uploader(threading.Thread):
         self.uploads: list[Upload] = []
 
     def run(self) -> None:
+        # Staggered, with jittered gaps: uploaders in step would all be between uploads
+        # exactly while the transcodes of their last ones run.
+        rng = random.Random(self.index)
+        self.stop.wait(self.index * self.p.upload_gap_s * 1.5)
         with httpx.Client(timeout=60, headers=self.headers) as client:
             while not self.stop.is_set():
                 self.upload_one(client)
-                self.stop.wait(self.p.upload_gap_s)
+                self.stop.wait(self.p.upload_gap_s * rng.uniform(0.5, 1.5))
 
-    def create(self, client: httpx.Client) -> str:
+    def create(self, client: httpx.Client, tag: str) -> str:
         while True:
             answer = self.rec.request(client, "upload", "POST", f"{self.url}/v1/videos", json={
-                "title": f"node loss {self.index}", "channel_id": "nodeloss", "size_bytes": len(self.data)})
+                "title": f"node loss {tag}", "channel_id": "nodeloss", "size_bytes": len(self.data)})
             if answer is not None and answer.status_code == 201:
                 return answer.json()["id"]
             time.sleep(0.2)
 
     def upload_one(self, client: httpx.Client) -> Upload:
-        upload = Upload(self.create(client), self.rec.now())
+        tag = f"nl{uuid.uuid4().hex[:10]}"
+        upload = Upload(self.create(client, tag), self.rec.now(), tag)
         self.uploads.append(upload)
         url, offset = f"{self.url}/v1/uploads/{upload.video_id}", 0
         while offset < len(self.data):
@@ -270,6 +276,19 @@ def published_events(cfg: Config, video_ids: set[str], settle_s: float = 3.0, ti
     return {vid: len(events) for vid, events in found.items()}
 
 
+def unsearchable(client: httpx.Client, url: str, uploads: list[Upload], timeout_s: float = 20.0) -> list[str]:
+    """The uploads that `GET /v1/search?q=<its tag>` through the fleet does not find in time."""
+    missing = {u.video_id: u.tag for u in uploads}
+    deadline = time.monotonic() + timeout_s
+    while missing and time.monotonic() < deadline:
+        for video_id, tag in list(missing.items()):
+            answer = client.get(f"{url}/v1/search", params={"q": tag})
+            if answer.status_code == 200 and video_id in [v["id"] for v in answer.json()["videos"]]:
+                del missing[video_id]
+        time.sleep(0.5)
+    return sorted(missing)
+
+
 def upload_whole(client: httpx.Client, url: str, data: bytes, title: str) -> str:
     created = client.post(f"{url}/v1/videos", json={"title": title, "channel_id": "nodeloss",
                                                    "size_bytes": len(data)})
@@ -340,32 +359,40 @@ class Scenario:
         return [upload for uploader in self.uploaders for upload in uploader.uploads]
 
     def kill_mid_work(self) -> dict:
-        """Waits for a moment when the victim's transcoder is encoding, an upload is part way
-        with a PATCH in flight and the balancer has a request on the victim; SIGKILLs the
-        victim's every process then."""
-        victim = self.fleet.nodes[self.p.victim]
-        status = tpb_grpc.TranscoderServiceStub(dial(victim.addresses["transcoder-0"], victim.cfg, "transcoder"))
-        began = time.monotonic()
-        deadline = began + self.p.kill_wait_s
-        while time.monotonic() < deadline:
-            try:
-                encoding = status.GetWorkerStatus(tpb.GetWorkerStatusRequest(), timeout=1).current_video_id
-            except Exception:  # noqa: BLE001 - a busy worker may answer late: ask again
-                encoding = ""
+        """Waits for a moment when a node's transcoder is encoding while the balancer has a tus
+        PATCH in flight on that node, of an upload part way; SIGKILLs that node's every
+        process then (`Params.victim`, if set, is the only candidate)."""
+        statuses = {name: tpb_grpc.TranscoderServiceStub(dial(node.addresses["transcoder-0"], node.cfg, "transcoder"))
+                    for name, node in self.fleet.nodes.items() if self.p.victim in ("", name)}
+        began, seen = time.monotonic(), {"polls": 0, "sending": 0, "encoding": 0, "patch_on_node": 0}
+        while time.monotonic() < began + self.p.kill_wait_s:
+            seen["polls"] += 1
             sending = [u.video_id for u in self.uploads()  # part way, and not its last PATCH
                        if u.sending and 0 < u.acked < len(self.data) - self.p.patch_bytes]
-            if encoding and sending and self.fleet.balancer.sessions_on(self.p.victim, "uploads"):
-                self.marks["kill"] = self.rec.now()
-                pids = self.fleet.kill_node(self.p.victim)
-                in_progress = [u.video_id for u in self.uploads() if u.done is None]
-                self.log(f"killed {self.p.victim} ({len(pids)} processes) at {self.marks['kill']:.1f}s: "
-                         f"transcoding {encoding}, uploads in progress {in_progress}")
-                return {"node": self.p.victim, "at_s": round(self.marks["kill"], 3), "processes": len(pids),
-                        "waited_for_the_moment_s": round(time.monotonic() - began, 1),
-                        "transcoding": encoding, "uploads_in_progress": in_progress, "patch_in_flight": sending}
+            seen["sending"] += bool(sending)
+            for name, status in statuses.items():
+                try:
+                    encoding = status.GetWorkerStatus(tpb.GetWorkerStatusRequest(), timeout=1).current_video_id
+                except Exception:  # noqa: BLE001 - a busy worker may answer late: ask again
+                    encoding = ""
+                on_node = self.fleet.balancer.sessions_on(name, "uploads")
+                seen["encoding"] += bool(encoding)
+                seen["patch_on_node"] += bool(on_node)
+                if encoding and on_node and sending:
+                    self.log(f"moments sampled before the kill: {seen}")
+                    return self.kill(name, encoding, sending, time.monotonic() - began)
             time.sleep(0.05)
-        raise TimeoutError(f"no moment with a transcode and an upload under way on {self.p.victim} "
-                           f"in {self.p.kill_wait_s}s")
+        raise TimeoutError(f"no moment with a transcode and an upload under way on one node in {self.p.kill_wait_s}s")
+
+    def kill(self, name: str, encoding: str, sending: list[str], waited_s: float) -> dict:
+        self.marks["kill"] = self.rec.now()
+        pids = self.fleet.kill_node(name)
+        in_progress = [u.video_id for u in self.uploads() if u.done is None]
+        self.log(f"killed {name} ({len(pids)} processes) at {self.marks['kill']:.1f}s: "
+                 f"transcoding {encoding}, uploads in progress {in_progress}")
+        return {"node": name, "at_s": round(self.marks["kill"], 3), "processes": len(pids),
+                "waited_for_the_moment_s": round(waited_s, 1), "transcoding": encoding,
+                "uploads_in_progress": in_progress, "patch_in_flight": sending}
 
     def recover(self, kill: dict) -> dict:
         """Until the balancer took the victim out, the transcode it was running is READY
@@ -374,7 +401,7 @@ class Scenario:
         deadline = time.monotonic() + self.p.recover_wait_s
         while time.monotonic() < deadline and len(found) < 3:
             now = self.rec.now()
-            if "balancer_out" not in found and self.fleet.balancer.server_states()[self.p.victim].startswith("DOWN"):
+            if "balancer_out" not in found and self.fleet.balancer.server_states()[kill["node"]].startswith("DOWN"):
                 found["balancer_out"] = now
             if "transcode_ready" not in found:
                 status = wait_ready(self.client, self.fleet.url, [kill["transcoding"]], 0).get(kill["transcoding"])
@@ -453,6 +480,7 @@ class Scenario:
             "ready_events": {"missing": [vid for vid, n in events.items() if n == 0],
                              "duplicated": {vid: n for vid, n in events.items() if n > 1}},
             "raw_differs_from_sent": corrupt,
+            "not_found_by_search": unsearchable(self.client, self.fleet.url, uploads),
             "resumed": {u.video_id: u.resumes for u in uploads if u.resumes},
         }
 
@@ -470,7 +498,8 @@ def summary(report: dict) -> str:
     lines.append(f"uploads: {uploads['started']} started, {uploads['ready']} READY, "
                  f"{len(uploads['resumed'])} resumed after a failed PATCH, "
                  f"READY events missing {uploads['ready_events']['missing']} duplicated "
-                 f"{uploads['ready_events']['duplicated']}, bytes differing {uploads['raw_differs_from_sent']}")
+                 f"{uploads['ready_events']['duplicated']}, bytes differing {uploads['raw_differs_from_sent']}, "
+                 f"not found by search {uploads['not_found_by_search']}")
     lines += [f"  {e['kind']} {e['status']} at {e['start_s']}-{e['end_s']}s node={e['node'] or '?'} "
               f"in flight at kill: {e['in_flight_at_kill']}: {e['error'][:100]}" for e in report["errors"]]
     return "\n".join(lines)
@@ -498,7 +527,7 @@ def run_scenario(backends_cfg: Config, root: pathlib.Path, params: Params | None
     log(f"fleet up ({fleet.timings}) behind {fleet.url}: " + ", ".join(
         f"{name} gateway :{node.gateway_port}" for name, node in fleet.nodes.items()))
     try:
-        token = local_api_token(fleet.nodes[params.victim].cfg, "nodeloss")
+        token = local_api_token(fleet.cfg, "nodeloss")
         scenario = Scenario(fleet, clip, params, token, log)
         report = scenario.run()
     finally:

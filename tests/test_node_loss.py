@@ -57,6 +57,7 @@ def test_node_lost_under_load(real_servers, haproxy, tmp_path):
     # Uploads: every one started is READY, with the bytes sent; a resumed one lost no acknowledged byte.
     assert uploads["started"] >= 2 and uploads["ready"] == uploads["started"], uploads["not_ready"]
     assert uploads["raw_differs_from_sent"] == []
+    assert uploads["not_found_by_search"] == []  # the surviving search replica knows every video
     for video_id, resumes in uploads["resumed"].items():
         assert all(r["head_offset"] >= r["acked_before"] for r in resumes), (video_id, resumes)
     assert set(kill["uploads_in_progress"]) & set(uploads["resumed"]) or not kill["patch_in_flight"], uploads
