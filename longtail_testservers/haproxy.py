@@ -46,8 +46,11 @@ def config_text(port: int, servers: dict[str, str], socket_path: pathlib.Path) -
         "global",
         "  maxconn 4096",
         f"  stats socket {socket_path} mode 600 level admin",
+        "  log stdout format raw local0",  # haproxy.log: one line per request, with its end state
         "defaults",
         "  mode http",
+        "  log global",
+        "  option httplog",
         "  timeout connect 2s",
         "  timeout client 120s",
         "  timeout server 120s",
