@@ -5,6 +5,8 @@ What it is configured to do is what a production balancer in front of the gatewa
 
 * round robin per request over the gateways, each health-checked on `GET /healthz` (200 =
   in; 503, a refused connection or a timeout = out after `fall` checks, back after `rise`);
+* when every gateway fails its checks at once, traffic goes to all of them anyway (fail
+  open, `fail_open`) rather than nowhere;
 * a request that could not be sent (connection refused: a dead node not yet marked down)
   is sent to another gateway (`retry-on conn-failure`, `option redispatch`); an idempotent
   one (GET, HEAD) that got no answer (the node died while it was served) is sent again too
@@ -29,9 +31,13 @@ from longtail_testservers.errors import TestServerError
 
 HOST = "127.0.0.1"
 MISSING_HAPROXY_PREFIX = "HAProxy is needed for the fleet tests (Debian's haproxy: `make haproxy`): "
-# Health checks: every 500 ms while up, 250 ms while changing state; two failures take a
-# gateway out (about a second after its node died), two successes bring it back.
-CHECK = "inter 500ms fastinter 250ms downinter 1s fall 2 rise 2"
+# Health checks: every 500 ms while up, 250 ms while changing state; three failures take a
+# gateway out (a dead node refuses the connection at once: out in about a second), two
+# successes bring it back. A check may take `timeout check` (2 s): a gateway slow under load
+# is not a dead one, and draining it would move its load onto the others (HAProxy's default,
+# the 500 ms interval, drained the survivor of a lost node on a loaded machine).
+CHECK = "inter 500ms fastinter 250ms downinter 1s fall 3 rise 2"
+CHECK_TIMEOUT = "2s"
 
 
 def haproxy_available() -> tuple[bool, str]:
@@ -55,6 +61,7 @@ def config_text(port: int, servers: dict[str, str], socket_path: pathlib.Path) -
         "  timeout client 120s",
         "  timeout server 120s",
         "  timeout http-request 30s",
+        f"  timeout check {CHECK_TIMEOUT}",
         "  retries 3",
         "  option redispatch 1",
         "  retry-on conn-failure empty-response response-timeout",
@@ -72,12 +79,22 @@ def config_text(port: int, servers: dict[str, str], socket_path: pathlib.Path) -
         f"  default-server {CHECK}",
     ]
     lines += [f"  server {name} {address} check" for name, address in servers.items()]
+    lines += fail_open(servers)
     # tus PATCHes: the same gateways (their state follows the checks above), a backend of their
     # own so that a long upload is told apart from the short calls (`sessions_on`).
     lines += ["backend uploads", "  balance roundrobin", "  http-request disable-l7-retry",
               "  http-response set-header X-Longtail-Node %s"]
     lines += [f"  server {name} {address} track gateways/{name}" for name, address in servers.items()]
+    lines += fail_open(servers)
     return "\n".join(lines) + "\n"
+
+
+def fail_open(servers: dict[str, str]) -> list[str]:
+    """Every gateway again as an unchecked backup, used only while every checked one is out:
+    when the checks fail everywhere at once (overload, or /healthz failing on all of them),
+    sending traffic to whichever answers beats refusing all of it (Envoy's "panic
+    threshold"); a dead one refuses the connection and the request goes to another."""
+    return ["  option allbackups"] + [f"  server {name}.open {address} backup" for name, address in servers.items()]
 
 
 class HAProxy:
