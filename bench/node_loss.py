@@ -6,7 +6,8 @@ latency (p50/p99) before, during and after, and the time to recover; checks that
 was lost (every upload started is READY, with the bytes sent) and that each video became
 READY exactly once (one distinct `video.published` event each).
 
-    python bench/node_loss.py [--before-s 8] [--after-s 10]   # writes bench/results/node_loss.json
+    python bench/node_loss.py [--before-s 10] [--after-s 15] [--config DIR/longtail.toml]
+                                                  # writes bench/results/node_loss.json
 
 tests/test_node_loss.py runs the same scenario, shorter, in CI (`run_scenario`).
 """
@@ -545,17 +546,23 @@ def main() -> None:
     parser.add_argument("--after-s", type=float, default=15.0)
     parser.add_argument("--watchers", type=int, default=4)
     parser.add_argument("--uploaders", type=int, default=2)
+    parser.add_argument("--config", help="the backends of running servers (`longtail services start --dir DIR`: "
+                                          "DIR/longtail.toml) instead of starting a set")
     parser.add_argument("--output", default=str(RESULT))
     args = parser.parse_args()
+    from longtail_common.config import load_config
     from longtail_testservers import cluster
 
     params = Params(watchers=args.watchers, uploaders=args.uploaders, before_s=args.before_s, after_s=args.after_s)
     with tempfile.TemporaryDirectory(prefix="node-loss-") as tmp:
-        servers = cluster.start_all(pathlib.Path(tmp) / "servers")
-        try:
-            report = run_scenario(servers["config"], pathlib.Path(tmp) / "run", params)
-        finally:
-            cluster.stop_all(pathlib.Path(tmp) / "servers")
+        if args.config:
+            report = run_scenario(load_config(args.config, env={}), pathlib.Path(tmp) / "run", params)
+        else:
+            servers = cluster.start_all(pathlib.Path(tmp) / "servers")
+            try:
+                report = run_scenario(servers["config"], pathlib.Path(tmp) / "run", params)
+            finally:
+                cluster.stop_all(pathlib.Path(tmp) / "servers")
     report["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average": os.getloadavg()}
     report.pop("logs", None)
     pathlib.Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
