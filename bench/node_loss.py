@@ -388,10 +388,12 @@ class Scenario:
     def kill(self, name: str, encoding: str, sending: list[str], waited_s: float) -> dict:
         self.marks["kill"] = self.rec.now()
         pids = self.fleet.kill_node(name)
+        self.marks["killed"] = self.rec.now()  # every process gone (finding them all takes a moment)
         in_progress = [u.video_id for u in self.uploads() if u.done is None]
         self.log(f"killed {name} ({len(pids)} processes) at {self.marks['kill']:.1f}s: "
                  f"transcoding {encoding}, uploads in progress {in_progress}")
         return {"node": name, "at_s": round(self.marks["kill"], 3), "processes": len(pids),
+                "kill_took_s": round(self.marks["killed"] - self.marks["kill"], 3),
                 "waited_for_the_moment_s": round(waited_s, 1), "transcoding": encoding,
                 "uploads_in_progress": in_progress, "patch_in_flight": sending}
 
@@ -445,7 +447,7 @@ class Scenario:
                   "after": [r for r in records if r.start >= t_recovered]}
         problems = [{"kind": r.kind, "start_s": round(r.start, 3), "end_s": round(r.end, 3), "status": r.status,
                      "node": r.node, "error": r.error[:160], "upload": r.upload,
-                     "in_flight_at_kill": r.start < t_kill <= r.end}
+                     "in_flight_at_kill": r.start < self.marks["killed"] and r.end >= t_kill}
                     for r in records if r.failed or r.conflict]
         return {
             "params": dataclasses.asdict(self.p),

@@ -148,16 +148,18 @@ class HAProxy:
                 chunks.append(chunk)
         return b"".join(chunks).decode()
 
+    def _stats(self, backend: str) -> dict[str, dict]:
+        text = self.command("show stat").lstrip("# ")
+        return {row["svname"]: row for row in csv.DictReader(io.StringIO(text))
+                if row["pxname"] == backend and row["svname"] in self.servers}
+
     def server_states(self) -> dict[str, str]:
         """Each gateway server's state as the balancer sees it: UP, DOWN, `UP 1/2`, ..."""
-        text = self.command("show stat").lstrip("# ")
-        rows = csv.DictReader(io.StringIO(text))
-        return {row["svname"]: row["status"] for row in rows
-                if row["pxname"] == "gateways" and row["svname"] in self.servers}
+        return {name: row["status"] for name, row in self._stats("gateways").items()}
 
     def sessions_on(self, server: str, backend: str = "gateways") -> int:
-        """Requests of `backend` being served by `server` now (`show sess`: a line per stream)."""
-        return sum(f" be={backend} srv={server} " in line for line in self.command("show sess").splitlines())
+        """Requests of `backend` being served by `server` now (its `scur`)."""
+        return int(self._stats(backend)[server]["scur"] or 0)
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
