@@ -465,8 +465,11 @@ class Platform:
 
         with self._spawn_lock:
             self._killed.update(self.procs)
+        live = [proc for proc in self.procs.values() if proc.poll() is None]
+        for proc in live:  # frozen at once: finding the children takes a while on a busy machine
+            os.kill(proc.pid, signal.SIGSTOP)
         victims = []
-        for proc in self.procs.values():
+        for proc in live:
             try:
                 parent = psutil.Process(proc.pid)
                 victims += [parent, *parent.children(recursive=True)]
