@@ -523,6 +523,7 @@ def run_scenario(backends_cfg: Config, root: pathlib.Path, params: Params | None
     fleet; returns the report (with the fleet's start-up time)."""
     params = params or Params()
     root = pathlib.Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     clip = root / "clip.mp4"
     make_test_clip(str(clip), seconds=params.clip_seconds, height=params.clip_height)
     fleet = Fleet(fleet_config(backends_cfg), root / "fleet", nodes=2)
@@ -566,6 +567,7 @@ def main() -> None:
             finally:
                 cluster.stop_all(pathlib.Path(tmp) / "servers")
     report["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average": os.getloadavg()}
+    report["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     report.pop("logs", None)
     pathlib.Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
     print(summary(report))
