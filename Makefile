@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium prometheus web web-check bench-tools load-bench deploy-check asr-bench
+.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium prometheus web web-check bench-tools load-bench deploy-check asr-bench haproxy node-loss-bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,7 +20,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch node_modules/.installed
 
-setup: $(STAMP) node_modules/.installed web/node_modules/.installed chromium prometheus
+setup: $(STAMP) node_modules/.installed web/node_modules/.installed chromium prometheus haproxy
 
 # The browser pages' front end (web/): hls.js, tus-js-client, bundled by esbuild into
 # gateway/static/ (committed, shipped in the Python package).
@@ -57,6 +57,21 @@ prometheus:
 		echo "installing prometheus and prometheus-alertmanager (Debian packages) for the alert rule tests"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus prometheus-alertmanager; \
 	else echo "promtool/amtool are not installed and apt-get is not usable: alert rule tests will not run"; fi
+
+# HAProxy (Debian's package): the load balancer in front of the two platform nodes of the
+# node-loss test (tests/test_node_loss.py) and bench/node_loss.py. Installed when missing and
+# apt is usable; otherwise that test says why it cannot run (skipped locally, failed in CI).
+haproxy:
+	@if command -v haproxy >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing haproxy (Debian package) for the node-loss test"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy; \
+	else echo "haproxy is not installed and apt-get is not usable: the node-loss test will not run"; fi
+
+# Two platform nodes behind HAProxy on the real test servers, one killed under load:
+# bench/results/node_loss.json (needs Java for the servers).
+node-loss-bench: $(STAMP) haproxy
+	$(BIN)/python bench/node_loss.py $(ARGS)
 
 # wrk and nginx (Debian's packages) for bench/load_bench.py (`make load-bench`).
 bench-tools:

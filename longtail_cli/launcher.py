@@ -211,10 +211,21 @@ class _HealthProbe:
 
 
 class Platform:
+    """One node: every service a process of its own, supervised.
+
+    Alone, its clients dial its own services. As one node of a fleet, `service_addresses`
+    gives the addresses its services bind (fixed ahead, so every node can name them) and
+    `service_targets` what its clients dial instead, e.g. `ipv4:A,B` for every node's
+    replica of a service (each process binds its own through `services.listen`).
+    """
+
     def __init__(self, cfg: Config, gateway_port: int = 8080, transcoder_workers: int = 1, log_dir: str | None = None,
-                 gateway_workers: int = 1):
+                 gateway_workers: int = 1, service_addresses: dict[str, str] | None = None,
+                 service_targets: dict[str, str] | None = None):
         if gateway_workers < 1:
             raise ValueError("gateway_workers must be at least 1")
+        self.service_addresses = dict(service_addresses or {})
+        self.service_targets = dict(service_targets or {})
         self.cfg = copy.deepcopy(cfg)
         self.gateway_port = gateway_port
         self.transcoder_workers = transcoder_workers
@@ -337,6 +348,8 @@ class Platform:
         """The config `name` runs with: the platform's, presenting its own mesh certificate."""
         cfg = copy.deepcopy(self.cfg)
         cfg.mesh.identity = _server_name(name)
+        if name in GRPC_SERVICES and getattr(cfg.services, name) != self.addresses[name]:
+            cfg.services.listen = self.addresses[name]  # its target names the fleet: bind its own
         return cfg
 
     def start(self, timeout_s: float = 60.0) -> None:
@@ -346,8 +359,8 @@ class Platform:
             if issued:
                 log.info("mesh certificates issued under %s: %s", tls_dir_of(self.cfg), ", ".join(issued))
         for name in GRPC_SERVICES:
-            addr = f"127.0.0.1:{free_port()}"
-            setattr(self.cfg.services, name, addr)
+            addr = self.service_addresses.get(name) or f"127.0.0.1:{free_port()}"
+            setattr(self.cfg.services, name, self.service_targets.get(name) or addr)
             self.addresses[name] = addr
         for name in GRPC_SERVICES:
             self._spawn(name, ["-m", f"{name}_svc"])
@@ -443,6 +456,33 @@ class Platform:
         proc = self.procs[name]
         proc.kill()
         proc.wait()
+
+    def kill_all(self) -> list[int]:
+        """SIGKILL every process of this platform and their children (ffmpeg) at once, as if
+        its machine were lost (fault tests; psutil is a development dependency). None is
+        restarted. Returns the pids killed."""
+        import psutil
+
+        with self._spawn_lock:
+            self._killed.update(self.procs)
+        live = [proc for proc in self.procs.values() if proc.poll() is None]
+        for proc in live:  # frozen at once: finding the children takes a while on a busy machine
+            os.kill(proc.pid, signal.SIGSTOP)
+        victims = []
+        for proc in live:
+            try:
+                parent = psutil.Process(proc.pid)
+                victims += [parent, *parent.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+        for victim in victims:
+            try:
+                victim.kill()
+            except psutil.NoSuchProcess:
+                pass
+        for proc in self.procs.values():
+            proc.wait()
+        return [v.pid for v in victims]
 
     def stop(self, grace_s: float = 15.0) -> None:
         with self._spawn_lock:

@@ -71,6 +71,10 @@ class ServicesConfig:
     placement: str = "127.0.0.1:50054"
     search: str = "127.0.0.1:50055"
     webhook: str = "127.0.0.1:50056"
+    # The address this process's own gRPC server binds (e.g. 0.0.0.0:50051), when its
+    # service's entry above is a target naming every replica rather than this one; "" = bind
+    # that entry. Per process: the launcher sets it for the nodes of a fleet (LONGTAIL_SERVICES__LISTEN).
+    listen: str = ""
 
 
 @dataclass

@@ -17,7 +17,7 @@ import logging
 import threading
 
 from longtail_common import telemetry
-from longtail_common.ports import CONSUMER_GROUPS, TopicBus
+from longtail_common.ports import CONSUMER_GROUPS, REPLICA_GROUPS, TopicBus
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,11 @@ REFRESH_INTERVAL_S = 5.0
 class GroupLagExporter:
     """Reads the groups' lag on `run`'s schedule; the gauges report the last reading."""
 
-    def __init__(self, bus: TopicBus, groups: dict[str, tuple[str, ...]] = CONSUMER_GROUPS):
+    def __init__(self, bus: TopicBus, groups: dict[str, tuple[str, ...]] = CONSUMER_GROUPS,
+                 replica_groups: dict[str, tuple[str, ...]] = REPLICA_GROUPS):
         self._bus = bus
         self._groups = groups
+        self._replica_groups = replica_groups
         self._lock = threading.Lock()
         self._lags: dict[tuple[str, str], int] = {}  # (topic, group) -> messages behind
         self._members: dict[str, int] = {}
@@ -41,14 +43,34 @@ class GroupLagExporter:
             "longtail.consumer_group.members", callbacks=[self._observe_members],
             description="live members of the consumer group")
 
+    def _replicas(self) -> dict[str, tuple[str, ...]]:
+        """The replica groups there are now (one per search replica)."""
+        found = {}
+        for prefix, topics in self._replica_groups.items():
+            try:
+                found.update({group: topics for group in self._bus.list_groups(prefix)})
+            except Exception as exc:  # noqa: BLE001 - a metric must never stop the loop
+                log.warning("consumer groups %s* unavailable: %s", prefix, exc)
+        return found
+
     def refresh(self) -> None:
         """One reading of every group. A group that cannot be read drops out of the gauges
-        until it can (a gap says "unknown"; a stale number would say "fine")."""
-        for group, topics in self._groups.items():
+        until it can (a gap says "unknown"; a stale number would say "fine"), and so does a
+        replica's group without members: its replica is gone, and nobody will read its backlog."""
+        replicas = self._replicas()
+        with self._lock:
+            for topic, group in [key for key in self._lags if key[1] not in self._groups and key[1] not in replicas]:
+                self._lags.pop((topic, group))
+            for group in [g for g in self._members if g not in self._groups and g not in replicas]:
+                self._members.pop(group)
+        for group, topics in {**self._groups, **replicas}.items():
             try:
                 reading = self._bus.group_lag(group, list(topics))
+                if group in replicas and not reading.members:
+                    raise LookupError("no live member")
             except Exception as exc:  # noqa: BLE001 - a metric must never stop the loop
-                log.warning("lag of consumer group %s unavailable: %s", group, exc)
+                if not isinstance(exc, LookupError):
+                    log.warning("lag of consumer group %s unavailable: %s", group, exc)
                 with self._lock:
                     self._members.pop(group, None)
                     for topic in topics:

@@ -460,6 +460,10 @@ class TopicBus(Protocol):
         while no member runs. A partition the group never committed counts from its first
         message, as a new member would start there."""
 
+    def list_groups(self, prefix: str) -> list[str]:
+        """The consumer groups whose id starts with `prefix`: those with committed offsets
+        or live members (a search replica's own group, found without knowing the replica)."""
+
     def close(self) -> None: ...
 
 
@@ -480,9 +484,14 @@ CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {
     "transcoder": (TOPIC_TRANSCODE_REQUESTS,),
     "placement": (TOPIC_TRANSCODE_RESULTS,),
     "placement-views": (TOPIC_VIEWS,),
-    "search": (TOPIC_VIDEO_PUBLISHED,),
     "webhook": (TOPIC_TRANSCODE_REQUESTS, TOPIC_VIDEO_PUBLISHED, TOPIC_VIDEO_CHANGED, TOPIC_VIDEO_DELETED,
                 TOPIC_CAPTIONS_READY),
+}
+# Groups of one replica each, by the prefix of their ids: every search replica keeps its own
+# index, so it reads every event in a group of its own ("search.<replica id>"; a shared group
+# would give each replica part of the catalogue, and lose a dead replica's part with it).
+REPLICA_GROUPS: dict[str, tuple[str, ...]] = {
+    "search.": (TOPIC_VIDEO_PUBLISHED, TOPIC_VIDEO_CHANGED),
 }
 
 DEFAULT_TOPICS = {

@@ -115,7 +115,9 @@ def run_service(
     # Calls in must carry a principal their RPC's access allows; calls out carry this
     # service's own.
     configure_client_identity(signer, MeshPrincipal(service=name))
-    server = ServiceServer(name, address, interceptors=[MeshIdentityInterceptor(signer)], mesh=cfg.mesh,
+    # services.listen: this replica's own address when `address` names the whole fleet.
+    server = ServiceServer(name, cfg.services.listen or address, interceptors=[MeshIdentityInterceptor(signer)],
+                           mesh=cfg.mesh,
                            identity=load_identity(cfg))
     # gRPC takes handlers only before start(), but the servicer needs the backends first.
     servicer = server.late_servicer(add_servicer)

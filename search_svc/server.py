@@ -13,7 +13,10 @@ import base64
 import hashlib
 import json
 import logging
+import os
+import pathlib
 import threading
+import uuid
 
 import grpc
 
@@ -44,6 +47,7 @@ from search_svc.index import BadQueryError, Entry, SearchIndex
 log = logging.getLogger("search_svc")
 S = video_pb2.VideoStatus
 P = video_pb2.Privacy
+# Each replica's groups are these names and its replica id (`replica_groups`).
 CONSUMER_GROUP = "search"
 DELETED_GROUP = "search-deleted"
 DEFAULT_PAGE_SIZE = 20
@@ -247,18 +251,38 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
         return self._answer(context, self.index.latest, limit, offset, "latest", pb.ListLatestVideosResponse)
 
 
+def replica_groups(index_dir: pathlib.Path) -> tuple[str, str]:
+    """This replica's consumer groups (published/changed, deleted). Every replica keeps an
+    index of its own, so each reads every event, in groups of its own: a shared group would
+    split the events, each index would hold part of the catalogue, and a lost replica's part
+    would be lost with it (the node-loss test found that). The id is kept beside the index:
+    a restarted replica resumes where its index stands; a new index reads the topics from
+    their start (so they must keep every event: no time-based retention on video.*)."""
+    path = index_dir / "replica.id"
+    try:
+        replica = path.read_text().strip()
+    except FileNotFoundError:
+        replica = uuid.uuid4().hex[:12]
+        index_dir.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(".replica.id.tmp")
+        staging.write_text(replica)
+        os.replace(staging, path)
+    return f"{CONSUMER_GROUP}.{replica}", f"{DELETED_GROUP}.{replica}"
+
+
 def serve(cfg: Config) -> None:
     def start(backends: Backends) -> Running:
         """The servicer, and the consumers that keep the index."""
         index = SearchIndex(cfg.data_path / "search" / "index.sqlite3")
+        published_group, deleted_group = replica_groups(cfg.data_path / "search")
         metadata = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata"))
         lock = threading.Lock()
         published = Consumer("published-consumer", backends.bus, [TOPIC_VIDEO_PUBLISHED, TOPIC_VIDEO_CHANGED],
-                             CONSUMER_GROUP, PublishedHandler(index, metadata, lock, backends.objects),
+                             published_group, PublishedHandler(index, metadata, lock, backends.objects),
                              max_attempts=5,
                              join_timeout_s=30)
         # A group of its own: a delete waiting for its record to go holds up no publishing.
-        deleted = Consumer("deleted-consumer", backends.bus, [TOPIC_VIDEO_DELETED], DELETED_GROUP,
+        deleted = Consumer("deleted-consumer", backends.bus, [TOPIC_VIDEO_DELETED], deleted_group,
                            DeletedHandler(index, metadata, lock), max_attempts=9, join_timeout_s=30)
         return Running(SearchServicer(index, metadata), consumers=[published, deleted],
                        close=[backends.bus.close, index.close])

@@ -275,6 +275,16 @@ class KafkaTopicBus:
             lags.append(PartitionLag(tp.topic, tp.partition, start, ends[tp].offset))
         return GroupLag(group_id, members, tuple(lags))
 
+    def list_groups(self, prefix: str) -> list[str]:
+        from kafka.errors import KafkaError
+
+        try:
+            listed = self._admin_client().list_groups()
+        except (KafkaError, OSError) as exc:
+            raise _wrap("listing the consumer groups", self.cfg, exc) from exc
+        ids = [g["group_id"] if isinstance(g, dict) else g[0] for g in listed]
+        return sorted(g for g in ids if g.startswith(prefix))
+
     @staticmethod
     def _members(admin, group_id: str) -> int:
         described = admin.describe_groups([group_id]).get(group_id) or {}

@@ -155,6 +155,14 @@ class LocalTopicBus:
             conn.close()
         return GroupLag(group_id, members, tuple(partitions))
 
+    def list_groups(self, prefix: str) -> list[str]:
+        conn = _connect(self.path)
+        try:
+            rows = conn.execute("SELECT group_id FROM committed UNION SELECT group_id FROM members").fetchall()
+        finally:
+            conn.close()
+        return sorted(g for (g,) in rows if g.startswith(prefix))
+
     def producer(self) -> "LocalTopicProducer":
         return LocalTopicProducer(self)
 

@@ -322,3 +322,22 @@ def test_group_lag_is_read_from_outside_the_group(bus):
         time.sleep(0.2)
     members, after = _lags(bus, group, [topic])
     assert members == 0 and after == during
+
+
+def test_list_groups_finds_groups_by_prefix(bus):
+    """A search replica's group is found by its prefix while it runs and after it stopped
+    (its committed offsets stay), and nothing else is."""
+    topic, prefix = f"groups.{_uid()}", f"replica{_uid()}."
+    bus.ensure_topics({topic: 1})
+    producer = bus.producer()
+    producer.publish(topic, b"m", key=b"k")
+    producer.close()
+    consumer = bus.consumer([topic], prefix + "a")
+    try:
+        got = _poll_until(consumer, 1)
+        consumer.commit(got[0])
+        assert bus.list_groups(prefix) == [prefix + "a"]
+    finally:
+        consumer.close()
+    assert bus.list_groups(prefix) == [prefix + "a"]
+    assert bus.list_groups(f"other{_uid()}.") == []
