@@ -30,6 +30,7 @@ from longtail_common.ports import (
 from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Consumer, Needs, Running, run_service
 from transcoder_svc.jobs import outputs
+from transcoder_svc.jobs.audio_tracks import AudioTrackJob
 from transcoder_svc.jobs.base import (Job, Result, WorkerContext, popular_x264_preset, rate_control,
                                       remove_dead_workers_scratch)
 from transcoder_svc.jobs.chunked import ChunkJob
@@ -68,7 +69,9 @@ class TranscodeJob:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise PermanentError(f"video {request.video_id} does not exist") from exc
             raise
-        if request.make_downloads:
+        if request.HasField("make_audio_track"):
+            self._audio_track(request.make_audio_track, video)
+        elif request.make_downloads:
             self._downloads(request, video)
         elif request.add_codecs:
             self._upgrade(request, video)
@@ -85,6 +88,21 @@ class TranscodeJob:
                     telemetry.VIDEO_ID: video.id, "longtail.worker_id": self.ctx.worker_id}) as span:
                 made = DownloadsJob(self.ctx, self.metadata, video, list(request.make_downloads)).run()
                 span.set_attribute("longtail.downloads", [d.object_key.rsplit("/", 1)[-1] for d in made])
+        finally:
+            self.status["current_video_id"] = ""
+
+    def _audio_track(self, track: video_pb2.AudioTrack, video: video_pb2.Video) -> None:
+        if video.status != S.VIDEO_STATUS_READY:
+            log.info("audio track of %s skipped: it is %s", video.id, S.Name(video.status))
+            return
+        self.status["current_video_id"] = video.id
+        try:
+            with telemetry.tracer().start_as_current_span("audio track", attributes={
+                    telemetry.VIDEO_ID: video.id, "longtail.worker_id": self.ctx.worker_id,
+                    "longtail.language": track.language}) as span:
+                recorded = AudioTrackJob(self.ctx, self.metadata, video, track).run()
+                if recorded is not None and recorded.failure_reason:
+                    telemetry.record_error(span, recorded.failure_reason)
         finally:
             self.status["current_video_id"] = ""
 

@@ -9,11 +9,14 @@ served as before (the signing benchmark's baseline).
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from longtail.metadata.v1 import video_pb2
 from longtail_common.config import Config
 from longtail_common.ports import (
     EDGE_BUCKET_PREFIX,
@@ -25,13 +28,21 @@ from longtail_common.ports import (
     is_valid_region,
     validate_object_key,
 )
+from gateway.audio_tracks import is_audio_track_key, manifest_video, with_audio_tracks
 from gateway.api_docs import MEDIA_TYPES, RANGE_HEADER, media_responses
 from gateway.dependencies import Cfg, Objects, Signer
 from gateway.errors import ApiError, error_responses
 from gateway.media_links import presign_seconds, signed_playlist
+from gateway.routes.videos import cached_video
 from gateway.signing import MediaGrant, PlaybackSigner, TokenRefused
 
+log = logging.getLogger("gateway.media")
 router = APIRouter()
+# A manifest with tracks added after the transcode (alternate audio) is made from the
+# stored one per video version; caches keep it briefly, so a change reaches players soon.
+EXTENDED_MANIFEST_MAX_AGE_S = 60
+TRACKS_LOOKUP_TIMEOUT_S = 2.0
+MANIFEST_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".mpd": "application/dash+xml"}
 
 
 def byte_range(range_header: str, size: int) -> tuple[int, int]:
@@ -78,6 +89,40 @@ def serve_object(objects: ObjectStore, bucket: str, key: str, request: Request, 
     return StreamingResponse(stream, status_code=status, headers=headers, media_type=info.content_type)
 
 
+async def extended_manifest(request: Request, objects: ObjectStore, bucket: str, key: str,
+                            grant: MediaGrant | None) -> Response | None:
+    """A master playlist or MPD with the video's alternate audio tracks added
+    (gateway/audio_tracks.py); None when `key` is no manifest or nothing is added."""
+    video_id = manifest_video(key)
+    if video_id is None or request.method != "GET":
+        return None
+    try:
+        # The token was checked: the video's tracks are the grant's to hear. Bounded: with
+        # metadata slow or away, players get the stored manifest, not a stall.
+        entry = await asyncio.wait_for(cached_video(request, video_id), TRACKS_LOOKUP_TIMEOUT_S)
+        video = entry.video()
+        if not any(t.status == video_pb2.AUDIO_TRACK_STATUS_READY for t in video.audio_tracks):
+            return None
+        body = entry.rendered(("manifest", bucket, key), lambda: with_audio_tracks(
+            key, objects.get_bytes(bucket, key), video, lambda k: objects.get_bytes(MEDIA_BUCKET, k)))
+    except (ApiError, NotFoundError, InvalidKeyError):
+        return None  # no record or no stored manifest: served (or refused) as stored
+    except Exception as exc:  # noqa: BLE001 - metadata unreachable: the stored manifest still plays
+        log.warning("audio tracks of video %s unavailable (%s); manifest served as stored", video_id, exc)
+        return None
+    cache = "private" if grant is not None and grant.account else "public"
+    return Response(body, media_type=MANIFEST_TYPES[key[key.rindex("."):]], headers={
+        "Cache-Control": f"{cache}, max-age={EXTENDED_MANIFEST_MAX_AGE_S}", "Access-Control-Allow-Origin": "*"})
+
+
+def edge_source(objects: ObjectStore, bucket: str, key: str) -> str:
+    """Where the edge stand-in reads `key` from: its own bucket, or for an audio track
+    added after the video was pushed there, the origin's (a CDN fetches a miss from origin)."""
+    if is_audio_track_key(key) and objects.stat(bucket, key) is None:
+        return MEDIA_BUCKET
+    return bucket
+
+
 def refuse_unsigned(cfg: Config) -> None:
     if cfg.playback.signed:
         raise ApiError(403, "SIGNATURE_REQUIRED",
@@ -116,7 +161,8 @@ def origin_response(objects: ObjectStore, signer: PlaybackSigner, key: str, requ
                   responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def signed_origin_object(token: str, key: str, request: Request, objects: Objects, signer: Signer):
     grant = await check_token(signer, token, key, request)
-    return origin_response(objects, signer, key, request, grant)
+    extended = await extended_manifest(request, objects, MEDIA_BUCKET, key, grant)
+    return extended or origin_response(objects, signer, key, request, grant)
 
 
 @router.api_route("/origin/{key:path}", methods=["GET", "HEAD"], name="origin_object",
@@ -124,7 +170,8 @@ async def signed_origin_object(token: str, key: str, request: Request, objects: 
                   responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def origin_object(key: str, request: Request, cfg: Cfg, objects: Objects, signer: Signer):
     refuse_unsigned(cfg)
-    return origin_response(objects, signer, key, request, None)
+    extended = await extended_manifest(request, objects, MEDIA_BUCKET, key, None)
+    return extended or origin_response(objects, signer, key, request, None)
 
 
 def edge_bucket(region: str) -> str:
@@ -139,7 +186,8 @@ def edge_bucket(region: str) -> str:
 async def signed_edge_object(region: str, token: str, key: str, request: Request, objects: Objects, signer: Signer):
     bucket = edge_bucket(region)
     grant = await check_token(signer, token, key, request)
-    return serve_object(objects, bucket, key, request, grant)
+    extended = await extended_manifest(request, objects, bucket, key, grant)
+    return extended or serve_object(objects, edge_source(objects, bucket, key), key, request, grant)
 
 
 @router.api_route("/edge/{region}/{key:path}", methods=["GET", "HEAD"], name="edge_object",
@@ -148,4 +196,5 @@ async def signed_edge_object(region: str, token: str, key: str, request: Request
 async def edge_object(region: str, key: str, request: Request, cfg: Cfg, objects: Objects):
     bucket = edge_bucket(region)
     refuse_unsigned(cfg)
-    return serve_object(objects, bucket, key, request, None)
+    extended = await extended_manifest(request, objects, bucket, key, None)
+    return extended or serve_object(objects, edge_source(objects, bucket, key), key, request, None)

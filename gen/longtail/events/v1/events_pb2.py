@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from longtail.metadata.v1 import video_pb2 as longtail_dot_metadata_dot_v1_dot_video__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flongtail/events/v1/events.proto\x12\x12longtail.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a longtail/metadata/v1/video.proto\"\x81\x02\n\x10TranscodeRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nraw_bucket\x18\x02 \x01(\t\x12\x16\n\x0eraw_object_key\x18\x03 \x01(\t\x12\x30\n\x0crequest_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x05\x63hunk\x18\x05 \x01(\x0b\x32\".longtail.events.v1.TranscodeChunk\x12\x12\n\nadd_codecs\x18\x06 \x03(\t\x12\x36\n\x0emake_downloads\x18\x14 \x03(\x0b\x32\x1e.longtail.metadata.v1.Download\"_\n\x0eTranscodeChunk\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x15\n\rstart_seconds\x18\x03 \x01(\x01\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\"\xb2\x02\n\x0fTranscodeResult\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\x12\x33\n\nrenditions\x18\x05 \x03(\x0b\x32\x1f.longtail.metadata.v1.Rendition\x12\x33\n\nthumbnails\x18\x06 \x03(\x0b\x32\x1f.longtail.metadata.v1.Thumbnail\x12\x37\n\tmanifests\x18\x07 \x03(\x0b\x32$.longtail.metadata.v1.StreamManifest\x12\x11\n\tworker_id\x18\x08 \x01(\t\x12\x14\n\x0c\x61\x64\x64\x65\x64_codecs\x18\t \x03(\t\"w\n\x0eVideoPublished\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x30\n\x0cpublish_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x0cVideoChanged\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12/\n\x0b\x63hange_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x06\x63hange\x18\x03 \x01(\x0e\x32\x1f.longtail.events.v1.VideoChange\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\"\x8e\x01\n\x0cVideoDeleted\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\t\x12\x16\n\x0eraw_object_key\x18\x03 \x01(\t\x12\x0f\n\x07regions\x18\x04 \x03(\t\x12/\n\x0b\x64\x65lete_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x01\n\tViewEvent\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x10\n\x04kind\x18\x03 \x01(\tB\x02\x18\x01\x12\x15\n\rbytes_watched\x18\x04 \x01(\x03\x12.\n\nevent_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tview_kind\x18\x06 \x01(\x0e\x32\x1c.longtail.events.v1.ViewKind\"\xa7\x01\n\rCaptionsReady\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x12\n\ncaption_id\x18\x05 \x01(\t\x12\x11\n\tautomatic\x18\x06 \x01(\x08\x12.\n\nready_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*j\n\x08ViewKind\x12\x19\n\x15VIEW_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fVIEW_KIND_START\x10\x01\x12\x16\n\x12VIEW_KIND_PROGRESS\x10\x02\x12\x16\n\x12VIEW_KIND_COMPLETE\x10\x03*y\n\x0bVideoChange\x12\x1c\n\x18VIDEO_CHANGE_UNSPECIFIED\x10\x00\x12\x18\n\x14VIDEO_CHANGE_CREATED\x10\x01\x12\x18\n\x14VIDEO_CHANGE_UPDATED\x10\x02\x12\x18\n\x14VIDEO_CHANGE_DELETED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flongtail/events/v1/events.proto\x12\x12longtail.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a longtail/metadata/v1/video.proto\"\xbd\x02\n\x10TranscodeRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nraw_bucket\x18\x02 \x01(\t\x12\x16\n\x0eraw_object_key\x18\x03 \x01(\t\x12\x30\n\x0crequest_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x05\x63hunk\x18\x05 \x01(\x0b\x32\".longtail.events.v1.TranscodeChunk\x12\x12\n\nadd_codecs\x18\x06 \x03(\t\x12\x36\n\x0emake_downloads\x18\x14 \x03(\x0b\x32\x1e.longtail.metadata.v1.Download\x12:\n\x10make_audio_track\x18\x32 \x01(\x0b\x32 .longtail.metadata.v1.AudioTrack\"_\n\x0eTranscodeChunk\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x15\n\rstart_seconds\x18\x03 \x01(\x01\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\"\xb2\x02\n\x0fTranscodeResult\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\x12\x33\n\nrenditions\x18\x05 \x03(\x0b\x32\x1f.longtail.metadata.v1.Rendition\x12\x33\n\nthumbnails\x18\x06 \x03(\x0b\x32\x1f.longtail.metadata.v1.Thumbnail\x12\x37\n\tmanifests\x18\x07 \x03(\x0b\x32$.longtail.metadata.v1.StreamManifest\x12\x11\n\tworker_id\x18\x08 \x01(\t\x12\x14\n\x0c\x61\x64\x64\x65\x64_codecs\x18\t \x03(\t\"w\n\x0eVideoPublished\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x30\n\x0cpublish_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x0cVideoChanged\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12/\n\x0b\x63hange_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x06\x63hange\x18\x03 \x01(\x0e\x32\x1f.longtail.events.v1.VideoChange\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\"\x8e\x01\n\x0cVideoDeleted\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\t\x12\x16\n\x0eraw_object_key\x18\x03 \x01(\t\x12\x0f\n\x07regions\x18\x04 \x03(\t\x12/\n\x0b\x64\x65lete_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x01\n\tViewEvent\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x10\n\x04kind\x18\x03 \x01(\tB\x02\x18\x01\x12\x15\n\rbytes_watched\x18\x04 \x01(\x03\x12.\n\nevent_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tview_kind\x18\x06 \x01(\x0e\x32\x1c.longtail.events.v1.ViewKind\"\xa7\x01\n\rCaptionsReady\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x12\n\ncaption_id\x18\x05 \x01(\t\x12\x11\n\tautomatic\x18\x06 \x01(\x08\x12.\n\nready_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*j\n\x08ViewKind\x12\x19\n\x15VIEW_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fVIEW_KIND_START\x10\x01\x12\x16\n\x12VIEW_KIND_PROGRESS\x10\x02\x12\x16\n\x12VIEW_KIND_COMPLETE\x10\x03*y\n\x0bVideoChange\x12\x1c\n\x18VIDEO_CHANGE_UNSPECIFIED\x10\x00\x12\x18\n\x14VIDEO_CHANGE_CREATED\x10\x01\x12\x18\n\x14VIDEO_CHANGE_UPDATED\x10\x02\x12\x18\n\x14VIDEO_CHANGE_DELETED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,24 +35,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VIEWEVENT'].fields_by_name['kind']._loaded_options = None
   _globals['_VIEWEVENT'].fields_by_name['kind']._serialized_options = b'\030\001'
-  _globals['_VIEWKIND']._serialized_start=1557
-  _globals['_VIEWKIND']._serialized_end=1663
-  _globals['_VIDEOCHANGE']._serialized_start=1665
-  _globals['_VIDEOCHANGE']._serialized_end=1786
+  _globals['_VIEWKIND']._serialized_start=1617
+  _globals['_VIEWKIND']._serialized_end=1723
+  _globals['_VIDEOCHANGE']._serialized_start=1725
+  _globals['_VIDEOCHANGE']._serialized_end=1846
   _globals['_TRANSCODEREQUEST']._serialized_start=123
-  _globals['_TRANSCODEREQUEST']._serialized_end=380
-  _globals['_TRANSCODECHUNK']._serialized_start=382
-  _globals['_TRANSCODECHUNK']._serialized_end=477
-  _globals['_TRANSCODERESULT']._serialized_start=480
-  _globals['_TRANSCODERESULT']._serialized_end=786
-  _globals['_VIDEOPUBLISHED']._serialized_start=788
-  _globals['_VIDEOPUBLISHED']._serialized_end=907
-  _globals['_VIDEOCHANGED']._serialized_start=910
-  _globals['_VIDEOCHANGED']._serialized_end=1054
-  _globals['_VIDEODELETED']._serialized_start=1057
-  _globals['_VIDEODELETED']._serialized_end=1199
-  _globals['_VIEWEVENT']._serialized_start=1202
-  _globals['_VIEWEVENT']._serialized_end=1385
-  _globals['_CAPTIONSREADY']._serialized_start=1388
-  _globals['_CAPTIONSREADY']._serialized_end=1555
+  _globals['_TRANSCODEREQUEST']._serialized_end=440
+  _globals['_TRANSCODECHUNK']._serialized_start=442
+  _globals['_TRANSCODECHUNK']._serialized_end=537
+  _globals['_TRANSCODERESULT']._serialized_start=540
+  _globals['_TRANSCODERESULT']._serialized_end=846
+  _globals['_VIDEOPUBLISHED']._serialized_start=848
+  _globals['_VIDEOPUBLISHED']._serialized_end=967
+  _globals['_VIDEOCHANGED']._serialized_start=970
+  _globals['_VIDEOCHANGED']._serialized_end=1114
+  _globals['_VIDEODELETED']._serialized_start=1117
+  _globals['_VIDEODELETED']._serialized_end=1259
+  _globals['_VIEWEVENT']._serialized_start=1262
+  _globals['_VIEWEVENT']._serialized_end=1445
+  _globals['_CAPTIONSREADY']._serialized_start=1448
+  _globals['_CAPTIONSREADY']._serialized_end=1615
 # @@protoc_insertion_point(module_scope)
