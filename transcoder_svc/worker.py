@@ -1,5 +1,5 @@
 """The transcoder worker process: consume transcode requests, run each as the job it asks
-for (jobs/: an encode, a codec upgrade, download files), publish its result; serve
+for (jobs/: an encode, a codec upgrade, download files, an alternate audio track), publish its result; serve
 GetWorkerStatus."""
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from longtail_common.consumer import PermanentError
 from longtail_common.grpc_server import client_channel
 from longtail_common.ports import (
     MEDIA_BUCKET,
+    RAW_BUCKET,
     TOPIC_TRANSCODE_REQUESTS,
     TOPIC_TRANSCODE_RESULTS,
     Message,
@@ -67,6 +68,9 @@ class TranscodeJob:
             video = self.metadata.GetVideo(mpb.GetVideoRequest(id=request.video_id), timeout=30)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
+                if request.make_audio_track.source_object_key.startswith(f"audio-tracks/{request.video_id}/"):
+                    # its upload has no video to join
+                    self.ctx.objects.delete(RAW_BUCKET, request.make_audio_track.source_object_key)
                 raise PermanentError(f"video {request.video_id} does not exist") from exc
             raise
         if request.HasField("make_audio_track"):
@@ -92,6 +96,8 @@ class TranscodeJob:
             self.status["current_video_id"] = ""
 
     def _audio_track(self, track: video_pb2.AudioTrack, video: video_pb2.Video) -> None:
+        if not track.source_object_key.startswith(f"audio-tracks/{video.id}/") or not track.version.isalnum():
+            raise PermanentError(f"audio track of {video.id}: malformed request")
         if video.status != S.VIDEO_STATUS_READY:
             log.info("audio track of %s skipped: it is %s", video.id, S.Name(video.status))
             return

@@ -80,7 +80,7 @@ class AudioTrackJob:
             del self.track.encodings[:]
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        recorded = self.record(self.track)
+        recorded = self.record(self.track, still_wanted=True)
         if recorded is not None:
             self.ctx.objects.delete(RAW_BUCKET, self.track.source_object_key)
         return recorded
@@ -118,12 +118,19 @@ class AudioTrackJob:
             raise probe.MediaError(f"video {self.video.id} has no codec family to add the track to")
         return encodings
 
-    def record(self, track: video_pb2.AudioTrack) -> video_pb2.AudioTrack | None:
+    def record(self, track: video_pb2.AudioTrack, still_wanted: bool = False) -> video_pb2.AudioTrack | None:
         """Puts `track` in the video's audio_tracks (replacing the one of its language and
-        kind, whose files are then removed), compare-and-set; None if the video is gone."""
+        kind, whose files are then removed), compare-and-set; None if the video is gone, or
+        (`still_wanted`) if its owner deleted the track while it was encoded."""
         for _round in range(UPDATE_ROUNDS):
             try:
                 video = self.metadata.GetVideo(mpb.GetVideoRequest(id=self.video.id), timeout=30)
+                if still_wanted and not any(same_track(t, track) and t.version == track.version
+                                            for t in video.audio_tracks):
+                    self.remove_files(track)
+                    log.info("audio track %s of %s was deleted while encoded; removed its files",
+                             track_folder(track), self.video.id)
+                    return None
                 replaced = [t for t in video.audio_tracks if same_track(t, track) and t.version != track.version]
                 tracks = [t for t in video.audio_tracks if not same_track(t, track)] + [track]
                 patch = video_pb2.Video(id=video.id, etag=video.etag, audio_tracks=tracks)
