@@ -57,7 +57,11 @@ def track_label(language: str, kind: str, label: str) -> str:
         if len(label) > MAX_LABEL_CHARS or not label.isprintable():
             raise ApiError(400, "INVALID_ARGUMENT", f"label: at most {MAX_LABEL_CHARS} printable characters")
         return label.strip()
-    return langcodes.Language.get(language).autonym().capitalize() + KIND_WORDS[kind]
+    try:
+        name = langcodes.Language.get(language).autonym().capitalize()
+    except (LookupError, ValueError):  # a registered tag with no name in the data: the tag
+        name = language
+    return name + KIND_WORDS[kind]
 
 
 async def store_body(request: Request, objects, key: str, cap: int) -> int:
