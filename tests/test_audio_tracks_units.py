@@ -1,19 +1,25 @@
 """Alternate audio tracks without a platform: the served HLS master and DASH MPD read back
 with m3u8 and mpegdash, BCP-47 tags, the watch payload's shape, and metadata's rule that an
-owner may only remove tracks."""
+owner may only remove tracks; the transcoder's encode of a track (padded, aligned, each
+family's codec) and its refusal of a file without sound."""
 from __future__ import annotations
 
+import subprocess
+
+import av
+import imageio_ffmpeg
 import m3u8
 import pytest
 from mpegdash.parser import MPEGDASHParser
 
 from longtail.metadata.v1 import video_pb2
 from gateway.audio_track_json import audio_tracks_json
-from gateway.audio_tracks import (AudioRendition, hls_master_with_audio, is_audio_track_key, mpd_with_audio,
+from gateway.audio_tracks import (hls_master_with_audio, is_audio_track_key,
                                   renditions_for, with_audio_tracks)
 from gateway.errors import ApiError
 from gateway.routes.audio_tracks import canonical_language, track_label
 from metadata_svc.server import _only_removes_audio_tracks
+from transcoder_svc import ffmpeg_graphs, packaging, probe
 
 KEY = "videos/v1/h264/master.m3u8"
 MPD_KEY = "videos/v1/h264/manifest.mpd"
@@ -162,3 +168,34 @@ def test_an_owner_may_remove_tracks_but_not_add_or_change_them():
     changed.encodings[0].playlist_object_key = "videos/other/h264/audio-de-dub-ab12/playlist.m3u8"
     assert not _only_removes_audio_tracks(current, video_with(changed))
     assert not _only_removes_audio_tracks(current, video_with(DUB, DESCRIPTION, track("it", 2)))
+
+
+@pytest.mark.parametrize("codec,expected", [("aac", "aac"), ("opus", "opus")])
+def test_a_short_track_is_padded_to_the_video_in_aligned_segments(tmp_path, codec, expected):
+
+    src = tmp_path / "tone.wav"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f",
+                    "lavfi", "-i", "sine=frequency=660:sample_rate=22050:duration=3", str(src)], check=True)
+    ffmpeg_graphs.encode_audio_track(str(src), probe.probe_audio(str(src)), str(tmp_path / "out"), codec, 6.0,
+                                     timeout_s=60)
+    pl = packaging.read_media_playlist(tmp_path / "out" / "playlist.m3u8")
+    assert [round(d) for _, d in pl.segments] == [4, 2] and pl.init == "init.mp4"
+    data = (tmp_path / "out" / "init.mp4").read_bytes() + (tmp_path / "out" / pl.segments[0][0]).read_bytes()
+    (tmp_path / "first.mp4").write_bytes(data)
+    with av.open(str(tmp_path / "first.mp4")) as container:
+        stream = container.streams.audio[0]
+        assert (stream.codec_context.name, stream.codec_context.sample_rate, stream.codec_context.channels) == (
+            expected, 48000, 2)
+
+
+def test_a_file_without_sound_is_refused(tmp_path):
+
+    silent = tmp_path / "silent.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f",
+                    "lavfi", "-i", "testsrc2=size=64x64:rate=10:duration=1", "-c:v", "libx264", str(silent)],
+                   check=True)
+    with pytest.raises(probe.MediaError, match="no audio stream"):
+        probe.probe_audio(str(silent))
+    (tmp_path / "empty").write_bytes(b"")
+    with pytest.raises(probe.MediaError, match="empty"):
+        probe.probe_audio(str(tmp_path / "empty"))
