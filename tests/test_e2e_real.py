@@ -281,4 +281,4 @@ def test_audio_track_on_real_engines(real_platform, client, clip):
     playlist = m3u8.loads(httpx.get(dub.absolute_uri, timeout=30).text)
     assert real_platform.cfg.s3.endpoint in playlist.segments[0].uri  # presigned: straight from S3
     assert httpx.get(playlist.segments[0].uri, timeout=30).status_code == 200
-    assert not list(_objects(real_platform).list_keys(RAW_BUCKET, f"audio-tracks/{vid}/"))  # the source is gone
+    assert not list(_objects(real_platform).list_keys(RAW_BUCKET, f"{vid}/audio-tracks/"))  # the source is gone

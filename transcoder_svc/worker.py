@@ -68,7 +68,7 @@ class TranscodeJob:
             video = self.metadata.GetVideo(mpb.GetVideoRequest(id=request.video_id), timeout=30)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                if request.make_audio_track.source_object_key.startswith(f"audio-tracks/{request.video_id}/"):
+                if request.make_audio_track.source_object_key.startswith(f"{request.video_id}/audio-tracks/"):
                     # its upload has no video to join
                     self.ctx.objects.delete(RAW_BUCKET, request.make_audio_track.source_object_key)
                 raise PermanentError(f"video {request.video_id} does not exist") from exc
@@ -96,7 +96,7 @@ class TranscodeJob:
             self.status["current_video_id"] = ""
 
     def _audio_track(self, track: video_pb2.AudioTrack, video: video_pb2.Video) -> None:
-        if not track.source_object_key.startswith(f"audio-tracks/{video.id}/") or not track.version.isalnum():
+        if not track.source_object_key.startswith(f"{video.id}/audio-tracks/") or not track.version.isalnum():
             raise PermanentError(f"audio track of {video.id}: malformed request")
         if video.status != S.VIDEO_STATUS_READY:
             log.info("audio track of %s skipped: it is %s", video.id, S.Name(video.status))

@@ -99,10 +99,11 @@ async def create_audio_track(video_id: str, request: Request, cfg: Cfg, metadata
     if not content_type.startswith(ACCEPTED_TYPES):
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "send an audio/* or video/* file")
     kinds = {(t.language, t.kind) for t in video.audio_tracks} | {(language, AUDIO_TRACK_KINDS[kind])}
-    if len(kinds) > cfg.audio_tracks.max_tracks_per_video:
-        raise ApiError(409, "TOO_MANY_TRACKS", f"a video has at most {cfg.audio_tracks.max_tracks_per_video} audio tracks")
+    most = cfg.audio_tracks.max_tracks_per_video
+    if len(kinds) > most:
+        raise ApiError(409, "TOO_MANY_TRACKS", f"a video has at most {most} audio tracks")
     version = uuid.uuid4().hex[:12]
-    key = f"audio-tracks/{video.id}/{language}-{kind}-{version}"
+    key = f"{video.id}/audio-tracks/{language}-{kind}-{version}"  # (a deleted video's raw prefix goes with it)
     await store_body(request, objects, key, cfg.audio_tracks.max_upload_bytes)
     track = video_pb2.AudioTrack(language=language, kind=AUDIO_TRACK_KINDS[kind], label=label, version=version,
                                  source_object_key=key, status=video_pb2.AUDIO_TRACK_STATUS_PROCESSING)
