@@ -103,7 +103,7 @@ async def extended_manifest(request: Request, objects: ObjectStore, bucket: str,
         video = entry.video()
         if not any(t.status == video_pb2.AUDIO_TRACK_STATUS_READY for t in video.audio_tracks):
             return None
-        body = entry.rendered(("manifest", bucket, key), lambda: with_audio_tracks(
+        body = entry.rendered(("audio-manifest", bucket, key), lambda: with_audio_tracks(
             key, objects.get_bytes(bucket, key), video, lambda k: objects.get_bytes(MEDIA_BUCKET, k)))
     except (ApiError, NotFoundError, InvalidKeyError):
         return None  # no record or no stored manifest: served (or refused) as stored
