@@ -25,8 +25,8 @@ from gateway.instrumentation import instrument
 from gateway.limits import RequestLimits
 from gateway.ratelimit import ClientAddresses, RateLimitMiddleware, RateLimits, document_rate_limits, limit_account
 from gateway.frames import FrameMaker
-from gateway.routes import (account, captions, channels, downloads, health, media, my_videos, pages, thumbnails, uploads,
-                            videos, views, webhooks)
+from gateway.routes import (account, audio_tracks, captions, channels, downloads, health, media, my_videos, pages,
+                            thumbnails, uploads, videos, views, webhooks)
 from gateway.routes.health import ServiceHealth
 from gateway.signing import make_signer
 from gateway.video_cache import ChangeListener, VideoCache
@@ -71,8 +71,8 @@ def create_app(cfg: Config) -> FastAPI:
     app.state.sign_in_failures = FailureWindow(cfg.auth.sign_in_max_failures, cfg.auth.sign_in_failure_window_s)
     register_error_handlers(app)
     # Signed-in requests also count against their account's limits (not stream bytes or probes).
-    for router in (videos.router, channels.router, captions.router, downloads.router, thumbnails.router, views.router,
-                   uploads.router, account.router, webhooks.router):
+    for router in (videos.router, channels.router, captions.router, audio_tracks.router, downloads.router,
+                   thumbnails.router, views.router, uploads.router, account.router, webhooks.router):
         app.include_router(router, dependencies=[Depends(limit_account)])
     for router in (media.router, health.router):
         app.include_router(router)

@@ -8,9 +8,8 @@ from __future__ import annotations
 import re
 
 from longtail.metadata.v1 import caption_pb2, video_pb2
-from gateway.manifests_extra import ExtraTrack, hls_master_with, mpd_with
+from gateway.manifests_extra import ExtraTrack, hls_master_with, manifest_video, mpd_with
 
-MANIFEST_KEY = re.compile(r"videos/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/[A-Za-z0-9_.-]+/(master\.m3u8|manifest\.mpd)")
 SUBTITLES_GROUP = "subs"
 # Apple's characteristic for captions that carry sounds besides the dialogue (SDH).
 SDH = "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound"
@@ -23,11 +22,6 @@ def is_caption_key(key: str) -> bool:
     """Whether `key` is one of a caption's files (videos/<id>/captions/<lang>/<version>/...)."""
     return CAPTION_KEY.fullmatch(key) is not None
 
-
-def manifest_video(key: str) -> str | None:
-    """The video whose master playlist or MPD `key` is, else None."""
-    m = MANIFEST_KEY.fullmatch(key)
-    return m.group(1) if m else None
 
 
 def caption_tracks(video: video_pb2.Video) -> list[ExtraTrack]:

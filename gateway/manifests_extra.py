@@ -39,6 +39,16 @@ class ExtraTrack:
     dash_codecs: str = ""
 
 
+# The master playlist or MPD of a video's codec family: what the added tracks are written into.
+MANIFEST_KEY = re.compile(r"videos/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/[A-Za-z0-9_.-]+/(master\.m3u8|manifest\.mpd)")
+
+
+def manifest_video(key: str) -> str | None:
+    """The video whose master playlist or MPD `key` is, else None."""
+    m = MANIFEST_KEY.fullmatch(key)
+    return m.group(1) if m else None
+
+
 def _quoted(value: str) -> str:
     """A quoted-string attribute value: no double quote, CR or LF (RFC 8216 4.2)."""
     return _ATTR_VALUE_UNSAFE.sub(" ", value)

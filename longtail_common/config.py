@@ -359,6 +359,17 @@ class GatewayConfig:
 
 
 @dataclass
+class AudioTracksConfig:
+    """Alternate audio tracks (dubs, audio description) uploaded by a video's owner and
+    encoded by the transcoder (gateway/routes/audio_tracks.py)."""
+
+    # An uploaded track's file (audio, or a video whose sound is taken), bytes: 413 beyond.
+    max_upload_bytes: int = 512 * 1024 * 1024
+    # Tracks per video (every (language, kind) pair counts once; a replacement is free).
+    max_tracks_per_video: int = 16
+
+
+@dataclass
 class LimitsConfig:
     """Rate limits per client address and per account, shared by every gateway process (the
     `limits` library's sliding window counter), and per-account quotas. A rate is the
@@ -437,6 +448,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     downloads: DownloadsConfig = field(default_factory=DownloadsConfig)
+    audio_tracks: AudioTracksConfig = field(default_factory=AudioTracksConfig)
     thumbnails: ThumbnailsConfig = field(default_factory=ThumbnailsConfig)
 
     @property

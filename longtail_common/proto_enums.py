@@ -69,3 +69,8 @@ PLACEMENT_POLICY = DualField(video_pb2.PlacementDecision, "policy", "placement_p
     "model-gbm": video_pb2.PLACEMENT_POLICY_MODEL_GBM,
     "rule-yesterday": video_pb2.PLACEMENT_POLICY_RULE_YESTERDAY,
 })
+AUDIO_TRACK_KINDS = {"main": video_pb2.AUDIO_TRACK_KIND_MAIN, "dub": video_pb2.AUDIO_TRACK_KIND_DUB,
+                     "description": video_pb2.AUDIO_TRACK_KIND_DESCRIPTION}
+AUDIO_TRACK_KIND_NAMES = {number: text for text, number in AUDIO_TRACK_KINDS.items()}
+AUDIO_TRACK_STATUS_NAMES = {video_pb2.AUDIO_TRACK_STATUS_PROCESSING: "processing",
+                            video_pb2.AUDIO_TRACK_STATUS_READY: "ready", video_pb2.AUDIO_TRACK_STATUS_FAILED: "failed"}

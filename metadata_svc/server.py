@@ -69,6 +69,7 @@ UPDATABLE_FIELDS = {
     "privacy",
     "downloads",
     "download_policy",
+    "audio_tracks",
 }
 
 P = video_pb2.Privacy
@@ -85,6 +86,13 @@ MAX_PAGE_SIZE = 100
 # A public-only listing skips the channel's other videos; it reads at most this many per
 # call, then answers a short page with a token to go on from.
 MAX_LISTING_SCAN = 2000
+
+
+def _only_removes_audio_tracks(current: video_pb2.Video, patch: video_pb2.Video) -> bool:
+    """Whether the patch's audio_tracks are some of the video's, unchanged: an owner may
+    delete tracks, but only the transcoder records (and so points at files of) one."""
+    have = [t.SerializeToString(deterministic=True) for t in current.audio_tracks]
+    return all(t.SerializeToString(deterministic=True) in have for t in patch.audio_tracks)
 
 
 def _now() -> Timestamp:
@@ -305,7 +313,8 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         self._require_owner(context, current)
         principal = caller()
         if principal is not None and principal.is_account:
-            refused = sorted({p.split(".")[0] for p in paths} - ACCOUNT_UPDATABLE_FIELDS)
+            refused = sorted({p.split(".")[0] for p in paths} - ACCOUNT_UPDATABLE_FIELDS
+                             - ({"audio_tracks"} if _only_removes_audio_tracks(current, patch) else set()))
             if refused:
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, f"only services write {', '.join(refused)}")
         if patch.etag and patch.etag != current.etag:

@@ -96,6 +96,17 @@ ROWS: dict[tuple[str, str], Row] = {
     # A download file is served under its own signed URL only.
     ("signed_download", "GET"): Row(each(403), lambda s: f"/dl/t/not-a-token/videos/{s.video_id}/downloads/audio.m4a"),
     ("signed_download", "HEAD"): Row(each(403), lambda s: f"/dl/t/not-a-token/videos/{s.video_id}/downloads/audio.m4a"),
+    # Alternate audio tracks: the owner (or an admin) uploads and deletes; a bad language tag
+    # (an upload) and a track the video lacks (a delete) answer after the access check.
+    ("create_audio_track", "POST"): Row(signed_in(401, 403, 400, 400),
+                                        lambda s: f"/v1/videos/{s.video_id}/audio-tracks?language=english&kind=dub",
+                                        lambda s: {"content": b"RIFF", "headers": {"Content-Type": "audio/wav"}},
+                                        private=signed_in(401, 404, 400, 400)),
+    ("list_audio_tracks", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/audio-tracks",
+                                      private=signed_in(404, 404, 200, 200)),
+    ("delete_audio_track", "DELETE"): Row(signed_in(401, 403, 404, 404),
+                                          lambda s: f"/v1/videos/{s.video_id}/audio-tracks/de/dub",
+                                          private=signed_in(401, 404, 404, 404)),
     # Thumbnails: any moment for whoever may watch; the poster is the owner's (or an admin's).
     ("thumbnail_at", "GET"): Row(each(200), lambda s: f"/v1/videos/{s.video_id}/thumbnail.jpg?time=1&width=160",
                                  private=signed_in(404, 404, 200, 200)),

@@ -346,3 +346,30 @@ def test_privacy_edit_and_delete_on_real_engines(real_platform, client, clip):
         assert store.get_video(vid) is None
     finally:
         store.close()
+
+
+def test_audio_track_on_real_engines(real_platform, client, clip):
+    """Issue 27's alternate audio on S3, Kafka and Cassandra: a dub uploaded (a video file:
+    its sound is taken) is encoded by the transcoder, stored in S3, recorded in Cassandra,
+    and served in the master playlist, whose track playlist names presigned S3 segments."""
+    import m3u8
+
+    base = real_platform.gateway_url
+    vid = upload_all(client, clip, base, title="Real dub", channel="realchan")
+    assert wait_ready(client, base, vid, timeout_s=300)["status"] == "READY"
+    with open(clip, "rb") as fh:
+        asked = client.post(f"{base}/v1/videos/{vid}/audio-tracks", params={"language": "es-419", "kind": "dub"},
+                            content=fh.read(), headers={"Content-Type": "video/mp4"})
+    assert asked.status_code == 202, asked.text
+    deadline = time.monotonic() + 180
+    while not (watched := client.get(f"{base}/v1/videos/{vid}/watch").json())["audio_tracks"]:
+        assert time.monotonic() < deadline, "no audio track listed"
+        time.sleep(0.5)
+    assert [t["language"] for t in watched["audio_tracks"]] == ["es-419"]
+    master_url = watched["stream"]["manifests"]["hls"]
+    master = m3u8.loads(httpx.get(master_url, timeout=30).text, uri=master_url)
+    dub = next(m for m in master.media if m.language == "es-419")
+    playlist = m3u8.loads(httpx.get(dub.absolute_uri, timeout=30).text)
+    assert real_platform.cfg.s3.endpoint in playlist.segments[0].uri  # presigned: straight from S3
+    assert httpx.get(playlist.segments[0].uri, timeout=30).status_code == 200
+    assert not list(_objects(real_platform).list_keys(RAW_BUCKET, f"{vid}/audio-tracks/"))  # the source is gone

@@ -527,3 +527,20 @@ def vmaf_many(distorted: list[str], reference: str, width: int, height: int, wor
         with open(log) as fh:
             out.append(float(json.load(fh)["pooled_metrics"]["vmaf"]["mean"]))
     return out
+
+
+def encode_audio_track(src: str, stream_index: int, out_dir: str, codec: str, duration_s: float,
+                       timeout_s: float = 3600) -> None:
+    """An alternate audio track as the ladder's audio is packaged (same codec settings,
+    CMAF segments of SEGMENT_SECONDS, <out_dir>/{init.mp4, segment_NNNNN.m4s,
+    playlist.m3u8}), padded with silence or cut to the video's duration so its segments
+    fall where the video's do."""
+    sound = ffmpeg.input(src)[str(stream_index)].filter("apad", whole_dur=f"{duration_s:.3f}")
+    options = {**_audio_options(codec), "t": f"{duration_s:.3f}", "vn": None, "sn": None, "dn": None,
+               "format": "hls", "hls_time": SEGMENT_SECONDS, "hls_playlist_type": "vod",
+               "hls_segment_type": "fmp4", "hls_fmp4_init_filename": "init.mp4",
+               "hls_flags": "independent_segments",
+               "hls_segment_filename": os.path.join(out_dir, "segment_%05d.m4s")}
+    os.makedirs(out_dir, exist_ok=True)
+    run(command(ffmpeg.output(sound, os.path.join(out_dir, "playlist.m3u8"), **options)), timeout_s,
+        "encoding the audio track")

@@ -103,6 +103,31 @@ def probe(path: str) -> MediaInfo:
         )
 
 
+def probe_audio(path: str) -> int:
+    """The index of the file's main audio stream (an alternate audio track's upload: any
+    file with sound, with or without pictures); MediaError if there is none that decodes."""
+    import av
+
+    if os.path.getsize(path) == 0:
+        raise MediaError("the uploaded file is empty")
+    try:
+        container = av.open(path)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"not an audio or video file we can read ({_short(exc)})") from exc
+    with container:
+        audio = _best_stream(container.streams.audio)
+        if audio is None:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise MediaError(f"the file has no audio stream (streams found: {', '.join(kinds)})")
+        try:
+            frame = next(container.decode(audio), None)
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"the audio stream cannot be decoded ({_short(exc)})") from exc
+        if frame is None:
+            raise MediaError("the audio stream has no decodable frames")
+        return audio.index
+
+
 def _best_stream(streams):
     # Skip attached pictures (cover art is a "video" stream of one frame).
     candidates = [s for s in streams if not (s.disposition & 0x400)] if streams else []

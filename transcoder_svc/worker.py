@@ -1,5 +1,5 @@
 """The transcoder worker process: consume transcode requests, run each as the job it asks
-for (jobs/: an encode, a codec upgrade, download files), publish its result; serve
+for (jobs/: an encode, a codec upgrade, download files, an alternate audio track), publish its result; serve
 GetWorkerStatus."""
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from longtail_common.consumer import PermanentError
 from longtail_common.grpc_server import client_channel
 from longtail_common.ports import (
     MEDIA_BUCKET,
+    RAW_BUCKET,
     TOPIC_TRANSCODE_REQUESTS,
     TOPIC_TRANSCODE_RESULTS,
     Message,
@@ -30,6 +31,7 @@ from longtail_common.ports import (
 from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Consumer, Needs, Running, run_service
 from transcoder_svc.jobs import outputs
+from transcoder_svc.jobs.audio_tracks import AudioTrackJob
 from transcoder_svc.jobs.base import (Job, Result, WorkerContext, popular_x264_preset, rate_control,
                                       remove_dead_workers_scratch)
 from transcoder_svc.jobs.captions import automatic_caption
@@ -67,9 +69,14 @@ class TranscodeJob:
             video = self.metadata.GetVideo(mpb.GetVideoRequest(id=request.video_id), timeout=30)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
+                if request.make_audio_track.source_object_key.startswith(f"{request.video_id}/audio-tracks/"):
+                    # its upload has no video to join
+                    self.ctx.objects.delete(RAW_BUCKET, request.make_audio_track.source_object_key)
                 raise PermanentError(f"video {request.video_id} does not exist") from exc
             raise
-        if request.make_downloads:
+        if request.HasField("make_audio_track"):
+            self._audio_track(request.make_audio_track, video)
+        elif request.make_downloads:
             self._downloads(request, video)
         elif request.automatic_captions:
             automatic_caption(self.ctx, self.metadata, request, video)
@@ -88,6 +95,23 @@ class TranscodeJob:
                     telemetry.VIDEO_ID: video.id, "longtail.worker_id": self.ctx.worker_id}) as span:
                 made = DownloadsJob(self.ctx, self.metadata, video, list(request.make_downloads)).run()
                 span.set_attribute("longtail.downloads", [d.object_key.rsplit("/", 1)[-1] for d in made])
+        finally:
+            self.status["current_video_id"] = ""
+
+    def _audio_track(self, track: video_pb2.AudioTrack, video: video_pb2.Video) -> None:
+        if not track.source_object_key.startswith(f"{video.id}/audio-tracks/") or not track.version.isalnum():
+            raise PermanentError(f"audio track of {video.id}: malformed request")
+        if video.status != S.VIDEO_STATUS_READY:
+            log.info("audio track of %s skipped: it is %s", video.id, S.Name(video.status))
+            return
+        self.status["current_video_id"] = video.id
+        try:
+            with telemetry.tracer().start_as_current_span("audio track", attributes={
+                    telemetry.VIDEO_ID: video.id, "longtail.worker_id": self.ctx.worker_id,
+                    "longtail.language": track.language}) as span:
+                recorded = AudioTrackJob(self.ctx, self.metadata, video, track).run()
+                if recorded is not None and recorded.failure_reason:
+                    telemetry.record_error(span, recorded.failure_reason)
         finally:
             self.status["current_video_id"] = ""
 

@@ -16,6 +16,7 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from longtail.metadata.v1 import video_pb2
 from longtail_common.config import Config
 from longtail_common.ports import (
     EDGE_BUCKET_PREFIX,
@@ -27,8 +28,10 @@ from longtail_common.ports import (
     is_valid_region,
     validate_object_key,
 )
+from gateway.audio_tracks import is_audio_track_key, with_audio_tracks
 from gateway.api_docs import MEDIA_TYPES, RANGE_HEADER, media_responses
-from gateway.caption_tracks import is_caption_key, manifest_video, with_captions
+from gateway.caption_tracks import is_caption_key, with_captions
+from gateway.manifests_extra import manifest_video
 from gateway.dependencies import Cfg, Objects, Signer
 from gateway.errors import ApiError, error_responses
 from gateway.media_links import presign_seconds, signed_playlist
@@ -37,10 +40,11 @@ from gateway.signing import MediaGrant, PlaybackSigner, TokenRefused
 
 log = logging.getLogger("gateway.media")
 router = APIRouter()
-# A manifest with captions added is made per request from the stored one: caches keep it
-# briefly, so a caption added or removed reaches players within a minute.
-CAPTIONED_MANIFEST_MAX_AGE_S = 60
-CAPTIONS_LOOKUP_TIMEOUT_S = 2.0
+# A manifest with tracks added after the transcode (captions, alternate audio) is made
+# from the stored one per video version: caches keep it briefly, so a change reaches
+# players within a minute.
+EXTENDED_MANIFEST_MAX_AGE_S = 60
+TRACKS_LOOKUP_TIMEOUT_S = 2.0
 MANIFEST_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".mpd": "application/dash+xml"}
 
 
@@ -88,30 +92,40 @@ def serve_object(objects: ObjectStore, bucket: str, key: str, request: Request, 
     return StreamingResponse(stream, status_code=status, headers=headers, media_type=info.content_type)
 
 
-async def captioned_manifest(request: Request, objects: ObjectStore, bucket: str, key: str,
-                             grant: MediaGrant | None) -> Response | None:
-    """A master playlist or MPD with the video's captions added (gateway/caption_tracks.py);
-    None when `key` is no manifest or the video has no captions (served as stored)."""
+async def extended_manifest(request: Request, objects: ObjectStore, bucket: str, key: str,
+                            grant: MediaGrant | None) -> Response | None:
+    """A master playlist or MPD with what was added to the video after its transcode: its
+    captions (gateway/caption_tracks.py) and READY alternate audio tracks
+    (gateway/audio_tracks.py); None when `key` is no manifest or nothing is added."""
     video_id = manifest_video(key)
-    if video_id is None:
+    if video_id is None or request.method != "GET":
         return None
     try:
-        # The token was checked: the video's captions are the grant's to see. Bounded: with
-        # metadata slow or away, players get the stored manifest (no captions), not a stall.
-        entry = await asyncio.wait_for(cached_video(request, video_id), CAPTIONS_LOOKUP_TIMEOUT_S)
+        # The token was checked: the video's tracks are the grant's. Bounded: with metadata
+        # slow or away, players get the stored manifest, not a stall.
+        entry = await asyncio.wait_for(cached_video(request, video_id), TRACKS_LOOKUP_TIMEOUT_S)
         video = entry.video()
-        if not video.captions:
+        audio = any(t.status == video_pb2.AUDIO_TRACK_STATUS_READY for t in video.audio_tracks)
+        if not video.captions and not audio:
             return None
-        body = entry.rendered(("manifest", bucket, key),
-                              lambda: with_captions(key, objects.get_bytes(bucket, key), video))
+        body = entry.rendered(("manifest", bucket, key), lambda: _with_added_tracks(objects, bucket, key, video, audio))
     except (ApiError, NotFoundError, InvalidKeyError):
         return None  # no record or no stored manifest: served (or refused) as stored
     except Exception as exc:  # noqa: BLE001 - metadata unreachable: the stored manifest still plays
-        log.warning("captions of video %s unavailable (%s); manifest served as stored", video_id, exc)
+        log.warning("added tracks of video %s unavailable (%s); manifest served as stored", video_id, exc)
         return None
     cache = "private" if grant is not None and grant.account else "public"
     return Response(body, media_type=MANIFEST_TYPES[key[key.rindex("."):]], headers={
-        "Cache-Control": f"{cache}, max-age={CAPTIONED_MANIFEST_MAX_AGE_S}", "Access-Control-Allow-Origin": "*"})
+        "Cache-Control": f"{cache}, max-age={EXTENDED_MANIFEST_MAX_AGE_S}", "Access-Control-Allow-Origin": "*"})
+
+
+def _with_added_tracks(objects: ObjectStore, bucket: str, key: str, video, audio: bool) -> bytes:
+    """The stored manifest with the audio tracks, then the captions, written in (each
+    rewrite takes manifest text and returns it, so they compose)."""
+    body = objects.get_bytes(bucket, key)
+    if audio:
+        body = with_audio_tracks(key, body, video, lambda k: objects.get_bytes(MEDIA_BUCKET, k))
+    return with_captions(key, body, video) if video.captions else body
 
 
 def refuse_unsigned(cfg: Config) -> None:
@@ -152,8 +166,8 @@ def origin_response(objects: ObjectStore, signer: PlaybackSigner, key: str, requ
                   responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def signed_origin_object(token: str, key: str, request: Request, objects: Objects, signer: Signer):
     grant = await check_token(signer, token, key, request)
-    captioned = await captioned_manifest(request, objects, MEDIA_BUCKET, key, grant)
-    return captioned or origin_response(objects, signer, key, request, grant)
+    extended = await extended_manifest(request, objects, MEDIA_BUCKET, key, grant)
+    return extended or origin_response(objects, signer, key, request, grant)
 
 
 @router.api_route("/origin/{key:path}", methods=["GET", "HEAD"], name="origin_object",
@@ -161,8 +175,8 @@ async def signed_origin_object(token: str, key: str, request: Request, objects: 
                   responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def origin_object(key: str, request: Request, cfg: Cfg, objects: Objects, signer: Signer):
     refuse_unsigned(cfg)
-    captioned = await captioned_manifest(request, objects, MEDIA_BUCKET, key, None)
-    return captioned or origin_response(objects, signer, key, request, None)
+    extended = await extended_manifest(request, objects, MEDIA_BUCKET, key, None)
+    return extended or origin_response(objects, signer, key, request, None)
 
 
 def edge_bucket(region: str) -> str:
@@ -172,9 +186,9 @@ def edge_bucket(region: str) -> str:
 
 
 def edge_source(objects: ObjectStore, bucket: str, key: str) -> str:
-    """Where the edge stand-in reads `key` from: its own bucket, or for a caption added
-    after the video was pushed there, the origin's (a CDN fetches a miss from origin)."""
-    if is_caption_key(key) and objects.stat(bucket, key) is None:
+    """Where the edge stand-in reads `key` from: its own bucket, or for a caption or audio
+    track added after the video was pushed there, the origin's (a CDN fetches a miss from origin)."""
+    if (is_caption_key(key) or is_audio_track_key(key)) and objects.stat(bucket, key) is None:
         return MEDIA_BUCKET
     return bucket
 
@@ -185,8 +199,8 @@ def edge_source(objects: ObjectStore, bucket: str, key: str) -> str:
 async def signed_edge_object(region: str, token: str, key: str, request: Request, objects: Objects, signer: Signer):
     bucket = edge_bucket(region)
     grant = await check_token(signer, token, key, request)
-    captioned = await captioned_manifest(request, objects, bucket, key, grant)
-    return captioned or serve_object(objects, edge_source(objects, bucket, key), key, request, grant)
+    extended = await extended_manifest(request, objects, bucket, key, grant)
+    return extended or serve_object(objects, edge_source(objects, bucket, key), key, request, grant)
 
 
 @router.api_route("/edge/{region}/{key:path}", methods=["GET", "HEAD"], name="edge_object",
@@ -195,5 +209,5 @@ async def signed_edge_object(region: str, token: str, key: str, request: Request
 async def edge_object(region: str, key: str, request: Request, cfg: Cfg, objects: Objects):
     bucket = edge_bucket(region)
     refuse_unsigned(cfg)
-    captioned = await captioned_manifest(request, objects, bucket, key, None)
-    return captioned or serve_object(objects, edge_source(objects, bucket, key), key, request, None)
+    extended = await extended_manifest(request, objects, bucket, key, None)
+    return extended or serve_object(objects, edge_source(objects, bucket, key), key, request, None)

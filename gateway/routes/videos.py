@@ -43,6 +43,7 @@ from gateway.dependencies import (
     RequiredPrincipal,
     UploadStub,
 )
+from gateway.audio_track_json import audio_tracks_json
 from gateway.downloads import downloads_json, may_download
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway import media_links
@@ -349,7 +350,8 @@ async def watch(video_id: str, request: Request, principal: CurrentPrincipal, re
     key = ("watch", grant, origin_key(request), region, client, protocol, downloads)
     body = entry.rendered(key, lambda: {**watch_body(request, state.objects, video, region, client, protocol,
                                                      account, grant),
-                                        "downloads": downloads_json(request, video, account, downloads)})
+                                        "downloads": downloads_json(request, video, account, downloads),
+                                        "audio_tracks": audio_tracks_json(video)})
     now = time.time()
     # View beacons name this playback: they count for this video and region, until it expires.
     playback_id, playback = state.signer.issue_playback(video.id, region, now)

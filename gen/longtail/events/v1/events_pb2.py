@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from longtail.metadata.v1 import video_pb2 as longtail_dot_metadata_dot_v1_dot_video__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flongtail/events/v1/events.proto\x12\x12longtail.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a longtail/metadata/v1/video.proto\"\x9d\x02\n\x10TranscodeRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nraw_bucket\x18\x02 \x01(\t\x12\x16\n\x0eraw_object_key\x18\x03 \x01(\t\x12\x30\n\x0crequest_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x05\x63hunk\x18\x05 \x01(\x0b\x32\".longtail.events.v1.TranscodeChunk\x12\x12\n\nadd_codecs\x18\x06 \x03(\t\x12\x36\n\x0emake_downloads\x18\x14 \x03(\x0b\x32\x1e.longtail.metadata.v1.Download\x12\x1a\n\x12\x61utomatic_captions\x18\x07 \x01(\x08\"_\n\x0eTranscodeChunk\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x15\n\rstart_seconds\x18\x03 \x01(\x01\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\"\xb2\x02\n\x0fTranscodeResult\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\x12\x33\n\nrenditions\x18\x05 \x03(\x0b\x32\x1f.longtail.metadata.v1.Rendition\x12\x33\n\nthumbnails\x18\x06 \x03(\x0b\x32\x1f.longtail.metadata.v1.Thumbnail\x12\x37\n\tmanifests\x18\x07 \x03(\x0b\x32$.longtail.metadata.v1.StreamManifest\x12\x11\n\tworker_id\x18\x08 \x01(\t\x12\x14\n\x0c\x61\x64\x64\x65\x64_codecs\x18\t \x03(\t\"w\n\x0eVideoPublished\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x30\n\x0cpublish_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x01\n\x0cVideoChanged\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12/\n\x0b\x63hange_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x06\x63hange\x18\x03 \x01(\x0e\x32\x1f.longtail.events.v1.VideoChange\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x33\n\x07\x63\x61ption\x18\x05 \x01(\x0b\x32\".longtail.events.v1.CaptionChanged\"F\n\x0e\x43\x61ptionChanged\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x11\n\tautomatic\x18\x02 \x01(\x08\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"\x8e\x01\n\x0cVideoDeleted\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\t\x12\x16\n\x0eraw_object_key\x18\x03 \x01(\t\x12\x0f\n\x07regions\x18\x04 \x03(\t\x12/\n\x0b\x64\x65lete_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x01\n\tViewEvent\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x10\n\x04kind\x18\x03 \x01(\tB\x02\x18\x01\x12\x15\n\rbytes_watched\x18\x04 \x01(\x03\x12.\n\nevent_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tview_kind\x18\x06 \x01(\x0e\x32\x1c.longtail.events.v1.ViewKind\"\xa7\x01\n\rCaptionsReady\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x12\n\ncaption_id\x18\x05 \x01(\t\x12\x11\n\tautomatic\x18\x06 \x01(\x08\x12.\n\nready_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*j\n\x08ViewKind\x12\x19\n\x15VIEW_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fVIEW_KIND_START\x10\x01\x12\x16\n\x12VIEW_KIND_PROGRESS\x10\x02\x12\x16\n\x12VIEW_KIND_COMPLETE\x10\x03*y\n\x0bVideoChange\x12\x1c\n\x18VIDEO_CHANGE_UNSPECIFIED\x10\x00\x12\x18\n\x14VIDEO_CHANGE_CREATED\x10\x01\x12\x18\n\x14VIDEO_CHANGE_UPDATED\x10\x02\x12\x18\n\x14VIDEO_CHANGE_DELETED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flongtail/events/v1/events.proto\x12\x12longtail.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a longtail/metadata/v1/video.proto\"\xd9\x02\n\x10TranscodeRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nraw_bucket\x18\x02 \x01(\t\x12\x16\n\x0eraw_object_key\x18\x03 \x01(\t\x12\x30\n\x0crequest_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x05\x63hunk\x18\x05 \x01(\x0b\x32\".longtail.events.v1.TranscodeChunk\x12\x12\n\nadd_codecs\x18\x06 \x03(\t\x12\x36\n\x0emake_downloads\x18\x14 \x03(\x0b\x32\x1e.longtail.metadata.v1.Download\x12\x1a\n\x12\x61utomatic_captions\x18\x07 \x01(\x08\x12:\n\x10make_audio_track\x18\x32 \x01(\x0b\x32 .longtail.metadata.v1.AudioTrack\"_\n\x0eTranscodeChunk\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x15\n\rstart_seconds\x18\x03 \x01(\x01\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\"\xb2\x02\n\x0fTranscodeResult\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x04 \x01(\x01\x12\x33\n\nrenditions\x18\x05 \x03(\x0b\x32\x1f.longtail.metadata.v1.Rendition\x12\x33\n\nthumbnails\x18\x06 \x03(\x0b\x32\x1f.longtail.metadata.v1.Thumbnail\x12\x37\n\tmanifests\x18\x07 \x03(\x0b\x32$.longtail.metadata.v1.StreamManifest\x12\x11\n\tworker_id\x18\x08 \x01(\t\x12\x14\n\x0c\x61\x64\x64\x65\x64_codecs\x18\t \x03(\t\"w\n\x0eVideoPublished\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x30\n\x0cpublish_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x01\n\x0cVideoChanged\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12/\n\x0b\x63hange_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x06\x63hange\x18\x03 \x01(\x0e\x32\x1f.longtail.events.v1.VideoChange\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x33\n\x07\x63\x61ption\x18\x05 \x01(\x0b\x32\".longtail.events.v1.CaptionChanged\"F\n\x0e\x43\x61ptionChanged\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x11\n\tautomatic\x18\x02 \x01(\x08\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"\x8e\x01\n\x0cVideoDeleted\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\t\x12\x16\n\x0eraw_object_key\x18\x03 \x01(\t\x12\x0f\n\x07regions\x18\x04 \x03(\t\x12/\n\x0b\x64\x65lete_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x01\n\tViewEvent\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x10\n\x04kind\x18\x03 \x01(\tB\x02\x18\x01\x12\x15\n\rbytes_watched\x18\x04 \x01(\x03\x12.\n\nevent_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tview_kind\x18\x06 \x01(\x0e\x32\x1c.longtail.events.v1.ViewKind\"\xa7\x01\n\rCaptionsReady\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\x12\x12\n\ncaption_id\x18\x05 \x01(\t\x12\x11\n\tautomatic\x18\x06 \x01(\x08\x12.\n\nready_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*j\n\x08ViewKind\x12\x19\n\x15VIEW_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fVIEW_KIND_START\x10\x01\x12\x16\n\x12VIEW_KIND_PROGRESS\x10\x02\x12\x16\n\x12VIEW_KIND_COMPLETE\x10\x03*y\n\x0bVideoChange\x12\x1c\n\x18VIDEO_CHANGE_UNSPECIFIED\x10\x00\x12\x18\n\x14VIDEO_CHANGE_CREATED\x10\x01\x12\x18\n\x14VIDEO_CHANGE_UPDATED\x10\x02\x12\x18\n\x14VIDEO_CHANGE_DELETED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,26 +35,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VIEWEVENT'].fields_by_name['kind']._loaded_options = None
   _globals['_VIEWEVENT'].fields_by_name['kind']._serialized_options = b'\030\001'
-  _globals['_VIEWKIND']._serialized_start=1710
-  _globals['_VIEWKIND']._serialized_end=1816
-  _globals['_VIDEOCHANGE']._serialized_start=1818
-  _globals['_VIDEOCHANGE']._serialized_end=1939
+  _globals['_VIEWKIND']._serialized_start=1770
+  _globals['_VIEWKIND']._serialized_end=1876
+  _globals['_VIDEOCHANGE']._serialized_start=1878
+  _globals['_VIDEOCHANGE']._serialized_end=1999
   _globals['_TRANSCODEREQUEST']._serialized_start=123
-  _globals['_TRANSCODEREQUEST']._serialized_end=408
-  _globals['_TRANSCODECHUNK']._serialized_start=410
-  _globals['_TRANSCODECHUNK']._serialized_end=505
-  _globals['_TRANSCODERESULT']._serialized_start=508
-  _globals['_TRANSCODERESULT']._serialized_end=814
-  _globals['_VIDEOPUBLISHED']._serialized_start=816
-  _globals['_VIDEOPUBLISHED']._serialized_end=935
-  _globals['_VIDEOCHANGED']._serialized_start=938
-  _globals['_VIDEOCHANGED']._serialized_end=1135
-  _globals['_CAPTIONCHANGED']._serialized_start=1137
-  _globals['_CAPTIONCHANGED']._serialized_end=1207
-  _globals['_VIDEODELETED']._serialized_start=1210
-  _globals['_VIDEODELETED']._serialized_end=1352
-  _globals['_VIEWEVENT']._serialized_start=1355
-  _globals['_VIEWEVENT']._serialized_end=1538
-  _globals['_CAPTIONSREADY']._serialized_start=1541
-  _globals['_CAPTIONSREADY']._serialized_end=1708
+  _globals['_TRANSCODEREQUEST']._serialized_end=468
+  _globals['_TRANSCODECHUNK']._serialized_start=470
+  _globals['_TRANSCODECHUNK']._serialized_end=565
+  _globals['_TRANSCODERESULT']._serialized_start=568
+  _globals['_TRANSCODERESULT']._serialized_end=874
+  _globals['_VIDEOPUBLISHED']._serialized_start=876
+  _globals['_VIDEOPUBLISHED']._serialized_end=995
+  _globals['_VIDEOCHANGED']._serialized_start=998
+  _globals['_VIDEOCHANGED']._serialized_end=1195
+  _globals['_CAPTIONCHANGED']._serialized_start=1197
+  _globals['_CAPTIONCHANGED']._serialized_end=1267
+  _globals['_VIDEODELETED']._serialized_start=1270
+  _globals['_VIDEODELETED']._serialized_end=1412
+  _globals['_VIEWEVENT']._serialized_start=1415
+  _globals['_VIEWEVENT']._serialized_end=1598
+  _globals['_CAPTIONSREADY']._serialized_start=1601
+  _globals['_CAPTIONSREADY']._serialized_end=1768
 # @@protoc_insertion_point(module_scope)

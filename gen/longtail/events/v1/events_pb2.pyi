@@ -34,7 +34,7 @@ VIDEO_CHANGE_UPDATED: VideoChange
 VIDEO_CHANGE_DELETED: VideoChange
 
 class TranscodeRequest(_message.Message):
-    __slots__ = ("video_id", "raw_bucket", "raw_object_key", "request_time", "chunk", "add_codecs", "make_downloads", "automatic_captions")
+    __slots__ = ("video_id", "raw_bucket", "raw_object_key", "request_time", "chunk", "add_codecs", "make_downloads", "automatic_captions", "make_audio_track")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     RAW_BUCKET_FIELD_NUMBER: _ClassVar[int]
     RAW_OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class TranscodeRequest(_message.Message):
     ADD_CODECS_FIELD_NUMBER: _ClassVar[int]
     MAKE_DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
     AUTOMATIC_CAPTIONS_FIELD_NUMBER: _ClassVar[int]
+    MAKE_AUDIO_TRACK_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     raw_bucket: str
     raw_object_key: str
@@ -51,7 +52,8 @@ class TranscodeRequest(_message.Message):
     add_codecs: _containers.RepeatedScalarFieldContainer[str]
     make_downloads: _containers.RepeatedCompositeFieldContainer[_video_pb2.Download]
     automatic_captions: bool
-    def __init__(self, video_id: _Optional[str] = ..., raw_bucket: _Optional[str] = ..., raw_object_key: _Optional[str] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk: _Optional[_Union[TranscodeChunk, _Mapping]] = ..., add_codecs: _Optional[_Iterable[str]] = ..., make_downloads: _Optional[_Iterable[_Union[_video_pb2.Download, _Mapping]]] = ..., automatic_captions: _Optional[bool] = ...) -> None: ...
+    make_audio_track: _video_pb2.AudioTrack
+    def __init__(self, video_id: _Optional[str] = ..., raw_bucket: _Optional[str] = ..., raw_object_key: _Optional[str] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk: _Optional[_Union[TranscodeChunk, _Mapping]] = ..., add_codecs: _Optional[_Iterable[str]] = ..., make_downloads: _Optional[_Iterable[_Union[_video_pb2.Download, _Mapping]]] = ..., automatic_captions: _Optional[bool] = ..., make_audio_track: _Optional[_Union[_video_pb2.AudioTrack, _Mapping]] = ...) -> None: ...
 
 class TranscodeChunk(_message.Message):
     __slots__ = ("index", "count", "start_seconds", "duration_seconds")

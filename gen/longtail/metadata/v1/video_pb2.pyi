@@ -47,6 +47,20 @@ class ThumbnailKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     THUMBNAIL_KIND_STORYBOARD_VTT: _ClassVar[ThumbnailKind]
     THUMBNAIL_KIND_PREVIEW: _ClassVar[ThumbnailKind]
 
+class AudioTrackKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUDIO_TRACK_KIND_UNSPECIFIED: _ClassVar[AudioTrackKind]
+    AUDIO_TRACK_KIND_MAIN: _ClassVar[AudioTrackKind]
+    AUDIO_TRACK_KIND_DUB: _ClassVar[AudioTrackKind]
+    AUDIO_TRACK_KIND_DESCRIPTION: _ClassVar[AudioTrackKind]
+
+class AudioTrackStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUDIO_TRACK_STATUS_UNSPECIFIED: _ClassVar[AudioTrackStatus]
+    AUDIO_TRACK_STATUS_PROCESSING: _ClassVar[AudioTrackStatus]
+    AUDIO_TRACK_STATUS_READY: _ClassVar[AudioTrackStatus]
+    AUDIO_TRACK_STATUS_FAILED: _ClassVar[AudioTrackStatus]
+
 class DownloadKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DOWNLOAD_KIND_UNSPECIFIED: _ClassVar[DownloadKind]
@@ -102,6 +116,14 @@ THUMBNAIL_KIND_POSTER: ThumbnailKind
 THUMBNAIL_KIND_STORYBOARD: ThumbnailKind
 THUMBNAIL_KIND_STORYBOARD_VTT: ThumbnailKind
 THUMBNAIL_KIND_PREVIEW: ThumbnailKind
+AUDIO_TRACK_KIND_UNSPECIFIED: AudioTrackKind
+AUDIO_TRACK_KIND_MAIN: AudioTrackKind
+AUDIO_TRACK_KIND_DUB: AudioTrackKind
+AUDIO_TRACK_KIND_DESCRIPTION: AudioTrackKind
+AUDIO_TRACK_STATUS_UNSPECIFIED: AudioTrackStatus
+AUDIO_TRACK_STATUS_PROCESSING: AudioTrackStatus
+AUDIO_TRACK_STATUS_READY: AudioTrackStatus
+AUDIO_TRACK_STATUS_FAILED: AudioTrackStatus
 DOWNLOAD_KIND_UNSPECIFIED: DownloadKind
 DOWNLOAD_KIND_MP4: DownloadKind
 DOWNLOAD_KIND_M4A: DownloadKind
@@ -197,6 +219,40 @@ class Download(_message.Message):
     object_key: str
     def __init__(self, kind: _Optional[_Union[DownloadKind, str]] = ..., height: _Optional[int] = ..., size_bytes: _Optional[int] = ..., object_key: _Optional[str] = ...) -> None: ...
 
+class AudioTrackEncoding(_message.Message):
+    __slots__ = ("codec", "playlist_object_key", "codecs", "bitrate_bps")
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    PLAYLIST_OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    CODECS_FIELD_NUMBER: _ClassVar[int]
+    BITRATE_BPS_FIELD_NUMBER: _ClassVar[int]
+    codec: str
+    playlist_object_key: str
+    codecs: str
+    bitrate_bps: int
+    def __init__(self, codec: _Optional[str] = ..., playlist_object_key: _Optional[str] = ..., codecs: _Optional[str] = ..., bitrate_bps: _Optional[int] = ...) -> None: ...
+
+class AudioTrack(_message.Message):
+    __slots__ = ("language", "kind", "label", "status", "failure_reason", "source_object_key", "encodings", "version", "create_time")
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    ENCODINGS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    language: str
+    kind: AudioTrackKind
+    label: str
+    status: AudioTrackStatus
+    failure_reason: str
+    source_object_key: str
+    encodings: _containers.RepeatedCompositeFieldContainer[AudioTrackEncoding]
+    version: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, language: _Optional[str] = ..., kind: _Optional[_Union[AudioTrackKind, str]] = ..., label: _Optional[str] = ..., status: _Optional[_Union[AudioTrackStatus, str]] = ..., failure_reason: _Optional[str] = ..., source_object_key: _Optional[str] = ..., encodings: _Optional[_Iterable[_Union[AudioTrackEncoding, _Mapping]]] = ..., version: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class PlacementDecision(_message.Message):
     __slots__ = ("region", "served_from", "policy", "predicted_views", "decide_time", "placement_policy")
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -226,7 +282,7 @@ class StreamManifest(_message.Message):
     def __init__(self, codec: _Optional[str] = ..., protocol: _Optional[str] = ..., object_key: _Optional[str] = ..., stream_protocol: _Optional[_Union[StreamProtocol, str]] = ...) -> None: ...
 
 class Video(_message.Message):
-    __slots__ = ("id", "title", "description", "channel", "thumbnails", "ad_breaks", "duration_seconds", "status", "failure_reason", "renditions", "placements", "manifests", "raw_object_key", "size_bytes", "language", "category", "create_time", "update_time", "publish_time", "etag", "privacy", "downloads", "download_policy", "captions")
+    __slots__ = ("id", "title", "description", "channel", "thumbnails", "ad_breaks", "duration_seconds", "status", "failure_reason", "renditions", "placements", "manifests", "raw_object_key", "size_bytes", "language", "category", "create_time", "update_time", "publish_time", "etag", "privacy", "downloads", "download_policy", "captions", "audio_tracks")
     ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -251,6 +307,7 @@ class Video(_message.Message):
     DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
     DOWNLOAD_POLICY_FIELD_NUMBER: _ClassVar[int]
     CAPTIONS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_TRACKS_FIELD_NUMBER: _ClassVar[int]
     id: str
     title: str
     description: str
@@ -275,4 +332,5 @@ class Video(_message.Message):
     downloads: _containers.RepeatedCompositeFieldContainer[Download]
     download_policy: DownloadPolicy
     captions: _containers.RepeatedCompositeFieldContainer[_caption_pb2.Caption]
-    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., channel: _Optional[_Union[Channel, _Mapping]] = ..., thumbnails: _Optional[_Iterable[_Union[Thumbnail, _Mapping]]] = ..., ad_breaks: _Optional[_Iterable[_Union[AdBreak, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., failure_reason: _Optional[str] = ..., renditions: _Optional[_Iterable[_Union[Rendition, _Mapping]]] = ..., placements: _Optional[_Iterable[_Union[PlacementDecision, _Mapping]]] = ..., manifests: _Optional[_Iterable[_Union[StreamManifest, _Mapping]]] = ..., raw_object_key: _Optional[str] = ..., size_bytes: _Optional[int] = ..., language: _Optional[str] = ..., category: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., privacy: _Optional[_Union[Privacy, str]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., download_policy: _Optional[_Union[DownloadPolicy, str]] = ..., captions: _Optional[_Iterable[_Union[_caption_pb2.Caption, _Mapping]]] = ...) -> None: ...
+    audio_tracks: _containers.RepeatedCompositeFieldContainer[AudioTrack]
+    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., channel: _Optional[_Union[Channel, _Mapping]] = ..., thumbnails: _Optional[_Iterable[_Union[Thumbnail, _Mapping]]] = ..., ad_breaks: _Optional[_Iterable[_Union[AdBreak, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., failure_reason: _Optional[str] = ..., renditions: _Optional[_Iterable[_Union[Rendition, _Mapping]]] = ..., placements: _Optional[_Iterable[_Union[PlacementDecision, _Mapping]]] = ..., manifests: _Optional[_Iterable[_Union[StreamManifest, _Mapping]]] = ..., raw_object_key: _Optional[str] = ..., size_bytes: _Optional[int] = ..., language: _Optional[str] = ..., category: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., privacy: _Optional[_Union[Privacy, str]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., download_policy: _Optional[_Union[DownloadPolicy, str]] = ..., captions: _Optional[_Iterable[_Union[_caption_pb2.Caption, _Mapping]]] = ..., audio_tracks: _Optional[_Iterable[_Union[AudioTrack, _Mapping]]] = ...) -> None: ...
