@@ -197,6 +197,11 @@ def too_many(limits: RateLimits, category: str, kind: str, who: str, wait: int) 
                         status_code=429, headers={"Retry-After": str(wait)})
 
 
+# Set in the scope once a request's address limit was counted (gateway/fast_routes.py
+# counts the requests it answers; one it hands on is not counted twice).
+ADMITTED_SCOPE_KEY = "longtail.rate_limit_admitted"
+
+
 class RateLimitMiddleware:
     """ASGI middleware: the per-address limits, before anything else reads the request. A
     client address from X-Forwarded-For becomes the request's `client` for the routes."""
@@ -206,15 +211,22 @@ class RateLimitMiddleware:
         self.sign_in_paths = tuple(sign_in_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get(ADMITTED_SCOPE_KEY):
             await self.app(scope, receive, send)
             return
+        if await self.admit(scope, receive, send):
+            await self.app(scope, receive, send)
+
+    async def admit(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Counts the request against its address's limit: True if it may go on, False once
+        it has been answered (429 over the limit, 400 for a malformed X-Forwarded-For)."""
+        scope[ADMITTED_SCOPE_KEY] = True
         try:
             address = self.addresses.of(scope)
         except BadForwardedFor as exc:
             response = JSONResponse({"error": {"code": "INVALID_ARGUMENT", "message": str(exc)}}, status_code=400)
             await response(scope, receive, send)
-            return
+            return False
         if scope.get("client") and address != scope["client"][0]:
             scope["client"] = (address, 0)
         category = category_of(scope["method"], scope["path"], self.sign_in_paths)
@@ -224,8 +236,8 @@ class RateLimitMiddleware:
             wait = await self.limits.retry_after(category, BY_ADDRESS, address)
             if wait:
                 await too_many(self.limits, category, BY_ADDRESS, address, wait)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+                return False
+        return True
 
 
 async def limit_account(request: Request, principal: CurrentPrincipal) -> None:

@@ -39,6 +39,7 @@ T = TypeVar("T")
 # Renderings one video keeps (per window, host, region, client, protocol): bounded, since
 # the Host header is the client's to choose.
 MAX_RENDERINGS = 256
+REFRESH_AHEAD = 0.5  # of the TTL
 POLL_TIMEOUT_S = 0.5
 RECONNECT_MAX_S = 10.0
 
@@ -79,6 +80,10 @@ class CachedVideo:
 class VideoCache:
     def __init__(self, ttl_s: float, max_videos: int):
         self._ttl_s = ttl_s
+        # A video read this late in its life is reloaded in the background while its copy
+        # (still within the TTL) keeps answering: a hot video never expires under its viewers
+        # (who would all wait on one metadata call), and none is served older than the TTL.
+        self._refresh_after_s = ttl_s * REFRESH_AHEAD
         self._entries: LRUCache = LRUCache(maxsize=max_videos)
         self._loading: dict[str, asyncio.Future] = {}
         # Plain counts, read at scrape time: a metric call per request would cost more than a hit.
@@ -92,19 +97,37 @@ class VideoCache:
 
         return [Observation(self.hits, {"result": "hit"}), Observation(self.misses, {"result": "miss"})]
 
-    async def get(self, video_id: str, load: Callable[[], Awaitable[video_pb2.Video]]) -> CachedVideo:
-        """The cached video, else load()'s answer (one load at a time per video: concurrent
-        requests share it). A 404 is cached like a video; other errors are not."""
+    def fresh(self, video_id: str, load: Callable[[], Awaitable[video_pb2.Video]]) -> CachedVideo | None:
+        """The cached video if it is fresh (refreshed ahead like get()), else None; no lookup
+        counted (the caller counts a hit once it answers from it: gateway/fast_routes.py)."""
         entry = self._entries.get(video_id)
-        if entry is not None and time.monotonic() - entry.loaded_at < self._ttl_s:
-            self.hits += 1
-            return entry
-        self.misses += 1
+        if entry is None:
+            return None
+        age = time.monotonic() - entry.loaded_at
+        if age >= self._ttl_s:
+            return None
+        if age >= self._refresh_after_s:
+            self._refresh(video_id, entry, load)
+        return entry
+
+    def _refresh(self, video_id: str, entry: CachedVideo | None, load) -> asyncio.Future:
+        """The load of the video in flight, started if there is none."""
         flight = self._loading.get(video_id)
         if flight is None:
             flight = asyncio.ensure_future(self._load(entry, load))
             self._loading[video_id] = flight
             flight.add_done_callback(lambda done: self._landed(video_id, done))
+        return flight
+
+    async def get(self, video_id: str, load: Callable[[], Awaitable[video_pb2.Video]]) -> CachedVideo:
+        """The cached video, else load()'s answer (one load at a time per video: concurrent
+        requests share it). A 404 is cached like a video; other errors are not."""
+        entry = self.fresh(video_id, load)
+        if entry is not None:
+            self.hits += 1
+            return entry
+        self.misses += 1
+        flight = self._refresh(video_id, self._entries.get(video_id), load)
         # Shielded: a client that hangs up does not cancel the load others wait for.
         return await asyncio.shield(flight)
 
