@@ -35,7 +35,7 @@ from gateway.errors import ApiError
 from gateway.playback import client_platform, streaming_protocol
 from gateway.ratelimit import RateLimitMiddleware
 from gateway.routes.media import byte_range
-from gateway.routes.videos import load_video, playback_region, require_watchable, video_answer, watch_template
+from gateway.routes.videos import load_for_cache, playback_region, require_watchable, video_answer, watch_template
 from gateway.signing import TokenRefused
 from gateway.video_access import require_visible
 
@@ -86,7 +86,7 @@ class FastRoutes:
         if match is None or not is_valid_id(match.group(1)) or not self._anonymous(scope):
             return False
         video_id, metadata = match.group(1), self.state.links.metadata()
-        entry = self.state.videos.fresh(video_id, lambda: load_video(metadata, video_id))
+        entry = self.state.videos.fresh(video_id, lambda: load_for_cache(metadata, video_id))
         if entry is None:
             return False
         route = "/v1/videos/{video_id}/watch" if match.group(2) else "/v1/videos/{video_id}"

@@ -28,10 +28,11 @@ from longtail.metadata.v1 import video_pb2
 from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_common.config import Config
+from longtail_common.mesh_identity import acting_as
 from longtail_common.ports import ID_PATTERN, ObjectStore, is_valid_id
 from longtail_common.proto_enums import CONTAINER_FORMAT, STREAM_PROTOCOL
 from gateway.api_docs import CREATED_VIDEO_LINKS, UPLOAD_LENGTH_HEADER
-from gateway.auth.principal import Principal, sign_in_required
+from gateway.auth.principal import GATEWAY, Principal, sign_in_required
 from gateway.dependencies import Cfg, CurrentPrincipal, Links, MetadataStub, Objects, RequiredPrincipal, UploadStub
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.media_links import edge_url, media_grant, media_url
@@ -139,7 +140,15 @@ async def cached_video(request: Request, video_id: str) -> CachedVideo:
     """The video from this process's cache (gateway/video_cache.py), loaded on a miss."""
     require_video_id(video_id)
     metadata = request.app.state.links.metadata()
-    return await request.app.state.videos.get(video_id, lambda: load_video(metadata, video_id))
+    return await request.app.state.videos.get(video_id, lambda: load_for_cache(metadata, video_id))
+
+
+async def load_for_cache(metadata: mpb_grpc.MetadataServiceStub, video_id: str) -> video_pb2.Video:
+    """The video as it is, read as the gateway itself: one copy serves every viewer, and the
+    privacy check is made per request (require_visible). Read as the requester, an anonymous
+    miss would cache a private video's 404 for its owner too."""
+    with acting_as(GATEWAY):
+        return await load_video(metadata, video_id)
 
 
 def origin_key(request: Request) -> tuple:
