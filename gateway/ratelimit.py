@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI, Request
+from cachetools import TTLCache
 from limits import RateLimitItem, parse
 from limits.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
@@ -46,6 +47,22 @@ CHECK_THREADS = 4
 # A store that fails lets requests through (rate limits must not take the site down); the
 # failure is logged at most this often.
 FAILURE_LOG_INTERVAL_S = 60.0
+
+# A busy client's hits are counted in the shared store in blocks of 1/LEASE_FRACTION of its
+# limit (at most LEASE_MAX_HITS), taken ahead and spent by this process within LEASE_S: one
+# store round trip per block, not per request. Hits taken and not spent count against the
+# client (never for it): with P processes a client may be refused up to P blocks early, never
+# let past its limit. Limits under 2 * LEASE_FRACTION are counted hit by hit. A refused
+# client is refused for LEASE_S without asking the store again (it was told to wait longer).
+LEASE_FRACTION = 20
+LEASE_MAX_HITS = 100
+LEASE_S = 1.0
+LEASES_KEPT = 100_000
+
+
+def lease_size(item: RateLimitItem) -> int:
+    return max(1, min(LEASE_MAX_HITS, item.amount // LEASE_FRACTION))
+
 
 RATE_LIMITED = Counter("longtail_rate_limited_total", "Requests answered 429 by the gateway's rate limits",
                        ["category", "key"])
@@ -142,15 +159,18 @@ class RateLimits:
                 if item is not None:
                     self.items[category, kind] = item
         self._executor = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="ratelimit")
+        # Hits counted in the store ahead of the requests they are for (lease_size), per
+        # (category, kind, who): what is left of each, spent here without a store round trip.
+        self._leases: TTLCache = TTLCache(maxsize=LEASES_KEPT, ttl=LEASE_S)  # (left, expires)
         self._last_failure_log = 0.0
 
     def applies(self, category: str | None, kind: str) -> bool:
         return (category, kind) in self.items
 
-    def _hit(self, item: RateLimitItem, key: tuple[str, ...]) -> int:
-        """0 if the hit is counted; else the seconds until one would be."""
+    def _hit(self, item: RateLimitItem, key: tuple[str, ...], cost: int = 1) -> int:
+        """0 if `cost` hits are counted; else the seconds until one would be."""
         try:
-            if self.limiter.hit(item, *key):
+            if self.limiter.hit(item, *key, cost=cost):
                 return 0
             reset = self.limiter.get_window_stats(item, *key).reset_time
         except Exception as exc:  # noqa: BLE001 - any store failure: let the request through
@@ -167,10 +187,27 @@ class RateLimits:
         item = self.items.get((category, kind))
         if item is None:
             return 0
+        key = (category, kind, who)
+        lease, now = self._leases.get(key), time.monotonic()
+        if lease is not None and now < lease[1]:
+            if lease[0] > 0:
+                self._leases[key] = (lease[0] - 1, lease[1])  # the expiry stays the one taken
+                return 0
+            if lease[0] < 0:  # refused a moment ago: refused again without asking the store
+                RATE_LIMITED.labels(category, kind).inc()
+                return max(1, -lease[0] - int(now - (lease[1] - LEASE_S)))
         loop = asyncio.get_running_loop()
-        wait = await loop.run_in_executor(self._executor, self._hit, item, (category, kind, who))
+        block = lease_size(item)
+        if block > 1:
+            taken = time.monotonic()
+            if not await loop.run_in_executor(self._executor, self._hit, item, key, block):
+                self._leases[key] = (block - 1, taken + LEASE_S)
+                return 0
+        # Near the limit (a block no longer fits), or a small limit: hit by hit.
+        wait = await loop.run_in_executor(self._executor, self._hit, item, key)
         if wait:
             RATE_LIMITED.labels(category, kind).inc()
+            self._leases[key] = (-wait, time.monotonic() + LEASE_S)
         return wait
 
     def describe(self, category: str, kind: str) -> str:
