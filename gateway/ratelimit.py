@@ -13,6 +13,7 @@ guard the bytes, and a load balancer probes often from one address.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import math
@@ -47,6 +48,7 @@ CHECK_THREADS = 4
 # A store that fails lets requests through (rate limits must not take the site down); the
 # failure is logged at most this often.
 FAILURE_LOG_INTERVAL_S = 60.0
+ADDRESSES_MEMOISED = 4096
 
 # A busy client's hits are counted in the shared store in blocks of 1/LEASE_FRACTION of its
 # limit (at most LEASE_MAX_HITS), taken ahead and spent by this process within LEASE_S: one
@@ -106,11 +108,14 @@ class ClientAddresses:
     def __init__(self, cfg: LimitsConfig):
         self.trusted = networks("trusted_proxies", cfg.trusted_proxies)
         self.exempt = networks("exempt_addresses", cfg.exempt_addresses)
+        # Memoised per address: parsing one costs more than the rest of a cached watch call.
+        self.is_trusted = functools.lru_cache(maxsize=ADDRESSES_MEMOISED)(self._is_trusted)
+        self.is_exempt = functools.lru_cache(maxsize=ADDRESSES_MEMOISED)(self._is_exempt)
 
-    def is_trusted(self, address: str) -> bool:
+    def _is_trusted(self, address: str) -> bool:
         return in_networks(address, self.trusted)
 
-    def is_exempt(self, address: str) -> bool:
+    def _is_exempt(self, address: str) -> bool:
         return in_networks(address, self.exempt)
 
     def of(self, scope: Scope) -> str:
@@ -162,6 +167,7 @@ class RateLimits:
         # Hits counted in the store ahead of the requests they are for (lease_size), per
         # (category, kind, who): what is left of each, spent here without a store round trip.
         self._leases: TTLCache = TTLCache(maxsize=LEASES_KEPT, ttl=LEASE_S)  # (left, expires)
+        self._taking: dict[tuple[str, str, str], asyncio.Future] = {}  # store calls in flight
         self._last_failure_log = 0.0
 
     def applies(self, category: str | None, kind: str) -> bool:
@@ -188,14 +194,28 @@ class RateLimits:
         if item is None:
             return 0
         key = (category, kind, who)
-        lease, now = self._leases.get(key), time.monotonic()
-        if lease is not None and now < lease[1]:
-            if lease[0] > 0:
-                self._leases[key] = (lease[0] - 1, lease[1])  # the expiry stays the one taken
-                return 0
-            if lease[0] < 0:  # refused a moment ago: refused again without asking the store
-                RATE_LIMITED.labels(category, kind).inc()
-                return max(1, -lease[0] - int(now - (lease[1] - LEASE_S)))
+        while True:
+            lease, now = self._leases.get(key), time.monotonic()
+            if lease is not None and now < lease[1]:
+                if lease[0] > 0:
+                    self._leases[key] = (lease[0] - 1, lease[1])  # the expiry stays the one taken
+                    return 0
+                if lease[0] < 0:  # refused a moment ago: refused again without asking the store
+                    RATE_LIMITED.labels(category, kind).inc()
+                    return max(1, -lease[0] - int(now - (lease[1] - LEASE_S)))
+            taking = self._taking.get(key)
+            if taking is None:
+                break
+            await asyncio.shield(taking)  # one store call at a time per key; then its lease
+        taking = self._taking[key] = asyncio.get_running_loop().create_future()
+        try:
+            return await self._take(item, key)
+        finally:
+            del self._taking[key]
+            taking.set_result(None)
+
+    async def _take(self, item: RateLimitItem, key: tuple[str, str, str]) -> int:
+        """Asks the store for a block of hits (one spent now, the rest leased), else one hit."""
         loop = asyncio.get_running_loop()
         block = lease_size(item)
         if block > 1:
@@ -206,7 +226,7 @@ class RateLimits:
         # Near the limit (a block no longer fits), or a small limit: hit by hit.
         wait = await loop.run_in_executor(self._executor, self._hit, item, key)
         if wait:
-            RATE_LIMITED.labels(category, kind).inc()
+            RATE_LIMITED.labels(key[0], key[1]).inc()
             self._leases[key] = (-wait, time.monotonic() + LEASE_S)
         return wait
 
