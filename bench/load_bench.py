@@ -466,8 +466,8 @@ def measure(args, work: pathlib.Path, started: tuple) -> None:
     cfg.telemetry.tracing = args.tracing == "on"
     if args.rate_limits == "on":
         cfg.limits.exempt_addresses = []
-        cfg.limits.reads_per_address = cfg.limits.writes_per_address = UNLIMITED_RATE
-        cfg.limits.beacons_per_address = UNLIMITED_RATE
+        for name in ("reads_per_address", "writes_per_address", "writes_per_account", "beacons_per_address"):
+            setattr(cfg.limits, name, UNLIMITED_RATE)
     with Platform(cfg, gateway_port=free_port(), transcoder_workers=0, gateway_workers=2) as platform:
         print(f"making {args.videos} READY videos ...", flush=True)
         ids = make_catalogue(platform, args.videos)

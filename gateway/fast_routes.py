@@ -200,15 +200,24 @@ def header(scope: Scope, name: bytes) -> bytes | None:
 def watch_params(scope: Scope) -> dict[str, str]:
     """The watch call's query parameters, if they are plain: each known one at most once,
     in ASCII; else NotHere (FastAPI's parsing decides)."""
-    raw = scope["query_string"]
+    params = plain_params(scope["query_string"])
+    if params is None:
+        raise NotHere
+    return params
+
+
+@functools.lru_cache(maxsize=1024)
+def plain_params(raw: bytes) -> dict[str, str] | None:
+    """Memoised: players send a handful of distinct query strings (client x region x protocol).
+    The dict is shared: read it, never change it."""
     if not raw:
         return {}
     if not raw.isascii():
-        raise NotHere
+        return None
     pairs = urllib.parse.parse_qsl(raw.decode("ascii"), keep_blank_values=True)
     params = dict(pairs)
     if len(params) != len(pairs) or not params.keys() <= WATCH_PARAMS or not all(v.isascii() for v in params.values()):
-        raise NotHere
+        return None
     return params
 
 
