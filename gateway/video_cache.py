@@ -6,7 +6,9 @@ Kept fresh by the `video.changed` topic, which metadata_svc publishes after ever
 (a consumer group of its own, from the end) and drops the changed video at once. Entries
 also expire after `gateway.video_cache_ttl_s`, which bounds how long a change whose event
 was missed (the topic down, a lost publish) is served; an expired video is read again, and
-if it is the same version (etag) its renderings are kept. A fetch that was in flight when its
+if it is the same version (etag) its renderings are kept; one read in the second half of its
+TTL is reloaded in the background while it still answers, so a hot video never expires
+under its viewers. A fetch that was in flight when its
 video changed is never stored, and requests arriving after the change fetch anew, so a
 deleted or privated video is not served from here once its event arrived.
 
