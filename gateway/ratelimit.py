@@ -22,7 +22,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI, Request
-from cachetools import TTLCache
 from limits import RateLimitItem, parse
 from limits.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
@@ -166,7 +165,9 @@ class RateLimits:
         self._executor = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="ratelimit")
         # Hits counted in the store ahead of the requests they are for (lease_size), per
         # (category, kind, who): what is left of each, spent here without a store round trip.
-        self._leases: TTLCache = TTLCache(maxsize=LEASES_KEPT, ttl=LEASE_S)  # (left, expires)
+        # A plain dict (a TTLCache's bookkeeping cost more than the rest of a check), pruned of
+        # expired leases when it grows past LEASES_KEPT.
+        self._leases: dict[tuple[str, str, str], tuple[int, float]] = {}  # (left, expires)
         self._taking: dict[tuple[str, str, str], asyncio.Future] = {}  # store calls in flight
         self._last_failure_log = 0.0
 
@@ -221,14 +222,22 @@ class RateLimits:
         if block > 1:
             taken = time.monotonic()
             if not await loop.run_in_executor(self._executor, self._hit, item, key, block):
-                self._leases[key] = (block - 1, taken + LEASE_S)
+                self._lease(key, block - 1, taken + LEASE_S)
                 return 0
         # Near the limit (a block no longer fits), or a small limit: hit by hit.
         wait = await loop.run_in_executor(self._executor, self._hit, item, key)
         if wait:
             RATE_LIMITED.labels(key[0], key[1]).inc()
-            self._leases[key] = (-wait, time.monotonic() + LEASE_S)
+            self._lease(key, -wait, time.monotonic() + LEASE_S)
         return wait
+
+    def _lease(self, key: tuple[str, str, str], left: int, expires: float) -> None:
+        if len(self._leases) >= LEASES_KEPT:
+            now = time.monotonic()
+            self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
+            if len(self._leases) >= LEASES_KEPT:
+                self._leases.clear()  # that many clients within a second: forget the leases
+        self._leases[key] = (left, expires)
 
     def describe(self, category: str, kind: str) -> str:
         """The limit as people say it: "50 per 10 seconds", "20 per day"."""
