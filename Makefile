@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium prometheus web web-check bench-tools load-bench
+.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium prometheus web web-check bench-tools load-bench origin-store-bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -67,6 +67,10 @@ bench-tools:
 
 load-bench: $(STAMP) bench-tools
 	$(BIN)/python bench/load_bench.py $(ARGS)
+
+# The fleet's origin (S3Proxy answering presigned segment URLs) against nginx: needs Java.
+origin-store-bench: $(STAMP) bench-tools
+	$(BIN)/python bench/origin_store_bench.py $(ARGS)
 
 up: $(STAMP)
 	$(BIN)/longtail up $(ARGS)

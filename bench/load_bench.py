@@ -27,9 +27,9 @@ script walks a list of requests drawn in advance) drives each phase:
                  Python serving segment bytes
 
 Rate limits are counted as in production (`--rate-limits on`, the default): loopback is not
-exempt, with limits high enough never to refuse. Each gateway phase runs against one gateway process (its own port: "1 process") and
-against both (the shared SO_REUSEPORT port: "2 processes"); nginx with 1 and 2 workers,
-the hello app with 1 and 2 processes.
+exempt, with limits high enough never to refuse. Each gateway phase runs against one gateway
+process (its own port: "1 process") and against both (the shared SO_REUSEPORT port:
+"2 processes"); nginx with 1 and 2 workers, the hello app with 1 and 2 processes.
 Phases alternate within each round so neither side always goes first on this shared
 machine; each figure is the median over rounds. Besides req/s and latency, the CPU seconds
 the serving processes used (/proc/<pid>/stat) per request: the figure the machine's other
