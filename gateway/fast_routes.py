@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import time
+from collections import OrderedDict
 import urllib.parse
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,9 @@ ORIGIN_PATH = re.compile(r"/origin/t/([^/]+)/(.+)")
 WATCH_PARAMS = frozenset({"region", "client", "protocol"})
 # Bigger objects take the FastAPI route, which streams them instead of reading them whole.
 MAX_WHOLE_READ_BYTES = 8 * 1024 * 1024
+# Hot objects kept in memory per gateway process (least recently served dropped first): a
+# segment served from here costs a stat, not an open, a read of its bytes and a close.
+HOT_FILES_BYTES = 64 * 1024 * 1024
 JSON_HEADERS = (b"content-type", b"application/json")
 WATCH_ROUTE, GET_ROUTE = "/v1/videos/{video_id}/watch", "/v1/videos/{video_id}"
 SPAN_NAMES = {route: f"GET {route}" for route in (WATCH_ROUTE, GET_ROUTE)}
@@ -70,6 +74,7 @@ class FastRoutes:
         self._duration = None  # the ASGI instrumentation's histogram, found on first use
         objects = app.state.objects
         self.local_path = getattr(objects, "local_path", None)  # the filesystem store only
+        self.hot_files = HotFiles(HOT_FILES_BYTES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """True once the request is answered here; False: the app's to answer."""
@@ -162,36 +167,75 @@ class FastRoutes:
         return await self._send_file(scope, send, self.local_path(MEDIA_BUCKET, key), key)
 
     async def _send_file(self, scope: Scope, send: Send, file_path: str, key: str) -> bool:
-        """The object's bytes (or the asked-for range) with serve_object's headers, read whole
-        with one pread: a page-cache hit costs a copy, and the loop never waits on a thread."""
-        try:
-            fd = os.open(file_path, os.O_RDONLY)
-        except OSError:
+        """The object's bytes (or the asked-for range) with serve_object's headers, from this
+        process's copy of hot objects (HotFiles: a stat per request) or one read."""
+        found = self.hot_files.get(file_path)
+        if found is None:
             return False
-        try:
-            st = os.fstat(fd)
-            size = st.st_size
-            start, end, status = 0, size - 1, 200
-            range_header = header(scope, b"range")
-            if range_header is not None:
-                start, end = byte_range(range_header.decode("latin-1"), size)
-                status = 206
-            length = end - start + 1
-            if length > MAX_WHOLE_READ_BYTES:
-                return False
-            headers = [(b"content-type", content_type(key)), (b"accept-ranges", b"bytes"),
-                       (b"etag", object_etag(size, st.st_mtime_ns)), (b"cache-control", b"public, max-age=3600"),
-                       (b"access-control-allow-origin", b"*"), (b"content-length", b"%d" % length)]
-            if status == 206:
-                headers.append((b"content-range", b"bytes %d-%d/%d" % (start, end, size)))
-            body = b"" if scope["method"] == "HEAD" else os.pread(fd, length, start)
-        finally:
-            os.close(fd)
-        if len(body) != length and scope["method"] != "HEAD":
-            return False  # the file changed under us: the route answers
+        size, mtime_ns, data = found
+        start, end, status = 0, size - 1, 200
+        range_header = header(scope, b"range")
+        if range_header is not None:
+            start, end = byte_range(range_header.decode("latin-1"), size)
+            status = 206
+        length = end - start + 1
+        headers = [(b"content-type", content_type(key)), (b"accept-ranges", b"bytes"),
+                   (b"etag", object_etag(size, mtime_ns)), (b"cache-control", b"public, max-age=3600"),
+                   (b"access-control-allow-origin", b"*"), (b"content-length", b"%d" % length)]
+        if status == 206:
+            headers.append((b"content-range", b"bytes %d-%d/%d" % (start, end, size)))
+        body = b"" if scope["method"] == "HEAD" else data if length == size else data[start:end + 1]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return True
+
+
+class HotFiles:
+    """Recently served objects' bytes, each checked against a stat of its file per request
+    (inode, size, mtime: an object rewritten in place or replaced is read anew), like
+    nginx's open_file_cache with the page cache's copy kept in the process."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.held = max_bytes, 0
+        self._files: OrderedDict[str, tuple[tuple[int, int, int], bytes]] = OrderedDict()
+
+    def get(self, path: str) -> tuple[int, int, bytes] | None:
+        """(size, mtime_ns, bytes) of the file now; None if it is absent or too big."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if st.st_size > MAX_WHOLE_READ_BYTES:
+            return None
+        held = self._files.get(path)
+        if held is not None and held[0] == (st.st_ino, st.st_size, st.st_mtime_ns):
+            self._files.move_to_end(path)
+            return st.st_size, st.st_mtime_ns, held[1]
+        return self._read(path)
+
+    def _read(self, path: str) -> tuple[int, int, bytes] | None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)  # what was read is this file's, whatever the path names now
+            data = os.pread(fd, st.st_size, 0)
+        finally:
+            os.close(fd)
+        if len(data) != st.st_size:
+            return None  # it changed while read: the route answers
+        self._keep(path, (st.st_ino, st.st_size, st.st_mtime_ns), data)
+        return st.st_size, st.st_mtime_ns, data
+
+    def _keep(self, path: str, signature: tuple[int, int, int], data: bytes) -> None:
+        old = self._files.pop(path, None)
+        if old is not None:
+            self.held -= len(old[1])
+        self._files[path] = (signature, data)
+        self.held += len(data)
+        while self.held > self.max_bytes and self._files:
+            self.held -= len(self._files.popitem(last=False)[1][1])
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

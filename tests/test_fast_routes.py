@@ -24,7 +24,7 @@ from longtail_common.adapters import make_object_store, make_topic_bus
 from longtail_common.config import Config
 from longtail_common.ports import MEDIA_BUCKET, TOPIC_TRANSCODE_RESULTS
 from gateway.app import create_app
-from gateway.fast_routes import FastRoutes
+from gateway.fast_routes import FastRoutes, HotFiles
 from tests.auth_helpers import bearer
 
 SEGMENT = os.urandom(50_000)
@@ -176,4 +176,22 @@ def test_fast_watch_calls_are_rate_limited(platform, videos):
     limited = create_app(cfg)
     with TestClient(limited) as client:
         codes = [client.get(f"/v1/videos/{videos['public']}/watch").status_code for _ in range(5)]
-    assert codes == [200, 200, 200, 429, 429]  # the first a cache miss (the route), then the fast path
+    assert codes == [200, 200, 200, 429, 429], codes  # the first a cache miss (the route), then the fast path
+
+
+def test_hot_objects_are_read_anew_once_their_file_changes_and_stay_within_their_budget(tmp_path):
+    path = tmp_path / "seg.m4s"
+    path.write_bytes(b"a" * 100)
+    hot = HotFiles(max_bytes=150)
+    assert hot.get(str(path))[2] == b"a" * 100
+    replacement = tmp_path / "seg.new"
+    replacement.write_bytes(b"b" * 120)
+    os.replace(replacement, path)  # as the store writes objects: a new file renamed into place
+    size, _, data = hot.get(str(path))
+    assert size == 120 and data == b"b" * 120
+    other = tmp_path / "other.m4s"
+    other.write_bytes(b"c" * 100)
+    assert hot.get(str(other))[2] == b"c" * 100
+    assert hot.held <= 150  # the least recently served object made room
+    path.unlink()
+    assert hot.get(str(path)) is None
