@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium prometheus web web-check bench-tools load-bench deploy-check asr-bench haproxy node-loss-bench
+.PHONY: up test setup gen lint check-gen breaking pytest bench clean chromium prometheus web web-check bench-tools load-bench deploy-check asr-bench haproxy node-loss-bench origin-store-bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -87,6 +87,10 @@ load-bench: $(STAMP) bench-tools
 asr-bench: $(STAMP)
 	@command -v espeak-ng >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng; }
 	$(BIN)/python bench/asr_bench.py $(ARGS)
+
+# The fleet's origin (S3Proxy answering presigned segment URLs) against nginx: needs Java.
+origin-store-bench: $(STAMP) bench-tools
+	$(BIN)/python bench/origin_store_bench.py $(ARGS)
 
 up: $(STAMP)
 	$(BIN)/longtail up $(ARGS)

@@ -16,11 +16,20 @@ script walks a list of requests drawn in advance) drives each phase:
   segment   the signed /origin/... URL of a segment, half of them Range requests
   mix       what players do per session: 1 watch, 2 playlists, init + 4 segments (2 Range),
             1 beacon (POST /v1/videos/{id}/views)
+  watch_route    the watch list with one more query parameter (`via=route`), which the
+                 fast path (gateway/fast_routes.py) leaves to the FastAPI route: what the
+                 same call costs through routing, dependencies and the middleware stack
   nginx_json     nginx serving each video's watch JSON as a static file (Zipf)
   nginx_segment  nginx serving the same segment files (half Range)
+  hello          a raw ASGI app under the same uvicorn (bench/asgi_hello.py) answering a
+                 small JSON: the ceiling of any Python handler on this machine
+  hello_segment  the same app answering 176 kB from memory (half Range): the ceiling of
+                 Python serving segment bytes
 
-Each gateway phase runs against one gateway process (its own port: "1 process") and
-against both (the shared SO_REUSEPORT port: "2 processes"); nginx with 1 and 2 workers.
+Rate limits are counted as in production (`--rate-limits on`, the default): loopback is not
+exempt, with limits high enough never to refuse. Each gateway phase runs against one gateway
+process (its own port: "1 process") and against both (the shared SO_REUSEPORT port:
+"2 processes"); nginx with 1 and 2 workers, the hello app with 1 and 2 processes.
 Phases alternate within each round so neither side always goes first on this shared
 machine; each figure is the median over rounds. Besides req/s and latency, the CPU seconds
 the serving processes used (/proc/<pid>/stat) per request: the figure the machine's other
@@ -63,6 +72,7 @@ SEGMENT_BYTES = 176_000  # the issue's segment
 RANGE = "bytes=0-65535"
 CLIENTS = ("web", "chrome", "safari", "android", "tv")
 REGIONS = ("US", "GB", "JP")
+UNLIMITED_RATE = "1000000 per 10 seconds"  # counted, never refused at these rates
 TARGETS = {"watch_vs_nginx_json": 0.10, "watch_p99_ms": 25.0, "watch_vs_trivial": 0.8,
            "segment_vs_nginx": 0.3, "two_vs_one_process": 1.6}
 
@@ -228,6 +238,9 @@ def request_lists(cat: Catalogue, n: int, seed: int = 7) -> dict[str, list[tuple
         "trivial": [get("/healthz")],
         "get": [get(f"/v1/videos/{v}") for v in draws],
         "watch": watch,
+        "watch_route": [(m, path + "&via=route", h, b) for m, path, h, b in watch],
+        "hello": [get("/hello")],
+        "hello_segment": [(m, "/segment", h, b) for m, _, h, b in segments],
         "segment": segments,
         "mix": mix,
         "nginx_json": [get(f"/watch/{v}.json") for v in draws],
@@ -334,14 +347,46 @@ class Nginx:
         self.proc.wait(timeout=10)
 
 
+class Hello:
+    """bench/asgi_hello.py: one process on a port of its own, two sharing another."""
+
+    def __init__(self):
+        self.ports = {1: free_port(), 2: free_port()}
+        script = str(ROOT / "bench" / "asgi_hello.py")
+        self.procs = {1: [subprocess.Popen([sys.executable, script, "--port", str(self.ports[1])])],
+                      2: [subprocess.Popen([sys.executable, script, "--port", str(self.ports[2]), "--reuse-port"])
+                          for _ in range(2)]}
+        for n in (1, 2):
+            for _ in range(100):
+                try:
+                    httpx.get(f"{self.url(n)}/hello", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+
+    def url(self, n: int) -> str:
+        return f"http://127.0.0.1:{self.ports[n]}"
+
+    def pids(self, n: int) -> list[int]:
+        return [p.pid for p in self.procs[n]]
+
+    def stop(self) -> None:
+        for procs in self.procs.values():
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+
 # -- the run -----------------------------------------------------------------------------------
 
-CONNECTIONS = {"segment": 16, "nginx_segment": 16}  # the issue's table; 32 for the rest
-GATEWAY_LOADS = ("trivial", "get", "watch", "segment", "mix")
+CONNECTIONS = {"segment": 16, "nginx_segment": 16, "hello_segment": 16}  # the issue's table; 32 for the rest
+GATEWAY_LOADS = ("trivial", "get", "watch", "watch_route", "segment", "mix")
 NGINX_LOADS = ("nginx_json", "nginx_segment")
+HELLO_LOADS = ("hello", "hello_segment")
 
 
-def build_phases(platform: Platform, nginxes: dict[int, Nginx], lists: dict, work: pathlib.Path) -> list[Phase]:
+def build_phases(platform: Platform, nginxes: dict[int, Nginx], hello: Hello, lists: dict,
+                 work: pathlib.Path) -> list[Phase]:
     scripts = {}
     for name, requests in lists.items():
         (work / f"{name}.lua").write_text(lua_table(requests))
@@ -357,6 +402,10 @@ def build_phases(platform: Platform, nginxes: dict[int, Nginx], lists: dict, wor
     for load in NGINX_LOADS:
         for n, server in nginxes.items():
             phases.append(Phase(load, f"nginx_{n}", server.url, server.pids, scripts[load], CONNECTIONS.get(load, 32)))
+    for load in HELLO_LOADS:
+        for n in (1, 2):
+            phases.append(Phase(load, f"hello_{n}", hello.url(n), hello.pids(n), scripts[load],
+                                CONNECTIONS.get(load, 32)))
     return phases
 
 
@@ -369,8 +418,14 @@ def ratios(results: dict) -> dict:
 
     out = {}
     for n in (1, 2):
-        g, x = f"gateway_{n}", f"nginx_{n}"
+        g, x, h = f"gateway_{n}", f"nginx_{n}", f"hello_{n}"
         out[f"{n}_process"] = {
+            "watch_vs_hello": round(rps(g, "watch") / rps(h, "hello"), 3),
+            "watch_route_vs_trivial": round(rps(g, "watch_route") / rps(g, "trivial"), 3),
+            "watch_vs_watch_route": round(rps(g, "watch") / rps(g, "watch_route"), 3),
+            "hello_vs_nginx_json": round(rps(h, "hello") / rps(x, "nginx_json"), 4),
+            "segment_vs_hello_segment": round(rps(g, "segment") / rps(h, "hello_segment"), 3),
+            "hello_segment_vs_nginx_segment": round(rps(h, "hello_segment") / rps(x, "nginx_segment"), 4),
             "watch_vs_nginx_json": round(rps(g, "watch") / rps(x, "nginx_json"), 4),
             "watch_vs_nginx_json_by_cpu": round(cpu(x, "nginx_json") / cpu(g, "watch"), 4),
             "watch_p99_ms": results[g]["watch"]["p99_ms"],
@@ -384,7 +439,19 @@ def ratios(results: dict) -> dict:
                                  for load in GATEWAY_LOADS}
     out["nginx_two_vs_one_worker"] = {load: round(rps("nginx_2", load) / rps("nginx_1", load), 3)
                                       for load in NGINX_LOADS}
+    out["hello_two_vs_one_process"] = {load: round(rps("hello_2", load) / rps("hello_1", load), 3)
+                                       for load in HELLO_LOADS}
     return out
+
+
+def http_parser() -> str:
+    """What uvicorn's "auto" HTTP implementation is here (httptools if installed, else h11)."""
+    try:
+        import httptools
+
+        return f"httptools {httptools.__version__}"
+    except ImportError:
+        return "h11"
 
 
 def tool_version(cmd: list[str]) -> str:
@@ -397,14 +464,19 @@ def measure(args, work: pathlib.Path, started: tuple) -> None:
     cfg = Config(data_dir=str(work / "platform"))
     cfg.platform.regions = list(REGIONS)
     cfg.telemetry.tracing = args.tracing == "on"
+    if args.rate_limits == "on":
+        cfg.limits.exempt_addresses = []
+        for name in ("reads_per_address", "writes_per_address", "writes_per_account", "beacons_per_address"):
+            setattr(cfg.limits, name, UNLIMITED_RATE)
     with Platform(cfg, gateway_port=free_port(), transcoder_workers=0, gateway_workers=2) as platform:
         print(f"making {args.videos} READY videos ...", flush=True)
         ids = make_catalogue(platform, args.videos)
         catalogue = Catalogue(platform, ids, work / "www")
         media = make_object_store(platform.cfg).root / MEDIA_BUCKET
         nginxes = {n: Nginx(work, media, n) for n in (1, 2)}
+        hello = Hello()
         try:
-            phases = build_phases(platform, nginxes, request_lists(catalogue, args.draws), work)
+            phases = build_phases(platform, nginxes, hello, request_lists(catalogue, args.draws), work)
             print("warming up ...", flush=True)
             for phase in phases:
                 wrk(phase.url, phase.script, phase.connections, 2)
@@ -414,6 +486,7 @@ def measure(args, work: pathlib.Path, started: tuple) -> None:
                     phase.run(args.duration)
                 write_report(args, phases, started, rounds=r + 1)
         finally:
+            hello.stop()
             for server in nginxes.values():
                 server.stop()
 
@@ -432,7 +505,8 @@ def write_report(args, phases: list[Phase], started: tuple, rounds: int) -> None
                     "note": "shared machine: other tenants' load is in load_average; wrk pinned to CPU 0, "
                             "servers unpinned"},
         "settings": {"videos": args.videos, "zipf_s": 1.0, "duration_s": args.duration, "rounds": rounds,
-                     "tracing": args.tracing, "segment_bytes": SEGMENT_BYTES, "range": RANGE,
+                     "tracing": args.tracing, "rate_limits": args.rate_limits,
+                     "http_parser": http_parser(), "segment_bytes": SEGMENT_BYTES, "range": RANGE,
                      "connections": {"default": 32, **CONNECTIONS}},
         "results": results,
         "ratios": ratios(results),
@@ -450,6 +524,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tracing", choices=("on", "off"), default="on",
                         help="telemetry.tracing of the platform (on: the default config, spans to local files)")
+    parser.add_argument("--rate-limits", choices=("on", "off"), default="on",
+                        help="on: loopback counted like any client (limits too high to refuse); off: exempt")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "load.json"))
     args = parser.parse_args()
     for tool in ("wrk", "nginx", "taskset"):

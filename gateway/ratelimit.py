@@ -13,6 +13,7 @@ guard the bytes, and a load balancer probes often from one address.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import math
@@ -46,6 +47,23 @@ CHECK_THREADS = 4
 # A store that fails lets requests through (rate limits must not take the site down); the
 # failure is logged at most this often.
 FAILURE_LOG_INTERVAL_S = 60.0
+ADDRESSES_MEMOISED = 4096
+
+# A busy client's hits are counted in the shared store in blocks of 1/LEASE_FRACTION of its
+# limit (at most LEASE_MAX_HITS), taken ahead and spent by this process within LEASE_S: one
+# store round trip per block, not per request. Hits taken and not spent count against the
+# client (never for it): with P processes a client may be refused up to P blocks early, never
+# let past its limit. Limits under 2 * LEASE_FRACTION are counted hit by hit. A refused
+# client is refused for LEASE_S without asking the store again (it was told to wait longer).
+LEASE_FRACTION = 20
+LEASE_MAX_HITS = 100
+LEASE_S = 1.0
+LEASES_KEPT = 100_000
+
+
+def lease_size(item: RateLimitItem) -> int:
+    return max(1, min(LEASE_MAX_HITS, item.amount // LEASE_FRACTION))
+
 
 RATE_LIMITED = Counter("longtail_rate_limited_total", "Requests answered 429 by the gateway's rate limits",
                        ["category", "key"])
@@ -89,11 +107,14 @@ class ClientAddresses:
     def __init__(self, cfg: LimitsConfig):
         self.trusted = networks("trusted_proxies", cfg.trusted_proxies)
         self.exempt = networks("exempt_addresses", cfg.exempt_addresses)
+        # Memoised per address: parsing one costs more than the rest of a cached watch call.
+        self.is_trusted = functools.lru_cache(maxsize=ADDRESSES_MEMOISED)(self._is_trusted)
+        self.is_exempt = functools.lru_cache(maxsize=ADDRESSES_MEMOISED)(self._is_exempt)
 
-    def is_trusted(self, address: str) -> bool:
+    def _is_trusted(self, address: str) -> bool:
         return in_networks(address, self.trusted)
 
-    def is_exempt(self, address: str) -> bool:
+    def _is_exempt(self, address: str) -> bool:
         return in_networks(address, self.exempt)
 
     def of(self, scope: Scope) -> str:
@@ -142,15 +163,21 @@ class RateLimits:
                 if item is not None:
                     self.items[category, kind] = item
         self._executor = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="ratelimit")
+        # Hits counted in the store ahead of the requests they are for (lease_size), per
+        # (category, kind, who): what is left of each, spent here without a store round trip.
+        # A plain dict (a TTLCache's bookkeeping cost more than the rest of a check), pruned of
+        # expired leases when it grows past LEASES_KEPT.
+        self._leases: dict[tuple[str, str, str], tuple[int, float]] = {}  # (left, expires)
+        self._taking: dict[tuple[str, str, str], asyncio.Future] = {}  # store calls in flight
         self._last_failure_log = 0.0
 
     def applies(self, category: str | None, kind: str) -> bool:
         return (category, kind) in self.items
 
-    def _hit(self, item: RateLimitItem, key: tuple[str, ...]) -> int:
-        """0 if the hit is counted; else the seconds until one would be."""
+    def _hit(self, item: RateLimitItem, key: tuple[str, ...], cost: int = 1) -> int:
+        """0 if `cost` hits are counted; else the seconds until one would be."""
         try:
-            if self.limiter.hit(item, *key):
+            if self.limiter.hit(item, *key, cost=cost):
                 return 0
             reset = self.limiter.get_window_stats(item, *key).reset_time
         except Exception as exc:  # noqa: BLE001 - any store failure: let the request through
@@ -167,11 +194,50 @@ class RateLimits:
         item = self.items.get((category, kind))
         if item is None:
             return 0
+        key = (category, kind, who)
+        while True:
+            lease, now = self._leases.get(key), time.monotonic()
+            if lease is not None and now < lease[1]:
+                if lease[0] > 0:
+                    self._leases[key] = (lease[0] - 1, lease[1])  # the expiry stays the one taken
+                    return 0
+                if lease[0] < 0:  # refused a moment ago: refused again without asking the store
+                    RATE_LIMITED.labels(category, kind).inc()
+                    return max(1, -lease[0] - int(now - (lease[1] - LEASE_S)))
+            taking = self._taking.get(key)
+            if taking is None:
+                break
+            await asyncio.shield(taking)  # one store call at a time per key; then its lease
+        taking = self._taking[key] = asyncio.get_running_loop().create_future()
+        try:
+            return await self._take(item, key)
+        finally:
+            del self._taking[key]
+            taking.set_result(None)
+
+    async def _take(self, item: RateLimitItem, key: tuple[str, str, str]) -> int:
+        """Asks the store for a block of hits (one spent now, the rest leased), else one hit."""
         loop = asyncio.get_running_loop()
-        wait = await loop.run_in_executor(self._executor, self._hit, item, (category, kind, who))
+        block = lease_size(item)
+        if block > 1:
+            taken = time.monotonic()
+            if not await loop.run_in_executor(self._executor, self._hit, item, key, block):
+                self._lease(key, block - 1, taken + LEASE_S)
+                return 0
+        # Near the limit (a block no longer fits), or a small limit: hit by hit.
+        wait = await loop.run_in_executor(self._executor, self._hit, item, key)
         if wait:
-            RATE_LIMITED.labels(category, kind).inc()
+            RATE_LIMITED.labels(key[0], key[1]).inc()
+            self._lease(key, -wait, time.monotonic() + LEASE_S)
         return wait
+
+    def _lease(self, key: tuple[str, str, str], left: int, expires: float) -> None:
+        if len(self._leases) >= LEASES_KEPT:
+            now = time.monotonic()
+            self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
+            if len(self._leases) >= LEASES_KEPT:
+                self._leases.clear()  # that many clients within a second: forget the leases
+        self._leases[key] = (left, expires)
 
     def describe(self, category: str, kind: str) -> str:
         """The limit as people say it: "50 per 10 seconds", "20 per day"."""
@@ -197,6 +263,11 @@ def too_many(limits: RateLimits, category: str, kind: str, who: str, wait: int) 
                         status_code=429, headers={"Retry-After": str(wait)})
 
 
+# Set in the scope once a request's address limit was counted (gateway/fast_routes.py
+# counts the requests it answers; one it hands on is not counted twice).
+ADMITTED_SCOPE_KEY = "longtail.rate_limit_admitted"
+
+
 class RateLimitMiddleware:
     """ASGI middleware: the per-address limits, before anything else reads the request. A
     client address from X-Forwarded-For becomes the request's `client` for the routes."""
@@ -206,15 +277,22 @@ class RateLimitMiddleware:
         self.sign_in_paths = tuple(sign_in_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get(ADMITTED_SCOPE_KEY):
             await self.app(scope, receive, send)
             return
+        if await self.admit(scope, receive, send):
+            await self.app(scope, receive, send)
+
+    async def admit(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Counts the request against its address's limit: True if it may go on, False once
+        it has been answered (429 over the limit, 400 for a malformed X-Forwarded-For)."""
+        scope[ADMITTED_SCOPE_KEY] = True
         try:
             address = self.addresses.of(scope)
         except BadForwardedFor as exc:
             response = JSONResponse({"error": {"code": "INVALID_ARGUMENT", "message": str(exc)}}, status_code=400)
             await response(scope, receive, send)
-            return
+            return False
         if scope.get("client") and address != scope["client"][0]:
             scope["client"] = (address, 0)
         category = category_of(scope["method"], scope["path"], self.sign_in_paths)
@@ -224,8 +302,8 @@ class RateLimitMiddleware:
             wait = await self.limits.retry_after(category, BY_ADDRESS, address)
             if wait:
                 await too_many(self.limits, category, BY_ADDRESS, address, wait)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+                return False
+        return True
 
 
 async def limit_account(request: Request, principal: CurrentPrincipal) -> None:

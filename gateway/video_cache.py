@@ -6,7 +6,9 @@ Kept fresh by the `video.changed` topic, which metadata_svc publishes after ever
 (a consumer group of its own, from the end) and drops the changed video at once. Entries
 also expire after `gateway.video_cache_ttl_s`, which bounds how long a change whose event
 was missed (the topic down, a lost publish) is served; an expired video is read again, and
-if it is the same version (etag) its renderings are kept. A fetch that was in flight when its
+if it is the same version (etag) its renderings are kept; one read in the second half of its
+TTL is reloaded in the background while it still answers, so a hot video never expires
+under its viewers. A fetch that was in flight when its
 video changed is never stored, and requests arriving after the change fetch anew, so a
 deleted or privated video is not served from here once its event arrived.
 
@@ -39,6 +41,7 @@ T = TypeVar("T")
 # Renderings one video keeps (per window, host, region, client, protocol): bounded, since
 # the Host header is the client's to choose.
 MAX_RENDERINGS = 256
+REFRESH_AHEAD = 0.5  # of the TTL
 POLL_TIMEOUT_S = 0.5
 RECONNECT_MAX_S = 10.0
 
@@ -81,6 +84,10 @@ class CachedVideo:
 class VideoCache:
     def __init__(self, ttl_s: float, max_videos: int):
         self._ttl_s = ttl_s
+        # A video read this late in its life is reloaded in the background while its copy
+        # (still within the TTL) keeps answering: a hot video never expires under its viewers
+        # (who would all wait on one metadata call), and none is served older than the TTL.
+        self._refresh_after_s = ttl_s * REFRESH_AHEAD
         self._entries: LRUCache = LRUCache(maxsize=max_videos)
         self._loading: dict[str, asyncio.Future] = {}
         # Plain counts, read at scrape time: a metric call per request would cost more than a hit.
@@ -94,19 +101,37 @@ class VideoCache:
 
         return [Observation(self.hits, {"result": "hit"}), Observation(self.misses, {"result": "miss"})]
 
-    async def get(self, video_id: str, load: Callable[[], Awaitable[video_pb2.Video]]) -> CachedVideo:
-        """The cached video, else load()'s answer (one load at a time per video: concurrent
-        requests share it). A 404 is cached like a video; other errors are not."""
+    def fresh(self, video_id: str, load: Callable[[], Awaitable[video_pb2.Video]]) -> CachedVideo | None:
+        """The cached video if it is fresh (refreshed ahead like get()), else None; no lookup
+        counted (the caller counts a hit once it answers from it: gateway/fast_routes.py)."""
         entry = self._entries.get(video_id)
-        if entry is not None and time.monotonic() - entry.loaded_at < self._ttl_s:
-            self.hits += 1
-            return entry
-        self.misses += 1
+        if entry is None:
+            return None
+        age = time.monotonic() - entry.loaded_at
+        if age >= self._ttl_s:
+            return None
+        if age >= self._refresh_after_s:
+            self._refresh(video_id, entry, load)
+        return entry
+
+    def _refresh(self, video_id: str, entry: CachedVideo | None, load) -> asyncio.Future:
+        """The load of the video in flight, started if there is none."""
         flight = self._loading.get(video_id)
         if flight is None:
             flight = asyncio.ensure_future(self._load(entry, load))
             self._loading[video_id] = flight
             flight.add_done_callback(lambda done: self._landed(video_id, done))
+        return flight
+
+    async def get(self, video_id: str, load: Callable[[], Awaitable[video_pb2.Video]]) -> CachedVideo:
+        """The cached video, else load()'s answer (one load at a time per video: concurrent
+        requests share it). A 404 is cached like a video; other errors are not."""
+        entry = self.fresh(video_id, load)
+        if entry is not None:
+            self.hits += 1
+            return entry
+        self.misses += 1
+        flight = self._refresh(video_id, self._entries.get(video_id), load)
         # Shielded: a client that hangs up does not cancel the load others wait for.
         return await asyncio.shield(flight)
 

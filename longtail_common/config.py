@@ -356,6 +356,10 @@ class GatewayConfig:
     video_cache_ttl_s: float = 2.0
     # Videos one process keeps (least recently used dropped first).
     video_cache_size: int = 100_000
+    # Anonymous get/watch calls on cached videos and signed origin bytes on the embedded store
+    # answered ahead of FastAPI's routing and middleware (gateway/fast_routes.py); off: every
+    # request takes its FastAPI route (the load benchmark's comparison).
+    fast_routes: bool = True
 
 
 @dataclass

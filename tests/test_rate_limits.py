@@ -196,3 +196,30 @@ def test_429_is_documented_wherever_a_limit_applies(tmp_path):
 def test_a_malformed_rate_is_a_config_error(tmp_path, rate):
     with pytest.raises(ValueError, match="limits.writes_per_address"):
         create_app(limited_config(tmp_path, writes_per_address=rate))
+
+
+def test_a_busy_client_is_counted_in_blocks_across_processes_and_never_let_past_its_limit(tmp_path):
+    """Two gateways (two RateLimits on one store) counting one busy address: hits are taken
+    from the store in blocks (gateway.ratelimit.lease_size), so the store is asked about
+    one request in a block; no more than the limit get through, and at most one block per
+    gateway is lost to hits taken and not spent."""
+    from longtail_common.adapters import make_rate_limit_storage
+    from gateway.ratelimit import BY_ADDRESS, RateLimits, lease_size
+
+    cfg = limited_config(tmp_path, reads_per_address="400 per minute")
+    gateways = [RateLimits(cfg.limits, make_rate_limit_storage(cfg)) for _ in range(2)]
+    block = lease_size(gateways[0].items[READS, BY_ADDRESS])
+    assert block == 20
+
+    async def spend() -> list[int]:
+        return [await gateways[i % 2].retry_after(READS, BY_ADDRESS, CLIENT_A) for i in range(600)]
+
+    waits = asyncio.run(spend())
+    admitted = waits.count(0)
+    assert 400 - 2 * block <= admitted <= 400
+    assert all(w >= 1 for w in waits[admitted + 2 * block:])  # refused with a Retry-After
+    # Another address has its own budget, taken in a block of its own.
+    assert asyncio.run(gateways[0].retry_after(READS, BY_ADDRESS, CLIENT_B)) == 0
+    assert gateways[0]._leases[READS, BY_ADDRESS, CLIENT_B][0] == block - 1
+    for limits in gateways:
+        limits.close()

@@ -93,6 +93,20 @@ def test_playback_ids_are_their_own_kind_of_token():
         s.check_media(token, f"videos/{VID}/poster.jpg", now=1_000_000)  # ...nor the reverse
 
 
+def test_playback_ids_are_signed_as_itsdangerous_signs_them_with_fresh_nonces():
+    """The watch call signs ids with the HMAC directly (gateway/signing.py): the same token
+    itsdangerous makes of the same claims, and 12-character nonces, none repeated across
+    refills of the random pool."""
+    s = signer()
+    nonces = set()
+    for _ in range(1000):
+        token, playback = s.issue_playback(VID, "US", now=1_000_000)
+        nonces.add(playback.nonce)
+        claims = {"v": VID, "r": "US", "e": playback.expires, "n": playback.nonce}
+        assert token == s._playback.dumps(claims)
+    assert len(nonces) == 1000 and {len(n) for n in nonces} == {12}
+
+
 def test_the_data_dir_secret_is_made_once_private_and_shared(tmp_path):
     cfg = Config(data_dir=str(tmp_path))
     first = playback_secret(cfg)

@@ -92,6 +92,32 @@ def test_an_expired_video_is_read_again_and_keeps_its_renderings_while_unchanged
     asyncio.run(scenario())
 
 
+def test_a_video_read_late_in_its_ttl_answers_at_once_and_is_reloaded_behind():
+    async def scenario():
+        cache = VideoCache(ttl_s=2.0, max_videos=10)
+        loads, release = [], asyncio.Event()
+
+        async def load():
+            loads.append(1)
+            if len(loads) > 1:
+                await release.wait()
+            return video_pb2.Video(id="v4", etag="e1")
+
+        first = await cache.get("v4", load)
+        await asyncio.sleep(1.2)  # past half the TTL
+        assert await cache.get("v4", load) is first  # the copy answers at once ...
+        await asyncio.sleep(0)
+        assert len(loads) == 2  # ... and a reload started behind it
+        assert await cache.get("v4", load) is first
+        await asyncio.sleep(0)
+        assert len(loads) == 2  # one reload at a time
+        release.set()
+        await asyncio.sleep(1.0)  # 2.2 s after the first load: past the TTL it started with
+        assert cache.fresh("v4", load) is first  # renewed by the reload (same etag: renderings kept)
+
+    asyncio.run(scenario())
+
+
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     cfg = Config(data_dir=str(tmp_path_factory.mktemp("longtail-cache")))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import time
 import uuid
 
@@ -50,7 +51,7 @@ from gateway import media_links
 from gateway.media_links import edge_url, media_grant, media_url, public_url_for
 from gateway.quotas import check_creation
 from gateway.playback import audio_codec_of, choose_stream, client_platform, streaming_protocol
-from gateway.signing import MediaGrant
+from gateway.signing import MediaGrant, Playback
 from gateway.validation import require_page_token, require_video_id, upload_length, viewer_region
 from gateway.video_access import (
     PRIVACY_VALUES,
@@ -157,13 +158,13 @@ async def cached_video(request: Request, video_id: str) -> CachedVideo:
     """The video from this process's cache (gateway/video_cache.py), loaded on a miss."""
     require_video_id(video_id)
     metadata = request.app.state.links.metadata()
-    return await request.app.state.videos.get(video_id, lambda: load_as_gateway(metadata, video_id))
+    return await request.app.state.videos.get(video_id, lambda: load_for_cache(metadata, video_id))
 
 
-async def load_as_gateway(metadata: mpb_grpc.MetadataServiceStub, video_id: str) -> video_pb2.Video:
-    """The video as the gateway itself sees it (private ones too): the cache is shared by
-    every caller, so what one caller may see is decided per request (require_visible), never
-    by whoever happened to load the entry."""
+async def load_for_cache(metadata: mpb_grpc.MetadataServiceStub, video_id: str) -> video_pb2.Video:
+    """The video as it is, read as the gateway itself: one copy serves every viewer, and the
+    privacy check is made per request (require_visible). Read as the requester, an anonymous
+    miss would cache a private video's 404 for its owner too."""
     with acting_as(GATEWAY):
         return await load_video(metadata, video_id)
 
@@ -178,12 +179,7 @@ def origin_key(request: Request) -> tuple:
 async def get_video(video_id: str, request: Request, principal: CurrentPrincipal):
     entry = await cached_video(request, video_id)
     video = require_visible(entry.video(), principal)
-    account = media_account(video, principal)
-    objects = request.app.state.objects
-    # Its thumbnail URLs are signed for the current window (and a private video's viewer):
-    # rendered once per grant and origin.
-    key = ("get", media_grant(request, video.id, account), origin_key(request))
-    return Response(entry.rendered(key, lambda: orjson.dumps(video_json(request, objects, video, account))),
+    return Response(video_answer(request, entry, video, media_account(video, principal)),
                     media_type="application/json")
 
 
@@ -197,6 +193,13 @@ async def video_stats(video_id: str, request: Request, principal: CurrentPrincip
         counted = await grpc_call(placement.BatchGetViewCounts(
             ppb.BatchGetViewCountsRequest(video_ids=[video.id]), timeout=10))
     return {"video_id": video.id, "views": counted.views.get(video.id, 0)}
+
+
+def video_answer(request: Request, entry: CachedVideo, video: video_pb2.Video, account: str | None) -> bytes:
+    """The get call's JSON bytes. Its thumbnail URLs are signed for the current window (and a
+    private video's viewer): rendered once per grant and origin."""
+    key = ("get", media_grant(request, video.id, account), origin_key(request))
+    return entry.rendered(key, lambda: orjson.dumps(video_json(request, request.app.state.objects, video, account)))
 
 
 @router.get("/v1/videos", responses=error_responses(400, 401, 403, 422, *SERVICE_ERRORS))
@@ -325,8 +328,48 @@ def expiry_json(expires: int | None, now: float) -> dict:
     """When signed URLs or a playback id stop working; players refresh the payload before."""
     if expires is None:
         return {"expires_at": None, "expires_in_s": None}
-    at = dt.datetime.fromtimestamp(expires, dt.timezone.utc).isoformat().replace("+00:00", "Z")
-    return {"expires_at": at, "expires_in_s": max(0, int(expires - now))}
+    return {"expires_at": iso_time(expires), "expires_in_s": max(0, int(expires - now))}
+
+
+@functools.lru_cache(maxsize=256)
+def iso_time(unix_s: int) -> str:
+    """"2026-12-07T04:00:00Z": a few distinct expiries per window, each formatted once."""
+    return dt.datetime.fromtimestamp(unix_s, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class WatchTemplate:
+    """A watch answer's JSON bytes up to its per-call tail (the stream URLs' countdown and
+    the playback), serialized once per video version, grant, origin, region, client and
+    protocol; answer() appends the tail. The bytes equal orjson.dumps of the whole dict."""
+
+    __slots__ = ("head", "expires")
+
+    def __init__(self, body: dict, expires: int | None):
+        rest = {k: v for k, v in body.items() if k != "stream"}
+        stream = {k: v for k, v in body["stream"].items() if k != "expires_in_s"}
+        stream["expires_at"] = iso_time(expires) if expires is not None else None
+        # "stream" is the body's last key and "expires_in_s" the stream's (watch_body).
+        self.head = orjson.dumps(rest)[:-1] + b',"stream":' + orjson.dumps(stream)[:-1] + b',"expires_in_s":'
+        self.expires = expires
+
+    def answer(self, playback_id: str, playback: Playback, now: float) -> bytes:
+        left = b"null" if self.expires is None else str(max(0, int(self.expires - now))).encode()
+        tail = orjson.dumps({"id": playback_id, "region": playback.region, **expiry_json(playback.expires, now)})
+        return b"".join((self.head, left, b'},"playback":', tail, b"}"))
+
+
+def watch_template(request: Request, entry: CachedVideo, video: video_pb2.Video, region: str, client: str,
+                   protocol: str, account: str | None, principal=None) -> WatchTemplate:
+    """The video's watch answer for this request but for its per-call part, made once per
+    grant (window; a private video's account), origin, region, client, protocol and whether
+    the viewer (`principal`, None: anonymous) may download it."""
+    grant = media_grant(request, video.id, account)
+    downloads = may_download(video, principal, request.app.state.config)
+    key = ("watch", grant, origin_key(request), region, client, protocol, downloads)
+    return entry.rendered(key, lambda: WatchTemplate(
+        {**watch_body(request, request.app.state.objects, video, region, client, protocol, account, grant),
+         "downloads": downloads_json(request, video, account, downloads), "audio_tracks": audio_tracks_json(video)},
+        grant.expires if grant else None))
 
 
 @router.get("/v1/videos/{video_id}/watch", responses=error_responses(400, 403, 404, 409, 422, *SERVICE_ERRORS))
@@ -334,32 +377,25 @@ async def watch(video_id: str, request: Request, principal: CurrentPrincipal, re
                 protocol: str = ""):
     state = request.app.state
     entry = await cached_video(request, video_id)
-    video = require_visible(entry.video(), principal)
-    if video.status != S.VIDEO_STATUS_READY:
-        raise ApiError(409, "NOT_READY", f"video {video_id} is {status_name(video.status)}",
-                       extra={"status": status_name(video.status)})
+    video = require_watchable(entry.video(), principal)
     region = playback_region(region, request, state.config)
     client = client_platform(client, request.headers.get("user-agent", ""))
     protocol = streaming_protocol(protocol)
-    account = media_account(video, principal)
-    grant = media_grant(request, video.id, account)
-    downloads = may_download(video, principal, state.config)
-    # Everything but the expiry countdown and the playback id is the same for every viewer
-    # of this video, grant (window; a private video's account), origin, region, client,
-    # protocol and whether they may download it: rendered once.
-    key = ("watch", grant, origin_key(request), region, client, protocol, downloads)
-    body = entry.rendered(key, lambda: {**watch_body(request, state.objects, video, region, client, protocol,
-                                                     account, grant),
-                                        "downloads": downloads_json(request, video, account, downloads),
-                                        "audio_tracks": audio_tracks_json(video)})
+    template = watch_template(request, entry, video, region, client, protocol, media_account(video, principal),
+                              principal)
     now = time.time()
     # View beacons name this playback: they count for this video and region, until it expires.
     playback_id, playback = state.signer.issue_playback(video.id, region, now)
-    return Response(orjson.dumps({
-        **body,
-        "stream": {**body["stream"], **expiry_json(grant.expires if grant else None, now)},
-        "playback": {"id": playback_id, "region": region, **expiry_json(playback.expires, now)},
-    }), media_type="application/json")
+    return Response(template.answer(playback_id, playback, now), media_type="application/json")
+
+
+def require_watchable(video: video_pb2.Video, principal) -> video_pb2.Video:
+    """The video if this principal may watch it now: visible to them (else 404) and READY (else 409)."""
+    video = require_visible(video, principal)
+    if video.status != S.VIDEO_STATUS_READY:
+        raise ApiError(409, "NOT_READY", f"video {video.id} is {status_name(video.status)}",
+                       extra={"status": status_name(video.status)})
+    return video
 
 
 def watch_body(request: Request, objects: ObjectStore, video: video_pb2.Video, region: str, client: str,

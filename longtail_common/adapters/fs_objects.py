@@ -65,6 +65,12 @@ class FilesystemObjectStore:
             raise InvalidKeyError(f"object key {key!r} escapes its bucket")
         return path
 
+    def local_path(self, bucket: str, key: str) -> str:
+        """Where an object's bytes are, for the gateway to read directly. The key must have
+        passed validate_object_key (no "." or ".." segments, a safe alphabet), so it cannot
+        leave its bucket; no resolve() (a realpath per segment fetch)."""
+        return f"{self._bucket_dir(bucket)}/{key}"
+
     def ensure_bucket(self, bucket: str) -> None:
         self._bucket_dir(bucket).mkdir(parents=True, exist_ok=True)
 
