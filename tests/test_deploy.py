@@ -650,7 +650,11 @@ def test_exported_metric_names_match_the_code(monkeypatch):
     processing.create_time.GetCurrentTime()
     metadata = SimpleNamespace(GetVideo=lambda request, timeout: processing,
                                UpdateVideo=lambda request, timeout: request.video)
-    ResultHandler(SimpleNamespace(platform=SimpleNamespace(regions=["US"])), metadata,
+    from longtail_common.config import Config
+
+    handler_cfg = Config()
+    handler_cfg.platform.regions = ["US"]
+    ResultHandler(handler_cfg, metadata,
                   SimpleNamespace(publish=lambda *args, **kwargs: None))(
         Message("transcode.results", 0, 1, b"v1", events_pb2.TranscodeResult(video_id="v1", success=True).SerializeToString()))
 
