@@ -11,6 +11,8 @@ Tables (keyspace from config, created by `migrate`):
 * `channels`: channel names and owners; `channels_by_owner` lists an account's channels.
 * the account tables (`accounts`, `accounts_by_id`, `password_links`, `api_tokens`,
   `api_tokens_by_account`), used by `scylla_accounts`: one keyspace, one versioned schema.
+* placement's view counts and catalogue (`view_counts`, `view_sources`, `view_days`,
+  `placement_catalog`), used by `scylla_viewcounts`.
 * `schema_migrations`: which versions of the schema were applied.
 
 Writes: `create_video` is `INSERT ... IF NOT EXISTS`, `replace_video` is
@@ -113,6 +115,34 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             create_time_us bigint,
             expire_time_us bigint,
             PRIMARY KEY ((account_id), token_id))""",
+    ]),
+    (3, "placement view counts and catalogue", [
+        # One partition per day x video bucket; a row per (video, region, source) fenced by
+        # the offset that last changed it (see scylla_viewcounts).
+        """CREATE TABLE IF NOT EXISTS {ks}.view_counts (
+            day text,
+            bucket int,
+            video_id text,
+            region text,
+            source text,
+            views bigint,
+            bytes bigint,
+            last_offset bigint,
+            PRIMARY KEY ((day, bucket), video_id, region, source))""",
+        """CREATE TABLE IF NOT EXISTS {ks}.view_sources (
+            source text PRIMARY KEY,
+            last_offset bigint)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.view_days (
+            day text PRIMARY KEY)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.placement_catalog (
+            bucket int,
+            video_id text,
+            channel_id text,
+            language text,
+            category text,
+            publish_day text,
+            size_bytes bigint,
+            PRIMARY KEY ((bucket), video_id))""",
     ]),
 ]
 
