@@ -160,7 +160,7 @@ def tree_rss_sampler(pid: int, peak: list[int], stop: threading.Event) -> None:
         pass
 
 
-def run_job(data: pathlib.Path, address: str, shards: int) -> dict:
+def run_job(data: pathlib.Path, address: str, shards: int, job_args: list[str]) -> dict:
     """One `longtail placement run --dry-run` in a subprocess: its summary, time and memory."""
     config = data / "longtail.toml"
     config.write_text(f'data_dir = "{data}"\n[platform]\nregions = {json.dumps(list(REGIONS))}\n'
@@ -168,7 +168,7 @@ def run_job(data: pathlib.Path, address: str, shards: int) -> dict:
     env = {**os.environ, "LONGTAIL_CONFIG": str(config), "PYTHONPATH": os.pathsep.join(
         [str(ROOT), str(ROOT / "gen"), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "longtail_cli.cli", "placement", "run", "--date", DAY.isoformat(), "--dry-run",
-           "--shards", str(shards), "--metadata", address]
+           "--shards", str(shards), "--metadata", address, *job_args]
     load_before = os.getloadavg()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -186,7 +186,7 @@ def run_job(data: pathlib.Path, address: str, shards: int) -> dict:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     largest_kb = usage.ru_maxrss  # the largest child so far: run one --shards value per invocation for its own
     cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
-    return {"shards": shards, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "peak_rss_largest_process_gb": round(largest_kb / 1e6, 2),
+    return {"shards": shards, "job_args": job_args, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "peak_rss_largest_process_gb": round(largest_kb / 1e6, 2),
             "peak_rss_process_tree_gb": round(peak[0] / 1e9, 2), "load_before": [round(x, 1) for x in load_before],
             "load_after": [round(x, 1) for x in os.getloadavg()],
             "meets_goals": bool(wall <= GOAL_SECONDS and max(largest_kb / 1e6, peak[0] / 1e9) <= GOAL_GB),
@@ -201,6 +201,7 @@ def main() -> None:
     ap.add_argument("--shards", default="1", help="comma-separated shard counts to run, e.g. 1,2")
     ap.add_argument("--data", help="data directory (generated once; default: a temporary one, removed)")
     ap.add_argument("--generate-only", action="store_true", help="generate --data and stop")
+    ap.add_argument("--job-args", default="", help="more arguments for the job, e.g. --no-train (recorded)")
     args = ap.parse_args()
     tmp = None
     if args.data:
@@ -224,7 +225,7 @@ def main() -> None:
     try:
         for shards in (int(s) for s in args.shards.split(",")):
             print(f"running the daily job, --shards {shards}", flush=True)
-            runs.append(run_job(data, address, shards))
+            runs.append(run_job(data, address, shards, args.job_args.split()))
             print(json.dumps(runs[-1]), flush=True)
     finally:
         server.stop(0)
@@ -233,7 +234,7 @@ def main() -> None:
     previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
     entries = previous.get("runs", {})
     for r in runs:
-        entries[f"{args.videos}x{r['shards']}"] = {**r, "date": dt.datetime.now(dt.timezone.utc).isoformat(
+        entries[" ".join([f"{args.videos}x{r['shards']}", *r["job_args"]])] = {**r, "date": dt.datetime.now(dt.timezone.utc).isoformat(
             timespec="minutes"), "data": {**stats, "regions": len(REGIONS), "days": DAYS}}
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps({

@@ -23,9 +23,9 @@ On the morning of day D (default: today, UTC) it
      predicted views for the day, over all regions, reach `transcoder.popular_min_daily_views`
      and that lacks them (a codec upgrade on the transcode topic).
 With --shards N the shards run as N processes and decide exactly what one process would.
-With --dry-run step 3 stops after scoring and step 4 is skipped: the summary says how many
-pushes and evictions the day would make. Prints one JSON summary. Exit code 2 with one line
-on stderr for bad input.
+With --dry-run the trained model is not saved, step 3 stops after scoring and step 4 is
+skipped: the summary says how many pushes and evictions the day would make. Prints one JSON
+summary. Exit code 2 with one line on stderr for bad input.
 """
 from __future__ import annotations
 
@@ -100,7 +100,8 @@ def choose_model(ds, costs, objects, day_index: int, args, out: dict, vocab=None
         else:
             if channel_table is not None:
                 model.channel_table = channel_table
-            modelstore.save_model(objects, model, str(ds.dates[day_index]))
+            if not getattr(args, "dry_run", False):
+                modelstore.save_model(objects, model, str(ds.dates[day_index]))
             out["model"] = {"source": "trained", "family": model.family, "train_seconds":
                             round(time.perf_counter() - t0, 2), "validation": model.info.get("families")}
             return model, hist
