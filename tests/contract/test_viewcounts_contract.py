@@ -57,8 +57,8 @@ def test_counts_add_up_and_a_redelivered_offset_is_skipped(store):
     assert not store.apply_views(src, 1, [DailyViews(a, "GB", "2031-01-01", 1, 999)])
     assert not store.apply_views(src, 0, [DailyViews(a, "GB", "2031-01-01", 1, 999)])
     assert store.apply_views("views/" + _uid(), 0, [DailyViews(a, "GB", "2031-01-01", 1, 1)])  # another source
-    assert _mine(store.daily_views("2031-01-01", "2031-01-02"), {a, b}) == [
-        (a, "GB", "2031-01-01", 3, 156), (b, "US", "2031-01-02", 1, 0)]
+    assert _mine(store.daily_views("2031-01-01", "2031-01-02"), {a, b}) == sorted([
+        (a, "GB", "2031-01-01", 3, 156), (b, "US", "2031-01-02", 1, 0)])
     assert _mine(store.daily_views("2031-01-02", None), {a, b}) == [(b, "US", "2031-01-02", 1, 0)]
     assert _mine(store.daily_views(None, "2031-01-01"), {a, b}) == [(a, "GB", "2031-01-01", 3, 156)]
 
@@ -117,7 +117,7 @@ def test_scylla_redelivery_of_a_half_applied_message_applies_only_the_missing_ro
         rows = [DailyViews(a, "GB", "2031-04-01", 1, 10), DailyViews(b, "GB", "2031-04-01", 1, 10)]
         assert store.apply_views(src, 4, rows)
         assert not store.apply_views(src, 4, rows)
-        assert _mine(store.daily_views("2031-04-01", "2031-04-01"), {a, b}) == [
-            (a, "GB", "2031-04-01", 2, 11), (b, "GB", "2031-04-01", 1, 10)]
+        assert _mine(store.daily_views("2031-04-01", "2031-04-01"), {a, b}) == sorted([
+            (a, "GB", "2031-04-01", 2, 11), (b, "GB", "2031-04-01", 1, 10)])
     finally:
         store.close()
