@@ -75,8 +75,9 @@ def sim_config() -> SimConfig:
 
 
 # ------------------------------------------------------------------------------ generation
-def generate(data: pathlib.Path, n_videos: int) -> dict:
-    """Writes the catalogue, counts and metadata of `n_videos` videos into `data`."""
+def generate(data: pathlib.Path, n_videos: int, marker: pathlib.Path) -> dict:
+    """Writes the catalogue, counts and metadata of `n_videos` videos into `data`, a world
+    at a time; `marker` records the progress, so a cut generation resumes."""
     from longtail.metadata.v1 import video_pb2
     from longtail_common.adapters.sqlite_metadata import SqliteMetadataStore
     from longtail_common.adapters.sqlite_viewcounts import SqliteViewCountStore
@@ -85,9 +86,12 @@ def generate(data: pathlib.Path, n_videos: int) -> dict:
     t0 = time.perf_counter()
     store = SqliteViewCountStore(data / "viewcounts.sqlite3")
     meta = SqliteMetadataStore(data / "metadata.sqlite3")
-    stats = {"videos": 0, "count_rows": 0, "views": 0, "pairs_on_edge": 0}
-    offset = 0
-    for world in range((n_videos + WORLD_VIDEOS - 1) // WORLD_VIDEOS):
+    stats = {"requested": n_videos, "videos": 0, "worlds": 0, "count_rows": 0, "views": 0, "pairs_on_edge": 0,
+             "generate_seconds": 0.0}
+    if marker.exists():
+        stats = json.loads(marker.read_text())
+    while stats["videos"] < n_videos:
+        world = stats["worlds"]
         ds = simulate(sim_config(), seed=1000 + world)
         take = min(len(ds.video_ids), n_videos - stats["videos"])
         ids = [f"w{world:03d}{v}" for v in ds.video_ids[:take]]
@@ -109,19 +113,19 @@ def generate(data: pathlib.Path, n_videos: int) -> dict:
             part = slice(s, s + 500_000)
             rows = [DailyViews(ids[a], REGIONS[b], (START + dt.timedelta(days=int(d))).isoformat(), int(n), 0)
                     for a, b, d, n in zip(vi[part], ri[part], di[part], views[vi[part], ri[part], di[part]])]
-            store.apply_views("bench/0", offset, rows)
-            offset += 1
+            store.apply_views(f"bench/{world}", s, rows)
+        stats["worlds"] += 1
         stats["videos"] += take
         stats["count_rows"] += int(len(vi))
         stats["views"] += int(views.sum())
         stats["pairs_on_edge"] += int(edge.sum())
+        stats["generate_seconds"] = round(stats["generate_seconds"] + time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        marker.write_text(json.dumps(stats))
         print(f"  world {world}: {stats['videos']:,} videos, {stats['count_rows']:,} count rows, "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
-        if stats["videos"] >= n_videos:
-            break
+              f"{stats['generate_seconds']:.0f} s", flush=True)
     store.close()
     meta.close()
-    stats["generate_seconds"] = round(time.perf_counter() - t0, 1)
     return stats
 
 
@@ -211,13 +215,10 @@ def main() -> None:
         data = pathlib.Path(tmp.name)
     data.mkdir(parents=True, exist_ok=True)
     marker = data / "generated.json"
-    if marker.exists() and json.loads(marker.read_text()).get("videos") == args.videos:
-        stats = json.loads(marker.read_text())
-        print(f"reusing {data}: {stats}")
-    else:
-        print(f"generating {args.videos:,} videos x {len(REGIONS)} regions x {DAYS} days into {data}", flush=True)
-        stats = generate(data, args.videos)
-        marker.write_text(json.dumps(stats))
+    if marker.exists() and json.loads(marker.read_text()).get("requested") not in (None, args.videos):
+        raise SystemExit(f"{data} holds another catalogue size: {marker.read_text()}")
+    print(f"{args.videos:,} videos x {len(REGIONS)} regions x {DAYS} days in {data}", flush=True)
+    stats = generate(data, args.videos, marker)
     if args.generate_only:
         return
     server, address = serve_metadata(data)
