@@ -29,7 +29,6 @@ Goals (issue 26): <= 15 min and <= 8 GB for 1,000,000 videos on this 2-core mach
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import os

@@ -26,7 +26,7 @@ from longtail_common.adapters.sqlite_viewcounts import SqliteViewCountStore
 from longtail_common.config import Config
 from longtail_common.ports import MEDIA_BUCKET, CatalogEntry, DailyViews, VideoRecord, view_shard
 from metadata_svc.server import MetadataServicer
-from placement_svc import daily, daily_shard, modelstore
+from placement_svc import daily, daily_shard
 from placement_svc.model.costs import CostModel
 from tests.test_placement_helpers import FAST_TRAIN, small_sim
 
