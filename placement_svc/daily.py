@@ -44,7 +44,7 @@ log = logging.getLogger("placement_svc.daily")
 DEFAULT_MIN_TRAIN_DAYS = 14
 # Training reads whole channels up to about this many videos (a sample past that: 400k
 # training rows come from a small part of a large catalogue anyway).
-TRAIN_SAMPLE_VIDEOS = 100_000
+TRAIN_SAMPLE_VIDEOS = 50_000
 
 
 class _Parser(argparse.ArgumentParser):
