@@ -12,6 +12,8 @@ Tables (keyspace from config, created by `migrate`):
 * the account tables (`accounts`, `accounts_by_id`, `password_links`, `api_tokens`,
   `api_tokens_by_account`, `sessions`, `external_identities`), used by `scylla_accounts`:
   one keyspace, one versioned schema.
+* placement's view counts and catalogue (`view_counts`, `view_sources`, `view_days`,
+  `placement_catalog`), used by `scylla_viewcounts`.
 * `schema_migrations`: which versions of the schema were applied.
 
 Writes: `create_video` is `INSERT ... IF NOT EXISTS`, `replace_video` is
@@ -127,7 +129,38 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             account_id text,
             PRIMARY KEY ((issuer, subject)))""",
     ]),
+    (4, "placement view counts and catalogue", [
+        # One partition per day x video bucket; a row per (video, region, source) fenced by
+        # the offset that last changed it (see scylla_viewcounts).
+        """CREATE TABLE IF NOT EXISTS {ks}.view_counts (
+            day text,
+            bucket int,
+            video_id text,
+            region text,
+            source text,
+            views bigint,
+            bytes bigint,
+            last_offset bigint,
+            PRIMARY KEY ((day, bucket), video_id, region, source))""",
+        """CREATE TABLE IF NOT EXISTS {ks}.view_sources (
+            source text PRIMARY KEY,
+            last_offset bigint)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.view_days (
+            day text PRIMARY KEY)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.placement_catalog (
+            bucket int,
+            video_id text,
+            channel_id text,
+            language text,
+            category text,
+            publish_day text,
+            size_bytes bigint,
+            PRIMARY KEY ((bucket), video_id))""",
+    ]),
 ]
+
+# Versions apply in ascending order; two branches adding "the next version" must not collide.
+assert [v for v, _, _ in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "MIGRATIONS: versions 1..n in order"
 
 _KEYSPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
