@@ -55,7 +55,7 @@ class RandomPolicy(NonePolicy):
     def __init__(self, seed):
         self.rng = np.random.default_rng(seed)
 
-    def decide(self, ctx, d, prev_edge):
+    def morning(self, ctx, d, prev_edge):
         return self.rng.random(prev_edge.shape) < 0.5
 
 
