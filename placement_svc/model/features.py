@@ -168,10 +168,11 @@ class History:
     def channel_table(self, d: int) -> ChannelTable:
         """Channel history from days < d only."""
         if d not in self._channel_tables:
-            self._channel_tables[d] = self._channel_table(d)
+            self._channel_tables[d] = self.compute_channel_table(d)
         return self._channel_tables[d]
 
-    def _channel_table(self, d: int) -> ChannelTable:
+    def compute_channel_table(self, d: int) -> ChannelTable:
+        """`channel_table` without the per-morning cache."""
         ds = self.ds
         n_r = len(ds.regions)
         has = (ds.channel >= 0) & (self.known_from <= d)

@@ -470,7 +470,7 @@ class FittedPredictors:
     info: dict
 
 
-def _validation_days(hist: History, days: list[int], train_end: int, H: int) -> list[ValidationDay]:
+def validation_days(hist: History, days: list[int], train_end: int, H: int) -> list[ValidationDay]:
     views = hist.ds.views
     n_v, n_r = views.shape[:2]
     out = []
@@ -518,7 +518,7 @@ def fit_predictors(hist: History, train_end: int, cfg: TrainConfig) -> FittedPre
     t0 = time.perf_counter()
     rows = sample_rows(hist, fit_days, cfg.max_rows, rng, H)
     first_rows = sample_rows(hist, fit_days, int(cfg.max_rows * cfg.first_request_share), rng, H, first_requests=True)
-    val = _validation_days(hist, val_days, train_end, H)
+    val = validation_days(hist, val_days, train_end, H)
     info = {"fit_days": [str(ds.dates[fit_days[0]]), str(ds.dates[fit_days[-1]])],
             "validation_days": [str(ds.dates[val_days[0]]), str(ds.dates[val_days[-1]])],
             "horizon_days": H, "training_rows": int(len(rows.y)), "first_request_rows": int(len(first_rows.y)),
