@@ -135,7 +135,7 @@ def perfect_predictor(ds, latent: np.ndarray, costs: CostModel, train_end: int, 
     cost = price_plan(ctx, ModelPolicy(probe).replay(ctx, days))["total_cost"]
     oracle = price_plan(ctx, OraclePolicy().replay(ctx, days))["total_cost"]
     return {"perfect_predictor": round(cost, 2), "perfect_predictor_vs_oracle": round(cost / oracle, 4),
-            "knobs": {"alpha": probe.alpha, "gamma": probe.gamma,
+            "knobs": {"alpha": probe.alpha if np.isfinite(probe.alpha) else None, "gamma": probe.gamma,
                       "admit_alpha": probe.admit_alpha if np.isfinite(probe.admit_alpha) else None,
                       "admit_gamma": probe.admit_gamma}}
 

@@ -155,7 +155,7 @@ def _evaluate_prices(hist: History, costs: CostModel, fitted: FittedPredictors, 
     out = {
         "policies": {name: _policy_result(results[name], results["oracle"]["total_cost"]) for name in POLICY_NAMES},
         "summary": _summary(ctx, results, plans, known_oracle),
-        "model": {**tuning["model"], "alpha": model.alpha, "gamma": model.gamma,
+        "model": {**tuning["model"], "alpha": model.alpha if np.isfinite(model.alpha) else None, "gamma": model.gamma,
                   "admit_alpha": model.admit_alpha if np.isfinite(model.admit_alpha) else None,
                   "admit_gamma": model.admit_gamma},
         "threshold": tuning["threshold"],

@@ -34,7 +34,9 @@ from placement_svc.model.features import (
     N_AGE, NUMERIC, Batch, ChannelTable, History, Vocab, age_bucket, first_request_batch, gbm_matrix, onehot_dense,
 )
 
-ALPHAS = (0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
+# inf: the morning keeps or evicts but never pushes a new pair (a first-request fill has
+# the same cost and knows the pair is watched; tuning finds where the admission is good enough).
+ALPHAS = (0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, np.inf)
 GAMMAS = (0.7, 1.0, 1.4, 2.0)
 ADMIT_ALPHAS = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, np.inf)  # inf: never fill on a first request
 MAX_LOG = 30.0  # log1p(views) cap (~1e13 views) for calibration and extrapolation
@@ -344,6 +346,8 @@ def decision_thresholds(costs: CostModel, regions: list[str], alpha: float, gamm
     pos = saving > 0
     safe = np.where(pos, saving, 1.0)
     keep = np.where(pos, p["cdn_storage_per_gb_day"] / safe, np.inf)
+    if not np.isfinite(alpha):  # never fill (inf * a free fill would be nan)
+        return keep, np.full_like(keep, np.inf)
     fill = np.where(pos, (alpha * p["cdn_fill_per_gb"] + horizon * p["cdn_storage_per_gb_day"]) / safe, np.inf)
     return keep, fill
 
@@ -569,7 +573,7 @@ def tune(fitted: FittedPredictors, costs: CostModel, tune_replay) -> PlacementMo
         cost = _best_knobs(model, run, ("admit_alpha", "admit_gamma"), ADMIT_ALPHAS, GAMMAS)
         info["families"][c.family] = {
             "validation_cost": round(cost, 4), "validation_cost_morning_only": round(morning_only, 4),
-            "alpha": model.alpha, "gamma": model.gamma,
+            "alpha": model.alpha if np.isfinite(model.alpha) else None, "gamma": model.gamma,
             "admit_alpha": model.admit_alpha if np.isfinite(model.admit_alpha) else None,
             "admit_gamma": model.admit_gamma, **c.info}
         if best is None or cost < best[0]:
