@@ -151,6 +151,9 @@ def _evaluate_prices(hist: History, costs: CostModel, fitted: FittedPredictors, 
     tuning = _fit_policies(ctx, policies, fitted, train_end, timings)
     results, plans = _replay_policies(ctx, policies, test_days, timings)
     known_oracle = price_plan(ctx, OraclePolicy(known_only=True).replay(ctx, test_days))
+    # The threshold as it was before the on-day step (its k tuned with no first-request fills).
+    results["threshold_morning_only"] = price_plan(
+        ctx, ThresholdPolicy(policies["threshold"].k_morning_only).replay(ctx, test_days))
     model = policies["model"].model
     out = {
         "policies": {name: _policy_result(results[name], results["oracle"]["total_cost"]) for name in POLICY_NAMES},
@@ -224,6 +227,9 @@ def _summary(ctx: Context, results: dict[str, dict], plans: dict[str, Plan], kno
         "model_vs_best_heuristic": round(m / h, 4) if h > 0 else None,
         "model_vs_oracle": round(m / oracle, 4) if oracle > 0 else None,
         "model_vs_lru": round(m / results["lru"]["total_cost"], 4) if results["lru"]["total_cost"] > 0 else None,
+        "threshold_morning_only_cost": round(results["threshold_morning_only"]["total_cost"], 4),
+        "model_vs_threshold_morning_only": round(m / results["threshold_morning_only"]["total_cost"], 4)
+        if results["threshold_morning_only"]["total_cost"] > 0 else None,
         # A morning-only plan cannot place a video before it is known; this bounds such plans
         # (an on-day fill at the first request can go below it).
         "oracle_known_videos_cost": round(known_oracle["total_cost"], 4),

@@ -158,12 +158,14 @@ class ThresholdPolicy(TwoMomentPolicy):
         n_r = len(ctx.ds.regions)
         self.j = np.full(n_r, np.inf)
         self._tune(ctx, days, "k", THRESHOLD_GRID)  # the morning-only rule, then each knob given the other
+        self.k_morning_only = self.k.copy()
         self._tune(ctx, days, "j", ADMIT_GRID)
         self._tune(ctx, days, "k", THRESHOLD_GRID)
         self._tune(ctx, days, "j", ADMIT_GRID)
         regions = ctx.ds.regions
         return {"k": {r: _grid_value(k) for r, k in zip(regions, self.k)},
                 "admit_min_views_7d": {r: _grid_value(j) for r, j in zip(regions, self.j)},
+                "k_morning_only": {r: _grid_value(k) for r, k in zip(regions, self.k_morning_only)},
                 "grid": [_grid_value(k) for k in THRESHOLD_GRID], "admit_grid": [_grid_value(j) for j in ADMIT_GRID]}
 
 
