@@ -279,9 +279,12 @@ def main() -> int:
     plots: dict = {}
     cfg, train_end = SimConfig(), 41
     sim0 = None
+    dest = pathlib.Path(args.out)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     for seed in (int(x) for x in args.seeds.split(",")):
         out[f"simulator_seed{seed}"], ds = simulator_seed(seed, cfg, train_end, plots)
         sim0 = sim0 if sim0 is not None else ds
+        dest.write_text(json.dumps(out, indent=1) + "\n")  # what is done so far, should the run be cut
     out["simulator_config"] = {k: (v if not isinstance(v, (dict, dt.date)) else str(v))
                                for k, v in vars(cfg).items() if k not in ("languages", "categories")}
     if (TRENDING / "views.csv").exists() and not args.no_real:
@@ -302,8 +305,6 @@ def main() -> int:
     out["plots"] = {k: {n: str(pathlib.Path(f).resolve().relative_to(ROOT)) for n, f in v.items()}
                     for k, v in plots.items()}
     out["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    dest = pathlib.Path(args.out)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=1) + "\n")
     print(f"\nwrote {dest} in {out['wall_seconds']} s")
     return 0
