@@ -94,6 +94,17 @@ class Batch:
     def __len__(self) -> int:
         return len(self.vid)
 
+    def take(self, idx: np.ndarray) -> "Batch":
+        """The rows at `idx` (indices or a boolean mask), same day."""
+        return Batch(day=self.day, vid=self.vid[idx], reg=self.reg[idx], num=self.num[idx], lr=self.lr[idx],
+                     cat=self.cat[idx], age_b=self.age_b[idx], dow=self.dow)
+
+    @staticmethod
+    def concat(day: int, dow: int, parts: list["Batch"]) -> "Batch":
+        """Rows of several batches of the same day, in order."""
+        cols = {f: np.concatenate([getattr(p, f) for p in parts]) for f in ("vid", "reg", "num", "lr", "cat", "age_b")}
+        return Batch(day=day, dow=dow, **cols)
+
 
 def age_bucket(age: np.ndarray) -> np.ndarray:
     return np.searchsorted(AGE_EDGES, age, side="right")
@@ -176,6 +187,7 @@ class History:
         self.cat = vocab.cat_code(ds.category)
         self.known_from = ds.known_from
         self.n_ch = max(len(ds.channel_ids), 1)
+        self._channel_tables: dict[int, ChannelTable] = {}  # per morning: the morning and on-day rows share it
 
     def window(self, d: int, w: int) -> np.ndarray:
         """Views per (video, region) over days [d-w, d-1]."""
@@ -183,7 +195,9 @@ class History:
 
     def channel_table(self, d: int) -> ChannelTable:
         """Channel history from days < d only."""
-        return self.channel_sums(d).table()
+        if d not in self._channel_tables:
+            self._channel_tables[d] = self.channel_sums(d).table()
+        return self._channel_tables[d]
 
     def channel_sums(self, d: int) -> "ChannelSums":
         """This data set's share of the channel history of day d (days < d only)."""
@@ -265,6 +279,25 @@ class History:
         return Batch(day=d, vid=vid, reg=reg, num=num.reshape(-1, len(cols)), lr=lang * n_r + reg,
                      cat=np.repeat(self.cat[vids], n_r), age_b=np.repeat(age_bucket(age), n_r),
                      dow=ds.weekday(d))
+
+
+def first_request_batch(hist: History, morning: Batch, requested: np.ndarray, on_edge: np.ndarray) -> Batch:
+    """Rows of the on-day decision for day `morning.day`: pairs requested that day and not on
+    the edge after the morning plan. A known video's row is its morning row; a video not yet
+    known that morning (no upload date, first views today) gets a row built the same way from
+    days before today (zero history, age 0). The fact of the request is the only thing about
+    today in it: `requested` (videos x regions, bool) selects rows and is not a feature.
+
+    What an edge would see at that first request: the video id, its region, and the
+    per-pair admission bit the morning job published from these same features."""
+    d = morning.day
+    sel = requested[morning.vid, morning.reg] & ~on_edge[morning.vid, morning.reg]
+    parts = [morning.take(sel)]
+    new = np.nonzero((hist.known_from > d) & requested.any(1))[0]
+    if len(new):
+        nb = hist.batch(d, vids=new)
+        parts.append(nb.take(requested[nb.vid, nb.reg] & ~on_edge[nb.vid, nb.reg]))
+    return Batch.concat(d, morning.dow, parts)
 
 
 def onehot_dense(b: Batch, vocab: Vocab, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
