@@ -440,6 +440,7 @@ TOPIC_TRANSCODE_REQUESTS = "transcode.requests"
 TOPIC_TRANSCODE_RESULTS = "transcode.results"
 TOPIC_VIDEO_PUBLISHED = "video.published"
 TOPIC_VIEWS = "views"
+TOPIC_EDGE_FILLS = "edge.fills"
 TOPIC_VIDEO_CHANGED = "video.changed"
 TOPIC_VIDEO_DELETED = "video.deleted"
 TOPIC_DEAD_LETTER = "deadletter"
@@ -450,6 +451,7 @@ CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {
     "transcoder": (TOPIC_TRANSCODE_REQUESTS,),
     "placement": (TOPIC_TRANSCODE_RESULTS,),
     "placement-views": (TOPIC_VIEWS,),
+    "placement-fills": (TOPIC_EDGE_FILLS,),
     "search": (TOPIC_VIDEO_PUBLISHED,),
 }
 
@@ -460,6 +462,8 @@ DEFAULT_TOPICS = {
     TOPIC_TRANSCODE_RESULTS: 4,
     TOPIC_VIDEO_PUBLISHED: 2,
     TOPIC_VIEWS: 4,
+    # First requests of pairs placement said to fill through the edge (the on-day moment).
+    TOPIC_EDGE_FILLS: 2,
     # Every write of a video record (metadata_svc): read by search, and whole by every
     # gateway process (its cache, a group of its own).
     TOPIC_VIDEO_CHANGED: 4,
@@ -480,6 +484,21 @@ class DailyViews:
     day: str  # YYYY-MM-DD (UTC)
     views: int  # "start" beacons
     bytes: int  # bytes watched, all beacon kinds
+
+
+@dataclass(frozen=True)
+class DailyQoE:
+    """Player-measured quality of one day x region x where streams came from ("origin" or
+    "cdn"), as counters that add up (`longtail_common.qoe` says what each metric's bins
+    and totals are): placement's measured QoE penalty reads them."""
+
+    day: str  # YYYY-MM-DD (UTC)
+    region: str
+    served_from: str  # "origin" | "cdn"
+    metric: str  # "startup" | "rebuffer" | "ladder"
+    bin: int
+    n: int
+    total: int
 
 
 @dataclass(frozen=True)
@@ -567,10 +586,14 @@ def catalog_columns_of(rows: list[tuple]) -> CatalogColumns:
 
 @runtime_checkable
 class ViewCountStore(Protocol):
-    def apply_views(self, source: str, offset: int, rows: list[DailyViews]) -> bool:
-        """Adds `rows` to the daily counts atomically, once per (source, offset): a source is
-        e.g. "views/2" (topic/partition) and offsets only grow, so a redelivered message
-        (offset <= the last applied one) is skipped. Returns False when skipped."""
+    def apply_views(self, source: str, offset: int, rows: list[DailyViews], qoe: list[DailyQoE] = ()) -> bool:
+        """Adds `rows` to the daily counts (and `qoe` to the QoE counters), once per
+        (source, offset): a source is e.g. "views/2" (topic/partition) and offsets only
+        grow, so a redelivered message (offset <= the last applied one) is skipped.
+        Returns False when skipped."""
+
+    def qoe_counts(self, first_day: str, last_day: str) -> list[DailyQoE]:
+        """The QoE counters of days in [first_day, last_day], summed over sources, sorted."""
 
     def daily_views(self, first_day: str | None = None, last_day: str | None = None) -> list[DailyViews]:
         """Counts of days in [first_day, last_day] (inclusive; None = open)."""

@@ -5,6 +5,9 @@
                          [--shards N] [--dry-run]
 
 On the morning of day D (default: today, UTC) it
+  0. prices QoE: the player-measured penalty (`longtail placement qoe`) in each region with
+     placement.qoe_min_playbacks playbacks on origin and on the edge, the configured one
+     elsewhere;
   1. reads the catalogue of READY videos, their current placements and the daily view
      counts of the days before D (the ViewCountStore that placement's `views` consumer
      fills), as arrays, per shard (`daily_shard`: videos split by a hash of their id);
@@ -18,7 +21,10 @@ On the morning of day D (default: today, UTC) it
      catalogue-wide channel history) and, per video whose decision changed, pushes the
      renditions to the new regions' edges FIRST, then writes the decision into the
      metadata (UpdateVideo, field mask "placements", etag-checked), then evicts the regions
-     it left. A cdn URL therefore never points at missing bytes;
+     it left. A cdn URL therefore never points at missing bytes. With it goes the on-day
+     moment: each pair left on origin gets `fill_on_first_request` from the model's learned
+     admission rule (the rule's: its last week repays a fill), so the gateway's first
+     request of the pair that day has placement_svc fill it through the edge (`fills`);
   4. asks the transcoder for the `transcoder.popular_codecs` (AV1) of every video whose
      predicted views for the day, over all regions, reach `transcoder.popular_min_daily_views`
      and that lacks them (a codec upgrade on the transcode topic).
@@ -117,29 +123,38 @@ def choose_model(ds, costs, objects, day_index: int, args, out: dict, vocab=None
 
 
 def decide(ds, hist, model, costs, day_index: int, at_edge: np.ndarray, channel_table=None):
-    """(push mask over (video, region), predicted views, policy name) for day `day_index`.
-    `channel_table`: the catalogue-wide channel history when `ds` is a part of it."""
+    """Both moments of day `day_index`: (push mask over (video, region), admit mask (pairs
+    not pushed whose first request of the day fills the edge), predicted views, policy
+    name). `channel_table`: the catalogue-wide channel history when `ds` is a part of it."""
     from placement_svc.model.learned import HORIZON, decision_thresholds
 
     n_v, n_r = len(ds.video_ids), len(ds.regions)
     push = np.zeros((n_v, n_r), dtype=bool)
+    admit = np.zeros((n_v, n_r), dtype=bool)
     predicted = np.zeros((n_v, n_r))
     if n_v == 0:
-        return push, predicted, "none"
+        return push, admit, predicted, "none"
     if model is not None:
         b = hist.batch(day_index, ch=channel_table)
         exp = model.expected_views(b)
         rows = model.decide_rows(b, exp, at_edge[b.vid, b.reg])
         predicted[b.vid, b.reg] = exp[:, 0]
         push[b.vid[rows], b.reg[rows]] = True
-        return push, predicted, f"model-{model.family}"
+        if model.admits():  # the learned admission rule, on the rows the morning left on origin
+            rest = b.take(~rows)
+            fill = model.admit_rows(rest, model.expected_views_if_requested(rest))
+            admit[rest.vid[fill], rest.reg[fill]] = True
+        return push, admit, predicted, f"model-{model.family}"
     keep_t, fill_t = decision_thresholds(costs, list(ds.regions), 1.0, 1.0, HORIZON)
     y1 = hist.window(day_index, 1)
     rule = np.where(at_edge, y1 > keep_t[None, :], y1 * HORIZON > fill_t[None, :])
     known = np.zeros(n_v, dtype=bool)
     known[hist.candidates(day_index)] = True
     push = rule & known[:, None]
-    return push, y1.astype(np.float64), "rule-yesterday"
+    # The rule's on-day step: a first request fills when the pair's views of the last week,
+    # at their daily average, would repay the fill over the horizon.
+    admit = ~push & known[:, None] & (hist.window(day_index, 7) / 7.0 * HORIZON > fill_t[None, :])
+    return push, admit, y1.astype(np.float64), "rule-yesterday"
 
 
 def codec_upgrades(videos: list, predicted_total: np.ndarray, families: list[str],
@@ -182,12 +197,13 @@ def request_codec_upgrades(cfg, upgrades: list[tuple[str, list[str]]], videos: d
 
 
 # ------------------------------------------------------------------------------ apply
-def _placements(regions, push_row, pred_row, policy, now):
+def _placements(regions, push_row, admit_row, pred_row, policy, now):
     from longtail.metadata.v1 import video_pb2
 
     return [video_pb2.PlacementDecision(
         region=r, served_from=video_pb2.SERVED_FROM_CDN if p else video_pb2.SERVED_FROM_ORIGIN,
-        policy=policy, predicted_views=float(v), decide_time=now) for r, p, v in zip(regions, push_row, pred_row)]
+        fill_on_first_request=bool(a and not p), policy=policy, predicted_views=float(v), decide_time=now)
+        for r, p, a, v in zip(regions, push_row, admit_row, pred_row)]
 
 
 def write_placements(metadata, video, placements) -> None:
@@ -223,10 +239,12 @@ class AppliedChanges:
 
 
 def apply_decisions(objects, metadata, video_ids: list[str], regions: list[str], at_edge: np.ndarray,
-                    push: np.ndarray, predicted: np.ndarray, policy: str) -> AppliedChanges:
-    """Per video whose decision changed: push to the new regions' edges first, then write
-    the decision, then evict the regions it left, so a cdn URL never points at missing bytes.
-    Only the changed videos' metadata is read (again, for a fresh etag)."""
+                    push: np.ndarray, predicted: np.ndarray, policy: str, admit: np.ndarray | None = None,
+                    admitted: np.ndarray | None = None) -> AppliedChanges:
+    """Per video whose decision changed (where it is served, or its first-request fill bit:
+    `admit` today's, `admitted` the one in force): push to the new regions' edges first,
+    then write the decision, then evict the regions it left, so a cdn URL never points at
+    missing bytes. Only the changed videos' metadata is read (again, for a fresh etag)."""
     from google.protobuf.timestamp_pb2 import Timestamp
 
     from longtail.metadata.v1 import video_pb2
@@ -237,7 +255,9 @@ def apply_decisions(objects, metadata, video_ids: list[str], regions: list[str],
     now.GetCurrentTime()
     rindex = {r: i for i, r in enumerate(regions)}
     done = AppliedChanges()
-    changed = np.nonzero((push != at_edge).any(1))[0]
+    admit = np.zeros_like(push) if admit is None else admit & ~push
+    admitted = np.zeros_like(push) if admitted is None else admitted
+    changed = np.nonzero(((push != at_edge) | (admit != admitted)).any(1))[0]
     done.unchanged = len(video_ids) - len(changed)
     for s in range(0, len(changed), 1000):
         rows = changed[s:s + 1000]
@@ -257,7 +277,7 @@ def apply_decisions(objects, metadata, video_ids: list[str], regions: list[str],
                 except Exception as exc:  # noqa: BLE001 - this pair stays on origin today
                     want[rindex[r]] = False
                     done.errors.append(f"push {vid} to {r}: {exc}")
-            placements = _placements(regions, want, predicted[i], policy, now)
+            placements = _placements(regions, want, admit[i], predicted[i], policy, now)
             write_placements(metadata, videos[vid], placements)
             for p in placements:
                 if p.region in new or p.region in gone:
@@ -318,6 +338,22 @@ def plan_model(shards: list, infos: list, cfg, day: dt.date, costs, objects, arg
     return model, hist.vocab, table
 
 
+def costs_with_measured_qoe(cfg, costs, day: dt.date, regions: list[str]):
+    """The prices with the player-measured QoE penalty in the regions with enough playbacks
+    (placement_svc.qoe_report), and per region which penalty ($/GB) is used and why."""
+    from longtail_common.adapters import make_view_count_store
+    from placement_svc.qoe_report import measured_costs
+
+    store = make_view_count_store(cfg)
+    try:
+        costs, source, penalties = measured_costs(cfg, costs, store, day, regions)
+    finally:
+        store.close()
+    return costs, {r: {"used": source[r], "per_gb": costs.prices(r).qoe_penalty_per_gb,
+                       "origin_playbacks": penalties[r].origin_playbacks,
+                       "edge_playbacks": penalties[r].edge_playbacks} for r in regions}
+
+
 def run(cfg, day: dt.date, args) -> dict:
     """Decides and applies the placement of `day` (steps 1-4 above); returns the JSON summary."""
     from longtail_common.adapters import make_object_store
@@ -329,6 +365,7 @@ def run(cfg, day: dt.date, args) -> dict:
     regions = list(cfg.platform.regions)
     objects = make_object_store(cfg)
     out: dict = {"date": day.isoformat(), "regions": regions, "shards": args.shards}
+    costs, out["qoe_penalty"] = costs_with_measured_qoe(cfg, costs, day, regions)
     shards = open_shards(cfg, day, args, costs.default_video_size_bytes)
     try:
         infos = call_all(shards, "load")
@@ -344,9 +381,11 @@ def run(cfg, day: dt.date, args) -> dict:
     n_videos = sum(p["videos"] for p in parts)
     on_cdn = dict(zip(regions, np.sum([p["on_cdn"] for p in parts], axis=0).tolist()))
     out.update({"policy": "none" if not n_videos else f"model-{model.family}" if model else "rule-yesterday",
-                "videos": n_videos, "pairs_scored": n_videos * len(regions), "on_cdn": int(sum(on_cdn.values()))})
+                "videos": n_videos, "pairs_scored": n_videos * len(regions), "on_cdn": int(sum(on_cdn.values())),
+                "fill_on_request": int(sum(sum(p.get("fill_on_request", [])) for p in parts))})
     if args.dry_run:
-        out.update({k: sum(p[k] for p in parts) for k in ("would_push", "would_evict", "changed_videos")})
+        out.update({k: sum(p[k] for p in parts)
+                    for k in ("would_push", "would_evict", "would_change_admission", "changed_videos")})
     else:
         changes = Counter()
         for p in parts:

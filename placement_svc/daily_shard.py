@@ -159,13 +159,15 @@ def get_videos(metadata, ids) -> dict:
     return found
 
 
-def placement_state(metadata, ids: list[str], regions: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(READY mask, (video, region) mask of the pairs whose decision says cdn), read in
-    batches without keeping the messages."""
+def placement_state(metadata, ids: list[str], regions: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(READY mask, (video, region) masks of the pairs whose decision says cdn and of those
+    whose decision says fill at the first request), read in batches without keeping the
+    messages."""
     from longtail.metadata.v1 import video_pb2
 
     ready = np.zeros(len(ids), dtype=bool)
     at_edge = np.zeros((len(ids), len(regions)), dtype=bool)
+    admitted = np.zeros((len(ids), len(regions)), dtype=bool)
     rindex = {r: i for i, r in enumerate(regions)}
     for s in range(0, len(ids), 1000):
         found = get_videos(metadata, ids[s:s + 1000])
@@ -177,7 +179,9 @@ def placement_state(metadata, ids: list[str], regions: list[str]) -> tuple[np.nd
             for p in v.placements:
                 if p.region in rindex and p.served_from == video_pb2.SERVED_FROM_CDN:
                     at_edge[i, rindex[p.region]] = True
-    return ready, at_edge
+                elif p.region in rindex and p.fill_on_first_request:
+                    admitted[i, rindex[p.region]] = True
+    return ready, at_edge, admitted
 
 
 def add_missing_entries(store, objects, metadata, ids: list[str], day: dt.date) -> int:
@@ -239,7 +243,7 @@ class Shard:
                     start)
                 if not unknown or not add_missing_entries(store, objects, metadata, unknown, self.day):
                     break
-            ready, at_edge = placement_state(metadata, catalog.video_id.tolist(), self.regions)
+            ready, at_edge, admitted = placement_state(metadata, catalog.video_id.tolist(), self.regions)
         finally:
             store.close()
             channel.close()
@@ -250,6 +254,7 @@ class Shard:
         self.sparse = SparseViews(remap[sparse.video[live]], sparse.region[live], sparse.day[live], sparse.views[live])
         self.catalog = type(catalog)(**{k: getattr(catalog, k)[keep] for k in catalog.__dataclass_fields__})
         self.at_edge = at_edge[keep]
+        self.admitted = admitted[keep]
         langs, cats = vocab_counts(self.catalog, self.day - dt.timedelta(days=1))
         return ShardInfo(videos=len(keep), first_view_day=first,
                          channel_ids=sorted(set(self.catalog.channel_id.tolist()) - {""}),
@@ -277,25 +282,28 @@ class Shard:
 
         ds, d = self.ds, self.ds.n_days - 1
         push = np.zeros(self.at_edge.shape, dtype=bool)
+        admit = np.zeros(self.at_edge.shape, dtype=bool)
         predicted = np.zeros(self.at_edge.shape)
         policy = "none"
         for s in range(0, len(ds.video_ids), CHUNK_VIDEOS):
             rows = slice(s, s + CHUNK_VIDEOS)
             part = slice_dataset(ds, rows)
-            push[rows], predicted[rows], policy = decide(part, History(part, vocab), model, costs, d,
-                                                         self.at_edge[rows], channel_table)
-        out = {"videos": len(ds.video_ids), "policy": policy, "on_cdn": push.sum(0).tolist()}
+            push[rows], admit[rows], predicted[rows], policy = decide(part, History(part, vocab), model, costs, d,
+                                                                      self.at_edge[rows], channel_table)
+        out = {"videos": len(ds.video_ids), "policy": policy, "on_cdn": push.sum(0).tolist(),
+               "fill_on_request": admit.sum(0).tolist()}
         tc = self.cfg.transcoder
         popular = np.nonzero(predicted.sum(1) >= tc.popular_min_daily_views)[0] if tc.popular_codecs else []
         if dry_run:
             new, gone = push & ~self.at_edge, self.at_edge & ~push
-            out.update(would_push=int(new.sum()), would_evict=int(gone.sum()),
-                       changed_videos=int((new | gone).any(1).sum()), popular_videos=len(popular))
+            flips = admit != self.admitted
+            out.update(would_push=int(new.sum()), would_evict=int(gone.sum()), would_change_admission=int(flips.sum()),
+                       changed_videos=int((new | gone | flips).any(1).sum()), popular_videos=len(popular))
             return out
         store, objects, channel, metadata = self._connect()
         try:
             applied = apply_decisions(objects, metadata, ds.video_ids, self.regions, self.at_edge, push, predicted,
-                                      policy)
+                                      policy, admit, self.admitted)
             videos = get_videos(metadata, [ds.video_ids[i] for i in popular])
             upgrades = codec_upgrades([videos[ds.video_ids[i]] for i in popular if ds.video_ids[i] in videos],
                                       predicted.sum(1)[[i for i in popular if ds.video_ids[i] in videos]],

@@ -99,21 +99,25 @@ class EmptyObjects:
 def test_rule_pushes_where_yesterday_repays_the_fill_and_evicts_when_views_stop():
     day = dt.date(2024, 5, 1)
     costs = CostModel()
-    counts = [DailyViews("v0", "GB", "2024-04-30", 40, 0), DailyViews("v1", "US", "2024-04-30", 1, 0)]
+    counts = [DailyViews("v0", "GB", "2024-04-30", 40, 0), DailyViews("v1", "US", "2024-04-30", 1, 0),
+              DailyViews("v2", "GB", "2024-04-27", 60, 0)]
     ds = dataset(entries(), counts, REGIONS, day, 1e9)
     d = ds.n_days - 1
     out = {}
     model, hist = daily.choose_model(ds, costs, EmptyObjects(), d, Namespace(no_train=True, min_train_days=14), out)
     assert model is None and out["model"] == {"source": "rule"}
     at_edge = np.zeros((3, 3), bool)
-    push, pred, policy = daily.decide(ds, hist, None, costs, d, at_edge)
+    push, admit, pred, policy = daily.decide(ds, hist, None, costs, d, at_edge)
     assert policy == "rule-yesterday"
     assert push.tolist() == [[False, True, False], [False, False, False], [False, False, False]]
     assert pred[0, 1] == 40
+    # On the day: v2's week in GB (60 views, none yesterday) repays a fill at its first
+    # request; v1's single view in US does not (a one-hit video pays no fill).
+    assert admit.tolist() == [[False, False, False], [False, False, False], [False, True, False]]
     # A day later with no views: what sits on the edge goes.
     ds2 = dataset(entries(), counts, REGIONS, day + dt.timedelta(days=1), 1e9)
     hist2 = daily.choose_model(ds2, costs, EmptyObjects(), ds2.n_days - 1, Namespace(no_train=True), {})[1]
-    push2, _, _ = daily.decide(ds2, hist2, None, costs, ds2.n_days - 1, push)
+    push2, _, _, _ = daily.decide(ds2, hist2, None, costs, ds2.n_days - 1, push)
     assert not push2.any()
 
 
@@ -230,8 +234,14 @@ def test_daily_trains_with_enough_history_saves_and_reuses_the_model(tmp_path):
     model, hist = daily.choose_model(ds, CostModel(), objects, ds.n_days - 1, args, out)
     assert out["model"]["source"] == "trained" and model.family in ("mlp", "gbm")
     at_edge = np.zeros((len(catalog), len(sim.regions)), bool)
-    push, pred, policy = daily.decide(ds, hist, model, CostModel(), ds.n_days - 1, at_edge)
+    push, admit, pred, policy = daily.decide(ds, hist, model, CostModel(), ds.n_days - 1, at_edge)
     assert policy == f"model-{model.family}" and 0 < push.sum() < push.size
+    assert not (admit & push).any()
+    if model.admits():  # the learned admission rule: what the model says for the rows left on origin
+        b = hist.batch(ds.n_days - 1)
+        rest = b.take(~push[b.vid, b.reg])
+        want = model.admit_rows(rest, model.expected_views_if_requested(rest))
+        assert admit[rest.vid, rest.reg].tolist() == want.tolist()
     yesterday = ds.views[:, :, -2]
     assert yesterday[push].mean() > 10 * max(yesterday[~push].mean(), 0.01)
     # The next run without training reuses the saved model; cold start uses it too.
@@ -244,3 +254,7 @@ def test_daily_trains_with_enough_history_saves_and_reuses_the_model(tmp_path):
     decisions = decide_for_new_video(video, list(sim.regions), saved)
     assert [d.region for d in decisions] == list(sim.regions)
     assert {d.policy for d in decisions} == {f"cold-start-{model.family}"}
+    fills = saved.admit_new_video({"channel_id": sim.channel_ids[0], "language": str(sim.language[0]),
+                                   "category": str(sim.category[0])})
+    assert [d.fill_on_first_request for d in decisions] == [
+        fills[r] and d.served_from == video_pb2.SERVED_FROM_ORIGIN for r, d in zip(sim.regions, decisions)]

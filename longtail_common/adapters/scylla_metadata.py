@@ -12,8 +12,8 @@ Tables (keyspace from config, created by `migrate`):
 * the account tables (`accounts`, `accounts_by_id`, `password_links`, `api_tokens`,
   `api_tokens_by_account`, `sessions`, `external_identities`), used by `scylla_accounts`:
   one keyspace, one versioned schema.
-* placement's view counts and catalogue (`view_counts`, `view_sources`, `view_days`,
-  `placement_catalog`), used by `scylla_viewcounts`.
+* placement's view counts, QoE counters and catalogue (`view_counts`, `view_sources`,
+  `view_days`, `qoe_counts`, `placement_catalog`), used by `scylla_viewcounts`.
 * `schema_migrations`: which versions of the schema were applied.
 
 Writes: `create_video` is `INSERT ... IF NOT EXISTS`, `replace_video` is
@@ -156,6 +156,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             publish_day text,
             size_bytes bigint,
             PRIMARY KEY ((bucket), video_id))""",
+    ]),
+    (5, "player-measured QoE counters", [
+        # Per day, a row per (region, served_from, metric, bin, source), fenced like view_counts.
+        """CREATE TABLE IF NOT EXISTS {ks}.qoe_counts (
+            day text,
+            region text,
+            served_from text,
+            metric text,
+            bin int,
+            source text,
+            n bigint,
+            total bigint,
+            last_offset bigint,
+            PRIMARY KEY ((day), region, served_from, metric, bin, source))""",
     ]),
 ]
 

@@ -2,7 +2,7 @@
 ScyllaDB (or Cassandra) keyspace, through scylla-driver, so every placement replica and
 the daily job (on any machine, any shard) share them.
 
-Tables (schema version 4 of `scylla_metadata.MIGRATIONS`):
+Tables (schema versions 4 and 5 of `scylla_metadata.MIGRATIONS`):
 
 * `view_counts`, partition `(day, bucket)` (bucket = `ports.view_bucket(video_id)`), one
   row per `(video_id, region, source)` with `views`, `bytes` and `last_offset`, the offset
@@ -11,6 +11,8 @@ Tables (schema version 4 of `scylla_metadata.MIGRATIONS`):
 * `view_sources`: the last offset applied per source (topic/partition).
 * `view_days`: the days that have counts (for open-ended reads).
 * `placement_catalog`, partition `bucket`: the READY videos placement decides for.
+* `qoe_counts`, partition `day`, a row per (region, served_from, metric, bin, source) with
+  `n`, `total` and `last_offset`: the player-measured QoE counters, fenced the same way.
 
 Exactly once. A source's messages arrive in offset order, at least once. `apply_views`
 skips a message whose offset is not above `view_sources.last_offset`; otherwise it
@@ -40,6 +42,7 @@ from longtail_common.ports import (
     CatalogColumns,
     CatalogEntry,
     ConflictError,
+    DailyQoE,
     DailyViews,
     ViewColumns,
     catalog_columns_of,
@@ -85,6 +88,13 @@ class ScyllaViewCountStore:
                               "last_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
             self._cas_row = p(f"UPDATE {ks}.view_counts SET views = ?, bytes = ?, last_offset = ? WHERE {key} "
                               "IF last_offset = ?")
+            qkey = "day = ? AND region = ? AND served_from = ? AND metric = ? AND bin = ? AND source = ?"
+            self._qoe_stmts = (
+                p(f"SELECT n AS views, total AS bytes, last_offset FROM {ks}.qoe_counts WHERE {qkey}"),
+                p(f"INSERT INTO {ks}.qoe_counts (day, region, served_from, metric, bin, source, n, total, last_offset) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"),
+                p(f"UPDATE {ks}.qoe_counts SET n = ?, total = ?, last_offset = ? WHERE {qkey} IF last_offset = ?"))
+            self._read_qoe = p(f"SELECT region, served_from, metric, bin, n, total FROM {ks}.qoe_counts WHERE day = ?")
             self._add_day = p(f"INSERT INTO {ks}.view_days (day) VALUES (?)")
             self._list_days = p(f"SELECT day FROM {ks}.view_days")
             self._read_partition = p(f"SELECT video_id, region, views, bytes FROM {ks}.view_counts "
@@ -104,7 +114,7 @@ class ScyllaViewCountStore:
             raise wrap_error(what, self.cfg, exc) from exc
 
     # -- counting ------------------------------------------------------------------------
-    def apply_views(self, source: str, offset: int, rows: list[DailyViews]) -> bool:
+    def apply_views(self, source: str, offset: int, rows: list[DailyViews], qoe: list[DailyQoE] = ()) -> bool:
         done = self._execute(f"reading source {source}", self._get_source, (source,)).one()
         if done is not None and offset <= done.last_offset:
             return False
@@ -115,6 +125,13 @@ class ScyllaViewCountStore:
             t[1] += int(r.bytes)
         for (day, video_id, region), (views, nbytes) in totals.items():
             self._apply_row((day, view_bucket(video_id), video_id, region, source), offset, views, nbytes)
+        qtotals: dict[tuple, list[int]] = {}
+        for q in qoe:
+            t = qtotals.setdefault((q.day, q.region, q.served_from, q.metric, int(q.bin), source), [0, 0])
+            t[0] += int(q.n)
+            t[1] += int(q.total)
+        for key, (n, total) in qtotals.items():
+            self._apply_row(key, offset, n, total, self._qoe_stmts)
         for day in {day for day, _, _ in totals} - self._known_days:
             self._execute(f"recording day {day}", self._add_day, (day,))
             with self._lock:
@@ -125,16 +142,18 @@ class ScyllaViewCountStore:
         self._execute(f"advancing source {source}", self._advance_source, (offset, source, offset))
         return True
 
-    def _apply_row(self, key: tuple, offset: int, views: int, nbytes: int) -> None:
-        """Adds (views, bytes) to one row unless `offset` already reached it (see module doc)."""
+    def _apply_row(self, key: tuple, offset: int, views: int, nbytes: int, stmts: tuple | None = None) -> None:
+        """Adds (views, bytes) to one row unless `offset` already reached it (see module doc);
+        `stmts` (get, insert, compare-and-set) name another table of the same shape."""
+        get_row, new_row, cas_row = stmts or (self._get_row, self._new_row, self._cas_row)
         for _ in range(CAS_ATTEMPTS):
-            row = self._execute("reading a count", self._get_row, key).one()
+            row = self._execute("reading a count", get_row, key).one()
             if row is None:
-                result = self._execute("inserting a count", self._new_row, (*key, views, nbytes, offset))
+                result = self._execute("inserting a count", new_row, (*key, views, nbytes, offset))
             elif row.last_offset >= offset:
                 return
             else:
-                result = self._execute("updating a count", self._cas_row, (
+                result = self._execute("updating a count", cas_row, (
                     row.views + views, row.bytes + nbytes, offset, *key, row.last_offset))
             if result.was_applied:
                 return
@@ -178,6 +197,15 @@ class ScyllaViewCountStore:
                 t[0] += r.views or 0
                 t[1] += r.bytes or 0
         return [DailyViews(vid, reg, day, v, b) for (day, vid, reg), (v, b) in sorted(totals.items())]
+
+    def qoe_counts(self, first_day: str, last_day: str) -> list[DailyQoE]:
+        totals: dict[tuple, list[int]] = {}
+        for (day,), rows in self._partitions(self._read_qoe, [(d,) for d in _days(first_day, last_day)]):
+            for r in rows:
+                t = totals.setdefault((day, r.region, r.served_from, r.metric, r.bin), [0, 0])
+                t[0] += r.n or 0
+                t[1] += r.total or 0
+        return [DailyQoE(*key, n, total) for key, (n, total) in sorted(totals.items())]
 
     # -- catalogue -----------------------------------------------------------------------
     def put_video(self, entry: CatalogEntry) -> None:

@@ -16,6 +16,7 @@ from typing import Iterator
 from longtail_common.ports import (
     CatalogColumns,
     CatalogEntry,
+    DailyQoE,
     DailyViews,
     ViewColumns,
     catalog_columns_of,
@@ -62,6 +63,11 @@ MIGRATIONS = [
     (2, "index by video (deletions)",
      _run_script("CREATE INDEX IF NOT EXISTS daily_views_by_video ON daily_views (video_id)")),
     (3, "buckets (shards of the daily job)", _add_buckets),
+    (4, "player-measured QoE counters", _run_script("""
+        CREATE TABLE IF NOT EXISTS qoe_daily (
+            day TEXT NOT NULL, region TEXT NOT NULL, served_from TEXT NOT NULL, metric TEXT NOT NULL,
+            bin INTEGER NOT NULL, n INTEGER NOT NULL, total INTEGER NOT NULL,
+            PRIMARY KEY (day, region, served_from, metric, bin)) WITHOUT ROWID""")),
 ]
 
 
@@ -100,7 +106,7 @@ class SqliteViewCountStore:
             self._local.conn = conn
         return conn
 
-    def apply_views(self, source: str, offset: int, rows: list[DailyViews]) -> bool:
+    def apply_views(self, source: str, offset: int, rows: list[DailyViews], qoe: list[DailyQoE] = ()) -> bool:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -113,6 +119,11 @@ class SqliteViewCountStore:
                 "ON CONFLICT (day, video_id, region) DO UPDATE SET views = views + excluded.views, "
                 "bytes = bytes + excluded.bytes",
                 ((r.video_id, r.region, r.day, int(r.views), int(r.bytes), view_bucket(r.video_id)) for r in rows))
+            conn.executemany(
+                "INSERT INTO qoe_daily (day, region, served_from, metric, bin, n, total) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (day, region, served_from, metric, bin) DO UPDATE SET n = n + excluded.n, "
+                "total = total + excluded.total",
+                ((q.day, q.region, q.served_from, q.metric, int(q.bin), int(q.n), int(q.total)) for q in qoe))
             conn.execute("INSERT INTO applied (source, last_offset) VALUES (?, ?) "
                          "ON CONFLICT (source) DO UPDATE SET last_offset = excluded.last_offset", (source, offset))
             conn.execute("COMMIT")
@@ -128,6 +139,12 @@ class SqliteViewCountStore:
             (first_day or "0000-00-00", last_day or "9999-99-99"),
         ).fetchall()
         return [DailyViews(*r) for r in rows]
+
+    def qoe_counts(self, first_day: str, last_day: str) -> list[DailyQoE]:
+        rows = self._conn().execute(
+            "SELECT day, region, served_from, metric, bin, n, total FROM qoe_daily WHERE day >= ? AND day <= ? "
+            "ORDER BY day, region, served_from, metric, bin", (first_day, last_day)).fetchall()
+        return [DailyQoE(*r) for r in rows]
 
     def view_columns(self, first_day: str, last_day: str, shard: int = 0, shards: int = 1,
                      batch_rows: int = 1_000_000) -> Iterator[ViewColumns]:

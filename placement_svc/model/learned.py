@@ -374,6 +374,17 @@ def decide_new_video(video_features: dict, model: PlacementModel | None = None,
     return {r: out.get(r, "origin") for r in regions} if regions else out
 
 
+def admit_new_video(video_features: dict, model: PlacementModel | None = None,
+                    regions: list[str] | None = None) -> dict[str, bool]:
+    """Cold start of the on-day moment: {region: fill at the first request?}; never
+    without a model (a morning-only plan, as before admission existed)."""
+    m = model or _DEFAULT_MODEL
+    if m is None or getattr(m, "admission", None) is None:
+        return {r: False for r in (regions or [])}
+    out = m.admit_new_video(video_features)
+    return {r: out.get(r, False) for r in regions} if regions else out
+
+
 # ---------------------------------------------------------------- training
 def _targets(rows: Rows) -> np.ndarray:
     return np.column_stack([np.log1p(rows.y), np.log1p(rows.yh)])

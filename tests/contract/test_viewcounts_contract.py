@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 import pytest
 
-from longtail_common.ports import CatalogEntry, DailyViews, view_shard
+from longtail_common.ports import CatalogEntry, DailyQoE, DailyViews, view_shard
 
 BACKENDS = ["sqlite", pytest.param("scylla", marks=pytest.mark.real)]
 
@@ -100,6 +100,22 @@ def test_catalogue_is_an_upsert_listed_by_id_and_by_shard(store):
     assert all(view_shard(str(v), 2) == k for k, c in enumerate(by_shard) for v in c.video_id)
 
 
+def test_qoe_counters_add_up_once_per_offset_and_sum_over_sources(store):
+    region = "Q" + uuid.uuid4().hex[:1].upper()  # a region of this test only (the keyspace is shared)
+    src, other = "views/" + _uid(), "views/" + _uid()
+    q = [DailyQoE("2031-07-01", region, "origin", "startup", 5, 1, 800),
+         DailyQoE("2031-07-01", region, "origin", "startup", 5, 1, 900),  # same counter twice in a message
+         DailyQoE("2031-07-02", region, "cdn", "rebuffer", 0, 2, 1500)]
+    assert store.apply_views(src, 0, [], q)
+    assert not store.apply_views(src, 0, [], q)  # redelivered
+    assert store.apply_views(other, 7, [DailyViews(_uid(), region, "2031-07-01", 1, 0)],
+                             [DailyQoE("2031-07-01", region, "origin", "startup", 5, 1, 700)])
+    mine = [r for r in store.qoe_counts("2031-07-01", "2031-07-02") if r.region == region]
+    assert mine == [DailyQoE("2031-07-01", region, "origin", "startup", 5, 3, 2400),
+                    DailyQoE("2031-07-02", region, "cdn", "rebuffer", 0, 2, 1500)]
+    assert [r for r in store.qoe_counts("2031-07-02", "2031-07-02") if r.region == region] == mine[1:]
+
+
 def test_delete_video_forgets_its_counts_and_entry_only(store):
     a, b, src = _uid(), _uid(), "views/" + _uid()
     for v in (a, b):
@@ -149,7 +165,8 @@ def test_scylla_schema_versions_are_one_to_n_in_order():
 
     versions = [v for v, _, _ in MIGRATIONS]
     assert versions == list(range(1, len(versions) + 1))
-    assert any("view_counts" in stmt for v, _, stmts in MIGRATIONS if v == versions[-1] for stmt in stmts)
+    tables = {v: " ".join(stmts) for v, _, stmts in MIGRATIONS}
+    assert "view_counts" in tables[4] and "qoe_counts" in tables[5] and "sessions" in tables[3]
 
 
 @pytest.mark.real
