@@ -104,6 +104,13 @@ def test_measured_startup_gap_prices_qoe_and_first_requests_fill_the_edge(platfo
         after = [play(c, proxy, a, "GB") for _ in range(PLAYBACKS)]
         assert {p["served_from"] for p in after} == {"cdn"}
         assert proxy.delayed == 3 * PLAYBACKS  # only origin's answers were held back
+        # The gateway's histograms per region x served_from saw every playback's start-up.
+        from tests.test_telemetry import _scrape_all, _series
+
+        metrics = _scrape_all(platform)
+        for where in ("origin", "cdn"):
+            assert _series(metrics, "longtail_playback_startup_seconds_count", region="GB",
+                           served_from=where) == [PLAYBACKS]
 
         # What the player measured reaches the counters, and the penalty follows from it.
         deadline = time.monotonic() + 60
@@ -121,6 +128,7 @@ def test_measured_startup_gap_prices_qoe_and_first_requests_fill_the_edge(platfo
         assert pen["per_gb"] == pytest.approx(pen["startup_gap_s"] * qoe.ABANDONMENT_PER_S
                                               * report["value_per_view_usd"] / report["gb_per_view"])
         assert report["penalties"]["US"]["per_gb"] is None  # no edge playbacks there: the configured one
+        print("qoe:", json.dumps({"sides": report["sides"], "GB": pen}))
 
         # The on-day moment: two days on, b had no views yesterday (not pushed) but its week
         # repays a fill in US: its first request there fills the edge.
