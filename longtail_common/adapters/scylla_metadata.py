@@ -129,7 +129,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             account_id text,
             PRIMARY KEY ((issuer, subject)))""",
     ]),
-    (4, "placement view counts and catalogue", [
+    # 4 and 5 are main's (webhooks, captions), taken while these were on a branch.
+    (6, "placement view counts and catalogue", [
         # One partition per day x video bucket; a row per (video, region, source) fenced by
         # the offset that last changed it (see scylla_viewcounts).
         """CREATE TABLE IF NOT EXISTS {ks}.view_counts (
@@ -157,7 +158,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             size_bytes bigint,
             PRIMARY KEY ((bucket), video_id))""",
     ]),
-    (5, "player-measured QoE counters", [
+    (7, "player-measured QoE counters", [
         # Per day, a row per (region, served_from, metric, bin, source), fenced like view_counts.
         """CREATE TABLE IF NOT EXISTS {ks}.qoe_counts (
             day text,
@@ -173,8 +174,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ]),
 ]
 
-# Versions apply in ascending order; two branches adding "the next version" must not collide.
-assert [v for v, _, _ in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "MIGRATIONS: versions 1..n in order"
+# Versions apply in list order, which must be ascending with no version twice (two branches
+# adding "the next version" must not collide; a gap is a version held by another branch).
+assert all(a[0] < b[0] for a, b in zip(MIGRATIONS, MIGRATIONS[1:])), "MIGRATIONS: ascending, each version once"
 
 _KEYSPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 

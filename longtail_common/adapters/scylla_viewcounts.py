@@ -2,7 +2,7 @@
 ScyllaDB (or Cassandra) keyspace, through scylla-driver, so every placement replica and
 the daily job (on any machine, any shard) share them.
 
-Tables (schema versions 4 and 5 of `scylla_metadata.MIGRATIONS`):
+Tables (schema versions 6 and 7 of `scylla_metadata.MIGRATIONS`):
 
 * `view_counts`, partition `(day, bucket)` (bucket = `ports.view_bucket(video_id)`), one
   row per `(video_id, region, source)` with `views`, `bytes` and `last_offset`, the offset
