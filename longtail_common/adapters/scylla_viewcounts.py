@@ -101,6 +101,7 @@ class ScyllaViewCountStore:
                                      "WHERE day = ? AND bucket = ?")
             self._put_video = p(f"INSERT INTO {ks}.placement_catalog (bucket, {_CATALOG_COLUMNS}) "
                                 "VALUES (?, ?, ?, ?, ?, ?, ?)")
+            self._video_rows = p(f"SELECT views FROM {ks}.view_counts WHERE day = ? AND bucket = ? AND video_id = ?")
             self._delete_counts = p(f"DELETE FROM {ks}.view_counts WHERE day = ? AND bucket = ? AND video_id = ?")
             self._delete_entry = p(f"DELETE FROM {ks}.placement_catalog WHERE bucket = ? AND video_id = ?")
             self._read_bucket = p(f"SELECT {_CATALOG_COLUMNS} FROM {ks}.placement_catalog WHERE bucket = ?")
@@ -197,6 +198,20 @@ class ScyllaViewCountStore:
                 t[0] += r.views or 0
                 t[1] += r.bytes or 0
         return [DailyViews(vid, reg, day, v, b) for (day, vid, reg), (v, b) in sorted(totals.items())]
+
+    def total_views(self, video_ids: list[str]) -> dict[str, int]:
+        """Views of each video over every region and day (0 for a video without any): one
+        clustering-prefix read per (counted day, video), READ_CONCURRENCY at a time. Main's
+        port (My videos, the watch page's stats) asks it of a page of videos at a time; a
+        platform with years of days would keep a running total per video instead."""
+        totals = dict.fromkeys(video_ids, 0)
+        if not totals:
+            return totals
+        days = [r.day for r in self._execute("listing days", self._list_days)]
+        keys = [(day, view_bucket(v), v) for v in totals for day in days]
+        for (_, _, video_id), rows in self._partitions(self._video_rows, keys):
+            totals[video_id] += sum(r.views or 0 for r in rows)
+        return totals
 
     def qoe_counts(self, first_day: str, last_day: str) -> list[DailyQoE]:
         totals: dict[tuple, list[int]] = {}

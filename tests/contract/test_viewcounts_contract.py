@@ -170,6 +170,26 @@ def test_scylla_schema_versions_ascend_and_view_counts_follow_the_accounts():
 
 
 @pytest.mark.real
+def test_scylla_total_views_per_video_over_regions_days_and_sources(request):
+    """Main's port asks `total_views` (My videos, the watch page's stats) of the Scylla store too."""
+    from longtail_common.adapters.scylla_viewcounts import ScyllaViewCountStore
+    from tests.real_servers import TEST_KEYSPACE
+
+    servers = request.getfixturevalue("real_servers")
+    store = ScyllaViewCountStore(dataclasses.replace(servers["config"].scylla, keyspace=TEST_KEYSPACE))
+    try:
+        a, b, c = _uid(), _uid(), _uid()
+        assert store.apply_views("views/" + _uid(), 0, [DailyViews(a, "GB", "2031-09-01", 2, 0),
+                                                        DailyViews(a, "US", "2031-09-02", 1, 0),
+                                                        DailyViews(b, "GB", "2031-09-01", 1, 0)])
+        assert store.apply_views("views/" + _uid(), 0, [DailyViews(a, "GB", "2031-09-01", 4, 0)])
+        assert store.total_views([a, b, c]) == {a: 7, b: 1, c: 0}
+        assert store.total_views([]) == {}
+    finally:
+        store.close()
+
+
+@pytest.mark.real
 def test_scylla_redelivery_of_a_half_applied_message_applies_only_the_missing_rows(request):
     """The consumer died after fencing one row of a message at its offset and before the
     others (and before the source's offset moved): redelivery counts every row once."""
