@@ -18,6 +18,7 @@ from gateway.auth.principal import Authenticator
 from gateway.auth.throttle import FailureWindow
 from gateway.beacons import PlaybackLedger
 from gateway.dependencies import ServiceLinks
+from gateway.edge_fills import FillAnnouncer
 from gateway.errors import register_error_handlers
 from gateway.fast_routes import FastRoutes
 from gateway.house_ad import HouseAd
@@ -69,6 +70,7 @@ def create_app(cfg: Config) -> GatewayApp:
     app.state.config = cfg
     app.state.objects = make_object_store(cfg)
     app.state.links = ServiceLinks(cfg)
+    app.state.fills = FillAnnouncer(app.state.links)
     app.state.health = ServiceHealth(cfg)
     app.state.cookies = CookiePolicy.from_config(cfg)
     app.state.pages = PageRenderer(asset_versions(), app.state.cookies)

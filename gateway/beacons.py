@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from cachetools import TLRUCache
 
 from longtail.metadata.v1 import video_pb2
-from longtail_common import telemetry
+from longtail_common import qoe, telemetry
 from gateway.signing import Playback
 
 # Playlists, init segments, poster and storyboard: small next to the media, bounded here.
@@ -34,6 +34,34 @@ def count_rejected(reason: str, beacons: int) -> None:
             _counter.append(telemetry.meter().create_counter(
                 "longtail.beacons.rejected", description="view beacons refused, by reason"))
     _counter[0].add(beacons, {"reason": reason})
+
+
+_qoe: dict = {}
+
+
+def record_qoe(event) -> None:
+    """The player's QoE of an accepted beacon as histograms per region x served_from:
+    longtail_playback_startup_seconds, longtail_playback_rebuffer_seconds (per beacon that
+    stalled) and longtail_playback_rebuffers_total."""
+    where = {video_pb2.SERVED_FROM_ORIGIN: "origin", video_pb2.SERVED_FROM_CDN: "cdn"}.get(event.served_from)
+    if where is None:
+        return
+    with _counter_lock:
+        if not _qoe:
+            m = telemetry.meter()
+            _qoe["startup"] = m.create_histogram(
+                "longtail.playback.startup", unit="s", description="play request to first frame (Mux start-up time)",
+                explicit_bucket_boundaries_advisory=[b / 1000 for b in qoe.STARTUP_BUCKETS_MS])
+            _qoe["rebuffer"] = m.create_histogram(
+                "longtail.playback.rebuffer", unit="s", description="seconds stalled after the first frame, per beacon",
+                explicit_bucket_boundaries_advisory=list(qoe.REBUFFER_BUCKETS_S))
+            _qoe["rebuffers"] = m.create_counter("longtail.playback.rebuffers", description="stalls after the first frame")
+    attrs = {"region": event.region, "served_from": where}
+    if event.startup_ms > 0:
+        _qoe["startup"].record(event.startup_ms / 1000, attrs)
+    if event.rebuffer_count > 0 or event.rebuffer_ms > 0:
+        _qoe["rebuffer"].record(event.rebuffer_ms / 1000, attrs)
+        _qoe["rebuffers"].add(event.rebuffer_count, attrs)
 
 
 class BeaconRefused(Exception):

@@ -12,6 +12,7 @@
   longtail certs [--dir DIR | --data-dir DIR] [--config FILE] [NAME ...]
   longtail placement evaluate ...               (not in the service image)
   longtail placement run ...
+  longtail placement qoe [--date D] [--days N] [--json]   (player-measured QoE, penalty per region)
 """
 from __future__ import annotations
 
@@ -406,7 +407,7 @@ def cmd_services(args) -> int:
 
 def cmd_placement(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: longtail placement {evaluate,run} ...")
+        print("usage: longtail placement {evaluate,run,qoe} ...")
         return 0 if argv else 2
     if argv[0] == "evaluate":
         evaluate_cli = _import_dev_only("placement_research.evaluate_cli", "placement evaluate")
@@ -415,6 +416,10 @@ def cmd_placement(argv: list[str]) -> int:
         from placement_svc.daily import main as daily_main
 
         return daily_main(argv[1:])
+    if argv[0] == "qoe":
+        from placement_svc.qoe_report import main as qoe_main
+
+        return qoe_main(argv[1:])
     print(f"longtail placement: unknown command {argv[0]!r}", file=sys.stderr)
     return 2
 
@@ -476,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     certs.add_argument("--config", default=None)
     certs.set_defaults(func=cmd_certs)
 
-    sub.add_parser("placement", help="placement model: evaluate | run")
+    sub.add_parser("placement", help="placement model: evaluate | run | qoe")
 
     args = parser.parse_args(argv)
     sys.exit(args.func(args))

@@ -135,6 +135,17 @@ class PlatformConfig:
 
 
 @dataclass
+class PlacementConfig:
+    # The measured QoE penalty (`longtail placement qoe`, longtail_common/qoe.py): what one
+    # viewer lost to a slow start is worth (USD; an assumption: ad revenue of a view at a
+    # $2 RPM), the days of player beacons it reads, and the playbacks a region needs on
+    # both origin and edge before its measured penalty replaces the configured one.
+    qoe_value_per_view_usd: float = 0.002
+    qoe_days: int = 28
+    qoe_min_playbacks: int = 200
+
+
+@dataclass
 class TranscoderConfig:
     # Codec families every video is encoded in; H.264 is always added (it plays everywhere).
     codecs: list[str] = field(default_factory=lambda: ["h264"])
@@ -443,6 +454,7 @@ class Config:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     platform: PlatformConfig = field(default_factory=PlatformConfig)
     transcoder: TranscoderConfig = field(default_factory=TranscoderConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
     playback: PlaybackConfig = field(default_factory=PlaybackConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)

@@ -8,8 +8,12 @@ suite per port (tests/contract/) runs against every backend.
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # ---------------------------------------------------------------------------------------
 # Errors shared by every backend
@@ -472,6 +476,7 @@ TOPIC_TRANSCODE_REQUESTS = "transcode.requests"
 TOPIC_TRANSCODE_RESULTS = "transcode.results"
 TOPIC_VIDEO_PUBLISHED = "video.published"
 TOPIC_VIEWS = "views"
+TOPIC_EDGE_FILLS = "edge.fills"
 TOPIC_VIDEO_CHANGED = "video.changed"
 TOPIC_VIDEO_DELETED = "video.deleted"
 TOPIC_DEAD_LETTER = "deadletter"
@@ -484,6 +489,7 @@ CONSUMER_GROUPS: dict[str, tuple[str, ...]] = {
     "transcoder": (TOPIC_TRANSCODE_REQUESTS,),
     "placement": (TOPIC_TRANSCODE_RESULTS,),
     "placement-views": (TOPIC_VIEWS,),
+    "placement-fills": (TOPIC_EDGE_FILLS,),
     "webhook": (TOPIC_TRANSCODE_REQUESTS, TOPIC_VIDEO_PUBLISHED, TOPIC_VIDEO_CHANGED, TOPIC_VIDEO_DELETED,
                 TOPIC_CAPTIONS_READY),
 }
@@ -501,6 +507,8 @@ DEFAULT_TOPICS = {
     TOPIC_TRANSCODE_RESULTS: 4,
     TOPIC_VIDEO_PUBLISHED: 2,
     TOPIC_VIEWS: 4,
+    # First requests of pairs placement said to fill through the edge (the on-day moment).
+    TOPIC_EDGE_FILLS: 2,
     # Every write of a video record (metadata_svc): read by search, and whole by every
     # gateway process (its cache, a group of its own).
     TOPIC_VIDEO_CHANGED: 4,
@@ -525,6 +533,21 @@ class DailyViews:
 
 
 @dataclass(frozen=True)
+class DailyQoE:
+    """Player-measured quality of one day x region x where streams came from ("origin" or
+    "cdn"), as counters that add up (`longtail_common.qoe` says what each metric's bins
+    and totals are): placement's measured QoE penalty reads them."""
+
+    day: str  # YYYY-MM-DD (UTC)
+    region: str
+    served_from: str  # "origin" | "cdn"
+    metric: str  # "startup" | "rebuffer" | "ladder"
+    bin: int
+    n: int
+    total: int
+
+
+@dataclass(frozen=True)
 class CatalogEntry:
     video_id: str
     channel_id: str
@@ -534,12 +557,89 @@ class CatalogEntry:
     size_bytes: int  # bytes of the stored renditions (what a CDN push carries)
 
 
+# Videos are spread over VIEW_BUCKETS fixed buckets by a stable hash of their id: a
+# Scylla partition holds one day x bucket of counts, and shard k of N (the daily job's
+# `--shards N`) owns the buckets b with b % N == k. Changing it re-partitions stored data.
+VIEW_BUCKETS = 256
+
+
+def view_bucket(video_id: str) -> int:
+    """The video's bucket: CRC-32 of its id (stable across processes and machines)."""
+    return zlib.crc32(video_id.encode()) % VIEW_BUCKETS
+
+
+def view_shard(video_id: str, shards: int) -> int:
+    """Which of `shards` shards (at most VIEW_BUCKETS) the video belongs to."""
+    return view_bucket(video_id) % shards
+
+
+def check_shard(shard: int, shards: int) -> None:
+    if not 1 <= shards <= VIEW_BUCKETS or not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} of {shards}: want 0 <= shard < shards <= {VIEW_BUCKETS}")
+
+
+@dataclass
+class ViewColumns:
+    """A batch of daily counts as columns (numpy arrays of one length), for bulk readers."""
+
+    video_id: np.ndarray  # str
+    region: np.ndarray  # str
+    day: np.ndarray  # datetime64[D]
+    views: np.ndarray  # int64
+    bytes: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.video_id)
+
+
+@dataclass
+class CatalogColumns:
+    """Catalogue entries as columns, sorted by video id."""
+
+    video_id: np.ndarray  # str
+    channel_id: np.ndarray  # str ("" = none)
+    language: np.ndarray  # str
+    category: np.ndarray  # str
+    publish_day: np.ndarray  # datetime64[D]
+    size_bytes: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.video_id)
+
+
+def view_columns_of(rows: list[tuple]) -> ViewColumns:
+    """ViewColumns from (video_id, region, day "YYYY-MM-DD", views, bytes) tuples."""
+    import numpy as np
+
+    vid, reg, day, views, nbytes = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [])
+    return ViewColumns(video_id=np.array(vid, dtype=str), region=np.array(reg, dtype=str),
+                       day=np.array(day, dtype="datetime64[D]"), views=np.array(views, dtype=np.int64),
+                       bytes=np.array(nbytes, dtype=np.int64))
+
+
+def catalog_columns_of(rows: list[tuple]) -> CatalogColumns:
+    """CatalogColumns, sorted by id, from (video_id, channel_id, language, category,
+    publish_day, size_bytes) tuples."""
+    import numpy as np
+
+    rows = sorted(rows)
+    cols = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [], [])
+    vid, chan, lang, cat, pub, size = cols
+    return CatalogColumns(video_id=np.array(vid, dtype=str), channel_id=np.array(chan, dtype=str),
+                          language=np.array(lang, dtype=str), category=np.array(cat, dtype=str),
+                          publish_day=np.array(pub, dtype="datetime64[D]"), size_bytes=np.array(size, dtype=np.int64))
+
+
 @runtime_checkable
 class ViewCountStore(Protocol):
-    def apply_views(self, source: str, offset: int, rows: list[DailyViews]) -> bool:
-        """Adds `rows` to the daily counts atomically, once per (source, offset): a source is
-        e.g. "views/2" (topic/partition) and offsets only grow, so a redelivered message
-        (offset <= the last applied one) is skipped. Returns False when skipped."""
+    def apply_views(self, source: str, offset: int, rows: list[DailyViews], qoe: list[DailyQoE] = ()) -> bool:
+        """Adds `rows` to the daily counts (and `qoe` to the QoE counters), once per
+        (source, offset): a source is e.g. "views/2" (topic/partition) and offsets only
+        grow, so a redelivered message (offset <= the last applied one) is skipped.
+        Returns False when skipped."""
+
+    def qoe_counts(self, first_day: str, last_day: str) -> list[DailyQoE]:
+        """The QoE counters of days in [first_day, last_day], summed over sources, sorted."""
 
     def daily_views(self, first_day: str | None = None, last_day: str | None = None) -> list[DailyViews]:
         """Counts of days in [first_day, last_day] (inclusive; None = open)."""
@@ -554,6 +654,16 @@ class ViewCountStore(Protocol):
 
     def delete_video(self, video_id: str) -> None:
         """Forgets a deleted video: its daily counts and its catalogue entry. Idempotent."""
+
+    def view_columns(self, first_day: str, last_day: str, shard: int = 0, shards: int = 1,
+                     batch_rows: int = 1_000_000) -> Iterator[ViewColumns]:
+        """The counts of days in [first_day, last_day] of the videos of `shard` (see
+        `view_shard`), in batches of at most `batch_rows`: the bulk read of the daily job,
+        without one Python object per row. A (video, region, day) may come in several rows
+        (e.g. one per source); the reader sums them."""
+
+    def catalogue_columns(self, shard: int = 0, shards: int = 1) -> CatalogColumns:
+        """The catalogue entries of the videos of `shard`, as columns sorted by id."""
 
     def close(self) -> None: ...
 

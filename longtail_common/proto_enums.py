@@ -68,6 +68,7 @@ PLACEMENT_POLICY = DualField(video_pb2.PlacementDecision, "policy", "placement_p
     "model-mlp": video_pb2.PLACEMENT_POLICY_MODEL_MLP,
     "model-gbm": video_pb2.PLACEMENT_POLICY_MODEL_GBM,
     "rule-yesterday": video_pb2.PLACEMENT_POLICY_RULE_YESTERDAY,
+    "first-request-fill": video_pb2.PLACEMENT_POLICY_FIRST_REQUEST_FILL,
 })
 AUDIO_TRACK_KINDS = {"main": video_pb2.AUDIO_TRACK_KIND_MAIN, "dub": video_pb2.AUDIO_TRACK_KIND_DUB,
                      "description": video_pb2.AUDIO_TRACK_KIND_DESCRIPTION}

@@ -1,9 +1,10 @@
 """Replay evaluation: train/tune on the training days, replay the test days, price everything.
 
-One job: `evaluate(ds, costs, train_end, n_test)` fits every policy on days <= train_end,
-replays days train_end+1 .. train_end+n_test (each morning from what was known the night
-before), prices each day with the shared cost model and returns one JSON-ready dict.
-All policies start the test window with an empty edge.
+One job: `evaluate(ds, costs, train_end, n_test, scenarios=...)` fits every policy on days
+<= train_end, replays days train_end+1 .. train_end+n_test (each morning from what was known
+the night before, each first request from that plus the request), prices each day with the
+shared cost model, per price scenario, and returns one JSON-ready dict. All policies start
+the test window with an empty edge.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from placement_research.policies import (
 from placement_svc.model.costs import PART_KEYS, CostModel, Pricer
 from placement_svc.model.dataset import Dataset
 from placement_svc.model.features import History, Vocab
-from placement_svc.model.learned import TrainConfig, train
+from placement_svc.model.learned import FittedPredictors, TrainConfig, fit_predictors, tune
 from placement_svc.model.tuning import make_tune_replay
 
 POLICY_NAMES = ("none", "all", "threshold", "lru", "oracle", "model")
@@ -102,7 +103,11 @@ def dataset_summary(ds: Dataset, days: list[int]) -> dict:
 
 
 def evaluate(ds: Dataset, costs: CostModel, train_end: int, n_test: int, cfg: TrainConfig | None = None,
-             keep_plans: bool = False) -> dict:
+             keep_plans: bool = False, scenarios: dict[str, CostModel] | None = None,
+             primary: str = "default") -> dict:
+    """Evaluate every policy under `costs` (reported at the top level, as `primary`) and under
+    each other price scenario (`scenarios`, name -> prices). The predictors are fitted once;
+    each scenario tunes its own decision knobs and heuristics, since both depend on prices."""
     cfg = cfg or TrainConfig()
     if train_end < 3:
         raise ValueError("need at least 4 days of data up to --train-until")
@@ -110,46 +115,76 @@ def evaluate(ds: Dataset, costs: CostModel, train_end: int, n_test: int, cfg: Tr
         raise ValueError(f"data ends on {ds.dates[-1]}; {n_test} test days after {ds.dates[train_end]} do not fit")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    vocab = Vocab.fit(ds, train_end)
-    hist = History(ds, vocab)
-    ctx = Context(ds=ds, hist=hist, pricer=Pricer(costs, ds.regions, ds.size_bytes))
+    hist = History(ds, Vocab.fit(ds, train_end))
     timings["features_setup_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fitted = fit_predictors(hist, train_end, cfg)
+    timings["fit_predictors_s"] = time.perf_counter() - t0
     test_days = list(range(train_end + 1, train_end + 1 + n_test))
+    out = _evaluate_prices(hist, costs, fitted, train_end, test_days, timings, keep_plans)
+    out["scenarios"] = {primary: _scenario_view(out)}
+    for name, sc_costs in (scenarios or {}).items():
+        if name != primary:
+            sc_timings: dict[str, float] = {}
+            out["scenarios"][name] = _scenario_view(
+                _evaluate_prices(hist, sc_costs, fitted, train_end, test_days, sc_timings, False))
+            timings.update({f"{name}.{k}": v for k, v in sc_timings.items()})
+    out["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    return out
 
+
+SCENARIO_KEYS = ("policies", "summary", "model", "threshold", "lru", "costs")
+
+
+def _scenario_view(res: dict) -> dict:
+    """What `scenarios.<name>` reports: the policies and what each tuned, under those prices."""
+    return {k: res[k] for k in SCENARIO_KEYS}
+
+
+def _evaluate_prices(hist: History, costs: CostModel, fitted: FittedPredictors, train_end: int,
+                     test_days: list[int], timings: dict[str, float], keep_plans: bool) -> dict:
+    """Every policy fitted and replayed under one set of prices, priced and summarised."""
+    ds = hist.ds
+    ctx = Context(ds=ds, hist=hist, pricer=Pricer(costs, ds.regions, ds.size_bytes))
     policies = {"none": NonePolicy(), "all": AllPolicy(), "threshold": ThresholdPolicy(), "lru": LRUPolicy(),
                 "oracle": OraclePolicy(), "model": ModelPolicy()}
-    tuning = _fit_policies(ctx, policies, costs, train_end, cfg, timings)
+    tuning = _fit_policies(ctx, policies, fitted, train_end, timings)
     results, plans = _replay_policies(ctx, policies, test_days, timings)
     known_oracle = price_plan(ctx, OraclePolicy(known_only=True).replay(ctx, test_days))
-    model_log = policies["model"].log
+    # The threshold as it was before the on-day step (its k tuned with no first-request fills).
+    results["threshold_morning_only"] = price_plan(
+        ctx, ThresholdPolicy(policies["threshold"].k_morning_only).replay(ctx, test_days))
+    model = policies["model"].model
     out = {
         "policies": {name: _policy_result(results[name], results["oracle"]["total_cost"]) for name in POLICY_NAMES},
         "summary": _summary(ctx, results, plans, known_oracle),
-        "model": {**tuning["model"], "alpha": policies["model"].model.alpha, "gamma": policies["model"].model.gamma},
+        "model": {**tuning["model"], "alpha": model.alpha if np.isfinite(model.alpha) else None, "gamma": model.gamma,
+                  "admit_alpha": model.admit_alpha if np.isfinite(model.admit_alpha) else None,
+                  "admit_gamma": model.admit_gamma},
         "threshold": tuning["threshold"],
         "lru": tuning["lru"],
-        "calibration": _model_calibration(ds, model_log),
+        "calibration": _model_calibration(ds, policies["model"].log),
         "test_days": [str(ds.dates[test_days[0]]), str(ds.dates[test_days[-1]])],
         "train_until": str(ds.dates[train_end]),
         "data": dataset_summary(ds, test_days),
         "costs": costs.to_dict(),
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     if keep_plans:
         out["_plans"] = plans
-        out["_model"] = policies["model"].model
-        out["_model_log"] = model_log
+        out["_model"] = model
+        out["_model_log"] = policies["model"].log
     return out
 
 
-def _fit_policies(ctx: Context, policies: dict[str, Policy], costs: CostModel, train_end: int, cfg: TrainConfig,
+def _fit_policies(ctx: Context, policies: dict[str, Policy], fitted: FittedPredictors, train_end: int,
                   timings: dict[str, float]) -> dict[str, dict]:
-    """Fits (or, for the model, trains) every policy on the training days; returns what each tuned."""
+    """Fits every policy on the training days (the model: tunes its knobs for these prices);
+    returns what each tuned."""
     tuning: dict[str, dict] = {}
     for name, pol in policies.items():
         t0 = time.perf_counter()
         if name == "model":
-            pol.model = train(ctx.hist, costs, train_end, cfg, make_tune_replay(ctx))
+            pol.model = tune(fitted, ctx.pricer.costs, make_tune_replay(ctx))
             tuning[name] = pol.model.info
         else:
             tuning[name] = pol.fit(ctx, train_end)
@@ -191,7 +226,12 @@ def _summary(ctx: Context, results: dict[str, dict], plans: dict[str, Plan], kno
         "best_heuristic": heur,
         "model_vs_best_heuristic": round(m / h, 4) if h > 0 else None,
         "model_vs_oracle": round(m / oracle, 4) if oracle > 0 else None,
-        # Morning policies cannot place a video before it is known; this bound respects that.
+        "model_vs_lru": round(m / results["lru"]["total_cost"], 4) if results["lru"]["total_cost"] > 0 else None,
+        "threshold_morning_only_cost": round(results["threshold_morning_only"]["total_cost"], 4),
+        "model_vs_threshold_morning_only": round(m / results["threshold_morning_only"]["total_cost"], 4)
+        if results["threshold_morning_only"]["total_cost"] > 0 else None,
+        # A morning-only plan cannot place a video before it is known; this bounds such plans
+        # (an on-day fill at the first request can go below it).
         "oracle_known_videos_cost": round(known_oracle["total_cost"], 4),
         "model_vs_oracle_known_videos": round(m / known_oracle["total_cost"], 4) if known_oracle["total_cost"] else None,
         "gap_closed_none_to_oracle": round((none - m) / (none - oracle), 4) if none > oracle else None,

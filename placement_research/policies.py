@@ -2,17 +2,25 @@
 
 One job: given what is known, say which (video, region) pairs sit on the CDN edge each day.
 Every policy implements `fit(ctx, train_end)` (tune on training days only) and
-`replay(ctx, days) -> Plan` (edge and fill masks per day). Morning policies decide each day
-from data before that day (`MorningPolicy.decide`); the pull-through LRU reacts to the day's
-requests as a real cache would; the oracle sees the test days' real views.
+`replay(ctx, days) -> Plan` (edge and fill masks per day). A policy acts at two moments
+(`TwoMomentPolicy`): the morning plan (`morning`, from data before the day: keep, push or
+evict) and, on the day, at the first request of a pair that is not on the edge
+(`admit`: fill it through the edge, or keep serving it from origin), from the morning's
+features plus the fact of that request. Daily granularity: a pair filled at its first
+request serves all of that day's views from the edge and pays the fill and a day's storage.
+The oracle sees the test days' real views.
 
   none       origin only
   all        every known video in every region
-  threshold  yesterday's views in the region > k[r]; k tuned per region on the training days
-  lru        pull-through edge cache of C[r] bytes per region (LRU); C tuned on training days
+  threshold  morning: yesterday's views in the region > k[r]; on the day: fill a first
+             request iff the pair's views over the last 7 days >= j[r] (j = inf: never);
+             k, j tuned per region on the training days
+  lru        pure pull-through edge cache of C[r] bytes per region (LRU): every first
+             request fills; C tuned on training days
   oracle     exact minimum for the real views: per pair, a two-state shortest path over the
              days (fill is paid once per stay, so a day-by-day rule would not be a bound)
-  model      the learned predictor + expected-cost rule (placement_svc.model.learned)
+  model      the learned predictors + expected-cost rules at both moments
+             (placement_svc.model.learned)
 """
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from placement_svc.model.features import first_request_batch
 from placement_svc.model.tuning import ReplayContext
 
 
@@ -48,6 +57,7 @@ class Plan:
     days: list[int]
     edge: np.ndarray  # (T, n_videos, n_regions) bool
     fill: np.ndarray  # (T, n_videos, n_regions) bool
+    morning: np.ndarray | None = None  # (T, n_videos, n_regions) bool: the morning plan (two-moment policies)
     extra: dict = field(default_factory=dict)
 
 
@@ -61,35 +71,43 @@ class Policy:
         raise NotImplementedError
 
 
-class MorningPolicy(Policy):
-    """Decides each morning from data before the day; the harness enforces 'known videos only'."""
+class TwoMomentPolicy(Policy):
+    """Morning plan from data before the day (known videos only: the harness masks the rest),
+    then the on-day admission at each first request of a pair the morning left at origin."""
 
-    def decide(self, ctx: Context, d: int, prev_edge: np.ndarray) -> np.ndarray:
+    def morning(self, ctx: Context, d: int, prev_edge: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def admit(self, ctx: Context, d: int, morning_edge: np.ndarray, requested: np.ndarray) -> np.ndarray:
+        """Which first requests (requested & ~morning_edge) fill; default: none."""
+        return np.zeros_like(requested)
 
     def replay(self, ctx: Context, days: list[int]) -> Plan:
         n_v, n_r = ctx.ds.views.shape[:2]
         edge = np.zeros((len(days), n_v, n_r), dtype=bool)
         fill = np.zeros_like(edge)
+        morning = np.zeros_like(edge)
         prev = np.zeros((n_v, n_r), dtype=bool)
         for t, d in enumerate(days):
-            e = self.decide(ctx, d, prev) & ctx.known(d)[:, None]
-            edge[t], fill[t] = e, e & ~prev
+            m = self.morning(ctx, d, prev) & ctx.known(d)[:, None]
+            miss = (ctx.ds.views[:, :, d] > 0) & ~m  # only the request's existence is used
+            e = m | (self.admit(ctx, d, m, miss) & miss)
+            edge[t], fill[t], morning[t] = e, e & ~prev, m
             prev = e
-        return Plan(days=list(days), edge=edge, fill=fill)
+        return Plan(days=list(days), edge=edge, fill=fill, morning=morning)
 
 
-class NonePolicy(MorningPolicy):
+class NonePolicy(TwoMomentPolicy):
     name = "none"
 
-    def decide(self, ctx, d, prev_edge):
+    def morning(self, ctx, d, prev_edge):
         return np.zeros_like(prev_edge)
 
 
-class AllPolicy(MorningPolicy):
+class AllPolicy(TwoMomentPolicy):
     name = "all"
 
-    def decide(self, ctx, d, prev_edge):
+    def morning(self, ctx, d, prev_edge):
         return np.ones_like(prev_edge)
 
 
@@ -97,28 +115,58 @@ THRESHOLD_GRID = (0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 
                   10_000, 100_000, 1_000_000, np.inf)
 
 
-class ThresholdPolicy(MorningPolicy):
+ADMIT_GRID = (0, 1, 3, 10, 30, 100, 300, 1000, 10_000, np.inf)  # views in the last 7 days to fill a first request
+
+
+def _grid_value(x: float) -> float | None:
+    return None if not np.isfinite(x) else float(x)
+
+
+class ThresholdPolicy(TwoMomentPolicy):
+    """Morning: push or keep iff yesterday's views in the region > k[r]. On the day: fill a
+    first request iff the pair's views over the last 7 days >= j[r] (0: every first request,
+    as a pull-through cache; inf: never, the morning-only rule)."""
+
     name = "threshold"
 
-    def __init__(self, k: np.ndarray | None = None):
+    def __init__(self, k: np.ndarray | None = None, j: np.ndarray | None = None):
         self.k = k
+        self.j = j if j is not None or k is None else np.full(len(k), np.inf)
 
-    def decide(self, ctx, d, prev_edge):
+    def morning(self, ctx, d, prev_edge):
         return ctx.hist.window(d, 1) > self.k[None, :]
+
+    def admit(self, ctx, d, morning_edge, requested):
+        return ctx.hist.window(d, 7) >= self.j[None, :]
+
+    def _region_costs(self, ctx, days) -> np.ndarray:
+        plan = self.replay(ctx, days)
+        return sum(ctx.region_costs(d, plan.edge[t], plan.fill[t]) for t, d in enumerate(days))
+
+    def _tune(self, ctx, days, knob: str, grid) -> None:
+        """Set knob ('k' or 'j') per region to its cheapest grid value, the other fixed
+        (costs add up per pair, so each region is tuned independently)."""
+        n_r = len(ctx.ds.regions)
+        costs = np.zeros((len(grid), n_r))
+        for i, x in enumerate(grid):
+            setattr(self, knob, np.full(n_r, x, dtype=float))
+            costs[i] = self._region_costs(ctx, days)
+        setattr(self, knob, np.array([grid[i] for i in costs.argmin(0)], dtype=float))
 
     def fit(self, ctx, train_end):
         days = list(range(1, train_end + 1))
         n_r = len(ctx.ds.regions)
-        costs = np.zeros((len(THRESHOLD_GRID), n_r))
-        for i, k in enumerate(THRESHOLD_GRID):
-            self.k = np.full(n_r, k, dtype=float)
-            plan = self.replay(ctx, days)
-            for t, d in enumerate(days):
-                costs[i] += ctx.region_costs(d, plan.edge[t], plan.fill[t])
-        best = costs.argmin(0)
-        self.k = np.array([THRESHOLD_GRID[i] for i in best], dtype=float)
-        return {"k": {r: (None if not np.isfinite(k) else float(k)) for r, k in zip(ctx.ds.regions, self.k)},
-                "grid": [None if not np.isfinite(k) else float(k) for k in THRESHOLD_GRID]}
+        self.j = np.full(n_r, np.inf)
+        self._tune(ctx, days, "k", THRESHOLD_GRID)  # the morning-only rule, then each knob given the other
+        self.k_morning_only = self.k.copy()
+        self._tune(ctx, days, "j", ADMIT_GRID)
+        self._tune(ctx, days, "k", THRESHOLD_GRID)
+        self._tune(ctx, days, "j", ADMIT_GRID)
+        regions = ctx.ds.regions
+        return {"k": {r: _grid_value(k) for r, k in zip(regions, self.k)},
+                "admit_min_views_7d": {r: _grid_value(j) for r, j in zip(regions, self.j)},
+                "k_morning_only": {r: _grid_value(k) for r, k in zip(regions, self.k_morning_only)},
+                "grid": [_grid_value(k) for k in THRESHOLD_GRID], "admit_grid": [_grid_value(j) for j in ADMIT_GRID]}
 
 
 LRU_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # share of all stored bytes, per region
@@ -223,8 +271,9 @@ class OraclePolicy(Policy):
         return Plan(days=list(days), edge=edge, fill=fill, extra={"dp_cost": float(pair_cost.sum()), "pair_cost": pair_cost})
 
 
-class ModelPolicy(MorningPolicy):
-    """The learned model (trained by the harness) deciding by expected cost each morning.
+class ModelPolicy(TwoMomentPolicy):
+    """The learned model (trained by the harness) at both moments: the morning plan by
+    expected cost, and the learned admission rule at first requests.
 
     Videos uploaded on day d (known upload date) are decided through the same cold-start
     features `decide_new_video` uses: zero history, age 0, channel, language, category."""
@@ -234,12 +283,23 @@ class ModelPolicy(MorningPolicy):
     def __init__(self, model=None):
         self.model = model
         self.log: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (day, vid, reg, expected)
+        self._morning_batch = None
 
-    def decide(self, ctx, d, prev_edge):
+    def morning(self, ctx, d, prev_edge):
         b = ctx.hist.batch(d)
         exp = self.model.expected_views(b)
         push = self.model.decide_rows(b, exp, prev_edge[b.vid, b.reg])
         out = np.zeros_like(prev_edge)
         out[b.vid[push], b.reg[push]] = True
         self.log.append((d, b.vid, b.reg, exp))
+        self._morning_batch = b
+        return out
+
+    def admit(self, ctx, d, morning_edge, requested):
+        out = np.zeros_like(requested)
+        if not self.model.admits():
+            return out
+        f = first_request_batch(ctx.hist, self._morning_batch, requested, morning_edge)
+        adm = self.model.admit_rows(f, self.model.expected_views_if_requested(f))
+        out[f.vid[adm], f.reg[adm]] = True
         return out

@@ -114,13 +114,21 @@ def _summary_lines(res: dict) -> list[str]:
     lines += [
         "",
         f"- Model family chosen on the validation days: **{m['chosen_family']}** ({fams}); "
-        f"fill factor alpha={m['alpha']}, gamma={m['gamma']}.",
+        f"morning fill factor alpha={m['alpha']}, gamma={m['gamma']}; first-request admission "
+        f"alpha'={m['admit_alpha']} (None: never fills), gamma'={m['admit_gamma']}.",
         f"- Best tuned heuristic: **{s['best_heuristic']}**; model / heuristic = {s['model_vs_best_heuristic']}; "
         f"model / oracle = {s['model_vs_oracle']}.",
-        f"- Oracle limited to videos known the night before (the bound for any morning policy): "
+        f"- Oracle limited to videos known the night before (the bound for a morning-only plan): "
         f"{s['oracle_known_videos_cost']}; model / that bound = {s['model_vs_oracle_known_videos']}.",
         f"- Share of the none-to-oracle gap the model closes: {s['gap_closed_none_to_oracle']}.",
-        f"- Threshold k per region: {res['threshold']['k']}; LRU capacity per region (GB): {res['lru']['capacity_gb']}.",
+        f"- Threshold k per region: {res['threshold']['k']}; its first-request fill needs "
+        f"{res['threshold']['admit_min_views_7d']} views in 7 days; LRU capacity per region (GB): {res['lru']['capacity_gb']}.",
+        "",
+        "| price scenario | model / oracle | model / lru | model / best heuristic |",
+        "|---|---:|---:|---:|",
+        *(f"| {name} | {sc['summary']['model_vs_oracle']} | {sc['summary']['model_vs_lru']} | "
+          f"{sc['summary']['model_vs_best_heuristic']} ({sc['summary']['best_heuristic']}) |"
+          for name, sc in res.get("scenarios", {}).items()),
         "",
         "Plots: cost_per_day.png, cost_vs_oracle.png, calibration.png.",
     ]

@@ -1,5 +1,6 @@
 """placement_svc process: the transcode-results consumer plus the PlacementService API,
-beside the views counter and the deleter of deleted videos."""
+beside the views counter, the first-request filler (the on-day moment) and the deleter of
+deleted videos."""
 from __future__ import annotations
 
 import datetime
@@ -23,6 +24,7 @@ from longtail_common.consumer import PermanentError
 from longtail_common.grpc_server import client_channel
 from longtail_common.ports import (
     TOPIC_TRANSCODE_REQUESTS,
+    TOPIC_EDGE_FILLS,
     TOPIC_TRANSCODE_RESULTS,
     TOPIC_VIDEO_DELETED,
     TOPIC_VIDEO_PUBLISHED,
@@ -33,7 +35,7 @@ from longtail_common.ports import (
 )
 from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Consumer, Needs, Running, run_service
-from placement_svc import deleter, edge, modelstore, views
+from placement_svc import deleter, edge, fills, modelstore, views
 from placement_svc import metrics as placement_metrics
 
 log = logging.getLogger("placement_svc")
@@ -59,19 +61,22 @@ def decide_for_new_video(video: video_pb2.Video, regions: list[str], model=None)
     (`longtail placement run`) revisits every decision each morning."""
     now = Timestamp()
     now.GetCurrentTime()
+    admit: dict[str, bool] = {}
     if model is None:
         choice, policy = {r: "origin" for r in regions}, "new-video-origin"
     else:
-        from placement_svc.model.learned import decide_new_video
+        from placement_svc.model.learned import admit_new_video, decide_new_video
 
         features = {"channel_id": video.channel.id, "language": video.language, "category": video.category,
                     "upload_date": now.ToDatetime().date()}
         choice, policy = decide_new_video(features, model=model, regions=regions), f"cold-start-{model.family}"
+        admit = admit_new_video(features, model=model, regions=regions)  # the on-day moment's bit
     return [
         video_pb2.PlacementDecision(
             region=region,
             served_from=video_pb2.SERVED_FROM_CDN if choice.get(region) == "cdn" else video_pb2.SERVED_FROM_ORIGIN,
             policy=policy, decide_time=now,
+            fill_on_first_request=choice.get(region) != "cdn" and admit.get(region, False),
         )
         for region in regions
     ]
@@ -308,6 +313,9 @@ def serve(cfg: Config) -> None:
                      max_attempts=5, join_timeout_s=30),
             Consumer("views-consumer", backends.bus, [TOPIC_VIEWS], views.CONSUMER_GROUP,
                      views.ViewCounter(view_counts), max_attempts=5, join_timeout_s=30),
+            Consumer("fills-consumer", backends.bus, [TOPIC_EDGE_FILLS], fills.CONSUMER_GROUP,
+                     fills.EdgeFiller(metadata, objects, cfg.platform.regions), max_attempts=fills.MAX_ATTEMPTS,
+                     join_timeout_s=30),
             Consumer("deleter-consumer", backends.bus, [TOPIC_VIDEO_DELETED], deleter.CONSUMER_GROUP,
                      deleter.VideoDeleter(metadata, objects, view_counts, cfg.platform.regions),
                      max_attempts=deleter.MAX_ATTEMPTS, join_timeout_s=30),

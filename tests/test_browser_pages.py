@@ -239,6 +239,13 @@ def test_watch_page_plays_preroll_then_content(browser, platform, shared):
     kinds = [b["kind"] for b in beacons]
     assert kinds[0] == "start" and kinds[-1] == "complete", kinds
     assert sum(b["bytes"] for b in beacons) > 10_000 and all(b["region"] == "US" for b in beacons)
+    # QoE the player measured (Mux's definitions): start-up from the play request to the
+    # first frame less the pre-roll, the rung playing, where the stream came from.
+    start = beacons[0]
+    assert 0 < start["startup_ms"] < 60_000 and start["ladder_position"] >= 1, start
+    assert start["startup_ms"] == round(playing["startup_ms"])
+    assert {b["served_from"] for b in beacons} == {"origin"}
+    assert all(b["rebuffer_count"] >= 0 and b["rebuffer_ms"] >= 0 for b in beacons)
     assert not page.errors
     page.context.close()
 

@@ -46,6 +46,14 @@ def test_evaluate_prints_one_json_object_with_all_policies(sim_csv, capsys, tmp_
         assert set(r["parts"]) == {"cdn_delivery", "cdn_fill", "cdn_storage", "origin_delivery", "qoe_penalty"}
         assert r["cost_vs_oracle"] >= 1.0 - 1e-9
     assert res["model"]["chosen_family"] in ("mlp", "gbm")
+    # Both price scenarios, each with every policy; the top level is the default prices.
+    assert set(res["scenarios"]) == {"default", "own_origin"}
+    assert res["scenarios"]["default"]["policies"] == res["policies"]
+    for sc in res["scenarios"].values():
+        assert set(sc["policies"]) == NAMES and {"summary", "model", "threshold", "lru", "costs"} <= set(sc)
+        assert all(r["cost_vs_oracle"] >= 1.0 - 1e-9 for r in sc["policies"].values())
+    own = res["scenarios"]["own_origin"]["costs"]["regions"]["US"]
+    assert own["origin_delivery_per_gb"] == 0.0073 and own["cdn_delivery_per_gb"] == 0.005
     if have_mpl:
         for name in ("cost_per_day.png", "cost_vs_oracle.png", "calibration.png", "summary.md"):
             assert (tmp_path / "rep" / name).stat().st_size > 0
@@ -58,9 +66,10 @@ def test_costs_file_is_used(sim_csv, capsys, tmp_path):
                  "[regions.GB]\ncdn_delivery_per_gb = 1.0\n[regions.DE]\ncdn_delivery_per_gb = 1.0\n"
                  "[regions.JP]\ncdn_delivery_per_gb = 1.0\n[regions.BR]\ncdn_delivery_per_gb = 1.0\n"
                  "[regions.IN]\ncdn_delivery_per_gb = 1.0\n")
-    code, out, err = run(capsys, args(views, videos, "--json", "--costs", str(c)))
+    code, out, err = run(capsys, args(views, videos, "--json", "--costs", str(c), "--scenario", f"dear={c}"))
     assert code == 0, err
     res = json.loads(out)
+    assert set(res["scenarios"]) == {"dear"}  # --scenario replaces the default scenarios
     # A CDN dearer than origin: the oracle and the model keep everything at origin.
     assert res["policies"]["oracle"]["cdn_byte_share"] == 0
     assert res["policies"]["model"]["cdn_byte_share"] == 0
@@ -109,6 +118,17 @@ def test_bad_arguments_exit_2(capsys, tmp_path, extra, needle):
     m.write_text(GOOD_VIDEOS)
     code, out, err = run(capsys, ["--views", str(v), "--videos", str(m), *extra])
     assert code == 2 and needle in err and err.count("\n") == 1
+
+
+def test_bad_scenario_exit_2(capsys, tmp_path):
+    v = tmp_path / "views.csv"
+    v.write_text(good_views())
+    m = tmp_path / "videos.csv"
+    m.write_text(GOOD_VIDEOS)
+    base = ["--views", str(v), "--videos", str(m), "--train-until", "2024-01-07", "--test-days", "1"]
+    for bad, needle in ((["--scenario", "nofile"], "NAME=FILE"), (["--scenario", f"x={tmp_path / 'no.toml'}"], "cannot read")):
+        code, out, err = run(capsys, base + bad)
+        assert code == 2 and needle in err and err.count("\n") == 1
 
 
 def test_missing_file_exit_2(capsys, tmp_path):

@@ -83,3 +83,30 @@ def test_bad_costs_files_are_rejected(tmp_path, doc):
     f.write_text(json.dumps(doc))
     with pytest.raises(CostsError):
         load_costs(f)
+
+
+COSTS_DIR = __import__("pathlib").Path(__file__).resolve().parents[1] / "deploy" / "costs"
+
+
+def test_shipped_price_scenarios():
+    """deploy/costs/default.toml is the built-in prices; own-origin.toml prices the origin at
+    flat-rate transit ($1.20 per Mbps-month at 164 GB per billed Mbps), the CDN per GB."""
+    default, own = load_costs(COSTS_DIR / "default.toml"), load_costs(COSTS_DIR / "own-origin.toml")
+    assert _close(default.to_dict(), CostModel().to_dict())
+    us = own.prices("US")
+    assert us.origin_delivery_per_gb == pytest.approx(1.20 / (328.7 * 0.5), rel=0.01)
+    assert us.cdn_fill_per_gb == us.origin_delivery_per_gb
+    for r in ("US", "GB", "DE", "BR", "JP", "IN", "ZZ"):
+        p = own.prices(r)
+        assert p.cdn_delivery_per_gb == 0.005
+        assert p.qoe_penalty_per_gb == CostModel().prices(r).qoe_penalty_per_gb
+    # The edge pays off everywhere in both scenarios, so neither is trivially origin-only.
+    for costs in (default, own):
+        keep, fill = decision_thresholds(costs, ["US", "GB", "DE", "BR", "JP", "IN"], 1.0, 1.0)
+        assert np.isfinite(keep).all() and np.isfinite(fill).all()
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    return a == pytest.approx(b, rel=1e-9)

@@ -63,4 +63,4 @@ def test_the_strings_in_use_today():
     assert set(CONTAINER_FORMAT.numbers) == {"mpegts", "fmp4", "webm"}
     # placement_svc writes "cold-start-<family>" and "model-<family>" for its model families.
     families = {f"{policy}-{family}" for policy in ("cold-start", "model") for family in ("mlp", "gbm")}
-    assert set(PLACEMENT_POLICY.numbers) == {"new-video-origin", "rule-yesterday", *families}
+    assert set(PLACEMENT_POLICY.numbers) == {"new-video-origin", "rule-yesterday", "first-request-fill", *families}

@@ -1,4 +1,5 @@
 """View counting and the daily job's decision core, without running services."""
+import dataclasses
 import datetime as dt
 from argparse import Namespace
 
@@ -14,8 +15,10 @@ from longtail.metadata.v1 import video_pb2
 from longtail_common.adapters.fs_objects import FilesystemObjectStore
 from longtail_common.adapters.sqlite_viewcounts import SqliteViewCountStore
 from longtail_common.consumer import PermanentError
-from longtail_common.ports import MEDIA_BUCKET, CatalogEntry, DailyViews, Message
-from placement_svc import daily, edge
+from longtail_common.ports import (
+    MEDIA_BUCKET, CatalogEntry, DailyViews, Message, catalog_columns_of, view_columns_of,
+)
+from placement_svc import daily, daily_shard, edge
 from placement_svc.model.costs import CostModel
 from placement_svc.views import ViewCounter
 from placement_svc.server import PlacementServicer, ResultHandler
@@ -104,10 +107,20 @@ def entries(n=3):
     return [CatalogEntry(f"v{i}", "ch", "en", "music", "2024-04-20", 10_000_000) for i in range(n)]
 
 
+def dataset(catalog, counts, regions, day, default_size):
+    """The daily job's Dataset from catalogue entries and count rows (as a shard builds it)."""
+    cat = catalog_columns_of([dataclasses.astuple(e) for e in catalog])
+    start = day - dt.timedelta(days=daily_shard.HISTORY_DAYS)
+    sparse, _, first = daily_shard.collect_views(cat.video_id, regions, [view_columns_of(
+        [dataclasses.astuple(c) for c in counts])], start)
+    return daily_shard.build_dataset(cat, sparse, regions, day, min(day - dt.timedelta(days=1), first or day),
+                                     default_size)
+
+
 def test_dataset_from_counts_ignores_the_decision_day_and_unknown_videos():
     counts = [DailyViews("v0", "GB", "2024-04-30", 50, 0), DailyViews("v0", "GB", "2024-05-01", 99, 0),
               DailyViews("zz", "GB", "2024-04-30", 7, 0), DailyViews("v1", "XX", "2024-04-30", 7, 0)]
-    ds = daily.build_dataset(entries(), counts, REGIONS, dt.date(2024, 5, 1), 1e9)
+    ds = dataset(entries(), counts, REGIONS, dt.date(2024, 5, 1), 1e9)
     assert ds.dates[-1] == dt.date(2024, 5, 1)
     assert ds.views[:, :, -1].sum() == 0  # the day being decided is unknown
     assert ds.views.sum() == 50 and ds.views[0, 1, -2] == 50
@@ -122,21 +135,25 @@ class EmptyObjects:
 def test_rule_pushes_where_yesterday_repays_the_fill_and_evicts_when_views_stop():
     day = dt.date(2024, 5, 1)
     costs = CostModel()
-    counts = [DailyViews("v0", "GB", "2024-04-30", 40, 0), DailyViews("v1", "US", "2024-04-30", 1, 0)]
-    ds = daily.build_dataset(entries(), counts, REGIONS, day, 1e9)
+    counts = [DailyViews("v0", "GB", "2024-04-30", 40, 0), DailyViews("v1", "US", "2024-04-30", 1, 0),
+              DailyViews("v2", "GB", "2024-04-27", 60, 0)]
+    ds = dataset(entries(), counts, REGIONS, day, 1e9)
     d = ds.n_days - 1
     out = {}
     model, hist = daily.choose_model(ds, costs, EmptyObjects(), d, Namespace(no_train=True, min_train_days=14), out)
     assert model is None and out["model"] == {"source": "rule"}
     at_edge = np.zeros((3, 3), bool)
-    push, pred, policy = daily.decide(ds, hist, None, costs, d, at_edge)
+    push, admit, pred, policy = daily.decide(ds, hist, None, costs, d, at_edge)
     assert policy == "rule-yesterday"
     assert push.tolist() == [[False, True, False], [False, False, False], [False, False, False]]
     assert pred[0, 1] == 40
+    # On the day: v2's week in GB (60 views, none yesterday) repays a fill at its first
+    # request; v1's single view in US does not (a one-hit video pays no fill).
+    assert admit.tolist() == [[False, False, False], [False, False, False], [False, True, False]]
     # A day later with no views: what sits on the edge goes.
-    ds2 = daily.build_dataset(entries(), counts, REGIONS, day + dt.timedelta(days=1), 1e9)
+    ds2 = dataset(entries(), counts, REGIONS, day + dt.timedelta(days=1), 1e9)
     hist2 = daily.choose_model(ds2, costs, EmptyObjects(), ds2.n_days - 1, Namespace(no_train=True), {})[1]
-    push2, _, _ = daily.decide(ds2, hist2, None, costs, ds2.n_days - 1, push)
+    push2, _, _, _ = daily.decide(ds2, hist2, None, costs, ds2.n_days - 1, push)
     assert not push2.any()
 
 
@@ -244,7 +261,7 @@ def test_daily_trains_with_enough_history_saves_and_reuses_the_model(tmp_path):
     vi, ri, di = np.nonzero(sim.views[:, :, :D])
     counts = [DailyViews(sim.video_ids[a], sim.regions[b], sim.dates[d].isoformat(), int(sim.views[a, b, d]), 0)
               for a, b, d in zip(vi, ri, di)]
-    ds = daily.build_dataset(catalog, counts, list(sim.regions), sim.dates[D], 1e9)
+    ds = dataset(catalog, counts, list(sim.regions), sim.dates[D], 1e9)
     assert ds.views[:, :, :-1].sum() == pytest.approx(float(sim.views[:, :, :D].round().sum()), rel=1e-6)
     objects = FilesystemObjectStore(tmp_path / "objects")
     out = {}
@@ -253,8 +270,14 @@ def test_daily_trains_with_enough_history_saves_and_reuses_the_model(tmp_path):
     model, hist = daily.choose_model(ds, CostModel(), objects, ds.n_days - 1, args, out)
     assert out["model"]["source"] == "trained" and model.family in ("mlp", "gbm")
     at_edge = np.zeros((len(catalog), len(sim.regions)), bool)
-    push, pred, policy = daily.decide(ds, hist, model, CostModel(), ds.n_days - 1, at_edge)
+    push, admit, pred, policy = daily.decide(ds, hist, model, CostModel(), ds.n_days - 1, at_edge)
     assert policy == f"model-{model.family}" and 0 < push.sum() < push.size
+    assert not (admit & push).any()
+    if model.admits():  # the learned admission rule: what the model says for the rows left on origin
+        b = hist.batch(ds.n_days - 1)
+        rest = b.take(~push[b.vid, b.reg])
+        want = model.admit_rows(rest, model.expected_views_if_requested(rest))
+        assert admit[rest.vid, rest.reg].tolist() == want.tolist()
     yesterday = ds.views[:, :, -2]
     assert yesterday[push].mean() > 10 * max(yesterday[~push].mean(), 0.01)
     # The next run without training reuses the saved model; cold start uses it too.
@@ -267,3 +290,7 @@ def test_daily_trains_with_enough_history_saves_and_reuses_the_model(tmp_path):
     decisions = decide_for_new_video(video, list(sim.regions), saved)
     assert [d.region for d in decisions] == list(sim.regions)
     assert {d.policy for d in decisions} == {f"cold-start-{model.family}"}
+    fills = saved.admit_new_video({"channel_id": sim.channel_ids[0], "language": str(sim.language[0]),
+                                   "category": str(sim.category[0])})
+    assert [d.fill_on_first_request for d in decisions] == [
+        fills[r] and d.served_from == video_pb2.SERVED_FROM_ORIGIN for r, d in zip(sim.regions, decisions)]

@@ -384,6 +384,8 @@ async def watch(video_id: str, request: Request, principal: CurrentPrincipal, re
     template = watch_template(request, entry, video, region, client, protocol, media_account(video, principal),
                               principal)
     now = time.time()
+    # The on-day moment of placement: this may be the pair's first request today.
+    state.fills.maybe_announce(video.id, region, next((p for p in video.placements if p.region == region), None))
     # View beacons name this playback: they count for this video and region, until it expires.
     playback_id, playback = state.signer.issue_playback(video.id, region, now)
     return Response(template.answer(playback_id, playback, now), media_type="application/json")

@@ -16,10 +16,11 @@ from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import metadata_service_pb2 as mpb
 from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
+from longtail_common import qoe
 from longtail_common.config import Config
 from longtail_common.ports import ID_PATTERN, TOPIC_VIEWS
 from longtail_common.proto_enums import VIEW_KIND
-from gateway.beacons import BeaconRefused, Charge, PlaybackLedger, count_rejected, playback_byte_bound
+from gateway.beacons import BeaconRefused, Charge, PlaybackLedger, count_rejected, playback_byte_bound, record_qoe
 from gateway.dependencies import Cfg, Ledger, Links, MetadataStub, ServiceLinks, Signer
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.signing import PlaybackSigner, TokenRefused
@@ -27,6 +28,7 @@ from gateway.validation import require_video_id
 from gateway.video_json import S, status_name
 
 router = APIRouter()
+SERVED_FROM = {"origin": video_pb2.SERVED_FROM_ORIGIN, "cdn": video_pb2.SERVED_FROM_CDN}
 
 
 class ViewBody(BaseModel):
@@ -41,6 +43,16 @@ class ViewBody(BaseModel):
     # From the watch payload (`playback.id`); a beacon without a valid one is refused (403).
     playback_id: str = Field(default="", max_length=512,
                              description="the watch payload's playback.id; required for the beacon to count")
+    # Quality of experience as the player measured it (Mux's definitions; see
+    # longtail_common/qoe.py): start-up on "start", rebuffering since the previous beacon.
+    startup_ms: int = Field(default=0, ge=0, le=qoe.MAX_STARTUP_MS,
+                            description="play request to first frame, ms (on start; 0: not measured)")
+    rebuffer_count: int = Field(default=0, ge=0, le=10_000, description="stalls since the previous beacon")
+    rebuffer_ms: int = Field(default=0, ge=0, le=qoe.MAX_REBUFFER_MS, description="their milliseconds")
+    ladder_position: int = Field(default=0, ge=0, le=64,
+                                 description="rendition playing, 1 = lowest bitrate of the ladder; 0 unknown")
+    served_from: Literal["", "origin", "cdn"] = Field(
+        default="", description="the watch payload's stream.served_from the playback streamed from")
 
 
 class BatchViewItem(ViewBody):
@@ -110,9 +122,13 @@ async def publish_views(items: list[tuple[str, ViewBody]], request: Request, cfg
         count_rejected(error.code.lower(), len(items))
         raise
     events = []
-    for charge in charges:
+    for charge, (_, body) in zip(charges, items):
         event = events_pb2.ViewEvent(video_id=charge.playback.video_id, region=charge.playback.region,
-                                     **VIEW_KIND.fields(charge.kind), bytes_watched=charge.bytes)
+                                     **VIEW_KIND.fields(charge.kind), bytes_watched=charge.bytes,
+                                     startup_ms=body.startup_ms if charge.kind == "start" else 0,
+                                     rebuffer_count=body.rebuffer_count, rebuffer_ms=body.rebuffer_ms,
+                                     ladder_position=body.ladder_position,
+                                     served_from=SERVED_FROM.get(body.served_from, 0))
         event.event_time.GetCurrentTime()
         events.append(event)
 
@@ -126,6 +142,8 @@ async def publish_views(items: list[tuple[str, ViewBody]], request: Request, cfg
     except BaseException:
         ledger.restore(before)  # not counted: the player may send them again
         raise
+    for event in events:
+        record_qoe(event)
     return len(events)
 
 

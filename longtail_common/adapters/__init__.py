@@ -50,12 +50,14 @@ def make_webhook_store(cfg: Config) -> WebhookStore:
 def make_view_count_store(cfg: Config) -> ViewCountStore:
     """Placement's daily view counts live beside the metadata (same backend choice)."""
     kind = cfg.backends.metadata
-    if kind in ("sqlite", "scylla"):
-        # No Scylla table for view counts yet: with Scylla metadata they stay in SQLite
-        # under data_dir (placement's own state), so `longtail up --config` still runs.
+    if kind == "sqlite":
         from longtail_common.adapters.sqlite_viewcounts import SqliteViewCountStore
 
         return SqliteViewCountStore(cfg.data_path / "viewcounts.sqlite3")
+    if kind == "scylla":
+        from longtail_common.adapters.scylla_viewcounts import ScyllaViewCountStore
+
+        return ScyllaViewCountStore(cfg.scylla)
     raise ValueError(f"unknown metadata backend {kind!r} for view counts (sqlite | scylla)")
 
 

@@ -16,6 +16,8 @@ Tables (keyspace from config, created by `migrate`):
   `webhook_deliveries`, `webhook_deliveries_by_webhook`, `webhook_due`), used by
   `scylla_webhooks`.
 * `captions`: a video's caption tracks, partition `video_id`, clustered by language.
+* placement's view counts, QoE counters and catalogue (`view_counts`, `view_sources`,
+  `view_days`, `qoe_counts`, `placement_catalog`), used by `scylla_viewcounts`.
 * `schema_migrations`: which versions of the schema were applied.
 
 Writes: `create_video` is `INSERT ... IF NOT EXISTS`, `replace_video` is
@@ -180,7 +182,54 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             payload blob,
             PRIMARY KEY ((video_id), language))""",
     ]),
+    # 4 and 5 are main's (webhooks, captions), taken while these were on a branch.
+    (6, "placement view counts and catalogue", [
+        # One partition per day x video bucket; a row per (video, region, source) fenced by
+        # the offset that last changed it (see scylla_viewcounts).
+        """CREATE TABLE IF NOT EXISTS {ks}.view_counts (
+            day text,
+            bucket int,
+            video_id text,
+            region text,
+            source text,
+            views bigint,
+            bytes bigint,
+            last_offset bigint,
+            PRIMARY KEY ((day, bucket), video_id, region, source))""",
+        """CREATE TABLE IF NOT EXISTS {ks}.view_sources (
+            source text PRIMARY KEY,
+            last_offset bigint)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.view_days (
+            day text PRIMARY KEY)""",
+        """CREATE TABLE IF NOT EXISTS {ks}.placement_catalog (
+            bucket int,
+            video_id text,
+            channel_id text,
+            language text,
+            category text,
+            publish_day text,
+            size_bytes bigint,
+            PRIMARY KEY ((bucket), video_id))""",
+    ]),
+    (7, "player-measured QoE counters", [
+        # Per day, a row per (region, served_from, metric, bin, source), fenced like view_counts.
+        """CREATE TABLE IF NOT EXISTS {ks}.qoe_counts (
+            day text,
+            region text,
+            served_from text,
+            metric text,
+            bin int,
+            source text,
+            n bigint,
+            total bigint,
+            last_offset bigint,
+            PRIMARY KEY ((day), region, served_from, metric, bin, source))""",
+    ]),
 ]
+
+# Versions apply in list order, which must be ascending with no version twice (two branches
+# adding "the next version" must not collide; a gap is a version held by another branch).
+assert all(a[0] < b[0] for a, b in zip(MIGRATIONS, MIGRATIONS[1:])), "MIGRATIONS: ascending, each version once"
 
 _KEYSPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 

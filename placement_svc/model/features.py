@@ -94,6 +94,17 @@ class Batch:
     def __len__(self) -> int:
         return len(self.vid)
 
+    def take(self, idx: np.ndarray) -> "Batch":
+        """The rows at `idx` (indices or a boolean mask), same day."""
+        return Batch(day=self.day, vid=self.vid[idx], reg=self.reg[idx], num=self.num[idx], lr=self.lr[idx],
+                     cat=self.cat[idx], age_b=self.age_b[idx], dow=self.dow)
+
+    @staticmethod
+    def concat(day: int, dow: int, parts: list["Batch"]) -> "Batch":
+        """Rows of several batches of the same day, in order."""
+        cols = {f: np.concatenate([getattr(p, f) for p in parts]) for f in ("vid", "reg", "num", "lr", "cat", "age_b")}
+        return Batch(day=day, dow=dow, **cols)
+
 
 def age_bucket(age: np.ndarray) -> np.ndarray:
     return np.searchsorted(AGE_EDGES, age, side="right")
@@ -108,6 +119,51 @@ class ChannelTable:
     avg7: np.ndarray  # (n_channels, n_regions) mean daily views per video, last 7 days
     n: np.ndarray  # (n_channels,) videos known
     age_adj: np.ndarray  # (n_channels,) mean age-adjusted log1p(views so far), shrunk to 0
+
+
+AGE_BINS = 64  # half-octave age bins of the channel quality profile (ages < 2^32 days)
+_FIXED_ONE = 2.0 ** 32  # log-views are summed in fixed point: the same sum in any order (shards)
+
+
+def _fixed(x: np.ndarray) -> np.ndarray:
+    return np.rint(x * _FIXED_ONE).astype(np.int64)
+
+
+@dataclass
+class ChannelSums:
+    """The channel history of one morning as sums over videos (channel-indexed as the data
+    set's `channel`): the sums of disjoint sets of videos (shards of the catalogue) add up
+    to the sums of their union, exactly, so a split job computes the same table."""
+
+    s7: np.ndarray  # (n_channels, n_regions) views over the last 7 days, videos known by then
+    n: np.ndarray  # (n_channels,) videos known
+    day0_sum: np.ndarray  # (n_channels, n_regions) first-day views of videos uploaded before d
+    day0_lsum: np.ndarray  # (n_channels, n_regions) their log1p, fixed point
+    day0_n: np.ndarray  # (n_channels,) how many
+    lv: np.ndarray  # (n_channels,) sum of log1p(views so far) of videos a week old or more, fixed point
+    ch_bin_n: np.ndarray  # (n_channels, AGE_BINS) those videos per age bin
+    bin_lv: np.ndarray  # (AGE_BINS,) the catalogue's sum of log1p(views so far) per age bin, fixed point
+    bin_n: np.ndarray  # (AGE_BINS,) videos per age bin
+
+    @classmethod
+    def zeros(cls, n_ch: int, n_r: int) -> "ChannelSums":
+        i = np.int64
+        return cls(s7=np.zeros((n_ch, n_r)), n=np.zeros(n_ch, i), day0_sum=np.zeros((n_ch, n_r)),
+                   day0_lsum=np.zeros((n_ch, n_r), i), day0_n=np.zeros(n_ch, i), lv=np.zeros(n_ch, i),
+                   ch_bin_n=np.zeros((n_ch, AGE_BINS), i), bin_lv=np.zeros(AGE_BINS, i), bin_n=np.zeros(AGE_BINS, i))
+
+    def __add__(self, other: "ChannelSums") -> "ChannelSums":
+        return ChannelSums(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
+
+    def table(self) -> ChannelTable:
+        c0 = np.maximum(self.day0_n, 1).astype(np.float64)
+        prof = self.bin_lv / _FIXED_ONE / np.maximum(self.bin_n, 1)
+        adj_n = self.ch_bin_n.sum(1)
+        adj_sum = self.lv / _FIXED_ONE - self.ch_bin_n @ prof
+        return ChannelTable(
+            mean0=self.day0_sum / c0[:, None], lmean0=self.day0_lsum / _FIXED_ONE / c0[:, None],
+            avg7=self.s7 / np.maximum(self.n, 1.0)[:, None] / 7.0, n=self.n.astype(np.float64),
+            age_adj=adj_sum / (adj_n + 1.0))  # shrunk towards 0 (the average channel) when few videos
 
 
 class History:
@@ -130,24 +186,8 @@ class History:
         self.lang = vocab.lang_code(ds.language)
         self.cat = vocab.cat_code(ds.category)
         self.known_from = ds.known_from
-        # First-day views of each video; a video contributes to its channel's history
-        # from the day after its upload day, via a per-day prefix over channels.
-        n_ch = max(len(ds.channel_ids), 1)
-        up = ds.upload_day
-        ok = (up >= 0) & (up < n_d) & (ds.channel >= 0)
-        day0 = np.zeros((n_v, n_r))
-        day0[ok] = v[np.nonzero(ok)[0], :, up[ok]]
-        acc = np.zeros((n_d + 1, n_ch, n_r))
-        cnt = np.zeros((n_d + 1, n_ch))
-        lacc = np.zeros((n_d + 1, n_ch, n_r))
-        if ok.any():
-            np.add.at(acc, (up[ok] + 1, ds.channel[ok]), day0[ok])
-            np.add.at(lacc, (up[ok] + 1, ds.channel[ok]), np.log1p(day0[ok]))
-            np.add.at(cnt, (up[ok] + 1, ds.channel[ok]), 1.0)
-        self.ch_day0_sum = np.cumsum(acc, axis=0)  # [t] = first-day views of videos uploaded before t-? (< t)
-        self.ch_day0_cnt = np.cumsum(cnt, axis=0)
-        self.ch_day0_lsum = np.cumsum(lacc, axis=0)
-        self.n_ch = n_ch
+        self.n_ch = max(len(ds.channel_ids), 1)
+        self._channel_tables: dict[int, ChannelTable] = {}  # per morning: the morning and on-day rows share it
 
     def window(self, d: int, w: int) -> np.ndarray:
         """Views per (video, region) over days [d-w, d-1]."""
@@ -155,33 +195,37 @@ class History:
 
     def channel_table(self, d: int) -> ChannelTable:
         """Channel history from days < d only."""
+        if d not in self._channel_tables:
+            self._channel_tables[d] = self.channel_sums(d).table()
+        return self._channel_tables[d]
+
+    def channel_sums(self, d: int) -> "ChannelSums":
+        """This data set's share of the channel history of day d (days < d only)."""
         ds = self.ds
-        n_r = len(ds.regions)
+        n_v, n_r, n_d = ds.views.shape
+        t = min(d, n_d)
         has = (ds.channel >= 0) & (self.known_from <= d)
-        w7 = self.window(d, 7)
-        s7 = np.zeros((self.n_ch, n_r))
-        n = np.zeros(self.n_ch)
-        np.add.at(s7, ds.channel[has], w7[has])
-        np.add.at(n, ds.channel[has], 1.0)
-        t = min(d, ds.n_days)
-        c0 = self.ch_day0_cnt[t]
-        mean0 = self.ch_day0_sum[t] / np.maximum(c0, 1.0)[:, None]
-        lmean0 = self.ch_day0_lsum[t] / np.maximum(c0, 1.0)[:, None]
-        avg7 = s7 / np.maximum(n, 1.0)[:, None] / 7.0
+        sums = ChannelSums.zeros(self.n_ch, n_r)
+        np.add.at(sums.s7, ds.channel[has], self.window(d, 7)[has])
+        np.add.at(sums.n, ds.channel[has], 1)
+        # First-day views of each video: it joins its channel's history the day after its upload.
+        up = ds.upload_day
+        first = np.nonzero((up >= 0) & (up < t) & (ds.channel >= 0))[0]
+        day0 = ds.views[first, :, up[first]].astype(np.float64)
+        np.add.at(sums.day0_sum, ds.channel[first], day0)
+        np.add.at(sums.day0_lsum, ds.channel[first], _fixed(np.log1p(day0)))
+        np.add.at(sums.day0_n, ds.channel[first], 1)
         # Age-adjusted quality: each video's log1p(views before d, all regions) against the
         # mean for its age (log2-spaced bins), from videos at least a week old.
         age = d - ds.upload_day
-        full = has & (age >= 7)
-        lv = np.log1p(self.cs_all[:, t])  # every view before d: 7 days are mostly zeros in the tail
-        abin = np.floor(np.log2(np.maximum(age, 1)) * 2).astype(np.int64)
-        nb = int(abin.max()) + 1 if len(abin) else 1
-        prof = np.bincount(abin[full], lv[full], nb) / np.maximum(np.bincount(abin[full], None, nb), 1)
-        adj_sum = np.zeros(self.n_ch)
-        adj_n = np.zeros(self.n_ch)
-        np.add.at(adj_sum, ds.channel[full], lv[full] - prof[abin[full]])
-        np.add.at(adj_n, ds.channel[full], 1.0)
-        age_adj = adj_sum / (adj_n + 1.0)  # shrunk towards 0 (the average channel) when few videos
-        return ChannelTable(mean0=mean0, lmean0=lmean0, avg7=avg7, n=n, age_adj=age_adj)
+        full = np.nonzero(has & (age >= 7))[0]
+        lv = _fixed(np.log1p(self.cs_all[full, t]))  # every view before d: 7 days are mostly zeros in the tail
+        abin = np.floor(np.log2(np.maximum(age[full], 1)) * 2).astype(np.int64)
+        np.add.at(sums.bin_lv, abin, lv)
+        np.add.at(sums.bin_n, abin, 1)
+        np.add.at(sums.lv, ds.channel[full], lv)
+        np.add.at(sums.ch_bin_n, (ds.channel[full], abin), 1)
+        return sums
 
     def candidates(self, d: int) -> np.ndarray:
         """Videos a morning decision for day d may cover (catalogue known by then)."""
@@ -235,6 +279,25 @@ class History:
         return Batch(day=d, vid=vid, reg=reg, num=num.reshape(-1, len(cols)), lr=lang * n_r + reg,
                      cat=np.repeat(self.cat[vids], n_r), age_b=np.repeat(age_bucket(age), n_r),
                      dow=ds.weekday(d))
+
+
+def first_request_batch(hist: History, morning: Batch, requested: np.ndarray, on_edge: np.ndarray) -> Batch:
+    """Rows of the on-day decision for day `morning.day`: pairs requested that day and not on
+    the edge after the morning plan. A known video's row is its morning row; a video not yet
+    known that morning (no upload date, first views today) gets a row built the same way from
+    days before today (zero history, age 0). The fact of the request is the only thing about
+    today in it: `requested` (videos x regions, bool) selects rows and is not a feature.
+
+    What an edge would see at that first request: the video id, its region, and the
+    per-pair admission bit the morning job published from these same features."""
+    d = morning.day
+    sel = requested[morning.vid, morning.reg] & ~on_edge[morning.vid, morning.reg]
+    parts = [morning.take(sel)]
+    new = np.nonzero((hist.known_from > d) & requested.any(1))[0]
+    if len(new):
+        nb = hist.batch(d, vids=new)
+        parts.append(nb.take(requested[nb.vid, nb.reg] & ~on_edge[nb.vid, nb.reg]))
+    return Batch.concat(d, morning.dow, parts)
 
 
 def onehot_dense(b: Batch, vocab: Vocab, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

@@ -1,17 +1,20 @@
 """The learned part: train the view predictors (MLP and GBM), calibrate, decide, score fast.
 
-One job: from the training days, fit a network (sklearn MLPRegressor, two outputs) and a
-gradient-boosted baseline (two HistGradientBoostingRegressors) that predict, per
-video x region, log1p(today's views) and log1p(views over the next H days, today included);
-calibrate both into EXPECTED views (isotonic, on held-out validation days: cost is linear
-in views, so the mean is what the decision needs); tune the decision's two knobs on the
-validation days; keep the family that costs less there. `PlacementModel` then decides by
-expected cost, per (v, r), with s = view_GB/size_GB * edge_saving[r] (size cancels):
+One job: from the training days, fit per family (sklearn MLPRegressor with two outputs, or
+two HistGradientBoostingRegressors) two predictors of log1p(today's views) and log1p(views
+over the next H days, today included) per video x region: `morning`, on every known pair's
+morning features, and `admission`, on the pairs requested that day (the same features; the
+request itself is the extra fact). Calibrate both into EXPECTED views (isotonic, on held-out
+validation days: cost is linear in views, so the mean is what the decision needs), tune the
+decision knobs for the given prices by replaying both moments on the validation days, and
+keep the family that costs less there. `PlacementModel` then decides by expected cost, per
+(v, r), with s = view_GB/size_GB * edge_saving[r] (size cancels):
 
-  already at the edge: keep  iff  gamma * E[today] * s > storage[r]
-  not at the edge:     fill  iff  gamma * E[today] * s > storage[r]                (today pays)
-                               and gamma * E[next H days] * s > alpha * fill[r] + H * storage[r]
-                                                                      (the stay repays the fill)
+  morning, at the edge:       keep iff gamma * E[today] * s > storage[r]
+  morning, not at the edge:   push iff that, and gamma * E[next H] * s > alpha * fill[r] + H * storage[r]
+  first request, not at edge: fill iff the same two tests hold for E[. | requested] with the
+                              admission's own knobs (admit_alpha, admit_gamma; inf = never)
+
 `FastMLP` is the scoring path: the sklearn weights in float32 numpy, the one-hot input
 groups folded into one lookup table, so scoring is a gather + two small matmuls.
 """
@@ -28,11 +31,14 @@ from sklearn.neural_network import MLPRegressor
 
 from placement_svc.model.costs import CostModel
 from placement_svc.model.features import (
-    N_AGE, NUMERIC, Batch, ChannelTable, History, Vocab, age_bucket, gbm_matrix, onehot_dense,
+    N_AGE, NUMERIC, Batch, ChannelTable, History, Vocab, age_bucket, first_request_batch, gbm_matrix, onehot_dense,
 )
 
-ALPHAS = (0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
+# inf: the morning keeps or evicts but never pushes a new pair (a first-request fill has
+# the same cost and knows the pair is watched; tuning finds where the admission is good enough).
+ALPHAS = (0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, np.inf)
 GAMMAS = (0.7, 1.0, 1.4, 2.0)
+ADMIT_ALPHAS = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, np.inf)  # inf: never fill on a first request
 MAX_LOG = 30.0  # log1p(views) cap (~1e13 views) for calibration and extrapolation
 HORIZON = 3  # days of the second target: a pushed video's stay is mostly its next few days
 
@@ -56,17 +62,22 @@ class Rows:
 
 
 def sample_rows(hist: History, days: list[int], max_rows: int, rng: np.random.Generator,
-                horizon: int = HORIZON) -> Rows:
+                horizon: int = HORIZON, first_requests: bool = False) -> Rows:
     """Rows of the given days with target = that day's views, down-sampled to ~max_rows.
 
-    Most rows are 'dead' (no views anywhere recently, none today): they are sampled at a
-    lower rate and re-weighted, so the model still sees the base rate of the long tail."""
+    Morning rows (default): most are 'dead' (no views anywhere recently, none today): they
+    are sampled at a lower rate and re-weighted, so the model still sees the base rate of
+    the long tail. `first_requests`: the admission's rows instead, the pairs requested that
+    day (`first_request_batch` with an empty edge), sampled uniformly."""
     per_day = max(max_rows // max(len(days), 1), 1)
     parts = []
     views = hist.ds.views
+    n_v, n_r = views.shape[:2]
     i28, io7 = NUMERIC.index("r_l28"), NUMERIC.index("o_l7")
     for d in days:
         b = hist.batch(d)
+        if first_requests:
+            b = first_request_batch(hist, b, views[:, :, d] > 0, np.zeros((n_v, n_r), dtype=bool))
         y = views[b.vid, b.reg, d].astype(np.float64)
         yh = views[b.vid, b.reg, d:d + horizon].astype(np.float64).sum(1)
         # Rows of videos uploaded today or yesterday are all kept: they are few (a day's
@@ -78,7 +89,7 @@ def sample_rows(hist: History, days: list[int], max_rows: int, rng: np.random.Ge
         w = np.ones(len(y))
         keep = young.copy()
         n_live, n_dead = int(live.sum()), int(dead.sum())
-        cap_live = int(per_day * 0.75)
+        cap_live = per_day if first_requests else int(per_day * 0.75)
         cap_dead = per_day - min(n_live, cap_live)
         for mask, n, cap in ((live, n_live, cap_live), (dead, n_dead, cap_dead)):
             if n == 0:
@@ -196,25 +207,19 @@ class Calibrator:
 
 # ---------------------------------------------------------------- the model
 @dataclass
-class PlacementModel:
+class ViewPredictor:
+    """One family's regressors for the two targets, calibrated into expected views."""
+
     family: str  # "mlp" or "gbm"
-    vocab: Vocab
-    costs: CostModel
-    mean: np.ndarray
+    mean: np.ndarray  # standardisation of the numeric features (MLP input)
     std: np.ndarray
-    calibrators: tuple[Calibrator, Calibrator] | None = None  # today, next HORIZON days
-    alpha: float = 1.0
-    gamma: float = 1.0
-    horizon: int = HORIZON
     fast: FastMLP | None = None
-    gbms: tuple[HistGradientBoostingRegressor, HistGradientBoostingRegressor] | None = None
     mlp: MLPRegressor | None = None
-    channel_index: dict[str, int] = field(default_factory=dict)
-    channel_table: ChannelTable | None = None  # snapshot for cold start (decide_new_video)
-    info: dict = field(default_factory=dict)
+    gbms: tuple[HistGradientBoostingRegressor, HistGradientBoostingRegressor] | None = None
+    calibrators: tuple[Calibrator, Calibrator] | None = None  # today, next `horizon` days
 
     def predict_log(self, b: Batch) -> np.ndarray:
-        """(n, 2): predicted log1p(views today), log1p(views over the next `horizon` days)."""
+        """(n, 2): predicted log1p(views today), log1p(views over the horizon)."""
         if len(b) == 0:
             return np.zeros((0, 2), dtype=np.float32)
         if self.family == "mlp":
@@ -222,20 +227,70 @@ class PlacementModel:
         X = gbm_matrix(b)
         return np.column_stack([g.predict(X) for g in self.gbms]).astype(np.float32)
 
-    def expected_views(self, b: Batch) -> np.ndarray:
-        """(n, 2) expected views today and over the horizon."""
-        p = self.predict_log(b).astype(np.float64)
+    def calibrated(self, log_pred: np.ndarray) -> np.ndarray:
+        p = log_pred.astype(np.float64)
         return np.column_stack([self.calibrators[0](p[:, 0]), self.calibrators[1](p[:, 1])])
 
+    def expected_views(self, b: Batch) -> np.ndarray:
+        """(n, 2) expected views today and over the horizon."""
+        return self.calibrated(self.predict_log(b))
+
+
+@dataclass
+class PlacementModel:
+    """The two-moment policy: a morning plan (keep / push) and an admission rule at a
+    pair's first request of the day when it is not on the edge (fill through the edge, or
+    keep serving it from origin). Both decide by expected cost from calibrated predictions:
+    `morning` predicts a pair's views from the morning's features, `admission` the same
+    targets given that the pair is requested today (trained on rows of requested pairs)."""
+
+    family: str  # "mlp" or "gbm", shared by both predictors
+    vocab: Vocab
+    costs: CostModel
+    morning: ViewPredictor
+    admission: ViewPredictor | None = None
+    alpha: float = 1.0
+    gamma: float = 1.0
+    admit_alpha: float = np.inf  # inf: never fill on a first request (a morning-only plan)
+    admit_gamma: float = 1.0
+    horizon: int = HORIZON
+    channel_index: dict[str, int] = field(default_factory=dict)
+    channel_table: ChannelTable | None = None  # snapshot for cold start (decide_new_video)
+    info: dict = field(default_factory=dict)
+
+    def expected_views(self, b: Batch) -> np.ndarray:
+        """(n, 2) expected views today and over the horizon, from the morning's features."""
+        return self.morning.expected_views(b)
+
+    def expected_views_if_requested(self, b: Batch) -> np.ndarray:
+        """(n, 2) the same given that the pair is requested today (what admission weighs)."""
+        return self.admission.expected_views(b)
+
     def decide_rows(self, b: Batch, expected: np.ndarray, at_edge: np.ndarray) -> np.ndarray:
+        """Morning plan: which rows sit on the edge today."""
         keep_t, fill_t = decision_thresholds(self.costs, self.vocab.regions, self.alpha, self.gamma, self.horizon)
         today_pays = expected[:, 0] > keep_t[b.reg]
         return today_pays & (at_edge | (expected[:, 1] > fill_t[b.reg]))
 
+    def admits(self) -> bool:
+        """Whether the on-day rule can fill at all (tuning may find a morning-only plan cheaper)."""
+        return self.admission is not None and bool(np.isfinite(self.admit_alpha))
+
+    def admit_rows(self, b: Batch, expected_if_requested: np.ndarray) -> np.ndarray:
+        """On-day rule at a pair's first request when it is not on the edge: fill it through
+        the edge iff its expected views given the request repay the fill (the morning's
+        break-even, with its own tuned knobs). A one-hit video's expectation stays low."""
+        if not self.admits():
+            return np.zeros(len(b), dtype=bool)
+        keep_t, fill_t = decision_thresholds(self.costs, self.vocab.regions, self.admit_alpha, self.admit_gamma,
+                                             self.horizon)
+        e = expected_if_requested
+        return (e[:, 0] > keep_t[b.reg]) & (e[:, 1] > fill_t[b.reg])
+
     # -- cold start ------------------------------------------------------------------
-    def decide_new_video(self, video: dict) -> dict[str, str]:
-        """Per-region decision for a video with no views yet, from its channel, language,
-        category (and upload weekday if `upload_date` is given). Returns {region: "cdn"|"origin"}."""
+    def new_video_batch(self, video: dict) -> Batch:
+        """Rows (one per region) for a video with no views yet: channel, language, category
+        (and upload weekday if `upload_date` is given), zero history, age 0."""
         import datetime as dt
 
         vocab = self.vocab
@@ -257,10 +312,20 @@ class PlacementModel:
         up = video.get("upload_date")
         dow = (dt.date.fromisoformat(up) if isinstance(up, str) else up or dt.date.today()).weekday()
         reg = np.arange(n_r)
-        b = Batch(day=-1, vid=np.zeros(n_r, int), reg=reg, num=num, lr=lang * n_r + reg,
-                  cat=np.full(n_r, cat), age_b=np.full(n_r, int(age_bucket(np.array([0]))[0])), dow=dow)
-        push = self.decide_rows(b, self.expected_views(b), np.zeros(n_r, dtype=bool))
-        return {r: ("cdn" if p else "origin") for r, p in zip(vocab.regions, push)}
+        return Batch(day=-1, vid=np.zeros(n_r, int), reg=reg, num=num, lr=lang * n_r + reg,
+                     cat=np.full(n_r, cat), age_b=np.full(n_r, int(age_bucket(np.array([0]))[0])), dow=dow)
+
+    def decide_new_video(self, video: dict) -> dict[str, str]:
+        """Per-region morning decision for a video with no views yet: {region: "cdn"|"origin"}."""
+        b = self.new_video_batch(video)
+        push = self.decide_rows(b, self.expected_views(b), np.zeros(len(b), dtype=bool))
+        return {r: ("cdn" if p else "origin") for r, p in zip(self.vocab.regions, push)}
+
+    def admit_new_video(self, video: dict) -> dict[str, bool]:
+        """Per-region admission for a video with no views yet: fill it at its first request?"""
+        b = self.new_video_batch(video)
+        adm = self.admit_rows(b, self.expected_views_if_requested(b)) if self.admits() else np.zeros(len(b), bool)
+        return {r: bool(a) for r, a in zip(self.vocab.regions, adm)}
 
     def save(self, path) -> None:
         with open(path, "wb") as fh:
@@ -281,6 +346,8 @@ def decision_thresholds(costs: CostModel, regions: list[str], alpha: float, gamm
     pos = saving > 0
     safe = np.where(pos, saving, 1.0)
     keep = np.where(pos, p["cdn_storage_per_gb_day"] / safe, np.inf)
+    if not np.isfinite(alpha):  # never fill (inf * a free fill would be nan)
+        return keep, np.full_like(keep, np.inf)
     fill = np.where(pos, (alpha * p["cdn_fill_per_gb"] + horizon * p["cdn_storage_per_gb_day"]) / safe, np.inf)
     return keep, fill
 
@@ -305,6 +372,17 @@ def decide_new_video(video_features: dict, model: PlacementModel | None = None,
         return {r: "origin" for r in (regions or [])}
     out = m.decide_new_video(video_features)
     return {r: out.get(r, "origin") for r in regions} if regions else out
+
+
+def admit_new_video(video_features: dict, model: PlacementModel | None = None,
+                    regions: list[str] | None = None) -> dict[str, bool]:
+    """Cold start of the on-day moment: {region: fill at the first request?}; never
+    without a model (a morning-only plan, as before admission existed)."""
+    m = model or _DEFAULT_MODEL
+    if m is None or getattr(m, "admission", None) is None:
+        return {r: False for r in (regions or [])}
+    out = m.admit_new_video(video_features)
+    return {r: out.get(r, False) for r in regions} if regions else out
 
 
 # ---------------------------------------------------------------- training
@@ -353,6 +431,7 @@ class TrainConfig:
     families: tuple[str, ...] = ("mlp", "gbm")
     horizon: int = HORIZON
     seed: int = 0
+    first_request_share: float = 0.5  # admission rows, as a share of max_rows
 
 
 def split_days(train_end: int, cfg: TrainConfig) -> tuple[list[int], list[int]]:
@@ -368,65 +447,155 @@ def split_days(train_end: int, cfg: TrainConfig) -> tuple[list[int], list[int]]:
     return list(range(first, last_fit + 1)), list(range(train_end - n_val + 1, train_end + 1))
 
 
-def train(hist: History, costs: CostModel, train_end: int, cfg: TrainConfig, tune_replay) -> PlacementModel:
-    """Fit both families on the training days, pick by validation cost.
+@dataclass
+class ValidationDay:
+    """One validation day's rows and labels: the morning rows, and the rows of every pair
+    requested that day (what the admission rule would see if none were on the edge)."""
 
-    `tune_replay(model, day_batches, expected_by_day) -> cost` replays a candidate decision
-    rule over the validation days (provided by the harness, which owns the cost accounting).
-    Only views of days <= train_end are read (labels included)."""
-    ds, vocab = hist.ds, hist.vocab
-    H = cfg.horizon
+    morning: Batch
+    y: np.ndarray
+    yh: np.ndarray | None  # None when the horizon runs past the training days
+    first: Batch
+    first_y: np.ndarray
+    first_yh: np.ndarray | None
+
+
+@dataclass
+class Candidate:
+    """One family's fitted predictors and their validation-day predictions."""
+
+    family: str
+    morning: ViewPredictor
+    admission: ViewPredictor
+    expected: list[np.ndarray]  # per validation day, morning rows
+    first_expected: list[np.ndarray]  # per validation day, requested rows
+    info: dict
+
+
+@dataclass
+class FittedPredictors:
+    """What training learns before prices enter: every family's calibrated predictors."""
+
+    vocab: Vocab
+    horizon: int
+    val: list[ValidationDay]
+    candidates: list[Candidate]
+    channel_index: dict[str, int]
+    channel_table: ChannelTable
+    info: dict
+
+
+def validation_days(hist: History, days: list[int], train_end: int, H: int) -> list[ValidationDay]:
+    views = hist.ds.views
+    n_v, n_r = views.shape[:2]
+    out = []
+    for d in days:
+        b = hist.batch(d)
+        fb = first_request_batch(hist, b, views[:, :, d] > 0, np.zeros((n_v, n_r), dtype=bool))
+        full = d + H - 1 <= train_end  # horizon labels only inside the training days
+        lab = lambda x: (views[x.vid, x.reg, d].astype(np.float64),  # noqa: E731
+                         views[x.vid, x.reg, d:d + H].astype(np.float64).sum(1) if full else None)
+        (y, yh), (fy, fyh) = lab(b), lab(fb)
+        out.append(ValidationDay(morning=b, y=y, yh=yh, first=fb, first_y=fy, first_yh=fyh))
+    return out
+
+
+def _fit_predictor(fam: str, rows: Rows, vocab: Vocab, cfg: TrainConfig, batches: list[Batch],
+                   ys: list[np.ndarray], yhs: list[np.ndarray | None]) -> tuple[ViewPredictor, list[np.ndarray], dict]:
+    """Fit one family on `rows`, calibrate it on the validation rows; predictions per day."""
+    t0 = time.perf_counter()
+    mean = np.average(rows.num, axis=0, weights=rows.w)
+    std = np.sqrt(np.average((rows.num - mean) ** 2, axis=0, weights=rows.w)) + 1e-6
+    pred = ViewPredictor(family=fam, mean=mean, std=std)
+    if fam == "mlp":
+        pred.mlp = fit_mlp(rows, vocab, mean, std, cfg.seed, cfg.hidden, cfg.mlp_max_iter)
+        pred.fast = FastMLP.from_sklearn(pred.mlp, vocab, mean, std)
+        info = {"epochs": int(pred.mlp.n_iter_), "hidden": list(cfg.hidden)}
+    else:
+        pred.gbms = fit_gbm(rows, cfg.seed, cfg.gbm_max_iter)
+        info = {"iterations": [int(g.n_iter_) for g in pred.gbms]}
+    info["fit_seconds"] = round(time.perf_counter() - t0, 2)
+    logs = [pred.predict_log(b).astype(np.float64) for b in batches]
+    P, Y = np.concatenate(logs), np.concatenate(ys)
+    Ph = np.concatenate([p[:, 1] for p, yh in zip(logs, yhs) if yh is not None])
+    Yh = np.concatenate([yh for yh in yhs if yh is not None])
+    pred.calibrators = (Calibrator.fit(P[:, 0], Y), Calibrator.fit(Ph, Yh))
+    info["validation_rmse_log1p"] = round(float(np.sqrt(np.mean((P[:, 0] - np.log1p(Y)) ** 2))), 4) if len(Y) else None
+    return pred, [pred.calibrated(p) for p in logs], info
+
+
+def fit_predictors(hist: History, train_end: int, cfg: TrainConfig) -> FittedPredictors:
+    """Fit every family's morning and admission predictors on the fit days and calibrate
+    them on the validation days. Reads only views of days <= train_end (labels included)."""
+    ds, vocab, H = hist.ds, hist.vocab, cfg.horizon
     fit_days, val_days = split_days(train_end, cfg)
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
     rows = sample_rows(hist, fit_days, cfg.max_rows, rng, H)
-    mean = np.average(rows.num, axis=0, weights=rows.w)
-    std = np.sqrt(np.average((rows.num - mean) ** 2, axis=0, weights=rows.w)) + 1e-6
+    first_rows = sample_rows(hist, fit_days, int(cfg.max_rows * cfg.first_request_share), rng, H, first_requests=True)
+    val = validation_days(hist, val_days, train_end, H)
     info = {"fit_days": [str(ds.dates[fit_days[0]]), str(ds.dates[fit_days[-1]])],
             "validation_days": [str(ds.dates[val_days[0]]), str(ds.dates[val_days[-1]])],
-            "horizon_days": H, "training_rows": int(len(rows.y)),
-            "row_sampling_s": round(time.perf_counter() - t0, 2), "families": {}}
-    val_batches = [hist.batch(d) for d in val_days]
-    val_y = [ds.views[b.vid, b.reg, b.day].astype(np.float64) for b in val_batches]
-    # Horizon labels only where the whole horizon lies inside the training days.
-    hz = [d + H - 1 <= train_end for d in val_days]
-    val_yh = [ds.views[b.vid, b.reg, b.day:b.day + H].astype(np.float64).sum(1) for b in val_batches]
-    best = None
+            "horizon_days": H, "training_rows": int(len(rows.y)), "first_request_rows": int(len(first_rows.y)),
+            "row_sampling_s": round(time.perf_counter() - t0, 2)}
+    cands = []
     for fam in cfg.families:
-        t0 = time.perf_counter()
-        model = PlacementModel(family=fam, vocab=vocab, costs=costs, mean=mean, std=std, horizon=H,
-                               channel_index={c: i for i, c in enumerate(ds.channel_ids)})
-        if fam == "mlp":
-            model.mlp = fit_mlp(rows, vocab, mean, std, cfg.seed, cfg.hidden, cfg.mlp_max_iter)
-            model.fast = FastMLP.from_sklearn(model.mlp, vocab, mean, std)
-        else:
-            model.gbms = fit_gbm(rows, cfg.seed, cfg.gbm_max_iter)
-        fit_s = time.perf_counter() - t0
-        preds = [model.predict_log(b).astype(np.float64) for b in val_batches]
-        P, Y = np.concatenate(preds), np.concatenate(val_y)
-        Ph = np.concatenate([p[:, 1] for p, ok in zip(preds, hz) if ok])
-        Yh = np.concatenate([y for y, ok in zip(val_yh, hz) if ok])
-        model.calibrators = (Calibrator.fit(P[:, 0], Y), Calibrator.fit(Ph, Yh))
-        expected = [np.column_stack([model.calibrators[0](p[:, 0]), model.calibrators[1](p[:, 1])]) for p in preds]
-        scores = {}
-        for a in ALPHAS:
-            for g in GAMMAS:
-                model.alpha, model.gamma = a, g
-                scores[(a, g)] = tune_replay(model, val_batches, expected)
-        (a, g), cost = min(scores.items(), key=lambda kv: (kv[1], -kv[0][0]))
-        model.alpha, model.gamma = a, g
-        rmse = float(np.sqrt(np.mean((P[:, 0] - np.log1p(Y)) ** 2)))
-        info["families"][fam] = {"validation_cost": round(cost, 4), "alpha": a, "gamma": g,
-                                 "validation_rmse_log1p": round(rmse, 4), "fit_seconds": round(fit_s, 2)}
-        if fam == "mlp":
-            info["families"][fam]["epochs"] = int(model.mlp.n_iter_)
-            info["families"][fam]["hidden"] = list(cfg.hidden)
-        else:
-            info["families"][fam]["iterations"] = [int(g_.n_iter_) for g_ in model.gbms]
+        morning, expected, m_info = _fit_predictor(fam, rows, vocab, cfg, [v.morning for v in val],
+                                                   [v.y for v in val], [v.yh for v in val])
+        adm, first_expected, a_info = _fit_predictor(fam, first_rows, vocab, cfg, [v.first for v in val],
+                                                     [v.first_y for v in val], [v.first_yh for v in val])
+        cands.append(Candidate(family=fam, morning=morning, admission=adm, expected=expected,
+                               first_expected=first_expected,
+                               info={**m_info, **{f"admission_{k}": v for k, v in a_info.items()}}))
+    return FittedPredictors(vocab=vocab, horizon=H, val=val, candidates=cands,
+                            channel_index={c: i for i, c in enumerate(ds.channel_ids)},
+                            channel_table=hist.channel_table(train_end + 1), info=info)
+
+
+def _best_knobs(model: PlacementModel, run, names: tuple[str, str], grid_a, grid_g) -> float:
+    """Set the two knobs `names` on `model` to the cheapest pair of the grid; returns its cost."""
+    scores = {}
+    for a in grid_a:
+        for g in grid_g:
+            setattr(model, names[0], a)
+            setattr(model, names[1], g)
+            scores[(a, g)] = run(model)
+    (a, g), cost = min(scores.items(), key=lambda kv: (kv[1], -kv[0][0]))  # ties: the more cautious fill
+    setattr(model, names[0], a)
+    setattr(model, names[1], g)
+    return cost
+
+
+def tune(fitted: FittedPredictors, costs: CostModel, tune_replay) -> PlacementModel:
+    """Tune each family's decision knobs for these prices on the validation days and keep the
+    family that costs less there. `tune_replay(model, val_days, expected, first_expected) ->
+    cost` replays the two-moment rule (the harness and the daily job own the pricing)."""
+    best, info = None, {**fitted.info, "families": {}}
+    for c in fitted.candidates:
+        model = PlacementModel(family=c.family, vocab=fitted.vocab, costs=costs, morning=c.morning,
+                               admission=c.admission, horizon=fitted.horizon, channel_index=fitted.channel_index)
+        run = lambda m: tune_replay(m, fitted.val, c.expected, c.first_expected)  # noqa: E731
+        # Coordinate descent: the morning plan alone (the fallback), then the admission rule
+        # for that plan, then each again for the other (a morning fill and an admission
+        # compete for the same pairs).
+        morning_only = _best_knobs(model, run, ("alpha", "gamma"), ALPHAS, GAMMAS)
+        _best_knobs(model, run, ("admit_alpha", "admit_gamma"), ADMIT_ALPHAS, GAMMAS)
+        _best_knobs(model, run, ("alpha", "gamma"), ALPHAS, GAMMAS)
+        cost = _best_knobs(model, run, ("admit_alpha", "admit_gamma"), ADMIT_ALPHAS, GAMMAS)
+        info["families"][c.family] = {
+            "validation_cost": round(cost, 4), "validation_cost_morning_only": round(morning_only, 4),
+            "alpha": model.alpha if np.isfinite(model.alpha) else None, "gamma": model.gamma,
+            "admit_alpha": model.admit_alpha if np.isfinite(model.admit_alpha) else None,
+            "admit_gamma": model.admit_gamma, **c.info}
         if best is None or cost < best[0]:
             best = (cost, model)
     model = best[1]
     info["chosen_family"] = model.family
     model.info = info
-    model.channel_table = hist.channel_table(train_end + 1)
+    model.channel_table = fitted.channel_table
     return model
+
+
+def train(hist: History, costs: CostModel, train_end: int, cfg: TrainConfig, tune_replay) -> PlacementModel:
+    """Fit both families, tune their knobs for `costs`, keep the cheaper on validation days."""
+    return tune(fit_predictors(hist, train_end, cfg), costs, tune_replay)

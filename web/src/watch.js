@@ -3,7 +3,8 @@
 // with the player's controls (player/controls.js: seek bar with storyboard previews and
 // chapter marks, speed, captions and audio menus from hls.js's tracks, quality, fullscreen,
 // keyboard shortcuts), resumes where the viewer left off, shows the views count and more
-// from the channel, and sends view beacons with the bytes fetched for playback.
+// from the channel, and sends view beacons with the bytes fetched for playback and the quality of
+// experience it measured (start-up time, rebuffering, ladder position).
 // Stream URLs are signed and expire: the page fetches a fresh watch payload before they
 // do, and every later request (playlists, segments, beacons) uses the fresh signature.
 import Hls from "hls.js";
@@ -47,6 +48,8 @@ const resumeNotice = $("#resume-notice");
 const state = {
   log: [], beacons: [], bytesLoaded: 0, bytesReported: 0, hls: null, phase: "loading", payload: null,
   chapters: [], storyboardCues: [], resumedFrom: null, more: [], toggleCaptions: () => {}, controls: null,
+  qoe: { playRequestedAt: null, adMs: 0, startupMs: 0, stalledAt: null, rebuffers: 0, rebufferMs: 0,
+    rebuffersReported: 0, rebufferMsReported: 0, ladderPosition: 0 },
 };
 window.longtailPlayer = state;
 
@@ -169,6 +172,12 @@ function fillQuality(levels) {
   quality.disabled = false;
 }
 
+// Position of a level in the bitrate ladder, 1 = lowest (hls.js keeps levels in its own order).
+function ladderPosition(levels, index) {
+  const level = levels[index];
+  return level ? levels.filter((l) => l.bitrate < level.bitrate).length + 1 : 0;
+}
+
 function setupStream(payload) {
   const url = payload.stream.url;
   if (Hls.isSupported()) {
@@ -191,6 +200,7 @@ function setupStream(payload) {
     hls.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => {
       const level = hls.levels[data.level];
       levelNow.textContent = level ? `Playing ${level.height}p` : "";
+      state.qoe.ladderPosition = ladderPosition(hls.levels, data.level);
       note("level-switched", { level: data.level, height: level && level.height });
     });
     hls.on(Hls.Events.FRAG_LOADED, (_e, data) => {
@@ -284,7 +294,9 @@ function playAd(ad) {
 async function playBreaks(breaks) {
   const wasPlaying = !content.paused;
   content.pause();
+  const adStart = performance.now();
   for (const ad of breaks) await playAd(ad);
+  state.qoe.adMs += performance.now() - adStart;
   setPhase("content");
   return wasPlaying;
 }
@@ -298,11 +310,21 @@ function beacon(kind) {
   const record = { kind, bytes, status: null };
   state.beacons.push(record);
   const payload = state.payload;
+  const q = state.qoe;
+  const rebuffers = q.rebuffers - q.rebuffersReported;
+  const rebufferMs = Math.round(q.rebufferMs - q.rebufferMsReported);
+  q.rebuffersReported += rebuffers;
+  q.rebufferMsReported += rebufferMs;
   const body = JSON.stringify({
     kind,
     bytes,
     region: payload ? payload.stream.region : "",
     playback_id: payload && payload.playback ? payload.playback.id : "",
+    startup_ms: kind === "start" ? Math.round(q.startupMs) : 0,
+    rebuffer_count: rebuffers,
+    rebuffer_ms: rebufferMs,
+    ladder_position: q.ladderPosition,
+    served_from: payload ? payload.stream.served_from : "",
   });
   // keepalive lets the last beacon out as the page closes; a missing endpoint is fine.
   fetch(`/v1/videos/${encodeURIComponent(videoId)}/views`, {
@@ -325,12 +347,26 @@ function watchBeacons() {
   let watched = 0;
   let sinceProgress = 0;
   let last = 0;
+  const q = state.qoe;
   content.addEventListener("playing", () => {
+    if (q.stalledAt !== null) {
+      q.rebufferMs += performance.now() - q.stalledAt;
+      q.stalledAt = null;
+    }
     if (!started) {
       started = true;
-      note("content-playing", { currentTime: content.currentTime });
+      // Mux's video start-up time: play request to first frame (less the pre-roll's play time).
+      if (q.playRequestedAt !== null) q.startupMs = Math.max(0, performance.now() - q.playRequestedAt - q.adMs);
+      note("content-playing", { currentTime: content.currentTime, startup_ms: Math.round(q.startupMs) });
       beacon("start");
     }
+  });
+  // Rebuffering (Mux): a stall after the first frame that a seek did not cause.
+  content.addEventListener("waiting", () => {
+    if (!started || content.seeking || q.stalledAt !== null || state.phase !== "content") return;
+    q.stalledAt = performance.now();
+    q.rebuffers += 1;
+    note("rebuffer-start", { currentTime: content.currentTime });
   });
   content.addEventListener("timeupdate", () => {
     const delta = content.currentTime - last;
@@ -406,6 +442,7 @@ async function main() {
 async function startPlayback(preRolls) {
   if (state.phase !== "ready") return;
   startButton.hidden = true;
+  state.qoe.playRequestedAt = performance.now();
   // Phones (and stricter autoplay policies) let an element play only after a play() made
   // during the viewer's gesture: unlock the content element now so it can start after the ad.
   const unlock = content.play();

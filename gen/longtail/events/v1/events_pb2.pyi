@@ -139,21 +139,41 @@ class VideoDeleted(_message.Message):
     delete_time: _timestamp_pb2.Timestamp
     def __init__(self, video_id: _Optional[str] = ..., channel_id: _Optional[str] = ..., raw_object_key: _Optional[str] = ..., regions: _Optional[_Iterable[str]] = ..., delete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class EdgeFillRequest(_message.Message):
+    __slots__ = ("video_id", "region", "request_time")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TIME_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    region: str
+    request_time: _timestamp_pb2.Timestamp
+    def __init__(self, video_id: _Optional[str] = ..., region: _Optional[str] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class ViewEvent(_message.Message):
-    __slots__ = ("video_id", "region", "kind", "bytes_watched", "event_time", "view_kind")
+    __slots__ = ("video_id", "region", "kind", "bytes_watched", "event_time", "view_kind", "startup_ms", "rebuffer_count", "rebuffer_ms", "ladder_position", "served_from")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     BYTES_WATCHED_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
     VIEW_KIND_FIELD_NUMBER: _ClassVar[int]
+    STARTUP_MS_FIELD_NUMBER: _ClassVar[int]
+    REBUFFER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REBUFFER_MS_FIELD_NUMBER: _ClassVar[int]
+    LADDER_POSITION_FIELD_NUMBER: _ClassVar[int]
+    SERVED_FROM_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     region: str
     kind: str
     bytes_watched: int
     event_time: _timestamp_pb2.Timestamp
     view_kind: ViewKind
-    def __init__(self, video_id: _Optional[str] = ..., region: _Optional[str] = ..., kind: _Optional[str] = ..., bytes_watched: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., view_kind: _Optional[_Union[ViewKind, str]] = ...) -> None: ...
+    startup_ms: int
+    rebuffer_count: int
+    rebuffer_ms: int
+    ladder_position: int
+    served_from: _video_pb2.ServedFrom
+    def __init__(self, video_id: _Optional[str] = ..., region: _Optional[str] = ..., kind: _Optional[str] = ..., bytes_watched: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., view_kind: _Optional[_Union[ViewKind, str]] = ..., startup_ms: _Optional[int] = ..., rebuffer_count: _Optional[int] = ..., rebuffer_ms: _Optional[int] = ..., ladder_position: _Optional[int] = ..., served_from: _Optional[_Union[_video_pb2.ServedFrom, str]] = ...) -> None: ...
 
 class CaptionsReady(_message.Message):
     __slots__ = ("video_id", "language", "kind", "label", "caption_id", "automatic", "ready_time")

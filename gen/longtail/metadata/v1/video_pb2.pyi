@@ -95,6 +95,7 @@ class PlacementPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PLACEMENT_POLICY_MODEL_MLP: _ClassVar[PlacementPolicy]
     PLACEMENT_POLICY_MODEL_GBM: _ClassVar[PlacementPolicy]
     PLACEMENT_POLICY_RULE_YESTERDAY: _ClassVar[PlacementPolicy]
+    PLACEMENT_POLICY_FIRST_REQUEST_FILL: _ClassVar[PlacementPolicy]
 VIDEO_STATUS_UNSPECIFIED: VideoStatus
 VIDEO_STATUS_UPLOADING: VideoStatus
 VIDEO_STATUS_PROCESSING: VideoStatus
@@ -144,6 +145,7 @@ PLACEMENT_POLICY_COLD_START_GBM: PlacementPolicy
 PLACEMENT_POLICY_MODEL_MLP: PlacementPolicy
 PLACEMENT_POLICY_MODEL_GBM: PlacementPolicy
 PLACEMENT_POLICY_RULE_YESTERDAY: PlacementPolicy
+PLACEMENT_POLICY_FIRST_REQUEST_FILL: PlacementPolicy
 
 class Channel(_message.Message):
     __slots__ = ("id", "name", "owner_account_id")
@@ -254,20 +256,22 @@ class AudioTrack(_message.Message):
     def __init__(self, language: _Optional[str] = ..., kind: _Optional[_Union[AudioTrackKind, str]] = ..., label: _Optional[str] = ..., status: _Optional[_Union[AudioTrackStatus, str]] = ..., failure_reason: _Optional[str] = ..., source_object_key: _Optional[str] = ..., encodings: _Optional[_Iterable[_Union[AudioTrackEncoding, _Mapping]]] = ..., version: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PlacementDecision(_message.Message):
-    __slots__ = ("region", "served_from", "policy", "predicted_views", "decide_time", "placement_policy")
+    __slots__ = ("region", "served_from", "policy", "predicted_views", "decide_time", "placement_policy", "fill_on_first_request")
     REGION_FIELD_NUMBER: _ClassVar[int]
     SERVED_FROM_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_VIEWS_FIELD_NUMBER: _ClassVar[int]
     DECIDE_TIME_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_POLICY_FIELD_NUMBER: _ClassVar[int]
+    FILL_ON_FIRST_REQUEST_FIELD_NUMBER: _ClassVar[int]
     region: str
     served_from: ServedFrom
     policy: str
     predicted_views: float
     decide_time: _timestamp_pb2.Timestamp
     placement_policy: PlacementPolicy
-    def __init__(self, region: _Optional[str] = ..., served_from: _Optional[_Union[ServedFrom, str]] = ..., policy: _Optional[str] = ..., predicted_views: _Optional[float] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., placement_policy: _Optional[_Union[PlacementPolicy, str]] = ...) -> None: ...
+    fill_on_first_request: bool
+    def __init__(self, region: _Optional[str] = ..., served_from: _Optional[_Union[ServedFrom, str]] = ..., policy: _Optional[str] = ..., predicted_views: _Optional[float] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., placement_policy: _Optional[_Union[PlacementPolicy, str]] = ..., fill_on_first_request: _Optional[bool] = ...) -> None: ...
 
 class StreamManifest(_message.Message):
     __slots__ = ("codec", "protocol", "object_key", "stream_protocol")
