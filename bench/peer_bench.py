@@ -274,7 +274,9 @@ def make_clip(name: str, work: Path, seconds: float | None) -> Clip:
     dst = work / f"{name}.mp4"
     stream = ffmpeg.input(str(upload)).video
     cut = {"t": seconds} if seconds else {}
-    run_ffmpeg(ffmpeg.output(stream, str(dst), vcodec="libx264", preset="ultrafast", qp=0, pix_fmt=pix_fmt, **cut)
+    # a keyframe every 2 s, as uploads have (what the transcoder's crop detection decodes)
+    gop = max(1, round(2 * float(probe(str(upload))[2])))
+    run_ffmpeg(ffmpeg.output(stream, str(dst), vcodec="libx264", preset="ultrafast", qp=0, pix_fmt=pix_fmt, g=gop, **cut)
                .overwrite_output().compile(cmd=imageio_ffmpeg.get_ffmpeg_exe()))
     width, height, rate, _, duration = probe(str(dst))
     return Clip(name, str(upload), str(dst), width, height, rate, duration)
@@ -292,13 +294,28 @@ def at_source_rate(rung: Rung, clip: Clip, work: Path) -> str:
     return dst
 
 
+def at_display(path: str, rung: Rung, clip: Clip, work: Path) -> str:
+    """A cropped rung (only the picture inside the source's black bars) as the player shows
+    it: scaled to the bars' box at the source size and letterboxed (a lossless copy)."""
+    crop = rung.extra.get("crop")
+    if not crop:
+        return path
+    w, h, x, y = crop
+    dst = str(work / f"{Path(rung.path).stem}_letterboxed.mp4")
+    stream = (ffmpeg.input(path).video.filter("scale", w, h, flags="bicubic")
+              .filter("pad", clip.width, clip.height, x, y, color="black"))
+    run_ffmpeg(ffmpeg.output(stream, dst, vcodec="libx264", preset="ultrafast", qp=0).overwrite_output()
+               .compile(cmd=imageio_ffmpeg.get_ffmpeg_exe()))
+    return dst
+
+
 def vmaf_display(files: list[str], clip: Clip, work: Path) -> list[float]:
     """Display VMAF of each file, upscaled to the source size, against the source excerpt."""
     return ffmpeg_graphs.vmaf_many(files, clip.source, clip.width, clip.height, str(work), VMAF_SUBSAMPLE, upscale=True)
 
 
 def measure(ladder: Ladder, clip: Clip, work: Path) -> dict:
-    scored = [at_source_rate(r, clip, work) for r in ladder.rungs]
+    scored = [at_display(at_source_rate(r, clip, work), r, clip, work) for r in ladder.rungs]
     vmaf = vmaf_display(scored, clip, work)
     rungs = {r.name: {"width": r.width, "height": r.height,
                       "bitrate_bps": int(os.path.getsize(r.path) * 8 / clip.duration_s),
@@ -351,6 +368,8 @@ def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.
     info = probe_module.probe(clip.source)
     out = work / "hls"
     cpu0, t0 = cpu_children(), time.monotonic()
+    if Config().transcoder.crop_black_bars and not per_title:  # its CPU is the ladder's
+        info = ffmpeg_graphs.detect_crop(clip.source, info, str(work))
     if per_title:
         rungs = pertitle.per_title_ladder(clip.source, info, ladder.ladder_for(info, "average"),
                                           workdir=str(work / "analysis"), **PER_TITLE_CUT).rungs
@@ -366,8 +385,10 @@ def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.
         top = rung is rungs[-1]
         settings = {"crf": ladder.family_crf(family, rung.crf, top), "cap_bps": rung.bitrate_for(family, top)} \
             if rung.crf else {"target_bps": rung.bitrate_for(family, top)}
+        shown = {"crop": list(info.crop), "display_height": int(rendition.name[:-1]) if clip.height <= clip.width
+                 else None} if info.crop else {}
         encoded.append(Rung(rendition.name, rendition.width, rendition.height, str(mp4),
-                            {**settings, "preset": effort.x264_preset_for(rung) if family == "h264" else
+                            {**settings, **shown, "preset": effort.x264_preset_for(rung) if family == "h264" else
                              effort.svtav1_preset}))
     return Ladder(encoded, cpu, wall, {"family": family})
 
@@ -424,12 +445,14 @@ def compare(ladder: dict, reference: dict) -> dict:
     """`ladder` against `reference`: BD-rate (bits at equal display VMAF; > 0: more bits),
     kbps and CPU ratios, and each rung's display VMAF less the reference rung's of its height."""
     by_height = {r["height"]: r for r in reference["rungs"].values()}
+    # a cropped rung (letterbox removed) stands for the frame's rung of its name's height
     return {
         "bd_rate_pct": bd_rate(_points(reference), _points(ladder)),
         "kbps_ratio": round(ladder["ladder_kbps"] / reference["ladder_kbps"], 3),
         "cpu_ratio": round(ladder["cpu_s"] / reference["cpu_s"], 3),
         "display_vmaf_delta_by_height": {h: round(r["display_vmaf"] - by_height[h]["display_vmaf"], 2)
-                                         for h, r in ((r["height"], r) for r in ladder["rungs"].values())
+                                         for h, r in ((r.get("display_height") or r["height"], r)
+                                                      for r in ladder["rungs"].values())
                                          if h in by_height},
     }
 

@@ -156,6 +156,10 @@ class TranscoderConfig:
     # repaid after 1,600-3,500 views at the cheapest CDN price, 180-390 at origin prices
     # (bench/peer_bench.py; BENCHMARKS.md "Fewer bits than PeerTube").
     popular_x264_preset: str = "slow"
+    # Letterboxed or pillarboxed sources: encode only the picture inside the black bars
+    # (cropdetect on the keyframes) and let the player letterbox it; rung names and display
+    # proportions stay the frame's. No bit is spent on black edges.
+    crop_black_bars: bool = True
     # Sources beyond these are rejected before any work, with the reason.
     max_duration_s: int = 4 * 3600
     max_long_side: int = 4096

@@ -11,6 +11,8 @@ that runs them: the only module that starts ffmpeg.
   `join_chunks` concatenates the chunks without re-encoding, adds the audio and packages
   exactly like `transcode`.
 * `remux_rendition`: a packaged rendition back into one MP4 (a codec upgrade's source).
+* `detect_crop`: the black bars of a letterboxed source (cropdetect on its keyframes), so
+  the ladder encodes only the picture and the player letterboxes it.
 * Per-title analysis (pertitle.py decides, these encode and score): `encode_excerpts`,
   `encode_pictures`, `vmaf_many`.
 
@@ -27,6 +29,7 @@ process is killed on timeout and when the worker dies (PDEATHSIG).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -51,7 +54,7 @@ from transcoder_svc.ladder import (
 )
 from transcoder_svc.metrics import encode_step, step
 from transcoder_svc.packaging import TranscodeOutput, add_storyboard, package_families
-from transcoder_svc.probe import MediaError, MediaInfo
+from transcoder_svc.probe import MediaError, MediaInfo, letterbox
 
 # Speed knobs, sized for a 2-core worker; configurable per deployment.
 X264_PRESET = os.environ.get("LONGTAIL_X264_PRESET", "veryfast")
@@ -222,6 +225,9 @@ def _ladder_pictures(video, info: MediaInfo, rungs: list[Rung], families, storyb
         video = video.filter("fps", MAX_FRAME_RATE)
     from_source = [i for i in range(len(rungs)) if parent[i] is None]
     copies = _fan_out(video, len(from_source) + (1 if storyboard else 0))
+    if info.crop:  # the rungs get the picture inside the bars; the storyboard the whole frame
+        w, h, x, y = info.crop
+        copies[:len(from_source)] = [c.filter("crop", w, h, x, y) for c in copies[:len(from_source)]]
     feeds = dict(zip(from_source, copies))  # rung index -> the picture it is scaled from
     pictures = {}
     for i in sorted(range(len(rungs)), key=lambda i: rungs[i].width * rungs[i].height, reverse=True):
@@ -359,6 +365,30 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
     with encode_step("encode chunk", out_dir, families, rungs):
         run(command(*outputs), timeout_s, "transcoding a chunk")
     return paths
+
+
+def detect_crop(src: str, info: MediaInfo, workdir: str, timeout_s: float = 600) -> MediaInfo:
+    """`info` with `crop` set when the source has black bars (probe.letterbox decides), found
+    by cropdetect over the source's keyframes only (decoding one frame a GOP: a fraction of
+    a second for a 1080p minute). cropdetect keeps the union of the picture over the frames
+    it saw (reset=0), so one dark keyframe cannot shrink it."""
+    log = os.path.join(workdir, "cropdetect.txt")
+    frames = (ffmpeg.input(src, skip_frame="nokey")[str(info.video_stream_index)]
+              .filter("cropdetect", limit=24, round=2, skip=0, reset=0)
+              .filter("metadata", mode="print", file=log))
+    run(command(frames.output("-", format="null", fps_mode="passthrough")), timeout_s, "finding black bars")
+    last: dict[str, int] = {}
+    if os.path.exists(log):
+        with open(log) as fh:
+            for line in fh:
+                key, _, value = line.strip().partition("=")
+                if key.startswith("lavfi.cropdetect.") and key[17:] in ("w", "h", "x", "y"):
+                    last[key[17:]] = int(float(value))
+        os.unlink(log)
+    if len(last) < 4:
+        return info
+    crop = letterbox(info.width, info.height, (last["w"], last["h"], last["x"], last["y"]))
+    return dataclasses.replace(info, crop=crop)
 
 
 def remux_rendition(video_playlist: str, audio_playlist: str | None, out: str, timeout_s: float = 3600) -> None:
