@@ -240,6 +240,7 @@ class Clip:
     height: int
     frame_rate: Fraction
     duration_s: float
+    bars: tuple[int, int, int, int] | None = None  # the picture inside black bars (w, h, x, y), if any
 
 
 def cpu_children() -> float:
@@ -279,7 +280,8 @@ def make_clip(name: str, work: Path, seconds: float | None) -> Clip:
     run_ffmpeg(ffmpeg.output(stream, str(dst), vcodec="libx264", preset="ultrafast", qp=0, pix_fmt=pix_fmt, g=gop, **cut)
                .overwrite_output().compile(cmd=imageio_ffmpeg.get_ffmpeg_exe()))
     width, height, rate, _, duration = probe(str(dst))
-    return Clip(name, str(upload), str(dst), width, height, rate, duration)
+    bars = ffmpeg_graphs.detect_crop(str(dst), probe_module.probe(str(dst)), str(work)).crop
+    return Clip(name, str(upload), str(dst), width, height, rate, duration, bars)
 
 
 def at_source_rate(rung: Rung, clip: Clip, work: Path) -> str:
@@ -314,12 +316,36 @@ def vmaf_display(files: list[str], clip: Clip, work: Path) -> list[float]:
     return ffmpeg_graphs.vmaf_many(files, clip.source, clip.width, clip.height, str(work), VMAF_SUBSAMPLE, upscale=True)
 
 
+def vmaf_picture(files: list[str], clip: Clip, box: tuple[int, int, int, int], work: Path) -> list[float]:
+    """VMAF of the picture inside the source's black bars only (`box`: w, h, x, y): each file
+    upscaled to the source size, then both it and the source cropped to the box. Scores
+    letterboxed encodes and cropped ones alike, without the bar edge (which display VMAF
+    weighs heavily at the small rungs: a blurred bar edge costs tens of points)."""
+    w, h, x, y = box
+    ref = ffmpeg_graphs._frames_by_index(ffmpeg.input(clip.source)["v"].filter("crop", w, h, x, y))
+    refs = ffmpeg_graphs._fan_out(ref, len(files))
+    logs, outputs = [], []
+    for k, (path, r) in enumerate(zip(files, refs)):
+        log = str(work / f"vmaf_picture_{k}_{Path(path).stem}.json")
+        d = (ffmpeg.input(path)["v"].filter("scale", clip.width, clip.height, flags="bicubic")
+             .filter("crop", w, h, x, y))
+        scores = ffmpeg.filter([ffmpeg_graphs._frames_by_index(d), r], "libvmaf", n_threads=ffmpeg_graphs.VMAF_THREADS,
+                               n_subsample=VMAF_SUBSAMPLE, log_fmt="json", log_path=log)
+        outputs.append(scores.output("-", format="null"))
+        logs.append(log)
+    ffmpeg_graphs.run(ffmpeg_graphs.command(*outputs), 3600, "picture VMAF")
+    return [float(json.loads(Path(log).read_text())["pooled_metrics"]["vmaf"]["mean"]) for log in logs]
+
+
 def measure(ladder: Ladder, clip: Clip, work: Path) -> dict:
     scored = [at_display(at_source_rate(r, clip, work), r, clip, work) for r in ladder.rungs]
     vmaf = vmaf_display(scored, clip, work)
     rungs = {r.name: {"width": r.width, "height": r.height,
                       "bitrate_bps": int(os.path.getsize(r.path) * 8 / clip.duration_s),
                       "display_vmaf": round(q, 2), **r.extra} for r, q in zip(ladder.rungs, vmaf)}
+    if clip.bars:  # letterboxed source: also the picture alone, so cropping is not credited for the bar edge
+        for rung, q in zip(rungs.values(), vmaf_picture(scored, clip, clip.bars, work)):
+            rung["picture_vmaf"] = round(q, 2)
     return {"cpu_s": round(ladder.cpu_s, 2), "wall_s": round(ladder.wall_s, 1),
             "ladder_kbps": round(sum(r["bitrate_bps"] for r in rungs.values()) / 1000),
             "ladder_bytes": sum(os.path.getsize(r.path) for r in ladder.rungs), **ladder.extra,
@@ -437,8 +463,8 @@ POPULAR = ("longtail_popular", "longtail_popular_av1")
 ISSUE_29_BD_RATE = {"sintel_1080p": "+24 %", "cockatoo_720p": "+5 to +9 %", "car_detection_432p": "+130 %"}
 
 
-def _points(ladder: dict) -> list[tuple[int, float]]:
-    return [(r["bitrate_bps"], r["display_vmaf"]) for r in ladder["rungs"].values()]
+def _points(ladder: dict, metric: str = "display_vmaf") -> list[tuple[int, float]]:
+    return [(r["bitrate_bps"], r[metric]) for r in ladder["rungs"].values()]
 
 
 def compare(ladder: dict, reference: dict) -> dict:
@@ -446,8 +472,11 @@ def compare(ladder: dict, reference: dict) -> dict:
     kbps and CPU ratios, and each rung's display VMAF less the reference rung's of its height."""
     by_height = {r["height"]: r for r in reference["rungs"].values()}
     # a cropped rung (letterbox removed) stands for the frame's rung of its name's height
+    picture = all("picture_vmaf" in r for r in [*ladder["rungs"].values(), *reference["rungs"].values()])
     return {
         "bd_rate_pct": bd_rate(_points(reference), _points(ladder)),
+        **({"bd_rate_picture_vmaf_pct": bd_rate(_points(reference, "picture_vmaf"), _points(ladder, "picture_vmaf"))}
+           if picture else {}),
         "kbps_ratio": round(ladder["ladder_kbps"] / reference["ladder_kbps"], 3),
         "cpu_ratio": round(ladder["cpu_s"] / reference["cpu_s"], 3),
         "display_vmaf_delta_by_height": {h: round(r["display_vmaf"] - by_height[h]["display_vmaf"], 2)
@@ -507,6 +536,8 @@ def summarize(clips: dict) -> dict:
         cpu = sum(clips[k]["ladders"][name]["cpu_s"] for k in per)
         peer_cpu = sum(clips[k]["ladders"]["peertube"]["cpu_s"] for k in per)
         out[name] = {"bd_rate_pct_by_clip": {k: v["bd_rate_pct"] for k, v in per.items()},
+                     "bd_rate_picture_vmaf_pct_by_clip": {k: v["bd_rate_picture_vmaf_pct"] for k, v in per.items()
+                                                          if "bd_rate_picture_vmaf_pct" in v},
                      "bd_rate_pct_avg": round(sum(bds) / len(bds), 2) if bds else None,
                      "cpu_s": round(cpu, 1), "peertube_cpu_s": round(peer_cpu, 1),
                      "peertube_cpu_s_as_shipped": round(sum(clips[k]["ladders"]["peertube"]["cpu_s_as_shipped"]
@@ -563,7 +594,8 @@ def print_clip(name: str, result: dict) -> None:
         rungs = ", ".join(f"{n} {r['bitrate_bps'] // 1000}k/{r['display_vmaf']:.1f}" for n, r in measured["rungs"].items())
         print(f"   {lname:<17} CPU {measured['cpu_s']:>6.1f} s  {measured['ladder_kbps']:>6} kbps  {rungs}")
     for lname, c in result["vs_peertube"].items():
-        print(f"   {lname} vs PeerTube: BD-rate {c['bd_rate_pct']} %, kbps x{c['kbps_ratio']}, CPU x{c['cpu_ratio']}, "
+        picture = f" (picture only: {c['bd_rate_picture_vmaf_pct']} %)" if "bd_rate_picture_vmaf_pct" in c else ""
+        print(f"   {lname} vs PeerTube: BD-rate {c['bd_rate_pct']} %{picture}, kbps x{c['kbps_ratio']}, CPU x{c['cpu_ratio']}, "
               f"dVMAF by height {c['display_vmaf_delta_by_height']} (issue 29: {ISSUE_29_BD_RATE.get(name, '-')})",
               flush=True)
     for lname, c in result.get("popular_vs_default", {}).items():
