@@ -136,14 +136,15 @@ class Effort:
     # Rungs with a short side up to N get x264 preset P instead, first match of (N, P): a
     # small rung costs a fraction of the top one's CPU, so a slower preset there is cheap
     # (BENCHMARKS.md "Fewer bits than PeerTube": -5 points of BD-rate for +5-20 % CPU).
-    # (360p at medium: -0.5 and -1.3 points of BD-rate on a still and a road camera.)
+    # (360p at medium rather than faster: -0.5 and -1.3 points of BD-rate on a still and a
+    # road camera.)
     x264_small_presets: tuple[tuple[int, str], ...] = ((360, "medium"), (480, "faster"))
     # Extra x264 options ("key=value:..."). psy=0: no psycho-visual rate-distortion on the
     # small rungs' medium preset either (x264 turns it on from subme 6; veryfast and faster
-    # never use it), so every rung makes the same trade as PeerTube's veryfast. bframes=8
-    # (presets: 3; PeerTube asks 16): static cameras put runs of B-frames to use (-1.1 and
-    # -0.9 points of BD-rate on the still and road cameras, +0.6 on a moving one).
-    x264_params: str = "psy=0:bframes=8"
+    # never use it), so every rung makes the same trade as PeerTube's veryfast. (bframes=8
+    # was tried: fewer bits on static cameras, but at the same CRF the top rung of an
+    # animation lost 1.8 VMAF, 1.5 under PeerTube's: bench/results/HISTORY.md.)
+    x264_params: str = "psy=0"
     vp9_cpu_used: int = VP9_CPU_USED
     svtav1_preset: int = SVTAV1_PRESET
 

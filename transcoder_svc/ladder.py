@@ -3,8 +3,10 @@
 * `ladder_for` picks the rungs for a source (144p..2160p): never above the source size.
   By default each rung is constant quality (an x264 CRF) under a peak cap from a
   bits-per-pixel table (`LADDER`): easy content gets the few bits it needs, hard content
-  no more than the cap. Rungs are plain data: per-title encoding hands in average bitrates
-  instead (and a measured VMAF).
+  no more than the cap; the top rung's CRF is at most TOP_RUNG_MAX_CRF. A letterboxed
+  source (`MediaInfo.crop`) gets the same rungs showing only the picture inside its bars.
+  Rungs are plain data: per-title encoding hands in average bitrates instead (and a
+  measured VMAF).
 * `Rung` knows each codec family's target for itself (`FAMILY_BITRATE_FACTOR`, or a
   per-title rate) and its RFC 6381 codecs string (levels from the tables below).
 * Every rung is cut into SEGMENT_SECONDS segments; `chunk_plan` cuts a long video into
