@@ -136,9 +136,9 @@ class Effort:
     # Rungs with a short side up to N get x264 preset P instead, first match of (N, P): a
     # small rung costs a fraction of the top one's CPU, so a slower preset there is cheap
     # (BENCHMARKS.md "Fewer bits than PeerTube": -5 points of BD-rate for +5-20 % CPU).
-    # (360p at medium rather than faster: -0.5 and -1.3 points of BD-rate on a still and a
-    # road camera.)
-    x264_small_presets: tuple[tuple[int, str], ...] = ((360, "medium"), (480, "faster"))
+    # (240p and under at slow, 360p at medium: -7 points of BD-rate on a still camera, whose
+    # ladder is mostly small rungs; bench/results/HISTORY.md.)
+    x264_small_presets: tuple[tuple[int, str], ...] = ((240, "slow"), (360, "medium"), (480, "faster"))
     # Extra x264 options ("key=value:..."). psy=0: no psycho-visual rate-distortion on the
     # small rungs' medium preset either (x264 turns it on from subme 6; veryfast and faster
     # never use it), so every rung makes the same trade as PeerTube's veryfast. (bframes=8
