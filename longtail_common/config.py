@@ -152,9 +152,10 @@ class TranscoderConfig:
     per_title: bool = False
     # A codec upgrade (a video expected to be popular) also re-encodes H.264 at this slower
     # x264 preset, which every player that does not take the added families gets; "" keeps
-    # the first encode's H.264. slow: 8 % fewer bits than the default ladder at equal VMAF,
-    # repaid after 1,600-3,500 views at the cheapest CDN price, 180-390 at origin prices
-    # (bench/peer_bench.py; BENCHMARKS.md "Fewer bits than PeerTube").
+    # the first encode's H.264. slow: 2 % fewer bits than the default ladder at equal VMAF
+    # (the default's small rungs already take slow presets), repaid after 3,300-42,000 views
+    # at the cheapest CDN price, 370-4,700 at origin prices (bench/peer_bench.py;
+    # BENCHMARKS.md "Fewer bits than PeerTube").
     popular_x264_preset: str = "slow"
     # Letterboxed or pillarboxed sources: encode only the picture inside the black bars
     # (cropdetect on the keyframes) and let the player letterbox it; rung names and display
