@@ -484,3 +484,14 @@ def test_vp9_family_gets_opus_audio_h264_keeps_aac(tmp_path, chunked):
     opus_peak, _ = packaging._bitrates(out / "vp9" / "audio", audio_pl)
     assert opus_peak < 1.5 * ffmpeg_graphs.OPUS_BITRATE_BPS  # BANDWIDTH counts the Opus track at its size
     assert all(r.bitrate_bps > opus_peak for r in opus_fam.renditions)
+
+
+def test_chunk_plan_carries_the_crop():
+    from transcoder_svc.jobs.chunked import ChunkPlan
+
+    cropped = info(1920, 1080, crop=(1920, 818, 0, 130))
+    plan = ChunkPlan(info=cropped, rungs=ladder.ladder_for(cropped), families=["h264"], added=[],
+                     chunks=[(0, 8), (8, 0.0)])
+    back = ChunkPlan.from_json(plan.to_json())
+    assert back.info == cropped and back.info.crop == (1920, 818, 0, 130)  # every chunk crops alike
+    assert [(r.width, r.height) for r in back.rungs] == [(r.width, r.height) for r in plan.rungs]
