@@ -15,6 +15,11 @@ upscaled to the source size, every 2nd frame: ffmpeg_graphs.vmaf_many, as the ot
 per ladder the CPU seconds of its encodes (user+sys of the ffmpeg children). Per clip: the
 BD-rate of Longtail's ladder against PeerTube's (bits at equal display VMAF,
 pertitle_bench.bd_rate; > 0: Longtail spends more), the ladders' kbps ratio and CPU ratio.
+A letterboxed clip (black bars found by ffmpeg_graphs.detect_crop) is also scored on the
+picture alone (`picture_vmaf`, `bd_rate_picture_vmaf_pct`): display VMAF weighs a small
+rung's smeared bar edge by tens of points, which a cropped ladder (transcoder.crop_black_bars,
+its rungs letterboxed back for display VMAF) does not have. The crop detection's CPU counts
+in Longtail's ladder.
 
 PeerTube, re-implemented here from its source (github.com/Chocobozzz/PeerTube; each file as
 stored at the commit given; code read, none copied):
