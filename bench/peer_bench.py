@@ -15,6 +15,11 @@ upscaled to the source size, every 2nd frame: ffmpeg_graphs.vmaf_many, as the ot
 per ladder the CPU seconds of its encodes (user+sys of the ffmpeg children). Per clip: the
 BD-rate of Longtail's ladder against PeerTube's (bits at equal display VMAF,
 pertitle_bench.bd_rate; > 0: Longtail spends more), the ladders' kbps ratio and CPU ratio.
+A letterboxed clip (black bars found by ffmpeg_graphs.detect_crop) is also scored on the
+picture alone (`picture_vmaf`, `bd_rate_picture_vmaf_pct`): display VMAF weighs a small
+rung's smeared bar edge by tens of points, which a cropped ladder (transcoder.crop_black_bars,
+its rungs letterboxed back for display VMAF) does not have. The crop detection's CPU counts
+in Longtail's ladder.
 
 PeerTube, re-implemented here from its source (github.com/Chocobozzz/PeerTube; each file as
 stored at the commit given; code read, none copied):
@@ -240,6 +245,7 @@ class Clip:
     height: int
     frame_rate: Fraction
     duration_s: float
+    bars: tuple[int, int, int, int] | None = None  # the picture inside black bars (w, h, x, y), if any
 
 
 def cpu_children() -> float:
@@ -274,10 +280,13 @@ def make_clip(name: str, work: Path, seconds: float | None) -> Clip:
     dst = work / f"{name}.mp4"
     stream = ffmpeg.input(str(upload)).video
     cut = {"t": seconds} if seconds else {}
-    run_ffmpeg(ffmpeg.output(stream, str(dst), vcodec="libx264", preset="ultrafast", qp=0, pix_fmt=pix_fmt, **cut)
+    # a keyframe every 2 s, as uploads have (what the transcoder's crop detection decodes)
+    gop = max(1, round(2 * float(probe(str(upload))[2])))
+    run_ffmpeg(ffmpeg.output(stream, str(dst), vcodec="libx264", preset="ultrafast", qp=0, pix_fmt=pix_fmt, g=gop, **cut)
                .overwrite_output().compile(cmd=imageio_ffmpeg.get_ffmpeg_exe()))
     width, height, rate, _, duration = probe(str(dst))
-    return Clip(name, str(upload), str(dst), width, height, rate, duration)
+    bars = ffmpeg_graphs.detect_crop(str(dst), probe_module.probe(str(dst)), str(work)).crop
+    return Clip(name, str(upload), str(dst), width, height, rate, duration, bars)
 
 
 def at_source_rate(rung: Rung, clip: Clip, work: Path) -> str:
@@ -292,17 +301,56 @@ def at_source_rate(rung: Rung, clip: Clip, work: Path) -> str:
     return dst
 
 
+def at_display(path: str, rung: Rung, clip: Clip, work: Path) -> str:
+    """A cropped rung (only the picture inside the source's black bars) as the player shows
+    it: scaled to the bars' box at the source size and letterboxed (a lossless copy)."""
+    crop = rung.extra.get("crop")
+    if not crop:
+        return path
+    w, h, x, y = crop
+    dst = str(work / f"{Path(rung.path).stem}_letterboxed.mp4")
+    stream = (ffmpeg.input(path).video.filter("scale", w, h, flags="bicubic")
+              .filter("pad", clip.width, clip.height, x, y, color="black"))
+    run_ffmpeg(ffmpeg.output(stream, dst, vcodec="libx264", preset="ultrafast", qp=0).overwrite_output()
+               .compile(cmd=imageio_ffmpeg.get_ffmpeg_exe()))
+    return dst
+
+
 def vmaf_display(files: list[str], clip: Clip, work: Path) -> list[float]:
     """Display VMAF of each file, upscaled to the source size, against the source excerpt."""
     return ffmpeg_graphs.vmaf_many(files, clip.source, clip.width, clip.height, str(work), VMAF_SUBSAMPLE, upscale=True)
 
 
+def vmaf_picture(files: list[str], clip: Clip, box: tuple[int, int, int, int], work: Path) -> list[float]:
+    """VMAF of the picture inside the source's black bars only (`box`: w, h, x, y): each file
+    upscaled to the source size, then both it and the source cropped to the box. Scores
+    letterboxed encodes and cropped ones alike, without the bar edge (which display VMAF
+    weighs heavily at the small rungs: a blurred bar edge costs tens of points)."""
+    w, h, x, y = box
+    ref = ffmpeg_graphs._frames_by_index(ffmpeg.input(clip.source)["v"].filter("crop", w, h, x, y))
+    refs = ffmpeg_graphs._fan_out(ref, len(files))
+    logs, outputs = [], []
+    for k, (path, r) in enumerate(zip(files, refs)):
+        log = str(work / f"vmaf_picture_{k}_{Path(path).stem}.json")
+        d = (ffmpeg.input(path)["v"].filter("scale", clip.width, clip.height, flags="bicubic")
+             .filter("crop", w, h, x, y))
+        scores = ffmpeg.filter([ffmpeg_graphs._frames_by_index(d), r], "libvmaf", n_threads=ffmpeg_graphs.VMAF_THREADS,
+                               n_subsample=VMAF_SUBSAMPLE, log_fmt="json", log_path=log)
+        outputs.append(scores.output("-", format="null"))
+        logs.append(log)
+    ffmpeg_graphs.run(ffmpeg_graphs.command(*outputs), 3600, "picture VMAF")
+    return [float(json.loads(Path(log).read_text())["pooled_metrics"]["vmaf"]["mean"]) for log in logs]
+
+
 def measure(ladder: Ladder, clip: Clip, work: Path) -> dict:
-    scored = [at_source_rate(r, clip, work) for r in ladder.rungs]
+    scored = [at_display(at_source_rate(r, clip, work), r, clip, work) for r in ladder.rungs]
     vmaf = vmaf_display(scored, clip, work)
     rungs = {r.name: {"width": r.width, "height": r.height,
                       "bitrate_bps": int(os.path.getsize(r.path) * 8 / clip.duration_s),
                       "display_vmaf": round(q, 2), **r.extra} for r, q in zip(ladder.rungs, vmaf)}
+    if clip.bars:  # letterboxed source: also the picture alone, so cropping is not credited for the bar edge
+        for rung, q in zip(rungs.values(), vmaf_picture(scored, clip, clip.bars, work)):
+            rung["picture_vmaf"] = round(q, 2)
     return {"cpu_s": round(ladder.cpu_s, 2), "wall_s": round(ladder.wall_s, 1),
             "ladder_kbps": round(sum(r["bitrate_bps"] for r in rungs.values()) / 1000),
             "ladder_bytes": sum(os.path.getsize(r.path) for r in ladder.rungs), **ladder.extra,
@@ -351,6 +399,8 @@ def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.
     info = probe_module.probe(clip.source)
     out = work / "hls"
     cpu0, t0 = cpu_children(), time.monotonic()
+    if Config().transcoder.crop_black_bars and not per_title:  # its CPU is the ladder's
+        info = ffmpeg_graphs.detect_crop(clip.source, info, str(work))
     if per_title:
         rungs = pertitle.per_title_ladder(clip.source, info, ladder.ladder_for(info, "average"),
                                           workdir=str(work / "analysis"), **PER_TITLE_CUT).rungs
@@ -366,8 +416,10 @@ def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.
         top = rung is rungs[-1]
         settings = {"crf": ladder.family_crf(family, rung.crf, top), "cap_bps": rung.bitrate_for(family, top)} \
             if rung.crf else {"target_bps": rung.bitrate_for(family, top)}
+        shown = {"crop": list(info.crop), "display_height": int(rendition.name[:-1]) if clip.height <= clip.width
+                 else None} if info.crop else {}
         encoded.append(Rung(rendition.name, rendition.width, rendition.height, str(mp4),
-                            {**settings, "preset": effort.x264_preset_for(rung) if family == "h264" else
+                            {**settings, **shown, "preset": effort.x264_preset_for(rung) if family == "h264" else
                              effort.svtav1_preset}))
     return Ladder(encoded, cpu, wall, {"family": family})
 
@@ -416,20 +468,25 @@ POPULAR = ("longtail_popular", "longtail_popular_av1")
 ISSUE_29_BD_RATE = {"sintel_1080p": "+24 %", "cockatoo_720p": "+5 to +9 %", "car_detection_432p": "+130 %"}
 
 
-def _points(ladder: dict) -> list[tuple[int, float]]:
-    return [(r["bitrate_bps"], r["display_vmaf"]) for r in ladder["rungs"].values()]
+def _points(ladder: dict, metric: str = "display_vmaf") -> list[tuple[int, float]]:
+    return [(r["bitrate_bps"], r[metric]) for r in ladder["rungs"].values()]
 
 
 def compare(ladder: dict, reference: dict) -> dict:
     """`ladder` against `reference`: BD-rate (bits at equal display VMAF; > 0: more bits),
     kbps and CPU ratios, and each rung's display VMAF less the reference rung's of its height."""
     by_height = {r["height"]: r for r in reference["rungs"].values()}
+    # a cropped rung (letterbox removed) stands for the frame's rung of its name's height
+    picture = all("picture_vmaf" in r for r in [*ladder["rungs"].values(), *reference["rungs"].values()])
     return {
         "bd_rate_pct": bd_rate(_points(reference), _points(ladder)),
+        **({"bd_rate_picture_vmaf_pct": bd_rate(_points(reference, "picture_vmaf"), _points(ladder, "picture_vmaf"))}
+           if picture else {}),
         "kbps_ratio": round(ladder["ladder_kbps"] / reference["ladder_kbps"], 3),
         "cpu_ratio": round(ladder["cpu_s"] / reference["cpu_s"], 3),
         "display_vmaf_delta_by_height": {h: round(r["display_vmaf"] - by_height[h]["display_vmaf"], 2)
-                                         for h, r in ((r["height"], r) for r in ladder["rungs"].values())
+                                         for h, r in ((r.get("display_height") or r["height"], r)
+                                                      for r in ladder["rungs"].values())
                                          if h in by_height},
     }
 
@@ -484,6 +541,8 @@ def summarize(clips: dict) -> dict:
         cpu = sum(clips[k]["ladders"][name]["cpu_s"] for k in per)
         peer_cpu = sum(clips[k]["ladders"]["peertube"]["cpu_s"] for k in per)
         out[name] = {"bd_rate_pct_by_clip": {k: v["bd_rate_pct"] for k, v in per.items()},
+                     "bd_rate_picture_vmaf_pct_by_clip": {k: v["bd_rate_picture_vmaf_pct"] for k, v in per.items()
+                                                          if "bd_rate_picture_vmaf_pct" in v},
                      "bd_rate_pct_avg": round(sum(bds) / len(bds), 2) if bds else None,
                      "cpu_s": round(cpu, 1), "peertube_cpu_s": round(peer_cpu, 1),
                      "peertube_cpu_s_as_shipped": round(sum(clips[k]["ladders"]["peertube"]["cpu_s_as_shipped"]
@@ -540,7 +599,8 @@ def print_clip(name: str, result: dict) -> None:
         rungs = ", ".join(f"{n} {r['bitrate_bps'] // 1000}k/{r['display_vmaf']:.1f}" for n, r in measured["rungs"].items())
         print(f"   {lname:<17} CPU {measured['cpu_s']:>6.1f} s  {measured['ladder_kbps']:>6} kbps  {rungs}")
     for lname, c in result["vs_peertube"].items():
-        print(f"   {lname} vs PeerTube: BD-rate {c['bd_rate_pct']} %, kbps x{c['kbps_ratio']}, CPU x{c['cpu_ratio']}, "
+        picture = f" (picture only: {c['bd_rate_picture_vmaf_pct']} %)" if "bd_rate_picture_vmaf_pct" in c else ""
+        print(f"   {lname} vs PeerTube: BD-rate {c['bd_rate_pct']} %{picture}, kbps x{c['kbps_ratio']}, CPU x{c['cpu_ratio']}, "
               f"dVMAF by height {c['display_vmaf_delta_by_height']} (issue 29: {ISSUE_29_BD_RATE.get(name, '-')})",
               flush=True)
     for lname, c in result.get("popular_vs_default", {}).items():

@@ -169,9 +169,10 @@ class TranscoderConfig:
     per_title: bool = False
     # A codec upgrade (a video expected to be popular) also re-encodes H.264 at this slower
     # x264 preset, which every player that does not take the added families gets; "" keeps
-    # the first encode's H.264. slow: 8 % fewer bits than the default ladder at equal VMAF,
-    # repaid after 1,600-3,500 views at the cheapest CDN price, 180-390 at origin prices
-    # (bench/peer_bench.py; BENCHMARKS.md "Fewer bits than PeerTube").
+    # the first encode's H.264. slow: 2 % fewer bits than the default ladder at equal VMAF
+    # (the default's small rungs already take slow presets), repaid after 3,300-42,000 views
+    # at the cheapest CDN price, 370-4,700 at origin prices (bench/peer_bench.py;
+    # BENCHMARKS.md "Fewer bits than PeerTube").
     popular_x264_preset: str = "slow"
     # Automatic captions: once a video with sound is READY, placement asks the transcoders
     # (a job on transcode.requests) to transcribe its speech into a caption marked
@@ -182,6 +183,10 @@ class TranscoderConfig:
     # "package.module:Class" for a stronger engine (transcoder_svc/asr.py SpeechEngine).
     asr_engine: str = "pocketsphinx"
     asr_language: str = "en"
+    # Letterboxed or pillarboxed sources: encode only the picture inside the black bars
+    # (cropdetect on the keyframes) and let the player letterbox it; rung names and display
+    # proportions stay the frame's. No bit is spent on black edges.
+    crop_black_bars: bool = True
     # Sources beyond these are rejected before any work, with the reason.
     max_duration_s: int = 4 * 3600
     max_long_side: int = 4096

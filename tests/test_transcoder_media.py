@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import av
+import ffmpeg
 import m3u8
 import pytest
 from mpegdash.parser import MPEGDASHParser
@@ -110,6 +111,42 @@ def test_encoder_args_constant_quality_per_family():
     args = ffmpeg_graphs.encoder_args("h264", rungs, 30.0, effort=effort)
     assert [args[args.index(f"-preset:v:{i}") + 1] for i in range(len(rungs))] == ["slower", "slower", "slow",
                                                                                     "slow", "slow"]
+
+
+def test_top_rung_crf_is_capped_so_the_big_screen_keeps_its_quality():
+    # 480p's row is CRF 24; as the top rung (a 480p source) it gets TOP_RUNG_MAX_CRF
+    assert ladder.CONSTANT_QUALITY[480][0] > ladder.TOP_RUNG_MAX_CRF
+    small = ladder.ladder_for(info(640, 480))
+    assert small[-1].name == "480p" and small[-1].crf == ladder.TOP_RUNG_MAX_CRF
+    assert [r.crf for r in small[:-1]] == [ladder.CONSTANT_QUALITY[p][0] for p in (144, 240, 360)]
+    big = {r.name: r for r in ladder.ladder_for(info(1280, 720))}
+    assert big["480p"].crf == ladder.CONSTANT_QUALITY[480][0]  # not the top: the table's
+    assert big["720p"].crf == min(ladder.CONSTANT_QUALITY[720][0], ladder.TOP_RUNG_MAX_CRF)
+
+
+@pytest.mark.parametrize("size, box, expected", [
+    ((1920, 1080), (1920, 818, 0, 130), (1920, 818, 0, 130)),  # 2.35:1 film in a 16:9 frame
+    ((1920, 1080), (1440, 1080, 240, 0), (1440, 1080, 240, 0)),  # 4:3 pillarboxed
+    ((1920, 1080), (1920, 819, 0, 131), (1920, 818, 0, 132)),  # odd: even sizes and offsets
+    ((640, 480), (630, 478, 4, 0), None),  # a few dark edge pixels: not bars
+    ((1920, 1080), (1920, 900, 0, 20), None),  # off-centre: a dark scene edge, not a letterbox
+    ((1920, 1080), (1920, 400, 0, 340), None),  # would leave under half the frame
+    ((1280, 720), (1280, 720, 0, 0), None),
+])
+def test_letterbox_crops_only_centred_bars(size, box, expected):
+    assert probe.letterbox(*size, box) == expected
+
+
+def test_cropped_ladder_keeps_rung_names_and_display_proportions():
+    whole = ladder.ladder_for(info(1920, 1080))
+    cropped = ladder.ladder_for(info(1920, 1080, crop=(1920, 818, 0, 130)))
+    assert [r.name for r in cropped] == [r.name for r in whole]  # labelled as the frame
+    for w, c in zip(whole, cropped):
+        assert c.width == w.width and c.width % 2 == 0 and c.height % 2 == 0
+        assert abs(c.width / c.height - 1920 / 818) < 0.03  # the picture's shape: nothing stretched
+        assert c.crf == w.crf  # the frame's row of the table
+        assert c.video_bitrate_bps == int(c.width * c.height * 30.0 * ladder.CONSTANT_QUALITY[int(c.name[:-1])][1])
+    assert (cropped[-1].width, cropped[-1].height) == (1920, 818)
 
 
 def test_limits_reject_with_reason():
@@ -369,6 +406,29 @@ def test_chunked_encode_matches_whole_file(tmp_path, friday_ladder):
     assert m3u8.load(str(tmp_path / "out" / "h264" / "master.m3u8")).media[0].type == "AUDIO"
 
 
+def test_letterboxed_source_is_cropped_and_encoded_without_its_bars(tmp_path):
+    src = shared("friday_480p_h264_aac.mp4")
+    boxed = str(tmp_path / "boxed.mp4")  # friday's picture squeezed into 640x272 between black bars
+    picture = (ffmpeg.input(src, t=2).video.filter("scale", 640, 272)
+               .filter("pad", 640, 480, 0, 104, color="black"))
+    ffmpeg_graphs.run(ffmpeg_graphs.command(picture.output(boxed, vcodec="libx264", preset="ultrafast", g=25)),
+                      120, "test clip")
+    plain = probe.probe(src)
+    assert ffmpeg_graphs.detect_crop(src, plain, str(tmp_path)).crop is None  # no bars, no crop
+    i = ffmpeg_graphs.detect_crop(boxed, probe.probe(boxed), str(tmp_path))
+    w, h, x, y = i.crop  # the bars, give or take friday's own darkest edge rows
+    assert (w, x) == (640, 0) and 104 <= y and y + h <= 376 and h >= 266 and (i.width, i.height) == (640, 480)
+    rungs = ladder.ladder_for(i)
+    result = ffmpeg_graphs.transcode(boxed, str(tmp_path / "out"), i, rungs, timeout_s=300, storyboard=False)
+    top = result.renditions[-1]
+    assert (top.name, top.width, top.height) == ("480p", 640, h)
+    pl = m3u8.load(str(tmp_path / "out" / top.playlist_path))
+    with _decode_segment(tmp_path / "out" / "h264" / top.name, pl.segment_map[0].uri, pl.segments[0].uri) as c:
+        luma = next(c.decode(video=0)).to_ndarray(format="gray")
+    assert luma.shape == (h, 640)
+    assert luma[0].max() > 60 and luma[-1].max() > 60  # picture to the edge (a bar row is black throughout)
+
+
 def _audio_of(folder: Path, segment_index: int = 0):
     """(codec, channels, rate) of an audio rendition's init + one segment, as a player joins them."""
     pl = m3u8.load(str(folder / "playlist.m3u8"))
@@ -424,3 +484,14 @@ def test_vp9_family_gets_opus_audio_h264_keeps_aac(tmp_path, chunked):
     opus_peak, _ = packaging._bitrates(out / "vp9" / "audio", audio_pl)
     assert opus_peak < 1.5 * ffmpeg_graphs.OPUS_BITRATE_BPS  # BANDWIDTH counts the Opus track at its size
     assert all(r.bitrate_bps > opus_peak for r in opus_fam.renditions)
+
+
+def test_chunk_plan_carries_the_crop():
+    from transcoder_svc.jobs.chunked import ChunkPlan
+
+    cropped = info(1920, 1080, crop=(1920, 818, 0, 130))
+    plan = ChunkPlan(info=cropped, rungs=ladder.ladder_for(cropped), families=["h264"], added=[],
+                     chunks=[(0, 8), (8, 0.0)])
+    back = ChunkPlan.from_json(plan.to_json())
+    assert back.info == cropped and back.info.crop == (1920, 818, 0, 130)  # every chunk crops alike
+    assert [(r.width, r.height) for r in back.rungs] == [(r.width, r.height) for r in plan.rungs]

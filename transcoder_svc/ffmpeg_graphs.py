@@ -13,6 +13,8 @@ that runs them: the only module that starts ffmpeg.
 * `remux_rendition`: a packaged rendition back into one MP4 (a codec upgrade's source, and
   a download's progressive MP4); `remux_audio`: the audio alone into an M4A.
 * `_preview`: the short looping animated WebP of the video cards, beside the poster.
+* `detect_crop`: the black bars of a letterboxed source (cropdetect on its keyframes), so
+  the ladder encodes only the picture and the player letterboxes it.
 * Per-title analysis (pertitle.py decides, these encode and score): `encode_excerpts`,
   `encode_pictures`, `vmaf_many`.
 
@@ -29,6 +31,7 @@ process is killed on timeout and when the worker dies (PDEATHSIG).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -53,7 +56,7 @@ from transcoder_svc.ladder import (
 )
 from transcoder_svc.metrics import encode_step, step
 from transcoder_svc.packaging import TranscodeOutput, add_storyboard, package_families
-from transcoder_svc.probe import MediaError, MediaInfo
+from transcoder_svc.probe import MediaError, MediaInfo, letterbox
 
 # Speed knobs, sized for a 2-core worker; configurable per deployment.
 X264_PRESET = os.environ.get("LONGTAIL_X264_PRESET", "veryfast")
@@ -154,10 +157,14 @@ class Effort:
     # Rungs with a short side up to N get x264 preset P instead, first match of (N, P): a
     # small rung costs a fraction of the top one's CPU, so a slower preset there is cheap
     # (BENCHMARKS.md "Fewer bits than PeerTube": -5 points of BD-rate for +5-20 % CPU).
-    x264_small_presets: tuple[tuple[int, str], ...] = ((240, "medium"), (480, "faster"))
+    # (240p and under at slow, 360p at medium: -7 points of BD-rate on a still camera, whose
+    # ladder is mostly small rungs; bench/results/HISTORY.md.)
+    x264_small_presets: tuple[tuple[int, str], ...] = ((240, "slow"), (360, "medium"), (480, "faster"))
     # Extra x264 options ("key=value:..."). psy=0: no psycho-visual rate-distortion on the
     # small rungs' medium preset either (x264 turns it on from subme 6; veryfast and faster
-    # never use it), so every rung makes the same trade as PeerTube's veryfast.
+    # never use it), so every rung makes the same trade as PeerTube's veryfast. (bframes=8
+    # was tried: fewer bits on static cameras, but at the same CRF the top rung of an
+    # animation lost 1.8 VMAF, 1.5 under PeerTube's: bench/results/HISTORY.md.)
     x264_params: str = "psy=0"
     vp9_cpu_used: int = VP9_CPU_USED
     svtav1_preset: int = SVTAV1_PRESET
@@ -243,6 +250,9 @@ def _ladder_pictures(video, info: MediaInfo, rungs: list[Rung], families, storyb
         video = video.filter("fps", MAX_FRAME_RATE)
     from_source = [i for i in range(len(rungs)) if parent[i] is None]
     copies = _fan_out(video, len(from_source) + (1 if storyboard else 0))
+    if info.crop:  # the rungs get the picture inside the bars; the storyboard the whole frame
+        w, h, x, y = info.crop
+        copies[:len(from_source)] = [c.filter("crop", w, h, x, y) for c in copies[:len(from_source)]]
     feeds = dict(zip(from_source, copies))  # rung index -> the picture it is scaled from
     pictures = {}
     for i in sorted(range(len(rungs)), key=lambda i: rungs[i].width * rungs[i].height, reverse=True):
@@ -403,6 +413,30 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
     with encode_step("encode chunk", out_dir, families, rungs):
         run(command(*outputs), timeout_s, "transcoding a chunk")
     return paths
+
+
+def detect_crop(src: str, info: MediaInfo, workdir: str, timeout_s: float = 600) -> MediaInfo:
+    """`info` with `crop` set when the source has black bars (probe.letterbox decides), found
+    by cropdetect over the source's keyframes only (decoding one frame a GOP: a fraction of
+    a second for a 1080p minute). cropdetect keeps the union of the picture over the frames
+    it saw (reset=0), so one dark keyframe cannot shrink it."""
+    log = os.path.join(workdir, "cropdetect.txt")
+    frames = (ffmpeg.input(src, skip_frame="nokey")[str(info.video_stream_index)]
+              .filter("cropdetect", limit=24, round=2, skip=0, reset=0)
+              .filter("metadata", mode="print", file=log))
+    run(command(frames.output("-", format="null", fps_mode="passthrough")), timeout_s, "finding black bars")
+    last: dict[str, int] = {}
+    if os.path.exists(log):
+        with open(log) as fh:
+            for line in fh:
+                key, _, value = line.strip().partition("=")
+                if key.startswith("lavfi.cropdetect.") and key[17:] in ("w", "h", "x", "y"):
+                    last[key[17:]] = int(float(value))
+        os.unlink(log)
+    if len(last) < 4:
+        return info
+    crop = letterbox(info.width, info.height, (last["w"], last["h"], last["x"], last["y"]))
+    return dataclasses.replace(info, crop=crop)
 
 
 def remux_rendition(video_playlist: str, audio_playlist: str | None, out: str, timeout_s: float = 3600) -> None:

@@ -3,8 +3,10 @@
 * `ladder_for` picks the rungs for a source (144p..2160p): never above the source size.
   By default each rung is constant quality (an x264 CRF) under a peak cap from a
   bits-per-pixel table (`LADDER`): easy content gets the few bits it needs, hard content
-  no more than the cap. Rungs are plain data: per-title encoding hands in average bitrates
-  instead (and a measured VMAF).
+  no more than the cap; the top rung's CRF is at most TOP_RUNG_MAX_CRF. A letterboxed
+  source (`MediaInfo.crop`) gets the same rungs showing only the picture inside its bars.
+  Rungs are plain data: per-title encoding hands in average bitrates instead (and a
+  measured VMAF).
 * `Rung` knows each codec family's target for itself (`FAMILY_BITRATE_FACTOR`, or a
   per-title rate) and its RFC 6381 codecs string (levels from the tables below).
 * Every rung is cut into SEGMENT_SECONDS segments; `chunk_plan` cuts a long video into
@@ -159,6 +161,10 @@ CONSTANT_QUALITY = {
     2160: (23.0, 0.08),
 }
 RATE_CONTROLS = ("constant_quality", "average")
+# The top rung's CRF at most this: the rung the big screens get (and the lower rungs' only
+# source in a codec upgrade from a rendition) holds VMAF ~93 on content where the table's
+# CRF left it at 91-92 (animation, detailed camera footage).
+TOP_RUNG_MAX_CRF = 23.0
 
 
 def even_size(x: float) -> int:
@@ -184,9 +190,22 @@ def ladder_for(info: MediaInfo, rate_control: str = "constant_quality") -> list[
     rungs = [_rung(p, short, long_, portrait, fps) for p in sizes]
     if native:
         rungs.append(_rung(native, short, long_, portrait, fps))
+    if info.crop:
+        rungs = [_cropped(r, info) for r in rungs]
     if rate_control == "average":
         return [dataclasses.replace(r, video_bitrate_bps=_average_bitrate(int(r.name[:-1]), fps)) for r in rungs]
-    return [_constant_quality(r, fps) for r in rungs]
+    rungs = [_constant_quality(r, fps) for r in rungs]
+    top = rungs[-1]
+    return rungs[:-1] + [dataclasses.replace(top, crf=min(top.crf, TOP_RUNG_MAX_CRF))]
+
+
+def _cropped(rung: Rung, info: MediaInfo) -> Rung:
+    """`rung` (sized for the whole frame) showing only the picture inside the bars
+    (`info.crop`) at the same scale: the name and the display size are the frame's, the
+    player letterboxes the rest, and no pixel is spent on black."""
+    w, h, _, _ = info.crop
+    return dataclasses.replace(rung, width=min(even_size(rung.width * w / info.width), w),
+                               height=min(even_size(rung.height * h / info.height), h))
 
 
 def _rung(p: int, short: int, long_: int, portrait: bool, fps: float) -> Rung:
@@ -198,7 +217,7 @@ def _rung(p: int, short: int, long_: int, portrait: bool, fps: float) -> Rung:
 
 
 def _constant_quality(rung: Rung, fps: float) -> Rung:
-    short = min(rung.width, rung.height)
+    short = int(rung.name[:-1])  # the frame's short side (a cropped rung's is its name's)
     row = max((p for p in CONSTANT_QUALITY if p <= short), default=min(CONSTANT_QUALITY))
     crf, bpp = CONSTANT_QUALITY[row]
     return dataclasses.replace(rung, crf=crf, video_bitrate_bps=int(rung.width * rung.height * fps * bpp))

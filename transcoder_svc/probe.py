@@ -36,6 +36,9 @@ class MediaInfo:
     audio_stream_index: int | None = None
     audio_codec: str = ""
     audio_channels: int = 0
+    # The picture inside black bars (width, height, x, y), display orientation; None: the
+    # whole frame. Set by ffmpeg_graphs.detect_crop; the ladder encodes only this.
+    crop: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,30 @@ def probe_audio(path: str) -> int:
         if frame is None:
             raise MediaError("the audio stream has no decodable frames")
         return audio.index
+# A bar narrower than this share of its side is not worth a crop (a few dark edge pixels
+# are common in camera footage); the picture left must keep at least MIN_ACTIVE of each side.
+MIN_BAR = 0.02
+MIN_ACTIVE = 0.5
+CENTRED_TOLERANCE_PX = 4  # letterbox and pillarbox bars are centred, give or take rounding
+
+
+def letterbox(width: int, height: int, box: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+    """The crop (w, h, x, y, all even) that removes the black bars around `box` (the
+    non-black area cropdetect found in a width x height picture), or None when the bars
+    are thin, off-centre (not a letterbox: a dark scene edge) or leave too little."""
+    w, h, x, y = box
+    left, right, top, bottom = x, width - x - w, y, height - y - h
+    if w <= 0 or h <= 0 or min(left, right, top, bottom) < 0:
+        return None
+    if w < width * MIN_ACTIVE or h < height * MIN_ACTIVE:
+        return None
+    cut_x = min(left, right) >= width * MIN_BAR and abs(left - right) <= CENTRED_TOLERANCE_PX
+    cut_y = min(top, bottom) >= height * MIN_BAR and abs(top - bottom) <= CENTRED_TOLERANCE_PX
+    if not (cut_x or cut_y):
+        return None
+    w, x = (w - w % 2, x + x % 2) if cut_x else (width - width % 2, 0)
+    h, y = (h - h % 2, y + y % 2) if cut_y else (height - height % 2, 0)
+    return (w, h, x, y)
 
 
 def _best_stream(streams):

@@ -54,7 +54,9 @@ class ChunkPlan:
     @classmethod
     def from_json(cls, raw: bytes) -> ChunkPlan:
         plan = json.loads(raw)
-        return cls(info=probe.MediaInfo(**plan["info"]), rungs=[ladder.Rung(**r) for r in plan["rungs"]],
+        crop = plan["info"].get("crop")
+        info = probe.MediaInfo(**{**plan["info"], "crop": tuple(crop) if crop else None})
+        return cls(info=info, rungs=[ladder.Rung(**r) for r in plan["rungs"]],
                    families=plan["families"], added=plan.get("added", []), chunks=plan["chunks"])
 
 

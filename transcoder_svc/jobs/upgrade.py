@@ -16,12 +16,12 @@ from opentelemetry import trace
 
 from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import video_pb2
-from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET
+from longtail_common.ports import RAW_BUCKET
 from transcoder_svc import ffmpeg_graphs, ladder, probe
 from transcoder_svc.jobs import outputs
 from transcoder_svc.jobs.base import Result, WorkerContext, popular_x264_preset, rate_control
 from transcoder_svc.jobs.families import H264
-from transcoder_svc.jobs.whole import WholeVideoJob, probe_step
+from transcoder_svc.jobs.whole import WholeVideoJob, crop_step, probe_step
 from transcoder_svc.metrics import files_and_bytes, step
 
 log = logging.getLogger("transcoder_svc")
@@ -57,6 +57,11 @@ class CodecUpgradeJob(WholeVideoJob):
             self.families = self.added = [f for f in self.families if f != H264]
         info = probe_step(source)
         rungs = outputs.recorded_ladder(self.ctx.objects, self.video_id)
+        if origin == ORIGINAL_UPLOAD and self.ctx.cfg.transcoder.crop_black_bars and not self.ctx.cfg.transcoder.per_title:
+            # the first encode's crop (the same detection on the same file; a rendition read
+            # back has no bars left), unless its recorded rungs show the whole frame
+            cropped = crop_step(source, info, workdir)
+            info = cropped if rungs is None or _shows(rungs[-1], cropped) else info
         if rungs is None:  # encoded before ladders were recorded: the source's default ladder
             rungs = ladder.ladder_for(info, rate_control(self.ctx.cfg))
         trace.get_current_span().set_attribute("longtail.upgrade_source", origin)
@@ -98,3 +103,10 @@ class CodecUpgradeJob(WholeVideoJob):
             ffmpeg_graphs.remux_rendition(str(video_playlist), str(audio_playlist) if audio_playlist else None,
                                           str(source), timeout_s=self.ctx.cfg.platform.transcode_timeout_s)
         return source, f"{top.height}p H.264 rendition"
+
+
+
+def _shows(rung: ladder.Rung, info: probe.MediaInfo) -> bool:
+    """Whether `rung`'s picture has the shape of `info`'s (its crop when set)."""
+    w, h = (info.crop[0], info.crop[1]) if info.crop else (info.width, info.height)
+    return abs(rung.width / rung.height - w / h) < 0.02

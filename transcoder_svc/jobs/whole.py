@@ -7,7 +7,7 @@ import pathlib
 from opentelemetry import trace
 
 from longtail.events.v1 import events_pb2
-from transcoder_svc import ladder, probe
+from transcoder_svc import ffmpeg_graphs, ladder, probe
 from transcoder_svc.jobs import chunked
 from transcoder_svc.jobs.base import Job, Result, WorkerContext, rate_control
 from transcoder_svc.jobs.families import codec_families
@@ -53,6 +53,8 @@ class WholeVideoJob(Job):
             "longtail.source_bytes": source_bytes, "longtail.duration_seconds": info.duration_s,
             "longtail.source_resolution": f"{info.width}x{info.height}"})
         probe.check_limits(info, source_bytes, limits)
+        if tc.crop_black_bars and not tc.per_title:  # (per-title's analysis scores the whole frame)
+            info = crop_step(source, info, workdir)
         # Per-title analysis chooses average bitrates under the fixed ladder's (its ceilings).
         rungs = ladder.ladder_for(info, "average" if tc.per_title else rate_control(self.ctx.cfg))
         if tc.per_title and rungs:
@@ -63,6 +65,15 @@ class WholeVideoJob(Job):
                                                   workdir=str(workdir / "pertitle"),
                                                   timeout_s=self.ctx.cfg.platform.transcode_timeout_s).rungs
         return source, info, rungs
+
+
+def crop_step(source: pathlib.Path, info: probe.MediaInfo, workdir: pathlib.Path) -> probe.MediaInfo:
+    """`info` with the picture inside the source's black bars, if any (the ladder then encodes
+    only that: ffmpeg_graphs.detect_crop), as the job's "crop detection" step."""
+    with step("crop detection") as span:
+        info = ffmpeg_graphs.detect_crop(str(source), info, str(workdir))
+        span.set_attribute("longtail.crop", "x".join(map(str, info.crop)) if info.crop else "none")
+    return info
 
 
 def probe_step(source: pathlib.Path) -> probe.MediaInfo:
