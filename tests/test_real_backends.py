@@ -50,7 +50,7 @@ def _uid() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def _poll_until(consumer, count: int, timeout_s: float = 30.0, max_records: int = 10) -> list:
+def _poll_until(consumer, count: int, timeout_s: float = 90.0, max_records: int = 10) -> list:
     got: list = []
     deadline = time.monotonic() + timeout_s
     while len(got) < count and time.monotonic() < deadline:
