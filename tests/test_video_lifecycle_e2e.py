@@ -15,7 +15,7 @@ from longtail.transcoder.v1 import transcoder_service_pb2 as tpb
 from longtail.transcoder.v1 import transcoder_service_pb2_grpc as tpb_grpc
 from longtail_cli.cli import make_test_clip, wait_ready
 from longtail_cli.launcher import Platform, free_port
-from longtail_common.adapters import make_object_store
+from longtail_common.adapters import make_object_store, make_view_count_store
 from longtail_common.adapters.fs_objects import FilesystemObjectStore
 from longtail_common.config import Config
 from longtail_common.grpc_server import dial
@@ -81,9 +81,13 @@ def indexed(platform, vid: str) -> bool:
 
 
 def counted(platform, vid: str) -> bool:
-    with sqlite3.connect(platform.cfg.data_path / "viewcounts.sqlite3") as db:
-        return any(db.execute(f"SELECT 1 FROM {table} WHERE video_id = ?", (vid,)).fetchone()
-                   for table in ("daily_views", "catalog"))
+    """Whether placement's view-count store (SQLite or Scylla, as configured) still has the
+    video's views or its catalogue entry."""
+    store = make_view_count_store(platform.cfg)
+    try:
+        return store.total_views([vid])[vid] > 0 or vid in set(store.catalogue_columns().video_id.tolist())
+    finally:
+        store.close()
 
 
 def leftovers(platform, vid: str) -> list[str]:
