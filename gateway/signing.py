@@ -17,8 +17,6 @@ import hmac
 import math
 import os
 import pathlib
-import secrets
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -26,6 +24,7 @@ import orjson
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from longtail_common.config import Config
+from longtail_common.mesh_identity import read_or_create_secret
 
 MEDIA_SALT = "longtail.media"
 PLAYBACK_SALT = "longtail.playback"
@@ -199,31 +198,14 @@ def is_download_key(key: str) -> bool:
 
 def playback_secret(cfg: Config) -> bytes:
     """The configured secret, else the secret file's (playback.secret_file, by default this
-    data dir's): read, or made once (0600) if absent.
-
-    Made under a temporary name and hard-linked into place, so gateways starting together
-    all end up with the one secret that won the link."""
+    data dir's): read, or made once (0600) if absent, as the mesh secret is
+    (read_or_create_secret: gateways starting together all end up with one secret)."""
     if cfg.playback.secret:
         if len(cfg.playback.secret) < 32:
             raise ValueError("playback.secret must be at least 32 characters")
         return cfg.playback.secret.encode()
     path = pathlib.Path(cfg.playback.secret_file) if cfg.playback.secret_file else cfg.data_path / SECRET_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".playback-secret-")  # mode 0600
-        try:
-            os.write(fd, secrets.token_urlsafe(48).encode())
-            os.close(fd)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass  # another gateway made it first: use that one
-        finally:
-            os.unlink(tmp)
-    secret = path.read_bytes().strip()
-    if len(secret) < 32:
-        raise ValueError(f"{path} holds no usable secret (at least 32 characters)")
-    return secret
+    return read_or_create_secret(path)
 
 
 def make_signer(cfg: Config) -> PlaybackSigner:
