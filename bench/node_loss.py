@@ -14,6 +14,7 @@ tests/test_node_loss.py runs the same scenario, shorter, in CI (`run_scenario`).
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
 import dataclasses
 import hashlib
@@ -66,7 +67,7 @@ class Params:
     before_s: float = 3.0  # load before the kill (at least)
     after_s: float = 5.0  # load after recovery
     victim: str = ""  # the node to kill ("" = whichever first has an upload and a transcode under way)
-    kill_wait_s: float = 90.0  # for that moment
+    kill_wait_s: float = 120.0  # for that moment
     recover_wait_s: float = 120.0
     ready_wait_s: float = 240.0
 
@@ -318,6 +319,42 @@ def wait_ready(client: httpx.Client, url: str, video_ids: list[str], timeout_s: 
         time.sleep(0.5)
 
 
+class WorkerWatch:
+    """Asks each node's transcoder, over and over from a thread per node, what it is encoding;
+    `encoding_now` gives the answers received in the last `fresh_s` seconds."""
+
+    def __init__(self, nodes: dict, fresh_s: float = 0.5):
+        self.fresh_s, self.answers = fresh_s, {name: 0 for name in nodes}
+        self._latest: dict[str, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._poll, args=(name, node), daemon=True, name=f"worker-{name}")
+                         for name, node in nodes.items()]
+        for thread in self._threads:
+            thread.start()
+
+    def _poll(self, name: str, node) -> None:
+        status = tpb_grpc.TranscoderServiceStub(dial(node.addresses["transcoder-0"], node.cfg, "transcoder"))
+        while not self._stop.is_set():
+            try:
+                encoding = status.GetWorkerStatus(tpb.GetWorkerStatusRequest(), timeout=3).current_video_id
+            except Exception:  # noqa: BLE001 - a busy or dead worker: ask again
+                self._stop.wait(0.05)
+                continue
+            self._latest[name] = (encoding, time.monotonic())
+            self.answers[name] += 1
+            self._stop.wait(0.01)
+
+    def encoding_now(self) -> dict[str, str]:
+        now = time.monotonic()
+        return {name: (video if now - at <= self.fresh_s else "")
+                for name, (video, at) in list(self._latest.items())}
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
 class Scenario:
     """One run: seed, load, kill, recover, drain, check (see the module docstring)."""
 
@@ -338,6 +375,7 @@ class Scenario:
         if set(seeded.values()) != {"READY"}:
             raise RuntimeError(f"the catalogue did not become READY: {seeded}")
         self.marks["load_start"] = self.rec.now()
+        self.log(f"catalogue READY at {self.rec.now():.1f}s: {len(catalogue)} videos; load starts")
         self.watchers = [Watcher(url, catalogue, self.rec, self.stop_load, self.p.think_s, i)
                          for i in range(self.p.watchers)]
         self.uploaders = [Uploader(url, self.token, self.data, self.p, self.rec, self.stop_load, i)
@@ -362,28 +400,34 @@ class Scenario:
     def kill_mid_work(self) -> dict:
         """Waits for a moment when a node's transcoder is encoding while the balancer has a tus
         PATCH in flight on that node, of an upload part way; SIGKILLs that node's every
-        process then (`Params.victim`, if set, is the only candidate)."""
-        statuses = {name: tpb_grpc.TranscoderServiceStub(dial(node.addresses["transcoder-0"], node.cfg, "transcoder"))
-                    for name, node in self.fleet.nodes.items() if self.p.victim in ("", name)}
+        process then (`Params.victim`, if set, is the only candidate). Encodes of the short
+        clip are the rare state, so each node's worker is asked without pause by a thread of
+        its own; if half the wait passes without that moment (a loaded machine), an encode on
+        the node and any upload part way will do (`patch_in_flight` is then empty)."""
+        workers = WorkerWatch({name: node for name, node in self.fleet.nodes.items() if self.p.victim in ("", name)})
         began, seen = time.monotonic(), {"polls": 0, "sending": 0, "encoding": 0, "patch_on_node": 0}
-        while time.monotonic() < began + self.p.kill_wait_s:
-            seen["polls"] += 1
-            sending = [u.video_id for u in self.uploads()  # part way, and not its last PATCH
-                       if u.sending and 0 < u.acked < len(self.data) - self.p.patch_bytes]
-            seen["sending"] += bool(sending)
-            for name, status in statuses.items():
-                try:
-                    encoding = status.GetWorkerStatus(tpb.GetWorkerStatusRequest(), timeout=1).current_video_id
-                except Exception:  # noqa: BLE001 - a busy worker may answer late: ask again
-                    encoding = ""
-                on_node = self.fleet.balancer.sessions_on(name, "uploads")
-                seen["encoding"] += bool(encoding)
-                seen["patch_on_node"] += bool(on_node)
-                if encoding and on_node and sending:
-                    self.log(f"moments sampled before the kill: {seen}")
-                    return self.kill(name, encoding, sending, time.monotonic() - began)
-            time.sleep(0.05)
-        raise TimeoutError(f"no moment with a transcode and an upload under way on one node in {self.p.kill_wait_s}s")
+        try:
+            while time.monotonic() < began + self.p.kill_wait_s:
+                seen["polls"] += 1
+                uploads = [u for u in self.uploads()  # part way, and not on its last PATCH
+                           if u.done is None and 0 < u.acked < len(self.data) - self.p.patch_bytes]
+                part_way, sending = [u.video_id for u in uploads], [u.video_id for u in uploads if u.sending]
+                seen["sending"] += bool(sending)
+                relaxed = time.monotonic() > began + self.p.kill_wait_s / 2
+                for name, encoding in workers.encoding_now().items():
+                    on_node = self.fleet.balancer.sessions_on(name, "uploads")
+                    seen["encoding"] += bool(encoding)
+                    seen["patch_on_node"] += bool(on_node)
+                    if encoding and ((on_node and sending) or (relaxed and part_way)):
+                        self.log(f"moments sampled before the kill: {seen}, worker answers {workers.answers}")
+                        return self.kill(name, encoding, sending if on_node else [], time.monotonic() - began)
+                time.sleep(0.02)
+        finally:
+            workers.stop()
+        answered = collections.Counter((r.kind, r.status) for r in self.rec.snapshot())
+        raise TimeoutError(f"no moment with a transcode and an upload under way on one node in "
+                           f"{self.p.kill_wait_s}s: {seen}, worker answers {workers.answers}, requests by "
+                           f"(kind, status) {dict(answered)}, uploads {[(u.acked, u.done) for u in self.uploads()]}")
 
     def kill(self, name: str, encoding: str, sending: list[str], waited_s: float) -> dict:
         self.marks["kill"] = self.rec.now()

@@ -15,12 +15,20 @@ from typing import Callable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, client_interceptor, intercept_channel, server_interceptor
+from opentelemetry.instrumentation.grpc.filters import health_check, negate
 
 from longtail_common import mesh_identity, telemetry
 from longtail_common.config import Config, MeshConfig
 from longtail_common.mesh_tls import MeshIdentity, load_identity
 
 log = logging.getLogger(__name__)
+
+
+# Health checks are left out of tracing: they are noise on SREs' dashboards, and a wrapped
+# Health/Watch loses grpc_health's non-blocking mode, so each client's watch stream (one per
+# channel and replica: dozens in a fleet) would hold one of the server's worker threads until
+# none is left for real calls.
+_NOT_HEALTH = negate(health_check())
 
 
 class ServiceServer:
@@ -40,7 +48,7 @@ class ServiceServer:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=service_name),
             # Tracing first, so even calls refused while starting are visible in traces.
-            interceptors=[*([server_interceptor()] if telemetry.tracing_enabled() else []),
+            interceptors=[*([server_interceptor(filter_=_NOT_HEALTH)] if telemetry.tracing_enabled() else []),
                           _MetricsInterceptor(), _NotReadyInterceptor(self), *interceptors],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -282,12 +290,12 @@ def client_channel(cfg: Config, service: str, address: str | None = None) -> grp
     mesh.tls is off; its calls carry trace context (and open CLIENT spans)."""
     channel = dial(address or getattr(cfg.services, service), cfg, service, client_channel_options(cfg.mesh))
     channel = grpc.intercept_channel(channel, mesh_identity.MeshClientInterceptor())
-    return intercept_channel(channel, client_interceptor()) if telemetry.tracing_enabled() else channel
+    return intercept_channel(channel, client_interceptor(filter_=_NOT_HEALTH)) if telemetry.tracing_enabled() else channel
 
 
 def aio_client_channel(cfg: Config, service: str) -> grpc.aio.Channel:
     """The asyncio flavour of client_channel, for the gateway."""
-    interceptors = [*(aio_client_interceptors() if telemetry.tracing_enabled() else []),
+    interceptors = [*(aio_client_interceptors(filter_=_NOT_HEALTH) if telemetry.tracing_enabled() else []),
                     *mesh_identity.aio_client_interceptors()]
     target = getattr(cfg.services, service)
     credentials, options = _mesh_security(cfg, service, client_channel_options(cfg.mesh))

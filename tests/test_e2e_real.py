@@ -216,16 +216,23 @@ def test_webhooks_on_real_engines(real_platform, client, clip):
         vid = upload_all(client, clip, base, title="Hooked on real engines", channel="realchan")
         assert wait_ready(client, base, vid, timeout_s=300)["status"] == "READY"
         assert client.delete(f"{base}/v1/videos/{vid}").status_code in (202, 204)
+        # The endpoint is the account's: a video of an earlier test in this module that
+        # becomes ready or gets its AV1 meanwhile is told about too. Only this video's count.
+        def this_videos():
+            return {wid: (headers, body) for wid, (headers, body) in receiver.accepted().items()
+                    if json.loads(body)["data"]["video_id"] == vid}
+
         deadline = time.monotonic() + 120
-        while len(receiver.accepted()) < 3 and time.monotonic() < deadline:
+        while len(this_videos()) < 3 and time.monotonic() < deadline:
             time.sleep(0.25)
-        kept = receiver.accepted()
+        kept = this_videos()
         types = sorted(json.loads(body)["type"] for _, body in kept.values())
         assert types == ["video.deleted", "video.ready", "video.uploaded"]
-        for headers, body in kept.values():
+        for headers, body in receiver.accepted().values():
             Webhook(hook["secret"]).verify(body, headers)
         log = client.get(f"{base}/v1/webhooks/{hook['id']}/deliveries").json()["deliveries"]
-        assert {d["state"] for d in log} == {"succeeded"} and len(log) == 3
+        assert {d["state"] for d in log if d["event_id"] in kept} == {"succeeded"}
+        assert {d["event_id"] for d in log} >= set(kept)
         assert sum(a["status_code"] == 500 for d in log for a in d["attempts"]) == 3
     finally:
         receiver.close()

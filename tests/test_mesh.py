@@ -28,8 +28,10 @@ from longtail.transcoder.v1 import transcoder_service_pb2
 from longtail.upload.v1 import upload_service_pb2
 from longtail.webhook.v1 import webhook_service_pb2
 from longtail_cli.launcher import free_port
+from longtail_common import telemetry
 from longtail_common.config import Config, load_config
-from longtail_common.grpc_server import METHOD_POLICIES, ServiceServer, client_channel, dial, wait_for_serving
+from longtail_common.grpc_server import (METHOD_POLICIES, ServiceServer, client_channel, client_channel_options, dial,
+                                        wait_for_serving)
 from longtail_common.mesh_tls import (LOCAL_IDENTITIES, MeshIdentity, MeshTLSError, ensure_local_ca, identity_paths,
                                       load_identity, tls_dir_of)
 from tests.auth_helpers import service_metadata
@@ -211,6 +213,32 @@ def test_a_replica_that_is_not_serving_gets_no_calls():
     finally:
         for server in servers.values():
             server.server.stop(None)
+
+
+def test_health_watchers_do_not_take_the_worker_threads():
+    """Every client channel keeps a Health/Watch stream open to each replica (client-side
+    health checking): in a fleet, more streams than the server has worker threads. They
+    must not hold one each (they did when tracing wrapped them), or real calls queue until
+    their deadline."""
+    assert telemetry.tracing_enabled()  # the case that broke: tracing on, as deployed
+    server = ServiceServer("longtail.metadata.v1.MetadataService", "127.0.0.1:0", max_workers=4)
+    server.late_servicer(mpb_grpc.add_MetadataServiceServicer_to_server).bind(_NamedMetadata("a"))
+    server.server.start()
+    server.set_serving(True)
+    cfg = Config()
+    cfg.mesh.tls = False
+    # Each its own connection (channels of one process otherwise share one), as processes do.
+    own_connection = [*client_channel_options(cfg.mesh), ("grpc.use_local_subchannel_pool", 1)]
+    watchers = [dial(f"127.0.0.1:{server.port}", cfg, "metadata", own_connection) for _ in range(12)]
+    try:
+        for channel in watchers:  # a call makes each channel connect and start its watch
+            mpb_grpc.MetadataServiceStub(channel).GetVideo(mpb.GetVideoRequest(id="v"), timeout=5)
+        stub = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata", f"127.0.0.1:{server.port}"))
+        assert [stub.GetVideo(mpb.GetVideoRequest(id="v"), timeout=5).title for _ in range(3)] == ["a"] * 3
+    finally:
+        for channel in watchers:
+            channel.close()
+        server.server.stop(None)
 
 
 def test_compose_gives_every_service_its_own_certificate_from_the_volume():

@@ -183,12 +183,17 @@ def test_topic_messages_become_events():
 
 
 def test_fanout_queues_one_delivery_per_subscribed_endpoint(tmp_path):
+    """One delivery per endpoint of the owner that subscribes to the type and existed when the
+    event happened; a redelivered message adds none."""
     store = SqliteWebhookStore(tmp_path / "w.sqlite3")
     meta = FakeMetadata()
     for webhook_id, types in (("wh_all", ()), ("wh_ready", ("video.ready",)), ("wh_deleted", ("video.deleted",))):
         store.create_endpoint(WebhookEndpointRecord(webhook_id, "acct-owner", "http://127.0.0.1:1/", b"x", types,
                                                     "", 1))
     store.create_endpoint(WebhookEndpointRecord("wh_other", "acct-other", "http://127.0.0.1:1/", b"x", (), "", 1))
+    # Created a second after the event happened (the message is read late): not told of it.
+    store.create_endpoint(WebhookEndpointRecord("wh_late", "acct-owner", "http://127.0.0.1:1/", b"x", (), "",
+                                                2_000_000))
     fanout = EventFanout(store, EventSource(meta), clock=lambda: 50.0)
     published = message(TOPIC_VIDEO_PUBLISHED, events_pb2.VideoPublished(video_id="v1", channel_id="chan", title="T"))
     fanout(published)

@@ -13,7 +13,9 @@ Where each event comes from:
 An event's id (the `webhook-id` header) is derived from what it is about (`video.ready` of
 video X is one event, however often placement republishes it), and a delivery's id from
 (endpoint, event), so a redelivered or republished message adds no second delivery: each
-endpoint gets each event once, and its retries carry the same id.
+endpoint gets each event once, and its retries carry the same id. An endpoint is told of
+events from its creation on: one that happened before it (read late, or an old video's READY
+republished when a codec is added) is not sent to it.
 
 The body is Standard Webhooks' shape: `{"type", "timestamp", "data"}`; `data` always has
 `video_id` and `channel_id`, plus `title` (uploaded, ready, failed), `publish_time`
@@ -197,9 +199,12 @@ class EventFanout:
             return
         now_us = int(self.clock() * 1_000_000)
         body = event.body()
+        happened_us = int(event.time.timestamp() * 1_000_000)
         for endpoint in self.store.list_endpoints(owner):
             if endpoint.event_types and event.type not in endpoint.event_types:
                 continue
+            if happened_us < endpoint.create_time_us:
+                continue  # before the endpoint existed (e.g. a lagging consumer, or an old video republished)
             added = self.store.add_delivery(DeliveryRecord(
                 delivery_id=delivery_id(endpoint.webhook_id, event.id), webhook_id=endpoint.webhook_id,
                 account_id=owner, event_id=event.id, event_type=event.type, payload=body, create_time_us=now_us,
