@@ -1,5 +1,5 @@
-"""Checks of what clients send that several routes share: video ids, viewer regions, and
-the numbers and tokens read from headers and query strings, parsed strictly (ASCII digits
+"""Checks of what clients send that several routes share: video ids, viewer regions,
+language tags, and the numbers and tokens read from headers and query strings, parsed strictly (ASCII digits
 only, range-checked) so nothing malformed or out of range reaches protobuf or SQLite.
 
 The id and region patterns live in longtail_common.ports (is_valid_id, is_valid_region),
@@ -15,6 +15,7 @@ import re
 from fastapi import Request
 
 from longtail_common.config import Config
+from longtail_common.language_tags import LanguageTagError, canonical_language
 from longtail_common.ports import is_valid_id, is_valid_region
 from gateway.errors import ApiError
 
@@ -41,6 +42,14 @@ def require_video_id(video_id: str) -> str:
     if not is_valid_id(video_id):
         raise ApiError(404, "NOT_FOUND", f"video {video_id} not found")
     return video_id
+
+
+def language_param(tag: str) -> str:
+    """The canonical form of a BCP-47 tag from a request (captions, audio tracks); else 400."""
+    try:
+        return canonical_language(tag)
+    except LanguageTagError as exc:
+        raise ApiError(400, "INVALID_ARGUMENT", str(exc)) from None
 
 
 def parse_count(name: str, raw: str, maximum: int = MAX_INT64) -> int:

@@ -13,24 +13,21 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import langcodes
 import webvtt
 from webvtt import segmenter
+
+from longtail_common.language_tags import language_name
 
 MAX_CAPTION_BYTES = 512 * 1024  # a 3-hour film's subtitles take ~200 KB
 MAX_CUES = 20_000
 MAX_LINE_CHARS = 1_000
-MAX_LANGUAGE_CHARS = 35  # RFC 5646's advice for a buffer holding a tag
 # WebVTT segment length in the HLS subtitle playlist: text is tiny, so long segments (a
 # 3-hour film is 360 objects to write, not 1,080), which players fetch ahead anyway.
 SEGMENT_SECONDS = 30
 STORE_THREADS = 8
 MAX_LABEL_CHARS = 64
-# "undetermined" and "no linguistic content" name no language a viewer could pick.
-REFUSED_LANGUAGES = {"und", "zxx", "mis", "mul"}
 CONTENT_TYPES = {"text/vtt": "vtt", "application/x-subrip": "srt", "application/srt": "srt", "text/srt": "srt"}
 
-_TAG = re.compile(r"[A-Za-z0-9]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 _VTT_TIME = r"(?:(\d{2,}):)?([0-5]\d):([0-5]\d)\.(\d{3})"
 _SRT_TIME = r"(\d{2,}):([0-5]\d):([0-5]\d),(\d{3})"
 _VTT_TIMING = re.compile(rf"{_VTT_TIME}[ \t]+-->[ \t]+{_VTT_TIME}(?:[ \t]+.*)?")
@@ -68,22 +65,9 @@ class CaptionFile:
         return " ".join(c.text.replace("\n", " ") for c in self.cues)
 
 
-def canonical_language(tag: str) -> str:
-    """The canonical form of a BCP-47 tag ("EN-us" -> "en-US"); ValueError if it is not a
-    well-formed, registered tag of a language."""
-    if len(tag) > MAX_LANGUAGE_CHARS or not _TAG.fullmatch(tag) or not langcodes.tag_is_valid(tag):
-        raise ValueError(f"language {tag[:40]!r} is not a valid BCP-47 tag (e.g. en, pt-BR, zh-Hant)")
-    canonical = langcodes.standardize_tag(tag)
-    if canonical.split("-")[0].lower() in REFUSED_LANGUAGES:
-        raise ValueError(f"language {tag!r} names no particular language")
-    return canonical
-
-
 def language_label(tag: str) -> str:
-    """The language's name in itself ("fr" -> "Français"), as player menus show it."""
-    lang = langcodes.Language.get(tag)
-    name = lang.autonym() or lang.display_name()
-    return (name[:1].upper() + name[1:])[:MAX_LABEL_CHARS]
+    """A caption's default label: its language's name in itself ("fr" -> "Français")."""
+    return language_name(tag)[:MAX_LABEL_CHARS]
 
 
 def _decode(data: bytes, max_bytes: int) -> str:

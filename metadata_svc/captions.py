@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from longtail.metadata.v1 import caption_pb2
-from longtail_common.captions import MAX_LABEL_CHARS, canonical_language, language_label
+from longtail_common.captions import MAX_LABEL_CHARS, language_label
+from longtail_common.language_tags import LanguageTagError, canonical_language
 from longtail_common.ports import CaptionRecord, MetadataStore, validate_object_key
 
 K = caption_pb2.CaptionKind
@@ -36,7 +37,7 @@ def checked_caption(store: MetadataStore, video_id: str, asked: caption_pb2.Capt
     (CaptionRefused) a bad field, and an automatic caption where an uploaded one is."""
     try:
         language = canonical_language(asked.language)
-    except ValueError as exc:
+    except LanguageTagError as exc:
         raise CaptionRefused("INVALID_ARGUMENT", str(exc)) from None
     if asked.kind not in (K.CAPTION_KIND_SUBTITLES, K.CAPTION_KIND_CAPTIONS):
         raise CaptionRefused("INVALID_ARGUMENT", "kind must be SUBTITLES or CAPTIONS")

@@ -16,6 +16,7 @@ from longtail.accounts.v1 import account_service_pb2_grpc as accounts_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail_common.adapters import make_account_store
 from longtail_common.config import Config, load_config
+from longtail_common.language_tags import LanguageTagError, canonical_language
 from longtail_common.mesh_identity import caller, may_act_for
 from longtail_common.ports import (
     AlreadyExistsError,
@@ -93,6 +94,23 @@ def _only_removes_audio_tracks(current: video_pb2.Video, patch: video_pb2.Video)
     delete tracks, but only the transcoder records (and so points at files of) one."""
     have = [t.SerializeToString(deterministic=True) for t in current.audio_tracks]
     return all(t.SerializeToString(deterministic=True) in have for t in patch.audio_tracks)
+
+
+def _audio_track_problem(current: video_pb2.Video, patch: video_pb2.Video) -> str | None:
+    """What is wrong with the language of a track the patch adds: it names the track's
+    folder of files, so it must be a canonical BCP-47 tag. Tracks already stored pass, so a
+    track recorded before this check can still be deleted."""
+    had = {t.language for t in current.audio_tracks}
+    for track in patch.audio_tracks:
+        if track.language in had:
+            continue
+        try:
+            canonical = canonical_language(track.language)
+        except LanguageTagError as exc:
+            return str(exc)
+        if canonical != track.language:
+            return f"language {track.language!r} is not in canonical form ({canonical!r})"
+    return None
 
 
 def _now() -> Timestamp:
@@ -307,7 +325,7 @@ class MetadataServicer(pb_grpc.MetadataServiceServicer):
         bad = [p for p in paths if p.split(".")[0] not in UPDATABLE_FIELDS]
         if bad:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"fields not updatable: {', '.join(bad)}")
-        problem = _text_problem(patch, paths)
+        problem = _text_problem(patch, paths) or ("audio_tracks" in paths and _audio_track_problem(current, patch))
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         self._require_owner(context, current)

@@ -17,23 +17,15 @@ from longtail.metadata.v1 import video_pb2
 from longtail_common.adapters.sqlite_metadata import SqliteMetadataStore
 from metadata_svc.server import MetadataServicer
 from transcoder_svc import asr
+from tests.inprocess_metadata import inprocess_metadata
 
 K = caption_pb2.CaptionKind
 
 
 @pytest.fixture()
 def metadata(tmp_path):
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    mpb_grpc.add_MetadataServiceServicer_to_server(MetadataServicer(SqliteMetadataStore(tmp_path / "m.sqlite3")),
-                                                   server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = mpb_grpc.MetadataServiceStub(channel)
-        stub.CreateVideo(mpb.CreateVideoRequest(video=video_pb2.Video(id="v1", title="t",
-                                                                      channel=video_pb2.Channel(id="c"))))
+    with inprocess_metadata(tmp_path, video_id="v1") as stub:
         yield stub
-    server.stop(0)
 
 
 def caption(language: str, automatic: bool = False, folder: str | None = None, **fields) -> caption_pb2.Caption:

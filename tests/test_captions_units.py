@@ -1,5 +1,5 @@
 """Caption files and the manifests that carry them, without a platform: the line-by-line
-check of uploads (WebVTT, SRT), SRT to WebVTT, BCP-47 tags, the segmented HLS subtitle
+check of uploads (WebVTT, SRT), SRT to WebVTT, caption labels, the segmented HLS subtitle
 playlist, and the subtitle tracks added to a master playlist and an MPD (read back with
 the m3u8 and mpegdash parsers the other manifest tests use)."""
 from __future__ import annotations
@@ -12,7 +12,6 @@ from longtail.metadata.v1 import caption_pb2, video_pb2
 from longtail_common.captions import (
     CaptionFileError,
     caption_objects,
-    canonical_language,
     cues_to_vtt,
     language_label,
     parse_caption_file,
@@ -86,19 +85,6 @@ def test_bad_files_name_the_line_at_fault(data, fmt, line, says):
 def test_a_huge_file_is_refused_before_it_is_read():
     with pytest.raises(CaptionFileError, match="at most 1000"):
         parse_caption_file(b"WEBVTT\n\n" + b"x" * 2000, "vtt", max_bytes=1000)
-
-
-@pytest.mark.parametrize(("tag", "canonical"), [("en", "en"), ("EN-us", "en-US"), ("pt-BR", "pt-BR"),
-                                                ("zh-hant-tw", "zh-Hant-TW"), ("es-419", "es-419")])
-def test_language_tags_are_canonical(tag, canonical):
-    assert canonical_language(tag) == canonical
-
-
-@pytest.mark.parametrize("tag", ["", "english", "en_US", "en--US", "xx", "und", "zxx", "e", "en-" + "a" * 40,
-                                 "en US", "../en", "en\n"])
-def test_language_tags_are_strict(tag):
-    with pytest.raises(ValueError):
-        canonical_language(tag)
 
 
 def test_labels_name_the_language_in_itself():

@@ -7,9 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent import futures
 
-import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -21,13 +19,12 @@ from longtail.upload.v1 import upload_service_pb2 as upb
 from longtail.upload.v1 import upload_service_pb2_grpc as upb_grpc
 from longtail_cli.launcher import free_port
 from longtail_common.adapters.fs_objects import FilesystemObjectStore
-from longtail_common.adapters.sqlite_metadata import SqliteMetadataStore
 from longtail_common.config import Config
 from tests.auth_helpers import service_channel
 from longtail_common.grpc_server import wait_for_serving
 from longtail_common.ports import RAW_BUCKET
-from metadata_svc.server import MetadataServicer
 from upload_svc.janitor import RawJanitor
+from tests.inprocess_metadata import inprocess_metadata
 
 S = video_pb2.VideoStatus
 
@@ -35,14 +32,8 @@ S = video_pb2.VideoStatus
 @pytest.fixture()
 def metadata(tmp_path):
     """The real MetadataService on SQLite, in-process."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    mpb_grpc.add_MetadataServiceServicer_to_server(MetadataServicer(SqliteMetadataStore(tmp_path / "m.sqlite3")),
-                                                   server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield mpb_grpc.MetadataServiceStub(channel)
-    server.stop(0)
+    with inprocess_metadata(tmp_path) as stub:
+        yield stub
 
 
 def _video(stub, vid: str, *statuses, publish_s: float | None = None, reason: str = "") -> None:

@@ -3,8 +3,6 @@ MetadataService on SQLite in-process, placement's deleter and late-result guard 
 filesystem object store, and search_svc's handlers (metadata faked where noted)."""
 from __future__ import annotations
 
-from concurrent import futures
-
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
@@ -12,11 +10,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import metadata_service_pb2 as mpb
-from longtail.metadata.v1 import metadata_service_pb2_grpc as mpb_grpc
 from longtail.metadata.v1 import video_pb2
 from longtail.search.v1 import search_service_pb2 as spb
 from longtail_common.adapters.fs_objects import FilesystemObjectStore
-from longtail_common.adapters.sqlite_metadata import SqliteMetadataStore
 from longtail_common.adapters.sqlite_viewcounts import SqliteViewCountStore
 from longtail_common.config import Config
 from longtail_common.ports import (
@@ -27,11 +23,11 @@ from longtail_common.ports import (
     DailyViews,
     Message,
 )
-from metadata_svc.server import MetadataServicer
 from placement_svc import deleter, edge
 from placement_svc.server import ResultHandler
 from search_svc.index import SearchIndex
 from search_svc.server import DeletedHandler, PublishedHandler, RecordStillThere, SearchServicer
+from tests.inprocess_metadata import inprocess_metadata
 
 S = video_pb2.VideoStatus
 P = video_pb2.Privacy
@@ -41,14 +37,8 @@ REGIONS = ["US", "GB", "JP"]
 @pytest.fixture()
 def metadata(tmp_path):
     """The real MetadataService on SQLite, in-process."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    mpb_grpc.add_MetadataServiceServicer_to_server(MetadataServicer(SqliteMetadataStore(tmp_path / "m.sqlite3")),
-                                                   server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield mpb_grpc.MetadataServiceStub(channel)
-    server.stop(0)
+    with inprocess_metadata(tmp_path) as stub:
+        yield stub
 
 
 def update(stub, video: video_pb2.Video, *paths: str) -> video_pb2.Video:

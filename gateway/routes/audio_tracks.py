@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import tempfile
 import uuid
 from typing import Literal
 
-import langcodes
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from google.protobuf import field_mask_pb2
@@ -24,6 +22,7 @@ from google.protobuf import field_mask_pb2
 from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import metadata_service_pb2 as mpb
 from longtail.metadata.v1 import video_pb2
+from longtail_common.language_tags import language_name
 from longtail_common.ports import MEDIA_BUCKET, RAW_BUCKET
 from longtail_common.proto_enums import AUDIO_TRACK_KINDS
 from gateway.audio_track_json import audio_tracks_json, track_json
@@ -32,24 +31,14 @@ from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
 from gateway.limits import BODY_CAP_SCOPE_KEY
 from gateway.routes.downloads import publish_request, require_ready
 from gateway.routes.videos import cached_video, load_video
+from gateway.validation import language_param
 from gateway.video_access import owns_channel, require_owner, require_visible
 
 router = APIRouter()
 Kind = Literal["main", "dub", "description"]
-# A BCP-47 tag's shape (language, script, region, variants; private use refused), before
-# langcodes checks its subtags against the IANA registry.
-_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-([A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*")
-MAX_TAG_CHARS = 35
 MAX_LABEL_CHARS = 80
 ACCEPTED_TYPES = ("audio/", "video/", "application/octet-stream")
 KIND_WORDS = {"main": "", "dub": " (dub)", "description": " (audio description)"}
-
-
-def canonical_language(tag: str) -> str:
-    """The canonical form of a BCP-47 tag ("PT-br" -> "pt-BR"); 400 unless it is one."""
-    if len(tag) > MAX_TAG_CHARS or not _TAG.fullmatch(tag) or not langcodes.tag_is_valid(tag):
-        raise ApiError(400, "INVALID_ARGUMENT", f"language {tag[:40]!r} is not a valid BCP-47 tag (e.g. de, pt-BR)")
-    return langcodes.standardize_tag(tag)
 
 
 def track_label(language: str, kind: str, label: str) -> str:
@@ -57,11 +46,7 @@ def track_label(language: str, kind: str, label: str) -> str:
         if len(label) > MAX_LABEL_CHARS or not label.isprintable():
             raise ApiError(400, "INVALID_ARGUMENT", f"label: at most {MAX_LABEL_CHARS} printable characters")
         return label.strip()
-    try:
-        name = langcodes.Language.get(language).autonym().capitalize()
-    except (LookupError, ValueError):  # a registered tag with no name in the data: the tag
-        name = language
-    return name + KIND_WORDS[kind]
+    return language_name(language) + KIND_WORDS[kind]
 
 
 async def store_body(request: Request, objects, key: str, cap: int) -> int:
@@ -93,7 +78,7 @@ async def create_audio_track(video_id: str, request: Request, cfg: Cfg, metadata
     video = await load_video(metadata, video_id)
     require_owner(video, principal)
     require_ready(video)
-    language = canonical_language(language)
+    language = language_param(language)
     label = track_label(language, kind, label)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not content_type.startswith(ACCEPTED_TYPES):
@@ -136,7 +121,7 @@ async def delete_audio_track(video_id: str, language: str, kind: Kind, request: 
     """Deletes one audio track and its files (its owner or an admin)."""
     video = await load_video(metadata, video_id)
     require_owner(video, principal)
-    language = canonical_language(language)
+    language = language_param(language)
     wanted = (language, AUDIO_TRACK_KINDS[kind])
     gone = [t for t in video.audio_tracks if (t.language, t.kind) == wanted]
     if not gone:

@@ -26,13 +26,13 @@ from longtail_common.captions import (
     MAX_LABEL_CHARS,
     CaptionFileError,
     caption_objects,
-    canonical_language,
     parse_caption_file,
     store_caption_files,
 )
 from longtail_common.ports import MEDIA_BUCKET, ObjectStore
 from gateway.dependencies import CurrentPrincipal, MetadataStub, Objects, RequiredPrincipal
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
+from gateway.validation import language_param
 from gateway.video_access import media_account, require_owner, require_visible
 from gateway.video_json import caption_json
 from gateway.routes.videos import load_video
@@ -52,13 +52,6 @@ def caption_format(request: Request) -> str:
     if fmt is None:
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "send the file as text/vtt (WebVTT) or application/x-subrip (SRT)")
     return fmt
-
-
-def language_param(language: str) -> str:
-    try:
-        return canonical_language(language)
-    except ValueError as exc:
-        raise ApiError(400, "INVALID_ARGUMENT", str(exc)) from None
 
 
 def remove_files(objects: ObjectStore, object_key: str) -> None:

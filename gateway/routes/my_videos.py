@@ -94,22 +94,26 @@ def refusal_page(pages, viewer: Viewer, err: ApiError) -> Response:
                       viewer=viewer)
 
 
-async def owned_video(metadata, video_id: str, principal: Principal) -> video_pb2.Video:
-    """The video, if the principal may change it (ApiError 404/403 otherwise)."""
-    video = await load_video(metadata, video_id)
-    require_owner(video, principal)
+async def owned_video_or_page(request: Request, pages, viewer: Viewer, principal: Principal | None, metadata,
+                              video_id: str) -> video_pb2.Video | Response:
+    """What the edit and delete pages and forms begin with: the video, if the principal may
+    change it; else the answer to give instead (sign in, or the 403/404 page)."""
+    if principal is None:
+        return sign_in_redirect(request)
+    try:
+        video = await load_video(metadata, video_id)
+        require_owner(video, principal)
+    except ApiError as err:
+        return refusal_page(pages, viewer, err)
     return video
 
 
 @router.get("/my/videos/{video_id}/edit", responses=VIDEO_PAGE)
 async def edit_video_page(video_id: str, request: Request, pages: Pages, viewer: PageViewer,
                           principal: CurrentPrincipal, metadata: MetadataStub):
-    if principal is None:
-        return sign_in_redirect(request)
-    try:
-        video = await owned_video(metadata, video_id, principal)
-    except ApiError as err:
-        return refusal_page(pages, viewer, err)
+    video = await owned_video_or_page(request, pages, viewer, principal, metadata, video_id)
+    if isinstance(video, Response):
+        return video
     return pages.page("Edit video", edit_video_body(viewer, video), viewer=viewer)
 
 
@@ -119,10 +123,9 @@ async def edit_video_form(video_id: str, request: Request, pages: Pages, viewer:
     """Saves title, description and privacy; back to "My videos" (303), or the form again
     saying what was wrong (400), or that the video changed meanwhile (409)."""
     form = await request.form()
-    try:
-        video = await owned_video(metadata, video_id, principal)
-    except ApiError as err:
-        return refusal_page(pages, viewer, err)
+    video = await owned_video_or_page(request, pages, viewer, principal, metadata, video_id)
+    if isinstance(video, Response):
+        return video
     description = form.get("description", "")
     typed = {"title": field(form, "title").strip(), "privacy": field(form, "privacy"),
              "description": description[:MAX_DESCRIPTION + 1] if isinstance(description, str) else ""}
@@ -153,12 +156,9 @@ async def edit_video_form(video_id: str, request: Request, pages: Pages, viewer:
 async def delete_video_page(video_id: str, request: Request, pages: Pages, viewer: PageViewer,
                             principal: CurrentPrincipal, metadata: MetadataStub):
     """The confirmation: nothing is deleted until its form is posted."""
-    if principal is None:
-        return sign_in_redirect(request)
-    try:
-        video = await owned_video(metadata, video_id, principal)
-    except ApiError as err:
-        return refusal_page(pages, viewer, err)
+    video = await owned_video_or_page(request, pages, viewer, principal, metadata, video_id)
+    if isinstance(video, Response):
+        return video
     return pages.page("Delete video", delete_video_body(viewer, video), viewer=viewer)
 
 
@@ -167,10 +167,9 @@ async def delete_video_page(video_id: str, request: Request, pages: Pages, viewe
 async def delete_video_form(video_id: str, request: Request, pages: Pages, viewer: PageViewer,
                             principal: RequiredPrincipal, metadata: MetadataStub, links: Links):
     form = await request.form()
-    try:
-        video = await owned_video(metadata, video_id, principal)
-    except ApiError as err:
-        return refusal_page(pages, viewer, err)
+    video = await owned_video_or_page(request, pages, viewer, principal, metadata, video_id)
+    if isinstance(video, Response):
+        return video
     try:
         await remove_video(request, links, metadata, video, field(form, "etag"))
     except ApiError as err:

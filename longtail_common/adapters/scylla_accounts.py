@@ -24,8 +24,7 @@ import json
 import math
 import time
 
-from longtail_common.adapters.scylla_metadata import keyspace_name, open_session, unavailable_errors, wrap_error
-from longtail_common.config import ScyllaConfig
+from longtail_common.adapters.scylla_metadata import ScyllaStore
 from longtail_common.ports import (
     AccountRecord,
     AlreadyExistsError,
@@ -66,62 +65,42 @@ def _decode_cursor(cursor: str) -> str:
         raise ValueError(f"invalid page token {cursor!r}") from exc
 
 
-class ScyllaAccountStore:
-    def __init__(self, cfg: ScyllaConfig, migrate_schema: bool = True):
-        self.cfg = cfg
-        self._ks = keyspace_name(cfg)
-        self._cluster, self._session = open_session(cfg, migrate_schema)
-        try:
-            self._prepare()
-        except BaseException:
-            self._cluster.shutdown()
-            raise
-        self._closed = False
-
+class ScyllaAccountStore(ScyllaStore):
     def _prepare(self) -> None:
         ks, p = self._ks, self._session.prepare
-        try:
-            self._insert_account = p(f"INSERT INTO {ks}.accounts ({_ACCOUNT_COLUMNS}) "
-                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
-            self._select_account = p(f"SELECT {_ACCOUNT_COLUMNS} FROM {ks}.accounts WHERE username = ?")
-            self._cas_account = p(f"UPDATE {ks}.accounts SET email = ?, password_hash = ?, admin = ?, disabled = ?, "
-                                  "update_time_us = ?, etag = ? WHERE username = ? IF etag = ?")
-            self._insert_id = p(f"INSERT INTO {ks}.accounts_by_id (account_id, username) VALUES (?, ?)")
-            self._select_id = p(f"SELECT username FROM {ks}.accounts_by_id WHERE account_id = ?")
-            self._list_first = p(f"SELECT {_ACCOUNT_COLUMNS} FROM {ks}.accounts LIMIT ?")
-            self._list_after = p(f"SELECT {_ACCOUNT_COLUMNS} FROM {ks}.accounts "
-                                 "WHERE token(username) > token(?) LIMIT ?")
-            self._insert_link = p(f"INSERT INTO {ks}.password_links (link_hash, account_id, expire_time_us) "
-                                  "VALUES (?, ?, ?) USING TTL ?")
-            self._select_link = p(f"SELECT account_id, expire_time_us FROM {ks}.password_links WHERE link_hash = ?")
-            self._delete_link = p(f"DELETE FROM {ks}.password_links WHERE link_hash = ? IF EXISTS")
-            self._insert_token = p(f"INSERT INTO {ks}.api_tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
-                                   "IF NOT EXISTS")
-            self._select_token = p(f"SELECT {_TOKEN_COLUMNS} FROM {ks}.api_tokens WHERE token_id = ?")
-            self._delete_token = p(f"DELETE FROM {ks}.api_tokens WHERE token_id = ? IF account_id = ?")
-            self._list_token = p(f"INSERT INTO {ks}.api_tokens_by_account ({_TOKEN_COLUMNS}) "
-                                 "VALUES (?, ?, ?, ?, ?, ?)")
-            self._listed_token = p(f"SELECT token_id FROM {ks}.api_tokens_by_account "
-                                   "WHERE account_id = ? AND token_id = ?")
-            self._unlist_token = p(f"DELETE FROM {ks}.api_tokens_by_account WHERE account_id = ? AND token_id = ?")
-            self._list_tokens = p(f"SELECT {_TOKEN_COLUMNS} FROM {ks}.api_tokens_by_account WHERE account_id = ?")
-            self._insert_session = p(f"INSERT INTO {ks}.sessions (session_hash, account_id, create_time_us, "
-                                     "expire_time_us) VALUES (?, ?, ?, ?) USING TTL ?")
-            self._select_session = p(f"SELECT session_hash, account_id, create_time_us, expire_time_us "
-                                     f"FROM {ks}.sessions WHERE session_hash = ?")
-            self._delete_session = p(f"DELETE FROM {ks}.sessions WHERE session_hash = ?")
-            self._insert_identity = p(f"INSERT INTO {ks}.external_identities (issuer, subject, account_id) "
-                                      "VALUES (?, ?, ?) IF NOT EXISTS")
-            self._select_identity = p(f"SELECT account_id FROM {ks}.external_identities "
-                                      "WHERE issuer = ? AND subject = ?")
-        except unavailable_errors() as exc:
-            raise wrap_error("preparing statements", self.cfg, exc) from exc
-
-    def _execute(self, what: str, stmt, args=()):
-        try:
-            return self._session.execute(stmt, args)
-        except unavailable_errors() as exc:
-            raise wrap_error(what, self.cfg, exc) from exc
+        self._insert_account = p(f"INSERT INTO {ks}.accounts ({_ACCOUNT_COLUMNS}) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
+        self._select_account = p(f"SELECT {_ACCOUNT_COLUMNS} FROM {ks}.accounts WHERE username = ?")
+        self._cas_account = p(f"UPDATE {ks}.accounts SET email = ?, password_hash = ?, admin = ?, disabled = ?, "
+                              "update_time_us = ?, etag = ? WHERE username = ? IF etag = ?")
+        self._insert_id = p(f"INSERT INTO {ks}.accounts_by_id (account_id, username) VALUES (?, ?)")
+        self._select_id = p(f"SELECT username FROM {ks}.accounts_by_id WHERE account_id = ?")
+        self._list_first = p(f"SELECT {_ACCOUNT_COLUMNS} FROM {ks}.accounts LIMIT ?")
+        self._list_after = p(f"SELECT {_ACCOUNT_COLUMNS} FROM {ks}.accounts "
+                             "WHERE token(username) > token(?) LIMIT ?")
+        self._insert_link = p(f"INSERT INTO {ks}.password_links (link_hash, account_id, expire_time_us) "
+                              "VALUES (?, ?, ?) USING TTL ?")
+        self._select_link = p(f"SELECT account_id, expire_time_us FROM {ks}.password_links WHERE link_hash = ?")
+        self._delete_link = p(f"DELETE FROM {ks}.password_links WHERE link_hash = ? IF EXISTS")
+        self._insert_token = p(f"INSERT INTO {ks}.api_tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+                               "IF NOT EXISTS")
+        self._select_token = p(f"SELECT {_TOKEN_COLUMNS} FROM {ks}.api_tokens WHERE token_id = ?")
+        self._delete_token = p(f"DELETE FROM {ks}.api_tokens WHERE token_id = ? IF account_id = ?")
+        self._list_token = p(f"INSERT INTO {ks}.api_tokens_by_account ({_TOKEN_COLUMNS}) "
+                             "VALUES (?, ?, ?, ?, ?, ?)")
+        self._listed_token = p(f"SELECT token_id FROM {ks}.api_tokens_by_account "
+                               "WHERE account_id = ? AND token_id = ?")
+        self._unlist_token = p(f"DELETE FROM {ks}.api_tokens_by_account WHERE account_id = ? AND token_id = ?")
+        self._list_tokens = p(f"SELECT {_TOKEN_COLUMNS} FROM {ks}.api_tokens_by_account WHERE account_id = ?")
+        self._insert_session = p(f"INSERT INTO {ks}.sessions (session_hash, account_id, create_time_us, "
+                                 "expire_time_us) VALUES (?, ?, ?, ?) USING TTL ?")
+        self._select_session = p(f"SELECT session_hash, account_id, create_time_us, expire_time_us "
+                                 f"FROM {ks}.sessions WHERE session_hash = ?")
+        self._delete_session = p(f"DELETE FROM {ks}.sessions WHERE session_hash = ?")
+        self._insert_identity = p(f"INSERT INTO {ks}.external_identities (issuer, subject, account_id) "
+                                  "VALUES (?, ?, ?) IF NOT EXISTS")
+        self._select_identity = p(f"SELECT account_id FROM {ks}.external_identities "
+                                  "WHERE issuer = ? AND subject = ?")
 
     # -- accounts -------------------------------------------------------------------------
 
@@ -240,8 +219,3 @@ class ScyllaAccountStore:
     def get_identity(self, issuer: str, subject: str) -> str | None:
         row = self._execute("reading an external identity", self._select_identity, (issuer, subject)).one()
         return row.account_id if row else None
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._cluster.shutdown()

@@ -356,6 +356,40 @@ def open_session(cfg: ScyllaConfig, migrate_schema: bool = True):
     return cluster, session
 
 
+class ScyllaStore:
+    """What every adapter of the keyspace does alike: open a session (the schema migrated
+    when asked), prepare its statements (a subclass's `_prepare`), run one with the driver's
+    errors told as PortErrors, and close once. A failed prepare closes the session again."""
+
+    def __init__(self, cfg: ScyllaConfig, migrate_schema: bool = True):
+        self.cfg = cfg
+        self._ks = keyspace_name(cfg)
+        self._closed = threading.Event()
+        self._cluster, self._session = open_session(cfg, migrate_schema)
+        try:
+            self._prepare()
+        except unavailable_errors() as exc:
+            self._cluster.shutdown()
+            raise wrap_error("preparing statements", cfg, exc) from exc
+        except BaseException:
+            self._cluster.shutdown()
+            raise
+
+    def _prepare(self) -> None:
+        """Prepares the store's statements (on self._session, in keyspace self._ks)."""
+
+    def _execute(self, what: str, stmt, args=()):
+        try:
+            return self._session.execute(stmt, args)
+        except unavailable_errors() as exc:
+            raise wrap_error(what, self.cfg, exc) from exc
+
+    def close(self) -> None:
+        if not self._closed.is_set():
+            self._closed.set()
+            self._cluster.shutdown()
+
+
 def _encode_cursor(create_time_us: int, video_id: str) -> str:
     raw = json.dumps([create_time_us, video_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -370,63 +404,43 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
         raise ValueError(f"invalid page token {cursor!r}") from exc
 
 
-class ScyllaMetadataStore:
-    def __init__(self, cfg: ScyllaConfig, migrate_schema: bool = True):
-        self.cfg = cfg
-        self._ks = keyspace_name(cfg)
-        self._cluster, self._session = open_session(cfg, migrate_schema)
-        try:
-            self._prepare()
-        except BaseException:
-            self._cluster.shutdown()
-            raise
-        self._closed = threading.Event()
-
+class ScyllaMetadataStore(ScyllaStore):
     def _prepare(self) -> None:
         from cassandra import ConsistencyLevel
 
         ks, p = self._ks, self._session.prepare
         cols = "video_id, channel_id, status, create_time_us, etag, payload"
-        try:
-            self._insert_video = p(f"INSERT INTO {ks}.videos ({cols}) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS")
-            self._select_video = p(f"SELECT {cols} FROM {ks}.videos WHERE video_id = ?")
-            self._cas_video = p(f"UPDATE {ks}.videos SET channel_id = ?, status = ?, etag = ?, payload = ? "
-                                "WHERE video_id = ? IF etag = ?")
-            self._cas_delete_video = p(f"DELETE FROM {ks}.videos WHERE video_id = ? IF etag = ?")
-            # Linearizable read of the committed state and its write timestamp (see module doc).
-            self._select_state = p(f"SELECT channel_id, create_time_us, status, WRITETIME(status) AS wt "
-                                   f"FROM {ks}.videos WHERE video_id = ?")
-            self._select_state.consistency_level = (
-                ConsistencyLevel.LOCAL_SERIAL if (self.cfg.consistency or "").upper().startswith("LOCAL_")
-                else ConsistencyLevel.SERIAL)
-            self._select_index_key = p(f"SELECT channel_id, create_time_us FROM {ks}.videos WHERE video_id = ?")
-            self._upsert_index = p(f"INSERT INTO {ks}.videos_by_channel (channel_id, create_time_us, video_id, status) "
-                                   "VALUES (?, ?, ?, ?) USING TIMESTAMP ?")
-            self._delete_index = p(f"DELETE FROM {ks}.videos_by_channel USING TIMESTAMP ? "
-                                   "WHERE channel_id = ? AND create_time_us = ? AND video_id = ?")
-            self._list_first = p(f"SELECT create_time_us, video_id, status FROM {ks}.videos_by_channel "
-                                 "WHERE channel_id = ? LIMIT ?")
-            self._list_after = p(f"SELECT create_time_us, video_id, status FROM {ks}.videos_by_channel "
-                                 "WHERE channel_id = ? AND (create_time_us, video_id) < (?, ?) LIMIT ?")
-            self._insert_channel = p(f"INSERT INTO {ks}.channels (channel_id, name, owner_account_id) "
-                                     "VALUES (?, ?, ?) IF NOT EXISTS")
-            self._get_channel = p(f"SELECT channel_id, name, owner_account_id FROM {ks}.channels WHERE channel_id = ?")
-            self._index_channel = p(f"INSERT INTO {ks}.channels_by_owner (owner_account_id, channel_id, name) "
-                                    "VALUES (?, ?, ?)")
-            self._list_owned = p(f"SELECT channel_id, name, owner_account_id FROM {ks}.channels_by_owner "
-                                 "WHERE owner_account_id = ?")
-            self._put_caption = p(f"INSERT INTO {ks}.captions (video_id, language, payload) VALUES (?, ?, ?)")
-            self._list_captions = p(f"SELECT video_id, language, payload FROM {ks}.captions WHERE video_id = ?")
-            self._delete_caption = p(f"DELETE FROM {ks}.captions WHERE video_id = ? AND language = ? IF EXISTS")
-            self._delete_captions = p(f"DELETE FROM {ks}.captions WHERE video_id = ?")
-        except unavailable_errors() as exc:
-            raise wrap_error("preparing statements", self.cfg, exc) from exc
-
-    def _execute(self, what: str, stmt, args=()):
-        try:
-            return self._session.execute(stmt, args)
-        except unavailable_errors() as exc:
-            raise wrap_error(what, self.cfg, exc) from exc
+        self._insert_video = p(f"INSERT INTO {ks}.videos ({cols}) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS")
+        self._select_video = p(f"SELECT {cols} FROM {ks}.videos WHERE video_id = ?")
+        self._cas_video = p(f"UPDATE {ks}.videos SET channel_id = ?, status = ?, etag = ?, payload = ? "
+                            "WHERE video_id = ? IF etag = ?")
+        self._cas_delete_video = p(f"DELETE FROM {ks}.videos WHERE video_id = ? IF etag = ?")
+        # Linearizable read of the committed state and its write timestamp (see module doc).
+        self._select_state = p(f"SELECT channel_id, create_time_us, status, WRITETIME(status) AS wt "
+                               f"FROM {ks}.videos WHERE video_id = ?")
+        self._select_state.consistency_level = (
+            ConsistencyLevel.LOCAL_SERIAL if (self.cfg.consistency or "").upper().startswith("LOCAL_")
+            else ConsistencyLevel.SERIAL)
+        self._select_index_key = p(f"SELECT channel_id, create_time_us FROM {ks}.videos WHERE video_id = ?")
+        self._upsert_index = p(f"INSERT INTO {ks}.videos_by_channel (channel_id, create_time_us, video_id, status) "
+                               "VALUES (?, ?, ?, ?) USING TIMESTAMP ?")
+        self._delete_index = p(f"DELETE FROM {ks}.videos_by_channel USING TIMESTAMP ? "
+                               "WHERE channel_id = ? AND create_time_us = ? AND video_id = ?")
+        self._list_first = p(f"SELECT create_time_us, video_id, status FROM {ks}.videos_by_channel "
+                             "WHERE channel_id = ? LIMIT ?")
+        self._list_after = p(f"SELECT create_time_us, video_id, status FROM {ks}.videos_by_channel "
+                             "WHERE channel_id = ? AND (create_time_us, video_id) < (?, ?) LIMIT ?")
+        self._insert_channel = p(f"INSERT INTO {ks}.channels (channel_id, name, owner_account_id) "
+                                 "VALUES (?, ?, ?) IF NOT EXISTS")
+        self._get_channel = p(f"SELECT channel_id, name, owner_account_id FROM {ks}.channels WHERE channel_id = ?")
+        self._index_channel = p(f"INSERT INTO {ks}.channels_by_owner (owner_account_id, channel_id, name) "
+                                "VALUES (?, ?, ?)")
+        self._list_owned = p(f"SELECT channel_id, name, owner_account_id FROM {ks}.channels_by_owner "
+                             "WHERE owner_account_id = ?")
+        self._put_caption = p(f"INSERT INTO {ks}.captions (video_id, language, payload) VALUES (?, ?, ?)")
+        self._list_captions = p(f"SELECT video_id, language, payload FROM {ks}.captions WHERE video_id = ?")
+        self._delete_caption = p(f"DELETE FROM {ks}.captions WHERE video_id = ? AND language = ? IF EXISTS")
+        self._delete_captions = p(f"DELETE FROM {ks}.captions WHERE video_id = ?")
 
     @staticmethod
     def _record(row) -> VideoRecord:
@@ -595,8 +609,3 @@ class ScyllaMetadataStore:
         result = self._execute(f"deleting a caption of {video_id}", self._delete_caption, (video_id, language))
         if not result.was_applied:
             raise NotFoundError(f"video {video_id} has no caption in {language}")
-
-    def close(self) -> None:
-        if not self._closed.is_set():
-            self._closed.set()
-            self._cluster.shutdown()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 
-from longtail_common.adapters.scylla_metadata import keyspace_name, open_session, unavailable_errors, wrap_error
+from longtail_common.adapters.scylla_metadata import ScyllaStore, unavailable_errors
 from longtail_common.adapters.window_counters import WindowCounterStorage
 from longtail_common.config import ScyllaConfig
 
@@ -27,36 +27,25 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS {ks}.rate_limit_windows (
     PRIMARY KEY ((key), win)) WITH gc_grace_seconds = 3600"""
 
 
-class ScyllaRateLimitStorage(WindowCounterStorage):
+class ScyllaRateLimitStorage(ScyllaStore, WindowCounterStorage):
     def __init__(self, cfg: ScyllaConfig, clock=time.time):
-        super().__init__(clock)
-        self.cfg = cfg
-        ks = keyspace_name(cfg)
-        self._cluster, self._session = open_session(cfg, migrate_schema=True)
-        try:
-            self._session.execute(_SCHEMA.format(ks=ks))
-            p = self._session.prepare
-            self._select = p(f"SELECT win, count, TTL(count) AS ttl FROM {ks}.rate_limit_windows "
-                             "WHERE key = ? AND win IN ?")
-            self._insert = p(f"INSERT INTO {ks}.rate_limit_windows (key, win, count) VALUES (?, ?, ?) "
-                             "IF NOT EXISTS USING TTL ?")
-            self._update = p(f"UPDATE {ks}.rate_limit_windows USING TTL ? SET count = ? "
-                             "WHERE key = ? AND win = ? IF count = ?")
-            self._delete = p(f"DELETE FROM {ks}.rate_limit_windows WHERE key = ?")
-        except BaseException:
-            self._cluster.shutdown()
-            raise
-        self._ks = ks
+        WindowCounterStorage.__init__(self, clock)
+        ScyllaStore.__init__(self, cfg, migrate_schema=True)
+
+    def _prepare(self) -> None:
+        ks, p = self._ks, self._session.prepare
+        self._session.execute(_SCHEMA.format(ks=ks))
+        self._select = p(f"SELECT win, count, TTL(count) AS ttl FROM {ks}.rate_limit_windows "
+                         "WHERE key = ? AND win IN ?")
+        self._insert = p(f"INSERT INTO {ks}.rate_limit_windows (key, win, count) VALUES (?, ?, ?) "
+                         "IF NOT EXISTS USING TTL ?")
+        self._update = p(f"UPDATE {ks}.rate_limit_windows USING TTL ? SET count = ? "
+                         "WHERE key = ? AND win = ? IF count = ?")
+        self._delete = p(f"DELETE FROM {ks}.rate_limit_windows WHERE key = ?")
 
     @property
     def base_exceptions(self) -> tuple[type[BaseException], ...]:
         return unavailable_errors()
-
-    def _execute(self, what: str, stmt, args=()):
-        try:
-            return self._session.execute(stmt, args)
-        except unavailable_errors() as exc:
-            raise wrap_error(what, self.cfg, exc) from exc
 
     def check(self) -> bool:
         self._execute("checking", "SELECT now() FROM system.local")
@@ -82,6 +71,3 @@ class ScyllaRateLimitStorage(WindowCounterStorage):
     def delete_all(self) -> int | None:
         self._execute("clearing rate limits", f"TRUNCATE {self._ks}.rate_limit_windows")
         return None
-
-    def close(self) -> None:
-        self._cluster.shutdown()

@@ -35,7 +35,7 @@ import datetime as dt
 import threading
 from typing import Iterator
 
-from longtail_common.adapters.scylla_metadata import keyspace_name, open_session, unavailable_errors, wrap_error
+from longtail_common.adapters.scylla_metadata import ScyllaStore
 from longtail_common.config import ScyllaConfig
 from longtail_common.ports import (
     VIEW_BUCKETS,
@@ -61,58 +61,41 @@ def _days(first_day: str, last_day: str) -> list[str]:
     return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
-class ScyllaViewCountStore:
+class ScyllaViewCountStore(ScyllaStore):
     def __init__(self, cfg: ScyllaConfig, migrate_schema: bool = True):
-        self.cfg = cfg
-        self._ks = keyspace_name(cfg)
-        self._cluster, self._session = open_session(cfg, migrate_schema)
-        try:
-            self._prepare()
-        except BaseException:
-            self._cluster.shutdown()
-            raise
         self._known_days: set[str] = set()
         self._lock = threading.Lock()
-        self._closed = False
+        super().__init__(cfg, migrate_schema)
 
     def _prepare(self) -> None:
         ks, p = self._ks, self._session.prepare
         key = "day = ? AND bucket = ? AND video_id = ? AND region = ? AND source = ?"
-        try:
-            self._get_source = p(f"SELECT last_offset FROM {ks}.view_sources WHERE source = ?")
-            self._new_source = p(f"INSERT INTO {ks}.view_sources (source, last_offset) VALUES (?, ?) IF NOT EXISTS")
-            self._advance_source = p(f"UPDATE {ks}.view_sources SET last_offset = ? WHERE source = ? "
-                                     "IF last_offset < ?")
-            self._get_row = p(f"SELECT views, bytes, last_offset FROM {ks}.view_counts WHERE {key}")
-            self._new_row = p(f"INSERT INTO {ks}.view_counts (day, bucket, video_id, region, source, views, bytes, "
-                              "last_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
-            self._cas_row = p(f"UPDATE {ks}.view_counts SET views = ?, bytes = ?, last_offset = ? WHERE {key} "
-                              "IF last_offset = ?")
-            qkey = "day = ? AND region = ? AND served_from = ? AND metric = ? AND bin = ? AND source = ?"
-            self._qoe_stmts = (
-                p(f"SELECT n AS views, total AS bytes, last_offset FROM {ks}.qoe_counts WHERE {qkey}"),
-                p(f"INSERT INTO {ks}.qoe_counts (day, region, served_from, metric, bin, source, n, total, last_offset) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"),
-                p(f"UPDATE {ks}.qoe_counts SET n = ?, total = ?, last_offset = ? WHERE {qkey} IF last_offset = ?"))
-            self._read_qoe = p(f"SELECT region, served_from, metric, bin, n, total FROM {ks}.qoe_counts WHERE day = ?")
-            self._add_day = p(f"INSERT INTO {ks}.view_days (day) VALUES (?)")
-            self._list_days = p(f"SELECT day FROM {ks}.view_days")
-            self._read_partition = p(f"SELECT video_id, region, views, bytes FROM {ks}.view_counts "
-                                     "WHERE day = ? AND bucket = ?")
-            self._put_video = p(f"INSERT INTO {ks}.placement_catalog (bucket, {_CATALOG_COLUMNS}) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?)")
-            self._video_rows = p(f"SELECT views FROM {ks}.view_counts WHERE day = ? AND bucket = ? AND video_id = ?")
-            self._delete_counts = p(f"DELETE FROM {ks}.view_counts WHERE day = ? AND bucket = ? AND video_id = ?")
-            self._delete_entry = p(f"DELETE FROM {ks}.placement_catalog WHERE bucket = ? AND video_id = ?")
-            self._read_bucket = p(f"SELECT {_CATALOG_COLUMNS} FROM {ks}.placement_catalog WHERE bucket = ?")
-        except unavailable_errors() as exc:
-            raise wrap_error("preparing statements", self.cfg, exc) from exc
-
-    def _execute(self, what: str, stmt, args=()):
-        try:
-            return self._session.execute(stmt, args)
-        except unavailable_errors() as exc:
-            raise wrap_error(what, self.cfg, exc) from exc
+        self._get_source = p(f"SELECT last_offset FROM {ks}.view_sources WHERE source = ?")
+        self._new_source = p(f"INSERT INTO {ks}.view_sources (source, last_offset) VALUES (?, ?) IF NOT EXISTS")
+        self._advance_source = p(f"UPDATE {ks}.view_sources SET last_offset = ? WHERE source = ? "
+                                 "IF last_offset < ?")
+        self._get_row = p(f"SELECT views, bytes, last_offset FROM {ks}.view_counts WHERE {key}")
+        self._new_row = p(f"INSERT INTO {ks}.view_counts (day, bucket, video_id, region, source, views, bytes, "
+                          "last_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
+        self._cas_row = p(f"UPDATE {ks}.view_counts SET views = ?, bytes = ?, last_offset = ? WHERE {key} "
+                          "IF last_offset = ?")
+        qkey = "day = ? AND region = ? AND served_from = ? AND metric = ? AND bin = ? AND source = ?"
+        self._qoe_stmts = (
+            p(f"SELECT n AS views, total AS bytes, last_offset FROM {ks}.qoe_counts WHERE {qkey}"),
+            p(f"INSERT INTO {ks}.qoe_counts (day, region, served_from, metric, bin, source, n, total, last_offset) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"),
+            p(f"UPDATE {ks}.qoe_counts SET n = ?, total = ?, last_offset = ? WHERE {qkey} IF last_offset = ?"))
+        self._read_qoe = p(f"SELECT region, served_from, metric, bin, n, total FROM {ks}.qoe_counts WHERE day = ?")
+        self._add_day = p(f"INSERT INTO {ks}.view_days (day) VALUES (?)")
+        self._list_days = p(f"SELECT day FROM {ks}.view_days")
+        self._read_partition = p(f"SELECT video_id, region, views, bytes FROM {ks}.view_counts "
+                                 "WHERE day = ? AND bucket = ?")
+        self._put_video = p(f"INSERT INTO {ks}.placement_catalog (bucket, {_CATALOG_COLUMNS}) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)")
+        self._video_rows = p(f"SELECT views FROM {ks}.view_counts WHERE day = ? AND bucket = ? AND video_id = ?")
+        self._delete_counts = p(f"DELETE FROM {ks}.view_counts WHERE day = ? AND bucket = ? AND video_id = ?")
+        self._delete_entry = p(f"DELETE FROM {ks}.placement_catalog WHERE bucket = ? AND video_id = ?")
+        self._read_bucket = p(f"SELECT {_CATALOG_COLUMNS} FROM {ks}.placement_catalog WHERE bucket = ?")
 
     # -- counting ------------------------------------------------------------------------
     def apply_views(self, source: str, offset: int, rows: list[DailyViews], qoe: list[DailyQoE] = ()) -> bool:
@@ -256,8 +239,3 @@ class ScyllaViewCountStore:
         except unavailable_errors() as exc:
             raise wrap_error(f"deleting the counts of {video_id}", self.cfg, exc) from exc
         self._execute(f"deleting {video_id}", self._delete_entry, (bucket, video_id))
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._cluster.shutdown()

@@ -21,9 +21,8 @@ from __future__ import annotations
 import json
 import zlib
 
-from longtail_common.adapters.scylla_metadata import keyspace_name, open_session, unavailable_errors, wrap_error
+from longtail_common.adapters.scylla_metadata import ScyllaStore
 from longtail_common.adapters.sqlite_webhooks import decode_cursor, encode_cursor
-from longtail_common.config import ScyllaConfig
 from longtail_common.ports import (
     DELIVERY_PENDING,
     AlreadyExistsError,
@@ -62,58 +61,38 @@ def _delivery(row) -> DeliveryRecord:
         attempts_json=row.attempts_json or "[]", version=int(row.version or 0))
 
 
-class ScyllaWebhookStore:
-    def __init__(self, cfg: ScyllaConfig, migrate_schema: bool = True):
-        self.cfg = cfg
-        self._ks = keyspace_name(cfg)
-        self._cluster, self._session = open_session(cfg, migrate_schema)
-        try:
-            self._prepare()
-        except BaseException:
-            self._cluster.shutdown()
-            raise
-        self._closed = False
-
+class ScyllaWebhookStore(ScyllaStore):
     def _prepare(self) -> None:
         ks, p = self._ks, self._session.prepare
-        try:
-            self._insert_endpoint = p(f"INSERT INTO {ks}.webhook_endpoints ({_ENDPOINT_COLUMNS}) "
-                                      "VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
-            self._list_endpoint = p(f"INSERT INTO {ks}.webhook_endpoints_by_account (account_id, create_time_us, "
-                                    "webhook_id) VALUES (?, ?, ?)")
-            self._select_endpoint = p(f"SELECT {_ENDPOINT_COLUMNS} FROM {ks}.webhook_endpoints WHERE webhook_id = ?")
-            self._listed_endpoints = p(f"SELECT webhook_id FROM {ks}.webhook_endpoints_by_account "
-                                       "WHERE account_id = ?")
-            self._delete_endpoint = p(f"DELETE FROM {ks}.webhook_endpoints WHERE webhook_id = ? IF EXISTS")
-            self._unlist_endpoint = p(f"DELETE FROM {ks}.webhook_endpoints_by_account "
-                                      "WHERE account_id = ? AND create_time_us = ? AND webhook_id = ?")
-            self._insert_delivery = p(f"INSERT INTO {ks}.webhook_deliveries ({_DELIVERY_COLUMNS}) "
-                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
-            self._select_delivery = p(f"SELECT {_DELIVERY_COLUMNS} FROM {ks}.webhook_deliveries "
-                                      "WHERE delivery_id = ?")
-            self._cas_delivery = p(f"UPDATE {ks}.webhook_deliveries SET state = ?, next_attempt_us = ?, "
-                                   "first_attempt_us = ?, attempt_count = ?, attempts_json = ?, version = ? "
-                                   "WHERE delivery_id = ? IF version = ?")
-            self._log_delivery = p(f"INSERT INTO {ks}.webhook_deliveries_by_webhook (webhook_id, create_time_us, "
-                                   "delivery_id) VALUES (?, ?, ?)")
-            self._page_first = p(f"SELECT create_time_us, delivery_id FROM {ks}.webhook_deliveries_by_webhook "
-                                 "WHERE webhook_id = ? LIMIT ?")
-            self._page_after = p(f"SELECT create_time_us, delivery_id FROM {ks}.webhook_deliveries_by_webhook "
-                                 "WHERE webhook_id = ? AND (create_time_us, delivery_id) < (?, ?) LIMIT ?")
-            self._insert_due = p(f"INSERT INTO {ks}.webhook_due (shard, next_attempt_us, delivery_id) "
-                                 "VALUES (?, ?, ?)")
-            self._delete_due = p(f"DELETE FROM {ks}.webhook_due WHERE shard = ? AND next_attempt_us = ? "
-                                 "AND delivery_id = ?")
-            self._select_due = p(f"SELECT next_attempt_us, delivery_id FROM {ks}.webhook_due "
-                                 "WHERE shard = ? AND next_attempt_us >= ? AND next_attempt_us <= ? LIMIT ?")
-        except unavailable_errors() as exc:
-            raise wrap_error("preparing statements", self.cfg, exc) from exc
-
-    def _execute(self, what: str, stmt, args=()):
-        try:
-            return self._session.execute(stmt, args)
-        except unavailable_errors() as exc:
-            raise wrap_error(what, self.cfg, exc) from exc
+        self._insert_endpoint = p(f"INSERT INTO {ks}.webhook_endpoints ({_ENDPOINT_COLUMNS}) "
+                                  "VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
+        self._list_endpoint = p(f"INSERT INTO {ks}.webhook_endpoints_by_account (account_id, create_time_us, "
+                                "webhook_id) VALUES (?, ?, ?)")
+        self._select_endpoint = p(f"SELECT {_ENDPOINT_COLUMNS} FROM {ks}.webhook_endpoints WHERE webhook_id = ?")
+        self._listed_endpoints = p(f"SELECT webhook_id FROM {ks}.webhook_endpoints_by_account "
+                                   "WHERE account_id = ?")
+        self._delete_endpoint = p(f"DELETE FROM {ks}.webhook_endpoints WHERE webhook_id = ? IF EXISTS")
+        self._unlist_endpoint = p(f"DELETE FROM {ks}.webhook_endpoints_by_account "
+                                  "WHERE account_id = ? AND create_time_us = ? AND webhook_id = ?")
+        self._insert_delivery = p(f"INSERT INTO {ks}.webhook_deliveries ({_DELIVERY_COLUMNS}) "
+                                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
+        self._select_delivery = p(f"SELECT {_DELIVERY_COLUMNS} FROM {ks}.webhook_deliveries "
+                                  "WHERE delivery_id = ?")
+        self._cas_delivery = p(f"UPDATE {ks}.webhook_deliveries SET state = ?, next_attempt_us = ?, "
+                               "first_attempt_us = ?, attempt_count = ?, attempts_json = ?, version = ? "
+                               "WHERE delivery_id = ? IF version = ?")
+        self._log_delivery = p(f"INSERT INTO {ks}.webhook_deliveries_by_webhook (webhook_id, create_time_us, "
+                               "delivery_id) VALUES (?, ?, ?)")
+        self._page_first = p(f"SELECT create_time_us, delivery_id FROM {ks}.webhook_deliveries_by_webhook "
+                             "WHERE webhook_id = ? LIMIT ?")
+        self._page_after = p(f"SELECT create_time_us, delivery_id FROM {ks}.webhook_deliveries_by_webhook "
+                             "WHERE webhook_id = ? AND (create_time_us, delivery_id) < (?, ?) LIMIT ?")
+        self._insert_due = p(f"INSERT INTO {ks}.webhook_due (shard, next_attempt_us, delivery_id) "
+                             "VALUES (?, ?, ?)")
+        self._delete_due = p(f"DELETE FROM {ks}.webhook_due WHERE shard = ? AND next_attempt_us = ? "
+                             "AND delivery_id = ?")
+        self._select_due = p(f"SELECT next_attempt_us, delivery_id FROM {ks}.webhook_due "
+                             "WHERE shard = ? AND next_attempt_us >= ? AND next_attempt_us <= ? LIMIT ?")
 
     # -- endpoints --------------------------------------------------------------------------
 
@@ -216,8 +195,3 @@ class ScyllaWebhookStore:
 
     def _unindex_due(self, next_attempt_us: int, delivery_id: str) -> None:
         self._execute("unscheduling a delivery", self._delete_due, (_shard(delivery_id), next_attempt_us, delivery_id))
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._cluster.shutdown()
