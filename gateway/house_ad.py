@@ -6,24 +6,23 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
-import subprocess
 
 HOUSE_AD_SECONDS = 5
 
 
 def make_house_ad(path: pathlib.Path, seconds: int = HOUSE_AD_SECONDS) -> None:
-    import imageio_ffmpeg
+    import ffmpeg
+
+    from longtail_common import ffmpeg_run
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.mp4")
-    subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-         "-f", "lavfi", "-i", f"smptehdbars=size=640x360:rate=25:duration={seconds}",
-         "-f", "lavfi", "-i", f"sine=frequency=660:sample_rate=48000:duration={seconds}",
-         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
-         "-movflags", "+faststart", "-shortest", str(tmp)],
-        check=True, timeout=120,
-    )
+    bars = ffmpeg.input(f"smptehdbars=size=640x360:rate=25:duration={seconds}", f="lavfi")
+    tone = ffmpeg.input(f"sine=frequency=660:sample_rate=48000:duration={seconds}", f="lavfi")
+    clip = ffmpeg.output(bars, tone, str(tmp), **{"c:v": "libx264", "preset": "veryfast", "pix_fmt": "yuv420p",
+                                                 "c:a": "aac", "b:a": "64k", "movflags": "+faststart",
+                                                 "shortest": None})
+    ffmpeg_run.run(ffmpeg_run.command(clip), 120, "making the house ad")
     os.replace(tmp, path)  # atomic: a concurrent reader sees the whole file or none
 
 

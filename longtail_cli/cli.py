@@ -23,7 +23,6 @@ import logging
 import os
 import pathlib
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -73,16 +72,16 @@ def cmd_up(args) -> int:
 
 def make_test_clip(path: str, seconds: int = 10, height: int = 720) -> None:
     """A reproducible clip from ffmpeg's own sources (moving pattern + tone)."""
-    import imageio_ffmpeg
+    import ffmpeg
+
+    from longtail_common import ffmpeg_run
 
     width = height * 16 // 9
-    subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-         "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=30:duration={seconds}",
-         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", path],
-        check=True,
-    )
+    pattern = ffmpeg.input(f"testsrc2=size={width}x{height}:rate=30:duration={seconds}", f="lavfi")
+    tone = ffmpeg.input(f"sine=frequency=440:sample_rate=48000:duration={seconds}", f="lavfi")
+    clip = ffmpeg.output(pattern, tone, path, **{"c:v": "libx264", "preset": "veryfast", "pix_fmt": "yuv420p",
+                                                "c:a": "aac", "shortest": None})
+    ffmpeg_run.run(ffmpeg_run.command(clip), 3600, "making the test clip")  # benches make long ones
 
 
 def upload_file(client: httpx.Client, base: str, path: str, title: str, channel_id: str, chunk: int = 1 << 20) -> str:

@@ -41,14 +41,24 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def _libc_prctl():
+    try:
+        return ctypes.CDLL("libc.so.6").prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Looked up here, in the parent: a dlopen in a child forked from a multi-threaded process
+# can hang (abba28d), so the child only calls the function.
+_PRCTL = _libc_prctl()
+
+
 def die_with_parent() -> None:
     """A `preexec_fn`: the child gets SIGKILL when the thread that started it dies (Linux
     PR_SET_PDEATHSIG), so a killed worker leaves no orphan encoding ffmpeg. Not for the
     launcher's services (see `stop_when_parent_dies`)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 PARENT_PID_ENV = "LONGTAIL_PARENT_PID"

@@ -38,6 +38,7 @@ import yaml
 from longtail_cli.cli import make_test_clip, upload_file, wait_ready
 from longtail_cli.launcher import Platform, free_port, prometheus_job
 from longtail_common.config import Config
+from longtail_common.ports import CONSUMER_GROUPS, TOPIC_TRANSCODE_REQUESTS as TRANSCODE_TOPIC
 from tests.auth_helpers import bearer
 from longtail_testservers.prometheus import (
     PROMETHEUS_YML,
@@ -115,7 +116,9 @@ def live(tmp_path_factory):
             rule_files=rules_with_short_for(root / "rules"))
         started = time.time()
         platform.start(timeout_s=120)
-        yield Live(platform, prometheus.url, alertmanager.url, started, root)
+        live = Live(platform, prometheus.url, alertmanager.url, started, root)
+        _wait_until_seen(live)
+        yield live
     finally:
         platform.stop()
         if prometheus is not None:
@@ -138,6 +141,29 @@ def _eventually(check, timeout_s: float, interval_s: float = 1.0):
         if result or time.monotonic() > deadline:
             return result
         time.sleep(interval_s)
+
+
+def _unseen(live: Live) -> list[str]:
+    """What the fault test's alerts need Prometheus to have seen before the fault, missing:
+    every process up (ServiceDown on a vanished job looks back at `up`), every consumer
+    group with a member, and some seconds of the transcoder group's lag (TopicLagGrowing's
+    deriv needs the backlog's rise, not only its top)."""
+    up = {r["metric"]["instance"] for r in live.query("up == 1")}
+    missing = [f"{name} not scraped up" for name in live.platform.procs if name not in up]
+    members = {r["metric"]["group"] for r in live.query("group:longtail_consumer_group_members:max >= 1")}
+    missing += [f"group {group} without a member" for group in CONSUMER_GROUPS if group not in members]
+    lag = f'count_over_time(topic_group:longtail_topic_lag:max{{group="transcoder", topic="{TRANSCODE_TOPIC}"}}[5m]) >= 5'
+    if not live.query(lag):
+        missing.append(f"fewer than 5 samples of the transcoder group's lag on {TRANSCODE_TOPIC}")
+    return missing
+
+
+def _wait_until_seen(live: Live) -> None:
+    """Every test may run alone: the fixture returns once Prometheus has seen the platform
+    settled (`_unseen`), not merely started."""
+    _eventually(lambda: not _unseen(live), timeout_s=90)
+    missing = _unseen(live)
+    assert not missing, f"Prometheus has not seen the platform settle: {missing}"
 
 
 def test_every_process_is_discovered_and_scraped(live):

@@ -1,5 +1,5 @@
 """Every ffmpeg graph the transcoder runs, built with ffmpeg-python, and the one helper
-that runs them: the only module that starts ffmpeg.
+that runs them: the only transcoder module that starts ffmpeg.
 
 * `transcode`: ONE ffmpeg process decodes the source once, scales each rung once
   (cascaded: `_scale_tree`) and hands each rung's picture to every codec family's encoder
@@ -26,22 +26,22 @@ per-stream options such as `b:v:0`, the HLS muxer's `var_stream_map`, and the en
 options, which `encoder_args` keeps in command-line form (benches hand them to ffmpeg
 directly; `output_options` turns them into keywords).
 
-`run` is the one way a graph runs: stderr is captured into the MediaError reason, and the
-process is killed on timeout and when the worker dies (PDEATHSIG).
+`run` is the one way a graph runs (longtail_common.ffmpeg_run, shared with the gateway and
+the CLI): stderr is captured into the MediaError reason, and the process is killed on
+timeout and when the worker dies (PDEATHSIG).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import ffmpeg
-import imageio_ffmpeg
 
-from longtail_common.runtime import die_with_parent
+from longtail_common import ffmpeg_run
+from longtail_common.ffmpeg_run import command, ffmpeg_exe  # noqa: F401 (ffmpeg_exe: benches, tests)
 from transcoder_svc.ladder import (
     CODEC_FAMILIES,
     FAMILY_AUDIO_CODEC,
@@ -65,21 +65,8 @@ SVTAV1_PRESET = int(os.environ.get("LONGTAIL_SVTAV1_PRESET", "10"))
 AUDIO_BITRATE_BPS = 128_000  # AAC-LC stereo
 OPUS_BITRATE_BPS = 96_000  # Opus stereo: as good as AAC at 128 kb/s
 VMAF_THREADS = max(1, min(2, os.cpu_count() or 1))
-# Every run: no stdin (a worker has none to give), only errors on stderr (they become the reason).
-GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-loglevel", "error")
 # Output options that take no value; every other one takes exactly one.
 VALUELESS_OPTIONS = {"an", "vn", "sn", "dn"}
-
-
-def ffmpeg_exe() -> str:
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def command(*outputs) -> list[str]:
-    """The command line of one ffmpeg run writing every one of `outputs` (ffmpeg-python
-    output streams), overwriting existing files."""
-    merged = ffmpeg.merge_outputs(*outputs).global_args(*GLOBAL_ARGS)
-    return merged.compile(cmd=ffmpeg_exe(), overwrite_output=True)
 
 
 class EncoderKilled(RuntimeError):
@@ -88,41 +75,21 @@ class EncoderKilled(RuntimeError):
 
 
 def run(args: list[str], timeout_s: float, what: str) -> None:
-    """Runs one ffmpeg command line; MediaError naming `what` on timeout or failure (with
-    the last lines of ffmpeg's stderr)."""
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            preexec_fn=die_with_parent)  # a killed worker leaves no orphan encoding
-    try:
-        _, stderr = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise MediaError(f"{what} took longer than {timeout_s:.0f} s and was stopped")
-    if proc.returncode < 0:  # killed by a signal (a crash, the OOM killer): our fault, so retried
-        raise EncoderKilled(f"{what}: ffmpeg was killed by signal {-proc.returncode}")
-    if proc.returncode != 0:
-        lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
-        detail = "; ".join(lines[-3:])[:500] or f"exit code {proc.returncode}"
-        raise MediaError(f"{what} failed: {detail}")
+    """Runs one ffmpeg command line (longtail_common.ffmpeg_run); MediaError naming `what`
+    on timeout or failure (with the last lines of ffmpeg's stderr), EncoderKilled if a
+    signal killed it."""
+    run_capture(args, timeout_s, what, capture=False)
 
 
-def run_capture(args: list[str], timeout_s: float, what: str) -> bytes:
+def run_capture(args: list[str], timeout_s: float, what: str, capture: bool = True) -> bytes:
     """Runs one ffmpeg command line writing to its standard output ("pipe:") and returns
     what it wrote; failures as `run`."""
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=die_with_parent)
     try:
-        stdout, stderr = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise MediaError(f"{what} took longer than {timeout_s:.0f} s and was stopped")
-    if proc.returncode < 0:
-        raise EncoderKilled(f"{what}: ffmpeg was killed by signal {-proc.returncode}")
-    if proc.returncode != 0:
-        lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
-        raise MediaError(f"{what} failed: {'; '.join(lines[-3:])[:500] or f'exit code {proc.returncode}'}")
-    return stdout
+        return ffmpeg_run.run(args, timeout_s, what, capture=capture)
+    except ffmpeg_run.FfmpegKilled as exc:  # a crash, the OOM killer: our fault, so retried
+        raise EncoderKilled(str(exc)) from None
+    except ffmpeg_run.FfmpegFailed as exc:
+        raise MediaError(str(exc)) from None
 
 
 def output_options(args: list[str]) -> dict[str, str | None]:
