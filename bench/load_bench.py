@@ -1,7 +1,8 @@
 """Load on the gateway's hot paths, with nginx serving the same bytes as the ceiling, in one run.
 
 Run from the repo root:  .venv/bin/python bench/load_bench.py [--videos 100 --duration 10 --rounds 2]
-Writes bench/results/load.json (`--tracing off`: the same with no spans made). Needs wrk
+Writes bench/results/load.json (`--tracing off`: the same with no spans made; `--pin`: the
+one-process servers on CPU 1, apart from wrk on CPU 0). Needs wrk
 and nginx (Debian packages `wrk`, `nginx`; `make load-bench` installs them).
 
 One embedded platform (longtail_cli.launcher.Platform, no transcoder) with two gateway
@@ -16,6 +17,10 @@ script walks a list of requests drawn in advance) drives each phase:
   segment   the signed /origin/... URL of a segment, half of them Range requests
   mix       what players do per session: 1 watch, 2 playlists, init + 4 segments (2 Range),
             1 beacon (POST /v1/videos/{id}/views)
+  watch_traced   the watch list, each call with a sampled W3C traceparent: a caller that
+                 traces every call gets a span per call (the fast path's head sampling,
+                 telemetry.fast_path_sample_ratio, keeps 1% of the others): what tracing
+                 every call costs, side by side with `watch`
   watch_route    the watch list with one more query parameter (`via=route`), which the
                  fast path (gateway/fast_routes.py) leaves to the FastAPI route: what the
                  same call costs through routing, dependencies and the middleware stack
@@ -38,6 +43,7 @@ tenants disturb least.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -239,6 +245,7 @@ def request_lists(cat: Catalogue, n: int, seed: int = 7) -> dict[str, list[tuple
         "get": [get(f"/v1/videos/{v}") for v in draws],
         "watch": watch,
         "watch_route": [(m, path + "&via=route", h, b) for m, path, h, b in watch],
+        "watch_traced": [(m, path, {"traceparent": traceparent(rng)}, b) for m, path, _, b in watch],
         "hello": [get("/hello")],
         "hello_segment": [(m, "/segment", h, b) for m, _, h, b in segments],
         "segment": segments,
@@ -246,6 +253,11 @@ def request_lists(cat: Catalogue, n: int, seed: int = 7) -> dict[str, list[tuple
         "nginx_json": [get(f"/watch/{v}.json") for v in draws],
         "nginx_segment": [(m, "/media/videos/" + path.split("/videos/", 1)[1], h, b) for m, path, h, b in segments],
     }
+
+
+def traceparent(rng: random.Random) -> str:
+    """A sampled W3C traceparent of a random trace and parent span."""
+    return f"00-{rng.getrandbits(128) or 1:032x}-{rng.getrandbits(64) or 1:016x}-01"
 
 
 def lua_table(requests: list[tuple]) -> str:
@@ -285,18 +297,40 @@ def wrk(url: str, script: pathlib.Path, connections: int, duration_s: float) -> 
     return json.loads(line)
 
 
+@contextlib.contextmanager
+def pinned(pids: list[int], cpus: set[int] | None):
+    """The serving processes (every thread) on `cpus` for the phase, then on every CPU again."""
+    if not cpus:
+        yield
+        return
+    every = os.sched_getaffinity(0) | cpus
+    threads = [int(t) for pid in pids for t in os.listdir(f"/proc/{pid}/task")]
+    for tid in threads:
+        os.sched_setaffinity(tid, cpus)
+    try:
+        yield
+    finally:
+        for tid in threads:
+            try:
+                os.sched_setaffinity(tid, every)
+            except OSError:
+                pass  # a thread that ended meanwhile
+
+
 class Phase:
     """One named load (a request list) against one server (url, the pids serving it)."""
 
-    def __init__(self, name: str, server: str, url: str, pids: list[int], script: pathlib.Path, connections: int):
+    def __init__(self, name: str, server: str, url: str, pids: list[int], script: pathlib.Path, connections: int,
+                 pin: set[int] | None = None):
         self.name, self.server, self.url, self.pids = name, server, url, pids
-        self.script, self.connections = script, connections
+        self.script, self.connections, self.pin = script, connections, pin
         self.runs: list[dict] = []
 
     def run(self, duration_s: float) -> None:
         load_before = os.getloadavg()[0]
         cpu_before = cpu_seconds(self.pids)
-        figures = wrk(self.url, self.script, self.connections, duration_s)
+        with pinned(self.pids, self.pin):
+            figures = wrk(self.url, self.script, self.connections, duration_s)
         cpu = cpu_seconds(self.pids) - cpu_before
         seconds = figures["duration_us"] / 1e6
         errors = sum(figures["errors"].values())
@@ -380,13 +414,16 @@ class Hello:
 # -- the run -----------------------------------------------------------------------------------
 
 CONNECTIONS = {"segment": 16, "nginx_segment": 16, "hello_segment": 16}  # the issue's table; 32 for the rest
-GATEWAY_LOADS = ("trivial", "get", "watch", "watch_route", "segment", "mix")
+GATEWAY_LOADS = ("trivial", "get", "watch", "watch_traced", "watch_route", "segment", "mix")
 NGINX_LOADS = ("nginx_json", "nginx_segment")
 HELLO_LOADS = ("hello", "hello_segment")
 
 
 def build_phases(platform: Platform, nginxes: dict[int, Nginx], hello: Hello, lists: dict,
-                 work: pathlib.Path) -> list[Phase]:
+                 work: pathlib.Path, pin: bool = False) -> list[Phase]:
+    """Every load against every server; with `pin`, one-process servers run on CPU 1 apart
+    from wrk on CPU 0 (two processes need both CPUs)."""
+    apart = {1: {1} if pin else None, 2: None}
     scripts = {}
     for name, requests in lists.items():
         (work / f"{name}.lua").write_text(lua_table(requests))
@@ -398,14 +435,15 @@ def build_phases(platform: Platform, nginxes: dict[int, Nginx], hello: Hello, li
     phases = []
     for load in GATEWAY_LOADS:
         for n, (pids, url) in gateways.items():
-            phases.append(Phase(load, f"gateway_{n}", url, pids, scripts[load], CONNECTIONS.get(load, 32)))
+            phases.append(Phase(load, f"gateway_{n}", url, pids, scripts[load], CONNECTIONS.get(load, 32), apart[n]))
     for load in NGINX_LOADS:
         for n, server in nginxes.items():
-            phases.append(Phase(load, f"nginx_{n}", server.url, server.pids, scripts[load], CONNECTIONS.get(load, 32)))
+            phases.append(Phase(load, f"nginx_{n}", server.url, server.pids, scripts[load], CONNECTIONS.get(load, 32),
+                                apart[n]))
     for load in HELLO_LOADS:
         for n in (1, 2):
             phases.append(Phase(load, f"hello_{n}", hello.url(n), hello.pids(n), scripts[load],
-                                CONNECTIONS.get(load, 32)))
+                                CONNECTIONS.get(load, 32), apart[n]))
     return phases
 
 
@@ -423,6 +461,8 @@ def ratios(results: dict) -> dict:
             "watch_vs_hello": round(rps(g, "watch") / rps(h, "hello"), 3),
             "watch_route_vs_trivial": round(rps(g, "watch_route") / rps(g, "trivial"), 3),
             "watch_vs_watch_route": round(rps(g, "watch") / rps(g, "watch_route"), 3),
+            "watch_vs_watch_traced": round(rps(g, "watch") / rps(g, "watch_traced"), 3),
+            "watch_traced_p99_ms": results[g]["watch_traced"]["p99_ms"],
             "hello_vs_nginx_json": round(rps(h, "hello") / rps(x, "nginx_json"), 4),
             "segment_vs_hello_segment": round(rps(g, "segment") / rps(h, "hello_segment"), 3),
             "hello_segment_vs_nginx_segment": round(rps(h, "hello_segment") / rps(x, "nginx_segment"), 4),
@@ -464,6 +504,7 @@ def measure(args, work: pathlib.Path, started: tuple) -> None:
     cfg = Config(data_dir=str(work / "platform"))
     cfg.platform.regions = list(REGIONS)
     cfg.telemetry.tracing = args.tracing == "on"
+    cfg.telemetry.fast_path_sample_ratio = args.sample_ratio
     if args.rate_limits == "on":
         cfg.limits.exempt_addresses = []
         for name in ("reads_per_address", "writes_per_address", "writes_per_account", "beacons_per_address"):
@@ -476,7 +517,7 @@ def measure(args, work: pathlib.Path, started: tuple) -> None:
         nginxes = {n: Nginx(work, media, n) for n in (1, 2)}
         hello = Hello()
         try:
-            phases = build_phases(platform, nginxes, hello, request_lists(catalogue, args.draws), work)
+            phases = build_phases(platform, nginxes, hello, request_lists(catalogue, args.draws), work, args.pin)
             print("warming up ...", flush=True)
             for phase in phases:
                 wrk(phase.url, phase.script, phase.connections, 2)
@@ -503,9 +544,10 @@ def write_report(args, phases: list[Phase], started: tuple, rounds: int) -> None
                     "load_average_start": [round(x, 2) for x in started],
                     "load_average_end": [round(x, 2) for x in os.getloadavg()],
                     "note": "shared machine: other tenants' load is in load_average; wrk pinned to CPU 0, "
-                            "servers unpinned"},
+                            + ("one-process servers pinned to CPU 1" if args.pin else "servers unpinned")},
         "settings": {"videos": args.videos, "zipf_s": 1.0, "duration_s": args.duration, "rounds": rounds,
                      "tracing": args.tracing, "rate_limits": args.rate_limits,
+                     "fast_path_sample_ratio": args.sample_ratio, "pinned_apart": args.pin,
                      "http_parser": http_parser(), "segment_bytes": SEGMENT_BYTES, "range": RANGE,
                      "connections": {"default": 32, **CONNECTIONS}},
         "results": results,
@@ -524,6 +566,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tracing", choices=("on", "off"), default="on",
                         help="telemetry.tracing of the platform (on: the default config, spans to local files)")
+    parser.add_argument("--sample-ratio", type=float, default=Config().telemetry.fast_path_sample_ratio,
+                        help="telemetry.fast_path_sample_ratio (head sampling of the fast path's spans)")
+    parser.add_argument("--pin", action="store_true",
+                        help="one-process phases: the server on CPU 1, apart from wrk on CPU 0")
     parser.add_argument("--rate-limits", choices=("on", "off"), default="on",
                         help="on: loopback counted like any client (limits too high to refuse); off: exempt")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "load.json"))

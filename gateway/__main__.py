@@ -38,8 +38,10 @@ def main() -> None:
     sockets = [listening_socket(args.host, args.port, args.reuse_port)]
     if args.own_port:
         sockets.append(listening_socket(args.host, args.own_port, reuse_port=False))
+    app = create_app(cfg)
+    app.state.freeze_heap_at_startup = True  # gateway/app.py freeze_heap
     server = uvicorn.Server(uvicorn.Config(
-        create_app(cfg), log_config=None, access_log=False, timeout_graceful_shutdown=5,
+        app, log_config=None, access_log=False, timeout_graceful_shutdown=5,
         timeout_keep_alive=cfg.http.keep_alive_timeout_s,
         # The client address is limits.trusted_proxies' business (gateway/ratelimit.py).
         proxy_headers=False))

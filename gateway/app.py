@@ -4,6 +4,7 @@ rate limits, routers and instrumentation. Routes live in gateway/routes/, one mo
 from __future__ import annotations
 
 import asyncio
+import gc
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -39,8 +40,20 @@ async def listening_for_changes(app: FastAPI):
     """While the app serves, its video cache hears every video.changed event."""
     listener = ChangeListener(app.state.config, app.state.videos, asyncio.get_running_loop())
     listener.start()
+    if getattr(app.state, "freeze_heap_at_startup", False):
+        freeze_heap()
     yield
     listener.stop()
+
+
+def freeze_heap() -> None:
+    """Moves what startup made (modules, protobuf descriptors, the app; ~140k objects) out
+    of the collector's sight: without it every full collection walks them all, a pause of
+    tens of ms under load (the p99 of the fast calls; BENCHMARKS.md, serving load). Only a
+    serving process's entry point asks for it (gateway/__main__.py): a test process making
+    many apps would keep their garbage for good."""
+    gc.collect()
+    gc.freeze()
 
 
 class GatewayApp(FastAPI):

@@ -6,8 +6,9 @@ One job: answer those requests exactly as their FastAPI routes (gateway/routes/v
 gateway/routes/media.py) would, for less. The routes' own helpers render the answers; what
 is skipped is per-request machinery: routing, dependency solving, parameter validation,
 the middleware stack and the generic ASGI tracing middleware. The watch and get calls are
-still rate limited per address (the same gate as RateLimitMiddleware), traced (a server
-span per call, the caller's traceparent honoured) and counted in the same
+still rate limited per address (the same gate as RateLimitMiddleware), traced (head
+sampled, telemetry.HotPathSampler: the calls a sampled caller's traceparent asks for, a
+share of the others, telemetry.fast_path_sample_ratio, and the slow ones) and counted in the same
 `http.server.request.duration` histogram as every route. Anything this path is not sure of
 (a signed-in request, a cache miss, a private, unready or absent video, an unusual
 query, a bad token or Range, a big object) goes to the FastAPI app unchanged, which
@@ -25,7 +26,7 @@ from collections import OrderedDict
 import urllib.parse
 from typing import TYPE_CHECKING
 
-from opentelemetry import propagate, trace
+from opentelemetry import context as otel_context, propagate, trace
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
@@ -55,7 +56,11 @@ MAX_WHOLE_READ_BYTES = 8 * 1024 * 1024
 # Hot objects kept in memory per gateway process (least recently served dropped first): a
 # segment served from here costs a stat, not an open, a read of its bytes and a close.
 HOT_FILES_BYTES = 64 * 1024 * 1024
+SERVABLE_URLS = 16384  # signed URLs whose checks are memoised (FastRoutes._servable)
 JSON_HEADERS = (b"content-type", b"application/json")
+# Why a span left out by head sampling was kept after all (HotPathSampler.keep_slow).
+KEPT_AS = "longtail.sampling.kept_as"
+EMPTY_CONTEXT = otel_context.Context()
 WATCH_ROUTE, GET_ROUTE = "/v1/videos/{video_id}/watch", "/v1/videos/{video_id}"
 SPAN_NAMES = {route: f"GET {route}" for route in (WATCH_ROUTE, GET_ROUTE)}
 # The attributes the ASGI instrumentation records a 200 of these routes with, made once.
@@ -72,10 +77,13 @@ class FastRoutes:
         self.app, self.state, self.rate_gate = app, app.state, rate_gate
         self.session_cookie = app.state.cookies.session.encode() + b"="
         self.tracer = telemetry.tracer("gateway.fast_routes")
-        self._duration = None  # the ASGI instrumentation's histogram, found on first use
+        self.sampler = telemetry.HotPathSampler.from_config(app.state.config.telemetry)
+        self._durations = None  # per route: the ASGI instrumentation's histogram, found on first use
         objects = app.state.objects
         self.local_path = getattr(objects, "local_path", None)  # the filesystem store only
         self.hot_files = HotFiles(HOT_FILES_BYTES)
+        # Bad tokens are memoised too (as None): a client making up URLs only churns the cache.
+        self._servable = functools.lru_cache(maxsize=SERVABLE_URLS)(self._servable_uncached)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """True once the request is answered here; False: the app's to answer."""
@@ -116,12 +124,8 @@ class FastRoutes:
         if not await self.rate_gate.admit(scope, receive, send):
             return True
         self.state.videos.hits += 1
-        # Not made the current span: nothing here calls out, so no child needs it as parent.
-        # Few attributes: the SDK validates each one (the method is in the name, the path is
-        # the route plus the video id, which every flow's spans carry under one name).
-        span = self.tracer.start_span(SPAN_NAMES[route], context=parent_context(scope), kind=trace.SpanKind.SERVER,
-                                      attributes={"http.route": route, VIDEO_ID: video_id,
-                                                  "http.response.status_code": 200})
+        parent = parent_context(scope)
+        span = self._span(route, video_id, parent) if self.sampler.sampled(parent) else None
         try:
             if answer is None:
                 now = time.time()
@@ -131,9 +135,31 @@ class FastRoutes:
                         "headers": [JSON_HEADERS, (b"content-length", b"%d" % len(answer))]})
             await send({"type": "http.response.body", "body": answer})
         finally:
-            span.end()
-        self._record_duration(route, time.perf_counter() - started)
+            if span is not None:
+                span.end()
+        seconds = time.perf_counter() - started
+        if span is None and self.sampler.keep_slow(seconds):
+            self._slow_span(route, video_id, parent, seconds)
+        self._record_duration(route, seconds)
         return True
+
+    def _span(self, route: str, video_id: str, parent, **kwargs) -> trace.Span:
+        # Not made the current span: nothing here calls out, so no child needs it as parent.
+        # Few attributes: the SDK validates each one (the method is in the name, the path is
+        # the route plus the video id, which every flow's spans carry under one name).
+        return self.tracer.start_span(SPAN_NAMES[route], context=parent, kind=trace.SpanKind.SERVER,
+                                      attributes={"http.route": route, VIDEO_ID: video_id,
+                                                  "http.response.status_code": 200}, **kwargs)
+
+    def _slow_span(self, route: str, video_id: str, parent, seconds: float) -> None:
+        """A slow call left out by head sampling, traced after the fact: a trace of its own
+        (its caller's, not sampled, would drop it) linked to the caller's span."""
+        caller = trace.get_current_span(parent).get_span_context() if parent is not None else None
+        links = [trace.Link(caller)] if caller is not None and caller.is_valid else None
+        end = time.time_ns()
+        span = self._span(route, video_id, EMPTY_CONTEXT, links=links, start_time=end - int(seconds * 1e9))
+        span.set_attribute(KEPT_AS, "slow")
+        span.end(end_time=end)
 
     def _anonymous(self, scope: Scope) -> bool:
         """No bearer token and no session cookie: the principal is None without asking anyone."""
@@ -143,31 +169,43 @@ class FastRoutes:
         return True
 
     def _record_duration(self, route: str, seconds: float) -> None:
-        if self._duration is None:
-            self._duration = instrumentation_histogram(self.app) or False
-        if self._duration:
-            self._duration.record(seconds, DURATION_ATTRS[route])
+        if self._durations is None:
+            histogram = instrumentation_histogram(self.app)
+            self._durations = {r: telemetry.BoundHistogram(histogram, attrs) for r, attrs in DURATION_ATTRS.items()} \
+                if histogram is not None else {}
+        if self._durations:
+            self._durations[route].record(seconds)
 
     # -- origin bytes --------------------------------------------------------------------------
 
     async def _origin(self, scope: Scope, send: Send, path: str) -> bool:
         match = ORIGIN_PATH.fullmatch(path)
-        if match is None:
-            return False
-        token, key = match.group(1), match.group(2)
+        if match is None or not self.state.config.playback.signed:
+            return False  # unsigned setups take the route
+        servable = self._servable(match.group(1), match.group(2))
+        if servable is None or time.time() >= servable[2]:
+            return False  # the route refuses an expired token
+        return await self._send_file(scope, send, servable[0], servable[1])
+
+    def _servable_uncached(self, token: str, key: str) -> tuple[str, bytes, int] | None:
+        """(file, content type, expiry) of a signed URL this path serves until the expiry,
+        None if it is the route's: a bad token or key, a private video's bytes (a sign-in
+        check), a master or MPD (they get the tracks added since the transcode,
+        routes/media.py). All of it but the time is the same on every request for the URL:
+        memoised per (token, key) in self._servable."""
         signer = self.state.signer
         try:
-            if not self.state.config.playback.signed or signer.media_grant_of(token).account is not None:
-                return False  # unsigned setups, and private videos' bytes (a sign-in check), take the route
-            signer.check_media(token, key)
+            if signer.media_grant_of(token).account is not None:
+                return None
+            grant = signer.check_media(token, key, now=0)  # the expiry is checked per request
             validate_object_key(key)
         except (TokenRefused, InvalidKeyError):
-            return False
+            return None
         if is_private_media_key(key) or manifest_video(key) is not None:
-            return False  # masters and MPDs get the tracks added since the transcode (routes/media.py)
-        return await self._send_file(scope, send, self.local_path(MEDIA_BUCKET, key), key)
+            return None
+        return self.local_path(MEDIA_BUCKET, key), content_type(key), grant.expires
 
-    async def _send_file(self, scope: Scope, send: Send, file_path: str, key: str) -> bool:
+    async def _send_file(self, scope: Scope, send: Send, file_path: str, media_type: bytes) -> bool:
         """The object's bytes (or the asked-for range) with serve_object's headers, from this
         process's copy of hot objects (HotFiles: a stat per request) or one read."""
         found = self.hot_files.get(file_path)
@@ -180,7 +218,7 @@ class FastRoutes:
             start, end = byte_range(range_header.decode("latin-1"), size)
             status = 206
         length = end - start + 1
-        headers = [(b"content-type", content_type(key)), (b"accept-ranges", b"bytes"),
+        headers = [(b"content-type", media_type), (b"accept-ranges", b"bytes"),
                    (b"etag", object_etag(size, mtime_ns)), (b"cache-control", b"public, max-age=3600"),
                    (b"access-control-allow-origin", b"*"), (b"content-length", b"%d" % length)]
         if status == 206:

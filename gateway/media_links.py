@@ -9,6 +9,7 @@ they are served, so the heavy bytes bypass the gateway.
 """
 from __future__ import annotations
 
+import functools
 import re
 import time
 import urllib.parse
@@ -51,9 +52,15 @@ def public_base(request: Request) -> str:
     configured = request.app.state.config.platform.public_url
     if configured:
         return configured.rstrip("/")
-    scheme = request.scope.get("scheme", "http")
-    server_host, server_port = request.scope.get("server") or ("127.0.0.1", 8080)
-    given = request.headers.get("host", "")
+    server = request.scope.get("server") or ("127.0.0.1", 8080)
+    return base_of(request.scope.get("scheme", "http"), tuple(server), request.headers.get("host", ""))
+
+
+@functools.lru_cache(maxsize=256)
+def base_of(scheme: str, server: tuple, given: str) -> str:
+    """public_base without a configured URL (memoised: a hot call's URLs all start with it;
+    a client naming many hosts only churns the cache)."""
+    server_host, server_port = server
     try:
         parts = urllib.parse.urlsplit(f"//{given}")
         port = parts.port or DEFAULT_PORTS.get(scheme)

@@ -234,6 +234,16 @@ class TelemetryConfig:
     # Serve Prometheus metrics on this port (0 = an ephemeral port recorded in
     # DATA_DIR/metrics/<process>.port; -1 = no metrics endpoint).
     prometheus_port: int = 0
+    # Head sampling of the gateway's fast path (anonymous get and watch calls of cached
+    # videos, its busiest calls; gateway/fast_routes.py): ParentBased(TraceIdRatioBased).
+    # A call whose caller sent a sampled traceparent is traced, one whose caller's is not
+    # sampled is not, a new trace is kept with this probability (1.0 = every call). Every
+    # other answer (errors included: the fast path answers only 200s) is traced as before.
+    fast_path_sample_ratio: float = 0.01
+    # ... and a call left out that took longer than this is traced anyway (a root span
+    # linked to its caller's), at most fast_path_slow_traces_per_s per second per process.
+    fast_path_keep_slower_than_ms: float = 20.0
+    fast_path_slow_traces_per_s: int = 10
 
 
 @dataclass

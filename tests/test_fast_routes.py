@@ -12,19 +12,24 @@ from __future__ import annotations
 import copy
 import os
 import time
+import uuid
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.testclient import TestClient
 
 from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import video_pb2
 from longtail_cli.launcher import Platform, free_port
+from longtail_common import telemetry
 from longtail_common.adapters import make_object_store, make_topic_bus
 from longtail_common.config import Config
 from longtail_common.ports import MEDIA_BUCKET, TOPIC_TRANSCODE_RESULTS
 from gateway.app import create_app
-from gateway.fast_routes import FastRoutes, HotFiles
+from gateway.fast_routes import KEPT_AS, FastRoutes, HotFiles
 from tests.auth_helpers import bearer
 
 SEGMENT = os.urandom(50_000)
@@ -195,3 +200,56 @@ def test_hot_objects_are_read_anew_once_their_file_changes_and_stay_within_their
     assert hot.held <= 150  # the least recently served object made room
     path.unlink()
     assert hot.get(str(path)) is None
+
+
+@pytest.fixture
+def spans(app):
+    """The fast path's spans, kept in memory (its tracer swapped for one of a test provider)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    fast, tracer, sampler = app.fast_routes, app.fast_routes.tracer, app.fast_routes.sampler
+    fast.tracer = provider.get_tracer("test")
+    yield exporter
+    fast.tracer, fast.sampler = tracer, sampler
+
+
+def traceparent(sampled: bool) -> tuple[str, dict]:
+    trace_id = uuid.uuid4().hex
+    return trace_id, {"traceparent": f"00-{trace_id}-{'b' * 16}-{'01' if sampled else '00'}"}
+
+
+def test_fast_calls_are_head_sampled_and_follow_their_callers_decision(app, videos, spans):
+    watch = f"/v1/videos/{videos['public']}/watch"
+    answers(app, True, "GET", watch)  # cached
+    app.fast_routes.sampler = telemetry.HotPathSampler(0.0, keep_slower_than_ms=60_000, slow_per_s=10)
+    before = CountingFastRoutes.answered
+    assert all(answers(app, True, "GET", watch).status_code == 200 for _ in range(5))
+    assert spans.get_finished_spans() == ()  # ratio 0: no span made
+    sampled_id, sampled = traceparent(True)
+    _, unsampled = traceparent(False)
+    assert answers(app, True, "GET", watch, headers=sampled).status_code == 200
+    assert answers(app, True, "GET", watch, headers=unsampled).status_code == 200
+    assert CountingFastRoutes.answered == before + 7
+    (span,) = spans.get_finished_spans()  # only the sampled caller's call
+    assert f"{span.context.trace_id:032x}" == sampled_id and span.parent.span_id == int("b" * 16, 16)
+    assert span.attributes["http.route"] == "/v1/videos/{video_id}/watch"
+    app.fast_routes.sampler = telemetry.HotPathSampler(1.0, keep_slower_than_ms=60_000, slow_per_s=10)
+    answers(app, True, "GET", watch)
+    assert len(spans.get_finished_spans()) == 2  # ratio 1: every new trace
+
+
+def test_slow_fast_calls_left_out_are_traced_after_the_fact(app, videos, spans):
+    watch = f"/v1/videos/{videos['public']}/watch"
+    answers(app, True, "GET", watch)
+    # Every call is "slow" (threshold 0), all within one second of the sampler's clock.
+    app.fast_routes.sampler = telemetry.HotPathSampler(0.0, keep_slower_than_ms=0, slow_per_s=2, clock=lambda: 7.0)
+    caller_id, unsampled = traceparent(False)
+    assert answers(app, True, "GET", watch, headers=unsampled).status_code == 200
+    (slow,) = spans.get_finished_spans()
+    assert slow.attributes[KEPT_AS] == "slow" and slow.parent is None  # a trace of its own ...
+    assert f"{slow.links[0].context.trace_id:032x}" == caller_id  # ... linked to the caller's
+    assert slow.start_time < slow.end_time
+    for _ in range(4):
+        answers(app, True, "GET", watch)
+    assert len(spans.get_finished_spans()) == 2  # at most 2 a second
