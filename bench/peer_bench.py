@@ -100,7 +100,9 @@ from longtail_common.config import Config  # noqa: E402
 from transcoder_svc import ffmpeg_graphs, ladder, pertitle  # noqa: E402
 from transcoder_svc import probe as probe_module  # noqa: E402  (this file has its own probe())
 
-SHARED = ROOT.parent / "shared" / "media"
+# ../shared/media beside the checkout (or beside its worktrees' folder: /work/wt/NAME -> /work/shared)
+SHARED = next((p for p in (ROOT.parent / "shared" / "media", ROOT.parents[1] / "shared" / "media") if p.is_dir()),
+              ROOT.parent / "shared" / "media")
 # ../shared/media's main set (media/SOURCES.md #1-#10; #11 is the deliberately truncated file).
 MAIN_SET = {
     "cockatoo_720p": "cockatoo_720p_h264.mp4",

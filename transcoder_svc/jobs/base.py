@@ -23,6 +23,7 @@ from transcoder_svc import ffmpeg_graphs, ladder, packaging, probe
 from transcoder_svc.jobs import outputs
 from transcoder_svc.jobs.families import H264
 from transcoder_svc.metrics import record_encode_time, step
+from transcoder_svc.top_rung import TopRungCheck
 
 log = logging.getLogger("transcoder_svc")
 
@@ -148,13 +149,18 @@ class Job:
             return ffmpeg_graphs.Effort.popular(popular_x264_preset(self.ctx.cfg))
         return ffmpeg_graphs.Effort()
 
+    def top_check(self) -> TopRungCheck | None:
+        """A first encode's top rung check (transcoder.top_rung_min_vmaf). Not an upgrade's:
+        it encodes the recorded ladder, whose top CRF the first encode's check already set."""
+        return None if self.added else TopRungCheck.from_config(self.ctx.cfg.transcoder)
+
     def encode_ladder(self, source: pathlib.Path, out_dir: pathlib.Path, info: probe.MediaInfo,
                       rungs: list[ladder.Rung], families: list[str]) -> packaging.TranscodeOutput:
         """Every rung of every family from one ffmpeg run, timed into the encode metric."""
         started = time.perf_counter()
         output = ffmpeg_graphs.transcode(str(source), str(out_dir), info, rungs, families=families,
                                          timeout_s=self.ctx.cfg.platform.transcode_timeout_s, effort=self.effort(),
-                                         **self.thumbnails())
+                                         top_check=self.top_check(), **self.thumbnails())
         record_encode_time(time.perf_counter() - started, info.duration_s, rungs, families)
         return output
 
