@@ -99,6 +99,7 @@ from pertitle_bench import VMAF_SUBSAMPLE, bd_rate  # noqa: E402
 from longtail_common.config import Config  # noqa: E402
 from transcoder_svc import ffmpeg_graphs, ladder, pertitle  # noqa: E402
 from transcoder_svc import probe as probe_module  # noqa: E402  (this file has its own probe())
+from transcoder_svc.top_rung import TopRungCheck  # noqa: E402
 
 # ../shared/media beside the checkout (or beside its worktrees' folder: /work/wt/NAME -> /work/shared)
 SHARED = next((p for p in (ROOT.parent / "shared" / "media", ROOT.parents[1] / "shared" / "media") if p.is_dir()),
@@ -391,8 +392,14 @@ def peertube_ladder(clip: Clip, work: Path, from_source: bool = False) -> Ladder
                    "lower_rungs_from": "source" if from_source else "top rung"})
 
 
+# The rungs each clip's default ladder came out at (its top rung's CRF as the top rung check
+# left it): a codec upgrade encodes the ladder the first encode recorded, so do the popular ladders.
+RECORDED_RUNGS: dict[str, list] = {}
+
+
 def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.Effort, rate_control: str,
-                     per_title: bool = False) -> Ladder:
+                     per_title: bool = False, top_check: TopRungCheck | None = None,
+                     recorded: bool = False) -> Ladder:
     """Longtail's ladder of `family` as the transcoder encodes it (ladder.ladder_for,
     ffmpeg_graphs.transcode: one ffmpeg process for all rungs; `per_title`: the rungs the
     per-title analysis chooses, as a WholeVideoJob with transcoder.per_title, its CPU
@@ -408,9 +415,15 @@ def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.
                                           workdir=str(work / "analysis"), **PER_TITLE_CUT).rungs
     else:
         rungs = ladder.ladder_for(info, rate_control)
+    asked = rungs[-1].crf
+    if recorded and clip.source in RECORDED_RUNGS:
+        rungs = RECORDED_RUNGS[clip.source]
     result = ffmpeg_graphs.transcode(clip.source, str(out), info, rungs, families=(family,), storyboard=False,
-                                     poster=False, effort=effort)
+                                     poster=False, effort=effort, top_check=top_check)
     cpu, wall = cpu_children() - cpu0, time.monotonic() - t0
+    rungs = result.rungs
+    if top_check is not None:
+        RECORDED_RUNGS[clip.source] = rungs
     encoded = []
     for rendition, rung in zip(result.families[0].renditions, rungs):
         mp4 = work / f"longtail_{rendition.name}.mp4"
@@ -423,13 +436,16 @@ def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.
         encoded.append(Rung(rendition.name, rendition.width, rendition.height, str(mp4),
                             {**settings, **shown, "preset": effort.x264_preset_for(rung) if family == "h264" else
                              effort.svtav1_preset}))
-    return Ladder(encoded, cpu, wall, {"family": family})
+    checked = {"top_rung_crf_asked": asked, "top_rung_crf": rungs[-1].crf} if rungs[-1].crf else {}
+    return Ladder(encoded, cpu, wall, {"family": family, **checked})
 
 
 def longtail_default_ladder(clip: Clip, work: Path) -> Ladder:
     """Longtail's default ladder: H.264, the default rate control (transcoder.rate_control)
     and encoder effort, as every upload gets it."""
-    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), Config().transcoder.rate_control)
+    tc = Config().transcoder
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), tc.rate_control,
+                            top_check=TopRungCheck.from_config(tc))
 
 
 def longtail_previous_ladder(clip: Clip, work: Path) -> Ladder:
@@ -450,13 +466,17 @@ def longtail_pertitle_ladder(clip: Clip, work: Path) -> Ladder:
 def longtail_popular_ladder(clip: Clip, work: Path) -> Ladder:
     """Longtail's popular-video path, the H.264 every player gets: a codec upgrade
     re-encodes the default ladder's rungs at transcoder.popular_x264_preset."""
-    preset = Config().transcoder.popular_x264_preset
-    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort.popular(preset), Config().transcoder.rate_control)
+    tc = Config().transcoder
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort.popular(tc.popular_x264_preset, tc.popular_svtav1_preset),
+                            tc.rate_control, recorded=True)
 
 
 def longtail_popular_av1_ladder(clip: Clip, work: Path) -> Ladder:
-    """The popular-video path's added family (transcoder.popular_codecs: AV1), the same rungs."""
-    return _longtail_ladder(clip, work, "av1", ffmpeg_graphs.Effort(), Config().transcoder.rate_control)
+    """The popular-video path's added family (transcoder.popular_codecs: AV1), the same rungs,
+    at transcoder.popular_svtav1_preset."""
+    tc = Config().transcoder
+    return _longtail_ladder(clip, work, "av1", ffmpeg_graphs.Effort.popular(tc.popular_x264_preset, tc.popular_svtav1_preset),
+                            tc.rate_control, recorded=True)
 
 
 LADDERS = {"peertube": None, "longtail_default": longtail_default_ladder, "longtail_previous": longtail_previous_ladder,
@@ -586,6 +606,8 @@ def write(args, clips: dict, started: float, final: bool) -> None:
                      "longtail_constant_quality": {p: {"crf": c, "cap_bpp": b} for p, (c, b) in ladder.CONSTANT_QUALITY.items()},
                      "longtail_effort": dataclasses.asdict(ffmpeg_graphs.Effort()),
                      "longtail_popular_x264_preset": Config().transcoder.popular_x264_preset,
+                     "longtail_popular_svtav1_preset": Config().transcoder.popular_svtav1_preset,
+                     "longtail_top_rung_check": dataclasses.asdict(TopRungCheck.from_config(Config().transcoder) or TopRungCheck()),
                      "cpu_hour_usd": args.cpu_hour_usd, "cpu_repeats": args.cpu_repeats},
         "issue_29_reported_bd_rate": ISSUE_29_BD_RATE,
         "complete": final, "summary": summarize(clips), "bench_wall_s": round(time.monotonic() - started, 1),

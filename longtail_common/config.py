@@ -174,6 +174,9 @@ class TranscoderConfig:
     # at the cheapest CDN price, 370-4,700 at origin prices (bench/peer_bench.py;
     # BENCHMARKS.md "Fewer bits than PeerTube").
     popular_x264_preset: str = "slow"
+    # ... and encodes the added AV1 at this SVT-AV1 preset (0 slowest .. 13 fastest; a first
+    # encode configured with AV1 in `codecs` takes LONGTAIL_SVTAV1_PRESET, 10). POPULAR_SVTAV1_NOTE
+    popular_svtav1_preset: int = 8
     # The top rung's check (transcoder_svc/top_rung.py): after a first encode, its top H.264
     # rung is scored (VMAF against the source, every top_rung_vmaf_subsample-th frame) and,
     # under top_rung_min_vmaf, encoded once more at the CRF estimated to reach it (VMAF per

@@ -30,7 +30,8 @@ def test_a_top_rung_at_the_goal_or_that_cannot_gain_is_kept():
     assert check.retry_crf(0.0, 80.0, 1e6, 3e6) is None  # an average-bitrate rung: no CRF to lower
     assert check.retry_crf(18.0, 85.0, 1e6, 3e6) is None  # at the floor already
     assert check.retry_crf(23.0, 85.0, 2.9e6, 3e6) is None  # its cap binds: a lower CRF buys nothing
-    assert check.retry_crf(23.0, 60.0, 1e6, 3e6) == 18.0  # far short: bounded by the floor
+    assert check.retry_crf(23.0, 86.0, 1e6, 3e6) == 18.0  # far short: bounded by the floor
+    assert check.retry_crf(23.0, 60.0, 1e6, 3e6) is None  # implausibly short: a measurement error, not a CRF
 
 
 def test_the_check_is_on_by_default_and_config_can_turn_it_off():
@@ -63,7 +64,7 @@ def clip(tmp_path_factory) -> tuple[str, probe.MediaInfo]:
 
 # A goal no encode reaches (VMAF 100 is a perfect copy): the check must redo the top rung,
 # here at its floor (a slope that small asks for far more than the floor).
-UNREACHABLE = TopRungCheck(min_vmaf=100.0, vmaf_per_crf=0.01, min_crf=12.0, subsample=2)
+UNREACHABLE = TopRungCheck(min_vmaf=100.0, vmaf_per_crf=0.01, min_crf=12.0, subsample=2, max_shortfall=100.0)
 EASY = TopRungCheck(min_vmaf=1.0)
 
 

@@ -10,6 +10,7 @@ Bunny's 720p measured 1.1-1.2 between CRF 23 and 21), bounded by `min_crf`, and 
 rung (of every family encoded with it) is encoded again at that CRF before anything is
 packaged or stored. Once only: the re-encode is not scored again. Where the rung's VBV cap
 already binds (content too hard for the cap), a lower CRF buys nothing and nothing is redone.
+A score more than `max_shortfall` under the goal is not trusted to steer the CRF.
 
 This module decides; the graphs it runs (score, re-encode) are ffmpeg_graphs'.
 """
@@ -27,6 +28,11 @@ class TopRungCheck:
     subsample: int = 4
     # The rung averages at least this share of its peak cap: the cap, not the CRF, sets its bits.
     cap_bound_share: float = 0.9
+    # Further below the goal than this, the score is not trusted to steer the CRF: a capped
+    # x264 CRF 23 rung scores 88-98 on the bench clips, and frames paired wrongly (a variable
+    # frame rate the encode evened out) score far lower; the rung is kept rather than paid
+    # the floor's bits for a measurement error.
+    max_shortfall: float = 8.0
 
     @classmethod
     def from_config(cls, tc) -> TopRungCheck | None:
@@ -42,8 +48,9 @@ class TopRungCheck:
     def retry_crf(self, crf: float, vmaf: float, average_bps: float, cap_bps: float) -> float | None:
         """The x264 CRF to encode the top rung at again, or None to keep it: it reached
         `min_vmaf`, it is not constant quality (`crf` 0), the CRF is at the floor already, or
-        its cap binds (`average_bps` near `cap_bps`). Rounded down to a half step."""
-        if crf <= 0 or vmaf >= self.min_vmaf or crf <= self.min_crf:
+        its cap binds (`average_bps` near `cap_bps`), or the score is implausibly low
+        (`max_shortfall`). Rounded down to a half step."""
+        if crf <= 0 or vmaf >= self.min_vmaf or crf <= self.min_crf or vmaf < self.min_vmaf - self.max_shortfall:
             return None
         if cap_bps > 0 and average_bps >= self.cap_bound_share * cap_bps:
             return None

@@ -67,6 +67,14 @@ def popular_x264_preset(cfg: Config) -> str:
     return preset
 
 
+def popular_svtav1_preset(cfg: Config) -> int:
+    """transcoder.popular_svtav1_preset, validated: an SVT-AV1 preset, 0..13."""
+    preset = cfg.transcoder.popular_svtav1_preset
+    if isinstance(preset, bool) or not isinstance(preset, int) or not 0 <= preset <= 13:
+        raise ValueError(f"transcoder.popular_svtav1_preset: {preset!r} is not an SVT-AV1 preset (0..13)")
+    return preset
+
+
 def scratch_root(cfg: Config) -> pathlib.Path:
     """Where every worker on this machine keeps its scratch folder, named by its pid."""
     return cfg.data_path / "scratch" / "transcoder"
@@ -144,9 +152,11 @@ class Job:
 
     def effort(self) -> ffmpeg_graphs.Effort:
         """How hard the encoders work: a codec upgrade (placement expects the video to be
-        popular, so many views share each byte saved) re-encodes H.264 at the slower preset."""
-        if self.added and H264 in self.added:
-            return ffmpeg_graphs.Effort.popular(popular_x264_preset(self.ctx.cfg))
+        popular, so many views share each byte saved) re-encodes H.264 and encodes the added
+        families at the slower presets."""
+        if self.added:
+            return ffmpeg_graphs.Effort.popular(popular_x264_preset(self.ctx.cfg) or ffmpeg_graphs.X264_PRESET,
+                                                popular_svtav1_preset(self.ctx.cfg))
         return ffmpeg_graphs.Effort()
 
     def top_check(self) -> TopRungCheck | None:
