@@ -175,7 +175,10 @@ class TranscoderConfig:
     # BENCHMARKS.md "Fewer bits than PeerTube").
     popular_x264_preset: str = "slow"
     # ... and encodes the added AV1 at this SVT-AV1 preset (0 slowest .. 13 fastest; a first
-    # encode configured with AV1 in `codecs` takes LONGTAIL_SVTAV1_PRESET, 10). POPULAR_SVTAV1_NOTE
+    # encode configured with AV1 in `codecs` takes LONGTAIL_SVTAV1_PRESET, 10). 8: on friday,
+    # BBB and cockatoo (6 s) -21 % bits against the default H.264 ladder at equal VMAF, where 10
+    # gave -13 %, for 1.2-1.5x its CPU (10: 0.6-0.75x; 6: -27 % at 1.9-2.2x): BENCHMARKS.md
+    # "Fewer bits than PeerTube".
     popular_svtav1_preset: int = 8
     # The top rung's check (transcoder_svc/top_rung.py): after a first encode, its top H.264
     # rung is scored (VMAF against the source, every top_rung_vmaf_subsample-th frame) and,
