@@ -56,14 +56,18 @@ Longtail's ladders, as the transcoder encodes them (ladder.ladder_for, ffmpeg_gr
 one ffmpeg process for all rungs, no per-title analysis), each rung remuxed to one MP4:
 - longtail_default: every upload's: transcoder.rate_control (constant quality: an x264 CRF
   per rung under a bits-per-pixel cap, ladder.CONSTANT_QUALITY) at the default
-  ffmpeg_graphs.Effort (x264 veryfast, slower presets on the small rungs);
+  ffmpeg_graphs.Effort (x264 veryfast, slower presets on the small rungs), and the top rung
+  check (transcoder.top_rung_min_vmaf: the top rung re-encoded where under VMAF 93);
+- longtail_unchecked: the default without its top rung check (transcoder.top_rung_min_vmaf
+  0; the default's top rung is scored against the source and re-encoded at a lower CRF where
+  under VMAF 93: transcoder_svc/top_rung.py, its CPU counted in longtail_default's);
 - longtail_previous: the default before issue 29, fixed average bitrates (rate control
   "average");
 - longtail_pertitle: per-title encoding (transcoder.per_title) with its analysis cut
   (PER_TITLE_CUT), the analysis's CPU counted with the ladder's;
 - longtail_popular / longtail_popular_av1: the popular-video path (a codec upgrade): the same
-  rungs re-encoded in H.264 at transcoder.popular_x264_preset, and in AV1
-  (transcoder.popular_codecs). Against longtail_default: BD-rate, and what the encode buys
+  rungs (as the default's check left them) re-encoded in H.264 at transcoder.popular_x264_preset,
+  and in AV1 (transcoder.popular_codecs) at transcoder.popular_svtav1_preset. Against longtail_default: BD-rate, and what the encode buys
   (`popular_economics`: bytes saved per view per CPU-second, break-even views at the
   cheapest CDN price and at origin egress, codec_bench's cost model and CPU price).
 Every ladder is encoded `--cpu-repeats` times (in turn) and its least CPU kept: on the shared
@@ -448,6 +452,12 @@ def longtail_default_ladder(clip: Clip, work: Path) -> Ladder:
                             top_check=TopRungCheck.from_config(tc))
 
 
+def longtail_unchecked_ladder(clip: Clip, work: Path) -> Ladder:
+    """The default ladder without the top rung check (transcoder.top_rung_min_vmaf = 0): what
+    the check costs and buys, same run."""
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), Config().transcoder.rate_control)
+
+
 def longtail_previous_ladder(clip: Clip, work: Path) -> Ladder:
     """Longtail's default ladder before issue 29: fixed average bitrates per rung."""
     return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), "average")
@@ -480,6 +490,7 @@ def longtail_popular_av1_ladder(clip: Clip, work: Path) -> Ladder:
 
 
 LADDERS = {"peertube": None, "longtail_default": longtail_default_ladder, "longtail_previous": longtail_previous_ladder,
+           "longtail_unchecked": longtail_unchecked_ladder,
            "longtail_popular": longtail_popular_ladder, "longtail_popular_av1": longtail_popular_av1_ladder,
            "longtail_pertitle": longtail_pertitle_ladder}
 POPULAR = ("longtail_popular", "longtail_popular_av1")
