@@ -111,3 +111,23 @@ def test_chunk_encode_redoes_its_own_short_top_rung(tmp_path, clip):
     assert size[top.name] > kept_size[top.name] * 1.2
     assert all(size[r.name] == kept_size[r.name] for r in rungs[:-1])
     assert not (Path(tmp_path / "redone") / ".top_rung").exists()
+
+
+def test_a_codec_upgrade_encodes_av1_at_the_popular_preset():
+    from transcoder_svc.jobs.base import popular_svtav1_preset
+
+    class Ctx:
+        cfg = Config()
+
+    job = Job.__new__(Job)
+    job.ctx, job.added = Ctx(), []
+    assert job.effort().svtav1_preset == ffmpeg_graphs.SVTAV1_PRESET  # a first encode: the fast default
+    job.added = ["av1"]  # an upgrade adding only AV1 (no H.264 re-encode) still takes the slower AV1
+    assert job.effort().svtav1_preset == Config().transcoder.popular_svtav1_preset == 8
+    args = ffmpeg_graphs.encoder_args("av1", ladder.ladder_for(probe.MediaInfo(
+        width=1280, height=720, rotation=0, duration_s=10.0, frame_rate=30.0, video_codec="h264",
+        video_stream_index=0, has_audio=False, audio_stream_index=-1)), 30.0, effort=job.effort())
+    assert args[args.index("-preset") + 1] == "8"
+    with pytest.raises(ValueError, match="popular_svtav1_preset"):
+        popular_svtav1_preset(dataclasses.replace(Config(), transcoder=dataclasses.replace(
+            Config().transcoder, popular_svtav1_preset=14)))
