@@ -56,14 +56,18 @@ Longtail's ladders, as the transcoder encodes them (ladder.ladder_for, ffmpeg_gr
 one ffmpeg process for all rungs, no per-title analysis), each rung remuxed to one MP4:
 - longtail_default: every upload's: transcoder.rate_control (constant quality: an x264 CRF
   per rung under a bits-per-pixel cap, ladder.CONSTANT_QUALITY) at the default
-  ffmpeg_graphs.Effort (x264 veryfast, slower presets on the small rungs);
+  ffmpeg_graphs.Effort (x264 veryfast, slower presets on the small rungs), and the top rung
+  check (transcoder.top_rung_min_vmaf: the top rung re-encoded where under VMAF 93);
+- longtail_unchecked: the default without its top rung check (transcoder.top_rung_min_vmaf
+  0; the default's top rung is scored against the source and re-encoded at a lower CRF where
+  under VMAF 93: transcoder_svc/top_rung.py, its CPU counted in longtail_default's);
 - longtail_previous: the default before issue 29, fixed average bitrates (rate control
   "average");
 - longtail_pertitle: per-title encoding (transcoder.per_title) with its analysis cut
   (PER_TITLE_CUT), the analysis's CPU counted with the ladder's;
 - longtail_popular / longtail_popular_av1: the popular-video path (a codec upgrade): the same
-  rungs re-encoded in H.264 at transcoder.popular_x264_preset, and in AV1
-  (transcoder.popular_codecs). Against longtail_default: BD-rate, and what the encode buys
+  rungs (as the default's check left them) re-encoded in H.264 at transcoder.popular_x264_preset,
+  and in AV1 (transcoder.popular_codecs) at transcoder.popular_svtav1_preset. Against longtail_default: BD-rate, and what the encode buys
   (`popular_economics`: bytes saved per view per CPU-second, break-even views at the
   cheapest CDN price and at origin egress, codec_bench's cost model and CPU price).
 Every ladder is encoded `--cpu-repeats` times (in turn) and its least CPU kept: on the shared
@@ -99,8 +103,11 @@ from pertitle_bench import VMAF_SUBSAMPLE, bd_rate  # noqa: E402
 from longtail_common.config import Config  # noqa: E402
 from transcoder_svc import ffmpeg_graphs, ladder, pertitle  # noqa: E402
 from transcoder_svc import probe as probe_module  # noqa: E402  (this file has its own probe())
+from transcoder_svc.top_rung import TopRungCheck  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "media"
+# ../shared/media beside the checkout (or beside its worktrees' folder: /work/wt/NAME -> /work/shared)
+SHARED = next((p for p in (ROOT.parent / "shared" / "media", ROOT.parents[1] / "shared" / "media") if p.is_dir()),
+              ROOT.parent / "shared" / "media")
 # ../shared/media's main set (media/SOURCES.md #1-#10; #11 is the deliberately truncated file).
 MAIN_SET = {
     "cockatoo_720p": "cockatoo_720p_h264.mp4",
@@ -389,8 +396,14 @@ def peertube_ladder(clip: Clip, work: Path, from_source: bool = False) -> Ladder
                    "lower_rungs_from": "source" if from_source else "top rung"})
 
 
+# The rungs each clip's default ladder came out at (its top rung's CRF as the top rung check
+# left it): a codec upgrade encodes the ladder the first encode recorded, so do the popular ladders.
+RECORDED_RUNGS: dict[str, list] = {}
+
+
 def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.Effort, rate_control: str,
-                     per_title: bool = False) -> Ladder:
+                     per_title: bool = False, top_check: TopRungCheck | None = None,
+                     recorded: bool = False) -> Ladder:
     """Longtail's ladder of `family` as the transcoder encodes it (ladder.ladder_for,
     ffmpeg_graphs.transcode: one ffmpeg process for all rungs; `per_title`: the rungs the
     per-title analysis chooses, as a WholeVideoJob with transcoder.per_title, its CPU
@@ -406,9 +419,15 @@ def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.
                                           workdir=str(work / "analysis"), **PER_TITLE_CUT).rungs
     else:
         rungs = ladder.ladder_for(info, rate_control)
+    asked = rungs[-1].crf
+    if recorded and clip.source in RECORDED_RUNGS:
+        rungs = RECORDED_RUNGS[clip.source]
     result = ffmpeg_graphs.transcode(clip.source, str(out), info, rungs, families=(family,), storyboard=False,
-                                     poster=False, effort=effort)
+                                     poster=False, effort=effort, top_check=top_check)
     cpu, wall = cpu_children() - cpu0, time.monotonic() - t0
+    rungs = result.rungs
+    if top_check is not None:
+        RECORDED_RUNGS[clip.source] = rungs
     encoded = []
     for rendition, rung in zip(result.families[0].renditions, rungs):
         mp4 = work / f"longtail_{rendition.name}.mp4"
@@ -421,12 +440,21 @@ def _longtail_ladder(clip: Clip, work: Path, family: str, effort: ffmpeg_graphs.
         encoded.append(Rung(rendition.name, rendition.width, rendition.height, str(mp4),
                             {**settings, **shown, "preset": effort.x264_preset_for(rung) if family == "h264" else
                              effort.svtav1_preset}))
-    return Ladder(encoded, cpu, wall, {"family": family})
+    checked = {"top_rung_crf_asked": asked, "top_rung_crf": rungs[-1].crf} if rungs[-1].crf else {}
+    return Ladder(encoded, cpu, wall, {"family": family, **checked})
 
 
 def longtail_default_ladder(clip: Clip, work: Path) -> Ladder:
     """Longtail's default ladder: H.264, the default rate control (transcoder.rate_control)
     and encoder effort, as every upload gets it."""
+    tc = Config().transcoder
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), tc.rate_control,
+                            top_check=TopRungCheck.from_config(tc))
+
+
+def longtail_unchecked_ladder(clip: Clip, work: Path) -> Ladder:
+    """The default ladder without the top rung check (transcoder.top_rung_min_vmaf = 0): what
+    the check costs and buys, same run."""
     return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), Config().transcoder.rate_control)
 
 
@@ -448,16 +476,21 @@ def longtail_pertitle_ladder(clip: Clip, work: Path) -> Ladder:
 def longtail_popular_ladder(clip: Clip, work: Path) -> Ladder:
     """Longtail's popular-video path, the H.264 every player gets: a codec upgrade
     re-encodes the default ladder's rungs at transcoder.popular_x264_preset."""
-    preset = Config().transcoder.popular_x264_preset
-    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort.popular(preset), Config().transcoder.rate_control)
+    tc = Config().transcoder
+    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort.popular(tc.popular_x264_preset, tc.popular_svtav1_preset),
+                            tc.rate_control, recorded=True)
 
 
 def longtail_popular_av1_ladder(clip: Clip, work: Path) -> Ladder:
-    """The popular-video path's added family (transcoder.popular_codecs: AV1), the same rungs."""
-    return _longtail_ladder(clip, work, "av1", ffmpeg_graphs.Effort(), Config().transcoder.rate_control)
+    """The popular-video path's added family (transcoder.popular_codecs: AV1), the same rungs,
+    at transcoder.popular_svtav1_preset."""
+    tc = Config().transcoder
+    return _longtail_ladder(clip, work, "av1", ffmpeg_graphs.Effort.popular(tc.popular_x264_preset, tc.popular_svtav1_preset),
+                            tc.rate_control, recorded=True)
 
 
 LADDERS = {"peertube": None, "longtail_default": longtail_default_ladder, "longtail_previous": longtail_previous_ladder,
+           "longtail_unchecked": longtail_unchecked_ladder,
            "longtail_popular": longtail_popular_ladder, "longtail_popular_av1": longtail_popular_av1_ladder,
            "longtail_pertitle": longtail_pertitle_ladder}
 POPULAR = ("longtail_popular", "longtail_popular_av1")
@@ -584,6 +617,8 @@ def write(args, clips: dict, started: float, final: bool) -> None:
                      "longtail_constant_quality": {p: {"crf": c, "cap_bpp": b} for p, (c, b) in ladder.CONSTANT_QUALITY.items()},
                      "longtail_effort": dataclasses.asdict(ffmpeg_graphs.Effort()),
                      "longtail_popular_x264_preset": Config().transcoder.popular_x264_preset,
+                     "longtail_popular_svtav1_preset": Config().transcoder.popular_svtav1_preset,
+                     "longtail_top_rung_check": dataclasses.asdict(TopRungCheck.from_config(Config().transcoder) or TopRungCheck()),
                      "cpu_hour_usd": args.cpu_hour_usd, "cpu_repeats": args.cpu_repeats},
         "issue_29_reported_bd_rate": ISSUE_29_BD_RATE,
         "complete": final, "summary": summarize(clips), "bench_wall_s": round(time.monotonic() - started, 1),

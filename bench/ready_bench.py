@@ -38,14 +38,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from chunked_bench import worker_cpu_s  # noqa: E402
-from longtail_cli.cli import make_test_clip, upload_file  # noqa: E402
+from longtail_cli.cli import local_api_token, make_test_clip, upload_file  # noqa: E402
 from longtail_cli.launcher import Platform, free_port  # noqa: E402
 from longtail_common.config import Config  # noqa: E402
 from machine import cpu_model, ffmpeg_version  # noqa: E402  (bench/machine.py)
 from transcoder_svc import ffmpeg_graphs  # noqa: E402
 
 MODES = {"previous": {"rate_control": "average"}, "default": {}}
-COCKATOO = ROOT.parent / "shared" / "media" / "cockatoo_720p_h264.mp4"
+# ../shared/media beside the checkout (or beside its worktrees' folder: /work/wt/NAME -> /work/shared)
+COCKATOO = next((p for p in (ROOT.parent / "shared" / "media", ROOT.parents[1] / "shared" / "media") if p.is_dir()),
+                ROOT.parent / "shared" / "media") / "cockatoo_720p_h264.mp4"
 TARGET_SLOWDOWN = 1.2
 
 
@@ -68,7 +70,8 @@ def one_run(mode: str, clip: pathlib.Path, work: pathlib.Path, run_no: int) -> d
     plat.start(timeout_s=120)
     load = os.getloadavg()
     try:
-        with httpx.Client(timeout=60) as client:
+        token = local_api_token(cfg, "bench")  # uploading needs an account
+        with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
             base = plat.gateway_url
             wpids = [p.pid for n, p in plat.procs.items() if n.startswith("transcoder-")]
             cpu0 = sum(worker_cpu_s(p) for p in wpids)

@@ -174,6 +174,23 @@ class TranscoderConfig:
     # at the cheapest CDN price, 370-4,700 at origin prices (bench/peer_bench.py;
     # BENCHMARKS.md "Fewer bits than PeerTube").
     popular_x264_preset: str = "slow"
+    # ... and encodes the added AV1 at this SVT-AV1 preset (0 slowest .. 13 fastest; a first
+    # encode configured with AV1 in `codecs` takes LONGTAIL_SVTAV1_PRESET, 10). 8: on friday,
+    # BBB and cockatoo (6 s) -21 % bits against the default H.264 ladder at equal VMAF, where 10
+    # gave -13 %, for 1.2-1.5x its CPU (10: 0.6-0.75x; 6: -27 % at 1.9-2.2x): BENCHMARKS.md
+    # "Fewer bits than PeerTube".
+    popular_svtav1_preset: int = 8
+    # The top rung's check (transcoder_svc/top_rung.py): after a first encode, its top H.264
+    # rung is scored (VMAF against the source, every top_rung_vmaf_subsample-th frame) and,
+    # under top_rung_min_vmaf, encoded once more at the CRF estimated to reach it (VMAF per
+    # CRF step top_rung_vmaf_per_crf, not below top_rung_min_crf) before anything is stored.
+    # 93: issue 29's floor for the rung big screens get; 0 = no check. It costs a VMAF pass
+    # per upload and a top-rung encode where it falls short (BENCHMARKS.md "Fewer bits than
+    # PeerTube").
+    top_rung_min_vmaf: float = 93.0
+    top_rung_vmaf_per_crf: float = 1.0
+    top_rung_min_crf: float = 18.0
+    top_rung_vmaf_subsample: int = 4
     # Automatic captions: once a video with sound is READY, placement asks the transcoders
     # (a job on transcode.requests) to transcribe its speech into a caption marked
     # automatic, in asr_language. Off by default: the offline engine's English model is far

@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,7 @@ from transcoder_svc.ladder import (
 from transcoder_svc.metrics import encode_step, step
 from transcoder_svc.packaging import TranscodeOutput, add_storyboard, package_families
 from transcoder_svc.probe import MediaError, MediaInfo, letterbox
+from transcoder_svc.top_rung import TopRungCheck
 
 # Speed knobs, sized for a 2-core worker; configurable per deployment.
 X264_PRESET = os.environ.get("LONGTAIL_X264_PRESET", "veryfast")
@@ -141,10 +143,11 @@ class Effort:
         return next((p for n, p in self.x264_small_presets if short <= n), self.x264_preset)
 
     @classmethod
-    def popular(cls, x264_preset: str) -> Effort:
+    def popular(cls, x264_preset: str, svtav1_preset: int = SVTAV1_PRESET) -> Effort:
         """A codec upgrade's: every H.264 rung at `x264_preset` (psy=0 as every rung of the
-        default ladder: with it, slow measured 8 points of BD-rate worse on VMAF)."""
-        return cls(x264_preset=x264_preset, x264_small_presets=(), x264_params="psy=0")
+        default ladder: with it, slow measured 8 points of BD-rate worse on VMAF), AV1 at
+        `svtav1_preset` (transcoder.popular_svtav1_preset)."""
+        return cls(x264_preset=x264_preset, x264_small_presets=(), x264_params="psy=0", svtav1_preset=svtav1_preset)
 
 
 def encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = None,
@@ -293,7 +296,10 @@ def build_command(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fa
 
 def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families=("h264",),
               timeout_s: float = 3600, storyboard: bool = True, poster: bool = True,
-              effort: Effort = Effort()) -> TranscodeOutput:
+              effort: Effort = Effort(), top_check: TopRungCheck | None = None) -> TranscodeOutput:
+    """The ladder (`build_command`), packaged, with storyboard, poster and preview.
+    `top_check`: the top H.264 rung is scored and, short of its goal, encoded again before
+    packaging (`_check_top_rung`); the result's `rungs` are the rungs as encoded."""
     for family in families:
         if family not in CODEC_FAMILIES:
             raise ValueError(f"unknown codec family {family!r}; one of {CODEC_FAMILIES}")
@@ -304,8 +310,25 @@ def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], famili
     sb = storyboard_for(info) if storyboard else None
     with encode_step("encode", out_dir, families, rungs):
         run(build_command(src, out_dir, info, rungs, families, storyboard=sb, effort=effort), timeout_s, "transcoding")
+    if top_check is not None and "h264" in families:
+        def encoded(rung: Rung) -> tuple[str, float]:
+            folder = out / "h264" / rung.name
+            size = sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".m4s")
+            return str(folder / "playlist.m3u8"), size * 8 / max(info.duration_s, 1e-3)
+
+        def reencode(new_top: Rung) -> None:  # every family's top rung, into the place of the first
+            redo = out / ".top_rung"
+            run(build_command(src, str(redo), info, [new_top], families, audio=False, effort=effort), timeout_s,
+                "re-encoding the top rung")
+            for family in families:
+                shutil.rmtree(out / family / new_top.name)
+                shutil.move(str(redo / family / new_top.name), str(out / family / new_top.name))
+            shutil.rmtree(redo)
+
+        rungs = _check_top_rung(src, info, rungs, top_check, encoded, reencode, str(out), timeout_s)
     with step("package"):
         result = package_families(out, info, rungs, families)
+    result.rungs = list(rungs)
     if sb and (out / "thumbs" / "storyboard.jpg").exists():
         with step("storyboard", **{"longtail.storyboard.sprite_from": "encode"}):  # its cues; the encode drew it
             add_storyboard(result, out, sb)
@@ -355,9 +378,12 @@ def _poster(src: str, out: Path, info: MediaInfo, result: TranscodeOutput, timeo
 
 
 def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families, start_s: float,
-                 duration_s: float, timeout_s: float = 3600, effort: Effort = Effort()) -> dict[str, dict[str, str]]:
+                 duration_s: float, timeout_s: float = 3600, effort: Effort = Effort(),
+                 top_check: TopRungCheck | None = None) -> dict[str, dict[str, str]]:
     """Encodes [start, start+duration) of the video (duration 0: to the end) into one
-    video-only MP4 per (family, rung), from one decode. Returns family -> rung -> path."""
+    video-only MP4 per (family, rung), from one decode. Returns family -> rung -> path.
+    `top_check`: this chunk's top H.264 rung is scored and, short of its goal, encoded
+    again (`_check_top_rung`), so each chunk's top rung gets the CRF its own content needs."""
     if not rungs:
         raise MediaError("no rendition fits this video's size")
     fps = min(info.frame_rate or 30.0, MAX_FRAME_RATE)
@@ -379,7 +405,45 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
             paths.setdefault(family, {})[r.name] = path
     with encode_step("encode chunk", out_dir, families, rungs):
         run(command(*outputs), timeout_s, "transcoding a chunk")
+    if top_check is not None and "h264" in families:
+        length = duration_s if duration_s > 0 else max(info.duration_s - start_s, 1e-3)
+
+        def encoded(rung: Rung) -> tuple[str, float]:
+            path = paths["h264"][rung.name]
+            return path, os.path.getsize(path) * 8 / length
+
+        def reencode(new_top: Rung) -> None:
+            redo = os.path.join(out_dir, ".top_rung")
+            again = encode_chunk(src, redo, info, [new_top], families, start_s, duration_s, timeout_s, effort)
+            for family in families:
+                os.replace(again[family][new_top.name], paths[family][new_top.name])
+            shutil.rmtree(redo)
+
+        _check_top_rung(src, info, rungs, top_check, encoded, reencode, out_dir, timeout_s,
+                        window=(start_s, duration_s))
     return paths
+
+
+def _check_top_rung(src: str, info: MediaInfo, rungs: list[Rung], check: TopRungCheck, encoded, reencode,
+                    workdir: str, timeout_s: float, window: tuple[float, float] = (0.0, 0.0)) -> list[Rung]:
+    """The "top rung check" step: scores the top H.264 rung (`encoded(rung)` -> its file and
+    average bits per second) against the source, and where `check.retry_crf` asks for a lower
+    CRF calls `reencode(rung at that CRF)`. Returns the rungs as encoded."""
+    top = top_rung(rungs)
+    if top.crf <= 0:
+        return rungs  # an average-bitrate (per-title) ladder: its rates were chosen by VMAF already
+    with step("top rung check", **{"longtail.rung": top.name, "longtail.crf": top.crf}) as span:
+        path, average_bps = encoded(top)
+        vmaf = rung_vmaf(path, src, info, top, workdir, subsample=check.subsample, window=window,
+                         timeout_s=timeout_s)
+        crf = check.retry_crf(top.crf, vmaf, average_bps, top.bitrate_for("h264", top=True))
+        span.set_attributes({"longtail.vmaf": round(vmaf, 2), "longtail.bitrate_bps": int(average_bps),
+                             "longtail.retry_crf": crf or 0.0})
+        if crf is None:
+            return rungs
+        new_top = dataclasses.replace(top, crf=crf)
+        reencode(new_top)
+    return [new_top if r is top else r for r in rungs]
 
 
 def detect_crop(src: str, info: MediaInfo, workdir: str, timeout_s: float = 600) -> MediaInfo:
@@ -501,6 +565,32 @@ def _frames_by_index(stream):
     container that rounds timestamps (WebM's milliseconds, a remuxed fMP4) would pair a
     frame with its neighbour and cost many points."""
     return stream.filter("format", "yuv420p").filter("settb", "AVTB").filter("setpts", "N")
+
+
+def rung_vmaf(encoded: str, src: str, info: MediaInfo, rung: Rung, workdir: str, subsample: int = 1,
+              window: tuple[float, float] = (0.0, 0.0), timeout_s: float = 1800) -> float:
+    """Mean VMAF (vmaf_v0.6.1) of an encoded rung against the source picture it was made
+    from: the source (its `window` (start, length; 0: to the end) as `encode_chunk` cuts
+    it) at the ladder's frame rate, inside its black bars, scaled to the rung's size as the
+    ladder scales it. Frames are paired by index (`_frames_by_index`)."""
+    start, length = window
+    cut = {"ss": f"{start:.6f}"} if start > 0 else {}
+    if length > 0:
+        cut["t"] = f"{length:.6f}"
+    ref = ffmpeg.input(src, **cut)[str(info.video_stream_index)]
+    if info.frame_rate > MAX_FRAME_RATE:
+        ref = ref.filter("fps", MAX_FRAME_RATE)
+    if info.crop:
+        ref = ref.filter("crop", *info.crop)
+    ref = ref.filter("scale", rung.width, rung.height, flags="bicubic")
+    log = os.path.join(workdir, f"vmaf_top_{rung.name}.json")
+    scores = ffmpeg.filter([_frames_by_index(ffmpeg.input(encoded)["v"]), _frames_by_index(ref)], "libvmaf",
+                           n_threads=VMAF_THREADS, n_subsample=subsample, log_fmt="json", log_path=log)
+    run(command(scores.output("-", format="null")), timeout_s, "scoring the top rung")
+    with open(log) as fh:
+        vmaf = float(json.load(fh)["pooled_metrics"]["vmaf"]["mean"])
+    os.unlink(log)  # not an output: the store uploads every file of the output folder
+    return vmaf
 
 
 def vmaf_many(distorted: list[str], reference: str, width: int, height: int, workdir: str,

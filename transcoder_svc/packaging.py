@@ -63,6 +63,8 @@ class TranscodeOutput:
     preview_width: int = 0
     preview_height: int = 0
     duration_s: float = 0.0
+    # The rungs as encoded (the top one's CRF lowered by a top rung check); [] = as asked.
+    rungs: list[Rung] = field(default_factory=list)
 
     @property
     def renditions(self) -> list[RenditionOutput]:

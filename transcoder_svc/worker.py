@@ -32,8 +32,8 @@ from longtail_common.runtime import setup_logging
 from longtail_common.service import Backends, Consumer, Needs, Running, run_service
 from transcoder_svc.jobs import outputs
 from transcoder_svc.jobs.audio_tracks import AudioTrackJob
-from transcoder_svc.jobs.base import (Job, Result, WorkerContext, popular_x264_preset, rate_control,
-                                      remove_dead_workers_scratch)
+from transcoder_svc.jobs.base import (Job, Result, WorkerContext, popular_svtav1_preset, popular_x264_preset,
+                                      rate_control, remove_dead_workers_scratch)
 from transcoder_svc.jobs.captions import automatic_caption
 from transcoder_svc.jobs.chunked import ChunkJob
 from transcoder_svc.jobs.downloads import DownloadsJob, auto_downloads
@@ -219,6 +219,7 @@ def serve(cfg: Config) -> None:
     popular_codecs(cfg)
     rate_control(cfg)
     popular_x264_preset(cfg)
+    popular_svtav1_preset(cfg)
     remove_dead_workers_scratch(cfg)
     status = {"worker_id": f"{socket.gethostname()}-{os.getpid()}", "current_video_id": "", "jobs_done": 0, "jobs_failed": 0}
 

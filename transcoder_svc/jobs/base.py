@@ -23,6 +23,7 @@ from transcoder_svc import ffmpeg_graphs, ladder, packaging, probe
 from transcoder_svc.jobs import outputs
 from transcoder_svc.jobs.families import H264
 from transcoder_svc.metrics import record_encode_time, step
+from transcoder_svc.top_rung import TopRungCheck
 
 log = logging.getLogger("transcoder_svc")
 
@@ -63,6 +64,14 @@ def popular_x264_preset(cfg: Config) -> str:
     preset = cfg.transcoder.popular_x264_preset
     if preset and preset not in X264_PRESETS:
         raise ValueError(f"transcoder.popular_x264_preset: {preset!r} is not one of {list(X264_PRESETS)}")
+    return preset
+
+
+def popular_svtav1_preset(cfg: Config) -> int:
+    """transcoder.popular_svtav1_preset, validated: an SVT-AV1 preset, 0..13."""
+    preset = cfg.transcoder.popular_svtav1_preset
+    if isinstance(preset, bool) or not isinstance(preset, int) or not 0 <= preset <= 13:
+        raise ValueError(f"transcoder.popular_svtav1_preset: {preset!r} is not an SVT-AV1 preset (0..13)")
     return preset
 
 
@@ -143,10 +152,17 @@ class Job:
 
     def effort(self) -> ffmpeg_graphs.Effort:
         """How hard the encoders work: a codec upgrade (placement expects the video to be
-        popular, so many views share each byte saved) re-encodes H.264 at the slower preset."""
-        if self.added and H264 in self.added:
-            return ffmpeg_graphs.Effort.popular(popular_x264_preset(self.ctx.cfg))
+        popular, so many views share each byte saved) re-encodes H.264 and encodes the added
+        families at the slower presets."""
+        if self.added:
+            return ffmpeg_graphs.Effort.popular(popular_x264_preset(self.ctx.cfg) or ffmpeg_graphs.X264_PRESET,
+                                                popular_svtav1_preset(self.ctx.cfg))
         return ffmpeg_graphs.Effort()
+
+    def top_check(self) -> TopRungCheck | None:
+        """A first encode's top rung check (transcoder.top_rung_min_vmaf). Not an upgrade's:
+        it encodes the recorded ladder, whose top CRF the first encode's check already set."""
+        return None if self.added else TopRungCheck.from_config(self.ctx.cfg.transcoder)
 
     def encode_ladder(self, source: pathlib.Path, out_dir: pathlib.Path, info: probe.MediaInfo,
                       rungs: list[ladder.Rung], families: list[str]) -> packaging.TranscodeOutput:
@@ -154,7 +170,7 @@ class Job:
         started = time.perf_counter()
         output = ffmpeg_graphs.transcode(str(source), str(out_dir), info, rungs, families=families,
                                          timeout_s=self.ctx.cfg.platform.transcode_timeout_s, effort=self.effort(),
-                                         **self.thumbnails())
+                                         top_check=self.top_check(), **self.thumbnails())
         record_encode_time(time.perf_counter() - started, info.duration_s, rungs, families)
         return output
 

@@ -142,7 +142,8 @@ class ChunkJob(Job):
         started = time.perf_counter()
         encoded = ffmpeg_graphs.encode_chunk(str(source), str(workdir / "chunk"), info, plan.rungs, plan.families,
                                      chunk.start_seconds, chunk.duration_seconds,
-                                     timeout_s=self.ctx.cfg.platform.transcode_timeout_s, effort=self.effort())
+                                     timeout_s=self.ctx.cfg.platform.transcode_timeout_s, effort=self.effort(),
+                                     top_check=self.top_check())
         chunk_s = chunk.duration_seconds or max(0.0, info.duration_s - chunk.start_seconds)
         record_encode_time(time.perf_counter() - started, chunk_s, plan.rungs, plan.families)
         folder = self._chunk_folder(chunk.index)

@@ -32,7 +32,7 @@ class WholeVideoJob(Job):
             return None
         out_dir = workdir / "out"
         output = self.encode_ladder(source, out_dir, info, rungs, self.families)
-        return self.store(out_dir, output, rungs)
+        return self.store(out_dir, output, output.rungs or rungs)  # as encoded: the top rung check may lower its CRF
 
     def prepare(self, workdir: pathlib.Path) -> tuple[pathlib.Path, probe.MediaInfo, list[ladder.Rung]]:
         """(local source, its probe, the rungs to encode): the raw upload within the limits,
