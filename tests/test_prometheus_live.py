@@ -345,10 +345,11 @@ def _alert_name(key: tuple) -> str:
     return f"{name}{{{', '.join(f'{k}={v}' for k, v in about)}}}"
 
 
-def _status(live: Live) -> str:
-    proc = subprocess.run([sys.executable, "-m", "longtail_cli.cli", "status", "--data-dir", str(live.platform.cfg.data_path)],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.stdout.startswith("Longtail at "), proc.stderr
+def _status(live: Live, *flags: str) -> str:
+    """`longtail status`'s output; it exits 1 (scripts can tell) while a service is down."""
+    proc = subprocess.run([sys.executable, "-m", "longtail_cli.cli", "status", "--data-dir", str(live.platform.cfg.data_path),
+                           *flags], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout, (proc.returncode, proc.stderr)
     return proc.stdout
 
 
@@ -368,7 +369,13 @@ def test_stopped_transcoder_alerts_then_resolves(live, clip):
         status_down = _status(live)
         print(f"\n`longtail status` with the transcoder stopped (t+{time.time() - t0:.0f}s):\n{status_down}")
         assert reached, f"alerts did not reach Alertmanager:\n{timeline.render()}"
-        assert re.search(r"^transcoder-0\s+down\s+DOWN", status_down, re.M), status_down
+        assert status_down.startswith("Longtail at ") and re.search(r"^transcoder-0\s+down\s+DOWN", status_down, re.M), \
+            status_down
+        # The same view for scripts: the stopped worker, and its group's lag on the requests it left.
+        report = json.loads(_status(live, "--json"))
+        assert report["services"][TRANSCODER]["state"] == "down" and not report["services"][TRANSCODER]["healthy"]
+        assert any(row["group"] == "transcoder" and row["topic"] == "transcode.requests" and row["value"] > 0
+                   for row in report["topic_lag"]), report["topic_lag"]
 
         # The supervisor has seen the kill (state down) before the worker comes back.
         _eventually(lambda: platform.service_states()[TRANSCODER]["state"] == "down", timeout_s=10, interval_s=0.2)
