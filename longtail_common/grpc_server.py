@@ -25,10 +25,15 @@ log = logging.getLogger(__name__)
 
 
 # Health checks are left out of tracing: they are noise on SREs' dashboards, and a wrapped
-# Health/Watch loses grpc_health's non-blocking mode, so each client's watch stream (one per
-# channel and replica: dozens in a fleet) would hold one of the server's worker threads until
-# none is left for real calls.
+# handler loses the attributes below.
 _NOT_HEALTH = negate(health_check())
+# Every client channel keeps a Health/Watch stream open to each replica (client-side health
+# checking): dozens in a fleet, each holding a thread for its life. They get a pool of their
+# own, so they can never take the threads real calls need (two nodes' worth once starved
+# metadata's 16). grpc_health's non-blocking Watch is not used: it sends its first answer
+# while holding the servicer's lock, and a stream closing meanwhile blocks the server's
+# polling thread on that lock, which stops the whole server (seen in CI).
+HEALTH_THREADS = 512
 
 
 class ServiceServer:
@@ -60,7 +65,10 @@ class ServiceServer:
                 ("grpc.max_connection_age_grace_ms", int(mesh.max_connection_age_grace_s * 1000)),
             ],
         )
-        self.health = health.HealthServicer()
+        self.health = health.HealthServicer(
+            experimental_non_blocking=False,
+            experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=HEALTH_THREADS,
+                                                                thread_name_prefix=f"{service_name}-health"))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = (self.server.add_secure_port(address, identity.server_credentials()) if identity
                      else self.server.add_insecure_port(address))

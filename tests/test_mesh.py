@@ -10,6 +10,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
@@ -238,6 +239,45 @@ def test_health_watchers_do_not_take_the_worker_threads():
     finally:
         for channel in watchers:
             channel.close()
+        server.server.stop(None)
+
+
+def test_health_watch_streams_coming_and_going_never_stop_the_server():
+    """Channels opened and closed all the time (each opens a health Watch and cancels it):
+    the server answers throughout. grpc_health's non-blocking Watch deadlocked here: its first
+    answer is sent under the servicer's lock while the server's polling thread, running a
+    closed stream's callback, waits for that lock."""
+    server = ServiceServer("longtail.metadata.v1.MetadataService", "127.0.0.1:0", max_workers=4)
+    server.late_servicer(mpb_grpc.add_MetadataServiceServicer_to_server).bind(_NamedMetadata("a"))
+    server.server.start()
+    server.set_serving(True)
+    cfg = Config()
+    cfg.mesh.tls = False
+    address = f"127.0.0.1:{server.port}"
+    own_connection = [*client_channel_options(cfg.mesh), ("grpc.use_local_subchannel_pool", 1)]
+    failures: list[Exception] = []
+
+    def churn():
+        for _ in range(25):
+            channel = dial(address, cfg, "metadata", own_connection)
+            try:
+                mpb_grpc.MetadataServiceStub(channel).GetVideo(mpb.GetVideoRequest(id="v"), timeout=10)
+            except grpc.RpcError as exc:
+                failures.append(exc)
+            finally:
+                channel.close()
+
+    try:
+        threads = [threading.Thread(target=churn) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not failures, failures[:3]
+        channel = dial(address, cfg, "metadata", own_connection)
+        assert mpb_grpc.MetadataServiceStub(channel).GetVideo(mpb.GetVideoRequest(id="v"), timeout=5).title == "a"
+        channel.close()
+    finally:
         server.server.stop(None)
 
 
