@@ -231,8 +231,8 @@ def test_the_transcode_is_visible_inside_in_one_piece(platform, tmp_path):
         assert len(job) == 1
         steps = children(spans, job[0])
         names = [s["name"] for s in sorted(steps.values(), key=lambda s: s["start_ns"])]
-        assert names == ["download source", "probe", "crop detection", "encode", "package", "storyboard", "poster",
-                         "preview", "store"], names
+        assert names == ["download source", "probe", "crop detection", "encode", "top rung check", "package",
+                         "storyboard", "poster", "preview", "store"], names
         assert_encode_per_family(spans, steps["encode"], families)
         assert_stored(steps["download source"])
         assert_stored(steps["store"])
