@@ -161,44 +161,6 @@ def _published_for(platform, video_id: str, settle_s: float = 5.0, timeout_s: fl
     return found
 
 
-def test_kafka_restart_mid_transcode_ready_exactly_once(real_servers, real_platform, client, clip):
-    base = real_platform.gateway_url
-    vid = upload_all(client, clip, base, title="Broker restart", channel="realchan")
-    stub = tpb_grpc.TranscoderServiceStub(dial(real_platform.addresses["transcoder-0"], real_platform.cfg, "transcoder"))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if stub.GetWorkerStatus(tpb.GetWorkerStatusRequest(), timeout=2).current_video_id == vid:
-                break
-        except grpc.RpcError:
-            pass
-        time.sleep(0.05)
-    else:
-        pytest.fail("the transcoder never picked the job up")
-
-    restart_kafka(real_servers, downtime_s=3.0)  # the broker is down while the encode runs
-
-    video = wait_ready(client, base, vid, timeout_s=300)
-    assert video["status"] == "READY", video
-    published = _published_for(real_platform, vid)
-    # READY happened once: every video.published event for it is the same event. Topics
-    # are at-least-once, so a publish retried across the outage (or a redelivered result,
-    # which placement answers by publishing again) may repeat it; consumers dedupe by
-    # (video_id, publish_time). Exactly one distinct event, never a second READY.
-    assert published, "no video.published event"
-    assert len({e.SerializeToString(deterministic=True) for e in published}) == 1, published
-    print(f"video.published events for the video: {len(published)} (identical)")
-    assert published[0].publish_time.ToJsonString() == video["publish_time"]  # the one READY
-    watch = client.get(f"{base}/v1/videos/{vid}/watch").json()
-    renditions = [(r["codec"], r["height"]) for r in watch["renditions"]]
-    assert len(renditions) == len(set(renditions)), renditions  # one set of variants
-    keys = list(_objects(real_platform).list_keys(MEDIA_BUCKET, f"videos/{vid}/"))
-    assert sum(k.endswith("/master.m3u8") for k in keys) == len(watch["codecs"])
-    # Every service survived the outage.
-    assert all(p.poll() is None for p in real_platform.procs.values()), {
-        n: p.returncode for n, p in real_platform.procs.items()}
-
-
 def test_webhooks_on_real_engines(real_platform, client, clip):
     """The webhook flow on Kafka and Cassandra: a receiver failing its first three
     deliveries gets uploaded, ready and deleted once each (by webhook-id), validly signed,
@@ -380,3 +342,41 @@ def test_audio_track_on_real_engines(real_platform, client, clip):
     assert real_platform.cfg.s3.endpoint in playlist.segments[0].uri  # presigned: straight from S3
     assert httpx.get(playlist.segments[0].uri, timeout=30).status_code == 200
     assert not list(_objects(real_platform).list_keys(RAW_BUCKET, f"{vid}/audio-tracks/"))  # the source is gone
+
+
+def test_kafka_restart_mid_transcode_ready_exactly_once(real_servers, real_platform, client, clip):
+    base = real_platform.gateway_url
+    vid = upload_all(client, clip, base, title="Broker restart", channel="realchan")
+    stub = tpb_grpc.TranscoderServiceStub(dial(real_platform.addresses["transcoder-0"], real_platform.cfg, "transcoder"))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if stub.GetWorkerStatus(tpb.GetWorkerStatusRequest(), timeout=2).current_video_id == vid:
+                break
+        except grpc.RpcError:
+            pass
+        time.sleep(0.05)
+    else:
+        pytest.fail("the transcoder never picked the job up")
+
+    restart_kafka(real_servers, downtime_s=3.0)  # the broker is down while the encode runs
+
+    video = wait_ready(client, base, vid, timeout_s=300)
+    assert video["status"] == "READY", video
+    published = _published_for(real_platform, vid)
+    # READY happened once: every video.published event for it is the same event. Topics
+    # are at-least-once, so a publish retried across the outage (or a redelivered result,
+    # which placement answers by publishing again) may repeat it; consumers dedupe by
+    # (video_id, publish_time). Exactly one distinct event, never a second READY.
+    assert published, "no video.published event"
+    assert len({e.SerializeToString(deterministic=True) for e in published}) == 1, published
+    print(f"video.published events for the video: {len(published)} (identical)")
+    assert published[0].publish_time.ToJsonString() == video["publish_time"]  # the one READY
+    watch = client.get(f"{base}/v1/videos/{vid}/watch").json()
+    renditions = [(r["codec"], r["height"]) for r in watch["renditions"]]
+    assert len(renditions) == len(set(renditions)), renditions  # one set of variants
+    keys = list(_objects(real_platform).list_keys(MEDIA_BUCKET, f"videos/{vid}/"))
+    assert sum(k.endswith("/master.m3u8") for k in keys) == len(watch["codecs"])
+    # Every service survived the outage.
+    assert all(p.poll() is None for p in real_platform.procs.values()), {
+        n: p.returncode for n, p in real_platform.procs.items()}
