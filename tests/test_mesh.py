@@ -216,25 +216,32 @@ def test_a_replica_that_is_not_serving_gets_no_calls():
             server.server.stop(None)
 
 
-def test_health_watchers_do_not_take_the_worker_threads():
-    """Every client channel keeps a Health/Watch stream open to each replica (client-side
-    health checking): in a fleet, more streams than the server has worker threads. They
-    must not hold one each (they did when tracing wrapped them), or real calls queue until
-    their deadline."""
-    assert telemetry.tracing_enabled()  # the case that broke: tracing on, as deployed
+def _small_metadata_server() -> tuple[ServiceServer, Config, str, list]:
+    """A serving metadata stand-in with 4 worker threads; the plain-text client config, its
+    address, and channel options that give each channel its own connection (channels of one
+    process otherwise share one), as separate processes have."""
     server = ServiceServer("longtail.metadata.v1.MetadataService", "127.0.0.1:0", max_workers=4)
     server.late_servicer(mpb_grpc.add_MetadataServiceServicer_to_server).bind(_NamedMetadata("a"))
     server.server.start()
     server.set_serving(True)
     cfg = Config()
     cfg.mesh.tls = False
-    # Each its own connection (channels of one process otherwise share one), as processes do.
     own_connection = [*client_channel_options(cfg.mesh), ("grpc.use_local_subchannel_pool", 1)]
-    watchers = [dial(f"127.0.0.1:{server.port}", cfg, "metadata", own_connection) for _ in range(12)]
+    return server, cfg, f"127.0.0.1:{server.port}", own_connection
+
+
+def test_health_watchers_do_not_take_the_worker_threads():
+    """Every client channel keeps a Health/Watch stream open to each replica (client-side
+    health checking): in a fleet, more streams than the server has worker threads. They
+    must not hold one each (they did when tracing wrapped them), or real calls queue until
+    their deadline."""
+    assert telemetry.tracing_enabled()  # the case that broke: tracing on, as deployed
+    server, cfg, address, own_connection = _small_metadata_server()
+    watchers = [dial(address, cfg, "metadata", own_connection) for _ in range(12)]
     try:
         for channel in watchers:  # a call makes each channel connect and start its watch
             mpb_grpc.MetadataServiceStub(channel).GetVideo(mpb.GetVideoRequest(id="v"), timeout=5)
-        stub = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata", f"127.0.0.1:{server.port}"))
+        stub = mpb_grpc.MetadataServiceStub(client_channel(cfg, "metadata", address))
         assert [stub.GetVideo(mpb.GetVideoRequest(id="v"), timeout=5).title for _ in range(3)] == ["a"] * 3
     finally:
         for channel in watchers:
@@ -247,14 +254,7 @@ def test_health_watch_streams_coming_and_going_never_stop_the_server():
     the server answers throughout. grpc_health's non-blocking Watch deadlocked here: its first
     answer is sent under the servicer's lock while the server's polling thread, running a
     closed stream's callback, waits for that lock."""
-    server = ServiceServer("longtail.metadata.v1.MetadataService", "127.0.0.1:0", max_workers=4)
-    server.late_servicer(mpb_grpc.add_MetadataServiceServicer_to_server).bind(_NamedMetadata("a"))
-    server.server.start()
-    server.set_serving(True)
-    cfg = Config()
-    cfg.mesh.tls = False
-    address = f"127.0.0.1:{server.port}"
-    own_connection = [*client_channel_options(cfg.mesh), ("grpc.use_local_subchannel_pool", 1)]
+    server, cfg, address, own_connection = _small_metadata_server()
     failures: list[Exception] = []
 
     def churn():
