@@ -1,8 +1,13 @@
 """Pieces of the OpenAPI document that several routes share (error bodies are in
-gateway/errors.py): the media types of stream bytes, the HTML pages, the Range header.
-Documentation only: nothing here changes what a route answers.
+gateway/errors.py): the media types of stream bytes, the HTML pages, the Range header,
+and `route_per_method` (one operation per method). Documentation only: nothing here changes
+what a route answers.
 """
 from __future__ import annotations
+
+from typing import Any, Callable
+
+from fastapi import APIRouter
 
 from gateway.errors import ERROR_DESCRIPTIONS
 
@@ -11,6 +16,17 @@ MEDIA_TYPES = ("application/vnd.apple.mpegurl", "application/dash+xml", "video/m
                "video/mp2t", "audio/mp4", "image/jpeg", "image/png", "image/webp", "text/vtt",
                "application/octet-stream")
 BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def route_per_method(router: APIRouter, path: str, methods: list[str], **kwargs: Any) -> Callable:
+    """`router.api_route(path, methods=methods, ...)` as one route per method: FastAPI names a
+    route's OpenAPI operation after its first method only, so GET and HEAD (or PUT and POST)
+    on one route would share an operationId, which an OpenAPI document must not."""
+    def register(endpoint: Callable) -> Callable:
+        for method in methods:
+            router.api_route(path, methods=[method], **kwargs)(endpoint)
+        return endpoint
+    return register
 
 
 def media_responses(*types: str) -> dict[int, dict]:

@@ -21,7 +21,7 @@ from longtail.events.v1 import events_pb2
 from longtail.metadata.v1 import video_pb2
 from longtail_common.ports import MEDIA_BUCKET, TOPIC_TRANSCODE_REQUESTS
 from longtail_common.proto_enums import DOWNLOAD_KINDS
-from gateway.api_docs import RANGE_HEADER, media_responses
+from gateway.api_docs import RANGE_HEADER, media_responses, route_per_method
 from gateway.dependencies import Cfg, CurrentPrincipal, Links, MetadataStub, Objects, RequiredPrincipal, Signer
 from gateway.downloads import attachment_name, download_json, downloads_enabled, downloads_json, may_download
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses
@@ -118,7 +118,7 @@ async def list_downloads(video_id: str, request: Request, cfg: Cfg, principal: C
             "downloads_enabled": downloads_enabled(video, cfg)}
 
 
-@router.api_route("/dl/t/{token}/{key:path}", methods=["GET", "HEAD"], name="signed_download",
+@route_per_method(router, "/dl/t/{token}/{key:path}", ["GET", "HEAD"], name="signed_download",
                   openapi_extra=RANGE_HEADER,
                   responses={**media_responses("video/mp4", "audio/mp4"), **error_responses(403, 404, 416, 422)})
 async def signed_download(token: str, key: str, request: Request, cfg: Cfg, objects: Objects, signer: Signer):

@@ -29,7 +29,7 @@ from longtail_common.ports import (
     validate_object_key,
 )
 from gateway.audio_tracks import is_audio_track_key, with_audio_tracks
-from gateway.api_docs import MEDIA_TYPES, RANGE_HEADER, media_responses
+from gateway.api_docs import MEDIA_TYPES, RANGE_HEADER, media_responses, route_per_method
 from gateway.caption_tracks import is_caption_key, with_captions
 from gateway.manifests_extra import manifest_video
 from gateway.dependencies import Cfg, Objects, Signer
@@ -161,7 +161,7 @@ def origin_response(objects: ObjectStore, signer: PlaybackSigner, key: str, requ
     return serve_object(objects, MEDIA_BUCKET, key, request, grant)
 
 
-@router.api_route("/origin/t/{token}/{key:path}", methods=["GET", "HEAD"], name="signed_origin_object",
+@route_per_method(router, "/origin/t/{token}/{key:path}", ["GET", "HEAD"], name="signed_origin_object",
                   openapi_extra=RANGE_HEADER,
                   responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def signed_origin_object(token: str, key: str, request: Request, objects: Objects, signer: Signer):
@@ -170,7 +170,7 @@ async def signed_origin_object(token: str, key: str, request: Request, objects: 
     return extended or origin_response(objects, signer, key, request, grant)
 
 
-@router.api_route("/origin/{key:path}", methods=["GET", "HEAD"], name="origin_object",
+@route_per_method(router, "/origin/{key:path}", ["GET", "HEAD"], name="origin_object",
                   openapi_extra=RANGE_HEADER,
                   responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def origin_object(key: str, request: Request, cfg: Cfg, objects: Objects, signer: Signer):
@@ -193,7 +193,7 @@ def edge_source(objects: ObjectStore, bucket: str, key: str) -> str:
     return bucket
 
 
-@router.api_route("/edge/{region}/t/{token}/{key:path}", methods=["GET", "HEAD"], name="signed_edge_object",
+@route_per_method(router, "/edge/{region}/t/{token}/{key:path}", ["GET", "HEAD"], name="signed_edge_object",
                   openapi_extra=RANGE_HEADER,
                   responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def signed_edge_object(region: str, token: str, key: str, request: Request, objects: Objects, signer: Signer):
@@ -203,7 +203,7 @@ async def signed_edge_object(region: str, token: str, key: str, request: Request
     return extended or serve_object(objects, edge_source(objects, bucket, key), key, request, grant)
 
 
-@router.api_route("/edge/{region}/{key:path}", methods=["GET", "HEAD"], name="edge_object",
+@route_per_method(router, "/edge/{region}/{key:path}", ["GET", "HEAD"], name="edge_object",
                   openapi_extra=RANGE_HEADER,
                   responses={**media_responses(*MEDIA_TYPES), **error_responses(403, 404, 416, 422)})
 async def edge_object(region: str, key: str, request: Request, cfg: Cfg, objects: Objects):

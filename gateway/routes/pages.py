@@ -20,7 +20,7 @@ from longtail.search.v1 import search_service_pb2 as spb
 from longtail.search.v1 import search_service_pb2_grpc as spb_grpc
 from longtail_common.mesh_identity import acting_as
 from longtail_common.ports import ObjectStore, is_valid_id
-from gateway.api_docs import RANGE_HEADER, html_responses, media_responses
+from gateway.api_docs import RANGE_HEADER, html_responses, media_responses, route_per_method
 from gateway.auth.principal import GATEWAY
 from gateway.dependencies import CurrentPrincipal, HouseAdClip, MetadataStub, Objects, PageViewer, Pages, SearchStub
 from gateway.errors import GRPC_TO_HTTP, SERVICE_ERRORS, ApiError, error_responses, grpc_call
@@ -102,7 +102,7 @@ async def latest_videos(request: Request, objects: Objects, search: SearchStub, 
     return await search_json(request, objects, search, "", page_size, page_token)
 
 
-@router.api_route("/ads/house-preroll.mp4", methods=["GET", "HEAD"], openapi_extra=RANGE_HEADER, responses={
+@route_per_method(router, "/ads/house-preroll.mp4", ["GET", "HEAD"], openapi_extra=RANGE_HEADER, responses={
     **media_responses("video/mp4"), 400: {"description": "Malformed Range.", "content": {"text/plain": {}}},
     416: {"description": "Range outside the clip.", "content": {"text/plain": {}}}})
 async def house_ad(clip: HouseAdClip):

@@ -26,6 +26,7 @@ from longtail_common.config import Config
 from longtail_common.mesh_identity import acting_as
 from longtail_common.ports import MEDIA_BUCKET, NotFoundError
 from longtail_common.proto_enums import THUMBNAIL_KIND
+from gateway.api_docs import route_per_method
 from gateway.auth.principal import GATEWAY
 from gateway.dependencies import Cfg, CurrentPrincipal, MetadataStub, Objects, RequiredPrincipal
 from gateway.errors import SERVICE_ERRORS, ApiError, error_responses, grpc_call
@@ -186,7 +187,7 @@ async def replace_poster(metadata, video: video_pb2.Video, poster: video_pb2.Thu
     raise ApiError(409, "ABORTED", f"video {video.id} kept changing; retry")
 
 
-@router.api_route("/v1/videos/{video_id}/poster", methods=["PUT", "POST"], name="set_poster",
+@route_per_method(router, "/v1/videos/{video_id}/poster", ["PUT", "POST"], name="set_poster",
                   responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, *SERVICE_ERRORS))
 async def set_poster(video_id: str, request: Request, cfg: Cfg, metadata: MetadataStub, objects: Objects,
                      principal: RequiredPrincipal, time: str = ""):
