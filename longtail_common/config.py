@@ -191,6 +191,11 @@ class TranscoderConfig:
     top_rung_vmaf_per_crf: float = 1.0
     top_rung_min_crf: float = 18.0
     top_rung_vmaf_subsample: int = 4
+    # ... scored only when x264's own PSNR of it (luma, mean over its frames; the encoder
+    # computes it for ~1 % of its time) is under this many dB: on the bench's ten clips every
+    # top rung at 47.2 dB or more scored VMAF 94.7 or more, and the two short of 93 measured
+    # 41.3 and 42.9 dB (BENCHMARKS.md "Fewer bits than PeerTube"). 0: score every top rung.
+    top_rung_score_below_psnr_db: float = 46.0
     # Automatic captions: once a video with sound is READY, placement asks the transcoders
     # (a job on transcode.requests) to transcribe its speech into a caption marked
     # automatic, in asr_language. Off by default: the offline engine's English model is far

@@ -42,10 +42,10 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def command(*outputs) -> list[str]:
+def command(*outputs, global_args: tuple[str, ...] = ()) -> list[str]:
     """The command line of one ffmpeg run writing every one of `outputs` (ffmpeg-python
-    output streams), overwriting existing files."""
-    merged = ffmpeg.merge_outputs(*outputs).global_args(*GLOBAL_ARGS)
+    output streams), overwriting existing files; `global_args` after the house ones."""
+    merged = ffmpeg.merge_outputs(*outputs).global_args(*GLOBAL_ARGS, *global_args)
     return merged.compile(cmd=ffmpeg_exe(), overwrite_output=True)
 
 

@@ -36,10 +36,21 @@ def test_a_top_rung_at_the_goal_or_that_cannot_gain_is_kept():
 
 def test_the_check_is_on_by_default_and_config_can_turn_it_off():
     tc = Config().transcoder
-    assert TopRungCheck.from_config(tc) == TopRungCheck(min_vmaf=93.0, vmaf_per_crf=1.0, min_crf=18.0, subsample=4)
+    assert TopRungCheck.from_config(tc) == TopRungCheck(min_vmaf=93.0, vmaf_per_crf=1.0, min_crf=18.0, subsample=4,
+                                                        score_below_psnr_db=46.0)
     assert TopRungCheck.from_config(dataclasses.replace(tc, top_rung_min_vmaf=0)) is None
     with pytest.raises(ValueError, match="top_rung"):
         TopRungCheck.from_config(dataclasses.replace(tc, top_rung_vmaf_per_crf=0))
+    with pytest.raises(ValueError, match="top_rung_score_below_psnr_db"):
+        TopRungCheck.from_config(dataclasses.replace(tc, top_rung_score_below_psnr_db=-1))
+
+
+def test_only_a_top_rung_under_the_psnr_gate_is_scored():
+    check = TopRungCheck(score_below_psnr_db=46.0)
+    assert check.wants_score(41.3)  # Big Buck Bunny's 720p at CRF 23 (VMAF 90.7)
+    assert not check.wants_score(47.2)  # the lowest PSNR of a top rung at VMAF >= 94.7 on the bench
+    assert check.wants_score(None)  # not reported: scored
+    assert TopRungCheck(score_below_psnr_db=0).wants_score(60.0)  # 0: every top rung is scored
 
 
 def test_first_encodes_check_their_top_rung_upgrades_encode_the_recorded_one():
@@ -64,7 +75,8 @@ def clip(tmp_path_factory) -> tuple[str, probe.MediaInfo]:
 
 # A goal no encode reaches (VMAF 100 is a perfect copy): the check must redo the top rung,
 # here at its floor (a slope that small asks for far more than the floor).
-UNREACHABLE = TopRungCheck(min_vmaf=100.0, vmaf_per_crf=0.01, min_crf=12.0, subsample=2, max_shortfall=100.0)
+UNREACHABLE = TopRungCheck(min_vmaf=100.0, vmaf_per_crf=0.01, min_crf=12.0, subsample=2, max_shortfall=100.0,
+                           score_below_psnr_db=0)
 EASY = TopRungCheck(min_vmaf=1.0)
 
 
@@ -131,3 +143,26 @@ def test_a_codec_upgrade_encodes_av1_at_the_popular_preset():
     with pytest.raises(ValueError, match="popular_svtav1_preset"):
         popular_svtav1_preset(dataclasses.replace(Config(), transcoder=dataclasses.replace(
             Config().transcoder, popular_svtav1_preset=14)))
+
+
+def test_the_encoder_reports_the_top_rungs_psnr_and_a_high_one_is_not_scored(tmp_path, clip):
+    src, info = clip
+    rungs = uncapped(info)
+    log = str(tmp_path / "psnr.vstats")
+    ffmpeg_graphs.run(ffmpeg_graphs.build_command(src, str(tmp_path / "measured"), info, rungs, storyboard=None,
+                                                  top_psnr_log=log), 600, "test encode")
+    psnr = ffmpeg_graphs.top_rung_psnr(log)
+    assert psnr is not None and 30.0 < psnr < 99.0, psnr
+    assert not os.path.exists(log)  # read once, then gone: not an output
+    assert ffmpeg_graphs.top_rung_psnr(log) is None
+    # The same unreachable goal: under a gate below the measured PSNR nothing is scored or
+    # redone; under a gate above it, the rung is scored and redone.
+    gated = dataclasses.replace(UNREACHABLE, score_below_psnr_db=psnr - 1.0)
+    kept = ffmpeg_graphs.transcode(src, str(tmp_path / "kept"), info, rungs, storyboard=False, poster=False,
+                                   top_check=gated)
+    assert kept.rungs == rungs
+    scored = dataclasses.replace(UNREACHABLE, score_below_psnr_db=psnr + 1.0)
+    redone = ffmpeg_graphs.transcode(src, str(tmp_path / "redone"), info, rungs, storyboard=False, poster=False,
+                                     top_check=scored)
+    assert redone.rungs[-1].crf == 12.0
+    assert not list((tmp_path / "redone").rglob(".top_rung*"))

@@ -151,9 +151,10 @@ class Effort:
 
 
 def encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = None,
-                 effort: Effort = Effort()) -> list[str]:
+                 effort: Effort = Effort(), top_psnr: bool = False) -> list[str]:
     """Encoder options for `rungs` (stream i = rungs[i]); `top`: the ladder's top rung
-    (default: the top of `rungs`)."""
+    (default: the top of `rungs`); `top_psnr`: the encoder reports the PSNR of the top rung
+    (AV_CODEC_FLAG_PSNR, read back by `top_rung_psnr`)."""
     top = top or top_rung(rungs)
     gop = str(max(1, round(fps * SEGMENT_SECONDS)))  # a keyframe on every segment boundary, none between
     args: list[str] = []
@@ -173,7 +174,33 @@ def encoder_args(family: str, rungs: list[Rung], fps: float, top: Rung | None = 
     args += ["-g", gop, "-keyint_min", gop, "-force_key_frames", f"expr:gte(t,n_forced*{SEGMENT_SECONDS})"]
     for i, r in enumerate(rungs):
         args += _rate_args(family, r, i, r == top)
+        if top_psnr and r == top:
+            args += [f"-flags:v:{i}", "+psnr"]
     return args
+
+
+def psnr_log_args(log: str) -> tuple[str, ...]:
+    """Global options writing each encoded frame's statistics to `log` (ffmpeg's -vstats):
+    with an encoder's PSNR flag set, they carry that stream's PSNR."""
+    return ("-vstats_file", log, "-vstats_version", "2")
+
+
+def top_rung_psnr(log: str) -> float | None:
+    """The mean luma PSNR (dB) over the frames of the one stream `log` (`psnr_log_args`)
+    reports a PSNR for, as x264 prints it ("PSNR Mean Y"); None without any. The log is
+    removed: it is not an output."""
+    total, frames = 0.0, 0
+    try:
+        with open(log) as fh:
+            for line in fh:
+                _, marker, rest = line.partition(" PSNR=")
+                if marker:
+                    total += float(rest.split()[0])
+                    frames += 1
+        os.unlink(log)
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / frames if frames else None
 
 
 def _rate_args(family: str, rung: Rung, i: int, top: bool) -> list[str]:
@@ -276,10 +303,12 @@ def _hls_output(family: str, rungs: list[Rung], video: list, audio, fam_dir: str
 
 
 def build_command(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families=("h264",),
-                  audio: bool = True, storyboard: Storyboard | None = None, effort: Effort = Effort()) -> list[str]:
+                  audio: bool = True, storyboard: Storyboard | None = None, effort: Effort = Effort(),
+                  top_psnr_log: str | None = None) -> list[str]:
     """One ffmpeg process: decode once, scale every rung once and hand each rung's picture
     to every family's encoder (`_ladder_pictures`), one HLS output per family
-    (<out>/<family>/...); the storyboard taps the source (<out>/thumbs/storyboard.jpg)."""
+    (<out>/<family>/...); the storyboard taps the source (<out>/thumbs/storyboard.jpg).
+    `top_psnr_log`: x264 measures its top rung's PSNR into this file (`top_rung_psnr`)."""
     if not rungs or not families:
         raise MediaError("no rendition fits this video's size")
     fps = min(info.frame_rate or 30.0, MAX_FRAME_RATE)
@@ -287,11 +316,13 @@ def build_command(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fa
     pictures, tiles = _ladder_pictures(source[str(info.video_stream_index)], info, rungs, families, storyboard)
     sound = source[str(info.audio_stream_index)] if audio and info.has_audio else None
     outputs = [_hls_output(family, rungs, [pictures[family, j] for j in range(len(rungs))], sound,
-                           os.path.join(out_dir, family), output_options(encoder_args(family, rungs, fps, effort=effort)))
+                           os.path.join(out_dir, family),
+                           output_options(encoder_args(family, rungs, fps, effort=effort,
+                                                       top_psnr=top_psnr_log is not None and family == "h264")))
                for family in families]
     if tiles is not None:
         outputs.append(_sprite_output(tiles, os.path.join(out_dir, "thumbs", "storyboard.jpg")))
-    return command(*outputs)
+    return command(*outputs, global_args=psnr_log_args(top_psnr_log) if top_psnr_log else ())
 
 
 def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], families=("h264",),
@@ -308,9 +339,12 @@ def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], famili
     out = Path(out_dir)
     (out / "thumbs").mkdir(parents=True, exist_ok=True)
     sb = storyboard_for(info) if storyboard else None
+    checked = top_check is not None and "h264" in families
+    psnr_log = str(out / ".top_rung_psnr.vstats") if checked else None
     with encode_step("encode", out_dir, families, rungs):
-        run(build_command(src, out_dir, info, rungs, families, storyboard=sb, effort=effort), timeout_s, "transcoding")
-    if top_check is not None and "h264" in families:
+        run(build_command(src, out_dir, info, rungs, families, storyboard=sb, effort=effort, top_psnr_log=psnr_log),
+            timeout_s, "transcoding")
+    if checked:
         def encoded(rung: Rung) -> tuple[str, float]:
             folder = out / "h264" / rung.name
             size = sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".m4s")
@@ -325,7 +359,8 @@ def transcode(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], famili
                 shutil.move(str(redo / family / new_top.name), str(out / family / new_top.name))
             shutil.rmtree(redo)
 
-        rungs = _check_top_rung(src, info, rungs, top_check, encoded, reencode, str(out), timeout_s)
+        rungs = _check_top_rung(src, info, rungs, top_check, encoded, reencode, str(out), timeout_s,
+                                psnr_db=top_rung_psnr(psnr_log))
     with step("package"):
         result = package_families(out, info, rungs, families)
     result.rungs = list(rungs)
@@ -396,16 +431,19 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
     paths: dict[str, dict[str, str]] = {}
     outputs = []
     top = top_rung(rungs)
+    checked = top_check is not None and "h264" in families
+    psnr_log = os.path.join(out_dir, ".top_rung_psnr.vstats") if checked else None
     for family in families:
         os.makedirs(os.path.join(out_dir, family), exist_ok=True)
         for j, r in enumerate(rungs):
             path = os.path.join(out_dir, family, f"{r.name}.mp4")
-            options = output_options([*encoder_args(family, [r], fps, top, effort), "-an", "-f", "mp4"])
+            options = output_options([*encoder_args(family, [r], fps, top, effort, top_psnr=checked and family == "h264"),
+                                      "-an", "-f", "mp4"])
             outputs.append(ffmpeg.output(pictures[family, j], path, **options))
             paths.setdefault(family, {})[r.name] = path
     with encode_step("encode chunk", out_dir, families, rungs):
-        run(command(*outputs), timeout_s, "transcoding a chunk")
-    if top_check is not None and "h264" in families:
+        run(command(*outputs, global_args=psnr_log_args(psnr_log) if psnr_log else ()), timeout_s, "transcoding a chunk")
+    if checked:
         length = duration_s if duration_s > 0 else max(info.duration_s - start_s, 1e-3)
 
         def encoded(rung: Rung) -> tuple[str, float]:
@@ -420,19 +458,24 @@ def encode_chunk(src: str, out_dir: str, info: MediaInfo, rungs: list[Rung], fam
             shutil.rmtree(redo)
 
         _check_top_rung(src, info, rungs, top_check, encoded, reencode, out_dir, timeout_s,
-                        window=(start_s, duration_s))
+                        window=(start_s, duration_s), psnr_db=top_rung_psnr(psnr_log))
     return paths
 
 
 def _check_top_rung(src: str, info: MediaInfo, rungs: list[Rung], check: TopRungCheck, encoded, reencode,
-                    workdir: str, timeout_s: float, window: tuple[float, float] = (0.0, 0.0)) -> list[Rung]:
+                    workdir: str, timeout_s: float, window: tuple[float, float] = (0.0, 0.0),
+                    psnr_db: float | None = None) -> list[Rung]:
     """The "top rung check" step: scores the top H.264 rung (`encoded(rung)` -> its file and
-    average bits per second) against the source, and where `check.retry_crf` asks for a lower
-    CRF calls `reencode(rung at that CRF)`. Returns the rungs as encoded."""
+    average bits per second) against the source, unless the encoder's `psnr_db` of it says
+    it need not be (`check.wants_score`), and where `check.retry_crf` asks for a lower CRF
+    calls `reencode(rung at that CRF)`. Returns the rungs as encoded."""
     top = top_rung(rungs)
     if top.crf <= 0:
         return rungs  # an average-bitrate (per-title) ladder: its rates were chosen by VMAF already
     with step("top rung check", **{"longtail.rung": top.name, "longtail.crf": top.crf}) as span:
+        span.set_attribute("longtail.psnr_db", round(psnr_db, 2) if psnr_db is not None else -1.0)
+        if not check.wants_score(psnr_db):
+            return rungs
         path, average_bps = encoded(top)
         vmaf = rung_vmaf(path, src, info, top, workdir, subsample=check.subsample, window=window,
                          timeout_s=timeout_s)

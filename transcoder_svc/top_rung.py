@@ -12,6 +12,12 @@ packaged or stored. Once only: the re-encode is not scored again. Where the rung
 already binds (content too hard for the cap), a lower CRF buys nothing and nothing is redone.
 A score more than `max_shortfall` under the goal is not trusted to steer the CRF.
 
+Scoring costs a second decode of the source and a VMAF pass (13-19 % of the ladder's CPU on
+the bench), so it is spent only where it may find something: x264 reports the PSNR of what
+it encoded for almost nothing (`ffmpeg_graphs.top_rung_psnr`), and a top rung at
+`score_below_psnr_db` or more has always held the goal on the clips measured
+(`wants_score`).
+
 This module decides; the graphs it runs (score, re-encode) are ffmpeg_graphs'.
 """
 from __future__ import annotations
@@ -33,6 +39,8 @@ class TopRungCheck:
     # frame rate the encode evened out) score far lower; the rung is kept rather than paid
     # the floor's bits for a measurement error.
     max_shortfall: float = 8.0
+    # Scored only under this luma PSNR (x264's own, mean over frames); 0: always scored.
+    score_below_psnr_db: float = 46.0
 
     @classmethod
     def from_config(cls, tc) -> TopRungCheck | None:
@@ -42,8 +50,16 @@ class TopRungCheck:
         if tc.top_rung_vmaf_per_crf <= 0 or tc.top_rung_vmaf_subsample < 1 or not 0 < tc.top_rung_min_crf <= 51:
             raise ValueError("transcoder.top_rung_*: vmaf_per_crf must be > 0, vmaf_subsample >= 1, "
                              "min_crf in (0, 51]")
+        if tc.top_rung_score_below_psnr_db < 0:
+            raise ValueError("transcoder.top_rung_score_below_psnr_db must be >= 0 (0: score every top rung)")
         return cls(min_vmaf=tc.top_rung_min_vmaf, vmaf_per_crf=tc.top_rung_vmaf_per_crf,
-                   min_crf=tc.top_rung_min_crf, subsample=tc.top_rung_vmaf_subsample)
+                   min_crf=tc.top_rung_min_crf, subsample=tc.top_rung_vmaf_subsample,
+                   score_below_psnr_db=tc.top_rung_score_below_psnr_db)
+
+    def wants_score(self, psnr_db: float | None) -> bool:
+        """Whether the top rung is worth a VMAF pass, given the encoder's PSNR of it (None:
+        not reported, so scored)."""
+        return psnr_db is None or self.score_below_psnr_db <= 0 or psnr_db < self.score_below_psnr_db
 
     def retry_crf(self, crf: float, vmaf: float, average_bps: float, cap_bps: float) -> float | None:
         """The x264 CRF to encode the top rung at again, or None to keep it: it reached
