@@ -50,6 +50,7 @@ import os
 import pathlib
 import platform as host
 import random
+import resource
 import shutil
 import signal
 import statistics
@@ -286,15 +287,22 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def wrk(url: str, script: pathlib.Path, connections: int, duration_s: float) -> dict:
-    """One wrk run, one thread pinned to CPU 0; its done() callback's figures."""
+    """One wrk run, one thread pinned to CPU 0; its done() callback's figures, and the CPU
+    seconds wrk itself used (`wrk_cpu_s`: the load generator shares this machine)."""
     cmd = ["taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--timeout", "10s",
            "-s", str(script), url]
+    before = children_cpu_seconds()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60)
     line = next((x for x in out.stdout.splitlines() if x.startswith("{")), None)
     if line is None:
         raise RuntimeError(f"wrk said nothing usable: {out.stdout}\n{out.stderr}")
-    return json.loads(line)
+    return {**json.loads(line), "wrk_cpu_s": children_cpu_seconds() - before}
 
 
 @contextlib.contextmanager
@@ -338,6 +346,9 @@ class Phase:
             "rps": figures["requests"] / seconds, "p50_ms": figures["p50_us"] / 1000,
             "p99_ms": figures["p99_us"] / 1000, "requests": figures["requests"], "errors": errors,
             "cpu_ms_per_request": 1000 * cpu / max(1, figures["requests"]),
+            "wrk_cpu_ms_per_request": 1000 * figures["wrk_cpu_s"] / max(1, figures["requests"]),
+            # servers and wrk together, in cores: at os.cpu_count() the phase had the machine
+            "cores_busy": (cpu + figures["wrk_cpu_s"]) / seconds,
             "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
         print(f"  {self.server:>14} {self.name:<14} {self.runs[-1]['rps']:9.0f} req/s  p50 "
               f"{self.runs[-1]['p50_ms']:6.1f} ms  p99 {self.runs[-1]['p99_ms']:7.1f} ms  errors {errors}  "
@@ -345,7 +356,8 @@ class Phase:
 
     def summary(self, processes: int) -> dict:
         med = {k: statistics.median(r[k] for r in self.runs) for k in ("rps", "p50_ms", "p99_ms",
-                                                                       "cpu_ms_per_request")}
+                                                                       "cpu_ms_per_request",
+                                                                       "wrk_cpu_ms_per_request", "cores_busy")}
         return {**{k: round(v, 3) for k, v in med.items()}, "rps_per_process": round(med["rps"] / processes, 1),
                 "processes": processes, "connections": self.connections,
                 "errors": sum(r["errors"] for r in self.runs), "runs": self.runs}
@@ -477,6 +489,14 @@ def ratios(results: dict) -> dict:
         }
     out["two_vs_one_process"] = {load: round(rps("gateway_2", load) / rps("gateway_1", load), 3)
                                  for load in GATEWAY_LOADS}
+    # The most two processes could do beside wrk on this machine: every core busy at the CPU
+    # per request (servers' and wrk's) the two-process phase measured, over one process's rate.
+    out["two_vs_one_process_ceiling"] = {
+        load: round(os.cpu_count() / ((cpu("gateway_2", load) + results["gateway_2"][load]["wrk_cpu_ms_per_request"])
+                                      / 1000) / rps("gateway_1", load), 3)
+        for load in GATEWAY_LOADS}
+    out["cores_busy_two_processes"] = {load: round(results["gateway_2"][load]["cores_busy"], 2)
+                                       for load in GATEWAY_LOADS}
     out["nginx_two_vs_one_worker"] = {load: round(rps("nginx_2", load) / rps("nginx_1", load), 3)
                                       for load in NGINX_LOADS}
     out["hello_two_vs_one_process"] = {load: round(rps("hello_2", load) / rps("hello_1", load), 3)
