@@ -62,8 +62,6 @@ one ffmpeg process for all rungs, no per-title analysis), each rung remuxed to o
 - longtail_unchecked: the default without its top rung check (transcoder.top_rung_min_vmaf
   0; the default's top rung is scored against the source and re-encoded at a lower CRF where
   under VMAF 93: transcoder_svc/top_rung.py, its CPU counted in longtail_default's);
-- longtail_lean: the default with its 480p rungs at the top rung's preset (veryfast, not
-  faster): what that preset step costs and buys;
 - longtail_previous: the default before issue 29, fixed average bitrates (rate control
   "average");
 - longtail_pertitle: per-title encoding (transcoder.per_title) with its analysis cut
@@ -461,15 +459,6 @@ def longtail_unchecked_ladder(clip: Clip, work: Path) -> Ladder:
     return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), Config().transcoder.rate_control)
 
 
-def longtail_lean_ladder(clip: Clip, work: Path) -> Ladder:
-    """The default with no slower preset on its 480p rungs (Effort.x264_small_presets less
-    its 480 entry), the top rung check as the default's."""
-    tc = Config().transcoder
-    small = tuple(p for p in ffmpeg_graphs.Effort().x264_small_presets if p[0] != 480)
-    return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(x264_small_presets=small), tc.rate_control,
-                            top_check=TopRungCheck.from_config(tc))
-
-
 def longtail_previous_ladder(clip: Clip, work: Path) -> Ladder:
     """Longtail's default ladder before issue 29: fixed average bitrates per rung."""
     return _longtail_ladder(clip, work, "h264", ffmpeg_graphs.Effort(), "average")
@@ -502,7 +491,7 @@ def longtail_popular_av1_ladder(clip: Clip, work: Path) -> Ladder:
 
 
 LADDERS = {"peertube": None, "longtail_default": longtail_default_ladder, "longtail_previous": longtail_previous_ladder,
-           "longtail_unchecked": longtail_unchecked_ladder, "longtail_lean": longtail_lean_ladder,
+           "longtail_unchecked": longtail_unchecked_ladder,
            "longtail_popular": longtail_popular_ladder, "longtail_popular_av1": longtail_popular_av1_ladder,
            "longtail_pertitle": longtail_pertitle_ladder}
 POPULAR = ("longtail_popular", "longtail_popular_av1")

@@ -127,8 +127,10 @@ class Effort:
     # small rung costs a fraction of the top one's CPU, so a slower preset there is cheap
     # (BENCHMARKS.md "Fewer bits than PeerTube": -5 points of BD-rate for +5-20 % CPU).
     # (240p and under at slow, 360p at medium: -7 points of BD-rate on a still camera, whose
-    # ladder is mostly small rungs; bench/results/HISTORY.md.)
-    x264_small_presets: tuple[tuple[int, str], ...] = ((240, "slow"), (360, "medium"), (480, "faster"))
+    # ladder is mostly small rungs; bench/results/HISTORY.md.) 480p stays at veryfast: `faster`
+    # there bought nothing at equal VMAF (BD-rate -34.1 % with it, -34.7 % without, ten clips)
+    # for 7 % of the ladder's CPU (bench/results/peer_gate.json, "longtail_lean").
+    x264_small_presets: tuple[tuple[int, str], ...] = ((240, "slow"), (360, "medium"))
     # Extra x264 options ("key=value:..."). psy=0: no psycho-visual rate-distortion on the
     # small rungs' medium preset either (x264 turns it on from subme 6; veryfast and faster
     # never use it), so every rung makes the same trade as PeerTube's veryfast. (bframes=8
