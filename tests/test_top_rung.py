@@ -45,12 +45,16 @@ def test_the_check_is_on_by_default_and_config_can_turn_it_off():
         TopRungCheck.from_config(dataclasses.replace(tc, top_rung_score_below_psnr_db=-1))
 
 
-def test_only_a_top_rung_under_the_psnr_gate_is_scored():
+def test_only_a_top_rung_under_the_psnr_gate_and_its_cap_is_scored():
     check = TopRungCheck(score_below_psnr_db=46.0)
-    assert check.wants_score(41.3)  # Big Buck Bunny's 720p at CRF 23 (VMAF 90.7)
-    assert not check.wants_score(47.2)  # the lowest PSNR of a top rung at VMAF >= 94.7 on the bench
-    assert check.wants_score(None)  # not reported: scored
-    assert TopRungCheck(score_below_psnr_db=0).wants_score(60.0)  # 0: every top rung is scored
+    assert check.wants_score(41.3, 1.36e6, 2.5e6)  # Big Buck Bunny's 720p at CRF 23 (VMAF 90.7)
+    assert not check.wants_score(47.2, 1.16e6, 2.0e6)  # the lowest PSNR of a top rung at VMAF >= 94.7 on the bench
+    assert check.wants_score(None, 1e6, 3e6)  # not reported: scored
+    assert TopRungCheck(score_below_psnr_db=0).wants_score(60.0, 1e6, 3e6)  # 0: every top rung is scored
+    # The test card at CRF 23 (44.6 dB) fills 92 % of its cap: no lower CRF could add bits, so
+    # nothing a score says would change it.
+    assert not check.wants_score(44.6, 2.32e6, 2.53e6)
+    assert not TopRungCheck(score_below_psnr_db=0).wants_score(44.6, 2.32e6, 2.53e6)
 
 
 def test_first_encodes_check_their_top_rung_upgrades_encode_the_recorded_one():

@@ -475,13 +475,15 @@ def _check_top_rung(src: str, info: MediaInfo, rungs: list[Rung], check: TopRung
     if top.crf <= 0:
         return rungs  # an average-bitrate (per-title) ladder: its rates were chosen by VMAF already
     with step("top rung check", **{"longtail.rung": top.name, "longtail.crf": top.crf}) as span:
-        span.set_attribute("longtail.psnr_db", round(psnr_db, 2) if psnr_db is not None else -1.0)
-        if not check.wants_score(psnr_db):
-            return rungs
         path, average_bps = encoded(top)
+        cap_bps = top.bitrate_for("h264", top=True)
+        span.set_attributes({"longtail.psnr_db": round(psnr_db, 2) if psnr_db is not None else -1.0,
+                             "longtail.bitrate_bps": int(average_bps)})
+        if not check.wants_score(psnr_db, average_bps, cap_bps):
+            return rungs
         vmaf = rung_vmaf(path, src, info, top, workdir, subsample=check.subsample, window=window,
                          timeout_s=timeout_s)
-        crf = check.retry_crf(top.crf, vmaf, average_bps, top.bitrate_for("h264", top=True))
+        crf = check.retry_crf(top.crf, vmaf, average_bps, cap_bps)
         span.set_attributes({"longtail.vmaf": round(vmaf, 2), "longtail.bitrate_bps": int(average_bps),
                              "longtail.retry_crf": crf or 0.0})
         if crf is None:

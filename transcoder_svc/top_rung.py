@@ -9,7 +9,7 @@ measured point (`vmaf_per_crf`: VMAF gained per CRF step, a conservative slope: 
 Bunny's 720p measured 1.1-1.2 between CRF 23 and 21), bounded by `min_crf`, and the top
 rung (of every family encoded with it) is encoded again at that CRF before anything is
 packaged or stored. Once only: the re-encode is not scored again. Where the rung's VBV cap
-already binds (content too hard for the cap), a lower CRF buys nothing and nothing is redone.
+already binds (content too hard for the cap), a lower CRF buys nothing: it is neither scored nor redone.
 A score more than `max_shortfall` under the goal is not trusted to steer the CRF.
 
 Scoring costs a second decode of the source and a VMAF pass (13-19 % of the ladder's CPU on
@@ -56,10 +56,17 @@ class TopRungCheck:
                    min_crf=tc.top_rung_min_crf, subsample=tc.top_rung_vmaf_subsample,
                    score_below_psnr_db=tc.top_rung_score_below_psnr_db)
 
-    def wants_score(self, psnr_db: float | None) -> bool:
-        """Whether the top rung is worth a VMAF pass, given the encoder's PSNR of it (None:
-        not reported, so scored)."""
+    def wants_score(self, psnr_db: float | None, average_bps: float, cap_bps: float) -> bool:
+        """Whether the top rung is worth a VMAF pass: not where its cap binds (no score could
+        change anything), else where the encoder's PSNR of it is under the gate (None: not
+        reported, so scored)."""
+        if self.cap_binds(average_bps, cap_bps):
+            return False
         return psnr_db is None or self.score_below_psnr_db <= 0 or psnr_db < self.score_below_psnr_db
+
+    def cap_binds(self, average_bps: float, cap_bps: float) -> bool:
+        """The rung's VBV cap, not its CRF, sets its bits: a lower CRF would buy nothing."""
+        return cap_bps > 0 and average_bps >= self.cap_bound_share * cap_bps
 
     def retry_crf(self, crf: float, vmaf: float, average_bps: float, cap_bps: float) -> float | None:
         """The x264 CRF to encode the top rung at again, or None to keep it: it reached
@@ -68,7 +75,7 @@ class TopRungCheck:
         (`max_shortfall`). Rounded down to a half step."""
         if crf <= 0 or vmaf >= self.min_vmaf or crf <= self.min_crf or vmaf < self.min_vmaf - self.max_shortfall:
             return None
-        if cap_bps > 0 and average_bps >= self.cap_bound_share * cap_bps:
+        if self.cap_binds(average_bps, cap_bps):
             return None
         wanted = crf - (self.min_vmaf - vmaf) / self.vmaf_per_crf
         return max(self.min_crf, math.floor(wanted * 2) / 2)
