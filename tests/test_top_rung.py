@@ -159,6 +159,8 @@ def test_the_encoder_reports_the_top_rungs_psnr_and_a_high_one_is_not_scored(tmp
     assert psnr is not None and 30.0 < psnr < 99.0, psnr
     assert not os.path.exists(log)  # read once, then gone: not an output
     assert ffmpeg_graphs.top_rung_psnr(log) is None
+    Path(log).write_text("out=  0 st=  0 frame=     0 q= 28.0 PSNR= garbled\n")
+    assert ffmpeg_graphs.top_rung_psnr(log) is None and not os.path.exists(log)  # unreadable: scored, and gone
     # The same unreachable goal: under a gate below the measured PSNR nothing is scored or
     # redone; under a gate above it, the rung is scored and redone.
     gated = dataclasses.replace(UNREACHABLE, score_below_psnr_db=psnr - 1.0)

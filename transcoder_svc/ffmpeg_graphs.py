@@ -32,6 +32,7 @@ timeout and when the worker dies (PDEATHSIG).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -199,9 +200,11 @@ def top_rung_psnr(log: str) -> float | None:
                 if marker:
                     total += float(rest.split()[0])
                     frames += 1
-        os.unlink(log)
     except (OSError, ValueError, IndexError):
         return None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(log)  # read or not, never left among the outputs
     return total / frames if frames else None
 
 
