@@ -4,7 +4,7 @@ gateway/frames.py): the binary (imageio-ffmpeg's), the command line of
 ffmpeg-python outputs, and one way to run it.
 
 A run captures stderr (its last lines become the error), is killed on timeout, and dies
-with the thread that started it (PR_SET_PDEATHSIG, `runtime.die_with_parent`), so a
+with the thread that started it (PR_SET_PDEATHSIG, `runtime.dying_with_parent`), so a
 killed service leaves no orphan ffmpeg. Each caller turns the errors into its own
 (the transcoder's MediaError, the gateway's 503).
 """
@@ -16,7 +16,7 @@ import subprocess
 import ffmpeg
 import imageio_ffmpeg
 
-from longtail_common.runtime import die_with_parent
+from longtail_common.runtime import dying_with_parent
 
 # Every run: no stdin (no caller has any to give), only errors on stderr (they become the reason).
 GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-loglevel", "error")
@@ -65,8 +65,8 @@ def _timed_out(what: str, timeout_s: float) -> FfmpegTimedOut:
 def run(args: list[str], timeout_s: float, what: str, capture: bool = False) -> bytes:
     """Runs one ffmpeg command line; returns what it wrote to its standard output if
     `capture` ("pipe:" outputs), else b"". Raises an FfmpegFailed naming `what`."""
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, preexec_fn=die_with_parent)
+    proc = subprocess.Popen(dying_with_parent(args), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE if capture else subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         stdout, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -81,8 +81,8 @@ async def run_async(args: list[str], timeout_s: float, what: str) -> None:
     """`run` for an event loop: ffmpeg runs as an asyncio subprocess, killed on timeout and
     when the awaiting task is cancelled (a client gone)."""
     proc = await asyncio.create_subprocess_exec(
-        *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, preexec_fn=die_with_parent)
+        *dying_with_parent(args), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
     try:
         _, stderr = await asyncio.wait_for(proc.communicate(), timeout_s)
     except BaseException as exc:
