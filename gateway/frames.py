@@ -4,11 +4,10 @@ thumbnail-at-time endpoint and the poster its owner picks by time.
 One job: one JPEG from one segment. The smallest rendition at least as wide as asked is
 read (its init segment and the one CMAF segment covering the moment: each starts on a
 keyframe, so at most one segment is decoded), ffmpeg (a graph built with ffmpeg-python)
-seeks to the moment inside it and scales the frame. ffmpeg runs as an asyncio subprocess,
-never on the event loop, at most `thumbnails.max_concurrent_frames` at once per process,
-and is killed past `thumbnails.frame_timeout_s`. (Not through longtail_common.ffmpeg_run:
-with its PR_SET_PDEATHSIG, frames failed on the real backends in CI, ffmpeg ending without
-a word; not understood yet.)
+seeks to the moment inside it and scales the frame. ffmpeg runs as an asyncio subprocess
+(longtail_common.ffmpeg_run: dies with the gateway), never on the event loop, at most
+`thumbnails.max_concurrent_frames` at once per process, and is killed past
+`thumbnails.frame_timeout_s`.
 """
 from __future__ import annotations
 
@@ -18,13 +17,11 @@ import tempfile
 from dataclasses import dataclass
 
 import ffmpeg
-import imageio_ffmpeg
 
 from longtail.metadata.v1 import video_pb2
+from longtail_common import ffmpeg_run
 from longtail_common.ports import MEDIA_BUCKET, NotFoundError, ObjectStore
 from gateway.errors import ApiError
-
-GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-loglevel", "error")
 
 
 @dataclass(frozen=True)
@@ -69,9 +66,8 @@ def segment_at(playlist: str, playlist_key: str, at_s: float) -> Segment:
 
 def frame_command(source: str, out: str, offset_s: float, width: int, height: int) -> list[str]:
     picture = ffmpeg.input(source, ss=f"{offset_s:.3f}")["v:0"].filter("scale", width, height, flags="bicubic")
-    graph = picture.output(out, **{"frames:v": 1, "q:v": 3, "format": "image2", "c:v": "mjpeg",
-                                   "pix_fmt": "yuvj420p"}).global_args(*GLOBAL_ARGS)
-    return graph.compile(cmd=imageio_ffmpeg.get_ffmpeg_exe(), overwrite_output=True)
+    return ffmpeg_run.command(picture.output(out, **{"frames:v": 1, "q:v": 3, "format": "image2", "c:v": "mjpeg",
+                                                     "pix_fmt": "yuvj420p"}))
 
 
 class FrameMaker:
@@ -107,17 +103,15 @@ class FrameMaker:
             source, out = os.path.join(tmp, "segment.mp4"), os.path.join(tmp, "frame.jpg")
             with open(source, "wb") as fh:
                 fh.write(data)
-            proc = await asyncio.create_subprocess_exec(
-                *frame_command(source, out, offset_s, width, height),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
             try:
-                _, stderr = await asyncio.wait_for(proc.communicate(), self.timeout_s)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
+                await ffmpeg_run.run_async(frame_command(source, out, offset_s, width, height), self.timeout_s,
+                                           "making the frame")
+            except ffmpeg_run.FfmpegTimedOut:
                 raise ApiError(503, "UNAVAILABLE", "making the frame took too long; retry later") from None
-            if proc.returncode != 0 or not os.path.exists(out):
-                detail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no frame"]
-                raise ApiError(503, "UNAVAILABLE", f"could not make the frame: {detail[0][:200]}")
+            except ffmpeg_run.FfmpegFailed as exc:
+                detail = exc.detail.rsplit("; ", 1)[-1] or "ffmpeg failed"
+                raise ApiError(503, "UNAVAILABLE", f"could not make the frame: {detail[:200]}") from None
+            if not os.path.exists(out):
+                raise ApiError(503, "UNAVAILABLE", "could not make the frame: no frame")
             with open(out, "rb") as fh:
                 return fh.read()

@@ -1,6 +1,5 @@
-"""Running ffmpeg, for the processes that start it (the transcoder, the gateway's house
-ad, the CLI's test clip; the gateway's frames keep their own asyncio run: see
-gateway/frames.py): the binary (imageio-ffmpeg's), the command line of
+"""Running ffmpeg, for every process that starts it (the transcoder, the gateway's frames
+and house ad, the CLI's test clip): the binary (imageio-ffmpeg's), the command line of
 ffmpeg-python outputs, and one way to run it.
 
 A run captures stderr (its last lines become the error), is killed on timeout, and dies
