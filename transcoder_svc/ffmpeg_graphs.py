@@ -487,8 +487,7 @@ def _check_top_rung(src: str, info: MediaInfo, rungs: list[Rung], check: TopRung
         vmaf = rung_vmaf(path, src, info, top, workdir, subsample=check.subsample, window=window,
                          timeout_s=timeout_s)
         crf = check.retry_crf(top.crf, vmaf, average_bps, cap_bps)
-        span.set_attributes({"longtail.vmaf": round(vmaf, 2), "longtail.bitrate_bps": int(average_bps),
-                             "longtail.retry_crf": crf or 0.0})
+        span.set_attributes({"longtail.vmaf": round(vmaf, 2), "longtail.retry_crf": crf or 0.0})
         if crf is None:
             return rungs
         new_top = dataclasses.replace(top, crf=crf)
